@@ -1,0 +1,43 @@
+// Adagrad (Duchi et al. 2011): torch.optim.Adagrad.
+//
+//   g = maximize ? -g : g;  g += weight_decay * p
+//   clr = lr / (1 + (step - 1) * lr_decay)
+//   sum += g * g
+//   p  -= clr * g / (sqrt(sum) + eps)
+//
+// state0: sum (starts at initial_accumulator_value).
+
+struct Hyper {
+    lr: f32,
+    lr_decay: f32,
+    weight_decay: f32,
+    eps: f32,
+    // lr / (1 + (step - 1) * lr_decay), derived each step by `prepare_group`.
+    clr: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+override MAXIMIZE: bool = false;
+
+fn prepare_group(g: u32, step: f32) {
+    hyper[g].clr = hyper[g].lr / (1.0 + (step - 1.0) * hyper[g].lr_decay);
+}
+
+fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper) {
+    var g = select(grad, -grad, MAXIMIZE);
+    if h.weight_decay != 0.0 {
+        g = g + h.weight_decay * *p;
+    }
+    *sum = *sum + g * g;
+    let denom = sqrt(*sum) + h.eps;
+    *p = *p - h.clr * (g / denom);
+}
+
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+    var p = load_param(idx);
+    var sum = load_state0(idx);
+    adagrad_math(&p, load_grad(idx, grad_multiplier), &sum, hyper[group]);
+    store_param(idx, valid, p);
+    store_state0(idx, valid, sum);
+}

@@ -1,0 +1,61 @@
+// Adam (Kingma & Ba 2015), AdamW (Loshchilov & Hutter 2019) and AMSGrad (Reddi et al. 2018):
+// torch.optim.Adam and torch.optim.AdamW.
+//
+//   g = maximize ? -g : g
+//   AdamW: p *= 1 - lr * weight_decay        Adam: g += weight_decay * p
+//   exp_avg = lerp(exp_avg, g, 1 - beta1)
+//   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+//   amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below in its place
+//   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
+//
+// state0: exp_avg, state1: exp_avg_sq, state2: max_exp_avg_sq (amsgrad).
+// Needs common/adam_hyper.wgsl.
+
+override AMSGRAD: bool = false;
+override MAXIMIZE: bool = false;
+// AdamW's decoupled weight decay instead of Adam's L2 penalty.
+override DECOUPLED_WEIGHT_DECAY: bool = false;
+
+fn adam_math(
+    p: ptr<function, vec4<f32>>,
+    grad: vec4<f32>,
+    exp_avg: ptr<function, vec4<f32>>,
+    exp_avg_sq: ptr<function, vec4<f32>>,
+    max_exp_avg_sq: ptr<function, vec4<f32>>,
+    h: Hyper,
+) {
+    var g = select(grad, -grad, MAXIMIZE);
+    if h.weight_decay != 0.0 {
+        if DECOUPLED_WEIGHT_DECAY {
+            *p = *p * h.decay;
+        } else {
+            g = g + h.weight_decay * *p;
+        }
+    }
+    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    var second_moment = *exp_avg_sq;
+    if AMSGRAD {
+        *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq);
+        second_moment = *max_exp_avg_sq;
+    }
+    let denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
+    *p = *p - h.step_size * (*exp_avg / denom);
+}
+
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+    var p = load_param(idx);
+    var exp_avg = load_state0(idx);
+    var exp_avg_sq = load_state1(idx);
+    var max_exp_avg_sq = vec4(0.0);
+    if AMSGRAD {
+        max_exp_avg_sq = load_state2(idx);
+    }
+    adam_math(&p, load_grad(idx, grad_multiplier), &exp_avg, &exp_avg_sq, &max_exp_avg_sq, hyper[group]);
+    store_param(idx, valid, p);
+    store_state0(idx, valid, exp_avg);
+    store_state1(idx, valid, exp_avg_sq);
+    if AMSGRAD {
+        store_state2(idx, valid, max_exp_avg_sq);
+    }
+}

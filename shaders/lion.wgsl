@@ -1,0 +1,45 @@
+// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as lion-pytorch
+// and optax.lion.
+//
+//   p *= 1 - lr * weight_decay
+//   p -= lr * sign(beta1 * exp_avg + (1 - beta1) * g)
+//   exp_avg = beta2 * exp_avg + (1 - beta2) * g
+//
+// state0: exp_avg.
+
+struct Hyper {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    weight_decay: f32,
+    // 1 - lr * weight_decay
+    decay: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+override MAXIMIZE: bool = false;
+
+fn prepare_group(g: u32, step: f32) {
+    // Lion derives nothing from the step count.
+}
+
+fn lion_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, exp_avg: ptr<function, vec4<f32>>, h: Hyper) {
+    let g = select(grad, -grad, MAXIMIZE);
+    if h.weight_decay != 0.0 {
+        *p = *p * h.decay;
+    }
+    let update = sign(h.beta1 * *exp_avg + h.one_minus_beta1 * g);
+    *p = *p - h.lr * update;
+    *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
+}
+
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+    var p = load_param(idx);
+    var exp_avg = load_state0(idx);
+    lion_math(&p, load_grad(idx, grad_multiplier), &exp_avg, hyper[group]);
+    store_param(idx, valid, p);
+    store_state0(idx, valid, exp_avg);
+}

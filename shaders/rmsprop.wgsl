@@ -1,0 +1,81 @@
+// RMSprop (Hinton 2012; centered: Graves 2013): torch.optim.RMSprop.
+//
+//   g = maximize ? -g : g;  g += weight_decay * p
+//   square_avg = alpha * square_avg + (1 - alpha) * g * g
+//   centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
+//   otherwise: avg = sqrt(square_avg) + eps
+//   momentum > 0: buf = momentum * buf + g / avg;  p -= lr * buf
+//   otherwise:    p -= lr * g / avg
+//
+// state0: square_avg, state1: momentum_buffer (momentum > 0), state2: grad_avg (centered).
+
+struct Hyper {
+    lr: f32,
+    alpha: f32,
+    one_minus_alpha: f32,
+    eps: f32,
+    weight_decay: f32,
+    momentum: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+override CENTERED: bool = false;
+// momentum > 0: keep a momentum buffer.
+override MOMENTUM: bool = false;
+override MAXIMIZE: bool = false;
+
+fn prepare_group(g: u32, step: f32) {
+    // RMSprop derives nothing from the step count.
+}
+
+fn rmsprop_math(
+    p: ptr<function, vec4<f32>>,
+    grad: vec4<f32>,
+    square_avg: ptr<function, vec4<f32>>,
+    momentum_buffer: ptr<function, vec4<f32>>,
+    grad_avg: ptr<function, vec4<f32>>,
+    h: Hyper,
+) {
+    var g = select(grad, -grad, MAXIMIZE);
+    if h.weight_decay != 0.0 {
+        g = g + h.weight_decay * *p;
+    }
+    *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
+    var avg: vec4<f32>;
+    if CENTERED {
+        *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
+        avg = sqrt(*square_avg - *grad_avg * *grad_avg);
+    } else {
+        avg = sqrt(*square_avg);
+    }
+    avg = avg + h.eps;
+    if MOMENTUM {
+        *momentum_buffer = h.momentum * *momentum_buffer + g / avg;
+        *p = *p - h.lr * *momentum_buffer;
+    } else {
+        *p = *p - h.lr * (g / avg);
+    }
+}
+
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+    var p = load_param(idx);
+    var square_avg = load_state0(idx);
+    var momentum_buffer = vec4(0.0);
+    var grad_avg = vec4(0.0);
+    if MOMENTUM {
+        momentum_buffer = load_state1(idx);
+    }
+    if CENTERED {
+        grad_avg = load_state2(idx);
+    }
+    rmsprop_math(&p, load_grad(idx, grad_multiplier), &square_avg, &momentum_buffer, &grad_avg, hyper[group]);
+    store_param(idx, valid, p);
+    store_state0(idx, valid, square_avg);
+    if MOMENTUM {
+        store_state1(idx, valid, momentum_buffer);
+    }
+    if CENTERED {
+        store_state2(idx, valid, grad_avg);
+    }
+}

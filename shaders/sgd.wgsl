@@ -1,0 +1,66 @@
+// SGD with momentum, dampening, Nesterov momentum and L2 weight decay: torch.optim.SGD.
+//
+//   d_p = maximize ? -g : g;  d_p += weight_decay * p
+//   buf = step == 1 ? d_p : momentum * buf + (1 - dampening) * d_p
+//   d_p = nesterov ? d_p + momentum * buf : buf
+//   p  -= lr * d_p
+//
+// state0: momentum_buffer (bound only when momentum != 0).
+
+struct Hyper {
+    lr: f32,
+    momentum: f32,
+    one_minus_dampening: f32,
+    weight_decay: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+// momentum != 0: keep a momentum buffer.
+override MOMENTUM: bool = false;
+override NESTEROV: bool = false;
+override MAXIMIZE: bool = false;
+
+fn prepare_group(g: u32, step: f32) {
+    // SGD derives nothing from the step count.
+}
+
+fn sgd_math(
+    p: ptr<function, vec4<f32>>,
+    grad: vec4<f32>,
+    momentum_buffer: ptr<function, vec4<f32>>,
+    first_step: bool,
+    h: Hyper,
+) {
+    var d_p = select(grad, -grad, MAXIMIZE);
+    if h.weight_decay != 0.0 {
+        d_p = d_p + h.weight_decay * *p;
+    }
+    if MOMENTUM {
+        if first_step {
+            // PyTorch starts the buffer as a copy of the first gradient, without dampening.
+            *momentum_buffer = d_p;
+        } else {
+            *momentum_buffer = h.momentum * *momentum_buffer + h.one_minus_dampening * d_p;
+        }
+        if NESTEROV {
+            d_p = d_p + h.momentum * *momentum_buffer;
+        } else {
+            d_p = *momentum_buffer;
+        }
+    }
+    *p = *p - h.lr * d_p;
+}
+
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+    var p = load_param(idx);
+    var momentum_buffer = vec4(0.0);
+    if MOMENTUM {
+        momentum_buffer = load_state0(idx);
+    }
+    sgd_math(&p, load_grad(idx, grad_multiplier), &momentum_buffer, control.step == 1u, hyper[group]);
+    store_param(idx, valid, p);
+    if MOMENTUM {
+        store_state0(idx, valid, momentum_buffer);
+    }
+}

@@ -1,0 +1,326 @@
+//! The device an optimizer runs on, its pipeline cache, and host upload/readback helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::shaders::Kernel;
+use crate::tensor::BufferRange;
+
+/// How the update kernels are launched. The defaults suit both GPUs and the software adapter;
+/// tests and the roofline example change them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Invocations per workgroup of the update kernels; each updates 4 elements per tile.
+    pub workgroup_size: u32,
+    /// Most workgroups one update dispatch launches; larger chunks are covered by a grid-stride
+    /// loop. Capped by the device's `max_compute_workgroups_per_dimension`.
+    pub max_workgroups_per_dispatch: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            workgroup_size: 256,
+            max_workgroups_per_dispatch: 65535,
+        }
+    }
+}
+
+/// How [`Context::request`] picks its adapter and device.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Adapter preference; `None` follows `WGPU_POWER_PREF`, else wgpu's default.
+    pub power_preference: Option<wgpu::PowerPreference>,
+    /// Limits to request; `None` asks for everything the adapter offers.
+    pub limits: Option<wgpu::Limits>,
+}
+
+/// Pipelines of one kernel with one set of options, built once and shared.
+pub(crate) struct KernelPipelines {
+    pub prologue: wgpu::ComputePipeline,
+    pub update: wgpu::ComputePipeline,
+    pub prologue_layout: wgpu::BindGroupLayout,
+    pub update_layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: Kernel,
+    overrides: Vec<(&'static str, bool)>,
+    workgroup_size: u32,
+}
+
+/// A wgpu device and queue, with the pipeline cache every optimizer built on it shares.
+///
+/// Create one with [`Context::new_blocking`] (its own device) or wrap the device of an
+/// existing renderer or training loop with [`Context::from_device`]. Cloning is cheap and
+/// clones share the cache.
+#[derive(Clone)]
+pub struct Context {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter_info: Option<wgpu::AdapterInfo>,
+    tuning: Tuning,
+    pipelines: Arc<Mutex<HashMap<PipelineKey, Arc<KernelPipelines>>>>,
+    // Bound in place of the state buffers a configuration does not keep (one per slot, so no
+    // buffer is bound twice in one dispatch).
+    placeholders: Arc<[wgpu::Buffer; 3]>,
+}
+
+impl Context {
+    /// Creates a device on the adapter wgpu's conventions choose (`WGPU_BACKEND`,
+    /// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`), blocking until it is ready.
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::request(&ContextOptions::default()))
+    }
+
+    /// Creates a device with explicit options.
+    pub async fn request(options: &ContextOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) => {
+                let wanted = wanted.to_lowercase();
+                let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                    .ok_or_else(|| Error::NoAdapter(format!("no adapter name contains WGPU_ADAPTER_NAME={wanted:?}")))?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: options
+                        .power_preference
+                        .or_else(wgpu::PowerPreference::from_env)
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(e.to_string()))?,
+        };
+        let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-optim"),
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await?;
+        let mut context = Self::from_device(device, queue);
+        context.adapter_info = Some(adapter.get_info());
+        Ok(context)
+    }
+
+    /// Wraps a device and queue the caller already has.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let placeholder = |slot: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("wgpu-optim unused state{slot}")),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let placeholders = Arc::new([placeholder(0), placeholder(1), placeholder(2)]);
+        Context {
+            device,
+            queue,
+            adapter_info: None,
+            tuning: Tuning::default(),
+            pipelines: Arc::default(),
+            placeholders,
+        }
+    }
+
+    /// The same device with other launch settings, for optimizers built afterwards.
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter, when this context chose it.
+    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
+        self.adapter_info.as_ref()
+    }
+
+    /// The launch settings.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
+    /// Elements of f32 one binding may cover: the device's `max_storage_buffer_binding_size`,
+    /// rounded down to a multiple of the storage offset alignment so chunks start aligned.
+    pub fn max_chunk_len(&self) -> u64 {
+        let limits = self.device.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        (limits.max_storage_buffer_binding_size / align * align / 4).max(1)
+    }
+
+    pub(crate) fn placeholder(&self, slot: usize) -> &wgpu::Buffer {
+        &self.placeholders[slot]
+    }
+
+    /// The pipelines of `kernel` with these structural options, built on first use.
+    pub(crate) fn pipelines(&self, kernel: Kernel, overrides: &[(&'static str, bool)]) -> Result<Arc<KernelPipelines>> {
+        let key = PipelineKey {
+            kernel,
+            overrides: overrides.to_vec(),
+            workgroup_size: self.tuning.workgroup_size,
+        };
+        let mut cache = self.pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.get(&key) {
+            return Ok(found.clone());
+        }
+        let built = Arc::new(capture_errors(&self.device, || self.build_pipelines(&key))?);
+        cache.insert(key, built.clone());
+        Ok(built)
+    }
+
+    fn build_pipelines(&self, key: &PipelineKey) -> KernelPipelines {
+        let device = &self.device;
+        let label = key.kernel.name();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(key.kernel.source().into()),
+        });
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
+        let prologue_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-optim prologue"),
+            entries: &[storage(0, false), storage(1, false)],
+        });
+        let mut update_entries = vec![storage(0, false), storage(1, false), storage(2, false), storage(3, true)];
+        update_entries.extend((0..key.kernel.state_slots()).map(|slot| storage(4 + slot as u32, false)));
+        let update_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-optim update"),
+            entries: &update_entries,
+        });
+        let mut constants: Vec<(&str, f64)> = key
+            .overrides
+            .iter()
+            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
+            .collect();
+        let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout, constants: &[(&str, f64)]| {
+            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            })
+        };
+        let prologue = pipeline("prologue", &prologue_layout, &constants);
+        constants.push(("WORKGROUP_SIZE", f64::from(key.workgroup_size)));
+        let update = pipeline("update", &update_layout, &constants);
+        KernelPipelines {
+            prologue,
+            update,
+            prologue_layout,
+            update_layout,
+        }
+    }
+
+    /// A new storage buffer holding `data`, usable as a parameter or gradient and readable
+    /// with [`Context::read_f32`].
+    pub fn upload_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Writes `data` into `range` through the queue (ordered before the next submit).
+    pub fn write_f32(&self, range: &BufferRange, data: &[f32]) -> Result<()> {
+        if data.len() as u64 != range.len() {
+            return Err(Error::WrongLength {
+                what: "write_f32",
+                expected: range.len() as usize,
+                actual: data.len(),
+            });
+        }
+        range.check(0, "write", &self.device, wgpu::BufferUsages::COPY_DST)?;
+        self.queue.write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Reads `range` back to the host, blocking until the device has finished all submitted
+    /// work. For tests, examples and tools: a training step never calls it.
+    pub fn read_f32(&self, range: &BufferRange) -> Result<Vec<f32>> {
+        range.check(0, "read", &self.device, wgpu::BufferUsages::COPY_SRC)?;
+        let bytes = self.read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Reads `size` bytes at `offset` (both multiples of 4) of a buffer with `COPY_SRC`.
+    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            sender.send(result).ok();
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
+        let bytes = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Wgpu(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
+pub(crate) fn capture_errors<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
+    let out_of_memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = f();
+    let validation = pollster::block_on(validation.pop());
+    let out_of_memory = pollster::block_on(out_of_memory.pop());
+    match validation.or(out_of_memory) {
+        Some(error) => Err(Error::Wgpu(error.to_string())),
+        None => Ok(value),
+    }
+}

@@ -1,0 +1,138 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong in wgpu-optim. Bad input is refused with one of these before
+/// anything is recorded or written: parameters and optimizer state are left untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter matched the request.
+    #[error(
+        "no wgpu adapter found ({0}). On Linux without a GPU install the software Vulkan driver \
+         (`apt-get install -y mesa-vulkan-drivers libvulkan1`); choose a backend with \
+         WGPU_BACKEND=vulkan|metal|dx12|gl and an adapter with WGPU_ADAPTER_NAME"
+    )]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device with the requested limits.
+    #[error("requesting a device failed: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+
+    /// A hyperparameter is outside the range PyTorch accepts (or is not finite).
+    #[error("invalid hyperparameter {name} = {value}: expected {expected}")]
+    InvalidHyperparameter {
+        /// PyTorch's name of the hyperparameter.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The accepted range.
+        expected: &'static str,
+    },
+
+    /// A combination of options that PyTorch refuses, such as Nesterov momentum with dampening.
+    #[error("invalid options: {0}")]
+    InvalidOptions(&'static str),
+
+    /// A parameter and its gradient differ in length.
+    #[error("tensor {index}: param has {param_len} elements but grad has {grad_len}")]
+    LengthMismatch {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+        /// Elements in the parameter.
+        param_len: u64,
+        /// Elements in the gradient.
+        grad_len: u64,
+    },
+
+    /// A buffer lacks a usage the kernel needs.
+    #[error("tensor {index}: the {role} buffer lacks the usage {missing:?}")]
+    MissingUsage {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+        /// `param`, `grad` or a state name.
+        role: &'static str,
+        /// The usages the buffer must also have.
+        missing: wgpu::BufferUsages,
+    },
+
+    /// A range does not start at a multiple of the device's storage offset alignment.
+    #[error("tensor {index}: the {role} range starts at byte {offset}, not a multiple of {alignment} (min_storage_buffer_offset_alignment)")]
+    MisalignedOffset {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+        /// `param` or `grad`.
+        role: &'static str,
+        /// The offset given, in bytes.
+        offset: u64,
+        /// The device's alignment, in bytes.
+        alignment: u32,
+    },
+
+    /// A range runs past the end of its buffer.
+    #[error("tensor {index}: the {role} range ends at byte {end}, past the buffer's {size} bytes")]
+    OutOfBounds {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+        /// `param` or `grad`.
+        role: &'static str,
+        /// One past the last byte of the range.
+        end: u64,
+        /// The buffer's size in bytes.
+        size: u64,
+    },
+
+    /// A parameter and its gradient overlap in one buffer: the kernel writes one and reads the other.
+    #[error("tensor {index}: param and grad overlap in the same buffer")]
+    Aliased {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+    },
+
+    /// A host slice handed to an upload or a reference step has the wrong length.
+    #[error("{what}: expected {expected} values, got {actual}")]
+    WrongLength {
+        /// What was being written.
+        what: &'static str,
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+
+    /// A tensor index past the optimizer's tensors.
+    #[error("tensor index {index} out of range: the optimizer has {count} tensors")]
+    NoSuchTensor {
+        /// The index asked for.
+        index: usize,
+        /// The number of tensors.
+        count: usize,
+    },
+
+    /// A state name this optimizer (with these options) does not keep.
+    #[error("{optimizer} keeps no state named {name:?} (it keeps {available:?})")]
+    NoSuchState {
+        /// The optimizer's name.
+        optimizer: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names it keeps.
+        available: Vec<&'static str>,
+    },
+
+    /// A new configuration changes the kernel or its state buffers: build a new optimizer.
+    #[error("the new configuration changes the kernel or the state it keeps ({0}); build a new optimizer instead")]
+    StructuralChange(&'static str),
+
+    /// wgpu reported a validation or out-of-memory error, captured with an error scope.
+    #[error("wgpu error: {0}")]
+    Wgpu(String),
+
+    /// Mapping a buffer for readback failed.
+    #[error("buffer mapping failed: {0}")]
+    Map(#[from] wgpu::BufferAsyncError),
+
+    /// Waiting for the device failed.
+    #[error("device poll failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

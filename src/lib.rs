@@ -1,0 +1,40 @@
+//! # wgpu-optim
+//!
+//! Fused deep-learning optimizer steps as WGSL compute kernels on [`wgpu`]: SGD (momentum,
+//! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief and Lion, with PyTorch's
+//! semantics and defaults.
+//!
+//! A step reads every parameter, gradient and state element once and writes each output once,
+//! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no
+//! submit, no poll, no readback. The step counter lives on the device.
+//!
+//! ```no_run
+//! use wgpu_optim::{AdamWConfig, Context, Param};
+//!
+//! let ctx = Context::new_blocking()?;
+//! let weights = ctx.upload_f32("weights", &[0.5; 1000]);
+//! let grads = ctx.upload_f32("grads", &[0.1; 1000]);
+//! let adamw = AdamWConfig::default().with_lr(1e-3).build(&ctx, &[Param::whole(&weights, &grads)])?;
+//!
+//! let mut encoder = ctx.device().create_command_encoder(&Default::default());
+//! // ... record the forward and backward passes that fill `grads` ...
+//! adamw.step(&mut encoder);
+//! ctx.queue().submit([encoder.finish()]);
+//! # Ok::<(), wgpu_optim::Error>(())
+//! ```
+//!
+//! Every kernel has a mirror in [`reference`], the CPU oracle the tests compare against.
+
+mod context;
+mod error;
+mod layout;
+mod optim;
+pub mod reference;
+pub mod shaders;
+mod tensor;
+
+pub use context::{Context, ContextOptions, Tuning};
+pub use error::{Error, Result};
+pub use layout::{Control, WgslLayout};
+pub use optim::*;
+pub use tensor::{BufferRange, Param};

@@ -1,0 +1,152 @@
+//! AdaBelief, as the authors' adabelief-pytorch with `rectify=False`.
+
+use super::adam::moment_states;
+use super::{beta, non_negative, AdamHyper, KernelSpec, OptimizerConfig};
+use crate::context::Context;
+use crate::error::Result;
+use crate::optim::Optimizer;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// AdaBelief (Zhuang et al. 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
+/// Observed Gradients"), exactly as the authors' `adabelief_pytorch.AdaBelief` (0.2) with
+/// `rectify=False`:
+///
+/// ```text
+/// weight_decouple: p = p * (1 - lr * weight_decay)    (fixed_decay: p * (1 - weight_decay))
+/// otherwise:       g = g + weight_decay * p
+/// exp_avg     = beta1 * exp_avg + (1 - beta1) * g
+/// exp_avg_var = beta2 * exp_avg_var + (1 - beta2) * (g - exp_avg)^2 + eps     (eps in place)
+/// amsgrad:      max_exp_avg_var = max(max_exp_avg_var, exp_avg_var), used below instead
+/// p = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_var) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// State: `exp_avg`, `exp_avg_var`, and `max_exp_avg_var` with amsgrad. The defaults are
+/// adabelief-pytorch's (eps 1e-16, weight_decouple on).
+///
+/// ```no_run
+/// # use wgpu_optim::{AdaBeliefConfig, Context, Param};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let adabelief = AdaBeliefConfig::default().with_weight_decay(1e-4).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaBeliefConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay of the first moment (default 0.9).
+    pub beta1: f64,
+    /// Decay of the gradient-residual variance (default 0.999).
+    pub beta2: f64,
+    /// Added to the variance in place and to the denominator (default 1e-16).
+    pub eps: f64,
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// AMSGrad-style maximum of the variance (default false).
+    pub amsgrad: bool,
+    /// Decoupled weight decay, as AdamW (default true).
+    pub weight_decouple: bool,
+    /// With `weight_decouple`, decay by `weight_decay` alone, not `lr * weight_decay` (default false).
+    pub fixed_decay: bool,
+}
+
+impl Default for AdaBeliefConfig {
+    fn default() -> Self {
+        AdaBeliefConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-16,
+            weight_decay: 0.0,
+            amsgrad: false,
+            weight_decouple: true,
+            fixed_decay: false,
+        }
+    }
+}
+
+/// The structural options of the AdaBelief kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdaBeliefOptions {
+    /// AMSGrad-style maximum.
+    pub amsgrad: bool,
+    /// Decoupled weight decay.
+    pub weight_decouple: bool,
+}
+
+impl AdaBeliefConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets (beta1, beta2).
+    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+    /// Sets eps.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets the weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Turns the AMSGrad-style maximum on or off.
+    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
+        self.amsgrad = amsgrad;
+        self
+    }
+    /// Decoupled (true) or L2 (false) weight decay.
+    pub fn with_weight_decouple(mut self, weight_decouple: bool) -> Self {
+        self.weight_decouple = weight_decouple;
+        self
+    }
+    /// Fixed (learning-rate independent) decoupled decay.
+    pub fn with_fixed_decay(mut self, fixed_decay: bool) -> Self {
+        self.fixed_decay = fixed_decay;
+        self
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::AdaBelief(self.clone()).build(ctx, params)
+    }
+
+    /// The kernel's hyperparameter struct.
+    pub fn hyper(&self) -> AdamHyper {
+        let decay = if self.fixed_decay {
+            1.0 - self.weight_decay
+        } else {
+            1.0 - self.lr * self.weight_decay
+        };
+        AdamHyper::new(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay, decay)
+    }
+
+    /// The kernel's structural options.
+    pub fn options(&self) -> AdaBeliefOptions {
+        AdaBeliefOptions {
+            amsgrad: self.amsgrad,
+            weight_decouple: self.weight_decouple,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        non_negative("lr", self.lr)?;
+        non_negative("eps", self.eps)?;
+        beta("beta1", self.beta1)?;
+        beta("beta2", self.beta2)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        let o = self.options();
+        Ok(KernelSpec::new(
+            Kernel::AdaBelief,
+            vec![("AMSGRAD", o.amsgrad), ("WEIGHT_DECOUPLE", o.weight_decouple)],
+            moment_states(["exp_avg", "exp_avg_var", "max_exp_avg_var"], o.amsgrad),
+            &self.hyper(),
+        ))
+    }
+}

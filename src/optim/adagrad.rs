@@ -1,0 +1,152 @@
+//! Adagrad: `torch.optim.Adagrad`.
+
+use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use crate::context::Context;
+use crate::error::Result;
+use crate::layout::wgsl_struct;
+use crate::optim::Optimizer;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// Adagrad (Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods"), exactly as
+/// `torch.optim.Adagrad`:
+///
+/// ```text
+/// g   = maximize ? -g : g
+/// g   = g + weight_decay * p
+/// clr = lr / (1 + (step - 1) * lr_decay)
+/// sum = sum + g * g
+/// p   = p - clr * g / (sqrt(sum) + eps)
+/// ```
+///
+/// State: `sum`, starting at `initial_accumulator_value`.
+///
+/// ```no_run
+/// # use wgpu_optim::{AdagradConfig, Context, Param};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let adagrad = AdagradConfig::default().with_lr(0.05).with_initial_accumulator_value(0.1).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdagradConfig {
+    /// Learning rate (default 1e-2).
+    pub lr: f64,
+    /// Learning-rate decay per step (default 0).
+    pub lr_decay: f64,
+    /// L2 penalty (default 0).
+    pub weight_decay: f64,
+    /// Starting value of `sum` (default 0).
+    pub initial_accumulator_value: f64,
+    /// Added to the denominator (default 1e-10).
+    pub eps: f64,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for AdagradConfig {
+    fn default() -> Self {
+        AdagradConfig {
+            lr: 1e-2,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+            maximize: false,
+        }
+    }
+}
+
+wgsl_struct! {
+    /// `Hyper` of `shaders/adagrad.wgsl`.
+    pub struct AdagradHyper as "Hyper" {
+        /// Learning rate.
+        lr: f32,
+        /// Learning-rate decay.
+        lr_decay: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Denominator term.
+        eps: f32,
+        /// lr / (1 + (step - 1) * lr_decay), written by the prologue each step.
+        clr: f32,
+    }
+}
+
+/// The structural options of the Adagrad kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdagradOptions {
+    /// Gradient ascent.
+    pub maximize: bool,
+}
+
+impl AdagradConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets the learning-rate decay.
+    pub fn with_lr_decay(mut self, lr_decay: f64) -> Self {
+        self.lr_decay = lr_decay;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Sets the starting value of `sum`.
+    pub fn with_initial_accumulator_value(mut self, value: f64) -> Self {
+        self.initial_accumulator_value = value;
+        self
+    }
+    /// Sets eps.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Maximizes instead of minimizing.
+    pub fn with_maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::Adagrad(self.clone()).build(ctx, params)
+    }
+
+    /// The kernel's hyperparameter struct (`clr` is left for the prologue).
+    pub fn hyper(&self) -> AdagradHyper {
+        AdagradHyper {
+            lr: self.lr as f32,
+            lr_decay: self.lr_decay as f32,
+            weight_decay: self.weight_decay as f32,
+            eps: self.eps as f32,
+            clr: 0.0,
+        }
+    }
+
+    /// The kernel's structural options.
+    pub fn options(&self) -> AdagradOptions {
+        AdagradOptions { maximize: self.maximize }
+    }
+
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        non_negative("lr", self.lr)?;
+        non_negative("lr_decay", self.lr_decay)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
+        non_negative("eps", self.eps)?;
+        Ok(KernelSpec::new(
+            Kernel::Adagrad,
+            vec![("MAXIMIZE", self.maximize)],
+            vec![StateSpec {
+                name: "sum",
+                slot: 0,
+                init: self.initial_accumulator_value as f32,
+            }],
+            &self.hyper(),
+        ))
+    }
+}

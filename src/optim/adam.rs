@@ -1,0 +1,216 @@
+//! Adam and AMSGrad: `torch.optim.Adam`; the hyperparameter struct of the Adam family.
+
+use super::{beta, ln, non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use crate::context::Context;
+use crate::error::Result;
+use crate::layout::wgsl_struct;
+use crate::optim::Optimizer;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// Adam (Kingma & Ba 2015) with AMSGrad (Reddi, Kale & Kumar 2018), exactly as
+/// `torch.optim.Adam` (with `decoupled_weight_decay=True` it is [`AdamWConfig`](super::AdamWConfig)):
+///
+/// ```text
+/// g          = maximize ? -g : g
+/// g          = g + weight_decay * p                  (decoupled: p = p * (1 - lr * weight_decay))
+/// exp_avg    = lerp(exp_avg, g, 1 - beta1)
+/// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+/// amsgrad:     max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below instead of exp_avg_sq
+/// p          = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// `t` is the step counter on the device. The bias corrections are computed there each step
+/// as `-expm1(t * ln(beta))` with `ln(beta)` from f64, accurate to a few ulp.
+///
+/// State: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
+///
+/// ```no_run
+/// # use wgpu_optim::{AdamConfig, Context, Param};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let adam = AdamConfig::default().with_lr(3e-4).with_amsgrad(true).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay of the first moment (default 0.9).
+    pub beta1: f64,
+    /// Decay of the second moment (default 0.999).
+    pub beta2: f64,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+    pub weight_decay: f64,
+    /// AMSGrad variant (default false).
+    pub amsgrad: bool,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+    /// AdamW's decoupled weight decay (default false; PyTorch 2.6's argument of that name).
+    pub decoupled_weight_decay: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            maximize: false,
+            decoupled_weight_decay: false,
+        }
+    }
+}
+
+wgsl_struct! {
+    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW and AdaBelief.
+    pub struct AdamHyper as "Hyper" {
+        /// Learning rate.
+        lr: f32,
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// 1 - beta1, computed in f64.
+        one_minus_beta1: f32,
+        /// 1 - beta2, computed in f64.
+        one_minus_beta2: f32,
+        /// ln(beta1), computed in f64.
+        ln_beta1: f32,
+        /// ln(beta2), computed in f64.
+        ln_beta2: f32,
+        /// Denominator term.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
+        decay: f32,
+        /// lr / (1 - beta1^t), written by the prologue each step.
+        step_size: f32,
+        /// sqrt(1 - beta2^t), written by the prologue each step.
+        bias_correction2_sqrt: f32,
+    }
+}
+
+impl AdamHyper {
+    /// The host-written fields; `decay` multiplies the parameters when weight decay is decoupled.
+    pub(crate) fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decay: f64) -> Self {
+        AdamHyper {
+            lr: lr as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            ln_beta1: ln(beta1),
+            ln_beta2: ln(beta2),
+            eps: eps as f32,
+            weight_decay: weight_decay as f32,
+            decay: decay as f32,
+            step_size: 0.0,
+            bias_correction2_sqrt: 0.0,
+        }
+    }
+}
+
+/// The structural options of the Adam kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdamOptions {
+    /// AMSGrad.
+    pub amsgrad: bool,
+    /// Gradient ascent.
+    pub maximize: bool,
+    /// AdamW's decoupled weight decay.
+    pub decoupled_weight_decay: bool,
+}
+
+impl AdamConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets (beta1, beta2).
+    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+    /// Sets eps.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets the weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Turns AMSGrad on or off.
+    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
+        self.amsgrad = amsgrad;
+        self
+    }
+    /// Maximizes instead of minimizing.
+    pub fn with_maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
+    /// Decouples the weight decay from the gradient (AdamW).
+    pub fn with_decoupled_weight_decay(mut self, decoupled: bool) -> Self {
+        self.decoupled_weight_decay = decoupled;
+        self
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::Adam(self.clone()).build(ctx, params)
+    }
+
+    /// The kernel's hyperparameter struct.
+    pub fn hyper(&self) -> AdamHyper {
+        let decay = 1.0 - self.lr * self.weight_decay;
+        AdamHyper::new(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay, decay)
+    }
+
+    /// The kernel's structural options.
+    pub fn options(&self) -> AdamOptions {
+        AdamOptions {
+            amsgrad: self.amsgrad,
+            maximize: self.maximize,
+            decoupled_weight_decay: self.decoupled_weight_decay,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        non_negative("lr", self.lr)?;
+        non_negative("eps", self.eps)?;
+        beta("beta1", self.beta1)?;
+        beta("beta2", self.beta2)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        let o = self.options();
+        Ok(KernelSpec::new(
+            Kernel::Adam,
+            vec![
+                ("AMSGRAD", o.amsgrad),
+                ("MAXIMIZE", o.maximize),
+                ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),
+            ],
+            moment_states(["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], o.amsgrad),
+            &self.hyper(),
+        ))
+    }
+}
+
+/// The Adam family's states: first moment, second moment and, with amsgrad, its maximum.
+pub(crate) fn moment_states(names: [&'static str; 3], amsgrad: bool) -> Vec<StateSpec> {
+    let count = if amsgrad { 3 } else { 2 };
+    names[..count]
+        .iter()
+        .enumerate()
+        .map(|(slot, &name)| StateSpec { name, slot, init: 0.0 })
+        .collect()
+}

@@ -1,0 +1,109 @@
+//! AdamW: `torch.optim.AdamW`.
+
+use super::{AdamConfig, OptimizerConfig};
+use crate::context::Context;
+use crate::error::Result;
+use crate::optim::Optimizer;
+use crate::tensor::Param;
+
+/// AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"), exactly as
+/// `torch.optim.AdamW`: Adam whose weight decay multiplies the parameters before the update
+/// instead of entering the gradient:
+///
+/// ```text
+/// p = p * (1 - lr * weight_decay)
+/// then the Adam update of AdamConfig, without the L2 term
+/// ```
+///
+/// Same state as Adam: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
+///
+/// ```no_run
+/// # use wgpu_optim::{AdamWConfig, Context, Param};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let adamw = AdamWConfig::default().with_lr(1e-3).with_weight_decay(0.01).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay of the first moment (default 0.9).
+    pub beta1: f64,
+    /// Decay of the second moment (default 0.999).
+    pub beta2: f64,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay (default 1e-2).
+    pub weight_decay: f64,
+    /// AMSGrad variant (default false).
+    pub amsgrad: bool,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            amsgrad: false,
+            maximize: false,
+        }
+    }
+}
+
+impl AdamWConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets (beta1, beta2).
+    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+    /// Sets eps.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets the decoupled weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Turns AMSGrad on or off.
+    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
+        self.amsgrad = amsgrad;
+        self
+    }
+    /// Maximizes instead of minimizing.
+    pub fn with_maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
+
+    /// The equivalent Adam configuration (`decoupled_weight_decay = true`), which runs it.
+    pub fn to_adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            amsgrad: self.amsgrad,
+            maximize: self.maximize,
+            decoupled_weight_decay: true,
+        }
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::AdamW(self.clone()).build(ctx, params)
+    }
+}

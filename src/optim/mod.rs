@@ -1,0 +1,443 @@
+//! The optimizers: one file per optimizer for its configuration and hyperparameter struct,
+//! and here the runtime they share ([`Optimizer`]): state buffers, chunked bind groups and the
+//! recording of a step.
+
+mod adabelief;
+mod adagrad;
+mod adam;
+mod adamw;
+mod lion;
+mod rmsprop;
+mod sgd;
+
+pub use adabelief::{AdaBeliefConfig, AdaBeliefOptions};
+pub use adagrad::{AdagradConfig, AdagradHyper, AdagradOptions};
+pub use adam::{AdamConfig, AdamHyper, AdamOptions};
+pub use adamw::AdamWConfig;
+pub use lion::{LionConfig, LionHyper, LionOptions};
+pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
+pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
+
+use crate::context::{capture_errors, Context, KernelPipelines};
+use crate::error::{Error, Result};
+use crate::layout::Control;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+use std::sync::Arc;
+
+/// Any optimizer's configuration: the input of [`Optimizer`] and of
+/// [`reference::Optimizer`](crate::reference::Optimizer).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`
+    Sgd(SgdConfig),
+    /// `torch.optim.Adagrad`
+    Adagrad(AdagradConfig),
+    /// `torch.optim.RMSprop`
+    RmsProp(RmsPropConfig),
+    /// `torch.optim.Adam`
+    Adam(AdamConfig),
+    /// `torch.optim.AdamW`
+    AdamW(AdamWConfig),
+    /// adabelief-pytorch's `AdaBelief` with `rectify=False`
+    AdaBelief(AdaBeliefConfig),
+    /// Lion (lion-pytorch, `optax.lion`)
+    Lion(LionConfig),
+}
+
+/// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateSpec {
+    /// PyTorch's name: `exp_avg`, `momentum_buffer`, ...
+    pub name: &'static str,
+    /// The WGSL binding it fills: `state0`, `state1` or `state2`.
+    pub slot: usize,
+    /// Its value before the first step.
+    pub init: f32,
+}
+
+/// What the device needs to run one configuration: kernel, structural options, state buffers
+/// and the bytes of its hyperparameter struct.
+#[derive(Clone, Debug)]
+pub(crate) struct KernelSpec {
+    pub kernel: Kernel,
+    pub overrides: Vec<(&'static str, bool)>,
+    pub states: Vec<StateSpec>,
+    pub hyper: Vec<u8>,
+}
+
+impl KernelSpec {
+    pub fn new<H: bytemuck::Pod>(kernel: Kernel, overrides: Vec<(&'static str, bool)>, states: Vec<StateSpec>, hyper: &H) -> Self {
+        KernelSpec {
+            kernel,
+            overrides,
+            states,
+            hyper: bytemuck::bytes_of(hyper).to_vec(),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The optimizer's name, as PyTorch's class name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd(_) => "SGD",
+            OptimizerConfig::Adagrad(_) => "Adagrad",
+            OptimizerConfig::RmsProp(_) => "RMSprop",
+            OptimizerConfig::Adam(_) => "Adam",
+            OptimizerConfig::AdamW(_) => "AdamW",
+            OptimizerConfig::AdaBelief(_) => "AdaBelief",
+            OptimizerConfig::Lion(_) => "Lion",
+        }
+    }
+
+    /// Refuses hyperparameters PyTorch refuses, and non-finite ones.
+    pub fn validate(&self) -> Result<()> {
+        self.spec().map(|_| ())
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr,
+            OptimizerConfig::Adagrad(c) => c.lr,
+            OptimizerConfig::RmsProp(c) => c.lr,
+            OptimizerConfig::Adam(c) => c.lr,
+            OptimizerConfig::AdamW(c) => c.lr,
+            OptimizerConfig::AdaBelief(c) => c.lr,
+            OptimizerConfig::Lion(c) => c.lr,
+        }
+    }
+
+    /// The same configuration with another learning rate.
+    pub fn with_lr(&self, lr: f64) -> Self {
+        let mut config = self.clone();
+        match &mut config {
+            OptimizerConfig::Sgd(c) => c.lr = lr,
+            OptimizerConfig::Adagrad(c) => c.lr = lr,
+            OptimizerConfig::RmsProp(c) => c.lr = lr,
+            OptimizerConfig::Adam(c) => c.lr = lr,
+            OptimizerConfig::AdamW(c) => c.lr = lr,
+            OptimizerConfig::AdaBelief(c) => c.lr = lr,
+            OptimizerConfig::Lion(c) => c.lr = lr,
+        }
+        config
+    }
+
+    /// The state buffers kept per tensor, in slot order.
+    pub fn states(&self) -> Result<Vec<StateSpec>> {
+        Ok(self.spec()?.states)
+    }
+
+    /// Validates and lowers the configuration to what the kernel needs.
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        match self {
+            OptimizerConfig::Sgd(c) => c.spec(),
+            OptimizerConfig::Adagrad(c) => c.spec(),
+            OptimizerConfig::RmsProp(c) => c.spec(),
+            OptimizerConfig::Adam(c) => c.spec(),
+            OptimizerConfig::AdamW(c) => c.to_adam().spec(),
+            OptimizerConfig::AdaBelief(c) => c.spec(),
+            OptimizerConfig::Lion(c) => c.spec(),
+        }
+    }
+
+    /// Builds the optimizer for `params` on `ctx`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        Optimizer::new(ctx, self.clone(), params)
+    }
+}
+
+/// `value` must be finite and at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`).
+pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            expected: "a finite value >= 0",
+        })
+    }
+}
+
+/// `value` must lie in [0, 1), as PyTorch requires of Adam's betas.
+pub(crate) fn beta(name: &'static str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            expected: "a value in [0, 1)",
+        })
+    }
+}
+
+/// ln(beta) for the device's bias correction, computed in f64 and rounded once.
+pub(crate) fn ln(beta: f64) -> f32 {
+    beta.ln() as f32
+}
+
+struct Chunk {
+    bind_group: wgpu::BindGroup,
+    workgroups: u32,
+}
+
+struct TensorState {
+    param: Param,
+    // One buffer per entry of `KernelSpec::states`.
+    states: Vec<wgpu::Buffer>,
+    chunks: Vec<Chunk>,
+}
+
+/// A built optimizer: its state buffers on the device and the pipelines and bind groups that
+/// update them. [`Optimizer::step`] records a step into the caller's command encoder.
+///
+/// Build one from any configuration, e.g. [`AdamWConfig::build`]. The step counter lives on
+/// the device, as PyTorch's `capturable=True`: bias corrections are derived from it there, so
+/// a step skipped on the device can never make them drift.
+pub struct Optimizer {
+    ctx: Context,
+    config: OptimizerConfig,
+    spec: KernelSpec,
+    pipelines: Arc<KernelPipelines>,
+    control: wgpu::Buffer,
+    hyper: wgpu::Buffer,
+    prologue: wgpu::BindGroup,
+    tensors: Vec<TensorState>,
+}
+
+impl Optimizer {
+    /// Validates everything (hyperparameters, lengths, usages, alignment), then allocates the
+    /// state buffers, builds or reuses the pipelines and prepares one bind group per chunk.
+    ///
+    /// Tensors longer than one storage binding (`max_storage_buffer_binding_size`) are split
+    /// into chunks, each bound at an aligned offset. A tensor of length 0 is kept and never
+    /// dispatched.
+    pub fn new(ctx: &Context, config: OptimizerConfig, params: &[Param]) -> Result<Self> {
+        let spec = config.spec()?;
+        let device = ctx.device();
+        for (index, param) in params.iter().enumerate() {
+            param.check(index, device)?;
+        }
+        let pipelines = ctx.pipelines(spec.kernel, &spec.overrides)?;
+        capture_errors(device, || Self::create(ctx, config, spec, pipelines, params))
+    }
+
+    fn create(ctx: &Context, config: OptimizerConfig, spec: KernelSpec, pipelines: Arc<KernelPipelines>, params: &[Param]) -> Self {
+        use wgpu::util::DeviceExt;
+        let device = ctx.device();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let control = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim control"),
+            contents: bytemuck::bytes_of(&Control::INITIAL),
+            usage,
+        });
+        let hyper = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim hyper"),
+            contents: &spec.hyper,
+            usage,
+        });
+        let prologue = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-optim prologue"),
+            layout: &pipelines.prologue_layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: control.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: hyper.as_entire_binding(),
+                },
+            ],
+        });
+        let chunk_len = ctx.max_chunk_len();
+        let tuning = ctx.tuning();
+        let max_workgroups = tuning
+            .max_workgroups_per_dispatch
+            .min(device.limits().max_compute_workgroups_per_dimension)
+            .max(1);
+        let tile = 4 * u64::from(tuning.workgroup_size);
+        let tensors = params
+            .iter()
+            .map(|param| {
+                let len = param.len();
+                let states: Vec<wgpu::Buffer> = spec
+                    .states
+                    .iter()
+                    .map(|state| {
+                        let init = vec![state.init; len.max(1) as usize];
+                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some(state.name),
+                            contents: bytemuck::cast_slice(&init),
+                            usage,
+                        })
+                    })
+                    .collect();
+                let chunks = (0..len.div_ceil(chunk_len))
+                    .map(|c| {
+                        let start = c * chunk_len;
+                        let count = chunk_len.min(len - start);
+                        fn range(buffer: &wgpu::Buffer, base: u64, start: u64, count: u64) -> wgpu::BindingResource<'_> {
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer,
+                                offset: base + start * 4,
+                                size: std::num::NonZeroU64::new(count * 4),
+                            })
+                        }
+                        let mut entries = vec![
+                            wgpu::BindGroupEntry {
+                                binding: 0,
+                                resource: control.as_entire_binding(),
+                            },
+                            wgpu::BindGroupEntry {
+                                binding: 1,
+                                resource: hyper.as_entire_binding(),
+                            },
+                            wgpu::BindGroupEntry {
+                                binding: 2,
+                                resource: range(param.param.buffer(), param.param.offset(), start, count),
+                            },
+                            wgpu::BindGroupEntry {
+                                binding: 3,
+                                resource: range(param.grad.buffer(), param.grad.offset(), start, count),
+                            },
+                        ];
+                        for slot in 0..spec.kernel.state_slots() {
+                            let resource = match spec.states.iter().position(|s| s.slot == slot) {
+                                Some(i) => range(&states[i], 0, start, count),
+                                None => ctx.placeholder(slot).as_entire_binding(),
+                            };
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: 4 + slot as u32,
+                                resource,
+                            });
+                        }
+                        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("wgpu-optim update"),
+                            layout: &pipelines.update_layout,
+                            entries: &entries,
+                        });
+                        let workgroups = count.div_ceil(tile).min(u64::from(max_workgroups)) as u32;
+                        Chunk { bind_group, workgroups }
+                    })
+                    .collect();
+                TensorState {
+                    param: param.clone(),
+                    states,
+                    chunks,
+                }
+            })
+            .collect();
+        Optimizer {
+            ctx: ctx.clone(),
+            config,
+            spec,
+            pipelines,
+            control,
+            hyper,
+            prologue,
+            tensors,
+        }
+    }
+
+    /// Records one optimizer step into `encoder`: one compute pass holding a single-invocation
+    /// prologue (advance the step counter, derive bias corrections) and one update dispatch per
+    /// chunk of each tensor. Nothing is submitted, polled or read back.
+    pub fn step(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-optim step"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipelines.prologue);
+        pass.set_bind_group(0, &self.prologue, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+        pass.set_pipeline(&self.pipelines.update);
+        for chunk in self.tensors.iter().flat_map(|t| &t.chunks) {
+            pass.set_bind_group(0, &chunk.bind_group, &[]);
+            pass.dispatch_workgroups(chunk.workgroups, 1, 1);
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// The parameters, in the order given.
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.tensors.iter().map(|t| &t.param)
+    }
+
+    /// The state buffers kept per tensor, in slot order.
+    pub fn state_specs(&self) -> &[StateSpec] {
+        &self.spec.states
+    }
+
+    /// Replaces the hyperparameters (learning rate, betas, weight decay...) for the steps
+    /// submitted after this call: a buffer write through the queue, never a rebuild. Options
+    /// that change the kernel or its state (amsgrad, nesterov, centered, momentum on or off...)
+    /// are refused with [`Error::StructuralChange`].
+    pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
+        let spec = config.spec()?;
+        if spec.kernel != self.spec.kernel || spec.overrides != self.spec.overrides || spec.states != self.spec.states {
+            return Err(Error::StructuralChange(self.config.name()));
+        }
+        self.ctx.queue().write_buffer(&self.hyper, 0, &spec.hyper);
+        self.config = config;
+        self.spec = spec;
+        Ok(())
+    }
+
+    /// Sets the learning rate for the steps submitted after this call.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.set_config(self.config.with_lr(lr))
+    }
+
+    /// The device buffer holding the [`Control`] block (step counter, skip flag, gradient
+    /// multipliers), for kernels that feed the step.
+    pub fn control_buffer(&self) -> &wgpu::Buffer {
+        &self.control
+    }
+
+    /// The state buffer `name` (PyTorch's name) of tensor `index`.
+    pub fn state_buffer(&self, index: usize, name: &str) -> Result<&wgpu::Buffer> {
+        let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
+            index,
+            count: self.tensors.len(),
+        })?;
+        let position = self
+            .spec
+            .states
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::NoSuchState {
+                optimizer: self.config.name(),
+                name: name.to_string(),
+                available: self.spec.states.iter().map(|s| s.name).collect(),
+            })?;
+        Ok(&tensor.states[position])
+    }
+
+    /// Reads the state `name` of tensor `index` back to the host (blocking; not for the
+    /// training loop).
+    pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
+        let buffer = self.state_buffer(index, name)?;
+        let len = self.tensors[index].param.len();
+        let bytes = self.ctx.read_bytes(buffer, 0, len * 4)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Reads the control block back (blocking; not for the training loop).
+    pub fn read_control(&self) -> Result<Control> {
+        let bytes = self.ctx.read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(&bytes))
+    }
+
+    /// The number of steps taken, read back from the device (blocking).
+    pub fn read_step(&self) -> Result<u32> {
+        Ok(self.read_control()?.step)
+    }
+}

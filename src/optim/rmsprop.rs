@@ -1,0 +1,189 @@
+//! RMSprop: `torch.optim.RMSprop`.
+
+use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use crate::context::Context;
+use crate::error::Result;
+use crate::layout::wgsl_struct;
+use crate::optim::Optimizer;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// RMSprop (Hinton, Coursera lecture 6e, 2012; centered: Graves 2013), exactly as
+/// `torch.optim.RMSprop`:
+///
+/// ```text
+/// g          = maximize ? -g : g
+/// g          = g + weight_decay * p
+/// square_avg = alpha * square_avg + (1 - alpha) * g * g
+/// centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
+/// else:      avg = sqrt(square_avg) + eps
+/// momentum > 0: buf = momentum * buf + g / avg;  p = p - lr * buf
+/// else:         p = p - lr * g / avg
+/// ```
+///
+/// State: `square_avg`; `momentum_buffer` when `momentum > 0`; `grad_avg` when centered.
+///
+/// ```no_run
+/// # use wgpu_optim::{Context, Param, RmsPropConfig};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let rmsprop = RmsPropConfig::default().with_centered(true).with_momentum(0.9).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate (default 1e-2).
+    pub lr: f64,
+    /// Smoothing constant (default 0.99).
+    pub alpha: f64,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// L2 penalty (default 0).
+    pub weight_decay: f64,
+    /// Momentum factor (default 0: no momentum buffer).
+    pub momentum: f64,
+    /// Normalize by the estimated variance instead of the second moment (default false).
+    pub centered: bool,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        RmsPropConfig {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            maximize: false,
+        }
+    }
+}
+
+wgsl_struct! {
+    /// `Hyper` of `shaders/rmsprop.wgsl`.
+    pub struct RmsPropHyper as "Hyper" {
+        /// Learning rate.
+        lr: f32,
+        /// Smoothing constant.
+        alpha: f32,
+        /// 1 - alpha, computed in f64.
+        one_minus_alpha: f32,
+        /// Denominator term.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Momentum factor.
+        momentum: f32,
+    }
+}
+
+/// The structural options of the RMSprop kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RmsPropOptions {
+    /// Centered variant.
+    pub centered: bool,
+    /// `momentum > 0`: a momentum buffer is kept.
+    pub momentum: bool,
+    /// Gradient ascent.
+    pub maximize: bool,
+}
+
+impl RmsPropConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets the smoothing constant.
+    pub fn with_alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+    /// Sets eps.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Sets the momentum factor.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// Turns the centered variant on or off.
+    pub fn with_centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
+    }
+    /// Maximizes instead of minimizing.
+    pub fn with_maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::RmsProp(self.clone()).build(ctx, params)
+    }
+
+    /// The kernel's hyperparameter struct.
+    pub fn hyper(&self) -> RmsPropHyper {
+        RmsPropHyper {
+            lr: self.lr as f32,
+            alpha: self.alpha as f32,
+            one_minus_alpha: (1.0 - self.alpha) as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            momentum: self.momentum as f32,
+        }
+    }
+
+    /// The kernel's structural options.
+    pub fn options(&self) -> RmsPropOptions {
+        RmsPropOptions {
+            centered: self.centered,
+            momentum: self.momentum > 0.0,
+            maximize: self.maximize,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        non_negative("lr", self.lr)?;
+        non_negative("eps", self.eps)?;
+        non_negative("momentum", self.momentum)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("alpha", self.alpha)?;
+        let o = self.options();
+        let mut states = vec![StateSpec {
+            name: "square_avg",
+            slot: 0,
+            init: 0.0,
+        }];
+        if o.momentum {
+            states.push(StateSpec {
+                name: "momentum_buffer",
+                slot: 1,
+                init: 0.0,
+            });
+        }
+        if o.centered {
+            states.push(StateSpec {
+                name: "grad_avg",
+                slot: 2,
+                init: 0.0,
+            });
+        }
+        Ok(KernelSpec::new(
+            Kernel::RmsProp,
+            vec![("CENTERED", o.centered), ("MOMENTUM", o.momentum), ("MAXIMIZE", o.maximize)],
+            states,
+            &self.hyper(),
+        ))
+    }
+}

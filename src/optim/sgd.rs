@@ -1,0 +1,171 @@
+//! Stochastic gradient descent with momentum: `torch.optim.SGD`.
+
+use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::layout::wgsl_struct;
+use crate::optim::Optimizer;
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as
+/// `torch.optim.SGD` (Sutskever et al. 2013 for the momentum form):
+///
+/// ```text
+/// d_p = maximize ? -g : g
+/// d_p = d_p + weight_decay * p
+/// buf = (step == 1) ? d_p : momentum * buf + (1 - dampening) * d_p     (momentum != 0)
+/// d_p = nesterov ? d_p + momentum * buf : buf                         (momentum != 0)
+/// p   = p - lr * d_p
+/// ```
+///
+/// State: `momentum_buffer` (only when `momentum != 0`).
+///
+/// ```no_run
+/// # use wgpu_optim::{Context, Param, SgdConfig};
+/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+/// let sgd = SgdConfig::default().with_lr(0.1).with_momentum(0.9).with_nesterov(true).build(ctx, params)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate (PyTorch default 1e-3).
+    pub lr: f64,
+    /// Momentum factor (default 0: no momentum buffer).
+    pub momentum: f64,
+    /// Dampening of the momentum (default 0).
+    pub dampening: f64,
+    /// L2 penalty added to the gradient (default 0).
+    pub weight_decay: f64,
+    /// Nesterov momentum (default false); needs `momentum > 0` and `dampening == 0`.
+    pub nesterov: bool,
+    /// Maximize the objective instead of minimizing it (default false).
+    pub maximize: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            maximize: false,
+        }
+    }
+}
+
+wgsl_struct! {
+    /// `Hyper` of `shaders/sgd.wgsl`: one parameter group's values, rounded from f64 once.
+    pub struct SgdHyper as "Hyper" {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// 1 - dampening, computed in f64.
+        one_minus_dampening: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+    }
+}
+
+/// The structural options of the SGD kernel (WGSL `override` constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgdOptions {
+    /// `momentum != 0`: a momentum buffer is kept.
+    pub momentum: bool,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Gradient ascent.
+    pub maximize: bool,
+}
+
+impl SgdConfig {
+    /// Sets the learning rate.
+    pub fn with_lr(mut self, lr: f64) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets the momentum factor.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    /// Sets the dampening.
+    pub fn with_dampening(mut self, dampening: f64) -> Self {
+        self.dampening = dampening;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    /// Turns Nesterov momentum on or off.
+    pub fn with_nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+    /// Maximizes instead of minimizing.
+    pub fn with_maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
+
+    /// Builds the optimizer for `params`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        OptimizerConfig::Sgd(self.clone()).build(ctx, params)
+    }
+
+    /// The kernel's hyperparameter struct for this configuration.
+    pub fn hyper(&self) -> SgdHyper {
+        SgdHyper {
+            lr: self.lr as f32,
+            momentum: self.momentum as f32,
+            one_minus_dampening: (1.0 - self.dampening) as f32,
+            weight_decay: self.weight_decay as f32,
+        }
+    }
+
+    /// The kernel's structural options for this configuration.
+    pub fn options(&self) -> SgdOptions {
+        SgdOptions {
+            momentum: self.momentum != 0.0,
+            nesterov: self.nesterov,
+            maximize: self.maximize,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        non_negative("lr", self.lr)?;
+        non_negative("momentum", self.momentum)?;
+        if !self.dampening.is_finite() {
+            return Err(Error::InvalidHyperparameter {
+                name: "dampening",
+                value: self.dampening,
+                expected: "a finite value",
+            });
+        }
+        non_negative("weight_decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::InvalidOptions("Nesterov momentum requires a momentum and zero dampening"));
+        }
+        let o = self.options();
+        let states = if o.momentum {
+            vec![StateSpec {
+                name: "momentum_buffer",
+                slot: 0,
+                init: 0.0,
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(KernelSpec::new(
+            Kernel::Sgd,
+            vec![("MOMENTUM", o.momentum), ("NESTEROV", o.nesterov), ("MAXIMIZE", o.maximize)],
+            states,
+            &self.hyper(),
+        ))
+    }
+}

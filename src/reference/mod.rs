@@ -1,0 +1,177 @@
+//! The CPU reference: every optimizer in plain Rust, with the same formulas, the same f32
+//! operations in the same order and the same state names as the WGSL kernels.
+//!
+//! It is the oracle of this crate's tests, and a tool for users: run it beside the device to
+//! check a new adapter or driver, or to debug a training run on the host.
+//!
+//! ```
+//! use wgpu_optim::{reference, AdamWConfig, OptimizerConfig};
+//!
+//! let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.1));
+//! let mut adamw = reference::Optimizer::new(&config, &[2])?;
+//! let mut params = vec![vec![1.0_f32, -2.0]];
+//! adamw.step(&mut params, &[vec![0.5, 0.5]])?;
+//! // The first Adam step moves each parameter by about lr against the gradient's sign.
+//! assert!((params[0][0] - (1.0 * (1.0 - 0.1 * 0.01) - 0.1)).abs() < 1e-6);
+//! assert_eq!(adamw.state(0, "exp_avg")?.len(), 2);
+//! # Ok::<(), wgpu_optim::Error>(())
+//! ```
+
+mod kernels;
+pub mod math;
+
+pub use kernels::*;
+
+use crate::error::{Error, Result};
+use crate::optim::{OptimizerConfig, StateSpec};
+
+/// An optimizer on the host: the oracle the device kernels are checked against.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    states: Vec<StateSpec>,
+    step: u32,
+    // [tensor][slot][element]; an empty vector for a slot the configuration does not keep.
+    slots: Vec<[Vec<f32>; 3]>,
+}
+
+impl Optimizer {
+    /// An optimizer for tensors of the given lengths, its states at their initial values.
+    pub fn new(config: &OptimizerConfig, lens: &[usize]) -> Result<Self> {
+        let states = config.states()?;
+        let slots = lens
+            .iter()
+            .map(|&len| {
+                let mut slots: [Vec<f32>; 3] = Default::default();
+                for state in &states {
+                    slots[state.slot] = vec![state.init; len];
+                }
+                slots
+            })
+            .collect();
+        Ok(Optimizer {
+            config: config.clone(),
+            states,
+            step: 0,
+            slots,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Steps taken.
+    pub fn step_count(&self) -> u32 {
+        self.step
+    }
+
+    /// Tensor `index`'s state `name`.
+    pub fn state(&self, index: usize, name: &str) -> Result<&[f32]> {
+        let slots = self.slots.get(index).ok_or(Error::NoSuchTensor {
+            index,
+            count: self.slots.len(),
+        })?;
+        let state = self.states.iter().find(|s| s.name == name).ok_or_else(|| Error::NoSuchState {
+            optimizer: self.config.name(),
+            name: name.to_string(),
+            available: self.states.iter().map(|s| s.name).collect(),
+        })?;
+        Ok(&slots[state.slot])
+    }
+
+    /// Replaces the hyperparameters, as [`crate::Optimizer::set_config`].
+    pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
+        if config.states()? != self.states || std::mem::discriminant(&config) != std::mem::discriminant(&self.config) {
+            return Err(Error::StructuralChange(self.config.name()));
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// One step over every tensor: `params[i]` is updated in place from `grads[i]`.
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
+        self.check(params, grads)?;
+        self.step += 1;
+        let step = self.step as f32;
+        let first_step = self.step == 1;
+        for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
+            match &self.config {
+                OptimizerConfig::Sgd(c) => {
+                    let (h, o) = (c.hyper(), c.options());
+                    each_element(param, grad, slots, |p, g, s| sgd_math(p, g, &mut s[0], first_step, &h, o));
+                }
+                OptimizerConfig::Adagrad(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_adagrad(&mut h, step);
+                    each_element(param, grad, slots, |p, g, s| adagrad_math(p, g, &mut s[0], &h, o));
+                }
+                OptimizerConfig::RmsProp(c) => {
+                    let (h, o) = (c.hyper(), c.options());
+                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| rmsprop_math(p, g, s0, s1, s2, &h, o));
+                }
+                OptimizerConfig::Adam(c) => adam(c, step, param, grad, slots),
+                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, param, grad, slots),
+                OptimizerConfig::AdaBelief(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_adam(&mut h, step);
+                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| adabelief_math(p, g, s0, s1, s2, &h, o));
+                }
+                OptimizerConfig::Lion(c) => {
+                    let (h, o) = (c.hyper(), c.options());
+                    each_element(param, grad, slots, |p, g, s| lion_math(p, g, &mut s[0], &h, o));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, params: &[Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
+        for (what, actual) in [("params", params.len()), ("grads", grads.len())] {
+            if actual != self.slots.len() {
+                return Err(Error::WrongLength {
+                    what,
+                    expected: self.slots.len(),
+                    actual,
+                });
+            }
+        }
+        for (index, (param, grad)) in params.iter().zip(grads).enumerate() {
+            let expected = self.slots[index].iter().map(Vec::len).max().unwrap_or(param.len());
+            if param.len() != grad.len() || (!self.states.is_empty() && param.len() != expected) {
+                return Err(Error::LengthMismatch {
+                    index,
+                    param_len: param.len() as u64,
+                    grad_len: grad.len() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn adam(c: &crate::AdamConfig, step: f32, param: &mut [f32], grad: &[f32], slots: &mut [Vec<f32>; 3]) {
+    let (mut h, o) = (c.hyper(), c.options());
+    prepare_adam(&mut h, step);
+    each_element(param, grad, slots, |p, g, [s0, s1, s2]| adam_math(p, g, s0, s1, s2, &h, o));
+}
+
+/// Calls `f` on each element with its three state slots (zero for slots not kept), then
+/// stores the slots that are kept.
+fn each_element(param: &mut [f32], grad: &[f32], slots: &mut [Vec<f32>; 3], mut f: impl FnMut(&mut f32, f32, &mut [f32; 3])) {
+    for (i, (p, &g)) in param.iter_mut().zip(grad).enumerate() {
+        let mut s = [0.0_f32; 3];
+        for (value, slot) in s.iter_mut().zip(slots.iter()) {
+            if let Some(&v) = slot.get(i) {
+                *value = v;
+            }
+        }
+        f(p, g, &mut s);
+        for (value, slot) in s.iter().zip(slots.iter_mut()) {
+            if let Some(v) = slot.get_mut(i) {
+                *v = *value;
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The WGSL sources, and how they are put together into one module per optimizer kernel.
+//!
+//! Each file in `shaders/` is plain WGSL. A kernel's module is the concatenation of the shared
+//! files it needs and its own file; `shaders/common/entry.wgsl` holds the two entry points
+//! every kernel shares (`prologue`, `update`), which call the kernel's `prepare_group` and
+//! `step_elements`.
+
+/// Every WGSL file of the crate, by its path under `shaders/`.
+pub const FILES: &[(&str, &str)] = &[
+    ("common/control.wgsl", include_str!("../shaders/common/control.wgsl")),
+    ("common/math.wgsl", include_str!("../shaders/common/math.wgsl")),
+    ("common/elements.wgsl", include_str!("../shaders/common/elements.wgsl")),
+    ("common/adam_hyper.wgsl", include_str!("../shaders/common/adam_hyper.wgsl")),
+    ("common/entry.wgsl", include_str!("../shaders/common/entry.wgsl")),
+    ("sgd.wgsl", include_str!("../shaders/sgd.wgsl")),
+    ("adagrad.wgsl", include_str!("../shaders/adagrad.wgsl")),
+    ("rmsprop.wgsl", include_str!("../shaders/rmsprop.wgsl")),
+    ("adam.wgsl", include_str!("../shaders/adam.wgsl")),
+    ("adabelief.wgsl", include_str!("../shaders/adabelief.wgsl")),
+    ("lion.wgsl", include_str!("../shaders/lion.wgsl")),
+];
+
+/// One optimizer kernel: a WGSL module with a `prologue` and an `update` entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `sgd.wgsl`
+    Sgd,
+    /// `adagrad.wgsl`
+    Adagrad,
+    /// `rmsprop.wgsl`
+    RmsProp,
+    /// `adam.wgsl`: Adam, AdamW, AMSGrad.
+    Adam,
+    /// `adabelief.wgsl`
+    AdaBelief,
+    /// `lion.wgsl`
+    Lion,
+}
+
+impl Kernel {
+    /// Every kernel.
+    pub const ALL: [Kernel; 6] = [
+        Kernel::Sgd,
+        Kernel::Adagrad,
+        Kernel::RmsProp,
+        Kernel::Adam,
+        Kernel::AdaBelief,
+        Kernel::Lion,
+    ];
+
+    /// The kernel's name, as its file is named.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Sgd => "sgd",
+            Kernel::Adagrad => "adagrad",
+            Kernel::RmsProp => "rmsprop",
+            Kernel::Adam => "adam",
+            Kernel::AdaBelief => "adabelief",
+            Kernel::Lion => "lion",
+        }
+    }
+
+    /// The files that make up the module, in order.
+    pub fn files(self) -> Vec<&'static str> {
+        let own = match self {
+            Kernel::Sgd => "sgd.wgsl",
+            Kernel::Adagrad => "adagrad.wgsl",
+            Kernel::RmsProp => "rmsprop.wgsl",
+            Kernel::Adam => "adam.wgsl",
+            Kernel::AdaBelief => "adabelief.wgsl",
+            Kernel::Lion => "lion.wgsl",
+        };
+        let mut files = vec!["common/control.wgsl", "common/math.wgsl", "common/elements.wgsl"];
+        if matches!(self, Kernel::Adam | Kernel::AdaBelief) {
+            files.push("common/adam_hyper.wgsl");
+        }
+        files.extend([own, "common/entry.wgsl"]);
+        files
+    }
+
+    /// The module's WGSL source.
+    pub fn source(self) -> String {
+        self.files()
+            .into_iter()
+            .map(|path| {
+                let (_, text) = FILES.iter().find(|(p, _)| *p == path).expect("file listed in FILES");
+                format!("// ---- shaders/{path}\n{text}\n")
+            })
+            .collect()
+    }
+
+    /// How many state bindings (`state0`, `state1`, ...) the kernel declares.
+    pub fn state_slots(self) -> usize {
+        match self {
+            Kernel::Sgd | Kernel::Adagrad | Kernel::Lion => 1,
+            Kernel::RmsProp | Kernel::Adam | Kernel::AdaBelief => 3,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Where a tensor lives: a range of f32 elements in a wgpu buffer.
+
+use crate::error::{Error, Result};
+
+/// `len` f32 elements of `buffer`, starting `offset` bytes in.
+///
+/// The offset must be a multiple of the device's `min_storage_buffer_offset_alignment`
+/// (256 bytes on most adapters), as for any storage binding.
+#[derive(Clone, Debug)]
+pub struct BufferRange {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    len: u64,
+}
+
+impl BufferRange {
+    /// `len` elements starting `offset` bytes into `buffer`.
+    pub fn new(buffer: &wgpu::Buffer, offset: u64, len: u64) -> Self {
+        BufferRange {
+            buffer: buffer.clone(),
+            offset,
+            len,
+        }
+    }
+
+    /// The whole buffer, as `size / 4` elements.
+    pub fn whole(buffer: &wgpu::Buffer) -> Self {
+        Self::new(buffer, 0, buffer.size() / 4)
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Offset of the first element, in bytes.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Number of f32 elements.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the range holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.offset + self.len * 4
+    }
+
+    /// Refuses a range that is misaligned, runs past its buffer or lacks `usage`.
+    pub(crate) fn check(&self, index: usize, role: &'static str, device: &wgpu::Device, usage: wgpu::BufferUsages) -> Result<()> {
+        let missing = usage - self.buffer.usage();
+        if !missing.is_empty() {
+            return Err(Error::MissingUsage { index, role, missing });
+        }
+        let alignment = device.limits().min_storage_buffer_offset_alignment;
+        if self.offset % u64::from(alignment) != 0 {
+            return Err(Error::MisalignedOffset {
+                index,
+                role,
+                offset: self.offset,
+                alignment,
+            });
+        }
+        if self.end() > self.buffer.size() {
+            return Err(Error::OutOfBounds {
+                index,
+                role,
+                end: self.end(),
+                size: self.buffer.size(),
+            });
+        }
+        Ok(())
+    }
+
+    fn overlaps(&self, other: &BufferRange) -> bool {
+        self.buffer == other.buffer && self.offset < other.end() && other.offset < self.end()
+    }
+}
+
+/// One parameter tensor and its gradient, as PyTorch's `param` and `param.grad`.
+///
+/// Both need [`wgpu::BufferUsages::STORAGE`]; the optimizer writes `param` and only reads `grad`.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// The parameter, updated in place.
+    pub param: BufferRange,
+    /// Its gradient, read by the step.
+    pub grad: BufferRange,
+}
+
+impl Param {
+    /// A parameter and its gradient.
+    pub fn new(param: BufferRange, grad: BufferRange) -> Self {
+        Param { param, grad }
+    }
+
+    /// A parameter and its gradient, each a whole buffer.
+    pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer) -> Self {
+        Param::new(BufferRange::whole(param), BufferRange::whole(grad))
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> u64 {
+        self.param.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.param.is_empty()
+    }
+
+    /// Refuses a pair the kernel cannot take, before anything is created.
+    pub(crate) fn check(&self, index: usize, device: &wgpu::Device) -> Result<()> {
+        self.param.check(index, "param", device, wgpu::BufferUsages::STORAGE)?;
+        self.grad.check(index, "grad", device, wgpu::BufferUsages::STORAGE)?;
+        if self.param.len() != self.grad.len() {
+            return Err(Error::LengthMismatch {
+                index,
+                param_len: self.param.len(),
+                grad_len: self.grad.len(),
+            });
+        }
+        if self.param.overlaps(&self.grad) {
+            return Err(Error::Aliased { index });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,273 @@
+//! Helpers shared by the integration tests: the adapter, deterministic data, the table of
+//! configurations, and the tolerance every device result is held to.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use wgpu_optim::*;
+
+/// The adapter every test runs on. There is no skipping: without one the test fails, and the
+/// error names the fix.
+pub fn context() -> &'static Context {
+    static CONTEXT: OnceLock<Context> = OnceLock::new();
+    CONTEXT.get_or_init(|| match Context::new_blocking() {
+        Ok(ctx) => {
+            if let Some(info) = ctx.adapter_info() {
+                eprintln!("adapter: {} ({:?}, {})", info.name, info.backend, info.driver_info);
+            }
+            ctx
+        }
+        Err(e) => panic!("the tests need a wgpu adapter: {e}"),
+    })
+}
+
+/// A context whose bindings are limited to `binding_bytes`, so small tensors exercise the
+/// chunking that real ones need past 128 MiB.
+pub fn context_with_binding_limit(binding_bytes: u64) -> Context {
+    let options = ContextOptions {
+        limits: Some(wgpu::Limits {
+            max_storage_buffer_binding_size: binding_bytes,
+            ..wgpu::Limits::default()
+        }),
+        ..Default::default()
+    };
+    pollster::block_on(Context::request(&options)).unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
+}
+
+/// SplitMix64: the same stream on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// Gradient-like values: mostly uniform in [-1, 1), with exact zeros and a spread of
+    /// magnitudes from 1e-4 to 10, so that every branch of the math is taken.
+    pub fn gradient(&mut self, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|_| match self.next_u64() % 16 {
+                0 => 0.0,
+                1 => self.uniform() * 1e-4,
+                2 => self.uniform() * 10.0,
+                _ => self.uniform(),
+            })
+            .collect()
+    }
+
+    pub fn vector(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.uniform()).collect()
+    }
+}
+
+/// The tolerance of the device against the CPU reference: `|device - reference| <=
+/// ATOL + RTOL * |reference|`. The reference performs the same f32 operations in the same
+/// order; what differs is WGSL's latitude (division and sqrt within 2.5 ulp, and fused
+/// multiply-adds the compiler may form), compounded over the steps of a test.
+pub const RTOL: f32 = 1e-5;
+pub const ATOL: f32 = 1e-6;
+
+/// Asserts `device` matches `reference` element-wise; NaN must meet NaN.
+pub fn assert_close(what: &str, device: &[f32], reference: &[f32]) {
+    assert_eq!(device.len(), reference.len(), "{what}: lengths differ");
+    let mut worst = (0.0_f32, 0usize);
+    for (i, (&d, &r)) in device.iter().zip(reference).enumerate() {
+        if d.is_nan() || r.is_nan() {
+            assert!(d.is_nan() && r.is_nan(), "{what}[{i}]: device {d} vs reference {r}");
+            continue;
+        }
+        let excess = (d - r).abs() - (ATOL + RTOL * r.abs());
+        if excess > worst.0 || i == 0 {
+            worst = (excess.max(worst.0), i);
+        }
+        assert!(
+            excess <= 0.0,
+            "{what}[{i}]: device {d} vs reference {r} (|diff| {} > tolerance {})",
+            (d - r).abs(),
+            ATOL + RTOL * r.abs()
+        );
+    }
+}
+
+/// The largest |device - reference| / (ATOL + RTOL |reference|) seen: 1.0 is the tolerance.
+pub fn tolerance_used(device: &[f32], reference: &[f32]) -> f32 {
+    device
+        .iter()
+        .zip(reference)
+        .filter(|(d, r)| !d.is_nan() && !r.is_nan())
+        .map(|(&d, &r)| (d - r).abs() / (ATOL + RTOL * r.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// Every optimizer in every combination of its options, with non-default values where a
+/// value switches a branch (weight decay, dampening, lr_decay, initial accumulator).
+pub fn all_configs() -> Vec<OptimizerConfig> {
+    let mut configs = Vec::new();
+    let bools = [false, true];
+    for wd in [0.0, 0.01] {
+        for maximize in bools {
+            // SGD: plain, momentum, momentum with dampening, Nesterov.
+            for (momentum, dampening, nesterov) in [(0.0, 0.0, false), (0.9, 0.0, false), (0.9, 0.5, false), (0.9, 0.0, true)] {
+                configs.push(OptimizerConfig::Sgd(
+                    SgdConfig::default()
+                        .with_lr(0.05)
+                        .with_momentum(momentum)
+                        .with_dampening(dampening)
+                        .with_nesterov(nesterov)
+                        .with_weight_decay(wd)
+                        .with_maximize(maximize),
+                ));
+            }
+            for (lr_decay, init) in [(0.0, 0.0), (0.01, 0.1)] {
+                configs.push(OptimizerConfig::Adagrad(
+                    AdagradConfig::default()
+                        .with_lr(0.05)
+                        .with_lr_decay(lr_decay)
+                        .with_initial_accumulator_value(init)
+                        .with_weight_decay(wd)
+                        .with_maximize(maximize),
+                ));
+            }
+            for centered in bools {
+                for momentum in [0.0, 0.9] {
+                    configs.push(OptimizerConfig::RmsProp(
+                        RmsPropConfig::default()
+                            .with_centered(centered)
+                            .with_momentum(momentum)
+                            .with_weight_decay(wd)
+                            .with_maximize(maximize),
+                    ));
+                }
+            }
+            for amsgrad in bools {
+                configs.push(OptimizerConfig::Adam(
+                    AdamConfig::default()
+                        .with_lr(0.01)
+                        .with_amsgrad(amsgrad)
+                        .with_weight_decay(wd)
+                        .with_maximize(maximize),
+                ));
+                configs.push(OptimizerConfig::AdamW(
+                    AdamWConfig::default()
+                        .with_lr(0.01)
+                        .with_amsgrad(amsgrad)
+                        .with_weight_decay(wd * 10.0)
+                        .with_maximize(maximize),
+                ));
+            }
+            configs.push(OptimizerConfig::Lion(
+                LionConfig::default().with_lr(0.01).with_weight_decay(wd).with_maximize(maximize),
+            ));
+        }
+        for amsgrad in bools {
+            for (decouple, fixed) in [(false, false), (true, false), (true, true)] {
+                configs.push(OptimizerConfig::AdaBelief(
+                    AdaBeliefConfig::default()
+                        .with_lr(0.01)
+                        .with_eps(1e-12)
+                        .with_amsgrad(amsgrad)
+                        .with_weight_decouple(decouple)
+                        .with_fixed_decay(fixed)
+                        .with_weight_decay(wd),
+                ));
+            }
+        }
+    }
+    configs
+}
+
+/// Tensors on the device and their twins on the host, stepped together.
+pub struct Run {
+    pub params_buffer: wgpu::Buffer,
+    pub params: Vec<Param>,
+    pub host_params: Vec<Vec<f32>>,
+    pub device: Optimizer,
+    pub reference: reference::Optimizer,
+    pub rng: Rng,
+}
+
+impl Run {
+    /// Parameters of the given lengths packed into one buffer at aligned offsets (as an arena
+    /// would place them), each gradient in a buffer of its own.
+    pub fn new(ctx: &Context, config: &OptimizerConfig, lens: &[usize], seed: u64) -> Run {
+        let mut rng = Rng::new(seed);
+        let align = ctx.device().limits().min_storage_buffer_offset_alignment as u64;
+        let mut offsets = Vec::new();
+        let mut end = 0u64;
+        for &len in lens {
+            offsets.push(end);
+            end = (end + len as u64 * 4).div_ceil(align) * align;
+        }
+        let params_buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: end.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let host_params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
+        let params: Vec<Param> = lens
+            .iter()
+            .zip(&offsets)
+            .zip(&host_params)
+            .map(|((&len, &offset), values)| {
+                let param = BufferRange::new(&params_buffer, offset, len as u64);
+                ctx.write_f32(&param, values).unwrap();
+                let grad = ctx.upload_f32("grad", &vec![0.0; len.max(1)]);
+                Param::new(param, BufferRange::new(&grad, 0, len as u64))
+            })
+            .collect();
+        let device = config.build(ctx, &params).unwrap();
+        let reference = reference::Optimizer::new(config, lens).unwrap();
+        Run {
+            params_buffer,
+            params,
+            host_params,
+            device,
+            reference,
+            rng,
+        }
+    }
+
+    /// Draws fresh gradients and takes one step on both sides.
+    pub fn step(&mut self, ctx: &Context) {
+        let grads: Vec<Vec<f32>> = self.params.iter().map(|p| self.rng.gradient(p.len() as usize)).collect();
+        for (param, grad) in self.params.iter().zip(&grads) {
+            ctx.write_f32(&param.grad, grad).unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        self.device.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        self.reference.step(&mut self.host_params, &grads).unwrap();
+    }
+
+    /// Compares every parameter and every state with the reference; returns the largest share
+    /// of the tolerance used.
+    pub fn compare(&self, ctx: &Context, what: &str) -> f32 {
+        let mut used = 0.0_f32;
+        for (i, param) in self.params.iter().enumerate() {
+            let device = ctx.read_f32(&param.param).unwrap();
+            assert_close(&format!("{what}: tensor {i} param"), &device, &self.host_params[i]);
+            used = used.max(tolerance_used(&device, &self.host_params[i]));
+            for state in self.device.state_specs() {
+                let device = self.device.read_state(i, state.name).unwrap();
+                let reference = self.reference.state(i, state.name).unwrap();
+                assert_close(&format!("{what}: tensor {i} {}", state.name), &device, reference);
+                used = used.max(tolerance_used(&device, reference));
+            }
+        }
+        assert_eq!(self.device.read_step().unwrap(), self.reference.step_count(), "{what}: step counter");
+        used
+    }
+}

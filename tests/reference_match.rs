@@ -1,0 +1,26 @@
+//! Every optimizer, in every combination of its options, against the CPU reference: params
+//! and every state buffer, element by element, over 12 steps, for lengths that straddle the
+//! vec4 lanes and the workgroup tile.
+
+mod common;
+use common::*;
+
+const LENS: [usize; 7] = [1, 3, 255, 256, 257, 1000, 65537];
+const STEPS: usize = 12;
+
+#[test]
+fn every_optimizer_and_option_matches_the_reference() {
+    let ctx = context();
+    let configs = all_configs();
+    let mut worst = 0.0_f32;
+    for (n, config) in configs.iter().enumerate() {
+        let mut run = Run::new(ctx, config, &LENS, n as u64);
+        for step in 1..=STEPS {
+            run.step(ctx);
+            if step == 1 || step == STEPS {
+                worst = worst.max(run.compare(ctx, &format!("{config:?} after step {step}")));
+            }
+        }
+    }
+    eprintln!("{} configurations; largest share of the tolerance used: {worst:.3}", configs.len());
+}
