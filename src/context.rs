@@ -79,7 +79,8 @@ impl Context {
 
     /// Creates a device with explicit options.
     pub async fn request(options: &ContextOptions) -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(wanted) => {
                 let wanted = wanted.to_lowercase();
@@ -87,7 +88,11 @@ impl Context {
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-                    .ok_or_else(|| Error::NoAdapter(format!("no adapter name contains WGPU_ADAPTER_NAME={wanted:?}")))?
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter name contains WGPU_ADAPTER_NAME={wanted:?}"
+                        ))
+                    })?
             }
             Err(_) => instance
                 .request_adapter(&wgpu::RequestAdapterOptions {
@@ -173,13 +178,20 @@ impl Context {
     }
 
     /// The pipelines of `kernel` with these structural options, built on first use.
-    pub(crate) fn pipelines(&self, kernel: Kernel, overrides: &[(&'static str, bool)]) -> Result<Arc<KernelPipelines>> {
+    pub(crate) fn pipelines(
+        &self,
+        kernel: Kernel,
+        overrides: &[(&'static str, bool)],
+    ) -> Result<Arc<KernelPipelines>> {
         let key = PipelineKey {
             kernel,
             overrides: overrides.to_vec(),
             workgroup_size: self.tuning.workgroup_size,
         };
-        let mut cache = self.pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(found) = cache.get(&key) {
             return Ok(found.clone());
         }
@@ -210,8 +222,14 @@ impl Context {
             label: Some("wgpu-optim prologue"),
             entries: &[storage(0, false), storage(1, false)],
         });
-        let mut update_entries = vec![storage(0, false), storage(1, false), storage(2, false), storage(3, true)];
-        update_entries.extend((0..key.kernel.state_slots()).map(|slot| storage(4 + slot as u32, false)));
+        let mut update_entries = vec![
+            storage(0, false),
+            storage(1, false),
+            storage(2, false),
+            storage(3, true),
+        ];
+        update_entries
+            .extend((0..key.kernel.state_slots()).map(|slot| storage(4 + slot as u32, false)));
         let update_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-optim update"),
             entries: &update_entries,
@@ -253,11 +271,14 @@ impl Context {
     /// A new storage buffer holding `data`, usable as a parameter or gradient and readable
     /// with [`Context::read_f32`].
     pub fn upload_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// Writes `data` into `range` through the queue (ordered before the next submit).
@@ -269,21 +290,37 @@ impl Context {
                 actual: data.len(),
             });
         }
-        range.check(0, "write", &self.device, wgpu::BufferUsages::COPY_DST)?;
-        self.queue.write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data));
+        range.check(
+            0,
+            "write",
+            wgpu::COPY_BUFFER_ALIGNMENT as u32,
+            wgpu::BufferUsages::COPY_DST,
+        )?;
+        self.queue
+            .write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data));
         Ok(())
     }
 
     /// Reads `range` back to the host, blocking until the device has finished all submitted
     /// work. For tests, examples and tools: a training step never calls it.
     pub fn read_f32(&self, range: &BufferRange) -> Result<Vec<f32>> {
-        range.check(0, "read", &self.device, wgpu::BufferUsages::COPY_SRC)?;
+        range.check(
+            0,
+            "read",
+            wgpu::COPY_BUFFER_ALIGNMENT as u32,
+            wgpu::BufferUsages::COPY_SRC,
+        )?;
         let bytes = self.read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Reads `size` bytes at `offset` (both multiples of 4) of a buffer with `COPY_SRC`.
-    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(Vec::new());
         }
@@ -297,9 +334,11 @@ impl Context {
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            sender.send(result).ok();
-        });
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                sender.send(result).ok();
+            });
         self.device.poll(wgpu::PollType::wait_indefinitely())?;
         pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
         let bytes = staging

@@ -7,11 +7,26 @@
 
 /// Every WGSL file of the crate, by its path under `shaders/`.
 pub const FILES: &[(&str, &str)] = &[
-    ("common/control.wgsl", include_str!("../shaders/common/control.wgsl")),
-    ("common/math.wgsl", include_str!("../shaders/common/math.wgsl")),
-    ("common/elements.wgsl", include_str!("../shaders/common/elements.wgsl")),
-    ("common/adam_hyper.wgsl", include_str!("../shaders/common/adam_hyper.wgsl")),
-    ("common/entry.wgsl", include_str!("../shaders/common/entry.wgsl")),
+    (
+        "common/control.wgsl",
+        include_str!("../shaders/common/control.wgsl"),
+    ),
+    (
+        "common/math.wgsl",
+        include_str!("../shaders/common/math.wgsl"),
+    ),
+    (
+        "common/elements.wgsl",
+        include_str!("../shaders/common/elements.wgsl"),
+    ),
+    (
+        "common/adam_hyper.wgsl",
+        include_str!("../shaders/common/adam_hyper.wgsl"),
+    ),
+    (
+        "common/entry.wgsl",
+        include_str!("../shaders/common/entry.wgsl"),
+    ),
     ("sgd.wgsl", include_str!("../shaders/sgd.wgsl")),
     ("adagrad.wgsl", include_str!("../shaders/adagrad.wgsl")),
     ("rmsprop.wgsl", include_str!("../shaders/rmsprop.wgsl")),
@@ -70,7 +85,11 @@ impl Kernel {
             Kernel::AdaBelief => "adabelief.wgsl",
             Kernel::Lion => "lion.wgsl",
         };
-        let mut files = vec!["common/control.wgsl", "common/math.wgsl", "common/elements.wgsl"];
+        let mut files = vec![
+            "common/control.wgsl",
+            "common/math.wgsl",
+            "common/elements.wgsl",
+        ];
         if matches!(self, Kernel::Adam | Kernel::AdaBelief) {
             files.push("common/adam_hyper.wgsl");
         }
@@ -83,7 +102,10 @@ impl Kernel {
         self.files()
             .into_iter()
             .map(|path| {
-                let (_, text) = FILES.iter().find(|(p, _)| *p == path).expect("file listed in FILES");
+                let (_, text) = FILES
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .expect("file listed in FILES");
                 format!("// ---- shaders/{path}\n{text}\n")
             })
             .collect()

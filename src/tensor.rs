@@ -53,13 +53,23 @@ impl BufferRange {
         self.offset + self.len * 4
     }
 
-    /// Refuses a range that is misaligned, runs past its buffer or lacks `usage`.
-    pub(crate) fn check(&self, index: usize, role: &'static str, device: &wgpu::Device, usage: wgpu::BufferUsages) -> Result<()> {
+    /// Refuses a range that does not start at a multiple of `alignment`, runs past its buffer
+    /// or lacks `usage`.
+    pub(crate) fn check(
+        &self,
+        index: usize,
+        role: &'static str,
+        alignment: u32,
+        usage: wgpu::BufferUsages,
+    ) -> Result<()> {
         let missing = usage - self.buffer.usage();
         if !missing.is_empty() {
-            return Err(Error::MissingUsage { index, role, missing });
+            return Err(Error::MissingUsage {
+                index,
+                role,
+                missing,
+            });
         }
-        let alignment = device.limits().min_storage_buffer_offset_alignment;
         if self.offset % u64::from(alignment) != 0 {
             return Err(Error::MisalignedOffset {
                 index,
@@ -118,8 +128,11 @@ impl Param {
 
     /// Refuses a pair the kernel cannot take, before anything is created.
     pub(crate) fn check(&self, index: usize, device: &wgpu::Device) -> Result<()> {
-        self.param.check(index, "param", device, wgpu::BufferUsages::STORAGE)?;
-        self.grad.check(index, "grad", device, wgpu::BufferUsages::STORAGE)?;
+        let alignment = device.limits().min_storage_buffer_offset_alignment;
+        self.param
+            .check(index, "param", alignment, wgpu::BufferUsages::STORAGE)?;
+        self.grad
+            .check(index, "grad", alignment, wgpu::BufferUsages::STORAGE)?;
         if self.param.len() != self.grad.len() {
             return Err(Error::LengthMismatch {
                 index,

@@ -22,5 +22,8 @@ fn every_optimizer_and_option_matches_the_reference() {
             }
         }
     }
-    eprintln!("{} configurations; largest share of the tolerance used: {worst:.3}", configs.len());
+    eprintln!(
+        "{} configurations; largest share of the tolerance used: {worst:.3}",
+        configs.len()
+    );
 }

@@ -124,7 +124,14 @@ impl AdaBeliefConfig {
         } else {
             1.0 - self.lr * self.weight_decay
         };
-        AdamHyper::new(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay, decay)
+        AdamHyper::new(
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            decay,
+        )
     }
 
     /// The kernel's structural options.
@@ -144,7 +151,10 @@ impl AdaBeliefConfig {
         let o = self.options();
         Ok(KernelSpec::new(
             Kernel::AdaBelief,
-            vec![("AMSGRAD", o.amsgrad), ("WEIGHT_DECOUPLE", o.weight_decouple)],
+            vec![
+                ("AMSGRAD", o.amsgrad),
+                ("WEIGHT_DECOUPLE", o.weight_decouple),
+            ],
             moment_states(["exp_avg", "exp_avg_var", "max_exp_avg_var"], o.amsgrad),
             &self.hyper(),
         ))

@@ -129,7 +129,9 @@ impl AdagradConfig {
 
     /// The kernel's structural options.
     pub fn options(&self) -> AdagradOptions {
-        AdagradOptions { maximize: self.maximize }
+        AdagradOptions {
+            maximize: self.maximize,
+        }
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {

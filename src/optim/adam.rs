@@ -98,7 +98,14 @@ wgsl_struct! {
 
 impl AdamHyper {
     /// The host-written fields; `decay` multiplies the parameters when weight decay is decoupled.
-    pub(crate) fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decay: f64) -> Self {
+    pub(crate) fn new(
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decay: f64,
+    ) -> Self {
         AdamHyper {
             lr: lr as f32,
             beta1: beta1 as f32,
@@ -173,7 +180,14 @@ impl AdamConfig {
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> AdamHyper {
         let decay = 1.0 - self.lr * self.weight_decay;
-        AdamHyper::new(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay, decay)
+        AdamHyper::new(
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            decay,
+        )
     }
 
     /// The kernel's structural options.
@@ -211,6 +225,10 @@ pub(crate) fn moment_states(names: [&'static str; 3], amsgrad: bool) -> Vec<Stat
     names[..count]
         .iter()
         .enumerate()
-        .map(|(slot, &name)| StateSpec { name, slot, init: 0.0 })
+        .map(|(slot, &name)| StateSpec {
+            name,
+            slot,
+            init: 0.0,
+        })
         .collect()
 }

@@ -121,7 +121,9 @@ impl LionConfig {
 
     /// The kernel's structural options.
     pub fn options(&self) -> LionOptions {
-        LionOptions { maximize: self.maximize }
+        LionOptions {
+            maximize: self.maximize,
+        }
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {

@@ -67,7 +67,12 @@ pub(crate) struct KernelSpec {
 }
 
 impl KernelSpec {
-    pub fn new<H: bytemuck::Pod>(kernel: Kernel, overrides: Vec<(&'static str, bool)>, states: Vec<StateSpec>, hyper: &H) -> Self {
+    pub fn new<H: bytemuck::Pod>(
+        kernel: Kernel,
+        overrides: Vec<(&'static str, bool)>,
+        states: Vec<StateSpec>,
+        hyper: &H,
+    ) -> Self {
         KernelSpec {
             kernel,
             overrides,
@@ -222,13 +227,23 @@ impl Optimizer {
             param.check(index, device)?;
         }
         let pipelines = ctx.pipelines(spec.kernel, &spec.overrides)?;
-        capture_errors(device, || Self::create(ctx, config, spec, pipelines, params))
+        capture_errors(device, || {
+            Self::create(ctx, config, spec, pipelines, params)
+        })
     }
 
-    fn create(ctx: &Context, config: OptimizerConfig, spec: KernelSpec, pipelines: Arc<KernelPipelines>, params: &[Param]) -> Self {
+    fn create(
+        ctx: &Context,
+        config: OptimizerConfig,
+        spec: KernelSpec,
+        pipelines: Arc<KernelPipelines>,
+        params: &[Param],
+    ) -> Self {
         use wgpu::util::DeviceExt;
         let device = ctx.device();
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
         let control = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgpu-optim control"),
             contents: bytemuck::bytes_of(&Control::INITIAL),
@@ -280,7 +295,12 @@ impl Optimizer {
                     .map(|c| {
                         let start = c * chunk_len;
                         let count = chunk_len.min(len - start);
-                        fn range(buffer: &wgpu::Buffer, base: u64, start: u64, count: u64) -> wgpu::BindingResource<'_> {
+                        fn range(
+                            buffer: &wgpu::Buffer,
+                            base: u64,
+                            start: u64,
+                            count: u64,
+                        ) -> wgpu::BindingResource<'_> {
                             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer,
                                 offset: base + start * 4,
@@ -298,11 +318,21 @@ impl Optimizer {
                             },
                             wgpu::BindGroupEntry {
                                 binding: 2,
-                                resource: range(param.param.buffer(), param.param.offset(), start, count),
+                                resource: range(
+                                    param.param.buffer(),
+                                    param.param.offset(),
+                                    start,
+                                    count,
+                                ),
                             },
                             wgpu::BindGroupEntry {
                                 binding: 3,
-                                resource: range(param.grad.buffer(), param.grad.offset(), start, count),
+                                resource: range(
+                                    param.grad.buffer(),
+                                    param.grad.offset(),
+                                    start,
+                                    count,
+                                ),
                             },
                         ];
                         for slot in 0..spec.kernel.state_slots() {
@@ -321,7 +351,10 @@ impl Optimizer {
                             entries: &entries,
                         });
                         let workgroups = count.div_ceil(tile).min(u64::from(max_workgroups)) as u32;
-                        Chunk { bind_group, workgroups }
+                        Chunk {
+                            bind_group,
+                            workgroups,
+                        }
                     })
                     .collect();
                 TensorState {
@@ -382,7 +415,10 @@ impl Optimizer {
     /// are refused with [`Error::StructuralChange`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
         let spec = config.spec()?;
-        if spec.kernel != self.spec.kernel || spec.overrides != self.spec.overrides || spec.states != self.spec.states {
+        if spec.kernel != self.spec.kernel
+            || spec.overrides != self.spec.overrides
+            || spec.states != self.spec.states
+        {
             return Err(Error::StructuralChange(self.config.name()));
         }
         self.ctx.queue().write_buffer(&self.hyper, 0, &spec.hyper);
@@ -427,12 +463,14 @@ impl Optimizer {
         let buffer = self.state_buffer(index, name)?;
         let len = self.tensors[index].param.len();
         let bytes = self.ctx.read_bytes(buffer, 0, len * 4)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Reads the control block back (blocking; not for the training loop).
     pub fn read_control(&self) -> Result<Control> {
-        let bytes = self.ctx.read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
+        let bytes = self
+            .ctx
+            .read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
         Ok(bytemuck::pod_read_unaligned(&bytes))
     }
 

@@ -181,7 +181,11 @@ impl RmsPropConfig {
         }
         Ok(KernelSpec::new(
             Kernel::RmsProp,
-            vec![("CENTERED", o.centered), ("MOMENTUM", o.momentum), ("MAXIMIZE", o.maximize)],
+            vec![
+                ("CENTERED", o.centered),
+                ("MOMENTUM", o.momentum),
+                ("MAXIMIZE", o.maximize),
+            ],
             states,
             &self.hyper(),
         ))

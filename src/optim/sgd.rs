@@ -149,7 +149,9 @@ impl SgdConfig {
         }
         non_negative("weight_decay", self.weight_decay)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(Error::InvalidOptions("Nesterov momentum requires a momentum and zero dampening"));
+            return Err(Error::InvalidOptions(
+                "Nesterov momentum requires a momentum and zero dampening",
+            ));
         }
         let o = self.options();
         let states = if o.momentum {
@@ -163,7 +165,11 @@ impl SgdConfig {
         };
         Ok(KernelSpec::new(
             Kernel::Sgd,
-            vec![("MOMENTUM", o.momentum), ("NESTEROV", o.nesterov), ("MAXIMIZE", o.maximize)],
+            vec![
+                ("MOMENTUM", o.momentum),
+                ("NESTEROV", o.nesterov),
+                ("MAXIMIZE", o.maximize),
+            ],
             states,
             &self.hyper(),
         ))

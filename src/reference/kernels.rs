@@ -3,8 +3,8 @@
 
 use super::math::{bias_correction, lerp, sign};
 use crate::optim::{
-    AdaBeliefOptions, AdagradHyper, AdagradOptions, AdamHyper, AdamOptions, LionHyper, LionOptions, RmsPropHyper,
-    RmsPropOptions, SgdHyper, SgdOptions,
+    AdaBeliefOptions, AdagradHyper, AdagradOptions, AdamHyper, AdamOptions, LionHyper, LionOptions,
+    RmsPropHyper, RmsPropOptions, SgdHyper, SgdOptions,
 };
 
 /// `prepare_group` of `shaders/common/adam_hyper.wgsl`.
@@ -19,7 +19,14 @@ pub fn prepare_adagrad(h: &mut AdagradHyper, step: f32) {
 }
 
 /// `sgd_math` of `shaders/sgd.wgsl`.
-pub fn sgd_math(p: &mut f32, grad: f32, momentum_buffer: &mut f32, first_step: bool, h: &SgdHyper, o: SgdOptions) {
+pub fn sgd_math(
+    p: &mut f32,
+    grad: f32,
+    momentum_buffer: &mut f32,
+    first_step: bool,
+    h: &SgdHyper,
+    o: SgdOptions,
+) {
     let mut d_p = if o.maximize { -grad } else { grad };
     if h.weight_decay != 0.0 {
         d_p += h.weight_decay * *p;

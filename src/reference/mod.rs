@@ -73,17 +73,23 @@ impl Optimizer {
             index,
             count: self.slots.len(),
         })?;
-        let state = self.states.iter().find(|s| s.name == name).ok_or_else(|| Error::NoSuchState {
-            optimizer: self.config.name(),
-            name: name.to_string(),
-            available: self.states.iter().map(|s| s.name).collect(),
-        })?;
+        let state =
+            self.states
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| Error::NoSuchState {
+                    optimizer: self.config.name(),
+                    name: name.to_string(),
+                    available: self.states.iter().map(|s| s.name).collect(),
+                })?;
         Ok(&slots[state.slot])
     }
 
     /// Replaces the hyperparameters, as [`crate::Optimizer::set_config`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
-        if config.states()? != self.states || std::mem::discriminant(&config) != std::mem::discriminant(&self.config) {
+        if config.states()? != self.states
+            || std::mem::discriminant(&config) != std::mem::discriminant(&self.config)
+        {
             return Err(Error::StructuralChange(self.config.name()));
         }
         self.config = config;
@@ -100,27 +106,37 @@ impl Optimizer {
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, s| sgd_math(p, g, &mut s[0], first_step, &h, o));
+                    each_element(param, grad, slots, |p, g, s| {
+                        sgd_math(p, g, &mut s[0], first_step, &h, o)
+                    });
                 }
                 OptimizerConfig::Adagrad(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adagrad(&mut h, step);
-                    each_element(param, grad, slots, |p, g, s| adagrad_math(p, g, &mut s[0], &h, o));
+                    each_element(param, grad, slots, |p, g, s| {
+                        adagrad_math(p, g, &mut s[0], &h, o)
+                    });
                 }
                 OptimizerConfig::RmsProp(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| rmsprop_math(p, g, s0, s1, s2, &h, o));
+                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+                        rmsprop_math(p, g, s0, s1, s2, &h, o)
+                    });
                 }
                 OptimizerConfig::Adam(c) => adam(c, step, param, grad, slots),
                 OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, param, grad, slots),
                 OptimizerConfig::AdaBelief(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adam(&mut h, step);
-                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| adabelief_math(p, g, s0, s1, s2, &h, o));
+                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+                        adabelief_math(p, g, s0, s1, s2, &h, o)
+                    });
                 }
                 OptimizerConfig::Lion(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, s| lion_math(p, g, &mut s[0], &h, o));
+                    each_element(param, grad, slots, |p, g, s| {
+                        lion_math(p, g, &mut s[0], &h, o)
+                    });
                 }
             }
         }
@@ -138,7 +154,11 @@ impl Optimizer {
             }
         }
         for (index, (param, grad)) in params.iter().zip(grads).enumerate() {
-            let expected = self.slots[index].iter().map(Vec::len).max().unwrap_or(param.len());
+            let expected = self.slots[index]
+                .iter()
+                .map(Vec::len)
+                .max()
+                .unwrap_or(param.len());
             if param.len() != grad.len() || (!self.states.is_empty() && param.len() != expected) {
                 return Err(Error::LengthMismatch {
                     index,
@@ -151,15 +171,28 @@ impl Optimizer {
     }
 }
 
-fn adam(c: &crate::AdamConfig, step: f32, param: &mut [f32], grad: &[f32], slots: &mut [Vec<f32>; 3]) {
+fn adam(
+    c: &crate::AdamConfig,
+    step: f32,
+    param: &mut [f32],
+    grad: &[f32],
+    slots: &mut [Vec<f32>; 3],
+) {
     let (mut h, o) = (c.hyper(), c.options());
     prepare_adam(&mut h, step);
-    each_element(param, grad, slots, |p, g, [s0, s1, s2]| adam_math(p, g, s0, s1, s2, &h, o));
+    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+        adam_math(p, g, s0, s1, s2, &h, o)
+    });
 }
 
 /// Calls `f` on each element with its three state slots (zero for slots not kept), then
 /// stores the slots that are kept.
-fn each_element(param: &mut [f32], grad: &[f32], slots: &mut [Vec<f32>; 3], mut f: impl FnMut(&mut f32, f32, &mut [f32; 3])) {
+fn each_element(
+    param: &mut [f32],
+    grad: &[f32],
+    slots: &mut [Vec<f32>; 3],
+    mut f: impl FnMut(&mut f32, f32, &mut [f32; 3]),
+) {
     for (i, (p, &g)) in param.iter_mut().zip(grad).enumerate() {
         let mut s = [0.0_f32; 3];
         for (value, slot) in s.iter_mut().zip(slots.iter()) {

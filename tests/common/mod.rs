@@ -12,7 +12,10 @@ pub fn context() -> &'static Context {
     CONTEXT.get_or_init(|| match Context::new_blocking() {
         Ok(ctx) => {
             if let Some(info) = ctx.adapter_info() {
-                eprintln!("adapter: {} ({:?}, {})", info.name, info.backend, info.driver_info);
+                eprintln!(
+                    "adapter: {} ({:?}, {})",
+                    info.name, info.backend, info.driver_info
+                );
             }
             ctx
         }
@@ -30,7 +33,8 @@ pub fn context_with_binding_limit(binding_bytes: u64) -> Context {
         }),
         ..Default::default()
     };
-    pollster::block_on(Context::request(&options)).unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
+    pollster::block_on(Context::request(&options))
+        .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
 }
 
 /// SplitMix64: the same stream on every machine.
@@ -75,9 +79,12 @@ impl Rng {
 /// The tolerance of the device against the CPU reference: `|device - reference| <=
 /// ATOL + RTOL * |reference|`. The reference performs the same f32 operations in the same
 /// order; what differs is WGSL's latitude (division and sqrt within 2.5 ulp, and fused
-/// multiply-adds the compiler may form), compounded over the steps of a test.
-pub const RTOL: f32 = 1e-5;
-pub const ATOL: f32 = 1e-6;
+/// multiply-adds the compiler may form), compounded over the steps of a test. Parameters
+/// start in [-1, 1), so ATOL is a few ulp of their scale; elements that cancel to near zero
+/// can differ by many ulp of themselves while staying within ATOL.
+/// On lavapipe the largest share of this tolerance used over all 72 configurations is ~0.11.
+pub const RTOL: f32 = 2e-6;
+pub const ATOL: f32 = 2e-7;
 
 /// Asserts `device` matches `reference` element-wise; NaN must meet NaN.
 pub fn assert_close(what: &str, device: &[f32], reference: &[f32]) {
@@ -85,7 +92,10 @@ pub fn assert_close(what: &str, device: &[f32], reference: &[f32]) {
     let mut worst = (0.0_f32, 0usize);
     for (i, (&d, &r)) in device.iter().zip(reference).enumerate() {
         if d.is_nan() || r.is_nan() {
-            assert!(d.is_nan() && r.is_nan(), "{what}[{i}]: device {d} vs reference {r}");
+            assert!(
+                d.is_nan() && r.is_nan(),
+                "{what}[{i}]: device {d} vs reference {r}"
+            );
             continue;
         }
         let excess = (d - r).abs() - (ATOL + RTOL * r.abs());
@@ -119,7 +129,12 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
     for wd in [0.0, 0.01] {
         for maximize in bools {
             // SGD: plain, momentum, momentum with dampening, Nesterov.
-            for (momentum, dampening, nesterov) in [(0.0, 0.0, false), (0.9, 0.0, false), (0.9, 0.5, false), (0.9, 0.0, true)] {
+            for (momentum, dampening, nesterov) in [
+                (0.0, 0.0, false),
+                (0.9, 0.0, false),
+                (0.9, 0.5, false),
+                (0.9, 0.0, true),
+            ] {
                 configs.push(OptimizerConfig::Sgd(
                     SgdConfig::default()
                         .with_lr(0.05)
@@ -168,7 +183,10 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                 ));
             }
             configs.push(OptimizerConfig::Lion(
-                LionConfig::default().with_lr(0.01).with_weight_decay(wd).with_maximize(maximize),
+                LionConfig::default()
+                    .with_lr(0.01)
+                    .with_weight_decay(wd)
+                    .with_maximize(maximize),
             ));
         }
         for amsgrad in bools {
@@ -213,7 +231,9 @@ impl Run {
         let params_buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: end.max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let host_params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
@@ -242,7 +262,11 @@ impl Run {
 
     /// Draws fresh gradients and takes one step on both sides.
     pub fn step(&mut self, ctx: &Context) {
-        let grads: Vec<Vec<f32>> = self.params.iter().map(|p| self.rng.gradient(p.len() as usize)).collect();
+        let grads: Vec<Vec<f32>> = self
+            .params
+            .iter()
+            .map(|p| self.rng.gradient(p.len() as usize))
+            .collect();
         for (param, grad) in self.params.iter().zip(&grads) {
             ctx.write_f32(&param.grad, grad).unwrap();
         }
@@ -258,16 +282,28 @@ impl Run {
         let mut used = 0.0_f32;
         for (i, param) in self.params.iter().enumerate() {
             let device = ctx.read_f32(&param.param).unwrap();
-            assert_close(&format!("{what}: tensor {i} param"), &device, &self.host_params[i]);
+            assert_close(
+                &format!("{what}: tensor {i} param"),
+                &device,
+                &self.host_params[i],
+            );
             used = used.max(tolerance_used(&device, &self.host_params[i]));
             for state in self.device.state_specs() {
                 let device = self.device.read_state(i, state.name).unwrap();
                 let reference = self.reference.state(i, state.name).unwrap();
-                assert_close(&format!("{what}: tensor {i} {}", state.name), &device, reference);
+                assert_close(
+                    &format!("{what}: tensor {i} {}", state.name),
+                    &device,
+                    reference,
+                );
                 used = used.max(tolerance_used(&device, reference));
             }
         }
-        assert_eq!(self.device.read_step().unwrap(), self.reference.step_count(), "{what}: step counter");
+        assert_eq!(
+            self.device.read_step().unwrap(),
+            self.reference.step_count(),
+            "{what}: step counter"
+        );
         used
     }
 }

@@ -1,0 +1,331 @@
+//! Bad input gets a typed error before anything is recorded, and changes nothing.
+
+mod common;
+use common::*;
+use wgpu_optim::*;
+
+fn storage(ctx: &Context, len: usize) -> wgpu::Buffer {
+    ctx.upload_f32("t", &(0..len).map(|i| i as f32).collect::<Vec<_>>())
+}
+
+/// Builds must fail with `check` and leave the parameter buffer as it was.
+fn refused(ctx: &Context, params: &[Param], check: impl Fn(&Error) -> bool) {
+    let whole = BufferRange::whole(params[0].param.buffer());
+    let before = ctx.read_f32(&whole).unwrap();
+    let config = OptimizerConfig::Adam(AdamConfig::default());
+    match config.build(ctx, params) {
+        Err(e) => assert!(check(&e), "unexpected error: {e}"),
+        Ok(_) => panic!("the build should have been refused"),
+    }
+    assert_eq!(
+        ctx.read_f32(&whole).unwrap(),
+        before,
+        "a refused build changed the params"
+    );
+}
+
+#[test]
+fn mismatched_lengths_are_refused() {
+    let ctx = context();
+    let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 11))];
+    refused(ctx, &params, |e| {
+        matches!(
+            e,
+            Error::LengthMismatch {
+                index: 0,
+                param_len: 10,
+                grad_len: 11
+            }
+        )
+    });
+}
+
+#[test]
+fn buffers_without_storage_usage_are_refused() {
+    let ctx = context();
+    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 40,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let params = [Param::whole(&storage(ctx, 10), &plain)];
+    refused(
+        ctx,
+        &params,
+        |e| matches!(e, Error::MissingUsage { index: 0, role: "grad", missing } if *missing == wgpu::BufferUsages::STORAGE),
+    );
+    let params = [Param::whole(&plain, &storage(ctx, 10))];
+    let config = OptimizerConfig::Sgd(SgdConfig::default());
+    assert!(matches!(
+        config.build(ctx, &params),
+        Err(Error::MissingUsage { role: "param", .. })
+    ));
+}
+
+#[test]
+fn misaligned_and_out_of_bounds_ranges_are_refused() {
+    let ctx = context();
+    let big = storage(ctx, 1000);
+    let grad = storage(ctx, 10);
+    let big2 = storage(ctx, 50);
+    let misaligned = [Param::new(
+        BufferRange::new(&big, 4, 10),
+        BufferRange::whole(&grad),
+    )];
+    refused(ctx, &misaligned, |e| {
+        matches!(e, Error::MisalignedOffset { offset: 4, .. })
+    });
+    let past_end = [Param::new(
+        BufferRange::new(&big, 3840, 50),
+        BufferRange::new(&big2, 0, 50),
+    )];
+    refused(ctx, &past_end, |e| {
+        matches!(
+            e,
+            Error::OutOfBounds {
+                end: 4040,
+                size: 4000,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn overlapping_param_and_grad_are_refused() {
+    let ctx = context();
+    let buffer = storage(ctx, 1000);
+    let params = [Param::new(
+        BufferRange::new(&buffer, 0, 100),
+        BufferRange::new(&buffer, 256, 100),
+    )];
+    refused(ctx, &params, |e| matches!(e, Error::Aliased { index: 0 }));
+    // Disjoint ranges of one buffer are fine.
+    let params = [Param::new(
+        BufferRange::new(&buffer, 0, 64),
+        BufferRange::new(&buffer, 256, 64),
+    )];
+    AdamConfig::default().build(ctx, &params).unwrap();
+}
+
+#[test]
+fn invalid_hyperparameters_are_refused() {
+    let nan = f64::NAN;
+    let cases: Vec<(OptimizerConfig, &str)> = vec![
+        (
+            OptimizerConfig::Sgd(SgdConfig::default().with_lr(-0.1)),
+            "lr",
+        ),
+        (
+            OptimizerConfig::Sgd(SgdConfig::default().with_lr(nan)),
+            "lr",
+        ),
+        (
+            OptimizerConfig::Sgd(SgdConfig::default().with_momentum(-0.5)),
+            "momentum",
+        ),
+        (
+            OptimizerConfig::Sgd(SgdConfig::default().with_weight_decay(-1.0)),
+            "weight_decay",
+        ),
+        (
+            OptimizerConfig::Adagrad(AdagradConfig::default().with_eps(-1e-10)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::Adagrad(AdagradConfig::default().with_lr_decay(-1.0)),
+            "lr_decay",
+        ),
+        (
+            OptimizerConfig::Adagrad(AdagradConfig::default().with_initial_accumulator_value(-1.0)),
+            "initial_accumulator_value",
+        ),
+        (
+            OptimizerConfig::RmsProp(RmsPropConfig::default().with_alpha(-0.1)),
+            "alpha",
+        ),
+        (
+            OptimizerConfig::RmsProp(RmsPropConfig::default().with_eps(f64::INFINITY)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::Adam(AdamConfig::default().with_lr(-1e-3)),
+            "lr",
+        ),
+        (
+            OptimizerConfig::Adam(AdamConfig::default().with_eps(-1e-8)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::Adam(AdamConfig::default().with_betas(1.0, 0.999)),
+            "beta1",
+        ),
+        (
+            OptimizerConfig::Adam(AdamConfig::default().with_betas(0.9, -0.1)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::Adam(AdamConfig::default().with_betas(0.9, nan)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::AdamW(AdamWConfig::default().with_betas(0.9, 1.5)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::AdamW(AdamWConfig::default().with_weight_decay(-0.01)),
+            "weight_decay",
+        ),
+        (
+            OptimizerConfig::AdaBelief(AdaBeliefConfig::default().with_betas(-0.1, 0.999)),
+            "beta1",
+        ),
+        (
+            OptimizerConfig::Lion(LionConfig::default().with_betas(0.9, 1.1)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::Lion(LionConfig::default().with_lr(-1.0)),
+            "lr",
+        ),
+    ];
+    let ctx = context();
+    let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];
+    for (config, name) in cases {
+        match config.build(ctx, &params) {
+            Err(Error::InvalidHyperparameter { name: got, .. }) => {
+                assert_eq!(got, name, "{config:?}")
+            }
+            other => panic!(
+                "{config:?}: expected InvalidHyperparameter({name}), got {:?}",
+                other.err()
+            ),
+        }
+        assert!(
+            reference::Optimizer::new(&config, &[10]).is_err(),
+            "the reference accepted {config:?}"
+        );
+    }
+}
+
+#[test]
+fn nesterov_needs_momentum_and_no_dampening() {
+    for config in [
+        SgdConfig::default().with_nesterov(true),
+        SgdConfig::default()
+            .with_nesterov(true)
+            .with_momentum(0.9)
+            .with_dampening(0.1),
+    ] {
+        assert!(
+            matches!(
+                OptimizerConfig::Sgd(config.clone()).validate(),
+                Err(Error::InvalidOptions(_))
+            ),
+            "{config:?}"
+        );
+    }
+    OptimizerConfig::Sgd(SgdConfig::default().with_nesterov(true).with_momentum(0.9))
+        .validate()
+        .unwrap();
+}
+
+#[test]
+fn a_refused_hyperparameter_change_leaves_the_optimizer_as_it_was() {
+    let ctx = context();
+    let config = OptimizerConfig::Adam(AdamConfig::default().with_lr(0.01));
+    let mut run = Run::new(ctx, &config, &[300], 7);
+    run.step(ctx);
+    assert!(matches!(
+        run.device.set_lr(-1.0),
+        Err(Error::InvalidHyperparameter { name: "lr", .. })
+    ));
+    assert!(matches!(
+        run.device.set_config(OptimizerConfig::Adam(
+            AdamConfig::default().with_amsgrad(true)
+        )),
+        Err(Error::StructuralChange(_))
+    ));
+    assert!(matches!(
+        run.device
+            .set_config(OptimizerConfig::Sgd(SgdConfig::default())),
+        Err(Error::StructuralChange(_))
+    ));
+    assert_eq!(run.device.config(), &config);
+    // The next step still uses lr = 0.01, as the reference does.
+    run.step(ctx);
+    run.compare(ctx, "after refused changes");
+}
+
+#[test]
+fn a_learning_rate_change_is_a_buffer_write() {
+    let ctx = context();
+    let config = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.1).with_momentum(0.9));
+    let mut run = Run::new(ctx, &config, &[1000], 8);
+    run.step(ctx);
+    run.device.set_lr(0.02).unwrap();
+    run.reference.set_config(config.with_lr(0.02)).unwrap();
+    run.step(ctx);
+    run.compare(ctx, "after set_lr");
+}
+
+#[test]
+fn unknown_state_and_tensor_are_errors() {
+    let ctx = context();
+    let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];
+    let adam = AdamConfig::default().build(ctx, &params).unwrap();
+    assert!(matches!(
+        adam.read_state(0, "max_exp_avg_sq"),
+        Err(Error::NoSuchState { .. })
+    ));
+    assert!(matches!(
+        adam.read_state(1, "exp_avg"),
+        Err(Error::NoSuchTensor { index: 1, count: 1 })
+    ));
+    let range = BufferRange::whole(params[0].param.buffer());
+    assert!(matches!(
+        ctx.write_f32(&range, &[1.0; 3]),
+        Err(Error::WrongLength {
+            expected: 10,
+            actual: 3,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_reference_refuses_mismatched_host_tensors() {
+    let config = OptimizerConfig::Adam(AdamConfig::default());
+    let mut adam = reference::Optimizer::new(&config, &[3]).unwrap();
+    let mut params = vec![vec![0.0; 3]];
+    assert!(matches!(
+        adam.step(&mut params, &[vec![0.0; 4]]),
+        Err(Error::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        adam.step(&mut params, &[]),
+        Err(Error::WrongLength { .. })
+    ));
+    assert_eq!(adam.step_count(), 0);
+}
+
+#[test]
+fn empty_tensors_are_a_no_op() {
+    let ctx = context();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default());
+    let mut run = Run::new(ctx, &config, &[0, 5, 0], 9);
+    run.step(ctx);
+    run.step(ctx);
+    run.compare(ctx, "with empty tensors");
+}
+
+#[test]
+fn the_no_adapter_error_names_the_fix() {
+    let message = Error::NoAdapter("none".into()).to_string();
+    assert!(
+        message.contains("apt-get install -y mesa-vulkan-drivers libvulkan1"),
+        "{message}"
+    );
+    assert!(message.contains("WGPU_BACKEND"), "{message}");
+}

@@ -1,0 +1,136 @@
+//! Every WGSL file validates with naga, and every Rust mirror of a WGSL struct has its layout.
+
+use wgpu_optim::shaders::{Kernel, FILES};
+use wgpu_optim::*;
+
+fn parse(source: &str, what: &str) -> naga::Module {
+    naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)))
+}
+
+fn validate(module: &naga::Module, source: &str, what: &str) {
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(module)
+    .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
+}
+
+/// The shared files that stand alone: declarations and pure functions.
+const STANDALONE: [&str; 3] = [
+    "common/control.wgsl",
+    "common/math.wgsl",
+    "common/elements.wgsl",
+];
+
+#[test]
+fn every_kernel_module_validates() {
+    for kernel in Kernel::ALL {
+        let source = kernel.source();
+        let module = parse(&source, kernel.name());
+        validate(&module, &source, kernel.name());
+        for entry in ["prologue", "update"] {
+            assert!(
+                module.entry_points.iter().any(|e| e.name == entry),
+                "{} lacks the entry point {entry}",
+                kernel.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn shared_files_validate_on_their_own() {
+    for path in STANDALONE {
+        let (_, text) = FILES.iter().find(|(p, _)| *p == path).unwrap();
+        validate(&parse(text, path), text, path);
+    }
+}
+
+#[test]
+fn every_file_in_the_shaders_folder_is_listed_and_used() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut on_disk = Vec::new();
+    for dir in [root.clone(), root.join("common")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wgsl") {
+                on_disk.push(
+                    path.strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+    on_disk.sort();
+    let mut listed: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "shaders/ and shaders::FILES differ");
+    for (path, text) in FILES {
+        let disk = std::fs::read_to_string(root.join(path)).unwrap();
+        assert_eq!(&disk, text, "{path} is stale in the build");
+        // Every file is validated: on its own, or inside a kernel module that includes it.
+        let used =
+            STANDALONE.contains(path) || Kernel::ALL.iter().any(|k| k.files().contains(path));
+        assert!(used, "{path} is validated by no test");
+    }
+}
+
+/// Asserts the WGSL struct `T::WGSL_NAME` in `module` has T's size and field offsets.
+fn assert_layout<T: WgslLayout>(module: &naga::Module, what: &str) {
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some(T::WGSL_NAME))
+        .unwrap_or_else(|| panic!("{what}: no struct {}", T::WGSL_NAME));
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("{what}: {} is not a struct", T::WGSL_NAME)
+    };
+    let wgsl: Vec<(String, usize)> = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+        .collect();
+    let rust: Vec<(String, usize)> = T::FIELDS.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+    assert_eq!(wgsl, rust, "{what}: fields of {}", T::WGSL_NAME);
+    assert_eq!(
+        *span as usize,
+        std::mem::size_of::<T>(),
+        "{what}: size of {}",
+        T::WGSL_NAME
+    );
+}
+
+#[test]
+fn rust_structs_match_their_wgsl_layout() {
+    for kernel in Kernel::ALL {
+        let module = parse(&kernel.source(), kernel.name());
+        assert_layout::<Control>(&module, kernel.name());
+        match kernel {
+            Kernel::Sgd => assert_layout::<SgdHyper>(&module, "sgd"),
+            Kernel::Adagrad => assert_layout::<AdagradHyper>(&module, "adagrad"),
+            Kernel::RmsProp => assert_layout::<RmsPropHyper>(&module, "rmsprop"),
+            Kernel::Adam | Kernel::AdaBelief => assert_layout::<AdamHyper>(&module, kernel.name()),
+            Kernel::Lion => assert_layout::<LionHyper>(&module, "lion"),
+        }
+    }
+}
+
+#[test]
+fn every_pipeline_builds_on_the_adapter() {
+    // One configuration per kernel with every structural option on: wgpu compiles the
+    // overridden module for the real backend.
+    let ctx = common::context();
+    let grad = ctx.upload_f32("grad", &[0.0; 8]);
+    let param = ctx.upload_f32("param", &[0.0; 8]);
+    let params = [Param::whole(&param, &grad)];
+    for config in common::all_configs() {
+        config
+            .build(ctx, &params)
+            .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+    }
+}
+
+mod common;

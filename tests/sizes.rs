@@ -1,0 +1,87 @@
+//! Sizes past one binding and past one dispatch: chunking through offset/size bindings and
+//! the grid-stride loop, on real sizes and on small limits that exercise the same paths.
+
+mod common;
+use common::*;
+use wgpu_optim::*;
+
+/// More than 2^25 f32 elements: past the default 128 MiB binding, so the tensor is updated in
+/// two chunks; with 64-invocation workgroups the first chunk spans 131072 tiles, past the
+/// 65535 workgroups one dispatch may launch.
+#[test]
+fn a_tensor_past_the_128_mib_binding_limit() {
+    let len = (1usize << 25) + 1027;
+    let ctx = pollster::block_on(Context::request(&ContextOptions {
+        limits: Some(wgpu::Limits {
+            max_buffer_size: 1 << 30,
+            ..wgpu::Limits::default()
+        }),
+        ..Default::default()
+    }))
+    .unwrap()
+    .with_tuning(Tuning {
+        workgroup_size: 64,
+        ..Tuning::default()
+    });
+    assert_eq!(ctx.max_chunk_len(), 1 << 25);
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01).with_amsgrad(true));
+    let mut run = Run::new(&ctx, &config, &[len], 11);
+    for _ in 0..10 {
+        run.step(&ctx);
+    }
+    run.compare(&ctx, "2^25 + 1027 elements");
+}
+
+/// A 4 KiB binding limit splits tensors into chunks of 1024 elements.
+#[test]
+fn chunk_boundaries_are_exact_for_every_optimizer() {
+    let ctx = context_with_binding_limit(4096);
+    assert_eq!(ctx.max_chunk_len(), 1024);
+    let lens = [1, 1023, 1024, 1025, 2048, 5001];
+    for (n, config) in all_configs().iter().enumerate().step_by(3) {
+        let mut run = Run::new(&ctx, config, &lens, 100 + n as u64);
+        for _ in 0..4 {
+            run.step(&ctx);
+        }
+        run.compare(&ctx, &format!("{config:?} in 4 KiB chunks"));
+    }
+}
+
+/// Few, small workgroups: every workgroup loops over many tiles.
+#[test]
+fn the_grid_stride_loop_covers_every_tile() {
+    for tuning in [
+        Tuning {
+            workgroup_size: 64,
+            max_workgroups_per_dispatch: 3,
+        },
+        Tuning {
+            workgroup_size: 1,
+            max_workgroups_per_dispatch: 7,
+        },
+    ] {
+        let ctx = context().clone().with_tuning(tuning);
+        let lens = [1, 3, 255, 256, 257, 1000, 4099];
+        for (n, config) in all_configs().iter().enumerate().step_by(5) {
+            let mut run = Run::new(&ctx, config, &lens, 200 + n as u64);
+            for _ in 0..3 {
+                run.step(&ctx);
+            }
+            run.compare(&ctx, &format!("{config:?} with {tuning:?}"));
+        }
+    }
+}
+
+/// Two optimizers of the same configuration share pipelines; stepping one leaves the other.
+#[test]
+fn optimizers_are_independent() {
+    let ctx = context();
+    let config = OptimizerConfig::Adam(AdamConfig::default());
+    let mut a = Run::new(ctx, &config, &[100], 1);
+    let b = Run::new(ctx, &config, &[100], 2);
+    a.step(ctx);
+    a.step(ctx);
+    a.compare(ctx, "stepped");
+    b.compare(ctx, "not stepped");
+    assert_eq!(b.device.read_step().unwrap(), 0);
+}
