@@ -12,7 +12,9 @@ const STEPS: usize = 300;
 
 /// A deterministic stream of values in [-1, 1).
 fn lcg(seed: &mut u64) -> f32 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
@@ -20,7 +22,9 @@ fn lcg(seed: &mut u64) -> f32 {
 fn loss(a: &[f32], b: &[f32], x: &[f32]) -> f64 {
     let mut total = 0.0;
     for i in 0..M {
-        let ax: f64 = (0..D).map(|j| f64::from(a[i * D + j]) * f64::from(x[j])).sum();
+        let ax: f64 = (0..D)
+            .map(|j| f64::from(a[i * D + j]) * f64::from(x[j]))
+            .sum();
         total += (ax - f64::from(b[i])).powi(2);
     }
     total / (2.0 * M as f64)
@@ -39,7 +43,10 @@ fn gradient(a: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
 fn main() -> wgpu_optim::Result<()> {
     let ctx = Context::new_blocking()?;
     if let Some(info) = ctx.adapter_info() {
-        println!("adapter: {} ({:?}, {} {})", info.name, info.backend, info.driver, info.driver_info);
+        println!(
+            "adapter: {} ({:?}, {} {})",
+            info.name, info.backend, info.driver, info.driver_info
+        );
     }
 
     // The problem: b = A x_true + noise.
@@ -91,7 +98,10 @@ fn main() -> wgpu_optim::Result<()> {
             entries: &entries,
         })
     };
-    let residual_bg = bind(&residual, &[(0, &a_buf), (1, &b_buf), (2, &x_buf), (3, &r_buf)]);
+    let residual_bg = bind(
+        &residual,
+        &[(0, &a_buf), (1, &b_buf), (2, &x_buf), (3, &r_buf)],
+    );
     let grad_bg = bind(&grad, &[(0, &a_buf), (3, &r_buf), (4, &g_buf)]);
 
     let config = AdamWConfig::default().with_lr(0.05).with_weight_decay(1e-4);
@@ -101,8 +111,16 @@ fn main() -> wgpu_optim::Result<()> {
     let mut host = reference::Optimizer::new(&OptimizerConfig::AdamW(config.clone()), &[D])?;
     let mut host_x = vec![x0.clone()];
 
-    println!("{:>5}  {:>14}  {:>14}", "step", "device loss", "reference loss");
-    println!("{:>5}  {:>14.6e}  {:>14.6e}", 0, loss(&a, &b, &x0), loss(&a, &b, &x0));
+    println!(
+        "{:>5}  {:>14}  {:>14}",
+        "step", "device loss", "reference loss"
+    );
+    println!(
+        "{:>5}  {:>14.6e}  {:>14.6e}",
+        0,
+        loss(&a, &b, &x0),
+        loss(&a, &b, &x0)
+    );
     for step in 1..=STEPS {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
@@ -122,11 +140,19 @@ fn main() -> wgpu_optim::Result<()> {
 
         if step % 50 == 0 {
             let x = ctx.read_f32(&params[0].param)?;
-            println!("{step:>5}  {:>14.6e}  {:>14.6e}", loss(&a, &b, &x), loss(&a, &b, &host_x[0]));
+            println!(
+                "{step:>5}  {:>14.6e}  {:>14.6e}",
+                loss(&a, &b, &x),
+                loss(&a, &b, &host_x[0])
+            );
         }
     }
     let x = ctx.read_f32(&params[0].param)?;
-    let max_diff = x.iter().zip(&host_x[0]).map(|(d, h)| (d - h).abs()).fold(0.0_f32, f32::max);
+    let max_diff = x
+        .iter()
+        .zip(&host_x[0])
+        .map(|(d, h)| (d - h).abs())
+        .fold(0.0_f32, f32::max);
     println!("steps on the device: {}", adamw.read_step()?);
     println!("largest |device - reference| weight difference: {max_diff:.3e}");
     Ok(())

@@ -70,7 +70,7 @@ impl BufferRange {
                 missing,
             });
         }
-        if self.offset % u64::from(alignment) != 0 {
+        if !self.offset.is_multiple_of(u64::from(alignment)) {
             return Err(Error::MisalignedOffset {
                 index,
                 role,

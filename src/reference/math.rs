@@ -1,8 +1,11 @@
 //! Mirrors of `shaders/common/math.wgsl`, operation for operation, in f32.
 
-const LN2_HI: f32 = 6.931_457_5e-1;
-const LN2_LO: f32 = 1.428_606_8e-6;
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+// Constants carry the same decimal digits as the WGSL source, so both round to the same f32.
+#![allow(clippy::excessive_precision)]
+
+const LN2_HI: f32 = 6.9314575195e-01;
+const LN2_LO: f32 = 1.4286067653e-06;
+const LOG2_E: f32 = 1.4426950409e+00;
 
 /// `exp(x) - 1` for `x <= 0`, as `expm1_nonpositive` in WGSL.
 pub fn expm1_nonpositive(x: f32) -> f32 {
@@ -12,15 +15,15 @@ pub fn expm1_nonpositive(x: f32) -> f32 {
     // WGSL's round() rounds halves to even.
     let k = (x * LOG2_E).round_ties_even();
     let r = (x - k * LN2_HI) - k * LN2_LO;
-    let mut p: f32 = 2.755_731_9e-7;
-    p = p * r + 2.755_731_9e-6;
-    p = p * r + 2.480_158_7e-5;
-    p = p * r + 1.984_127e-4;
-    p = p * r + 1.388_888_9e-3;
-    p = p * r + 8.333_333e-3;
-    p = p * r + 4.166_666_8e-2;
-    p = p * r + 1.666_666_7e-1;
-    p = p * r + 5e-1;
+    let mut p: f32 = 2.7557319224e-07;
+    p = p * r + 2.7557319224e-06;
+    p = p * r + 2.4801587302e-05;
+    p = p * r + 1.9841269841e-04;
+    p = p * r + 1.3888888889e-03;
+    p = p * r + 8.3333333333e-03;
+    p = p * r + 4.1666666667e-02;
+    p = p * r + 1.6666666667e-01;
+    p = p * r + 5.0000000000e-01;
     let em = r + r * r * p;
     let s = 2f64.powi(k as i32) as f32;
     s * em + (s - 1.0)
