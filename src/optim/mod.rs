@@ -404,6 +404,12 @@ impl Optimizer {
         self.tensors.iter().map(|t| &t.param)
     }
 
+    /// Bytes a step must move per element at the least: read and write the parameter and
+    /// each state, read the gradient (28 for Adam in f32). Benchmarks divide by this.
+    pub fn bytes_per_element(&self) -> u64 {
+        4 * (2 + 1 + 2 * self.spec.states.len() as u64)
+    }
+
     /// The state buffers kept per tensor, in slot order.
     pub fn state_specs(&self) -> &[StateSpec] {
         &self.spec.states
