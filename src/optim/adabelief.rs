@@ -1,7 +1,7 @@
 //! AdaBelief, as the authors' adabelief-pytorch with `rectify=False`.
 
 use super::adam::moment_states;
-use super::{beta, non_negative, AdamHyper, KernelSpec, OptimizerConfig};
+use super::{beta, non_negative, setters, AdamHyper, KernelSpec, OptimizerConfig};
 use crate::context::Context;
 use crate::error::Result;
 use crate::optim::Optimizer;
@@ -74,41 +74,27 @@ pub struct AdaBeliefOptions {
     pub weight_decouple: bool,
 }
 
-impl AdaBeliefConfig {
+setters! {
+    AdaBeliefConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
+    /// Sets eps.
+    with_eps(eps: f64);
+    /// Sets the weight decay.
+    with_weight_decay(weight_decay: f64);
+    /// Turns the AMSGrad-style maximum on or off.
+    with_amsgrad(amsgrad: bool);
+    /// Decoupled (true) or L2 (false) weight decay.
+    with_weight_decouple(weight_decouple: bool);
+    /// Fixed (learning-rate independent) decoupled decay.
+    with_fixed_decay(fixed_decay: bool);
+}
+
+impl AdaBeliefConfig {
     /// Sets (beta1, beta2).
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
         self.beta2 = beta2;
-        self
-    }
-    /// Sets eps.
-    pub fn with_eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// Sets the weight decay.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-    /// Turns the AMSGrad-style maximum on or off.
-    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
-        self.amsgrad = amsgrad;
-        self
-    }
-    /// Decoupled (true) or L2 (false) weight decay.
-    pub fn with_weight_decouple(mut self, weight_decouple: bool) -> Self {
-        self.weight_decouple = weight_decouple;
-        self
-    }
-    /// Fixed (learning-rate independent) decoupled decay.
-    pub fn with_fixed_decay(mut self, fixed_decay: bool) -> Self {
-        self.fixed_decay = fixed_decay;
         self
     }
 

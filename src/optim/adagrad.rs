@@ -1,6 +1,6 @@
 //! Adagrad: `torch.optim.Adagrad`.
 
-use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
 use crate::error::Result;
 use crate::layout::wgsl_struct;
@@ -79,38 +79,23 @@ pub struct AdagradOptions {
     pub maximize: bool,
 }
 
-impl AdagradConfig {
+setters! {
+    AdagradConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
     /// Sets the learning-rate decay.
-    pub fn with_lr_decay(mut self, lr_decay: f64) -> Self {
-        self.lr_decay = lr_decay;
-        self
-    }
+    with_lr_decay(lr_decay: f64);
     /// Sets the L2 penalty.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
+    with_weight_decay(weight_decay: f64);
     /// Sets the starting value of `sum`.
-    pub fn with_initial_accumulator_value(mut self, value: f64) -> Self {
-        self.initial_accumulator_value = value;
-        self
-    }
+    with_initial_accumulator_value(initial_accumulator_value: f64);
     /// Sets eps.
-    pub fn with_eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
+    with_eps(eps: f64);
     /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
-        self
-    }
+    with_maximize(maximize: bool);
+}
 
+impl AdagradConfig {
     /// Builds the optimizer for `params`: see [`Optimizer::new`].
     pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
         OptimizerConfig::Adagrad(self.clone()).build(ctx, params)

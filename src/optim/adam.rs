@@ -1,6 +1,6 @@
 //! Adam and AMSGrad: `torch.optim.Adam`; the hyperparameter struct of the Adam family.
 
-use super::{beta, ln, non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use super::{beta, ln, non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
 use crate::error::Result;
 use crate::layout::wgsl_struct;
@@ -134,41 +134,27 @@ pub struct AdamOptions {
     pub decoupled_weight_decay: bool,
 }
 
-impl AdamConfig {
+setters! {
+    AdamConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
+    /// Sets eps.
+    with_eps(eps: f64);
+    /// Sets the weight decay.
+    with_weight_decay(weight_decay: f64);
+    /// Turns AMSGrad on or off.
+    with_amsgrad(amsgrad: bool);
+    /// Maximizes instead of minimizing.
+    with_maximize(maximize: bool);
+    /// Decouples the weight decay from the gradient (AdamW).
+    with_decoupled_weight_decay(decoupled_weight_decay: bool);
+}
+
+impl AdamConfig {
     /// Sets (beta1, beta2).
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
         self.beta2 = beta2;
-        self
-    }
-    /// Sets eps.
-    pub fn with_eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// Sets the weight decay.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-    /// Turns AMSGrad on or off.
-    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
-        self.amsgrad = amsgrad;
-        self
-    }
-    /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
-        self
-    }
-    /// Decouples the weight decay from the gradient (AdamW).
-    pub fn with_decoupled_weight_decay(mut self, decoupled: bool) -> Self {
-        self.decoupled_weight_decay = decoupled;
         self
     }
 

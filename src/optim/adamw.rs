@@ -1,6 +1,6 @@
 //! AdamW: `torch.optim.AdamW`.
 
-use super::{AdamConfig, OptimizerConfig};
+use super::{setters, AdamConfig, OptimizerConfig};
 use crate::context::Context;
 use crate::error::Result;
 use crate::optim::Optimizer;
@@ -55,36 +55,25 @@ impl Default for AdamWConfig {
     }
 }
 
-impl AdamWConfig {
+setters! {
+    AdamWConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
+    /// Sets eps.
+    with_eps(eps: f64);
+    /// Sets the decoupled weight decay.
+    with_weight_decay(weight_decay: f64);
+    /// Turns AMSGrad on or off.
+    with_amsgrad(amsgrad: bool);
+    /// Maximizes instead of minimizing.
+    with_maximize(maximize: bool);
+}
+
+impl AdamWConfig {
     /// Sets (beta1, beta2).
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
         self.beta2 = beta2;
-        self
-    }
-    /// Sets eps.
-    pub fn with_eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-    /// Sets the decoupled weight decay.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-    /// Turns AMSGrad on or off.
-    pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
-        self.amsgrad = amsgrad;
-        self
-    }
-    /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
         self
     }
 

@@ -1,6 +1,6 @@
 //! Lion: lion-pytorch and `optax.lion`.
 
-use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
@@ -78,26 +78,21 @@ pub struct LionOptions {
     pub maximize: bool,
 }
 
-impl LionConfig {
+setters! {
+    LionConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
+    /// Sets the decoupled weight decay.
+    with_weight_decay(weight_decay: f64);
+    /// Maximizes instead of minimizing.
+    with_maximize(maximize: bool);
+}
+
+impl LionConfig {
     /// Sets (beta1, beta2).
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
         self.beta2 = beta2;
-        self
-    }
-    /// Sets the decoupled weight decay.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-    /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
         self
     }
 

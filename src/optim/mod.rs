@@ -153,6 +153,22 @@ impl OptimizerConfig {
     }
 }
 
+/// Declares `with_<field>` builders, each setting one field of a config and returning it.
+macro_rules! setters {
+    ($config:ty; $($(#[$doc:meta])* $name:ident($field:ident: $ty:ty);)*) => {
+        impl $config {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
 /// `value` must be finite and at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`).
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() && value >= 0.0 {

@@ -1,6 +1,6 @@
 //! RMSprop: `torch.optim.RMSprop`.
 
-use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
 use crate::error::Result;
 use crate::layout::wgsl_struct;
@@ -90,43 +90,25 @@ pub struct RmsPropOptions {
     pub maximize: bool,
 }
 
-impl RmsPropConfig {
+setters! {
+    RmsPropConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
     /// Sets the smoothing constant.
-    pub fn with_alpha(mut self, alpha: f64) -> Self {
-        self.alpha = alpha;
-        self
-    }
+    with_alpha(alpha: f64);
     /// Sets eps.
-    pub fn with_eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
+    with_eps(eps: f64);
     /// Sets the L2 penalty.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
+    with_weight_decay(weight_decay: f64);
     /// Sets the momentum factor.
-    pub fn with_momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
+    with_momentum(momentum: f64);
     /// Turns the centered variant on or off.
-    pub fn with_centered(mut self, centered: bool) -> Self {
-        self.centered = centered;
-        self
-    }
+    with_centered(centered: bool);
     /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
-        self
-    }
+    with_maximize(maximize: bool);
+}
 
+impl RmsPropConfig {
     /// Builds the optimizer for `params`: see [`Optimizer::new`].
     pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
         OptimizerConfig::RmsProp(self.clone()).build(ctx, params)

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum: `torch.optim.SGD`.
 
-use super::{non_negative, KernelSpec, OptimizerConfig, StateSpec};
+use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
@@ -81,38 +81,23 @@ pub struct SgdOptions {
     pub maximize: bool,
 }
 
-impl SgdConfig {
+setters! {
+    SgdConfig;
     /// Sets the learning rate.
-    pub fn with_lr(mut self, lr: f64) -> Self {
-        self.lr = lr;
-        self
-    }
+    with_lr(lr: f64);
     /// Sets the momentum factor.
-    pub fn with_momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
+    with_momentum(momentum: f64);
     /// Sets the dampening.
-    pub fn with_dampening(mut self, dampening: f64) -> Self {
-        self.dampening = dampening;
-        self
-    }
+    with_dampening(dampening: f64);
     /// Sets the L2 penalty.
-    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
+    with_weight_decay(weight_decay: f64);
     /// Turns Nesterov momentum on or off.
-    pub fn with_nesterov(mut self, nesterov: bool) -> Self {
-        self.nesterov = nesterov;
-        self
-    }
+    with_nesterov(nesterov: bool);
     /// Maximizes instead of minimizing.
-    pub fn with_maximize(mut self, maximize: bool) -> Self {
-        self.maximize = maximize;
-        self
-    }
+    with_maximize(maximize: bool);
+}
 
+impl SgdConfig {
     /// Builds the optimizer for `params`: see [`Optimizer::new`].
     pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
         OptimizerConfig::Sgd(self.clone()).build(ctx, params)
