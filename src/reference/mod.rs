@@ -33,6 +33,8 @@ pub struct Optimizer {
     step: u32,
     // [tensor][slot][element]; an empty vector for a slot the configuration does not keep.
     slots: Vec<[Vec<f32>; 3]>,
+    // The length of each tensor, as given to `new`.
+    lens: Vec<usize>,
 }
 
 impl Optimizer {
@@ -54,6 +56,7 @@ impl Optimizer {
             states,
             step: 0,
             slots,
+            lens: lens.to_vec(),
         })
     }
 
@@ -154,16 +157,18 @@ impl Optimizer {
             }
         }
         for (index, (param, grad)) in params.iter().zip(grads).enumerate() {
-            let expected = self.slots[index]
-                .iter()
-                .map(Vec::len)
-                .max()
-                .unwrap_or(param.len());
-            if param.len() != grad.len() || (!self.states.is_empty() && param.len() != expected) {
+            if param.len() != grad.len() {
                 return Err(Error::LengthMismatch {
                     index,
                     param_len: param.len() as u64,
                     grad_len: grad.len() as u64,
+                });
+            }
+            if param.len() != self.lens[index] {
+                return Err(Error::WrongLength {
+                    what: "param",
+                    expected: self.lens[index],
+                    actual: param.len(),
                 });
             }
         }
