@@ -42,7 +42,7 @@ fn adabelief_math(
     *p = *p - h.step_size * (*exp_avg / denom);
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     var p = load_param(idx);
     var exp_avg = load_state0(idx);
     var exp_avg_var = load_state1(idx);
@@ -50,7 +50,7 @@ fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier:
     if AMSGRAD {
         max_exp_avg_var = load_state2(idx);
     }
-    adabelief_math(&p, load_grad(idx, grad_multiplier), &exp_avg, &exp_avg_var, &max_exp_avg_var, hyper[group]);
+    adabelief_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_var, &max_exp_avg_var, hyper[group]);
     store_param(idx, valid, p);
     store_state0(idx, valid, exp_avg);
     store_state1(idx, valid, exp_avg_var);

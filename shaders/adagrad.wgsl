@@ -34,10 +34,10 @@ fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function,
     *p = *p - h.clr * (g / denom);
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     var p = load_param(idx);
     var sum = load_state0(idx);
-    adagrad_math(&p, load_grad(idx, grad_multiplier), &sum, hyper[group]);
+    adagrad_math(&p, load_grad(idx, c), &sum, hyper[group]);
     store_param(idx, valid, p);
     store_state0(idx, valid, sum);
 }

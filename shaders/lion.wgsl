@@ -36,10 +36,10 @@ fn lion_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, exp_avg: ptr<function
     *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     var p = load_param(idx);
     var exp_avg = load_state0(idx);
-    lion_math(&p, load_grad(idx, grad_multiplier), &exp_avg, hyper[group]);
+    lion_math(&p, load_grad(idx, c), &exp_avg, hyper[group]);
     store_param(idx, valid, p);
     store_state0(idx, valid, exp_avg);
 }

@@ -58,7 +58,7 @@ fn rmsprop_math(
     }
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     var p = load_param(idx);
     var square_avg = load_state0(idx);
     var momentum_buffer = vec4(0.0);
@@ -69,7 +69,7 @@ fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier:
     if CENTERED {
         grad_avg = load_state2(idx);
     }
-    rmsprop_math(&p, load_grad(idx, grad_multiplier), &square_avg, &momentum_buffer, &grad_avg, hyper[group]);
+    rmsprop_math(&p, load_grad(idx, c), &square_avg, &momentum_buffer, &grad_avg, hyper[group]);
     store_param(idx, valid, p);
     store_state0(idx, valid, square_avg);
     if MOMENTUM {

@@ -52,13 +52,13 @@ fn sgd_math(
     *p = *p - h.lr * d_p;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, grad_multiplier: f32) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     var p = load_param(idx);
     var momentum_buffer = vec4(0.0);
     if MOMENTUM {
         momentum_buffer = load_state0(idx);
     }
-    sgd_math(&p, load_grad(idx, grad_multiplier), &momentum_buffer, control.step == 1u, hyper[group]);
+    sgd_math(&p, load_grad(idx, c), &momentum_buffer, c.step == 1u, hyper[group]);
     store_param(idx, valid, p);
     if MOMENTUM {
         store_state0(idx, valid, momentum_buffer);

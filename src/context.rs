@@ -1,5 +1,6 @@
 //! The device an optimizer runs on, its pipeline cache, and host upload/readback helpers.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -15,9 +16,13 @@ use crate::tensor::BufferRange;
 pub struct Tuning {
     /// Invocations per workgroup of the update kernels; each updates 4 elements per tile.
     pub workgroup_size: u32,
-    /// Most workgroups one update dispatch launches; larger chunks are covered by a grid-stride
-    /// loop. Capped by the device's `max_compute_workgroups_per_dimension`.
+    /// Most workgroups one update or reduction dispatch launches; larger chunks are covered by
+    /// a grid-stride loop. Capped by the device's `max_compute_workgroups_per_dimension`.
     pub max_workgroups_per_dispatch: u32,
+    /// Whether the gradient-norm reduction uses subgroup operations where the device has
+    /// `Features::SUBGROUP`. Either way the result is deterministic on one adapter; the two
+    /// paths may differ in the last place.
+    pub subgroups: bool,
 }
 
 impl Default for Tuning {
@@ -25,6 +30,7 @@ impl Default for Tuning {
         Tuning {
             workgroup_size: 256,
             max_workgroups_per_dispatch: 65535,
+            subgroups: true,
         }
     }
 }
@@ -46,12 +52,22 @@ pub(crate) struct KernelPipelines {
     pub update_layout: wgpu::BindGroupLayout,
 }
 
+/// What a cached pipeline set was built from.
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct PipelineKey {
-    kernel: Kernel,
-    overrides: Vec<(&'static str, bool)>,
-    workgroup_size: u32,
+pub(crate) enum PipelineKey {
+    /// An optimizer kernel with its structural options.
+    Kernel {
+        kernel: Kernel,
+        overrides: Vec<(&'static str, bool)>,
+        workgroup_size: u32,
+    },
+    /// The gradient-processing module, with or without subgroup operations.
+    Grad { subgroups: bool },
+    /// The standalone clip-by-value module.
+    ClipValue { workgroup_size: u32 },
 }
+
+type Cache = HashMap<PipelineKey, Arc<dyn Any + Send + Sync>>;
 
 /// A wgpu device and queue, with the pipeline cache every optimizer built on it shares.
 ///
@@ -64,7 +80,7 @@ pub struct Context {
     queue: wgpu::Queue,
     adapter_info: Option<wgpu::AdapterInfo>,
     tuning: Tuning,
-    pipelines: Arc<Mutex<HashMap<PipelineKey, Arc<KernelPipelines>>>>,
+    pipelines: Arc<Mutex<Cache>>,
     // Bound in place of the state buffers a configuration does not keep (one per slot, so no
     // buffer is bound twice in one dispatch).
     placeholders: Arc<[wgpu::Buffer; 3]>,
@@ -109,6 +125,8 @@ impl Context {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-optim"),
+                // Subgroup operations speed up the gradient-norm reduction where there are any.
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: limits,
                 ..Default::default()
             })
@@ -173,8 +191,37 @@ impl Context {
         (limits.max_storage_buffer_binding_size / align * align / 4).max(1)
     }
 
+    /// Most workgroups one dispatch launches: the tuning's cap within the device's limit.
+    pub(crate) fn max_workgroups(&self) -> u64 {
+        let limit = self.device.limits().max_compute_workgroups_per_dimension;
+        u64::from(self.tuning.max_workgroups_per_dispatch.min(limit).max(1))
+    }
+
     pub(crate) fn placeholder(&self, slot: usize) -> &wgpu::Buffer {
         &self.placeholders[slot]
+    }
+
+    /// Whether the gradient-norm reduction uses subgroup operations on this context.
+    pub fn uses_subgroups(&self) -> bool {
+        self.tuning.subgroups && self.device.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The pipelines `key` names, built by `build` on first use and shared afterwards.
+    pub(crate) fn cached<T: Send + Sync + 'static>(
+        &self,
+        key: PipelineKey,
+        build: impl FnOnce(&wgpu::Device) -> T,
+    ) -> Result<Arc<T>> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.get(&key) {
+            return Ok(found.clone().downcast().expect("one type per key"));
+        }
+        let built = Arc::new(capture_errors(&self.device, || build(&self.device))?);
+        cache.insert(key, built.clone());
+        Ok(built)
     }
 
     /// The pipelines of `kernel` with these structural options, built on first use.
@@ -183,89 +230,15 @@ impl Context {
         kernel: Kernel,
         overrides: &[(&'static str, bool)],
     ) -> Result<Arc<KernelPipelines>> {
-        let key = PipelineKey {
+        let key = PipelineKey::Kernel {
             kernel,
             overrides: overrides.to_vec(),
             workgroup_size: self.tuning.workgroup_size,
         };
-        let mut cache = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = cache.get(&key) {
-            return Ok(found.clone());
-        }
-        let built = Arc::new(capture_errors(&self.device, || self.build_pipelines(&key))?);
-        cache.insert(key, built.clone());
-        Ok(built)
-    }
-
-    fn build_pipelines(&self, key: &PipelineKey) -> KernelPipelines {
-        let device = &self.device;
-        let label = key.kernel.name();
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(key.kernel.source().into()),
-        });
-        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
-        let prologue_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgpu-optim prologue"),
-            entries: &[storage(0, false), storage(1, false)],
-        });
-        let mut update_entries = vec![
-            storage(0, false),
-            storage(1, false),
-            storage(2, false),
-            storage(3, true),
-        ];
-        update_entries
-            .extend((0..key.kernel.state_slots()).map(|slot| storage(4 + slot as u32, false)));
-        let update_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgpu-optim update"),
-            entries: &update_entries,
-        });
-        let mut constants: Vec<(&str, f64)> = key
-            .overrides
-            .iter()
-            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
-            .collect();
-        let pipeline = |entry: &str, layout: &wgpu::BindGroupLayout, constants: &[(&str, f64)]| {
-            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(layout)],
-                immediate_size: 0,
-            });
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: true,
-                },
-                cache: None,
-            })
-        };
-        let prologue = pipeline("prologue", &prologue_layout, &constants);
-        constants.push(("WORKGROUP_SIZE", f64::from(key.workgroup_size)));
-        let update = pipeline("update", &update_layout, &constants);
-        KernelPipelines {
-            prologue,
-            update,
-            prologue_layout,
-            update_layout,
-        }
+        let workgroup_size = self.tuning.workgroup_size;
+        self.cached(key, |device| {
+            build_kernel_pipelines(device, kernel, overrides, workgroup_size)
+        })
     }
 
     /// A new storage buffer holding `data`, usable as a parameter or gradient and readable
@@ -349,6 +322,109 @@ impl Context {
         staging.unmap();
         Ok(bytes)
     }
+}
+
+fn build_kernel_pipelines(
+    device: &wgpu::Device,
+    kernel: Kernel,
+    overrides: &[(&'static str, bool)],
+    workgroup_size: u32,
+) -> KernelPipelines {
+    let label = kernel.name();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+    });
+    // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
+    let prologue_layout = bind_group_layout(device, label, &[(0, false), (1, false)]);
+    let mut update_entries = vec![(0, false), (1, false), (2, false), (3, true)];
+    update_entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
+    let update_layout = bind_group_layout(device, label, &update_entries);
+    let mut constants: Vec<(&str, f64)> = overrides
+        .iter()
+        .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
+        .collect();
+    let prologue = compute_pipeline(device, &module, "prologue", &prologue_layout, &constants);
+    constants.push(("WORKGROUP_SIZE", f64::from(workgroup_size)));
+    let update = compute_pipeline(device, &module, "update", &update_layout, &constants);
+    KernelPipelines {
+        prologue,
+        update,
+        prologue_layout,
+        update_layout,
+    }
+}
+
+/// A compute bind group layout of storage buffers: `(binding, read_only)`.
+pub(crate) fn bind_group_layout(
+    device: &wgpu::Device,
+    label: &str,
+    entries: &[(u32, bool)],
+) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = entries
+        .iter()
+        .map(|&(binding, read_only)| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+/// The compute pipeline of `entry` in `module`, with one bind group of layout `layout`.
+pub(crate) fn compute_pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    layout: &wgpu::BindGroupLayout,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pipeline_layout),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: true,
+        },
+        cache: None,
+    })
+}
+
+/// Binds whole buffers or ranges: `(binding, resource)`.
+pub(crate) fn bind_group(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    entries: &[(u32, wgpu::BindingResource<'_>)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = entries
+        .iter()
+        .map(|(binding, resource)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: resource.clone(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
 }
 
 /// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.

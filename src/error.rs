@@ -121,6 +121,22 @@ pub enum Error {
     #[error("the new configuration changes the kernel or the state it keeps ({0}); build a new optimizer instead")]
     StructuralChange(&'static str),
 
+    /// A call that needs gradient processing on an optimizer that has none.
+    #[error(
+        "the optimizer has no gradient processing: set it with Optimizer::set_grad_processing"
+    )]
+    NoGradProcessing,
+
+    /// With `error_if_nonfinite`, a step's gradients held an inf or NaN: that step and every
+    /// later one changed nothing, until [`crate::Optimizer::clear_nonfinite_error`].
+    #[error("the gradients of step {step} hold an inf or NaN (grad_norm = {}); with error_if_nonfinite the optimizer halted there", .control.grad_norm)]
+    NonFiniteGradients {
+        /// The step whose gradients were non-finite (the step it would have become).
+        step: u32,
+        /// The control block as read back.
+        control: crate::Control,
+    },
+
     /// wgpu reported a validation or out-of-memory error, captured with an error scope.
     #[error("wgpu error: {0}")]
     Wgpu(String),

@@ -25,16 +25,23 @@
 //!
 //! Every kernel has a mirror in [`reference`], the CPU oracle the tests compare against.
 
+mod clip;
 mod context;
 mod error;
 mod layout;
 mod optim;
+mod readback;
 pub mod reference;
 pub mod shaders;
 mod tensor;
 
+pub use clip::{
+    ClipMode, ClipValue, GradConfig, GradHyper, GradScalerConfig, NormStats, Partial, CLIP_NONE,
+    CLIP_OPTAX, CLIP_PYTORCH,
+};
 pub use context::{Context, ContextOptions, Tuning};
 pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
 pub use optim::*;
+pub use readback::ControlReader;
 pub use tensor::{BufferRange, Param};

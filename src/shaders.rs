@@ -20,6 +20,14 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/elements.wgsl"),
     ),
     (
+        "common/reduce_workgroup.wgsl",
+        include_str!("../shaders/common/reduce_workgroup.wgsl"),
+    ),
+    (
+        "common/reduce_subgroup.wgsl",
+        include_str!("../shaders/common/reduce_subgroup.wgsl"),
+    ),
+    (
         "common/adam_hyper.wgsl",
         include_str!("../shaders/common/adam_hyper.wgsl"),
     ),
@@ -33,7 +41,45 @@ pub const FILES: &[(&str, &str)] = &[
     ("adam.wgsl", include_str!("../shaders/adam.wgsl")),
     ("adabelief.wgsl", include_str!("../shaders/adabelief.wgsl")),
     ("lion.wgsl", include_str!("../shaders/lion.wgsl")),
+    ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
+    (
+        "clip_value.wgsl",
+        include_str!("../shaders/clip_value.wgsl"),
+    ),
 ];
+
+/// A module's WGSL source: `files` concatenated in order.
+pub fn concatenate(files: &[&'static str]) -> String {
+    let mut source = String::new();
+    for path in files {
+        let (_, text) = FILES
+            .iter()
+            .find(|(p, _)| p == path)
+            .expect("file listed in FILES");
+        source += &format!("// ---- shaders/{path}\n{text}\n");
+    }
+    source
+}
+
+/// The files of the gradient-processing module (`clip.wgsl`): its workgroup reduction uses
+/// subgroup operations when `subgroups` is true (the device then needs `Features::SUBGROUP`;
+/// naga 30 takes subgroup built-ins without WGSL's `enable subgroups;`, and refuses it).
+pub fn grad_files(subgroups: bool) -> Vec<&'static str> {
+    let reduce = if subgroups {
+        "common/reduce_subgroup.wgsl"
+    } else {
+        "common/reduce_workgroup.wgsl"
+    };
+    vec!["common/control.wgsl", reduce, "clip.wgsl"]
+}
+
+/// The gradient-processing module's WGSL source; see [`grad_files`].
+pub fn grad_source(subgroups: bool) -> String {
+    concatenate(&grad_files(subgroups))
+}
+
+/// The files of the standalone clip-by-value module.
+pub const CLIP_VALUE_FILES: [&str; 2] = ["common/control.wgsl", "clip_value.wgsl"];
 
 /// One optimizer kernel: a WGSL module with a `prologue` and an `update` entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,16 +145,7 @@ impl Kernel {
 
     /// The module's WGSL source.
     pub fn source(self) -> String {
-        self.files()
-            .into_iter()
-            .map(|path| {
-                let (_, text) = FILES
-                    .iter()
-                    .find(|(p, _)| *p == path)
-                    .expect("file listed in FILES");
-                format!("// ---- shaders/{path}\n{text}\n")
-            })
-            .collect()
+        concatenate(&self.files())
     }
 
     /// How many state bindings (`state0`, `state1`, ...) the kernel declares.

@@ -53,6 +53,28 @@ impl BufferRange {
         self.offset + self.len * 4
     }
 
+    /// `count` elements starting `start` elements into this range.
+    pub(crate) fn slice(&self, start: u64, count: u64) -> BufferRange {
+        BufferRange::new(&self.buffer, self.offset + start * 4, count)
+    }
+
+    /// The range as a binding (of at least 4 bytes: an empty range binds its first element).
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.len.max(1) * 4),
+        })
+    }
+
+    /// The chunks of at most `chunk_len` elements that cover the range, in order.
+    pub(crate) fn chunks(&self, chunk_len: u64) -> impl Iterator<Item = BufferRange> + '_ {
+        (0..self.len.div_ceil(chunk_len)).map(move |c| {
+            let start = c * chunk_len;
+            self.slice(start, chunk_len.min(self.len - start))
+        })
+    }
+
     /// Refuses a range that does not start at a multiple of `alignment`, runs past its buffer
     /// or lacks `usage`.
     pub(crate) fn check(

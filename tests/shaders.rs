@@ -1,6 +1,6 @@
 //! Every WGSL file validates with naga, and every Rust mirror of a WGSL struct has its layout.
 
-use wgpu_optim::shaders::{Kernel, FILES};
+use wgpu_optim::shaders::{self, Kernel, FILES};
 use wgpu_optim::*;
 
 fn parse(source: &str, what: &str) -> naga::Module {
@@ -11,18 +11,39 @@ fn parse(source: &str, what: &str) -> naga::Module {
 fn validate(module: &naga::Module, source: &str, what: &str) {
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
+        naga::valid::Capabilities::SUBGROUP,
     )
     .validate(module)
     .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
 }
 
 /// The shared files that stand alone: declarations and pure functions.
-const STANDALONE: [&str; 3] = [
-    "common/control.wgsl",
-    "common/math.wgsl",
-    "common/elements.wgsl",
-];
+const STANDALONE: [&str; 2] = ["common/control.wgsl", "common/math.wgsl"];
+
+/// The modules besides the optimizer kernels: (name, source, files, entry points).
+fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static str>)> {
+    let grad_entries = vec!["grad_partials", "grad_local", "grad_finalize"];
+    vec![
+        (
+            "clip (workgroup tree)",
+            shaders::grad_source(false),
+            shaders::grad_files(false),
+            grad_entries.clone(),
+        ),
+        (
+            "clip (subgroups)",
+            shaders::grad_source(true),
+            shaders::grad_files(true),
+            grad_entries,
+        ),
+        (
+            "clip_value",
+            shaders::concatenate(&shaders::CLIP_VALUE_FILES),
+            shaders::CLIP_VALUE_FILES.to_vec(),
+            vec!["clip_value_in_place"],
+        ),
+    ]
+}
 
 #[test]
 fn every_kernel_module_validates() {
@@ -35,6 +56,20 @@ fn every_kernel_module_validates() {
                 module.entry_points.iter().any(|e| e.name == entry),
                 "{} lacks the entry point {entry}",
                 kernel.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn gradient_processing_modules_validate() {
+    for (name, source, _, entries) in other_modules() {
+        let module = parse(&source, name);
+        validate(&module, &source, name);
+        for entry in entries {
+            assert!(
+                module.entry_points.iter().any(|e| e.name == entry),
+                "{name} lacks the entry point {entry}"
             );
         }
     }
@@ -73,8 +108,11 @@ fn every_file_in_the_shaders_folder_is_listed_and_used() {
         let disk = std::fs::read_to_string(root.join(path)).unwrap();
         assert_eq!(&disk, text, "{path} is stale in the build");
         // Every file is validated: on its own, or inside a kernel module that includes it.
-        let used =
-            STANDALONE.contains(path) || Kernel::ALL.iter().any(|k| k.files().contains(path));
+        let used = STANDALONE.contains(path)
+            || Kernel::ALL.iter().any(|k| k.files().contains(path))
+            || other_modules()
+                .iter()
+                .any(|(_, _, files, _)| files.contains(path));
         assert!(used, "{path} is validated by no test");
     }
 }
@@ -115,6 +153,13 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::Adam | Kernel::AdaBelief => assert_layout::<AdamHyper>(&module, kernel.name()),
             Kernel::Lion => assert_layout::<LionHyper>(&module, "lion"),
         }
+    }
+    for subgroups in [false, true] {
+        let module = parse(&shaders::grad_source(subgroups), "clip");
+        assert_layout::<Control>(&module, "clip");
+        assert_layout::<GradHyper>(&module, "clip");
+        assert_layout::<Partial>(&module, "clip");
+        assert_layout::<NormStats>(&module, "clip");
     }
 }
 

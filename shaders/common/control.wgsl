@@ -1,16 +1,45 @@
 // The device-side control block of one optimizer: everything a step depends on that is data,
 // not configuration. Written by kernels on the device (never read back during training), so a
-// step can be skipped or rescaled without a host round trip.
+// step can be skipped, unscaled or clipped without a host round trip.
 
 struct Control {
+    // The loss scale for the next backward pass (GradScaler's `scale`; 1 without a scaler).
+    // First, so that a loss kernel can bind these 4 bytes alone as `var<storage> f32`.
+    grad_scale: f32,
     // Optimizer steps taken so far; the prologue advances it before the update reads it.
     step: u32,
-    // Non-zero when a gradient of this step is inf or NaN: the step changes nothing.
+    // Non-zero when this step's gradients hold an inf or NaN: the step changes nothing.
     found_inf: u32,
-    // Multiplies every gradient as it is loaded: the global-norm clip coefficient.
-    clip_coef: f32,
-    // Multiplies every gradient as it is loaded: 1 / loss scale.
+    // 1 / the loss scale the gradients of this step were computed with.
     inv_grad_scale: f32,
+    // The global-norm clip coefficient of this step.
+    clip_coef: f32,
+    // clip_grad_value_'s bound (the largest f32 when off); written by the host.
+    clip_value: f32,
+    // The global norm of this step's gradients (unscaled, clipped by value), before clipping.
+    grad_norm: f32,
+    // GradScaler's `_growth_tracker`: consecutive finite steps since the scale last changed.
+    growth_tracker: u32,
+    // Steps skipped for non-finite gradients.
+    skipped_steps: u32,
+    // With error_if_nonfinite: the step whose gradients were first found non-finite (0: none).
+    // While it is set, every step changes nothing until the host clears it.
+    nonfinite_step: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> control: Control;
+// clip_grad_value_ on unscaled gradients u. How a step sees each gradient, as PyTorch's AMP
+// recipe orders it: unscaled (`scaler.unscale_`: g * inv_grad_scale), clipped by value (this),
+// scaled by the global-norm clip coefficient (`clip_grad_norm_`). Without gradient processing
+// every factor is the identity.
+fn clip_by_value(u: vec4<f32>, clip_value: f32) -> vec4<f32> {
+    return clamp(u, vec4(-clip_value), vec4(clip_value));
+}
+
+// Bits of |x| for an f32 x: ordered as |x| for finite values, and at least `INF_BITS` exactly
+// when x is inf or NaN (NaN above inf). Tests on bits survive compilers that assume finite math.
+const ABS_MASK: u32 = 0x7fffffffu;
+const INF_BITS: u32 = 0x7f800000u;
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & ABS_MASK) < INF_BITS;
+}

@@ -7,6 +7,7 @@
 // says which lanes are real. Loads are unconditional (a clamped lane reads a real element);
 // stores write only valid lanes.
 
+@group(0) @binding(0) var<storage, read_write> control: Control;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state0: array<f32>;
@@ -17,9 +18,10 @@ fn load_param(idx: vec4<u32>) -> vec4<f32> {
     return vec4(param[idx.x], param[idx.y], param[idx.z], param[idx.w]);
 }
 
-// The gradient as the update sees it: scaled by `scale` (clip coefficient / loss scale).
-fn load_grad(idx: vec4<u32>, scale: f32) -> vec4<f32> {
-    return vec4(grad[idx.x], grad[idx.y], grad[idx.z], grad[idx.w]) * scale;
+// The gradient as the update sees it: unscaled, clipped by value, times the clip coefficient.
+fn load_grad(idx: vec4<u32>, c: Control) -> vec4<f32> {
+    let g = vec4(grad[idx.x], grad[idx.y], grad[idx.z], grad[idx.w]);
+    return clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef;
 }
 
 fn load_state0(idx: vec4<u32>) -> vec4<f32> {

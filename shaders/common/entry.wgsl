@@ -1,6 +1,6 @@
 // The two entry points every optimizer kernel shares. The optimizer's own file provides
 // `prepare_group(group, step)` (per-step scalars, once per parameter group) and
-// `step_elements(idx, valid, group, grad_multiplier)` (the fused element-wise update).
+// `step_elements(idx, valid, group, control)` (the fused element-wise update).
 
 override WORKGROUP_SIZE: u32 = 256u;
 
@@ -26,15 +26,15 @@ fn update(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    if control.found_inf != 0u {
+    let c = control;
+    if c.found_inf != 0u {
         return;
     }
-    let grad_multiplier = control.clip_coef * control.inv_grad_scale;
     let n = arrayLength(&param);
     let tile = 4u * WORKGROUP_SIZE;
     let lanes = vec4(0u, 1u, 2u, 3u) * WORKGROUP_SIZE + lane;
     for (var start = workgroup.x * tile; start < n; start += workgroups.x * tile) {
         let idx = start + lanes;
-        step_elements(min(idx, vec4(n - 1u)), idx < vec4(n), 0u, grad_multiplier);
+        step_elements(min(idx, vec4(n - 1u)), idx < vec4(n), 0u, c);
     }
 }

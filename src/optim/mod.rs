@@ -18,11 +18,12 @@ pub use lion::{LionConfig, LionHyper, LionOptions};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 
-use crate::context::{capture_errors, Context, KernelPipelines};
+use crate::clip::{GradConfig, GradProcessing, NormStats};
+use crate::context::{bind_group, capture_errors, Context, KernelPipelines};
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
+use crate::tensor::{BufferRange, Param};
 use std::sync::Arc;
 
 /// Any optimizer's configuration: the input of [`Optimizer`] and of
@@ -218,6 +219,9 @@ struct TensorState {
 /// Build one from any configuration, e.g. [`AdamWConfig::build`]. The step counter lives on
 /// the device, as PyTorch's `capturable=True`: bias corrections are derived from it there, so
 /// a step skipped on the device can never make them drift.
+///
+/// Gradient processing (loss-scale unscaling, inf/NaN skip, clipping by value and by global
+/// norm, dynamic loss scaling) is off until [`Optimizer::set_grad_processing`].
 pub struct Optimizer {
     ctx: Context,
     config: OptimizerConfig,
@@ -227,6 +231,9 @@ pub struct Optimizer {
     hyper: wgpu::Buffer,
     prologue: wgpu::BindGroup,
     tensors: Vec<TensorState>,
+    grad: Option<GradProcessing>,
+    // A caller's buffer for the norm stats (data parallel); an internal one when `None`.
+    norm_stats: Option<BufferRange>,
 }
 
 impl Optimizer {
@@ -270,112 +277,71 @@ impl Optimizer {
             contents: &spec.hyper,
             usage,
         });
-        let prologue = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgpu-optim prologue"),
-            layout: &pipelines.prologue_layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: control.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: hyper.as_entire_binding(),
-                },
+        let prologue = bind_group(
+            device,
+            "wgpu-optim prologue",
+            &pipelines.prologue_layout,
+            &[
+                (0, control.as_entire_binding()),
+                (1, hyper.as_entire_binding()),
             ],
-        });
+        );
         let chunk_len = ctx.max_chunk_len();
-        let tuning = ctx.tuning();
-        let max_workgroups = tuning
-            .max_workgroups_per_dispatch
-            .min(device.limits().max_compute_workgroups_per_dimension)
-            .max(1);
-        let tile = 4 * u64::from(tuning.workgroup_size);
+        let tile = 4 * u64::from(ctx.tuning().workgroup_size);
         let tensors = params
             .iter()
             .map(|param| {
                 let len = param.len();
-                let states: Vec<wgpu::Buffer> = spec
+                let states: Vec<BufferRange> = spec
                     .states
                     .iter()
                     .map(|state| {
                         let init = vec![state.init; len.max(1) as usize];
-                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                             label: Some(state.name),
                             contents: bytemuck::cast_slice(&init),
                             usage,
-                        })
+                        });
+                        BufferRange::new(&buffer, 0, len)
                     })
                     .collect();
-                let chunks = (0..len.div_ceil(chunk_len))
-                    .map(|c| {
-                        let start = c * chunk_len;
-                        let count = chunk_len.min(len - start);
-                        fn range(
-                            buffer: &wgpu::Buffer,
-                            base: u64,
-                            start: u64,
-                            count: u64,
-                        ) -> wgpu::BindingResource<'_> {
-                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer,
-                                offset: base + start * 4,
-                                size: std::num::NonZeroU64::new(count * 4),
-                            })
-                        }
+                let chunks = param
+                    .param
+                    .chunks(chunk_len)
+                    .zip(param.grad.chunks(chunk_len))
+                    .enumerate()
+                    .map(|(c, (param_chunk, grad_chunk))| {
+                        let start = c as u64 * chunk_len;
+                        let count = param_chunk.len();
+                        let state_chunks: Vec<BufferRange> =
+                            states.iter().map(|s| s.slice(start, count)).collect();
                         let mut entries = vec![
-                            wgpu::BindGroupEntry {
-                                binding: 0,
-                                resource: control.as_entire_binding(),
-                            },
-                            wgpu::BindGroupEntry {
-                                binding: 1,
-                                resource: hyper.as_entire_binding(),
-                            },
-                            wgpu::BindGroupEntry {
-                                binding: 2,
-                                resource: range(
-                                    param.param.buffer(),
-                                    param.param.offset(),
-                                    start,
-                                    count,
-                                ),
-                            },
-                            wgpu::BindGroupEntry {
-                                binding: 3,
-                                resource: range(
-                                    param.grad.buffer(),
-                                    param.grad.offset(),
-                                    start,
-                                    count,
-                                ),
-                            },
+                            (0, control.as_entire_binding()),
+                            (1, hyper.as_entire_binding()),
+                            (2, param_chunk.binding()),
+                            (3, grad_chunk.binding()),
                         ];
                         for slot in 0..spec.kernel.state_slots() {
                             let resource = match spec.states.iter().position(|s| s.slot == slot) {
-                                Some(i) => range(&states[i], 0, start, count),
+                                Some(i) => state_chunks[i].binding(),
                                 None => ctx.placeholder(slot).as_entire_binding(),
                             };
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: 4 + slot as u32,
-                                resource,
-                            });
+                            entries.push((4 + slot as u32, resource));
                         }
-                        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some("wgpu-optim update"),
-                            layout: &pipelines.update_layout,
-                            entries: &entries,
-                        });
-                        let workgroups = count.div_ceil(tile).min(u64::from(max_workgroups)) as u32;
                         Chunk {
-                            bind_group,
-                            workgroups,
+                            bind_group: bind_group(
+                                device,
+                                "wgpu-optim update",
+                                &pipelines.update_layout,
+                                &entries,
+                            ),
+                            workgroups: count.div_ceil(tile).min(ctx.max_workgroups()) as u32,
                         }
                     })
                     .collect();
                 TensorState {
                     param: param.clone(),
-                    states,
+                    states: states.iter().map(|s| s.buffer().clone()).collect(),
                     chunks,
                 }
             })
@@ -389,17 +355,130 @@ impl Optimizer {
             hyper,
             prologue,
             tensors,
+            grad: None,
+            norm_stats: None,
         }
     }
 
-    /// Records one optimizer step into `encoder`: one compute pass holding a single-invocation
-    /// prologue (advance the step counter, derive bias corrections) and one update dispatch per
-    /// chunk of each tensor. Nothing is submitted, polled or read back.
+    /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
+    /// It applies from the next step recorded; its buffers are allocated here, never in a step.
+    ///
+    /// The loss scale is set to `init_scale` when a scaler is turned on or its `init_scale`
+    /// changes, and to 1 when it is turned off; otherwise the scale and growth tracker carry
+    /// on. A refused configuration leaves the one in force unchanged.
+    pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
+        let Some(config) = config else {
+            self.grad = None;
+            let initial = Control::INITIAL;
+            self.write_control("found_inf", &initial.found_inf);
+            self.write_control("clip_coef", &initial.clip_coef);
+            self.write_control("inv_grad_scale", &initial.inv_grad_scale);
+            self.write_control("clip_value", &initial.clip_value);
+            self.write_control("grad_scale", &initial.grad_scale);
+            self.write_control("growth_tracker", &initial.growth_tracker);
+            self.write_control("nonfinite_step", &initial.nonfinite_step);
+            return Ok(());
+        };
+        config.validate()?;
+        let stats = match &self.norm_stats {
+            Some(range) => range.clone(),
+            None => {
+                let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim norm stats"),
+                    size: std::mem::size_of::<NormStats>() as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                BufferRange::whole(&buffer)
+            }
+        };
+        let params: Vec<Param> = self.params().cloned().collect();
+        let processing = GradProcessing::new(&self.ctx, config, &params, &self.control, &stats)?;
+        let init_scale =
+            |c: Option<&GradConfig>| c.and_then(|c| c.grad_scaler.as_ref().map(|s| s.init_scale));
+        let config = &processing.config;
+        if init_scale(self.grad_processing()) != init_scale(Some(config)) {
+            self.write_control("grad_scale", &config.init_scale_f32());
+            self.write_control("growth_tracker", &0_u32);
+        }
+        self.write_control("clip_value", &config.clip_value_f32());
+        self.grad = Some(processing);
+        Ok(())
+    }
+
+    /// The gradient processing in force, if any.
+    pub fn grad_processing(&self) -> Option<&GradConfig> {
+        self.grad.as_ref().map(|g| &g.config)
+    }
+
+    /// Makes [`Optimizer::record_grad_stats`] write this device's [`NormStats`] into `range`
+    /// (2 f32, `STORAGE` usage, at an aligned offset) and [`Optimizer::record_update`] read
+    /// them from there: the buffer a data-parallel caller all-reduces between the two.
+    pub fn set_norm_stats_buffer(&mut self, range: BufferRange) -> Result<()> {
+        let expected = std::mem::size_of::<NormStats>() / 4;
+        if range.len() != expected as u64 {
+            return Err(Error::WrongLength {
+                what: "norm stats buffer",
+                expected,
+                actual: range.len() as usize,
+            });
+        }
+        let alignment = self
+            .ctx
+            .device()
+            .limits()
+            .min_storage_buffer_offset_alignment;
+        range.check(0, "norm stats", alignment, wgpu::BufferUsages::STORAGE)?;
+        let previous = self.norm_stats.replace(range);
+        if let Some(config) = self.grad_processing().cloned() {
+            if let Err(e) = self.set_grad_processing(Some(config)) {
+                self.norm_stats = previous;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records, in one compute pass, the whole step: gradient processing when it is on (the
+    /// norm reduction and its finalize), then the prologue and the update. Nothing is
+    /// submitted, polled or read back.
     pub fn step(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        let mut pass = Self::begin(encoder);
+        if let Some(grad) = &self.grad {
+            grad.record_stats(&mut pass);
+        }
+        self.record_update_into(&mut pass);
+    }
+
+    /// The first half of a data-parallel step: reduces this device's gradients into its
+    /// [`NormStats`] buffer (see [`Optimizer::set_norm_stats_buffer`]), for the caller to
+    /// all-reduce across devices before [`Optimizer::record_update`].
+    pub fn record_grad_stats(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let grad = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
+        grad.record_stats(&mut Self::begin(encoder));
+        Ok(())
+    }
+
+    /// The second half of a data-parallel step: derives the global norm, clip coefficient,
+    /// skip flag and loss scale from the (all-reduced) [`NormStats`] buffer, then records the
+    /// prologue and the update. Without gradient processing it is the whole step.
+    pub fn record_update(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_update_into(&mut Self::begin(encoder));
+    }
+
+    fn begin(encoder: &mut wgpu::CommandEncoder) -> wgpu::ComputePass<'_> {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-optim step"),
             timestamp_writes: None,
-        });
+        })
+    }
+
+    // The finalize (with gradient processing), the prologue (advance the step counter, derive
+    // per-step scalars) and one update dispatch per chunk of each tensor.
+    fn record_update_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(grad) = &self.grad {
+            grad.record_finalize(pass);
+        }
         pass.set_pipeline(&self.pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(1, 1, 1);
@@ -455,9 +534,17 @@ impl Optimizer {
     }
 
     /// The device buffer holding the [`Control`] block (step counter, skip flag, gradient
-    /// multipliers), for kernels that feed the step.
+    /// norm, loss scale). A loss kernel multiplies by the loss scale by binding its first 4
+    /// bytes (`grad_scale`) as `var<storage, read> grad_scale: f32`.
     pub fn control_buffer(&self) -> &wgpu::Buffer {
         &self.control
+    }
+
+    fn write_control<T: bytemuck::Pod>(&self, field: &str, value: &T) {
+        let offset = Control::offset_of(field).expect("a field of Control");
+        self.ctx
+            .queue()
+            .write_buffer(&self.control, offset, bytemuck::bytes_of(value));
     }
 
     /// The state buffer `name` (PyTorch's name) of tensor `index`.
@@ -488,8 +575,15 @@ impl Optimizer {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// Reads the control block back (blocking; not for the training loop).
+    /// Reads the control block back (blocking; for tests and tools: a training loop logs
+    /// with a [`ControlReader`](crate::ControlReader) instead). With `error_if_nonfinite`, a
+    /// halted optimizer gives [`Error::NonFiniteGradients`].
     pub fn read_control(&self) -> Result<Control> {
+        self.read_control_unchecked()?.checked()
+    }
+
+    /// The control block as it is, halted or not (blocking).
+    pub fn read_control_unchecked(&self) -> Result<Control> {
         let bytes = self
             .ctx
             .read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
@@ -498,6 +592,12 @@ impl Optimizer {
 
     /// The number of steps taken, read back from the device (blocking).
     pub fn read_step(&self) -> Result<u32> {
-        Ok(self.read_control()?.step)
+        Ok(self.read_control_unchecked()?.step)
+    }
+
+    /// Resumes an optimizer halted by `error_if_nonfinite`, from the next submitted step.
+    pub fn clear_nonfinite_error(&self) {
+        self.write_control("nonfinite_step", &0_u32);
+        self.write_control("found_inf", &0_u32);
     }
 }

@@ -1,0 +1,147 @@
+//! Reading an optimizer's control block back without stalling the queue: for logging the
+//! gradient norm, the loss scale and skipped steps from a training loop.
+
+use std::sync::{Arc, Mutex};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::layout::Control;
+use crate::optim::Optimizer;
+
+/// A ring of staging buffers that copies an optimizer's [`Control`] block at chosen steps and
+/// hands the copies back once the device has produced them, never waiting for it.
+///
+/// [`ControlReader::record`] adds a copy to the caller's encoder (and maps it when that encoder
+/// is submitted); [`ControlReader::try_read`] polls the device without blocking and returns the
+/// copies that have arrived, oldest first. With `depth` slots, up to `depth` copies can be in
+/// flight; `record` returns `false` (and records nothing) when all are.
+///
+/// ```no_run
+/// # use wgpu_optim::{Context, ControlReader, Optimizer};
+/// # fn demo(ctx: &Context, optimizer: &Optimizer) -> wgpu_optim::Result<()> {
+/// let mut reader = ControlReader::new(ctx, 4);
+/// for step in 0..10_000 {
+///     let mut encoder = ctx.device().create_command_encoder(&Default::default());
+///     // ... forward and backward ...
+///     optimizer.step(&mut encoder);
+///     if step % 100 == 0 {
+///         reader.record(&mut encoder, optimizer);
+///     }
+///     ctx.queue().submit([encoder.finish()]);
+///     for control in reader.try_read()? {
+///         println!("step {}: grad norm {}", control.step, control.grad_norm);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// A copy recorded into an encoder that is never submitted keeps its slot in flight.
+pub struct ControlReader {
+    ctx: Context,
+    slots: Vec<Slot>,
+    recorded: u64,
+}
+
+struct Slot {
+    buffer: wgpu::Buffer,
+    state: Arc<Mutex<SlotState>>,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Free,
+    InFlight,
+    Mapped(u64, std::result::Result<(), wgpu::BufferAsyncError>),
+}
+
+const SIZE: u64 = std::mem::size_of::<Control>() as u64;
+
+impl ControlReader {
+    /// A reader with `depth` staging buffers (at least 1).
+    pub fn new(ctx: &Context, depth: usize) -> Self {
+        let slots = (0..depth.max(1))
+            .map(|_| Slot {
+                buffer: ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim control readback"),
+                    size: SIZE,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                state: Arc::new(Mutex::new(SlotState::Free)),
+            })
+            .collect();
+        ControlReader {
+            ctx: ctx.clone(),
+            slots,
+            recorded: 0,
+        }
+    }
+
+    /// Records a copy of `optimizer`'s control block, as it stands after everything recorded
+    /// before it in `encoder`. Returns `false` and records nothing when every slot is in flight.
+    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, optimizer: &Optimizer) -> bool {
+        let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| matches!(*lock(&s.state), SlotState::Free))
+        else {
+            return false;
+        };
+        encoder.copy_buffer_to_buffer(optimizer.control_buffer(), 0, &slot.buffer, 0, SIZE);
+        *lock(&slot.state) = SlotState::InFlight;
+        let state = slot.state.clone();
+        let sequence = self.recorded;
+        encoder.map_buffer_on_submit(&slot.buffer, wgpu::MapMode::Read, .., move |result| {
+            *lock(&state) = SlotState::Mapped(sequence, result);
+        });
+        self.recorded += 1;
+        true
+    }
+
+    /// The copies that have arrived since the last call, oldest first, without blocking.
+    ///
+    /// Fails with [`Error::NonFiniteGradients`] when one of them shows an optimizer halted by
+    /// `error_if_nonfinite` (the error carries that copy), or when a mapping failed.
+    pub fn try_read(&mut self) -> Result<Vec<Control>> {
+        self.ctx.device().poll(wgpu::PollType::Poll)?;
+        let mut arrived = Vec::new();
+        for slot in &self.slots {
+            let mut state = lock(&slot.state);
+            if let SlotState::Mapped(sequence, result) = &*state {
+                let sequence = *sequence;
+                let read = result.clone().map_err(Error::from).and_then(|()| {
+                    let view = slot
+                        .buffer
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| Error::Wgpu(e.to_string()))?;
+                    Ok(bytemuck::pod_read_unaligned::<Control>(&view))
+                });
+                if result.is_ok() {
+                    slot.buffer.unmap();
+                }
+                *state = SlotState::Free;
+                arrived.push((sequence, read));
+            }
+        }
+        arrived.sort_by_key(|(sequence, _)| *sequence);
+        arrived
+            .into_iter()
+            .map(|(_, control)| control.and_then(Control::checked))
+            .collect()
+    }
+
+    /// Copies recorded and not yet returned by [`ControlReader::try_read`].
+    pub fn in_flight(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| !matches!(*lock(&s.state), SlotState::Free))
+            .count()
+    }
+}
+
+fn lock(state: &Mutex<SlotState>) -> std::sync::MutexGuard<'_, SlotState> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
