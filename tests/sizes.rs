@@ -54,10 +54,12 @@ fn the_grid_stride_loop_covers_every_tile() {
         Tuning {
             workgroup_size: 64,
             max_workgroups_per_dispatch: 3,
+            ..Tuning::default()
         },
         Tuning {
             workgroup_size: 1,
             max_workgroups_per_dispatch: 7,
+            ..Tuning::default()
         },
     ] {
         let ctx = context().clone().with_tuning(tuning);
