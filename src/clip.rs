@@ -171,9 +171,9 @@ impl GradConfig {
         self.hyper().map(|_| ())
     }
 
-    /// The clip-by-value bound as the device holds it (`f32::MAX` when off).
+    /// The clip-by-value bound as the device holds it (inf when off).
     pub(crate) fn clip_value_f32(&self) -> f32 {
-        self.clip_value.map_or(f32::MAX, |v| v as f32)
+        self.clip_value.map_or(f32::INFINITY, |v| v as f32)
     }
 
     /// The initial loss scale as the device holds it (1 without a scaler).

@@ -53,7 +53,7 @@ wgsl_struct! {
         inv_grad_scale: f32,
         /// The last step's global-norm clip coefficient (1 when not clipping).
         clip_coef: f32,
-        /// `clip_grad_value_`'s bound, `f32::MAX` when off.
+        /// `clip_grad_value_`'s bound, `f32::INFINITY` when off.
         clip_value: f32,
         /// The global norm of the last step's unscaled gradients, before clipping by norm
         /// (after clipping by value); inf or NaN when a gradient is.
@@ -76,7 +76,7 @@ impl Control {
         found_inf: 0,
         inv_grad_scale: 1.0,
         clip_coef: 1.0,
-        clip_value: f32::MAX,
+        clip_value: f32::INFINITY,
         grad_norm: 0.0,
         growth_tracker: 0,
         skipped_steps: 0,

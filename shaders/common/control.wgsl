@@ -14,7 +14,7 @@ struct Control {
     inv_grad_scale: f32,
     // The global-norm clip coefficient of this step.
     clip_coef: f32,
-    // clip_grad_value_'s bound (the largest f32 when off); written by the host.
+    // clip_grad_value_'s bound (inf when off); written by the host.
     clip_value: f32,
     // The global norm of this step's gradients (unscaled, clipped by value), before clipping.
     grad_norm: f32,
@@ -30,8 +30,11 @@ struct Control {
 // clip_grad_value_ on unscaled gradients u. How a step sees each gradient, as PyTorch's AMP
 // recipe orders it: unscaled (`scaler.unscale_`: g * inv_grad_scale), clipped by value (this),
 // scaled by the global-norm clip coefficient (`clip_grad_norm_`). Without gradient processing
-// every factor is the identity.
+// every stage is the identity, NaN and inf included (the bound is then inf: no clamp at all).
 fn clip_by_value(u: vec4<f32>, clip_value: f32) -> vec4<f32> {
+    if !is_finite(clip_value) {
+        return u;
+    }
     return clamp(u, vec4(-clip_value), vec4(clip_value));
 }
 

@@ -17,12 +17,16 @@
 //! # Ok::<(), wgpu_optim::Error>(())
 //! ```
 
+mod grad;
 mod kernels;
 pub mod math;
 
+pub use grad::*;
 pub use kernels::*;
 
+use crate::clip::GradConfig;
 use crate::error::{Error, Result};
+use crate::layout::Control;
 use crate::optim::{OptimizerConfig, StateSpec};
 
 /// An optimizer on the host: the oracle the device kernels are checked against.
@@ -30,7 +34,9 @@ use crate::optim::{OptimizerConfig, StateSpec};
 pub struct Optimizer {
     config: OptimizerConfig,
     states: Vec<StateSpec>,
-    step: u32,
+    grad: Option<GradConfig>,
+    // The device's control block, kept on the host.
+    control: Control,
     // [tensor][slot][element]; an empty vector for a slot the configuration does not keep.
     slots: Vec<[Vec<f32>; 3]>,
     // The length of each tensor, as given to `new`.
@@ -54,7 +60,8 @@ impl Optimizer {
         Ok(Optimizer {
             config: config.clone(),
             states,
-            step: 0,
+            grad: None,
+            control: Control::INITIAL,
             slots,
             lens: lens.to_vec(),
         })
@@ -67,7 +74,43 @@ impl Optimizer {
 
     /// Steps taken.
     pub fn step_count(&self) -> u32 {
-        self.step
+        self.control.step
+    }
+
+    /// The control block, as the device's would read.
+    pub fn control(&self) -> Control {
+        self.control
+    }
+
+    /// Turns gradient processing on or off, as [`crate::Optimizer::set_grad_processing`].
+    pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
+        let initial = Control::INITIAL;
+        let Some(config) = config else {
+            self.grad = None;
+            self.control = Control {
+                step: self.control.step,
+                skipped_steps: self.control.skipped_steps,
+                grad_norm: self.control.grad_norm,
+                ..initial
+            };
+            return Ok(());
+        };
+        config.validate()?;
+        let init_scale =
+            |c: Option<&GradConfig>| c.and_then(|c| c.grad_scaler.as_ref().map(|s| s.init_scale));
+        if init_scale(self.grad.as_ref()) != init_scale(Some(&config)) {
+            self.control.grad_scale = config.init_scale_f32();
+            self.control.growth_tracker = 0;
+        }
+        self.control.clip_value = config.clip_value_f32();
+        self.grad = Some(config);
+        Ok(())
+    }
+
+    /// Clears an `error_if_nonfinite` halt, as [`crate::Optimizer::clear_nonfinite_error`].
+    pub fn clear_nonfinite_error(&mut self) {
+        self.control.nonfinite_step = 0;
+        self.control.found_inf = 0;
     }
 
     /// Tensor `index`'s state `name`.
@@ -99,13 +142,46 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One step over every tensor: `params[i]` is updated in place from `grads[i]`.
+    /// One step over every tensor: `params[i]` is updated in place from `grads[i]`, after the
+    /// gradient processing when it is on (which may skip the step).
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
         self.check(params, grads)?;
-        self.step += 1;
-        let step = self.step as f32;
-        let first_step = self.step == 1;
+        if let Some(config) = &self.grad {
+            let hyper = config.hyper()?;
+            let stats = norm_stats(grads, &self.control, &hyper);
+            self.step_with_stats(params, grads, stats)
+        } else {
+            self.update(params, grads);
+            Ok(())
+        }
+    }
+
+    /// The second half of a data-parallel step, as [`crate::Optimizer::record_update`]: the
+    /// finalize from `stats` (all-reduced [`norm_stats`] of every device), then the update.
+    pub fn step_with_stats(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        stats: crate::NormStats,
+    ) -> Result<()> {
+        self.check(params, grads)?;
+        let config = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
+        finalize(&mut self.control, &config.hyper()?, stats);
+        if self.control.found_inf == 0 {
+            self.update(params, grads);
+        }
+        Ok(())
+    }
+
+    // The prologue and the update.
+    fn update(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
+        self.control.step += 1;
+        let step = self.control.step as f32;
+        let first_step = self.control.step == 1;
+        let control = self.control;
         for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
+            let grad: Vec<f32> = grad.iter().map(|&g| load_grad(g, &control)).collect();
+            let grad = &grad;
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
                     let (h, o) = (c.hyper(), c.options());
@@ -143,7 +219,6 @@ impl Optimizer {
                 }
             }
         }
-        Ok(())
     }
 
     fn check(&self, params: &[Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {

@@ -206,6 +206,40 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
     configs
 }
 
+/// The device's norm stats against the reference's (f64, rounded once): the same flag, and
+/// values within 1e-6 relative (equal when not finite).
+pub fn assert_stats_close(device: NormStats, exact: NormStats) {
+    assert_eq!(
+        device.nonfinite, exact.nonfinite,
+        "norm stats: non-finite flag"
+    );
+    if exact.value.is_finite() && exact.value != 0.0 {
+        let error = ((device.value - exact.value) / exact.value).abs();
+        assert!(
+            error < 1e-6,
+            "norm stats: device {} vs reference {}",
+            device.value,
+            exact.value
+        );
+    } else {
+        assert_eq!(
+            device.value.is_nan(),
+            exact.value.is_nan(),
+            "norm stats: {} vs {}",
+            device.value,
+            exact.value
+        );
+        if !exact.value.is_nan() {
+            assert_eq!(device.value, exact.value, "norm stats");
+        }
+    }
+}
+
+/// The bits of each value: NaN payloads and signed zeros included.
+pub fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
 /// Tensors on the device and their twins on the host, stepped together.
 pub struct Run {
     pub params_buffer: wgpu::Buffer,
@@ -214,6 +248,9 @@ pub struct Run {
     pub device: Optimizer,
     pub reference: reference::Optimizer,
     pub rng: Rng,
+    // With gradient processing: the device's norm stats, which the reference then uses.
+    pub norm_stats: Option<BufferRange>,
+    ctx: Context,
 }
 
 impl Run {
@@ -257,23 +294,81 @@ impl Run {
             device,
             reference,
             rng,
+            norm_stats: None,
+            ctx: ctx.clone(),
         }
     }
 
     /// Draws fresh gradients and takes one step on both sides.
     pub fn step(&mut self, ctx: &Context) {
-        let grads: Vec<Vec<f32>> = self
-            .params
+        let grads = self.gradients();
+        self.step_with(ctx, &grads);
+    }
+
+    /// Fresh gradients, one vector per tensor.
+    pub fn gradients(&mut self) -> Vec<Vec<f32>> {
+        self.params
             .iter()
             .map(|p| self.rng.gradient(p.len() as usize))
-            .collect();
-        for (param, grad) in self.params.iter().zip(&grads) {
+            .collect()
+    }
+
+    /// Turns gradient processing on or off on both sides.
+    ///
+    /// The device's global norm is a sum in an order the host does not mirror (f32, tree
+    /// shaped); the reference's is exact (f64). So each step checks the device's norm stats
+    /// against the reference's to 1e-6, then hands the device's to the reference's finalize:
+    /// the clip coefficient, and everything after it, are then mirrored operation for
+    /// operation, as the optimizer kernels are.
+    pub fn set_grad_processing(&mut self, config: Option<GradConfig>) {
+        if config.is_some() && self.norm_stats.is_none() {
+            let stats = BufferRange::whole(&self.ctx.upload_f32("norm stats", &[0.0; 2]));
+            self.device.set_norm_stats_buffer(stats.clone()).unwrap();
+            self.norm_stats = Some(stats);
+        }
+        self.device.set_grad_processing(config.clone()).unwrap();
+        self.reference.set_grad_processing(config).unwrap();
+    }
+
+    /// Takes one step on both sides with these gradients.
+    pub fn step_with(&mut self, ctx: &Context, grads: &[Vec<f32>]) {
+        for (param, grad) in self.params.iter().zip(grads) {
             ctx.write_f32(&param.grad, grad).unwrap();
         }
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         self.device.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
-        self.reference.step(&mut self.host_params, &grads).unwrap();
+        match (&self.norm_stats, self.device.grad_processing()) {
+            (Some(stats), Some(config)) => {
+                let device = ctx.read_f32(stats).unwrap();
+                let device = NormStats {
+                    value: device[0],
+                    nonfinite: device[1],
+                };
+                let exact = reference::norm_stats(
+                    grads,
+                    &self.reference.control(),
+                    &config.hyper().unwrap(),
+                );
+                assert_stats_close(device, exact);
+                self.reference
+                    .step_with_stats(&mut self.host_params, grads, device)
+                    .unwrap();
+            }
+            _ => self.reference.step(&mut self.host_params, grads).unwrap(),
+        }
+    }
+
+    /// Every parameter and state, as bytes, in order: for bitwise comparisons.
+    pub fn snapshot(&self, ctx: &Context) -> Vec<Vec<u32>> {
+        let mut all = Vec::new();
+        for (i, param) in self.params.iter().enumerate() {
+            all.push(bits(&ctx.read_f32(&param.param).unwrap()));
+            for state in self.device.state_specs() {
+                all.push(bits(&self.device.read_state(i, state.name).unwrap()));
+            }
+        }
+        all
     }
 
     /// Compares every parameter and every state with the reference; returns the largest share
