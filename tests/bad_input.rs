@@ -329,3 +329,129 @@ fn the_no_adapter_error_names_the_fix() {
     );
     assert!(message.contains("WGPU_BACKEND"), "{message}");
 }
+
+/// Asserts `config` is refused naming `name`, by the optimizer and by the reference, and that
+/// the gradient processing in force stays as it was.
+fn grad_config_refused(optimizer: &mut Optimizer, config: GradConfig, name: &str) {
+    let before = optimizer.grad_processing().cloned();
+    let named = |e: &Error| matches!(e, Error::InvalidHyperparameter { name: n, .. } if *n == name);
+    match optimizer.set_grad_processing(Some(config.clone())) {
+        Err(e) => assert!(named(&e), "{config:?}: unexpected error {e}"),
+        Ok(()) => panic!("{config:?} should have been refused"),
+    }
+    assert_eq!(optimizer.grad_processing().cloned(), before, "{config:?}");
+    let mut host = reference::Optimizer::new(optimizer.config(), &[4]).unwrap();
+    assert!(host.set_grad_processing(Some(config.clone())).is_err());
+    assert!(matches!(config.validate(), Err(e) if named(&e)));
+}
+
+#[test]
+fn invalid_gradient_processing_is_refused() {
+    let ctx = context();
+    let params = [Param::whole(&storage(ctx, 4), &storage(ctx, 4))];
+    let mut sgd = SgdConfig::default().build(ctx, &params).unwrap();
+    let valid = GradConfig::default().with_max_norm(1.0);
+    sgd.set_grad_processing(Some(valid.clone())).unwrap();
+    for max_norm in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e39, 1e-50] {
+        grad_config_refused(&mut sgd, valid.clone().with_max_norm(max_norm), "max_norm");
+    }
+    for norm_type in [1.0, 3.0, 0.0, -2.0, f64::NAN, f64::NEG_INFINITY] {
+        grad_config_refused(&mut sgd, valid.clone().with_norm_type(norm_type), "norm_type");
+    }
+    for clip_value in [0.0, -0.5, f64::NAN, f64::INFINITY] {
+        grad_config_refused(&mut sgd, valid.clone().with_clip_value(clip_value), "clip_value");
+    }
+    let scaler = GradScalerConfig::default;
+    let bad_scalers = [
+        (scaler().with_init_scale(0.0), "init_scale"),
+        (scaler().with_init_scale(f64::NAN), "init_scale"),
+        (scaler().with_init_scale(1e39), "init_scale"),
+        (scaler().with_growth_factor(1.0), "growth_factor"),
+        (scaler().with_growth_factor(0.5), "growth_factor"),
+        (scaler().with_growth_factor(f64::INFINITY), "growth_factor"),
+        (scaler().with_backoff_factor(1.0), "backoff_factor"),
+        (scaler().with_backoff_factor(0.0), "backoff_factor"),
+        (scaler().with_backoff_factor(f64::NAN), "backoff_factor"),
+        (scaler().with_growth_interval(0), "growth_interval"),
+    ];
+    for (bad, name) in bad_scalers {
+        grad_config_refused(&mut sgd, valid.clone().with_grad_scaler(bad), name);
+    }
+    // The valid configuration is still the one applied.
+    assert_eq!(sgd.grad_processing(), Some(&valid));
+}
+
+#[test]
+fn data_parallel_calls_without_their_setup_are_refused() {
+    let ctx = context();
+    let params = [Param::whole(&storage(ctx, 4), &storage(ctx, 4))];
+    let mut sgd = SgdConfig::default().build(ctx, &params).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        sgd.record_grad_stats(&mut encoder),
+        Err(Error::NoGradProcessing)
+    ));
+    let mut host = reference::Optimizer::new(sgd.config(), &[4]).unwrap();
+    let stats = NormStats::default();
+    assert!(matches!(
+        host.step_with_stats(&mut [vec![0.0; 4]], &[vec![0.0; 4]], stats),
+        Err(Error::NoGradProcessing)
+    ));
+
+    // The norm stats buffer: 2 f32, STORAGE, at an aligned offset.
+    let wrong_length = BufferRange::whole(&storage(ctx, 3));
+    assert!(matches!(
+        sgd.set_norm_stats_buffer(wrong_length),
+        Err(Error::WrongLength {
+            expected: 2,
+            actual: 3,
+            ..
+        })
+    ));
+    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 8,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    assert!(matches!(
+        sgd.set_norm_stats_buffer(BufferRange::whole(&plain)),
+        Err(Error::MissingUsage { .. })
+    ));
+    let big = storage(ctx, 256);
+    assert!(matches!(
+        sgd.set_norm_stats_buffer(BufferRange::new(&big, 4, 2)),
+        Err(Error::MisalignedOffset { offset: 4, .. })
+    ));
+    assert!(matches!(
+        sgd.set_norm_stats_buffer(BufferRange::new(&big, 1020, 2)),
+        Err(Error::MisalignedOffset { .. } | Error::OutOfBounds { .. })
+    ));
+}
+
+#[test]
+fn clip_value_refuses_bad_bounds_and_buffers() {
+    let ctx = context();
+    let grads = [BufferRange::whole(&storage(ctx, 8))];
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(
+            ClipValue::new(ctx, &grads, bad),
+            Err(Error::InvalidHyperparameter {
+                name: "clip_value",
+                ..
+            })
+        ));
+    }
+    let mut clip = ClipValue::new(ctx, &grads, 1.0).unwrap();
+    assert!(clip.set_clip_value(-1.0).is_err());
+    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 8,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    assert!(matches!(
+        ClipValue::new(ctx, &[BufferRange::whole(&plain)], 1.0),
+        Err(Error::MissingUsage { .. })
+    ));
+}
