@@ -1,18 +1,54 @@
 //! Throughput of one fused step per optimizer, in bytes the step must move per second, beside
-//! a buffer copy of the same adapter.
+//! a buffer copy of the same adapter; and the cost of gradient processing (global-norm clip,
+//! loss scaling) against the step alone.
 //!
 //! Timing is wall time around submit + wait (`Device::poll`), so it includes the submit and
 //! wake-up overhead; sizes are large enough for it to be small. Run:
-//! `cargo bench --bench optimizers` (set `WGPU_OPTIM_BENCH_LEN` to change the 1M elements).
+//! `cargo bench --bench optimizers` (set `WGPU_OPTIM_BENCH_LEN` to change the 1M elements of
+//! the `step_*` group, `WGPU_OPTIM_CLIP_BENCH_LEN` the 16M of the `clip_*` group; pass
+//! `-- clip` to run only the latter).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgpu_optim::*;
 
-fn len() -> usize {
-    std::env::var("WGPU_OPTIM_BENCH_LEN")
+fn len(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1 << 20)
+        .unwrap_or(default)
+}
+
+fn context() -> Context {
+    let ctx = Context::new_blocking()
+        .expect("a wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers libvulkan1)");
+    if let Some(info) = ctx.adapter_info() {
+        eprintln!(
+            "adapter: {} ({:?}, {})",
+            info.name, info.backend, info.driver_info
+        );
+    }
+    ctx
+}
+
+/// One tensor of `n` parameters and its gradient, with values in [-0.5, 0.5).
+fn tensor(ctx: &Context, n: usize) -> (wgpu::Buffer, wgpu::Buffer) {
+    let values: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    (
+        ctx.upload_f32("param", &values),
+        ctx.upload_f32("grad", &values),
+    )
+}
+
+/// Times `optimizer.step` alone, submit to completion.
+fn time_steps(b: &mut criterion::Bencher<'_>, ctx: &Context, optimizer: &Optimizer) {
+    b.iter(|| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        wait(ctx);
+    })
 }
 
 fn wait(ctx: &Context) {
@@ -50,26 +86,15 @@ fn configs() -> Vec<(&'static str, OptimizerConfig)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = Context::new_blocking()
-        .expect("a wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers libvulkan1)");
-    if let Some(info) = ctx.adapter_info() {
-        eprintln!(
-            "adapter: {} ({:?}, {})",
-            info.name, info.backend, info.driver_info
-        );
-    }
-    let n = len();
-    let values: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
-    let param = ctx.upload_f32("param", &values);
-    let grad = ctx.upload_f32("grad", &values);
+    let ctx = context();
+    let n = len("WGPU_OPTIM_BENCH_LEN", 1 << 20);
+    let (param, grad) = tensor(&ctx, n);
     let params = [Param::whole(&param, &grad)];
 
     let mut group = c.benchmark_group(format!("step_{n}"));
     group.sample_size(20);
 
-    let copy_dst = ctx.upload_f32("copy", &values);
+    let copy_dst = ctx.upload_f32("copy", &vec![0.0; n]);
     group.throughput(Throughput::Bytes(8 * n as u64));
     group.bench_function("copy_buffer_to_buffer", |b| {
         b.iter(|| {
@@ -83,17 +108,41 @@ fn bench(c: &mut Criterion) {
     for (name, config) in configs() {
         let optimizer = config.build(&ctx, &params).expect("build");
         group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                optimizer.step(&mut encoder);
-                ctx.queue().submit([encoder.finish()]);
-                wait(&ctx);
-            })
-        });
+        group.bench_function(name, |b| time_steps(b, &ctx, &optimizer));
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// AdamW alone, with a global-norm clip, and with clip and loss scaling, over one 16M-element
+/// tensor: the target is clip + step at most 1.2x the step alone (the bytes moved
+/// give 32 / 28 = 1.14x). Throughput counts the bytes each variant must move.
+fn bench_clip(c: &mut Criterion) {
+    let ctx = context();
+    let n = len("WGPU_OPTIM_CLIP_BENCH_LEN", 1 << 24);
+    let (param, grad) = tensor(&ctx, n);
+    let params = [Param::whole(&param, &grad)];
+    let mut group = c.benchmark_group(format!("clip_{n}"));
+    group.sample_size(10);
+    let variants = [
+        ("adamw", None),
+        ("clip_adamw", Some(GradConfig::default().with_max_norm(1.0))),
+        (
+            "clip_scaler_adamw",
+            Some(
+                GradConfig::default()
+                    .with_max_norm(1.0)
+                    .with_grad_scaler(GradScalerConfig::default().with_init_scale(1.0)),
+            ),
+        ),
+    ];
+    for (name, grad_config) in variants {
+        let mut optimizer = AdamWConfig::default().build(&ctx, &params).expect("build");
+        optimizer.set_grad_processing(grad_config).expect("valid");
+        group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
+        group.bench_function(name, |b| time_steps(b, &ctx, &optimizer));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_clip);
 criterion_main!(benches);

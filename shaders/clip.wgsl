@@ -61,6 +61,8 @@ struct NormStats {
 // The control block again, read-only, for the partials: dispatches that only read it need no
 // barrier between them.
 @group(0) @binding(5) var<storage, read> control_in: Control;
+// The same gradient chunk as `grad`, read as vec4s: its first 4 * floor(n / 4) elements.
+@group(0) @binding(6) var<storage, read> grad4: array<vec4<f32>>;
 
 fn combine(a: Partial, b: Partial) -> Partial {
     return Partial(a.sum_of_squares + b.sum_of_squares, max(a.max_abs_bits, b.max_abs_bits));
@@ -74,28 +76,45 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
     return select(c_bits, u_bits, u_bits >= vec4(INF_BITS));
 }
 
-// This invocation's share of one chunk: a grid-stride loop over tiles of 4 * REDUCE_SIZE
-// elements, four lanes REDUCE_SIZE apart, as the update kernels walk them.
+// One invocation's running sums: Kahan-compensated per vec4 lane, so that long grid-stride
+// loops over billions of elements keep the sum accurate to a few ulp. (Compilers may fuse the
+// squares into the subtraction; that only makes the compensation more exact.)
+struct Accumulator {
+    sum: vec4<f32>,
+    compensation: vec4<f32>,
+    max_bits: u32,
+}
+
+// Adds the unscaled gradients `u` of the lanes where `valid` holds.
+fn add(acc: ptr<function, Accumulator>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
+    let clamped = select(vec4(0.0), clip_by_value(u, clip_value), valid);
+    let bits = select(vec4(0u), key(u, clamped), valid);
+    let y = clamped * clamped - (*acc).compensation;
+    let t = (*acc).sum + y;
+    (*acc).compensation = (t - (*acc).sum) - y;
+    (*acc).sum = t;
+    (*acc).max_bits = max((*acc).max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
+}
+
+// This invocation's share of one chunk: a grid-stride loop over the chunk's vec4s (one 16-byte
+// load per invocation, consecutive invocations reading consecutive vec4s), then the last
+// n % 4 elements by the first invocations of workgroup 0.
 fn accumulate(inv: Invocation) -> Partial {
     let n = arrayLength(&grad);
+    // `grad4` is a 16-byte placeholder of zeros when the chunk has fewer than 4 elements.
+    let body = min(arrayLength(&grad4), n / 4u);
     let inv_grad_scale = 1.0 / control_in.grad_scale;
     let clip_value = control_in.clip_value;
-    let tile = 4u * REDUCE_SIZE;
-    let lanes = vec4(0u, 1u, 2u, 3u) * REDUCE_SIZE + inv.lane;
-    var sum = 0.0;
-    var max_bits = 0u;
-    for (var start = inv.workgroup.x * tile; start < n; start += inv.workgroups.x * tile) {
-        let idx = start + lanes;
-        let valid = idx < vec4(n);
-        let i = min(idx, vec4(n - 1u));
-        let u = vec4(grad[i.x], grad[i.y], grad[i.z], grad[i.w]) * inv_grad_scale;
-        let clamped = select(vec4(0.0), clip_by_value(u, clip_value), valid);
-        let bits = select(vec4(0u), key(u, clamped), valid);
-        sum += (clamped.x * clamped.x + clamped.y * clamped.y)
-            + (clamped.z * clamped.z + clamped.w * clamped.w);
-        max_bits = max(max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
+    var acc = Accumulator(vec4(0.0), vec4(0.0), 0u);
+    let stride = inv.workgroups.x * REDUCE_SIZE;
+    for (var i = inv.workgroup.x * REDUCE_SIZE + inv.lane; i < body; i += stride) {
+        add(&acc, grad4[i] * inv_grad_scale, vec4(true), clip_value);
     }
-    return Partial(sum, max_bits);
+    let tail = 4u * body + inv.lane;
+    if inv.workgroup.x == 0u && tail < n {
+        add(&acc, vec4(grad[tail], 0.0, 0.0, 0.0) * inv_grad_scale, vec4(true, false, false, false), clip_value);
+    }
+    return Partial((acc.sum.x + acc.sum.y) + (acc.sum.z + acc.sum.w), acc.max_bits);
 }
 
 @compute @workgroup_size(REDUCE_SIZE)

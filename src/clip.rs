@@ -315,6 +315,11 @@ pub(crate) struct GradPipelines {
 /// Elements one reduction workgroup covers per grid-stride iteration (`4 * REDUCE_SIZE`).
 const REDUCE_TILE: u64 = 4 * 256;
 
+/// Most workgroups one reduction dispatch launches: enough to fill a large GPU, few enough
+/// that each loops over several tiles (workgroup barriers are costly on software adapters)
+/// and that the single-workgroup local pass has few partials to fold.
+const REDUCE_MAX_WORKGROUPS: u64 = 1024;
+
 impl GradPipelines {
     fn get(ctx: &Context) -> Result<Arc<Self>> {
         let subgroups = ctx.uses_subgroups();
@@ -323,9 +328,13 @@ impl GradPipelines {
                 label: Some("clip"),
                 source: wgpu::ShaderSource::Wgsl(shaders::grad_source(subgroups).into()),
             });
-            // 0: control, 1: grad_hyper, 2: grad, 3: partials, 4: stats, 5: control (read).
-            let partials_layout =
-                bind_group_layout(device, "grad_partials", &[(2, true), (3, false), (5, true)]);
+            // 0: control, 1: grad_hyper, 2: grad, 3: partials, 4: stats, 5: control (read),
+            // 6: grad as vec4s.
+            let partials_layout = bind_group_layout(
+                device,
+                "grad_partials",
+                &[(2, true), (3, false), (5, true), (6, true)],
+            );
             let local_layout =
                 bind_group_layout(device, "grad_local", &[(1, true), (3, false), (4, false)]);
             let finalize_layout = bind_group_layout(
@@ -373,7 +382,7 @@ impl GradProcessing {
         crate::context::capture_errors(ctx.device(), || {
             let device = ctx.device();
             let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
-            let max_workgroups = ctx.max_workgroups();
+            let max_workgroups = ctx.max_workgroups().min(REDUCE_MAX_WORKGROUPS);
             let partial_size = std::mem::size_of::<Partial>() as u64;
             // Each chunk writes its partials into its own aligned slice of one buffer; the
             // gaps stay zero, which the local pass folds in harmlessly.
@@ -406,6 +415,12 @@ impl GradProcessing {
                         offset,
                         size: std::num::NonZeroU64::new(u64::from(workgroups) * partial_size),
                     });
+                    let body = grad.slice(0, grad.len() / 4 * 4);
+                    let grad4 = if body.is_empty() {
+                        ctx.placeholder(0).as_entire_binding()
+                    } else {
+                        body.binding()
+                    };
                     let group = bind_group(
                         device,
                         "grad_partials",
@@ -414,6 +429,7 @@ impl GradProcessing {
                             (2, grad.binding()),
                             (3, slice),
                             (5, control.as_entire_binding()),
+                            (6, grad4),
                         ],
                     );
                     (group, workgroups)

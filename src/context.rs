@@ -81,8 +81,9 @@ pub struct Context {
     adapter_info: Option<wgpu::AdapterInfo>,
     tuning: Tuning,
     pipelines: Arc<Mutex<Cache>>,
-    // Bound in place of the state buffers a configuration does not keep (one per slot, so no
-    // buffer is bound twice in one dispatch).
+    // 16 bytes of zeros, never written: bound in place of the state buffers a configuration
+    // does not keep (one per slot, so no buffer is bound twice in one dispatch), and as the
+    // vec4 view of gradient chunks shorter than 4 elements.
     placeholders: Arc<[wgpu::Buffer; 3]>,
 }
 

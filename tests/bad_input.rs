@@ -356,10 +356,18 @@ fn invalid_gradient_processing_is_refused() {
         grad_config_refused(&mut sgd, valid.clone().with_max_norm(max_norm), "max_norm");
     }
     for norm_type in [1.0, 3.0, 0.0, -2.0, f64::NAN, f64::NEG_INFINITY] {
-        grad_config_refused(&mut sgd, valid.clone().with_norm_type(norm_type), "norm_type");
+        grad_config_refused(
+            &mut sgd,
+            valid.clone().with_norm_type(norm_type),
+            "norm_type",
+        );
     }
     for clip_value in [0.0, -0.5, f64::NAN, f64::INFINITY] {
-        grad_config_refused(&mut sgd, valid.clone().with_clip_value(clip_value), "clip_value");
+        grad_config_refused(
+            &mut sgd,
+            valid.clone().with_clip_value(clip_value),
+            "clip_value",
+        );
     }
     let scaler = GradScalerConfig::default;
     let bad_scalers = [

@@ -26,13 +26,26 @@ fn a_tensor_past_the_128_mib_binding_limit() {
     assert_eq!(ctx.max_chunk_len(), 1 << 25);
     let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01).with_amsgrad(true));
     let mut run = Run::new(&ctx, &config, &[len], 11);
+    // The norm reduction also runs over both chunks (its stats are checked against f64).
+    run.set_grad_processing(Some(GradConfig::default().with_max_norm(100.0)));
     for _ in 0..10 {
         run.step(&ctx);
     }
     run.compare(&ctx, "2^25 + 1027 elements");
 }
 
-/// A 4 KiB binding limit splits tensors into chunks of 1024 elements.
+/// Gradient processing that clips, by norm (2 or inf) and for some by value.
+fn clipping(n: usize) -> GradConfig {
+    let config = GradConfig::default().with_max_norm(2.0);
+    match n % 3 {
+        0 => config,
+        1 => config.with_norm_type(f64::INFINITY),
+        _ => config.with_clip_value(0.5),
+    }
+}
+
+/// A 4 KiB binding limit splits tensors into chunks of 1024 elements, for the update and the
+/// norm reduction.
 #[test]
 fn chunk_boundaries_are_exact_for_every_optimizer() {
     let ctx = context_with_binding_limit(4096);
@@ -40,6 +53,7 @@ fn chunk_boundaries_are_exact_for_every_optimizer() {
     let lens = [1, 1023, 1024, 1025, 2048, 5001];
     for (n, config) in all_configs().iter().enumerate().step_by(3) {
         let mut run = Run::new(&ctx, config, &lens, 100 + n as u64);
+        run.set_grad_processing(Some(clipping(n)));
         for _ in 0..4 {
             run.step(&ctx);
         }
@@ -66,6 +80,7 @@ fn the_grid_stride_loop_covers_every_tile() {
         let lens = [1, 3, 255, 256, 257, 1000, 4099];
         for (n, config) in all_configs().iter().enumerate().step_by(5) {
             let mut run = Run::new(&ctx, config, &lens, 200 + n as u64);
+            run.set_grad_processing(Some(clipping(n)));
             for _ in 0..3 {
                 run.step(&ctx);
             }

@@ -500,9 +500,11 @@ impl Optimizer {
     }
 
     /// Bytes a step must move per element at the least: read and write the parameter and
-    /// each state, read the gradient (28 for Adam in f32). Benchmarks divide by this.
+    /// each state, read the gradient (28 for Adam in f32), and read the gradient once more
+    /// with gradient processing on (32). Benchmarks divide by this.
     pub fn bytes_per_element(&self) -> u64 {
-        4 * (2 + 1 + 2 * self.spec.states.len() as u64)
+        let grad_reads = if self.grad.is_some() { 2 } else { 1 };
+        4 * (2 + grad_reads + 2 * self.spec.states.len() as u64)
     }
 
     /// The state buffers kept per tensor, in slot order.
