@@ -1,10 +1,13 @@
 //! Least squares trained with AdamW entirely on the device: a small WGSL kernel computes the
-//! gradient, wgpu-optim's fused AdamW updates the weights, both recorded into one encoder per
-//! step. The CPU reference trains the same problem beside it.
+//! gradient, wgpu-optim clips it by global norm and its fused AdamW updates the weights, all
+//! recorded into one encoder per step. The gradient norm is logged every 50 steps through a
+//! non-blocking readback. The CPU reference trains the same problem beside it.
 //!
 //! Run: `cargo run --release --example quickstart`
 
-use wgpu_optim::{reference, AdamWConfig, Context, OptimizerConfig, Param};
+use wgpu_optim::{
+    reference, AdamWConfig, Context, ControlReader, GradConfig, OptimizerConfig, Param,
+};
 
 const M: usize = 512; // observations
 const D: usize = 64; // features
@@ -106,14 +109,19 @@ fn main() -> wgpu_optim::Result<()> {
 
     let config = AdamWConfig::default().with_lr(0.05).with_weight_decay(1e-4);
     let params = [Param::whole(&x_buf, &g_buf)];
-    let adamw = config.build(&ctx, &params)?;
+    let mut adamw = config.build(&ctx, &params)?;
+    // clip_grad_norm_(max_norm=0.5): the first gradients are larger and get scaled down.
+    let clip = GradConfig::default().with_max_norm(0.5);
+    adamw.set_grad_processing(Some(clip.clone()))?;
+    let mut reader = ControlReader::new(&ctx, 2);
 
     let mut host = reference::Optimizer::new(&OptimizerConfig::AdamW(config.clone()), &[D])?;
+    host.set_grad_processing(Some(clip))?;
     let mut host_x = vec![x0.clone()];
 
     println!(
-        "{:>5}  {:>14}  {:>14}",
-        "step", "device loss", "reference loss"
+        "{:>5}  {:>14}  {:>14}  {:>10}  {:>9}",
+        "step", "device loss", "reference loss", "grad norm", "clip coef"
     );
     println!(
         "{:>5}  {:>14.6e}  {:>14.6e}",
@@ -133,7 +141,17 @@ fn main() -> wgpu_optim::Result<()> {
             pass.dispatch_workgroups(D.div_ceil(64) as u32, 1, 1);
         }
         adamw.step(&mut encoder);
+        if step % 50 == 1 {
+            reader.record(&mut encoder, &adamw);
+        }
         ctx.queue().submit([encoder.finish()]);
+        // Copies of the control block arrive a step or more later; nothing waits for them.
+        for control in reader.try_read()? {
+            println!(
+                "{:>5}  {:>14}  {:>14}  {:>10.4e}  {:>9.4}",
+                control.step, "", "", control.grad_norm, control.clip_coef
+            );
+        }
 
         let host_grad = gradient(&a, &b, &host_x[0]);
         host.step(&mut host_x, &[host_grad])?;

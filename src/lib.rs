@@ -8,6 +8,11 @@
 //! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no
 //! submit, no poll, no readback. The step counter lives on the device.
 //!
+//! [`GradConfig`] adds PyTorch's AMP and clipping stages to the same step, on the device:
+//! loss-scale unscaling, inf/NaN skip, `clip_grad_value_`, `clip_grad_norm_` (or Optax's
+//! `clip_by_global_norm`) over a deterministic global-norm reduction, and `GradScaler`'s
+//! dynamic loss scale. [`ControlReader`] logs the gradient norm without stalling the queue.
+//!
 //! ```no_run
 //! use wgpu_optim::{AdamWConfig, Context, Param};
 //!
@@ -23,7 +28,7 @@
 //! # Ok::<(), wgpu_optim::Error>(())
 //! ```
 //!
-//! Every kernel has a mirror in [`reference`], the CPU oracle the tests compare against.
+//! Every kernel has a mirror in [`reference`](mod@reference), the CPU oracle the tests compare against.
 
 mod clip;
 mod context;
@@ -45,3 +50,8 @@ pub use layout::{Control, WgslLayout};
 pub use optim::*;
 pub use readback::ControlReader;
 pub use tensor::{BufferRange, Param};
+
+// The README's examples compile as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

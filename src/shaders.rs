@@ -3,7 +3,9 @@
 //! Each file in `shaders/` is plain WGSL. A kernel's module is the concatenation of the shared
 //! files it needs and its own file; `shaders/common/entry.wgsl` holds the two entry points
 //! every kernel shares (`prologue`, `update`), which call the kernel's `prepare_group` and
-//! `step_elements`.
+//! `step_elements`. The gradient-processing module is `clip.wgsl` after one of two workgroup
+//! reductions (`common/reduce_subgroup.wgsl` or `common/reduce_workgroup.wgsl`); `clip_value.wgsl`
+//! clamps buffers in place.
 
 /// Every WGSL file of the crate, by its path under `shaders/`.
 pub const FILES: &[(&str, &str)] = &[
