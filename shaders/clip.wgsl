@@ -76,12 +76,17 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
     return select(c_bits, u_bits, u_bits >= vec4(INF_BITS));
 }
 
-// One invocation's running sums: Kahan-compensated per vec4 lane, so that long grid-stride
-// loops over billions of elements keep the sum accurate to a few ulp. (Compilers may fuse the
-// squares into the subtraction; that only makes the compensation more exact.)
+// One invocation's running sums, per vec4 lane. Squares are summed in blocks of BLOCK
+// iterations and the blocks into a total, so rounding errors grow with BLOCK + iterations /
+// BLOCK rather than with the length of a long grid-stride loop. (Compensated summation is no
+// option: WGSL compilers may reassociate floating-point arithmetic, and lavapipe's does fold
+// Kahan's correction away.)
+const BLOCK: u32 = 16u;
+
 struct Accumulator {
-    sum: vec4<f32>,
-    compensation: vec4<f32>,
+    total: vec4<f32>,
+    block: vec4<f32>,
+    count: u32,
     max_bits: u32,
 }
 
@@ -89,10 +94,13 @@ struct Accumulator {
 fn add(acc: ptr<function, Accumulator>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
     let clamped = select(vec4(0.0), clip_by_value(u, clip_value), valid);
     let bits = select(vec4(0u), key(u, clamped), valid);
-    let y = clamped * clamped - (*acc).compensation;
-    let t = (*acc).sum + y;
-    (*acc).compensation = (t - (*acc).sum) - y;
-    (*acc).sum = t;
+    (*acc).block += clamped * clamped;
+    (*acc).count += 1u;
+    if (*acc).count == BLOCK {
+        (*acc).total += (*acc).block;
+        (*acc).block = vec4(0.0);
+        (*acc).count = 0u;
+    }
     (*acc).max_bits = max((*acc).max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
 }
 
@@ -105,7 +113,7 @@ fn accumulate(inv: Invocation) -> Partial {
     let body = min(arrayLength(&grad4), n / 4u);
     let inv_grad_scale = 1.0 / control_in.grad_scale;
     let clip_value = control_in.clip_value;
-    var acc = Accumulator(vec4(0.0), vec4(0.0), 0u);
+    var acc = Accumulator(vec4(0.0), vec4(0.0), 0u, 0u);
     let stride = inv.workgroups.x * REDUCE_SIZE;
     for (var i = inv.workgroup.x * REDUCE_SIZE + inv.lane; i < body; i += stride) {
         add(&acc, grad4[i] * inv_grad_scale, vec4(true), clip_value);
@@ -114,7 +122,8 @@ fn accumulate(inv: Invocation) -> Partial {
     if inv.workgroup.x == 0u && tail < n {
         add(&acc, vec4(grad[tail], 0.0, 0.0, 0.0) * inv_grad_scale, vec4(true, false, false, false), clip_value);
     }
-    return Partial((acc.sum.x + acc.sum.y) + (acc.sum.z + acc.sum.w), acc.max_bits);
+    let sum = acc.total + acc.block;
+    return Partial((sum.x + sum.y) + (sum.z + sum.w), acc.max_bits);
 }
 
 @compute @workgroup_size(REDUCE_SIZE)

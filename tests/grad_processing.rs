@@ -169,6 +169,27 @@ fn pytorch_values_for_inf_nan_and_overflowing_gradients() {
             }
             run.compare(&ctx, &what);
         }
+        // Overflow where each invocation loops over many vec4s (one workgroup per dispatch):
+        // the blocked sums stay inf to the end.
+        let looping = ctx.clone().with_tuning(Tuning {
+            max_workgroups_per_dispatch: 1,
+            ..ctx.tuning()
+        });
+        let mut run = Run::new(&looping, &adamw, &[100_000], 13);
+        run.set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)));
+        let mut grads = run.gradients();
+        for i in [5, 50_000, 99_998] {
+            grads[0][i] = 1e20;
+        }
+        run.step_with(&looping, &grads);
+        let control = run.device.read_control().unwrap();
+        assert_eq!(
+            (control.grad_norm, control.clip_coef, control.found_inf),
+            (f32::INFINITY, 0.0, 0),
+            "{path}: 1e20 entries in a long tensor"
+        );
+        run.compare(&looping, &format!("1e20 entries in a long tensor ({path})"));
+
         // The inf-norm of 1e20 entries is finite: max |g| = 1e20.
         let mut run = Run::new(&ctx, &adamw, &[1000], 12);
         run.set_grad_processing(Some(
