@@ -166,7 +166,7 @@ fn clip_coefficient(norm: f32, h: GradHyper) -> f32 {
         return 1.0;
     }
     if !is_finite(norm) {
-        return select(0.0, norm, bitcast<u32>(norm) > INF_BITS);
+        return select(0.0, norm, (bitcast<u32>(norm) & ABS_MASK) > INF_BITS);
     }
     if h.clip_mode == CLIP_PYTORCH {
         return min(1.0, h.max_norm / (norm + 1e-6));
@@ -215,11 +215,14 @@ fn grad_finalize() {
     control.clip_coef = clip_coefficient(norm, h);
     control.inv_grad_scale = 1.0 / control.grad_scale;
     control.found_inf = u32(found_inf);
+    // clip_grad_norm_(error_if_nonfinite=True) raises on a non-finite total norm: also when
+    // finite gradients overflow it.
+    if h.error_if_nonfinite != 0u && (found_inf || !is_finite(norm)) {
+        control.found_inf = 1u;
+        control.nonfinite_step = control.step + 1u;
+        return;
+    }
     if found_inf {
-        if h.error_if_nonfinite != 0u {
-            control.nonfinite_step = control.step + 1u;
-            return;
-        }
         control.skipped_steps += 1u;
     }
     if h.scaler != 0u {

@@ -118,8 +118,9 @@ pub struct GradConfig {
     pub clip_value: Option<f64>,
     /// Dynamic loss scaling (default none: gradients are used as they are).
     pub grad_scaler: Option<GradScalerConfig>,
-    /// Instead of skipping a non-finite step and going on, halt: that step and every later one
-    /// change nothing, and the next readback ([`Optimizer::read_control`](crate::Optimizer::read_control)
+    /// Instead of skipping a non-finite step and going on, halt on a non-finite gradient or
+    /// total norm (finite gradients can overflow the 2-norm, as in PyTorch): that step and
+    /// every later one change nothing, and the next readback ([`Optimizer::read_control`](crate::Optimizer::read_control)
     /// or a [`ControlReader`](crate::ControlReader)) returns
     /// [`Error::NonFiniteGradients`] (PyTorch's `error_if_nonfinite=True`, default false).
     pub error_if_nonfinite: bool,
@@ -176,6 +177,17 @@ impl GradConfig {
         self.clip_value.map_or(f32::INFINITY, |v| v as f32)
     }
 
+    /// Whether applying this configuration after `previous` (re)starts the loss scale: always
+    /// without a scaler (the scale must be 1), and when a scaler starts or its `init_scale`
+    /// changes.
+    pub(crate) fn resets_scale(&self, previous: Option<&GradConfig>) -> bool {
+        let init_scale = |c: &GradConfig| c.grad_scaler.as_ref().map(|s| s.init_scale);
+        match init_scale(self) {
+            None => true,
+            Some(init) => previous.and_then(init_scale) != Some(init),
+        }
+    }
+
     /// The initial loss scale as the device holds it (1 without a scaler).
     pub(crate) fn init_scale_f32(&self) -> f32 {
         self.grad_scaler
@@ -214,11 +226,21 @@ impl GradConfig {
         };
         if let Some(s) = &self.grad_scaler {
             positive_f32("init_scale", s.init_scale)?;
-            if !(s.growth_factor > 1.0 && (s.growth_factor as f32).is_finite()) {
-                return invalid("growth_factor", s.growth_factor, "a finite value > 1");
+            // Checked as the device holds them: rounded to f32.
+            let (growth, backoff) = (s.growth_factor as f32, s.backoff_factor as f32);
+            if !(growth > 1.0 && growth.is_finite()) {
+                return invalid(
+                    "growth_factor",
+                    s.growth_factor,
+                    "a finite value > 1 (as f32)",
+                );
             }
-            if !(s.backoff_factor > 0.0 && s.backoff_factor < 1.0) {
-                return invalid("backoff_factor", s.backoff_factor, "a value in (0, 1)");
+            if !((f32::MIN_POSITIVE..1.0).contains(&backoff)) {
+                return invalid(
+                    "backoff_factor",
+                    s.backoff_factor,
+                    "a value in (0, 1) (as a normal f32)",
+                );
             }
             if s.growth_interval == 0 {
                 return invalid("growth_interval", 0.0, "an integer > 0");
@@ -232,16 +254,17 @@ impl GradConfig {
     }
 }
 
-/// `value` must be finite and > 0, also once rounded to f32.
+/// `value` must be finite and > 0, and a normal f32 once rounded (GPUs may flush subnormals
+/// to zero).
 fn positive_f32(name: &'static str, value: f64) -> Result<()> {
     let rounded = value as f32;
-    if value > 0.0 && rounded.is_finite() && rounded > 0.0 {
+    if rounded.is_finite() && rounded >= f32::MIN_POSITIVE {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
             value,
-            expected: "a finite value > 0 (as f32)",
+            expected: "a finite value > 0 (as a normal f32)",
         })
     }
 }

@@ -20,8 +20,11 @@ pub struct Tuning {
     /// a grid-stride loop. Capped by the device's `max_compute_workgroups_per_dimension`.
     pub max_workgroups_per_dispatch: u32,
     /// Whether the gradient-norm reduction uses subgroup operations where the device has
-    /// `Features::SUBGROUP`. Either way the result is deterministic on one adapter; the two
-    /// paths may differ in the last place.
+    /// `Features::SUBGROUP` (default true). The workgroup-memory tree (false) gives the same
+    /// bits run after run on any adapter. The subgroup path does so wherever a pipeline runs
+    /// with one subgroup size (NVIDIA, Apple, lavapipe; AMD and Intel in practice), but Vulkan
+    /// lets a driver vary it between dispatches: set false where bitwise reproducibility must
+    /// not depend on the driver. The two paths may differ in the last place.
     pub subgroups: bool,
 }
 
@@ -46,8 +49,10 @@ pub struct ContextOptions {
 
 /// Pipelines of one kernel with one set of options, built once and shared.
 pub(crate) struct KernelPipelines {
-    pub prologue: wgpu::ComputePipeline,
-    pub update: wgpu::ComputePipeline,
+    /// Indexed by whether gradient processing feeds the step (`GRAD_PROCESSING`).
+    pub prologue: [wgpu::ComputePipeline; 2],
+    /// Indexed as `prologue`.
+    pub update: [wgpu::ComputePipeline; 2],
     pub prologue_layout: wgpu::BindGroupLayout,
     pub update_layout: wgpu::BindGroupLayout,
 }
@@ -341,13 +346,20 @@ fn build_kernel_pipelines(
     let mut update_entries = vec![(0, false), (1, false), (2, false), (3, true)];
     update_entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
     let update_layout = bind_group_layout(device, label, &update_entries);
-    let mut constants: Vec<(&str, f64)> = overrides
-        .iter()
-        .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
-        .collect();
-    let prologue = compute_pipeline(device, &module, "prologue", &prologue_layout, &constants);
-    constants.push(("WORKGROUP_SIZE", f64::from(workgroup_size)));
-    let update = compute_pipeline(device, &module, "update", &update_layout, &constants);
+    let variant = |grad_processing: bool| {
+        let mut constants: Vec<(&str, f64)> = overrides
+            .iter()
+            .chain(&[("GRAD_PROCESSING", grad_processing)])
+            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
+            .collect();
+        let prologue = compute_pipeline(device, &module, "prologue", &prologue_layout, &constants);
+        constants.push(("WORKGROUP_SIZE", f64::from(workgroup_size)));
+        let update = compute_pipeline(device, &module, "update", &update_layout, &constants);
+        (prologue, update)
+    };
+    let (plain_prologue, plain_update) = variant(false);
+    let (grad_prologue, grad_update) = variant(true);
+    let (prologue, update) = ([plain_prologue, grad_prologue], [plain_update, grad_update]);
     KernelPipelines {
         prologue,
         update,

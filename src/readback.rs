@@ -35,7 +35,9 @@ use crate::optim::Optimizer;
 /// # Ok(()) }
 /// ```
 ///
-/// A copy recorded into an encoder that is never submitted keeps its slot in flight.
+/// A copy recorded into an encoder that is dropped unsubmitted frees its slot again. When a
+/// call fails (a halted optimizer, a failed mapping), the copies that arrived with it are
+/// dropped; their slots are free.
 pub struct ControlReader {
     ctx: Context,
     slots: Vec<Slot>,
@@ -107,6 +109,11 @@ impl ControlReader {
         let mut arrived = Vec::new();
         for slot in &self.slots {
             let mut state = lock(&slot.state);
+            // The callback's clone of `state` is gone without running: the copy was recorded
+            // into an encoder that was dropped, or never submitted. The slot is free again.
+            if matches!(*state, SlotState::InFlight) && Arc::strong_count(&slot.state) == 1 {
+                *state = SlotState::Free;
+            }
             if let SlotState::Mapped(sequence, result) = &*state {
                 let sequence = *sequence;
                 let read = result.clone().map_err(Error::from).and_then(|()| {

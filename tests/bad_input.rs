@@ -352,7 +352,7 @@ fn invalid_gradient_processing_is_refused() {
     let mut sgd = SgdConfig::default().build(ctx, &params).unwrap();
     let valid = GradConfig::default().with_max_norm(1.0);
     sgd.set_grad_processing(Some(valid.clone())).unwrap();
-    for max_norm in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e39, 1e-50] {
+    for max_norm in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e39, 1e-50, 1e-40] {
         grad_config_refused(&mut sgd, valid.clone().with_max_norm(max_norm), "max_norm");
     }
     for norm_type in [1.0, 3.0, 0.0, -2.0, f64::NAN, f64::NEG_INFINITY] {
@@ -377,6 +377,8 @@ fn invalid_gradient_processing_is_refused() {
         (scaler().with_growth_factor(1.0), "growth_factor"),
         (scaler().with_growth_factor(0.5), "growth_factor"),
         (scaler().with_growth_factor(f64::INFINITY), "growth_factor"),
+        (scaler().with_growth_factor(1.0 + 1e-9), "growth_factor"),
+        (scaler().with_backoff_factor(1e-50), "backoff_factor"),
         (scaler().with_backoff_factor(1.0), "backoff_factor"),
         (scaler().with_backoff_factor(0.0), "backoff_factor"),
         (scaler().with_backoff_factor(f64::NAN), "backoff_factor"),

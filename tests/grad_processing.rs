@@ -313,6 +313,49 @@ fn error_if_nonfinite_halts_and_reports_at_the_next_readback() {
     run.step(ctx);
     assert_eq!(run.device.read_control().unwrap().step, 2);
     run.compare(ctx, "after clearing the error");
+
+    // clip_grad_norm_ raises on a non-finite total norm, also when finite gradients overflow
+    // it: 1e20 entries halt too.
+    let mut grads = run.gradients();
+    grads[1][0] = 1e20;
+    run.step_with(ctx, &grads);
+    assert!(matches!(
+        run.device.read_control(),
+        Err(Error::NonFiniteGradients { step: 3, .. })
+    ));
+    run.compare(ctx, "halted by an overflowing norm");
+    // Turning gradient processing off clears the halt: plain steps go on.
+    run.set_grad_processing(None);
+    run.step(ctx);
+    assert_eq!(run.device.read_control().unwrap().step, 3);
+    run.compare(ctx, "after turning gradient processing off");
+}
+
+/// A step recorded with gradient processing and submitted after it was turned off finalizes
+/// into the control block last; steps recorded afterwards must not read what it left there.
+#[test]
+fn steps_recorded_without_processing_ignore_a_stale_control_block() {
+    let ctx = context();
+    let sgd = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.1));
+    let mut run = Run::new(ctx, &sgd, &[64], 81);
+    run.set_grad_processing(Some(GradConfig::default().with_max_norm(1e-3)));
+    let mut grads = run.gradients();
+    grads[0][0] = f32::NAN;
+    for (param, grad) in run.params.iter().zip(&grads) {
+        ctx.write_f32(&param.grad, grad).unwrap();
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    run.device.step(&mut encoder); // leaves found_inf = 1 and clip_coef = NaN
+    run.reference.step(&mut run.host_params, &grads).unwrap();
+    run.set_grad_processing(None);
+    ctx.queue().submit([encoder.finish()]);
+    let control = run.device.read_control().unwrap();
+    assert!(control.skipped() && control.clip_coef.is_nan());
+    for _ in 0..3 {
+        run.step(ctx);
+    }
+    assert_eq!(run.device.read_step().unwrap(), 3);
+    run.compare(ctx, "plain steps after a stale finalize");
 }
 
 /// GradScaler.update (ATen's `_amp_update_scale_`): a non-finite step halves the scale and
@@ -591,6 +634,13 @@ fn the_control_reader_returns_copies_in_order_without_blocking() {
     // Two slots: the third copy found none free.
     assert_eq!(recorded, [true, true, false]);
     assert_eq!(reader.in_flight(), 2);
+    // A copy recorded into an encoder that is dropped never arrives; its slot frees again.
+    let mut reader_of_dropped = ControlReader::new(ctx, 1);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(reader_of_dropped.record(&mut encoder, &run.device));
+    drop(encoder);
+    assert!(reader_of_dropped.try_read().unwrap().is_empty());
+    assert_eq!(reader_of_dropped.in_flight(), 0);
     let mut arrived = Vec::new();
     while arrived.len() < 2 {
         arrived.extend(reader.try_read().unwrap());
@@ -609,7 +659,11 @@ fn clip_value_in_place_matches_the_reference() {
     let ctx = context();
     let mut rng = Rng::new(71);
     let lens = [1, 255, 4099];
-    let values: Vec<Vec<f32>> = lens.iter().map(|&n| rng.gradient(n)).collect();
+    let mut values: Vec<Vec<f32>> = lens.iter().map(|&n| rng.gradient(n)).collect();
+    // NaN stays NaN (PyTorch's clamp keeps it); infinities clamp to the bound.
+    values[1][3] = f32::NAN;
+    values[2][7] = f32::INFINITY;
+    values[2][8] = f32::NEG_INFINITY;
     let ranges: Vec<BufferRange> = values
         .iter()
         .map(|v| BufferRange::whole(&ctx.upload_f32("grad", v)))
@@ -633,6 +687,16 @@ fn clip_value_in_place_matches_the_reference() {
             "bound {bound}: the test clips almost nothing"
         );
     }
+}
+
+#[test]
+fn the_reference_norms_keep_nan_and_inf() {
+    let nan_in_the_middle = [vec![1.0, f32::NAN, 2.0]];
+    assert!(reference::global_norm(&nan_in_the_middle, f64::INFINITY).is_nan());
+    assert!(reference::global_norm(&nan_in_the_middle, 2.0).is_nan());
+    let inf = [vec![1.0, f32::NEG_INFINITY, 2.0]];
+    assert_eq!(reference::global_norm(&inf, f64::INFINITY), f64::INFINITY);
+    assert_eq!(reference::global_norm(&inf, 2.0), f64::INFINITY);
 }
 
 #[test]

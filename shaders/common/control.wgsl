@@ -30,12 +30,14 @@ struct Control {
 // clip_grad_value_ on unscaled gradients u. How a step sees each gradient, as PyTorch's AMP
 // recipe orders it: unscaled (`scaler.unscale_`: g * inv_grad_scale), clipped by value (this),
 // scaled by the global-norm clip coefficient (`clip_grad_norm_`). Without gradient processing
-// every stage is the identity, NaN and inf included (the bound is then inf: no clamp at all).
+// every stage is the identity (the bound is then inf: no clamp at all). NaN stays NaN, as in
+// PyTorch's clamp (WGSL's clamp may turn it into a bound).
 fn clip_by_value(u: vec4<f32>, clip_value: f32) -> vec4<f32> {
     if !is_finite(clip_value) {
         return u;
     }
-    return clamp(u, vec4(-clip_value), vec4(clip_value));
+    let nan = (bitcast<vec4<u32>>(u) & vec4(ABS_MASK)) > vec4(INF_BITS);
+    return select(clamp(u, vec4(-clip_value), vec4(clip_value)), u, nan);
 }
 
 // Bits of |x| for an f32 x: ordered as |x| for finite values, and at least `INF_BITS` exactly

@@ -18,9 +18,13 @@ fn load_param(idx: vec4<u32>) -> vec4<f32> {
     return vec4(param[idx.x], param[idx.y], param[idx.z], param[idx.w]);
 }
 
-// The gradient as the update sees it: unscaled, clipped by value, times the clip coefficient.
+// The gradient as the update sees it: with gradient processing, unscaled, clipped by value
+// and times the clip coefficient; without, as it is.
 fn load_grad(idx: vec4<u32>, c: Control) -> vec4<f32> {
     let g = vec4(grad[idx.x], grad[idx.y], grad[idx.z], grad[idx.w]);
+    if !GRAD_PROCESSING {
+        return g;
+    }
     return clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef;
 }
 

@@ -3,12 +3,16 @@
 // `step_elements(idx, valid, group, control)` (the fused element-wise update).
 
 override WORKGROUP_SIZE: u32 = 256u;
+// Whether gradient processing (shaders/clip.wgsl) feeds this step. Without it gradients are used
+// as they are and the control block's gradient fields are never read, whatever a step recorded
+// earlier with processing left there.
+override GRAD_PROCESSING: bool = false;
 
 // One invocation, once per step, before any update: advance the step counter on the device
 // (unless this step is skipped) and derive the per-step scalars of every parameter group.
 @compute @workgroup_size(1)
 fn prologue() {
-    if control.found_inf != 0u {
+    if GRAD_PROCESSING && control.found_inf != 0u {
         return;
     }
     control.step += 1u;
@@ -27,7 +31,7 @@ fn update(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let c = control;
-    if c.found_inf != 0u {
+    if GRAD_PROCESSING && c.found_inf != 0u {
         return;
     }
     let n = arrayLength(&param);

@@ -25,5 +25,8 @@ fn workgroup_reduce(mine: Partial, inv: Invocation) -> Partial {
         }
     }
     workgroupBarrier();
-    return Partial(tree_sums[0], tree_maxes[0]);
+    let total = Partial(tree_sums[0], tree_maxes[0]);
+    // The workgroup memory is read before any later call overwrites it.
+    workgroupBarrier();
+    return total;
 }

@@ -361,22 +361,19 @@ impl Optimizer {
     }
 
     /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
-    /// It applies from the next step recorded; its buffers are allocated here, never in a step.
+    /// Its buffers are allocated here, never in a step. It applies to the steps recorded after
+    /// this call; its buffer writes (bound, loss scale) land at the next submit, so submit the
+    /// steps recorded before the call first.
     ///
-    /// The loss scale is set to `init_scale` when a scaler is turned on or its `init_scale`
-    /// changes, and to 1 when it is turned off; otherwise the scale and growth tracker carry
-    /// on. A refused configuration leaves the one in force unchanged.
+    /// Without gradient processing, steps use gradients as they are and never skip: the
+    /// gradient fields of the control block are not read (and a halt of `error_if_nonfinite`
+    /// is cleared). The loss scale is set to `init_scale` when a scaler is turned on or its
+    /// `init_scale` changes, and to 1 without a scaler; otherwise the scale and growth tracker
+    /// carry on. A refused configuration leaves the one in force unchanged.
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
         let Some(config) = config else {
             self.grad = None;
-            let initial = Control::INITIAL;
-            self.write_control("found_inf", &initial.found_inf);
-            self.write_control("clip_coef", &initial.clip_coef);
-            self.write_control("inv_grad_scale", &initial.inv_grad_scale);
-            self.write_control("clip_value", &initial.clip_value);
-            self.write_control("grad_scale", &initial.grad_scale);
-            self.write_control("growth_tracker", &initial.growth_tracker);
-            self.write_control("nonfinite_step", &initial.nonfinite_step);
+            self.write_control("nonfinite_step", &0_u32);
             return Ok(());
         };
         config.validate()?;
@@ -394,10 +391,8 @@ impl Optimizer {
         };
         let params: Vec<Param> = self.params().cloned().collect();
         let processing = GradProcessing::new(&self.ctx, config, &params, &self.control, &stats)?;
-        let init_scale =
-            |c: Option<&GradConfig>| c.and_then(|c| c.grad_scaler.as_ref().map(|s| s.init_scale));
         let config = &processing.config;
-        if init_scale(self.grad_processing()) != init_scale(Some(config)) {
+        if config.resets_scale(self.grad_processing()) {
             self.write_control("grad_scale", &config.init_scale_f32());
             self.write_control("growth_tracker", &0_u32);
         }
@@ -479,10 +474,11 @@ impl Optimizer {
         if let Some(grad) = &self.grad {
             grad.record_finalize(pass);
         }
-        pass.set_pipeline(&self.pipelines.prologue);
+        let variant = usize::from(self.grad.is_some());
+        pass.set_pipeline(&self.pipelines.prologue[variant]);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(1, 1, 1);
-        pass.set_pipeline(&self.pipelines.update);
+        pass.set_pipeline(&self.pipelines.update[variant]);
         for chunk in self.tensors.iter().flat_map(|t| &t.chunks) {
             pass.set_bind_group(0, &chunk.bind_group, &[]);
             pass.dispatch_workgroups(chunk.workgroups, 1, 1);

@@ -12,6 +12,7 @@ pub fn clip_by_value(u: f32, clip_value: f32) -> f32 {
     if !clip_value.is_finite() {
         return u;
     }
+    // f32::clamp keeps NaN, as the WGSL does explicitly.
     u.clamp(-clip_value, clip_value)
 }
 
@@ -25,7 +26,13 @@ pub fn load_grad(g: f32, c: &Control) -> f32 {
 pub fn global_norm(grads: &[Vec<f32>], norm_type: f64) -> f64 {
     let values = grads.iter().flatten().map(|&g| f64::from(g));
     if norm_type == f64::INFINITY {
-        values.fold(0.0, |max, g| if g.is_nan() { g } else { max.max(g.abs()) })
+        values.fold(0.0, |max: f64, g| {
+            if max.is_nan() || g.is_nan() {
+                f64::NAN
+            } else {
+                max.max(g.abs())
+            }
+        })
     } else {
         values.map(|g| g * g).sum::<f64>().sqrt()
     }
@@ -119,11 +126,12 @@ pub fn finalize(c: &mut Control, h: &GradHyper, s: NormStats) {
     c.clip_coef = clip_coefficient(norm, h);
     c.inv_grad_scale = 1.0 / c.grad_scale;
     c.found_inf = u32::from(found_inf);
+    if h.error_if_nonfinite != 0 && (found_inf || !norm.is_finite()) {
+        c.found_inf = 1;
+        c.nonfinite_step = c.step + 1;
+        return;
+    }
     if found_inf {
-        if h.error_if_nonfinite != 0 {
-            c.nonfinite_step = c.step + 1;
-            return;
-        }
         c.skipped_steps += 1;
     }
     if h.scaler != 0 {

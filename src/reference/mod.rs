@@ -84,21 +84,13 @@ impl Optimizer {
 
     /// Turns gradient processing on or off, as [`crate::Optimizer::set_grad_processing`].
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
-        let initial = Control::INITIAL;
         let Some(config) = config else {
             self.grad = None;
-            self.control = Control {
-                step: self.control.step,
-                skipped_steps: self.control.skipped_steps,
-                grad_norm: self.control.grad_norm,
-                ..initial
-            };
+            self.control.nonfinite_step = 0;
             return Ok(());
         };
         config.validate()?;
-        let init_scale =
-            |c: Option<&GradConfig>| c.and_then(|c| c.grad_scaler.as_ref().map(|s| s.init_scale));
-        if init_scale(self.grad.as_ref()) != init_scale(Some(&config)) {
+        if config.resets_scale(self.grad.as_ref()) {
             self.control.grad_scale = config.init_scale_f32();
             self.control.growth_tracker = 0;
         }
@@ -178,9 +170,12 @@ impl Optimizer {
         self.control.step += 1;
         let step = self.control.step as f32;
         let first_step = self.control.step == 1;
-        let control = self.control;
+        let control = self.grad.is_some().then_some(self.control);
         for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
-            let grad: Vec<f32> = grad.iter().map(|&g| load_grad(g, &control)).collect();
+            let grad: Vec<f32> = match &control {
+                Some(control) => grad.iter().map(|&g| load_grad(g, control)).collect(),
+                None => grad.clone(),
+            };
             let grad = &grad;
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
