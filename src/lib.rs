@@ -37,6 +37,7 @@ mod layout;
 mod optim;
 mod readback;
 pub mod reference;
+mod schedule;
 pub mod shaders;
 mod tensor;
 
@@ -49,6 +50,7 @@ pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
 pub use optim::*;
 pub use readback::ControlReader;
+pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
 pub use tensor::{BufferRange, Param};
 
 // The README's examples compile as doctests, so they stay true.

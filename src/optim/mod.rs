@@ -130,6 +130,28 @@ impl OptimizerConfig {
         config
     }
 
+    /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
+    /// `momentum`, the Adam family's and Lion's `beta1`, as PyTorch's `OneCycleLR` cycles
+    /// them (see [`OneCycle::momentum`](crate::OneCycle::momentum)). Adagrad has none:
+    /// [`Error::InvalidOptions`], as PyTorch raises.
+    pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {
+        let mut config = self.clone();
+        match &mut config {
+            OptimizerConfig::Sgd(c) => c.momentum = momentum,
+            OptimizerConfig::RmsProp(c) => c.momentum = momentum,
+            OptimizerConfig::Adam(c) => c.beta1 = momentum,
+            OptimizerConfig::AdamW(c) => c.beta1 = momentum,
+            OptimizerConfig::AdaBelief(c) => c.beta1 = momentum,
+            OptimizerConfig::Lion(c) => c.beta1 = momentum,
+            OptimizerConfig::Adagrad(_) => {
+                return Err(Error::InvalidOptions(
+                    "Adagrad has no momentum or beta1 to cycle",
+                ))
+            }
+        }
+        Ok(config)
+    }
+
     /// The state buffers kept per tensor, in slot order.
     pub fn states(&self) -> Result<Vec<StateSpec>> {
         Ok(self.spec()?.states)
