@@ -137,6 +137,15 @@ pub enum Error {
         control: crate::Control,
     },
 
+    /// A file that is not a readable checkpoint: truncated, not safetensors, or unwritable.
+    #[error("not a readable checkpoint: {0}")]
+    Checkpoint(String),
+
+    /// A checkpoint of another optimizer: another algorithm, tensor count, tensor length or
+    /// structural option. Nothing was changed.
+    #[error("the checkpoint does not fit this optimizer: {0}")]
+    CheckpointMismatch(String),
+
     /// wgpu reported a validation or out-of-memory error, captured with an error scope.
     #[error("wgpu error: {0}")]
     Wgpu(String),

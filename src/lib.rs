@@ -30,6 +30,7 @@
 //!
 //! Every kernel has a mirror in [`reference`](mod@reference), the CPU oracle the tests compare against.
 
+mod checkpoint;
 mod clip;
 mod context;
 mod error;

@@ -26,6 +26,66 @@ use crate::shaders::Kernel;
 use crate::tensor::{BufferRange, Param};
 use std::sync::Arc;
 
+/// Lists a config's fields as hyperparameters: their names (PyTorch's `param_groups` keys, betas
+/// split in two) and values as text that parses back to the same value (Rust's shortest
+/// round-trip formatting), for checkpoints.
+macro_rules! hyperparameters {
+    ($($config:ty { $($field:ident),* $(,)? })*) => {
+        $(impl $config {
+            /// Every field, as `(name, value)` text that parses back exactly.
+            pub(crate) fn hyperparameters(&self) -> Vec<(&'static str, String)> {
+                vec![$((stringify!($field), self.$field.to_string())),*]
+            }
+
+            /// Sets the field `name` from its text; false for an unknown name or bad text.
+            pub(crate) fn set_hyperparameter(&mut self, name: &str, value: &str) -> bool {
+                match name {
+                    $(stringify!($field) => value.parse().map(|v| self.$field = v).is_ok(),)*
+                    _ => false,
+                }
+            }
+        })*
+    };
+}
+
+hyperparameters! {
+    SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize }
+    AdagradConfig { lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize }
+    RmsPropConfig { lr, alpha, eps, weight_decay, momentum, centered, maximize }
+    AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay }
+    AdamWConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize }
+    AdaBeliefConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay }
+    LionConfig { lr, beta1, beta2, weight_decay, maximize }
+}
+
+/// Calls `$body` with `$c` bound to the config inside any [`OptimizerConfig`].
+macro_rules! each_config {
+    ($config:expr, $c:ident => $body:expr) => {
+        match $config {
+            OptimizerConfig::Sgd($c) => $body,
+            OptimizerConfig::Adagrad($c) => $body,
+            OptimizerConfig::RmsProp($c) => $body,
+            OptimizerConfig::Adam($c) => $body,
+            OptimizerConfig::AdamW($c) => $body,
+            OptimizerConfig::AdaBelief($c) => $body,
+            OptimizerConfig::Lion($c) => $body,
+        }
+    };
+}
+
+impl OptimizerConfig {
+    /// Every hyperparameter as `(name, value)` text, as a checkpoint stores them.
+    pub fn hyperparameters(&self) -> Vec<(&'static str, String)> {
+        each_config!(self, c => c.hyperparameters())
+    }
+
+    /// Sets the hyperparameter `name` from text written by
+    /// [`OptimizerConfig::hyperparameters`]; false for an unknown name or unparsable text.
+    pub fn set_hyperparameter(&mut self, name: &str, value: &str) -> bool {
+        each_config!(self, c => c.set_hyperparameter(name, value))
+    }
+}
+
 /// Any optimizer's configuration: the input of [`Optimizer`] and of
 /// [`reference::Optimizer`](crate::reference::Optimizer).
 #[derive(Clone, Debug, PartialEq)]
@@ -104,29 +164,13 @@ impl OptimizerConfig {
 
     /// The learning rate.
     pub fn lr(&self) -> f64 {
-        match self {
-            OptimizerConfig::Sgd(c) => c.lr,
-            OptimizerConfig::Adagrad(c) => c.lr,
-            OptimizerConfig::RmsProp(c) => c.lr,
-            OptimizerConfig::Adam(c) => c.lr,
-            OptimizerConfig::AdamW(c) => c.lr,
-            OptimizerConfig::AdaBelief(c) => c.lr,
-            OptimizerConfig::Lion(c) => c.lr,
-        }
+        each_config!(self, c => c.lr)
     }
 
     /// The same configuration with another learning rate.
     pub fn with_lr(&self, lr: f64) -> Self {
         let mut config = self.clone();
-        match &mut config {
-            OptimizerConfig::Sgd(c) => c.lr = lr,
-            OptimizerConfig::Adagrad(c) => c.lr = lr,
-            OptimizerConfig::RmsProp(c) => c.lr = lr,
-            OptimizerConfig::Adam(c) => c.lr = lr,
-            OptimizerConfig::AdamW(c) => c.lr = lr,
-            OptimizerConfig::AdaBelief(c) => c.lr = lr,
-            OptimizerConfig::Lion(c) => c.lr = lr,
-        }
+        each_config!(&mut config, c => c.lr = lr);
         config
     }
 
@@ -535,6 +579,15 @@ impl Optimizer {
     /// that change the kernel or its state (amsgrad, nesterov, centered, momentum on or off...)
     /// are refused with [`Error::StructuralChange`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
+        let spec = self.check_structure(&config)?;
+        self.ctx.queue().write_buffer(&self.hyper, 0, &spec.hyper);
+        self.config = config;
+        self.spec = spec;
+        Ok(())
+    }
+
+    /// Validates `config` and checks it keeps this optimizer's kernel, options and states.
+    pub(crate) fn check_structure(&self, config: &OptimizerConfig) -> Result<KernelSpec> {
         let spec = config.spec()?;
         if spec.kernel != self.spec.kernel
             || spec.overrides != self.spec.overrides
@@ -542,10 +595,12 @@ impl Optimizer {
         {
             return Err(Error::StructuralChange(self.config.name()));
         }
-        self.ctx.queue().write_buffer(&self.hyper, 0, &spec.hyper);
-        self.config = config;
-        self.spec = spec;
-        Ok(())
+        Ok(spec)
+    }
+
+    /// The context the optimizer was built on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
     /// Sets the learning rate for the steps submitted after this call.

@@ -1,0 +1,182 @@
+//! Optimizer-state checkpoints as safetensors files, with PyTorch's `state_dict` names.
+//!
+//! A checkpoint holds, for tensor `i` (in the order the optimizer was built with):
+//! `state.<i>.<name>` (f32, `[len]`) for each state buffer (`exp_avg`, `exp_avg_sq`,
+//! `momentum_buffer`, ...) and `state.<i>.step` (f32 scalar, as PyTorch keeps it); GradScaler's
+//! `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
+//! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
+//! is what loading restores. The metadata holds the optimizer's name, the tensor count and
+//! every hyperparameter as `param_groups.0.<name>` (betas as `beta1`, `beta2`). Parameters
+//! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
+//! state, saved beside the model's.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{Error, Result};
+use crate::layout::Control;
+use crate::optim::Optimizer;
+
+fn mismatch<T>(what: String) -> Result<T> {
+    Err(Error::CheckpointMismatch(what))
+}
+
+const FORMAT: &str = "wgpu-optim optimizer checkpoint 1";
+const CONTROL: &str = "wgpu_optim.control";
+
+impl Optimizer {
+    /// The optimizer's state as a safetensors file in memory (reads every state buffer back:
+    /// blocking, for checkpoints between steps).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let control = self.read_control_unchecked()?;
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let step = (control.step as f32).to_le_bytes().to_vec();
+        for (i, param) in self.params().enumerate() {
+            for state in self.state_specs() {
+                let values = self.read_state(i, state.name)?;
+                let bytes = bytemuck::cast_slice(&values).to_vec();
+                let shape = vec![param.len() as usize];
+                tensors.push((
+                    format!("state.{i}.{}", state.name),
+                    Dtype::F32,
+                    shape,
+                    bytes,
+                ));
+            }
+            tensors.push((format!("state.{i}.step"), Dtype::F32, vec![], step.clone()));
+        }
+        tensors.push((
+            "grad_scaler.scale".into(),
+            Dtype::F32,
+            vec![],
+            control.grad_scale.to_le_bytes().to_vec(),
+        ));
+        tensors.push((
+            "grad_scaler._growth_tracker".into(),
+            Dtype::I32,
+            vec![],
+            (control.growth_tracker as i32).to_le_bytes().to_vec(),
+        ));
+        let words = std::mem::size_of::<Control>() / 4;
+        let control_bytes = bytemuck::bytes_of(&control).to_vec();
+        tensors.push((CONTROL.into(), Dtype::U32, vec![words], control_bytes));
+
+        let mut metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("optimizer".to_string(), self.config().name().to_string()),
+            ("tensors".to_string(), self.params().count().to_string()),
+        ]);
+        for (name, value) in self.config().hyperparameters() {
+            metadata.insert(format!("param_groups.0.{name}"), value);
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Checkpoint(e.to_string()))
+    }
+
+    /// Writes [`Optimizer::checkpoint`] to `path`.
+    pub fn save_checkpoint(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        std::fs::write(path, self.checkpoint()?).map_err(|e| Error::Checkpoint(e.to_string()))
+    }
+
+    /// Restores a checkpoint of this optimizer: every state buffer, the step counter and the
+    /// control block (loss scale, skip counts), and the hyperparameters. Stepping afterwards
+    /// gives bit-identical results to never having stopped.
+    ///
+    /// A file that is not a checkpoint ([`Error::Checkpoint`]), or one of another optimizer,
+    /// tensor count, tensor length or structural option ([`Error::CheckpointMismatch`]), is
+    /// refused before anything is written.
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let field = |key: &str| {
+            metadata
+                .get(key)
+                .map(String::as_str)
+                .ok_or_else(|| Error::Checkpoint(format!("no metadata {key:?}")))
+        };
+        if field("format")? != FORMAT {
+            return Err(Error::Checkpoint(format!(
+                "unknown format {:?}",
+                field("format")?
+            )));
+        }
+        let name = self.config().name();
+        if field("optimizer")? != name {
+            return mismatch(format!("a {} checkpoint, not {name}", field("optimizer")?));
+        }
+        let count = self.params().count();
+        if field("tensors")? != count.to_string() {
+            return mismatch(format!("{} tensors, not {count}", field("tensors")?));
+        }
+
+        // The hyperparameters: the same structure (kernel, options, states), new values.
+        let mut config = self.config().clone();
+        for (key, value) in &metadata {
+            if let Some(hyper) = key.strip_prefix("param_groups.0.") {
+                if !config.set_hyperparameter(hyper, value) {
+                    return mismatch(format!("hyperparameter {hyper} = {value:?}"));
+                }
+            }
+        }
+        self.check_structure(&config)?;
+
+        // Every state buffer, with its shape, before anything is written.
+        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
+            let view = file
+                .tensor(name)
+                .map_err(|_| Error::CheckpointMismatch(format!("no tensor {name}")))?;
+            if view.dtype() != dtype || view.shape() != shape {
+                return mismatch(format!(
+                    "{name} is {:?} {:?}, not {dtype:?} {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                ));
+            }
+            Ok(view.data())
+        };
+        let mut states = Vec::new();
+        for (i, param) in self.params().enumerate() {
+            for state in self.state_specs() {
+                let name = format!("state.{i}.{}", state.name);
+                states.push((
+                    i,
+                    state.name,
+                    tensor(&name, Dtype::F32, &[param.len() as usize])?,
+                ));
+            }
+        }
+        let words = std::mem::size_of::<Control>() / 4;
+        let mut control: Control =
+            bytemuck::pod_read_unaligned(tensor(CONTROL, Dtype::U32, &[words])?);
+        // The clip bound is configuration, not state: the one in force stays.
+        control.clip_value = self
+            .grad_processing()
+            .map_or(f32::INFINITY, |c| c.clip_value_f32());
+
+        self.set_config(config)?;
+        for (i, name, data) in states {
+            let buffer = self.state_buffer(i, name)?;
+            self.context().queue().write_buffer(buffer, 0, data);
+        }
+        self.context()
+            .queue()
+            .write_buffer(self.control_buffer(), 0, bytemuck::bytes_of(&control));
+        Ok(())
+    }
+
+    /// Reads `path` and [`Optimizer::load_checkpoint`]s it.
+    pub fn load_checkpoint_file(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        self.load_checkpoint(&bytes)
+    }
+}

@@ -1,0 +1,187 @@
+//! Optimizer-state checkpoints: a bit-identical round trip for every configuration, PyTorch's
+//! names in the file, and every wrong checkpoint refused with nothing changed.
+
+mod common;
+use common::*;
+use safetensors::SafeTensors;
+use wgpu_optim::*;
+
+/// Steps `run` with `grads` (one set per step), on both sides.
+fn steps(run: &mut Run, ctx: &Context, grads: &[Vec<Vec<f32>>]) {
+    for g in grads {
+        run.step_with(ctx, g);
+    }
+}
+
+/// Steps the device side of `run` only (its reference never saw the checkpoint).
+fn device_steps(run: &Run, ctx: &Context, grads: &[Vec<Vec<f32>>]) {
+    for g in grads {
+        for (param, grad) in run.params.iter().zip(g) {
+            ctx.write_f32(&param.grad, grad).unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        run.device.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+    }
+}
+
+/// Three steps, a checkpoint, three more; and a fresh optimizer that loads the checkpoint (and
+/// the params as they were then) and takes the same three steps: the same bits.
+fn round_trip(ctx: &Context, config: &OptimizerConfig, grad: Option<GradConfig>, seed: u64) {
+    let lens = [1, 257, 1000];
+    let mut original = Run::new(ctx, config, &lens, seed);
+    original.set_grad_processing(grad.clone());
+    let before: Vec<Vec<Vec<f32>>> = (0..3).map(|_| original.gradients()).collect();
+    let after: Vec<Vec<Vec<f32>>> = (0..3).map(|_| original.gradients()).collect();
+    steps(&mut original, ctx, &before);
+    let checkpoint = original.device.checkpoint().unwrap();
+    let params: Vec<Vec<f32>> = original
+        .params
+        .iter()
+        .map(|p| ctx.read_f32(&p.param).unwrap())
+        .collect();
+    steps(&mut original, ctx, &after);
+
+    let mut resumed = Run::new(ctx, config, &lens, seed + 1000);
+    resumed.set_grad_processing(grad);
+    for (param, values) in resumed.params.iter().zip(&params) {
+        ctx.write_f32(&param.param, values).unwrap();
+    }
+    resumed.device.load_checkpoint(&checkpoint).unwrap();
+    device_steps(&resumed, ctx, &after);
+    assert_eq!(
+        resumed.snapshot(ctx),
+        original.snapshot(ctx),
+        "{config:?}: resuming from the checkpoint differs from never stopping"
+    );
+    assert_eq!(
+        resumed.device.read_control().unwrap(),
+        original.device.read_control().unwrap(),
+        "{config:?}: control block"
+    );
+}
+
+#[test]
+fn a_checkpoint_round_trip_is_bit_identical_for_every_configuration() {
+    let ctx = context();
+    for (n, config) in all_configs().iter().enumerate() {
+        round_trip(ctx, config, None, n as u64);
+    }
+    // With gradient processing: the loss scale and growth tracker carry over too.
+    let adamw = OptimizerConfig::AdamW(AdamWConfig::default());
+    let grad = GradConfig::default()
+        .with_max_norm(1.0)
+        .with_grad_scaler(GradScalerConfig::default().with_growth_interval(2));
+    round_trip(ctx, &adamw, Some(grad), 99);
+}
+
+#[test]
+fn the_file_uses_pytorchs_state_dict_names() {
+    let ctx = context();
+    let config = OptimizerConfig::Adam(AdamConfig::default().with_lr(0.01).with_amsgrad(true));
+    let mut run = Run::new(ctx, &config, &[7, 300], 3);
+    for _ in 0..4 {
+        run.step(ctx);
+    }
+    let path = std::env::temp_dir().join(format!("wgpu-optim-{}.safetensors", std::process::id()));
+    run.device.save_checkpoint(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    for (i, len) in [(0, 7), (1, 300)] {
+        for name in ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] {
+            let tensor = file.tensor(&format!("state.{i}.{name}")).unwrap();
+            assert_eq!(tensor.shape(), [len]);
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(tensor.data());
+            assert_eq!(values, run.device.read_state(i, name).unwrap());
+        }
+        let step = file.tensor(&format!("state.{i}.step")).unwrap();
+        assert_eq!(step.data(), 4.0_f32.to_le_bytes());
+    }
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    assert_eq!(metadata["optimizer"], "Adam");
+    assert_eq!(metadata["param_groups.0.lr"], "0.01");
+    assert_eq!(metadata["param_groups.0.amsgrad"], "true");
+
+    // Loading restores the hyperparameters too.
+    let mut other = config.with_lr(0.5).build(ctx, &run.params).unwrap();
+    other.load_checkpoint(&bytes).unwrap();
+    assert_eq!(other.config(), &config);
+    assert_eq!(other.read_step().unwrap(), 4);
+}
+
+/// `load` must fail as `check` says and leave `run`'s optimizer as it was.
+fn refused(ctx: &Context, run: &mut Run, bytes: &[u8], check: impl Fn(&Error) -> bool) {
+    let before = (run.snapshot(ctx), run.device.read_control().unwrap());
+    let config = run.device.config().clone();
+    match run.device.load_checkpoint(bytes) {
+        Err(e) => assert!(check(&e), "unexpected error: {e}"),
+        Ok(()) => panic!("the checkpoint should have been refused"),
+    }
+    assert_eq!(
+        (run.snapshot(ctx), run.device.read_control().unwrap()),
+        before
+    );
+    assert_eq!(run.device.config(), &config);
+}
+
+#[test]
+fn wrong_checkpoints_are_refused_and_change_nothing() {
+    let ctx = context();
+    let adam = OptimizerConfig::Adam(AdamConfig::default());
+    let checkpoint_of = |config: &OptimizerConfig, lens: &[usize]| {
+        let mut run = Run::new(ctx, config, lens, 5);
+        run.step(ctx);
+        run.device.checkpoint().unwrap()
+    };
+    let mut run = Run::new(ctx, &adam, &[10, 20], 6);
+    run.step(ctx);
+    run.step(ctx);
+    let mismatch = |e: &Error| matches!(e, Error::CheckpointMismatch(_));
+    let unreadable = |e: &Error| matches!(e, Error::Checkpoint(_));
+
+    let sgd = OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9));
+    refused(ctx, &mut run, &checkpoint_of(&sgd, &[10, 20]), mismatch);
+    refused(ctx, &mut run, &checkpoint_of(&adam, &[10]), mismatch);
+    refused(ctx, &mut run, &checkpoint_of(&adam, &[10, 21]), mismatch);
+    let amsgrad = OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true));
+    refused(ctx, &mut run, &checkpoint_of(&amsgrad, &[10, 20]), |e| {
+        matches!(e, Error::StructuralChange(_))
+    });
+    let good = checkpoint_of(&adam, &[10, 20]);
+    refused(ctx, &mut run, &good[..good.len() - 7], unreadable);
+    refused(ctx, &mut run, &good[..5], unreadable);
+    refused(ctx, &mut run, b"not a checkpoint at all", unreadable);
+    refused(ctx, &mut run, &[], unreadable);
+    assert!(matches!(
+        run.device
+            .load_checkpoint_file("/nonexistent/wgpu-optim.safetensors"),
+        Err(Error::Checkpoint(_))
+    ));
+    // The good one still loads.
+    run.device.load_checkpoint(&good).unwrap();
+    assert_eq!(run.device.read_step().unwrap(), 1);
+}
+
+#[test]
+fn hyperparameters_round_trip_through_text() {
+    for config in all_configs() {
+        let mut copy = match &config {
+            OptimizerConfig::Sgd(_) => OptimizerConfig::Sgd(SgdConfig::default()),
+            OptimizerConfig::Adagrad(_) => OptimizerConfig::Adagrad(AdagradConfig::default()),
+            OptimizerConfig::RmsProp(_) => OptimizerConfig::RmsProp(RmsPropConfig::default()),
+            OptimizerConfig::Adam(_) => OptimizerConfig::Adam(AdamConfig::default()),
+            OptimizerConfig::AdamW(_) => OptimizerConfig::AdamW(AdamWConfig::default()),
+            OptimizerConfig::AdaBelief(_) => OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
+            OptimizerConfig::Lion(_) => OptimizerConfig::Lion(LionConfig::default()),
+        };
+        for (name, value) in config.hyperparameters() {
+            assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");
+        }
+        // Every field is listed: the copy is the configuration again.
+        assert_eq!(copy, config);
+        assert!(!copy.set_hyperparameter("no_such_field", "1"));
+        assert!(!copy.set_hyperparameter("lr", "fast"));
+    }
+}
