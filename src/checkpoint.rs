@@ -5,8 +5,8 @@
 //! `momentum_buffer`, ...) and `state.<i>.step` (f32 scalar, as PyTorch keeps it); GradScaler's
 //! `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
-//! is what loading restores. The metadata holds the optimizer's name, the tensor count and
-//! every hyperparameter as `param_groups.0.<name>` (betas as `beta1`, `beta2`). Parameters
+//! is what loading restores. The metadata holds the optimizer's name, the tensor and group
+//! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`). Parameters
 //! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
 //! state, saved beside the model's.
 
@@ -68,8 +68,11 @@ impl Optimizer {
             ("optimizer".to_string(), self.config().name().to_string()),
             ("tensors".to_string(), self.params().count().to_string()),
         ]);
-        for (name, value) in self.config().hyperparameters() {
-            metadata.insert(format!("param_groups.0.{name}"), value);
+        metadata.insert("groups".into(), self.group_configs().len().to_string());
+        for (group, config) in self.group_configs().iter().enumerate() {
+            for (name, value) in config.hyperparameters() {
+                metadata.insert(format!("param_groups.{group}.{name}"), value);
+            }
         }
         let views = tensors
             .iter()
@@ -119,16 +122,35 @@ impl Optimizer {
             return mismatch(format!("{} tensors, not {count}", field("tensors")?));
         }
 
-        // The hyperparameters: the same structure (kernel, options, states), new values.
-        let mut config = self.config().clone();
+        // The hyperparameters of each group: the same structure (kernel, options, states),
+        // new values.
+        let groups = self.group_configs().len();
+        if field("groups")? != groups.to_string() {
+            return mismatch(format!(
+                "{} parameter groups, not {groups}",
+                field("groups")?
+            ));
+        }
+        let mut configs = self.group_configs().to_vec();
         for (key, value) in &metadata {
-            if let Some(hyper) = key.strip_prefix("param_groups.0.") {
-                if !config.set_hyperparameter(hyper, value) {
-                    return mismatch(format!("hyperparameter {hyper} = {value:?}"));
-                }
+            let Some(rest) = key.strip_prefix("param_groups.") else {
+                continue;
+            };
+            let parsed = rest
+                .split_once('.')
+                .and_then(|(group, name)| Some((group.parse::<usize>().ok()?, name)));
+            let applied = parsed.is_some_and(|(group, name)| {
+                configs
+                    .get_mut(group)
+                    .is_some_and(|config| config.set_hyperparameter(name, value))
+            });
+            if !applied {
+                return mismatch(format!("hyperparameter {key} = {value:?}"));
             }
         }
-        self.check_structure(&config)?;
+        for config in &configs {
+            self.check_structure(config)?;
+        }
 
         // Every state buffer, with its shape, before anything is written.
         let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
@@ -163,10 +185,14 @@ impl Optimizer {
             .grad_processing()
             .map_or(f32::INFINITY, |c| c.clip_value_f32());
 
-        self.set_config(config)?;
+        for (group, config) in configs.into_iter().enumerate() {
+            self.set_group_config(group, config)?;
+        }
         for (i, name, data) in states {
-            let buffer = self.state_buffer(i, name)?;
-            self.context().queue().write_buffer(buffer, 0, data);
+            let range = self.state_range(i, name)?;
+            self.context()
+                .queue()
+                .write_buffer(range.buffer(), range.offset(), data);
         }
         self.context()
             .queue()

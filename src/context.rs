@@ -343,7 +343,8 @@ fn build_kernel_pipelines(
     });
     // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
     let prologue_layout = bind_group_layout(device, label, &[(0, false), (1, false)]);
-    let mut update_entries = vec![(0, false), (1, false), (2, false), (3, true)];
+    // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments.
+    let mut update_entries = vec![(0, false), (1, false), (2, false), (3, true), (7, true)];
     update_entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
     let update_layout = bind_group_layout(device, label, &update_entries);
     let variant = |grad_processing: bool| {

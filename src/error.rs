@@ -86,6 +86,15 @@ pub enum Error {
         index: usize,
     },
 
+    /// Two tensors' parameters overlap: one step would update the shared elements twice.
+    #[error("tensors {first} and {second}: their params overlap in the same buffer")]
+    Overlapping {
+        /// The first tensor's position.
+        first: usize,
+        /// The second tensor's position.
+        second: usize,
+    },
+
     /// A host slice handed to an upload or a reference step has the wrong length.
     #[error("{what}: expected {expected} values, got {actual}")]
     WrongLength {
@@ -103,6 +112,15 @@ pub enum Error {
         /// The index asked for.
         index: usize,
         /// The number of tensors.
+        count: usize,
+    },
+
+    /// A parameter-group index past the optimizer's groups.
+    #[error("parameter group {group} out of range: the optimizer has {count} groups")]
+    NoSuchGroup {
+        /// The index asked for.
+        group: usize,
+        /// The number of groups.
         count: usize,
     },
 

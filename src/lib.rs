@@ -30,6 +30,7 @@
 //!
 //! Every kernel has a mirror in [`reference`](mod@reference), the CPU oracle the tests compare against.
 
+mod arena;
 mod checkpoint;
 mod clip;
 mod context;
@@ -42,6 +43,7 @@ mod schedule;
 pub mod shaders;
 mod tensor;
 
+pub use arena::{Arena, Segment};
 pub use clip::{
     ClipMode, ClipValue, GradConfig, GradHyper, GradScalerConfig, NormStats, Partial, CLIP_NONE,
     CLIP_OPTAX, CLIP_PYTORCH,

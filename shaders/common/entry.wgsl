@@ -22,8 +22,20 @@ fn prologue() {
     }
 }
 
-// The fused update over one chunk: a grid-stride loop over tiles of 4 * WORKGROUP_SIZE
-// elements, so any length works with at most `max_compute_workgroups_per_dimension` workgroups.
+// A piece of one tensor within the bound chunk: elements [start, end), updated by one
+// workgroup with parameter group `group`'s hyperparameters (src/arena.rs builds the table).
+struct Segment {
+    start: u32,
+    end: u32,
+    group: u32,
+    pad: u32,
+}
+
+@group(0) @binding(7) var<storage, read> segments: array<Segment>;
+
+// The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
+// workgroups) and walks it in tiles of 4 * WORKGROUP_SIZE elements, four lanes
+// WORKGROUP_SIZE apart; lanes past the segment's end load a clamped element and store nothing.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn update(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -34,11 +46,15 @@ fn update(
     if GRAD_PROCESSING && c.found_inf != 0u {
         return;
     }
-    let n = arrayLength(&param);
+    let index = workgroup.y * workgroups.x + workgroup.x;
+    if index >= arrayLength(&segments) {
+        return;
+    }
+    let s = segments[index];
     let tile = 4u * WORKGROUP_SIZE;
     let lanes = vec4(0u, 1u, 2u, 3u) * WORKGROUP_SIZE + lane;
-    for (var start = workgroup.x * tile; start < n; start += workgroups.x * tile) {
+    for (var start = s.start; start < s.end; start += tile) {
         let idx = start + lanes;
-        step_elements(min(idx, vec4(n - 1u)), idx < vec4(n), 0u, c);
+        step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), s.group, c);
     }
 }

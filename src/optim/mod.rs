@@ -18,6 +18,7 @@ pub use lion::{LionConfig, LionHyper, LionOptions};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 
+use crate::arena::{self, Segment};
 use crate::clip::{GradConfig, GradProcessing, NormStats};
 use crate::context::{bind_group, capture_errors, Context, KernelPipelines};
 use crate::error::{Error, Result};
@@ -267,16 +268,27 @@ pub(crate) fn ln(beta: f64) -> f32 {
     beta.ln() as f32
 }
 
+/// One update dispatch: a binding-size chunk of a span and its segment table.
 struct Chunk {
     bind_group: wgpu::BindGroup,
-    workgroups: u32,
+    workgroups: (u32, u32),
 }
 
 struct TensorState {
     param: Param,
-    // One buffer per entry of `KernelSpec::states`.
-    states: Vec<wgpu::Buffer>,
-    chunks: Vec<Chunk>,
+    group: usize,
+    // One range per entry of `KernelSpec::states`, in the span's state buffers.
+    states: Vec<BufferRange>,
+}
+
+/// A parameter group (PyTorch's `param_groups` entry): tensors sharing hyperparameters.
+#[derive(Clone, Debug)]
+pub struct ParamGroup {
+    /// Their configuration. Every group of one optimizer has the same algorithm and
+    /// structural options; the values may differ.
+    pub config: OptimizerConfig,
+    /// Their tensors.
+    pub params: Vec<Param>,
 }
 
 /// A built optimizer: its state buffers on the device and the pipelines and bind groups that
@@ -290,43 +302,97 @@ struct TensorState {
 /// norm, dynamic loss scaling) is off until [`Optimizer::set_grad_processing`].
 pub struct Optimizer {
     ctx: Context,
-    config: OptimizerConfig,
+    // One configuration per parameter group; `spec` is group 0's (all share its structure).
+    configs: Vec<OptimizerConfig>,
     spec: KernelSpec,
     pipelines: Arc<KernelPipelines>,
     control: wgpu::Buffer,
     hyper: wgpu::Buffer,
     prologue: wgpu::BindGroup,
     tensors: Vec<TensorState>,
+    chunks: Vec<Chunk>,
+    // Kept alive for the bind groups.
+    _segments: Option<wgpu::Buffer>,
     grad: Option<GradProcessing>,
     // A caller's buffer for the norm stats (data parallel); an internal one when `None`.
     norm_stats: Option<BufferRange>,
 }
 
 impl Optimizer {
-    /// Validates everything (hyperparameters, lengths, usages, alignment), then allocates the
-    /// state buffers, builds or reuses the pipelines and prepares one bind group per chunk.
+    /// Validates everything (hyperparameters, lengths, usages, alignment, overlap), then
+    /// allocates the state buffers, builds or reuses the pipelines and prepares the bind
+    /// groups and segment tables of every dispatch.
     ///
-    /// Tensors longer than one storage binding (`max_storage_buffer_binding_size`) are split
-    /// into chunks, each bound at an aligned offset. A tensor of length 0 is kept and never
-    /// dispatched.
+    /// Tensors sharing a param buffer and a grad buffer at the same relative offsets (an
+    /// [`Arena`](crate::Arena)'s) are updated together, one dispatch per binding-size chunk;
+    /// a tensor in buffers of its own gets its own. Tensors longer than one storage binding
+    /// (`max_storage_buffer_binding_size`) are split into chunks bound at aligned offsets. A
+    /// tensor of length 0 is kept and never dispatched.
     pub fn new(ctx: &Context, config: OptimizerConfig, params: &[Param]) -> Result<Self> {
-        let spec = config.spec()?;
+        Self::with_groups(
+            ctx,
+            vec![ParamGroup {
+                config,
+                params: params.to_vec(),
+            }],
+        )
+    }
+
+    /// An optimizer over parameter groups with their own hyperparameters, as PyTorch's
+    /// `param_groups` (say, no weight decay for biases and norm weights). Tensors are numbered
+    /// across groups in order, as in PyTorch's `state_dict`. The groups must share the
+    /// algorithm and structural options ([`Error::StructuralChange`] otherwise).
+    pub fn with_groups(ctx: &Context, groups: Vec<ParamGroup>) -> Result<Self> {
+        let first = groups.first().ok_or(Error::InvalidOptions(
+            "an optimizer needs at least one parameter group",
+        ))?;
+        let spec = first.config.spec()?;
+        let mut hyper = Vec::new();
+        for group in &groups {
+            let group_spec = group.config.spec()?;
+            if group_spec.kernel != spec.kernel
+                || group_spec.overrides != spec.overrides
+                || group_spec.states != spec.states
+                || std::mem::discriminant(&group.config) != std::mem::discriminant(&first.config)
+            {
+                return Err(Error::StructuralChange(first.config.name()));
+            }
+            hyper.extend_from_slice(&group_spec.hyper);
+        }
+        let params: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
+        let tensor_groups: Vec<u32> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| std::iter::repeat_n(g as u32, group.params.len()))
+            .collect();
         let device = ctx.device();
         for (index, param) in params.iter().enumerate() {
             param.check(index, device)?;
         }
+        arena::check_disjoint(&params)?;
         let pipelines = ctx.pipelines(spec.kernel, &spec.overrides)?;
+        let configs = groups.into_iter().map(|g| g.config).collect();
         capture_errors(device, || {
-            Self::create(ctx, config, spec, pipelines, params)
+            Self::create(
+                ctx,
+                configs,
+                spec,
+                &hyper,
+                pipelines,
+                &params,
+                &tensor_groups,
+            )
         })
     }
 
     fn create(
         ctx: &Context,
-        config: OptimizerConfig,
+        configs: Vec<OptimizerConfig>,
         spec: KernelSpec,
+        hyper: &[u8],
         pipelines: Arc<KernelPipelines>,
         params: &[Param],
+        tensor_groups: &[u32],
     ) -> Self {
         use wgpu::util::DeviceExt;
         let device = ctx.device();
@@ -340,7 +406,7 @@ impl Optimizer {
         });
         let hyper = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgpu-optim hyper"),
-            contents: &spec.hyper,
+            contents: hyper,
             usage,
         });
         let prologue = bind_group(
@@ -352,75 +418,143 @@ impl Optimizer {
                 (1, hyper.as_entire_binding()),
             ],
         );
-        let chunk_len = ctx.max_chunk_len();
-        let tile = 4 * u64::from(ctx.tuning().workgroup_size);
-        let tensors = params
+
+        // State buffers: one per state and span, laid out as the span's params. A tensor of
+        // length 0 gets empty ranges.
+        let state_buffer = |state: &StateSpec, len: u64| {
+            let init = vec![state.init; len.max(1) as usize];
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(state.name),
+                contents: bytemuck::cast_slice(&init),
+                usage,
+            })
+        };
+        let spans = arena::spans(params);
+        // Tensors of length 0 belong to no span: they share empty ranges of one tiny buffer.
+        let empty: Vec<BufferRange> = spec
+            .states
             .iter()
-            .map(|param| {
-                let len = param.len();
+            .map(|s| BufferRange::new(&state_buffer(s, 0), 0, 0))
+            .collect();
+        let mut tensor_states: Vec<Vec<BufferRange>> = vec![empty; params.len()];
+        let span_states: Vec<Vec<BufferRange>> = spans
+            .iter()
+            .map(|span| {
                 let states: Vec<BufferRange> = spec
                     .states
                     .iter()
-                    .map(|state| {
-                        let init = vec![state.init; len.max(1) as usize];
-                        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(state.name),
-                            contents: bytemuck::cast_slice(&init),
-                            usage,
-                        });
-                        BufferRange::new(&buffer, 0, len)
+                    .map(|s| {
+                        BufferRange::new(&state_buffer(s, span.param.len()), 0, span.param.len())
                     })
                     .collect();
-                let chunks = param
-                    .param
-                    .chunks(chunk_len)
-                    .zip(param.grad.chunks(chunk_len))
-                    .enumerate()
-                    .map(|(c, (param_chunk, grad_chunk))| {
-                        let start = c as u64 * chunk_len;
-                        let count = param_chunk.len();
-                        let state_chunks: Vec<BufferRange> =
-                            states.iter().map(|s| s.slice(start, count)).collect();
-                        let mut entries = vec![
-                            (0, control.as_entire_binding()),
-                            (1, hyper.as_entire_binding()),
-                            (2, param_chunk.binding()),
-                            (3, grad_chunk.binding()),
-                        ];
-                        for slot in 0..spec.kernel.state_slots() {
-                            let resource = match spec.states.iter().position(|s| s.slot == slot) {
-                                Some(i) => state_chunks[i].binding(),
-                                None => ctx.placeholder(slot).as_entire_binding(),
-                            };
-                            entries.push((4 + slot as u32, resource));
-                        }
-                        Chunk {
-                            bind_group: bind_group(
-                                device,
-                                "wgpu-optim update",
-                                &pipelines.update_layout,
-                                &entries,
-                            ),
-                            workgroups: count.div_ceil(tile).min(ctx.max_workgroups()) as u32,
-                        }
-                    })
-                    .collect();
-                TensorState {
-                    param: param.clone(),
-                    states: states.iter().map(|s| s.buffer().clone()).collect(),
-                    chunks,
+                for &i in &span.tensors {
+                    let offset = span.offset_of(&params[i]);
+                    tensor_states[i] = states
+                        .iter()
+                        .map(|s| s.slice(offset, params[i].len()))
+                        .collect();
                 }
+                states
+            })
+            .collect();
+
+        // Every chunk's segments go into one table, each chunk's slice at an aligned offset.
+        let tile = 4 * u64::from(ctx.tuning().workgroup_size);
+        let chunk_len = ctx.max_chunk_len();
+        let plans: Vec<(usize, arena::ChunkPlan)> = spans
+            .iter()
+            .enumerate()
+            .flat_map(|(n, span)| {
+                arena::chunk_plans(span, params, tensor_groups, chunk_len, tile)
+                    .into_iter()
+                    .map(move |plan| (n, plan))
+            })
+            .filter(|(_, plan)| !plan.segments.is_empty())
+            .collect();
+        let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
+        let segment_size = std::mem::size_of::<Segment>() as u64;
+        let mut table: Vec<u8> = Vec::new();
+        let mut slices = Vec::new();
+        for (_, plan) in &plans {
+            let offset = table.len() as u64;
+            table.extend_from_slice(bytemuck::cast_slice(&plan.segments));
+            slices.push((offset, plan.segments.len() as u64 * segment_size));
+            table.resize(table.len().div_ceil(align as usize) * align as usize, 0);
+        }
+        let segments = (!table.is_empty()).then(|| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim segments"),
+                contents: &table,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        });
+        let max_x = ctx.max_workgroups();
+        let chunks = plans
+            .iter()
+            .zip(&slices)
+            .map(|((n, plan), &(offset, size))| {
+                let span = &spans[*n];
+                let param = span.param.slice(plan.offset, plan.len);
+                let grad = span.grad.slice(plan.offset, plan.len);
+                let states: Vec<BufferRange> = span_states[*n]
+                    .iter()
+                    .map(|s| s.slice(plan.offset, plan.len))
+                    .collect();
+                let mut entries = vec![
+                    (0, control.as_entire_binding()),
+                    (1, hyper.as_entire_binding()),
+                    (2, param.binding()),
+                    (3, grad.binding()),
+                    (
+                        7,
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: segments.as_ref().expect("a table for every chunk"),
+                            offset,
+                            size: std::num::NonZeroU64::new(size),
+                        }),
+                    ),
+                ];
+                for slot in 0..spec.kernel.state_slots() {
+                    let resource = match spec.states.iter().position(|s| s.slot == slot) {
+                        Some(i) => states[i].binding(),
+                        None => ctx.placeholder(slot).as_entire_binding(),
+                    };
+                    entries.push((4 + slot as u32, resource));
+                }
+                let count = plan.segments.len() as u64;
+                let x = count.min(max_x);
+                Chunk {
+                    bind_group: bind_group(
+                        device,
+                        "wgpu-optim update",
+                        &pipelines.update_layout,
+                        &entries,
+                    ),
+                    workgroups: (x as u32, count.div_ceil(x) as u32),
+                }
+            })
+            .collect();
+        let tensors = params
+            .iter()
+            .zip(tensor_states)
+            .zip(tensor_groups)
+            .map(|((param, states), &group)| TensorState {
+                param: param.clone(),
+                group: group as usize,
+                states,
             })
             .collect();
         Optimizer {
             ctx: ctx.clone(),
-            config,
+            configs,
             spec,
             pipelines,
             control,
             hyper,
             prologue,
             tensors,
+            chunks,
+            _segments: segments,
             grad: None,
             norm_stats: None,
         }
@@ -545,15 +679,25 @@ impl Optimizer {
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(1, 1, 1);
         pass.set_pipeline(&self.pipelines.update[variant]);
-        for chunk in self.tensors.iter().flat_map(|t| &t.chunks) {
+        for chunk in &self.chunks {
             pass.set_bind_group(0, &chunk.bind_group, &[]);
-            pass.dispatch_workgroups(chunk.workgroups, 1, 1);
+            pass.dispatch_workgroups(chunk.workgroups.0, chunk.workgroups.1, 1);
         }
     }
 
-    /// The configuration in force.
+    /// The configuration in force (of parameter group 0).
     pub fn config(&self) -> &OptimizerConfig {
-        &self.config
+        &self.configs[0]
+    }
+
+    /// Each parameter group's configuration.
+    pub fn group_configs(&self) -> &[OptimizerConfig] {
+        &self.configs
+    }
+
+    /// The parameter group of tensor `index`.
+    pub fn group_of(&self, index: usize) -> Option<usize> {
+        self.tensors.get(index).map(|t| t.group)
     }
 
     /// The parameters, in the order given.
@@ -574,16 +718,47 @@ impl Optimizer {
         &self.spec.states
     }
 
-    /// Replaces the hyperparameters (learning rate, betas, weight decay...) for the steps
-    /// submitted after this call: a buffer write through the queue, never a rebuild. Options
-    /// that change the kernel or its state (amsgrad, nesterov, centered, momentum on or off...)
-    /// are refused with [`Error::StructuralChange`].
+    /// Replaces the hyperparameters (learning rate, betas, weight decay...) of every
+    /// parameter group for the steps submitted after this call: a buffer write through the
+    /// queue, never a rebuild. Options that change the kernel or its state (amsgrad,
+    /// nesterov, centered, momentum on or off...) are refused with
+    /// [`Error::StructuralChange`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
-        let spec = self.check_structure(&config)?;
-        self.ctx.queue().write_buffer(&self.hyper, 0, &spec.hyper);
-        self.config = config;
-        self.spec = spec;
+        self.check_structure(&config)?;
+        for group in 0..self.configs.len() {
+            self.set_group_config(group, config.clone())?;
+        }
         Ok(())
+    }
+
+    /// Replaces parameter group `group`'s hyperparameters, as [`Optimizer::set_config`].
+    pub fn set_group_config(&mut self, group: usize, config: OptimizerConfig) -> Result<()> {
+        if group >= self.configs.len() {
+            return Err(Error::NoSuchGroup {
+                group,
+                count: self.configs.len(),
+            });
+        }
+        let spec = self.check_structure(&config)?;
+        let offset = (group * spec.hyper.len()) as u64;
+        self.ctx
+            .queue()
+            .write_buffer(&self.hyper, offset, &spec.hyper);
+        self.configs[group] = config;
+        Ok(())
+    }
+
+    /// Sets parameter group `group`'s learning rate for the steps submitted after this call.
+    pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        let config = self
+            .configs
+            .get(group)
+            .ok_or(Error::NoSuchGroup {
+                group,
+                count: self.configs.len(),
+            })?
+            .with_lr(lr);
+        self.set_group_config(group, config)
     }
 
     /// Validates `config` and checks it keeps this optimizer's kernel, options and states.
@@ -593,7 +768,7 @@ impl Optimizer {
             || spec.overrides != self.spec.overrides
             || spec.states != self.spec.states
         {
-            return Err(Error::StructuralChange(self.config.name()));
+            return Err(Error::StructuralChange(self.config().name()));
         }
         Ok(spec)
     }
@@ -603,9 +778,16 @@ impl Optimizer {
         &self.ctx
     }
 
-    /// Sets the learning rate for the steps submitted after this call.
+    /// Sets every parameter group's learning rate for the steps submitted after this call.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.set_config(self.config.with_lr(lr))
+        let configs: Vec<OptimizerConfig> = self.configs.iter().map(|c| c.with_lr(lr)).collect();
+        for config in &configs {
+            config.validate()?;
+        }
+        for (group, config) in configs.into_iter().enumerate() {
+            self.set_group_config(group, config)?;
+        }
+        Ok(())
     }
 
     /// The device buffer holding the [`Control`] block (step counter, skip flag, gradient
@@ -622,8 +804,9 @@ impl Optimizer {
             .write_buffer(&self.control, offset, bytemuck::bytes_of(value));
     }
 
-    /// The state buffer `name` (PyTorch's name) of tensor `index`.
-    pub fn state_buffer(&self, index: usize, name: &str) -> Result<&wgpu::Buffer> {
+    /// Where the state `name` (PyTorch's name) of tensor `index` lives: a range of a state
+    /// buffer the optimizer shares among the tensors of one span.
+    pub fn state_range(&self, index: usize, name: &str) -> Result<&BufferRange> {
         let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
             index,
             count: self.tensors.len(),
@@ -634,7 +817,7 @@ impl Optimizer {
             .iter()
             .position(|s| s.name == name)
             .ok_or_else(|| Error::NoSuchState {
-                optimizer: self.config.name(),
+                optimizer: self.config().name(),
                 name: name.to_string(),
                 available: self.spec.states.iter().map(|s| s.name).collect(),
             })?;
@@ -644,9 +827,10 @@ impl Optimizer {
     /// Reads the state `name` of tensor `index` back to the host (blocking; not for the
     /// training loop).
     pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
-        let buffer = self.state_buffer(index, name)?;
-        let len = self.tensors[index].param.len();
-        let bytes = self.ctx.read_bytes(buffer, 0, len * 4)?;
+        let range = self.state_range(index, name)?;
+        let bytes = self
+            .ctx
+            .read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
