@@ -700,6 +700,12 @@ impl Optimizer {
         self.tensors.get(index).map(|t| t.group)
     }
 
+    /// Update dispatches one step records: one per binding-size chunk of each span of tensors
+    /// sharing buffers (an [`Arena`](crate::Arena) of any size under one binding limit: 1).
+    pub fn update_dispatches(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// The parameters, in the order given.
     pub fn params(&self) -> impl Iterator<Item = &Param> {
         self.tensors.iter().map(|t| &t.param)
