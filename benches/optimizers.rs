@@ -6,7 +6,7 @@
 //! wake-up overhead; sizes are large enough for it to be small. Run:
 //! `cargo bench --bench optimizers` (set `WGPU_OPTIM_BENCH_LEN` to change the 1M elements of
 //! the `step_*` group, `WGPU_OPTIM_CLIP_BENCH_LEN` the 16M of the `clip_*` group; pass
-//! `-- clip` to run only the latter).
+//! `-- clip` to run only the latter; `-- arena` and `-- record_step` for the arena groups).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgpu_optim::*;
@@ -144,5 +144,59 @@ fn bench_clip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_clip);
+/// 1000 tensors of 16K elements, AdamW: in an arena (one dispatch), in 1000 buffers of their
+/// own (1000 dispatches), and one 16M-element tensor. The target: the arena within
+/// 1.2x of the single tensor.
+fn bench_arena(c: &mut Criterion) {
+    let ctx = context();
+    let (count, len) = (1000, 1 << 14);
+    let mut group = c.benchmark_group(format!("arena_{count}x{len}"));
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(28 * (count * len) as u64));
+
+    let arena = Arena::new(&ctx, &vec![len; count]).expect("arena");
+    let separate: Vec<(wgpu::Buffer, wgpu::Buffer)> =
+        (0..count).map(|_| tensor(&ctx, len)).collect();
+    let (param, grad) = tensor(&ctx, count * len);
+    let variants: [(&str, Vec<Param>); 3] = [
+        ("arena", arena.params()),
+        (
+            "separate_buffers",
+            separate.iter().map(|(p, g)| Param::whole(p, g)).collect(),
+        ),
+        ("one_tensor", vec![Param::whole(&param, &grad)]),
+    ];
+    for (name, params) in &variants {
+        let optimizer = AdamWConfig::default().build(&ctx, params).expect("build");
+        group.bench_function(*name, |b| time_steps(b, &ctx, &optimizer));
+    }
+    group.finish();
+}
+
+/// Host time to record one AdamW step of an arena of 1, 100 and 10,000 tensors into an encoder
+/// and finish it (no submit). The target: at most 50 microseconds at 10,000 tensors.
+fn bench_record(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("record_step");
+    for count in [1, 100, 10_000] {
+        let arena = Arena::new(&ctx, &vec![256; count]).expect("arena");
+        let optimizer = AdamWConfig::default()
+            .build(&ctx, &arena.params())
+            .expect("build");
+        group.bench_function(format!("arena_{count}_tensors"), |b| {
+            b.iter_batched(
+                || ctx.device().create_command_encoder(&Default::default()),
+                |mut encoder| {
+                    optimizer.step(&mut encoder);
+                    // wgpu validates and tracks a pass's resources here: part of the cost.
+                    encoder.finish()
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_clip, bench_arena, bench_record);
 criterion_main!(benches);

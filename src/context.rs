@@ -16,8 +16,9 @@ use crate::tensor::BufferRange;
 pub struct Tuning {
     /// Invocations per workgroup of the update kernels; each updates 4 elements per tile.
     pub workgroup_size: u32,
-    /// Most workgroups one update or reduction dispatch launches; larger chunks are covered by
-    /// a grid-stride loop. Capped by the device's `max_compute_workgroups_per_dimension`.
+    /// Most workgroups per dimension of one dispatch: an update with more segments runs a 2-D
+    /// grid, a reduction loops over more tiles (grid-stride). Capped by the device's
+    /// `max_compute_workgroups_per_dimension`.
     pub max_workgroups_per_dispatch: u32,
     /// Whether the gradient-norm reduction uses subgroup operations where the device has
     /// `Features::SUBGROUP` (default true). The workgroup-memory tree (false) gives the same

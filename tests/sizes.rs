@@ -61,9 +61,10 @@ fn chunk_boundaries_are_exact_for_every_optimizer() {
     }
 }
 
-/// Few, small workgroups: every workgroup loops over many tiles.
+/// Few workgroups per dimension: the update's segment grid goes 2-D, the norm reduction's
+/// workgroups loop over many tiles.
 #[test]
-fn the_grid_stride_loop_covers_every_tile() {
+fn few_workgroups_per_dimension_cover_every_tile() {
     for tuning in [
         Tuning {
             workgroup_size: 64,
