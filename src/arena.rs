@@ -280,4 +280,9 @@ impl Arena {
     pub fn read_param(&self, index: usize) -> Result<Vec<f32>> {
         self.ctx.read_f32(&self.param(index)?)
     }
+
+    /// Reads tensor `index`'s gradient back (blocking).
+    pub fn read_grad(&self, index: usize) -> Result<Vec<f32>> {
+        self.ctx.read_f32(&self.grad(index)?)
+    }
 }

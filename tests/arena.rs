@@ -118,6 +118,11 @@ fn arena_tensors_and_separate_buffers_mix_in_one_optimizer() {
     params.insert(1, alone);
     arena.write_grad(0, &[0.25; 100]).unwrap();
     arena.write_grad(1, &[0.25; 200]).unwrap();
+    assert_eq!(arena.read_grad(1).unwrap(), [0.25; 200]);
+    assert!(matches!(
+        arena.param(2),
+        Err(Error::NoSuchTensor { index: 2, count: 2 })
+    ));
     let optimizer = SgdConfig::default()
         .with_lr(0.1)
         .build(ctx, &params)
