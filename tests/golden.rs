@@ -1,0 +1,37 @@
+//! Golden trajectories recorded from PyTorch, adabelief-pytorch and Optax, replayed on the
+//! adapter: params after every step and final states within rtol 1e-5 + atol 1e-6,
+//! non-finite values matching in kind.
+
+mod common;
+mod replay;
+
+#[test]
+fn every_golden_case_replays_within_tolerance() {
+    let ctx = common::context();
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    assert!(cases.len() >= 30, "the fixture lost cases");
+    let mut failures = Vec::new();
+    let (mut worst_abs, mut worst_rel) = (0.0_f64, 0.0_f64);
+    for case in &cases {
+        let report = replay::replay(ctx, case);
+        worst_abs = worst_abs.max(report.worst_abs);
+        worst_rel = worst_rel.max(report.worst_rel);
+        eprintln!(
+            "{:<36} {:<18} {:<10} {:>6} values  worst abs {:.1e}  rel {:.1e}",
+            report.name,
+            report.library,
+            report.optimizer,
+            report.values,
+            report.worst_abs,
+            report.worst_rel
+        );
+        if !report.failures.is_empty() {
+            failures.push(format!("{}: {}", report.name, report.failures.join("; ")));
+        }
+    }
+    eprintln!(
+        "{} cases; worst abs {worst_abs:.1e}, worst rel {worst_rel:.1e}",
+        cases.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,217 @@
+"""Records golden optimizer trajectories from PyTorch, adabelief-pytorch and Optax for
+tests/golden.rs and examples/conformance.rs.
+
+Regenerate (any machine with PyPI; CPU only):
+
+    pip install torch==2.15.0 adabelief-pytorch==0.2.1 optax==0.2.8 jax==0.10.2
+    python3 tools/golden/generate.py tests/golden/optimizers.json
+
+Every case: several tensors, their initial params, the gradients of each step (as the device
+receives them: loss-scaled where a GradScaler runs), the params after every step, and each
+state after the last. Values are f32, written as the shortest decimal that round-trips the
+float64 that holds them exactly; NaN and infinities as the strings "nan", "inf", "-inf".
+Hyperparameters use wgpu-optim's names (betas split into beta1, beta2).
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+
+LENS = [1, 5, 33]
+STEPS = 8
+
+
+def encode(values):
+    out = []
+    for v in np.asarray(values, dtype=np.float32).ravel().tolist():
+        if math.isnan(v):
+            out.append("nan")
+        elif math.isinf(v):
+            out.append("inf" if v > 0 else "-inf")
+        else:
+            out.append(v)
+    return out
+
+
+def data(seed, scale=1.0, lens=LENS, zero_params=False):
+    rng = np.random.default_rng(seed)
+    params = [np.zeros(n, np.float32) if zero_params else rng.uniform(-1, 1, n).astype(np.float32) for n in lens]
+    grads = [[(rng.standard_normal(n) * scale).astype(np.float32) for n in lens] for _ in range(STEPS)]
+    return params, grads
+
+
+TORCH = {
+    "SGD": lambda p, h: torch.optim.SGD(
+        p, lr=h["lr"], momentum=h.get("momentum", 0.0), dampening=h.get("dampening", 0.0),
+        nesterov=h.get("nesterov", False), weight_decay=h.get("weight_decay", 0.0),
+        maximize=h.get("maximize", False), foreach=False),
+    "Adagrad": lambda p, h: torch.optim.Adagrad(
+        p, lr=h["lr"], lr_decay=h.get("lr_decay", 0.0), weight_decay=h.get("weight_decay", 0.0),
+        initial_accumulator_value=h.get("initial_accumulator_value", 0.0), eps=h.get("eps", 1e-10),
+        maximize=h.get("maximize", False), foreach=False),
+    "RMSprop": lambda p, h: torch.optim.RMSprop(
+        p, lr=h["lr"], alpha=h.get("alpha", 0.99), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0), momentum=h.get("momentum", 0.0),
+        centered=h.get("centered", False), maximize=h.get("maximize", False), foreach=False),
+    "Adam": lambda p, h: torch.optim.Adam(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0), amsgrad=h.get("amsgrad", False),
+        maximize=h.get("maximize", False), foreach=False),
+    "AdamW": lambda p, h: torch.optim.AdamW(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.01), amsgrad=h.get("amsgrad", False),
+        maximize=h.get("maximize", False), foreach=False),
+}
+
+# torch state names -> wgpu-optim's (the same, except AdaBelief's; RMSprop's square_avg etc.).
+STATE_NAMES = ["momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
+               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var"]
+
+
+def adabelief(p, h):
+    from adabelief_pytorch import AdaBelief
+    return AdaBelief(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                     weight_decay=h["weight_decay"], amsgrad=h["amsgrad"],
+                     weight_decouple=h["weight_decouple"], fixed_decay=h["fixed_decay"],
+                     rectify=False, print_change_log=False)
+
+
+def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=LENS,
+               clip=None, scaler=None, poison=None):
+    params0, grads = data(seed, scale, lens, zero_params)
+    if poison:
+        for step, tensor, index, value in poison:
+            grads[step][tensor][index] = value
+    params = [torch.nn.Parameter(torch.tensor(p)) for p in params0]
+    opt = adabelief(params, hyper) if optimizer == "AdaBelief" else TORCH[optimizer](params, hyper)
+    grad_scaler = None
+    if scaler:
+        grad_scaler = torch.amp.GradScaler("cpu", init_scale=scaler["init_scale"],
+                                           growth_interval=scaler["growth_interval"])
+    given, after, norms = [], [], []
+    for step in range(STEPS):
+        if grad_scaler:
+            grad_scaler.scale(torch.ones(()))  # as scaler.scale(loss) would: the scale exists
+        scale = grad_scaler.get_scale() if grad_scaler else 1.0
+        step_grads = [torch.tensor(g) * scale for g in grads[step]]
+        given.append([encode(g) for g in step_grads])
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        if grad_scaler:
+            grad_scaler.unscale_(opt)
+        if clip and "max_norm" in clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip["max_norm"], norm_type=clip["norm_type"], foreach=False)
+            norms.append(encode([norm.item()])[0])
+        if clip and "clip_value" in clip:
+            torch.nn.utils.clip_grad_value_(params, clip["clip_value"], foreach=False)
+        if grad_scaler:
+            grad_scaler.step(opt)
+            grad_scaler.update()
+        else:
+            opt.step()
+        after.append([encode(p.detach().numpy()) for p in params])
+    states = []
+    for p in params:
+        state = opt.state[p]
+        states.append({k: encode(state[k].numpy()) for k in STATE_NAMES if k in state and state[k] is not None})
+    case = {"name": name, "library": "adabelief-pytorch" if optimizer == "AdaBelief" else "torch",
+            "optimizer": optimizer, "hyper": hyper, "params": [encode(p) for p in params0],
+            "grads": given, "params_after": after, "states": states}
+    if clip:
+        case["clip"] = {k: encode([v])[0] for k, v in clip.items()}
+        if norms:
+            case["norms"] = norms
+    if scaler:
+        case["scaler"] = scaler
+    return case
+
+
+def optax_lion_case(name, hyper, seed):
+    import jax.numpy as jnp
+    import optax
+    params0, grads = data(seed)
+    opt = optax.lion(hyper["lr"], b1=hyper["beta1"], b2=hyper["beta2"], weight_decay=hyper["weight_decay"])
+    params = [jnp.asarray(p) for p in params0]
+    state = opt.init(params)
+    after = []
+    for step in range(STEPS):
+        g = [jnp.asarray(x) for x in grads[step]]
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        after.append([encode(np.asarray(p)) for p in params])
+    mu = state[0].mu
+    return {"name": name, "library": "optax", "optimizer": "Lion", "hyper": hyper,
+            "params": [encode(p) for p in params0], "grads": [[encode(g) for g in s] for s in grads],
+            "params_after": after, "states": [{"exp_avg": encode(np.asarray(m))} for m in mu]}
+
+
+def cases():
+    out = []
+    sgd = [("sgd", {"lr": 0.05}),
+           ("sgd_momentum", {"lr": 0.05, "momentum": 0.9}),
+           ("sgd_dampening", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
+           ("sgd_nesterov", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+           ("sgd_weight_decay_maximize", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "maximize": True})]
+    adagrad = [("adagrad", {"lr": 0.05}),
+               ("adagrad_lr_decay_init_wd", {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01}),
+               ("adagrad_maximize", {"lr": 0.05, "maximize": True})]
+    rmsprop = [("rmsprop", {"lr": 0.01}),
+               ("rmsprop_centered_momentum_wd", {"lr": 0.01, "centered": True, "momentum": 0.9, "weight_decay": 0.01}),
+               ("rmsprop_momentum", {"lr": 0.01, "momentum": 0.5}),
+               ("rmsprop_centered_maximize", {"lr": 0.01, "centered": True, "maximize": True})]
+    adam = [("adam", {"lr": 0.01}),
+            ("adam_l2", {"lr": 0.01, "weight_decay": 0.01}),
+            ("adam_amsgrad", {"lr": 0.01, "amsgrad": True}),
+            ("adam_maximize", {"lr": 0.01, "maximize": True}),
+            ("adam_betas", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6})]
+    adamw = [("adamw", {"lr": 0.01, "weight_decay": 0.01}),
+             ("adamw_amsgrad", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True})]
+    n = 0
+    for group, optimizer in [(sgd, "SGD"), (adagrad, "Adagrad"), (rmsprop, "RMSprop"), (adam, "Adam"), (adamw, "AdamW")]:
+        for name, hyper in group:
+            n += 1
+            out.append(torch_case(name, optimizer, hyper, seed=n))
+    for decouple, fixed, amsgrad in [(True, False, False), (False, False, False), (True, True, False), (True, False, True)]:
+        n += 1
+        hyper = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-12, "weight_decay": 0.01,
+                 "amsgrad": amsgrad, "weight_decouple": decouple, "fixed_decay": fixed}
+        out.append(torch_case(f"adabelief_decouple{int(decouple)}_fixed{int(fixed)}_amsgrad{int(amsgrad)}", "AdaBelief", hyper, seed=n))
+    for wd in [0.0, 0.1]:
+        n += 1
+        out.append(optax_lion_case(f"optax_lion_wd{wd}", {"lr": 0.001, "beta1": 0.9, "beta2": 0.99, "weight_decay": wd}, seed=n))
+    # Edge values.
+    out.append(torch_case("adam_zero_grads", "Adam", {"lr": 0.01}, seed=90, scale=0.0))
+    out.append(torch_case("adam_huge_grads", "Adam", {"lr": 0.01}, seed=91, scale=1e30))
+    out.append(torch_case("sgd_huge_grads", "SGD", {"lr": 0.05, "momentum": 0.9}, seed=92, scale=1e30))
+    out.append(torch_case("adam_subnormal_grads", "Adam", {"lr": 0.01}, seed=93, scale=1e-40))
+    out.append(torch_case("rmsprop_subnormal_grads", "RMSprop", {"lr": 0.01}, seed=94, scale=1e-40))
+    out.append(torch_case("adamw_zero_params", "AdamW", {"lr": 0.01, "weight_decay": 0.01}, seed=95, zero_params=True))
+    out.append(torch_case("adam_length_1", "Adam", {"lr": 0.01}, seed=96, lens=[1]))
+    # Clipping.
+    out.append(torch_case("adamw_clip_norm_2", "AdamW", {"lr": 0.01, "weight_decay": 0.01}, seed=97, clip={"max_norm": 1.0, "norm_type": 2.0}))
+    out.append(torch_case("adamw_clip_norm_inf", "AdamW", {"lr": 0.01, "weight_decay": 0.01}, seed=98, clip={"max_norm": 0.5, "norm_type": math.inf}))
+    out.append(torch_case("sgd_clip_value", "SGD", {"lr": 0.05, "momentum": 0.9}, seed=99, clip={"clip_value": 0.3}))
+    # Inf and NaN gradients under GradScaler: PyTorch skips those steps and backs off.
+    out.append(torch_case("adamw_scaler_clip_inf_nan", "AdamW", {"lr": 0.01, "weight_decay": 0.01}, seed=100,
+                          clip={"max_norm": 1.0, "norm_type": 2.0},
+                          scaler={"init_scale": 1024.0, "growth_interval": 3},
+                          poison=[(2, 1, 3, math.inf), (5, 2, 7, math.nan)]))
+    return out
+
+
+if __name__ == "__main__":
+    import adabelief_pytorch  # noqa: F401
+    import jax
+    import optax
+    document = {
+        "generator": "python3 tools/golden/generate.py tests/golden/optimizers.json",
+        "versions": {"torch": torch.__version__, "optax": optax.__version__, "jax": jax.__version__,
+                     "adabelief-pytorch": "0.2.1"},
+        "cases": cases(),
+    }
+    with open(sys.argv[1], "w") as f:
+        json.dump(document, f, separators=(",", ":"), allow_nan=False)
+        f.write("\n")
