@@ -1,5 +1,5 @@
 //! Every schedule against values recorded from PyTorch and Optax
-//! (`tools/golden/schedules.py` wrote `tests/fixtures/schedules.txt`): 200 steps each, to
+//! (`tools/golden/schedules.py` wrote `tests/golden/schedules.txt`): 200 steps each, to
 //! 1e-12 relative in f64.
 
 mod common;
@@ -146,7 +146,7 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
 }
 
 fn fixture() -> Vec<(String, Vec<f64>)> {
-    let text = include_str!("fixtures/schedules.txt");
+    let text = include_str!("golden/schedules.txt");
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .map(|line| {

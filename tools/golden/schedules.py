@@ -3,7 +3,7 @@
 Run from the repository root, with torch, optax and jax installed (any machine; the output is
 committed, so tests never need Python):
 
-    python3 tools/golden/schedules.py > tests/fixtures/schedules.txt
+    python3 tools/golden/schedules.py > tests/golden/schedules.txt
 
 Each line is `name value_0 ... value_199`: the learning rate (or, for `*.momentum`, the
 momentum) after t = 0, 1, ..., 199 optimizer steps, as PyTorch's `get_last_lr()` reports it
@@ -91,6 +91,6 @@ SERIES = {
 }
 
 print(f"# torch {torch.__version__}, optax {optax.__version__}, jax {jax.__version__}")
-print("# python3 tools/golden/schedules.py > tests/fixtures/schedules.txt")
+print("# python3 tools/golden/schedules.py > tests/golden/schedules.txt")
 for name, values in SERIES.items():
     print(name, " ".join(repr(float(v)) for v in values))
