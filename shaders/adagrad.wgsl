@@ -4,6 +4,7 @@
 //   clr = lr / (1 + (step - 1) * lr_decay)
 //   sum += g * g
 //   p  -= clr * g / (sqrt(sum) + eps)
+//   (eps_in_sqrt, Optax's form: p -= clr * where(sum > 0, g / sqrt(sum + eps), 0))
 //
 // state0: sum (starts at initial_accumulator_value).
 
@@ -19,6 +20,8 @@ struct Hyper {
 @group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
 
 override MAXIMIZE: bool = false;
+// Optax's form: where(sum > 0, g / sqrt(sum + eps), 0).
+override EPS_IN_SQRT: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
     hyper[g].clr = hyper[g].lr / (1.0 + (step - 1.0) * hyper[g].lr_decay);
@@ -30,8 +33,13 @@ fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function,
         g = g + h.weight_decay * *p;
     }
     *sum = *sum + g * g;
-    let denom = sqrt(*sum) + h.eps;
-    *p = *p - h.clr * (g / denom);
+    if EPS_IN_SQRT {
+        let scaled = select(vec4(0.0), g / sqrt(*sum + h.eps), *sum > vec4(0.0));
+        *p = *p - h.clr * scaled;
+    } else {
+        let denom = sqrt(*sum) + h.eps;
+        *p = *p - h.clr * (g / denom);
+    }
 }
 
 fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {

@@ -4,6 +4,7 @@
 //   square_avg = alpha * square_avg + (1 - alpha) * g * g
 //   centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
 //   otherwise: avg = sqrt(square_avg) + eps
+//   (eps_in_sqrt, Optax's form: sqrt(square_avg - grad_avg^2 + eps), sqrt(square_avg + eps))
 //   momentum > 0: buf = momentum * buf + g / avg;  p -= lr * buf
 //   otherwise:    p -= lr * g / avg
 //
@@ -24,6 +25,8 @@ override CENTERED: bool = false;
 // momentum > 0: keep a momentum buffer.
 override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
+// Optax's form: eps inside the square root.
+override EPS_IN_SQRT: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
     // RMSprop derives nothing from the step count.
@@ -42,14 +45,12 @@ fn rmsprop_math(
         g = g + h.weight_decay * *p;
     }
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
-    var avg: vec4<f32>;
+    var v = *square_avg;
     if CENTERED {
         *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
-        avg = sqrt(*square_avg - *grad_avg * *grad_avg);
-    } else {
-        avg = sqrt(*square_avg);
+        v = *square_avg - *grad_avg * *grad_avg;
     }
-    avg = avg + h.eps;
+    let avg = select(sqrt(v) + h.eps, sqrt(v + h.eps), EPS_IN_SQRT);
     if MOMENTUM {
         *momentum_buffer = h.momentum * *momentum_buffer + g / avg;
         *p = *p - h.lr * *momentum_buffer;

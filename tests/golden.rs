@@ -35,3 +35,33 @@ fn every_golden_case_replays_within_tolerance() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The Optax cases need their options: replayed with PyTorch's forms instead, each fails.
+#[test]
+fn the_optax_cases_fail_without_their_optax_options() {
+    let ctx = common::context();
+    let flipped = [
+        "optax_rmsprop_centered0",
+        "optax_rmsprop_centered1",
+        "optax_adagrad",
+        "optax_clip_by_global_norm_small_norm",
+    ];
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    for name in flipped {
+        let mut case = cases
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+            .clone();
+        if case["hyper"]["eps_in_sqrt"] == true {
+            case["hyper"]["eps_in_sqrt"] = false.into();
+        } else {
+            case["clip"]["mode"] = "pytorch".into();
+        }
+        let report = replay::replay(ctx, &case);
+        assert!(
+            !report.failures.is_empty(),
+            "{name} passes with PyTorch's form: the case cannot tell the forms apart"
+        );
+    }
+}

@@ -41,6 +41,9 @@ pub struct AdagradConfig {
     pub eps: f64,
     /// Maximize the objective (default false).
     pub maximize: bool,
+    /// Optax's form (default false, PyTorch's): eps inside the square root,
+    /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
+    pub eps_in_sqrt: bool,
 }
 
 impl Default for AdagradConfig {
@@ -52,6 +55,7 @@ impl Default for AdagradConfig {
             initial_accumulator_value: 0.0,
             eps: 1e-10,
             maximize: false,
+            eps_in_sqrt: false,
         }
     }
 }
@@ -77,6 +81,8 @@ wgsl_struct! {
 pub struct AdagradOptions {
     /// Gradient ascent.
     pub maximize: bool,
+    /// eps inside the square root (Optax).
+    pub eps_in_sqrt: bool,
 }
 
 setters! {
@@ -93,6 +99,8 @@ setters! {
     with_eps(eps: f64);
     /// Maximizes instead of minimizing.
     with_maximize(maximize: bool);
+    /// Sets Optax's eps-inside-the-square-root form.
+    with_eps_in_sqrt(eps_in_sqrt: bool);
 }
 
 impl AdagradConfig {
@@ -116,6 +124,7 @@ impl AdagradConfig {
     pub fn options(&self) -> AdagradOptions {
         AdagradOptions {
             maximize: self.maximize,
+            eps_in_sqrt: self.eps_in_sqrt,
         }
     }
 
@@ -127,7 +136,10 @@ impl AdagradConfig {
         non_negative("eps", self.eps)?;
         Ok(KernelSpec::new(
             Kernel::Adagrad,
-            vec![("MAXIMIZE", self.maximize)],
+            vec![
+                ("MAXIMIZE", self.maximize),
+                ("EPS_IN_SQRT", self.eps_in_sqrt),
+            ],
             vec![StateSpec {
                 name: "sum",
                 slot: 0,

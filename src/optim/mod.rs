@@ -51,8 +51,8 @@ macro_rules! hyperparameters {
 
 hyperparameters! {
     SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize }
-    AdagradConfig { lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize }
-    RmsPropConfig { lr, alpha, eps, weight_decay, momentum, centered, maximize }
+    AdagradConfig { lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize, eps_in_sqrt }
+    RmsPropConfig { lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_in_sqrt }
     AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay }
     AdamWConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize }
     AdaBeliefConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay }

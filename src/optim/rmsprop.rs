@@ -45,6 +45,9 @@ pub struct RmsPropConfig {
     pub centered: bool,
     /// Maximize the objective (default false).
     pub maximize: bool,
+    /// Optax's form (default false, PyTorch's): eps inside the square root,
+    /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
+    pub eps_in_sqrt: bool,
 }
 
 impl Default for RmsPropConfig {
@@ -57,6 +60,7 @@ impl Default for RmsPropConfig {
             momentum: 0.0,
             centered: false,
             maximize: false,
+            eps_in_sqrt: false,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct RmsPropOptions {
     pub momentum: bool,
     /// Gradient ascent.
     pub maximize: bool,
+    /// eps inside the square root (Optax).
+    pub eps_in_sqrt: bool,
 }
 
 setters! {
@@ -106,6 +112,8 @@ setters! {
     with_centered(centered: bool);
     /// Maximizes instead of minimizing.
     with_maximize(maximize: bool);
+    /// Sets Optax's eps-inside-the-square-root form.
+    with_eps_in_sqrt(eps_in_sqrt: bool);
 }
 
 impl RmsPropConfig {
@@ -132,6 +140,7 @@ impl RmsPropConfig {
             centered: self.centered,
             momentum: self.momentum > 0.0,
             maximize: self.maximize,
+            eps_in_sqrt: self.eps_in_sqrt,
         }
     }
 
@@ -167,6 +176,7 @@ impl RmsPropConfig {
                 ("CENTERED", o.centered),
                 ("MOMENTUM", o.momentum),
                 ("MAXIMIZE", o.maximize),
+                ("EPS_IN_SQRT", o.eps_in_sqrt),
             ],
             states,
             &self.hyper(),

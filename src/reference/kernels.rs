@@ -53,8 +53,17 @@ pub fn adagrad_math(p: &mut f32, grad: f32, sum: &mut f32, h: &AdagradHyper, o: 
         g += h.weight_decay * *p;
     }
     *sum += g * g;
-    let denom = sum.sqrt() + h.eps;
-    *p -= h.clr * (g / denom);
+    if o.eps_in_sqrt {
+        let scaled = if *sum > 0.0 {
+            g / (*sum + h.eps).sqrt()
+        } else {
+            0.0
+        };
+        *p -= h.clr * scaled;
+    } else {
+        let denom = sum.sqrt() + h.eps;
+        *p -= h.clr * (g / denom);
+    }
 }
 
 /// `rmsprop_math` of `shaders/rmsprop.wgsl`.
@@ -72,13 +81,16 @@ pub fn rmsprop_math(
         g += h.weight_decay * *p;
     }
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
-    let mut avg = if o.centered {
+    let mut v = *square_avg;
+    if o.centered {
         *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
-        (*square_avg - *grad_avg * *grad_avg).sqrt()
+        v = *square_avg - *grad_avg * *grad_avg;
+    }
+    let avg = if o.eps_in_sqrt {
+        (v + h.eps).sqrt()
     } else {
-        square_avg.sqrt()
+        v.sqrt() + h.eps
     };
-    avg += h.eps;
     if o.momentum {
         *momentum_buffer = h.momentum * *momentum_buffer + g / avg;
         *p -= h.lr * *momentum_buffer;

@@ -145,22 +145,26 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                         .with_maximize(maximize),
                 ));
             }
-            for (lr_decay, init) in [(0.0, 0.0), (0.01, 0.1)] {
+            // Optax's eps-inside-the-sqrt form with the non-default accumulator.
+            for (lr_decay, init, eps_in_sqrt) in [(0.0, 0.0, false), (0.01, 0.1, true)] {
                 configs.push(OptimizerConfig::Adagrad(
                     AdagradConfig::default()
                         .with_lr(0.05)
                         .with_lr_decay(lr_decay)
                         .with_initial_accumulator_value(init)
+                        .with_eps_in_sqrt(eps_in_sqrt)
                         .with_weight_decay(wd)
                         .with_maximize(maximize),
                 ));
             }
             for centered in bools {
                 for momentum in [0.0, 0.9] {
+                    // Optax's eps-inside-the-sqrt form on half the combinations.
                     configs.push(OptimizerConfig::RmsProp(
                         RmsPropConfig::default()
                             .with_centered(centered)
                             .with_momentum(momentum)
+                            .with_eps_in_sqrt(centered != (momentum > 0.0))
                             .with_weight_decay(wd)
                             .with_maximize(maximize),
                     ));

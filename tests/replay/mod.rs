@@ -82,6 +82,9 @@ fn grad_config(case: &Value) -> Option<GradConfig> {
             other => f64::from(number(other)),
         };
         config = config.with_max_norm(max_norm).with_norm_type(norm_type);
+        if clip["mode"].as_str() == Some("optax") {
+            config = config.with_clip_mode(ClipMode::Optax);
+        }
     }
     if let Some(value) = clip["clip_value"].as_f64() {
         config = config.with_clip_value(value);

@@ -148,6 +148,74 @@ def optax_lion_case(name, hyper, seed):
             "params_after": after, "states": [{"exp_avg": encode(np.asarray(m))} for m in mu]}
 
 
+def optax_case(name, optimizer, hyper, tx, states, seed, clip=None, scale=1.0):
+    """An Optax transformation stepped in float32; `states(state)` picks, per tensor, the
+    states to compare under wgpu-optim's names."""
+    import jax.numpy as jnp
+    import optax
+    params0, grads = data(seed, scale)
+    params = [jnp.asarray(p) for p in params0]
+    state = tx.init(params)
+    after = []
+    for step in range(STEPS):
+        g = [jnp.asarray(x) for x in grads[step]]
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        after.append([encode(np.asarray(p)) for p in params])
+    case = {"name": name, "library": "optax", "optimizer": optimizer, "hyper": hyper,
+            "params": [encode(p) for p in params0], "grads": [[encode(g) for g in s] for s in grads],
+            "params_after": after,
+            "states": [{k: encode(np.asarray(v)) for k, v in d.items()} for d in states(state)]}
+    if clip:
+        case["clip"] = clip
+    return case
+
+
+def optax_cases():
+    import optax
+    per_tensor = lambda **named: [dict(zip(named, values)) for values in zip(*named.values())]
+    out = []
+    # RMSprop: eps inside the square root (Optax's default form), with an eps large enough
+    # that the two forms differ well past the tolerance.
+    for centered in [False, True]:
+        tx = optax.rmsprop(0.01, decay=0.9, eps=1e-2, eps_in_sqrt=True, centered=centered)
+        hyper = {"lr": 0.01, "alpha": 0.9, "eps": 1e-2, "eps_in_sqrt": True, "centered": centered}
+        if centered:
+            states = lambda st: per_tensor(square_avg=st[0].nu, grad_avg=st[0].mu)
+        else:
+            states = lambda st: per_tensor(square_avg=st[0].nu)
+        out.append(optax_case(f"optax_rmsprop_centered{int(centered)}", "RMSprop", hyper, tx, states, 200 + centered))
+    # Momentum: Optax traces lr-scaled updates (its trace is -lr times PyTorch's buffer), so
+    # only the params compare.
+    tx = optax.rmsprop(0.01, decay=0.9, eps=1e-2, eps_in_sqrt=True, momentum=0.9)
+    hyper = {"lr": 0.01, "alpha": 0.9, "eps": 1e-2, "eps_in_sqrt": True, "momentum": 0.9}
+    out.append(optax_case("optax_rmsprop_momentum", "RMSprop", hyper, tx, lambda st: [{}, {}, {}], 202))
+    # Adagrad: eps inside the sqrt, where(sum > 0), initial accumulator 0.1 (Optax's default;
+    # eps raised from its 1e-7 so the forms differ past the tolerance).
+    tx = optax.adagrad(0.05, initial_accumulator_value=0.1, eps=0.1)
+    hyper = {"lr": 0.05, "initial_accumulator_value": 0.1, "eps": 0.1, "eps_in_sqrt": True}
+    out.append(optax_case("optax_adagrad", "Adagrad", hyper, tx,
+                          lambda st: per_tensor(sum=st[0].sum_of_squares), 203))
+    # SGD with momentum: optax's trace is PyTorch's buffer (dampening 0).
+    for nesterov in [False, True]:
+        tx = optax.sgd(0.05, momentum=0.9, nesterov=nesterov)
+        hyper = {"lr": 0.05, "momentum": 0.9, "nesterov": nesterov}
+        out.append(optax_case(f"optax_sgd_momentum_nesterov{int(nesterov)}", "SGD", hyper, tx,
+                              lambda st: per_tensor(momentum_buffer=st[0].trace), 204 + nesterov))
+    # clip_by_global_norm (no 1e-6) then Adam, on ordinary gradients.
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.01))
+    out.append(optax_case("optax_clip_by_global_norm_adam", "Adam", {"lr": 0.01}, tx,
+                          lambda st: per_tensor(exp_avg=st[1][0].mu, exp_avg_sq=st[1][0].nu), 206,
+                          clip={"max_norm": 1.0, "norm_type": 2.0, "mode": "optax"}))
+    # The 1e-6 matters for small norms: gradients of norm ~0.01 clipped to 0.005, then SGD
+    # with a large step so the coefficient's 1e-4 relative difference shows in the params.
+    tx = optax.chain(optax.clip_by_global_norm(0.005), optax.sgd(100.0))
+    out.append(optax_case("optax_clip_by_global_norm_small_norm", "SGD", {"lr": 100.0}, tx,
+                          lambda st: [{}, {}, {}], 207, scale=0.002,
+                          clip={"max_norm": 0.005, "norm_type": 2.0, "mode": "optax"}))
+    return out
+
+
 def cases():
     out = []
     sgd = [("sgd", {"lr": 0.05}),
@@ -199,6 +267,7 @@ def cases():
                           clip={"max_norm": 1.0, "norm_type": 2.0},
                           scaler={"init_scale": 1024.0, "growth_interval": 3},
                           poison=[(2, 1, 3, math.inf), (5, 2, 7, math.nan)]))
+    out.extend(optax_cases())
     return out
 
 
