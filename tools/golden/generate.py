@@ -129,25 +129,6 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     return case
 
 
-def optax_lion_case(name, hyper, seed):
-    import jax.numpy as jnp
-    import optax
-    params0, grads = data(seed)
-    opt = optax.lion(hyper["lr"], b1=hyper["beta1"], b2=hyper["beta2"], weight_decay=hyper["weight_decay"])
-    params = [jnp.asarray(p) for p in params0]
-    state = opt.init(params)
-    after = []
-    for step in range(STEPS):
-        g = [jnp.asarray(x) for x in grads[step]]
-        updates, state = opt.update(g, state, params)
-        params = optax.apply_updates(params, updates)
-        after.append([encode(np.asarray(p)) for p in params])
-    mu = state[0].mu
-    return {"name": name, "library": "optax", "optimizer": "Lion", "hyper": hyper,
-            "params": [encode(p) for p in params0], "grads": [[encode(g) for g in s] for s in grads],
-            "params_after": after, "states": [{"exp_avg": encode(np.asarray(m))} for m in mu]}
-
-
 def optax_case(name, optimizer, hyper, tx, states, seed, clip=None, scale=1.0):
     """An Optax transformation stepped in float32; `states(state)` picks, per tensor, the
     states to compare under wgpu-optim's names."""
@@ -171,9 +152,13 @@ def optax_case(name, optimizer, hyper, tx, states, seed, clip=None, scale=1.0):
     return case
 
 
+def per_tensor(**named):
+    """{state: [per-tensor values]} -> [{state: values} per tensor]."""
+    return [dict(zip(named, values)) for values in zip(*named.values())]
+
+
 def optax_cases():
     import optax
-    per_tensor = lambda **named: [dict(zip(named, values)) for values in zip(*named.values())]
     out = []
     # RMSprop: eps inside the square root (Optax's default form), with an eps large enough
     # that the two forms differ well past the tolerance.
@@ -247,9 +232,13 @@ def cases():
         hyper = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-12, "weight_decay": 0.01,
                  "amsgrad": amsgrad, "weight_decouple": decouple, "fixed_decay": fixed}
         out.append(torch_case(f"adabelief_decouple{int(decouple)}_fixed{int(fixed)}_amsgrad{int(amsgrad)}", "AdaBelief", hyper, seed=n))
+    import optax
     for wd in [0.0, 0.1]:
         n += 1
-        out.append(optax_lion_case(f"optax_lion_wd{wd}", {"lr": 0.001, "beta1": 0.9, "beta2": 0.99, "weight_decay": wd}, seed=n))
+        hyper = {"lr": 0.001, "beta1": 0.9, "beta2": 0.99, "weight_decay": wd}
+        tx = optax.lion(hyper["lr"], b1=hyper["beta1"], b2=hyper["beta2"], weight_decay=wd)
+        out.append(optax_case(f"optax_lion_wd{wd}", "Lion", hyper, tx,
+                              lambda st: per_tensor(exp_avg=st[0].mu), seed=n))
     # Edge values.
     out.append(torch_case("adam_zero_grads", "Adam", {"lr": 0.01}, seed=90, scale=0.0))
     out.append(torch_case("adam_huge_grads", "Adam", {"lr": 0.01}, seed=91, scale=1e30))
