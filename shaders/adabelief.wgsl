@@ -3,7 +3,8 @@
 //   weight_decouple: p *= 1 - lr * weight_decay (fixed_decay: 1 - weight_decay)
 //   otherwise:       g += weight_decay * p
 //   exp_avg = beta1 * exp_avg + (1 - beta1) * g
-//   exp_avg_var = beta2 * exp_avg_var + (1 - beta2) * (g - exp_avg)^2 + eps   (eps in place)
+//   exp_avg_var = beta2 * exp_avg_var + (1 - beta2) * (g - exp_avg)^2 + eps_root   (in place;
+//                 eps_root = eps as adabelief-pytorch, or Optax's own eps_root)
 //   amsgrad: max_exp_avg_var = max(max_exp_avg_var, exp_avg_var), used below in its place
 //   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_var) / sqrt(1 - beta2^t) + eps)
 //
@@ -32,7 +33,7 @@ fn adabelief_math(
     *exp_avg = h.beta1 * *exp_avg + h.one_minus_beta1 * g;
     let grad_residual = g - *exp_avg;
     *exp_avg_var = h.beta2 * *exp_avg_var + h.one_minus_beta2 * grad_residual * grad_residual;
-    *exp_avg_var = *exp_avg_var + h.eps;
+    *exp_avg_var = *exp_avg_var + h.eps_root;
     var second_moment = *exp_avg_var;
     if AMSGRAD {
         *max_exp_avg_var = max(*max_exp_avg_var, *exp_avg_var);

@@ -6,6 +6,8 @@
 //   exp_avg = lerp(exp_avg, g, 1 - beta1)
 //   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
 //   amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below in its place
+//   (amsgrad_bias_corrected, optax.amsgrad: max_exp_avg_sq = max(max_exp_avg_sq,
+//    exp_avg_sq / (1 - beta2^t)); p -= lr / (1 - beta1^t) * exp_avg / (sqrt(max + eps_root) + eps))
 //   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
 //
 // state0: exp_avg, state1: exp_avg_sq, state2: max_exp_avg_sq (amsgrad).
@@ -15,6 +17,8 @@ override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 // AdamW's decoupled weight decay instead of Adam's L2 penalty.
 override DECOUPLED_WEIGHT_DECAY: bool = false;
+// optax.amsgrad's form: the max of the bias-corrected second moment, eps_root inside the sqrt.
+override AMSGRAD_BIAS_CORRECTED: bool = false;
 
 fn adam_math(
     p: ptr<function, vec4<f32>>,
@@ -36,6 +40,12 @@ fn adam_math(
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
     var second_moment = *exp_avg_sq;
     if AMSGRAD {
+        if AMSGRAD_BIAS_CORRECTED {
+            *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq / h.bias_correction2);
+            let denom = sqrt(*max_exp_avg_sq + h.eps_root) + h.eps;
+            *p = *p - h.step_size * (*exp_avg / denom);
+            return;
+        }
         *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq);
         second_moment = *max_exp_avg_sq;
     }

@@ -465,3 +465,38 @@ fn clip_value_refuses_bad_bounds_and_buffers() {
         Err(Error::MissingUsage { .. })
     ));
 }
+
+#[test]
+fn optax_forms_refuse_options_they_do_not_apply_to() {
+    let refused = [
+        // The Optax AMSGrad form without AMSGrad.
+        OptimizerConfig::Adam(AdamConfig::default().with_amsgrad_bias_corrected(true)),
+        // eps_root outside the Optax AMSGrad form would be silently ignored.
+        OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true).with_eps_root(1e-8)),
+    ];
+    for config in refused {
+        assert!(
+            matches!(config.validate(), Err(Error::InvalidOptions(_))),
+            "{config:?}"
+        );
+    }
+    let negative = OptimizerConfig::Adam(
+        AdamConfig::default()
+            .with_amsgrad(true)
+            .with_amsgrad_bias_corrected(true)
+            .with_eps_root(-1.0),
+    );
+    let nan_root = OptimizerConfig::AdaBelief(AdaBeliefConfig::default().with_eps_root(f64::NAN));
+    for config in [negative, nan_root] {
+        assert!(
+            matches!(
+                config.validate(),
+                Err(Error::InvalidHyperparameter {
+                    name: "eps_root",
+                    ..
+                })
+            ),
+            "{config:?}"
+        );
+    }
+}

@@ -45,6 +45,8 @@ fn the_optax_cases_fail_without_their_optax_options() {
         "optax_rmsprop_centered1",
         "optax_adagrad",
         "optax_clip_by_global_norm_small_norm",
+        "optax_amsgrad",
+        "optax_adabelief",
     ];
     let cases = replay::cases(include_str!("golden/optimizers.json"));
     for name in flipped {
@@ -53,8 +55,15 @@ fn the_optax_cases_fail_without_their_optax_options() {
             .find(|c| c["name"] == name)
             .unwrap_or_else(|| panic!("no case {name}"))
             .clone();
-        if case["hyper"]["eps_in_sqrt"] == true {
-            case["hyper"]["eps_in_sqrt"] = false.into();
+        let hyper = &mut case["hyper"];
+        if hyper["eps_in_sqrt"] == true {
+            hyper["eps_in_sqrt"] = false.into();
+        } else if hyper["amsgrad_bias_corrected"] == true {
+            hyper["amsgrad_bias_corrected"] = false.into();
+            hyper["eps_root"] = 0.0.into();
+        } else if hyper.get("eps_root").is_some() {
+            // adabelief-pytorch's single eps.
+            hyper["eps_root"] = "none".into();
         } else {
             case["clip"]["mode"] = "pytorch".into();
         }

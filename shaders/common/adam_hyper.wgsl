@@ -1,6 +1,6 @@
 // Hyperparameters of one parameter group of the Adam family (Adam, AdamW, AdaBelief).
 // Host-written fields are rounded once from the f64 values PyTorch computes in Python;
-// the last two are derived on the device each step by `prepare_group`.
+// the last three are derived on the device each step by `prepare_group`.
 struct Hyper {
     lr: f32,
     beta1: f32,
@@ -10,6 +10,9 @@ struct Hyper {
     ln_beta1: f32,
     ln_beta2: f32,
     eps: f32,
+    // Added inside the square root: Optax's eps_root (AMSGrad's Optax form, AdaBelief; for
+    // AdaBelief as adabelief-pytorch, eps itself).
+    eps_root: f32,
     weight_decay: f32,
     // Decoupled weight decay multiplier: 1 - lr * weight_decay (1 - weight_decay for
     // AdaBelief's fixed_decay).
@@ -18,6 +21,8 @@ struct Hyper {
     step_size: f32,
     // sqrt(1 - beta2^step)
     bias_correction2_sqrt: f32,
+    // 1 - beta2^step
+    bias_correction2: f32,
 }
 
 @group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
@@ -25,5 +30,7 @@ struct Hyper {
 fn prepare_group(g: u32, step: f32) {
     let h = hyper[g];
     hyper[g].step_size = h.lr / bias_correction(h.ln_beta1, step);
-    hyper[g].bias_correction2_sqrt = sqrt(bias_correction(h.ln_beta2, step));
+    let bias_correction2 = bias_correction(h.ln_beta2, step);
+    hyper[g].bias_correction2 = bias_correction2;
+    hyper[g].bias_correction2_sqrt = sqrt(bias_correction2);
 }

@@ -48,6 +48,9 @@ pub struct AdaBeliefConfig {
     pub weight_decouple: bool,
     /// With `weight_decouple`, decay by `weight_decay` alone, not `lr * weight_decay` (default false).
     pub fixed_decay: bool,
+    /// Added to `exp_avg_var` inside the square root (Optax's `eps_root`); `None` (default)
+    /// uses `eps`, as adabelief-pytorch does.
+    pub eps_root: Option<f64>,
 }
 
 impl Default for AdaBeliefConfig {
@@ -61,6 +64,7 @@ impl Default for AdaBeliefConfig {
             amsgrad: false,
             weight_decouple: true,
             fixed_decay: false,
+            eps_root: None,
         }
     }
 }
@@ -91,6 +95,12 @@ setters! {
 }
 
 impl AdaBeliefConfig {
+    /// Sets Optax's eps_root, added inside the square root in place of eps.
+    pub fn with_eps_root(mut self, eps_root: f64) -> Self {
+        self.eps_root = Some(eps_root);
+        self
+    }
+
     /// Sets (beta1, beta2).
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
@@ -115,6 +125,7 @@ impl AdaBeliefConfig {
             self.beta1,
             self.beta2,
             self.eps,
+            self.eps_root.unwrap_or(self.eps),
             self.weight_decay,
             decay,
         )
@@ -134,6 +145,9 @@ impl AdaBeliefConfig {
         beta("beta1", self.beta1)?;
         beta("beta2", self.beta2)?;
         non_negative("weight_decay", self.weight_decay)?;
+        if let Some(eps_root) = self.eps_root {
+            non_negative("eps_root", eps_root)?;
+        }
         let o = self.options();
         Ok(KernelSpec::new(
             Kernel::AdaBelief,

@@ -2,7 +2,7 @@
 
 use super::{beta, ln, non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::optim::Optimizer;
 use crate::shaders::Kernel;
@@ -49,6 +49,12 @@ pub struct AdamConfig {
     pub maximize: bool,
     /// AdamW's decoupled weight decay (default false; PyTorch 2.6's argument of that name).
     pub decoupled_weight_decay: bool,
+    /// optax.amsgrad's form (default false): the running maximum is taken of the
+    /// bias-corrected second moment, and the update is `m̂ / (sqrt(max + eps_root) + eps)`.
+    /// PyTorch takes the maximum of the raw second moment and corrects it afterwards.
+    pub amsgrad_bias_corrected: bool,
+    /// Optax's eps_root, inside the square root of the Optax AMSGrad form (default 0).
+    pub eps_root: f64,
 }
 
 impl Default for AdamConfig {
@@ -62,6 +68,8 @@ impl Default for AdamConfig {
             amsgrad: false,
             maximize: false,
             decoupled_weight_decay: false,
+            amsgrad_bias_corrected: false,
+            eps_root: 0.0,
         }
     }
 }
@@ -85,6 +93,8 @@ wgsl_struct! {
         ln_beta2: f32,
         /// Denominator term.
         eps: f32,
+        /// Added inside the square root (Optax's eps_root; AdaBelief's eps).
+        eps_root: f32,
         /// Weight decay.
         weight_decay: f32,
         /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
@@ -93,6 +103,8 @@ wgsl_struct! {
         step_size: f32,
         /// sqrt(1 - beta2^t), written by the prologue each step.
         bias_correction2_sqrt: f32,
+        /// 1 - beta2^t, written by the prologue each step.
+        bias_correction2: f32,
     }
 }
 
@@ -103,6 +115,7 @@ impl AdamHyper {
         beta1: f64,
         beta2: f64,
         eps: f64,
+        eps_root: f64,
         weight_decay: f64,
         decay: f64,
     ) -> Self {
@@ -115,10 +128,12 @@ impl AdamHyper {
             ln_beta1: ln(beta1),
             ln_beta2: ln(beta2),
             eps: eps as f32,
+            eps_root: eps_root as f32,
             weight_decay: weight_decay as f32,
             decay: decay as f32,
             step_size: 0.0,
             bias_correction2_sqrt: 0.0,
+            bias_correction2: 0.0,
         }
     }
 }
@@ -132,6 +147,8 @@ pub struct AdamOptions {
     pub maximize: bool,
     /// AdamW's decoupled weight decay.
     pub decoupled_weight_decay: bool,
+    /// optax.amsgrad's maximum of the bias-corrected second moment.
+    pub amsgrad_bias_corrected: bool,
 }
 
 setters! {
@@ -148,6 +165,10 @@ setters! {
     with_maximize(maximize: bool);
     /// Decouples the weight decay from the gradient (AdamW).
     with_decoupled_weight_decay(decoupled_weight_decay: bool);
+    /// Takes optax.amsgrad's form: the max of the bias-corrected second moment.
+    with_amsgrad_bias_corrected(amsgrad_bias_corrected: bool);
+    /// Sets Optax's eps_root (with `amsgrad_bias_corrected`).
+    with_eps_root(eps_root: f64);
 }
 
 impl AdamConfig {
@@ -171,6 +192,7 @@ impl AdamConfig {
             self.beta1,
             self.beta2,
             self.eps,
+            self.eps_root,
             self.weight_decay,
             decay,
         )
@@ -182,6 +204,7 @@ impl AdamConfig {
             amsgrad: self.amsgrad,
             maximize: self.maximize,
             decoupled_weight_decay: self.decoupled_weight_decay,
+            amsgrad_bias_corrected: self.amsgrad_bias_corrected,
         }
     }
 
@@ -191,6 +214,17 @@ impl AdamConfig {
         beta("beta1", self.beta1)?;
         beta("beta2", self.beta2)?;
         non_negative("weight_decay", self.weight_decay)?;
+        non_negative("eps_root", self.eps_root)?;
+        if self.amsgrad_bias_corrected && !self.amsgrad {
+            return Err(Error::InvalidOptions(
+                "amsgrad_bias_corrected is a form of AMSGrad: it needs amsgrad",
+            ));
+        }
+        if self.eps_root != 0.0 && !self.amsgrad_bias_corrected {
+            return Err(Error::InvalidOptions(
+                "eps_root applies to Optax's AMSGrad form only (amsgrad_bias_corrected)",
+            ));
+        }
         let o = self.options();
         Ok(KernelSpec::new(
             Kernel::Adam,
@@ -198,6 +232,7 @@ impl AdamConfig {
                 ("AMSGRAD", o.amsgrad),
                 ("MAXIMIZE", o.maximize),
                 ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),
+                ("AMSGRAD_BIAS_CORRECTED", o.amsgrad_bias_corrected),
             ],
             moment_states(["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], o.amsgrad),
             &self.hyper(),

@@ -88,6 +88,8 @@ impl AdamWConfig {
             amsgrad: self.amsgrad,
             maximize: self.maximize,
             decoupled_weight_decay: true,
+            amsgrad_bias_corrected: false,
+            eps_root: 0.0,
         }
     }
 

@@ -35,13 +35,15 @@ macro_rules! hyperparameters {
         $(impl $config {
             /// Every field, as `(name, value)` text that parses back exactly.
             pub(crate) fn hyperparameters(&self) -> Vec<(&'static str, String)> {
-                vec![$((stringify!($field), self.$field.to_string())),*]
+                vec![$((stringify!($field), HyperText::to_text(&self.$field))),*]
             }
 
             /// Sets the field `name` from its text; false for an unknown name or bad text.
             pub(crate) fn set_hyperparameter(&mut self, name: &str, value: &str) -> bool {
                 match name {
-                    $(stringify!($field) => value.parse().map(|v| self.$field = v).is_ok(),)*
+                    $(stringify!($field) => HyperText::from_text(value)
+                        .map(|v| self.$field = v)
+                        .is_some(),)*
                     _ => false,
                 }
             }
@@ -49,13 +51,55 @@ macro_rules! hyperparameters {
     };
 }
 
+/// A hyperparameter's value as checkpoint text: Rust's round-trip formatting, `none` for an
+/// unset option.
+trait HyperText: Sized {
+    fn to_text(&self) -> String;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+impl HyperText for f64 {
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+impl HyperText for bool {
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+impl HyperText for Option<f64> {
+    fn to_text(&self) -> String {
+        self.map_or("none".to_string(), |v| v.to_string())
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        match text {
+            "none" | "null" => Some(None),
+            _ => text.parse().ok().map(Some),
+        }
+    }
+}
+
 hyperparameters! {
     SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize }
     AdagradConfig { lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize, eps_in_sqrt }
     RmsPropConfig { lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_in_sqrt }
-    AdamConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay }
+    AdamConfig {
+        lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
+        amsgrad_bias_corrected, eps_root,
+    }
     AdamWConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize }
-    AdaBeliefConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay }
+    AdaBeliefConfig {
+        lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay, eps_root,
+    }
     LionConfig { lr, beta1, beta2, weight_decay, maximize }
 }
 

@@ -10,7 +10,8 @@ use crate::optim::{
 /// `prepare_group` of `shaders/common/adam_hyper.wgsl`.
 pub fn prepare_adam(h: &mut AdamHyper, step: f32) {
     h.step_size = h.lr / bias_correction(h.ln_beta1, step);
-    h.bias_correction2_sqrt = bias_correction(h.ln_beta2, step).sqrt();
+    h.bias_correction2 = bias_correction(h.ln_beta2, step);
+    h.bias_correction2_sqrt = h.bias_correction2.sqrt();
 }
 
 /// `prepare_group` of `shaders/adagrad.wgsl`.
@@ -121,6 +122,12 @@ pub fn adam_math(
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
     let mut second_moment = *exp_avg_sq;
     if o.amsgrad {
+        if o.amsgrad_bias_corrected {
+            *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq / h.bias_correction2);
+            let denom = (*max_exp_avg_sq + h.eps_root).sqrt() + h.eps;
+            *p -= h.step_size * (*exp_avg / denom);
+            return;
+        }
         *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq);
         second_moment = *max_exp_avg_sq;
     }
@@ -149,7 +156,7 @@ pub fn adabelief_math(
     *exp_avg = h.beta1 * *exp_avg + h.one_minus_beta1 * g;
     let grad_residual = g - *exp_avg;
     *exp_avg_var = h.beta2 * *exp_avg_var + h.one_minus_beta2 * grad_residual * grad_residual;
-    *exp_avg_var += h.eps;
+    *exp_avg_var += h.eps_root;
     let mut second_moment = *exp_avg_var;
     if o.amsgrad {
         *max_exp_avg_var = max(*max_exp_avg_var, *exp_avg_var);

@@ -171,10 +171,14 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                 }
             }
             for amsgrad in bools {
+                // Optax's AMSGrad form when maximizing (amsgrad only), with an eps_root.
+                let optax_form = amsgrad && maximize;
                 configs.push(OptimizerConfig::Adam(
                     AdamConfig::default()
                         .with_lr(0.01)
                         .with_amsgrad(amsgrad)
+                        .with_amsgrad_bias_corrected(optax_form)
+                        .with_eps_root(if optax_form { 1e-6 } else { 0.0 })
                         .with_weight_decay(wd)
                         .with_maximize(maximize),
                 ));
@@ -195,8 +199,13 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
         }
         for amsgrad in bools {
             for (decouple, fixed) in [(false, false), (true, false), (true, true)] {
+                let mut adabelief = AdaBeliefConfig::default();
+                if fixed {
+                    // Optax's own eps_root on one variant.
+                    adabelief = adabelief.with_eps_root(1e-6);
+                }
                 configs.push(OptimizerConfig::AdaBelief(
-                    AdaBeliefConfig::default()
+                    adabelief
                         .with_lr(0.01)
                         .with_eps(1e-12)
                         .with_amsgrad(amsgrad)

@@ -62,8 +62,12 @@ fn config(case: &Value) -> OptimizerConfig {
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {
+        // Numbers and booleans as JSON writes them; strings ("none") without their quotes.
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
         assert!(
-            config.set_hyperparameter(name, &value.to_string()),
+            config.set_hyperparameter(name, &text),
             "hyperparameter {name} = {value}"
         );
     }

@@ -198,6 +198,21 @@ def optax_cases():
     out.append(optax_case("optax_clip_by_global_norm_small_norm", "SGD", {"lr": 100.0}, tx,
                           lambda st: [{}, {}, {}], 207, scale=0.002,
                           clip={"max_norm": 0.005, "norm_type": 2.0, "mode": "optax"}))
+    # AMSGrad: the max of the bias-corrected second moment, eps_root inside the sqrt. Betas
+    # exact in f32 (1 - 2^-3, 1 - 2^-10): Optax computes 1 - b2^t in f32 from b2 rounded to
+    # f32 (1.3e-5 off for 0.999 at t = 1), the kernels from ln(b2) in f64, as PyTorch does.
+    b1, b2 = 0.875, 0.9990234375
+    tx = optax.amsgrad(0.01, b1=b1, b2=b2, eps=1e-8, eps_root=1e-6)
+    hyper = {"lr": 0.01, "beta1": b1, "beta2": b2, "amsgrad": True,
+             "amsgrad_bias_corrected": True, "eps_root": 1e-6}
+    out.append(optax_case("optax_amsgrad", "Adam", hyper, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_sq=st[0].nu,
+                                                max_exp_avg_sq=st[0].nu_max), 208))
+    # AdaBelief: eps_root inside the sqrt, eps outside (adabelief-pytorch: one eps for both).
+    tx = optax.adabelief(0.01, b1=0.9, b2=0.999, eps=1e-8, eps_root=1e-4)
+    hyper = {"lr": 0.01, "eps": 1e-8, "eps_root": 1e-4, "weight_decay": 0.0}
+    out.append(optax_case("optax_adabelief", "AdaBelief", hyper, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_var=st[0].nu), 209))
     return out
 
 
