@@ -6,7 +6,8 @@
 //! wake-up overhead; sizes are large enough for it to be small. Run:
 //! `cargo bench --bench optimizers` (set `WGPU_OPTIM_BENCH_LEN` to change the 1M elements of
 //! the `step_*` group, `WGPU_OPTIM_CLIP_BENCH_LEN` the 16M of the `clip_*` group; pass
-//! `-- clip` to run only the latter; `-- arena` and `-- record_step` for the arena groups).
+//! `-- clip` to run only the latter; `-- arena` and `-- record_step` for the arena groups;
+//! `-- fusion` for fused AdamW against the unfused chain, `WGPU_OPTIM_FUSION_BENCH_LEN`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgpu_optim::*;
@@ -198,5 +199,103 @@ fn bench_record(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_clip, bench_arena, bench_record);
+/// Fused AdamW against the same step as a chain of one-operation kernels (`unfused.wgsl`):
+/// p *= 1 - lr wd; m = b1 m + (1 - b1) g; t = g g; v = b2 v + (1 - b2) t;
+/// d = sqrt(v) / sqrt(bc2) + eps; u = m / d; p -= lr / bc1 u: seven dispatches, each reading
+/// and writing whole buffers. Throughput counts the 28 bytes per element the step needs.
+fn bench_fusion(c: &mut Criterion) {
+    let ctx = context();
+    let n = len("WGPU_OPTIM_FUSION_BENCH_LEN", 1 << 24);
+    let (param, grad) = tensor(&ctx, n);
+    let mut group = c.benchmark_group(format!("fusion_{n}"));
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(28 * n as u64));
+
+    let adamw = AdamWConfig::default()
+        .build(&ctx, &[Param::whole(&param, &grad)])
+        .expect("build");
+    group.bench_function("fused_adamw", |b| time_steps(b, &ctx, &adamw));
+
+    let device = ctx.device();
+    let zeros = vec![0.0_f32; n];
+    let [m, v, t, d, u] = ["m", "v", "t", "d", "u"].map(|label| ctx.upload_f32(label, &zeros));
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("unfused"),
+        source: wgpu::ShaderSource::Wgsl(include_str!("unfused.wgsl").into()),
+    });
+    let (lr, wd, b1, b2, eps, step) = (1e-3_f64, 1e-2, 0.9_f64, 0.999_f64, 1e-8, 10);
+    let (bc1, bc2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+    // (entry, A, B, out, x, y)
+    let ops: [(&str, f64, f64, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer); 7] = [
+        ("axpby", 1.0 - lr * wd, 0.0, &param, &grad, &grad),
+        ("axpby", b1, 1.0 - b1, &m, &grad, &grad),
+        ("mul", 1.0, 0.0, &t, &grad, &grad),
+        ("axpby", b2, 1.0 - b2, &v, &t, &t),
+        ("sqrt_affine", 1.0 / bc2.sqrt(), eps, &d, &v, &v),
+        ("div", 1.0, 0.0, &u, &m, &d),
+        ("axpby", 1.0, -lr / bc1, &param, &u, &u),
+    ];
+    let groups_x = (n as u32).div_ceil(256).min(65535);
+    let groups_y = (n as u32).div_ceil(256 * groups_x);
+    let steps: Vec<(wgpu::ComputePipeline, wgpu::BindGroup)> = ops
+        .iter()
+        .map(|&(entry, a, b, out, x, y)| {
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("A", a), ("B", b)],
+                    ..Default::default()
+                },
+                cache: None,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: out.as_entire_binding(),
+            }];
+            // Each entry point binds only what it reads.
+            let reads: &[(u32, &wgpu::Buffer)] = match entry {
+                "mul" | "div" => &[(1, x), (2, y)],
+                _ => &[(1, x)],
+            };
+            entries.extend(reads.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            }));
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            (pipeline, bind_group)
+        })
+        .collect();
+    group.bench_function("unfused_adamw_chain", |bench| {
+        bench.iter(|| {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for (pipeline, bind_group) in &steps {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    pass.dispatch_workgroups(groups_x, groups_y, 1);
+                }
+            }
+            ctx.queue().submit([encoder.finish()]);
+            wait(&ctx);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_clip,
+    bench_arena,
+    bench_record,
+    bench_fusion
+);
 criterion_main!(benches);
