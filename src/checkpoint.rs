@@ -33,10 +33,21 @@ impl Optimizer {
         let control = self.read_control_unchecked()?;
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         let step = (control.step as f32).to_le_bytes().to_vec();
+        // Tensors of one span share their state buffers: read each buffer back once.
+        // A Buffer hashes by its identity, not by anything its interior mutability touches.
+        #[allow(clippy::mutable_key_type)]
+        let mut buffers: HashMap<wgpu::Buffer, Vec<u8>> = HashMap::new();
         for (i, param) in self.params().enumerate() {
             for state in self.state_specs() {
-                let values = self.read_state(i, state.name)?;
-                let bytes = bytemuck::cast_slice(&values).to_vec();
+                let range = self.state_range(i, state.name)?;
+                let buffer = range.buffer();
+                if !buffers.contains_key(buffer) {
+                    let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
+                    buffers.insert(buffer.clone(), bytes);
+                }
+                let whole = &buffers[buffer];
+                let start = range.offset() as usize;
+                let bytes = whole[start..start + range.len() as usize * 4].to_vec();
                 let shape = vec![param.len() as usize];
                 tensors.push((
                     format!("state.{i}.{}", state.name),

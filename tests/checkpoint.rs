@@ -104,6 +104,31 @@ fn the_file_uses_pytorchs_state_dict_names() {
     assert_eq!(metadata["param_groups.0.lr"], "0.01");
     assert_eq!(metadata["param_groups.0.amsgrad"], "true");
 
+    // Tensors of an arena share state buffers: each is cut out at its own offset.
+    let arena = Arena::new(ctx, &[7, 300]).unwrap();
+    for (i, param) in run.params.iter().enumerate() {
+        arena
+            .write_grad(i, &ctx.read_f32(&param.param).unwrap())
+            .unwrap();
+    }
+    let shared = config.build(ctx, &arena.params()).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    shared.step(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let bytes_of_arena = shared.checkpoint().unwrap();
+    let file_of_arena = SafeTensors::deserialize(&bytes_of_arena).unwrap();
+    for i in 0..2 {
+        for name in ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] {
+            let tensor = file_of_arena.tensor(&format!("state.{i}.{name}")).unwrap();
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(tensor.data());
+            assert_eq!(
+                values,
+                shared.read_state(i, name).unwrap(),
+                "arena {i} {name}"
+            );
+        }
+    }
+
     // Loading restores the hyperparameters too.
     let mut other = config.with_lr(0.5).build(ctx, &run.params).unwrap();
     other.load_checkpoint(&bytes).unwrap();
