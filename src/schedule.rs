@@ -172,25 +172,11 @@ impl WarmupCosineDecay {
     }
 
     fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("init_value", self.init_value),
-            ("end_value", self.end_value),
-            ("exponent", self.exponent),
-        ] {
-            if !value.is_finite() {
-                return Err(Error::InvalidHyperparameter {
-                    name,
-                    value,
-                    expected: "a finite value",
-                });
-            }
-        }
+        finite("init_value", self.init_value)?;
+        finite("end_value", self.end_value)?;
+        finite("exponent", self.exponent)?;
         if !(self.peak_value.is_finite() && self.peak_value != 0.0) {
-            return Err(Error::InvalidHyperparameter {
-                name: "peak_value",
-                value: self.peak_value,
-                expected: "a finite value other than 0",
-            });
+            return invalid("peak_value", self.peak_value, "a finite value other than 0");
         }
         if self.decay_steps < self.warmup_steps {
             return Err(Error::InvalidOptions(
@@ -394,27 +380,6 @@ impl LrSchedule {
 
     /// Refuses what PyTorch or Optax refuse, and values that would divide by zero.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |name, value: f64, expected| {
-            Err(Error::InvalidHyperparameter {
-                name,
-                value,
-                expected,
-            })
-        };
-        let positive_steps = |name, steps: u64| {
-            if steps == 0 {
-                invalid(name, 0.0, "an integer > 0")
-            } else {
-                Ok(())
-            }
-        };
-        let finite = |name, value: f64| {
-            if value.is_finite() {
-                Ok(())
-            } else {
-                invalid(name, value, "a finite value")
-            }
-        };
         match self {
             LrSchedule::Constant | LrSchedule::Custom(_) => Ok(()),
             LrSchedule::Step { step_size, gamma } => {
@@ -508,6 +473,31 @@ impl LrSchedule {
                     .try_for_each(|&(_, scale)| finite("scale", scale))
             }
         }
+    }
+}
+
+fn invalid(name: &'static str, value: f64, expected: &'static str) -> Result<()> {
+    Err(Error::InvalidHyperparameter {
+        name,
+        value,
+        expected,
+    })
+}
+
+/// A step count that divides: at least 1.
+fn positive_steps(name: &'static str, steps: u64) -> Result<()> {
+    if steps == 0 {
+        invalid(name, 0.0, "an integer > 0")
+    } else {
+        Ok(())
+    }
+}
+
+fn finite(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        invalid(name, value, "a finite value")
     }
 }
 
