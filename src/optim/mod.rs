@@ -173,6 +173,13 @@ pub(crate) struct KernelSpec {
 }
 
 impl KernelSpec {
+    /// The same kernel, structural options and states: only hyperparameter values may differ.
+    pub fn same_structure(&self, other: &KernelSpec) -> bool {
+        self.kernel == other.kernel
+            && self.overrides == other.overrides
+            && self.states == other.states
+    }
+
     pub fn new<H: bytemuck::Pod>(
         kernel: Kernel,
         overrides: Vec<(&'static str, bool)>,
@@ -394,9 +401,7 @@ impl Optimizer {
         let mut hyper = Vec::new();
         for group in &groups {
             let group_spec = group.config.spec()?;
-            if group_spec.kernel != spec.kernel
-                || group_spec.overrides != spec.overrides
-                || group_spec.states != spec.states
+            if !group_spec.same_structure(&spec)
                 || std::mem::discriminant(&group.config) != std::mem::discriminant(&first.config)
             {
                 return Err(Error::StructuralChange(first.config.name()));
@@ -814,10 +819,7 @@ impl Optimizer {
     /// Validates `config` and checks it keeps this optimizer's kernel, options and states.
     pub(crate) fn check_structure(&self, config: &OptimizerConfig) -> Result<KernelSpec> {
         let spec = config.spec()?;
-        if spec.kernel != self.spec.kernel
-            || spec.overrides != self.spec.overrides
-            || spec.states != self.spec.states
-        {
+        if !spec.same_structure(&self.spec) {
             return Err(Error::StructuralChange(self.config().name()));
         }
         Ok(spec)
