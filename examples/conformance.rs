@@ -25,10 +25,7 @@ fn main() -> wgpu_optim::Result<()> {
         replay::ATOL,
         replay::RTOL
     );
-    println!(
-        "{:<6} {:<36} {:<18} {:<10} {:>7} {:>10} {:>10}",
-        "", "case", "library", "optimizer", "values", "worst abs", "worst rel"
-    );
+    println!("{:<6} {}", "", replay::Report::header());
     let mut failed = 0;
     let cases = replay::cases(&text);
     for case in &cases {
@@ -39,15 +36,7 @@ fn main() -> wgpu_optim::Result<()> {
             failed += 1;
             "FAIL"
         };
-        println!(
-            "{verdict:<6} {:<36} {:<18} {:<10} {:>7} {:>10.1e} {:>10.1e}",
-            report.name,
-            report.library,
-            report.optimizer,
-            report.values,
-            report.worst_abs,
-            report.worst_rel
-        );
+        println!("{verdict:<6} {}", report.row());
         for failure in &report.failures {
             println!("         {failure}");
         }

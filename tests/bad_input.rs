@@ -8,6 +8,16 @@ fn storage(ctx: &Context, len: usize) -> wgpu::Buffer {
     ctx.upload_f32("t", &(0..len).map(|i| i as f32).collect::<Vec<_>>())
 }
 
+/// A buffer without `STORAGE` usage: no kernel may bind it.
+fn without_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: bytes,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
 /// Builds must fail with `check` and leave the parameter buffer as it was.
 fn refused(ctx: &Context, params: &[Param], check: impl Fn(&Error) -> bool) {
     let whole = BufferRange::whole(params[0].param.buffer());
@@ -43,12 +53,7 @@ fn mismatched_lengths_are_refused() {
 #[test]
 fn buffers_without_storage_usage_are_refused() {
     let ctx = context();
-    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 40,
-        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let plain = without_storage(ctx, 40);
     let params = [Param::whole(&storage(ctx, 10), &plain)];
     refused(
         ctx,
@@ -418,12 +423,7 @@ fn data_parallel_calls_without_their_setup_are_refused() {
             ..
         })
     ));
-    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 8,
-        usage: wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let plain = without_storage(ctx, 8);
     assert!(matches!(
         sgd.set_norm_stats_buffer(BufferRange::whole(&plain)),
         Err(Error::MissingUsage { .. })
@@ -454,12 +454,7 @@ fn clip_value_refuses_bad_bounds_and_buffers() {
     }
     let mut clip = ClipValue::new(ctx, &grads, 1.0).unwrap();
     assert!(clip.set_clip_value(-1.0).is_err());
-    let plain = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: 8,
-        usage: wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let plain = without_storage(ctx, 8);
     assert!(matches!(
         ClipValue::new(ctx, &[BufferRange::whole(&plain)], 1.0),
         Err(Error::MissingUsage { .. })

@@ -13,18 +13,6 @@ fn steps(run: &mut Run, ctx: &Context, grads: &[Vec<Vec<f32>>]) {
     }
 }
 
-/// Steps the device side of `run` only (its reference never saw the checkpoint).
-fn device_steps(run: &Run, ctx: &Context, grads: &[Vec<Vec<f32>>]) {
-    for g in grads {
-        for (param, grad) in run.params.iter().zip(g) {
-            ctx.write_f32(&param.grad, grad).unwrap();
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        run.device.step(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-    }
-}
-
 /// Three steps, a checkpoint, three more; and a fresh optimizer that loads the checkpoint (and
 /// the params as they were then) and takes the same three steps: the same bits.
 fn round_trip(ctx: &Context, config: &OptimizerConfig, grad: Option<GradConfig>, seed: u64) {
@@ -48,7 +36,10 @@ fn round_trip(ctx: &Context, config: &OptimizerConfig, grad: Option<GradConfig>,
         ctx.write_f32(&param.param, values).unwrap();
     }
     resumed.device.load_checkpoint(&checkpoint).unwrap();
-    device_steps(&resumed, ctx, &after);
+    // The device side only: the resumed run's reference never saw the checkpoint.
+    for grads in &after {
+        resumed.step_device(ctx, grads);
+    }
     assert_eq!(
         resumed.snapshot(ctx),
         original.snapshot(ctx),

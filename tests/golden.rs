@@ -11,20 +11,13 @@ fn every_golden_case_replays_within_tolerance() {
     let cases = replay::cases(include_str!("golden/optimizers.json"));
     assert!(cases.len() >= 30, "the fixture lost cases");
     let mut failures = Vec::new();
+    eprintln!("{}", replay::Report::header());
     let (mut worst_abs, mut worst_rel) = (0.0_f64, 0.0_f64);
     for case in &cases {
         let report = replay::replay(ctx, case);
         worst_abs = worst_abs.max(report.worst_abs);
         worst_rel = worst_rel.max(report.worst_rel);
-        eprintln!(
-            "{:<36} {:<18} {:<10} {:>6} values  worst abs {:.1e}  rel {:.1e}",
-            report.name,
-            report.library,
-            report.optimizer,
-            report.values,
-            report.worst_abs,
-            report.worst_rel
-        );
+        eprintln!("{}", report.row());
         if !report.failures.is_empty() {
             failures.push(format!("{}: {}", report.name, report.failures.join("; ")));
         }

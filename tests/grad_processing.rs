@@ -341,9 +341,7 @@ fn steps_recorded_without_processing_ignore_a_stale_control_block() {
     run.set_grad_processing(Some(GradConfig::default().with_max_norm(1e-3)));
     let mut grads = run.gradients();
     grads[0][0] = f32::NAN;
-    for (param, grad) in run.params.iter().zip(&grads) {
-        ctx.write_f32(&param.grad, grad).unwrap();
-    }
+    run.write_grads(ctx, &grads);
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     run.device.step(&mut encoder); // leaves found_inf = 1 and clip_coef = NaN
     run.reference.step(&mut run.host_params, &grads).unwrap();
@@ -546,9 +544,7 @@ fn a_data_parallel_step_matches_one_device() {
                 if poison && step == 1 {
                     grads[3][100] = f32::NAN;
                 }
-                for (param, grad) in whole.params.iter().zip(&grads) {
-                    ctx.write_f32(&param.grad, grad).unwrap();
-                }
+                whole.write_grads(ctx, &grads);
                 submit(ctx, |encoder| {
                     for (optimizer, _) in &workers {
                         optimizer.record_grad_stats(encoder).unwrap();
@@ -621,9 +617,7 @@ fn the_control_reader_returns_copies_in_order_without_blocking() {
     let mut recorded = Vec::new();
     for step in 1..=3 {
         let grads = run.gradients();
-        for (param, grad) in run.params.iter().zip(&grads) {
-            ctx.write_f32(&param.grad, grad).unwrap();
-        }
+        run.write_grads(ctx, &grads);
         submit(ctx, |encoder| {
             run.device.step(encoder);
             recorded.push(reader.record(encoder, &run.device));

@@ -345,12 +345,7 @@ impl Run {
 
     /// Takes one step on both sides with these gradients.
     pub fn step_with(&mut self, ctx: &Context, grads: &[Vec<f32>]) {
-        for (param, grad) in self.params.iter().zip(grads) {
-            ctx.write_f32(&param.grad, grad).unwrap();
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        self.device.step(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
+        self.step_device(ctx, grads);
         match (&self.norm_stats, self.device.grad_processing()) {
             (Some(stats), Some(config)) => {
                 let device = ctx.read_f32(stats).unwrap();
@@ -370,6 +365,21 @@ impl Run {
             }
             _ => self.reference.step(&mut self.host_params, grads).unwrap(),
         }
+    }
+
+    /// Uploads these gradients to the device, one vector per tensor.
+    pub fn write_grads(&self, ctx: &Context, grads: &[Vec<f32>]) {
+        for (param, grad) in self.params.iter().zip(grads) {
+            ctx.write_f32(&param.grad, grad).unwrap();
+        }
+    }
+
+    /// Takes one step on the device only, with these gradients.
+    pub fn step_device(&self, ctx: &Context, grads: &[Vec<f32>]) {
+        self.write_grads(ctx, grads);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        self.device.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
     }
 
     /// Every parameter and state, as bytes, in order: for bitwise comparisons.

@@ -104,6 +104,22 @@ fn grad_config(case: &Value) -> Option<GradConfig> {
 }
 
 impl Report {
+    /// One table row: case, library, optimizer, values compared, worst abs and rel error.
+    pub fn row(&self) -> String {
+        format!(
+            "{:<36} {:<18} {:<10} {:>7} {:>10.1e} {:>10.1e}",
+            self.name, self.library, self.optimizer, self.values, self.worst_abs, self.worst_rel
+        )
+    }
+
+    /// The header over [`Report::row`]s, in the same widths.
+    pub fn header() -> String {
+        format!(
+            "{:<36} {:<18} {:<10} {:>7} {:>10} {:>10}",
+            "case", "library", "optimizer", "values", "worst abs", "worst rel"
+        )
+    }
+
     fn check(&mut self, what: &str, device: &[f32], golden: &[f32]) {
         assert_eq!(device.len(), golden.len(), "{what}: lengths");
         for (i, (&d, &g)) in device.iter().zip(golden).enumerate() {
