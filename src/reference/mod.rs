@@ -172,11 +172,12 @@ impl Optimizer {
         let first_step = self.control.step == 1;
         let control = self.grad.is_some().then_some(self.control);
         for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
-            let grad: Vec<f32> = match &control {
+            // Without gradient processing the gradients are used as they are, uncopied.
+            let grad: std::borrow::Cow<[f32]> = match &control {
                 Some(control) => grad.iter().map(|&g| load_grad(g, control)).collect(),
-                None => grad.clone(),
+                None => grad.into(),
             };
-            let grad = &grad;
+            let grad = &*grad;
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
                     let (h, o) = (c.hyper(), c.options());
