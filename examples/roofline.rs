@@ -3,7 +3,10 @@
 //! number of elements, and prints kernel, bytes/element, GB/s, % of copy bandwidth and
 //! elements/s.
 //!
-//! Run: `cargo run --release --example roofline -- 16777216` (default 2^22 elements).
+//! Run: `cargo run --release --example roofline -- 16777216` (default 2^22 elements); a second
+//! argument keeps only the kernels whose name contains it (`-- 16777216 adamw`).
+//! `WGPU_OPTIM_WORKGROUP_SIZE` and `WGPU_OPTIM_VEC4S` override the launch settings
+//! ([`Tuning`]'s `workgroup_size` and `vec4s_per_invocation`).
 //! Time is wall time around submit + `Device::poll` (wait), the median of several runs after a
 //! warm-up, so it includes submission overhead; at millions of elements that is small.
 
@@ -11,10 +14,18 @@ use std::time::{Duration, Instant};
 
 use wgpu_optim::{
     AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, Context, GradConfig, LionConfig,
-    Optimizer, OptimizerConfig, Param, RmsPropConfig, SgdConfig,
+    Optimizer, OptimizerConfig, Param, RmsPropConfig, SgdConfig, Tuning,
 };
 
 const RUNS: usize = 9;
+
+/// A launch setting from the environment, for trying others on an adapter.
+fn env(variable: &str, default: u32) -> u32 {
+    std::env::var(variable)
+        .ok()
+        .map(|v| v.parse().expect("a whole number"))
+        .unwrap_or(default)
+}
 
 /// The median wall time of `record` + submit + wait.
 fn time(ctx: &Context, mut record: impl FnMut(&mut wgpu::CommandEncoder)) -> Duration {
@@ -39,7 +50,13 @@ fn main() -> wgpu_optim::Result<()> {
         .nth(1)
         .map(|a| a.parse().expect("a number of elements"))
         .unwrap_or(1 << 22);
+    let filter = std::env::args().nth(2).unwrap_or_default();
     let ctx = Context::new_blocking()?;
+    let ctx = ctx.clone().with_tuning(Tuning {
+        workgroup_size: env("WGPU_OPTIM_WORKGROUP_SIZE", ctx.tuning().workgroup_size),
+        vec4s_per_invocation: env("WGPU_OPTIM_VEC4S", ctx.tuning().vec4s_per_invocation),
+        ..ctx.tuning()
+    });
     if let Some(info) = ctx.adapter_info() {
         println!(
             "adapter: {} ({:?}, {} {})",
@@ -115,6 +132,9 @@ fn main() -> wgpu_optim::Result<()> {
         ),
     ];
     for (name, config, grad_config) in configs {
+        if !name.contains(filter.as_str()) {
+            continue;
+        }
         let mut optimizer = Optimizer::new(&ctx, config, &params)?;
         optimizer.set_grad_processing(grad_config)?;
         let step = time(&ctx, |e| optimizer.step(e));

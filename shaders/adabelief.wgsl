@@ -23,12 +23,10 @@ fn adabelief_math(
     h: Hyper,
 ) {
     var g = grad;
-    if h.weight_decay != 0.0 {
-        if WEIGHT_DECOUPLE {
-            *p = *p * h.decay;
-        } else {
-            g = g + h.weight_decay * *p;
-        }
+    if WEIGHT_DECOUPLE {
+        *p = *p * h.decay;
+    } else {
+        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
     }
     *exp_avg = h.beta1 * *exp_avg + h.one_minus_beta1 * g;
     let grad_residual = g - *exp_avg;
@@ -43,7 +41,7 @@ fn adabelief_math(
     *p = *p - h.step_size * (*exp_avg / denom);
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var exp_avg = load_state0(idx);
     var exp_avg_var = load_state1(idx);
@@ -51,7 +49,7 @@ fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     if AMSGRAD {
         max_exp_avg_var = load_state2(idx);
     }
-    adabelief_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_var, &max_exp_avg_var, hyper[group]);
+    adabelief_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_var, &max_exp_avg_var, h);
     store_param(idx, valid, p);
     store_state0(idx, valid, exp_avg);
     store_state1(idx, valid, exp_avg_var);

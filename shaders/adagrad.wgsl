@@ -29,9 +29,7 @@ fn prepare_group(g: u32, step: f32) {
 
 fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper) {
     var g = select(grad, -grad, MAXIMIZE);
-    if h.weight_decay != 0.0 {
-        g = g + h.weight_decay * *p;
-    }
+    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
     *sum = *sum + g * g;
     if EPS_IN_SQRT {
         let scaled = select(vec4(0.0), g / sqrt(*sum + h.eps), *sum > vec4(0.0));
@@ -42,10 +40,10 @@ fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function,
     }
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var sum = load_state0(idx);
-    adagrad_math(&p, load_grad(idx, c), &sum, hyper[group]);
+    adagrad_math(&p, load_grad(idx, c), &sum, h);
     store_param(idx, valid, p);
     store_state0(idx, valid, sum);
 }

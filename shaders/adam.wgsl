@@ -29,12 +29,10 @@ fn adam_math(
     h: Hyper,
 ) {
     var g = select(grad, -grad, MAXIMIZE);
-    if h.weight_decay != 0.0 {
-        if DECOUPLED_WEIGHT_DECAY {
-            *p = *p * h.decay;
-        } else {
-            g = g + h.weight_decay * *p;
-        }
+    if DECOUPLED_WEIGHT_DECAY {
+        *p = *p * h.decay;
+    } else {
+        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
     }
     *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
@@ -53,7 +51,7 @@ fn adam_math(
     *p = *p - h.step_size * (*exp_avg / denom);
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var exp_avg = load_state0(idx);
     var exp_avg_sq = load_state1(idx);
@@ -61,7 +59,7 @@ fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     if AMSGRAD {
         max_exp_avg_sq = load_state2(idx);
     }
-    adam_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_sq, &max_exp_avg_sq, hyper[group]);
+    adam_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_sq, &max_exp_avg_sq, h);
     store_param(idx, valid, p);
     store_state0(idx, valid, exp_avg);
     store_state1(idx, valid, exp_avg_sq);

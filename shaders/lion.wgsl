@@ -28,18 +28,16 @@ fn prepare_group(g: u32, step: f32) {
 
 fn lion_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, exp_avg: ptr<function, vec4<f32>>, h: Hyper) {
     let g = select(grad, -grad, MAXIMIZE);
-    if h.weight_decay != 0.0 {
-        *p = *p * h.decay;
-    }
+    *p = *p * h.decay;
     let update = sign(h.beta1 * *exp_avg + h.one_minus_beta1 * g);
     *p = *p - h.lr * update;
     *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var exp_avg = load_state0(idx);
-    lion_math(&p, load_grad(idx, c), &exp_avg, hyper[group]);
+    lion_math(&p, load_grad(idx, c), &exp_avg, h);
     store_param(idx, valid, p);
     store_state0(idx, valid, exp_avg);
 }

@@ -41,9 +41,7 @@ fn rmsprop_math(
     h: Hyper,
 ) {
     var g = select(grad, -grad, MAXIMIZE);
-    if h.weight_decay != 0.0 {
-        g = g + h.weight_decay * *p;
-    }
+    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     var v = *square_avg;
     if CENTERED {
@@ -59,7 +57,7 @@ fn rmsprop_math(
     }
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var square_avg = load_state0(idx);
     var momentum_buffer = vec4(0.0);
@@ -70,7 +68,7 @@ fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
     if CENTERED {
         grad_avg = load_state2(idx);
     }
-    rmsprop_math(&p, load_grad(idx, c), &square_avg, &momentum_buffer, &grad_avg, hyper[group]);
+    rmsprop_math(&p, load_grad(idx, c), &square_avg, &momentum_buffer, &grad_avg, h);
     store_param(idx, valid, p);
     store_state0(idx, valid, square_avg);
     if MOMENTUM {

@@ -33,16 +33,11 @@ fn sgd_math(
     h: Hyper,
 ) {
     var d_p = select(grad, -grad, MAXIMIZE);
-    if h.weight_decay != 0.0 {
-        d_p = d_p + h.weight_decay * *p;
-    }
+    d_p = select(d_p, d_p + h.weight_decay * *p, h.weight_decay != 0.0);
     if MOMENTUM {
-        if first_step {
-            // PyTorch starts the buffer as a copy of the first gradient, without dampening.
-            *momentum_buffer = d_p;
-        } else {
-            *momentum_buffer = h.momentum * *momentum_buffer + h.one_minus_dampening * d_p;
-        }
+        // PyTorch starts the buffer as a copy of the first gradient, without dampening.
+        let next = h.momentum * *momentum_buffer + h.one_minus_dampening * d_p;
+        *momentum_buffer = select(next, d_p, first_step);
         if NESTEROV {
             d_p = d_p + h.momentum * *momentum_buffer;
         } else {
@@ -52,13 +47,13 @@ fn sgd_math(
     *p = *p - h.lr * d_p;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, group: u32, c: Control) {
+fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
     var p = load_param(idx);
     var momentum_buffer = vec4(0.0);
     if MOMENTUM {
         momentum_buffer = load_state0(idx);
     }
-    sgd_math(&p, load_grad(idx, c), &momentum_buffer, c.step == 1u, hyper[group]);
+    sgd_math(&p, load_grad(idx, c), &momentum_buffer, c.step == 1u, h);
     store_param(idx, valid, p);
     if MOMENTUM {
         store_state0(idx, valid, momentum_buffer);

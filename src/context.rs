@@ -7,15 +7,21 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::shaders::Kernel;
+use crate::shaders::{ElementLayout, Kernel};
 use crate::tensor::BufferRange;
 
 /// How the update kernels are launched. The defaults suit both GPUs and the software adapter;
 /// tests and the roofline example change them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
-    /// Invocations per workgroup of the update kernels; each updates 4 elements per tile.
+    /// Invocations per workgroup of the update kernels and reductions.
     pub workgroup_size: u32,
+    /// Groups of four elements each invocation of an update kernel takes (one 16-byte load
+    /// per buffer and group where the layout allows): a workgroup updates a tile of
+    /// `4 * vec4s_per_invocation * workgroup_size` elements. More amortizes the per-workgroup
+    /// reads of the segment, control block and hyperparameters; fewer spreads small tensors
+    /// over more workgroups. At least 1.
+    pub vec4s_per_invocation: u32,
     /// Most workgroups per dimension of one dispatch: an update with more segments runs a 2-D
     /// grid, a reduction loops over more tiles (grid-stride). Capped by the device's
     /// `max_compute_workgroups_per_dimension`.
@@ -33,6 +39,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             workgroup_size: 256,
+            vec4s_per_invocation: 4,
             max_workgroups_per_dispatch: 65535,
             subgroups: true,
         }
@@ -65,7 +72,9 @@ pub(crate) enum PipelineKey {
     Kernel {
         kernel: Kernel,
         overrides: Vec<(&'static str, bool)>,
+        layout: ElementLayout,
         workgroup_size: u32,
+        vec4s_per_invocation: u32,
     },
     /// The gradient-processing module, with or without subgroup operations.
     Grad { subgroups: bool },
@@ -164,9 +173,13 @@ impl Context {
         }
     }
 
-    /// The same device with other launch settings, for optimizers built afterwards.
+    /// The same device with other launch settings, for optimizers built afterwards. A
+    /// `vec4s_per_invocation` of 0 is taken as 1.
     pub fn with_tuning(mut self, tuning: Tuning) -> Self {
-        self.tuning = tuning;
+        self.tuning = Tuning {
+            vec4s_per_invocation: tuning.vec4s_per_invocation.max(1),
+            ..tuning
+        };
         self
     }
 
@@ -231,21 +244,30 @@ impl Context {
         Ok(built)
     }
 
-    /// The pipelines of `kernel` with these structural options, built on first use.
+    /// The pipelines of `kernel` with these structural options and element layout, built on
+    /// first use.
     pub(crate) fn pipelines(
         &self,
         kernel: Kernel,
         overrides: &[(&'static str, bool)],
+        layout: ElementLayout,
     ) -> Result<Arc<KernelPipelines>> {
         let key = PipelineKey::Kernel {
             kernel,
             overrides: overrides.to_vec(),
+            layout,
             workgroup_size: self.tuning.workgroup_size,
+            vec4s_per_invocation: self.tuning.vec4s_per_invocation,
         };
-        let workgroup_size = self.tuning.workgroup_size;
+        let tuning = self.tuning;
         self.cached(key, |device| {
-            build_kernel_pipelines(device, kernel, overrides, workgroup_size)
+            build_kernel_pipelines(device, kernel, overrides, layout, tuning)
         })
+    }
+
+    /// Elements one workgroup of an update kernel takes at most (a segment).
+    pub(crate) fn update_tile(&self) -> u64 {
+        4 * u64::from(self.tuning.workgroup_size) * u64::from(self.tuning.vec4s_per_invocation)
     }
 
     /// A new storage buffer holding `data`, usable as a parameter or gradient and readable
@@ -335,12 +357,13 @@ fn build_kernel_pipelines(
     device: &wgpu::Device,
     kernel: Kernel,
     overrides: &[(&'static str, bool)],
-    workgroup_size: u32,
+    layout: ElementLayout,
+    tuning: Tuning,
 ) -> KernelPipelines {
     let label = kernel.name();
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        source: wgpu::ShaderSource::Wgsl(kernel.source(layout).into()),
     });
     // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
     let prologue_layout = bind_group_layout(device, label, &[(0, false), (1, false)]);
@@ -355,7 +378,11 @@ fn build_kernel_pipelines(
             .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
             .collect();
         let prologue = compute_pipeline(device, &module, "prologue", &prologue_layout, &constants);
-        constants.push(("WORKGROUP_SIZE", f64::from(workgroup_size)));
+        constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
+        constants.push((
+            "VEC4S_PER_INVOCATION",
+            f64::from(tuning.vec4s_per_invocation),
+        ));
         let update = compute_pipeline(device, &module, "update", &update_layout, &constants);
         (prologue, update)
     };

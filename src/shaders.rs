@@ -22,6 +22,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/elements.wgsl"),
     ),
     (
+        "common/elements_scalar.wgsl",
+        include_str!("../shaders/common/elements_scalar.wgsl"),
+    ),
+    (
         "common/reduce_workgroup.wgsl",
         include_str!("../shaders/common/reduce_workgroup.wgsl"),
     ),
@@ -83,6 +87,28 @@ pub fn grad_source(subgroups: bool) -> String {
 /// The files of the standalone clip-by-value module.
 pub const CLIP_VALUE_FILES: [&str; 2] = ["common/control.wgsl", "clip_value.wgsl"];
 
+/// How an update kernel binds the element buffers (param, grad, states) of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementLayout {
+    /// `common/elements.wgsl`: `array<vec4<f32>>`, one 16-byte load or store per four
+    /// elements. For chunks whose tensors start at multiples of 4 elements and whose bindings
+    /// can be rounded up to 16 bytes within their buffers (every arena, and every buffer
+    /// whose size leaves room).
+    Vec4,
+    /// `common/elements_scalar.wgsl`: `array<f32>`, for every other chunk.
+    Scalar,
+}
+
+impl ElementLayout {
+    /// The file that declares the buffers and their loads and stores.
+    pub fn file(self) -> &'static str {
+        match self {
+            ElementLayout::Vec4 => "common/elements.wgsl",
+            ElementLayout::Scalar => "common/elements_scalar.wgsl",
+        }
+    }
+}
+
 /// One optimizer kernel: a WGSL module with a `prologue` and an `update` entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -123,8 +149,8 @@ impl Kernel {
         }
     }
 
-    /// The files that make up the module, in order.
-    pub fn files(self) -> Vec<&'static str> {
+    /// The files that make up the module with `layout`, in order.
+    pub fn files(self, layout: ElementLayout) -> Vec<&'static str> {
         let own = match self {
             Kernel::Sgd => "sgd.wgsl",
             Kernel::Adagrad => "adagrad.wgsl",
@@ -133,11 +159,7 @@ impl Kernel {
             Kernel::AdaBelief => "adabelief.wgsl",
             Kernel::Lion => "lion.wgsl",
         };
-        let mut files = vec![
-            "common/control.wgsl",
-            "common/math.wgsl",
-            "common/elements.wgsl",
-        ];
+        let mut files = vec!["common/control.wgsl", "common/math.wgsl", layout.file()];
         if matches!(self, Kernel::Adam | Kernel::AdaBelief) {
             files.push("common/adam_hyper.wgsl");
         }
@@ -145,9 +167,9 @@ impl Kernel {
         files
     }
 
-    /// The module's WGSL source.
-    pub fn source(self) -> String {
-        concatenate(&self.files())
+    /// The module's WGSL source with `layout`.
+    pub fn source(self, layout: ElementLayout) -> String {
+        concatenate(&self.files(layout))
     }
 
     /// How many state bindings (`state0`, `state1`, ...) the kernel declares.

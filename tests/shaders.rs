@@ -1,6 +1,6 @@
 //! Every WGSL file validates with naga, and every Rust mirror of a WGSL struct has its layout.
 
-use wgpu_optim::shaders::{self, Kernel, FILES};
+use wgpu_optim::shaders::{self, ElementLayout, Kernel, FILES};
 use wgpu_optim::*;
 
 fn parse(source: &str, what: &str) -> naga::Module {
@@ -48,15 +48,17 @@ fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static
 #[test]
 fn every_kernel_module_validates() {
     for kernel in Kernel::ALL {
-        let source = kernel.source();
-        let module = parse(&source, kernel.name());
-        validate(&module, &source, kernel.name());
-        for entry in ["prologue", "update"] {
-            assert!(
-                module.entry_points.iter().any(|e| e.name == entry),
-                "{} lacks the entry point {entry}",
-                kernel.name()
-            );
+        for layout in [ElementLayout::Vec4, ElementLayout::Scalar] {
+            let name = format!("{} ({layout:?})", kernel.name());
+            let source = kernel.source(layout);
+            let module = parse(&source, &name);
+            validate(&module, &source, &name);
+            for entry in ["prologue", "update"] {
+                assert!(
+                    module.entry_points.iter().any(|e| e.name == entry),
+                    "{name} lacks the entry point {entry}"
+                );
+            }
         }
     }
 }
@@ -109,7 +111,11 @@ fn every_file_in_the_shaders_folder_is_listed_and_used() {
         assert_eq!(&disk, text, "{path} is stale in the build");
         // Every file is validated: on its own, or inside a kernel module that includes it.
         let used = STANDALONE.contains(path)
-            || Kernel::ALL.iter().any(|k| k.files().contains(path))
+            || Kernel::ALL.iter().any(|k| {
+                [ElementLayout::Vec4, ElementLayout::Scalar]
+                    .iter()
+                    .any(|&layout| k.files(layout).contains(path))
+            })
             || other_modules()
                 .iter()
                 .any(|(_, _, files, _)| files.contains(path));
@@ -144,7 +150,7 @@ fn assert_layout<T: WgslLayout>(module: &naga::Module, what: &str) {
 #[test]
 fn rust_structs_match_their_wgsl_layout() {
     for kernel in Kernel::ALL {
-        let module = parse(&kernel.source(), kernel.name());
+        let module = parse(&kernel.source(ElementLayout::Vec4), kernel.name());
         assert_layout::<Control>(&module, kernel.name());
         match kernel {
             Kernel::Sgd => assert_layout::<SgdHyper>(&module, "sgd"),

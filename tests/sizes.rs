@@ -68,11 +68,13 @@ fn few_workgroups_per_dimension_cover_every_tile() {
     for tuning in [
         Tuning {
             workgroup_size: 64,
+            vec4s_per_invocation: 1,
             max_workgroups_per_dispatch: 3,
             ..Tuning::default()
         },
         Tuning {
             workgroup_size: 1,
+            vec4s_per_invocation: 3,
             max_workgroups_per_dispatch: 7,
             ..Tuning::default()
         },
@@ -88,6 +90,87 @@ fn few_workgroups_per_dimension_cover_every_tile() {
             run.compare(&ctx, &format!("{config:?} with {tuning:?}"));
         }
     }
+}
+
+/// The vec4 layout binds whole vec4s past a tensor's end where its buffer has room: it must
+/// store only the tensor's own elements. Buffers that end inside a vec4 take the scalar layout.
+#[test]
+fn partial_vec4s_store_only_their_tensors_elements() {
+    let ctx = context();
+    let align = ctx.device().limits().min_storage_buffer_offset_alignment as usize / 4;
+    // Two tensors of 7 and 5 elements at offsets 0 and `align` of one param buffer and one grad
+    // buffer, with room after each: one span, one vec4 dispatch.
+    let total = 2 * align + 16;
+    let mut rng = Rng::new(5);
+    let before = rng.vector(total);
+    let param = ctx.upload_f32("param", &before);
+    let grad = ctx.upload_f32("grad", &rng.vector(total));
+    let tensors = [(0, 7), (align, 5)];
+    let params: Vec<Param> = tensors
+        .iter()
+        .map(|&(at, len)| {
+            Param::new(
+                BufferRange::new(&param, at as u64 * 4, len),
+                BufferRange::new(&grad, at as u64 * 4, len),
+            )
+        })
+        .collect();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.1));
+    let optimizer = config.build(ctx, &params).unwrap();
+    assert_eq!(optimizer.update_dispatches(), 1);
+    assert_eq!(optimizer.vec4_dispatches(), 1);
+    let mut reference = reference::Optimizer::new(&config, &[7, 5]).unwrap();
+    let mut host: Vec<Vec<f32>> = tensors
+        .iter()
+        .map(|&(at, len)| before[at..at + len as usize].to_vec())
+        .collect();
+    let grads: Vec<Vec<f32>> = params
+        .iter()
+        .map(|p| ctx.read_f32(&p.grad).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        reference.step(&mut host, &grads).unwrap();
+    }
+    let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
+    for (&(at, len), expected) in tensors.iter().zip(&host) {
+        assert_close("tensor", &after[at..at + len as usize], expected);
+    }
+    let outside = |values: &[f32]| -> Vec<u32> {
+        let inside = |i: usize| {
+            tensors
+                .iter()
+                .any(|&(at, len)| (at..at + len as usize).contains(&i))
+        };
+        bits(values)
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| !inside(i))
+            .map(|(_, b)| b)
+            .collect()
+    };
+    assert_eq!(
+        outside(&after),
+        outside(&before),
+        "bytes outside the tensors changed"
+    );
+
+    // Buffers of exactly 7 elements end inside the second vec4: scalar layout, same result.
+    let exact = [Param::whole(
+        &ctx.upload_f32("param", &before[..7]),
+        &ctx.upload_f32("grad", &grads[0]),
+    )];
+    let optimizer = config.build(ctx, &exact).unwrap();
+    assert_eq!(optimizer.vec4_dispatches(), 0);
+    for _ in 0..3 {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+    }
+    let scalar = ctx.read_f32(&exact[0].param).unwrap();
+    assert_eq!(bits(&scalar), bits(&after[..7]), "the two layouts differ");
 }
 
 /// Two optimizers of the same configuration share pipelines; stepping one leaves the other.

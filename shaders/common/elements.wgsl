@@ -1,69 +1,86 @@
-// The element buffers of one update dispatch, and their loads and stores.
+// The element buffers of one update dispatch as vec4s, and their loads and stores: the layout
+// of every chunk whose tensors start at multiples of 4 elements and whose bindings can be
+// rounded up to 16 bytes (src/optim/mod.rs decides; `elements_scalar.wgsl` takes the rest).
 //
-// Every buffer is bound as `array<f32>` over exactly the chunk being updated, so any length and
-// any 256-byte-aligned offset is exact. An invocation updates four elements of a tile,
-// `WORKGROUP_SIZE` apart (so a workgroup's loads of each lane are contiguous), held as the four
-// lanes of a vec4: `idx` holds their indices, clamped into range for the last tile, and `valid`
-// says which lanes are real. Loads are unconditional (a clamped lane reads a real element);
-// stores write only valid lanes.
+// An invocation updates whole vec4s: `idx` holds the element indices of one (4q .. 4q + 3),
+// with lanes past the segment's end clamped to its last element, and `valid` says which lanes
+// are real. The binding covers the whole last vec4, so loads read it entire (lanes past the end
+// read padding or bytes of no tensor, never used); a partial vec4 is stored lane by lane, so no
+// byte outside a tensor is ever written.
 
 @group(0) @binding(0) var<storage, read_write> control: Control;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read> grad: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state0: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> state1: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> state2: array<vec4<f32>>;
 
-fn load_param(idx: vec4<u32>) -> vec4<f32> {
-    return vec4(param[idx.x], param[idx.y], param[idx.z], param[idx.w]);
+// The elements of the `k`-th vec4 that invocation `lane` updates in a tile from `start`:
+// consecutive invocations take consecutive vec4s (16-byte loads, coalesced on GPUs).
+fn element_indices(start: u32, lane: u32, k: u32) -> vec4<u32> {
+    return start + 4u * (k * WORKGROUP_SIZE + lane) + vec4(0u, 1u, 2u, 3u);
 }
 
-// The gradient as the update sees it: with gradient processing, unscaled, clipped by value
-// and times the clip coefficient; without, as it is.
+fn load_param(idx: vec4<u32>) -> vec4<f32> {
+    return param[idx.x / 4u];
+}
+
 fn load_grad(idx: vec4<u32>, c: Control) -> vec4<f32> {
-    let g = vec4(grad[idx.x], grad[idx.y], grad[idx.z], grad[idx.w]);
-    if !GRAD_PROCESSING {
-        return g;
-    }
-    return clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef;
+    return process_grad(grad[idx.x / 4u], c);
 }
 
 fn load_state0(idx: vec4<u32>) -> vec4<f32> {
-    return vec4(state0[idx.x], state0[idx.y], state0[idx.z], state0[idx.w]);
+    return state0[idx.x / 4u];
 }
 
 fn load_state1(idx: vec4<u32>) -> vec4<f32> {
-    return vec4(state1[idx.x], state1[idx.y], state1[idx.z], state1[idx.w]);
+    return state1[idx.x / 4u];
 }
 
 fn load_state2(idx: vec4<u32>) -> vec4<f32> {
-    return vec4(state2[idx.x], state2[idx.y], state2[idx.z], state2[idx.w]);
+    return state2[idx.x / 4u];
 }
 
 fn store_param(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
-    if valid.x { param[idx.x] = v.x; }
-    if valid.y { param[idx.y] = v.y; }
-    if valid.z { param[idx.z] = v.z; }
-    if valid.w { param[idx.w] = v.w; }
+    let q = idx.x / 4u;
+    if all(valid) {
+        param[q] = v;
+        return;
+    }
+    for (var lane = 0u; lane < 4u; lane++) {
+        if valid[lane] { param[q][lane] = v[lane]; }
+    }
 }
 
 fn store_state0(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
-    if valid.x { state0[idx.x] = v.x; }
-    if valid.y { state0[idx.y] = v.y; }
-    if valid.z { state0[idx.z] = v.z; }
-    if valid.w { state0[idx.w] = v.w; }
+    let q = idx.x / 4u;
+    if all(valid) {
+        state0[q] = v;
+        return;
+    }
+    for (var lane = 0u; lane < 4u; lane++) {
+        if valid[lane] { state0[q][lane] = v[lane]; }
+    }
 }
 
 fn store_state1(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
-    if valid.x { state1[idx.x] = v.x; }
-    if valid.y { state1[idx.y] = v.y; }
-    if valid.z { state1[idx.z] = v.z; }
-    if valid.w { state1[idx.w] = v.w; }
+    let q = idx.x / 4u;
+    if all(valid) {
+        state1[q] = v;
+        return;
+    }
+    for (var lane = 0u; lane < 4u; lane++) {
+        if valid[lane] { state1[q][lane] = v[lane]; }
+    }
 }
 
 fn store_state2(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
-    if valid.x { state2[idx.x] = v.x; }
-    if valid.y { state2[idx.y] = v.y; }
-    if valid.z { state2[idx.z] = v.z; }
-    if valid.w { state2[idx.w] = v.w; }
+    let q = idx.x / 4u;
+    if all(valid) {
+        state2[q] = v;
+        return;
+    }
+    for (var lane = 0u; lane < 4u; lane++) {
+        if valid[lane] { state2[q][lane] = v[lane]; }
+    }
 }

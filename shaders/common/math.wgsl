@@ -41,8 +41,6 @@ fn bias_correction(ln_beta: f32, step: f32) -> f32 {
 // nearer end for accuracy. `exp_avg.lerp_(grad, 1 - beta1)` is how torch.optim.Adam updates
 // its first moment.
 fn lerp(start: vec4<f32>, end: vec4<f32>, weight: f32) -> vec4<f32> {
-    if abs(weight) < 0.5 {
-        return start + weight * (end - start);
-    }
-    return end - (end - start) * (1.0 - weight);
+    let diff = end - start;
+    return select(end - diff * (1.0 - weight), start + weight * diff, abs(weight) < 0.5);
 }

@@ -23,7 +23,7 @@ use crate::clip::{GradConfig, GradProcessing, NormStats};
 use crate::context::{bind_group, capture_errors, Context, KernelPipelines};
 use crate::error::{Error, Result};
 use crate::layout::Control;
-use crate::shaders::Kernel;
+use crate::shaders::{ElementLayout, Kernel};
 use crate::tensor::{BufferRange, Param};
 use std::sync::Arc;
 
@@ -323,6 +323,7 @@ pub(crate) fn ln(beta: f64) -> f32 {
 struct Chunk {
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
+    layout: ElementLayout,
 }
 
 struct TensorState {
@@ -356,7 +357,10 @@ pub struct Optimizer {
     // One configuration per parameter group; `spec` is group 0's (all share its structure).
     configs: Vec<OptimizerConfig>,
     spec: KernelSpec,
+    // The vec4 layout's pipelines (and the prologue); the scalar layout's only where a chunk
+    // needs them.
     pipelines: Arc<KernelPipelines>,
+    scalar_pipelines: Option<Arc<KernelPipelines>>,
     control: wgpu::Buffer,
     hyper: wgpu::Buffer,
     prologue: wgpu::BindGroup,
@@ -419,7 +423,7 @@ impl Optimizer {
             param.check(index, device)?;
         }
         arena::check_disjoint(&params)?;
-        let pipelines = ctx.pipelines(spec.kernel, &spec.overrides)?;
+        let pipelines = ctx.pipelines(spec.kernel, &spec.overrides, ElementLayout::Vec4)?;
         let configs = groups.into_iter().map(|g| g.config).collect();
         capture_errors(device, || {
             Self::create(
@@ -431,7 +435,7 @@ impl Optimizer {
                 &params,
                 &tensor_groups,
             )
-        })
+        })?
     }
 
     fn create(
@@ -442,7 +446,7 @@ impl Optimizer {
         pipelines: Arc<KernelPipelines>,
         params: &[Param],
         tensor_groups: &[u32],
-    ) -> Self {
+    ) -> Result<Self> {
         use wgpu::util::DeviceExt;
         let device = ctx.device();
         let usage = wgpu::BufferUsages::STORAGE
@@ -468,10 +472,10 @@ impl Optimizer {
             ],
         );
 
-        // State buffers: one per state and span, laid out as the span's params. A tensor of
-        // length 0 gets empty ranges.
+        // State buffers: one per state and span, laid out as the span's params and padded to
+        // whole vec4s. A tensor of length 0 gets empty ranges.
         let state_buffer = |state: &StateSpec, len: u64| {
-            let init = vec![state.init; len.max(1) as usize];
+            let init = vec![state.init; len.next_multiple_of(4).max(1) as usize];
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(state.name),
                 contents: bytemuck::cast_slice(&init),
@@ -508,7 +512,7 @@ impl Optimizer {
             .collect();
 
         // Every chunk's segments go into one table, each chunk's slice at an aligned offset.
-        let tile = 4 * u64::from(ctx.tuning().workgroup_size);
+        let tile = ctx.update_tile();
         let chunk_len = ctx.max_chunk_len();
         let plans: Vec<(usize, arena::ChunkPlan)> = spans
             .iter()
@@ -538,51 +542,74 @@ impl Optimizer {
             })
         });
         let max_x = ctx.max_workgroups();
-        let chunks = plans
-            .iter()
-            .zip(&slices)
-            .map(|((n, plan), &(offset, size))| {
-                let span = &spans[*n];
-                let param = span.param.slice(plan.offset, plan.len);
-                let grad = span.grad.slice(plan.offset, plan.len);
-                let states: Vec<BufferRange> = span_states[*n]
-                    .iter()
-                    .map(|s| s.slice(plan.offset, plan.len))
-                    .collect();
-                let mut entries = vec![
-                    (0, control.as_entire_binding()),
-                    (1, hyper.as_entire_binding()),
-                    (2, param.binding()),
-                    (3, grad.binding()),
-                    (
-                        7,
-                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: segments.as_ref().expect("a table for every chunk"),
-                            offset,
-                            size: std::num::NonZeroU64::new(size),
-                        }),
-                    ),
-                ];
-                for slot in 0..spec.kernel.state_slots() {
-                    let resource = match spec.states.iter().position(|s| s.slot == slot) {
-                        Some(i) => states[i].binding(),
-                        None => ctx.placeholder(slot).as_entire_binding(),
-                    };
-                    entries.push((4 + slot as u32, resource));
-                }
-                let count = plan.segments.len() as u64;
-                let x = count.min(max_x);
-                Chunk {
-                    bind_group: bind_group(
-                        device,
-                        "wgpu-optim update",
-                        &pipelines.update_layout,
-                        &entries,
-                    ),
-                    workgroups: (x as u32, count.div_ceil(x) as u32),
-                }
-            })
-            .collect();
+        let max_binding = device.limits().max_storage_buffer_binding_size;
+        let mut scalar_pipelines = None;
+        let mut chunks = Vec::with_capacity(plans.len());
+        for ((n, plan), &(offset, size)) in plans.iter().zip(&slices) {
+            let span = &spans[*n];
+            // The vec4 layout binds whole vec4s: every segment must start on one, and each
+            // binding must extend to the chunk's last whole vec4 (state buffers are padded).
+            let padded = plan.len.next_multiple_of(4);
+            let vec4 = plan.segments.iter().all(|s| s.start % 4 == 0)
+                && plan.offset % 4 == 0
+                && padded * 4 <= max_binding
+                && [&span.param, &span.grad].iter().all(|r| {
+                    let range = r.slice(plan.offset, padded);
+                    range.offset() % 16 == 0 && range.end() <= range.buffer().size()
+                });
+            let (layout, len, chunk_pipelines) = if vec4 {
+                (ElementLayout::Vec4, padded, &pipelines)
+            } else {
+                let scalar = match &mut scalar_pipelines {
+                    Some(scalar) => scalar,
+                    None => scalar_pipelines.insert(ctx.pipelines(
+                        spec.kernel,
+                        &spec.overrides,
+                        ElementLayout::Scalar,
+                    )?),
+                };
+                (ElementLayout::Scalar, plan.len, &*scalar)
+            };
+            let param = span.param.slice(plan.offset, len);
+            let grad = span.grad.slice(plan.offset, len);
+            let mut entries = vec![
+                (0, control.as_entire_binding()),
+                (1, hyper.as_entire_binding()),
+                (2, param.binding()),
+                (3, grad.binding()),
+                (
+                    7,
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: segments.as_ref().expect("a table for every chunk"),
+                        offset,
+                        size: std::num::NonZeroU64::new(size),
+                    }),
+                ),
+            ];
+            let states: Vec<BufferRange> = span_states[*n]
+                .iter()
+                .map(|s| BufferRange::new(s.buffer(), s.offset() + plan.offset * 4, len))
+                .collect();
+            for slot in 0..spec.kernel.state_slots() {
+                let resource = match spec.states.iter().position(|s| s.slot == slot) {
+                    Some(i) => states[i].binding(),
+                    None => ctx.placeholder(slot).as_entire_binding(),
+                };
+                entries.push((4 + slot as u32, resource));
+            }
+            let count = plan.segments.len() as u64;
+            let x = count.min(max_x);
+            chunks.push(Chunk {
+                bind_group: bind_group(
+                    device,
+                    "wgpu-optim update",
+                    &chunk_pipelines.update_layout,
+                    &entries,
+                ),
+                workgroups: (x as u32, count.div_ceil(x) as u32),
+                layout,
+            });
+        }
         let tensors = params
             .iter()
             .zip(tensor_states)
@@ -593,11 +620,12 @@ impl Optimizer {
                 states,
             })
             .collect();
-        Optimizer {
+        Ok(Optimizer {
             ctx: ctx.clone(),
             configs,
             spec,
             pipelines,
+            scalar_pipelines,
             control,
             hyper,
             prologue,
@@ -606,7 +634,7 @@ impl Optimizer {
             _segments: segments,
             grad: None,
             norm_stats: None,
-        }
+        })
     }
 
     /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
@@ -727,8 +755,19 @@ impl Optimizer {
         pass.set_pipeline(&self.pipelines.prologue[variant]);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(1, 1, 1);
-        pass.set_pipeline(&self.pipelines.update[variant]);
+        let mut layout = None;
         for chunk in &self.chunks {
+            if layout != Some(chunk.layout) {
+                let pipelines = match chunk.layout {
+                    ElementLayout::Vec4 => &self.pipelines,
+                    ElementLayout::Scalar => self
+                        .scalar_pipelines
+                        .as_ref()
+                        .expect("built with a scalar chunk"),
+                };
+                pass.set_pipeline(&pipelines.update[variant]);
+                layout = Some(chunk.layout);
+            }
             pass.set_bind_group(0, &chunk.bind_group, &[]);
             pass.dispatch_workgroups(chunk.workgroups.0, chunk.workgroups.1, 1);
         }
@@ -753,6 +792,17 @@ impl Optimizer {
     /// sharing buffers (an [`Arena`](crate::Arena) of any size under one binding limit: 1).
     pub fn update_dispatches(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// How many of the update dispatches load and store whole vec4s
+    /// ([`ElementLayout::Vec4`](crate::shaders::ElementLayout::Vec4)); the others use scalar loads, because a tensor's buffer ends
+    /// inside the chunk's last vec4 (a buffer of `len * 4` bytes with `len % 4 != 0`) or a
+    /// tensor starts inside a vec4. An [`Arena`](crate::Arena) is all vec4.
+    pub fn vec4_dispatches(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter(|c| c.layout == ElementLayout::Vec4)
+            .count()
     }
 
     /// The parameters, in the order given.
