@@ -1,65 +1,105 @@
-//! Throughput of one fused step per optimizer, in bytes the step must move per second, beside
-//! a buffer copy of the same adapter; and the cost of gradient processing (global-norm clip,
-//! loss scaling) against the step alone.
+//! Throughput of every optimizer's fused step, in the bytes it must move per second, beside
+//! the adapter's copy bandwidth (`copy_buffer_to_buffer`, and a vec4 copy kernel: the ceiling
+//! of a compute shader); the fused step against an unfused chain of one-operation kernels;
+//! gradient processing against the step alone; many tensors in an arena against one tensor;
+//! and the host time to record a step.
 //!
-//! Timing is wall time around submit + wait (`Device::poll`), so it includes the submit and
-//! wake-up overhead; sizes are large enough for it to be small. Run:
-//! `cargo bench --bench optimizers` (set `WGPU_OPTIM_BENCH_LEN` to change the 1M elements of
-//! the `step_*` group, `WGPU_OPTIM_CLIP_BENCH_LEN` the 16M of the `clip_*` group; pass
-//! `-- clip` to run only the latter; `-- arena` and `-- record_step` for the arena groups;
-//! `-- fusion` for fused AdamW against the unfused chain, `WGPU_OPTIM_FUSION_BENCH_LEN`).
+//! GPU work is timed with timestamp queries where the adapter has them, wall time around
+//! submit + wait otherwise (the first line printed says which). Run `cargo bench --bench
+//! optimizers`, or one group: `-- step_16M`, `-- fusion`, `-- clip`, `-- arena`, `-- many_small`,
+//! `-- record_step`. `WGPU_OPTIM_BENCH_SIZES` lists the sizes of the `step_*` groups (default
+//! `1M,16M,64M`; a size whose buffers exceed the device's `max_buffer_size` is skipped, and
+//! said so).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+mod support;
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use std::time::Duration;
+use support::{CopyKernel, Timer};
 use wgpu_optim::*;
 
-fn len(variable: &str, default: usize) -> usize {
-    std::env::var(variable)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn context() -> Context {
+fn context() -> (Context, Timer) {
     let ctx = Context::new_blocking()
         .expect("a wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers libvulkan1)");
+    let timer = Timer::new(&ctx);
     if let Some(info) = ctx.adapter_info() {
         eprintln!(
-            "adapter: {} ({:?}, {})",
-            info.name, info.backend, info.driver_info
+            "adapter: {} ({:?}, {}); timing: {}",
+            info.name,
+            info.backend,
+            info.driver_info,
+            timer.clock()
         );
     }
-    ctx
+    (ctx, timer)
 }
 
-/// One tensor of `n` parameters and its gradient, with values in [-0.5, 0.5).
-fn tensor(ctx: &Context, n: usize) -> (wgpu::Buffer, wgpu::Buffer) {
-    let values: Vec<f32> = (0..n)
+/// `16M`-style sizes from `variable`, or `default`.
+fn sizes(variable: &str, default: &str) -> Vec<usize> {
+    let list = std::env::var(variable).unwrap_or_else(|_| default.to_string());
+    list.split(',')
+        .map(|s| {
+            let s = s.trim();
+            let (digits, scale) = match s.strip_suffix('M') {
+                Some(d) => (d, 1 << 20),
+                None => match s.strip_suffix('K') {
+                    Some(d) => (d, 1 << 10),
+                    None => (s, 1),
+                },
+            };
+            digits.parse::<usize>().expect("sizes like 1M,16M,4096") * scale
+        })
+        .collect()
+}
+
+/// `n` as the group names write it: 1M, 16M, 1000.
+fn size_name(n: usize) -> String {
+    if n.is_multiple_of(1 << 20) {
+        format!("{}M", n >> 20)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Values in [-0.5, 0.5): never zeros.
+fn values(n: usize) -> Vec<f32> {
+    (0..n)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
+        .collect()
+}
+
+/// One tensor of `n` parameters and its gradient.
+fn tensor(ctx: &Context, n: usize) -> (wgpu::Buffer, wgpu::Buffer) {
+    let values = values(n);
     (
         ctx.upload_f32("param", &values),
         ctx.upload_f32("grad", &values),
     )
 }
 
-/// Times `optimizer.step` alone, submit to completion.
-fn time_steps(b: &mut criterion::Bencher<'_>, ctx: &Context, optimizer: &Optimizer) {
-    b.iter(|| {
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        optimizer.step(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-        wait(ctx);
-    })
+/// Times `optimizer.step` on the GPU, each iteration submitted and waited for.
+fn time_steps(b: &mut criterion::Bencher<'_>, timer: &Timer, optimizer: &Optimizer) {
+    b.iter_custom(|iters| (0..iters).map(|_| timer.time(|e| optimizer.step(e))).sum())
 }
 
-fn wait(ctx: &Context) {
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .expect("poll");
+/// A group for steps of hundreds of milliseconds on a software adapter: ten samples of equal
+/// iteration counts.
+fn slow_group<'a>(
+    c: &'a mut Criterion,
+    name: String,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group
 }
 
 fn configs() -> Vec<(&'static str, OptimizerConfig)> {
     vec![
+        ("sgd", OptimizerConfig::Sgd(SgdConfig::default())),
         (
             "sgd_momentum",
             OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
@@ -86,44 +126,55 @@ fn configs() -> Vec<(&'static str, OptimizerConfig)> {
     ]
 }
 
-fn bench(c: &mut Criterion) {
-    let ctx = context();
-    let n = len("WGPU_OPTIM_BENCH_LEN", 1 << 20);
-    let (param, grad) = tensor(&ctx, n);
-    let params = [Param::whole(&param, &grad)];
+/// Every optimizer at each size, beside the two copies. Throughput: the bytes each must move
+/// (`Optimizer::bytes_per_element`; a copy reads and writes each byte).
+fn bench_steps(c: &mut Criterion) {
+    let (ctx, timer) = context();
+    for n in sizes("WGPU_OPTIM_BENCH_SIZES", "1M,16M,64M") {
+        if 4 * n as u64 > ctx.device().limits().max_buffer_size {
+            eprintln!("step_{}: skipped, past max_buffer_size", size_name(n));
+            continue;
+        }
+        let (param, grad) = tensor(&ctx, n);
+        let params = [Param::whole(&param, &grad)];
+        let mut group = slow_group(c, format!("step_{}", size_name(n)));
 
-    let mut group = c.benchmark_group(format!("step_{n}"));
-    group.sample_size(20);
+        let copy_dst = ctx.upload_f32("copy", &vec![0.0; n]);
+        group.throughput(Throughput::Bytes(8 * n as u64));
+        group.bench_function("copy_buffer_to_buffer", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        timer.time(|e| {
+                            e.copy_buffer_to_buffer(&param, 0, &copy_dst, 0, 4 * n as u64)
+                        })
+                    })
+                    .sum()
+            })
+        });
+        let copy = CopyKernel::new(&ctx, &param, &copy_dst, n);
+        group.bench_function("copy_kernel", |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| timer.time(|e| copy.record(e))).sum())
+        });
 
-    let copy_dst = ctx.upload_f32("copy", &vec![0.0; n]);
-    group.throughput(Throughput::Bytes(8 * n as u64));
-    group.bench_function("copy_buffer_to_buffer", |b| {
-        b.iter(|| {
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&param, 0, &copy_dst, 0, 4 * n as u64);
-            ctx.queue().submit([encoder.finish()]);
-            wait(&ctx);
-        })
-    });
-
-    for (name, config) in configs() {
-        let optimizer = config.build(&ctx, &params).expect("build");
-        group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
-        group.bench_function(name, |b| time_steps(b, &ctx, &optimizer));
+        for (name, config) in configs() {
+            let optimizer = config.build(&ctx, &params).expect("build");
+            group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
+            group.bench_function(name, |b| time_steps(b, &timer, &optimizer));
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 /// AdamW alone, with a global-norm clip, and with clip and loss scaling, over one 16M-element
-/// tensor: the target is clip + step at most 1.2x the step alone (the bytes moved
-/// give 32 / 28 = 1.14x). Throughput counts the bytes each variant must move.
+/// tensor: the target is clip + step at most 1.2x the step alone (the bytes moved give
+/// 32 / 28 = 1.14x). Throughput counts the bytes each variant must move.
 fn bench_clip(c: &mut Criterion) {
-    let ctx = context();
-    let n = len("WGPU_OPTIM_CLIP_BENCH_LEN", 1 << 24);
+    let (ctx, timer) = context();
+    let n = 1 << 24;
     let (param, grad) = tensor(&ctx, n);
     let params = [Param::whole(&param, &grad)];
-    let mut group = c.benchmark_group(format!("clip_{n}"));
-    group.sample_size(10);
+    let mut group = slow_group(c, format!("clip_{}", size_name(n)));
     let variants = [
         ("adamw", None),
         ("clip_adamw", Some(GradConfig::default().with_max_norm(1.0))),
@@ -140,19 +191,16 @@ fn bench_clip(c: &mut Criterion) {
         let mut optimizer = AdamWConfig::default().build(&ctx, &params).expect("build");
         optimizer.set_grad_processing(grad_config).expect("valid");
         group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
-        group.bench_function(name, |b| time_steps(b, &ctx, &optimizer));
+        group.bench_function(name, |b| time_steps(b, &timer, &optimizer));
     }
     group.finish();
 }
 
-/// 1000 tensors of 16K elements, AdamW: in an arena (one dispatch), in 1000 buffers of their
-/// own (1000 dispatches), and one 16M-element tensor. The target: the arena within
-/// 1.2x of the single tensor.
-fn bench_arena(c: &mut Criterion) {
-    let ctx = context();
-    let (count, len) = (1000, 1 << 14);
-    let mut group = c.benchmark_group(format!("arena_{count}x{len}"));
-    group.sample_size(10);
+/// `count` tensors of `len` elements, AdamW: in an arena (one dispatch), in buffers of their
+/// own (a dispatch each), and as one tensor of `count * len` elements.
+fn bench_many(c: &mut Criterion, group: &str, count: usize, len: usize) {
+    let (ctx, timer) = context();
+    let mut group = slow_group(c, format!("{group}_{count}x{len}"));
     group.throughput(Throughput::Bytes(28 * (count * len) as u64));
 
     let arena = Arena::new(&ctx, &vec![len; count]).expect("arena");
@@ -169,15 +217,26 @@ fn bench_arena(c: &mut Criterion) {
     ];
     for (name, params) in &variants {
         let optimizer = AdamWConfig::default().build(&ctx, params).expect("build");
-        group.bench_function(*name, |b| time_steps(b, &ctx, &optimizer));
+        group.bench_function(*name, |b| time_steps(b, &timer, &optimizer));
     }
     group.finish();
+}
+
+/// 1000 tensors of 16K elements: the target is the arena within 1.2x of one 16M tensor.
+fn bench_arena(c: &mut Criterion) {
+    bench_many(c, "arena", 1000, 1 << 14);
+}
+
+/// 1000 tensors of 1K elements: the target is the arena within 1.5x of one 1M tensor
+/// (frameworks that launch per tensor pay about 25x here).
+fn bench_many_small(c: &mut Criterion) {
+    bench_many(c, "many_small", 1000, 1 << 10);
 }
 
 /// Host time to record one AdamW step of an arena of 1, 100 and 10,000 tensors into an encoder
 /// and finish it (no submit). The target: at most 50 microseconds at 10,000 tensors.
 fn bench_record(c: &mut Criterion) {
-    let ctx = context();
+    let (ctx, _) = context();
     let mut group = c.benchmark_group("record_step");
     for count in [1, 100, 10_000] {
         let arena = Arena::new(&ctx, &vec![256; count]).expect("arena");
@@ -204,17 +263,16 @@ fn bench_record(c: &mut Criterion) {
 /// d = sqrt(v) / sqrt(bc2) + eps; u = m / d; p -= lr / bc1 u: seven dispatches, each reading
 /// and writing whole buffers. Throughput counts the 28 bytes per element the step needs.
 fn bench_fusion(c: &mut Criterion) {
-    let ctx = context();
-    let n = len("WGPU_OPTIM_FUSION_BENCH_LEN", 1 << 24);
+    let (ctx, timer) = context();
+    let n = 1 << 24;
     let (param, grad) = tensor(&ctx, n);
-    let mut group = c.benchmark_group(format!("fusion_{n}"));
-    group.sample_size(10);
+    let mut group = slow_group(c, format!("fusion_{}", size_name(n)));
     group.throughput(Throughput::Bytes(28 * n as u64));
 
     let adamw = AdamWConfig::default()
         .build(&ctx, &[Param::whole(&param, &grad)])
         .expect("build");
-    group.bench_function("fused_adamw", |b| time_steps(b, &ctx, &adamw));
+    group.bench_function("fused_adamw", |b| time_steps(b, &timer, &adamw));
 
     let device = ctx.device();
     let zeros = vec![0.0_f32; n];
@@ -272,29 +330,26 @@ fn bench_fusion(c: &mut Criterion) {
             (pipeline, bind_group)
         })
         .collect();
-    group.bench_function("unfused_adamw_chain", |bench| {
-        bench.iter(|| {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for (pipeline, bind_group) in &steps {
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, bind_group, &[]);
-                    pass.dispatch_workgroups(groups_x, groups_y, 1);
-                }
-            }
-            ctx.queue().submit([encoder.finish()]);
-            wait(&ctx);
-        })
+    let chain = |encoder: &mut wgpu::CommandEncoder| {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for (pipeline, bind_group) in &steps {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(groups_x, groups_y, 1);
+        }
+    };
+    group.bench_function("unfused_adamw_chain", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| timer.time(chain)).sum())
     });
     group.finish();
 }
 
 criterion_group!(
     benches,
-    bench,
+    bench_steps,
     bench_clip,
     bench_arena,
+    bench_many_small,
     bench_record,
     bench_fusion
 );

@@ -1,20 +1,27 @@
 //! How close each optimizer's step gets to this adapter's memory bus: measures
 //! `copy_buffer_to_buffer` bandwidth and each optimizer's step time on one tensor of the given
-//! number of elements, and prints kernel, bytes/element, GB/s, % of copy bandwidth and
-//! elements/s.
+//! number of elements, and prints kernel, bytes/element, GB/s, % of copy bandwidth, % of a copy
+//! kernel's bandwidth and elements/s.
 //!
 //! Run: `cargo run --release --example roofline -- 16777216` (default 2^22 elements); a second
 //! argument keeps only the kernels whose name contains it (`-- 16777216 adamw`).
 //! `WGPU_OPTIM_WORKGROUP_SIZE` and `WGPU_OPTIM_VEC4S` override the launch settings
 //! ([`Tuning`]'s `workgroup_size` and `vec4s_per_invocation`).
-//! Time is wall time around submit + `Device::poll` (wait), the median of several runs after a
-//! warm-up, so it includes submission overhead; at millions of elements that is small.
+//! Times come from GPU timestamp queries where the adapter has them (wall time around submit +
+//! wait otherwise; the header says which), the median of several runs after a warm-up; the
+//! `% kernel` column compares with a vec4 copy kernel (`benches/copy.wgsl`), the streaming
+//! ceiling of a compute shader here. Each optimizer's params are then checked against the CPU
+//! reference run for the same steps.
 
-use std::time::{Duration, Instant};
+#[path = "../benches/support/mod.rs"]
+mod support;
 
+use std::time::Duration;
+
+use support::{CopyKernel, Timer};
 use wgpu_optim::{
-    AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, Context, GradConfig, LionConfig,
-    Optimizer, OptimizerConfig, Param, RmsPropConfig, SgdConfig, Tuning,
+    reference, AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, Context, GradConfig,
+    LionConfig, Optimizer, OptimizerConfig, Param, RmsPropConfig, SgdConfig, Tuning,
 };
 
 const RUNS: usize = 9;
@@ -25,24 +32,6 @@ fn env(variable: &str, default: u32) -> u32 {
         .ok()
         .map(|v| v.parse().expect("a whole number"))
         .unwrap_or(default)
-}
-
-/// The median wall time of `record` + submit + wait.
-fn time(ctx: &Context, mut record: impl FnMut(&mut wgpu::CommandEncoder)) -> Duration {
-    let mut once = || {
-        let start = Instant::now();
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        record(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-        ctx.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .expect("poll");
-        start.elapsed()
-    };
-    once(); // warm-up: first use of the pipelines and buffers
-    let mut times: Vec<Duration> = (0..RUNS).map(|_| once()).collect();
-    times.sort();
-    times[RUNS / 2]
 }
 
 fn main() -> wgpu_optim::Result<()> {
@@ -63,7 +52,16 @@ fn main() -> wgpu_optim::Result<()> {
             info.name, info.backend, info.driver, info.driver_info
         );
     }
-    println!("{n} elements, f32, one tensor; median of {RUNS} runs, wall time\n");
+    let timer = Timer::new(&ctx);
+    println!(
+        "{n} elements, f32, one tensor; median of {RUNS} runs after a warm-up; timing: {}",
+        timer.clock()
+    );
+    println!(
+        "check: params after the {} timed and warm-up steps against the CPU reference, \
+         max |device - reference| / max |reference|\n",
+        RUNS + 1
+    );
     let values: Vec<f32> = (0..n)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
@@ -72,24 +70,30 @@ fn main() -> wgpu_optim::Result<()> {
     let copy = ctx.upload_f32("copy", &values);
     let params = [Param::whole(&param, &grad)];
 
-    let bytes = 4 * n as u64;
-    let copy_time = time(&ctx, |e| {
-        e.copy_buffer_to_buffer(&param, 0, &copy, 0, bytes)
-    });
     // A copy reads and writes every byte.
-    let copy_gbs = 2.0 * bytes as f64 / copy_time.as_secs_f64() / 1e9;
+    let bytes = 8 * n as u64;
+    let copy_time = timer.median(RUNS, |e| {
+        e.copy_buffer_to_buffer(&param, 0, &copy, 0, 4 * n as u64)
+    });
+    let copy_gbs = bytes as f64 / copy_time.as_secs_f64() / 1e9;
+    let kernel = CopyKernel::new(&ctx, &param, &copy, n);
+    let kernel_time = timer.median(RUNS, |e| kernel.record(e));
+    let kernel_gbs = bytes as f64 / kernel_time.as_secs_f64() / 1e9;
     println!(
-        "{:<28} {:>8} {:>10} {:>8} {:>14}",
-        "kernel", "B/elem", "GB/s", "% copy", "elements/s"
+        "{:<26} {:>6} {:>8} {:>7} {:>9} {:>11}  check",
+        "kernel", "B/elem", "GB/s", "% copy", "% kernel", "elements/s"
     );
-    println!(
-        "{:<28} {:>8} {:>10.2} {:>8} {:>14.3e}",
-        "copy_buffer_to_buffer",
-        8,
-        copy_gbs,
-        "100",
-        n as f64 / copy_time.as_secs_f64()
-    );
+    let row = |name: &str, per_element: u64, time: Duration, check: &str| {
+        let gbs = (per_element * n as u64) as f64 / time.as_secs_f64() / 1e9;
+        println!(
+            "{name:<26} {per_element:>6} {gbs:>8.2} {:>7.1} {:>9.1} {:>11.3e}  {check}",
+            100.0 * gbs / copy_gbs,
+            100.0 * gbs / kernel_gbs,
+            n as f64 / time.as_secs_f64()
+        );
+    };
+    row("copy_buffer_to_buffer", 8, copy_time, "");
+    row("copy_kernel (copy.wgsl)", 8, kernel_time, "");
 
     let configs: Vec<(&str, OptimizerConfig, Option<GradConfig>)> = vec![
         ("sgd", OptimizerConfig::Sgd(SgdConfig::default()), None),
@@ -135,16 +139,31 @@ fn main() -> wgpu_optim::Result<()> {
         if !name.contains(filter.as_str()) {
             continue;
         }
-        let mut optimizer = Optimizer::new(&ctx, config, &params)?;
-        optimizer.set_grad_processing(grad_config)?;
-        let step = time(&ctx, |e| optimizer.step(e));
-        let per_element = optimizer.bytes_per_element();
-        let gbs = (per_element * n as u64) as f64 / step.as_secs_f64() / 1e9;
-        println!(
-            "{name:<28} {per_element:>8} {gbs:>10.2} {:>8.1} {:>14.3e}",
-            100.0 * gbs / copy_gbs,
-            n as f64 / step.as_secs_f64()
-        );
+        ctx.write_f32(&params[0].param, &values)?;
+        let mut optimizer = Optimizer::new(&ctx, config.clone(), &params)?;
+        optimizer.set_grad_processing(grad_config.clone())?;
+        let time = timer.median(RUNS, |e| optimizer.step(e));
+
+        let mut reference = reference::Optimizer::new(&config, &[n])?;
+        reference.set_grad_processing(grad_config)?;
+        let mut host = vec![values.clone()];
+        for _ in 0..=RUNS {
+            reference.step(&mut host, std::slice::from_ref(&values))?;
+        }
+        let device = ctx.read_f32(&params[0].param)?;
+        // The largest difference, relative to the largest parameter.
+        let scale = host[0].iter().fold(0.0_f32, |m, r| m.max(r.abs()));
+        let worst = device
+            .iter()
+            .zip(&host[0])
+            .fold(0.0_f32, |m, (d, r)| m.max((d - r).abs()))
+            / scale;
+        let check = if worst <= 1e-6 {
+            format!("ok ({worst:.1e})")
+        } else {
+            format!("MISMATCH ({worst:.1e})")
+        };
+        row(name, optimizer.bytes_per_element(), time, &check);
     }
     Ok(())
 }

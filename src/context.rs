@@ -109,7 +109,8 @@ impl Context {
         pollster::block_on(Self::request(&ContextOptions::default()))
     }
 
-    /// Creates a device with explicit options.
+    /// Creates a device with explicit options. It enables `Features::SUBGROUP` and
+    /// `Features::TIMESTAMP_QUERY` where the adapter has them.
     pub async fn request(options: &ContextOptions) -> Result<Self> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -141,8 +142,10 @@ impl Context {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-optim"),
-                // Subgroup operations speed up the gradient-norm reduction where there are any.
-                required_features: adapter.features() & wgpu::Features::SUBGROUP,
+                // Subgroup operations speed up the gradient-norm reduction where there are any;
+                // timestamp queries let the caller (and the benchmarks) time steps on the GPU.
+                required_features: adapter.features()
+                    & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
                 required_limits: limits,
                 ..Default::default()
             })

@@ -1,0 +1,203 @@
+//! What the benchmarks and the roofline example share. Timing recorded GPU work: with timestamp queries
+//! where the device has `Features::TIMESTAMP_QUERY` (the GPU's clock, from the start of an empty
+//! pass recorded before the work to the end of one recorded after it), wall time around submit
+//! and wait otherwise. Either way the work is submitted and waited for once per measurement.
+
+use std::time::{Duration, Instant};
+
+use wgpu_optim::Context;
+
+/// Which clock a [`Timer`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// GPU timestamps around the work.
+    Timestamps,
+    /// Host wall time around submit and wait: includes submission and wake-up.
+    Wall,
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Clock::Timestamps => "GPU timestamp queries",
+            Clock::Wall => "wall time around submit + wait (no TIMESTAMP_QUERY)",
+        })
+    }
+}
+
+struct Queries {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+/// Times closures that record into a command encoder.
+pub struct Timer {
+    ctx: Context,
+    queries: Option<Queries>,
+}
+
+impl Timer {
+    /// A timer on `ctx`'s device; timestamps where it has them.
+    pub fn new(ctx: &Context) -> Self {
+        let device = ctx.device();
+        let queries = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let buffer = |label, usage| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size: 16,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                Queries {
+                    set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("timer"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count: 2,
+                    }),
+                    resolve: buffer(
+                        "timer resolve",
+                        wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    ),
+                    readback: buffer(
+                        "timer readback",
+                        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    ),
+                }
+            });
+        Timer {
+            ctx: ctx.clone(),
+            queries,
+        }
+    }
+
+    /// The clock this timer reads.
+    pub fn clock(&self) -> Clock {
+        match self.queries {
+            Some(_) => Clock::Timestamps,
+            None => Clock::Wall,
+        }
+    }
+
+    /// Records `work`, submits it, waits, and returns how long it took.
+    pub fn time(&self, work: impl FnOnce(&mut wgpu::CommandEncoder)) -> Duration {
+        let (device, queue) = (self.ctx.device(), self.ctx.queue());
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let Some(q) = &self.queries else {
+            let start = Instant::now();
+            work(&mut encoder);
+            queue.submit([encoder.finish()]);
+            wait(&self.ctx);
+            return start.elapsed();
+        };
+        let mark = |encoder: &mut wgpu::CommandEncoder, index: u32| {
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("timer"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &q.set,
+                    beginning_of_pass_write_index: (index == 0).then_some(0),
+                    end_of_pass_write_index: (index == 1).then_some(1),
+                }),
+            });
+        };
+        mark(&mut encoder, 0);
+        work(&mut encoder);
+        mark(&mut encoder, 1);
+        encoder.resolve_query_set(&q.set, 0..2, &q.resolve, 0);
+        encoder.copy_buffer_to_buffer(&q.resolve, 0, &q.readback, 0, 16);
+        queue.submit([encoder.finish()]);
+        let slice = q.readback.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("map timestamps"));
+        wait(&self.ctx);
+        let ticks: [u64; 2] =
+            bytemuck::pod_read_unaligned(&slice.get_mapped_range().expect("mapped timestamps"));
+        q.readback.unmap();
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(queue.get_timestamp_period());
+        Duration::from_nanos(ns as u64)
+    }
+
+    /// The median of `runs` timings of `work`, after one untimed warm-up run.
+    #[allow(dead_code)] // the roofline example's
+    pub fn median(&self, runs: usize, mut work: impl FnMut(&mut wgpu::CommandEncoder)) -> Duration {
+        self.time(&mut work);
+        let mut times: Vec<Duration> = (0..runs.max(1)).map(|_| self.time(&mut work)).collect();
+        times.sort();
+        times[times.len() / 2]
+    }
+}
+
+/// Blocks until the queue is idle.
+pub fn wait(ctx: &Context) {
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .expect("poll");
+}
+
+/// `copy.wgsl`: `src` to `dst` (both `n` f32, `n` a multiple of 4) with the update kernels'
+/// launch settings.
+pub struct CopyKernel {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
+impl CopyKernel {
+    pub fn new(ctx: &Context, src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize) -> Self {
+        let device = ctx.device();
+        let tuning = ctx.tuning();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("copy"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../copy.wgsl").into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("copy"),
+            layout: None,
+            module: &module,
+            entry_point: Some("copy"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[
+                    ("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)),
+                    (
+                        "VEC4S_PER_INVOCATION",
+                        f64::from(tuning.vec4s_per_invocation),
+                    ),
+                ],
+                ..Default::default()
+            },
+            cache: None,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("copy"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: src.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: dst.as_entire_binding(),
+                },
+            ],
+        });
+        let tile = u64::from(tuning.workgroup_size * tuning.vec4s_per_invocation);
+        let tiles = (n as u64 / 4).div_ceil(tile).max(1);
+        let x = tiles.min(65535);
+        CopyKernel {
+            pipeline,
+            bind_group,
+            workgroups: (x as u32, tiles.div_ceil(x) as u32),
+        }
+    }
+
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+    }
+}
