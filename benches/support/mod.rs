@@ -138,11 +138,11 @@ pub fn wait(ctx: &Context) {
 }
 
 /// `copy.wgsl`: `src` to `dst` (both `n` f32, `n` a multiple of 4) with the update kernels'
-/// launch settings.
+/// launch settings, one dispatch per binding-size chunk.
 pub struct CopyKernel {
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    workgroups: (u32, u32),
+    // A bind group and its workgroup grid per chunk.
+    chunks: Vec<(wgpu::BindGroup, (u32, u32))>,
 }
 
 impl CopyKernel {
@@ -170,34 +170,48 @@ impl CopyKernel {
             },
             cache: None,
         });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("copy"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: src.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: dst.as_entire_binding(),
-                },
-            ],
-        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let chunk_len = ctx.max_chunk_len() / 4 * 4;
         let tile = u64::from(tuning.workgroup_size * tuning.vec4s_per_invocation);
-        let tiles = (n as u64 / 4).div_ceil(tile).max(1);
-        let x = tiles.min(65535);
-        CopyKernel {
-            pipeline,
-            bind_group,
-            workgroups: (x as u32, tiles.div_ceil(x) as u32),
-        }
+        let chunks = (0..n as u64)
+            .step_by(chunk_len as usize)
+            .map(|start| {
+                let len = chunk_len.min(n as u64 - start);
+                let range = |buffer| {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 4 * start,
+                        size: std::num::NonZeroU64::new(4 * len),
+                    })
+                };
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("copy"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: range(src),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: range(dst),
+                        },
+                    ],
+                });
+                let tiles = (len / 4).div_ceil(tile).max(1);
+                let x = tiles.min(65535);
+                (bind_group, (x as u32, tiles.div_ceil(x) as u32))
+            })
+            .collect();
+        CopyKernel { pipeline, chunks }
     }
 
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+        for (bind_group, (x, y)) in &self.chunks {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
     }
 }
