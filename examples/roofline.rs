@@ -80,13 +80,13 @@ fn main() -> wgpu_optim::Result<()> {
     let kernel_time = timer.median(RUNS, |e| kernel.record(e));
     let kernel_gbs = bytes as f64 / kernel_time.as_secs_f64() / 1e9;
     println!(
-        "{:<26} {:>6} {:>8} {:>7} {:>9} {:>11}  check",
+        "{:<30} {:>6} {:>8} {:>7} {:>9} {:>11}  check",
         "kernel", "B/elem", "GB/s", "% copy", "% kernel", "elements/s"
     );
     let row = |name: &str, per_element: u64, time: Duration, check: &str| {
         let gbs = (per_element * n as u64) as f64 / time.as_secs_f64() / 1e9;
         println!(
-            "{name:<26} {per_element:>6} {gbs:>8.2} {:>7.1} {:>9.1} {:>11.3e}  {check}",
+            "{name:<30} {per_element:>6} {gbs:>8.2} {:>7.1} {:>9.1} {:>11.3e}  {check}",
             100.0 * gbs / copy_gbs,
             100.0 * gbs / kernel_gbs,
             n as f64 / time.as_secs_f64()
@@ -135,20 +135,37 @@ fn main() -> wgpu_optim::Result<()> {
             Some(GradConfig::default().with_max_norm(1.0)),
         ),
     ];
-    for (name, config, grad_config) in configs {
+    // Each configuration on the tensor above (the vec4 layout), and AdamW once more on buffers
+    // of exactly n - 1 elements, which end inside a vec4 (the scalar layout).
+    let scalar_values = &values[..n - 1];
+    let scalar_params = [Param::whole(
+        &ctx.upload_f32("param", scalar_values),
+        &ctx.upload_f32("grad", scalar_values),
+    )];
+    let runs = configs
+        .into_iter()
+        .map(|(name, config, grad_config)| (name, config, grad_config, &params, &values[..]))
+        .chain([(
+            "adamw (scalar layout, n - 1)",
+            OptimizerConfig::AdamW(AdamWConfig::default()),
+            None,
+            &scalar_params,
+            scalar_values,
+        )]);
+    for (name, config, grad_config, params, values) in runs {
         if !name.contains(filter.as_str()) {
             continue;
         }
-        ctx.write_f32(&params[0].param, &values)?;
-        let mut optimizer = Optimizer::new(&ctx, config.clone(), &params)?;
+        ctx.write_f32(&params[0].param, values)?;
+        let mut optimizer = Optimizer::new(&ctx, config.clone(), params)?;
         optimizer.set_grad_processing(grad_config.clone())?;
         let time = timer.median(RUNS, |e| optimizer.step(e));
 
-        let mut reference = reference::Optimizer::new(&config, &[n])?;
+        let mut reference = reference::Optimizer::new(&config, &[values.len()])?;
         reference.set_grad_processing(grad_config)?;
-        let mut host = vec![values.clone()];
+        let (mut host, grads) = (vec![values.to_vec()], [values.to_vec()]);
         for _ in 0..=RUNS {
-            reference.step(&mut host, std::slice::from_ref(&values))?;
+            reference.step(&mut host, &grads)?;
         }
         let device = ctx.read_f32(&params[0].param)?;
         // The largest difference, relative to the largest parameter.

@@ -83,25 +83,13 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
 // Kahan's correction away.)
 const BLOCK: u32 = 16u;
 
-struct Accumulator {
-    total: vec4<f32>,
-    block: vec4<f32>,
-    count: u32,
-    max_bits: u32,
-}
-
-// Adds the unscaled gradients `u` of the lanes where `valid` holds.
-fn add(acc: ptr<function, Accumulator>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
+// Adds the unscaled gradients `u` of the lanes where `valid` holds to `block`, their keys to
+// `max_bits`.
+fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, u32>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
     let clamped = select(vec4(0.0), clip_by_value(u, clip_value), valid);
     let bits = select(vec4(0u), key(u, clamped), valid);
-    (*acc).block += clamped * clamped;
-    (*acc).count += 1u;
-    if (*acc).count == BLOCK {
-        (*acc).total += (*acc).block;
-        (*acc).block = vec4(0.0);
-        (*acc).count = 0u;
-    }
-    (*acc).max_bits = max((*acc).max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
+    *block += clamped * clamped;
+    *max_bits = max(*max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
 }
 
 // This invocation's share of one chunk: a grid-stride loop over the chunk's vec4s (one 16-byte
@@ -113,17 +101,27 @@ fn accumulate(inv: Invocation) -> Partial {
     let body = min(arrayLength(&grad4), n / 4u);
     let inv_grad_scale = 1.0 / control_in.grad_scale;
     let clip_value = control_in.clip_value;
-    var acc = Accumulator(vec4(0.0), vec4(0.0), 0u, 0u);
+    var total = vec4(0.0);
+    var max_bits = 0u;
     let stride = inv.workgroups.x * REDUCE_SIZE;
-    for (var i = inv.workgroup.x * REDUCE_SIZE + inv.lane; i < body; i += stride) {
-        add(&acc, grad4[i] * inv_grad_scale, vec4(true), clip_value);
+    var i = inv.workgroup.x * REDUCE_SIZE + inv.lane;
+    // Blocks of BLOCK iterations as nested loops, not a counter and an `if`: per-element code
+    // does not branch (common/entry.wgsl).
+    while i < body {
+        var block = vec4(0.0);
+        for (var j = 0u; j < BLOCK && i < body; j++) {
+            add(&block, &max_bits, grad4[i] * inv_grad_scale, vec4(true), clip_value);
+            i += stride;
+        }
+        total += block;
     }
     let tail = 4u * body + inv.lane;
     if inv.workgroup.x == 0u && tail < n {
-        add(&acc, vec4(grad[tail], 0.0, 0.0, 0.0) * inv_grad_scale, vec4(true, false, false, false), clip_value);
+        var block = vec4(0.0);
+        add(&block, &max_bits, vec4(grad[tail], 0.0, 0.0, 0.0) * inv_grad_scale, vec4(true, false, false, false), clip_value);
+        total += block;
     }
-    let sum = acc.total + acc.block;
-    return Partial((sum.x + sum.y) + (sum.z + sum.w), acc.max_bits);
+    return Partial((total.x + total.y) + (total.z + total.w), max_bits);
 }
 
 @compute @workgroup_size(REDUCE_SIZE)

@@ -33,11 +33,10 @@ struct Control {
 // every stage is the identity (the bound is then inf: no clamp at all). NaN stays NaN, as in
 // PyTorch's clamp (WGSL's clamp may turn it into a bound).
 fn clip_by_value(u: vec4<f32>, clip_value: f32) -> vec4<f32> {
-    if !is_finite(clip_value) {
-        return u;
-    }
     let nan = (bitcast<vec4<u32>>(u) & vec4(ABS_MASK)) > vec4(INF_BITS);
-    return select(clamp(u, vec4(-clip_value), vec4(clip_value)), u, nan);
+    let clamped = select(clamp(u, vec4(-clip_value), vec4(clip_value)), u, nan);
+    // A select, not an early return: per-element code does not branch (common/entry.wgsl).
+    return select(u, clamped, is_finite(clip_value));
 }
 
 // Bits of |x| for an f32 x: ordered as |x| for finite values, and at least `INF_BITS` exactly
