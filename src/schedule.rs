@@ -1,31 +1,4 @@
-//! Learning-rate schedules on the host: pure functions of the step count, giving the values of
-//! PyTorch's `torch.optim.lr_scheduler` classes and of Optax's schedules.
-//!
-//! A schedule maps `(base_lr, step)` to a learning rate, where `step` is the number of
-//! optimizer steps taken so far (PyTorch's `last_epoch` after that many `scheduler.step()`
-//! calls; Optax's `count`): the value is the learning rate of the next step. Feed it to the
-//! device with [`Optimizer::set_lr`](crate::Optimizer::set_lr), a buffer write:
-//!
-//! ```no_run
-//! # use wgpu_optim::{Context, LrSchedule, Optimizer};
-//! # fn demo(ctx: &Context, adamw: &mut Optimizer) -> wgpu_optim::Result<()> {
-//! let schedule = LrSchedule::CosineAnnealing { t_max: 1000, eta_min: 1e-5 };
-//! schedule.validate()?;
-//! let base_lr = 1e-3;
-//! for step in 0..1000 {
-//!     adamw.set_lr(schedule.lr(base_lr, step))?;
-//!     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-//!     // ... forward and backward ...
-//!     adamw.step(&mut encoder);
-//!     ctx.queue().submit([encoder.finish()]);
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! PyTorch's schedulers are mostly written in a recursive ("chainable") form; these are their
-//! closed forms, in f64, which agree with the recursive values to about 1e-14 relative over
-//! hundreds of steps (`tests/schedules.rs` replays values recorded from PyTorch and Optax,
-//! held to 1e-12).
+//! Learning-rate schedules on the host (see [`LrSchedule`]).
 
 use std::f64::consts::PI;
 use std::fmt;
@@ -33,7 +6,34 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-/// A learning-rate schedule: see the [module documentation](self).
+/// Learning-rate schedules on the host: pure functions of the step count, giving the values of
+/// PyTorch's `torch.optim.lr_scheduler` classes and of Optax's schedules.
+///
+/// A schedule maps `(base_lr, step)` to a learning rate, where `step` is the number of
+/// optimizer steps taken so far (PyTorch's `last_epoch` after that many `scheduler.step()`
+/// calls; Optax's `count`): the value is the learning rate of the next step. Feed it to the
+/// device with [`Optimizer::set_lr`](crate::Optimizer::set_lr), a buffer write:
+///
+/// ```no_run
+/// # use wgpu_optim::{Context, LrSchedule, Optimizer};
+/// # fn demo(ctx: &Context, adamw: &mut Optimizer) -> wgpu_optim::Result<()> {
+/// let schedule = LrSchedule::CosineAnnealing { t_max: 1000, eta_min: 1e-5 };
+/// schedule.validate()?;
+/// let base_lr = 1e-3;
+/// for step in 0..1000 {
+///     adamw.set_lr(schedule.lr(base_lr, step))?;
+///     let mut encoder = ctx.device().create_command_encoder(&Default::default());
+///     // ... forward and backward ...
+///     adamw.step(&mut encoder);
+///     ctx.queue().submit([encoder.finish()]);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// PyTorch's schedulers are mostly written in a recursive ("chainable") form; these are their
+/// closed forms, in f64, which agree with the recursive values to about 1e-14 relative over
+/// hundreds of steps (`tests/schedules.rs` replays values recorded from PyTorch and Optax,
+/// held to 1e-12).
 #[derive(Clone, Debug)]
 pub enum LrSchedule {
     /// The base learning rate at every step (PyTorch without a scheduler).
