@@ -79,8 +79,10 @@ pub enum Error {
         size: u64,
     },
 
-    /// A parameter and its gradient overlap in one buffer: the kernel writes one and reads the other.
-    #[error("tensor {index}: param and grad overlap in the same buffer")]
+    /// A parameter and its gradient are in one buffer, even at disjoint ranges: the update
+    /// binds the param read-write and the grad read-only in one dispatch, and WebGPU forbids
+    /// both usages of one buffer there.
+    #[error("tensor {index}: param and grad are in the same buffer; put them in two (WebGPU cannot bind one buffer read-write and read-only in one dispatch)")]
     Aliased {
         /// Position of the tensor in the list given to the optimizer.
         index: usize,

@@ -110,10 +110,6 @@ impl BufferRange {
         }
         Ok(())
     }
-
-    fn overlaps(&self, other: &BufferRange) -> bool {
-        self.buffer == other.buffer && self.offset < other.end() && other.offset < self.end()
-    }
 }
 
 /// One parameter tensor and its gradient, as PyTorch's `param` and `param.grad`.
@@ -162,7 +158,7 @@ impl Param {
                 grad_len: self.grad.len(),
             });
         }
-        if self.param.overlaps(&self.grad) {
+        if self.param.buffer() == self.grad.buffer() {
             return Err(Error::Aliased { index });
         }
         Ok(())
