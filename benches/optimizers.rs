@@ -15,7 +15,7 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
-use support::{CopyKernel, Timer};
+use support::{configs, values, CopyKernel, Timer};
 use wgpu_optim::*;
 
 fn context() -> (Context, Timer) {
@@ -61,13 +61,6 @@ fn size_name(n: usize) -> String {
     }
 }
 
-/// Values in [-0.5, 0.5): never zeros.
-fn values(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
-
 /// One tensor of `n` parameters and its gradient.
 fn tensor(ctx: &Context, n: usize) -> (wgpu::Buffer, wgpu::Buffer) {
     let values = values(n);
@@ -77,9 +70,18 @@ fn tensor(ctx: &Context, n: usize) -> (wgpu::Buffer, wgpu::Buffer) {
     )
 }
 
-/// Times `optimizer.step` on the GPU, each iteration submitted and waited for.
+/// Times the GPU work `work` records, each iteration submitted and waited for.
+fn time_work(
+    b: &mut criterion::Bencher<'_>,
+    timer: &Timer,
+    mut work: impl FnMut(&mut wgpu::CommandEncoder),
+) {
+    b.iter_custom(|iters| (0..iters).map(|_| timer.time(&mut work)).sum())
+}
+
+/// Times `optimizer.step`.
 fn time_steps(b: &mut criterion::Bencher<'_>, timer: &Timer, optimizer: &Optimizer) {
-    b.iter_custom(|iters| (0..iters).map(|_| timer.time(|e| optimizer.step(e))).sum())
+    time_work(b, timer, |e| optimizer.step(e))
 }
 
 /// A group for steps of hundreds of milliseconds on a software adapter: ten samples of equal
@@ -95,35 +97,6 @@ fn slow_group<'a>(
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     group
-}
-
-fn configs() -> Vec<(&'static str, OptimizerConfig)> {
-    vec![
-        ("sgd", OptimizerConfig::Sgd(SgdConfig::default())),
-        (
-            "sgd_momentum",
-            OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
-        ),
-        (
-            "adagrad",
-            OptimizerConfig::Adagrad(AdagradConfig::default()),
-        ),
-        (
-            "rmsprop",
-            OptimizerConfig::RmsProp(RmsPropConfig::default()),
-        ),
-        ("adam", OptimizerConfig::Adam(AdamConfig::default())),
-        ("adamw", OptimizerConfig::AdamW(AdamWConfig::default())),
-        (
-            "amsgrad",
-            OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
-        ),
-        (
-            "adabelief",
-            OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
-        ),
-        ("lion", OptimizerConfig::Lion(LionConfig::default())),
-    ]
 }
 
 /// Every optimizer at each size, beside the two copies. Throughput: the bytes each must move
@@ -142,20 +115,12 @@ fn bench_steps(c: &mut Criterion) {
         let copy_dst = ctx.upload_f32("copy", &vec![0.0; n]);
         group.throughput(Throughput::Bytes(8 * n as u64));
         group.bench_function("copy_buffer_to_buffer", |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        timer.time(|e| {
-                            e.copy_buffer_to_buffer(&param, 0, &copy_dst, 0, 4 * n as u64)
-                        })
-                    })
-                    .sum()
+            time_work(b, &timer, |e| {
+                e.copy_buffer_to_buffer(&param, 0, &copy_dst, 0, 4 * n as u64)
             })
         });
         let copy = CopyKernel::new(&ctx, &param, &copy_dst, n);
-        group.bench_function("copy_kernel", |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| timer.time(|e| copy.record(e))).sum())
-        });
+        group.bench_function("copy_kernel", |b| time_work(b, &timer, |e| copy.record(e)));
 
         for (name, config) in configs() {
             let optimizer = config.build(&ctx, &params).expect("build");
@@ -338,9 +303,7 @@ fn bench_fusion(c: &mut Criterion) {
             pass.dispatch_workgroups(groups_x, groups_y, 1);
         }
     };
-    group.bench_function("unfused_adamw_chain", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| timer.time(chain)).sum())
-    });
+    group.bench_function("unfused_adamw_chain", |b| time_work(b, &timer, chain));
     group.finish();
 }
 

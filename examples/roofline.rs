@@ -18,10 +18,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{CopyKernel, Timer};
+use support::{configs, values, CopyKernel, Timer};
 use wgpu_optim::{
-    reference, AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, Context, GradConfig,
-    LionConfig, Optimizer, OptimizerConfig, Param, RmsPropConfig, SgdConfig, Tuning,
+    reference, AdamWConfig, Context, GradConfig, Optimizer, OptimizerConfig, Param, Tuning,
 };
 
 const RUNS: usize = 9;
@@ -62,9 +61,7 @@ fn main() -> wgpu_optim::Result<()> {
          max |device - reference| / max |reference|\n",
         RUNS + 1
     );
-    let values: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
+    let values = values(n);
     let param = ctx.upload_f32("param", &values);
     let grad = ctx.upload_f32("grad", &values);
     let copy = ctx.upload_f32("copy", &values);
@@ -95,63 +92,33 @@ fn main() -> wgpu_optim::Result<()> {
     row("copy_buffer_to_buffer", 8, copy_time, "");
     row("copy_kernel (copy.wgsl)", 8, kernel_time, "");
 
-    let configs: Vec<(&str, OptimizerConfig, Option<GradConfig>)> = vec![
-        ("sgd", OptimizerConfig::Sgd(SgdConfig::default()), None),
-        (
-            "sgd_momentum",
-            OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
-            None,
-        ),
-        (
-            "adagrad",
-            OptimizerConfig::Adagrad(AdagradConfig::default()),
-            None,
-        ),
-        (
-            "rmsprop",
-            OptimizerConfig::RmsProp(RmsPropConfig::default()),
-            None,
-        ),
-        ("adam", OptimizerConfig::Adam(AdamConfig::default()), None),
-        (
-            "adamw",
-            OptimizerConfig::AdamW(AdamWConfig::default()),
-            None,
-        ),
-        (
-            "amsgrad",
-            OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
-            None,
-        ),
-        (
-            "adabelief",
-            OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
-            None,
-        ),
-        ("lion", OptimizerConfig::Lion(LionConfig::default()), None),
-        (
-            "adamw + clip_grad_norm_",
-            OptimizerConfig::AdamW(AdamWConfig::default()),
-            Some(GradConfig::default().with_max_norm(1.0)),
-        ),
-    ];
-    // Each configuration on the tensor above (the vec4 layout), and AdamW once more on buffers
-    // of exactly n - 1 elements, which end inside a vec4 (the scalar layout).
+    // Each optimizer on the tensor above (the vec4 layout), AdamW with a global-norm clip, and
+    // AdamW once more on buffers of exactly n - 1 elements, which end inside a vec4 (the scalar
+    // layout).
     let scalar_values = &values[..n - 1];
     let scalar_params = [Param::whole(
         &ctx.upload_f32("param", scalar_values),
         &ctx.upload_f32("grad", scalar_values),
     )];
-    let runs = configs
+    let runs = configs()
         .into_iter()
-        .map(|(name, config, grad_config)| (name, config, grad_config, &params, &values[..]))
-        .chain([(
-            "adamw (scalar layout, n - 1)",
-            OptimizerConfig::AdamW(AdamWConfig::default()),
-            None,
-            &scalar_params,
-            scalar_values,
-        )]);
+        .map(|(name, config)| (name, config, None, &params, &values[..]))
+        .chain([
+            (
+                "adamw + clip_grad_norm_",
+                OptimizerConfig::AdamW(AdamWConfig::default()),
+                Some(GradConfig::default().with_max_norm(1.0)),
+                &params,
+                &values[..],
+            ),
+            (
+                "adamw (scalar layout, n - 1)",
+                OptimizerConfig::AdamW(AdamWConfig::default()),
+                None,
+                &scalar_params,
+                scalar_values,
+            ),
+        ]);
     for (name, config, grad_config, params, values) in runs {
         if !name.contains(filter.as_str()) {
             continue;

@@ -5,7 +5,45 @@
 
 use std::time::{Duration, Instant};
 
-use wgpu_optim::Context;
+use wgpu_optim::*;
+
+/// Every optimizer kernel with its default options (SGD also with momentum, Adam also with
+/// AMSGrad), by the name the tables give it.
+pub fn configs() -> Vec<(&'static str, OptimizerConfig)> {
+    vec![
+        ("sgd", OptimizerConfig::Sgd(SgdConfig::default())),
+        (
+            "sgd_momentum",
+            OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
+        ),
+        (
+            "adagrad",
+            OptimizerConfig::Adagrad(AdagradConfig::default()),
+        ),
+        (
+            "rmsprop",
+            OptimizerConfig::RmsProp(RmsPropConfig::default()),
+        ),
+        ("adam", OptimizerConfig::Adam(AdamConfig::default())),
+        ("adamw", OptimizerConfig::AdamW(AdamWConfig::default())),
+        (
+            "amsgrad",
+            OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
+        ),
+        (
+            "adabelief",
+            OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
+        ),
+        ("lion", OptimizerConfig::Lion(LionConfig::default())),
+    ]
+}
+
+/// Values in [-0.5, 0.5): never zeros.
+pub fn values(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
 
 /// Which clock a [`Timer`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

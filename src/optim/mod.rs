@@ -588,7 +588,7 @@ impl Optimizer {
             ];
             let states: Vec<BufferRange> = span_states[*n]
                 .iter()
-                .map(|s| BufferRange::new(s.buffer(), s.offset() + plan.offset * 4, len))
+                .map(|s| s.slice(plan.offset, len))
                 .collect();
             for slot in 0..spec.kernel.state_slots() {
                 let resource = match spec.states.iter().position(|s| s.slot == slot) {
