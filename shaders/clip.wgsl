@@ -8,7 +8,9 @@
 //             = norm < max_norm ? 1 : max_norm / norm       Optax clip_by_global_norm
 //
 // Three entry points, recorded in this order:
-//   grad_partials: one dispatch per gradient chunk; each workgroup writes one Partial.
+//   grad_partials: one dispatch per chunk of a span (src/plan.rs: an Arena's tensors share
+//                  one), walking its segment table, so gaps between tensors are never read;
+//                  each workgroup writes one Partial.
 //   grad_local:    one workgroup; folds every Partial into NormStats: this device's sum of
 //                  squares (or max |c|) and non-finite flag. Data-parallel callers all-reduce
 //                  NormStats across devices here (SUM for the 2-norm, MAX for the inf-norm).
@@ -18,7 +20,8 @@
 // The order of every addition is fixed by the dispatch sizes, never by timing: no atomics, so
 // the same gradients give the same bits, run after run. The file that precedes this one
 // (common/reduce_workgroup.wgsl or common/reduce_subgroup.wgsl) provides `Invocation` and
-// `workgroup_reduce`. Needs common/control.wgsl.
+// `workgroup_reduce`. Needs common/control.wgsl and common/segment.wgsl. Every loop terminates
+// (counters run up to bounds the bodies do not change; `j` and `i` grow by at least 1).
 
 struct GradHyper {
     max_norm: f32,
@@ -63,6 +66,9 @@ struct NormStats {
 @group(0) @binding(5) var<storage, read> control_in: Control;
 // The same gradient chunk as `grad`, read as vec4s: its first 4 * floor(n / 4) elements.
 @group(0) @binding(6) var<storage, read> grad4: array<vec4<f32>>;
+// The chunk's segments: every element of its tensors exactly once, each segment starting on a
+// vec4 (zeroed entries are empty).
+@group(0) @binding(7) var<storage, read> segments: array<Segment>;
 
 fn combine(a: Partial, b: Partial) -> Partial {
     return Partial(a.sum_of_squares + b.sum_of_squares, max(a.max_abs_bits, b.max_abs_bits));
@@ -86,40 +92,55 @@ const BLOCK: u32 = 16u;
 // Adds the unscaled gradients `u` of the lanes where `valid` holds to `block`, their keys to
 // `max_bits`.
 fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, u32>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
-    let clamped = select(vec4(0.0), clip_by_value(u, clip_value), valid);
+    var c = u;
+    if CLIP_VALUE {
+        c = clip_by_value(u, clip_value);
+    }
+    let clamped = select(vec4(0.0), c, valid);
     let bits = select(vec4(0u), key(u, clamped), valid);
     *block += clamped * clamped;
     *max_bits = max(*max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
 }
 
-// This invocation's share of one chunk: a grid-stride loop over the chunk's vec4s (one 16-byte
-// load per invocation, consecutive invocations reading consecutive vec4s), then the last
-// n % 4 elements by the first invocations of workgroup 0.
+// The unscaled gradients of a vec4, when the pipeline unscales (UNSCALE).
+fn unscaled(g: vec4<f32>, inv_grad_scale: f32) -> vec4<f32> {
+    if UNSCALE {
+        return g * inv_grad_scale;
+    }
+    return g;
+}
+
+// This invocation's share of one chunk: workgroup w takes segments w, w + W, ... (W
+// workgroups); within a segment, consecutive invocations read consecutive vec4s (one 16-byte
+// load each), then the segment's last 1 to 3 elements, when it ends inside a vec4, one lane
+// each.
 fn accumulate(inv: Invocation) -> Partial {
-    let n = arrayLength(&grad);
-    // `grad4` is a 16-byte placeholder of zeros when the chunk has fewer than 4 elements.
-    let body = min(arrayLength(&grad4), n / 4u);
+    let count = arrayLength(&segments);
     let inv_grad_scale = 1.0 / control_in.grad_scale;
     let clip_value = control_in.clip_value;
     var total = vec4(0.0);
     var max_bits = 0u;
-    let stride = inv.workgroups.x * REDUCE_SIZE;
-    var i = inv.workgroup.x * REDUCE_SIZE + inv.lane;
-    // Blocks of BLOCK iterations as nested loops, not a counter and an `if`: per-element code
-    // does not branch (common/entry.wgsl).
-    while i < body {
-        var block = vec4(0.0);
-        for (var j = 0u; j < BLOCK && i < body; j++) {
-            add(&block, &max_bits, grad4[i] * inv_grad_scale, vec4(true), clip_value);
-            i += stride;
+    for (var j = inv.workgroup.x; j < count; j += inv.workgroups.x) {
+        let s = segments[j];
+        let body_end = s.end / 4u;
+        var i = s.start / 4u + inv.lane;
+        // Blocks of BLOCK iterations as nested loops, not a counter and an `if`: per-element
+        // code does not branch (common/entry.wgsl).
+        while i < body_end {
+            var block = vec4(0.0);
+            for (var b = 0u; b < BLOCK && i < body_end; b++) {
+                add(&block, &max_bits, unscaled(grad4[i], inv_grad_scale), vec4(true), clip_value);
+                i += REDUCE_SIZE;
+            }
+            total += block;
         }
-        total += block;
-    }
-    let tail = 4u * body + inv.lane;
-    if inv.workgroup.x == 0u && tail < n {
-        var block = vec4(0.0);
-        add(&block, &max_bits, vec4(grad[tail], 0.0, 0.0, 0.0) * inv_grad_scale, vec4(true, false, false, false), clip_value);
-        total += block;
+        let tail = 4u * body_end + inv.lane;
+        if tail < s.end {
+            var block = vec4(0.0);
+            let u = unscaled(vec4(grad[tail], 0.0, 0.0, 0.0), inv_grad_scale);
+            add(&block, &max_bits, u, vec4(true, false, false, false), clip_value);
+            total += block;
+        }
     }
     return Partial((total.x + total.y) + (total.z + total.w), max_bits);
 }

@@ -1,11 +1,17 @@
 // clip_grad_value_ on its own, in place: values = clamp(values, -clip_value, clip_value), for
 // gradients that are needed clipped outside an optimizer step. Inside a step the clamp is
-// fused into the gradient load instead (see Control.clip_value). Needs common/control.wgsl.
+// fused into the gradient load instead (see Control.clip_value). Needs common/control.wgsl and
+// common/segment.wgsl.
+//
+// One dispatch per chunk of a span (src/plan.rs): workgroup w takes segments w, w + W, ... of
+// the chunk's table, so the gaps between tensors are never written. Every loop terminates
+// (counters run up to bounds the bodies do not change, by steps of at least 1).
 
 override WORKGROUP_SIZE: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read_write> values: array<f32>;
 @group(0) @binding(1) var<storage, read> bound: f32;
+@group(0) @binding(2) var<storage, read> segments: array<Segment>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn clip_value_in_place(
@@ -13,16 +19,19 @@ fn clip_value_in_place(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let n = arrayLength(&values);
+    let clip_value = bound;
     let tile = 4u * WORKGROUP_SIZE;
     let lanes = vec4(0u, 1u, 2u, 3u) * WORKGROUP_SIZE + lane;
-    for (var start = workgroup.x * tile; start < n; start += workgroups.x * tile) {
-        let idx = start + lanes;
-        let i = min(idx, vec4(n - 1u));
-        let v = clip_by_value(vec4(values[i.x], values[i.y], values[i.z], values[i.w]), bound);
-        for (var k = 0u; k < 4u; k++) {
-            if idx[k] < n {
-                values[idx[k]] = v[k];
+    for (var j = workgroup.x; j < arrayLength(&segments); j += workgroups.x) {
+        let s = segments[j];
+        for (var start = s.start; start < s.end; start += tile) {
+            let idx = start + lanes;
+            let i = min(idx, vec4(s.end - 1u));
+            let v = clip_by_value(vec4(values[i.x], values[i.y], values[i.z], values[i.w]), clip_value);
+            for (var k = 0u; k < 4u; k++) {
+                if idx[k] < s.end {
+                    values[idx[k]] = v[k];
+                }
             }
         }
     }

@@ -7,12 +7,15 @@
 
 use std::sync::Arc;
 
-use crate::context::{bind_group, bind_group_layout, compute_pipeline, Context, PipelineKey};
+use crate::context::{
+    bind_group, bind_group_layout, compute_pipeline, create_module, Context, PipelineKey,
+};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
-use crate::optim::setters;
+use crate::plan::{Chunk, Plan};
+use crate::setters::setters;
 use crate::shaders;
-use crate::tensor::{BufferRange, Param};
+use crate::tensor::BufferRange;
 
 /// How the global-norm clip coefficient is computed from the norm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -325,7 +328,35 @@ wgsl_struct! {
     }
 }
 
-/// The gradient-processing pipelines, built once per context and subgroup choice.
+/// The gradient-processing stages a step's kernels compile in. A stage that is off is the
+/// identity exactly (without a scaler the inverse scale is 1, without a bound the clamp is
+/// none, without a max_norm the coefficient is 1), so leaving it out changes no bit and spares
+/// the hot loops its instructions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct GradStages {
+    /// Gradient processing is on: a step with non-finite gradients is skipped.
+    pub on: bool,
+    /// Divide by the loss scale (a GradScaler is on).
+    pub unscale: bool,
+    /// Clip by value.
+    pub clip_value: bool,
+    /// Multiply by the global-norm clip coefficient.
+    pub clip_norm: bool,
+}
+
+impl GradStages {
+    /// The stages of `config` (none without gradient processing).
+    pub fn of(config: Option<&GradConfig>) -> Self {
+        config.map_or_else(Self::default, |c| GradStages {
+            on: true,
+            unscale: c.grad_scaler.is_some(),
+            clip_value: c.clip_value.is_some(),
+            clip_norm: c.max_norm.is_some(),
+        })
+    }
+}
+
+/// The gradient-processing pipelines, built once per context, subgroup choice and stages.
 pub(crate) struct GradPipelines {
     partials: wgpu::ComputePipeline,
     local: wgpu::ComputePipeline,
@@ -335,28 +366,22 @@ pub(crate) struct GradPipelines {
     finalize_layout: wgpu::BindGroupLayout,
 }
 
-/// Elements one reduction workgroup covers per grid-stride iteration (`4 * REDUCE_SIZE`).
-const REDUCE_TILE: u64 = 4 * 256;
-
 /// Most workgroups one reduction dispatch launches: enough to fill a large GPU, few enough
-/// that each loops over several tiles (workgroup barriers are costly on software adapters)
+/// that each loops over several segments (workgroup barriers are costly on software adapters)
 /// and that the single-workgroup local pass has few partials to fold.
 const REDUCE_MAX_WORKGROUPS: u64 = 1024;
 
 impl GradPipelines {
-    fn get(ctx: &Context) -> Result<Arc<Self>> {
+    fn get(ctx: &Context, stages: GradStages) -> Result<Arc<Self>> {
         let subgroups = ctx.uses_subgroups();
-        ctx.cached(PipelineKey::Grad { subgroups }, |device| {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("clip"),
-                source: wgpu::ShaderSource::Wgsl(shaders::grad_source(subgroups).into()),
-            });
+        ctx.cached(PipelineKey::Grad { subgroups, stages }, |device| {
+            let module = create_module(device, "clip", &shaders::grad_source(subgroups));
             // 0: control, 1: grad_hyper, 2: grad, 3: partials, 4: stats, 5: control (read),
-            // 6: grad as vec4s.
+            // 6: grad as vec4s, 7: segments.
             let partials_layout = bind_group_layout(
                 device,
                 "grad_partials",
-                &[(2, true), (3, false), (5, true), (6, true)],
+                &[(2, true), (3, false), (5, true), (6, true), (7, true)],
             );
             let local_layout =
                 bind_group_layout(device, "grad_local", &[(1, true), (3, false), (4, false)]);
@@ -365,8 +390,19 @@ impl GradPipelines {
                 "grad_finalize",
                 &[(0, false), (1, true), (4, false)],
             );
+            let flag = |on: bool| if on { 1.0 } else { 0.0 };
+            let constants = [
+                ("UNSCALE", flag(stages.unscale)),
+                ("CLIP_VALUE", flag(stages.clip_value)),
+            ];
             GradPipelines {
-                partials: compute_pipeline(device, &module, "grad_partials", &partials_layout, &[]),
+                partials: compute_pipeline(
+                    device,
+                    &module,
+                    "grad_partials",
+                    &partials_layout,
+                    &constants,
+                ),
                 local: compute_pipeline(device, &module, "grad_local", &local_layout, &[]),
                 finalize: compute_pipeline(device, &module, "grad_finalize", &finalize_layout, &[]),
                 partials_layout,
@@ -375,6 +411,11 @@ impl GradPipelines {
             }
         })
     }
+}
+
+/// Workgroups of one segment-walking dispatch over `chunk`: one per segment, at most `cap`.
+fn segment_workgroups(chunk: &Chunk, cap: u64) -> u32 {
+    chunk.all.count.clamp(1, cap) as u32
 }
 
 /// Gradient processing attached to one optimizer: its buffers and bind groups.
@@ -390,18 +431,19 @@ pub(crate) struct GradProcessing {
 }
 
 impl GradProcessing {
-    /// Buffers and bind groups for `config` over the gradients of `params`, feeding `control`
-    /// through the [`NormStats`] in `stats`. `config` must be valid.
+    /// Buffers and bind groups for `config` over the gradients of the optimizer's `plan` (role
+    /// 1 of its spans), feeding `control` through the [`NormStats`] in `stats`. `config` must
+    /// be valid.
     pub fn new(
         ctx: &Context,
         config: GradConfig,
-        params: &[Param],
+        plan: &Plan,
         control: &wgpu::Buffer,
         stats: &BufferRange,
     ) -> Result<Self> {
         use wgpu::util::DeviceExt;
         let hyper = config.hyper()?;
-        let pipelines = GradPipelines::get(ctx)?;
+        let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)))?;
         crate::context::capture_errors(ctx.device(), || {
             let device = ctx.device();
             let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
@@ -411,12 +453,9 @@ impl GradProcessing {
             // gaps stay zero, which the local pass folds in harmlessly.
             let mut layout = Vec::new();
             let mut end = 0;
-            for grad in params
-                .iter()
-                .flat_map(|p| p.grad.chunks(ctx.max_chunk_len()))
-            {
-                let workgroups = grad.len().div_ceil(REDUCE_TILE).min(max_workgroups) as u32;
-                layout.push((grad, workgroups, end));
+            for chunk in &plan.chunks {
+                let workgroups = segment_workgroups(chunk, max_workgroups);
+                layout.push((chunk, workgroups, end));
                 end += (u64::from(workgroups) * partial_size).div_ceil(align) * align;
             }
             let partials = device.create_buffer(&wgpu::BufferDescriptor {
@@ -432,13 +471,14 @@ impl GradProcessing {
             });
             let chunks = layout
                 .into_iter()
-                .map(|(grad, workgroups, offset)| {
+                .map(|(chunk, workgroups, offset)| {
                     let slice = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &partials,
                         offset,
                         size: std::num::NonZeroU64::new(u64::from(workgroups) * partial_size),
                     });
-                    let body = grad.slice(0, grad.len() / 4 * 4);
+                    let grad = plan.range(chunk, 1, chunk.len);
+                    let body = plan.range(chunk, 1, chunk.len / 4 * 4);
                     let grad4 = if body.is_empty() {
                         ctx.placeholder(0).as_entire_binding()
                     } else {
@@ -453,6 +493,7 @@ impl GradProcessing {
                             (3, slice),
                             (5, control.as_entire_binding()),
                             (6, grad4),
+                            (7, chunk.all.binding(plan.table())),
                         ],
                     );
                     (group, workgroups)
@@ -534,11 +575,16 @@ pub struct ClipValue {
     ctx: Context,
     pipeline: Arc<ClipValuePipeline>,
     bound: wgpu::Buffer,
+    // Kept alive for the bind groups.
+    _plan: Plan,
     chunks: Vec<(wgpu::BindGroup, u32)>,
 }
 
 impl ClipValue {
-    /// Prepares the clamp of `grads` (each with `STORAGE` usage at an aligned offset).
+    /// Prepares the clamp of `grads` (each with `STORAGE` usage at an aligned offset, none
+    /// overlapping another). Ranges of one buffer are clamped together, one dispatch per
+    /// binding-size chunk, as an optimizer updates an [`Arena`](crate::Arena): the bytes
+    /// between them are never written.
     pub fn new(ctx: &Context, grads: &[BufferRange], clip_value: f64) -> Result<Self> {
         use wgpu::util::DeviceExt;
         positive_f32("clip_value", clip_value)?;
@@ -547,15 +593,16 @@ impl ClipValue {
         for (index, grad) in grads.iter().enumerate() {
             grad.check(index, "grad", alignment, wgpu::BufferUsages::STORAGE)?;
         }
+        crate::plan::check_disjoint(&grads.iter().collect::<Vec<_>>())?;
         let workgroup_size = ctx.tuning().workgroup_size;
         let pipeline = ctx.cached(PipelineKey::ClipValue { workgroup_size }, |device| {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("clip_value"),
-                source: wgpu::ShaderSource::Wgsl(
-                    shaders::concatenate(&shaders::CLIP_VALUE_FILES).into(),
-                ),
-            });
-            let layout = bind_group_layout(device, "clip_value", &[(0, false), (1, true)]);
+            let module = create_module(
+                device,
+                "clip_value",
+                &shaders::concatenate(&shaders::CLIP_VALUE_FILES),
+            );
+            let layout =
+                bind_group_layout(device, "clip_value", &[(0, false), (1, true), (2, true)]);
             let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];
             ClipValuePipeline {
                 pipeline: compute_pipeline(
@@ -574,25 +621,31 @@ impl ClipValue {
                 contents: bytemuck::bytes_of(&(clip_value as f32)),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             });
-            let tile = 4 * u64::from(workgroup_size);
-            let chunks = grads
+            let tensors: Vec<Vec<BufferRange>> = grads.iter().map(|g| vec![g.clone()]).collect();
+            let plan = Plan::new(device, &tensors, &vec![0; grads.len()], &ctx.plan_limits());
+            let chunks = plan
+                .chunks
                 .iter()
-                .flat_map(|g| g.chunks(ctx.max_chunk_len()))
                 .map(|chunk| {
+                    let values = plan.range(chunk, 0, chunk.len);
                     let group = bind_group(
                         device,
                         "clip_value",
                         &pipeline.layout,
-                        &[(0, chunk.binding()), (1, bound.as_entire_binding())],
+                        &[
+                            (0, values.binding()),
+                            (1, bound.as_entire_binding()),
+                            (2, chunk.all.binding(plan.table())),
+                        ],
                     );
-                    let workgroups = chunk.len().div_ceil(tile).min(ctx.max_workgroups()) as u32;
-                    (group, workgroups)
+                    (group, segment_workgroups(chunk, ctx.max_workgroups()))
                 })
                 .collect();
             ClipValue {
                 ctx: ctx.clone(),
                 pipeline,
                 bound,
+                _plan: plan,
                 chunks,
             }
         })

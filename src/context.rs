@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use crate::clip::GradStages;
 use crate::error::{Error, Result};
+use crate::plan::PlanLimits;
 use crate::shaders::{ElementLayout, Kernel};
 use crate::tensor::BufferRange;
 
@@ -55,29 +57,64 @@ pub struct ContextOptions {
     pub limits: Option<wgpu::Limits>,
 }
 
-/// Pipelines of one kernel with one set of options, built once and shared.
-pub(crate) struct KernelPipelines {
-    /// Indexed by whether gradient processing feeds the step (`GRAD_PROCESSING`).
-    pub prologue: [wgpu::ComputePipeline; 2],
-    /// Indexed as `prologue`.
-    pub update: [wgpu::ComputePipeline; 2],
-    pub prologue_layout: wgpu::BindGroupLayout,
-    pub update_layout: wgpu::BindGroupLayout,
+/// The bind group layouts of one kernel's entry points, shared by all its pipelines.
+pub(crate) struct KernelLayouts {
+    pub prologue: wgpu::BindGroupLayout,
+    pub update: wgpu::BindGroupLayout,
+}
+
+/// An entry point of an optimizer kernel's module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Entry {
+    /// Advances the step counter and derives per-step scalars (one invocation).
+    Prologue,
+    /// The fused update over a chunk's main segments.
+    Update,
+    /// The vec4 layout's partial vec4s at tensors' ends, stored lane by lane.
+    UpdateTail,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Prologue => "prologue",
+            Entry::Update => "update",
+            Entry::UpdateTail => "update_tail",
+        }
+    }
+}
+
+/// What varies between the pipelines of one kernel with one set of structural options: the
+/// gradient-processing stages compiled in and whether there is one parameter group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Variant {
+    pub stages: GradStages,
+    pub one_group: bool,
 }
 
 /// What a cached pipeline set was built from.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
-    /// An optimizer kernel with its structural options.
+    /// An optimizer kernel's module in one element layout.
+    Module {
+        kernel: Kernel,
+        layout: ElementLayout,
+    },
+    /// An optimizer kernel's bind group layouts.
+    Layouts { kernel: Kernel },
+    /// One entry point of an optimizer kernel with its structural options.
     Kernel {
         kernel: Kernel,
         overrides: Vec<(&'static str, bool)>,
         layout: ElementLayout,
         workgroup_size: u32,
         vec4s_per_invocation: u32,
+        variant: Variant,
+        entry: Entry,
     },
-    /// The gradient-processing module, with or without subgroup operations.
-    Grad { subgroups: bool },
+    /// The gradient-processing module with or without subgroup operations, its reduction
+    /// with these stages.
+    Grad { subgroups: bool, stages: GradStages },
     /// The standalone clip-by-value module.
     ClipValue { workgroup_size: u32 },
 }
@@ -247,25 +284,87 @@ impl Context {
         Ok(built)
     }
 
-    /// The pipelines of `kernel` with these structural options and element layout, built on
-    /// first use.
-    pub(crate) fn pipelines(
+    /// The bind group layouts of `kernel`, built on first use.
+    pub(crate) fn kernel_layouts(&self, kernel: Kernel) -> Result<Arc<KernelLayouts>> {
+        self.cached(PipelineKey::Layouts { kernel }, |device| {
+            let label = kernel.name();
+            // 0: control, 1: hyper.
+            let prologue = bind_group_layout(device, label, &[(0, false), (1, false)]);
+            // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments.
+            let mut entries = vec![(0, false), (1, false), (2, false), (3, true), (7, true)];
+            entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
+            let update = bind_group_layout(device, label, &entries);
+            KernelLayouts { prologue, update }
+        })
+    }
+
+    /// The pipeline of `entry` of `kernel` with these structural options, element layout and
+    /// variant, built on first use.
+    pub(crate) fn kernel_pipeline(
         &self,
         kernel: Kernel,
         overrides: &[(&'static str, bool)],
         layout: ElementLayout,
-    ) -> Result<Arc<KernelPipelines>> {
+        variant: Variant,
+        entry: Entry,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let module = self.cached(PipelineKey::Module { kernel, layout }, |device| {
+            create_module(device, kernel.name(), &kernel.source(layout))
+        })?;
+        let layouts = self.kernel_layouts(kernel)?;
+        let tuning = self.tuning;
         let key = PipelineKey::Kernel {
             kernel,
             overrides: overrides.to_vec(),
             layout,
-            workgroup_size: self.tuning.workgroup_size,
-            vec4s_per_invocation: self.tuning.vec4s_per_invocation,
+            workgroup_size: tuning.workgroup_size,
+            vec4s_per_invocation: tuning.vec4s_per_invocation,
+            variant,
+            entry,
         };
-        let tuning = self.tuning;
         self.cached(key, |device| {
-            build_kernel_pipelines(device, kernel, overrides, layout, tuning)
+            let flag = |on: bool| if on { 1.0 } else { 0.0 };
+            let stages = variant.stages;
+            let mut constants: Vec<(&str, f64)> = overrides
+                .iter()
+                .map(|&(name, on)| (name, flag(on)))
+                .collect();
+            constants.push(("GRAD_PROCESSING", flag(stages.on)));
+            let bind_layout = match entry {
+                Entry::Prologue => &layouts.prologue,
+                Entry::Update | Entry::UpdateTail => {
+                    constants.extend([
+                        ("UNSCALE", flag(stages.unscale)),
+                        ("CLIP_VALUE", flag(stages.clip_value)),
+                        ("CLIP_NORM", flag(stages.clip_norm)),
+                        ("ONE_GROUP", flag(variant.one_group)),
+                    ]);
+                    &layouts.update
+                }
+            };
+            if entry == Entry::Update {
+                constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
+                constants.push((
+                    "VEC4S_PER_INVOCATION",
+                    f64::from(tuning.vec4s_per_invocation),
+                ));
+            }
+            if layout == ElementLayout::Vec4 && entry != Entry::Prologue {
+                constants.push(("PARTIAL_VEC4S", flag(entry == Entry::UpdateTail)));
+            }
+            compute_pipeline(device, &module, entry.name(), bind_layout, &constants)
         })
+    }
+
+    /// What dispatch plans on this context are cut with.
+    pub(crate) fn plan_limits(&self) -> PlanLimits {
+        let limits = self.device.limits();
+        PlanLimits {
+            chunk_len: self.max_chunk_len(),
+            tile: self.update_tile(),
+            align: u64::from(limits.min_storage_buffer_offset_alignment),
+            max_binding: limits.max_storage_buffer_binding_size,
+        }
     }
 
     /// Elements one workgroup of an update kernel takes at most (a segment).
@@ -356,48 +455,28 @@ impl Context {
     }
 }
 
-fn build_kernel_pipelines(
+/// The module of `source`, built without naga's loop-bounding counters: they cost real time
+/// in the hot loops on software adapters (1.18x on lavapipe, BENCHMARKS.md), and every loop of
+/// this crate's shaders terminates on its own. Bounds checks and integer-division checks stay.
+pub(crate) fn create_module(
     device: &wgpu::Device,
-    kernel: Kernel,
-    overrides: &[(&'static str, bool)],
-    layout: ElementLayout,
-    tuning: Tuning,
-) -> KernelPipelines {
-    let label = kernel.name();
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(kernel.source(layout).into()),
-    });
-    // 0: control, 1: hyper, 2: param, 3: grad, 4..: state slots.
-    let prologue_layout = bind_group_layout(device, label, &[(0, false), (1, false)]);
-    // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments.
-    let mut update_entries = vec![(0, false), (1, false), (2, false), (3, true), (7, true)];
-    update_entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
-    let update_layout = bind_group_layout(device, label, &update_entries);
-    let variant = |grad_processing: bool| {
-        let mut constants: Vec<(&str, f64)> = overrides
-            .iter()
-            .chain(&[("GRAD_PROCESSING", grad_processing)])
-            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
-            .collect();
-        let prologue = compute_pipeline(device, &module, "prologue", &prologue_layout, &constants);
-        constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
-        constants.push((
-            "VEC4S_PER_INVOCATION",
-            f64::from(tuning.vec4s_per_invocation),
-        ));
-        let update = compute_pipeline(device, &module, "update", &update_layout, &constants);
-        (prologue, update)
+    label: &str,
+    source: &str,
+) -> wgpu::ShaderModule {
+    let checks = wgpu::ShaderRuntimeChecks {
+        force_loop_bounding: false,
+        ..wgpu::ShaderRuntimeChecks::checked()
     };
-    let (plain_prologue, plain_update) = variant(false);
-    let (grad_prologue, grad_update) = variant(true);
-    let (prologue, update) = ([plain_prologue, grad_prologue], [plain_update, grad_update]);
-    KernelPipelines {
-        prologue,
-        update,
-        prologue_layout,
-        update_layout,
-    }
+    let descriptor = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    // SAFETY: `force_loop_bounding: false` requires that no loop of the module runs forever.
+    // The modules are this crate's own WGSL (src/shaders.rs), whose every loop is a counter
+    // running up to a bound its body does not change (a constant, an override, an array
+    // length, a segment's end) by a step of at least 1, or a halving of a power of two down
+    // to 0 (common/reduce_workgroup.wgsl): each file's header says so. Every other check is on.
+    unsafe { device.create_shader_module_trusted(descriptor, checks) }
 }
 
 /// A compute bind group layout of storage buffers: `(binding, read_only)`.

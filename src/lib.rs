@@ -37,13 +37,15 @@ mod context;
 mod error;
 mod layout;
 mod optim;
+mod plan;
 mod readback;
 pub mod reference;
 mod schedule;
+mod setters;
 pub mod shaders;
 mod tensor;
 
-pub use arena::{Arena, Segment};
+pub use arena::Arena;
 pub use clip::{
     ClipMode, ClipValue, GradConfig, GradHyper, GradScalerConfig, NormStats, Partial, CLIP_NONE,
     CLIP_OPTAX, CLIP_PYTORCH,
@@ -52,6 +54,7 @@ pub use context::{Context, ContextOptions, Tuning};
 pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
 pub use optim::*;
+pub use plan::Segment;
 pub use readback::ControlReader;
 pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
 pub use tensor::{BufferRange, Param};

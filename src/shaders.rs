@@ -1,9 +1,9 @@
 //! The WGSL sources, and how they are put together into one module per optimizer kernel.
 //!
 //! Each file in `shaders/` is plain WGSL. A kernel's module is the concatenation of the shared
-//! files it needs and its own file; `shaders/common/entry.wgsl` holds the two entry points
-//! every kernel shares (`prologue`, `update`), which call the kernel's `prepare_group` and
-//! `step_elements`. The gradient-processing module is `clip.wgsl` after one of two workgroup
+//! files it needs and its own file; `shaders/common/entry.wgsl` holds the entry points every
+//! kernel shares (`prologue`, `update`, `update_tail`), which call the kernel's `prepare_group`
+//! and `step_elements`. The gradient-processing module is `clip.wgsl` after one of two workgroup
 //! reductions (`common/reduce_subgroup.wgsl` or `common/reduce_workgroup.wgsl`); `clip_value.wgsl`
 //! clamps buffers in place.
 
@@ -12,6 +12,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "common/control.wgsl",
         include_str!("../shaders/common/control.wgsl"),
+    ),
+    (
+        "common/segment.wgsl",
+        include_str!("../shaders/common/segment.wgsl"),
     ),
     (
         "common/math.wgsl",
@@ -76,7 +80,12 @@ pub fn grad_files(subgroups: bool) -> Vec<&'static str> {
     } else {
         "common/reduce_workgroup.wgsl"
     };
-    vec!["common/control.wgsl", reduce, "clip.wgsl"]
+    vec![
+        "common/control.wgsl",
+        "common/segment.wgsl",
+        reduce,
+        "clip.wgsl",
+    ]
 }
 
 /// The gradient-processing module's WGSL source; see [`grad_files`].
@@ -85,7 +94,11 @@ pub fn grad_source(subgroups: bool) -> String {
 }
 
 /// The files of the standalone clip-by-value module.
-pub const CLIP_VALUE_FILES: [&str; 2] = ["common/control.wgsl", "clip_value.wgsl"];
+pub const CLIP_VALUE_FILES: [&str; 3] = [
+    "common/control.wgsl",
+    "common/segment.wgsl",
+    "clip_value.wgsl",
+];
 
 /// How an update kernel binds the element buffers (param, grad, states) of a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,7 +122,8 @@ impl ElementLayout {
     }
 }
 
-/// One optimizer kernel: a WGSL module with a `prologue` and an `update` entry point.
+/// One optimizer kernel: a WGSL module with `prologue`, `update` and `update_tail` entry
+/// points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// `sgd.wgsl`
@@ -159,7 +173,12 @@ impl Kernel {
             Kernel::AdaBelief => "adabelief.wgsl",
             Kernel::Lion => "lion.wgsl",
         };
-        let mut files = vec!["common/control.wgsl", "common/math.wgsl", layout.file()];
+        let mut files = vec![
+            "common/control.wgsl",
+            "common/segment.wgsl",
+            "common/math.wgsl",
+            layout.file(),
+        ];
         if matches!(self, Kernel::Adam | Kernel::AdaBelief) {
             files.push("common/adam_hyper.wgsl");
         }

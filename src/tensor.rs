@@ -67,14 +67,6 @@ impl BufferRange {
         })
     }
 
-    /// The chunks of at most `chunk_len` elements that cover the range, in order.
-    pub(crate) fn chunks(&self, chunk_len: u64) -> impl Iterator<Item = BufferRange> + '_ {
-        (0..self.len.div_ceil(chunk_len)).map(move |c| {
-            let start = c * chunk_len;
-            self.slice(start, chunk_len.min(self.len - start))
-        })
-    }
-
     /// Refuses a range that does not start at a multiple of `alignment`, runs past its buffer
     /// or lacks `usage`.
     pub(crate) fn check(

@@ -698,3 +698,99 @@ fn the_loss_scale_is_the_first_field_of_the_control_block() {
     // A loss kernel binds 4 bytes at offset 0 of the control buffer as its scale.
     assert_eq!(Control::offset_of("grad_scale"), Some(0));
 }
+
+/// The gradient-norm reduction and [`ClipValue`] walk an arena's segment table: the bytes
+/// between its tensors (NaN here) are never read as gradients nor written, and tensors that
+/// end inside a vec4 are reduced, clamped and stepped to their last element.
+#[test]
+fn arena_gaps_are_never_read_or_written() {
+    let ctx = context();
+    let lens = [5, 1000, 3, 4096 + 7, 64];
+    let arena = Arena::new(ctx, &lens).unwrap();
+    let mut rng = Rng::new(83);
+    let words = arena.param(0).unwrap().buffer().size() as usize / 4;
+    let nan = vec![f32::NAN; words];
+    for buffer in [
+        arena.param(0).unwrap().buffer(),
+        arena.grad(0).unwrap().buffer(),
+    ] {
+        ctx.queue()
+            .write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
+    }
+    let mut host: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vector(n)).collect();
+    let grads: Vec<Vec<f32>> = lens.iter().map(|&n| rng.gradient(n)).collect();
+    for (i, (p, g)) in host.iter().zip(&grads).enumerate() {
+        arena.write_param(i, p).unwrap();
+        arena.write_grad(i, g).unwrap();
+    }
+    let whole = |role: fn(&Arena, usize) -> Result<BufferRange>| {
+        let range = role(&arena, 0).unwrap();
+        ctx.read_f32(&BufferRange::whole(range.buffer())).unwrap()
+    };
+    let tensors: Vec<(usize, usize)> = (0..lens.len())
+        .map(|t| {
+            let range = arena.param(t).unwrap();
+            (range.offset() as usize / 4, range.len() as usize)
+        })
+        .collect();
+    let gaps = |values: &[f32]| bits_outside(values, &tensors);
+    let (params_before, grads_before) = (whole(Arena::param), whole(Arena::grad));
+
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01));
+    let processing = GradConfig::default()
+        .with_max_norm(0.5)
+        .with_clip_value(0.8);
+    let mut optimizer = config.build(ctx, &arena.params()).unwrap();
+    optimizer
+        .set_grad_processing(Some(processing.clone()))
+        .unwrap();
+    assert_eq!(optimizer.update_dispatches(), 1);
+    assert_eq!(
+        optimizer.tail_dispatches(),
+        1,
+        "5, 3 and 4103 end inside a vec4"
+    );
+    let mut reference = reference::Optimizer::new(&config, &lens).unwrap();
+    reference.set_grad_processing(Some(processing)).unwrap();
+    for _ in 0..3 {
+        submit(ctx, |encoder| optimizer.step(encoder));
+        reference.step(&mut host, &grads).unwrap();
+    }
+    let control = optimizer.read_control().unwrap();
+    assert_eq!(control.skipped_steps, 0, "a NaN between tensors was read");
+    assert_eq!(control.step, 3);
+    let clipped: Vec<Vec<f32>> = grads
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|&x| reference::clip_by_value(x, 0.8))
+                .collect()
+        })
+        .collect();
+    let exact = reference::global_norm(&clipped, 2.0);
+    assert!(relative_error(control.grad_norm, exact) < 1e-6);
+    for (i, expected) in host.iter().enumerate() {
+        assert_close(
+            &format!("tensor {i}"),
+            &arena.read_param(i).unwrap(),
+            expected,
+        );
+    }
+    assert_eq!(gaps(&whole(Arena::param)), gaps(&params_before));
+
+    let ranges: Vec<BufferRange> = (0..lens.len()).map(|i| arena.grad(i).unwrap()).collect();
+    let clip = ClipValue::new(ctx, &ranges, 0.25).unwrap();
+    submit(ctx, |encoder| clip.record(encoder));
+    for (i, g) in grads.iter().enumerate() {
+        let expected: Vec<f32> = g
+            .iter()
+            .map(|&x| reference::clip_by_value(x, 0.25))
+            .collect();
+        assert_eq!(
+            bits(&arena.read_grad(i).unwrap()),
+            bits(&expected),
+            "tensor {i}"
+        );
+    }
+    assert_eq!(gaps(&whole(Arena::grad)), gaps(&grads_before));
+}

@@ -18,7 +18,11 @@ fn validate(module: &naga::Module, source: &str, what: &str) {
 }
 
 /// The shared files that stand alone: declarations and pure functions.
-const STANDALONE: [&str; 2] = ["common/control.wgsl", "common/math.wgsl"];
+const STANDALONE: [&str; 3] = [
+    "common/control.wgsl",
+    "common/segment.wgsl",
+    "common/math.wgsl",
+];
 
 /// The modules besides the optimizer kernels: (name, source, files, entry points).
 fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static str>)> {
@@ -53,7 +57,7 @@ fn every_kernel_module_validates() {
             let source = kernel.source(layout);
             let module = parse(&source, &name);
             validate(&module, &source, &name);
-            for entry in ["prologue", "update"] {
+            for entry in ["prologue", "update", "update_tail"] {
                 assert!(
                     module.entry_points.iter().any(|e| e.name == entry),
                     "{name} lacks the entry point {entry}"
@@ -152,6 +156,7 @@ fn rust_structs_match_their_wgsl_layout() {
     for kernel in Kernel::ALL {
         let module = parse(&kernel.source(ElementLayout::Vec4), kernel.name());
         assert_layout::<Control>(&module, kernel.name());
+        assert_layout::<Segment>(&module, kernel.name());
         match kernel {
             Kernel::Sgd => assert_layout::<SgdHyper>(&module, "sgd"),
             Kernel::Adagrad => assert_layout::<AdagradHyper>(&module, "adagrad"),
@@ -166,22 +171,61 @@ fn rust_structs_match_their_wgsl_layout() {
         assert_layout::<GradHyper>(&module, "clip");
         assert_layout::<Partial>(&module, "clip");
         assert_layout::<NormStats>(&module, "clip");
+        assert_layout::<Segment>(&module, "clip");
     }
+    let clip_value = parse(
+        &shaders::concatenate(&shaders::CLIP_VALUE_FILES),
+        "clip_value",
+    );
+    assert_layout::<Segment>(&clip_value, "clip_value");
 }
 
 #[test]
 fn every_pipeline_builds_on_the_adapter() {
-    // One configuration per kernel with every structural option on: wgpu compiles the
-    // overridden module for the real backend.
+    // Every configuration, on tensors that take every entry point (the vec4 update, its tail
+    // dispatch, the scalar update), without and with every gradient-processing stage: wgpu
+    // compiles each overridden module for the real backend.
     let ctx = common::context();
-    let grad = ctx.upload_f32("grad", &[0.0; 8]);
-    let param = ctx.upload_f32("param", &[0.0; 8]);
-    let params = [Param::whole(&param, &grad)];
+    let grad = ctx.upload_f32("grad", &[0.0; 16]);
+    let param = ctx.upload_f32("param", &[0.0; 16]);
+    let scalar = [
+        ctx.upload_f32("grad", &[0.0; 7]),
+        ctx.upload_f32("param", &[0.0; 7]),
+    ];
+    let params = [
+        Param::whole(&param, &grad),
+        Param::whole(&scalar[1], &scalar[0]),
+    ];
+    let tail = [Param::new(
+        BufferRange::new(&param, 0, 6),
+        BufferRange::new(&grad, 0, 6),
+    )];
+    let every_stage = GradConfig::default()
+        .with_max_norm(1.0)
+        .with_clip_value(0.5)
+        .with_grad_scaler(GradScalerConfig::default());
     for config in common::all_configs() {
-        config
-            .build(ctx, &params)
-            .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+        for tensors in [&params[..], &tail[..]] {
+            let mut optimizer = config
+                .build(ctx, tensors)
+                .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+            optimizer
+                .set_grad_processing(Some(every_stage.clone()))
+                .unwrap_or_else(|e| panic!("{config:?} with gradient processing: {e}"));
+        }
     }
+    assert_eq!(
+        config_tails(ctx, &tail),
+        1,
+        "a tensor of 6 elements ends inside a vec4"
+    );
+}
+
+fn config_tails(ctx: &Context, params: &[Param]) -> usize {
+    OptimizerConfig::AdamW(AdamWConfig::default())
+        .build(ctx, params)
+        .unwrap()
+        .tail_dispatches()
 }
 
 mod common;

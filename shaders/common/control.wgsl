@@ -27,6 +27,13 @@ struct Control {
     nonfinite_step: u32,
 }
 
+// Gradient-processing stages a pipeline compiles in (see GradStages in src/clip.rs): whether
+// gradients are divided by the loss scale (a GradScaler is on) and clipped by value. Off, a
+// stage is the identity exactly (an inverse scale of 1, an infinite bound), so leaving it out
+// changes no bit. The defaults keep both, for modules that do not set them.
+override UNSCALE: bool = true;
+override CLIP_VALUE: bool = true;
+
 // clip_grad_value_ on unscaled gradients u. How a step sees each gradient, as PyTorch's AMP
 // recipe orders it: unscaled (`scaler.unscale_`: g * inv_grad_scale), clipped by value (this),
 // scaled by the global-norm clip coefficient (`clip_grad_norm_`). Without gradient processing

@@ -5,8 +5,9 @@
 // An invocation updates whole vec4s: `idx` holds the element indices of one (4q .. 4q + 3),
 // with lanes past the segment's end clamped to its last element, and `valid` says which lanes
 // are real. The binding covers the whole last vec4, so loads read it entire (lanes past the end
-// read padding or bytes of no tensor, never used); a partial vec4 is stored lane by lane, so no
-// byte outside a tensor is ever written.
+// read padding or bytes of no tensor, never used). The update's segments end on vec4
+// boundaries and store whole vec4s; the tail dispatch (PARTIAL_VEC4S) stores the partial vec4
+// at a tensor's end lane by lane, so no byte outside a tensor is ever written.
 
 @group(0) @binding(0) var<storage, read_write> control: Control;
 @group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
@@ -41,9 +42,13 @@ fn load_state2(idx: vec4<u32>) -> vec4<f32> {
     return state2[idx.x / 4u];
 }
 
+// Set for the tail dispatch (`update_tail` in common/entry.wgsl) only: stores write the lanes
+// where `valid` holds. The main update stores whole vec4s, with no per-lane code in its loop.
+override PARTIAL_VEC4S: bool = false;
+
 fn store_param(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
     let q = idx.x / 4u;
-    if all(valid) {
+    if !PARTIAL_VEC4S {
         param[q] = v;
         return;
     }
@@ -54,7 +59,7 @@ fn store_param(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
 
 fn store_state0(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
     let q = idx.x / 4u;
-    if all(valid) {
+    if !PARTIAL_VEC4S {
         state0[q] = v;
         return;
     }
@@ -65,7 +70,7 @@ fn store_state0(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
 
 fn store_state1(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
     let q = idx.x / 4u;
-    if all(valid) {
+    if !PARTIAL_VEC4S {
         state1[q] = v;
         return;
     }
@@ -76,7 +81,7 @@ fn store_state1(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
 
 fn store_state2(idx: vec4<u32>, valid: vec4<bool>, v: vec4<f32>) {
     let q = idx.x / 4u;
-    if all(valid) {
+    if !PARTIAL_VEC4S {
         state2[q] = v;
         return;
     }

@@ -1,21 +1,39 @@
-// The two entry points every optimizer kernel shares. The optimizer's own file provides
+// The entry points every optimizer kernel shares. The optimizer's own file provides
 // `prepare_group(group, step)` (per-step scalars, once per parameter group) and
 // `step_elements(idx, valid, hyper, control)` (the fused element-wise update); the elements
-// file (`elements.wgsl` or `elements_scalar.wgsl`) provides the buffers and `element_indices`.
+// file (`elements.wgsl` or `elements_scalar.wgsl`) provides the buffers, `element_indices` and
+// the loads and stores. Needs common/segment.wgsl.
 //
 // Per-element code branches only on overrides (constants after pipeline creation); a runtime
 // condition, even one uniform over the dispatch, is a `select` of both results. A software
 // adapter runs an `if` as masked code and loses its fast paths inside it: on lavapipe, turning
-// `if weight_decay != 0` into a select made AdamW's update 1.38x faster (BENCHMARKS.md).
+// `if weight_decay != 0` into a select made AdamW's update 1.38x faster (BENCHMARKS.md). For
+// the same reason the hot loop has no code it does not need: stores of partial vec4s live in a
+// second dispatch (`update_tail`), gradient-processing stages that are off are not compiled
+// in, and one parameter group reads its hyperparameters at a constant address.
+//
+// Every loop here and in the files these modules include terminates: each `for` counts a
+// counter up to a bound that the loop body does not change (VEC4S_PER_INVOCATION, 4, the
+// length of a bound array). src/context.rs relies on this to build the modules without naga's
+// loop-bounding counters.
 
 override WORKGROUP_SIZE: u32 = 256u;
 // The vec4s (groups of four elements) each invocation updates in a tile of
 // 4 * VEC4S_PER_INVOCATION * WORKGROUP_SIZE elements.
 override VEC4S_PER_INVOCATION: u32 = 4u;
-// Whether gradient processing (shaders/clip.wgsl) feeds this step. Without it gradients are used
-// as they are and the control block's gradient fields are never read, whatever a step recorded
-// earlier with processing left there.
+// Whether gradient processing (shaders/clip.wgsl) feeds this step: the step is skipped when
+// the control block says `found_inf`. Without it gradients are used as they are and the
+// control block's gradient fields are never read, whatever a step recorded earlier with
+// processing left there.
 override GRAD_PROCESSING: bool = false;
+// With GRAD_PROCESSING, whether the gradients are multiplied by the global-norm clip
+// coefficient (a max_norm is set). UNSCALE and CLIP_VALUE (common/control.wgsl) say whether
+// the other stages are on. A stage that is off is the identity exactly (an inverse scale of 1,
+// an infinite bound, a coefficient of 1), so leaving it out changes no bit.
+override CLIP_NORM: bool = true;
+// Whether the optimizer has a single parameter group: its hyperparameters are then read at a
+// constant address rather than at one loaded from the segment table.
+override ONE_GROUP: bool = false;
 
 // One invocation, once per step, before any update: advance the step counter on the device
 // (unless this step is skipped) and derive the per-step scalars of every parameter group.
@@ -31,29 +49,44 @@ fn prologue() {
     }
 }
 
-// A piece of one tensor within the bound chunk: elements [start, end), updated by one
-// workgroup with parameter group `group`'s hyperparameters (src/arena.rs builds the table).
-struct Segment {
-    start: u32,
-    end: u32,
-    group: u32,
-    pad: u32,
-}
-
 @group(0) @binding(7) var<storage, read> segments: array<Segment>;
 
 // The gradient as the update sees it: with gradient processing, unscaled, clipped by value
-// and times the clip coefficient; without, as it is.
+// and times the clip coefficient (the stages that are on); without, as it is.
 fn process_grad(g: vec4<f32>, c: Control) -> vec4<f32> {
     if !GRAD_PROCESSING {
         return g;
     }
-    return clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef;
+    var u = g;
+    if UNSCALE {
+        u = u * c.inv_grad_scale;
+    }
+    if CLIP_VALUE {
+        u = clip_by_value(u, c.clip_value);
+    }
+    if CLIP_NORM {
+        u = u * c.clip_coef;
+    }
+    return u;
+}
+
+// The parameter group whose hyperparameters segment `s` uses.
+fn group_of(s: Segment) -> u32 {
+    if ONE_GROUP {
+        return 0u;
+    }
+    return s.group;
+}
+
+// Whether this step is skipped (its gradients hold an inf or NaN).
+fn skipped(c: Control) -> bool {
+    return GRAD_PROCESSING && c.found_inf != 0u;
 }
 
 // The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
 // workgroups), at most one tile of one tensor, and each invocation updates its vec4s of it.
-// Everything uniform is read once per workgroup, before any branch.
+// Everything uniform is read once per workgroup, before any branch. In the vec4 layout every
+// segment ends on a vec4 boundary, so each vec4 is stored whole.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn update(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -63,17 +96,36 @@ fn update(
     let c = control;
     let index = workgroup.y * workgroups.x + workgroup.x;
     let s = segments[min(index, arrayLength(&segments) - 1u)];
-    let h = hyper[s.group];
-    if (GRAD_PROCESSING && c.found_inf != 0u) || index >= arrayLength(&segments) {
+    let h = hyper[group_of(s)];
+    if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
     for (var k = 0u; k < VEC4S_PER_INVOCATION; k++) {
         let idx = element_indices(s.start, lane, k);
-        let valid = idx < vec4(s.end);
         // Lane x is the first element: past the end, so is every later vec4.
-        if !valid.x {
+        if idx.x >= s.end {
             break;
         }
-        step_elements(min(idx, vec4(s.end - 1u)), valid, h, c);
+        step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), h, c);
     }
+}
+
+// The vec4 layout's tail dispatch: one invocation per tail segment, the last 1 to 3 elements
+// of a tensor that ends inside a vec4. The vec4 is loaded whole and stored lane by lane
+// (the pipeline sets PARTIAL_VEC4S), so no byte outside a tensor is written.
+@compute @workgroup_size(64)
+fn update_tail(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let c = control;
+    let index = (workgroup.y * workgroups.x + workgroup.x) * 64u + lane;
+    let s = segments[min(index, arrayLength(&segments) - 1u)];
+    let h = hyper[group_of(s)];
+    if skipped(c) || index >= arrayLength(&segments) {
+        return;
+    }
+    let idx = s.start + vec4(0u, 1u, 2u, 3u);
+    step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), h, c);
 }

@@ -253,6 +253,18 @@ pub fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
+/// The bits of the values outside `ranges` (element `(start, len)` pairs) of a whole buffer:
+/// what a step or a clamp must leave as it was.
+pub fn bits_outside(values: &[f32], ranges: &[(usize, usize)]) -> Vec<u32> {
+    let inside = |i: usize| ranges.iter().any(|&(at, len)| (at..at + len).contains(&i));
+    bits(values)
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, _)| !inside(i))
+        .map(|(_, b)| b)
+        .collect()
+}
+
 /// Tensors on the device and their twins on the host, stepped together.
 pub struct Run {
     pub params_buffer: wgpu::Buffer,

@@ -1,0 +1,197 @@
+//! [`OptimizerConfig`]: any optimizer's configuration, and what it lowers to for the device
+//! ([`KernelSpec`]: kernel, structural options, state buffers, hyperparameter bytes).
+
+use super::*;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::shaders::Kernel;
+use crate::tensor::Param;
+
+/// Calls `$body` with `$c` bound to the config inside any [`OptimizerConfig`].
+macro_rules! each_config {
+    ($config:expr, $c:ident => $body:expr) => {
+        match $config {
+            OptimizerConfig::Sgd($c) => $body,
+            OptimizerConfig::Adagrad($c) => $body,
+            OptimizerConfig::RmsProp($c) => $body,
+            OptimizerConfig::Adam($c) => $body,
+            OptimizerConfig::AdamW($c) => $body,
+            OptimizerConfig::AdaBelief($c) => $body,
+            OptimizerConfig::Lion($c) => $body,
+        }
+    };
+}
+
+pub(crate) use each_config;
+
+/// Any optimizer's configuration: the input of [`Optimizer`] and of
+/// [`reference::Optimizer`](crate::reference::Optimizer).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`
+    Sgd(SgdConfig),
+    /// `torch.optim.Adagrad`
+    Adagrad(AdagradConfig),
+    /// `torch.optim.RMSprop`
+    RmsProp(RmsPropConfig),
+    /// `torch.optim.Adam`
+    Adam(AdamConfig),
+    /// `torch.optim.AdamW`
+    AdamW(AdamWConfig),
+    /// adabelief-pytorch's `AdaBelief` with `rectify=False`
+    AdaBelief(AdaBeliefConfig),
+    /// Lion (lion-pytorch, `optax.lion`)
+    Lion(LionConfig),
+}
+
+/// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateSpec {
+    /// PyTorch's name: `exp_avg`, `momentum_buffer`, ...
+    pub name: &'static str,
+    /// The WGSL binding it fills: `state0`, `state1` or `state2`.
+    pub slot: usize,
+    /// Its value before the first step.
+    pub init: f32,
+}
+
+/// What the device needs to run one configuration: kernel, structural options, state buffers
+/// and the bytes of its hyperparameter struct.
+#[derive(Clone, Debug)]
+pub(crate) struct KernelSpec {
+    pub kernel: Kernel,
+    pub overrides: Vec<(&'static str, bool)>,
+    pub states: Vec<StateSpec>,
+    pub hyper: Vec<u8>,
+}
+
+impl KernelSpec {
+    /// The same kernel, structural options and states: only hyperparameter values may differ.
+    pub fn same_structure(&self, other: &KernelSpec) -> bool {
+        self.kernel == other.kernel
+            && self.overrides == other.overrides
+            && self.states == other.states
+    }
+
+    pub fn new<H: bytemuck::Pod>(
+        kernel: Kernel,
+        overrides: Vec<(&'static str, bool)>,
+        states: Vec<StateSpec>,
+        hyper: &H,
+    ) -> Self {
+        KernelSpec {
+            kernel,
+            overrides,
+            states,
+            hyper: bytemuck::bytes_of(hyper).to_vec(),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The optimizer's name, as PyTorch's class name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd(_) => "SGD",
+            OptimizerConfig::Adagrad(_) => "Adagrad",
+            OptimizerConfig::RmsProp(_) => "RMSprop",
+            OptimizerConfig::Adam(_) => "Adam",
+            OptimizerConfig::AdamW(_) => "AdamW",
+            OptimizerConfig::AdaBelief(_) => "AdaBelief",
+            OptimizerConfig::Lion(_) => "Lion",
+        }
+    }
+
+    /// Refuses hyperparameters PyTorch refuses, and non-finite ones.
+    pub fn validate(&self) -> Result<()> {
+        self.spec().map(|_| ())
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        each_config!(self, c => c.lr)
+    }
+
+    /// The same configuration with another learning rate.
+    pub fn with_lr(&self, lr: f64) -> Self {
+        let mut config = self.clone();
+        each_config!(&mut config, c => c.lr = lr);
+        config
+    }
+
+    /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
+    /// `momentum`, the Adam family's and Lion's `beta1`, as PyTorch's `OneCycleLR` cycles
+    /// them (see [`OneCycle::momentum`](crate::OneCycle::momentum)). Adagrad has none:
+    /// [`Error::InvalidOptions`], as PyTorch raises.
+    pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {
+        let mut config = self.clone();
+        match &mut config {
+            OptimizerConfig::Sgd(c) => c.momentum = momentum,
+            OptimizerConfig::RmsProp(c) => c.momentum = momentum,
+            OptimizerConfig::Adam(c) => c.beta1 = momentum,
+            OptimizerConfig::AdamW(c) => c.beta1 = momentum,
+            OptimizerConfig::AdaBelief(c) => c.beta1 = momentum,
+            OptimizerConfig::Lion(c) => c.beta1 = momentum,
+            OptimizerConfig::Adagrad(_) => {
+                return Err(Error::InvalidOptions(
+                    "Adagrad has no momentum or beta1 to cycle",
+                ))
+            }
+        }
+        Ok(config)
+    }
+
+    /// The state buffers kept per tensor, in slot order.
+    pub fn states(&self) -> Result<Vec<StateSpec>> {
+        Ok(self.spec()?.states)
+    }
+
+    /// Validates and lowers the configuration to what the kernel needs.
+    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+        match self {
+            OptimizerConfig::Sgd(c) => c.spec(),
+            OptimizerConfig::Adagrad(c) => c.spec(),
+            OptimizerConfig::RmsProp(c) => c.spec(),
+            OptimizerConfig::Adam(c) => c.spec(),
+            OptimizerConfig::AdamW(c) => c.to_adam().spec(),
+            OptimizerConfig::AdaBelief(c) => c.spec(),
+            OptimizerConfig::Lion(c) => c.spec(),
+        }
+    }
+
+    /// Builds the optimizer for `params` on `ctx`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        Optimizer::new(ctx, self.clone(), params)
+    }
+}
+
+/// `value` must be finite and at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`).
+pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            expected: "a finite value >= 0",
+        })
+    }
+}
+
+/// `value` must lie in [0, 1), as PyTorch requires of Adam's betas.
+pub(crate) fn beta(name: &'static str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            expected: "a value in [0, 1)",
+        })
+    }
+}
+
+/// ln(beta) for the device's bias correction, computed in f64 and rounded once.
+pub(crate) fn ln(beta: f64) -> f32 {
+    beta.ln() as f32
+}

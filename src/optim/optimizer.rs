@@ -1,0 +1,672 @@
+//! The runtime [`Optimizer`]: state buffers, bind groups over the dispatch plan
+//! (`src/plan.rs`), and the recording of a step.
+
+use std::sync::Arc;
+
+use super::{KernelSpec, OptimizerConfig, StateSpec};
+use crate::clip::{GradConfig, GradProcessing, GradStages, NormStats};
+use crate::context::{bind_group, capture_errors, Context, Entry, KernelLayouts, Variant};
+use crate::error::{Error, Result};
+use crate::layout::Control;
+use crate::plan::{check_disjoint, Plan};
+use crate::shaders::ElementLayout;
+use crate::tensor::{BufferRange, Param};
+
+/// The dispatches of one binding-size chunk: the update over its main segments and, in the
+/// vec4 layout, the tail dispatch over its partial vec4s.
+struct ChunkDispatch {
+    layout: ElementLayout,
+    main: wgpu::BindGroup,
+    workgroups: (u32, u32),
+    tail: Option<(wgpu::BindGroup, (u32, u32))>,
+}
+
+/// The pipelines a step records with, for the variant in force: those the plan's chunks need.
+struct Pipelines {
+    prologue: Arc<wgpu::ComputePipeline>,
+    vec4: Option<Arc<wgpu::ComputePipeline>>,
+    tail: Option<Arc<wgpu::ComputePipeline>>,
+    scalar: Option<Arc<wgpu::ComputePipeline>>,
+}
+
+struct TensorState {
+    param: Param,
+    group: usize,
+    // One range per entry of `KernelSpec::states`, in the span's state buffers.
+    states: Vec<BufferRange>,
+}
+
+/// A parameter group (PyTorch's `param_groups` entry): tensors sharing hyperparameters.
+#[derive(Clone, Debug)]
+pub struct ParamGroup {
+    /// Their configuration. Every group of one optimizer has the same algorithm and
+    /// structural options; the values may differ.
+    pub config: OptimizerConfig,
+    /// Their tensors.
+    pub params: Vec<Param>,
+}
+
+/// A built optimizer: its state buffers on the device and the pipelines and bind groups that
+/// update them. [`Optimizer::step`] records a step into the caller's command encoder.
+///
+/// Build one from any configuration, e.g. [`AdamWConfig::build`](crate::AdamWConfig::build).
+/// The step counter lives on the device, as PyTorch's `capturable=True`: bias corrections are
+/// derived from it there, so a step skipped on the device can never make them drift.
+///
+/// Gradient processing (loss-scale unscaling, inf/NaN skip, clipping by value and by global
+/// norm, dynamic loss scaling) is off until [`Optimizer::set_grad_processing`].
+pub struct Optimizer {
+    ctx: Context,
+    // One configuration per parameter group; `spec` is group 0's (all share its structure).
+    configs: Vec<OptimizerConfig>,
+    spec: KernelSpec,
+    pipelines: Pipelines,
+    control: wgpu::Buffer,
+    hyper: wgpu::Buffer,
+    prologue: wgpu::BindGroup,
+    tensors: Vec<TensorState>,
+    // Spans, chunks and the segment table; the update and the gradient reduction walk it.
+    plan: Plan,
+    dispatches: Vec<ChunkDispatch>,
+    grad: Option<GradProcessing>,
+    // A caller's buffer for the norm stats (data parallel); an internal one when `None`.
+    norm_stats: Option<BufferRange>,
+}
+
+/// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it.
+fn grid(count: u64, max_x: u64) -> (u32, u32) {
+    let x = count.clamp(1, max_x);
+    (x as u32, count.div_ceil(x) as u32)
+}
+
+impl Optimizer {
+    /// Validates everything (hyperparameters, lengths, usages, alignment, overlap), then
+    /// allocates the state buffers, builds or reuses the pipelines and prepares the bind
+    /// groups and segment tables of every dispatch.
+    ///
+    /// Tensors sharing a param buffer and a grad buffer at the same relative offsets (an
+    /// [`Arena`](crate::Arena)'s) are updated together, one dispatch per binding-size chunk
+    /// (plus a small one for the chunk's tensors that end inside a vec4, if any); a tensor in
+    /// buffers of its own gets its own. Tensors longer than one storage binding
+    /// (`max_storage_buffer_binding_size`) are split into chunks bound at aligned offsets. A
+    /// tensor of length 0 is kept and never dispatched.
+    pub fn new(ctx: &Context, config: OptimizerConfig, params: &[Param]) -> Result<Self> {
+        Self::with_groups(
+            ctx,
+            vec![ParamGroup {
+                config,
+                params: params.to_vec(),
+            }],
+        )
+    }
+
+    /// An optimizer over parameter groups with their own hyperparameters, as PyTorch's
+    /// `param_groups` (say, no weight decay for biases and norm weights). Tensors are numbered
+    /// across groups in order, as in PyTorch's `state_dict`. The groups must share the
+    /// algorithm and structural options ([`Error::StructuralChange`] otherwise).
+    pub fn with_groups(ctx: &Context, groups: Vec<ParamGroup>) -> Result<Self> {
+        let first = groups.first().ok_or(Error::InvalidOptions(
+            "an optimizer needs at least one parameter group",
+        ))?;
+        let spec = first.config.spec()?;
+        let mut hyper = Vec::new();
+        for group in &groups {
+            let group_spec = group.config.spec()?;
+            if !group_spec.same_structure(&spec)
+                || std::mem::discriminant(&group.config) != std::mem::discriminant(&first.config)
+            {
+                return Err(Error::StructuralChange(first.config.name()));
+            }
+            hyper.extend_from_slice(&group_spec.hyper);
+        }
+        let params: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
+        let tensor_groups: Vec<u32> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| std::iter::repeat_n(g as u32, group.params.len()))
+            .collect();
+        let device = ctx.device();
+        for (index, param) in params.iter().enumerate() {
+            param.check(index, device)?;
+        }
+        check_disjoint(&params.iter().map(|p| &p.param).collect::<Vec<_>>())?;
+        let layouts = ctx.kernel_layouts(spec.kernel)?;
+        let configs = groups.into_iter().map(|g| g.config).collect();
+        capture_errors(device, || {
+            Self::create(
+                ctx,
+                configs,
+                spec,
+                &hyper,
+                &layouts,
+                &params,
+                &tensor_groups,
+            )
+        })?
+    }
+
+    fn create(
+        ctx: &Context,
+        configs: Vec<OptimizerConfig>,
+        spec: KernelSpec,
+        hyper: &[u8],
+        layouts: &KernelLayouts,
+        params: &[Param],
+        tensor_groups: &[u32],
+    ) -> Result<Self> {
+        use wgpu::util::DeviceExt;
+        let device = ctx.device();
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let control = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim control"),
+            contents: bytemuck::bytes_of(&Control::INITIAL),
+            usage,
+        });
+        let hyper = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim hyper"),
+            contents: hyper,
+            usage,
+        });
+        let prologue = bind_group(
+            device,
+            "wgpu-optim prologue",
+            &layouts.prologue,
+            &[
+                (0, control.as_entire_binding()),
+                (1, hyper.as_entire_binding()),
+            ],
+        );
+
+        let tensors: Vec<Vec<BufferRange>> = params
+            .iter()
+            .map(|p| vec![p.param.clone(), p.grad.clone()])
+            .collect();
+        let plan = Plan::new(device, &tensors, tensor_groups, &ctx.plan_limits());
+
+        // State buffers: one per state and span, laid out as the span's params and padded to
+        // whole vec4s. A tensor of length 0 gets empty ranges.
+        let state_buffer = |state: &StateSpec, len: u64| {
+            let init = vec![state.init; len.next_multiple_of(4).max(1) as usize];
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(state.name),
+                contents: bytemuck::cast_slice(&init),
+                usage,
+            })
+        };
+        // Tensors of length 0 belong to no span: they share empty ranges of one tiny buffer.
+        let empty: Vec<BufferRange> = spec
+            .states
+            .iter()
+            .map(|s| BufferRange::new(&state_buffer(s, 0), 0, 0))
+            .collect();
+        let mut tensor_states: Vec<Vec<BufferRange>> = vec![empty; params.len()];
+        let span_states: Vec<Vec<BufferRange>> = plan
+            .spans
+            .iter()
+            .map(|span| {
+                let states: Vec<BufferRange> = spec
+                    .states
+                    .iter()
+                    .map(|s| BufferRange::new(&state_buffer(s, span.len()), 0, span.len()))
+                    .collect();
+                for &i in &span.tensors {
+                    let offset = span.offset_of(&params[i].param);
+                    tensor_states[i] = states
+                        .iter()
+                        .map(|s| s.slice(offset, params[i].len()))
+                        .collect();
+                }
+                states
+            })
+            .collect();
+
+        let max_x = ctx.max_workgroups();
+        let dispatches = plan
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let len = chunk.bound_len();
+                let (param, grad) = (plan.range(chunk, 0, len), plan.range(chunk, 1, len));
+                let mut entries = vec![
+                    (0, control.as_entire_binding()),
+                    (1, hyper.as_entire_binding()),
+                    (2, param.binding()),
+                    (3, grad.binding()),
+                ];
+                let states: Vec<BufferRange> = span_states[chunk.span]
+                    .iter()
+                    .map(|s| s.slice(chunk.offset, len))
+                    .collect();
+                for slot in 0..spec.kernel.state_slots() {
+                    let resource = match spec.states.iter().position(|s| s.slot == slot) {
+                        Some(i) => states[i].binding(),
+                        None => ctx.placeholder(slot).as_entire_binding(),
+                    };
+                    entries.push((4 + slot as u32, resource));
+                }
+                let group = |table: wgpu::BindingResource<'_>| {
+                    let mut entries = entries.clone();
+                    entries.push((7, table));
+                    bind_group(device, "wgpu-optim update", &layouts.update, &entries)
+                };
+                ChunkDispatch {
+                    layout: chunk.layout,
+                    main: group(chunk.main.binding(plan.table())),
+                    workgroups: grid(chunk.main.count, max_x),
+                    tail: chunk.tails.map(|tails| {
+                        let workgroups = grid(tails.count.div_ceil(64), max_x);
+                        (group(tails.binding(plan.table())), workgroups)
+                    }),
+                }
+            })
+            .collect();
+        let tensors = params
+            .iter()
+            .zip(tensor_states)
+            .zip(tensor_groups)
+            .map(|((param, states), &group)| TensorState {
+                param: param.clone(),
+                group: group as usize,
+                states,
+            })
+            .collect();
+        let variant = Variant {
+            stages: GradStages::default(),
+            one_group: configs.len() == 1,
+        };
+        let pipelines = Self::pipelines_for(ctx, &spec, &plan, variant)?;
+        Ok(Optimizer {
+            ctx: ctx.clone(),
+            configs,
+            spec,
+            pipelines,
+            control,
+            hyper,
+            prologue,
+            tensors,
+            plan,
+            dispatches,
+            grad: None,
+            norm_stats: None,
+        })
+    }
+
+    /// The pipelines of `variant` that the chunks of `plan` need, built on first use.
+    fn pipelines_for(
+        ctx: &Context,
+        spec: &KernelSpec,
+        plan: &Plan,
+        variant: Variant,
+    ) -> Result<Pipelines> {
+        let pipeline = |layout, entry| {
+            ctx.kernel_pipeline(spec.kernel, &spec.overrides, layout, variant, entry)
+        };
+        let needs = |layout| plan.chunks.iter().any(|c| c.layout == layout);
+        let vec4 = needs(ElementLayout::Vec4);
+        let tails = plan.chunks.iter().any(|c| c.tails.is_some());
+        Ok(Pipelines {
+            prologue: pipeline(ElementLayout::Vec4, Entry::Prologue)?,
+            vec4: vec4
+                .then(|| pipeline(ElementLayout::Vec4, Entry::Update))
+                .transpose()?,
+            tail: tails
+                .then(|| pipeline(ElementLayout::Vec4, Entry::UpdateTail))
+                .transpose()?,
+            scalar: needs(ElementLayout::Scalar)
+                .then(|| pipeline(ElementLayout::Scalar, Entry::Update))
+                .transpose()?,
+        })
+    }
+
+    /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
+    /// Its buffers are allocated here, never in a step. It applies to the steps recorded after
+    /// this call; its buffer writes (bound, loss scale) land at the next submit, so submit the
+    /// steps recorded before the call first.
+    ///
+    /// Without gradient processing, steps use gradients as they are and never skip: the
+    /// gradient fields of the control block are not read (and a halt of `error_if_nonfinite`
+    /// is cleared). The loss scale is set to `init_scale` when a scaler is turned on or its
+    /// `init_scale` changes, and to 1 without a scaler; otherwise the scale and growth tracker
+    /// carry on. A refused configuration leaves the one in force unchanged.
+    pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
+        let Some(config) = config else {
+            self.pipelines = self.pipelines_with(GradStages::default())?;
+            self.grad = None;
+            self.write_control("nonfinite_step", &0_u32);
+            return Ok(());
+        };
+        config.validate()?;
+        let stats = match &self.norm_stats {
+            Some(range) => range.clone(),
+            None => {
+                let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim norm stats"),
+                    size: std::mem::size_of::<NormStats>() as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                BufferRange::whole(&buffer)
+            }
+        };
+        let pipelines = self.pipelines_with(GradStages::of(Some(&config)))?;
+        let processing = GradProcessing::new(&self.ctx, config, &self.plan, &self.control, &stats)?;
+        self.pipelines = pipelines;
+        let config = &processing.config;
+        if config.resets_scale(self.grad_processing()) {
+            self.write_control("grad_scale", &config.init_scale_f32());
+            self.write_control("growth_tracker", &0_u32);
+        }
+        self.write_control("clip_value", &config.clip_value_f32());
+        self.grad = Some(processing);
+        Ok(())
+    }
+
+    /// The pipelines this optimizer steps with under gradient-processing `stages`.
+    fn pipelines_with(&self, stages: GradStages) -> Result<Pipelines> {
+        let variant = Variant {
+            stages,
+            one_group: self.configs.len() == 1,
+        };
+        Self::pipelines_for(&self.ctx, &self.spec, &self.plan, variant)
+    }
+
+    /// The gradient processing in force, if any.
+    pub fn grad_processing(&self) -> Option<&GradConfig> {
+        self.grad.as_ref().map(|g| &g.config)
+    }
+
+    /// Makes [`Optimizer::record_grad_stats`] write this device's [`NormStats`] into `range`
+    /// (2 f32, `STORAGE` usage, at an aligned offset) and [`Optimizer::record_update`] read
+    /// them from there: the buffer a data-parallel caller all-reduces between the two.
+    pub fn set_norm_stats_buffer(&mut self, range: BufferRange) -> Result<()> {
+        let expected = std::mem::size_of::<NormStats>() / 4;
+        if range.len() != expected as u64 {
+            return Err(Error::WrongLength {
+                what: "norm stats buffer",
+                expected,
+                actual: range.len() as usize,
+            });
+        }
+        let alignment = self
+            .ctx
+            .device()
+            .limits()
+            .min_storage_buffer_offset_alignment;
+        range.check(0, "norm stats", alignment, wgpu::BufferUsages::STORAGE)?;
+        let previous = self.norm_stats.replace(range);
+        if let Some(config) = self.grad_processing().cloned() {
+            if let Err(e) = self.set_grad_processing(Some(config)) {
+                self.norm_stats = previous;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records, in one compute pass, the whole step: gradient processing when it is on (the
+    /// norm reduction and its finalize), then the prologue and the update. Nothing is
+    /// submitted, polled or read back.
+    pub fn step(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = Self::begin(encoder);
+        if let Some(grad) = &self.grad {
+            grad.record_stats(&mut pass);
+        }
+        self.record_update_into(&mut pass);
+    }
+
+    /// The first half of a data-parallel step: reduces this device's gradients into its
+    /// [`NormStats`] buffer (see [`Optimizer::set_norm_stats_buffer`]), for the caller to
+    /// all-reduce across devices before [`Optimizer::record_update`].
+    pub fn record_grad_stats(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let grad = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
+        grad.record_stats(&mut Self::begin(encoder));
+        Ok(())
+    }
+
+    /// The second half of a data-parallel step: derives the global norm, clip coefficient,
+    /// skip flag and loss scale from the (all-reduced) [`NormStats`] buffer, then records the
+    /// prologue and the update. Without gradient processing it is the whole step.
+    pub fn record_update(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_update_into(&mut Self::begin(encoder));
+    }
+
+    fn begin(encoder: &mut wgpu::CommandEncoder) -> wgpu::ComputePass<'_> {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-optim step"),
+            timestamp_writes: None,
+        })
+    }
+
+    // The finalize (with gradient processing), the prologue (advance the step counter, derive
+    // per-step scalars) and the update dispatches of each chunk.
+    fn record_update_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(grad) = &self.grad {
+            grad.record_finalize(pass);
+        }
+        let pipelines = &self.pipelines;
+        pass.set_pipeline(&pipelines.prologue);
+        pass.set_bind_group(0, &self.prologue, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+        let expect = |p: &Option<Arc<wgpu::ComputePipeline>>| -> Arc<wgpu::ComputePipeline> {
+            p.clone().expect("built for every layout the plan uses")
+        };
+        for dispatch in &self.dispatches {
+            let update = match dispatch.layout {
+                ElementLayout::Vec4 => expect(&pipelines.vec4),
+                ElementLayout::Scalar => expect(&pipelines.scalar),
+            };
+            pass.set_pipeline(&update);
+            pass.set_bind_group(0, &dispatch.main, &[]);
+            pass.dispatch_workgroups(dispatch.workgroups.0, dispatch.workgroups.1, 1);
+        }
+        // The tails touch no element of any main segment: they go after every chunk's update,
+        // with one pipeline switch.
+        if let Some(tail) = &pipelines.tail {
+            pass.set_pipeline(tail);
+            for (group, (x, y)) in self.dispatches.iter().filter_map(|d| d.tail.as_ref()) {
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(*x, *y, 1);
+            }
+        }
+    }
+
+    /// The configuration in force (of parameter group 0).
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.configs[0]
+    }
+
+    /// Each parameter group's configuration.
+    pub fn group_configs(&self) -> &[OptimizerConfig] {
+        &self.configs
+    }
+
+    /// The parameter group of tensor `index`.
+    pub fn group_of(&self, index: usize) -> Option<usize> {
+        self.tensors.get(index).map(|t| t.group)
+    }
+
+    /// Update dispatches one step records: one per binding-size chunk of each span of tensors
+    /// sharing buffers (an [`Arena`](crate::Arena) of any size under one binding limit: 1).
+    /// Chunks of the vec4 layout whose tensors end inside a vec4 add one small dispatch each
+    /// for those last partial vec4s ([`Optimizer::tail_dispatches`]).
+    pub fn update_dispatches(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Tail dispatches one step records: one per vec4-layout chunk in which some tensor's
+    /// length is not a multiple of 4. Each stores those tensors' last 1 to 3 elements lane by
+    /// lane, one invocation per tensor, so the update's loop stores only whole vec4s.
+    pub fn tail_dispatches(&self) -> usize {
+        self.dispatches.iter().filter(|d| d.tail.is_some()).count()
+    }
+
+    /// How many of the update dispatches load and store whole vec4s
+    /// ([`ElementLayout::Vec4`](crate::shaders::ElementLayout::Vec4)); the others use scalar loads, because a tensor's buffer ends
+    /// inside the chunk's last vec4 (a buffer of `len * 4` bytes with `len % 4 != 0`) or a
+    /// tensor starts inside a vec4. An [`Arena`](crate::Arena) is all vec4.
+    pub fn vec4_dispatches(&self) -> usize {
+        self.dispatches
+            .iter()
+            .filter(|d| d.layout == ElementLayout::Vec4)
+            .count()
+    }
+
+    /// The parameters, in the order given.
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.tensors.iter().map(|t| &t.param)
+    }
+
+    /// Bytes a step must move per element at the least: read and write the parameter and
+    /// each state, read the gradient (28 for Adam in f32), and read the gradient once more
+    /// with gradient processing on (32). Benchmarks divide by this.
+    pub fn bytes_per_element(&self) -> u64 {
+        let grad_reads = if self.grad.is_some() { 2 } else { 1 };
+        4 * (2 + grad_reads + 2 * self.spec.states.len() as u64)
+    }
+
+    /// The state buffers kept per tensor, in slot order.
+    pub fn state_specs(&self) -> &[StateSpec] {
+        &self.spec.states
+    }
+
+    /// Replaces the hyperparameters (learning rate, betas, weight decay...) of every
+    /// parameter group for the steps submitted after this call: a buffer write through the
+    /// queue, never a rebuild. Options that change the kernel or its state (amsgrad,
+    /// nesterov, centered, momentum on or off...) are refused with
+    /// [`Error::StructuralChange`].
+    pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
+        self.check_structure(&config)?;
+        for group in 0..self.configs.len() {
+            self.set_group_config(group, config.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Replaces parameter group `group`'s hyperparameters, as [`Optimizer::set_config`].
+    pub fn set_group_config(&mut self, group: usize, config: OptimizerConfig) -> Result<()> {
+        if group >= self.configs.len() {
+            return Err(Error::NoSuchGroup {
+                group,
+                count: self.configs.len(),
+            });
+        }
+        let spec = self.check_structure(&config)?;
+        let offset = (group * spec.hyper.len()) as u64;
+        self.ctx
+            .queue()
+            .write_buffer(&self.hyper, offset, &spec.hyper);
+        self.configs[group] = config;
+        Ok(())
+    }
+
+    /// Sets parameter group `group`'s learning rate for the steps submitted after this call.
+    pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        let config = self
+            .configs
+            .get(group)
+            .ok_or(Error::NoSuchGroup {
+                group,
+                count: self.configs.len(),
+            })?
+            .with_lr(lr);
+        self.set_group_config(group, config)
+    }
+
+    /// Validates `config` and checks it keeps this optimizer's kernel, options and states.
+    pub(crate) fn check_structure(&self, config: &OptimizerConfig) -> Result<KernelSpec> {
+        let spec = config.spec()?;
+        if !spec.same_structure(&self.spec) {
+            return Err(Error::StructuralChange(self.config().name()));
+        }
+        Ok(spec)
+    }
+
+    /// The context the optimizer was built on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Sets every parameter group's learning rate for the steps submitted after this call.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let configs: Vec<OptimizerConfig> = self.configs.iter().map(|c| c.with_lr(lr)).collect();
+        for config in &configs {
+            config.validate()?;
+        }
+        for (group, config) in configs.into_iter().enumerate() {
+            self.set_group_config(group, config)?;
+        }
+        Ok(())
+    }
+
+    /// The device buffer holding the [`Control`] block (step counter, skip flag, gradient
+    /// norm, loss scale). A loss kernel multiplies by the loss scale by binding its first 4
+    /// bytes (`grad_scale`) as `var<storage, read> grad_scale: f32`.
+    pub fn control_buffer(&self) -> &wgpu::Buffer {
+        &self.control
+    }
+
+    fn write_control<T: bytemuck::Pod>(&self, field: &str, value: &T) {
+        let offset = Control::offset_of(field).expect("a field of Control");
+        self.ctx
+            .queue()
+            .write_buffer(&self.control, offset, bytemuck::bytes_of(value));
+    }
+
+    /// Where the state `name` (PyTorch's name) of tensor `index` lives: a range of a state
+    /// buffer the optimizer shares among the tensors of one span.
+    pub fn state_range(&self, index: usize, name: &str) -> Result<&BufferRange> {
+        let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
+            index,
+            count: self.tensors.len(),
+        })?;
+        let position = self
+            .spec
+            .states
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::NoSuchState {
+                optimizer: self.config().name(),
+                name: name.to_string(),
+                available: self.spec.states.iter().map(|s| s.name).collect(),
+            })?;
+        Ok(&tensor.states[position])
+    }
+
+    /// Reads the state `name` of tensor `index` back to the host (blocking; not for the
+    /// training loop).
+    pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
+        let range = self.state_range(index, name)?;
+        let bytes = self
+            .ctx
+            .read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Reads the control block back (blocking; for tests and tools: a training loop logs
+    /// with a [`ControlReader`](crate::ControlReader) instead). With `error_if_nonfinite`, a
+    /// halted optimizer gives [`Error::NonFiniteGradients`].
+    pub fn read_control(&self) -> Result<Control> {
+        self.read_control_unchecked()?.checked()
+    }
+
+    /// The control block as it is, halted or not (blocking).
+    pub fn read_control_unchecked(&self) -> Result<Control> {
+        let bytes = self
+            .ctx
+            .read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(&bytes))
+    }
+
+    /// The number of steps taken, read back from the device (blocking).
+    pub fn read_step(&self) -> Result<u32> {
+        Ok(self.read_control_unchecked()?.step)
+    }
+
+    /// Resumes an optimizer halted by `error_if_nonfinite`, from the next submitted step.
+    pub fn clear_nonfinite_error(&self) {
+        self.write_control("nonfinite_step", &0_u32);
+        self.write_control("found_inf", &0_u32);
+    }
+}

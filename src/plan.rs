@@ -1,0 +1,349 @@
+//! Dispatch planning: which tensors share a dispatch, how a span of them is cut into
+//! binding-size chunks, and the segment tables that tell each workgroup what to do (PyTorch's
+//! `multi_tensor_apply` with its `block_to_tensor`).
+//!
+//! Tensors whose ranges share buffers at the same relative offsets (an
+//! [`Arena`](crate::Arena)'s) form a *span*: an optimizer keeps their state in one buffer per
+//! state at the same layout, binds the span once per binding-size chunk, and updates every
+//! tensor of the chunk in one dispatch. Each workgroup reads one [`Segment`] (a piece of one
+//! tensor, at most a tile, and its parameter group) from a table. The same table drives the
+//! gradient-norm reduction and [`ClipValue`](crate::ClipValue), so the gaps between tensors
+//! are never read as data nor written.
+//!
+//! In the vec4 layout a chunk's table has two parts. The *main* segments end on a vec4
+//! boundary, so the update stores whole vec4s with no per-lane path in its loop; the *tail*
+//! segments (the last 1 to 3 elements of each tensor that ends inside a vec4) go to a small
+//! second dispatch that stores lane by lane. Reductions read both parts as one slice.
+
+use crate::error::{Error, Result};
+use crate::layout::wgsl_struct;
+use crate::shaders::ElementLayout;
+use crate::tensor::BufferRange;
+
+wgsl_struct! {
+    /// One workgroup's work in an update dispatch: elements `[start, end)` of the bound chunk,
+    /// all of one tensor, updated with parameter group `group`'s hyperparameters.
+    pub struct Segment as "Segment" {
+        /// First element, counted from the chunk's start.
+        start: u32,
+        /// One past the last element.
+        end: u32,
+        /// The parameter group.
+        group: u32,
+        /// Padding to 16 bytes.
+        pad: u32,
+    }
+}
+
+/// Tensors laid out alike in the same buffers, one buffer per role (for an optimizer: param
+/// and grad; for [`ClipValue`](crate::ClipValue): the values).
+pub(crate) struct Span {
+    /// Per role, the bytes from the first tensor's start to the last one's end.
+    pub ranges: Vec<BufferRange>,
+    /// Indices of the tensors in it.
+    pub tensors: Vec<usize>,
+}
+
+impl Span {
+    /// Element offset of tensor `range` (of role 0) within the span.
+    pub fn offset_of(&self, range: &BufferRange) -> u64 {
+        (range.offset() - self.ranges[0].offset()) / 4
+    }
+
+    /// The span's length in elements.
+    pub fn len(&self) -> u64 {
+        self.ranges[0].len()
+    }
+}
+
+/// Groups tensors (each a range per role, all of one length) into spans. A span's state
+/// buffers cover its gaps too, so tensors spread thinly over a buffer (more than half gaps,
+/// past 1 MiB) get spans of their own. Tensors of length 0 belong to none.
+pub(crate) fn spans(tensors: &[Vec<BufferRange>]) -> Vec<Span> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (index, ranges) in tensors.iter().enumerate() {
+        if ranges[0].is_empty() {
+            continue;
+        }
+        let same_layout = |other: &[BufferRange]| {
+            other.iter().zip(ranges).all(|(a, b)| {
+                a.buffer() == b.buffer()
+                    && a.offset() as i128 - other[0].offset() as i128
+                        == b.offset() as i128 - ranges[0].offset() as i128
+            })
+        };
+        match groups
+            .iter_mut()
+            .find(|(first, _)| same_layout(&tensors[*first]))
+        {
+            Some((_, members)) => members.push(index),
+            None => groups.push((index, vec![index])),
+        }
+    }
+    let span = |members: Vec<usize>| {
+        let start = members
+            .iter()
+            .map(|&i| tensors[i][0].offset())
+            .min()
+            .expect("a span has a tensor");
+        let end = members
+            .iter()
+            .map(|&i| tensors[i][0].end())
+            .max()
+            .expect("a span has a tensor");
+        let first = &tensors[members[0]];
+        let ranges = first
+            .iter()
+            .map(|r| {
+                let role_start = start + r.offset() - first[0].offset();
+                BufferRange::new(r.buffer(), role_start, (end - start) / 4)
+            })
+            .collect();
+        Span {
+            ranges,
+            tensors: members,
+        }
+    };
+    let mut spans = Vec::new();
+    for (_, members) in groups {
+        let used: u64 = members.iter().map(|&i| tensors[i][0].len() * 4).sum();
+        let whole = span(members.clone());
+        if whole.len() * 4 > (2 * used).max(used + (1 << 20)) {
+            spans.extend(members.into_iter().map(|i| span(vec![i])));
+        } else {
+            spans.push(whole);
+        }
+    }
+    spans
+}
+
+/// Refuses two tensors whose ranges (role 0) overlap: one step would update them twice.
+pub(crate) fn check_disjoint(ranges: &[&BufferRange]) -> Result<()> {
+    let mut order: Vec<usize> = (0..ranges.len())
+        .filter(|&i| !ranges[i].is_empty())
+        .collect();
+    order.sort_by_key(|&i| ranges[i].offset());
+    for (n, &i) in order.iter().enumerate() {
+        for &j in &order[n + 1..] {
+            let (a, b) = (ranges[i], ranges[j]);
+            if b.offset() >= a.end() {
+                break;
+            }
+            if a.buffer() == b.buffer() {
+                return Err(Error::Overlapping {
+                    first: i.min(j),
+                    second: i.max(j),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Segments `count` entries from byte `offset` of a plan's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TableSlice {
+    pub offset: u64,
+    pub count: u64,
+}
+
+impl TableSlice {
+    /// The slice as a binding of `table` (a slice of no segment binds one zeroed entry).
+    pub fn binding(self, table: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: table,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.count.max(1) * SEGMENT_SIZE),
+        })
+    }
+}
+
+const SEGMENT_SIZE: u64 = std::mem::size_of::<Segment>() as u64;
+
+/// One binding-size chunk of a span: the elements a dispatch binds and its segments.
+pub(crate) struct Chunk {
+    /// The span it belongs to.
+    pub span: usize,
+    /// First element, counted from the span's start.
+    pub offset: u64,
+    /// Elements of the span in the chunk.
+    pub len: u64,
+    /// How the update binds it. `Vec4` chunks bind `len` rounded up to whole vec4s.
+    pub layout: ElementLayout,
+    /// The update's segments: every element of the chunk's tensors, ending on vec4
+    /// boundaries in the vec4 layout.
+    pub main: TableSlice,
+    /// The vec4 layout's tail segments (at most 3 elements each), stored lane by lane by a
+    /// second dispatch; `None` when no tensor of the chunk ends inside a vec4.
+    pub tails: Option<TableSlice>,
+    /// `main`, zeroed padding and `tails` as one slice: every element exactly once, for
+    /// reductions (a zeroed segment is empty).
+    pub all: TableSlice,
+}
+
+impl Chunk {
+    /// Elements the update binds: `len`, rounded up to whole vec4s in the vec4 layout.
+    pub fn bound_len(&self) -> u64 {
+        match self.layout {
+            ElementLayout::Vec4 => self.len.next_multiple_of(4),
+            ElementLayout::Scalar => self.len,
+        }
+    }
+}
+
+/// The dispatches over a set of tensors: spans, their chunks, and one segment table.
+pub(crate) struct Plan {
+    pub spans: Vec<Span>,
+    pub chunks: Vec<Chunk>,
+    /// Every chunk's segments, each slice at an aligned offset; `None` without a chunk.
+    pub table: Option<wgpu::Buffer>,
+}
+
+/// What a plan is cut with: the device's binding limits and the update's tile.
+pub(crate) struct PlanLimits {
+    /// Most elements one binding covers (a multiple of the offset alignment).
+    pub chunk_len: u64,
+    /// Most elements one segment covers (a multiple of 4).
+    pub tile: u64,
+    /// `min_storage_buffer_offset_alignment`.
+    pub align: u64,
+    /// `max_storage_buffer_binding_size`.
+    pub max_binding: u64,
+}
+
+impl Plan {
+    /// Plans `tensors` (each a range per role, see [`spans`]), tensor `i` in parameter group
+    /// `groups[i]`.
+    pub fn new(
+        device: &wgpu::Device,
+        tensors: &[Vec<BufferRange>],
+        groups: &[u32],
+        limits: &PlanLimits,
+    ) -> Plan {
+        use wgpu::util::DeviceExt;
+        let spans = spans(tensors);
+        let mut table: Vec<u8> = Vec::new();
+        let mut chunks = Vec::new();
+        let push = |segments: &[Segment], table: &mut Vec<u8>| {
+            let slice = TableSlice {
+                offset: table.len() as u64,
+                count: segments.len() as u64,
+            };
+            table.extend_from_slice(bytemuck::cast_slice(segments));
+            table.resize(table.len().next_multiple_of(limits.align as usize), 0);
+            slice
+        };
+        for (n, span) in spans.iter().enumerate() {
+            for c in 0..span.len().div_ceil(limits.chunk_len) {
+                let offset = c * limits.chunk_len;
+                let len = limits.chunk_len.min(span.len() - offset);
+                let layout = vec4_layout(span, offset, len, limits.max_binding);
+                let (main, tails) = segments(span, tensors, groups, offset, len, limits, layout);
+                if main.is_empty() && tails.is_empty() {
+                    continue;
+                }
+                let main_slice = push(&main, &mut table);
+                let tails_slice = (!tails.is_empty()).then(|| push(&tails, &mut table));
+                let end = tails_slice.unwrap_or(main_slice);
+                let all = TableSlice {
+                    offset: main_slice.offset,
+                    count: (end.offset - main_slice.offset) / SEGMENT_SIZE + end.count,
+                };
+                chunks.push(Chunk {
+                    span: n,
+                    offset,
+                    len,
+                    layout,
+                    main: main_slice,
+                    tails: tails_slice,
+                    all,
+                });
+            }
+        }
+        let table = (!table.is_empty()).then(|| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim segments"),
+                contents: &table,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        });
+        Plan {
+            spans,
+            chunks,
+            table,
+        }
+    }
+
+    /// The segment table; every plan with a chunk has one.
+    pub fn table(&self) -> &wgpu::Buffer {
+        self.table.as_ref().expect("a table for every chunk")
+    }
+
+    /// Role `role`'s range of `chunk`: `len` elements, or the bound length of its layout.
+    pub fn range(&self, chunk: &Chunk, role: usize, len: u64) -> BufferRange {
+        self.spans[chunk.span].ranges[role].slice(chunk.offset, len)
+    }
+}
+
+/// Whether a chunk can bind whole vec4s: it starts on one and each role's binding can be
+/// rounded up to 16 bytes within its buffer (state buffers are padded to whole vec4s).
+fn vec4_layout(span: &Span, offset: u64, len: u64, max_binding: u64) -> ElementLayout {
+    let padded = len.next_multiple_of(4);
+    let fits = offset.is_multiple_of(4)
+        && padded * 4 <= max_binding
+        && span.ranges.iter().all(|r| {
+            let range = r.slice(offset, padded);
+            range.offset() % 16 == 0 && range.end() <= range.buffer().size()
+        });
+    if fits {
+        ElementLayout::Vec4
+    } else {
+        ElementLayout::Scalar
+    }
+}
+
+/// The segments of one chunk, `[offset, offset + len)` of `span`: each tensor's part cut into
+/// tiles. In the vec4 layout a part ending inside a vec4 gives its last 1 to 3 elements to a
+/// tail segment, so that main segments end on vec4 boundaries.
+fn segments(
+    span: &Span,
+    tensors: &[Vec<BufferRange>],
+    groups: &[u32],
+    offset: u64,
+    len: u64,
+    limits: &PlanLimits,
+    layout: ElementLayout,
+) -> (Vec<Segment>, Vec<Segment>) {
+    let (mut main, mut tails) = (Vec::new(), Vec::new());
+    let segment = |from: u64, to: u64, group: u32| Segment {
+        start: (from - offset) as u32,
+        end: (to - offset) as u32,
+        group,
+        pad: 0,
+    };
+    for &i in &span.tensors {
+        let start = span.offset_of(&tensors[i][0]);
+        let end = start + tensors[i][0].len();
+        let (from, to) = (start.max(offset), end.min(offset + len));
+        if from >= to {
+            continue;
+        }
+        // Tensors start at aligned offsets and tiles are whole vec4s: every segment starts on
+        // a vec4, which the reductions' vec4 loads rely on.
+        debug_assert_eq!((from - offset) % 4, 0);
+        let body_end = match layout {
+            ElementLayout::Vec4 => from + (to - from) / 4 * 4,
+            ElementLayout::Scalar => to,
+        };
+        let mut at = from;
+        while at < body_end {
+            let stop = (at + limits.tile).min(body_end);
+            main.push(segment(at, stop, groups[i]));
+            at = stop;
+        }
+        if body_end < to {
+            tails.push(segment(body_end, to, groups[i]));
+        }
+    }
+    (main, tails)
+}
