@@ -20,8 +20,7 @@
 // The order of every addition is fixed by the dispatch sizes, never by timing: no atomics, so
 // the same gradients give the same bits, run after run. The file that precedes this one
 // (common/reduce_workgroup.wgsl or common/reduce_subgroup.wgsl) provides `Invocation` and
-// `workgroup_reduce`. Needs common/control.wgsl and common/segment.wgsl. Every loop terminates
-// (counters run up to bounds the bodies do not change; `j` and `i` grow by at least 1).
+// `workgroup_reduce`. Needs common/control.wgsl and common/segment.wgsl.
 
 struct GradHyper {
     max_norm: f32,
@@ -82,24 +81,17 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
     return select(c_bits, u_bits, u_bits >= vec4(INF_BITS));
 }
 
-// One invocation's running sums, per vec4 lane. Squares are summed in blocks of BLOCK
-// iterations and the blocks into a total, so rounding errors grow with BLOCK + iterations /
-// BLOCK rather than with the length of a long grid-stride loop. (Compensated summation is no
-// option: WGSL compilers may reassociate floating-point arithmetic, and lavapipe's does fold
-// Kahan's correction away.)
-const BLOCK: u32 = 16u;
-
-// Adds the unscaled gradients `u` of the lanes where `valid` holds to `block`, their keys to
-// `max_bits`.
-fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, u32>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
+// Adds the gradients `u` (unscaled) of the lanes where `valid` holds to one invocation's
+// running sums, per vec4 lane: their squares (clipped by value first, with CLIP_VALUE) to
+// `block`, their keys to `max_bits`.
+fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, vec4<u32>>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
     var c = u;
     if CLIP_VALUE {
         c = clip_by_value(u, clip_value);
     }
     let clamped = select(vec4(0.0), c, valid);
-    let bits = select(vec4(0u), key(u, clamped), valid);
     *block += clamped * clamped;
-    *max_bits = max(*max_bits, max(max(bits.x, bits.y), max(bits.z, bits.w)));
+    *max_bits = max(*max_bits, select(vec4(0u), key(u, clamped), valid));
 }
 
 // The unscaled gradients of a vec4, when the pipeline unscales (UNSCALE).
@@ -110,39 +102,38 @@ fn unscaled(g: vec4<f32>, inv_grad_scale: f32) -> vec4<f32> {
     return g;
 }
 
-// This invocation's share of one chunk: workgroup w takes segments w, w + W, ... (W
-// workgroups); within a segment, consecutive invocations read consecutive vec4s (one 16-byte
+// This invocation's share of one chunk: workgroup w takes a run of consecutive segments, the
+// w-th of W (W workgroups; a small, contiguous footprint per workgroup); within a segment, consecutive invocations read consecutive vec4s (one 16-byte
 // load each), then the segment's last 1 to 3 elements, when it ends inside a vec4, one lane
-// each.
+// each. Each segment's squares are summed apart (a few vec4s per invocation: at most a tile)
+// and the segment sums into a total, so rounding errors grow with the vec4s per invocation of
+// a tile plus the segments per workgroup, never with the length of the chunk. (Compensated
+// summation is no option: WGSL compilers may reassociate floating-point arithmetic, and
+// lavapipe's does fold Kahan's correction away.)
 fn accumulate(inv: Invocation) -> Partial {
     let count = arrayLength(&segments);
     let inv_grad_scale = 1.0 / control_in.grad_scale;
     let clip_value = control_in.clip_value;
     var total = vec4(0.0);
-    var max_bits = 0u;
-    for (var j = inv.workgroup.x; j < count; j += inv.workgroups.x) {
+    var max_bits = vec4(0u);
+    let run = (count + inv.workgroups.x - 1u) / inv.workgroups.x;
+    let first = inv.workgroup.x * run;
+    for (var j = first; j < min(first + run, count); j++) {
         let s = segments[j];
         let body_end = s.end / 4u;
-        var i = s.start / 4u + inv.lane;
-        // Blocks of BLOCK iterations as nested loops, not a counter and an `if`: per-element
-        // code does not branch (common/entry.wgsl).
-        while i < body_end {
-            var block = vec4(0.0);
-            for (var b = 0u; b < BLOCK && i < body_end; b++) {
-                add(&block, &max_bits, unscaled(grad4[i], inv_grad_scale), vec4(true), clip_value);
-                i += REDUCE_SIZE;
-            }
-            total += block;
+        var block = vec4(0.0);
+        for (var i = s.start / 4u + inv.lane; i < body_end; i += REDUCE_SIZE) {
+            add(&block, &max_bits, unscaled(grad4[i], inv_grad_scale), vec4(true), clip_value);
         }
         let tail = 4u * body_end + inv.lane;
         if tail < s.end {
-            var block = vec4(0.0);
             let u = unscaled(vec4(grad[tail], 0.0, 0.0, 0.0), inv_grad_scale);
             add(&block, &max_bits, u, vec4(true, false, false, false), clip_value);
-            total += block;
         }
+        total += block;
     }
-    return Partial((total.x + total.y) + (total.z + total.w), max_bits);
+    let max_key = max(max(max_bits.x, max_bits.y), max(max_bits.z, max_bits.w));
+    return Partial((total.x + total.y) + (total.z + total.w), max_key);
 }
 
 @compute @workgroup_size(REDUCE_SIZE)

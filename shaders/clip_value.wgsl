@@ -4,8 +4,7 @@
 // common/segment.wgsl.
 //
 // One dispatch per chunk of a span (src/plan.rs): workgroup w takes segments w, w + W, ... of
-// the chunk's table, so the gaps between tensors are never written. Every loop terminates
-// (counters run up to bounds the bodies do not change, by steps of at least 1).
+// the chunk's table, so the gaps between tensors are never written.
 
 override WORKGROUP_SIZE: u32 = 256u;
 

@@ -455,28 +455,19 @@ impl Context {
     }
 }
 
-/// The module of `source`, built without naga's loop-bounding counters: they cost real time
-/// in the hot loops on software adapters (1.18x on lavapipe, BENCHMARKS.md), and every loop of
-/// this crate's shaders terminates on its own. Bounds checks and integer-division checks stay.
+/// The module of `source`, with every runtime check wgpu adds (bounds, integer division, loop
+/// bounding). Building the modules without naga's loop-bounding counters
+/// (`create_shader_module_trusted`) was measured and gave no speed-up on lavapipe
+/// (BENCHMARKS.md, A/B log), so the crate has no `unsafe`.
 pub(crate) fn create_module(
     device: &wgpu::Device,
     label: &str,
     source: &str,
 ) -> wgpu::ShaderModule {
-    let checks = wgpu::ShaderRuntimeChecks {
-        force_loop_bounding: false,
-        ..wgpu::ShaderRuntimeChecks::checked()
-    };
-    let descriptor = wgpu::ShaderModuleDescriptor {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
-    };
-    // SAFETY: `force_loop_bounding: false` requires that no loop of the module runs forever.
-    // The modules are this crate's own WGSL (src/shaders.rs), whose every loop is a counter
-    // running up to a bound its body does not change (a constant, an override, an array
-    // length, a segment's end) by a step of at least 1, or a halving of a power of two down
-    // to 0 (common/reduce_workgroup.wgsl): each file's header says so. Every other check is on.
-    unsafe { device.create_shader_module_trusted(descriptor, checks) }
+    })
 }
 
 /// A compute bind group layout of storage buffers: `(binding, read_only)`.

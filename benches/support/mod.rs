@@ -187,18 +187,10 @@ impl CopyKernel {
     pub fn new(ctx: &Context, src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize) -> Self {
         let device = ctx.device();
         let tuning = ctx.tuning();
-        let descriptor = wgpu::ShaderModuleDescriptor {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("copy"),
             source: wgpu::ShaderSource::Wgsl(include_str!("../copy.wgsl").into()),
-        };
-        let checks = wgpu::ShaderRuntimeChecks {
-            force_loop_bounding: false,
-            ..wgpu::ShaderRuntimeChecks::checked()
-        };
-        // SAFETY: built as the library builds its kernels, so that the ceiling is comparable:
-        // without loop-bounding counters, which needs every loop to terminate. copy.wgsl's one
-        // loop counts k up to VEC4S_PER_INVOCATION, which its body does not change.
-        let module = unsafe { device.create_shader_module_trusted(descriptor, checks) };
+        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("copy"),
             layout: None,
