@@ -4,6 +4,9 @@
 
 override WORKGROUP_SIZE: u32 = 256u;
 override VEC4S_PER_INVOCATION: u32 = 4u;
+// Tuning::runs_per_invocation, as the update kernels deal their vec4s: each invocation a run of
+// consecutive vec4s, or consecutive invocations consecutive vec4s.
+override RUNS: bool = false;
 
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
@@ -16,7 +19,7 @@ fn copy(
 ) {
     let tile = (workgroup.y * workgroups.x + workgroup.x) * WORKGROUP_SIZE * VEC4S_PER_INVOCATION;
     for (var k = 0u; k < VEC4S_PER_INVOCATION; k++) {
-        let i = tile + k * WORKGROUP_SIZE + lane;
+        let i = tile + select(k * WORKGROUP_SIZE + lane, lane * VEC4S_PER_INVOCATION + k, RUNS);
         if i < arrayLength(&dst) {
             dst[i] = src[i];
         }

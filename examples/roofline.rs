@@ -5,8 +5,9 @@
 //!
 //! Run: `cargo run --release --example roofline -- 16777216` (default 2^22 elements); a second
 //! argument keeps only the kernels whose name contains it (`-- 16777216 adamw`).
-//! `WGPU_OPTIM_WORKGROUP_SIZE` and `WGPU_OPTIM_VEC4S` override the launch settings
-//! ([`Tuning`]'s `workgroup_size` and `vec4s_per_invocation`).
+//! `WGPU_OPTIM_WORKGROUP_SIZE`, `WGPU_OPTIM_VEC4S` and `WGPU_OPTIM_RUNS` (0 or 1) override the
+//! launch settings ([`Tuning`]'s `workgroup_size`, `vec4s_per_invocation` and
+//! `runs_per_invocation`).
 //! Times come from GPU timestamp queries where the adapter has them (wall time around submit +
 //! wait otherwise; the header says which), the median of several runs after a warm-up; the
 //! `% kernel` column compares with a vec4 copy kernel (`benches/copy.wgsl`), the streaming
@@ -40,10 +41,12 @@ fn main() -> wgpu_optim::Result<()> {
         .unwrap_or(1 << 22);
     let filter = std::env::args().nth(2).unwrap_or_default();
     let ctx = Context::new_blocking()?;
+    let tuning = ctx.tuning();
     let ctx = ctx.clone().with_tuning(Tuning {
-        workgroup_size: env("WGPU_OPTIM_WORKGROUP_SIZE", ctx.tuning().workgroup_size),
-        vec4s_per_invocation: env("WGPU_OPTIM_VEC4S", ctx.tuning().vec4s_per_invocation),
-        ..ctx.tuning()
+        workgroup_size: env("WGPU_OPTIM_WORKGROUP_SIZE", tuning.workgroup_size),
+        vec4s_per_invocation: env("WGPU_OPTIM_VEC4S", tuning.vec4s_per_invocation),
+        runs_per_invocation: env("WGPU_OPTIM_RUNS", tuning.runs_per_invocation.into()) != 0,
+        ..tuning
     });
     if let Some(info) = ctx.adapter_info() {
         println!(
@@ -52,9 +55,20 @@ fn main() -> wgpu_optim::Result<()> {
         );
     }
     let timer = Timer::new(&ctx);
+    let tuning = ctx.tuning();
     println!(
         "{n} elements, f32, one tensor; median of {RUNS} runs after a warm-up; timing: {}",
         timer.clock()
+    );
+    println!(
+        "launch: workgroups of {}, {} vec4s per invocation{}",
+        tuning.workgroup_size,
+        tuning.vec4s_per_invocation,
+        if tuning.runs_per_invocation {
+            " (each invocation a run of consecutive vec4s)"
+        } else {
+            " (consecutive invocations on consecutive vec4s)"
+        }
     );
     println!(
         "check: params after the {} timed and warm-up steps against the CPU reference, \

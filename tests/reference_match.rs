@@ -4,21 +4,30 @@
 
 mod common;
 use common::*;
+use wgpu_optim::Tuning;
 
 const LENS: [usize; 7] = [1, 3, 255, 256, 257, 1000, 65537];
 const STEPS: usize = 12;
 
+/// Both ways of dealing vec4s to invocations (`Tuning::runs_per_invocation`): the adapter's
+/// choice and the other.
 #[test]
 fn every_optimizer_and_option_matches_the_reference() {
-    let ctx = context();
     let configs = all_configs();
     let mut worst = 0.0_f32;
-    for (n, config) in configs.iter().enumerate() {
-        let mut run = Run::new(ctx, config, &LENS, n as u64);
-        for step in 1..=STEPS {
-            run.step(ctx);
-            if step == 1 || step == STEPS {
-                worst = worst.max(run.compare(ctx, &format!("{config:?} after step {step}")));
+    for runs in [true, false] {
+        let ctx = &context().clone().with_tuning(Tuning {
+            runs_per_invocation: runs,
+            ..context().tuning()
+        });
+        for (n, config) in configs.iter().enumerate() {
+            let mut run = Run::new(ctx, config, &LENS, n as u64);
+            for step in 1..=STEPS {
+                run.step(ctx);
+                if step == 1 || step == STEPS {
+                    let what = format!("{config:?} (runs: {runs}) after step {step}");
+                    worst = worst.max(run.compare(ctx, &what));
+                }
             }
         }
     }

@@ -62,7 +62,7 @@ fn chunk_boundaries_are_exact_for_every_optimizer() {
 }
 
 /// Few workgroups per dimension: the update's segment grid goes 2-D, the norm reduction's
-/// workgroups loop over many tiles.
+/// workgroups loop over many tiles; both ways of dealing vec4s to invocations.
 #[test]
 fn few_workgroups_per_dimension_cover_every_tile() {
     for tuning in [
@@ -76,6 +76,13 @@ fn few_workgroups_per_dimension_cover_every_tile() {
             workgroup_size: 1,
             vec4s_per_invocation: 3,
             max_workgroups_per_dispatch: 7,
+            ..Tuning::default()
+        },
+        Tuning {
+            workgroup_size: 32,
+            vec4s_per_invocation: 5,
+            max_workgroups_per_dispatch: 4,
+            runs_per_invocation: true,
             ..Tuning::default()
         },
     ] {
@@ -178,4 +185,27 @@ fn optimizers_are_independent() {
     a.compare(ctx, "stepped");
     b.compare(ctx, "not stepped");
     assert_eq!(b.device.read_step().unwrap(), 0);
+}
+
+/// Dealing a workgroup's vec4s to invocations in runs or in rows changes which invocation
+/// updates an element, never its value: the two give the same bits.
+#[test]
+fn runs_and_rows_give_the_same_bits() {
+    let lens = [1, 7, 1000, 4096 + 5, 3 * 4096];
+    let snapshots: Vec<Vec<Vec<u32>>> = [true, false]
+        .into_iter()
+        .map(|runs| {
+            let ctx = context().clone().with_tuning(Tuning {
+                runs_per_invocation: runs,
+                ..context().tuning()
+            });
+            let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01));
+            let mut run = Run::new(&ctx, &config, &lens, 31);
+            for _ in 0..3 {
+                run.step(&ctx);
+            }
+            run.snapshot(&ctx)
+        })
+        .collect();
+    assert_eq!(snapshots[0], snapshots[1]);
 }

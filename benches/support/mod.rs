@@ -203,6 +203,7 @@ impl CopyKernel {
                         "VEC4S_PER_INVOCATION",
                         f64::from(tuning.vec4s_per_invocation),
                     ),
+                    ("RUNS", f64::from(u8::from(tuning.runs_per_invocation))),
                 ],
                 ..Default::default()
             },

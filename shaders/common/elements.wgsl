@@ -16,10 +16,33 @@
 @group(0) @binding(5) var<storage, read_write> state1: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> state2: array<vec4<f32>>;
 
-// The elements of the `k`-th vec4 that invocation `lane` updates in a tile from `start`:
-// consecutive invocations take consecutive vec4s (16-byte loads, coalesced on GPUs).
+// How a workgroup's vec4s are dealt to its invocations (Tuning::runs_per_invocation). Off:
+// consecutive invocations take consecutive vec4s, row after row (coalesced 16-byte loads on
+// GPUs). On: each invocation takes a run of VEC4S_PER_INVOCATION consecutive vec4s, which
+// suits adapters that run invocations as SIMD batches on a CPU (lavapipe): a batch then
+// streams through one contiguous piece of each buffer.
+override RUNS: bool = false;
+
+// The elements of the `k`-th vec4 that invocation `lane` updates in a tile from `start`.
 fn element_indices(start: u32, lane: u32, k: u32) -> vec4<u32> {
+    if RUNS {
+        return start + 4u * (lane * VEC4S_PER_INVOCATION + k) + vec4(0u, 1u, 2u, 3u);
+    }
     return start + 4u * (k * WORKGROUP_SIZE + lane) + vec4(0u, 1u, 2u, 3u);
+}
+
+// How many of its vec4s invocation `lane` visits in segment `s`: a bound known only at run
+// time, so that compilers keep a loop that ends with the segment rather than unroll it into
+// masked code that runs every vec4 for every segment (on lavapipe, 1000 tensors of 1000
+// elements then took 1.5x longer). With runs it is exact per invocation; without, it counts
+// the rows of the segment, and the update stops an invocation at the segment's end.
+fn vec4s_of(s: Segment, lane: u32) -> u32 {
+    let vec4s = (s.end - s.start + 3u) / 4u;
+    if RUNS {
+        let first = lane * VEC4S_PER_INVOCATION;
+        return select(0u, min(VEC4S_PER_INVOCATION, vec4s - first), vec4s > first);
+    }
+    return (vec4s + WORKGROUP_SIZE - 1u) / WORKGROUP_SIZE;
 }
 
 fn load_param(idx: vec4<u32>) -> vec4<f32> {

@@ -21,6 +21,16 @@ fn element_indices(start: u32, lane: u32, k: u32) -> vec4<u32> {
     return start + (4u * k + vec4(0u, 1u, 2u, 3u)) * WORKGROUP_SIZE + lane;
 }
 
+// Runs of vec4s per invocation (see `elements.wgsl`) are a vec4-layout setting: here the four
+// elements of a group are `WORKGROUP_SIZE` apart already.
+const RUNS: bool = false;
+
+// The groups of four an invocation visits in segment `s`: the rows of the segment (a bound
+// known only at run time; see `elements.wgsl`). The update stops an invocation at the end.
+fn vec4s_of(s: Segment, lane: u32) -> u32 {
+    return (s.end - s.start + 4u * WORKGROUP_SIZE - 1u) / (4u * WORKGROUP_SIZE);
+}
+
 fn load_param(idx: vec4<u32>) -> vec4<f32> {
     return vec4(param[idx.x], param[idx.y], param[idx.z], param[idx.w]);
 }

@@ -1,8 +1,8 @@
 // The entry points every optimizer kernel shares. The optimizer's own file provides
 // `prepare_group(group, step)` (per-step scalars, once per parameter group) and
 // `step_elements(idx, valid, hyper, control)` (the fused element-wise update); the elements
-// file (`elements.wgsl` or `elements_scalar.wgsl`) provides the buffers, `element_indices` and
-// the loads and stores. Needs common/segment.wgsl.
+// file (`elements.wgsl` or `elements_scalar.wgsl`) provides the buffers, `element_indices`,
+// `vec4s_of` and the loads and stores. Needs common/segment.wgsl.
 //
 // Per-element code branches only on overrides (constants after pipeline creation); a runtime
 // condition, even one uniform over the dispatch, is a `select` of both results. A software
@@ -95,15 +95,12 @@ fn update(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
-    // The rows of vec4s (one per invocation) this segment fills, at most
-    // VEC4S_PER_INVOCATION: a bound known only at run time, so that compilers keep a loop
-    // that ends with the segment rather than unroll it into masked code that runs every row
-    // for every segment (on lavapipe, 1000 tensors of 1000 elements then took 1.5x longer).
-    let rows = (s.end - s.start + 4u * WORKGROUP_SIZE - 1u) / (4u * WORKGROUP_SIZE);
-    for (var k = 0u; k < rows; k++) {
+    let count = vec4s_of(s, lane);
+    for (var k = 0u; k < count; k++) {
         let idx = element_indices(s.start, lane, k);
-        // Lane x is the first element: past the end, so is every later vec4.
-        if idx.x >= s.end {
+        // Lane x is the first element: past the end, so is every later vec4. (A run's count
+        // is exact: it never passes the end.)
+        if !RUNS && idx.x >= s.end {
             break;
         }
         step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), h, c);
