@@ -493,3 +493,100 @@ fn optax_forms_refuse_options_they_do_not_apply_to() {
         );
     }
 }
+
+/// Issue 12, finding 2: hyperparameters are validated as the device holds them, in f32. A value
+/// only f64 holds (1e39) and a derived value that overflows f32 are refused in every optimizer,
+/// in configs, `set_lr` and `set_group_lr`, with nothing changed.
+#[test]
+fn hyperparameters_past_f32_are_refused() {
+    let ctx = context();
+    let huge = 1e39;
+    for config in all_configs() {
+        let what = format!("{config:?}");
+        match config.with_lr(huge).validate() {
+            Err(Error::InvalidHyperparameter { name: "lr", .. }) => {}
+            other => panic!("{what}: lr 1e39 gave {other:?}"),
+        }
+        let mut run = Run::new(ctx, &config, &[64], 3);
+        run.step(ctx);
+        assert!(
+            matches!(
+                run.device.set_lr(huge),
+                Err(Error::InvalidHyperparameter { name: "lr", .. })
+            ),
+            "{what}: set_lr(1e39)"
+        );
+        assert!(
+            matches!(
+                run.device.set_group_lr(0, huge),
+                Err(Error::InvalidHyperparameter { name: "lr", .. })
+            ),
+            "{what}: set_group_lr(0, 1e39)"
+        );
+        assert_eq!(
+            run.device.config(),
+            &config,
+            "{what}: a refused lr changed the config"
+        );
+        run.step(ctx);
+        run.compare(ctx, &format!("{what} after refused changes"));
+    }
+    // Each field at 1e39 (it only fits f64), where the optimizer has it.
+    let f32_only = [
+        OptimizerConfig::Sgd(SgdConfig::default().with_momentum(huge)),
+        OptimizerConfig::Sgd(SgdConfig::default().with_weight_decay(huge)),
+        OptimizerConfig::Sgd(SgdConfig {
+            dampening: -huge,
+            ..SgdConfig::default()
+        }),
+        OptimizerConfig::Adagrad(AdagradConfig::default().with_eps(huge)),
+        OptimizerConfig::Adagrad(AdagradConfig::default().with_lr_decay(huge)),
+        OptimizerConfig::Adagrad(AdagradConfig {
+            initial_accumulator_value: huge,
+            ..AdagradConfig::default()
+        }),
+        OptimizerConfig::RmsProp(RmsPropConfig::default().with_eps(huge)),
+        OptimizerConfig::Adam(AdamConfig::default().with_eps(huge)),
+        OptimizerConfig::Adam(AdamConfig::default().with_weight_decay(huge)),
+        OptimizerConfig::AdamW(AdamWConfig::default().with_weight_decay(huge)),
+        OptimizerConfig::AdaBelief(AdaBeliefConfig::default().with_eps(huge)),
+        OptimizerConfig::Lion(LionConfig::default().with_weight_decay(huge)),
+    ];
+    for config in f32_only {
+        assert!(
+            matches!(config.validate(), Err(Error::InvalidHyperparameter { .. })),
+            "{config:?} was accepted"
+        );
+    }
+    // Finite in f32 each, but 1 - lr * weight_decay is -1e40: refused by the derived field.
+    let derived =
+        OptimizerConfig::AdamW(AdamWConfig::default().with_lr(1e20).with_weight_decay(1e20));
+    assert!(
+        matches!(
+            derived.validate(),
+            Err(Error::InvalidHyperparameter { name: "decay", .. })
+        ),
+        "{:?}",
+        derived.validate()
+    );
+}
+
+/// Issue 12, finding 12: another algorithm is a structural change, even when it runs the same
+/// kernel (Adam with decoupled weight decay is AdamW's kernel, but another optimizer).
+#[test]
+fn set_config_refuses_another_algorithm() {
+    let ctx = context();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default());
+    let mut run = Run::new(ctx, &config, &[64], 5);
+    let adam = OptimizerConfig::Adam(AdamWConfig::default().to_adam());
+    assert!(matches!(
+        run.device.set_config(adam.clone()),
+        Err(Error::StructuralChange("AdamW"))
+    ));
+    assert!(matches!(
+        run.device.set_group_config(0, adam),
+        Err(Error::StructuralChange("AdamW"))
+    ));
+    assert_eq!(run.device.config(), &config);
+    assert_eq!(run.device.config().name(), "AdamW");
+}

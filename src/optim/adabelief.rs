@@ -149,7 +149,7 @@ impl AdaBeliefConfig {
             non_negative("eps_root", eps_root)?;
         }
         let o = self.options();
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::AdaBelief,
             vec![
                 ("AMSGRAD", o.amsgrad),
@@ -157,6 +157,6 @@ impl AdaBeliefConfig {
             ],
             moment_states(["exp_avg", "exp_avg_var", "max_exp_avg_var"], o.amsgrad),
             &self.hyper(),
-        ))
+        )
     }
 }

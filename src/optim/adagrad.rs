@@ -134,7 +134,7 @@ impl AdagradConfig {
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
         non_negative("eps", self.eps)?;
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::Adagrad,
             vec![
                 ("MAXIMIZE", self.maximize),
@@ -146,6 +146,6 @@ impl AdagradConfig {
                 init: self.initial_accumulator_value as f32,
             }],
             &self.hyper(),
-        ))
+        )
     }
 }

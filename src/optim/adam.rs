@@ -226,7 +226,7 @@ impl AdamConfig {
             ));
         }
         let o = self.options();
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::Adam,
             vec![
                 ("AMSGRAD", o.amsgrad),
@@ -236,7 +236,7 @@ impl AdamConfig {
             ],
             moment_states(["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], o.amsgrad),
             &self.hyper(),
-        ))
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 use super::*;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::layout::WgslLayout;
 use crate::shaders::Kernel;
 use crate::tensor::Param;
 
@@ -73,18 +74,35 @@ impl KernelSpec {
             && self.states == other.states
     }
 
-    pub fn new<H: bytemuck::Pod>(
+    /// The spec of `kernel` with `hyper` as the device will read it. Every field of `hyper`
+    /// must be finite as f32, as the kernels compute in f32: a value that only f64 holds (an lr
+    /// of 1e39) or a derived one that overflows f32 (AdamW's `1 - lr * weight_decay` for huge
+    /// values) is refused here rather than turned into inf on the device. `ln_*` fields are
+    /// exempt: `ln(0) = -inf` is how a beta of 0 reaches the bias correction, which handles it.
+    pub fn new<H: WgslLayout>(
         kernel: Kernel,
         overrides: Vec<(&'static str, bool)>,
         states: Vec<StateSpec>,
         hyper: &H,
-    ) -> Self {
-        KernelSpec {
+    ) -> Result<Self> {
+        let bytes = bytemuck::bytes_of(hyper);
+        for &(name, offset) in H::FIELDS {
+            let value: f32 = bytemuck::pod_read_unaligned(&bytes[offset..offset + 4]);
+            if !value.is_finite() && !name.starts_with("ln_") {
+                return Err(Error::InvalidHyperparameter {
+                    name,
+                    value: f64::from(value),
+                    expected: "hyperparameters whose values, and the values derived from them, \
+                               are finite in f32",
+                });
+            }
+        }
+        Ok(KernelSpec {
             kernel,
             overrides,
             states,
-            hyper: bytemuck::bytes_of(hyper).to_vec(),
-        }
+            hyper: bytes.to_vec(),
+        })
     }
 }
 
@@ -100,6 +118,11 @@ impl OptimizerConfig {
             OptimizerConfig::AdaBelief(_) => "AdaBelief",
             OptimizerConfig::Lion(_) => "Lion",
         }
+    }
+
+    /// Whether `other` is the same optimizer (PyTorch's class), whatever its values.
+    pub fn same_algorithm(&self, other: &OptimizerConfig) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
     }
 
     /// Refuses hyperparameters PyTorch refuses, and non-finite ones.
@@ -165,15 +188,16 @@ impl OptimizerConfig {
     }
 }
 
-/// `value` must be finite and at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`).
+/// `value` must be at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`) and finite
+/// in f32, as the device holds it.
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value >= 0.0 {
+    if (value as f32).is_finite() && value >= 0.0 {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
             value,
-            expected: "a finite value >= 0",
+            expected: "a value >= 0, finite in f32",
         })
     }
 }

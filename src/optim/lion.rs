@@ -134,7 +134,7 @@ impl LionConfig {
                 });
             }
         }
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::Lion,
             vec![("MAXIMIZE", self.maximize)],
             vec![StateSpec {
@@ -143,6 +143,6 @@ impl LionConfig {
                 init: 0.0,
             }],
             &self.hyper(),
-        ))
+        )
     }
 }

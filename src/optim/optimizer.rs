@@ -112,9 +112,7 @@ impl Optimizer {
         let mut hyper = Vec::new();
         for group in &groups {
             let group_spec = group.config.spec()?;
-            if !group_spec.same_structure(&spec)
-                || std::mem::discriminant(&group.config) != std::mem::discriminant(&first.config)
-            {
+            if !group_spec.same_structure(&spec) || !group.config.same_algorithm(&first.config) {
                 return Err(Error::StructuralChange(first.config.name()));
             }
             hyper.extend_from_slice(&group_spec.hyper);
@@ -574,10 +572,12 @@ impl Optimizer {
         self.set_group_config(group, config)
     }
 
-    /// Validates `config` and checks it keeps this optimizer's kernel, options and states.
+    /// Validates `config` and checks it keeps this optimizer's algorithm, kernel, options and
+    /// states (an Adam config with decoupled weight decay runs AdamW's kernel, but is another
+    /// optimizer to PyTorch and to checkpoints).
     pub(crate) fn check_structure(&self, config: &OptimizerConfig) -> Result<KernelSpec> {
         let spec = config.spec()?;
-        if !spec.same_structure(&self.spec) {
+        if !spec.same_structure(&self.spec) || !config.same_algorithm(self.config()) {
             return Err(Error::StructuralChange(self.config().name()));
         }
         Ok(spec)

@@ -170,7 +170,7 @@ impl RmsPropConfig {
                 init: 0.0,
             });
         }
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::RmsProp,
             vec![
                 ("CENTERED", o.centered),
@@ -180,6 +180,6 @@ impl RmsPropConfig {
             ],
             states,
             &self.hyper(),
-        ))
+        )
     }
 }

@@ -125,11 +125,11 @@ impl SgdConfig {
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("momentum", self.momentum)?;
-        if !self.dampening.is_finite() {
+        if !(self.dampening as f32).is_finite() {
             return Err(Error::InvalidHyperparameter {
                 name: "dampening",
                 value: self.dampening,
-                expected: "a finite value",
+                expected: "a value finite in f32",
             });
         }
         non_negative("weight_decay", self.weight_decay)?;
@@ -148,7 +148,7 @@ impl SgdConfig {
         } else {
             Vec::new()
         };
-        Ok(KernelSpec::new(
+        KernelSpec::new(
             Kernel::Sgd,
             vec![
                 ("MOMENTUM", o.momentum),
@@ -157,6 +157,6 @@ impl SgdConfig {
             ],
             states,
             &self.hyper(),
-        ))
+        )
     }
 }
