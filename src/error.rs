@@ -97,6 +97,19 @@ pub enum Error {
         second: usize,
     },
 
+    /// The buffer given for the norm stats overlaps a range the optimizer reads or writes:
+    /// the stats would be written into it.
+    #[error("the norm stats buffer overlaps {}", match tensor {
+        Some(index) => format!("tensor {index}'s {with}"),
+        None => format!("the optimizer's {with}"),
+    })]
+    NormStatsOverlap {
+        /// What it overlaps: `param`, `grad`, a state's name or `control block`.
+        with: &'static str,
+        /// The tensor whose range it overlaps, if any.
+        tensor: Option<usize>,
+    },
+
     /// A host slice handed to an upload or a reference step has the wrong length.
     #[error("{what}: expected {expected} values, got {actual}")]
     WrongLength {

@@ -53,6 +53,11 @@ impl BufferRange {
         self.offset + self.len * 4
     }
 
+    /// Whether the two ranges share a byte of one buffer.
+    pub(crate) fn overlaps(&self, other: &BufferRange) -> bool {
+        self.buffer == other.buffer && self.offset < other.end() && other.offset < self.end()
+    }
+
     /// `count` elements starting `start` elements into this range.
     pub(crate) fn slice(&self, start: u64, count: u64) -> BufferRange {
         BufferRange::new(&self.buffer, self.offset + start * 4, count)

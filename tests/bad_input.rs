@@ -590,3 +590,56 @@ fn set_config_refuses_another_algorithm() {
     assert_eq!(run.device.config(), &config);
     assert_eq!(run.device.config().name(), "AdamW");
 }
+
+/// Issue 12, finding 3: a norm stats range that overlaps a param, a grad, a state or the
+/// control block is refused (the stats would be written into it), and the optimizer keeps
+/// stepping as before. A range of the same buffers that overlaps nothing is accepted.
+#[test]
+fn a_norm_stats_range_over_the_optimizers_own_buffers_is_refused() {
+    let ctx = context();
+    let align = ctx.device().limits().min_storage_buffer_offset_alignment as u64;
+    let arena = Arena::new(ctx, &[100, 100]).unwrap();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01));
+    let mut optimizer = config.build(ctx, &arena.params()).unwrap();
+    optimizer
+        .set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)))
+        .unwrap();
+    let two = |range: BufferRange, at: u64| BufferRange::new(range.buffer(), at, 2);
+    let param = arena.param(1).unwrap();
+    let grad = arena.grad(0).unwrap();
+    assert_eq!(param.offset() % align, 0);
+    let state = optimizer.state_range(1, "exp_avg_sq").unwrap().clone();
+    let cases = [
+        (two(param.clone(), param.offset()), "param", Some(1)),
+        (two(grad.clone(), grad.offset()), "grad", Some(0)),
+        (two(state.clone(), state.offset()), "exp_avg_sq", Some(1)),
+        (
+            BufferRange::new(optimizer.control_buffer(), 0, 2),
+            "control block",
+            None,
+        ),
+    ];
+    for (range, with, tensor) in cases {
+        match optimizer.set_norm_stats_buffer(range) {
+            Err(Error::NormStatsOverlap { with: w, tensor: t }) => {
+                assert_eq!((w, t), (with, tensor))
+            }
+            other => panic!("a range over the {with} gave {other:?}"),
+        }
+    }
+    // A range past the grads, in their buffer, overlaps nothing the optimizer binds.
+    let past = 400_u64.next_multiple_of(align);
+    let grads = ctx.upload_f32("grads", &vec![0.5; (past / 4 + 2) as usize]);
+    let mut sgd = SgdConfig::default()
+        .build(ctx, &[Param::new(param, BufferRange::new(&grads, 0, 100))])
+        .unwrap();
+    sgd.set_norm_stats_buffer(BufferRange::new(&grads, past, 2))
+        .unwrap();
+    assert!(matches!(
+        sgd.set_norm_stats_buffer(BufferRange::new(&grads, 0, 2)),
+        Err(Error::NormStatsOverlap {
+            with: "grad",
+            tensor: Some(0)
+        })
+    ));
+}

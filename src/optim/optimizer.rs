@@ -376,7 +376,8 @@ impl Optimizer {
     }
 
     /// Makes [`Optimizer::record_grad_stats`] write this device's [`NormStats`] into `range`
-    /// (2 f32, `STORAGE` usage, at an aligned offset) and [`Optimizer::record_update`] read
+    /// (2 f32, `STORAGE` usage, at an aligned offset, overlapping no param, grad, state or the
+    /// control block: [`Error::NormStatsOverlap`]) and [`Optimizer::record_update`] read
     /// them from there: the buffer a data-parallel caller all-reduces between the two.
     pub fn set_norm_stats_buffer(&mut self, range: BufferRange) -> Result<()> {
         let expected = std::mem::size_of::<NormStats>() / 4;
@@ -393,12 +394,36 @@ impl Optimizer {
             .limits()
             .min_storage_buffer_offset_alignment;
         range.check(0, "norm stats", alignment, wgpu::BufferUsages::STORAGE)?;
+        self.check_no_overlap(&range)?;
         let previous = self.norm_stats.replace(range);
         if let Some(config) = self.grad_processing().cloned() {
             if let Err(e) = self.set_grad_processing(Some(config)) {
                 self.norm_stats = previous;
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a norm stats range that overlaps any range the optimizer binds: a tensor's
+    /// param, grad or state, or the control block.
+    fn check_no_overlap(&self, range: &BufferRange) -> Result<()> {
+        let overlap = |with, tensor| Err(Error::NormStatsOverlap { with, tensor });
+        for (index, tensor) in self.tensors.iter().enumerate() {
+            if range.overlaps(&tensor.param.param) {
+                return overlap("param", Some(index));
+            }
+            if range.overlaps(&tensor.param.grad) {
+                return overlap("grad", Some(index));
+            }
+            for (state, spec) in tensor.states.iter().zip(&self.spec.states) {
+                if range.overlaps(state) {
+                    return overlap(spec.name, Some(index));
+                }
+            }
+        }
+        if range.buffer() == &self.control {
+            return overlap("control block", None);
         }
         Ok(())
     }
