@@ -377,6 +377,7 @@ impl Context {
             tile: self.update_tile(),
             align: u64::from(limits.min_storage_buffer_offset_alignment),
             max_binding: limits.max_storage_buffer_binding_size,
+            max_workgroups: self.max_workgroups(),
         }
     }
 

@@ -171,13 +171,16 @@ pub(crate) struct Chunk {
     /// How the update binds it. `Vec4` chunks bind `len` rounded up to whole vec4s.
     pub layout: ElementLayout,
     /// The update's segments: every element of the chunk's tensors, ending on vec4
-    /// boundaries in the vec4 layout.
-    pub main: TableSlice,
+    /// boundaries in the vec4 layout; one slice per dispatch, each within the device's grid
+    /// (`PlanLimits::max_workgroups` in both dimensions).
+    pub main: Vec<TableSlice>,
     /// The vec4 layout's tail segments (at most 3 elements each), stored lane by lane by a
-    /// second dispatch; `None` when no tensor of the chunk ends inside a vec4.
-    pub tails: Option<TableSlice>,
+    /// second dispatch (64 per workgroup); empty when no tensor of the chunk ends inside a
+    /// vec4.
+    pub tails: Vec<TableSlice>,
     /// `main`, zeroed padding and `tails` as one slice: every element exactly once, for
-    /// reductions (a zeroed segment is empty).
+    /// reductions, which loop over it with at most `max_workgroups` workgroups (a zeroed
+    /// segment is empty).
     pub all: TableSlice,
 }
 
@@ -209,7 +212,12 @@ pub(crate) struct PlanLimits {
     pub align: u64,
     /// `max_storage_buffer_binding_size`.
     pub max_binding: u64,
+    /// Most workgroups per dimension of one dispatch.
+    pub max_workgroups: u64,
 }
+
+/// Invocations per workgroup of the tail dispatch (`update_tail` in common/entry.wgsl).
+pub(crate) const TAIL_WORKGROUP: u64 = 64;
 
 impl Plan {
     /// Plans `tensors` (each a range per role, see [`spans`]), tensor `i` in parameter group
@@ -224,14 +232,22 @@ impl Plan {
         let spans = spans(tensors);
         let mut table: Vec<u8> = Vec::new();
         let mut chunks = Vec::new();
-        let push = |segments: &[Segment], table: &mut Vec<u8>| {
-            let slice = TableSlice {
-                offset: table.len() as u64,
-                count: segments.len() as u64,
-            };
-            table.extend_from_slice(bytemuck::cast_slice(segments));
-            table.resize(table.len().next_multiple_of(limits.align as usize), 0);
-            slice
+        // Each dispatch's slice starts at an aligned offset; a 2-D grid of max_workgroups^2
+        // workgroups takes that many segments (or 64 tails each) at most.
+        let grid = limits.max_workgroups * limits.max_workgroups;
+        let push = |segments: &[Segment], per_dispatch: u64, table: &mut Vec<u8>| {
+            segments
+                .chunks(per_dispatch as usize)
+                .map(|piece| {
+                    let slice = TableSlice {
+                        offset: table.len() as u64,
+                        count: piece.len() as u64,
+                    };
+                    table.extend_from_slice(bytemuck::cast_slice(piece));
+                    table.resize(table.len().next_multiple_of(limits.align as usize), 0);
+                    slice
+                })
+                .collect::<Vec<_>>()
         };
         for (n, span) in spans.iter().enumerate() {
             for c in 0..span.len().div_ceil(limits.chunk_len) {
@@ -242,20 +258,21 @@ impl Plan {
                 if main.is_empty() && tails.is_empty() {
                     continue;
                 }
-                let main_slice = push(&main, &mut table);
-                let tails_slice = (!tails.is_empty()).then(|| push(&tails, &mut table));
-                let end = tails_slice.unwrap_or(main_slice);
+                let start = table.len() as u64;
+                let main = push(&main, grid, &mut table);
+                let tails = push(&tails, grid * TAIL_WORKGROUP, &mut table);
+                let end = tails.last().or(main.last()).expect("a segment");
                 let all = TableSlice {
-                    offset: main_slice.offset,
-                    count: (end.offset - main_slice.offset) / SEGMENT_SIZE + end.count,
+                    offset: start,
+                    count: (end.offset - start) / SEGMENT_SIZE + end.count,
                 };
                 chunks.push(Chunk {
                     span: n,
                     offset,
                     len,
                     layout,
-                    main: main_slice,
-                    tails: tails_slice,
+                    main,
+                    tails,
                     all,
                 });
             }

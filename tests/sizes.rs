@@ -209,3 +209,34 @@ fn runs_and_rows_give_the_same_bits() {
         .collect();
     assert_eq!(snapshots[0], snapshots[1]);
 }
+
+/// Issue 12, finding 7: a chunk with more segments than one dispatch's grid holds (the
+/// device's `max_compute_workgroups_per_dimension` squared) is updated by several dispatches,
+/// each within the limit in both dimensions, rather than one invalid dispatch that fails at
+/// submit.
+#[test]
+fn a_small_workgroup_limit_splits_the_update() {
+    let options = ContextOptions {
+        limits: Some(wgpu::Limits {
+            max_compute_workgroups_per_dimension: 3,
+            ..wgpu::Limits::default()
+        }),
+        ..Default::default()
+    };
+    let ctx = pollster::block_on(Context::request(&options))
+        .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"));
+    let tile =
+        4 * ctx.tuning().workgroup_size as usize * ctx.tuning().vec4s_per_invocation as usize;
+    // Ten tiles and a tail in one tensor: ten segments, one more than a 3 x 3 grid.
+    let lens = [10 * tile + 3, 5];
+    for (n, config) in all_configs().iter().enumerate().step_by(9) {
+        let mut run = Run::new(&ctx, config, &lens, 300 + n as u64);
+        // Tensor 0: 9 + 1 segments; tensor 1 (its own buffers): 1.
+        assert_eq!(run.device.update_dispatches(), 3, "{config:?}");
+        run.set_grad_processing(Some(clipping(n)));
+        for _ in 0..3 {
+            run.step(&ctx);
+        }
+        run.compare(&ctx, &format!("{config:?} under a 3-workgroup limit"));
+    }
+}

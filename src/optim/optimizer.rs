@@ -8,17 +8,17 @@ use crate::clip::{GradConfig, GradProcessing, GradStages, NormStats};
 use crate::context::{bind_group, capture_errors, Context, Entry, KernelLayouts, Variant};
 use crate::error::{Error, Result};
 use crate::layout::Control;
-use crate::plan::{check_disjoint, Plan};
+use crate::plan::{check_disjoint, Plan, TableSlice, TAIL_WORKGROUP};
 use crate::shaders::ElementLayout;
 use crate::tensor::{BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
-/// vec4 layout, the tail dispatch over its partial vec4s.
+/// vec4 layout, the tail dispatch over its partial vec4s; each a bind group and its grid (more
+/// than one only past the device's grid, `max_workgroups` squared).
 struct ChunkDispatch {
     layout: ElementLayout,
-    main: wgpu::BindGroup,
-    workgroups: (u32, u32),
-    tail: Option<(wgpu::BindGroup, (u32, u32))>,
+    main: Vec<(wgpu::BindGroup, (u32, u32))>,
+    tail: Vec<(wgpu::BindGroup, (u32, u32))>,
 }
 
 /// The pipelines a step records with, for the variant in force: those the plan's chunks need.
@@ -73,7 +73,8 @@ pub struct Optimizer {
     norm_stats: Option<BufferRange>,
 }
 
-/// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it.
+/// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (the plan keeps
+/// `count` within `max_x` squared).
 fn grid(count: u64, max_x: u64) -> (u32, u32) {
     let x = count.clamp(1, max_x);
     (x as u32, count.div_ceil(x) as u32)
@@ -249,14 +250,19 @@ impl Optimizer {
                     entries.push((7, table));
                     bind_group(device, "wgpu-optim update", &layouts.update, &entries)
                 };
+                let dispatches = |slices: &[TableSlice], per_workgroup: u64| {
+                    slices
+                        .iter()
+                        .map(|slice| {
+                            let workgroups = grid(slice.count.div_ceil(per_workgroup), max_x);
+                            (group(slice.binding(plan.table())), workgroups)
+                        })
+                        .collect()
+                };
                 ChunkDispatch {
                     layout: chunk.layout,
-                    main: group(chunk.main.binding(plan.table())),
-                    workgroups: grid(chunk.main.count, max_x),
-                    tail: chunk.tails.map(|tails| {
-                        let workgroups = grid(tails.count.div_ceil(64), max_x);
-                        (group(tails.binding(plan.table())), workgroups)
-                    }),
+                    main: dispatches(&chunk.main, 1),
+                    tail: dispatches(&chunk.tails, TAIL_WORKGROUP),
                 }
             })
             .collect();
@@ -303,7 +309,7 @@ impl Optimizer {
         };
         let needs = |layout| plan.chunks.iter().any(|c| c.layout == layout);
         let vec4 = needs(ElementLayout::Vec4);
-        let tails = plan.chunks.iter().any(|c| c.tails.is_some());
+        let tails = plan.chunks.iter().any(|c| !c.tails.is_empty());
         Ok(Pipelines {
             prologue: pipeline(ElementLayout::Vec4, Entry::Prologue)?,
             vec4: vec4
@@ -481,14 +487,16 @@ impl Optimizer {
                 ElementLayout::Scalar => expect(&pipelines.scalar),
             };
             pass.set_pipeline(&update);
-            pass.set_bind_group(0, &dispatch.main, &[]);
-            pass.dispatch_workgroups(dispatch.workgroups.0, dispatch.workgroups.1, 1);
+            for (group, (x, y)) in &dispatch.main {
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(*x, *y, 1);
+            }
         }
         // The tails touch no element of any main segment: they go after every chunk's update,
         // with one pipeline switch.
         if let Some(tail) = &pipelines.tail {
             pass.set_pipeline(tail);
-            for (group, (x, y)) in self.dispatches.iter().filter_map(|d| d.tail.as_ref()) {
+            for (group, (x, y)) in self.dispatches.iter().flat_map(|d| &d.tail) {
                 pass.set_bind_group(0, group, &[]);
                 pass.dispatch_workgroups(*x, *y, 1);
             }
@@ -511,18 +519,20 @@ impl Optimizer {
     }
 
     /// Update dispatches one step records: one per binding-size chunk of each span of tensors
-    /// sharing buffers (an [`Arena`](crate::Arena) of any size under one binding limit: 1).
-    /// Chunks of the vec4 layout whose tensors end inside a vec4 add one small dispatch each
-    /// for those last partial vec4s ([`Optimizer::tail_dispatches`]).
+    /// sharing buffers (an [`Arena`](crate::Arena) of any size under one binding limit: 1),
+    /// more only where a chunk has more segments than one dispatch's grid holds
+    /// (`max_workgroups_per_dispatch` squared). Chunks of the vec4 layout whose tensors end
+    /// inside a vec4 add small dispatches for those last partial vec4s
+    /// ([`Optimizer::tail_dispatches`]).
     pub fn update_dispatches(&self) -> usize {
-        self.dispatches.len()
+        self.dispatches.iter().map(|d| d.main.len()).sum()
     }
 
     /// Tail dispatches one step records: one per vec4-layout chunk in which some tensor's
     /// length is not a multiple of 4. Each stores those tensors' last 1 to 3 elements lane by
     /// lane, one invocation per tensor, so the update's loop stores only whole vec4s.
     pub fn tail_dispatches(&self) -> usize {
-        self.dispatches.iter().filter(|d| d.tail.is_some()).count()
+        self.dispatches.iter().map(|d| d.tail.len()).sum()
     }
 
     /// How many of the update dispatches load and store whole vec4s
@@ -533,7 +543,8 @@ impl Optimizer {
         self.dispatches
             .iter()
             .filter(|d| d.layout == ElementLayout::Vec4)
-            .count()
+            .map(|d| d.main.len())
+            .sum()
     }
 
     /// The parameters, in the order given.
