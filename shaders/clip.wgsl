@@ -10,7 +10,7 @@
 // Three entry points, recorded in this order:
 //   grad_partials: one dispatch per chunk of a span (src/plan.rs: an Arena's tensors share
 //                  one), walking its segment table, so gaps between tensors are never read;
-//                  each workgroup writes one Partial.
+//                  each workgroup writes one Partial into one buffer shared by all chunks.
 //   grad_local:    one workgroup; folds every Partial into NormStats: this device's sum of
 //                  squares (or max |c|) and non-finite flag. Data-parallel callers all-reduce
 //                  NormStats across devices here (SUM for the 2-norm, MAX for the inf-norm).
@@ -136,11 +136,20 @@ fn accumulate(inv: Invocation) -> Partial {
     return Partial((total.x + total.y) + (total.z + total.w), max_key);
 }
 
+// Workgroup w of a chunk writes partial `base + w` of the chunk's segments (src/plan.rs:
+// `Plan::partials`), modulo the buffer's length: past its end the slot already holds an
+// earlier chunk's partial, which this one combines with, in dispatch order.
 @compute @workgroup_size(REDUCE_SIZE)
 fn grad_partials(inv: Invocation) {
     let total = workgroup_reduce(accumulate(inv), inv);
     if inv.lane == 0u {
-        partials[inv.workgroup.x] = total;
+        let index = segments[0].base + inv.workgroup.x;
+        let slot = index % arrayLength(&partials);
+        if index >= arrayLength(&partials) {
+            partials[slot] = combine(partials[slot], total);
+        } else {
+            partials[slot] = total;
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::context::{
 };
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
-use crate::plan::{Chunk, Plan};
+use crate::plan::Plan;
 use crate::setters::setters;
 use crate::shaders;
 use crate::tensor::BufferRange;
@@ -366,11 +366,6 @@ pub(crate) struct GradPipelines {
     finalize_layout: wgpu::BindGroupLayout,
 }
 
-/// Most workgroups one reduction dispatch launches: enough to fill a large GPU, few enough
-/// that each loops over several segments (workgroup barriers are costly on software adapters)
-/// and that the single-workgroup local pass has few partials to fold.
-const REDUCE_MAX_WORKGROUPS: u64 = 1024;
-
 impl GradPipelines {
     fn get(ctx: &Context, stages: GradStages) -> Result<Arc<Self>> {
         let subgroups = ctx.uses_subgroups();
@@ -413,11 +408,6 @@ impl GradPipelines {
     }
 }
 
-/// Workgroups of one segment-walking dispatch over `chunk`: one per segment, at most `cap`.
-fn segment_workgroups(chunk: &Chunk, cap: u64) -> u32 {
-    chunk.all.count.clamp(1, cap) as u32
-}
-
 /// Gradient processing attached to one optimizer: its buffers and bind groups.
 pub(crate) struct GradProcessing {
     pub config: GradConfig,
@@ -446,21 +436,10 @@ impl GradProcessing {
         let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)))?;
         crate::context::capture_errors(ctx.device(), || {
             let device = ctx.device();
-            let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
-            let max_workgroups = ctx.max_workgroups().min(REDUCE_MAX_WORKGROUPS);
-            let partial_size = std::mem::size_of::<Partial>() as u64;
-            // Each chunk writes its partials into its own aligned slice of one buffer; the
-            // gaps stay zero, which the local pass folds in harmlessly.
-            let mut layout = Vec::new();
-            let mut end = 0;
-            for chunk in &plan.chunks {
-                let workgroups = segment_workgroups(chunk, max_workgroups);
-                layout.push((chunk, workgroups, end));
-                end += (u64::from(workgroups) * partial_size).div_ceil(align) * align;
-            }
+            // Every chunk's partials in one binding (see `Plan::partials`).
             let partials = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-optim partials"),
-                size: end.max(partial_size),
+                size: plan.partials.max(1) * std::mem::size_of::<Partial>() as u64,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             });
@@ -469,14 +448,10 @@ impl GradProcessing {
                 contents: bytemuck::bytes_of(&hyper),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-            let chunks = layout
-                .into_iter()
-                .map(|(chunk, workgroups, offset)| {
-                    let slice = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &partials,
-                        offset,
-                        size: std::num::NonZeroU64::new(u64::from(workgroups) * partial_size),
-                    });
+            let chunks = plan
+                .chunks
+                .iter()
+                .map(|chunk| {
                     let grad = plan.range(chunk, 1, chunk.len);
                     let body = plan.range(chunk, 1, chunk.len / 4 * 4);
                     let grad4 = if body.is_empty() {
@@ -490,13 +465,13 @@ impl GradProcessing {
                         &pipelines.partials_layout,
                         &[
                             (2, grad.binding()),
-                            (3, slice),
+                            (3, partials.as_entire_binding()),
                             (5, control.as_entire_binding()),
                             (6, grad4),
                             (7, chunk.all.binding(plan.table())),
                         ],
                     );
-                    (group, workgroups)
+                    (group, chunk.reduce_workgroups)
                 })
                 .collect();
             let local = bind_group(
@@ -638,7 +613,8 @@ impl ClipValue {
                             (2, chunk.all.binding(plan.table())),
                         ],
                     );
-                    (group, segment_workgroups(chunk, ctx.max_workgroups()))
+                    let workgroups = chunk.all.count.clamp(1, ctx.max_workgroups());
+                    (group, workgroups as u32)
                 })
                 .collect();
             ClipValue {

@@ -30,8 +30,9 @@ wgsl_struct! {
         end: u32,
         /// The parameter group.
         group: u32,
-        /// Padding to 16 bytes.
-        pad: u32,
+        /// For the gradient-norm reduction: the first partial its chunk's workgroups write
+        /// (see [`Plan::partials`]); the update ignores it.
+        base: u32,
     }
 }
 
@@ -159,6 +160,8 @@ impl TableSlice {
 }
 
 const SEGMENT_SIZE: u64 = std::mem::size_of::<Segment>() as u64;
+/// Bytes of one reduction partial (`Partial` in src/clip.rs).
+const PARTIAL_SIZE: u64 = 8;
 
 /// One binding-size chunk of a span: the elements a dispatch binds and its segments.
 pub(crate) struct Chunk {
@@ -182,6 +185,8 @@ pub(crate) struct Chunk {
     /// reductions, which loop over it with at most `max_workgroups` workgroups (a zeroed
     /// segment is empty).
     pub all: TableSlice,
+    /// Workgroups of the gradient-norm reduction over this chunk: one partial each.
+    pub reduce_workgroups: u32,
 }
 
 impl Chunk {
@@ -198,6 +203,11 @@ impl Chunk {
 pub(crate) struct Plan {
     pub spans: Vec<Span>,
     pub chunks: Vec<Chunk>,
+    /// Slots of the gradient-norm reduction's partials, one binding's worth at most. Chunk
+    /// after chunk, workgroup `w` of a chunk whose segments say `base` writes partial
+    /// `(base + w) % partials`, combining with what is there once `base + w` has wrapped
+    /// around: every chunk's partials in one buffer, in a fixed order, however many chunks.
+    pub partials: u64,
     /// Every chunk's segments, each slice at an aligned offset; `None` without a chunk.
     pub table: Option<wgpu::Buffer>,
 }
@@ -216,6 +226,11 @@ pub(crate) struct PlanLimits {
     pub max_workgroups: u64,
 }
 
+/// Most workgroups of one reduction dispatch: enough to fill a large GPU, few enough that each
+/// loops over several segments (workgroup barriers are costly on software adapters) and that
+/// the single-workgroup pass folding the partials has few to fold.
+pub(crate) const REDUCE_MAX_WORKGROUPS: u64 = 1024;
+
 /// Invocations per workgroup of the tail dispatch (`update_tail` in common/entry.wgsl).
 pub(crate) const TAIL_WORKGROUP: u64 = 64;
 
@@ -232,6 +247,8 @@ impl Plan {
         let spans = spans(tensors);
         let mut table: Vec<u8> = Vec::new();
         let mut chunks = Vec::new();
+        let max_partials = (limits.max_binding / PARTIAL_SIZE).max(1);
+        let mut partials = 0;
         // Each dispatch's slice starts at an aligned offset; a 2-D grid of max_workgroups^2
         // workgroups takes that many segments (or 64 tails each) at most.
         let grid = limits.max_workgroups * limits.max_workgroups;
@@ -254,10 +271,20 @@ impl Plan {
                 let offset = c * limits.chunk_len;
                 let len = limits.chunk_len.min(span.len() - offset);
                 let layout = vec4_layout(span, offset, len, limits.max_binding);
-                let (main, tails) = segments(span, tensors, groups, offset, len, limits, layout);
-                if main.is_empty() && tails.is_empty() {
+                let (mut main, mut tails) =
+                    segments(span, tensors, groups, offset, len, limits, layout);
+                let count = (main.len() + tails.len()) as u64;
+                if count == 0 {
                     continue;
                 }
+                let reduce_workgroups = count
+                    .min(REDUCE_MAX_WORKGROUPS)
+                    .min(limits.max_workgroups)
+                    .min(max_partials);
+                for segment in main.iter_mut().chain(&mut tails) {
+                    segment.base = partials as u32;
+                }
+                partials += reduce_workgroups;
                 let start = table.len() as u64;
                 let main = push(&main, grid, &mut table);
                 let tails = push(&tails, grid * TAIL_WORKGROUP, &mut table);
@@ -274,6 +301,7 @@ impl Plan {
                     main,
                     tails,
                     all,
+                    reduce_workgroups: reduce_workgroups as u32,
                 });
             }
         }
@@ -287,6 +315,7 @@ impl Plan {
         Plan {
             spans,
             chunks,
+            partials: partials.min(max_partials),
             table,
         }
     }
@@ -336,7 +365,7 @@ fn segments(
         start: (from - offset) as u32,
         end: (to - offset) as u32,
         group,
-        pad: 0,
+        base: 0,
     };
     for &i in &span.tensors {
         let start = span.offset_of(&tensors[i][0]);

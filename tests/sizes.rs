@@ -240,3 +240,36 @@ fn a_small_workgroup_limit_splits_the_update() {
         run.compare(&ctx, &format!("{config:?} under a 3-workgroup limit"));
     }
 }
+
+/// Issue 12, finding 11: the gradient-norm reduction keeps every chunk's partials in one
+/// binding however many chunks there are. Under a 4 KiB binding limit (1024 elements a chunk,
+/// 512 partials a binding) tensors of 20,000 and 600,000 elements are 606 chunks: the partials
+/// wrap around the binding and combine, and the norm still matches f64.
+#[test]
+fn the_norm_reduction_fits_one_binding_past_hundreds_of_chunks() {
+    let ctx = context_with_binding_limit(4096);
+    let lens = [20_000, 600_000];
+    for (n, config) in [
+        OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.01)),
+        OptimizerConfig::AdamW(AdamWConfig::default()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut run = Run::new(&ctx, config, &lens, 400 + n as u64);
+        run.set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)));
+        for _ in 0..2 {
+            let grads = run.gradients();
+            run.step_with(&ctx, &grads);
+            let control = run.device.read_control().unwrap();
+            let exact = reference::global_norm(&grads, 2.0);
+            let error = ((f64::from(control.grad_norm) - exact) / exact).abs();
+            assert!(
+                error < 1e-6,
+                "{config:?}: norm {} vs {exact}",
+                control.grad_norm
+            );
+        }
+        run.compare(&ctx, &format!("{config:?} under a 4 KiB binding limit"));
+    }
+}

@@ -2,10 +2,11 @@
 // with parameter group `group`'s hyperparameters (src/plan.rs builds the tables). The update,
 // the gradient-norm reduction and the standalone clip by value all walk the same table, so the
 // gaps between the tensors of an arena are neither read as data nor written. A zeroed entry is
-// empty.
+// empty. `base` is for the gradient-norm reduction: the first partial its chunk's workgroups
+// write (`Plan::partials` in src/plan.rs); the update ignores it.
 struct Segment {
     start: u32,
     end: u32,
     group: u32,
-    pad: u32,
+    base: u32,
 }
