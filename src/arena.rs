@@ -30,12 +30,26 @@ pub struct Arena {
 impl Arena {
     /// An arena of tensors of these lengths, params and grads zeroed.
     pub fn new(ctx: &Context, lens: &[usize]) -> Result<Self> {
-        let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment) / 4;
+        let limits = ctx.device().limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment) / 4;
         let mut layout = Vec::with_capacity(lens.len());
-        let mut end = 0;
-        for &len in lens {
+        let mut end: u64 = 0;
+        for (index, &len) in lens.iter().enumerate() {
             layout.push((end, len as u64));
-            end = (end + len as u64).div_ceil(align) * align;
+            // In bytes, checked: lengths no buffer can hold are refused, never wrapped.
+            end = end
+                .checked_add(len as u64)
+                .and_then(|e| e.checked_next_multiple_of(align))
+                .filter(|&e| {
+                    e.checked_mul(4)
+                        .is_some_and(|b| b <= limits.max_buffer_size)
+                })
+                .ok_or(Error::OutOfBounds {
+                    index,
+                    role: "arena",
+                    end: end.saturating_add(len as u64).saturating_mul(4),
+                    size: limits.max_buffer_size,
+                })?;
         }
         let size = end.max(1) * 4;
         let buffer = |label| {

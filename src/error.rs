@@ -66,16 +66,17 @@ pub enum Error {
         alignment: u32,
     },
 
-    /// A range runs past the end of its buffer.
+    /// A range runs past the end of its buffer (or, for an [`Arena`](crate::Arena), the
+    /// arena past the largest buffer the device allows).
     #[error("tensor {index}: the {role} range ends at byte {end}, past the buffer's {size} bytes")]
     OutOfBounds {
-        /// Position of the tensor in the list given to the optimizer.
+        /// Position of the tensor in the list given to the optimizer or the arena.
         index: usize,
-        /// `param` or `grad`.
+        /// `param`, `grad`, `arena`, ...
         role: &'static str,
-        /// One past the last byte of the range.
+        /// One past the last byte of the range (`u64::MAX` when that does not fit in u64).
         end: u64,
-        /// The buffer's size in bytes.
+        /// The buffer's size in bytes, or for an arena the device's `max_buffer_size`.
         size: u64,
     },
 

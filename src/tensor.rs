@@ -50,7 +50,9 @@ impl BufferRange {
 
     /// One past the last byte.
     pub fn end(&self) -> u64 {
-        self.offset + self.len * 4
+        // Saturating: a length no buffer can hold (near 2^62 elements) ends at u64::MAX, past
+        // every buffer, rather than wrapping back inside it.
+        self.offset.saturating_add(self.len.saturating_mul(4))
     }
 
     /// Whether the two ranges share a byte of one buffer.

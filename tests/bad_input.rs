@@ -643,3 +643,42 @@ fn a_norm_stats_range_over_the_optimizers_own_buffers_is_refused() {
         })
     ));
 }
+
+/// Issue 12, finding 5: lengths no buffer can hold are refused with `OutOfBounds`, never
+/// wrapped back inside the buffer (nor, in debug builds, an overflow panic).
+#[test]
+fn lengths_past_u64_bytes_are_refused() {
+    let ctx = context();
+    let small = storage(ctx, 4);
+    let huge = BufferRange::new(&small, 0, 1 << 62);
+    assert_eq!(huge.end(), u64::MAX);
+    let params = [Param::new(
+        huge.clone(),
+        BufferRange::new(&storage(ctx, 4), 0, 1 << 62),
+    )];
+    refused(ctx, &params, |e| {
+        matches!(
+            e,
+            Error::OutOfBounds {
+                role: "param",
+                end: u64::MAX,
+                ..
+            }
+        )
+    });
+    assert!(matches!(
+        ctx.read_f32(&huge),
+        Err(Error::OutOfBounds { end: u64::MAX, .. })
+    ));
+    for lens in [
+        vec![1 << 62],
+        vec![5, usize::MAX],
+        vec![usize::MAX / 2, usize::MAX / 2],
+    ] {
+        match Arena::new(ctx, &lens) {
+            Err(Error::OutOfBounds { role: "arena", .. }) => {}
+            Err(other) => panic!("{lens:?}: {other}"),
+            Ok(arena) => panic!("{lens:?}: an arena of {} tensors", arena.len()),
+        }
+    }
+}
