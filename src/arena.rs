@@ -88,6 +88,7 @@ impl Arena {
 
     fn range(&self, buffer: &wgpu::Buffer, index: usize) -> Result<BufferRange> {
         let &(offset, len) = self.layout.get(index).ok_or(Error::NoSuchTensor {
+            owner: "arena",
             index,
             count: self.layout.len(),
         })?;

@@ -15,7 +15,7 @@ use crate::layout::wgsl_struct;
 use crate::plan::Plan;
 use crate::setters::setters;
 use crate::shaders;
-use crate::tensor::BufferRange;
+use crate::tensor::{storage_alignment, BufferRange};
 
 /// How the global-norm clip coefficient is computed from the norm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -564,7 +564,7 @@ impl ClipValue {
         use wgpu::util::DeviceExt;
         positive_f32("clip_value", clip_value)?;
         let device = ctx.device();
-        let alignment = device.limits().min_storage_buffer_offset_alignment;
+        let alignment = storage_alignment(device);
         for (index, grad) in grads.iter().enumerate() {
             grad.check(index, "grad", alignment, wgpu::BufferUsages::STORAGE)?;
         }

@@ -10,7 +10,7 @@ use crate::clip::GradStages;
 use crate::error::{Error, Result};
 use crate::plan::PlanLimits;
 use crate::shaders::{ElementLayout, Kernel};
-use crate::tensor::BufferRange;
+use crate::tensor::{BufferRange, COPY_ALIGNMENT};
 
 /// How the update kernels are launched. The defaults suit both GPUs and the software adapter;
 /// tests and the roofline example change them.
@@ -408,12 +408,7 @@ impl Context {
                 actual: data.len(),
             });
         }
-        range.check(
-            0,
-            "write",
-            wgpu::COPY_BUFFER_ALIGNMENT as u32,
-            wgpu::BufferUsages::COPY_DST,
-        )?;
+        range.check(0, "write", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_DST)?;
         self.queue
             .write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data));
         Ok(())
@@ -422,12 +417,7 @@ impl Context {
     /// Reads `range` back to the host, blocking until the device has finished all submitted
     /// work. For tests, examples and tools: a training step never calls it.
     pub fn read_f32(&self, range: &BufferRange) -> Result<Vec<f32>> {
-        range.check(
-            0,
-            "read",
-            wgpu::COPY_BUFFER_ALIGNMENT as u32,
-            wgpu::BufferUsages::COPY_SRC,
-        )?;
+        range.check(0, "read", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_SRC)?;
         let bytes = self.read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }

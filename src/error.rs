@@ -53,17 +53,20 @@ pub enum Error {
         missing: wgpu::BufferUsages,
     },
 
-    /// A range does not start at a multiple of the device's storage offset alignment.
-    #[error("tensor {index}: the {role} range starts at byte {offset}, not a multiple of {alignment} (min_storage_buffer_offset_alignment)")]
+    /// A range does not start at a multiple of the alignment its use needs.
+    #[error("tensor {index}: the {role} range starts at byte {offset}, not a multiple of {alignment} ({limit})")]
     MisalignedOffset {
         /// Position of the tensor in the list given to the optimizer.
         index: usize,
-        /// `param` or `grad`.
+        /// `param`, `grad`, `read`, `write`, ...
         role: &'static str,
         /// The offset given, in bytes.
         offset: u64,
-        /// The device's alignment, in bytes.
+        /// The alignment, in bytes.
         alignment: u32,
+        /// Where the alignment comes from: the device's `min_storage_buffer_offset_alignment`
+        /// for bindings, `wgpu::COPY_BUFFER_ALIGNMENT` for host copies.
+        limit: &'static str,
     },
 
     /// A range runs past the end of its buffer (or, for an [`Arena`](crate::Arena), the
@@ -122,13 +125,15 @@ pub enum Error {
         actual: usize,
     },
 
-    /// A tensor index past the optimizer's tensors.
-    #[error("tensor index {index} out of range: the optimizer has {count} tensors")]
+    /// A tensor index past the tensors of an optimizer, an arena or a reference optimizer.
+    #[error("tensor index {index} out of range: the {owner} has {count} tensors")]
     NoSuchTensor {
         /// The index asked for.
         index: usize,
         /// The number of tensors.
         count: usize,
+        /// What was asked: `optimizer`, `arena` or `reference optimizer`.
+        owner: &'static str,
     },
 
     /// A parameter-group index past the optimizer's groups.

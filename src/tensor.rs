@@ -74,13 +74,13 @@ impl BufferRange {
         })
     }
 
-    /// Refuses a range that does not start at a multiple of `alignment`, runs past its buffer
-    /// or lacks `usage`.
+    /// Refuses a range that does not start at a multiple of `alignment` (named by `limit`),
+    /// runs past its buffer or lacks `usage`.
     pub(crate) fn check(
         &self,
         index: usize,
         role: &'static str,
-        alignment: u32,
+        (alignment, limit): (u32, &'static str),
         usage: wgpu::BufferUsages,
     ) -> Result<()> {
         let missing = usage - self.buffer.usage();
@@ -97,6 +97,7 @@ impl BufferRange {
                 role,
                 offset: self.offset,
                 alignment,
+                limit,
             });
         }
         if self.end() > self.buffer.size() {
@@ -110,6 +111,20 @@ impl BufferRange {
         Ok(())
     }
 }
+
+/// The alignment of a storage binding's offset on `device`, with its name for errors.
+pub(crate) fn storage_alignment(device: &wgpu::Device) -> (u32, &'static str) {
+    (
+        device.limits().min_storage_buffer_offset_alignment,
+        "min_storage_buffer_offset_alignment",
+    )
+}
+
+/// The alignment of a host copy's offset, with its name for errors.
+pub(crate) const COPY_ALIGNMENT: (u32, &str) = (
+    wgpu::COPY_BUFFER_ALIGNMENT as u32,
+    "wgpu::COPY_BUFFER_ALIGNMENT",
+);
 
 /// One parameter tensor and its gradient, as PyTorch's `param` and `param.grad`.
 ///
@@ -145,7 +160,7 @@ impl Param {
 
     /// Refuses a pair the kernel cannot take, before anything is created.
     pub(crate) fn check(&self, index: usize, device: &wgpu::Device) -> Result<()> {
-        let alignment = device.limits().min_storage_buffer_offset_alignment;
+        let alignment = storage_alignment(device);
         self.param
             .check(index, "param", alignment, wgpu::BufferUsages::STORAGE)?;
         self.grad

@@ -121,7 +121,11 @@ fn arena_tensors_and_separate_buffers_mix_in_one_optimizer() {
     assert_eq!(arena.read_grad(1).unwrap(), [0.25; 200]);
     assert!(matches!(
         arena.param(2),
-        Err(Error::NoSuchTensor { index: 2, count: 2 })
+        Err(Error::NoSuchTensor {
+            index: 2,
+            count: 2,
+            owner: "arena"
+        })
     ));
     let optimizer = SgdConfig::default()
         .with_lr(0.1)

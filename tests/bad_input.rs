@@ -284,7 +284,11 @@ fn unknown_state_and_tensor_are_errors() {
     ));
     assert!(matches!(
         adam.read_state(1, "exp_avg"),
-        Err(Error::NoSuchTensor { index: 1, count: 1 })
+        Err(Error::NoSuchTensor {
+            index: 1,
+            count: 1,
+            owner: "optimizer"
+        })
     ));
     let range = BufferRange::whole(params[0].param.buffer());
     assert!(matches!(
@@ -681,4 +685,46 @@ fn lengths_past_u64_bytes_are_refused() {
             Ok(arena) => panic!("{lens:?}: an arena of {} tensors", arena.len()),
         }
     }
+}
+
+/// Issue 12, finding 14: errors name the limit and the object they are about.
+#[test]
+fn errors_name_the_right_limit_and_object() {
+    let ctx = context();
+    let buffer = storage(ctx, 8);
+    let read = ctx.read_f32(&BufferRange::new(&buffer, 2, 2)).unwrap_err();
+    assert!(
+        matches!(
+            read,
+            Error::MisalignedOffset {
+                alignment: 4,
+                limit: "wgpu::COPY_BUFFER_ALIGNMENT",
+                ..
+            }
+        ),
+        "{read:?}"
+    );
+    assert!(read.to_string().contains("COPY_BUFFER_ALIGNMENT"), "{read}");
+    let grad = storage(ctx, 64);
+    let bind = SgdConfig::default()
+        .build(
+            ctx,
+            &[Param::new(
+                BufferRange::new(&storage(ctx, 64), 4, 4),
+                BufferRange::new(&grad, 0, 4),
+            )],
+        )
+        .err()
+        .unwrap();
+    assert!(
+        bind.to_string()
+            .contains("min_storage_buffer_offset_alignment"),
+        "{bind}"
+    );
+    let arena = Arena::new(ctx, &[4, 4]).unwrap();
+    let index = arena.param(5).unwrap_err();
+    assert!(
+        index.to_string().contains("the arena has 2 tensors"),
+        "{index}"
+    );
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{check_disjoint, Plan, TableSlice, TAIL_WORKGROUP};
 use crate::shaders::ElementLayout;
-use crate::tensor::{BufferRange, Param};
+use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
 /// vec4 layout, the tail dispatch over its partial vec4s; each a bind group and its grid (more
@@ -394,11 +394,7 @@ impl Optimizer {
                 actual: range.len() as usize,
             });
         }
-        let alignment = self
-            .ctx
-            .device()
-            .limits()
-            .min_storage_buffer_offset_alignment;
+        let alignment = storage_alignment(self.ctx.device());
         range.check(0, "norm stats", alignment, wgpu::BufferUsages::STORAGE)?;
         self.check_no_overlap(&range)?;
         let previous = self.norm_stats.replace(range);
@@ -654,6 +650,7 @@ impl Optimizer {
     /// buffer the optimizer shares among the tensors of one span.
     pub fn state_range(&self, index: usize, name: &str) -> Result<&BufferRange> {
         let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
+            owner: "optimizer",
             index,
             count: self.tensors.len(),
         })?;

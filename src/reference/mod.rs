@@ -108,6 +108,7 @@ impl Optimizer {
     /// Tensor `index`'s state `name`.
     pub fn state(&self, index: usize, name: &str) -> Result<&[f32]> {
         let slots = self.slots.get(index).ok_or(Error::NoSuchTensor {
+            owner: "reference optimizer",
             index,
             count: self.slots.len(),
         })?;
