@@ -31,7 +31,7 @@ wgsl_struct! {
         /// The parameter group.
         group: u32,
         /// For the gradient-norm reduction: the first partial its chunk's workgroups write
-        /// (see [`Plan::partials`]); the update ignores it.
+        /// (counted over every chunk, modulo one binding of partials); the update ignores it.
         base: u32,
     }
 }
