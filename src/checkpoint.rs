@@ -2,7 +2,9 @@
 //!
 //! A checkpoint holds, for tensor `i` (in the order the optimizer was built with):
 //! `state.<i>.<name>` (f32, `[len]`) for each state buffer (`exp_avg`, `exp_avg_sq`,
-//! `momentum_buffer`, ...) and `state.<i>.step` (f32 scalar, as PyTorch keeps it); GradScaler's
+//! `momentum_buffer`, ...) and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
+//! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
+//! GradScaler's
 //! `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
@@ -32,7 +34,7 @@ impl Optimizer {
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let control = self.read_control_unchecked()?;
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        let step = (control.step as f32).to_le_bytes().to_vec();
+        let step = f64::from(control.step).to_le_bytes().to_vec();
         // Tensors of one span share their state buffers: read each buffer back once.
         // A Buffer hashes by its identity, not by anything its interior mutability touches.
         #[allow(clippy::mutable_key_type)]
@@ -56,7 +58,7 @@ impl Optimizer {
                     bytes,
                 ));
             }
-            tensors.push((format!("state.{i}.step"), Dtype::F32, vec![], step.clone()));
+            tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step.clone()));
         }
         tensors.push((
             "grad_scaler.scale".into(),
@@ -104,9 +106,13 @@ impl Optimizer {
     /// control block (loss scale, skip counts), and the hyperparameters. Stepping afterwards
     /// gives bit-identical results to never having stopped.
     ///
-    /// A file that is not a checkpoint ([`Error::Checkpoint`]), or one of another optimizer,
-    /// tensor count, tensor length or structural option ([`Error::CheckpointMismatch`]), is
-    /// refused before anything is written.
+    /// A file that is not a checkpoint, or whose control block no optimizer can step from
+    /// ([`Error::Checkpoint`]), or one of another optimizer, tensor count, tensor length,
+    /// structural option, or with a hyperparameter spelled twice
+    /// ([`Error::CheckpointMismatch`]), is refused before anything is written. The control
+    /// block is checked against this optimizer's gradient processing (see `loaded_control`
+    /// in src/checkpoint.rs: a loss scale without a scaler is reset to 1, an
+    /// `error_if_nonfinite` halt is cleared for an optimizer that skips).
     pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
         let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
         let (_, header) =
@@ -147,9 +153,12 @@ impl Optimizer {
             let Some(rest) = key.strip_prefix("param_groups.") else {
                 continue;
             };
-            let parsed = rest
-                .split_once('.')
-                .and_then(|(group, name)| Some((group.parse::<usize>().ok()?, name)));
+            // Only the canonical spelling of a group number (`0`, not `00` or `+0`): one key
+            // per hyperparameter, whatever order the metadata map iterates in.
+            let parsed = rest.split_once('.').and_then(|(group, name)| {
+                let number = group.parse::<usize>().ok()?;
+                (number.to_string() == group).then_some((number, name))
+            });
             let applied = parsed.is_some_and(|(group, name)| {
                 configs
                     .get_mut(group)
@@ -189,12 +198,11 @@ impl Optimizer {
             }
         }
         let words = std::mem::size_of::<Control>() / 4;
-        let mut control: Control =
-            bytemuck::pod_read_unaligned(tensor(CONTROL, Dtype::U32, &[words])?);
-        // The clip bound is configuration, not state: the one in force stays.
-        control.clip_value = self
-            .grad_processing()
-            .map_or(f32::INFINITY, |c| c.clip_value_f32());
+        let control = self.loaded_control(bytemuck::pod_read_unaligned(tensor(
+            CONTROL,
+            Dtype::U32,
+            &[words],
+        )?))?;
 
         for (group, config) in configs.into_iter().enumerate() {
             self.set_group_config(group, config)?;
@@ -209,6 +217,54 @@ impl Optimizer {
             .queue()
             .write_buffer(self.control_buffer(), 0, bytemuck::bytes_of(&control));
         Ok(())
+    }
+
+    /// The control block to restore from a checkpoint's, checked against this optimizer's
+    /// gradient processing so that stepping afterwards is correct:
+    ///
+    /// - `step`: kept; `u32::MAX` is refused (the next step would wrap to 0);
+    /// - `grad_scale` and `growth_tracker`: kept when this optimizer has a GradScaler, which
+    ///   needs a finite scale > 0 (a normal f32) and a tracker below its `growth_interval`
+    ///   (refused otherwise); without one, reset to 1 and 0, as
+    ///   [`Optimizer::set_grad_processing`] sets them;
+    /// - `nonfinite_step` (an `error_if_nonfinite` halt): kept when this optimizer halts on
+    ///   non-finite gradients, cleared otherwise (an optimizer that skips never halts);
+    /// - `skipped_steps` and `grad_norm`: kept (counts and the last logged norm);
+    /// - `clip_value`: this optimizer's bound (configuration, not state); `found_inf`,
+    ///   `clip_coef` and `inv_grad_scale`: reset to what a fresh step starts from (each step
+    ///   recomputes them before use).
+    fn loaded_control(&self, mut control: Control) -> Result<Control> {
+        let invalid = |what: String| Err(Error::Checkpoint(format!("control block: {what}")));
+        if control.step == u32::MAX {
+            return invalid("step counter u32::MAX: the next step would wrap to 0".into());
+        }
+        let processing = self.grad_processing();
+        match processing.and_then(|c| c.grad_scaler.as_ref()) {
+            Some(scaler) => {
+                let scale = control.grad_scale;
+                if !(scale.is_finite() && scale >= f32::MIN_POSITIVE) {
+                    return invalid(format!("loss scale {scale} is not a finite f32 > 0"));
+                }
+                if control.growth_tracker >= scaler.growth_interval {
+                    return invalid(format!(
+                        "growth tracker {} at or past the growth interval {}",
+                        control.growth_tracker, scaler.growth_interval
+                    ));
+                }
+            }
+            None => {
+                control.grad_scale = 1.0;
+                control.growth_tracker = 0;
+            }
+        }
+        if !processing.is_some_and(|c| c.error_if_nonfinite) {
+            control.nonfinite_step = 0;
+        }
+        control.clip_value = processing.map_or(f32::INFINITY, |c| c.clip_value_f32());
+        control.found_inf = 0;
+        control.clip_coef = 1.0;
+        control.inv_grad_scale = 1.0 / control.grad_scale;
+        Ok(control)
     }
 
     /// Reads `path` and [`Optimizer::load_checkpoint`]s it.

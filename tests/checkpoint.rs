@@ -87,7 +87,8 @@ fn the_file_uses_pytorchs_state_dict_names() {
             assert_eq!(values, run.device.read_state(i, name).unwrap());
         }
         let step = file.tensor(&format!("state.{i}.step")).unwrap();
-        assert_eq!(step.data(), 4.0_f32.to_le_bytes());
+        assert_eq!(step.dtype(), safetensors::Dtype::F64);
+        assert_eq!(step.data(), 4.0_f64.to_le_bytes());
     }
     let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = header.metadata().clone().unwrap();
@@ -200,4 +201,155 @@ fn hyperparameters_round_trip_through_text() {
         assert!(!copy.set_hyperparameter("no_such_field", "1"));
         assert!(!copy.set_hyperparameter("lr", "fast"));
     }
+}
+
+/// `bytes` with the control block and the metadata edited, re-serialized.
+fn rewrite(
+    bytes: &[u8],
+    control: impl Fn(&mut Control),
+    metadata: impl Fn(&mut std::collections::HashMap<String, String>),
+) -> Vec<u8> {
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    metadata(&mut meta);
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let mut data = view.data().to_vec();
+            if name == "wgpu_optim.control" {
+                let mut block: Control = bytemuck::pod_read_unaligned(&data);
+                control(&mut block);
+                data = bytemuck::bytes_of(&block).to_vec();
+            }
+            (name, view.dtype(), view.shape().to_vec(), data)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        (
+            name.as_str(),
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+/// Issue 12, finding 1: a control block that no optimizer can step from is refused with
+/// nothing changed; fields that belong to the loading optimizer's configuration are reset to
+/// what it implies (a loss scale without a scaler, a halt without `error_if_nonfinite`), so
+/// that stepping after any accepted load is correct.
+#[test]
+fn a_checkpoints_control_block_is_checked_against_the_loading_optimizer() {
+    let ctx = context();
+    let sgd = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.1));
+    let scaler = GradConfig::default().with_grad_scaler(GradScalerConfig::default());
+
+    // Saved with a GradScaler, loaded without one: the scale is 1, not 65536.
+    let mut saver = Run::new(ctx, &sgd, &[16], 1);
+    saver.set_grad_processing(Some(scaler.clone()));
+    saver.step(ctx);
+    let scaled = saver.device.checkpoint().unwrap();
+    let mut plain = Run::new(ctx, &sgd, &[16], 2);
+    // One step first, so that its reference counts the step the checkpoint restores.
+    plain.step(ctx);
+    plain.device.load_checkpoint(&scaled).unwrap();
+    let control = plain.device.read_control().unwrap();
+    assert_eq!((control.grad_scale, control.growth_tracker), (1.0, 0));
+    plain.step(ctx);
+    plain.compare(ctx, "a scaler's checkpoint in an optimizer without one");
+
+    // Saved halted by error_if_nonfinite, loaded into one that skips: it steps on.
+    let mut halting = Run::new(ctx, &sgd, &[16], 3);
+    halting.set_grad_processing(Some(GradConfig::default().with_error_if_nonfinite(true)));
+    halting.step_device(ctx, &[vec![f32::NAN; 16]]);
+    assert!(halting.device.read_control().is_err(), "the saver halted");
+    let halted = halting.device.checkpoint().unwrap();
+    let mut skipping = Run::new(ctx, &sgd, &[16], 4);
+    skipping.set_grad_processing(Some(GradConfig::default()));
+    skipping.device.load_checkpoint(&halted).unwrap();
+    assert_eq!(skipping.device.read_control().unwrap().nonfinite_step, 0);
+    skipping.step(ctx);
+    skipping.compare(ctx, "a halted checkpoint in an optimizer that skips");
+    // Loaded into one that halts too, it stays halted.
+    halting.device.load_checkpoint(&halted).unwrap();
+    assert!(halting.device.read_control().is_err());
+
+    // Values no optimizer steps from: refused, nothing changed.
+    let mut run = Run::new(ctx, &sgd, &[16], 5);
+    run.set_grad_processing(Some(scaler));
+    run.step(ctx);
+    let unreadable = |e: &Error| matches!(e, Error::Checkpoint(_));
+    for scale in [0.0, -2.0, f32::NAN, f32::INFINITY, 1e-40] {
+        let bytes = rewrite(&scaled, |c| c.grad_scale = scale, |_| {});
+        refused(ctx, &mut run, &bytes, unreadable);
+    }
+    for tracker in [2000, u32::MAX] {
+        let bytes = rewrite(&scaled, |c| c.growth_tracker = tracker, |_| {});
+        refused(ctx, &mut run, &bytes, unreadable);
+    }
+    let wrapping = rewrite(&scaled, |c| c.step = u32::MAX, |_| {});
+    refused(ctx, &mut run, &wrapping, unreadable);
+    run.device.load_checkpoint(&scaled).unwrap();
+}
+
+/// Issue 12, finding 4: one hyperparameter spelled several ways (`param_groups.0.lr`,
+/// `param_groups.00.lr`, `param_groups.+0.lr`) is refused, whatever order the metadata map
+/// iterates in.
+#[test]
+fn non_canonical_hyperparameter_keys_are_refused() {
+    let ctx = context();
+    let adam = OptimizerConfig::Adam(AdamConfig::default());
+    let mut run = Run::new(ctx, &adam, &[8], 7);
+    run.step(ctx);
+    let good = run.device.checkpoint().unwrap();
+    for alias in [
+        "param_groups.00.lr",
+        "param_groups.+0.lr",
+        "param_groups.0x0.lr",
+    ] {
+        let bytes = rewrite(
+            &good,
+            |_| {},
+            |meta| {
+                meta.insert(alias.to_string(), "0.5".to_string());
+            },
+        );
+        refused(ctx, &mut run, &bytes, |e| {
+            matches!(e, Error::CheckpointMismatch(_))
+        });
+    }
+    // Values past f32 in the metadata are refused like any other (finding 2).
+    for value in ["1e39", "nan", "inf", "-1"] {
+        let bytes = rewrite(
+            &good,
+            |_| {},
+            |meta| {
+                meta.insert("param_groups.0.lr".to_string(), value.to_string());
+            },
+        );
+        refused(ctx, &mut run, &bytes, |e| {
+            matches!(e, Error::InvalidHyperparameter { name: "lr", .. })
+        });
+    }
+}
+
+/// Issue 12, finding 13: `state.<i>.step` holds the step count exactly (f64), past f32's 2^24.
+#[test]
+fn the_step_count_is_saved_exactly() {
+    let ctx = context();
+    let sgd = OptimizerConfig::Sgd(SgdConfig::default());
+    let mut run = Run::new(ctx, &sgd, &[8], 9);
+    let bytes = rewrite(
+        &run.device.checkpoint().unwrap(),
+        |c| c.step = 16_777_219,
+        |_| {},
+    );
+    run.device.load_checkpoint(&bytes).unwrap();
+    assert_eq!(run.device.read_step().unwrap(), 16_777_219);
+    let saved = run.device.checkpoint().unwrap();
+    let file = SafeTensors::deserialize(&saved).unwrap();
+    let step = file.tensor("state.0.step").unwrap();
+    assert_eq!(step.dtype(), safetensors::Dtype::F64);
+    assert_eq!(step.data(), 16_777_219.0_f64.to_le_bytes());
 }
