@@ -409,13 +409,16 @@ impl Context {
             });
         }
         range.check(0, "write", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_DST)?;
-        self.queue
-            .write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data));
-        Ok(())
+        // A destroyed or mapped buffer is a validation error: returned, not panicked on.
+        capture_errors(&self.device, || {
+            self.queue
+                .write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data))
+        })
     }
 
     /// Reads `range` back to the host, blocking until the device has finished all submitted
-    /// work. For tests, examples and tools: a training step never calls it.
+    /// work. For tests, examples and tools: a training step never calls it. A destroyed or
+    /// mapped buffer gives [`Error::Wgpu`].
     pub fn read_f32(&self, range: &BufferRange) -> Result<Vec<f32>> {
         range.check(0, "read", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_SRC)?;
         let bytes = self.read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
@@ -432,15 +435,20 @@ impl Context {
         if size == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-optim readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
+        // A destroyed or mapped source is a validation error of the copy or the submit:
+        // returned before waiting on a staging buffer that would hold zeros.
+        let staging = capture_errors(&self.device, || {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+            self.queue.submit([encoder.finish()]);
+            staging
+        })?;
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         staging
             .slice(..)

@@ -728,3 +728,33 @@ fn errors_name_the_right_limit_and_object() {
         "{index}"
     );
 }
+
+/// Issue 12, finding 6 (part): reads and writes of a destroyed or still-mapped buffer return
+/// `Error::Wgpu` instead of zeros and a panic in wgpu's default error handler.
+#[test]
+fn destroyed_and_mapped_buffers_give_errors() {
+    let ctx = context();
+    let destroyed = storage(ctx, 8);
+    destroyed.destroy();
+    let range = BufferRange::whole(&destroyed);
+    assert!(matches!(ctx.read_f32(&range), Err(Error::Wgpu(_))));
+    assert!(matches!(
+        ctx.write_f32(&range, &[1.0; 8]),
+        Err(Error::Wgpu(_))
+    ));
+    let mapped = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("mapped"),
+        size: 32,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: true,
+    });
+    let range = BufferRange::whole(&mapped);
+    assert!(matches!(ctx.read_f32(&range), Err(Error::Wgpu(_))));
+    assert!(matches!(
+        ctx.write_f32(&range, &[1.0; 8]),
+        Err(Error::Wgpu(_))
+    ));
+    // The context still works.
+    let fine = storage(ctx, 8);
+    assert_eq!(ctx.read_f32(&BufferRange::whole(&fine)).unwrap()[7], 7.0);
+}
