@@ -152,8 +152,12 @@ pub struct WarmupCosineDecay {
 }
 
 impl WarmupCosineDecay {
-    /// The value after `step` steps.
+    /// The value after `step` steps; NaN when the schedule is invalid (see
+    /// [`LrSchedule::lr`]).
     pub fn lr(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
         if step < self.warmup_steps {
             // optax.linear_schedule over the warm-up.
             let frac = 1.0 - step as f64 / self.warmup_steps as f64;
@@ -317,8 +321,14 @@ impl LrSchedule {
     }
 
     /// The learning rate after `step` optimizer steps (for the next one), from the group's
-    /// initial learning rate `base_lr`.
+    /// initial learning rate `base_lr`. Every valid schedule returns in time independent of
+    /// `step` (warm restarts included: a closed form, as PyTorch's `step(epoch)`). A schedule
+    /// that [`LrSchedule::validate`] refuses returns NaN, never panics or hangs, and
+    /// [`Optimizer::set_lr`](crate::Optimizer::set_lr) refuses NaN.
     pub fn lr(&self, base_lr: f64, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
         match self {
             LrSchedule::Constant => base_lr,
             LrSchedule::Step { step_size, gamma } => {
@@ -341,12 +351,7 @@ impl LrSchedule {
                 t_mult,
                 eta_min,
             } => {
-                // Walk the cycles in integers, as PyTorch's step() does.
-                let (mut t_cur, mut t_i) = (step, *t_0);
-                while t_cur >= t_i {
-                    t_cur -= t_i;
-                    t_i *= t_mult;
-                }
+                let (t_cur, t_i) = warm_restart(step, *t_0, *t_mult);
                 cosine(base_lr, *eta_min, t_cur as f64 / t_i as f64)
             }
             LrSchedule::Linear {
@@ -499,6 +504,22 @@ fn finite(name: &'static str, value: f64) -> Result<()> {
     } else {
         invalid(name, value, "a finite value")
     }
+}
+
+/// SGDR's position after `step` steps: `(T_cur, T_i)`, the steps into the current cycle and its
+/// length, in integers as PyTorch's `step()` counts them. With `t_mult = 1` a modulo; otherwise
+/// the cycles grow geometrically, so at most 64 of them fit in a u64 step count (u128 holds
+/// the last product). `t_0` and `t_mult` are at least 1 (validated).
+fn warm_restart(step: u64, t_0: u64, t_mult: u64) -> (u128, u128) {
+    if t_mult == 1 {
+        return (u128::from(step % t_0), u128::from(t_0));
+    }
+    let (mut t_cur, mut t_i) = (u128::from(step), u128::from(t_0));
+    while t_cur >= t_i {
+        t_cur -= t_i;
+        t_i *= u128::from(t_mult);
+    }
+    (t_cur, t_i)
 }
 
 /// `eta_min + (base − eta_min) · (1 + cos(π · fraction)) / 2`.

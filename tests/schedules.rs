@@ -277,3 +277,106 @@ fn a_one_cycle_schedule_drives_the_device() {
         .with_cycled_momentum(0.9)
         .is_err());
 }
+
+/// Issue 12, finding 8: warm restarts take a closed form, so `lr` returns at once however far
+/// the step count (it walked the cycles one by one: about 10^15 iterations here), and a cycle
+/// length past u64 does not overflow.
+#[test]
+fn warm_restarts_at_any_step_count() {
+    let walk = |step: u64, t_0: u64, t_mult: u64| {
+        let (mut t_cur, mut t_i) = (step, t_0);
+        while t_cur >= t_i {
+            t_cur -= t_i;
+            t_i *= t_mult;
+        }
+        // cosine annealing from 1 to 0, in the library's order of operations
+        (1.0 + (std::f64::consts::PI * (t_cur as f64 / t_i as f64)).cos()) / 2.0
+    };
+    for (t_0, t_mult) in [(1, 1), (10, 1), (3, 2), (7, 3)] {
+        let schedule = LrSchedule::CosineAnnealingWarmRestarts {
+            t_0,
+            t_mult,
+            eta_min: 0.0,
+        };
+        for step in 0..500 {
+            assert_eq!(
+                schedule.lr(1.0, step),
+                walk(step, t_0, t_mult),
+                "{t_0} {t_mult} {step}"
+            );
+        }
+        for step in [1 << 50, u64::MAX - 1, u64::MAX] {
+            let lr = schedule.lr(1.0, step);
+            assert!((0.0..=1.0).contains(&lr), "{t_0} {t_mult} at {step}: {lr}");
+        }
+    }
+    // t_0 = 1: the cycle restarts every step, so the lr is always the base.
+    let every_step = LrSchedule::CosineAnnealingWarmRestarts {
+        t_0: 1,
+        t_mult: 1,
+        eta_min: 0.0,
+    };
+    assert_eq!(every_step.lr(0.1, 1_000_000_000_000_000), 0.1);
+    // Cycles past u64 (t_0 * t_mult^n overflows): still the position in the current cycle.
+    let huge = LrSchedule::CosineAnnealingWarmRestarts {
+        t_0: u64::MAX / 2,
+        t_mult: u64::MAX,
+        eta_min: 0.0,
+    };
+    assert!(huge.lr(1.0, u64::MAX).is_finite());
+}
+
+/// Issue 12, finding 9: a schedule that `validate` refuses gives NaN from `lr` (never a
+/// panic, a division by zero or a hang), which `set_lr` refuses.
+#[test]
+fn invalid_schedules_give_nan_never_a_panic() {
+    let invalid = [
+        LrSchedule::Step {
+            step_size: 0,
+            gamma: 0.1,
+        },
+        LrSchedule::CosineAnnealing {
+            t_max: 0,
+            eta_min: 0.0,
+        },
+        LrSchedule::CosineAnnealingWarmRestarts {
+            t_0: 0,
+            t_mult: 1,
+            eta_min: 0.0,
+        },
+        LrSchedule::CosineAnnealingWarmRestarts {
+            t_0: 5,
+            t_mult: 0,
+            eta_min: 0.0,
+        },
+        LrSchedule::Sequential {
+            schedules: vec![LrSchedule::Constant],
+            milestones: vec![10, 20],
+        },
+        LrSchedule::WarmupCosineDecay(WarmupCosineDecay {
+            init_value: 0.0,
+            peak_value: 1.0,
+            warmup_steps: 100,
+            decay_steps: 10,
+            end_value: 0.0,
+            exponent: 1.0,
+        }),
+    ];
+    let ctx = context();
+    let grad = ctx.upload_f32("grad", &[0.5; 4]);
+    let param = ctx.upload_f32("param", &[1.0; 4]);
+    let mut sgd = SgdConfig::default()
+        .build(ctx, &[Param::whole(&param, &grad)])
+        .unwrap();
+    for schedule in invalid {
+        assert!(schedule.validate().is_err(), "{schedule:?}");
+        for step in [0, 1, 15, 150, u64::MAX] {
+            let lr = schedule.lr(0.1, step);
+            assert!(lr.is_nan(), "{schedule:?} at {step}: {lr}");
+            assert!(matches!(
+                sgd.set_lr(lr),
+                Err(Error::InvalidHyperparameter { name: "lr", .. })
+            ));
+        }
+    }
+}
