@@ -209,8 +209,10 @@ pub enum Anneal {
 pub struct OneCycle {
     /// The peak learning rate.
     pub max_lr: f64,
-    /// Steps in the cycle (> 0). PyTorch raises past them; here later steps keep the value
-    /// at `total_steps`.
+    /// Steps in the cycle (> 0). PyTorch raises past them, and at `total_steps` itself
+    /// computes an overshoot of the last phase (negative with linear annealing); here every
+    /// step from `total_steps - 1` on keeps the cycle's final value,
+    /// `max_lr / div_factor / final_div_factor`, so a loop that runs past the cycle goes on.
     pub total_steps: u64,
     /// Share of the cycle spent rising (default 0.3).
     pub pct_start: f64,
@@ -274,9 +276,10 @@ impl OneCycle {
         }
     }
 
-    // The learning rate and momentum at `step`, as `OneCycleLR.get_lr`.
+    // The learning rate and momentum at `step`, as `OneCycleLR.get_lr`, holding the last
+    // step's values after the cycle.
     fn at(&self, step: u64) -> (f64, f64) {
-        let step = step.min(self.total_steps) as f64;
+        let step = step.min(self.total_steps.saturating_sub(1)) as f64;
         let phases = self.phases();
         let mut start = 0.0;
         for (i, &(end, lr0, lr1, m0, m1)) in phases.iter().enumerate() {

@@ -380,3 +380,29 @@ fn invalid_schedules_give_nan_never_a_panic() {
         }
     }
 }
+
+/// Issue 12, finding 10: past its cycle a OneCycle schedule keeps the cycle's final values
+/// (PyTorch raises there, and at `total_steps` overshoots to -1.42e-4 with linear annealing),
+/// so a loop that runs on is not stopped by `set_lr` refusing a negative rate.
+#[test]
+fn one_cycle_holds_its_final_value_past_the_cycle() {
+    for anneal in [Anneal::Linear, Anneal::Cos] {
+        let cycle = OneCycle {
+            anneal,
+            ..OneCycle::new(0.1, 1000)
+        };
+        let schedule = LrSchedule::OneCycle(cycle.clone());
+        let last = schedule.lr(0.0, 999);
+        let expected = 0.1 / 25.0 / 1e4;
+        // Linear annealing forms it as (min - max) * 1 + max: exact to about 1e-17.
+        assert!((last - expected).abs() < 1e-15, "{anneal:?}: {last}");
+        for step in [1000, 1001, 5000, u64::MAX] {
+            assert_eq!(schedule.lr(0.0, step), last, "{anneal:?} at {step}");
+            assert_eq!(
+                cycle.momentum(step),
+                cycle.momentum(999),
+                "{anneal:?} at {step}"
+            );
+        }
+    }
+}
