@@ -124,6 +124,34 @@ impl Optimizer {
         Ok(&slots[state.slot])
     }
 
+    /// Sets tensor `index`'s state `name`, as a checkpoint restores it (say, the values a
+    /// device optimizer's [`read_state`](crate::Optimizer::read_state) returns after a load).
+    pub fn set_state(&mut self, index: usize, name: &str, values: &[f32]) -> Result<()> {
+        let expected = self.state(index, name)?.len();
+        if values.len() != expected {
+            return Err(Error::WrongLength {
+                what: "reference state",
+                expected,
+                actual: values.len(),
+            });
+        }
+        let slot = self
+            .states
+            .iter()
+            .find(|s| s.name == name)
+            .expect("found by state()")
+            .slot;
+        self.slots[index][slot] = values.to_vec();
+        Ok(())
+    }
+
+    /// Sets the control block (step counter, loss scale, skip counts...), as a checkpoint
+    /// restores it (say, a device optimizer's
+    /// [`read_control_unchecked`](crate::Optimizer::read_control_unchecked) after a load).
+    pub fn set_control(&mut self, control: Control) {
+        self.control = control;
+    }
+
     /// Replaces the hyperparameters, as [`crate::Optimizer::set_config`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
         if config.states()? != self.states
