@@ -1,0 +1,208 @@
+//! Property tests (issue 12): over tensor lengths, offsets and gaps in shared buffers, group
+//! layouts, launch settings and hyperparameters up to and past the f32 boundary, the device
+//! matches the CPU reference, or the input is refused with a typed error and nothing changed.
+//! Cases are few (each steps a real adapter) and seeded by proptest's defaults; a failure
+//! prints the smallest case it shrank to.
+
+mod common;
+use common::*;
+use proptest::prelude::{
+    any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, Strategy,
+    TestCaseError,
+};
+use wgpu_optim::*;
+
+/// Equal bits, both NaN, or within the suite's tolerance: what the device owes the reference
+/// when values may reach infinity (a learning rate near f32::MAX).
+fn same(device: &[f32], reference: &[f32]) -> bool {
+    device.len() == reference.len()
+        && device.iter().zip(reference).all(|(&d, &r)| {
+            d.to_bits() == r.to_bits()
+                || (d.is_nan() && r.is_nan())
+                || (d - r).abs() <= ATOL + RTOL * r.abs()
+        })
+}
+
+/// One tensor of a layout: its length, the aligned gap before it (in alignments), its group.
+#[derive(Clone, Debug)]
+struct Tensor {
+    len: usize,
+    gap: usize,
+    group: usize,
+}
+
+fn tensor() -> impl Strategy<Value = Tensor> {
+    (0_usize..3000, 0_usize..3, 0_usize..3).prop_map(|(len, gap, group)| Tensor { len, gap, group })
+}
+
+/// Group `g`'s configuration: `config` with its own learning rate.
+fn group_config(config: &OptimizerConfig, g: usize) -> OptimizerConfig {
+    config.with_lr(config.lr() * [1.0, 0.25, 3.0][g])
+}
+
+/// Tensors laid out in one param buffer and one grad buffer at aligned offsets with gaps, in
+/// up to three groups, stepped three times beside one reference per group.
+fn layout_matches_the_reference(
+    config: &OptimizerConfig,
+    tensors: &[Tensor],
+    runs: bool,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let ctx = context().clone().with_tuning(Tuning {
+        runs_per_invocation: runs,
+        ..context().tuning()
+    });
+    let align = ctx.device().limits().min_storage_buffer_offset_alignment as usize / 4;
+    let mut offsets = Vec::new();
+    let mut end = 0;
+    for t in tensors {
+        let at = (end + t.gap * align).next_multiple_of(align);
+        offsets.push(at);
+        end = at + t.len;
+    }
+    let mut rng = Rng::new(seed);
+    // The gaps hold NaN: reading them as data would show.
+    let mut whole = vec![f32::NAN; end.max(1)];
+    let mut host: Vec<Vec<f32>> = tensors.iter().map(|t| rng.vector(t.len)).collect();
+    for ((t, &at), values) in tensors.iter().zip(&offsets).zip(&host) {
+        whole[at..at + t.len].copy_from_slice(values);
+    }
+    let param = ctx.upload_f32("param", &whole);
+    let grad = ctx.upload_f32("grad", &vec![f32::NAN; end.max(1)]);
+    let params: Vec<Param> = tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| {
+            Param::new(
+                BufferRange::new(&param, 4 * at as u64, t.len as u64),
+                BufferRange::new(&grad, 4 * at as u64, t.len as u64),
+            )
+        })
+        .collect();
+    // Groups in order of first appearance, numbered as the optimizer numbers them.
+    let groups: Vec<usize> = (0..3)
+        .filter(|g| tensors.iter().any(|t| t.group == *g))
+        .collect();
+    let members = |g: usize| -> Vec<usize> {
+        (0..tensors.len())
+            .filter(|&i| tensors[i].group == g)
+            .collect()
+    };
+    let optimizer = Optimizer::with_groups(
+        &ctx,
+        groups
+            .iter()
+            .map(|&g| ParamGroup {
+                config: group_config(config, g),
+                params: members(g).iter().map(|&i| params[i].clone()).collect(),
+            })
+            .collect(),
+    )
+    .unwrap();
+    let mut references: Vec<reference::Optimizer> = groups
+        .iter()
+        .map(|&g| {
+            let lens: Vec<usize> = members(g).iter().map(|&i| tensors[i].len).collect();
+            reference::Optimizer::new(&group_config(config, g), &lens).unwrap()
+        })
+        .collect();
+    for _ in 0..3 {
+        let grads: Vec<Vec<f32>> = tensors.iter().map(|t| rng.gradient(t.len)).collect();
+        for ((t, &at), g) in tensors.iter().zip(&offsets).zip(&grads) {
+            ctx.write_f32(&BufferRange::new(&grad, 4 * at as u64, t.len as u64), g)
+                .unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        for (&g, reference) in groups.iter().zip(&mut references) {
+            let ids = members(g);
+            let mut mine: Vec<Vec<f32>> = ids.iter().map(|&i| host[i].clone()).collect();
+            let theirs: Vec<Vec<f32>> = ids.iter().map(|&i| grads[i].clone()).collect();
+            reference.step(&mut mine, &theirs).unwrap();
+            for (&i, values) in ids.iter().zip(mine) {
+                host[i] = values;
+            }
+        }
+    }
+    let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
+    for ((t, &at), expected) in tensors.iter().zip(&offsets).zip(&host) {
+        let device = &after[at..at + t.len];
+        prop_assert!(
+            tolerance_used(device, expected) <= 1.0 && device.iter().all(|v| v.is_finite()),
+            "{config:?}: tensor of {} at {at} differs",
+            t.len
+        );
+    }
+    let ranges: Vec<(usize, usize)> = tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| (at, t.len))
+        .collect();
+    prop_assert_eq!(bits_outside(&after, &ranges), bits_outside(&whole, &ranges));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_layout_matches_the_reference(
+        config in 0..all_configs().len(),
+        tensors in prop::collection::vec(tensor(), 1..7),
+        runs in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        layout_matches_the_reference(&all_configs()[config], &tensors, runs, seed)?;
+    }
+
+    /// A learning rate anywhere on the f64 line: built and stepped like the reference when it
+    /// is finite in f32 (with every derived value), refused with a typed error otherwise, and
+    /// a refused `set_lr` changes nothing.
+    #[test]
+    fn any_learning_rate_is_stepped_or_refused(
+        config in 0..all_configs().len(),
+        lr in prop_oneof![
+            Just(0.0), Just(f64::from(f32::MIN_POSITIVE)), Just(1e-45), Just(1e-3),
+            Just(f64::from(f32::MAX)), Just(3.5e38), Just(1e39), Just(f64::MAX),
+            Just(f64::NAN), Just(f64::INFINITY), Just(-1e-3),
+            (-40.0_f64..40.0).prop_map(|e| 10_f64.powf(e)),
+        ],
+    ) {
+        let ctx = context();
+        let base = all_configs()[config].clone();
+        let config = base.with_lr(lr);
+        match config.validate() {
+            Ok(()) => {
+                prop_assert!((lr as f32).is_finite() && lr >= 0.0, "{config:?} accepted");
+                let mut fresh = Run::new(ctx, &config, &[5, 64], 2);
+                fresh.step(ctx);
+                fresh.step(ctx);
+                for (i, param) in fresh.params.iter().enumerate() {
+                    let device = ctx.read_f32(&param.param).unwrap();
+                    prop_assert!(same(&device, &fresh.host_params[i]), "{config:?}: param {i}");
+                    for state in fresh.device.state_specs() {
+                        let device = fresh.device.read_state(i, state.name).unwrap();
+                        let host = fresh.reference.state(i, state.name).unwrap();
+                        prop_assert!(same(&device, host), "{config:?}: {} {i}", state.name);
+                    }
+                }
+            }
+            Err(Error::InvalidHyperparameter { .. }) => {
+                // The same refusal from a running optimizer's set_lr, which changes nothing.
+                let mut run = Run::new(ctx, &base, &[8], 1);
+                run.step(ctx);
+                let before = run.snapshot(ctx);
+                prop_assert!(
+                    run.device.set_lr(lr).is_err(),
+                    "set_lr({lr}) accepted what the config refuses"
+                );
+                prop_assert_eq!(run.snapshot(ctx), before);
+                prop_assert_eq!(run.device.config(), &base);
+                run.step(ctx);
+                run.compare(ctx, &format!("{base:?} after a refused set_lr({lr})"));
+            }
+            Err(other) => prop_assert!(false, "{config:?}: untyped refusal {other}"),
+        }
+    }
+}
