@@ -142,7 +142,7 @@ fn main() -> wgpu_optim::Result<()> {
         }
         adamw.step(&mut encoder);
         if step % 50 == 1 {
-            reader.record(&mut encoder, &adamw);
+            reader.record(&mut encoder, &adamw)?;
         }
         ctx.queue().submit([encoder.finish()]);
         // Copies of the control block arrive a step or more later; nothing waits for them.

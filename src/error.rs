@@ -114,6 +114,13 @@ pub enum Error {
         tensor: Option<usize>,
     },
 
+    /// An object of another device than the context's was handed to it.
+    #[error("{what} belongs to another device than this context's")]
+    OtherDevice {
+        /// What it was: `optimizer`, ...
+        what: &'static str,
+    },
+
     /// A host slice handed to an upload or a reference step has the wrong length.
     #[error("{what}: expected {expected} values, got {actual}")]
     WrongLength {

@@ -14,7 +14,7 @@ use crate::optim::Optimizer;
 /// [`ControlReader::record`] adds a copy to the caller's encoder (and maps it when that encoder
 /// is submitted); [`ControlReader::try_read`] polls the device without blocking and returns the
 /// copies that have arrived, oldest first. With `depth` slots, up to `depth` copies can be in
-/// flight; `record` returns `false` (and records nothing) when all are.
+/// flight; `record` returns `Ok(false)` (and records nothing) when all are.
 ///
 /// ```no_run
 /// # use wgpu_optim::{Context, ControlReader, Optimizer};
@@ -25,7 +25,7 @@ use crate::optim::Optimizer;
 ///     // ... forward and backward ...
 ///     optimizer.step(&mut encoder);
 ///     if step % 100 == 0 {
-///         reader.record(&mut encoder, optimizer);
+///         reader.record(&mut encoder, optimizer)?;
 ///     }
 ///     ctx.queue().submit([encoder.finish()]);
 ///     for control in reader.try_read()? {
@@ -80,14 +80,23 @@ impl ControlReader {
     }
 
     /// Records a copy of `optimizer`'s control block, as it stands after everything recorded
-    /// before it in `encoder`. Returns `false` and records nothing when every slot is in flight.
-    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, optimizer: &Optimizer) -> bool {
+    /// before it in `encoder`. Returns `Ok(false)` and records nothing when every slot is in
+    /// flight, and [`Error::OtherDevice`] for an optimizer of another device than the
+    /// reader's (the copy would fail at the caller's submit).
+    pub fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        optimizer: &Optimizer,
+    ) -> Result<bool> {
+        if optimizer.context().device() != self.ctx.device() {
+            return Err(Error::OtherDevice { what: "optimizer" });
+        }
         let Some(slot) = self
             .slots
             .iter()
             .find(|s| matches!(*lock(&s.state), SlotState::Free))
         else {
-            return false;
+            return Ok(false);
         };
         encoder.copy_buffer_to_buffer(optimizer.control_buffer(), 0, &slot.buffer, 0, SIZE);
         *lock(&slot.state) = SlotState::InFlight;
@@ -97,7 +106,7 @@ impl ControlReader {
             *lock(&state) = SlotState::Mapped(sequence, result);
         });
         self.recorded += 1;
-        true
+        Ok(true)
     }
 
     /// The copies that have arrived since the last call, oldest first, without blocking.

@@ -758,3 +758,30 @@ fn destroyed_and_mapped_buffers_give_errors() {
     let fine = storage(ctx, 8);
     assert_eq!(ctx.read_f32(&BufferRange::whole(&fine)).unwrap()[7], 7.0);
 }
+
+/// Issue 12, finding 6 (part): a control reader refuses an optimizer of another device, whose
+/// copy would fail at the caller's submit.
+#[test]
+fn a_control_reader_refuses_another_devices_optimizer() {
+    // Two devices of one adapter (of one instance: wgpu's handles of another instance cannot
+    // be told apart from this one's).
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"));
+    let device = || {
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+        Context::from_device(device, queue)
+    };
+    let (ctx, other) = (&device(), device());
+    let params = [Param::whole(&storage(&other, 4), &storage(&other, 4))];
+    let optimizer = SgdConfig::default().build(&other, &params).unwrap();
+    let mut reader = ControlReader::new(ctx, 2);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        reader.record(&mut encoder, &optimizer),
+        Err(Error::OtherDevice { what: "optimizer" })
+    ));
+    assert_eq!(reader.in_flight(), 0);
+}

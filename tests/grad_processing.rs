@@ -289,7 +289,7 @@ fn error_if_nonfinite_halts_and_reports_at_the_next_readback() {
     run.step_with(ctx, &grads);
     run.step(ctx); // finite, but the optimizer is halted
     submit(ctx, |encoder| {
-        assert!(reader.record(encoder, &run.device));
+        assert!(reader.record(encoder, &run.device).unwrap());
     });
     match run.device.read_control() {
         Err(Error::NonFiniteGradients { step, control }) => {
@@ -620,7 +620,7 @@ fn the_control_reader_returns_copies_in_order_without_blocking() {
         run.write_grads(ctx, &grads);
         submit(ctx, |encoder| {
             run.device.step(encoder);
-            recorded.push(reader.record(encoder, &run.device));
+            recorded.push(reader.record(encoder, &run.device).unwrap());
         });
         run.reference.step(&mut run.host_params, &grads).unwrap();
         expected.push((step, run.reference.control().grad_norm));
@@ -631,7 +631,7 @@ fn the_control_reader_returns_copies_in_order_without_blocking() {
     // A copy recorded into an encoder that is dropped never arrives; its slot frees again.
     let mut reader_of_dropped = ControlReader::new(ctx, 1);
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    assert!(reader_of_dropped.record(&mut encoder, &run.device));
+    assert!(reader_of_dropped.record(&mut encoder, &run.device).unwrap());
     drop(encoder);
     assert!(reader_of_dropped.try_read().unwrap().is_empty());
     assert_eq!(reader_of_dropped.in_flight(), 0);
