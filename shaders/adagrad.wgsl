@@ -24,7 +24,12 @@ override MAXIMIZE: bool = false;
 override EPS_IN_SQRT: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
-    hyper[g].clr = hyper[g].lr / (1.0 + (step - 1.0) * hyper[g].lr_decay);
+    // The steps before this one, counted in integers: written `(step - 1.0) * lr_decay`, a
+    // compiler that reassociates floating point (lavapipe's does) may form
+    // `step * lr_decay - lr_decay`, which for a large lr_decay cancels to 0 and makes clr
+    // infinite. Exact for every step below 2^24, as `step - 1.0` is.
+    let before = f32(u32(step) - 1u);
+    hyper[g].clr = hyper[g].lr / (1.0 + before * hyper[g].lr_decay);
 }
 
 fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper) {

@@ -1,5 +1,5 @@
 //! Property tests (issue 12): over tensor lengths, offsets and gaps in shared buffers, group
-//! layouts, launch settings and hyperparameters up to and past the f32 boundary, the device
+//! layouts, launch settings and every hyperparameter up to and past the f32 boundary, the device
 //! matches the CPU reference, or the input is refused with a typed error and nothing changed.
 //! Cases are few (each steps a real adapter) and seeded by proptest's defaults; a failure
 //! prints the smallest case it shrank to.
@@ -156,31 +156,45 @@ proptest! {
         layout_matches_the_reference(&all_configs()[config], &tensors, runs, seed)?;
     }
 
-    /// A learning rate anywhere on the f64 line: built and stepped like the reference when it
-    /// is finite in f32 (with every derived value), refused with a typed error otherwise, and
-    /// a refused `set_lr` changes nothing.
+    /// Any f64 hyperparameter (lr, betas, eps, weight decay, momentum...) anywhere on the f64
+    /// line: built and stepped like the reference when the configuration is valid (every
+    /// value and derived value finite in f32), refused with a typed error otherwise, and a
+    /// refused `set_lr` or `set_config` on a running optimizer changes nothing.
     #[test]
-    fn any_learning_rate_is_stepped_or_refused(
+    fn any_hyperparameter_is_stepped_or_refused(
         config in 0..all_configs().len(),
-        lr in prop_oneof![
-            Just(0.0), Just(f64::from(f32::MIN_POSITIVE)), Just(1e-45), Just(1e-3),
-            Just(f64::from(f32::MAX)), Just(3.5e38), Just(1e39), Just(f64::MAX),
-            Just(f64::NAN), Just(f64::INFINITY), Just(-1e-3),
+        field in any::<prop::sample::Index>(),
+        value in prop_oneof![
+            Just(0.0), Just(f64::from(f32::MIN_POSITIVE)), Just(1e-45), Just(1e-3), Just(0.5),
+            Just(0.999), Just(1.0), Just(f64::from(f32::MAX)), Just(3.5e38), Just(1e39),
+            Just(f64::MAX), Just(f64::NAN), Just(f64::INFINITY), Just(-1e-3),
             (-40.0_f64..40.0).prop_map(|e| 10_f64.powf(e)),
         ],
     ) {
         let ctx = context();
         let base = all_configs()[config].clone();
-        let config = base.with_lr(lr);
+        // The f64 fields: those whose text parses as a number.
+        let names: Vec<&str> = base
+            .hyperparameters()
+            .into_iter()
+            .filter(|(_, text)| text.parse::<f64>().is_ok())
+            .map(|(name, _)| name)
+            .collect();
+        let name = names[field.index(names.len())];
+        let mut config = base.clone();
+        prop_assert!(config.set_hyperparameter(name, &value.to_string()));
         match config.validate() {
             Ok(()) => {
-                prop_assert!((lr as f32).is_finite() && lr >= 0.0, "{config:?} accepted");
                 let mut fresh = Run::new(ctx, &config, &[5, 64], 2);
                 fresh.step(ctx);
                 fresh.step(ctx);
                 for (i, param) in fresh.params.iter().enumerate() {
                     let device = ctx.read_f32(&param.param).unwrap();
-                    prop_assert!(same(&device, &fresh.host_params[i]), "{config:?}: param {i}");
+                    prop_assert!(
+                        same(&device, &fresh.host_params[i]),
+                        "{config:?}: param {i}: {device:?} vs {:?}",
+                        fresh.host_params[i]
+                    );
                     for state in fresh.device.state_specs() {
                         let device = fresh.device.read_state(i, state.name).unwrap();
                         let host = fresh.reference.state(i, state.name).unwrap();
@@ -188,21 +202,23 @@ proptest! {
                     }
                 }
             }
-            Err(Error::InvalidHyperparameter { .. }) => {
-                // The same refusal from a running optimizer's set_lr, which changes nothing.
+            Err(Error::Wgpu(e)) => prop_assert!(false, "{config:?}: refused by wgpu: {e}"),
+            Err(_) => {
+                // The same refusal from a running optimizer, which changes nothing.
                 let mut run = Run::new(ctx, &base, &[8], 1);
                 run.step(ctx);
                 let before = run.snapshot(ctx);
-                prop_assert!(
-                    run.device.set_lr(lr).is_err(),
-                    "set_lr({lr}) accepted what the config refuses"
-                );
+                let refused = if name == "lr" {
+                    run.device.set_lr(value).is_err()
+                } else {
+                    run.device.set_config(config.clone()).is_err()
+                };
+                prop_assert!(refused, "{name} = {value} accepted by the running optimizer");
                 prop_assert_eq!(run.snapshot(ctx), before);
                 prop_assert_eq!(run.device.config(), &base);
                 run.step(ctx);
-                run.compare(ctx, &format!("{base:?} after a refused set_lr({lr})"));
+                run.compare(ctx, &format!("{base:?} after refusing {name} = {value}"));
             }
-            Err(other) => prop_assert!(false, "{config:?}: untyped refusal {other}"),
         }
     }
 }

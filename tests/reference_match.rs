@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use wgpu_optim::Tuning;
+use wgpu_optim::{AdagradConfig, OptimizerConfig, Tuning};
 
 const LENS: [usize; 7] = [1, 3, 255, 256, 257, 1000, 65537];
 const STEPS: usize = 12;
@@ -35,4 +35,23 @@ fn every_optimizer_and_option_matches_the_reference() {
         "{} configurations; largest share of the tolerance used: {worst:.3}",
         configs.len()
     );
+}
+
+/// Found by the property tests: with a large `lr_decay`, a compiler that reassociated Adagrad's
+/// `(step - 1) * lr_decay` into `step * lr_decay - lr_decay` cancelled the denominator to 0
+/// and the first step sent every parameter to infinity on lavapipe.
+#[test]
+fn adagrad_with_a_large_lr_decay_matches_the_reference() {
+    let ctx = context();
+    for lr_decay in [1e30, 3.4e38] {
+        let config = OptimizerConfig::Adagrad(AdagradConfig {
+            lr_decay,
+            ..AdagradConfig::default()
+        });
+        let mut run = Run::new(ctx, &config, &[5, 300], 3);
+        for _ in 0..3 {
+            run.step(ctx);
+        }
+        run.compare(ctx, &format!("Adagrad with lr_decay {lr_decay:e}"));
+    }
 }

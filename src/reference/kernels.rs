@@ -16,6 +16,7 @@ pub fn prepare_adam(h: &mut AdamHyper, step: f32) {
 
 /// `prepare_group` of `shaders/adagrad.wgsl`.
 pub fn prepare_adagrad(h: &mut AdagradHyper, step: f32) {
+    // `step - 1.0` is exact, as the WGSL's integer count of the steps before this one.
     h.clr = h.lr / (1.0 + (step - 1.0) * h.lr_decay);
 }
 
