@@ -150,7 +150,7 @@ impl Target {
                 .map_err(|e| e.to_string())?;
             for (i, expected) in host.iter().enumerate() {
                 let got = ctx.read_f32(&self.run.params[i].param).unwrap();
-                if !close(&got, expected) {
+                if !matches_reference(&got, expected) {
                     return Err(format!(
                         "step {step}, tensor {i}: device {got:?}, reference {expected:?}"
                     ));
@@ -159,15 +159,6 @@ impl Target {
         }
         Ok(())
     }
-}
-
-/// Equal bits, both NaN, or within the suite's tolerance.
-fn close(device: &[f32], reference: &[f32]) -> bool {
-    device.iter().zip(reference).all(|(&d, &r)| {
-        d.to_bits() == r.to_bits()
-            || (d.is_nan() && r.is_nan())
-            || (d - r).abs() <= ATOL + RTOL * r.abs()
-    })
 }
 
 /// The safetensors header: its JSON and where the data starts.

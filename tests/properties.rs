@@ -12,17 +12,6 @@ use proptest::prelude::{
 };
 use wgpu_optim::*;
 
-/// Equal bits, both NaN, or within the suite's tolerance: what the device owes the reference
-/// when values may reach infinity (a learning rate near f32::MAX).
-fn same(device: &[f32], reference: &[f32]) -> bool {
-    device.len() == reference.len()
-        && device.iter().zip(reference).all(|(&d, &r)| {
-            d.to_bits() == r.to_bits()
-                || (d.is_nan() && r.is_nan())
-                || (d - r).abs() <= ATOL + RTOL * r.abs()
-        })
-}
-
 /// One tensor of a layout: its length, the aligned gap before it (in alignments), its group.
 #[derive(Clone, Debug)]
 struct Tensor {
@@ -191,14 +180,14 @@ proptest! {
                 for (i, param) in fresh.params.iter().enumerate() {
                     let device = ctx.read_f32(&param.param).unwrap();
                     prop_assert!(
-                        same(&device, &fresh.host_params[i]),
+                        matches_reference(&device, &fresh.host_params[i]),
                         "{config:?}: param {i}: {device:?} vs {:?}",
                         fresh.host_params[i]
                     );
                     for state in fresh.device.state_specs() {
                         let device = fresh.device.read_state(i, state.name).unwrap();
                         let host = fresh.reference.state(i, state.name).unwrap();
-                        prop_assert!(same(&device, host), "{config:?}: {} {i}", state.name);
+                        prop_assert!(matches_reference(&device, host), "{config:?}: {} {i}", state.name);
                     }
                 }
             }

@@ -474,15 +474,21 @@ impl Optimizer {
         pass.set_pipeline(&pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(1, 1, 1);
-        let expect = |p: &Option<Arc<wgpu::ComputePipeline>>| -> Arc<wgpu::ComputePipeline> {
-            p.clone().expect("built for every layout the plan uses")
-        };
+        // One pipeline switch per change of layout, not per chunk.
+        let mut layout = None;
         for dispatch in &self.dispatches {
-            let update = match dispatch.layout {
-                ElementLayout::Vec4 => expect(&pipelines.vec4),
-                ElementLayout::Scalar => expect(&pipelines.scalar),
-            };
-            pass.set_pipeline(&update);
+            if layout != Some(dispatch.layout) {
+                let update = match dispatch.layout {
+                    ElementLayout::Vec4 => &pipelines.vec4,
+                    ElementLayout::Scalar => &pipelines.scalar,
+                };
+                pass.set_pipeline(
+                    update
+                        .as_deref()
+                        .expect("built for every layout the plan uses"),
+                );
+                layout = Some(dispatch.layout);
+            }
             for (group, (x, y)) in &dispatch.main {
                 pass.set_bind_group(0, group, &[]);
                 pass.dispatch_workgroups(*x, *y, 1);

@@ -154,9 +154,7 @@ impl Optimizer {
 
     /// Replaces the hyperparameters, as [`crate::Optimizer::set_config`].
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
-        if config.states()? != self.states
-            || std::mem::discriminant(&config) != std::mem::discriminant(&self.config)
-        {
+        if config.states()? != self.states || !config.same_algorithm(&self.config) {
             return Err(Error::StructuralChange(self.config.name()));
         }
         self.config = config;

@@ -111,6 +111,17 @@ pub fn assert_close(what: &str, device: &[f32], reference: &[f32]) {
     }
 }
 
+/// Whether each value is the reference's bits, NaN beside NaN, or within the tolerance: the
+/// check for values that may reach infinity (where `assert_close`'s difference is NaN).
+pub fn matches_reference(device: &[f32], reference: &[f32]) -> bool {
+    device.len() == reference.len()
+        && device.iter().zip(reference).all(|(&d, &r)| {
+            d.to_bits() == r.to_bits()
+                || (d.is_nan() && r.is_nan())
+                || (d - r).abs() <= ATOL + RTOL * r.abs()
+        })
+}
+
 /// The largest |device - reference| / (ATOL + RTOL |reference|) seen: 1.0 is the tolerance.
 pub fn tolerance_used(device: &[f32], reference: &[f32]) -> f32 {
     device
