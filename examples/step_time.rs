@@ -6,6 +6,7 @@
 //! cargo build --release --example step_time
 //! target/release/examples/step_time --optim adamw --n 16M --tensors 1000 \
 //!     [--layout arena|separate] [--clip-norm 1.0] [--steps 20] [--warmup 3] [--lr 1e-3]
+//!     [--precision f32|bf16|f16|bf16-states|bf16-f32-states]
 //! ```
 //!
 //! What it mirrors from the peer:
@@ -21,6 +22,10 @@
 //! * **Layout.** `--layout arena` (default) puts every tensor in one [`Arena`]: one parameter
 //!   buffer and one gradient buffer, so a step is one update dispatch per binding-size chunk.
 //!   `--layout separate` gives each tensor buffers of its own, as Burn has: one dispatch each.
+//! * **Precision** (ours only; the peer is f32). `--precision` picks the storage types:
+//!   `f32` (default), `bf16` / `f16` (parameters, gradients and states), `bf16-states` (f32
+//!   parameters and gradients, bf16 states), `bf16-f32-states` (bf16 parameters and
+//!   gradients, f32 states). The math is f32 in every case.
 //! * **Clipping.** `--clip-norm X` turns on gradient processing with `max_norm = X`. Ours clips
 //!   by the **global** norm over all tensors (`torch.nn.utils.clip_grad_norm_`); Burn's
 //!   `GradientClippingConfig::Norm` clips **each tensor by its own** norm. At K = 1 the two
@@ -53,13 +58,13 @@
 use std::time::Instant;
 
 use wgpu_optim::{
-    reference, AdamConfig, AdamWConfig, Arena, Context, GradConfig, Optimizer, OptimizerConfig,
-    Param, SgdConfig,
+    reference, AdamConfig, AdamWConfig, Arena, BufferRange, Context, Dtype, GradConfig, Optimizer,
+    OptimizerConfig, Param, ParamGroup, Precision, SgdConfig, Storage,
 };
 
 const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [--tensors K]
                  [--layout arena|separate] [--clip-norm X] [--steps S] [--warmup W]
-                 [--lr LR] [--seed SEED] [--verbose]
+                 [--lr LR] [--seed SEED] [--precision P] [--verbose]
 
   --n N            total f32 elements over all parameter tensors (default 1Mi; suffixes
                    k/M = 1e3/1e6, Ki/Mi = 2^10/2^20)
@@ -73,6 +78,8 @@ const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [
   --warmup W       untimed warm-up steps (default 3), then one more untimed step
   --lr LR          learning rate (default 1e-3)
   --seed SEED      splitmix64 seed of the values (default 0x5EED, the peer's)
+  --precision P    storage types: f32 (default), bf16, f16 (params, grads and states),
+                   bf16-states (f32 params and grads), bf16-f32-states (bf16 params and grads)
   --verbose        per-step times";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,7 +124,27 @@ struct Args {
     clip_norm: Option<f32>,
     lr: f64,
     seed: u64,
+    precision: (&'static str, Storage),
     verbose: bool,
+}
+
+/// The `--precision` names and their storage types.
+fn precision(name: &str) -> Option<(&'static str, Storage)> {
+    use Dtype::*;
+    let storage = |param, grad, states| Storage {
+        param,
+        grad,
+        states,
+    };
+    [
+        ("f32", Storage::F32),
+        ("bf16", storage(BF16, BF16, BF16)),
+        ("f16", storage(F16, F16, F16)),
+        ("bf16-states", storage(F32, F32, BF16)),
+        ("bf16-f32-states", storage(BF16, BF16, F32)),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n == name)
 }
 
 fn die(msg: &str) -> ! {
@@ -168,6 +195,7 @@ fn parse_args() -> Args {
         clip_norm: None,
         lr: 1e-3,
         seed: 0x5EED,
+        precision: ("f32", Storage::F32),
         verbose: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -189,6 +217,11 @@ fn parse_args() -> Args {
                 a.lr = v.parse().unwrap_or_else(|_| die(&format!("bad --lr {v}")));
             }
             "--seed" => a.seed = parse_seed(&val(&mut i)),
+            "--precision" => {
+                let v = val(&mut i);
+                a.precision =
+                    precision(&v).unwrap_or_else(|| die(&format!("unknown --precision {v}")));
+            }
             "--optim" => {
                 a.optim = match val(&mut i).as_str() {
                     "adamw" => Optim::AdamW,
@@ -305,30 +338,48 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Where the tensors live on the device: kept alive for the optimizer's lifetime.
-enum Storage {
+enum Tensors {
     Arena(Box<Arena>),
-    Separate(Vec<(wgpu::Buffer, wgpu::Buffer)>),
+    Separate(Vec<Param>),
 }
 
-impl Storage {
+impl Tensors {
     fn params(&self) -> Vec<Param> {
         match self {
-            Storage::Arena(arena) => arena.params(),
-            Storage::Separate(buffers) => buffers.iter().map(|(p, g)| Param::whole(p, g)).collect(),
+            Tensors::Arena(arena) => arena.params(),
+            Tensors::Separate(params) => params.clone(),
         }
     }
 
     /// The first `len` parameters of tensor 0 (blocking).
     fn read_first(&self, ctx: &Context, len: usize) -> wgpu_optim::Result<Vec<f32>> {
         let mut values = match self {
-            Storage::Arena(arena) => arena.read_param(0)?,
-            Storage::Separate(buffers) => {
-                ctx.read_f32(&wgpu_optim::BufferRange::new(&buffers[0].0, 0, len as u64))?
-            }
+            Tensors::Arena(arena) => arena.read_param(0)?,
+            Tensors::Separate(params) => ctx.read_f32(&params[0].param)?,
         };
         values.truncate(len);
         Ok(values)
     }
+}
+
+/// A buffer of its own holding `values` as `dtype`.
+fn upload(
+    ctx: &Context,
+    label: &str,
+    values: &[f32],
+    dtype: Dtype,
+) -> wgpu_optim::Result<BufferRange> {
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (values.len() as u64 * dtype.size()).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let range = BufferRange::typed(&buffer, 0, values.len() as u64, dtype);
+    ctx.write_f32(&range, values)?;
+    Ok(range)
 }
 
 /// One step as the timed loop runs it: fresh encoder, record, submit, wait for the queue.
@@ -383,23 +434,31 @@ fn main() -> wgpu_optim::Result<()> {
     let mut host_grads: Vec<Vec<f32>> = Vec::new();
     let mut rng = Rng(a.seed);
     let t0 = Instant::now();
-    let mut storage = match a.layout {
-        Layout::Arena => Storage::Arena(Box::new(Arena::new(&ctx, &sizes)?)),
-        Layout::Separate => Storage::Separate(Vec::with_capacity(k)),
+    let (precision_name, storage) = a.precision;
+    let mut tensors = match a.layout {
+        Layout::Arena => Tensors::Arena(Box::new(Arena::with_dtypes(
+            &ctx,
+            &sizes,
+            storage.param,
+            storage.grad,
+        )?)),
+        Layout::Separate => Tensors::Separate(Vec::with_capacity(k)),
     };
     for (i, &len) in sizes.iter().enumerate() {
         let p = rng.fill(len);
         let g = rng.fill(len);
-        match &mut storage {
-            Storage::Arena(arena) => {
+        match &mut tensors {
+            Tensors::Arena(arena) => {
                 arena.write_param(i, &p)?;
                 arena.write_grad(i, &g)?;
             }
-            Storage::Separate(buffers) => buffers.push((
-                ctx.upload_f32(&format!("param{i}"), &p),
-                ctx.upload_f32(&format!("grad{i}"), &g),
+            Tensors::Separate(params) => params.push(Param::new(
+                upload(&ctx, &format!("param{i}"), &p, storage.param)?,
+                upload(&ctx, &format!("grad{i}"), &g, storage.grad)?,
             )),
         }
+        // The reference starts from the values as stored.
+        let p: Vec<f32> = p.iter().map(|&x| storage.param.round(x)).collect();
         if keep_all {
             host_params.push(p);
             host_grads.push(g);
@@ -410,7 +469,12 @@ fn main() -> wgpu_optim::Result<()> {
     }
     let initial0 = host_params[0][0];
 
-    let mut optimizer = Optimizer::new(&ctx, config(&a), &storage.params())?;
+    let group = ParamGroup {
+        config: config(&a),
+        params: tensors.params(),
+    };
+    let precision = Precision::default().with_states(storage.states);
+    let mut optimizer = Optimizer::with_precision(&ctx, vec![group], precision)?;
     optimizer.set_grad_processing(grad_config(&a))?;
     // Lands the uploads and the control writes; pipelines were built by `Optimizer::new`.
     ctx.queue().submit([]);
@@ -441,7 +505,8 @@ fn main() -> wgpu_optim::Result<()> {
 
     println!(
         "ours optim={} n={} tensors={} steps={} ms_per_step={:.4} elems_per_s={:.4e} \
-         median_ms={:.4} min_ms={:.4} clip_norm={clip} layout={} dispatches={}",
+         median_ms={:.4} min_ms={:.4} clip_norm={clip} layout={} dispatches={} \
+         precision={precision_name} bytes_per_element={}",
         a.optim.name(),
         a.n,
         k,
@@ -452,6 +517,7 @@ fn main() -> wgpu_optim::Result<()> {
         min_ms,
         a.layout.name(),
         optimizer.update_dispatches(),
+        optimizer.bytes_per_element(),
     );
     if a.verbose {
         println!(
@@ -466,10 +532,10 @@ fn main() -> wgpu_optim::Result<()> {
     }
 
     // ---- correctness self-check ----------------------------------------------------------------
-    let gpu = storage.read_first(&ctx, check_len)?;
+    let gpu = tensors.read_first(&ctx, check_len)?;
     let device_steps = optimizer.read_step()?;
     let lens: Vec<usize> = host_params.iter().map(Vec::len).collect();
-    let mut cpu_optimizer = reference::Optimizer::new(&config(&a), &lens)?;
+    let mut cpu_optimizer = reference::Optimizer::with_storage(&config(&a), &lens, storage)?;
     cpu_optimizer.set_grad_processing(grad_config(&a))?;
     for _ in 0..total_steps {
         cpu_optimizer.step(&mut host_params, &host_grads)?;
@@ -478,12 +544,21 @@ fn main() -> wgpu_optim::Result<()> {
     let diff0 = (gpu[0] - cpu[0]).abs();
     let mut max_diff = 0f32;
     let mut within = true;
+    // Two units in the last place of a 16-bit parameter type: a last-place difference of the
+    // f32 math may round a store the other way.
+    let tolerance = match storage.param {
+        Dtype::F32 => 1e-5,
+        Dtype::F16 => 2.0 * 2f32.powi(-10),
+        Dtype::BF16 => 2.0 * 2f32.powi(-7),
+    };
     for (&x, &y) in gpu.iter().zip(cpu) {
         let d = (x - y).abs();
         max_diff = max_diff.max(d);
-        within &= d <= 1e-5 * y.abs().max(1.0);
+        within &= d <= tolerance * y.abs().max(1.0);
     }
-    let moved = gpu[0] != initial0;
+    // A 16-bit parameter may not move at all (an update below half its last place: the
+    // reference then stays put too).
+    let moved = gpu[0] != initial0 || cpu[0] == initial0;
     let ok = within && moved && device_steps as usize == total_steps;
     println!(
         "check optim={} steps_applied={total_steps} device_step={device_steps} initial0={initial0:.8} \
@@ -495,7 +570,7 @@ fn main() -> wgpu_optim::Result<()> {
     );
     if !ok {
         eprintln!(
-            "error: self-check failed (tolerance 1e-5 x max(1, |cpu|); moved={moved}, \
+            "error: self-check failed (tolerance {tolerance:e} x max(1, |cpu|); moved={moved}, \
              device step {device_steps} of {total_steps})"
         );
         std::process::exit(1);

@@ -45,10 +45,14 @@ fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function,
     }
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
-    var p = load_param(idx);
-    var sum = load_state0(idx);
-    adagrad_math(&p, load_grad(idx, c), &sum, h);
-    store_param(idx, valid, p);
-    store_state0(idx, valid, sum);
+fn uses_state(slot: u32) -> bool {
+    return true;
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var sum = (*e).state0;
+    adagrad_math(&p, (*e).grad, &sum, h);
+    (*e).param = p;
+    (*e).state0 = sum;
 }

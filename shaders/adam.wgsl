@@ -51,19 +51,18 @@ fn adam_math(
     *p = *p - h.step_size * (*exp_avg / denom);
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
-    var p = load_param(idx);
-    var exp_avg = load_state0(idx);
-    var exp_avg_sq = load_state1(idx);
-    var max_exp_avg_sq = vec4(0.0);
-    if AMSGRAD {
-        max_exp_avg_sq = load_state2(idx);
-    }
-    adam_math(&p, load_grad(idx, c), &exp_avg, &exp_avg_sq, &max_exp_avg_sq, h);
-    store_param(idx, valid, p);
-    store_state0(idx, valid, exp_avg);
-    store_state1(idx, valid, exp_avg_sq);
-    if AMSGRAD {
-        store_state2(idx, valid, max_exp_avg_sq);
-    }
+fn uses_state(slot: u32) -> bool {
+    return slot < 2u || AMSGRAD;
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var exp_avg = (*e).state0;
+    var exp_avg_sq = (*e).state1;
+    var max_exp_avg_sq = (*e).state2;
+    adam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, &max_exp_avg_sq, h);
+    (*e).param = p;
+    (*e).state0 = exp_avg;
+    (*e).state1 = exp_avg_sq;
+    (*e).state2 = max_exp_avg_sq;
 }

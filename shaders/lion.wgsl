@@ -34,10 +34,14 @@ fn lion_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, exp_avg: ptr<function
     *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
-    var p = load_param(idx);
-    var exp_avg = load_state0(idx);
-    lion_math(&p, load_grad(idx, c), &exp_avg, h);
-    store_param(idx, valid, p);
-    store_state0(idx, valid, exp_avg);
+fn uses_state(slot: u32) -> bool {
+    return true;
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var exp_avg = (*e).state0;
+    lion_math(&p, (*e).grad, &exp_avg, h);
+    (*e).param = p;
+    (*e).state0 = exp_avg;
 }

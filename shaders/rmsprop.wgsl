@@ -57,24 +57,18 @@ fn rmsprop_math(
     }
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
-    var p = load_param(idx);
-    var square_avg = load_state0(idx);
-    var momentum_buffer = vec4(0.0);
-    var grad_avg = vec4(0.0);
-    if MOMENTUM {
-        momentum_buffer = load_state1(idx);
-    }
-    if CENTERED {
-        grad_avg = load_state2(idx);
-    }
-    rmsprop_math(&p, load_grad(idx, c), &square_avg, &momentum_buffer, &grad_avg, h);
-    store_param(idx, valid, p);
-    store_state0(idx, valid, square_avg);
-    if MOMENTUM {
-        store_state1(idx, valid, momentum_buffer);
-    }
-    if CENTERED {
-        store_state2(idx, valid, grad_avg);
-    }
+fn uses_state(slot: u32) -> bool {
+    return slot == 0u || (slot == 1u && MOMENTUM) || (slot == 2u && CENTERED);
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var square_avg = (*e).state0;
+    var momentum_buffer = (*e).state1;
+    var grad_avg = (*e).state2;
+    rmsprop_math(&p, (*e).grad, &square_avg, &momentum_buffer, &grad_avg, h);
+    (*e).param = p;
+    (*e).state0 = square_avg;
+    (*e).state1 = momentum_buffer;
+    (*e).state2 = grad_avg;
 }

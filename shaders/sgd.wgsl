@@ -47,15 +47,14 @@ fn sgd_math(
     *p = *p - h.lr * d_p;
 }
 
-fn step_elements(idx: vec4<u32>, valid: vec4<bool>, h: Hyper, c: Control) {
-    var p = load_param(idx);
-    var momentum_buffer = vec4(0.0);
-    if MOMENTUM {
-        momentum_buffer = load_state0(idx);
-    }
-    sgd_math(&p, load_grad(idx, c), &momentum_buffer, c.step == 1u, h);
-    store_param(idx, valid, p);
-    if MOMENTUM {
-        store_state0(idx, valid, momentum_buffer);
-    }
+fn uses_state(slot: u32) -> bool {
+    return MOMENTUM;
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var momentum_buffer = (*e).state0;
+    sgd_math(&p, (*e).grad, &momentum_buffer, c.step == 1u, h);
+    (*e).param = p;
+    (*e).state0 = momentum_buffer;
 }

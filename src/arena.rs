@@ -2,6 +2,7 @@
 //! an optimizer updates them all in one dispatch per binding-size chunk (see `src/plan.rs`).
 
 use crate::context::Context;
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::tensor::{BufferRange, Param};
 
@@ -25,13 +26,27 @@ pub struct Arena {
     grad: wgpu::Buffer,
     // Element offset and length of each tensor.
     layout: Vec<(u64, u64)>,
+    // The storage types of the params and the grads.
+    dtypes: (Dtype, Dtype),
 }
 
 impl Arena {
-    /// An arena of tensors of these lengths, params and grads zeroed.
+    /// An arena of f32 tensors of these lengths, params and grads zeroed.
     pub fn new(ctx: &Context, lens: &[usize]) -> Result<Self> {
+        Self::with_dtypes(ctx, lens, Dtype::F32, Dtype::F32)
+    }
+
+    /// An arena whose params are stored as `param` and grads as `grad` (bf16 params with f32
+    /// grads, say), zeroed. Tensors lie at the same element offsets in both buffers, each
+    /// aligned for both types, and every tensor's last 32-bit word and 16-byte unit lies in
+    /// its buffer: optimizers take the arena in one dispatch per chunk with 16-byte accesses.
+    pub fn with_dtypes(ctx: &Context, lens: &[usize], param: Dtype, grad: Dtype) -> Result<Self> {
+        let dtypes = (param, grad);
         let limits = ctx.device().limits();
-        let align = u64::from(limits.min_storage_buffer_offset_alignment) / 4;
+        // In elements: aligned in the buffer of the smaller type is aligned in both.
+        let smallest = param.size().min(grad.size());
+        let largest = param.size().max(grad.size());
+        let align = u64::from(limits.min_storage_buffer_offset_alignment).max(32) / smallest;
         let mut layout = Vec::with_capacity(lens.len());
         let mut end: u64 = 0;
         for (index, &len) in lens.iter().enumerate() {
@@ -41,21 +56,21 @@ impl Arena {
                 .checked_add(len as u64)
                 .and_then(|e| e.checked_next_multiple_of(align))
                 .filter(|&e| {
-                    e.checked_mul(4)
+                    e.checked_mul(largest)
                         .is_some_and(|b| b <= limits.max_buffer_size)
                 })
                 .ok_or(Error::OutOfBounds {
                     index,
                     role: "arena",
-                    end: end.saturating_add(len as u64).saturating_mul(4),
+                    end: end.saturating_add(len as u64).saturating_mul(largest),
                     size: limits.max_buffer_size,
                 })?;
         }
-        let size = end.max(1) * 4;
-        let buffer = |label| {
+        let bytes = |dtype: Dtype| end.max(8) * dtype.size();
+        let buffer = |label, dtype| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size,
+                size: bytes(dtype),
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
@@ -64,8 +79,8 @@ impl Arena {
         };
         let (param, grad) = crate::context::capture_errors(ctx.device(), || {
             (
-                buffer("wgpu-optim arena params"),
-                buffer("wgpu-optim arena grads"),
+                buffer("wgpu-optim arena params", param),
+                buffer("wgpu-optim arena grads", grad),
             )
         })?;
         Ok(Arena {
@@ -73,6 +88,7 @@ impl Arena {
             param,
             grad,
             layout,
+            dtypes,
         })
     }
 
@@ -86,38 +102,38 @@ impl Arena {
         self.layout.is_empty()
     }
 
-    fn range(&self, buffer: &wgpu::Buffer, index: usize) -> Result<BufferRange> {
+    fn range(&self, buffer: &wgpu::Buffer, dtype: Dtype, index: usize) -> Result<BufferRange> {
         let &(offset, len) = self.layout.get(index).ok_or(Error::NoSuchTensor {
             owner: "arena",
             index,
             count: self.layout.len(),
         })?;
-        Ok(BufferRange::new(buffer, offset * 4, len))
+        Ok(BufferRange::typed(
+            buffer,
+            offset * dtype.size(),
+            len,
+            dtype,
+        ))
     }
 
     /// Tensor `index`'s parameters: (buffer, byte offset, length) to bind.
     pub fn param(&self, index: usize) -> Result<BufferRange> {
-        self.range(&self.param, index)
+        self.range(&self.param, self.dtypes.0, index)
     }
 
     /// Tensor `index`'s gradient.
     pub fn grad(&self, index: usize) -> Result<BufferRange> {
-        self.range(&self.grad, index)
+        self.range(&self.grad, self.dtypes.1, index)
     }
 
     /// Every tensor as a [`Param`], in order: what an optimizer is built over.
     pub fn params(&self) -> Vec<Param> {
         (0..self.len())
-            .map(|i| {
-                Param::new(
-                    self.range(&self.param, i).unwrap(),
-                    self.range(&self.grad, i).unwrap(),
-                )
-            })
+            .map(|i| Param::new(self.param(i).unwrap(), self.grad(i).unwrap()))
             .collect()
     }
 
-    /// Uploads tensor `index`'s parameters.
+    /// Uploads tensor `index`'s parameters (rounded to their type).
     pub fn write_param(&self, index: usize, values: &[f32]) -> Result<()> {
         self.ctx.write_f32(&self.param(index)?, values)
     }
@@ -127,7 +143,7 @@ impl Arena {
         self.ctx.write_f32(&self.grad(index)?, values)
     }
 
-    /// Reads tensor `index`'s parameters back (blocking).
+    /// Reads tensor `index`'s parameters back, widened to f32 (blocking).
     pub fn read_param(&self, index: usize) -> Result<Vec<f32>> {
         self.ctx.read_f32(&self.param(index)?)
     }

@@ -1,7 +1,7 @@
 //! Optimizer-state checkpoints as safetensors files, with PyTorch's `state_dict` names.
 //!
 //! A checkpoint holds, for tensor `i` (in the order the optimizer was built with):
-//! `state.<i>.<name>` (f32, `[len]`) for each state buffer (`exp_avg`, `exp_avg_sq`,
+//! `state.<i>.<name>` (`[len]`, in the states' storage type: F32, F16 or BF16) for each state buffer (`exp_avg`, `exp_avg_sq`,
 //! `momentum_buffer`, ...) and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
 //! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
 //! GradScaler's
@@ -20,6 +20,15 @@ use safetensors::SafeTensors;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::optim::Optimizer;
+
+/// The safetensors dtype of a storage type.
+fn safetensors_dtype(dtype: crate::Dtype) -> Dtype {
+    match dtype {
+        crate::Dtype::F32 => Dtype::F32,
+        crate::Dtype::F16 => Dtype::F16,
+        crate::Dtype::BF16 => Dtype::BF16,
+    }
+}
 
 fn mismatch<T>(what: String) -> Result<T> {
     Err(Error::CheckpointMismatch(what))
@@ -48,14 +57,13 @@ impl Optimizer {
                     buffers.insert(buffer.clone(), bytes);
                 }
                 let whole = &buffers[buffer];
-                let start = range.offset() as usize;
-                let bytes = whole[start..start + range.len() as usize * 4].to_vec();
+                let (start, end) = (range.offset() as usize, range.end() as usize);
                 let shape = vec![param.len() as usize];
                 tensors.push((
                     format!("state.{i}.{}", state.name),
-                    Dtype::F32,
+                    safetensors_dtype(range.dtype()),
                     shape,
-                    bytes,
+                    whole[start..end].to_vec(),
                 ));
             }
             tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step.clone()));
@@ -190,10 +198,11 @@ impl Optimizer {
         for (i, param) in self.params().enumerate() {
             for state in self.state_specs() {
                 let name = format!("state.{i}.{}", state.name);
+                let dtype = safetensors_dtype(self.storage().states);
                 states.push((
                     i,
                     state.name,
-                    tensor(&name, Dtype::F32, &[param.len() as usize])?,
+                    tensor(&name, dtype, &[param.len() as usize])?,
                 ));
             }
         }
@@ -209,9 +218,13 @@ impl Optimizer {
         }
         for (i, name, data) in states {
             let range = self.state_range(i, name)?;
+            // A 16-bit state of odd length ends inside a word: the word's other half is
+            // padding of the state buffer (the next tensor starts on an aligned offset).
+            let mut data = data.to_vec();
+            data.resize((range.word_end() - range.offset()) as usize, 0);
             self.context()
                 .queue()
-                .write_buffer(range.buffer(), range.offset(), data);
+                .write_buffer(range.buffer(), range.offset(), &data);
         }
         self.context()
             .queue()

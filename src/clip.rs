@@ -432,6 +432,18 @@ impl GradProcessing {
         stats: &BufferRange,
     ) -> Result<Self> {
         use wgpu::util::DeviceExt;
+        if let Some(dtype) = plan
+            .spans
+            .iter()
+            .map(|span| span.ranges[1].dtype())
+            .find(|d| d.is_16bit())
+        {
+            return Err(Error::UnsupportedDtype {
+                what: "gradient processing",
+                dtype,
+                supported: "f32 gradients (of parameters of any type)",
+            });
+        }
         let hyper = config.hyper()?;
         let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)))?;
         crate::context::capture_errors(ctx.device(), || {
@@ -567,6 +579,13 @@ impl ClipValue {
         let alignment = storage_alignment(device);
         for (index, grad) in grads.iter().enumerate() {
             grad.check(index, "grad", alignment, wgpu::BufferUsages::STORAGE)?;
+            if grad.dtype().is_16bit() {
+                return Err(Error::UnsupportedDtype {
+                    what: "ClipValue",
+                    dtype: grad.dtype(),
+                    supported: "f32 buffers",
+                });
+            }
         }
         crate::plan::check_disjoint(&grads.iter().collect::<Vec<_>>())?;
         let workgroup_size = ctx.tuning().workgroup_size;
@@ -597,7 +616,12 @@ impl ClipValue {
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             });
             let tensors: Vec<Vec<BufferRange>> = grads.iter().map(|g| vec![g.clone()]).collect();
-            let plan = Plan::new(device, &tensors, &vec![0; grads.len()], &ctx.plan_limits());
+            let plan = Plan::new(
+                device,
+                &tensors,
+                &vec![0; grads.len()],
+                &ctx.plan_limits(shaders::Storage::F32),
+            );
             let chunks = plan
                 .chunks
                 .iter()

@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 use crate::clip::GradStages;
 use crate::error::{Error, Result};
 use crate::plan::PlanLimits;
-use crate::shaders::{ElementLayout, Kernel};
+use crate::shaders::{ElementLayout, Kernel, Storage};
 use crate::tensor::{BufferRange, COPY_ALIGNMENT};
 
 /// How the update kernels are launched. The defaults suit both GPUs and the software adapter;
@@ -103,10 +103,11 @@ pub(crate) struct Variant {
 /// What a cached pipeline set was built from.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
-    /// An optimizer kernel's module in one element layout.
+    /// An optimizer kernel's module in one element layout and storage.
     Module {
         kernel: Kernel,
         layout: ElementLayout,
+        storage: Storage,
     },
     /// An optimizer kernel's bind group layouts.
     Layouts { kernel: Kernel },
@@ -115,6 +116,7 @@ pub(crate) enum PipelineKey {
         kernel: Kernel,
         overrides: Vec<(&'static str, bool)>,
         layout: ElementLayout,
+        storage: Storage,
         workgroup_size: u32,
         vec4s_per_invocation: u32,
         runs_per_invocation: bool,
@@ -309,18 +311,23 @@ impl Context {
         })
     }
 
-    /// The pipeline of `entry` of `kernel` with these structural options, element layout and
-    /// variant, built on first use.
+    /// The pipeline of `entry` of `kernel` with these structural options, element layout,
+    /// storage types and variant, built on first use.
     pub(crate) fn kernel_pipeline(
         &self,
         kernel: Kernel,
         overrides: &[(&'static str, bool)],
-        layout: ElementLayout,
+        (layout, storage): (ElementLayout, Storage),
         variant: Variant,
         entry: Entry,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let module = self.cached(PipelineKey::Module { kernel, layout }, |device| {
-            create_module(device, kernel.name(), &kernel.source(layout))
+        let module_key = PipelineKey::Module {
+            kernel,
+            layout,
+            storage,
+        };
+        let module = self.cached(module_key, |device| {
+            create_module(device, kernel.name(), &kernel.source(layout, storage))
         })?;
         let layouts = self.kernel_layouts(kernel)?;
         let tuning = self.tuning;
@@ -328,6 +335,7 @@ impl Context {
             kernel,
             overrides: overrides.to_vec(),
             layout,
+            storage,
             workgroup_size: tuning.workgroup_size,
             vec4s_per_invocation: tuning.vec4s_per_invocation,
             runs_per_invocation: tuning.runs_per_invocation,
@@ -369,21 +377,25 @@ impl Context {
         })
     }
 
-    /// What dispatch plans on this context are cut with.
-    pub(crate) fn plan_limits(&self) -> PlanLimits {
+    /// What dispatch plans of kernels with `storage` are cut with on this context.
+    pub(crate) fn plan_limits(&self, storage: Storage) -> PlanLimits {
         let limits = self.device.limits();
         PlanLimits {
             chunk_len: self.max_chunk_len(),
-            tile: self.update_tile(),
+            tile: self.update_tile(storage),
+            packed: storage.packed(),
             align: u64::from(limits.min_storage_buffer_offset_alignment),
             max_binding: limits.max_storage_buffer_binding_size,
             max_workgroups: self.max_workgroups(),
         }
     }
 
-    /// Elements one workgroup of an update kernel takes at most (a segment).
-    pub(crate) fn update_tile(&self) -> u64 {
-        4 * u64::from(self.tuning.workgroup_size) * u64::from(self.tuning.vec4s_per_invocation)
+    /// Elements one workgroup of an update kernel with `storage` takes at most (a segment):
+    /// `vec4s_per_invocation` units of the vec4 layout per invocation.
+    pub(crate) fn update_tile(&self, storage: Storage) -> u64 {
+        storage.unit(ElementLayout::Vec4)
+            * u64::from(self.tuning.workgroup_size)
+            * u64::from(self.tuning.vec4s_per_invocation)
     }
 
     /// A new storage buffer holding `data`, usable as a parameter or gradient and readable
@@ -399,7 +411,10 @@ impl Context {
             })
     }
 
-    /// Writes `data` into `range` through the queue (ordered before the next submit).
+    /// Writes `data` into `range` through the queue (ordered before the next submit), rounded
+    /// to the range's storage type (nearest, ties to even). Copies are of whole 32-bit words: a
+    /// 16-bit range of odd length also zeroes the 2 bytes after its last element, which no
+    /// other range can start at (ranges start on aligned offsets).
     pub fn write_f32(&self, range: &BufferRange, data: &[f32]) -> Result<()> {
         if data.len() as u64 != range.len() {
             return Err(Error::WrongLength {
@@ -409,20 +424,25 @@ impl Context {
             });
         }
         range.check(0, "write", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_DST)?;
+        let mut bytes = range.dtype().encode(data);
+        bytes.resize((range.word_end() - range.offset()) as usize, 0);
         // A destroyed or mapped buffer is a validation error: returned, not panicked on.
         capture_errors(&self.device, || {
             self.queue
-                .write_buffer(range.buffer(), range.offset(), bytemuck::cast_slice(data))
+                .write_buffer(range.buffer(), range.offset(), &bytes)
         })
     }
 
-    /// Reads `range` back to the host, blocking until the device has finished all submitted
-    /// work. For tests, examples and tools: a training step never calls it. A destroyed or
-    /// mapped buffer gives [`Error::Wgpu`].
+    /// Reads `range` back to the host, widened to f32 from its storage type, blocking until
+    /// the device has finished all submitted work. For tests, examples and tools: a training
+    /// step never calls it. A destroyed or mapped buffer gives [`Error::Wgpu`].
     pub fn read_f32(&self, range: &BufferRange) -> Result<Vec<f32>> {
         range.check(0, "read", COPY_ALIGNMENT, wgpu::BufferUsages::COPY_SRC)?;
-        let bytes = self.read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        let size = range.word_end() - range.offset();
+        let bytes = self.read_bytes(range.buffer(), range.offset(), size)?;
+        let mut values = range.dtype().decode(&bytes);
+        values.truncate(range.len() as usize);
+        Ok(values)
     }
 
     /// Reads `size` bytes at `offset` (both multiples of 4) of a buffer with `COPY_SRC`.

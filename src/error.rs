@@ -114,6 +114,31 @@ pub enum Error {
         tensor: Option<usize>,
     },
 
+    /// One optimizer's tensors differ in the storage type of one role: every parameter of an
+    /// optimizer shares one type, and every gradient one (build one optimizer per type).
+    #[error("tensor {index}: its {role} is {found}, but tensor 0's is {expected}; one optimizer takes one type per role")]
+    MixedDtypes {
+        /// Position of the tensor in the list given to the optimizer.
+        index: usize,
+        /// `param` or `grad`.
+        role: &'static str,
+        /// Tensor 0's type.
+        expected: crate::Dtype,
+        /// This tensor's type.
+        found: crate::Dtype,
+    },
+
+    /// A storage type this operation does not take.
+    #[error("{what} does not take {dtype} buffers: {supported}")]
+    UnsupportedDtype {
+        /// The operation.
+        what: &'static str,
+        /// The type given.
+        dtype: crate::Dtype,
+        /// What it supports.
+        supported: &'static str,
+    },
+
     /// An object of another device than the context's was handed to it.
     #[error("{what} belongs to another device than this context's")]
     OtherDevice {

@@ -34,6 +34,7 @@ mod arena;
 mod checkpoint;
 mod clip;
 mod context;
+pub mod dtype;
 mod error;
 mod layout;
 mod optim;
@@ -51,12 +52,14 @@ pub use clip::{
     CLIP_OPTAX, CLIP_PYTORCH,
 };
 pub use context::{Context, ContextOptions, Tuning};
+pub use dtype::Dtype;
 pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
 pub use optim::*;
 pub use plan::Segment;
 pub use readback::ControlReader;
 pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
+pub use shaders::Storage;
 pub use tensor::{BufferRange, Param};
 
 // The README's examples compile as doctests, so they stay true.

@@ -48,7 +48,7 @@ pub(crate) struct Span {
 impl Span {
     /// Element offset of tensor `range` (of role 0) within the span.
     pub fn offset_of(&self, range: &BufferRange) -> u64 {
-        (range.offset() - self.ranges[0].offset()) / 4
+        (range.offset() - self.ranges[0].offset()) / range.dtype().size()
     }
 
     /// The span's length in elements.
@@ -57,9 +57,16 @@ impl Span {
     }
 }
 
-/// Groups tensors (each a range per role, all of one length) into spans. A span's state
-/// buffers cover its gaps too, so tensors spread thinly over a buffer (more than half gaps,
-/// past 1 MiB) get spans of their own. Tensors of length 0 belong to none.
+/// The element of its buffer a range starts at (its offset in elements of its type).
+fn first_element(range: &BufferRange) -> i128 {
+    i128::from(range.offset() / range.dtype().size())
+}
+
+/// Groups tensors (each a range per role, all of one length; the roles' types may differ,
+/// each role's the same for every tensor) into spans: tensors whose elements lie at the same
+/// relative positions in every role's buffer. A span's state buffers cover its gaps too, so
+/// tensors spread thinly over a buffer (more than half gaps, past 1 MiB) get spans of their
+/// own. Tensors of length 0 belong to none.
 pub(crate) fn spans(tensors: &[Vec<BufferRange>]) -> Vec<Span> {
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for (index, ranges) in tensors.iter().enumerate() {
@@ -69,8 +76,8 @@ pub(crate) fn spans(tensors: &[Vec<BufferRange>]) -> Vec<Span> {
         let same_layout = |other: &[BufferRange]| {
             other.iter().zip(ranges).all(|(a, b)| {
                 a.buffer() == b.buffer()
-                    && a.offset() as i128 - other[0].offset() as i128
-                        == b.offset() as i128 - ranges[0].offset() as i128
+                    && first_element(a) - first_element(&other[0])
+                        == first_element(b) - first_element(&ranges[0])
             })
         };
         match groups
@@ -82,22 +89,24 @@ pub(crate) fn spans(tensors: &[Vec<BufferRange>]) -> Vec<Span> {
         }
     }
     let span = |members: Vec<usize>| {
+        // In elements of role 0's buffer.
         let start = members
             .iter()
-            .map(|&i| tensors[i][0].offset())
+            .map(|&i| first_element(&tensors[i][0]))
             .min()
             .expect("a span has a tensor");
         let end = members
             .iter()
-            .map(|&i| tensors[i][0].end())
+            .map(|&i| first_element(&tensors[i][0]) + i128::from(tensors[i][0].len()))
             .max()
             .expect("a span has a tensor");
         let first = &tensors[members[0]];
         let ranges = first
             .iter()
             .map(|r| {
-                let role_start = start + r.offset() - first[0].offset();
-                BufferRange::new(r.buffer(), role_start, (end - start) / 4)
+                let role_start = first_element(r) + start - first_element(&first[0]);
+                let offset = role_start as u64 * r.dtype().size();
+                BufferRange::typed(r.buffer(), offset, (end - start) as u64, r.dtype())
             })
             .collect();
         Span {
@@ -107,9 +116,9 @@ pub(crate) fn spans(tensors: &[Vec<BufferRange>]) -> Vec<Span> {
     };
     let mut spans = Vec::new();
     for (_, members) in groups {
-        let used: u64 = members.iter().map(|&i| tensors[i][0].len() * 4).sum();
+        let used: u64 = members.iter().map(|&i| tensors[i][0].len()).sum();
         let whole = span(members.clone());
-        if whole.len() * 4 > (2 * used).max(used + (1 << 20)) {
+        if whole.len() > (2 * used).max(used + (1 << 18)) {
             spans.extend(members.into_iter().map(|i| span(vec![i])));
         } else {
             spans.push(whole);
@@ -171,15 +180,18 @@ pub(crate) struct Chunk {
     pub offset: u64,
     /// Elements of the span in the chunk.
     pub len: u64,
-    /// How the update binds it. `Vec4` chunks bind `len` rounded up to whole vec4s.
+    /// How the update binds it. `Vec4` chunks bind `len` rounded up to whole units.
     pub layout: ElementLayout,
-    /// The update's segments: every element of the chunk's tensors, ending on vec4
+    /// Elements per iteration of the update in this layout (4, or 8 in the vec4 layout of a
+    /// kernel with a 16-bit buffer): what main segments end on.
+    pub unit: u64,
+    /// The update's segments: every element of the chunk's tensors, ending on unit
     /// boundaries in the vec4 layout; one slice per dispatch, each within the device's grid
     /// (`PlanLimits::max_workgroups` in both dimensions).
     pub main: Vec<TableSlice>,
-    /// The vec4 layout's tail segments (at most 3 elements each), stored lane by lane by a
-    /// second dispatch (64 per workgroup); empty when no tensor of the chunk ends inside a
-    /// vec4.
+    /// The vec4 layout's tail segments (at most `unit - 1` elements each), stored element by
+    /// element by a second dispatch (64 per workgroup); empty when no tensor of the chunk ends
+    /// inside a unit.
     pub tails: Vec<TableSlice>,
     /// `main`, zeroed padding and `tails` as one slice: every element exactly once, for
     /// reductions, which loop over it with at most `max_workgroups` workgroups (a zeroed
@@ -190,10 +202,10 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    /// Elements the update binds: `len`, rounded up to whole vec4s in the vec4 layout.
+    /// Elements the update binds: `len`, rounded up to whole units in the vec4 layout.
     pub fn bound_len(&self) -> u64 {
         match self.layout {
-            ElementLayout::Vec4 => self.len.next_multiple_of(4),
+            ElementLayout::Vec4 => self.len.next_multiple_of(self.unit),
             ElementLayout::Scalar => self.len,
         }
     }
@@ -216,8 +228,10 @@ pub(crate) struct Plan {
 pub(crate) struct PlanLimits {
     /// Most elements one binding covers (a multiple of the offset alignment).
     pub chunk_len: u64,
-    /// Most elements one segment covers (a multiple of 4).
+    /// Most elements one segment covers (a multiple of 8).
     pub tile: u64,
+    /// Whether the kernel has a 16-bit buffer: its vec4 layout takes units of 8 elements.
+    pub packed: bool,
     /// `min_storage_buffer_offset_alignment`.
     pub align: u64,
     /// `max_storage_buffer_binding_size`.
@@ -270,9 +284,10 @@ impl Plan {
             for c in 0..span.len().div_ceil(limits.chunk_len) {
                 let offset = c * limits.chunk_len;
                 let len = limits.chunk_len.min(span.len() - offset);
-                let layout = vec4_layout(span, offset, len, limits.max_binding);
+                let unit = if limits.packed { 8 } else { 4 };
+                let layout = vec4_layout(span, tensors, offset, len, unit, limits.max_binding);
                 let (mut main, mut tails) =
-                    segments(span, tensors, groups, offset, len, limits, layout);
+                    segments(span, tensors, groups, (offset, len), limits, (layout, unit));
                 let count = (main.len() + tails.len()) as u64;
                 if count == 0 {
                     continue;
@@ -298,6 +313,7 @@ impl Plan {
                     offset,
                     len,
                     layout,
+                    unit,
                     main,
                     tails,
                     all,
@@ -331,15 +347,28 @@ impl Plan {
     }
 }
 
-/// Whether a chunk can bind whole vec4s: it starts on one and each role's binding can be
-/// rounded up to 16 bytes within its buffer (state buffers are padded to whole vec4s).
-fn vec4_layout(span: &Span, offset: u64, len: u64, max_binding: u64) -> ElementLayout {
-    let padded = len.next_multiple_of(4);
-    let fits = offset.is_multiple_of(4)
-        && padded * 4 <= max_binding
+/// Whether a chunk can bind whole units of `unit` elements with 16-byte accesses: it and
+/// each of its tensors start on a unit, and each role's binding starts on 16 bytes and can be
+/// rounded up to whole units within its buffer (state buffers are padded to whole units).
+fn vec4_layout(
+    span: &Span,
+    tensors: &[Vec<BufferRange>],
+    offset: u64,
+    len: u64,
+    unit: u64,
+    max_binding: u64,
+) -> ElementLayout {
+    let padded = len.next_multiple_of(unit);
+    let fits = offset.is_multiple_of(unit)
+        && span.tensors.iter().all(|&i| {
+            let start = span.offset_of(&tensors[i][0]);
+            start < offset || start >= offset + len || (start - offset).is_multiple_of(unit)
+        })
         && span.ranges.iter().all(|r| {
             let range = r.slice(offset, padded);
-            range.offset() % 16 == 0 && range.end() <= range.buffer().size()
+            range.offset() % 16 == 0
+                && range.end() <= range.buffer().size()
+                && range.end() - range.offset() <= max_binding
         });
     if fits {
         ElementLayout::Vec4
@@ -349,16 +378,15 @@ fn vec4_layout(span: &Span, offset: u64, len: u64, max_binding: u64) -> ElementL
 }
 
 /// The segments of one chunk, `[offset, offset + len)` of `span`: each tensor's part cut into
-/// tiles. In the vec4 layout a part ending inside a vec4 gives its last 1 to 3 elements to a
-/// tail segment, so that main segments end on vec4 boundaries.
+/// tiles. In the vec4 layout a part ending inside a unit gives its last 1 to `unit - 1`
+/// elements to a tail segment, so that main segments end on unit boundaries.
 fn segments(
     span: &Span,
     tensors: &[Vec<BufferRange>],
     groups: &[u32],
-    offset: u64,
-    len: u64,
+    (offset, len): (u64, u64),
     limits: &PlanLimits,
-    layout: ElementLayout,
+    (layout, unit): (ElementLayout, u64),
 ) -> (Vec<Segment>, Vec<Segment>) {
     let (mut main, mut tails) = (Vec::new(), Vec::new());
     let segment = |from: u64, to: u64, group: u32| Segment {
@@ -374,11 +402,11 @@ fn segments(
         if from >= to {
             continue;
         }
-        // Tensors start at aligned offsets and tiles are whole vec4s: every segment starts on
+        // Tensors start at aligned offsets and tiles are whole units: every segment starts on
         // a vec4, which the reductions' vec4 loads rely on.
         debug_assert_eq!((from - offset) % 4, 0);
         let body_end = match layout {
-            ElementLayout::Vec4 => from + (to - from) / 4 * 4,
+            ElementLayout::Vec4 => from + (to - from) / unit * unit,
             ElementLayout::Scalar => to,
         };
         let mut at = from;

@@ -1,31 +1,51 @@
-//! Where a tensor lives: a range of f32 elements in a wgpu buffer.
+//! Where a tensor lives: a range of elements of one storage type in a wgpu buffer.
 
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 
-/// `len` f32 elements of `buffer`, starting `offset` bytes in.
+/// `len` elements of `buffer` of one [`Dtype`] (f32 unless made with [`BufferRange::typed`]),
+/// starting `offset` bytes in.
 ///
 /// The offset must be a multiple of the device's `min_storage_buffer_offset_alignment`
-/// (256 bytes on most adapters), as for any storage binding.
+/// (256 bytes on most adapters), as for any storage binding. A 16-bit range is bound as whole
+/// 32-bit words: its buffer must hold the word its last element lies in.
 #[derive(Clone, Debug)]
 pub struct BufferRange {
     buffer: wgpu::Buffer,
     offset: u64,
     len: u64,
+    dtype: Dtype,
 }
 
 impl BufferRange {
-    /// `len` elements starting `offset` bytes into `buffer`.
+    /// `len` f32 elements starting `offset` bytes into `buffer`.
     pub fn new(buffer: &wgpu::Buffer, offset: u64, len: u64) -> Self {
+        Self::typed(buffer, offset, len, Dtype::F32)
+    }
+
+    /// `len` elements of `dtype` starting `offset` bytes into `buffer`.
+    pub fn typed(buffer: &wgpu::Buffer, offset: u64, len: u64, dtype: Dtype) -> Self {
         BufferRange {
             buffer: buffer.clone(),
             offset,
             len,
+            dtype,
         }
     }
 
-    /// The whole buffer, as `size / 4` elements.
+    /// The whole buffer, as `size / 4` f32 elements.
     pub fn whole(buffer: &wgpu::Buffer) -> Self {
-        Self::new(buffer, 0, buffer.size() / 4)
+        Self::whole_typed(buffer, Dtype::F32)
+    }
+
+    /// The whole buffer, as `size / dtype.size()` elements of `dtype`.
+    pub fn whole_typed(buffer: &wgpu::Buffer, dtype: Dtype) -> Self {
+        Self::typed(buffer, 0, buffer.size() / dtype.size(), dtype)
+    }
+
+    /// The storage type of the elements.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// The buffer.
@@ -38,7 +58,7 @@ impl BufferRange {
         self.offset
     }
 
-    /// Number of f32 elements.
+    /// Number of elements.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -52,7 +72,14 @@ impl BufferRange {
     pub fn end(&self) -> u64 {
         // Saturating: a length no buffer can hold (near 2^62 elements) ends at u64::MAX, past
         // every buffer, rather than wrapping back inside it.
-        self.offset.saturating_add(self.len.saturating_mul(4))
+        self.offset
+            .saturating_add(self.len.saturating_mul(self.dtype.size()))
+    }
+
+    /// One past the last byte of the 32-bit words the range lies in: what a binding or a copy
+    /// of it covers (`end` rounded up to 4 bytes).
+    pub fn word_end(&self) -> u64 {
+        self.end().checked_next_multiple_of(4).unwrap_or(u64::MAX)
     }
 
     /// Whether the two ranges share a byte of one buffer.
@@ -62,15 +89,17 @@ impl BufferRange {
 
     /// `count` elements starting `start` elements into this range.
     pub(crate) fn slice(&self, start: u64, count: u64) -> BufferRange {
-        BufferRange::new(&self.buffer, self.offset + start * 4, count)
+        let offset = self.offset + start * self.dtype.size();
+        BufferRange::typed(&self.buffer, offset, count, self.dtype)
     }
 
-    /// The range as a binding (of at least 4 bytes: an empty range binds its first element).
+    /// The range as a binding of whole 32-bit words (at least one: an empty range binds its
+    /// first word).
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
             offset: self.offset,
-            size: std::num::NonZeroU64::new(self.len.max(1) * 4),
+            size: std::num::NonZeroU64::new((self.word_end() - self.offset).max(4)),
         })
     }
 
@@ -100,11 +129,11 @@ impl BufferRange {
                 limit,
             });
         }
-        if self.end() > self.buffer.size() {
+        if self.word_end() > self.buffer.size() {
             return Err(Error::OutOfBounds {
                 index,
                 role,
-                end: self.end(),
+                end: self.word_end(),
                 size: self.buffer.size(),
             });
         }

@@ -49,19 +49,38 @@ fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static
     ]
 }
 
+/// Every storage type in every role, and the mixes users pick.
+fn storages() -> Vec<Storage> {
+    let mut all = Vec::new();
+    for param in Dtype::ALL {
+        for grad in Dtype::ALL {
+            for states in Dtype::ALL {
+                all.push(Storage {
+                    param,
+                    grad,
+                    states,
+                });
+            }
+        }
+    }
+    all
+}
+
 #[test]
 fn every_kernel_module_validates() {
     for kernel in Kernel::ALL {
-        for layout in [ElementLayout::Vec4, ElementLayout::Scalar] {
-            let name = format!("{} ({layout:?})", kernel.name());
-            let source = kernel.source(layout);
-            let module = parse(&source, &name);
-            validate(&module, &source, &name);
-            for entry in ["prologue", "update", "update_tail"] {
-                assert!(
-                    module.entry_points.iter().any(|e| e.name == entry),
-                    "{name} lacks the entry point {entry}"
-                );
+        for layout in ElementLayout::ALL {
+            for storage in storages() {
+                let name = format!("{} ({layout:?}, {storage:?})", kernel.name());
+                let source = kernel.source(layout, storage);
+                let module = parse(&source, &name);
+                validate(&module, &source, &name);
+                for entry in ["prologue", "update", "update_tail"] {
+                    assert!(
+                        module.entry_points.iter().any(|e| e.name == entry),
+                        "{name} lacks the entry point {entry}"
+                    );
+                }
             }
         }
     }
@@ -115,11 +134,7 @@ fn every_file_in_the_shaders_folder_is_listed_and_used() {
         assert_eq!(&disk, text, "{path} is stale in the build");
         // Every file is validated: on its own, or inside a kernel module that includes it.
         let used = STANDALONE.contains(path)
-            || Kernel::ALL.iter().any(|k| {
-                [ElementLayout::Vec4, ElementLayout::Scalar]
-                    .iter()
-                    .any(|&layout| k.files(layout).contains(path))
-            })
+            || Kernel::ALL.iter().any(|k| k.files().contains(path))
             || other_modules()
                 .iter()
                 .any(|(_, _, files, _)| files.contains(path));
@@ -154,7 +169,10 @@ fn assert_layout<T: WgslLayout>(module: &naga::Module, what: &str) {
 #[test]
 fn rust_structs_match_their_wgsl_layout() {
     for kernel in Kernel::ALL {
-        let module = parse(&kernel.source(ElementLayout::Vec4), kernel.name());
+        let module = parse(
+            &kernel.source(ElementLayout::Vec4, Storage::F32),
+            kernel.name(),
+        );
         assert_layout::<Control>(&module, kernel.name());
         assert_layout::<Segment>(&module, kernel.name());
         match kernel {

@@ -1,8 +1,9 @@
 // The entry points every optimizer kernel shares. The optimizer's own file provides
 // `prepare_group(group, step)` (per-step scalars, once per parameter group) and
-// `step_elements(idx, valid, hyper, control)` (the fused element-wise update); the elements
-// file (`elements.wgsl` or `elements_scalar.wgsl`) provides the buffers, `element_indices`,
-// `vec4s_of` and the loads and stores. Needs common/segment.wgsl.
+// `uses_state(slot)` and `step_math(elements, hyper, control)` (the fused element-wise update
+// of four elements in registers); the generated element access (`elements_source` in
+// src/shaders.rs) provides the buffers in their storage types, `element_indices`, `units_of`
+// and `step_unit` (loads, `step_math`, stores). Needs common/segment.wgsl.
 //
 // Per-element code branches only on overrides (constants after pipeline creation); a runtime
 // condition, even one uniform over the dispatch, is a `select` of both results. A software
@@ -13,8 +14,8 @@
 // in, and one parameter group reads its hyperparameters at a constant address.
 
 override WORKGROUP_SIZE: u32 = 256u;
-// The vec4s (groups of four elements) each invocation updates in a tile of
-// 4 * VEC4S_PER_INVOCATION * WORKGROUP_SIZE elements.
+// The units (of UNIT elements: 4, or 8 where a buffer is 16-bit) each invocation of the vec4
+// layout updates in a tile of UNIT * VEC4S_PER_INVOCATION * WORKGROUP_SIZE elements.
 override VEC4S_PER_INVOCATION: u32 = 4u;
 // Whether gradient processing (shaders/clip.wgsl) feeds this step: the step is skipped when
 // the control block says `found_inf`. Without it gradients are used as they are and the
@@ -81,7 +82,7 @@ fn skipped(c: Control) -> bool {
 // The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
 // workgroups), at most one tile of one tensor, and each invocation updates its vec4s of it.
 // Everything uniform is read once per workgroup, before any branch. In the vec4 layout every
-// segment ends on a vec4 boundary, so each vec4 is stored whole.
+// segment ends on a unit boundary, so each unit is stored whole.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn update(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -95,21 +96,21 @@ fn update(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
-    let count = vec4s_of(s, lane);
+    let count = units_of(s, lane);
     for (var k = 0u; k < count; k++) {
         let idx = element_indices(s.start, lane, k);
-        // Lane x is the first element: past the end, so is every later vec4. (A run's count
+        // Lane x is the first element: past the end, so is every later unit. (A run's count
         // is exact: it never passes the end.)
         if !RUNS && idx.x >= s.end {
             break;
         }
-        step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), h, c);
+        step_unit(idx, s.end, h, c);
     }
 }
 
-// The vec4 layout's tail dispatch: one invocation per tail segment, the last 1 to 3 elements
-// of a tensor that ends inside a vec4. The vec4 is loaded whole and stored lane by lane
-// (the pipeline sets PARTIAL_VEC4S), so no byte outside a tensor is written.
+// The vec4 layout's tail dispatch: one invocation per tail segment, the last 1 to UNIT - 1
+// elements of a tensor that ends inside a unit. The unit is loaded whole and stored element by
+// element (the pipeline sets PARTIAL_VEC4S), so no element outside a tensor is written.
 @compute @workgroup_size(64)
 fn update_tail(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -123,6 +124,5 @@ fn update_tail(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
-    let idx = s.start + vec4(0u, 1u, 2u, 3u);
-    step_elements(min(idx, vec4(s.end - 1u)), idx < vec4(s.end), h, c);
+    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s.end, h, c);
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use super::{KernelSpec, OptimizerConfig, StateSpec};
 use crate::clip::{GradConfig, GradProcessing, GradStages, NormStats};
 use crate::context::{bind_group, capture_errors, Context, Entry, KernelLayouts, Variant};
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{check_disjoint, Plan, TableSlice, TAIL_WORKGROUP};
-use crate::shaders::ElementLayout;
+use crate::shaders::{ElementLayout, Storage};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
@@ -36,6 +37,26 @@ struct TensorState {
     states: Vec<BufferRange>,
 }
 
+/// How an optimizer stores what it keeps. The parameters' and gradients' types are those of
+/// their ranges ([`BufferRange::typed`]); the math is f32 whatever the types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Precision {
+    /// The states' storage type (`exp_avg`, `momentum_buffer`, ...). `None`, the default: the
+    /// parameters' type, as PyTorch's `torch.zeros_like(param)`. `Some(Dtype::BF16)` with f32
+    /// parameters halves the states' bytes (PyTorch's fused AdamW with bf16 moments, Optax's
+    /// `mu_dtype`); `Some(Dtype::F32)` with 16-bit parameters keeps them in full precision.
+    pub states: Option<Dtype>,
+}
+
+impl Precision {
+    /// States stored as `dtype`.
+    pub fn with_states(mut self, dtype: Dtype) -> Self {
+        self.states = Some(dtype);
+        self
+    }
+}
+
 /// A parameter group (PyTorch's `param_groups` entry): tensors sharing hyperparameters.
 #[derive(Clone, Debug)]
 pub struct ParamGroup {
@@ -60,6 +81,7 @@ pub struct Optimizer {
     // One configuration per parameter group; `spec` is group 0's (all share its structure).
     configs: Vec<OptimizerConfig>,
     spec: KernelSpec,
+    storage: Storage,
     pipelines: Pipelines,
     control: wgpu::Buffer,
     hyper: wgpu::Buffer,
@@ -71,6 +93,33 @@ pub struct Optimizer {
     grad: Option<GradProcessing>,
     // A caller's buffer for the norm stats (data parallel); an internal one when `None`.
     norm_stats: Option<BufferRange>,
+}
+
+/// The storage types of an optimizer over `params`: one per role, checked.
+fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
+    let first = params.first();
+    let param = first.map_or(Dtype::F32, |p| p.param.dtype());
+    let grad = first.map_or(Dtype::F32, |p| p.grad.dtype());
+    for (index, p) in params.iter().enumerate() {
+        for (role, expected, found) in [
+            ("param", param, p.param.dtype()),
+            ("grad", grad, p.grad.dtype()),
+        ] {
+            if found != expected {
+                return Err(Error::MixedDtypes {
+                    index,
+                    role,
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+    Ok(Storage {
+        param,
+        grad,
+        states: precision.states.unwrap_or(param),
+    })
 }
 
 /// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (the plan keeps
@@ -106,6 +155,17 @@ impl Optimizer {
     /// across groups in order, as in PyTorch's `state_dict`. The groups must share the
     /// algorithm and structural options ([`Error::StructuralChange`] otherwise).
     pub fn with_groups(ctx: &Context, groups: Vec<ParamGroup>) -> Result<Self> {
+        Self::with_precision(ctx, groups, Precision::default())
+    }
+
+    /// An optimizer over parameter groups whose states are stored as `precision` says. Every
+    /// parameter must have one storage type and every gradient one ([`Error::MixedDtypes`]);
+    /// the two may differ (bf16 parameters with f32 gradients, say).
+    pub fn with_precision(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+    ) -> Result<Self> {
         let first = groups.first().ok_or(Error::InvalidOptions(
             "an optimizer needs at least one parameter group",
         ))?;
@@ -128,6 +188,7 @@ impl Optimizer {
         for (index, param) in params.iter().enumerate() {
             param.check(index, device)?;
         }
+        let storage = storage_of(&params, precision)?;
         check_disjoint(&params.iter().map(|p| &p.param).collect::<Vec<_>>())?;
         let layouts = ctx.kernel_layouts(spec.kernel)?;
         let configs = groups.into_iter().map(|g| g.config).collect();
@@ -135,7 +196,7 @@ impl Optimizer {
             Self::create(
                 ctx,
                 configs,
-                spec,
+                (spec, storage),
                 &hyper,
                 &layouts,
                 &params,
@@ -147,7 +208,7 @@ impl Optimizer {
     fn create(
         ctx: &Context,
         configs: Vec<OptimizerConfig>,
-        spec: KernelSpec,
+        (spec, storage): (KernelSpec, Storage),
         hyper: &[u8],
         layouts: &KernelLayouts,
         params: &[Param],
@@ -182,23 +243,26 @@ impl Optimizer {
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
-        let plan = Plan::new(device, &tensors, tensor_groups, &ctx.plan_limits());
+        let plan = Plan::new(device, &tensors, tensor_groups, &ctx.plan_limits(storage));
 
         // State buffers: one per state and span, laid out as the span's params and padded to
-        // whole vec4s. A tensor of length 0 gets empty ranges.
+        // whole units (8 elements). A tensor of length 0 gets empty ranges.
         let state_buffer = |state: &StateSpec, len: u64| {
-            let init = vec![state.init; len.next_multiple_of(4).max(1) as usize];
+            // The initial value as a store would leave it (Adagrad's may not be representable).
+            let init = vec![state.init; len.next_multiple_of(8).max(8) as usize];
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(state.name),
-                contents: bytemuck::cast_slice(&init),
+                contents: &storage.states.encode(&init),
                 usage,
             })
         };
+        let state_range =
+            |buffer: &wgpu::Buffer, len| BufferRange::typed(buffer, 0, len, storage.states);
         // Tensors of length 0 belong to no span: they share empty ranges of one tiny buffer.
         let empty: Vec<BufferRange> = spec
             .states
             .iter()
-            .map(|s| BufferRange::new(&state_buffer(s, 0), 0, 0))
+            .map(|s| state_range(&state_buffer(s, 0), 0))
             .collect();
         let mut tensor_states: Vec<Vec<BufferRange>> = vec![empty; params.len()];
         let span_states: Vec<Vec<BufferRange>> = plan
@@ -208,7 +272,7 @@ impl Optimizer {
                 let states: Vec<BufferRange> = spec
                     .states
                     .iter()
-                    .map(|s| BufferRange::new(&state_buffer(s, span.len()), 0, span.len()))
+                    .map(|s| state_range(&state_buffer(s, span.len()), span.len()))
                     .collect();
                 for &i in &span.tensors {
                     let offset = span.offset_of(&params[i].param);
@@ -280,11 +344,12 @@ impl Optimizer {
             stages: GradStages::default(),
             one_group: configs.len() == 1,
         };
-        let pipelines = Self::pipelines_for(ctx, &spec, &plan, variant)?;
+        let pipelines = Self::pipelines_for(ctx, (&spec, storage), &plan, variant)?;
         Ok(Optimizer {
             ctx: ctx.clone(),
             configs,
             spec,
+            storage,
             pipelines,
             control,
             hyper,
@@ -300,12 +365,13 @@ impl Optimizer {
     /// The pipelines of `variant` that the chunks of `plan` need, built on first use.
     fn pipelines_for(
         ctx: &Context,
-        spec: &KernelSpec,
+        (spec, storage): (&KernelSpec, Storage),
         plan: &Plan,
         variant: Variant,
     ) -> Result<Pipelines> {
         let pipeline = |layout, entry| {
-            ctx.kernel_pipeline(spec.kernel, &spec.overrides, layout, variant, entry)
+            let module = (layout, storage);
+            ctx.kernel_pipeline(spec.kernel, &spec.overrides, module, variant, entry)
         };
         let needs = |layout| plan.chunks.iter().any(|c| c.layout == layout);
         let vec4 = needs(ElementLayout::Vec4);
@@ -373,7 +439,7 @@ impl Optimizer {
             stages,
             one_group: self.configs.len() == 1,
         };
-        Self::pipelines_for(&self.ctx, &self.spec, &self.plan, variant)
+        Self::pipelines_for(&self.ctx, (&self.spec, self.storage), &self.plan, variant)
     }
 
     /// The gradient processing in force, if any.
@@ -555,11 +621,24 @@ impl Optimizer {
     }
 
     /// Bytes a step must move per element at the least: read and write the parameter and
-    /// each state, read the gradient (28 for Adam in f32), and read the gradient once more
-    /// with gradient processing on (32). Benchmarks divide by this.
+    /// each state, read the gradient, and read the gradient once more with gradient
+    /// processing on, each in its storage type (Adam: 28 in f32, 20 with bf16 states, 14 in
+    /// bf16; 32 in f32 with gradient processing). Benchmarks divide by this.
     pub fn bytes_per_element(&self) -> u64 {
         let grad_reads = if self.grad.is_some() { 2 } else { 1 };
-        4 * (2 + grad_reads + 2 * self.spec.states.len() as u64)
+        let Storage {
+            param,
+            grad,
+            states,
+        } = self.storage;
+        2 * param.size()
+            + grad_reads * grad.size()
+            + 2 * states.size() * self.spec.states.len() as u64
+    }
+
+    /// The storage types of the parameters, gradients and states.
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
 
     /// The state buffers kept per tensor, in slot order.
@@ -673,14 +752,11 @@ impl Optimizer {
         Ok(&tensor.states[position])
     }
 
-    /// Reads the state `name` of tensor `index` back to the host (blocking; not for the
-    /// training loop).
+    /// Reads the state `name` of tensor `index` back to the host, widened to f32 from its
+    /// storage type (blocking; not for the training loop).
     pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
         let range = self.state_range(index, name)?;
-        let bytes = self
-            .ctx
-            .read_bytes(range.buffer(), range.offset(), range.len() * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.ctx.read_f32(range)
     }
 
     /// Reads the control block back (blocking; for tests and tools: a training loop logs

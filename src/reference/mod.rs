@@ -28,6 +28,7 @@ use crate::clip::GradConfig;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::optim::{OptimizerConfig, StateSpec};
+use crate::shaders::Storage;
 
 /// An optimizer on the host: the oracle the device kernels are checked against.
 #[derive(Clone, Debug)]
@@ -41,18 +42,32 @@ pub struct Optimizer {
     slots: Vec<[Vec<f32>; 3]>,
     // The length of each tensor, as given to `new`.
     lens: Vec<usize>,
+    // What every load widens from and every store rounds to.
+    storage: Storage,
 }
 
 impl Optimizer {
     /// An optimizer for tensors of the given lengths, its states at their initial values.
     pub fn new(config: &OptimizerConfig, lens: &[usize]) -> Result<Self> {
+        Self::with_storage(config, lens, Storage::F32)
+    }
+
+    /// An optimizer whose parameters, gradients and states are stored as `storage` says, as
+    /// a device optimizer over ranges of those types: every value is held as the f32 its
+    /// storage type widens to, each step's math is f32, and each store rounds to the type
+    /// (nearest, ties to even: [`Dtype::round`](crate::Dtype::round)), as the kernels do.
+    pub fn with_storage(
+        config: &OptimizerConfig,
+        lens: &[usize],
+        storage: Storage,
+    ) -> Result<Self> {
         let states = config.states()?;
         let slots = lens
             .iter()
             .map(|&len| {
                 let mut slots: [Vec<f32>; 3] = Default::default();
                 for state in &states {
-                    slots[state.slot] = vec![state.init; len];
+                    slots[state.slot] = vec![storage.states.round(state.init); len];
                 }
                 slots
             })
@@ -64,6 +79,7 @@ impl Optimizer {
             control: Control::INITIAL,
             slots,
             lens: lens.to_vec(),
+            storage,
         })
     }
 
@@ -198,45 +214,52 @@ impl Optimizer {
         let step = self.control.step as f32;
         let first_step = self.control.step == 1;
         let control = self.grad.is_some().then_some(self.control);
+        let storage = self.storage;
         for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
-            // Without gradient processing the gradients are used as they are, uncopied.
+            // Without gradient processing or rounding the gradients are used as they are,
+            // uncopied.
+            let widened = |g: f32| storage.grad.round(g);
             let grad: std::borrow::Cow<[f32]> = match &control {
-                Some(control) => grad.iter().map(|&g| load_grad(g, control)).collect(),
+                Some(control) => grad
+                    .iter()
+                    .map(|&g| load_grad(widened(g), control))
+                    .collect(),
+                None if storage.grad.is_16bit() => grad.iter().map(|&g| widened(g)).collect(),
                 None => grad.into(),
             };
             let grad = &*grad;
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, s| {
+                    each_element(storage, param, grad, slots, &mut |p, g, s| {
                         sgd_math(p, g, &mut s[0], first_step, &h, o)
                     });
                 }
                 OptimizerConfig::Adagrad(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adagrad(&mut h, step);
-                    each_element(param, grad, slots, |p, g, s| {
+                    each_element(storage, param, grad, slots, &mut |p, g, s| {
                         adagrad_math(p, g, &mut s[0], &h, o)
                     });
                 }
                 OptimizerConfig::RmsProp(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+                    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         rmsprop_math(p, g, s0, s1, s2, &h, o)
                     });
                 }
-                OptimizerConfig::Adam(c) => adam(c, step, param, grad, slots),
-                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, param, grad, slots),
+                OptimizerConfig::Adam(c) => adam(c, step, storage, param, grad, slots),
+                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, storage, param, grad, slots),
                 OptimizerConfig::AdaBelief(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adam(&mut h, step);
-                    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+                    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         adabelief_math(p, g, s0, s1, s2, &h, o)
                     });
                 }
                 OptimizerConfig::Lion(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(param, grad, slots, |p, g, s| {
+                    each_element(storage, param, grad, slots, &mut |p, g, s| {
                         lion_math(p, g, &mut s[0], &h, o)
                     });
                 }
@@ -277,24 +300,27 @@ impl Optimizer {
 fn adam(
     c: &crate::AdamConfig,
     step: f32,
+    storage: Storage,
     param: &mut [f32],
     grad: &[f32],
     slots: &mut [Vec<f32>; 3],
 ) {
     let (mut h, o) = (c.hyper(), c.options());
     prepare_adam(&mut h, step);
-    each_element(param, grad, slots, |p, g, [s0, s1, s2]| {
+    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
         adam_math(p, g, s0, s1, s2, &h, o)
     });
 }
 
-/// Calls `f` on each element with its three state slots (zero for slots not kept), then
-/// stores the slots that are kept.
+/// Calls `f` on each element (the parameter as its type widens it) with its three state
+/// slots (zero for slots not kept), then stores the parameter and the slots that are kept,
+/// each rounded to its type.
 fn each_element(
+    storage: Storage,
     param: &mut [f32],
     grad: &[f32],
     slots: &mut [Vec<f32>; 3],
-    mut f: impl FnMut(&mut f32, f32, &mut [f32; 3]),
+    f: &mut dyn FnMut(&mut f32, f32, &mut [f32; 3]),
 ) {
     for (i, (p, &g)) in param.iter_mut().zip(grad).enumerate() {
         let mut s = [0.0_f32; 3];
@@ -303,10 +329,12 @@ fn each_element(
                 *value = v;
             }
         }
+        *p = storage.param.round(*p);
         f(p, g, &mut s);
+        *p = storage.param.round(*p);
         for (value, slot) in s.iter().zip(slots.iter_mut()) {
             if let Some(v) = slot.get_mut(i) {
-                *v = *value;
+                *v = storage.states.round(*value);
             }
         }
     }
