@@ -25,7 +25,8 @@
 //! * **Precision** (ours only; the peer is f32). `--precision` picks the storage types:
 //!   `f32` (default), `bf16` / `f16` (parameters, gradients and states), `bf16-states` (f32
 //!   parameters and gradients, bf16 states), `bf16-f32-states` (bf16 parameters and
-//!   gradients, f32 states). The math is f32 in every case.
+//!   gradients, f32 states), `bf16-master` (the same with an f32 master copy), `bf16-sr` (bf16
+//!   everything, stochastic rounding). The math is f32 in every case.
 //! * **Clipping.** `--clip-norm X` turns on gradient processing with `max_norm = X`. Ours clips
 //!   by the **global** norm over all tensors (`torch.nn.utils.clip_grad_norm_`); Burn's
 //!   `GradientClippingConfig::Norm` clips **each tensor by its own** norm. At K = 1 the two
@@ -59,7 +60,7 @@ use std::time::Instant;
 
 use wgpu_optim::{
     reference, AdamConfig, AdamWConfig, Arena, BufferRange, Context, Dtype, GradConfig, Optimizer,
-    OptimizerConfig, Param, ParamGroup, Precision, SgdConfig, Storage,
+    OptimizerConfig, Param, ParamGroup, Precision, Rounding, SgdConfig, Storage,
 };
 
 const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [--tensors K]
@@ -79,7 +80,9 @@ const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [
   --lr LR          learning rate (default 1e-3)
   --seed SEED      splitmix64 seed of the values (default 0x5EED, the peer's)
   --precision P    storage types: f32 (default), bf16, f16 (params, grads and states),
-                   bf16-states (f32 params and grads), bf16-f32-states (bf16 params and grads)
+                   bf16-states (f32 params and grads), bf16-f32-states (bf16 params and grads),
+                   bf16-master (bf16 params and grads, f32 states and master weights),
+                   bf16-sr (bf16 everything, stochastic rounding)
   --verbose        per-step times";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,27 +127,48 @@ struct Args {
     clip_norm: Option<f32>,
     lr: f64,
     seed: u64,
-    precision: (&'static str, Storage),
+    precision: (&'static str, Storage, Precision),
     verbose: bool,
 }
 
-/// The `--precision` names and their storage types.
-fn precision(name: &str) -> Option<(&'static str, Storage)> {
+/// The `--precision` names, their storage types and precision options.
+fn precision(name: &str) -> Option<(&'static str, Storage, Precision)> {
     use Dtype::*;
-    let storage = |param, grad, states| Storage {
-        param,
-        grad,
-        states,
-    };
+    let plain = |storage: Storage| (storage, Precision::default().with_states(storage.states));
+    let [f32, bf16, f16, bf16_states, bf16_f32_states] = [
+        Storage::F32,
+        Storage::new(BF16, BF16, BF16),
+        Storage::new(F16, F16, F16),
+        Storage::new(F32, F32, BF16),
+        Storage::new(BF16, BF16, F32),
+    ]
+    .map(plain);
+    let master = (
+        Storage {
+            master: true,
+            ..Storage::new(BF16, BF16, F32)
+        },
+        Precision::default().with_states(F32).with_master_weights(),
+    );
+    let stochastic = (
+        Storage {
+            rounding: Rounding::Stochastic { seed: 1 },
+            ..Storage::new(BF16, BF16, BF16)
+        },
+        Precision::default().with_stochastic_rounding(1),
+    );
     [
-        ("f32", Storage::F32),
-        ("bf16", storage(BF16, BF16, BF16)),
-        ("f16", storage(F16, F16, F16)),
-        ("bf16-states", storage(F32, F32, BF16)),
-        ("bf16-f32-states", storage(BF16, BF16, F32)),
+        ("f32", f32),
+        ("bf16", bf16),
+        ("f16", f16),
+        ("bf16-states", bf16_states),
+        ("bf16-f32-states", bf16_f32_states),
+        ("bf16-master", master),
+        ("bf16-sr", stochastic),
     ]
     .into_iter()
     .find(|(n, _)| *n == name)
+    .map(|(n, (storage, precision))| (n, storage, precision))
 }
 
 fn die(msg: &str) -> ! {
@@ -195,7 +219,7 @@ fn parse_args() -> Args {
         clip_norm: None,
         lr: 1e-3,
         seed: 0x5EED,
-        precision: ("f32", Storage::F32),
+        precision: precision("f32").expect("f32 is a precision"),
         verbose: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -434,7 +458,7 @@ fn main() -> wgpu_optim::Result<()> {
     let mut host_grads: Vec<Vec<f32>> = Vec::new();
     let mut rng = Rng(a.seed);
     let t0 = Instant::now();
-    let (precision_name, storage) = a.precision;
+    let (precision_name, storage, precision) = a.precision;
     let mut tensors = match a.layout {
         Layout::Arena => Tensors::Arena(Box::new(Arena::with_dtypes(
             &ctx,
@@ -473,7 +497,6 @@ fn main() -> wgpu_optim::Result<()> {
         config: config(&a),
         params: tensors.params(),
     };
-    let precision = Precision::default().with_states(storage.states);
     let mut optimizer = Optimizer::with_precision(&ctx, vec![group], precision)?;
     optimizer.set_grad_processing(grad_config(&a))?;
     // Lands the uploads and the control writes; pipelines were built by `Optimizer::new`.

@@ -1,11 +1,11 @@
 //! Optimizer-state checkpoints as safetensors files, with PyTorch's `state_dict` names.
 //!
 //! A checkpoint holds, for tensor `i` (in the order the optimizer was built with):
-//! `state.<i>.<name>` (`[len]`, in the states' storage type: F32, F16 or BF16) for each state buffer (`exp_avg`, `exp_avg_sq`,
-//! `momentum_buffer`, ...) and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
+//! `state.<i>.<name>` (`[len]`, in the states' storage type: F32, F16 or BF16) for each state
+//! buffer (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...), `state.<i>.master_param` (F32)
+//! with master weights, and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
 //! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
-//! GradScaler's
-//! `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
+//! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
 //! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`). Parameters
@@ -49,8 +49,8 @@ impl Optimizer {
         #[allow(clippy::mutable_key_type)]
         let mut buffers: HashMap<wgpu::Buffer, Vec<u8>> = HashMap::new();
         for (i, param) in self.params().enumerate() {
-            for state in self.state_specs() {
-                let range = self.state_range(i, state.name)?;
+            for name in self.state_names() {
+                let range = self.state_range(i, name)?;
                 let buffer = range.buffer();
                 if !buffers.contains_key(buffer) {
                     let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
@@ -60,7 +60,7 @@ impl Optimizer {
                 let (start, end) = (range.offset() as usize, range.end() as usize);
                 let shape = vec![param.len() as usize];
                 tensors.push((
-                    format!("state.{i}.{}", state.name),
+                    format!("state.{i}.{name}"),
                     safetensors_dtype(range.dtype()),
                     shape,
                     whole[start..end].to_vec(),
@@ -196,14 +196,10 @@ impl Optimizer {
         };
         let mut states = Vec::new();
         for (i, param) in self.params().enumerate() {
-            for state in self.state_specs() {
-                let name = format!("state.{i}.{}", state.name);
-                let dtype = safetensors_dtype(self.storage().states);
-                states.push((
-                    i,
-                    state.name,
-                    tensor(&name, dtype, &[param.len() as usize])?,
-                ));
+            for state in self.state_names() {
+                let name = format!("state.{i}.{state}");
+                let dtype = safetensors_dtype(self.state_range(i, state)?.dtype());
+                states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
             }
         }
         let words = std::mem::size_of::<Control>() / 4;

@@ -109,8 +109,8 @@ pub(crate) enum PipelineKey {
         layout: ElementLayout,
         storage: Storage,
     },
-    /// An optimizer kernel's bind group layouts.
-    Layouts { kernel: Kernel },
+    /// An optimizer kernel's bind group layouts, with or without a master copy binding.
+    Layouts { kernel: Kernel, master: bool },
     /// One entry point of an optimizer kernel with its structural options.
     Kernel {
         kernel: Kernel,
@@ -297,15 +297,24 @@ impl Context {
         Ok(built)
     }
 
-    /// The bind group layouts of `kernel`, built on first use.
-    pub(crate) fn kernel_layouts(&self, kernel: Kernel) -> Result<Arc<KernelLayouts>> {
-        self.cached(PipelineKey::Layouts { kernel }, |device| {
+    /// The bind group layouts of `kernel` (with the master copy's binding when `master`),
+    /// built on first use.
+    pub(crate) fn kernel_layouts(
+        &self,
+        kernel: Kernel,
+        master: bool,
+    ) -> Result<Arc<KernelLayouts>> {
+        self.cached(PipelineKey::Layouts { kernel, master }, |device| {
             let label = kernel.name();
             // 0: control, 1: hyper.
             let prologue = bind_group_layout(device, label, &[(0, false), (1, false)]);
-            // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments.
+            // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments,
+            // 8: the master copy.
             let mut entries = vec![(0, false), (1, false), (2, false), (3, true), (7, true)];
             entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
+            if master {
+                entries.push((crate::shaders::MASTER_BINDING, false));
+            }
             let update = bind_group_layout(device, label, &entries);
             KernelLayouts { prologue, update }
         })
@@ -329,7 +338,7 @@ impl Context {
         let module = self.cached(module_key, |device| {
             create_module(device, kernel.name(), &kernel.source(layout, storage))
         })?;
-        let layouts = self.kernel_layouts(kernel)?;
+        let layouts = self.kernel_layouts(kernel, storage.master)?;
         let tuning = self.tuning;
         let key = PipelineKey::Kernel {
             kernel,

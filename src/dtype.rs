@@ -154,6 +154,39 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
 }
 
+/// `x` rounded to bfloat16 bits stochastically: up with probability (discarded low 16 bits) /
+/// 2^16, by adding the low 16 bits of `random` before truncating (torchao's
+/// `_bf16_stochastic_round`, llm.c); a NaN becomes 0x7FC0. Unbiased: the mean of many roundings
+/// is `x`.
+pub fn bf16_bits_stochastic(x: f32, random: u32) -> u16 {
+    let b = x.to_bits();
+    if b & ABS_MASK > INF_BITS {
+        return 0x7fc0;
+    }
+    (b.wrapping_add(random & 0xffff) >> 16) as u16
+}
+
+/// lowbias32 (C. Wellons): a 32-bit integer hash with full avalanche.
+pub fn mix32(x: u32) -> u32 {
+    let mut h = x;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// The random bits stochastic rounding uses for element `index` of tensor `tensor` (its
+/// position in the optimizer's list) at step `step` (counted from 1) with `seed`: a
+/// counter-based hash, the same on the device (`shaders/common/dtype.wgsl`) whatever the
+/// layout, so that runs are reproducible.
+pub fn stochastic_bits(seed: u64, step: u32, tensor: u32, index: u32) -> u32 {
+    let key = mix32(seed as u32 ^ mix32((seed >> 32) as u32));
+    let key = mix32(mix32(key ^ step) ^ tensor);
+    mix32(key ^ index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ pub use optim::*;
 pub use plan::Segment;
 pub use readback::ControlReader;
 pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
-pub use shaders::Storage;
+pub use shaders::{Rounding, Storage};
 pub use tensor::{BufferRange, Param};
 
 // The README's examples compile as doctests, so they stay true.

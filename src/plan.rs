@@ -33,6 +33,10 @@ wgsl_struct! {
         /// For the gradient-norm reduction: the first partial its chunk's workgroups write
         /// (counted over every chunk, modulo one binding of partials); the update ignores it.
         base: u32,
+        /// The tensor's position in the optimizer's list.
+        tensor: u32,
+        /// The index of element `start` within its tensor.
+        tensor_offset: u32,
     }
 }
 
@@ -266,6 +270,10 @@ impl Plan {
         // Each dispatch's slice starts at an aligned offset; a 2-D grid of max_workgroups^2
         // workgroups takes that many segments (or 64 tails each) at most.
         let grid = limits.max_workgroups * limits.max_workgroups;
+        // Slices start at aligned offsets, and whole segments apart from each other, so that a
+        // chunk's `all` slice reads its main slices, the zeroed padding and its tails as one
+        // array of segments.
+        let padding = lcm(limits.align, SEGMENT_SIZE) as usize;
         let push = |segments: &[Segment], per_dispatch: u64, table: &mut Vec<u8>| {
             segments
                 .chunks(per_dispatch as usize)
@@ -275,7 +283,7 @@ impl Plan {
                         count: piece.len() as u64,
                     };
                     table.extend_from_slice(bytemuck::cast_slice(piece));
-                    table.resize(table.len().next_multiple_of(limits.align as usize), 0);
+                    table.resize(table.len().next_multiple_of(padding), 0);
                     slice
                 })
                 .collect::<Vec<_>>()
@@ -347,6 +355,17 @@ impl Plan {
     }
 }
 
+/// The least common multiple.
+fn lcm(a: u64, b: u64) -> u64 {
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b) * b
+}
+
 /// Whether a chunk can bind whole units of `unit` elements with 16-byte accesses: it and
 /// each of its tensors start on a unit, and each role's binding starts on 16 bytes and can be
 /// rounded up to whole units within its buffer (state buffers are padded to whole units).
@@ -389,11 +408,13 @@ fn segments(
     (layout, unit): (ElementLayout, u64),
 ) -> (Vec<Segment>, Vec<Segment>) {
     let (mut main, mut tails) = (Vec::new(), Vec::new());
-    let segment = |from: u64, to: u64, group: u32| Segment {
+    let segment = |from: u64, to: u64, (tensor, tensor_start): (usize, u64), group: u32| Segment {
         start: (from - offset) as u32,
         end: (to - offset) as u32,
         group,
         base: 0,
+        tensor: tensor as u32,
+        tensor_offset: (from - tensor_start) as u32,
     };
     for &i in &span.tensors {
         let start = span.offset_of(&tensors[i][0]);
@@ -412,11 +433,11 @@ fn segments(
         let mut at = from;
         while at < body_end {
             let stop = (at + limits.tile).min(body_end);
-            main.push(segment(at, stop, groups[i]));
+            main.push(segment(at, stop, (i, start), groups[i]));
             at = stop;
         }
         if body_end < to {
-            tails.push(segment(body_end, to, groups[i]));
+            tails.push(segment(body_end, to, (i, start), groups[i]));
         }
     }
     (main, tails)

@@ -118,8 +118,24 @@ impl ElementLayout {
     pub const ALL: [ElementLayout; 2] = [ElementLayout::Vec4, ElementLayout::Scalar];
 }
 
-/// The storage types of one optimizer's element buffers: every parameter of an optimizer
-/// shares one type, every gradient one, every state one.
+/// How stores round a parameter to its 16-bit type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// To nearest, ties to even, as PyTorch's conversions.
+    #[default]
+    NearestEven,
+    /// bf16 stochastic rounding: up with probability (discarded low 16 bits) / 2^16, from
+    /// [`stochastic_bits`](crate::dtype::stochastic_bits)`(seed, step, tensor, element)`, so
+    /// that a run is reproducible and the reference mirrors it.
+    Stochastic {
+        /// The seed of the counter-based hash.
+        seed: u64,
+    },
+}
+
+/// How one optimizer's element buffers are stored: every parameter of an optimizer shares
+/// one type, every gradient one, every state one; and, for 16-bit parameters, an f32 master
+/// copy or stochastic rounding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Storage {
     /// The parameters'.
@@ -128,15 +144,27 @@ pub struct Storage {
     pub grad: Dtype,
     /// The optimizer states' (`exp_avg`, `momentum_buffer`, ...).
     pub states: Dtype,
+    /// Whether an f32 master copy of 16-bit parameters (the `master_param` state) is what the
+    /// step updates; the 16-bit parameters are written from it, rounded.
+    pub master: bool,
+    /// How stores of the parameters round.
+    pub rounding: Rounding,
 }
 
 impl Storage {
     /// Everything in f32.
-    pub const F32: Storage = Storage {
-        param: Dtype::F32,
-        grad: Dtype::F32,
-        states: Dtype::F32,
-    };
+    pub const F32: Storage = Storage::new(Dtype::F32, Dtype::F32, Dtype::F32);
+
+    /// These types, stores rounded to nearest even, no master copy.
+    pub const fn new(param: Dtype, grad: Dtype, states: Dtype) -> Storage {
+        Storage {
+            param,
+            grad,
+            states,
+            master: false,
+            rounding: Rounding::NearestEven,
+        }
+    }
 
     /// Whether any buffer is 16-bit: the vec4 layout then takes eight elements per iteration,
     /// so that one 16-byte access carries eight 16-bit values.
@@ -154,12 +182,17 @@ impl Storage {
     }
 }
 
+/// The binding of the f32 master copy of 16-bit parameters in the update's bind group.
+pub const MASTER_BINDING: u32 = 8;
+
 /// One element buffer of an update kernel: its WGSL name, binding, type and access.
 struct Role {
     name: &'static str,
     binding: u32,
     dtype: Dtype,
     read_only: bool,
+    // The `Elements` field it loads into and stores from.
+    field: &'static str,
     // The state slot, for states (loaded and stored only where the kernel `uses_state`).
     slot: Option<usize>,
 }
@@ -167,43 +200,55 @@ struct Role {
 /// The WGSL that binds a kernel's element buffers and moves a unit of elements between them
 /// and the registers: the declarations, `element_indices`, `units_of` and `step_unit`, which
 /// loads a unit, calls the kernel's `step_math` on each group of four and stores the results.
-/// Generated per element layout and storage types, so that the update loop holds exactly the
-/// accesses its types need (lavapipe's time follows the accesses, not the bytes).
+/// Generated per element layout and storage, so that the update loop holds exactly the
+/// accesses and conversions its types need (lavapipe's time follows the accesses, not the
+/// bytes).
 pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usize) -> String {
     use std::fmt::Write;
+    let role = |name, binding, dtype, read_only, field, slot| Role {
+        name,
+        binding,
+        dtype,
+        read_only,
+        field,
+        slot,
+    };
     let mut roles = vec![
-        Role {
-            name: "param",
-            binding: 2,
-            dtype: storage.param,
-            read_only: false,
-            slot: None,
-        },
-        Role {
-            name: "grad",
-            binding: 3,
-            dtype: storage.grad,
-            read_only: true,
-            slot: None,
-        },
+        role("param", 2, storage.param, false, "param", None),
+        role("grad", 3, storage.grad, true, "grad", None),
     ];
     for slot in 0..state_slots {
-        roles.push(Role {
-            name: ["state0", "state1", "state2"][slot],
-            binding: 4 + slot as u32,
-            dtype: storage.states,
-            read_only: false,
-            slot: Some(slot),
-        });
+        let name = ["state0", "state1", "state2"][slot];
+        roles.push(role(
+            name,
+            4 + slot as u32,
+            storage.states,
+            false,
+            name,
+            Some(slot),
+        ));
     }
+    let master = storage.master && storage.param.is_16bit();
+    if master {
+        roles.push(role(
+            "master",
+            MASTER_BINDING,
+            Dtype::F32,
+            false,
+            "param",
+            None,
+        ));
+    }
+    let stochastic = match storage.rounding {
+        Rounding::Stochastic { seed } if storage.param == Dtype::BF16 => Some(seed),
+        _ => None,
+    };
     let vec4 = layout == ElementLayout::Vec4;
     let groups = if vec4 && storage.packed() { 2 } else { 1 };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "// Generated by src/shaders.rs (elements_source): layout {layout:?}, param {}, grad {}, \
-         states {}.",
-        storage.param, storage.grad, storage.states
+        "// Generated by src/shaders.rs (elements_source): layout {layout:?}, {storage:?}."
     );
     s += "@group(0) @binding(0) var<storage, read_write> control: Control;\n";
     for r in &roles {
@@ -232,26 +277,35 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
         s += SCALAR_SINGLE_INDICES;
     }
     s += ELEMENTS_STRUCT;
+    if let Some(seed) = stochastic {
+        let _ = writeln!(
+            s,
+            "{}const SEED_LO: u32 = {}u;\nconst SEED_HI: u32 = {}u;",
+            STOCHASTIC_COMMENT,
+            seed as u32,
+            (seed >> 32) as u32
+        );
+        s += STOCHASTIC_BITS;
+    }
 
     // step_unit: loads, math, stores.
-    s += "\n// Loads the unit whose first group of four is `idx` (elements past `end` are not the \
-          tensor's),\n// updates it group by group and stores it.\n";
-    s += "fn step_unit(idx: vec4<u32>, end: u32, h: Hyper, c: Control) {\n";
+    s +=
+        "\n// Loads the unit whose first group of four is `idx` in segment `s` (elements past its \
+          end are\n// not the tensor's), updates it group by group and stores it.\n";
+    s += "fn step_unit(idx: vec4<u32>, s: Segment, h: Hyper, c: Control) {\n";
+    s += "    let end = s.end;\n";
     if vec4 {
         s += "    let q = idx.x / 4u;\n";
-        s += "    let valid0 = idx < vec4(end);\n";
-        if groups == 2 {
-            s += "    let valid1 = idx + vec4(4u) < vec4(end);\n";
-        }
     } else {
         // Loads read a real element for every lane: lanes past the end are clamped to the last.
         s += "    let i = min(idx, vec4(end - 1u));\n";
-        s += "    let valid0 = idx < vec4(end);\n";
     }
     for g in 0..groups {
         let _ = writeln!(s, "    var e{g}: Elements;");
+        let _ = writeln!(s, "    let valid{g} = idx + vec4({}u) < vec4(end);", 4 * g);
     }
     for r in &roles {
+        let n = r.name;
         let (open, close, indent) = match r.slot {
             Some(slot) => (
                 format!("    if uses_state({slot}u) {{\n"),
@@ -261,76 +315,63 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
             None => (String::new(), "", "    "),
         };
         if r.dtype.is_16bit() {
-            let _ = writeln!(
-                s,
-                "    var {}_w = {};",
-                r.name,
-                if vec4 { "vec4(0u)" } else { "vec2(0u)" }
-            );
+            let zero = if vec4 { "vec4(0u)" } else { "vec2(0u)" };
+            let _ = writeln!(s, "    var {n}_w = {zero};");
         }
         s += &open;
-        let load = |words: &str| format!("{}_load({words})", short(r.dtype));
-        let wrap = |value: String| {
-            if r.name == "grad" {
-                format!("process_grad({value}, c)")
-            } else {
-                value
+        let widen = |words: String| format!("{}_load({words})", short(r.dtype));
+        let values: Vec<String> = match (vec4, r.dtype.is_16bit()) {
+            (true, false) => (0..groups).map(|g| format!("{n}[q + {g}u]")).collect(),
+            (true, true) => {
+                let _ = writeln!(s, "{indent}{n}_w = {n}[idx.x / 8u];");
+                vec![widen(format!("{n}_w.xy")), widen(format!("{n}_w.zw"))]
+            }
+            (false, false) => vec![format!("vec4({n}[i.x], {n}[i.y], {n}[i.z], {n}[i.w])")],
+            (false, true) => {
+                let _ = writeln!(s, "{indent}{n}_w = vec2({n}[i.x / 2u], {n}[i.z / 2u]);");
+                vec![widen(format!("{n}_w"))]
             }
         };
-        match (vec4, r.dtype.is_16bit()) {
-            (true, false) => {
-                for g in 0..groups {
-                    let at = if g == 0 {
-                        "q".into()
-                    } else {
-                        format!("q + {g}u")
-                    };
-                    let value = wrap(format!("{}[{at}]", r.name));
-                    let _ = writeln!(s, "{indent}e{g}.{} = {value};", r.name);
-                }
-            }
-            (true, true) => {
-                let _ = writeln!(s, "{indent}{0}_w = {0}[idx.x / 8u];", r.name);
-                for (g, half) in ["xy", "zw"].iter().enumerate() {
-                    let value = wrap(load(&format!("{}_w.{half}", r.name)));
-                    let _ = writeln!(s, "{indent}e{g}.{} = {value};", r.name);
-                }
-            }
-            (false, false) => {
-                let n = r.name;
-                let value = wrap(format!("vec4({n}[i.x], {n}[i.y], {n}[i.z], {n}[i.w])"));
-                let _ = writeln!(s, "{indent}e0.{n} = {value};");
-            }
-            (false, true) => {
-                let n = r.name;
-                let _ = writeln!(s, "{indent}{n}_w = vec2({n}[i.x / 2u], {n}[i.z / 2u]);");
-                let _ = writeln!(s, "{indent}e0.{n} = {};", wrap(load(&format!("{n}_w"))));
-            }
+        for (g, value) in values.into_iter().enumerate() {
+            let value = match n {
+                "grad" => format!("process_grad({value}, c)"),
+                // The master copy starts as the parameters at the first step.
+                "master" => format!("select({value}, e{g}.param, c.step == 1u)"),
+                _ => value,
+            };
+            let _ = writeln!(s, "{indent}e{g}.{} = {value};", r.field);
         }
         s += close;
     }
     for g in 0..groups {
         let _ = writeln!(s, "    step_math(&e{g}, h, c);");
     }
+    let random = |g: usize| format!("stochastic_bits(s, idx + vec4({}u), c)", 4 * g);
     for r in roles.iter().filter(|r| !r.read_only) {
-        let n = r.name;
+        let (n, f) = (r.name, r.field);
+        let sr = stochastic.is_some() && n == "param";
         let call = match (vec4, r.dtype.is_16bit()) {
             (true, false) => (0..groups)
-                .map(|g| {
-                    let at = if g == 0 {
-                        "q".into()
-                    } else {
-                        format!("q + {g}u")
-                    };
-                    format!("store_{n}({at}, valid{g}, e{g}.{n});")
-                })
+                .map(|g| format!("store_{n}(q + {g}u, valid{g}, e{g}.{f});"))
                 .collect::<Vec<_>>()
                 .join(" "),
             (true, true) => {
-                format!("store_{n}(idx.x / 8u, valid0, valid1, {n}_w, e0.{n}, e1.{n});")
+                let extra = if sr {
+                    format!(", {}, {}", random(0), random(1))
+                } else {
+                    String::new()
+                };
+                format!("store_{n}(idx.x / 8u, valid0, valid1, {n}_w, e0.{f}, e1.{f}{extra});")
             }
-            (false, false) => format!("store_{n}(idx, valid0, e0.{n});"),
-            (false, true) => format!("store_{n}(idx, valid0, {n}_w, e0.{n});"),
+            (false, false) => format!("store_{n}(idx, valid0, e0.{f});"),
+            (false, true) => {
+                let extra = if sr {
+                    format!(", {}", random(0))
+                } else {
+                    String::new()
+                };
+                format!("store_{n}(idx, valid0, {n}_w, e0.{f}{extra});")
+            }
         };
         match r.slot {
             Some(slot) => {
@@ -346,7 +387,14 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
     // The stores, one function per buffer.
     for r in roles.iter().filter(|r| !r.read_only) {
         let n = r.name;
-        let bits = format!("{}_bits", short(r.dtype));
+        let sr = stochastic.is_some() && n == "param";
+        let bits = |v: &str, random: &str| {
+            if sr {
+                format!("bf16_bits_stochastic({v}, {random})")
+            } else {
+                format!("{}_bits({v})", short(r.dtype))
+            }
+        };
         let _ = match (vec4, r.dtype.is_16bit()) {
             (true, false) => writeln!(
                 s,
@@ -362,8 +410,8 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
             ),
             (true, true) => writeln!(
                 s,
-                "\nfn store_{n}(q: u32, valid0: vec4<bool>, valid1: vec4<bool>, old: vec4<u32>, v0: vec4<f32>, v1: vec4<f32>) {{
-    let packed = vec4(pack_halves({bits}(v0)), pack_halves({bits}(v1)));
+                "\nfn store_{n}(q: u32, valid0: vec4<bool>, valid1: vec4<bool>, old: vec4<u32>, v0: vec4<f32>, v1: vec4<f32>{}) {{
+    let packed = vec4(pack_halves({}), pack_halves({}));
     if !PARTIAL_VEC4S {{
         {n}[q] = packed;
         return;
@@ -376,7 +424,10 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
     for (var j = 0u; j < 4u; j++) {{
         if low[j] {{ {n}[q][j] = word[j]; }}
     }}
-}}"
+}}",
+                if sr { ", r0: vec4<u32>, r1: vec4<u32>" } else { "" },
+                bits("v0", "r0"),
+                bits("v1", "r1"),
             ),
             (false, false) => writeln!(
                 s,
@@ -389,18 +440,34 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
             ),
             (false, true) => writeln!(
                 s,
-                "\nfn store_{n}(idx: vec4<u32>, valid: vec4<bool>, old: vec2<u32>, v: vec4<f32>) {{
-    let packed = pack_halves({bits}(v));
+                "\nfn store_{n}(idx: vec4<u32>, valid: vec4<bool>, old: vec2<u32>, v: vec4<f32>{}) {{
+    let packed = pack_halves({});
     // As in the vec4 layout: a word whose high half is not the tensor's keeps that half.
     let word = select((old & vec2(0xffff0000u)) | (packed & vec2(0xffffu)), packed, valid.yw);
     if valid.x {{ {n}[idx.x / 2u] = word.x; }}
     if valid.z {{ {n}[idx.z / 2u] = word.y; }}
-}}"
+}}",
+                if sr { ", r: vec4<u32>" } else { "" },
+                bits("v", "r"),
             ),
         };
     }
     s
 }
+
+const STOCHASTIC_COMMENT: &str = "
+// Stochastic rounding of the bf16 parameters (Rounding::Stochastic): the seed, and the random
+// bits of each element, a hash of (seed, step, tensor, index within the tensor): the same
+// whatever the layout, and mirrored by the host (src/dtype.rs, stochastic_bits).
+";
+
+const STOCHASTIC_BITS: &str = "
+// The random bits of the elements `idx` of segment `s` at this step.
+fn stochastic_bits(s: Segment, idx: vec4<u32>, c: Control) -> vec4<u32> {
+    let key = mix32(mix32(mix32(SEED_LO ^ mix32(SEED_HI)) ^ c.step) ^ s.tensor);
+    return mix32_4(vec4(key) ^ (vec4(s.tensor_offset) + idx - vec4(s.start)));
+}
+";
 
 /// The prefix of a 16-bit type's functions in common/dtype.wgsl.
 fn short(dtype: Dtype) -> &'static str {

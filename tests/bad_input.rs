@@ -785,3 +785,158 @@ fn a_control_reader_refuses_another_devices_optimizer() {
     ));
     assert_eq!(reader.in_flight(), 0);
 }
+
+/// A 16-bit buffer of its own, zeroed, of `bytes` bytes.
+fn buffer_of(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+#[test]
+fn storage_types_that_do_not_fit_are_refused() {
+    let ctx = context();
+    let adam = || OptimizerConfig::Adam(AdamConfig::default());
+    let build = |params: Vec<Param>, precision: Precision| {
+        let group = ParamGroup {
+            config: adam(),
+            params,
+        };
+        Optimizer::with_precision(ctx, vec![group], precision)
+    };
+    let bf16 = |len: u64| BufferRange::typed(&buffer_of(ctx, 2 * len + 16), 0, len, Dtype::BF16);
+    let f32 = |len: u64| BufferRange::new(&buffer_of(ctx, 4 * len), 0, len);
+
+    // A 16-bit range whose last word runs past its buffer: 3 bf16 elements are bound as 8
+    // bytes, the buffer has 6.
+    let short = BufferRange::typed(&buffer_of(ctx, 6), 0, 3, Dtype::BF16);
+    assert!(matches!(
+        build(
+            vec![Param::new(short.clone(), bf16(3))],
+            Precision::default()
+        ),
+        Err(Error::OutOfBounds {
+            role: "param",
+            end: 8,
+            size: 6,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ctx.read_f32(&short),
+        Err(Error::OutOfBounds {
+            end: 8,
+            size: 6,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ctx.write_f32(&short, &[1.0; 3]),
+        Err(Error::OutOfBounds {
+            end: 8,
+            size: 6,
+            ..
+        })
+    ));
+
+    // Two types of parameters in one optimizer.
+    let mixed = vec![Param::new(bf16(8), bf16(8)), Param::new(f32(8), bf16(8))];
+    assert!(matches!(
+        build(mixed, Precision::default()),
+        Err(Error::MixedDtypes {
+            index: 1,
+            role: "param",
+            expected: Dtype::BF16,
+            found: Dtype::F32
+        })
+    ));
+    let mixed = vec![Param::new(bf16(8), bf16(8)), Param::new(bf16(8), f32(8))];
+    assert!(matches!(
+        build(mixed, Precision::default()),
+        Err(Error::MixedDtypes {
+            index: 1,
+            role: "grad",
+            ..
+        })
+    ));
+
+    // Master weights of f32 parameters; stochastic rounding of f16 or f32 parameters, or
+    // beside master weights.
+    let f32_params = || vec![Param::new(f32(8), f32(8))];
+    assert!(matches!(
+        build(f32_params(), Precision::default().with_master_weights()),
+        Err(Error::InvalidOptions(_))
+    ));
+    assert!(matches!(
+        build(
+            f32_params(),
+            Precision::default().with_stochastic_rounding(1)
+        ),
+        Err(Error::UnsupportedDtype {
+            what: "stochastic rounding",
+            dtype: Dtype::F32,
+            ..
+        })
+    ));
+    let f16 = BufferRange::typed(&buffer_of(ctx, 16), 0, 8, Dtype::F16);
+    let f16_grad = BufferRange::typed(&buffer_of(ctx, 16), 0, 8, Dtype::F16);
+    assert!(matches!(
+        build(
+            vec![Param::new(f16, f16_grad)],
+            Precision::default().with_stochastic_rounding(1)
+        ),
+        Err(Error::UnsupportedDtype {
+            dtype: Dtype::F16,
+            ..
+        })
+    ));
+    assert!(matches!(
+        build(
+            vec![Param::new(bf16(8), bf16(8))],
+            Precision::default()
+                .with_master_weights()
+                .with_stochastic_rounding(1)
+        ),
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+/// Gradient processing (the norm reduction, clip by value) reads f32 gradients: 16-bit ones
+/// are refused with a typed error, and the optimizer keeps stepping without it.
+#[test]
+fn gradient_processing_of_16_bit_gradients_is_refused() {
+    let ctx = context();
+    let arena = Arena::with_dtypes(ctx, &[10, 3], Dtype::BF16, Dtype::BF16).unwrap();
+    arena.write_param(0, &[1.0; 10]).unwrap();
+    arena.write_grad(0, &[1.0; 10]).unwrap();
+    let mut optimizer = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.5))
+        .build(ctx, &arena.params())
+        .unwrap();
+    let clip = GradConfig::default().with_max_norm(1.0);
+    assert!(matches!(
+        optimizer.set_grad_processing(Some(clip)),
+        Err(Error::UnsupportedDtype {
+            what: "gradient processing",
+            dtype: Dtype::BF16,
+            ..
+        })
+    ));
+    assert!(optimizer.grad_processing().is_none());
+    assert!(matches!(
+        ClipValue::new(ctx, &[arena.grad(0).unwrap()], 1.0),
+        Err(Error::UnsupportedDtype {
+            what: "ClipValue",
+            dtype: Dtype::BF16,
+            ..
+        })
+    ));
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    optimizer.step(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    assert_eq!(arena.read_param(0).unwrap(), vec![0.5; 10]);
+}

@@ -11,23 +11,42 @@ const LENS: [usize; 8] = [1, 3, 7, 9, 255, 256, 1000, 4099];
 const STEPS: usize = 3;
 
 /// The layouts users pick: everything 16-bit (f16 or bf16), 16-bit parameters and gradients
-/// with f32 states, bf16 parameters with f32 gradients, f32 parameters with bf16 states.
+/// with f32 states, bf16 parameters with f32 gradients, f32 parameters with bf16 states; 16-bit
+/// parameters with f32 master weights; bf16 parameters with stochastic rounding.
 fn storages() -> Vec<Storage> {
     use Dtype::*;
-    let storage = |param, grad, states| Storage {
-        param,
-        grad,
-        states,
+    let master = |param, states| Storage {
+        master: true,
+        ..Storage::new(param, param, states)
     };
     vec![
-        storage(BF16, BF16, BF16),
-        storage(F16, F16, F16),
-        storage(BF16, BF16, F32),
-        storage(F16, F16, F32),
-        storage(BF16, F32, F32),
-        storage(F32, F32, BF16),
-        storage(F32, F32, F16),
+        Storage::new(BF16, BF16, BF16),
+        Storage::new(F16, F16, F16),
+        Storage::new(BF16, BF16, F32),
+        Storage::new(F16, F16, F32),
+        Storage::new(BF16, F32, F32),
+        Storage::new(F32, F32, BF16),
+        Storage::new(F32, F32, F16),
+        master(BF16, F32),
+        master(F16, F32),
+        master(BF16, BF16),
+        Storage {
+            rounding: Rounding::Stochastic { seed: 7 },
+            ..Storage::new(BF16, BF16, F32)
+        },
     ]
+}
+
+/// The precision options that give `storage`.
+fn precision(storage: Storage) -> Precision {
+    let mut precision = Precision::default().with_states(storage.states);
+    if storage.master {
+        precision = precision.with_master_weights();
+    }
+    if let Rounding::Stochastic { seed } = storage.rounding {
+        precision = precision.with_stochastic_rounding(seed);
+    }
+    precision
 }
 
 /// How the tensors lie: one arena (16-byte accesses, eight elements per iteration where a type
@@ -91,12 +110,11 @@ impl MixedRun {
                 values.iter().map(|&x| storage.param.round(x)).collect()
             })
             .collect();
-        let precision = Precision::default().with_states(storage.states);
         let group = ParamGroup {
             config: config.clone(),
             params: params.clone(),
         };
-        let device = Optimizer::with_precision(ctx, vec![group], precision).unwrap();
+        let device = Optimizer::with_precision(ctx, vec![group], precision(storage)).unwrap();
         assert_eq!(device.storage(), storage);
         let reference = reference::Optimizer::with_storage(config, &LENS, storage).unwrap();
         MixedRun {
@@ -110,18 +128,37 @@ impl MixedRun {
     }
 
     fn step(&mut self, ctx: &Context) {
-        let grads: Vec<Vec<f32>> = self
-            .params
+        let grads = self.gradients();
+        self.step_with(ctx, &grads);
+    }
+
+    fn gradients(&mut self) -> Vec<Vec<f32>> {
+        self.params
             .iter()
             .map(|p| self.rng.gradient(p.len() as usize))
-            .collect();
-        for (param, grad) in self.params.iter().zip(&grads) {
+            .collect()
+    }
+
+    fn step_with(&mut self, ctx: &Context, grads: &[Vec<f32>]) {
+        for (param, grad) in self.params.iter().zip(grads) {
             ctx.write_f32(&param.grad, grad).unwrap();
         }
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         self.device.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
-        self.reference.step(&mut self.host, &grads).unwrap();
+        self.reference.step(&mut self.host, grads).unwrap();
+    }
+
+    /// Every parameter and state, as bits.
+    fn snapshot(&self, ctx: &Context) -> Vec<Vec<u32>> {
+        let mut all = Vec::new();
+        for (i, param) in self.params.iter().enumerate() {
+            all.push(bits(&ctx.read_f32(&param.param).unwrap()));
+            for name in self.device.state_names() {
+                all.push(bits(&self.device.read_state(i, name).unwrap()));
+            }
+        }
+        all
     }
 
     /// Every parameter and state against the reference: (elements, elements whose bits
@@ -301,5 +338,220 @@ fn conversions_match_the_host_bit_for_bit() {
                 x.to_bits()
             );
         }
+    }
+}
+
+/// One SGD step (lr 1, no momentum) from bf16 parameters at 0 with f32 gradients `-values`:
+/// the parameters become `values`, rounded by the store as `precision` says.
+fn store_once(ctx: &Context, values: &[f32], precision: Precision) -> Vec<f32> {
+    let arena = Arena::with_dtypes(ctx, &[values.len()], Dtype::BF16, Dtype::F32).unwrap();
+    let negated: Vec<f32> = values.iter().map(|v| -v).collect();
+    arena.write_grad(0, &negated).unwrap();
+    let group = ParamGroup {
+        config: OptimizerConfig::Sgd(SgdConfig::default().with_lr(1.0)),
+        params: arena.params(),
+    };
+    let optimizer = Optimizer::with_precision(ctx, vec![group], precision).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    optimizer.step(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    arena.read_param(0).unwrap()
+}
+
+/// Stochastic rounding as torchao tests it: the mean of 100,000 rounded copies of each of 32
+/// values is the value within 3e-5 (relative); the same seed gives the same bits, another
+/// seed other bits. The values lie in [1.5, 2) times powers of two, where one rounding's
+/// relative spread is at most 2^-7 / 1.5 / 2, so the mean's is 8e-6: the bound is 3.6 of it.
+#[test]
+fn stochastic_rounding_is_unbiased_and_reproducible() {
+    let ctx = context();
+    const COPIES: usize = 100_000;
+    let mut rng = Rng::new(11);
+    let values: Vec<f32> = (0..32)
+        .map(|k| {
+            let v = 1.5 + 0.5 * rng.vector(1)[0].abs();
+            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+            sign * v * 2f32.powi(k - 16)
+        })
+        .collect();
+    let copies: Vec<f32> = values
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, COPIES))
+        .collect();
+    let sr = |seed| {
+        store_once(
+            ctx,
+            &copies,
+            Precision::default().with_stochastic_rounding(seed),
+        )
+    };
+    let rounded = sr(1);
+    for (k, (&v, chunk)) in values.iter().zip(rounded.chunks(COPIES)).enumerate() {
+        assert!(
+            chunk.iter().all(|&x| x == Dtype::BF16.round(x)),
+            "value {k}: a stored value is not a bf16"
+        );
+        let mean = chunk.iter().map(|&x| f64::from(x)).sum::<f64>() / COPIES as f64;
+        let error = ((mean - f64::from(v)) / f64::from(v)).abs();
+        assert!(
+            error < 3e-5,
+            "value {k} ({v:e}): mean of the roundings {mean:e}, {error:e} off"
+        );
+        // Each copy rounds to one of the two neighbours of v.
+        let lo = f32::from_bits((v.abs().to_bits() >> 16) << 16).copysign(v);
+        assert!(chunk.iter().all(|&x| x == lo || x.abs() > lo.abs()));
+    }
+    // Rounded to nearest, every copy is the one nearest bf16.
+    let nearest = store_once(ctx, &copies, Precision::default());
+    for (&v, chunk) in values.iter().zip(nearest.chunks(COPIES)) {
+        assert!(chunk.iter().all(|&x| x == Dtype::BF16.round(v)));
+    }
+    assert_eq!(
+        bits(&sr(1)),
+        bits(&rounded),
+        "the same seed must give the same bits"
+    );
+    let other = sr(2);
+    let differing = other.iter().zip(&rounded).filter(|(a, b)| a != b).count();
+    assert!(
+        differing > copies.len() / 10,
+        "another seed changed only {differing} elements"
+    );
+}
+
+/// Why master weights and stochastic rounding exist: plain SGD with a constant gradient whose
+/// steps (1e-4) are below half a bf16 ulp at 1 (2^-9). In f32 the parameters go from 1 to 0.9
+/// in 1000 steps; stored in bf16 and rounded to nearest they never move; with stochastic
+/// rounding they get there on average, with master weights to within a bf16 ulp.
+#[test]
+fn master_weights_and_stochastic_rounding_track_f32_where_bf16_stalls() {
+    let ctx = context();
+    const LEN: usize = 4096;
+    const STEPS: usize = 1000;
+    let run = |precision: Precision| {
+        let arena = Arena::with_dtypes(ctx, &[LEN], Dtype::BF16, Dtype::F32).unwrap();
+        arena.write_param(0, &[1.0; LEN]).unwrap();
+        arena.write_grad(0, &[1.0; LEN]).unwrap();
+        let group = ParamGroup {
+            config: OptimizerConfig::Sgd(SgdConfig::default().with_lr(1e-4)),
+            params: arena.params(),
+        };
+        let optimizer = Optimizer::with_precision(ctx, vec![group], precision).unwrap();
+        for _ in 0..STEPS {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            optimizer.step(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+        }
+        // The loss is the parameters' mean (the gradient of each is 1).
+        let params = arena.read_param(0).unwrap();
+        params.iter().map(|&p| f64::from(p)).sum::<f64>() / LEN as f64
+    };
+    // f32: 1 - 1000 * 1e-4, in f32 steps.
+    let f32_loss = (0..STEPS).fold(1.0_f32, |p, _| p - 1e-4) as f64;
+    let nearest = run(Precision::default());
+    let stochastic = run(Precision::default().with_stochastic_rounding(3));
+    let master = run(Precision::default().with_master_weights());
+    eprintln!("loss after {STEPS} steps: f32 {f32_loss:.5}, bf16 nearest {nearest:.5}, stochastic {stochastic:.5}, master {master:.5}");
+    assert_eq!(nearest, 1.0, "bf16 rounded to nearest should stall at 1");
+    assert!(
+        (stochastic - f32_loss).abs() < 2e-3,
+        "stochastic rounding: {stochastic}"
+    );
+    assert!(
+        (master - f32_loss).abs() <= 2f64.powi(-8),
+        "master weights: {master}"
+    );
+}
+
+/// A checkpoint of a 16-bit optimizer keeps each state in its type (BF16, F16) and the master
+/// copy in F32, and resuming from it gives the same bits as never stopping (stochastic
+/// rounding included: its bits depend on the restored step). A checkpoint whose state types
+/// differ from the loading optimizer's is refused and changes nothing.
+#[test]
+fn checkpoints_keep_the_storage_types() {
+    let ctx = context();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(1e-2));
+    let storages = [
+        Storage::new(Dtype::BF16, Dtype::BF16, Dtype::BF16),
+        Storage::new(Dtype::F32, Dtype::F32, Dtype::F16),
+        Storage {
+            master: true,
+            ..Storage::new(Dtype::F16, Dtype::F16, Dtype::F32)
+        },
+        Storage {
+            rounding: Rounding::Stochastic { seed: 5 },
+            ..Storage::new(Dtype::BF16, Dtype::F32, Dtype::BF16)
+        },
+    ];
+    for storage in storages {
+        let mut original = MixedRun::new(ctx, &config, storage, Placement::Arena, 1);
+        let before: Vec<_> = (0..2).map(|_| original.gradients()).collect();
+        let after: Vec<_> = (0..2).map(|_| original.gradients()).collect();
+        for grads in &before {
+            original.step_with(ctx, grads);
+        }
+        let checkpoint = original.device.checkpoint().unwrap();
+        let file = safetensors::SafeTensors::deserialize(&checkpoint).unwrap();
+        let expected = |dtype| match dtype {
+            Dtype::F32 => safetensors::Dtype::F32,
+            Dtype::F16 => safetensors::Dtype::F16,
+            Dtype::BF16 => safetensors::Dtype::BF16,
+        };
+        let exp_avg = file.tensor("state.0.exp_avg").unwrap();
+        assert_eq!(exp_avg.dtype(), expected(storage.states), "{storage:?}");
+        assert_eq!(exp_avg.shape(), [LENS[0]]);
+        assert_eq!(
+            file.tensor("state.1.master_param").map(|t| t.dtype()).ok(),
+            storage.master.then_some(safetensors::Dtype::F32),
+            "{storage:?}"
+        );
+        let params: Vec<Vec<f32>> = original
+            .params
+            .iter()
+            .map(|p| ctx.read_f32(&p.param).unwrap())
+            .collect();
+        for grads in &after {
+            original.step_with(ctx, grads);
+        }
+
+        let mut resumed = MixedRun::new(ctx, &config, storage, Placement::Arena, 2);
+        for (param, values) in resumed.params.iter().zip(&params) {
+            ctx.write_f32(&param.param, values).unwrap();
+        }
+        resumed.device.load_checkpoint(&checkpoint).unwrap();
+        for grads in &after {
+            resumed.step_with(ctx, grads);
+        }
+        let (resumed_bits, original_bits) = (resumed.snapshot(ctx), original.snapshot(ctx));
+        for (n, (r, o)) in resumed_bits.iter().zip(&original_bits).enumerate() {
+            let first = r.iter().zip(o).position(|(a, b)| a != b);
+            assert!(
+                first.is_none(),
+                "{storage:?}: resuming differs from never stopping in buffer {n} at {first:?}"
+            );
+        }
+
+        // Another state type: refused, nothing changed.
+        let other_states = if storage.states == Dtype::F32 {
+            Dtype::BF16
+        } else {
+            Dtype::F32
+        };
+        let other = Storage {
+            states: other_states,
+            ..storage
+        };
+        let mut other = MixedRun::new(ctx, &config, other, Placement::Arena, 3);
+        other.step(ctx);
+        let untouched = other.snapshot(ctx);
+        match other.device.load_checkpoint(&checkpoint) {
+            Err(Error::CheckpointMismatch(what)) => assert!(what.contains("exp_avg"), "{what}"),
+            other => panic!("{storage:?}: loaded into {other_states} states: {other:?}"),
+        }
+        assert_eq!(
+            other.snapshot(ctx),
+            untouched,
+            "a refused load changed the optimizer"
+        );
     }
 }

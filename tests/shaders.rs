@@ -49,17 +49,27 @@ fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static
     ]
 }
 
-/// Every storage type in every role, and the mixes users pick.
+/// Every storage type in every role, with master weights and stochastic rounding where
+/// they apply.
 fn storages() -> Vec<Storage> {
     let mut all = Vec::new();
     for param in Dtype::ALL {
         for grad in Dtype::ALL {
             for states in Dtype::ALL {
-                all.push(Storage {
-                    param,
-                    grad,
-                    states,
-                });
+                let plain = Storage::new(param, grad, states);
+                all.push(plain);
+                if param.is_16bit() {
+                    all.push(Storage {
+                        master: true,
+                        ..plain
+                    });
+                }
+                if param == Dtype::BF16 {
+                    all.push(Storage {
+                        rounding: Rounding::Stochastic { seed: u64::MAX },
+                        ..plain
+                    });
+                }
             }
         }
     }

@@ -58,3 +58,34 @@ fn f16_bits(v: vec4<f32>) -> vec4<u32> {
 fn pack_halves(h: vec4<u32>) -> vec2<u32> {
     return vec2(h.x | (h.y << 16u), h.z | (h.w << 16u));
 }
+
+// bfloat16 bits of v rounded stochastically: up with probability (discarded low 16 bits) /
+// 2^16, by adding 16 random bits before truncating (torchao's bf16_stochastic_round); NaN
+// becomes 0x7fc0. Only the low 16 bits of `random` are used.
+fn bf16_bits_stochastic(v: vec4<f32>, random: vec4<u32>) -> vec4<u32> {
+    let b = bitcast<vec4<u32>>(v);
+    let rounded = (b + (random & vec4(0xffffu))) >> vec4(16u);
+    return select(rounded, vec4(0x7fc0u), (b & vec4(ABS_MASK)) > vec4(INF_BITS));
+}
+
+// lowbias32 (C. Wellons): a 32-bit integer hash with full avalanche; the counter-based random
+// bits of stochastic rounding.
+fn mix32(x: u32) -> u32 {
+    var h = x;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+fn mix32_4(x: vec4<u32>) -> vec4<u32> {
+    var h = x;
+    h ^= h >> vec4(16u);
+    h *= vec4(0x7feb352du);
+    h ^= h >> vec4(15u);
+    h *= vec4(0x846ca68bu);
+    h ^= h >> vec4(16u);
+    return h;
+}

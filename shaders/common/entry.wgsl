@@ -104,7 +104,7 @@ fn update(
         if !RUNS && idx.x >= s.end {
             break;
         }
-        step_unit(idx, s.end, h, c);
+        step_unit(idx, s, h, c);
     }
 }
 
@@ -124,5 +124,5 @@ fn update_tail(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
-    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s.end, h, c);
+    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, h, c);
 }

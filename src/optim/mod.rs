@@ -19,7 +19,7 @@ pub use adam::{AdamConfig, AdamHyper, AdamOptions};
 pub use adamw::AdamWConfig;
 pub use config::{OptimizerConfig, StateSpec};
 pub use lion::{LionConfig, LionHyper, LionOptions};
-pub use optimizer::{Optimizer, ParamGroup, Precision};
+pub use optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 

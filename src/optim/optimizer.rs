@@ -10,7 +10,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{check_disjoint, Plan, TableSlice, TAIL_WORKGROUP};
-use crate::shaders::{ElementLayout, Storage};
+use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
@@ -35,6 +35,8 @@ struct TensorState {
     group: usize,
     // One range per entry of `KernelSpec::states`, in the span's state buffers.
     states: Vec<BufferRange>,
+    // The f32 master copy of 16-bit parameters, with master weights.
+    master: Option<BufferRange>,
 }
 
 /// How an optimizer stores what it keeps. The parameters' and gradients' types are those of
@@ -47,12 +49,38 @@ pub struct Precision {
     /// parameters halves the states' bytes (PyTorch's fused AdamW with bf16 moments, Optax's
     /// `mu_dtype`); `Some(Dtype::F32)` with 16-bit parameters keeps them in full precision.
     pub states: Option<Dtype>,
+    /// Keep an f32 master copy of 16-bit parameters (Apex's O2, mixed-precision ZeRO): the
+    /// step updates the copy (state `master_param`) and writes the parameters from it,
+    /// rounded, in the same fused kernel. The copy starts as the parameters at the first step
+    /// taken (so parameters written after the build are the ones it copies). Needs 16-bit
+    /// parameters ([`Error::InvalidOptions`] otherwise).
+    pub master_weights: bool,
+    /// Round stores of bf16 parameters stochastically with this seed instead of to nearest
+    /// even (torchao's `bf16_stochastic_round`): updates far below half a bf16 ulp still move
+    /// the parameters on average. Reproducible: the random bits are a hash of (seed, step,
+    /// tensor, element index), the same for any layout, mirrored by
+    /// [`reference::Optimizer`](crate::reference::Optimizer). Needs bf16 parameters without
+    /// master weights (f16 keeps 3 more bits and has master weights for this; f32 needs
+    /// neither).
+    pub stochastic_rounding: Option<u64>,
 }
 
 impl Precision {
     /// States stored as `dtype`.
     pub fn with_states(mut self, dtype: Dtype) -> Self {
         self.states = Some(dtype);
+        self
+    }
+
+    /// With an f32 master copy of the 16-bit parameters.
+    pub fn with_master_weights(mut self) -> Self {
+        self.master_weights = true;
+        self
+    }
+
+    /// With stochastic rounding of bf16 parameters, seeded with `seed`.
+    pub fn with_stochastic_rounding(mut self, seed: u64) -> Self {
+        self.stochastic_rounding = Some(seed);
         self
     }
 }
@@ -95,6 +123,9 @@ pub struct Optimizer {
     norm_stats: Option<BufferRange>,
 }
 
+/// The name of the f32 master copy of 16-bit parameters, as a state.
+pub const MASTER_PARAM: &str = "master_param";
+
 /// The storage types of an optimizer over `params`: one per role, checked.
 fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
     let first = params.first();
@@ -115,10 +146,33 @@ fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
             }
         }
     }
+    if precision.master_weights && !param.is_16bit() {
+        return Err(Error::InvalidOptions(
+            "master weights keep an f32 copy of 16-bit parameters: these are f32",
+        ));
+    }
+    let rounding =
+        match precision.stochastic_rounding {
+            None => Rounding::NearestEven,
+            Some(_) if precision.master_weights => return Err(Error::InvalidOptions(
+                "stochastic rounding is for bf16 parameters without master weights (with them, \
+                 the f32 copy keeps every update)",
+            )),
+            Some(seed) if param == Dtype::BF16 => Rounding::Stochastic { seed },
+            Some(_) => {
+                return Err(Error::UnsupportedDtype {
+                    what: "stochastic rounding",
+                    dtype: param,
+                    supported: "bf16 parameters",
+                })
+            }
+        };
     Ok(Storage {
         param,
         grad,
         states: precision.states.unwrap_or(param),
+        master: precision.master_weights,
+        rounding,
     })
 }
 
@@ -190,7 +244,7 @@ impl Optimizer {
         }
         let storage = storage_of(&params, precision)?;
         check_disjoint(&params.iter().map(|p| &p.param).collect::<Vec<_>>())?;
-        let layouts = ctx.kernel_layouts(spec.kernel)?;
+        let layouts = ctx.kernel_layouts(spec.kernel, storage.master)?;
         let configs = groups.into_iter().map(|g| g.config).collect();
         capture_errors(device, || {
             Self::create(
@@ -246,42 +300,46 @@ impl Optimizer {
         let plan = Plan::new(device, &tensors, tensor_groups, &ctx.plan_limits(storage));
 
         // State buffers: one per state and span, laid out as the span's params and padded to
-        // whole units (8 elements). A tensor of length 0 gets empty ranges.
-        let state_buffer = |state: &StateSpec, len: u64| {
+        // whole units (8 elements), in the states' type; with master weights, one f32 buffer
+        // of the master copy per span too (zeros until the first step copies the parameters
+        // in). A tensor of length 0 gets empty ranges.
+        let state_buffer = |name: &str, init: f32, dtype: Dtype, len: u64| {
             // The initial value as a store would leave it (Adagrad's may not be representable).
-            let init = vec![state.init; len.next_multiple_of(8).max(8) as usize];
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(state.name),
-                contents: &storage.states.encode(&init),
+            let init = vec![init; len.next_multiple_of(8).max(8) as usize];
+            let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents: &dtype.encode(&init),
                 usage,
-            })
+            });
+            BufferRange::typed(&buffer, 0, len, dtype)
         };
-        let state_range =
-            |buffer: &wgpu::Buffer, len| BufferRange::typed(buffer, 0, len, storage.states);
-        // Tensors of length 0 belong to no span: they share empty ranges of one tiny buffer.
-        let empty: Vec<BufferRange> = spec
-            .states
-            .iter()
-            .map(|s| state_range(&state_buffer(s, 0), 0))
-            .collect();
-        let mut tensor_states: Vec<Vec<BufferRange>> = vec![empty; params.len()];
-        let span_states: Vec<Vec<BufferRange>> = plan
+        let span_buffers = |len: u64| {
+            let states: Vec<BufferRange> = spec
+                .states
+                .iter()
+                .map(|s| state_buffer(s.name, s.init, storage.states, len))
+                .collect();
+            let master = storage
+                .master
+                .then(|| state_buffer(MASTER_PARAM, 0.0, Dtype::F32, len));
+            (states, master)
+        };
+        // Tensors of length 0 belong to no span: they share empty ranges of tiny buffers.
+        let mut tensor_states = vec![span_buffers(0); params.len()];
+        let span_states: Vec<(Vec<BufferRange>, Option<BufferRange>)> = plan
             .spans
             .iter()
             .map(|span| {
-                let states: Vec<BufferRange> = spec
-                    .states
-                    .iter()
-                    .map(|s| state_range(&state_buffer(s, span.len()), span.len()))
-                    .collect();
+                let (states, master) = span_buffers(span.len());
                 for &i in &span.tensors {
                     let offset = span.offset_of(&params[i].param);
-                    tensor_states[i] = states
-                        .iter()
-                        .map(|s| s.slice(offset, params[i].len()))
-                        .collect();
+                    let slice = |s: &BufferRange| s.slice(offset, params[i].len());
+                    tensor_states[i] = (
+                        states.iter().map(slice).collect(),
+                        master.as_ref().map(slice),
+                    );
                 }
-                states
+                (states, master)
             })
             .collect();
 
@@ -298,10 +356,15 @@ impl Optimizer {
                     (2, param.binding()),
                     (3, grad.binding()),
                 ];
-                let states: Vec<BufferRange> = span_states[chunk.span]
+                let (span_states, master) = &span_states[chunk.span];
+                let states: Vec<BufferRange> = span_states
                     .iter()
                     .map(|s| s.slice(chunk.offset, len))
                     .collect();
+                let master = master.as_ref().map(|m| m.slice(chunk.offset, len));
+                if let Some(master) = &master {
+                    entries.push((MASTER_BINDING, master.binding()));
+                }
                 for slot in 0..spec.kernel.state_slots() {
                     let resource = match spec.states.iter().position(|s| s.slot == slot) {
                         Some(i) => states[i].binding(),
@@ -334,10 +397,11 @@ impl Optimizer {
             .iter()
             .zip(tensor_states)
             .zip(tensor_groups)
-            .map(|((param, states), &group)| TensorState {
+            .map(|((param, (states, master)), &group)| TensorState {
                 param: param.clone(),
                 group: group as usize,
                 states,
+                master,
             })
             .collect();
         let variant = Variant {
@@ -623,17 +687,28 @@ impl Optimizer {
     /// Bytes a step must move per element at the least: read and write the parameter and
     /// each state, read the gradient, and read the gradient once more with gradient
     /// processing on, each in its storage type (Adam: 28 in f32, 20 with bf16 states, 14 in
-    /// bf16; 32 in f32 with gradient processing). Benchmarks divide by this.
+    /// bf16, 28 with bf16 parameters and gradients, f32 states and master weights; 32 in f32
+    /// with gradient processing). Benchmarks divide by this.
     pub fn bytes_per_element(&self) -> u64 {
         let grad_reads = if self.grad.is_some() { 2 } else { 1 };
         let Storage {
             param,
             grad,
             states,
+            master,
+            ..
         } = self.storage;
-        2 * param.size()
+        // With master weights, the f32 copy is read and written and the parameters only
+        // written (the kernel reads them too, for the first step's copy).
+        let (param_bytes, master) = if master {
+            (param.size(), 2 * 4)
+        } else {
+            (2 * param.size(), 0)
+        };
+        param_bytes
             + grad_reads * grad.size()
             + 2 * states.size() * self.spec.states.len() as u64
+            + master
     }
 
     /// The storage types of the parameters, gradients and states.
@@ -731,14 +806,18 @@ impl Optimizer {
             .write_buffer(&self.control, offset, bytemuck::bytes_of(value));
     }
 
-    /// Where the state `name` (PyTorch's name) of tensor `index` lives: a range of a state
-    /// buffer the optimizer shares among the tensors of one span.
+    /// Where the state `name` (PyTorch's name, or `master_param` for the f32 master copy of
+    /// 16-bit parameters) of tensor `index` lives: a range of a state buffer the optimizer
+    /// shares among the tensors of one span.
     pub fn state_range(&self, index: usize, name: &str) -> Result<&BufferRange> {
         let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
             owner: "optimizer",
             index,
             count: self.tensors.len(),
         })?;
+        if let (MASTER_PARAM, Some(master)) = (name, &tensor.master) {
+            return Ok(master);
+        }
         let position = self
             .spec
             .states
@@ -747,9 +826,19 @@ impl Optimizer {
             .ok_or_else(|| Error::NoSuchState {
                 optimizer: self.config().name(),
                 name: name.to_string(),
-                available: self.spec.states.iter().map(|s| s.name).collect(),
+                available: self.state_names(),
             })?;
         Ok(&tensor.states[position])
+    }
+
+    /// The names of the states kept per tensor: [`Optimizer::state_specs`]'s, then
+    /// `master_param` with master weights.
+    pub fn state_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.spec.states.iter().map(|s| s.name).collect();
+        if self.storage.master {
+            names.push(MASTER_PARAM);
+        }
+        names
     }
 
     /// Reads the state `name` of tensor `index` back to the host, widened to f32 from its

@@ -25,10 +25,11 @@ pub use grad::*;
 pub use kernels::*;
 
 use crate::clip::GradConfig;
+use crate::dtype::{bf16_bits_stochastic, bf16_to_f32, stochastic_bits, Dtype};
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::optim::{OptimizerConfig, StateSpec};
-use crate::shaders::Storage;
+use crate::shaders::{Rounding, Storage};
 
 /// An optimizer on the host: the oracle the device kernels are checked against.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ pub struct Optimizer {
     lens: Vec<usize>,
     // What every load widens from and every store rounds to.
     storage: Storage,
+    // [tensor][element]: the f32 master copies, with master weights; empty otherwise.
+    masters: Vec<Vec<f32>>,
 }
 
 impl Optimizer {
@@ -55,7 +58,11 @@ impl Optimizer {
     /// An optimizer whose parameters, gradients and states are stored as `storage` says, as
     /// a device optimizer over ranges of those types: every value is held as the f32 its
     /// storage type widens to, each step's math is f32, and each store rounds to the type
-    /// (nearest, ties to even: [`Dtype::round`](crate::Dtype::round)), as the kernels do.
+    /// (nearest, ties to even: [`Dtype::round`](crate::Dtype::round)), as the kernels do. With
+    /// `storage.master`, the step updates an f32 master copy (state `master_param`, copied
+    /// from the parameters at the first step) and rounds the parameters from it; with
+    /// stochastic rounding, parameter stores round with
+    /// [`stochastic_bits`](crate::dtype::stochastic_bits), as the device does.
     pub fn with_storage(
         config: &OptimizerConfig,
         lens: &[usize],
@@ -80,6 +87,16 @@ impl Optimizer {
             slots,
             lens: lens.to_vec(),
             storage,
+            masters: lens
+                .iter()
+                .map(|&len| {
+                    if storage.master {
+                        vec![0.0; len]
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
         })
     }
 
@@ -121,13 +138,16 @@ impl Optimizer {
         self.control.found_inf = 0;
     }
 
-    /// Tensor `index`'s state `name`.
+    /// Tensor `index`'s state `name` (`master_param`: the master copy, with master weights).
     pub fn state(&self, index: usize, name: &str) -> Result<&[f32]> {
         let slots = self.slots.get(index).ok_or(Error::NoSuchTensor {
             owner: "reference optimizer",
             index,
             count: self.slots.len(),
         })?;
+        if name == crate::optim::MASTER_PARAM && self.storage.master {
+            return Ok(&self.masters[index]);
+        }
         let state =
             self.states
                 .iter()
@@ -151,13 +171,11 @@ impl Optimizer {
                 actual: values.len(),
             });
         }
-        let slot = self
-            .states
-            .iter()
-            .find(|s| s.name == name)
-            .expect("found by state()")
-            .slot;
-        self.slots[index][slot] = values.to_vec();
+        match self.states.iter().find(|s| s.name == name) {
+            Some(state) => self.slots[index][state.slot] = values.to_vec(),
+            // Found by `state()`: the master copy.
+            None => self.masters[index] = values.to_vec(),
+        }
         Ok(())
     }
 
@@ -215,7 +233,15 @@ impl Optimizer {
         let first_step = self.control.step == 1;
         let control = self.grad.is_some().then_some(self.control);
         let storage = self.storage;
-        for ((param, grad), slots) in params.iter_mut().zip(grads).zip(&mut self.slots) {
+        let tensors = params.iter_mut().zip(grads).zip(&mut self.slots);
+        for (tensor, (((param, grad), slots), master)) in tensors.zip(&mut self.masters).enumerate()
+        {
+            let stores = &mut Stores {
+                storage,
+                step: self.control.step,
+                tensor: tensor as u32,
+                master,
+            };
             // Without gradient processing or rounding the gradients are used as they are,
             // uncopied.
             let widened = |g: f32| storage.grad.round(g);
@@ -231,35 +257,35 @@ impl Optimizer {
             match &self.config {
                 OptimizerConfig::Sgd(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(storage, param, grad, slots, &mut |p, g, s| {
+                    each_element(stores, param, grad, slots, &mut |p, g, s| {
                         sgd_math(p, g, &mut s[0], first_step, &h, o)
                     });
                 }
                 OptimizerConfig::Adagrad(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adagrad(&mut h, step);
-                    each_element(storage, param, grad, slots, &mut |p, g, s| {
+                    each_element(stores, param, grad, slots, &mut |p, g, s| {
                         adagrad_math(p, g, &mut s[0], &h, o)
                     });
                 }
                 OptimizerConfig::RmsProp(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         rmsprop_math(p, g, s0, s1, s2, &h, o)
                     });
                 }
-                OptimizerConfig::Adam(c) => adam(c, step, storage, param, grad, slots),
-                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, storage, param, grad, slots),
+                OptimizerConfig::Adam(c) => adam(c, step, stores, param, grad, slots),
+                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, stores, param, grad, slots),
                 OptimizerConfig::AdaBelief(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
                     prepare_adam(&mut h, step);
-                    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         adabelief_math(p, g, s0, s1, s2, &h, o)
                     });
                 }
                 OptimizerConfig::Lion(c) => {
                     let (h, o) = (c.hyper(), c.options());
-                    each_element(storage, param, grad, slots, &mut |p, g, s| {
+                    each_element(stores, param, grad, slots, &mut |p, g, s| {
                         lion_math(p, g, &mut s[0], &h, o)
                     });
                 }
@@ -300,23 +326,58 @@ impl Optimizer {
 fn adam(
     c: &crate::AdamConfig,
     step: f32,
-    storage: Storage,
+    stores: &mut Stores,
     param: &mut [f32],
     grad: &[f32],
     slots: &mut [Vec<f32>; 3],
 ) {
     let (mut h, o) = (c.hyper(), c.options());
     prepare_adam(&mut h, step);
-    each_element(storage, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
+    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
         adam_math(p, g, s0, s1, s2, &h, o)
     });
 }
 
-/// Calls `f` on each element (the parameter as its type widens it) with its three state
-/// slots (zero for slots not kept), then stores the parameter and the slots that are kept,
-/// each rounded to its type.
-fn each_element(
+/// What the stores of one tensor's update do: round to the storage types, keep the master
+/// copy, round the parameters stochastically.
+struct Stores<'a> {
     storage: Storage,
+    step: u32,
+    tensor: u32,
+    // The tensor's master copy, with master weights.
+    master: &'a mut Vec<f32>,
+}
+
+impl Stores<'_> {
+    /// Parameter `i` as the update reads it: from the master copy after the first step.
+    fn load_param(&self, i: usize, param: f32) -> f32 {
+        let param = self.storage.param.round(param);
+        match self.master.get(i) {
+            Some(&master) if self.step > 1 => master,
+            _ => param,
+        }
+    }
+
+    /// Stores parameter `i`: into the master copy, and rounded into the parameter.
+    fn store_param(&mut self, i: usize, value: f32) -> f32 {
+        if let Some(master) = self.master.get_mut(i) {
+            *master = value;
+        }
+        match self.storage.rounding {
+            Rounding::Stochastic { seed } if self.storage.param == Dtype::BF16 => {
+                let random = stochastic_bits(seed, self.step, self.tensor, i as u32);
+                bf16_to_f32(bf16_bits_stochastic(value, random))
+            }
+            _ => self.storage.param.round(value),
+        }
+    }
+}
+
+/// Calls `f` on each element (the parameter as its type widens it, or its master copy) with
+/// its three state slots (zero for slots not kept), then stores the parameter and the slots
+/// that are kept, as `stores` says.
+fn each_element(
+    stores: &mut Stores,
     param: &mut [f32],
     grad: &[f32],
     slots: &mut [Vec<f32>; 3],
@@ -329,12 +390,12 @@ fn each_element(
                 *value = v;
             }
         }
-        *p = storage.param.round(*p);
-        f(p, g, &mut s);
-        *p = storage.param.round(*p);
+        let mut value = stores.load_param(i, *p);
+        f(&mut value, g, &mut s);
+        *p = stores.store_param(i, value);
         for (value, slot) in s.iter().zip(slots.iter_mut()) {
             if let Some(v) = slot.get_mut(i) {
-                *v = storage.states.round(*value);
+                *v = stores.storage.states.round(*value);
             }
         }
     }
