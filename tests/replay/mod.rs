@@ -32,7 +32,7 @@ fn number(value: &Value) -> f32 {
     }
 }
 
-fn vector(value: &Value) -> Vec<f32> {
+pub fn vector(value: &Value) -> Vec<f32> {
     value
         .as_array()
         .expect("an array")
@@ -41,7 +41,7 @@ fn vector(value: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn tensors(value: &Value) -> Vec<Vec<f32>> {
+pub fn tensors(value: &Value) -> Vec<Vec<f32>> {
     value
         .as_array()
         .expect("an array")
@@ -50,7 +50,7 @@ fn tensors(value: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn config(case: &Value) -> OptimizerConfig {
+pub fn config(case: &Value) -> OptimizerConfig {
     let mut config = match case["optimizer"].as_str().expect("an optimizer") {
         "SGD" => OptimizerConfig::Sgd(SgdConfig::default()),
         "Adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
