@@ -20,7 +20,9 @@
 // The order of every addition is fixed by the dispatch sizes, never by timing: no atomics, so
 // the same gradients give the same bits, run after run. The file that precedes this one
 // (common/reduce_workgroup.wgsl or common/reduce_subgroup.wgsl) provides `Invocation` and
-// `workgroup_reduce`. Needs common/control.wgsl and common/segment.wgsl.
+// `workgroup_reduce`; common/grad_f32.wgsl or common/grad_16bit.wgsl binds the gradients in
+// their storage type (`grad_vec4`, `grad_element`). Needs common/control.wgsl and
+// common/segment.wgsl.
 
 struct GradHyper {
     max_norm: f32,
@@ -57,14 +59,11 @@ struct NormStats {
 
 @group(0) @binding(0) var<storage, read_write> control: Control;
 @group(0) @binding(1) var<storage, read> grad_hyper: GradHyper;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(4) var<storage, read_write> stats: NormStats;
 // The control block again, read-only, for the partials: dispatches that only read it need no
 // barrier between them.
 @group(0) @binding(5) var<storage, read> control_in: Control;
-// The same gradient chunk as `grad`, read as vec4s: its first 4 * floor(n / 4) elements.
-@group(0) @binding(6) var<storage, read> grad4: array<vec4<f32>>;
 // The chunk's segments: every element of its tensors exactly once, each segment starting on a
 // vec4 (zeroed entries are empty).
 @group(0) @binding(7) var<storage, read> segments: array<Segment>;
@@ -123,11 +122,11 @@ fn accumulate(inv: Invocation) -> Partial {
         let body_end = s.end / 4u;
         var block = vec4(0.0);
         for (var i = s.start / 4u + inv.lane; i < body_end; i += REDUCE_SIZE) {
-            add(&block, &max_bits, unscaled(grad4[i], inv_grad_scale), vec4(true), clip_value);
+            add(&block, &max_bits, unscaled(grad_vec4(i), inv_grad_scale), vec4(true), clip_value);
         }
         let tail = 4u * body_end + inv.lane;
         if tail < s.end {
-            let u = unscaled(vec4(grad[tail], 0.0, 0.0, 0.0), inv_grad_scale);
+            let u = unscaled(vec4(grad_element(tail), 0.0, 0.0, 0.0), inv_grad_scale);
             add(&block, &max_bits, u, vec4(true, false, false, false), clip_value);
         }
         total += block;

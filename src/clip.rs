@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::context::{
     bind_group, bind_group_layout, compute_pipeline, create_module, Context, PipelineKey,
 };
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::plan::Plan;
@@ -367,10 +368,16 @@ pub(crate) struct GradPipelines {
 }
 
 impl GradPipelines {
-    fn get(ctx: &Context, stages: GradStages) -> Result<Arc<Self>> {
+    fn get(ctx: &Context, stages: GradStages, grad: Dtype) -> Result<Arc<Self>> {
         let subgroups = ctx.uses_subgroups();
-        ctx.cached(PipelineKey::Grad { subgroups, stages }, |device| {
-            let module = create_module(device, "clip", &shaders::grad_source(subgroups));
+        let key = PipelineKey::Grad {
+            subgroups,
+            grad,
+            stages,
+        };
+        ctx.cached(key, |device| {
+            let source = shaders::grad_source(subgroups, grad.is_16bit());
+            let module = create_module(device, "clip", &source);
             // 0: control, 1: grad_hyper, 2: grad, 3: partials, 4: stats, 5: control (read),
             // 6: grad as vec4s, 7: segments.
             let partials_layout = bind_group_layout(
@@ -386,10 +393,13 @@ impl GradPipelines {
                 &[(0, false), (1, true), (4, false)],
             );
             let flag = |on: bool| if on { 1.0 } else { 0.0 };
-            let constants = [
+            let mut constants = vec![
                 ("UNSCALE", flag(stages.unscale)),
                 ("CLIP_VALUE", flag(stages.clip_value)),
             ];
+            if grad.is_16bit() {
+                constants.push(("GRAD_BF16", flag(grad == Dtype::BF16)));
+            }
             GradPipelines {
                 partials: compute_pipeline(
                     device,
@@ -432,20 +442,13 @@ impl GradProcessing {
         stats: &BufferRange,
     ) -> Result<Self> {
         use wgpu::util::DeviceExt;
-        if let Some(dtype) = plan
+        // One type for every gradient of an optimizer (checked at its build).
+        let grad = plan
             .spans
-            .iter()
-            .map(|span| span.ranges[1].dtype())
-            .find(|d| d.is_16bit())
-        {
-            return Err(Error::UnsupportedDtype {
-                what: "gradient processing",
-                dtype,
-                supported: "f32 gradients (of parameters of any type)",
-            });
-        }
+            .first()
+            .map_or(Dtype::F32, |span| span.ranges[1].dtype());
         let hyper = config.hyper()?;
-        let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)))?;
+        let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)), grad)?;
         crate::context::capture_errors(ctx.device(), || {
             let device = ctx.device();
             // Every chunk's partials in one binding (see `Plan::partials`).

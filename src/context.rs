@@ -123,9 +123,13 @@ pub(crate) enum PipelineKey {
         variant: Variant,
         entry: Entry,
     },
-    /// The gradient-processing module with or without subgroup operations, its reduction
-    /// with these stages.
-    Grad { subgroups: bool, stages: GradStages },
+    /// The gradient-processing module with or without subgroup operations, for gradients of
+    /// one type, its reduction with these stages.
+    Grad {
+        subgroups: bool,
+        grad: crate::Dtype,
+        stages: GradStages,
+    },
     /// The standalone clip-by-value module.
     ClipValue { workgroup_size: u32 },
 }

@@ -29,6 +29,14 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/dtype.wgsl"),
     ),
     (
+        "common/grad_f32.wgsl",
+        include_str!("../shaders/common/grad_f32.wgsl"),
+    ),
+    (
+        "common/grad_16bit.wgsl",
+        include_str!("../shaders/common/grad_16bit.wgsl"),
+    ),
+    (
         "common/reduce_workgroup.wgsl",
         include_str!("../shaders/common/reduce_workgroup.wgsl"),
     ),
@@ -70,26 +78,34 @@ pub fn concatenate(files: &[&'static str]) -> String {
     source
 }
 
-/// The files of the gradient-processing module (`clip.wgsl`): its workgroup reduction uses
-/// subgroup operations when `subgroups` is true (the device then needs `Features::SUBGROUP`;
-/// naga 30 takes subgroup built-ins without WGSL's `enable subgroups;`, and refuses it).
-pub fn grad_files(subgroups: bool) -> Vec<&'static str> {
+/// The files of the gradient-processing module (`clip.wgsl`) for gradients stored 16-bit
+/// (`sixteen_bit`) or f32: its workgroup reduction uses subgroup operations when `subgroups`
+/// is true (the device then needs `Features::SUBGROUP`; naga 30 takes subgroup built-ins
+/// without WGSL's `enable subgroups;`, and refuses it).
+pub fn grad_files(subgroups: bool, sixteen_bit: bool) -> Vec<&'static str> {
     let reduce = if subgroups {
         "common/reduce_subgroup.wgsl"
     } else {
         "common/reduce_workgroup.wgsl"
     };
+    let grad = if sixteen_bit {
+        "common/grad_16bit.wgsl"
+    } else {
+        "common/grad_f32.wgsl"
+    };
     vec![
         "common/control.wgsl",
         "common/segment.wgsl",
+        "common/dtype.wgsl",
+        grad,
         reduce,
         "clip.wgsl",
     ]
 }
 
 /// The gradient-processing module's WGSL source; see [`grad_files`].
-pub fn grad_source(subgroups: bool) -> String {
-    concatenate(&grad_files(subgroups))
+pub fn grad_source(subgroups: bool, sixteen_bit: bool) -> String {
+    concatenate(&grad_files(subgroups, sixteen_bit))
 }
 
 /// The files of the standalone clip-by-value module.

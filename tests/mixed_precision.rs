@@ -64,6 +64,9 @@ struct MixedRun {
     device: Optimizer,
     reference: reference::Optimizer,
     rng: Rng,
+    // With gradient processing: the device's norm stats, which the reference then uses (as
+    // tests/common's Run does: the device's norm is a tree-shaped f32 sum).
+    stats: Option<BufferRange>,
     // Keeps the arena's buffers alive.
     _arena: Option<Arena>,
 }
@@ -123,8 +126,19 @@ impl MixedRun {
             device,
             reference,
             rng,
+            stats: None,
             _arena: arena,
         }
+    }
+
+    fn set_grad_processing(&mut self, ctx: &Context, config: GradConfig) {
+        let stats = BufferRange::whole(&ctx.upload_f32("norm stats", &[0.0; 2]));
+        self.device.set_norm_stats_buffer(stats.clone()).unwrap();
+        self.device
+            .set_grad_processing(Some(config.clone()))
+            .unwrap();
+        self.reference.set_grad_processing(Some(config)).unwrap();
+        self.stats = Some(stats);
     }
 
     fn step(&mut self, ctx: &Context) {
@@ -146,7 +160,30 @@ impl MixedRun {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         self.device.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
-        self.reference.step(&mut self.host, grads).unwrap();
+        match &self.stats {
+            Some(stats) => {
+                let device = ctx.read_f32(stats).unwrap();
+                let device = NormStats {
+                    value: device[0],
+                    nonfinite: device[1],
+                };
+                let hyper = self.device.grad_processing().unwrap().hyper().unwrap();
+                let stored: Vec<Vec<f32>> = grads
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .map(|&x| self.device.storage().grad.round(x))
+                            .collect()
+                    })
+                    .collect();
+                let exact = reference::norm_stats(&stored, &self.reference.control(), &hyper);
+                assert_stats_close(device, exact);
+                self.reference
+                    .step_with_stats(&mut self.host, grads, device)
+                    .unwrap();
+            }
+            None => self.reference.step(&mut self.host, grads).unwrap(),
+        }
     }
 
     /// Every parameter and state, as bits.
@@ -553,5 +590,50 @@ fn checkpoints_keep_the_storage_types() {
             untouched,
             "a refused load changed the optimizer"
         );
+    }
+}
+
+/// Gradient processing reads 16-bit gradients as they are stored: unscaled by a GradScaler,
+/// clipped by value and by global norm, against the reference; an f16 gradient that
+/// overflowed to inf (past 65504) is caught and the step skipped, as GradScaler does.
+#[test]
+fn gradient_processing_takes_16_bit_gradients() {
+    let ctx = context();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(1e-2));
+    let processing = GradConfig::default()
+        .with_max_norm(1.0)
+        .with_clip_value(0.8)
+        // A scale f16 gradients hold (GradScaler's default 65536 overflows them all: it backs
+        // off to such a scale within a few steps).
+        .with_grad_scaler(GradScalerConfig {
+            init_scale: 256.0,
+            ..GradScalerConfig::default()
+        });
+    for storage in [
+        Storage::new(Dtype::BF16, Dtype::BF16, Dtype::F32),
+        Storage::new(Dtype::F16, Dtype::F16, Dtype::F16),
+        Storage::new(Dtype::F32, Dtype::BF16, Dtype::F32),
+    ] {
+        for placement in [Placement::Arena, Placement::OwnBuffers] {
+            let mut run = MixedRun::new(ctx, &config, storage, placement, 9);
+            run.set_grad_processing(ctx, processing.clone());
+            for step in 1..=4 {
+                let scale = run.device.read_control().unwrap().grad_scale;
+                let mut grads = run.gradients();
+                for g in grads.iter_mut().flatten() {
+                    *g *= scale;
+                }
+                if step == 3 {
+                    // Past f16's range: inf once stored as f16 (bf16 holds it: the clip does).
+                    grads[4][7] = 7e4 * scale;
+                }
+                run.step_with(ctx, &grads);
+                let what = format!("{storage:?} {placement:?} step {step}");
+                run.compare(ctx, &what, storage);
+                let control = run.device.read_control().unwrap();
+                let overflowed = step == 3 && storage.grad == Dtype::F16;
+                assert_eq!(control.skipped(), overflowed, "{what}");
+            }
+        }
     }
 }

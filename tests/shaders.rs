@@ -25,28 +25,26 @@ const STANDALONE: [&str; 3] = [
 ];
 
 /// The modules besides the optimizer kernels: (name, source, files, entry points).
-fn other_modules() -> Vec<(&'static str, String, Vec<&'static str>, Vec<&'static str>)> {
+fn other_modules() -> Vec<(String, String, Vec<&'static str>, Vec<&'static str>)> {
     let grad_entries = vec!["grad_partials", "grad_local", "grad_finalize"];
-    vec![
-        (
-            "clip (workgroup tree)",
-            shaders::grad_source(false),
-            shaders::grad_files(false),
-            grad_entries.clone(),
-        ),
-        (
-            "clip (subgroups)",
-            shaders::grad_source(true),
-            shaders::grad_files(true),
-            grad_entries,
-        ),
-        (
-            "clip_value",
-            shaders::concatenate(&shaders::CLIP_VALUE_FILES),
-            shaders::CLIP_VALUE_FILES.to_vec(),
-            vec!["clip_value_in_place"],
-        ),
-    ]
+    let mut modules = Vec::new();
+    for subgroups in [false, true] {
+        for sixteen_bit in [false, true] {
+            modules.push((
+                format!("clip (subgroups: {subgroups}, 16-bit gradients: {sixteen_bit})"),
+                shaders::grad_source(subgroups, sixteen_bit),
+                shaders::grad_files(subgroups, sixteen_bit),
+                grad_entries.clone(),
+            ));
+        }
+    }
+    modules.push((
+        "clip_value".to_string(),
+        shaders::concatenate(&shaders::CLIP_VALUE_FILES),
+        shaders::CLIP_VALUE_FILES.to_vec(),
+        vec!["clip_value_in_place"],
+    ));
+    modules
 }
 
 /// Every storage type in every role, with master weights and stochastic rounding where
@@ -99,8 +97,8 @@ fn every_kernel_module_validates() {
 #[test]
 fn gradient_processing_modules_validate() {
     for (name, source, _, entries) in other_modules() {
-        let module = parse(&source, name);
-        validate(&module, &source, name);
+        let module = parse(&source, &name);
+        validate(&module, &source, &name);
         for entry in entries {
             assert!(
                 module.entry_points.iter().any(|e| e.name == entry),
@@ -194,7 +192,7 @@ fn rust_structs_match_their_wgsl_layout() {
         }
     }
     for subgroups in [false, true] {
-        let module = parse(&shaders::grad_source(subgroups), "clip");
+        let module = parse(&shaders::grad_source(subgroups, false), "clip");
         assert_layout::<Control>(&module, "clip");
         assert_layout::<GradHyper>(&module, "clip");
         assert_layout::<Partial>(&module, "clip");

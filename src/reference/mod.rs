@@ -201,7 +201,13 @@ impl Optimizer {
         self.check(params, grads)?;
         if let Some(config) = &self.grad {
             let hyper = config.hyper()?;
-            let stats = norm_stats(grads, &self.control, &hyper);
+            // The norm of the gradients as stored.
+            let dtype = self.storage.grad;
+            let stored: Vec<Vec<f32>> = grads
+                .iter()
+                .map(|g| g.iter().map(|&x| dtype.round(x)).collect())
+                .collect();
+            let stats = norm_stats(&stored, &self.control, &hyper);
             self.step_with_stats(params, grads, stats)
         } else {
             self.update(params, grads);
