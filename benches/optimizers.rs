@@ -6,8 +6,8 @@
 //!
 //! GPU work is timed with timestamp queries where the adapter has them, wall time around
 //! submit + wait otherwise (the first line printed says which). Run `cargo bench --bench
-//! optimizers`, or one group: `-- step_16M`, `-- fusion`, `-- clip`, `-- arena`, `-- many_small`,
-//! `-- record_step`. `WGPU_OPTIM_BENCH_SIZES` lists the sizes of the `step_*` groups (default
+//! optimizers`, or one group: `-- step_16M`, `-- precision`, `-- fusion`, `-- clip`, `-- arena`,
+//! `-- many_small`, `-- record_step`. `WGPU_OPTIM_BENCH_SIZES` lists the sizes of the `step_*` groups (default
 //! `1M,16M,64M`; a size whose buffers exceed the device's `max_buffer_size` is skipped, and
 //! said so).
 
@@ -15,7 +15,7 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::time::Duration;
-use support::{configs, values, CopyKernel, Timer};
+use support::{configs, precisions, typed_tensor, values, CopyKernel, Timer};
 use wgpu_optim::*;
 
 fn context() -> (Context, Timer) {
@@ -307,9 +307,32 @@ fn bench_fusion(c: &mut Criterion) {
     group.finish();
 }
 
+/// AdamW over one 16M-element tensor in each mixed-precision layout (`support::precisions`).
+/// Throughput: the bytes each layout must move (`Optimizer::bytes_per_element`: 28 in f32, 20
+/// with bf16 states, 14 in bf16). The targets on lavapipe: all-bf16 at least 1.5x f32, f32
+/// parameters with bf16 states at least 1.2x.
+fn bench_precision(c: &mut Criterion) {
+    let (ctx, timer) = context();
+    let n = 1 << 24;
+    let values = values(n);
+    let mut group = slow_group(c, format!("precision_{}", size_name(n)));
+    for (name, param, grad, precision) in precisions() {
+        let group_config = ParamGroup {
+            config: OptimizerConfig::AdamW(AdamWConfig::default()),
+            params: vec![typed_tensor(&ctx, &values, param, grad)],
+        };
+        let optimizer =
+            Optimizer::with_precision(&ctx, vec![group_config], precision).expect("build");
+        group.throughput(Throughput::Bytes(optimizer.bytes_per_element() * n as u64));
+        group.bench_function(name, |b| time_steps(b, &timer, &optimizer));
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_steps,
+    bench_precision,
     bench_clip,
     bench_arena,
     bench_many_small,

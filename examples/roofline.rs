@@ -12,16 +12,19 @@
 //! wait otherwise; the header says which), the median of several runs after a warm-up; the
 //! `% kernel` column compares with a vec4 copy kernel (`benches/copy.wgsl`), the streaming
 //! ceiling of a compute shader here. Each optimizer's params are then checked against the CPU
-//! reference run for the same steps.
+//! reference run for the same steps. The `adamw [...]` rows at the end store parameters,
+//! gradients and states in 16-bit types (mixed precision; the math is f32), their B/elem the
+//! bytes each layout moves.
 
 #[path = "../benches/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use support::{configs, values, CopyKernel, Timer};
+use support::{configs, precisions, typed_tensor, values, CopyKernel, Timer};
 use wgpu_optim::{
-    reference, AdamWConfig, Context, GradConfig, Optimizer, OptimizerConfig, Param, Tuning,
+    reference, AdamWConfig, Context, Dtype, GradConfig, Optimizer, OptimizerConfig, Param,
+    ParamGroup, Tuning,
 };
 
 const RUNS: usize = 9;
@@ -57,7 +60,7 @@ fn main() -> wgpu_optim::Result<()> {
     let timer = Timer::new(&ctx);
     let tuning = ctx.tuning();
     println!(
-        "{n} elements, f32, one tensor; median of {RUNS} runs after a warm-up; timing: {}",
+        "{n} elements, f32 unless a row names other types, one tensor; median of {RUNS} runs after a warm-up; timing: {}",
         timer.clock()
     );
     println!(
@@ -157,6 +160,44 @@ fn main() -> wgpu_optim::Result<()> {
             .fold(0.0_f32, |m, (d, r)| m.max((d - r).abs()))
             / scale;
         let check = if worst <= 1e-6 {
+            format!("ok ({worst:.1e})")
+        } else {
+            format!("MISMATCH ({worst:.1e})")
+        };
+        row(name, optimizer.bytes_per_element(), time, &check);
+    }
+
+    // AdamW with 16-bit storage: one tensor of n elements in buffers of each type.
+    for (name, param, grad, precision) in precisions().into_iter().skip(1) {
+        if !name.contains(filter.as_str()) {
+            continue;
+        }
+        let params = vec![typed_tensor(&ctx, &values, param, grad)];
+        let config = OptimizerConfig::AdamW(AdamWConfig::default());
+        let group = ParamGroup {
+            config: config.clone(),
+            params: params.clone(),
+        };
+        let optimizer = Optimizer::with_precision(&ctx, vec![group], precision)?;
+        let time = timer.median(RUNS, |e| optimizer.step(e));
+
+        let storage = optimizer.storage();
+        let mut reference = reference::Optimizer::with_storage(&config, &[n], storage)?;
+        let (mut host, grads) = (vec![values.clone()], [values.clone()]);
+        for _ in 0..=RUNS {
+            reference.step(&mut host, &grads)?;
+        }
+        let device = ctx.read_f32(&params[0].param)?;
+        // Within two units in the last place of the parameters' type.
+        let ulp = match storage.param {
+            Dtype::F32 => 2f32.powi(-23),
+            Dtype::F16 => 2f32.powi(-10),
+            Dtype::BF16 => 2f32.powi(-7),
+        };
+        let worst = device.iter().zip(&host[0]).fold(0.0_f32, |m, (d, r)| {
+            m.max((d - r).abs() / r.abs().max(1e-3))
+        });
+        let check = if worst <= 2.0 * ulp {
             format!("ok ({worst:.1e})")
         } else {
             format!("MISMATCH ({worst:.1e})")

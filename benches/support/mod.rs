@@ -38,6 +38,51 @@ pub fn configs() -> Vec<(&'static str, OptimizerConfig)> {
     ]
 }
 
+/// AdamW's mixed-precision layouts, by the name the tables give them: (name, parameter type,
+/// gradient type, precision options). The math is f32 in every one.
+pub fn precisions() -> Vec<(&'static str, Dtype, Dtype, Precision)> {
+    use Dtype::*;
+    let states = |dtype| Precision::default().with_states(dtype);
+    vec![
+        ("adamw [f32]", F32, F32, states(F32)),
+        ("adamw [f32, bf16 states]", F32, F32, states(BF16)),
+        ("adamw [bf16]", BF16, BF16, states(BF16)),
+        ("adamw [f16]", F16, F16, states(F16)),
+        ("adamw [bf16, f32 states]", BF16, BF16, states(F32)),
+        (
+            "adamw [bf16, f32 master+states]",
+            BF16,
+            BF16,
+            states(F32).with_master_weights(),
+        ),
+        (
+            "adamw [bf16, stochastic rounding]",
+            BF16,
+            BF16,
+            states(BF16).with_stochastic_rounding(1),
+        ),
+    ]
+}
+
+/// A tensor of `values` stored as `param`, its gradient (the same values) as `grad`, each in a
+/// buffer of its own padded to 16 bytes.
+pub fn typed_tensor(ctx: &Context, values: &[f32], param: Dtype, grad: Dtype) -> Param {
+    let typed = |label: &str, dtype: Dtype| {
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (values.len() as u64 * dtype.size()).next_multiple_of(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let range = BufferRange::typed(&buffer, 0, values.len() as u64, dtype);
+        ctx.write_f32(&range, values).expect("upload");
+        range
+    };
+    Param::new(typed("param", param), typed("grad", grad))
+}
+
 /// Values in [-0.5, 0.5): never zeros.
 pub fn values(n: usize) -> Vec<f32> {
     (0..n)
