@@ -1,5 +1,5 @@
-//! Mirrors of the gradient processing in `shaders/clip.wgsl` and of the gradient load in
-//! `shaders/common/elements.wgsl`, on the host.
+//! Mirrors of the gradient processing in `shaders/clip.wgsl` and of the gradient load of the
+//! update kernels (`process_grad` in `shaders/common/entry.wgsl`), on the host.
 
 use crate::clip::{GradHyper, NormStats, CLIP_NONE, CLIP_PYTORCH};
 use crate::layout::Control;
@@ -16,7 +16,7 @@ pub fn clip_by_value(u: f32, clip_value: f32) -> f32 {
     u.clamp(-clip_value, clip_value)
 }
 
-/// `load_grad` of `shaders/common/elements.wgsl`: the gradient as a step sees it.
+/// `process_grad` of `shaders/common/entry.wgsl`: the gradient as a step sees it.
 pub fn load_grad(g: f32, c: &Control) -> f32 {
     clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef
 }

@@ -62,7 +62,7 @@ impl Optimizer {
     /// `storage.master`, the step updates an f32 master copy (state `master_param`, copied
     /// from the parameters at the first step) and rounds the parameters from it; with
     /// stochastic rounding, parameter stores round with
-    /// [`stochastic_bits`](crate::dtype::stochastic_bits), as the device does.
+    /// [`crate::dtype::stochastic_bits`], as the device does.
     pub fn with_storage(
         config: &OptimizerConfig,
         lens: &[usize],
