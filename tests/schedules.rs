@@ -12,6 +12,11 @@ const BASE_LR: f64 = 0.1;
 /// What each fixture line records: the schedule and whether the line is its momentum.
 fn table() -> Vec<(&'static str, LrSchedule, bool)> {
     let one_cycle = OneCycle::new(0.5, 200);
+    // Issue 12, finding 10's schedule at the fixture's length.
+    let one_cycle_linear = OneCycle {
+        anneal: Anneal::Linear,
+        ..OneCycle::new(0.1, 200)
+    };
     let one_cycle_linear_three = OneCycle {
         pct_start: 0.25,
         anneal: Anneal::Linear,
@@ -112,6 +117,11 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
         ),
         ("one_cycle", LrSchedule::OneCycle(one_cycle.clone()), false),
         ("one_cycle.momentum", LrSchedule::OneCycle(one_cycle), true),
+        (
+            "one_cycle_linear",
+            LrSchedule::OneCycle(one_cycle_linear),
+            false,
+        ),
         (
             "one_cycle_linear_three",
             LrSchedule::OneCycle(one_cycle_linear_three.clone()),
@@ -381,11 +391,18 @@ fn invalid_schedules_give_nan_never_a_panic() {
     }
 }
 
-/// Issue 12, finding 10: past its cycle a OneCycle schedule keeps the cycle's final values
-/// (PyTorch raises there, and at `total_steps` overshoots to -1.42e-4 with linear annealing),
-/// so a loop that runs on is not stopped by `set_lr` refusing a negative rate.
+/// Issue 12, finding 10: up to `total_steps - 1` OneCycle gives PyTorch's recorded values (the
+/// fixture's `one_cycle_linear`, the finding's linear schedule over 200 steps, matches them to
+/// 1e-12 in `every_schedule_matches_pytorch_and_optax`); past its cycle, where PyTorch raises
+/// (recorded in the fixture's header: "Tried to step 201 times. The specified number of total
+/// steps is 200"), it keeps the cycle's final values, so a loop that runs on is not stopped by
+/// `set_lr` refusing a negative rate (the overshoot was -1.42e-4 at `total_steps`).
 #[test]
 fn one_cycle_holds_its_final_value_past_the_cycle() {
+    // What PyTorch does there, as recorded.
+    assert!(include_str!("golden/schedules.txt").contains(
+        "one_cycle_linear stepped past total_steps: ValueError: Tried to step 201 times"
+    ));
     for anneal in [Anneal::Linear, Anneal::Cos] {
         let cycle = OneCycle {
             anneal,

@@ -52,6 +52,24 @@ def one_cycle_cos(o):
     return s.OneCycleLR(o, max_lr=0.5, total_steps=STEPS)
 
 
+def one_cycle_linear(o):
+    return s.OneCycleLR(o, max_lr=0.1, total_steps=STEPS, anneal_strategy="linear")
+
+
+def past_the_cycle():
+    """What PyTorch does when a loop steps OneCycleLR past total_steps: it raises."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=BASE_LR, momentum=0.9)
+    scheduler = one_cycle_linear(optimizer)
+    try:
+        for _ in range(STEPS + 1):
+            optimizer.step()
+            scheduler.step()
+    except ValueError as error:
+        return f"ValueError: {error}"
+    return "no error"
+
+
 def one_cycle_linear_three(o):
     return s.OneCycleLR(
         o, max_lr=0.5, total_steps=STEPS, pct_start=0.25, anneal_strategy="linear", three_phase=True
@@ -78,6 +96,7 @@ SERIES = {
     "sequential": torch_series(sequential),
     "one_cycle": torch_series(one_cycle_cos),
     "one_cycle.momentum": torch_series(one_cycle_cos, momentum=True),
+    "one_cycle_linear": torch_series(one_cycle_linear),
     "one_cycle_linear_three": torch_series(one_cycle_linear_three),
     "one_cycle_linear_three.momentum": torch_series(one_cycle_linear_three, momentum=True),
     "optax_warmup_cosine": optax_series(
@@ -92,5 +111,6 @@ SERIES = {
 
 print(f"# torch {torch.__version__}, optax {optax.__version__}, jax {jax.__version__}")
 print("# python3 tools/golden/schedules.py > tests/golden/schedules.txt")
+print(f"# one_cycle_linear stepped past total_steps: {past_the_cycle()}")
 for name, values in SERIES.items():
     print(name, " ".join(repr(float(v)) for v in values))
