@@ -211,3 +211,213 @@ proptest! {
         }
     }
 }
+
+/// The storage layouts of tests/mixed_precision.rs, by index.
+fn storage(index: usize) -> (Storage, Precision) {
+    use Dtype::*;
+    let plain = |param, grad, states| {
+        let storage = Storage::new(param, grad, states);
+        (storage, Precision::default().with_states(states))
+    };
+    let all = [
+        plain(BF16, BF16, BF16),
+        plain(F16, F16, F16),
+        plain(BF16, BF16, F32),
+        plain(F16, F32, F16),
+        plain(BF16, F32, F32),
+        plain(F32, F32, BF16),
+        plain(F32, BF16, F16),
+        (
+            Storage {
+                master: true,
+                ..Storage::new(BF16, BF16, F32)
+            },
+            Precision::default().with_states(F32).with_master_weights(),
+        ),
+        (
+            Storage {
+                rounding: Rounding::Stochastic { seed: 99 },
+                ..Storage::new(BF16, F32, BF16)
+            },
+            Precision::default()
+                .with_states(BF16)
+                .with_stochastic_rounding(99),
+        ),
+    ];
+    all[index % all.len()]
+}
+
+/// Units in the last place of a 16-bit type between two of its values (0 when equal or both
+/// NaN); for f32 values, whether they are within the f32 tests' tolerance (0 or infinity).
+fn distance(a: f32, b: f32, dtype: Dtype) -> f32 {
+    if a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) {
+        return 0.0;
+    }
+    let (significand_bits, min_step) = match dtype {
+        Dtype::F32 => {
+            return if matches_reference(&[a], &[b]) {
+                0.0
+            } else {
+                f32::INFINITY
+            }
+        }
+        Dtype::F16 => (11, 2f32.powi(-24)),
+        Dtype::BF16 => (8, f32::from_bits(1 << 16)),
+    };
+    let larger = a.abs().max(b.abs());
+    let ulp = 2f32
+        .powi(larger.log2().floor() as i32 + 1 - significand_bits)
+        .max(min_step);
+    (a - b).abs() / ulp
+}
+
+/// Tensors of any lengths (odd ones end inside a 32-bit word of a 16-bit buffer) at aligned
+/// offsets with NaN gaps, in buffers of any storage types, with or without room for the
+/// 16-byte layout, in up to three groups (one with stochastic rounding, whose bits name each
+/// tensor by its place in the optimizer): two steps within one ulp of the reference, the gaps
+/// and the other halves of shared words untouched.
+fn storage_layout_matches_the_reference(
+    config: &OptimizerConfig,
+    (storage, precision): (Storage, Precision),
+    tensors: &[Tensor],
+    room: bool,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let ctx = context();
+    let one_group = matches!(storage.rounding, Rounding::Stochastic { .. });
+    let group_of = |t: &Tensor| if one_group { 0 } else { t.group };
+    let smallest = storage.param.size().min(storage.grad.size()) as usize;
+    let align = ctx.device().limits().min_storage_buffer_offset_alignment as usize / smallest;
+    let mut offsets = Vec::new();
+    let mut end = 0;
+    for t in tensors {
+        let at = (end + t.gap * align).next_multiple_of(align);
+        offsets.push(at);
+        end = at + t.len;
+    }
+    let mut rng = Rng::new(seed);
+    let buffer = |dtype: Dtype, values: &[f32]| {
+        let mut bytes = dtype.encode(values);
+        let padded = if room { bytes.len() + 32 } else { bytes.len() };
+        bytes.resize(padded.next_multiple_of(4).max(4), 0);
+        let buffer = ctx.upload_f32("t", bytemuck::cast_slice::<u8, f32>(&bytes));
+        (buffer, bytes.len() as u64)
+    };
+    let whole = vec![f32::NAN; end];
+    let mut host: Vec<Vec<f32>> = tensors
+        .iter()
+        .map(|t| {
+            rng.vector(t.len)
+                .iter()
+                .map(|&x| storage.param.round(x))
+                .collect()
+        })
+        .collect();
+    let mut initial = whole.clone();
+    for ((t, &at), values) in tensors.iter().zip(&offsets).zip(&host) {
+        initial[at..at + t.len].copy_from_slice(values);
+    }
+    let (param, _) = buffer(storage.param, &initial);
+    let (grad, _) = buffer(storage.grad, &whole);
+    let range = |buffer: &wgpu::Buffer, dtype: Dtype, at: usize, len: usize| {
+        BufferRange::typed(buffer, (at as u64) * dtype.size(), len as u64, dtype)
+    };
+    let params: Vec<Param> = tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| {
+            Param::new(
+                range(&param, storage.param, at, t.len),
+                range(&grad, storage.grad, at, t.len),
+            )
+        })
+        .collect();
+    let groups: Vec<usize> = (0..3)
+        .filter(|g| tensors.iter().any(|t| group_of(t) == *g))
+        .collect();
+    let members = |g: usize| -> Vec<usize> {
+        (0..tensors.len())
+            .filter(|&i| group_of(&tensors[i]) == g)
+            .collect()
+    };
+    let optimizer = Optimizer::with_precision(
+        ctx,
+        groups
+            .iter()
+            .map(|&g| ParamGroup {
+                config: group_config(config, g),
+                params: members(g).iter().map(|&i| params[i].clone()).collect(),
+            })
+            .collect(),
+        precision,
+    )
+    .unwrap();
+    prop_assert_eq!(optimizer.storage(), storage);
+    let mut references: Vec<reference::Optimizer> = groups
+        .iter()
+        .map(|&g| {
+            let lens: Vec<usize> = members(g).iter().map(|&i| tensors[i].len).collect();
+            reference::Optimizer::with_storage(&group_config(config, g), &lens, storage).unwrap()
+        })
+        .collect();
+    for _ in 0..2 {
+        let grads: Vec<Vec<f32>> = tensors.iter().map(|t| rng.gradient(t.len)).collect();
+        for (p, g) in params.iter().zip(&grads) {
+            ctx.write_f32(&p.grad, g).unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        for (&g, reference) in groups.iter().zip(&mut references) {
+            let ids = members(g);
+            let mut mine: Vec<Vec<f32>> = ids.iter().map(|&i| host[i].clone()).collect();
+            let theirs: Vec<Vec<f32>> = ids.iter().map(|&i| grads[i].clone()).collect();
+            reference.step(&mut mine, &theirs).unwrap();
+            for (&i, values) in ids.iter().zip(mine) {
+                host[i] = values;
+            }
+        }
+    }
+    let after = ctx.read_f32(&range(&param, storage.param, 0, end)).unwrap();
+    for ((t, &at), expected) in tensors.iter().zip(&offsets).zip(&host) {
+        for (k, (&d, &r)) in after[at..at + t.len].iter().zip(expected).enumerate() {
+            let ulps = distance(d, r, storage.param);
+            prop_assert!(
+                ulps <= 1.0,
+                "{config:?} {storage:?}: element {k} of a tensor of {}: {d:e} vs {r:e}",
+                t.len
+            );
+        }
+    }
+    let ranges: Vec<(usize, usize)> = tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| (at, t.len))
+        .collect();
+    prop_assert_eq!(
+        bits_outside(&after, &ranges),
+        bits_outside(&initial, &ranges)
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_storage_layout_matches_the_reference(
+        config in 0..all_configs().len(),
+        storage_index in 0_usize..9,
+        tensors in prop::collection::vec(tensor(), 1..6),
+        room in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        storage_layout_matches_the_reference(
+            &all_configs()[config],
+            storage(storage_index),
+            &tensors,
+            room,
+            seed,
+        )?;
+    }
+}
