@@ -1,0 +1,599 @@
+//! The mission's training job: a credit-default model (150 customer attributes, hidden layers
+//! 512, 256, 128 and 64, one output: the default probability; about 2% positives) trained end
+//! to end on the device with focal loss, AdamW with warm-up + cosine annealing and global-norm
+//! clipping against SGD with momentum, on the same data, initialisation and step budget.
+//!
+//! ```text
+//! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
+//!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
+//!     [--out target/credit_risk] [--evals-per-epoch 4]
+//! ```
+//!
+//! Data: `data.rs` generates the records (deterministic from `--seed`), split 80/10/10 into
+//! training, validation and test sets, standardized with the training set's moments. The
+//! network: `mlp.rs` (forward and backward passes as WGSL kernels, the ten tensors in one
+//! `Arena`). Each training step is one command encoder (gather the batch, forward, loss,
+//! backward, optimizer step) submitted without waiting; the loss and the gradient norm are read
+//! back every `--log-every` steps without stalling the queue. At each evaluation (four per
+//! epoch) the validation logits are read back: loss, ROC AUC, and accuracy, precision and
+//! recall at the F1-optimal threshold. At the end: a table per optimizer (steps and seconds to
+//! reach the target validation loss, final metrics, the time split between forward, backward
+//! and optimizer) and the curves as CSV in `--out`.
+
+mod data;
+mod metrics;
+mod mlp;
+
+use std::time::Instant;
+
+use data::{Dataset, Generator, Rng};
+use metrics::Evaluation;
+use mlp::{DeviceData, Kernels, Loss, Net, Pass};
+use wgpu_optim::{
+    AdamWConfig, BufferRange, Context, ControlReader, GradConfig, LrSchedule, Optimizer,
+    OptimizerConfig, ParamGroup, Result, SgdConfig, WarmupCosineDecay,
+};
+
+const WIDTHS: [usize; 6] = [data::FEATURES, 512, 256, 128, 64, 1];
+
+struct Args {
+    records: usize,
+    batch_size: usize,
+    epochs: usize,
+    optims: Vec<String>,
+    loss: Loss,
+    target_loss: Option<f64>,
+    seed: u64,
+    out: std::path::PathBuf,
+    evals_per_epoch: usize,
+    log_every: usize,
+}
+
+fn usage(message: &str) -> ! {
+    eprintln!(
+        "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
+         [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
+         [--evals-per-epoch K] [--log-every N]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        records: 100_000,
+        batch_size: 1024,
+        epochs: 3,
+        optims: vec!["adamw".into(), "sgd".into()],
+        loss: Loss {
+            gamma: 2.0,
+            alpha: Some(0.75),
+        },
+        target_loss: None,
+        seed: 7,
+        out: "target/credit_risk".into(),
+        evals_per_epoch: 4,
+        log_every: 50,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv
+            .get(i + 1)
+            .unwrap_or_else(|| usage(&format!("{} needs a value", argv[i])));
+        let number = |v: &str| -> usize {
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("bad number {v}")))
+        };
+        match argv[i].as_str() {
+            "--records" => args.records = number(value),
+            "--batch-size" => args.batch_size = number(value),
+            "--epochs" => args.epochs = number(value),
+            "--evals-per-epoch" => args.evals_per_epoch = number(value).max(1),
+            "--log-every" => args.log_every = number(value).max(1),
+            "--seed" => args.seed = number(value) as u64,
+            "--out" => args.out = value.into(),
+            "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
+            "--target-loss" => {
+                args.target_loss =
+                    Some(value.parse().unwrap_or_else(|_| usage("bad --target-loss")))
+            }
+            "--loss" => {
+                args.loss = match value.as_str() {
+                    "focal" => args.loss,
+                    "bce" => Loss {
+                        gamma: 0.0,
+                        alpha: None,
+                    },
+                    other => usage(&format!("unknown loss {other}")),
+                }
+            }
+            other => usage(&format!("unknown argument {other}")),
+        }
+        i += 2;
+    }
+    if args.records < 100 || args.batch_size == 0 || args.batch_size > args.records * 8 / 10 {
+        usage("need at least 100 records and 1 <= batch size <= the training set");
+    }
+    args
+}
+
+/// One optimizer's configuration: its parameter groups (weight decay on weights, not biases)
+/// and peak learning rate. Both follow the same warm-up + cosine schedule.
+fn optimizer(ctx: &Context, name: &str, net: &Net) -> Result<(Optimizer, f64, Option<GradConfig>)> {
+    let params = net.arena.params();
+    let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
+    let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
+    let (decayed, plain, lr, clip) = match name {
+        "adamw" => {
+            let config = AdamWConfig::default().with_lr(3e-3);
+            (
+                OptimizerConfig::AdamW(config.clone().with_weight_decay(1e-2)),
+                OptimizerConfig::AdamW(config.with_weight_decay(0.0)),
+                3e-3,
+                Some(GradConfig::default().with_max_norm(1.0)),
+            )
+        }
+        "sgd" => {
+            let config = SgdConfig::default().with_lr(0.05).with_momentum(0.9);
+            (
+                OptimizerConfig::Sgd(config.clone()),
+                OptimizerConfig::Sgd(config),
+                0.05,
+                // No clipping: gradient processing only measures the norm, for the log.
+                Some(GradConfig::default()),
+            )
+        }
+        other => usage(&format!("unknown optimizer {other} (adamw, sgd)")),
+    };
+    let mut optimizer = Optimizer::with_groups(
+        ctx,
+        vec![
+            ParamGroup {
+                config: decayed,
+                params: weights,
+            },
+            ParamGroup {
+                config: plain,
+                params: biases,
+            },
+        ],
+    )?;
+    optimizer.set_grad_processing(clip.clone())?;
+    Ok((optimizer, lr, clip))
+}
+
+/// Reads the batch loss back every few steps without waiting for the device: a ring of
+/// staging buffers, each mapped once its copy has run.
+struct LossReader {
+    slots: Vec<LossSlot>,
+}
+
+/// A staging buffer, whether its copy has been mapped (`None`: free; `Some(false)`: in
+/// flight), and the step it holds.
+type LossSlot = (
+    wgpu::Buffer,
+    std::sync::Arc<std::sync::Mutex<Option<bool>>>,
+    usize,
+);
+
+impl LossReader {
+    fn new(ctx: &Context, depth: usize) -> LossReader {
+        let slots = (0..depth)
+            .map(|_| {
+                let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("loss readback"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                (buffer, Default::default(), 0)
+            })
+            .collect();
+        LossReader { slots }
+    }
+
+    /// Copies `loss` (step `step`'s) into a free slot, mapped once `encoder` has run; false
+    /// when every slot is in flight.
+    fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &wgpu::Buffer,
+        step: usize,
+    ) -> bool {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|(_, state, _)| state.lock().unwrap().is_none())
+        else {
+            return false;
+        };
+        encoder.copy_buffer_to_buffer(loss, 0, &slot.0, 0, 16);
+        *slot.1.lock().unwrap() = Some(false);
+        let state = slot.1.clone();
+        slot.2 = step;
+        encoder.map_buffer_on_submit(&slot.0, wgpu::MapMode::Read, .., move |result| {
+            *state.lock().unwrap() = Some(result.is_ok());
+        });
+        true
+    }
+
+    /// The losses that have arrived: (step, loss).
+    fn try_read(&mut self, ctx: &Context) -> Vec<(usize, f32)> {
+        let _ = ctx.device().poll(wgpu::PollType::Poll);
+        let mut out = Vec::new();
+        for (buffer, state, step) in &mut self.slots {
+            let mut state = state.lock().unwrap();
+            if *state == Some(true) {
+                let bytes = buffer
+                    .slice(..)
+                    .get_mapped_range()
+                    .expect("mapped")
+                    .to_vec();
+                out.push((
+                    *step,
+                    f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                ));
+                buffer.unmap();
+                *state = None;
+            }
+        }
+        out.sort_by_key(|&(step, _)| step);
+        out
+    }
+}
+
+/// One point of the curves.
+struct Point {
+    step: usize,
+    epoch: f64,
+    seconds: f64,
+    lr: f64,
+    train_loss: Option<f32>,
+    grad_norm: Option<f32>,
+    val: Option<Evaluation>,
+}
+
+struct RunResult {
+    name: String,
+    curve: Vec<Point>,
+    test: Evaluation,
+    /// Seconds per step of forward, backward (with the loss) and optimizer.
+    split: (f64, f64, f64),
+    seconds: f64,
+}
+
+/// Evaluates the network on `data` (all of its records): reads the logits back (blocking).
+fn evaluate(
+    ctx: &Context,
+    kernels: &Kernels,
+    pass: &Pass,
+    data: &DeviceData,
+    labels: &[f32],
+    all_logits: &wgpu::Buffer,
+    loss: Loss,
+) -> Result<Evaluation> {
+    let chunks = data.n.div_ceil(pass.rows);
+    for chunk in 0..chunks {
+        pass.set_batch(ctx, chunk * pass.rows);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        {
+            let mut compute = encoder.begin_compute_pass(&Default::default());
+            pass.record_forward(kernels, &mut compute);
+        }
+        let bytes = (pass.rows * 4) as u64;
+        encoder.copy_buffer_to_buffer(&pass.logits, 0, all_logits, chunk as u64 * bytes, bytes);
+        ctx.queue().submit([encoder.finish()]);
+    }
+    let logits = ctx.read_f32(&BufferRange::new(all_logits, 0, data.n as u64))?;
+    Ok(metrics::evaluate(
+        &logits,
+        labels,
+        f64::from(loss.gamma),
+        loss.alpha.map(f64::from),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    ctx: &Context,
+    kernels: &Kernels,
+    args: &Args,
+    name: &str,
+    (train, val, test): (&DeviceData, &DeviceData, &DeviceData),
+    (val_labels, test_labels): (&[f32], &[f32]),
+    prior: f64,
+) -> Result<RunResult> {
+    let net = Net::new(ctx, &WIDTHS, prior, args.seed)?;
+    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net)?;
+    let pass = Pass::new(ctx, kernels, &net, train, args.batch_size, Some(args.loss))?;
+    let eval_rows = 4096.min(val.n).min(test.n);
+    let val_pass = Pass::new(ctx, kernels, &net, val, eval_rows, None)?;
+    let test_pass = Pass::new(ctx, kernels, &net, test, eval_rows, None)?;
+    let logits_buffer = ctx.upload_f32(
+        "logits",
+        &vec![0.0; val.n.max(test.n).next_multiple_of(eval_rows)],
+    );
+    let steps_per_epoch = train.n / args.batch_size;
+    let total = steps_per_epoch * args.epochs;
+    let schedule = LrSchedule::WarmupCosineDecay(WarmupCosineDecay {
+        init_value: 0.0,
+        peak_value: peak_lr,
+        warmup_steps: (total / 20).max(1) as u64,
+        decay_steps: total as u64,
+        end_value: 0.0,
+        exponent: 1.0,
+    });
+    let mut control = ControlReader::new(ctx, 4);
+    let mut losses = LossReader::new(ctx, 4);
+    let mut rng = Rng::new(args.seed ^ 0x5EED);
+    let mut curve: Vec<Point> = Vec::new();
+    let eval_every = (steps_per_epoch / args.evals_per_epoch).max(1);
+    let start = Instant::now();
+    let (mut last_loss, mut last_norm) = (None, None);
+    for epoch in 0..args.epochs {
+        train.set_order(ctx, &rng.permutation(train.n));
+        for s in 0..steps_per_epoch {
+            let step = epoch * steps_per_epoch + s;
+            let lr = schedule.lr(peak_lr, step as u64);
+            optimizer.set_lr(lr)?;
+            let log = step.is_multiple_of(args.log_every);
+            // A full ring skips a log point: the readers never wait for the device.
+            let mut recorded = Ok(false);
+            pass.train_step(ctx, kernels, &optimizer, s * args.batch_size, |encoder| {
+                if log {
+                    losses.record(encoder, &pass.loss_value, step + 1);
+                    recorded = control.record(encoder, &optimizer);
+                }
+            });
+            recorded?;
+            for (_, loss) in losses.try_read(ctx) {
+                last_loss = Some(loss);
+            }
+            for c in control.try_read()? {
+                last_norm = Some(c.grad_norm);
+            }
+            if (step + 1).is_multiple_of(eval_every) || step + 1 == total {
+                let evaluation = evaluate(
+                    ctx,
+                    kernels,
+                    &val_pass,
+                    val,
+                    val_labels,
+                    &logits_buffer,
+                    args.loss,
+                )?;
+                let point = Point {
+                    step: step + 1,
+                    epoch: (step + 1) as f64 / steps_per_epoch as f64,
+                    seconds: start.elapsed().as_secs_f64(),
+                    lr,
+                    train_loss: last_loss,
+                    grad_norm: last_norm,
+                    val: Some(evaluation),
+                };
+                println!(
+                    "[{name:>5}] epoch {:5.2}  step {:6}  lr {:.2e}  train loss {}  grad norm {}  val loss {:.5}  val AUC {:.4}  {:6.1} s",
+                    point.epoch,
+                    point.step,
+                    lr,
+                    last_loss.map_or("-".into(), |l| format!("{l:.5}")),
+                    last_norm.map_or("-".into(), |n| format!("{n:.3}")),
+                    evaluation.loss,
+                    evaluation.auc,
+                    point.seconds
+                );
+                curve.push(point);
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let test_eval = evaluate(
+        ctx,
+        kernels,
+        &test_pass,
+        test,
+        test_labels,
+        &logits_buffer,
+        args.loss,
+    )?;
+    let split = time_split(ctx, kernels, &pass, &optimizer)?;
+    Ok(RunResult {
+        name: name.to_string(),
+        curve,
+        test: test_eval,
+        split,
+        seconds,
+    })
+}
+
+/// Seconds per step of the forward pass (with the gather), the loss and backward pass, and
+/// the optimizer step: 20 of each, waited for, after the run (wall time on this adapter).
+fn time_split(
+    ctx: &Context,
+    kernels: &Kernels,
+    pass: &Pass,
+    optimizer: &Optimizer,
+) -> Result<(f64, f64, f64)> {
+    let time = |f: &dyn Fn(&mut wgpu::CommandEncoder)| -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..20 {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            f(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+            ctx.device().poll(wgpu::PollType::wait_indefinitely())?;
+        }
+        Ok(start.elapsed().as_secs_f64() / 20.0)
+    };
+    pass.set_batch(ctx, 0);
+    let forward = time(&|e| {
+        let mut c = e.begin_compute_pass(&Default::default());
+        pass.record_forward(kernels, &mut c);
+    })?;
+    let both = time(&|e| {
+        let mut c = e.begin_compute_pass(&Default::default());
+        pass.record_forward(kernels, &mut c);
+        pass.record_backward(kernels, &mut c);
+    })?;
+    let step = time(&|e| optimizer.step(e))?;
+    Ok((forward, (both - forward).max(0.0), step))
+}
+
+fn main() -> Result<()> {
+    let args = parse_args();
+    let ctx = Context::new_blocking()?;
+    if let Some(info) = ctx.adapter_info() {
+        println!(
+            "adapter: {} ({:?}, {})",
+            info.name, info.backend, info.driver_info
+        );
+    }
+
+    // ---- data -----------------------------------------------------------------------------
+    let t0 = Instant::now();
+    let all = Generator::new(args.seed).generate(args.records);
+    let n_train = args.records * 8 / 10;
+    let n_val = args.records / 10;
+    let mut train_set = all.slice(0..n_train);
+    let mut val_set = all.slice(n_train..n_train + n_val);
+    let mut test_set = all.slice(n_train + n_val..all.len());
+    let moments = train_set.moments();
+    for set in [&mut train_set, &mut val_set, &mut test_set] {
+        set.standardize(&moments);
+    }
+    let rate = |d: &Dataset| d.positives() as f64 / d.len() as f64;
+    println!(
+        "data: {} synthetic customers, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
+        all.len(),
+        data::FEATURES,
+        100.0 * rate(&all),
+        train_set.len(),
+        val_set.len(),
+        test_set.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let eval_rows = 4096.min(val_set.len()).min(test_set.len());
+    let upload =
+        |d: &Dataset, pad: usize| DeviceData::upload(&ctx, &d.records, &d.labels, d.features, pad);
+    let train_data = upload(&train_set, 1);
+    let val_data = upload(&val_set, eval_rows);
+    let test_data = upload(&test_set, eval_rows);
+    let kernels = Kernels::new(&ctx);
+    println!(
+        "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
+        WIDTHS[0],
+        WIDTHS[1..WIDTHS.len() - 1]
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" -> "),
+        if args.loss.gamma > 0.0 {
+            "focal (gamma 2, alpha 0.75)"
+        } else {
+            "cross-entropy"
+        },
+        args.batch_size,
+        args.epochs,
+        train_set.len() / args.batch_size
+    );
+
+    // ---- training -------------------------------------------------------------------------
+    let mut results = Vec::new();
+    for name in &args.optims {
+        results.push(train(
+            &ctx,
+            &kernels,
+            &args,
+            name,
+            (&train_data, &val_data, &test_data),
+            (&val_set.labels, &test_set.labels),
+            rate(&train_set),
+        )?);
+    }
+
+    // ---- report ---------------------------------------------------------------------------
+    // The target: the validation loss every optimizer reaches (the worst of their bests),
+    // unless given.
+    let best = |r: &RunResult| {
+        r.curve
+            .iter()
+            .filter_map(|p| p.val.map(|v| v.loss))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let target = args
+        .target_loss
+        .unwrap_or_else(|| results.iter().map(best).fold(f64::NEG_INFINITY, f64::max));
+    println!("\ntarget validation loss: {target:.5}");
+    println!(
+        "| optimizer | steps to target | seconds to target | final val loss | val AUC | test AUC | threshold | test accuracy | test precision | test recall | forward / backward / optimizer per step |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut reached = Vec::new();
+    for r in &results {
+        let hit = r
+            .curve
+            .iter()
+            .find(|p| p.val.is_some_and(|v| v.loss <= target));
+        reached.push(hit.map(|p| p.step));
+        let last = r.curve.last().and_then(|p| p.val).unwrap_or_default();
+        let (f, b, o) = r.split;
+        let total = f + b + o;
+        println!(
+            "| {} | {} | {} | {:.5} | {:.4} | {:.4} | {:.3} | {:.4} | {:.3} | {:.3} | {:.1} / {:.1} / {:.1} ms ({:.0}% / {:.0}% / {:.0}%) |",
+            r.name,
+            hit.map_or("not reached".into(), |p| p.step.to_string()),
+            hit.map_or("-".into(), |p| format!("{:.1}", p.seconds)),
+            last.loss,
+            last.auc,
+            r.test.auc,
+            r.test.threshold,
+            r.test.accuracy,
+            r.test.precision,
+            r.test.recall,
+            1e3 * f,
+            1e3 * b,
+            1e3 * o,
+            100.0 * f / total,
+            100.0 * b / total,
+            100.0 * o / total,
+        );
+    }
+    if let [Some(a), Some(s)] = reached[..] {
+        println!(
+            "\n{} reached the target in {a} steps, {} in {s}: {:.0}% {} steps.",
+            results[0].name,
+            results[1].name,
+            100.0 * (1.0 - a as f64 / s as f64).abs(),
+            if a <= s { "fewer" } else { "more" }
+        );
+    }
+    for r in &results {
+        println!("{}: {:.1} s of training", r.name, r.seconds);
+    }
+
+    // ---- curves ---------------------------------------------------------------------------
+    std::fs::create_dir_all(&args.out).map_err(|e| wgpu_optim::Error::Checkpoint(e.to_string()))?;
+    let mut csv =
+        String::from("optimizer,step,epoch,seconds,lr,train_loss,grad_norm,val_loss,val_auc\n");
+    for r in &results {
+        for p in &r.curve {
+            let opt = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
+            let val = p.val.unwrap_or_default();
+            csv += &format!(
+                "{},{},{:.4},{:.2},{:e},{},{},{},{}\n",
+                r.name,
+                p.step,
+                p.epoch,
+                p.seconds,
+                p.lr,
+                opt(p.train_loss),
+                opt(p.grad_norm),
+                val.loss,
+                val.auc
+            );
+        }
+    }
+    let path = args.out.join("curves.csv");
+    std::fs::write(&path, csv).map_err(|e| wgpu_optim::Error::Checkpoint(e.to_string()))?;
+    println!("curves: {}", path.display());
+    Ok(())
+}
