@@ -23,6 +23,7 @@
 mod data;
 mod metrics;
 mod mlp;
+mod plots;
 
 use std::time::Instant;
 
@@ -248,7 +249,9 @@ struct Point {
     epoch: f64,
     seconds: f64,
     lr: f64,
+    #[allow(dead_code)] // In the log and the progress line.
     train_loss: Option<f32>,
+    #[allow(dead_code)]
     grad_norm: Option<f32>,
     val: Option<Evaluation>,
 }
@@ -256,7 +259,10 @@ struct Point {
 struct RunResult {
     name: String,
     curve: Vec<Point>,
+    /// Every log point: (step, learning rate, batch loss, gradient norm), as they arrived.
+    log: Vec<(usize, f64, Option<f32>, Option<f32>)>,
     test: Evaluation,
+    test_roc: Vec<(f64, f64)>,
     /// Seconds per step of forward, backward (with the loss) and optimizer.
     split: (f64, f64, f64),
     seconds: f64,
@@ -271,7 +277,7 @@ fn evaluate(
     labels: &[f32],
     all_logits: &wgpu::Buffer,
     loss: Loss,
-) -> Result<Evaluation> {
+) -> Result<(Evaluation, Vec<f32>)> {
     let chunks = data.n.div_ceil(pass.rows);
     for chunk in 0..chunks {
         pass.set_batch(ctx, chunk * pass.rows);
@@ -285,12 +291,13 @@ fn evaluate(
         ctx.queue().submit([encoder.finish()]);
     }
     let logits = ctx.read_f32(&BufferRange::new(all_logits, 0, data.n as u64))?;
-    Ok(metrics::evaluate(
+    let evaluation = metrics::evaluate(
         &logits,
         labels,
         f64::from(loss.gamma),
         loss.alpha.map(f64::from),
-    ))
+    );
+    Ok((evaluation, logits))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -327,33 +334,62 @@ fn train(
     let mut losses = LossReader::new(ctx, 4);
     let mut rng = Rng::new(args.seed ^ 0x5EED);
     let mut curve: Vec<Point> = Vec::new();
+    let mut log = Vec::new();
     let eval_every = (steps_per_epoch / args.evals_per_epoch).max(1);
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>5} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, ETA {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    progress.set_prefix(name.to_string());
     let start = Instant::now();
     let (mut last_loss, mut last_norm) = (None, None);
+    let mut lrs = std::collections::HashMap::new();
     for epoch in 0..args.epochs {
         train.set_order(ctx, &rng.permutation(train.n));
         for s in 0..steps_per_epoch {
             let step = epoch * steps_per_epoch + s;
             let lr = schedule.lr(peak_lr, step as u64);
             optimizer.set_lr(lr)?;
-            let log = step.is_multiple_of(args.log_every);
+            let logging = step.is_multiple_of(args.log_every);
             // A full ring skips a log point: the readers never wait for the device.
             let mut recorded = Ok(false);
             pass.train_step(ctx, kernels, &optimizer, s * args.batch_size, |encoder| {
-                if log {
+                if logging {
                     losses.record(encoder, &pass.loss_value, step + 1);
                     recorded = control.record(encoder, &optimizer);
+                    lrs.insert(step + 1, lr);
                 }
             });
             recorded?;
-            for (_, loss) in losses.try_read(ctx) {
+            let arrived_losses = losses.try_read(ctx);
+            let arrived_norms = control.try_read()?;
+            for &(at, loss) in &arrived_losses {
                 last_loss = Some(loss);
+                log.push((at, lrs[&at], Some(loss), None));
             }
-            for c in control.try_read()? {
+            for c in &arrived_norms {
                 last_norm = Some(c.grad_norm);
+                let at = c.step as usize;
+                match log.iter_mut().rev().find(|entry| entry.0 == at) {
+                    Some(entry) => entry.3 = Some(c.grad_norm),
+                    None => log.push((at, lrs[&at], None, Some(c.grad_norm))),
+                }
+            }
+            progress.set_position((step + 1) as u64);
+            if !arrived_losses.is_empty() || !arrived_norms.is_empty() {
+                progress.set_message(format!(
+                    "epoch {:.2}  loss {}  lr {lr:.2e}  grad norm {}",
+                    (step + 1) as f64 / steps_per_epoch as f64,
+                    last_loss.map_or("-".into(), |l| format!("{l:.5}")),
+                    last_norm.map_or("-".into(), |n| format!("{n:.3}")),
+                ));
             }
             if (step + 1).is_multiple_of(eval_every) || step + 1 == total {
-                let evaluation = evaluate(
+                let (evaluation, _) = evaluate(
                     ctx,
                     kernels,
                     &val_pass,
@@ -371,7 +407,7 @@ fn train(
                     grad_norm: last_norm,
                     val: Some(evaluation),
                 };
-                println!(
+                progress.println(format!(
                     "[{name:>5}] epoch {:5.2}  step {:6}  lr {:.2e}  train loss {}  grad norm {}  val loss {:.5}  val AUC {:.4}  {:6.1} s",
                     point.epoch,
                     point.step,
@@ -381,13 +417,14 @@ fn train(
                     evaluation.loss,
                     evaluation.auc,
                     point.seconds
-                );
+                ));
                 curve.push(point);
             }
         }
     }
+    progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let test_eval = evaluate(
+    let (test_eval, test_logits) = evaluate(
         ctx,
         kernels,
         &test_pass,
@@ -396,11 +433,17 @@ fn train(
         &logits_buffer,
         args.loss,
     )?;
+    let mut order: Vec<usize> = (0..test_logits.len()).collect();
+    order.sort_by(|&a, &b| test_logits[b].total_cmp(&test_logits[a]));
+    let test_roc = metrics::roc(&test_logits, test_labels, &order);
     let split = time_split(ctx, kernels, &pass, &optimizer)?;
+    log.sort_by_key(|entry| entry.0);
     Ok(RunResult {
         name: name.to_string(),
         curve,
+        log,
         test: test_eval,
+        test_roc,
         split,
         seconds,
     })
@@ -570,30 +613,61 @@ fn main() -> Result<()> {
         println!("{}: {:.1} s of training", r.name, r.seconds);
     }
 
-    // ---- curves ---------------------------------------------------------------------------
-    std::fs::create_dir_all(&args.out).map_err(|e| wgpu_optim::Error::Checkpoint(e.to_string()))?;
-    let mut csv =
-        String::from("optimizer,step,epoch,seconds,lr,train_loss,grad_norm,val_loss,val_auc\n");
+    // ---- curves and plots ----------------------------------------------------------------
+    let failed = |e: &dyn std::fmt::Display| wgpu_optim::Error::Checkpoint(e.to_string());
+    std::fs::create_dir_all(&args.out).map_err(|e| failed(&e))?;
+    let mut csv = String::from("optimizer,step,epoch,seconds,lr,val_loss,val_auc\n");
+    let mut log_csv = String::from("optimizer,step,lr,train_loss,grad_norm\n");
+    let text = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
     for r in &results {
         for p in &r.curve {
-            let opt = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
             let val = p.val.unwrap_or_default();
             csv += &format!(
-                "{},{},{:.4},{:.2},{:e},{},{},{},{}\n",
-                r.name,
-                p.step,
-                p.epoch,
-                p.seconds,
-                p.lr,
-                opt(p.train_loss),
-                opt(p.grad_norm),
-                val.loss,
-                val.auc
+                "{},{},{:.4},{:.2},{:e},{},{}\n",
+                r.name, p.step, p.epoch, p.seconds, p.lr, val.loss, val.auc
             );
         }
+        for &(step, lr, loss, norm) in &r.log {
+            log_csv += &format!("{},{step},{lr:e},{},{}\n", r.name, text(loss), text(norm));
+        }
     }
-    let path = args.out.join("curves.csv");
-    std::fs::write(&path, csv).map_err(|e| wgpu_optim::Error::Checkpoint(e.to_string()))?;
-    println!("curves: {}", path.display());
+    for (file, contents) in [("curves.csv", csv), ("train_log.csv", log_csv)] {
+        std::fs::write(args.out.join(file), contents).map_err(|e| failed(&e))?;
+    }
+    let series: Vec<plots::Series<'_>> = results
+        .iter()
+        .map(|r| plots::Series {
+            name: &r.name,
+            train_loss: r
+                .log
+                .iter()
+                .filter_map(|&(s, _, l, _)| l.map(|l| (s as f64, f64::from(l))))
+                .collect(),
+            val_loss: r
+                .curve
+                .iter()
+                .filter_map(|p| p.val.map(|v| (p.step as f64, v.loss)))
+                .collect(),
+            lr: r.log.iter().map(|&(s, lr, ..)| (s as f64, lr)).collect(),
+            grad_norm: r
+                .log
+                .iter()
+                .filter_map(|&(s, _, _, n)| n.map(|n| (s as f64, f64::from(n))))
+                .collect(),
+            roc: r.test_roc.clone(),
+            auc: r.test.auc,
+        })
+        .collect();
+    let written = plots::write(&args.out, &series).map_err(|e| failed(&e))?;
+    println!(
+        "curves: {}, {}; plots: {}",
+        args.out.join("curves.csv").display(),
+        args.out.join("train_log.csv").display(),
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }

@@ -1,0 +1,178 @@
+//! The run's PNG plots: training and validation loss, learning rate and gradient norm per
+//! optimizer against steps, and the test set's ROC curves.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// One optimizer's series for the plots.
+pub struct Series<'a> {
+    pub name: &'a str,
+    /// (step, value) pairs.
+    pub train_loss: Vec<(f64, f64)>,
+    pub val_loss: Vec<(f64, f64)>,
+    pub lr: Vec<(f64, f64)>,
+    pub grad_norm: Vec<(f64, f64)>,
+    /// (false-positive rate, true-positive rate).
+    pub roc: Vec<(f64, f64)>,
+    pub auc: f64,
+}
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// Makes the plots' font (Ubuntu Light, from egui's default fonts) plotters' sans-serif.
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        );
+    });
+}
+
+type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// A line chart of `lines` (label, points, dashed) with these titles, written to `path`.
+fn chart(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    lines: &[(String, &[(f64, f64)], usize, bool)],
+    log_y: bool,
+) -> PlotResult {
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let points = lines.iter().flat_map(|(_, p, ..)| p.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points.filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0)) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Ok(());
+    }
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72);
+    // The same drawing for a logarithmic and a linear y axis (two chart types).
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .label_style(("sans-serif", 15))
+                .draw()?;
+            for (label, points, color, dashed) in lines {
+                let color = COLORS[*color % COLORS.len()];
+                let style = color.stroke_width(if *dashed { 1 } else { 2 });
+                let points: Vec<(f64, f64)> = points
+                    .iter()
+                    .copied()
+                    .filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points, style))?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 16))
+                .draw()?;
+        }};
+    }
+    if log_y {
+        draw!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())?);
+    } else {
+        let pad = 0.05 * (y1 - y0).max(1e-12);
+        draw!(builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?);
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Writes loss.png, lr.png, grad_norm.png and roc.png into `dir`; returns their paths.
+pub fn write(
+    dir: &Path,
+    series: &[Series<'_>],
+) -> std::result::Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    register_font();
+    let mut written = Vec::new();
+    let mut losses = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        losses.push((
+            format!("{} training (batch)", s.name),
+            &s.train_loss[..],
+            i,
+            true,
+        ));
+        losses.push((format!("{} validation", s.name), &s.val_loss[..], i, false));
+    }
+    let path = dir.join("loss.png");
+    chart(&path, "Focal loss", ("step", "loss"), &losses, true)?;
+    written.push(path);
+    let lines = |f: for<'s> fn(&'s Series<'_>) -> &'s [(f64, f64)]| {
+        series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.to_string(), f(s), i, false))
+            .collect::<Vec<_>>()
+    };
+    let path = dir.join("lr.png");
+    chart(
+        &path,
+        "Learning rate (warm-up, then cosine)",
+        ("step", "learning rate"),
+        &lines(|s| &s.lr),
+        true,
+    )?;
+    written.push(path);
+    let path = dir.join("grad_norm.png");
+    chart(
+        &path,
+        "Global gradient norm (before clipping)",
+        ("step", "norm"),
+        &lines(|s| &s.grad_norm),
+        true,
+    )?;
+    written.push(path);
+    let roc: Vec<(String, &[(f64, f64)], usize, bool)> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                format!("{} (AUC {:.3})", s.name, s.auc),
+                &s.roc[..],
+                i,
+                false,
+            )
+        })
+        .collect();
+    let chance = [(0.0, 0.0), (1.0, 1.0)];
+    let mut with_chance = roc;
+    with_chance.push(("chance".to_string(), &chance[..], 3, true));
+    let path = dir.join("roc.png");
+    chart(
+        &path,
+        "ROC curve, test set",
+        ("false-positive rate", "true-positive rate"),
+        &with_chance,
+        false,
+    )?;
+    written.push(path);
+    Ok(written)
+}
