@@ -6,7 +6,8 @@
 //! ```text
 //! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
 //!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
-//!     [--out target/credit_risk] [--evals-per-epoch 4]
+//!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
+//!     [--precision f32|bf16-states|f16-states]
 //! ```
 //!
 //! Data: `data.rs` generates the records (deterministic from `--seed`), split 80/10/10 into
@@ -31,8 +32,8 @@ use data::{Dataset, Generator, Rng};
 use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
-    AdamWConfig, BufferRange, Context, ControlReader, GradConfig, LrSchedule, Optimizer,
-    OptimizerConfig, ParamGroup, Result, SgdConfig, WarmupCosineDecay,
+    AdamWConfig, BufferRange, Context, ControlReader, Dtype, GradConfig, LrSchedule, Optimizer,
+    OptimizerConfig, ParamGroup, Precision, Result, SgdConfig, WarmupCosineDecay,
 };
 
 const WIDTHS: [usize; 6] = [data::FEATURES, 512, 256, 128, 64, 1];
@@ -48,13 +49,15 @@ struct Args {
     out: std::path::PathBuf,
     evals_per_epoch: usize,
     log_every: usize,
+    /// The optimizer states' storage type (the network computes in f32).
+    states: Dtype,
 }
 
 fn usage(message: &str) -> ! {
     eprintln!(
         "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
-         [--evals-per-epoch K] [--log-every N]"
+         [--evals-per-epoch K] [--log-every N] [--precision f32|bf16-states|f16-states]"
     );
     std::process::exit(2)
 }
@@ -73,7 +76,8 @@ fn parse_args() -> Args {
         seed: 7,
         out: "target/credit_risk".into(),
         evals_per_epoch: 4,
-        log_every: 50,
+        log_every: 10,
+        states: Dtype::F32,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -94,6 +98,16 @@ fn parse_args() -> Args {
             "--seed" => args.seed = number(value) as u64,
             "--out" => args.out = value.into(),
             "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
+            "--precision" => {
+                args.states = match value.as_str() {
+                    "f32" => Dtype::F32,
+                    "bf16-states" => Dtype::BF16,
+                    "f16-states" => Dtype::F16,
+                    other => usage(&format!(
+                        "unknown precision {other} (f32, bf16-states, f16-states)"
+                    )),
+                }
+            }
             "--target-loss" => {
                 args.target_loss =
                     Some(value.parse().unwrap_or_else(|_| usage("bad --target-loss")))
@@ -120,7 +134,12 @@ fn parse_args() -> Args {
 
 /// One optimizer's configuration: its parameter groups (weight decay on weights, not biases)
 /// and peak learning rate. Both follow the same warm-up + cosine schedule.
-fn optimizer(ctx: &Context, name: &str, net: &Net) -> Result<(Optimizer, f64, Option<GradConfig>)> {
+fn optimizer(
+    ctx: &Context,
+    name: &str,
+    net: &Net,
+    states: Dtype,
+) -> Result<(Optimizer, f64, Option<GradConfig>)> {
     let params = net.arena.params();
     let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
@@ -146,7 +165,7 @@ fn optimizer(ctx: &Context, name: &str, net: &Net) -> Result<(Optimizer, f64, Op
         }
         other => usage(&format!("unknown optimizer {other} (adamw, sgd)")),
     };
-    let mut optimizer = Optimizer::with_groups(
+    let mut optimizer = Optimizer::with_precision(
         ctx,
         vec![
             ParamGroup {
@@ -158,6 +177,7 @@ fn optimizer(ctx: &Context, name: &str, net: &Net) -> Result<(Optimizer, f64, Op
                 params: biases,
             },
         ],
+        Precision::default().with_states(states),
     )?;
     optimizer.set_grad_processing(clip.clone())?;
     Ok((optimizer, lr, clip))
@@ -243,6 +263,16 @@ impl LossReader {
     }
 }
 
+/// Prints `line` above the progress bar, or plainly where the bar is hidden (output not a
+/// terminal).
+fn say(progress: &indicatif::ProgressBar, line: String) {
+    if progress.is_hidden() {
+        println!("{line}");
+    } else {
+        progress.println(line);
+    }
+}
+
 /// One point of the curves.
 struct Point {
     step: usize,
@@ -311,7 +341,7 @@ fn train(
     prior: f64,
 ) -> Result<RunResult> {
     let net = Net::new(ctx, &WIDTHS, prior, args.seed)?;
-    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net)?;
+    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net, args.states)?;
     let pass = Pass::new(ctx, kernels, &net, train, args.batch_size, Some(args.loss))?;
     let eval_rows = 4096.min(val.n).min(test.n);
     let val_pass = Pass::new(ctx, kernels, &net, val, eval_rows, None)?;
@@ -407,7 +437,7 @@ fn train(
                     grad_norm: last_norm,
                     val: Some(evaluation),
                 };
-                progress.println(format!(
+                say(&progress, format!(
                     "[{name:>5}] epoch {:5.2}  step {:6}  lr {:.2e}  train loss {}  grad norm {}  val loss {:.5}  val AUC {:.4}  {:6.1} s",
                     point.epoch,
                     point.step,

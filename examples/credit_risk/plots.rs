@@ -39,12 +39,15 @@ fn register_font() {
 
 type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// One line of a chart: its legend, its points, its color's index and whether it is thin.
+type Line<'a> = (String, &'a [(f64, f64)], usize, bool);
+
 /// A line chart of `lines` (label, points, dashed) with these titles, written to `path`.
 fn chart(
     path: &Path,
     title: &str,
     (x_label, y_label): (&str, &str),
-    lines: &[(String, &[(f64, f64)], usize, bool)],
+    lines: &[Line<'_>],
     log_y: bool,
 ) -> PlotResult {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
@@ -89,6 +92,7 @@ fn chart(
             }
             chart
                 .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 16))
@@ -150,7 +154,7 @@ pub fn write(
         true,
     )?;
     written.push(path);
-    let roc: Vec<(String, &[(f64, f64)], usize, bool)> = series
+    let roc: Vec<Line<'_>> = series
         .iter()
         .enumerate()
         .map(|(i, s)| {
