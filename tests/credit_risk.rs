@@ -246,3 +246,34 @@ fn a_short_training_run_learns() {
     );
     assert!(after.auc > 0.7, "AUC {}", after.auc);
 }
+
+/// `--csv FILE --label COLUMN`: a user's table, the label column anywhere, the rest
+/// attributes in file order; malformed files are refused with their line and column named.
+#[test]
+fn a_users_table_is_read_or_refused() {
+    let dir = std::env::temp_dir().join(format!("credit_risk_csv_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write("good.csv", "age,defaulted, income\n31,0,5.5\n\n45,1,-2e3\n");
+    let table = data::read_csv(&good, "defaulted").unwrap();
+    assert_eq!(table.features, 2);
+    assert_eq!(table.labels, vec![0.0, 1.0]);
+    assert_eq!(table.records, vec![31.0, 5.5, 45.0, -2000.0]);
+    for (text, expected) in [
+        ("a,b\n1,2\n", "no column \"y\""),
+        ("a,y\n1,0\n2\n", "line 3: 1 fields"),
+        ("a,y\n1,0\nx,1\n", "line 3, column \"a\""),
+        ("a,y\n1,0\nnan,1\n", "is not a finite number"),
+        ("a,y\n1,2\n", "label 2 is not 0 or 1"),
+        ("y\n1\n", "no attribute columns"),
+        ("", "an empty file"),
+    ] {
+        let error = data::read_csv(&write("bad.csv", text), "y").unwrap_err();
+        assert!(error.contains(expected), "{text:?}: {error}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

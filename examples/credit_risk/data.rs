@@ -61,7 +61,8 @@ const FACTORS: usize = 10;
 /// The default rate the generator is calibrated to.
 pub const DEFAULT_RATE: f64 = 0.02;
 
-/// Records row-major [n, FEATURES] and labels (1.0: default).
+/// Records row-major [n, features] and labels (1.0: default).
+#[derive(Debug)]
 pub struct Dataset {
     pub records: Vec<f32>,
     pub labels: Vec<f32>,
@@ -205,4 +206,64 @@ impl Generator {
 
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// A user's table: a CSV file with a header row, every column numeric, `label` among them
+/// (1 for a default, 0 otherwise); the other columns are the attributes, in file order. Fields
+/// are split at commas (no quoting); a field that is not a finite number is an error naming
+/// its line and column.
+pub fn read_csv(path: &std::path::Path, label: &str) -> Result<Dataset, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or("an empty file")?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let label_at = names
+        .iter()
+        .position(|n| *n == label)
+        .ok_or_else(|| format!("no column {label:?} in the header ({})", names.join(", ")))?;
+    let features = names.len() - 1;
+    if features == 0 {
+        return Err("no attribute columns besides the label".into());
+    }
+    let (mut records, mut labels) = (Vec::new(), Vec::new());
+    for (number, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != names.len() {
+            return Err(format!(
+                "line {}: {} fields, the header has {}",
+                number + 1,
+                fields.len(),
+                names.len()
+            ));
+        }
+        for (column, field) in fields.iter().enumerate() {
+            let value: f64 = field
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| {
+                    format!(
+                        "line {}, column {:?}: {field:?} is not a finite number",
+                        number + 1,
+                        names[column]
+                    )
+                })?;
+            if column == label_at {
+                if value != 0.0 && value != 1.0 {
+                    return Err(format!("line {}: label {value} is not 0 or 1", number + 1));
+                }
+                labels.push(value as f32);
+            } else {
+                records.push(value as f32);
+            }
+        }
+    }
+    Ok(Dataset {
+        records,
+        labels,
+        features,
+    })
 }

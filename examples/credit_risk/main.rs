@@ -7,8 +7,13 @@
 //! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
 //!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
 //!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
-//!     [--precision f32|bf16-states|f16-states]
+//!     [--precision f32|bf16-states|f16-states] [--csv FILE --label COLUMN]
+//!     [--adamw-lr 3e-3] [--sgd-lr 0.05]
 //! ```
+//!
+//! `--csv FILE --label COLUMN` trains on a table of your own instead: a header row, numeric
+//! columns, the label 0 or 1; every other column is an attribute, standardized with the
+//! training split's moments (`data::read_csv`).
 //!
 //! Data: `data.rs` generates the records (deterministic from `--seed`), split 80/10/10 into
 //! training, validation and test sets, standardized with the training set's moments. The
@@ -36,7 +41,8 @@ use wgpu_optim::{
     OptimizerConfig, ParamGroup, Precision, Result, SgdConfig, WarmupCosineDecay,
 };
 
-const WIDTHS: [usize; 6] = [data::FEATURES, 512, 256, 128, 64, 1];
+/// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
+const HIDDEN: [usize; 4] = [512, 256, 128, 64];
 
 struct Args {
     records: usize,
@@ -51,13 +57,19 @@ struct Args {
     log_every: usize,
     /// The optimizer states' storage type (the network computes in f32).
     states: Dtype,
+    /// A user's table and its label column, instead of the generator.
+    csv: Option<(std::path::PathBuf, String)>,
+    /// Peak learning rates.
+    adamw_lr: f64,
+    sgd_lr: f64,
 }
 
 fn usage(message: &str) -> ! {
     eprintln!(
         "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
-         [--evals-per-epoch K] [--log-every N] [--precision f32|bf16-states|f16-states]"
+         [--evals-per-epoch K] [--log-every N] [--precision f32|bf16-states|f16-states] \
+         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X]"
     );
     std::process::exit(2)
 }
@@ -78,7 +90,11 @@ fn parse_args() -> Args {
         evals_per_epoch: 4,
         log_every: 10,
         states: Dtype::F32,
+        csv: None,
+        adamw_lr: 3e-3,
+        sgd_lr: 0.05,
     };
+    let mut label = None;
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -98,6 +114,19 @@ fn parse_args() -> Args {
             "--seed" => args.seed = number(value) as u64,
             "--out" => args.out = value.into(),
             "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
+            "--csv" => args.csv = Some((value.into(), String::new())),
+            "--label" => label = Some(value.clone()),
+            "--adamw-lr" | "--sgd-lr" => {
+                let lr: f64 = value.parse().unwrap_or_else(|_| usage("bad learning rate"));
+                if !(lr.is_finite() && lr > 0.0) {
+                    usage("learning rates are finite and positive");
+                }
+                if argv[i] == "--adamw-lr" {
+                    args.adamw_lr = lr;
+                } else {
+                    args.sgd_lr = lr;
+                }
+            }
             "--precision" => {
                 args.states = match value.as_str() {
                     "f32" => Dtype::F32,
@@ -126,8 +155,14 @@ fn parse_args() -> Args {
         }
         i += 2;
     }
-    if args.records < 100 || args.batch_size == 0 || args.batch_size > args.records * 8 / 10 {
-        usage("need at least 100 records and 1 <= batch size <= the training set");
+    match (&mut args.csv, label) {
+        (Some((_, column)), Some(label)) => *column = label,
+        (Some(_), None) => usage("--csv needs --label COLUMN"),
+        (None, Some(_)) => usage("--label goes with --csv"),
+        (None, None) => {}
+    }
+    if args.records < 100 || args.batch_size == 0 {
+        usage("need at least 100 records and a batch of at least 1");
     }
     args
 }
@@ -138,27 +173,27 @@ fn optimizer(
     ctx: &Context,
     name: &str,
     net: &Net,
-    states: Dtype,
+    args: &Args,
 ) -> Result<(Optimizer, f64, Option<GradConfig>)> {
     let params = net.arena.params();
     let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
     let (decayed, plain, lr, clip) = match name {
         "adamw" => {
-            let config = AdamWConfig::default().with_lr(3e-3);
+            let config = AdamWConfig::default().with_lr(args.adamw_lr);
             (
                 OptimizerConfig::AdamW(config.clone().with_weight_decay(1e-2)),
                 OptimizerConfig::AdamW(config.with_weight_decay(0.0)),
-                3e-3,
+                args.adamw_lr,
                 Some(GradConfig::default().with_max_norm(1.0)),
             )
         }
         "sgd" => {
-            let config = SgdConfig::default().with_lr(0.05).with_momentum(0.9);
+            let config = SgdConfig::default().with_lr(args.sgd_lr).with_momentum(0.9);
             (
                 OptimizerConfig::Sgd(config.clone()),
                 OptimizerConfig::Sgd(config),
-                0.05,
+                args.sgd_lr,
                 // No clipping: gradient processing only measures the norm, for the log.
                 Some(GradConfig::default()),
             )
@@ -177,7 +212,7 @@ fn optimizer(
                 params: biases,
             },
         ],
-        Precision::default().with_states(states),
+        Precision::default().with_states(args.states),
     )?;
     optimizer.set_grad_processing(clip.clone())?;
     Ok((optimizer, lr, clip))
@@ -340,8 +375,12 @@ fn train(
     (val_labels, test_labels): (&[f32], &[f32]),
     prior: f64,
 ) -> Result<RunResult> {
-    let net = Net::new(ctx, &WIDTHS, prior, args.seed)?;
-    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net, args.states)?;
+    let widths: Vec<usize> = std::iter::once(train.features)
+        .chain(HIDDEN)
+        .chain([1])
+        .collect();
+    let net = Net::new(ctx, &widths, prior, args.seed)?;
+    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net, args)?;
     let pass = Pass::new(ctx, kernels, &net, train, args.batch_size, Some(args.loss))?;
     let eval_rows = 4096.min(val.n).min(test.n);
     let val_pass = Pass::new(ctx, kernels, &net, val, eval_rows, None)?;
@@ -523,9 +562,27 @@ fn main() -> Result<()> {
 
     // ---- data -----------------------------------------------------------------------------
     let t0 = Instant::now();
-    let all = Generator::new(args.seed).generate(args.records);
-    let n_train = args.records * 8 / 10;
-    let n_val = args.records / 10;
+    let (all, source) = match &args.csv {
+        Some((path, label)) => (
+            data::read_csv(path, label).unwrap_or_else(|e| usage(&format!("--csv: {e}"))),
+            format!("records of {}", path.display()),
+        ),
+        None => (
+            Generator::new(args.seed).generate(args.records),
+            "synthetic customers".to_string(),
+        ),
+    };
+    if all.len() < 100 || all.positives() == 0 {
+        usage("need at least 100 records and one positive label");
+    }
+    let n_train = all.len() * 8 / 10;
+    let n_val = all.len() / 10;
+    if args.batch_size > n_train {
+        usage(&format!(
+            "a batch of {} is more than the {n_train} training records",
+            args.batch_size
+        ));
+    }
     let mut train_set = all.slice(0..n_train);
     let mut val_set = all.slice(n_train..n_train + n_val);
     let mut test_set = all.slice(n_train + n_val..all.len());
@@ -535,9 +592,9 @@ fn main() -> Result<()> {
     }
     let rate = |d: &Dataset| d.positives() as f64 / d.len() as f64;
     println!(
-        "data: {} synthetic customers, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
+        "data: {} {source}, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
         all.len(),
-        data::FEATURES,
+        all.features,
         100.0 * rate(&all),
         train_set.len(),
         val_set.len(),
@@ -553,8 +610,8 @@ fn main() -> Result<()> {
     let kernels = Kernels::new(&ctx);
     println!(
         "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
-        WIDTHS[0],
-        WIDTHS[1..WIDTHS.len() - 1]
+        all.features,
+        HIDDEN
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
