@@ -186,14 +186,35 @@ impl Generator {
 
     /// `n` records; record `i` of one seed is the same whatever `n`.
     pub fn generate(&self, n: usize) -> Dataset {
+        self.stream().take(n)
+    }
+
+    /// The records one after the other, in chunks of any size: the same records as
+    /// `generate`, without holding them all.
+    pub fn stream(&self) -> Stream<'_> {
+        Stream {
+            generator: self,
+            rng: Rng::new(self.seed),
+        }
+    }
+}
+
+/// The generator's records in order (see [`Generator::stream`]).
+pub struct Stream<'a> {
+    generator: &'a Generator,
+    rng: Rng,
+}
+
+impl Stream<'_> {
+    /// The next `n` records.
+    pub fn take(&mut self, n: usize) -> Dataset {
         let mut records = Vec::with_capacity(n * FEATURES);
         let mut labels = Vec::with_capacity(n);
-        let mut rng = Rng::new(self.seed);
         let mut row = [0.0_f32; FEATURES];
         for _ in 0..n {
-            let score = self.score(&mut rng, &mut row);
-            let p = sigmoid(score + self.intercept);
-            labels.push(if rng.uniform() < p { 1.0 } else { 0.0 });
+            let score = self.generator.score(&mut self.rng, &mut row);
+            let p = sigmoid(score + self.generator.intercept);
+            labels.push(if self.rng.uniform() < p { 1.0 } else { 0.0 });
             records.extend_from_slice(&row);
         }
         Dataset {

@@ -167,6 +167,73 @@ fn parse_args() -> Args {
     args
 }
 
+/// Training records resident on the device at once at most; past it they are streamed.
+const CHUNK: usize = 200_000;
+
+/// Where the training records come from: all on the device, or regenerated each epoch from
+/// the generator's stream and written through a device buffer of `CHUNK` records, so that
+/// memory stays bounded whatever `--records` (records are shuffled within each chunk).
+enum Source<'a> {
+    Resident(&'a DeviceData),
+    Streamed {
+        generator: &'a Generator,
+        /// Records of the stream before the training ones (validation and test).
+        skip: usize,
+        /// Training records.
+        n: usize,
+        moments: &'a [(f64, f64)],
+        buffer: &'a DeviceData,
+    },
+}
+
+impl Source<'_> {
+    /// The device data a training pass binds.
+    fn device(&self) -> &DeviceData {
+        match self {
+            Source::Resident(data) => data,
+            Source::Streamed { buffer, .. } => buffer,
+        }
+    }
+
+    /// The chunks' lengths, in order.
+    fn chunk_lens(&self) -> Vec<usize> {
+        match self {
+            Source::Resident(data) => vec![data.n],
+            Source::Streamed { n, .. } => (0..n.div_ceil(CHUNK))
+                .map(|c| CHUNK.min(n - c * CHUNK))
+                .collect(),
+        }
+    }
+
+    /// Calls `chunk(len)` once per chunk of an epoch, each on the device when it is called.
+    fn for_each_chunk(
+        &self,
+        ctx: &Context,
+        mut chunk: impl FnMut(usize) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Source::Resident(data) => chunk(data.n),
+            Source::Streamed {
+                generator,
+                skip,
+                moments,
+                buffer,
+                ..
+            } => {
+                let mut stream = generator.stream();
+                let _ = stream.take(*skip);
+                for len in self.chunk_lens() {
+                    let mut records = stream.take(len);
+                    records.standardize(moments);
+                    buffer.write(ctx, &records.records, &records.labels);
+                    chunk(len)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// One optimizer's configuration: its parameter groups (weight decay on weights, not biases)
 /// and peak learning rate. Both follow the same warm-up + cosine schedule.
 fn optimizer(
@@ -371,10 +438,11 @@ fn train(
     kernels: &Kernels,
     args: &Args,
     name: &str,
-    (train, val, test): (&DeviceData, &DeviceData, &DeviceData),
+    (source, val, test): (&Source<'_>, &DeviceData, &DeviceData),
     (val_labels, test_labels): (&[f32], &[f32]),
     prior: f64,
 ) -> Result<RunResult> {
+    let train = source.device();
     let widths: Vec<usize> = std::iter::once(train.features)
         .chain(HIDDEN)
         .chain([1])
@@ -389,7 +457,11 @@ fn train(
         "logits",
         &vec![0.0; val.n.max(test.n).next_multiple_of(eval_rows)],
     );
-    let steps_per_epoch = train.n / args.batch_size;
+    let steps_per_epoch: usize = source
+        .chunk_lens()
+        .iter()
+        .map(|len| len / args.batch_size)
+        .sum();
     let total = steps_per_epoch * args.epochs;
     let schedule = LrSchedule::WarmupCosineDecay(WarmupCosineDecay {
         init_value: 0.0,
@@ -417,10 +489,11 @@ fn train(
     let start = Instant::now();
     let (mut last_loss, mut last_norm) = (None, None);
     let mut lrs = std::collections::HashMap::new();
-    for epoch in 0..args.epochs {
-        train.set_order(ctx, &rng.permutation(train.n));
-        for s in 0..steps_per_epoch {
-            let step = epoch * steps_per_epoch + s;
+    let mut step: usize = 0;
+    for _ in 0..args.epochs {
+        source.for_each_chunk(ctx, |len| {
+        train.set_order(ctx, &rng.permutation(len));
+        for s in 0..len / args.batch_size {
             let lr = schedule.lr(peak_lr, step as u64);
             optimizer.set_lr(lr)?;
             let logging = step.is_multiple_of(args.log_every);
@@ -489,7 +562,10 @@ fn train(
                 ));
                 curve.push(point);
             }
+            step += 1;
         }
+        Ok(())
+        })?;
     }
     progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
@@ -562,55 +638,96 @@ fn main() -> Result<()> {
 
     // ---- data -----------------------------------------------------------------------------
     let t0 = Instant::now();
-    let (all, source) = match &args.csv {
-        Some((path, label)) => (
-            data::read_csv(path, label).unwrap_or_else(|e| usage(&format!("--csv: {e}"))),
-            format!("records of {}", path.display()),
-        ),
-        None => (
-            Generator::new(args.seed).generate(args.records),
-            "synthetic customers".to_string(),
-        ),
-    };
-    if all.len() < 100 || all.positives() == 0 {
-        usage("need at least 100 records and one positive label");
+    let generator = Generator::new(args.seed);
+    let streamed = args.csv.is_none() && args.records * 8 / 10 > CHUNK;
+    let rate = |d: &Dataset| d.positives() as f64 / d.len() as f64;
+    let (mut train_set, mut val_set, mut test_set, n_train);
+    if streamed {
+        // Validation and test first (at most 100,000 each), then the training records, which
+        // are regenerated each epoch and streamed: memory stays bounded. The first training
+        // chunk's moments standardize everything.
+        let n_eval = (args.records / 10).min(100_000);
+        let mut stream = generator.stream();
+        val_set = stream.take(n_eval);
+        test_set = stream.take(n_eval);
+        n_train = args.records - 2 * n_eval;
+        train_set = stream.take(CHUNK);
+        println!(
+            "data: {} synthetic customers, {} attributes; validation {} and test {} ({:.2}% and {:.2}% defaults), then {n_train} training records streamed in chunks of {CHUNK} ({:.2}% defaults in the first)",
+            args.records,
+            train_set.features,
+            val_set.len(),
+            test_set.len(),
+            100.0 * rate(&val_set),
+            100.0 * rate(&test_set),
+            100.0 * rate(&train_set),
+        );
+    } else {
+        let (all, source) = match &args.csv {
+            Some((path, label)) => (
+                data::read_csv(path, label).unwrap_or_else(|e| usage(&format!("--csv: {e}"))),
+                format!("records of {}", path.display()),
+            ),
+            None => (
+                generator.generate(args.records),
+                "synthetic customers".to_string(),
+            ),
+        };
+        if all.len() < 100 || all.positives() == 0 {
+            usage("need at least 100 records and one positive label");
+        }
+        n_train = all.len() * 8 / 10;
+        let n_val = all.len() / 10;
+        train_set = all.slice(0..n_train);
+        val_set = all.slice(n_train..n_train + n_val);
+        test_set = all.slice(n_train + n_val..all.len());
+        println!(
+            "data: {} {source}, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
+            all.len(),
+            all.features,
+            100.0 * rate(&all),
+            train_set.len(),
+            val_set.len(),
+            test_set.len(),
+            t0.elapsed().as_secs_f64()
+        );
     }
-    let n_train = all.len() * 8 / 10;
-    let n_val = all.len() / 10;
-    if args.batch_size > n_train {
+    if args.batch_size > train_set.len() {
         usage(&format!(
-            "a batch of {} is more than the {n_train} training records",
-            args.batch_size
+            "a batch of {} is more than the {} training records",
+            args.batch_size,
+            train_set.len()
         ));
     }
-    let mut train_set = all.slice(0..n_train);
-    let mut val_set = all.slice(n_train..n_train + n_val);
-    let mut test_set = all.slice(n_train + n_val..all.len());
     let moments = train_set.moments();
     for set in [&mut train_set, &mut val_set, &mut test_set] {
         set.standardize(&moments);
     }
-    let rate = |d: &Dataset| d.positives() as f64 / d.len() as f64;
-    println!(
-        "data: {} {source}, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
-        all.len(),
-        all.features,
-        100.0 * rate(&all),
-        train_set.len(),
-        val_set.len(),
-        test_set.len(),
-        t0.elapsed().as_secs_f64()
-    );
     let eval_rows = 4096.min(val_set.len()).min(test_set.len());
     let upload =
         |d: &Dataset, pad: usize| DeviceData::upload(&ctx, &d.records, &d.labels, d.features, pad);
-    let train_data = upload(&train_set, 1);
+    let train_data = if streamed {
+        DeviceData::with_capacity(&ctx, CHUNK, train_set.features)
+    } else {
+        upload(&train_set, 1)
+    };
     let val_data = upload(&val_set, eval_rows);
     let test_data = upload(&test_set, eval_rows);
+    let source = if streamed {
+        Source::Streamed {
+            generator: &generator,
+            skip: val_set.len() + test_set.len(),
+            n: n_train,
+            moments: &moments,
+            buffer: &train_data,
+        }
+    } else {
+        Source::Resident(&train_data)
+    };
     let kernels = Kernels::new(&ctx);
     println!(
         "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
-        all.features,
+        train_set.features,
         HIDDEN
             .iter()
             .map(usize::to_string)
@@ -623,7 +740,11 @@ fn main() -> Result<()> {
         },
         args.batch_size,
         args.epochs,
-        train_set.len() / args.batch_size
+        source
+            .chunk_lens()
+            .iter()
+            .map(|len| len / args.batch_size)
+            .sum::<usize>()
     );
 
     // ---- training -------------------------------------------------------------------------
@@ -634,7 +755,7 @@ fn main() -> Result<()> {
             &kernels,
             &args,
             name,
-            (&train_data, &val_data, &test_data),
+            (&source, &val_data, &test_data),
             (&val_set.labels, &test_set.labels),
             rate(&train_set),
         )?);

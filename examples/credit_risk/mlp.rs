@@ -252,6 +252,36 @@ impl DeviceData {
         }
     }
 
+    /// Room for `n` records of `features` attributes, to be filled with [`DeviceData::write`]
+    /// (a chunk of a stream).
+    #[allow(dead_code)] // Used by the example, not by its tests.
+    pub fn with_capacity(ctx: &Context, n: usize, features: usize) -> DeviceData {
+        let order: Vec<u32> = (0..n as u32).collect();
+        DeviceData {
+            n,
+            features,
+            records: storage_buffer(ctx, "records", (n * features * 4) as u64),
+            labels: storage_buffer(ctx, "labels", (n * 4) as u64),
+            order: ctx
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("order"),
+                    contents: bytemuck::cast_slice(&order),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                }),
+        }
+    }
+
+    /// Replaces the first records (at most the capacity) from the next submit on.
+    #[allow(dead_code)] // Used by the example, not by its tests.
+    pub fn write(&self, ctx: &Context, records: &[f32], labels: &[f32]) {
+        assert!(labels.len() <= self.n && records.len() == labels.len() * self.features);
+        ctx.queue()
+            .write_buffer(&self.records, 0, bytemuck::cast_slice(records));
+        ctx.queue()
+            .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+    }
+
     /// Visits the records in `order` from the next submit on.
     pub fn set_order(&self, ctx: &Context, order: &[u32]) {
         ctx.queue()
