@@ -176,7 +176,7 @@ fn focal_loss_matches_torchvision() {
 
 /// The generator defaults 2.0% of customers (within 0.15 points over 200,000: the binomial's
 /// standard deviation is 0.03), gives the same records for the same seed, and others for
-/// another.
+/// another, whether generated at once or streamed in chunks.
 #[test]
 fn the_generator_is_calibrated_and_deterministic() {
     let set = data::Generator::new(7).generate(200_000);
@@ -187,6 +187,12 @@ fn the_generator_is_calibrated_and_deterministic() {
     assert_eq!(again.labels, set.labels[..1000]);
     let other = data::Generator::new(8).generate(1000);
     assert_ne!(other.records, again.records);
+    // Streamed in chunks (as past 200,000 training records), the same records.
+    let generator = data::Generator::new(7);
+    let mut stream = generator.stream();
+    let (first, second) = (stream.take(300), stream.take(700));
+    assert_eq!([first.labels, second.labels].concat(), again.labels);
+    assert_eq!([first.records, second.records].concat(), again.records);
 }
 
 /// Two epochs of AdamW on 12,000 records with the example's network: the validation loss falls
