@@ -54,13 +54,21 @@ fn host_loss(widths: &[usize], params: &[Vec<f64>], x: &[f64], y: &[f64], loss: 
 /// of the host's f64 loss (central, step 1e-3 relative), within 2e-3 of the largest gradient
 /// of its tensor. The device computes in f32 and sums in another order: the bound is f32's
 /// rounding over sums of up to 70 terms, far below what a wrong index or transpose gives.
+/// With bf16 weights (`--precision bf16...`) the same, from the weights as stored (the host
+/// reads them back widened; the gradients are f32).
 #[test]
 fn backward_matches_finite_differences() {
+    for weights in [Dtype::F32, Dtype::BF16] {
+        backward_matches_finite_differences_with(weights);
+    }
+}
+
+fn backward_matches_finite_differences_with(weights: Dtype) {
     let ctx = common::context();
-    let kernels = Kernels::new(ctx);
+    let kernels = Kernels::new(ctx, weights);
     let widths = [7, 70, 19, 5, 1];
     let rows = 13;
-    let net = Net::new(ctx, &widths, 0.3, 11).unwrap();
+    let net = Net::new(ctx, &widths, 0.3, 11, weights).unwrap();
     let mut rng = data::Rng::new(5);
     let x: Vec<f32> = (0..rows * widths[0]).map(|_| rng.normal() as f32).collect();
     let y: Vec<f32> = (0..rows)
@@ -110,7 +118,7 @@ fn backward_matches_finite_differences() {
             let numeric = (loss(&plus) - loss(&minus)) / (2.0 * step);
             assert!(
                 (f64::from(g) - numeric).abs() <= 2e-3 * largest,
-                "tensor {tensor} element {i}: device {g:e}, finite differences {numeric:e} (largest {largest:e})"
+                "{weights} weights, tensor {tensor} element {i}: device {g:e}, finite differences {numeric:e} (largest {largest:e})"
             );
         }
     }
@@ -123,7 +131,7 @@ fn backward_matches_finite_differences() {
 #[test]
 fn focal_loss_matches_torchvision() {
     let ctx = common::context();
-    let kernels = Kernels::new(ctx);
+    let kernels = Kernels::new(ctx, Dtype::F32);
     let document: serde_json::Value =
         serde_json::from_str(include_str!("golden/focal_loss.json")).unwrap();
     let numbers = |v: &serde_json::Value| -> Vec<f64> {
@@ -201,7 +209,7 @@ fn the_generator_is_calibrated_and_deterministic() {
 #[test]
 fn a_short_training_run_learns() {
     let ctx = common::context();
-    let kernels = Kernels::new(ctx);
+    let kernels = Kernels::new(ctx, Dtype::F32);
     let widths = [data::FEATURES, 64, 32, 1];
     let all = data::Generator::new(3).generate(12_000);
     let mut train = all.slice(0..10_000);
@@ -210,7 +218,7 @@ fn a_short_training_run_learns() {
     train.standardize(&moments);
     val.standardize(&moments);
     let prior = train.positives() as f64 / train.len() as f64;
-    let net = Net::new(ctx, &widths, prior, 1).unwrap();
+    let net = Net::new(ctx, &widths, prior, 1, Dtype::F32).unwrap();
     let train_data = DeviceData::upload(ctx, &train.records, &train.labels, data::FEATURES, 1);
     let val_data = DeviceData::upload(ctx, &val.records, &val.labels, data::FEATURES, 2000);
     let pass = Pass::new(ctx, &kernels, &net, &train_data, 250, Some(FOCAL)).unwrap();

@@ -7,7 +7,8 @@
 //! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
 //!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
 //!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
-//!     [--precision f32|bf16-states|f16-states] [--csv FILE --label COLUMN]
+//!     [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr]
+//!     [--csv FILE --label COLUMN]
 //!     [--adamw-lr 0.03] [--sgd-lr 0.5]
 //! ```
 //!
@@ -55,8 +56,9 @@ struct Args {
     out: std::path::PathBuf,
     evals_per_epoch: usize,
     log_every: usize,
-    /// The optimizer states' storage type (the network computes in f32).
-    states: Dtype,
+    /// How the weights are stored (the network computes in f32) and how the optimizer keeps
+    /// its states: `--precision`.
+    precision: (Dtype, Precision),
     /// A user's table and its label column, instead of the generator.
     csv: Option<(std::path::PathBuf, String)>,
     /// Peak learning rates.
@@ -68,7 +70,8 @@ fn usage(message: &str) -> ! {
     eprintln!(
         "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
-         [--evals-per-epoch K] [--log-every N] [--precision f32|bf16-states|f16-states] \
+         [--evals-per-epoch K] [--log-every N] \
+         [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr] \
          [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X]"
     );
     std::process::exit(2)
@@ -89,7 +92,7 @@ fn parse_args() -> Args {
         out: "target/credit_risk".into(),
         evals_per_epoch: 4,
         log_every: 10,
-        states: Dtype::F32,
+        precision: (Dtype::F32, Precision::default()),
         csv: None,
         // Each the best of a sweep of the default run (BENCHMARKS.md): AdamW over 1e-3, 3e-3,
         // 1e-2, 3e-2 and 0.1 (diverges), SGD over 0.01 to 1.0.
@@ -130,12 +133,17 @@ fn parse_args() -> Args {
                 }
             }
             "--precision" => {
-                args.states = match value.as_str() {
-                    "f32" => Dtype::F32,
-                    "bf16-states" => Dtype::BF16,
-                    "f16-states" => Dtype::F16,
+                let states = |d| Precision::default().with_states(d);
+                args.precision = match value.as_str() {
+                    "f32" => (Dtype::F32, Precision::default()),
+                    "bf16-states" => (Dtype::F32, states(Dtype::BF16)),
+                    "f16-states" => (Dtype::F32, states(Dtype::F16)),
+                    "bf16" => (Dtype::BF16, states(Dtype::BF16)),
+                    "bf16-master" => (Dtype::BF16, states(Dtype::F32).with_master_weights()),
+                    "bf16-sr" => (Dtype::BF16, states(Dtype::BF16).with_stochastic_rounding(1)),
                     other => usage(&format!(
-                        "unknown precision {other} (f32, bf16-states, f16-states)"
+                        "unknown precision {other} (f32, bf16-states, f16-states, bf16, \
+                         bf16-master, bf16-sr)"
                     )),
                 }
             }
@@ -281,7 +289,7 @@ fn optimizer(
                 params: biases,
             },
         ],
-        Precision::default().with_states(args.states),
+        args.precision.1,
     )?;
     optimizer.set_grad_processing(clip.clone())?;
     Ok((optimizer, lr, clip))
@@ -449,7 +457,7 @@ fn train(
         .chain(HIDDEN)
         .chain([1])
         .collect();
-    let net = Net::new(ctx, &widths, prior, args.seed)?;
+    let net = Net::new(ctx, &widths, prior, args.seed, args.precision.0)?;
     let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net, args)?;
     let pass = Pass::new(ctx, kernels, &net, train, args.batch_size, Some(args.loss))?;
     let eval_rows = 4096.min(val.n).min(test.n);
@@ -726,7 +734,7 @@ fn main() -> Result<()> {
     } else {
         Source::Resident(&train_data)
     };
-    let kernels = Kernels::new(&ctx);
+    let kernels = Kernels::new(&ctx, args.precision.0);
     println!(
         "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
         train_set.features,

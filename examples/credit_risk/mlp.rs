@@ -5,10 +5,11 @@
 //! optimizer step into one command encoder; nothing is read back.
 
 use wgpu::util::DeviceExt;
-use wgpu_optim::{Arena, BufferRange, Context, Optimizer, Result};
+use wgpu_optim::{Arena, BufferRange, Context, Dtype, Optimizer, Result};
 
 /// The weights and biases: tensor `2 l` is layer `l`'s weight, row-major [inputs, outputs]
-/// (the transpose of PyTorch's `Linear.weight`), tensor `2 l + 1` its bias.
+/// (the transpose of PyTorch's `Linear.weight`), tensor `2 l + 1` its bias; stored as f32 or
+/// bf16 (their gradients always f32).
 pub struct Net {
     pub widths: Vec<usize>,
     pub arena: Arena,
@@ -19,12 +20,19 @@ impl Net {
     /// (normal, variance 2 / fan-in, for the ReLU layers; 1 / fan-in for the output), zero
     /// hidden biases and an output bias at the logit of `prior` (Lin et al.'s initialisation
     /// for a rare class: the first losses are not swamped by the majority).
-    pub fn new(ctx: &Context, widths: &[usize], prior: f64, seed: u64) -> Result<Net> {
+    pub fn new(
+        ctx: &Context,
+        widths: &[usize],
+        prior: f64,
+        seed: u64,
+        weights: Dtype,
+    ) -> Result<Net> {
         let mut lens = Vec::new();
         for pair in widths.windows(2) {
             lens.extend([pair[0] * pair[1], pair[1]]);
         }
-        let arena = Arena::new(ctx, &lens)?;
+        // The gradients stay f32 whatever the weights' type.
+        let arena = Arena::with_dtypes(ctx, &lens, weights, Dtype::F32)?;
         let mut rng = crate::data::Rng::new(seed);
         let layers = widths.len() - 1;
         for (l, pair) in widths.windows(2).enumerate() {
@@ -94,7 +102,9 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    pub fn new(ctx: &Context) -> Kernels {
+    /// The pipelines for a network whose weights are stored as `weights` (f32 or bf16).
+    pub fn new(ctx: &Context, weights: Dtype) -> Kernels {
+        let bf16 = if weights == Dtype::BF16 { 1.0 } else { 0.0 };
         let device = ctx.device();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("mlp"),
@@ -128,6 +138,8 @@ impl Kernels {
                 storage(3, true),
                 storage(4, true),
                 storage(5, false),
+                storage(6, true),
+                storage(7, true),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -163,10 +175,13 @@ impl Kernels {
             })
         };
         Kernels {
-            forward_hidden: pipeline("matmul", &[("BIAS", 1.0), ("RELU", 1.0)]),
-            forward_out: pipeline("matmul", &[("BIAS", 1.0)]),
+            forward_hidden: pipeline("matmul", &[("BIAS", 1.0), ("RELU", 1.0), ("B_BF16", bf16)]),
+            forward_out: pipeline("matmul", &[("BIAS", 1.0), ("B_BF16", bf16)]),
             weight_grad: pipeline("matmul", &[("TRANS_A", 1.0)]),
-            input_grad: pipeline("matmul", &[("TRANS_B", 1.0), ("MASK", 1.0)]),
+            input_grad: pipeline(
+                "matmul",
+                &[("TRANS_B", 1.0), ("MASK", 1.0), ("B_BF16", bf16)],
+            ),
             bias_grad: pipeline("bias_grad", &[]),
             gather: auto("gather"),
             loss: auto("focal_loss"),
@@ -372,12 +387,21 @@ impl Pass {
         };
         // An unused read-only binding: a small buffer of its own.
         let unused = storage_buffer(ctx, "unused", 16);
+        // Weights in bf16 bind as words at 6 and 7 (and an unused f32 buffer at 2 and 3);
+        // in f32 the other way round.
+        let bf16 = net.arena.param(0)?.dtype() == Dtype::BF16;
         let matmul = |pipeline: &'static str,
                       (m, n, k): (usize, usize, usize),
                       [a, b, bias, mask]: [wgpu::BindingResource<'_>; 4],
                       c: wgpu::BindingResource<'_>,
                       grid: (u32, u32)| {
             let dims = dims_buffer(m, n, k);
+            let weights = bf16 && pipeline != "weight_grad" && pipeline != "bias_grad";
+            let (b, bias, b16, bias16) = if weights {
+                (entire(&unused), entire(&unused), b, bias)
+            } else {
+                (b, bias, entire(&unused), entire(&unused))
+            };
             let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(pipeline),
                 layout: &kernels.matmul_layout,
@@ -388,6 +412,8 @@ impl Pass {
                     entry(3, bias),
                     entry(4, mask),
                     entry(5, c),
+                    entry(6, b16),
+                    entry(7, bias16),
                 ],
             });
             Dispatch {
@@ -562,12 +588,13 @@ fn entire(buffer: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
     buffer.as_entire_binding()
 }
 
-/// An arena tensor's range as a binding.
+/// An arena tensor's range as a binding (whole 32-bit words: a bf16 tensor of odd length
+/// binds the word its last element lies in).
 fn binding(range: &BufferRange) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer: range.buffer(),
         offset: range.offset(),
-        size: std::num::NonZeroU64::new(range.len() * 4),
+        size: std::num::NonZeroU64::new(range.word_end() - range.offset()),
     })
 }
 

@@ -16,6 +16,9 @@ override RELU: bool = false;
 // Multiply by (mask[m, n] > 0): the ReLU's derivative in the backward pass, from the layer's
 // own output (H > 0 exactly where Z > 0).
 override MASK: bool = false;
+// B and the bias are the layer's weights stored as bfloat16, two per word (`--precision
+// bf16...`): read from `b16` and `bias16`, widened exactly.
+override B_BF16: bool = false;
 
 // A workgroup computes a 64 x 64 tile of C; each of its 16 x 16 invocations a 4 x 4 block of
 // it (rows local.y + 16 i, columns local.x + 16 j), from 64 x 16 and 16 x 64 tiles of A and B
@@ -35,6 +38,13 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<storage, read> b16: array<u32>;
+@group(0) @binding(7) var<storage, read> bias16: array<u32>;
+
+// Element `e` of a bfloat16 array (element 2j in the low half of word j), as f32.
+fn bf16_in(word: u32, e: u32) -> f32 {
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, e % 2u == 1u));
+}
 
 var<workgroup> tile_a: array<array<f32, 32>, 64>;
 var<workgroup> tile_b: array<array<f32, 64>, 32>;
@@ -53,10 +63,18 @@ fn load_b(k: u32, n: u32) -> f32 {
     if k >= dims.k || n >= dims.n {
         return 0.0;
     }
-    if TRANS_B {
-        return b[n * dims.k + k];
+    let e = select(k * dims.n + n, n * dims.k + k, TRANS_B);
+    if B_BF16 {
+        return bf16_in(b16[e / 2u], e);
     }
-    return b[k * dims.n + n];
+    return b[e];
+}
+
+fn load_bias(n: u32) -> f32 {
+    if B_BF16 {
+        return bf16_in(bias16[n / 2u], n);
+    }
+    return bias[n];
 }
 
 @compute @workgroup_size(16, 16)
@@ -102,7 +120,7 @@ fn matmul(
             }
             var sum = acc[i][j];
             if BIAS {
-                sum += bias[col];
+                sum += load_bias(col);
             }
             if RELU {
                 sum = max(sum, 0.0);
