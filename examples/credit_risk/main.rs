@@ -9,8 +9,14 @@
 //!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
 //!     [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr]
 //!     [--csv FILE --label COLUMN]
-//!     [--adamw-lr 0.03] [--sgd-lr 0.5]
+//!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X]
 //! ```
+//!
+//! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
+//! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, comma-separated, each run on the same
+//! data, initialisation and schedule. AdamW's and SGD's default learning rates come from a
+//! sweep (BENCHMARKS.md); the others' (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05, RMSprop
+//! and Lion 0.003) are starting points, not tuned: `--lr X` sets one for every optimizer run.
 //!
 //! `--csv FILE --label COLUMN` trains on a table of your own instead: a header row, numeric
 //! columns, the label 0 or 1; every other column is an attribute, standardized with the
@@ -38,8 +44,9 @@ use data::{Dataset, Generator, Rng};
 use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
-    AdamWConfig, BufferRange, Context, ControlReader, Dtype, GradConfig, LrSchedule, Optimizer,
-    OptimizerConfig, ParamGroup, Precision, Result, SgdConfig, WarmupCosineDecay,
+    AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, ControlReader,
+    Dtype, GradConfig, LionConfig, LrSchedule, Optimizer, OptimizerConfig, ParamGroup, Precision,
+    Result, RmsPropConfig, SgdConfig, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -64,6 +71,8 @@ struct Args {
     /// Peak learning rates.
     adamw_lr: f64,
     sgd_lr: f64,
+    /// A peak learning rate for every optimizer run, overriding the defaults.
+    lr: Option<f64>,
 }
 
 fn usage(message: &str) -> ! {
@@ -72,7 +81,7 @@ fn usage(message: &str) -> ! {
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
          [--evals-per-epoch K] [--log-every N] \
          [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr] \
-         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X]"
+         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X]"
     );
     std::process::exit(2)
 }
@@ -98,6 +107,7 @@ fn parse_args() -> Args {
         // 1e-2, 3e-2 and 0.1 (diverges), SGD over 0.01 to 1.0.
         adamw_lr: 3e-2,
         sgd_lr: 0.5,
+        lr: None,
     };
     let mut label = None;
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -121,15 +131,15 @@ fn parse_args() -> Args {
             "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
             "--csv" => args.csv = Some((value.into(), String::new())),
             "--label" => label = Some(value.clone()),
-            "--adamw-lr" | "--sgd-lr" => {
+            "--adamw-lr" | "--sgd-lr" | "--lr" => {
                 let lr: f64 = value.parse().unwrap_or_else(|_| usage("bad learning rate"));
                 if !(lr.is_finite() && lr > 0.0) {
                     usage("learning rates are finite and positive");
                 }
-                if argv[i] == "--adamw-lr" {
-                    args.adamw_lr = lr;
-                } else {
-                    args.sgd_lr = lr;
+                match argv[i].as_str() {
+                    "--adamw-lr" => args.adamw_lr = lr,
+                    "--sgd-lr" => args.sgd_lr = lr,
+                    _ => args.lr = Some(lr),
                 }
             }
             "--precision" => {
@@ -255,27 +265,57 @@ fn optimizer(
     let params = net.arena.params();
     let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
-    let (decayed, plain, lr, clip) = match name {
+    // The weights' configuration (decoupled weight decay 1e-2 where the optimizer has it)
+    // and the biases' (no decay); the peak learning rate; clipping at a global norm of 1,
+    // but for SGD, whose gradient processing only measures the norm for the log.
+    let lr = args.lr.unwrap_or(match name {
+        "sgd" => args.sgd_lr,
+        "adamw" => args.adamw_lr,
+        "adam" | "amsgrad" | "adabelief" => 3e-2,
+        "adagrad" => 5e-2,
+        "rmsprop" | "lion" => 3e-3,
+        other => usage(&format!(
+            "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, lion)"
+        )),
+    });
+    let (decayed, plain) = match name {
         "adamw" => {
-            let config = AdamWConfig::default().with_lr(args.adamw_lr);
+            let config = AdamWConfig::default().with_lr(lr);
             (
                 OptimizerConfig::AdamW(config.clone().with_weight_decay(1e-2)),
                 OptimizerConfig::AdamW(config.with_weight_decay(0.0)),
-                args.adamw_lr,
-                Some(GradConfig::default().with_max_norm(1.0)),
             )
         }
-        "sgd" => {
-            let config = SgdConfig::default().with_lr(args.sgd_lr).with_momentum(0.9);
+        "adabelief" => {
+            let config = AdaBeliefConfig::default().with_lr(lr);
             (
-                OptimizerConfig::Sgd(config.clone()),
-                OptimizerConfig::Sgd(config),
-                args.sgd_lr,
-                // No clipping: gradient processing only measures the norm, for the log.
-                Some(GradConfig::default()),
+                OptimizerConfig::AdaBelief(config.clone().with_weight_decay(1e-2)),
+                OptimizerConfig::AdaBelief(config.with_weight_decay(0.0)),
             )
         }
-        other => usage(&format!("unknown optimizer {other} (adamw, sgd)")),
+        "lion" => {
+            let config = LionConfig::default().with_lr(lr);
+            (
+                OptimizerConfig::Lion(config.clone().with_weight_decay(1e-2)),
+                OptimizerConfig::Lion(config.with_weight_decay(0.0)),
+            )
+        }
+        _ => {
+            let config = match name {
+                "sgd" => OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
+                "adam" => OptimizerConfig::Adam(AdamConfig::default()),
+                "amsgrad" => OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
+                "adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
+                _ => OptimizerConfig::RmsProp(RmsPropConfig::default()),
+            }
+            .with_lr(lr);
+            (config.clone(), config)
+        }
+    };
+    let clip = if name == "sgd" {
+        Some(GradConfig::default())
+    } else {
+        Some(GradConfig::default().with_max_norm(1.0))
     };
     let mut optimizer = Optimizer::with_precision(
         ctx,
