@@ -786,18 +786,6 @@ fn a_control_reader_refuses_another_devices_optimizer() {
     assert_eq!(reader.in_flight(), 0);
 }
 
-/// A 16-bit buffer of its own, zeroed, of `bytes` bytes.
-fn buffer_of(ctx: &Context, bytes: u64) -> wgpu::Buffer {
-    ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: bytes,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
-}
-
 #[test]
 fn storage_types_that_do_not_fit_are_refused() {
     let ctx = context();
@@ -809,12 +797,13 @@ fn storage_types_that_do_not_fit_are_refused() {
         };
         Optimizer::with_precision(ctx, vec![group], precision)
     };
-    let bf16 = |len: u64| BufferRange::typed(&buffer_of(ctx, 2 * len + 16), 0, len, Dtype::BF16);
-    let f32 = |len: u64| BufferRange::new(&buffer_of(ctx, 4 * len), 0, len);
+    let bf16 =
+        |len: u64| BufferRange::typed(&zeroed_buffer(ctx, 2 * len + 16), 0, len, Dtype::BF16);
+    let f32 = |len: u64| BufferRange::new(&zeroed_buffer(ctx, 4 * len), 0, len);
 
     // A 16-bit range whose last word runs past its buffer: 3 bf16 elements are bound as 8
     // bytes, the buffer has 6.
-    let short = BufferRange::typed(&buffer_of(ctx, 6), 0, 3, Dtype::BF16);
+    let short = BufferRange::typed(&zeroed_buffer(ctx, 6), 0, 3, Dtype::BF16);
     assert!(matches!(
         build(
             vec![Param::new(short.clone(), bf16(3))],
@@ -883,8 +872,8 @@ fn storage_types_that_do_not_fit_are_refused() {
             ..
         })
     ));
-    let f16 = BufferRange::typed(&buffer_of(ctx, 16), 0, 8, Dtype::F16);
-    let f16_grad = BufferRange::typed(&buffer_of(ctx, 16), 0, 8, Dtype::F16);
+    let f16 = BufferRange::typed(&zeroed_buffer(ctx, 16), 0, 8, Dtype::F16);
+    let f16_grad = BufferRange::typed(&zeroed_buffer(ctx, 16), 0, 8, Dtype::F16);
     assert!(matches!(
         build(
             vec![Param::new(f16, f16_grad)],

@@ -88,15 +88,7 @@ impl MixedRun {
             Placement::OwnBuffers => {
                 let buffer = |len: usize, dtype: Dtype| {
                     let bytes = (len as u64 * dtype.size()).next_multiple_of(4);
-                    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                        label: None,
-                        size: bytes,
-                        usage: wgpu::BufferUsages::STORAGE
-                            | wgpu::BufferUsages::COPY_SRC
-                            | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    BufferRange::typed(&buffer, 0, len as u64, dtype)
+                    BufferRange::typed(&zeroed_buffer(ctx, bytes), 0, len as u64, dtype)
                 };
                 let params = LENS
                     .iter()
@@ -222,7 +214,7 @@ impl MixedRun {
                     );
                     continue;
                 }
-                let ulps = ulps_apart(d, r, dtype);
+                let ulps = ulps_16bit(d, r, dtype);
                 total.2 = total.2.max(ulps);
                 assert!(
                     ulps <= MAX_ULPS,
@@ -251,18 +243,6 @@ impl MixedRun {
         }
         total
     }
-}
-
-/// How far apart two values of a 16-bit type are, in units in the last place of the larger.
-fn ulps_apart(a: f32, b: f32, dtype: Dtype) -> f32 {
-    let (significand_bits, min_step) = match dtype {
-        Dtype::F16 => (11, 2f32.powi(-24)),
-        _ => (8, f32::from_bits(1 << 16)),
-    };
-    let larger = a.abs().max(b.abs());
-    // The ulp at `larger`, not below the type's smallest subnormal step.
-    let ulp = (2f32.powi(larger.log2().floor() as i32 + 1 - significand_bits)).max(min_step);
-    (a - b).abs() / ulp
 }
 
 /// The device computes in f32 as the reference does, but lavapipe's compiler reassociates

@@ -23,22 +23,6 @@ fn dtype(case: &Value) -> Dtype {
     }
 }
 
-/// How many units in the last place of `dtype` apart two of its values are (NaNs: equal).
-fn ulps(a: f32, b: f32, dtype: Dtype) -> f32 {
-    if a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) {
-        return 0.0;
-    }
-    let (significand_bits, min_step) = match dtype {
-        Dtype::F16 => (11, 2f32.powi(-24)),
-        _ => (8, f32::from_bits(1 << 16)),
-    };
-    let larger = a.abs().max(b.abs());
-    let ulp = 2f32
-        .powi(larger.log2().floor() as i32 + 1 - significand_bits)
-        .max(min_step);
-    (a - b).abs() / ulp
-}
-
 struct Replay {
     arena: Arena,
     optimizer: Optimizer,
@@ -75,7 +59,7 @@ impl Replay {
         let mut compare = |what: String, device: &[f32], golden: &[f32]| {
             assert_eq!(device.len(), golden.len(), "{what}");
             for (i, (&d, &g)) in device.iter().zip(golden).enumerate() {
-                let u = ulps(d, g, dtype);
+                let u = common::ulps_16bit(d, g, dtype);
                 if u > worst.0 {
                     worst = (u, format!("{what}[{i}]: device {d:e}, PyTorch {g:e}"));
                 }

@@ -29,6 +29,78 @@ fn group_config(config: &OptimizerConfig, g: usize) -> OptimizerConfig {
     config.with_lr(config.lr() * [1.0, 0.25, 3.0][g])
 }
 
+/// Tensors in up to three parameter groups, numbered as the optimizer numbers them (groups
+/// 0, 1, 2 in that order, those with a tensor), and the steps of one reference per group.
+struct Groups {
+    // The group of each optimizer group, and its tensors.
+    groups: Vec<usize>,
+    members: Vec<Vec<usize>>,
+}
+
+impl Groups {
+    fn new(tensors: &[Tensor], group_of: impl Fn(&Tensor) -> usize) -> Groups {
+        let groups: Vec<usize> = (0..3)
+            .filter(|g| tensors.iter().any(|t| group_of(t) == *g))
+            .collect();
+        let members = groups
+            .iter()
+            .map(|&g| {
+                (0..tensors.len())
+                    .filter(|&i| group_of(&tensors[i]) == g)
+                    .collect()
+            })
+            .collect();
+        Groups { groups, members }
+    }
+
+    /// Each group's configuration and tensors, for the optimizer.
+    fn param_groups(&self, config: &OptimizerConfig, params: &[Param]) -> Vec<ParamGroup> {
+        self.groups
+            .iter()
+            .zip(&self.members)
+            .map(|(&g, ids)| ParamGroup {
+                config: group_config(config, g),
+                params: ids.iter().map(|&i| params[i].clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// One reference per group, with `storage`.
+    fn references(
+        &self,
+        config: &OptimizerConfig,
+        tensors: &[Tensor],
+        storage: Storage,
+    ) -> Vec<reference::Optimizer> {
+        self.groups
+            .iter()
+            .zip(&self.members)
+            .map(|(&g, ids)| {
+                let lens: Vec<usize> = ids.iter().map(|&i| tensors[i].len).collect();
+                reference::Optimizer::with_storage(&group_config(config, g), &lens, storage)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// One step of every group's reference over its tensors of `host` with `grads`.
+    fn step(
+        &self,
+        references: &mut [reference::Optimizer],
+        host: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+    ) {
+        for (ids, reference) in self.members.iter().zip(references) {
+            let mut mine: Vec<Vec<f32>> = ids.iter().map(|&i| host[i].clone()).collect();
+            let theirs: Vec<Vec<f32>> = ids.iter().map(|&i| grads[i].clone()).collect();
+            reference.step(&mut mine, &theirs).unwrap();
+            for (&i, values) in ids.iter().zip(mine) {
+                host[i] = values;
+            }
+        }
+    }
+}
+
 /// Tensors laid out in one param buffer and one grad buffer at aligned offsets with gaps, in
 /// up to three groups, stepped three times beside one reference per group.
 fn layout_matches_the_reference(
@@ -68,33 +140,9 @@ fn layout_matches_the_reference(
             )
         })
         .collect();
-    // Groups in order of first appearance, numbered as the optimizer numbers them.
-    let groups: Vec<usize> = (0..3)
-        .filter(|g| tensors.iter().any(|t| t.group == *g))
-        .collect();
-    let members = |g: usize| -> Vec<usize> {
-        (0..tensors.len())
-            .filter(|&i| tensors[i].group == g)
-            .collect()
-    };
-    let optimizer = Optimizer::with_groups(
-        &ctx,
-        groups
-            .iter()
-            .map(|&g| ParamGroup {
-                config: group_config(config, g),
-                params: members(g).iter().map(|&i| params[i].clone()).collect(),
-            })
-            .collect(),
-    )
-    .unwrap();
-    let mut references: Vec<reference::Optimizer> = groups
-        .iter()
-        .map(|&g| {
-            let lens: Vec<usize> = members(g).iter().map(|&i| tensors[i].len).collect();
-            reference::Optimizer::new(&group_config(config, g), &lens).unwrap()
-        })
-        .collect();
+    let groups = Groups::new(tensors, |t| t.group);
+    let optimizer = Optimizer::with_groups(&ctx, groups.param_groups(config, &params)).unwrap();
+    let mut references = groups.references(config, tensors, Storage::F32);
     for _ in 0..3 {
         let grads: Vec<Vec<f32>> = tensors.iter().map(|t| rng.gradient(t.len)).collect();
         for ((t, &at), g) in tensors.iter().zip(&offsets).zip(&grads) {
@@ -104,15 +152,7 @@ fn layout_matches_the_reference(
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         optimizer.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
-        for (&g, reference) in groups.iter().zip(&mut references) {
-            let ids = members(g);
-            let mut mine: Vec<Vec<f32>> = ids.iter().map(|&i| host[i].clone()).collect();
-            let theirs: Vec<Vec<f32>> = ids.iter().map(|&i| grads[i].clone()).collect();
-            reference.step(&mut mine, &theirs).unwrap();
-            for (&i, values) in ids.iter().zip(mine) {
-                host[i] = values;
-            }
-        }
+        groups.step(&mut references, &mut host, &grads);
     }
     let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
     for ((t, &at), expected) in tensors.iter().zip(&offsets).zip(&host) {
@@ -250,25 +290,11 @@ fn storage(index: usize) -> (Storage, Precision) {
 /// Units in the last place of a 16-bit type between two of its values (0 when equal or both
 /// NaN); for f32 values, whether they are within the f32 tests' tolerance (0 or infinity).
 fn distance(a: f32, b: f32, dtype: Dtype) -> f32 {
-    if a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) {
-        return 0.0;
+    match dtype {
+        Dtype::F32 if a.to_bits() == b.to_bits() || matches_reference(&[a], &[b]) => 0.0,
+        Dtype::F32 => f32::INFINITY,
+        _ => ulps_16bit(a, b, dtype),
     }
-    let (significand_bits, min_step) = match dtype {
-        Dtype::F32 => {
-            return if matches_reference(&[a], &[b]) {
-                0.0
-            } else {
-                f32::INFINITY
-            }
-        }
-        Dtype::F16 => (11, 2f32.powi(-24)),
-        Dtype::BF16 => (8, f32::from_bits(1 << 16)),
-    };
-    let larger = a.abs().max(b.abs());
-    let ulp = 2f32
-        .powi(larger.log2().floor() as i32 + 1 - significand_bits)
-        .max(min_step);
-    (a - b).abs() / ulp
 }
 
 /// Tensors of any lengths (odd ones end inside a 32-bit word of a 16-bit buffer) at aligned
@@ -332,34 +358,11 @@ fn storage_layout_matches_the_reference(
             )
         })
         .collect();
-    let groups: Vec<usize> = (0..3)
-        .filter(|g| tensors.iter().any(|t| group_of(t) == *g))
-        .collect();
-    let members = |g: usize| -> Vec<usize> {
-        (0..tensors.len())
-            .filter(|&i| group_of(&tensors[i]) == g)
-            .collect()
-    };
-    let optimizer = Optimizer::with_precision(
-        ctx,
-        groups
-            .iter()
-            .map(|&g| ParamGroup {
-                config: group_config(config, g),
-                params: members(g).iter().map(|&i| params[i].clone()).collect(),
-            })
-            .collect(),
-        precision,
-    )
-    .unwrap();
+    let groups = Groups::new(tensors, group_of);
+    let optimizer =
+        Optimizer::with_precision(ctx, groups.param_groups(config, &params), precision).unwrap();
     prop_assert_eq!(optimizer.storage(), storage);
-    let mut references: Vec<reference::Optimizer> = groups
-        .iter()
-        .map(|&g| {
-            let lens: Vec<usize> = members(g).iter().map(|&i| tensors[i].len).collect();
-            reference::Optimizer::with_storage(&group_config(config, g), &lens, storage).unwrap()
-        })
-        .collect();
+    let mut references = groups.references(config, tensors, storage);
     for _ in 0..2 {
         let grads: Vec<Vec<f32>> = tensors.iter().map(|t| rng.gradient(t.len)).collect();
         for (p, g) in params.iter().zip(&grads) {
@@ -368,15 +371,7 @@ fn storage_layout_matches_the_reference(
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         optimizer.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
-        for (&g, reference) in groups.iter().zip(&mut references) {
-            let ids = members(g);
-            let mut mine: Vec<Vec<f32>> = ids.iter().map(|&i| host[i].clone()).collect();
-            let theirs: Vec<Vec<f32>> = ids.iter().map(|&i| grads[i].clone()).collect();
-            reference.step(&mut mine, &theirs).unwrap();
-            for (&i, values) in ids.iter().zip(mine) {
-                host[i] = values;
-            }
-        }
+        groups.step(&mut references, &mut host, &grads);
     }
     let after = ctx.read_f32(&range(&param, storage.param, 0, end)).unwrap();
     for ((t, &at), expected) in tensors.iter().zip(&offsets).zip(&host) {

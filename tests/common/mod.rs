@@ -448,3 +448,32 @@ impl Run {
         used
     }
 }
+
+/// A zeroed buffer of `bytes` bytes that kernels bind and the host reads and writes.
+pub fn zeroed_buffer(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// How far apart two values of a 16-bit type are, in units in the last place of the larger
+/// (at least the type's smallest subnormal step); 0 when they are the same bits or both NaN.
+pub fn ulps_16bit(a: f32, b: f32, dtype: Dtype) -> f32 {
+    if a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) {
+        return 0.0;
+    }
+    let (significand_bits, min_step) = match dtype {
+        Dtype::F16 => (11, 2f32.powi(-24)),
+        _ => (8, f32::from_bits(1 << 16)),
+    };
+    let larger = a.abs().max(b.abs());
+    let ulp = 2f32
+        .powi(larger.log2().floor() as i32 + 1 - significand_bits)
+        .max(min_step);
+    (a - b).abs() / ulp
+}
