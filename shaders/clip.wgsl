@@ -7,15 +7,22 @@
 //   clip_coef = min(1, max_norm / (norm + 1e-6))            PyTorch clip_grad_norm_
 //             = norm < max_norm ? 1 : max_norm / norm       Optax clip_by_global_norm
 //
+// Every array indexed by a control group (`control`, `grad_hyper`, `stats`, `folds`) has one
+// entry per control block: one for an optimizer whose parameter groups share it, one per group
+// for a population of replicas, each clipped and skipped alone (src/plan.rs: `Control`).
+//
 // Three entry points, recorded in this order:
 //   grad_partials: one dispatch per chunk of a span (src/plan.rs: an Arena's tensors share
 //                  one), walking its segment table, so gaps between tensors are never read;
-//                  each workgroup writes one Partial into one buffer shared by all chunks.
-//   grad_local:    one workgroup; folds every Partial into NormStats: this device's sum of
-//                  squares (or max |c|) and non-finite flag. Data-parallel callers all-reduce
-//                  NormStats across devices here (SUM for the 2-norm, MAX for the inf-norm).
-//   grad_finalize: one invocation; norm, clip coefficient, found_inf and the loss-scale update,
-//                  written into the optimizer's control block for its prologue and update.
+//                  each workgroup takes a run of one control group's segments (its
+//                  `ReduceWork`) and writes one Partial into one buffer shared by all chunks.
+//   grad_local:    one workgroup per control group; folds the group's Partials into its
+//                  NormStats: the sum of squares (or max |c|) and non-finite flag. Data-parallel
+//                  callers all-reduce NormStats across devices here (SUM for the 2-norm, MAX
+//                  for the inf-norm).
+//   grad_finalize: one invocation per control group; norm, clip coefficient, found_inf and the
+//                  loss-scale update, written into its control block for the prologue and
+//                  the update.
 //
 // The order of every addition is fixed by the dispatch sizes, never by timing: no atomics, so
 // the same gradients give the same bits, run after run. The file that precedes this one
@@ -57,16 +64,37 @@ struct NormStats {
     nonfinite: f32,
 }
 
-@group(0) @binding(0) var<storage, read_write> control: Control;
-@group(0) @binding(1) var<storage, read> grad_hyper: GradHyper;
+// A run of one control group's segments of a chunk (indices into `segments`: its main
+// segments, then its tails) and the partial it goes to.
+struct ReduceWork {
+    main_first: u32,
+    main_end: u32,
+    tail_first: u32,
+    tail_end: u32,
+    partial: u32,
+    control: u32,
+}
+
+// The partials [first, end) of one control group.
+struct Fold {
+    first: u32,
+    end: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> control: array<Control>;
+@group(0) @binding(1) var<storage, read> grad_hyper: array<GradHyper>;
 @group(0) @binding(3) var<storage, read_write> partials: array<Partial>;
-@group(0) @binding(4) var<storage, read_write> stats: NormStats;
-// The control block again, read-only, for the partials: dispatches that only read it need no
-// barrier between them.
-@group(0) @binding(5) var<storage, read> control_in: Control;
+@group(0) @binding(4) var<storage, read_write> stats: array<NormStats>;
+// The control blocks again, read-only, for the partials: dispatches that only read them need
+// no barrier between them.
+@group(0) @binding(5) var<storage, read> control_in: array<Control>;
 // The chunk's segments: every element of its tensors exactly once, each segment starting on a
 // vec4 (zeroed entries are empty).
 @group(0) @binding(7) var<storage, read> segments: array<Segment>;
+// The chunk's reduction work, one entry per workgroup.
+@group(0) @binding(8) var<storage, read> work: array<ReduceWork>;
+// One entry per control group.
+@group(0) @binding(9) var<storage, read> folds: array<Fold>;
 
 fn combine(a: Partial, b: Partial) -> Partial {
     return Partial(a.sum_of_squares + b.sum_of_squares, max(a.max_abs_bits, b.max_abs_bits));
@@ -101,24 +129,26 @@ fn unscaled(g: vec4<f32>, inv_grad_scale: f32) -> vec4<f32> {
     return g;
 }
 
-// This invocation's share of one chunk: workgroup w takes a run of consecutive segments, the
-// w-th of W (W workgroups; a small, contiguous footprint per workgroup); within a segment, consecutive invocations read consecutive vec4s (one 16-byte
-// load each), then the segment's last 1 to 3 elements, when it ends inside a vec4, one lane
-// each. Each segment's squares are summed apart (a few vec4s per invocation: at most a tile)
-// and the segment sums into a total, so rounding errors grow with the vec4s per invocation of
-// a tile plus the segments per workgroup, never with the length of the chunk. (Compensated
-// summation is no option: WGSL compilers may reassociate floating-point arithmetic, and
-// lavapipe's does fold Kahan's correction away.)
-fn accumulate(inv: Invocation) -> Partial {
-    let count = arrayLength(&segments);
-    let inv_grad_scale = 1.0 / control_in.grad_scale;
-    let clip_value = control_in.clip_value;
+// One workgroup's share of a chunk: its run of one control group's segments (src/plan.rs cuts
+// each group's segments, main then tails, into equal runs, one per workgroup, as alone). Within
+// a segment, consecutive invocations read consecutive vec4s (one 16-byte load each), then the
+// segment's last 1 to 3 elements, when it ends inside a vec4, one lane each. Each segment's
+// squares are summed apart (a few vec4s per invocation: at most a tile) and the segment sums
+// into a total, so rounding errors grow with the vec4s per invocation of a tile plus the
+// segments per workgroup, never with the length of the chunk. (Compensated summation is no
+// option: WGSL compilers may reassociate floating-point arithmetic, and lavapipe's does fold
+// Kahan's correction away.)
+fn accumulate(inv: Invocation, w: ReduceWork) -> Partial {
+    let c = control_in[w.control];
+    let inv_grad_scale = 1.0 / c.grad_scale;
+    let clip_value = c.clip_value;
     var total = vec4(0.0);
     var max_bits = vec4(0u);
-    let run = (count + inv.workgroups.x - 1u) / inv.workgroups.x;
-    let first = inv.workgroup.x * run;
-    for (var j = first; j < min(first + run, count); j++) {
-        let s = segments[j];
+    let main_count = w.main_end - w.main_first;
+    let count = main_count + (w.tail_end - w.tail_first);
+    for (var p = 0u; p < count; p++) {
+        // (The discarded operand may wrap around: u32 arithmetic is modular.)
+        let s = segments[select(w.tail_first + p - main_count, w.main_first + p, p < main_count)];
         let body_end = s.end / 4u;
         var block = vec4(0.0);
         for (var i = s.start / 4u + inv.lane; i < body_end; i += REDUCE_SIZE) {
@@ -135,16 +165,17 @@ fn accumulate(inv: Invocation) -> Partial {
     return Partial((total.x + total.y) + (total.z + total.w), max_key);
 }
 
-// Workgroup w of a chunk writes partial `base + w` of the chunk's segments (src/plan.rs:
-// `Plan::partials`), modulo the buffer's length: past its end the slot already holds an
-// earlier chunk's partial, which this one combines with, in dispatch order.
+// Workgroup w of a chunk (a 2-D grid past the device's limit) does work[w]: its partial goes
+// to slot `partial` modulo the buffer's length; past its end the slot already holds an earlier
+// workgroup's partial, which this one combines with, in dispatch order.
 @compute @workgroup_size(REDUCE_SIZE)
 fn grad_partials(inv: Invocation) {
-    let total = workgroup_reduce(accumulate(inv), inv);
-    if inv.lane == 0u {
-        let index = segments[0].base + inv.workgroup.x;
-        let slot = index % arrayLength(&partials);
-        if index >= arrayLength(&partials) {
+    let index = inv.workgroup.y * inv.workgroups.x + inv.workgroup.x;
+    let w = work[min(index, arrayLength(&work) - 1u)];
+    let total = workgroup_reduce(accumulate(inv, w), inv);
+    if inv.lane == 0u && index < arrayLength(&work) {
+        let slot = w.partial % arrayLength(&partials);
+        if w.partial >= arrayLength(&partials) {
             partials[slot] = combine(partials[slot], total);
         } else {
             partials[slot] = total;
@@ -152,25 +183,28 @@ fn grad_partials(inv: Invocation) {
     }
 }
 
+// Workgroup k folds control group k's partials.
 @compute @workgroup_size(REDUCE_SIZE)
 fn grad_local(inv: Invocation) {
+    let k = inv.workgroup.x;
+    let fold = folds[k];
     var mine = Partial(0.0, 0u);
-    for (var i = inv.lane; i < arrayLength(&partials); i += REDUCE_SIZE) {
+    for (var i = fold.first + inv.lane; i < fold.end; i += REDUCE_SIZE) {
         mine = combine(mine, partials[i]);
     }
     let total = workgroup_reduce(mine, inv);
     if inv.lane == 0u {
-        stats = norm_stats(total);
+        stats[k] = norm_stats(total, grad_hyper[k]);
     }
 }
 
-fn norm_stats(total: Partial) -> NormStats {
+fn norm_stats(total: Partial, h: GradHyper) -> NormStats {
     let value = bitcast<f32>(total.max_abs_bits);
     if !is_finite(value) {
         // NaN if any gradient is NaN, else inf: what PyTorch's norm of them is.
         return NormStats(value, 1.0);
     }
-    if grad_hyper.inf_norm != 0u {
+    if h.inf_norm != 0u {
         return NormStats(value, 0.0);
     }
     // May overflow to inf from finite gradients (1e20^2): PyTorch's f32 norm does too.
@@ -195,55 +229,63 @@ fn clip_coefficient(norm: f32, h: GradHyper) -> f32 {
     return h.max_norm / norm;
 }
 
-// GradScaler.update (ATen's `_amp_update_scale_`): back off on a non-finite step; grow after
-// `growth_interval` consecutive finite ones, unless growing would overflow to inf.
-fn update_scale(found_inf: bool, h: GradHyper) {
+// GradScaler.update (ATen's `_amp_update_scale_`) of control block k: back off on a
+// non-finite step; grow after `growth_interval` consecutive finite ones, unless growing would
+// overflow to inf.
+fn update_scale(k: u32, found_inf: bool, h: GradHyper) {
+    let ctl = &control[k];
     if found_inf {
-        control.grad_scale *= h.backoff_factor;
-        control.growth_tracker = 0u;
+        (*ctl).grad_scale *= h.backoff_factor;
+        (*ctl).growth_tracker = 0u;
         return;
     }
-    let successful = control.growth_tracker + 1u;
+    let successful = (*ctl).growth_tracker + 1u;
     if successful == h.growth_interval {
-        let grown = control.grad_scale * h.growth_factor;
+        let grown = (*ctl).grad_scale * h.growth_factor;
         if is_finite(grown) {
-            control.grad_scale = grown;
+            (*ctl).grad_scale = grown;
         }
-        control.growth_tracker = 0u;
+        (*ctl).growth_tracker = 0u;
     } else {
-        control.growth_tracker = successful;
+        (*ctl).growth_tracker = successful;
     }
 }
 
-@compute @workgroup_size(1)
-fn grad_finalize() {
-    if control.nonfinite_step != 0u {
-        // Halted by error_if_nonfinite: nothing changes until the host clears it.
-        control.found_inf = 1u;
+// Invocation k finalizes control block k.
+@compute @workgroup_size(64)
+fn grad_finalize(@builtin(global_invocation_id) id: vec3<u32>) {
+    let k = id.x;
+    if k >= arrayLength(&control) {
         return;
     }
-    let h = grad_hyper;
-    let s = stats;
+    let ctl = &control[k];
+    if (*ctl).nonfinite_step != 0u {
+        // Halted by error_if_nonfinite: nothing changes until the host clears it.
+        (*ctl).found_inf = 1u;
+        return;
+    }
+    let h = grad_hyper[k];
+    let s = stats[k];
     let found_inf = (bitcast<u32>(s.nonfinite) & ABS_MASK) != 0u;
     var norm = s.value;
     if h.inf_norm == 0u && is_finite(norm) {
         norm = sqrt(norm);
     }
-    control.grad_norm = norm;
-    control.clip_coef = clip_coefficient(norm, h);
-    control.inv_grad_scale = 1.0 / control.grad_scale;
-    control.found_inf = u32(found_inf);
+    (*ctl).grad_norm = norm;
+    (*ctl).clip_coef = clip_coefficient(norm, h);
+    (*ctl).inv_grad_scale = 1.0 / (*ctl).grad_scale;
+    (*ctl).found_inf = u32(found_inf);
     // clip_grad_norm_(error_if_nonfinite=True) raises on a non-finite total norm: also when
     // finite gradients overflow it.
     if h.error_if_nonfinite != 0u && (found_inf || !is_finite(norm)) {
-        control.found_inf = 1u;
-        control.nonfinite_step = control.step + 1u;
+        (*ctl).found_inf = 1u;
+        (*ctl).nonfinite_step = (*ctl).step + 1u;
         return;
     }
     if found_inf {
-        control.skipped_steps += 1u;
+        (*ctl).skipped_steps += 1u;
     }
     if h.scaler != 0u {
-        update_scale(found_inf, h);
+        update_scale(k, found_inf, h);
     }
 }

@@ -41,9 +41,9 @@ impl Optimizer {
     /// The optimizer's state as a safetensors file in memory (reads every state buffer back:
     /// blocking, for checkpoints between steps).
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
-        let control = self.read_control_unchecked()?;
+        let controls = self.read_controls()?;
+        let control = controls[0];
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        let step = f64::from(control.step).to_le_bytes().to_vec();
         // Tensors of one span share their state buffers: read each buffer back once.
         // A Buffer hashes by its identity, not by anything its interior mutability touches.
         #[allow(clippy::mutable_key_type)]
@@ -66,7 +66,14 @@ impl Optimizer {
                     whole[start..end].to_vec(),
                 ));
             }
-            tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step.clone()));
+            // A population's replica steps by its own counter.
+            let k = if self.is_population() {
+                self.group_of(i).unwrap_or(0)
+            } else {
+                0
+            };
+            let step = f64::from(controls[k].step).to_le_bytes().to_vec();
+            tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step));
         }
         tensors.push((
             "grad_scaler.scale".into(),
@@ -80,8 +87,8 @@ impl Optimizer {
             vec![],
             (control.growth_tracker as i32).to_le_bytes().to_vec(),
         ));
-        let words = std::mem::size_of::<Control>() / 4;
-        let control_bytes = bytemuck::bytes_of(&control).to_vec();
+        let words = controls.len() * std::mem::size_of::<Control>() / 4;
+        let control_bytes = bytemuck::cast_slice(&controls).to_vec();
         tensors.push((CONTROL.into(), Dtype::U32, vec![words], control_bytes));
 
         let mut metadata = HashMap::from([
@@ -202,12 +209,12 @@ impl Optimizer {
                 states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
             }
         }
-        let words = std::mem::size_of::<Control>() / 4;
-        let control = self.loaded_control(bytemuck::pod_read_unaligned(tensor(
-            CONTROL,
-            Dtype::U32,
-            &[words],
-        )?))?;
+        let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
+        let control = tensor(CONTROL, Dtype::U32, &[words])?
+            .chunks_exact(std::mem::size_of::<Control>())
+            .enumerate()
+            .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
+            .collect::<Result<Vec<Control>>>()?;
 
         for (group, config) in configs.into_iter().enumerate() {
             self.set_group_config(group, config)?;
@@ -222,9 +229,11 @@ impl Optimizer {
                 .queue()
                 .write_buffer(range.buffer(), range.offset(), &data);
         }
-        self.context()
-            .queue()
-            .write_buffer(self.control_buffer(), 0, bytemuck::bytes_of(&control));
+        self.context().queue().write_buffer(
+            self.control_buffer(),
+            0,
+            bytemuck::cast_slice(&control),
+        );
         Ok(())
     }
 
@@ -242,12 +251,15 @@ impl Optimizer {
     /// - `clip_value`: this optimizer's bound (configuration, not state); `found_inf`,
     ///   `clip_coef` and `inv_grad_scale`: reset to what a fresh step starts from (each step
     ///   recomputes them before use).
-    fn loaded_control(&self, mut control: Control) -> Result<Control> {
+    ///
+    /// A population's checkpoint holds one control block per replica (`wgpu_optim.control` of
+    /// `replicas * 10` words), each checked against that replica's gradient processing.
+    fn loaded_control(&self, k: usize, mut control: Control) -> Result<Control> {
         let invalid = |what: String| Err(Error::Checkpoint(format!("control block: {what}")));
         if control.step == u32::MAX {
             return invalid("step counter u32::MAX: the next step would wrap to 0".into());
         }
-        let processing = self.grad_processing();
+        let processing = self.group_grad_processing(k);
         match processing.and_then(|c| c.grad_scaler.as_ref()) {
             Some(scaler) => {
                 let scale = control.grad_scale;

@@ -355,6 +355,20 @@ impl GradStages {
             clip_norm: c.max_norm.is_some(),
         })
     }
+
+    /// The stages any of `configs` needs (the control blocks of the others hold the identity
+    /// for those stages).
+    pub fn union(configs: &[GradConfig]) -> Self {
+        configs.iter().fold(Self::default(), |a, c| {
+            let b = Self::of(Some(c));
+            GradStages {
+                on: a.on || b.on,
+                unscale: a.unscale || b.unscale,
+                clip_value: a.clip_value || b.clip_value,
+                clip_norm: a.clip_norm || b.clip_norm,
+            }
+        })
+    }
 }
 
 /// The gradient-processing pipelines, built once per context, subgroup choice and stages.
@@ -379,14 +393,24 @@ impl GradPipelines {
             let source = shaders::grad_source(subgroups, grad.is_16bit());
             let module = create_module(device, "clip", &source);
             // 0: control, 1: grad_hyper, 2: grad, 3: partials, 4: stats, 5: control (read),
-            // 6: grad as vec4s, 7: segments.
+            // 6: grad as vec4s, 7: segments, 8: reduction work, 9: folds.
             let partials_layout = bind_group_layout(
                 device,
                 "grad_partials",
-                &[(2, true), (3, false), (5, true), (6, true), (7, true)],
+                &[
+                    (2, true),
+                    (3, false),
+                    (5, true),
+                    (6, true),
+                    (7, true),
+                    (8, true),
+                ],
             );
-            let local_layout =
-                bind_group_layout(device, "grad_local", &[(1, true), (3, false), (4, false)]);
+            let local_layout = bind_group_layout(
+                device,
+                "grad_local",
+                &[(1, true), (3, false), (4, false), (9, true)],
+            );
             let finalize_layout = bind_group_layout(
                 device,
                 "grad_finalize",
@@ -420,35 +444,42 @@ impl GradPipelines {
 
 /// Gradient processing attached to one optimizer: its buffers and bind groups.
 pub(crate) struct GradProcessing {
-    pub config: GradConfig,
+    /// One configuration per control block.
+    pub configs: Vec<GradConfig>,
     pipelines: Arc<GradPipelines>,
     // Kept alive for the bind groups.
     _hyper: wgpu::Buffer,
     _partials: wgpu::Buffer,
-    chunks: Vec<(wgpu::BindGroup, u32)>,
+    chunks: Vec<(wgpu::BindGroup, (u32, u32))>,
     local: wgpu::BindGroup,
     finalize: wgpu::BindGroup,
+    controls: u32,
 }
 
 impl GradProcessing {
-    /// Buffers and bind groups for `config` over the gradients of the optimizer's `plan` (role
-    /// 1 of its spans), feeding `control` through the [`NormStats`] in `stats`. `config` must
-    /// be valid.
+    /// Buffers and bind groups for `configs` (one per control block of `plan`, valid) over the
+    /// gradients of the optimizer's `plan` (role 1 of its spans), feeding `control` through the
+    /// [`NormStats`] in `stats`.
     pub fn new(
         ctx: &Context,
-        config: GradConfig,
+        configs: Vec<GradConfig>,
         plan: &Plan,
         control: &wgpu::Buffer,
         stats: &BufferRange,
     ) -> Result<Self> {
         use wgpu::util::DeviceExt;
+        debug_assert_eq!(configs.len(), plan.controls as usize);
         // One type for every gradient of an optimizer (checked at its build).
         let grad = plan
             .spans
             .first()
             .map_or(Dtype::F32, |span| span.ranges[1].dtype());
-        let hyper = config.hyper()?;
-        let pipelines = GradPipelines::get(ctx, GradStages::of(Some(&config)), grad)?;
+        let hyper = configs
+            .iter()
+            .map(GradConfig::hyper)
+            .collect::<Result<Vec<GradHyper>>>()?;
+        let pipelines = GradPipelines::get(ctx, GradStages::union(&configs), grad)?;
+        let max_x = ctx.max_workgroups();
         crate::context::capture_errors(ctx.device(), || {
             let device = ctx.device();
             // Every chunk's partials in one binding (see `Plan::partials`).
@@ -460,7 +491,7 @@ impl GradProcessing {
             });
             let hyper_buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim grad hyper"),
-                contents: bytemuck::bytes_of(&hyper),
+                contents: bytemuck::cast_slice(&hyper),
                 usage: wgpu::BufferUsages::STORAGE,
             });
             let chunks = plan
@@ -484,9 +515,10 @@ impl GradProcessing {
                             (5, control.as_entire_binding()),
                             (6, grad4),
                             (7, chunk.all.binding(plan.table())),
+                            (8, chunk.reduce.binding(plan.table())),
                         ],
                     );
-                    (group, chunk.reduce_workgroups)
+                    (group, crate::plan::grid(chunk.reduce.count, max_x))
                 })
                 .collect();
             let local = bind_group(
@@ -497,6 +529,7 @@ impl GradProcessing {
                     (1, hyper_buffer.as_entire_binding()),
                     (3, partials.as_entire_binding()),
                     (4, stats.binding()),
+                    (9, plan.folds.binding(plan.table())),
                 ],
             );
             let finalize = bind_group(
@@ -510,13 +543,14 @@ impl GradProcessing {
                 ],
             );
             GradProcessing {
-                config,
+                configs,
                 pipelines: pipelines.clone(),
                 _hyper: hyper_buffer,
                 _partials: partials,
                 chunks,
                 local,
                 finalize,
+                controls: plan.controls,
             }
         })
     }
@@ -524,13 +558,13 @@ impl GradProcessing {
     /// Records the reduction of every gradient into the [`NormStats`] buffer.
     pub fn record_stats(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipelines.partials);
-        for (group, workgroups) in &self.chunks {
+        for (group, (x, y)) in &self.chunks {
             pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(*workgroups, 1, 1);
+            pass.dispatch_workgroups(*x, *y, 1);
         }
         pass.set_pipeline(&self.pipelines.local);
         pass.set_bind_group(0, &self.local, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        pass.dispatch_workgroups(self.controls, 1, 1);
     }
 
     /// Records the finalize: norm, clip coefficient, found_inf and loss scale into the control
@@ -538,7 +572,7 @@ impl GradProcessing {
     pub fn record_finalize(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipelines.finalize);
         pass.set_bind_group(0, &self.finalize, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        pass.dispatch_workgroups(self.controls.div_ceil(64), 1, 1);
     }
 }
 
@@ -622,7 +656,8 @@ impl ClipValue {
             let plan = Plan::new(
                 device,
                 &tensors,
-                &vec![0; grads.len()],
+                (&vec![0; grads.len()], 1),
+                crate::plan::Control::Shared,
                 &ctx.plan_limits(shaders::Storage::F32),
             );
             let chunks = plan

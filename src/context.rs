@@ -93,11 +93,13 @@ impl Entry {
 }
 
 /// What varies between the pipelines of one kernel with one set of structural options: the
-/// gradient-processing stages compiled in and whether there is one parameter group.
+/// gradient-processing stages compiled in, whether there is one parameter group and whether
+/// each group has a control block of its own (a population).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Variant {
     pub stages: GradStages,
     pub one_group: bool,
+    pub group_control: bool,
 }
 
 /// What a cached pipeline set was built from.
@@ -363,6 +365,7 @@ impl Context {
                 .map(|&(name, on)| (name, flag(on)))
                 .collect();
             constants.push(("GRAD_PROCESSING", flag(stages.on)));
+            constants.push(("GROUP_CONTROL", flag(variant.group_control)));
             let bind_layout = match entry {
                 Entry::Prologue => &layouts.prologue,
                 Entry::Update | Entry::UpdateTail => {

@@ -56,7 +56,7 @@ pub use dtype::Dtype;
 pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
 pub use optim::*;
-pub use plan::Segment;
+pub use plan::{Fold, ReduceWork, Segment};
 pub use readback::ControlReader;
 pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
 pub use shaders::{Rounding, Storage};

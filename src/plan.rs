@@ -30,13 +30,44 @@ wgsl_struct! {
         end: u32,
         /// The parameter group.
         group: u32,
-        /// For the gradient-norm reduction: the first partial its chunk's workgroups write
-        /// (counted over every chunk, modulo one binding of partials); the update ignores it.
-        base: u32,
-        /// The tensor's position in the optimizer's list.
+        /// The tensor's position in the optimizer's list (in a population, within its
+        /// replica, so that a replica's stochastic rounding draws the bits it draws alone).
         tensor: u32,
         /// The index of element `start` within its tensor.
         tensor_offset: u32,
+    }
+}
+
+wgsl_struct! {
+    /// One workgroup's work in the gradient-norm reduction (`grad_partials` in
+    /// shaders/clip.wgsl): a run of one control group's segments, which lie in two ranges of
+    /// the chunk's table (the group's main segments, then its tails), and where its partial
+    /// goes.
+    pub struct ReduceWork as "ReduceWork" {
+        /// The first of its main segments (an index into the chunk's `all` slice).
+        main_first: u32,
+        /// One past its last main segment.
+        main_end: u32,
+        /// The first of its tail segments.
+        tail_first: u32,
+        /// One past its last tail segment.
+        tail_end: u32,
+        /// The partial it writes, counted over the plan (its slot is this modulo one binding
+        /// of partials).
+        partial: u32,
+        /// Its control group: the control block whose loss scale and bound it reads.
+        control: u32,
+    }
+}
+
+wgsl_struct! {
+    /// The partials of one control group, `[first, end)`: what `grad_local` folds into that
+    /// group's [`NormStats`](crate::NormStats).
+    pub struct Fold as "Fold" {
+        /// The first partial.
+        first: u32,
+        /// One past the last.
+        end: u32,
     }
 }
 
@@ -154,20 +185,21 @@ pub(crate) fn check_disjoint(ranges: &[&BufferRange]) -> Result<()> {
     Ok(())
 }
 
-/// Segments `count` entries from byte `offset` of a plan's table.
+/// `count` entries of `size` bytes from byte `offset` of a plan's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TableSlice {
     pub offset: u64,
     pub count: u64,
+    pub size: u64,
 }
 
 impl TableSlice {
-    /// The slice as a binding of `table` (a slice of no segment binds one zeroed entry).
+    /// The slice as a binding of `table` (a slice of no entry binds one zeroed entry).
     pub fn binding(self, table: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: table,
             offset: self.offset,
-            size: std::num::NonZeroU64::new(self.count.max(1) * SEGMENT_SIZE),
+            size: std::num::NonZeroU64::new(self.count.max(1) * self.size),
         })
     }
 }
@@ -201,8 +233,9 @@ pub(crate) struct Chunk {
     /// reductions, which loop over it with at most `max_workgroups` workgroups (a zeroed
     /// segment is empty).
     pub all: TableSlice,
-    /// Workgroups of the gradient-norm reduction over this chunk: one partial each.
-    pub reduce_workgroups: u32,
+    /// The gradient-norm reduction's workgroups over this chunk, one [`ReduceWork`] each
+    /// (a 2-D grid past `max_workgroups`).
+    pub reduce: TableSlice,
 }
 
 impl Chunk {
@@ -215,17 +248,36 @@ impl Chunk {
     }
 }
 
+/// How the parameter groups of a plan share the control block (step counter, skip flag, clip
+/// coefficient, loss scale) and the gradient norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// One control block and one global norm over every group (PyTorch's `param_groups`).
+    Shared,
+    /// A control block and a norm per group: each group is a replica of its own (a
+    /// population), stepped, clipped and skipped alone.
+    PerGroup,
+}
+
 /// The dispatches over a set of tensors: spans, their chunks, and one segment table.
 pub(crate) struct Plan {
     pub spans: Vec<Span>,
     pub chunks: Vec<Chunk>,
-    /// Slots of the gradient-norm reduction's partials, one binding's worth at most. Chunk
-    /// after chunk, workgroup `w` of a chunk whose segments say `base` writes partial
-    /// `(base + w) % partials`, combining with what is there once `base + w` has wrapped
-    /// around: every chunk's partials in one buffer, in a fixed order, however many chunks.
+    /// Slots of the gradient-norm reduction's partials, one binding's worth at most. The
+    /// reduction's workgroup with [`ReduceWork::partial`] `p` writes slot `p % partials`,
+    /// combining with what is there once `p` has wrapped around (shared control only: a plan
+    /// with a control block per group never wraps).
     pub partials: u64,
-    /// Every chunk's segments, each slice at an aligned offset; `None` without a chunk.
-    pub table: Option<wgpu::Buffer>,
+    /// Control blocks: 1, or one per parameter group.
+    pub controls: u32,
+    /// One [`Fold`] per control block: the partials `grad_local` folds into its norm stats.
+    pub folds: TableSlice,
+    /// Whether some partials share a slot: never short of a binding's worth of partials
+    /// (16M workgroups, over 2^40 gradients); a plan with a control block per group must not.
+    pub wraps: bool,
+    /// Every chunk's segments and reduction work and the folds, each slice at an aligned
+    /// offset.
+    pub table: wgpu::Buffer,
 }
 
 /// What a plan is cut with: the device's binding limits and the update's tile.
@@ -244,29 +296,143 @@ pub(crate) struct PlanLimits {
     pub max_workgroups: u64,
 }
 
-/// Most workgroups of one reduction dispatch: enough to fill a large GPU, few enough that each
-/// loops over several segments (workgroup barriers are costly on software adapters) and that
-/// the single-workgroup pass folding the partials has few to fold.
+/// Most workgroups of one control group's reduction in one chunk: enough to fill a large GPU,
+/// few enough that each loops over several segments (workgroup barriers are costly on software
+/// adapters) and that the single workgroup folding the group's partials has few to fold.
 pub(crate) const REDUCE_MAX_WORKGROUPS: u64 = 1024;
 
 /// Invocations per workgroup of the tail dispatch (`update_tail` in common/entry.wgsl).
 pub(crate) const TAIL_WORKGROUP: u64 = 64;
 
+/// A chunk's segments before the table is written.
+struct ChunkSegments {
+    span: usize,
+    offset: u64,
+    len: u64,
+    layout: ElementLayout,
+    unit: u64,
+    main: Vec<Segment>,
+    tails: Vec<Segment>,
+}
+
+impl ChunkSegments {
+    /// Per control block present in the chunk: `(control, main range, tail range)` in the
+    /// chunk's `all` slice, given each main and tail segment's position there. A control
+    /// group's segments are consecutive in each part, because its tensors are consecutive in
+    /// the optimizer's order; a range spans the zeroed padding between two dispatch slices
+    /// when the group's segments do (past `max_workgroups` squared segments), which adds
+    /// nothing.
+    fn control_runs(
+        &self,
+        control: Control,
+        (main_at, tail_at): (&[u32], &[u32]),
+    ) -> Vec<(u32, [u32; 2], [u32; 2])> {
+        let of = |s: &Segment| match control {
+            Control::Shared => 0,
+            Control::PerGroup => s.group,
+        };
+        // (control block, main range, tail range), each range once seen.
+        type Run = (u32, Option<[u32; 2]>, Option<[u32; 2]>);
+        let mut runs: Vec<Run> = Vec::new();
+        let mut add = |segments: &[Segment], at: &[u32], tail: bool| {
+            for (s, &j) in segments.iter().zip(at) {
+                let k = of(s);
+                let run = match runs.iter_mut().find(|r| r.0 == k) {
+                    Some(run) => run,
+                    None => {
+                        runs.push((k, None, None));
+                        runs.last_mut().expect("just pushed")
+                    }
+                };
+                let range = if tail { &mut run.2 } else { &mut run.1 };
+                let first = range.map_or(j, |r| r[0]);
+                *range = Some([first, j + 1]);
+            }
+        };
+        add(&self.main, main_at, false);
+        add(&self.tails, tail_at, true);
+        runs.sort_by_key(|r| r.0);
+        runs.into_iter()
+            .map(|(k, main, tail)| (k, main.unwrap_or([0, 0]), tail.unwrap_or([0, 0])))
+            .collect()
+    }
+}
+
 impl Plan {
     /// Plans `tensors` (each a range per role, see [`spans`]), tensor `i` in parameter group
-    /// `groups[i]`.
+    /// `groups[i]` (of `group_count`), the groups sharing one control block or each with its
+    /// own. With a control block per group, chunks are cut at a group's first tensor where one
+    /// lies within the binding limit, so that a group smaller than a binding is reduced in one
+    /// chunk, as it would be alone; and segments name tensors by their index within the group.
     pub fn new(
         device: &wgpu::Device,
         tensors: &[Vec<BufferRange>],
-        groups: &[u32],
+        (groups, group_count): (&[u32], u32),
+        control: Control,
         limits: &PlanLimits,
     ) -> Plan {
         use wgpu::util::DeviceExt;
         let spans = spans(tensors);
+        let controls = match control {
+            Control::Shared => 1,
+            Control::PerGroup => group_count.max(1),
+        };
+        // The first tensor of each tensor's group (of its run of equal groups), so that
+        // segments name tensors within their group when each group has a control block.
+        let mut group_first = Vec::with_capacity(tensors.len());
+        for i in 0..tensors.len() {
+            let first = match control {
+                Control::PerGroup if i > 0 && groups[i] == groups[i - 1] => group_first[i - 1],
+                Control::PerGroup => i,
+                Control::Shared => 0,
+            };
+            group_first.push(first);
+        }
+        let mut cut = Vec::new();
+        for (n, span) in spans.iter().enumerate() {
+            let mut offset = 0;
+            while offset < span.len() {
+                let limit = offset + limits.chunk_len;
+                let mut len = limits.chunk_len.min(span.len() - offset);
+                if control == Control::PerGroup && limit < span.len() {
+                    // The last start of a group's first tensor within (offset, limit].
+                    let group_start = span
+                        .tensors
+                        .iter()
+                        .filter(|&&i| i == 0 || groups[i - 1] != groups[i])
+                        .map(|&i| span.offset_of(&tensors[i][0]))
+                        .filter(|&start| start > offset && start <= limit)
+                        .max();
+                    if let Some(start) = group_start {
+                        len = start - offset;
+                    }
+                }
+                let unit = if limits.packed { 8 } else { 4 };
+                let layout = vec4_layout(span, tensors, offset, len, unit, limits.max_binding);
+                let (main, tails) = segments(
+                    span,
+                    tensors,
+                    (groups, &group_first),
+                    (offset, len),
+                    limits,
+                    (layout, unit),
+                );
+                if !main.is_empty() || !tails.is_empty() {
+                    cut.push(ChunkSegments {
+                        span: n,
+                        offset,
+                        len,
+                        layout,
+                        unit,
+                        main,
+                        tails,
+                    });
+                }
+                offset += len;
+            }
+        }
+
         let mut table: Vec<u8> = Vec::new();
-        let mut chunks = Vec::new();
-        let max_partials = (limits.max_binding / PARTIAL_SIZE).max(1);
-        let mut partials = 0;
         // Each dispatch's slice starts at an aligned offset; a 2-D grid of max_workgroups^2
         // workgroups takes that many segments (or 64 tails each) at most.
         let grid = limits.max_workgroups * limits.max_workgroups;
@@ -274,85 +440,149 @@ impl Plan {
         // chunk's `all` slice reads its main slices, the zeroed padding and its tails as one
         // array of segments.
         let padding = lcm(limits.align, SEGMENT_SIZE) as usize;
-        let push = |segments: &[Segment], per_dispatch: u64, table: &mut Vec<u8>| {
+        let push = |bytes: &[u8], table: &mut Vec<u8>| {
+            let offset = table.len() as u64;
+            table.extend_from_slice(bytes);
+            table.resize(table.len().next_multiple_of(padding), 0);
+            offset
+        };
+        let push_segments = |segments: &[Segment], per_dispatch: u64, table: &mut Vec<u8>| {
             segments
                 .chunks(per_dispatch as usize)
-                .map(|piece| {
-                    let slice = TableSlice {
-                        offset: table.len() as u64,
-                        count: piece.len() as u64,
-                    };
-                    table.extend_from_slice(bytemuck::cast_slice(piece));
-                    table.resize(table.len().next_multiple_of(padding), 0);
-                    slice
+                .map(|piece| TableSlice {
+                    offset: push(bytemuck::cast_slice(piece), table),
+                    count: piece.len() as u64,
+                    size: SEGMENT_SIZE,
                 })
                 .collect::<Vec<_>>()
         };
-        for (n, span) in spans.iter().enumerate() {
-            for c in 0..span.len().div_ceil(limits.chunk_len) {
-                let offset = c * limits.chunk_len;
-                let len = limits.chunk_len.min(span.len() - offset);
-                let unit = if limits.packed { 8 } else { 4 };
-                let layout = vec4_layout(span, tensors, offset, len, unit, limits.max_binding);
-                let (mut main, mut tails) =
-                    segments(span, tensors, groups, (offset, len), limits, (layout, unit));
-                let count = (main.len() + tails.len()) as u64;
-                if count == 0 {
-                    continue;
-                }
-                let reduce_workgroups = count
-                    .min(REDUCE_MAX_WORKGROUPS)
-                    .min(limits.max_workgroups)
-                    .min(max_partials);
-                for segment in main.iter_mut().chain(&mut tails) {
-                    segment.base = partials as u32;
-                }
-                partials += reduce_workgroups;
-                let start = table.len() as u64;
-                let main = push(&main, grid, &mut table);
-                let tails = push(&tails, grid * TAIL_WORKGROUP, &mut table);
-                let end = tails.last().or(main.last()).expect("a segment");
-                let all = TableSlice {
-                    offset: start,
-                    count: (end.offset - start) / SEGMENT_SIZE + end.count,
-                };
-                chunks.push(Chunk {
-                    span: n,
-                    offset,
-                    len,
-                    layout,
-                    unit,
-                    main,
-                    tails,
-                    all,
-                    reduce_workgroups: reduce_workgroups as u32,
-                });
-            }
+        // The segment slices first; the reduction's work needs the tails' position in `all`.
+        let mut chunks = Vec::new();
+        let mut runs = Vec::new();
+        for c in &cut {
+            let start = table.len() as u64;
+            let main = push_segments(&c.main, grid, &mut table);
+            let tails = push_segments(&c.tails, grid * TAIL_WORKGROUP, &mut table);
+            let end = tails.last().or(main.last()).expect("a segment");
+            let all = TableSlice {
+                offset: start,
+                count: (end.offset - start) / SEGMENT_SIZE + end.count,
+                size: SEGMENT_SIZE,
+            };
+            // Each segment's position in `all`: slices start at aligned offsets.
+            let positions = |slices: &[TableSlice]| -> Vec<u32> {
+                slices
+                    .iter()
+                    .flat_map(|slice| {
+                        let first = (slice.offset - start) / SEGMENT_SIZE;
+                        (first..first + slice.count).map(|j| j as u32)
+                    })
+                    .collect()
+            };
+            runs.push(c.control_runs(control, (&positions(&main), &positions(&tails))));
+            chunks.push((all, main, tails));
         }
-        let table = (!table.is_empty()).then(|| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-optim segments"),
-                contents: &table,
-                usage: wgpu::BufferUsages::STORAGE,
+
+        // Each control group's reduction: its segments of a chunk, in order (main, then tail),
+        // are cut into runs of equal length, one per workgroup, as many workgroups as the
+        // group has segments there up to REDUCE_MAX_WORKGROUPS: a function of the group's own
+        // segments only, so a group reduces the same way in a population as alone. Its
+        // partials are consecutive, chunk after chunk, control group after control group.
+        let max_partials = (limits.max_binding / PARTIAL_SIZE).max(1);
+        let mut work: Vec<Vec<ReduceWork>> = vec![Vec::new(); cut.len()];
+        let mut folds = Vec::new();
+        let mut partials = 0_u64;
+        for k in 0..controls {
+            let first = partials;
+            for (c, chunk_runs) in runs.iter().enumerate() {
+                let Some((_, main, tail)) = chunk_runs.iter().find(|r| r.0 == k) else {
+                    continue;
+                };
+                let (main_count, tail_count) = (main[1] - main[0], tail[1] - tail[0]);
+                let count = u64::from(main_count + tail_count);
+                let workgroups = count.min(REDUCE_MAX_WORKGROUPS).min(limits.max_workgroups);
+                let run = count.div_ceil(workgroups);
+                for w in 0..workgroups {
+                    // Positions [from, to) of the group's list: main segments, then tails.
+                    let (from, to) = (
+                        (w * run).min(count) as u32,
+                        ((w + 1) * run).min(count) as u32,
+                    );
+                    let main_part = |p: u32| main[0] + p.min(main_count);
+                    let tail_part = |p: u32| tail[0] + p.saturating_sub(main_count);
+                    work[c].push(ReduceWork {
+                        main_first: main_part(from),
+                        main_end: main_part(to),
+                        tail_first: tail_part(from),
+                        tail_end: tail_part(to),
+                        partial: partials as u32,
+                        control: k,
+                    });
+                    partials += 1;
+                }
+            }
+            folds.push(Fold {
+                first: first.min(max_partials) as u32,
+                end: partials.min(max_partials) as u32,
+            });
+        }
+        let chunks = cut
+            .iter()
+            .zip(chunks)
+            .zip(work)
+            .map(|((c, (all, main, tails)), work)| Chunk {
+                span: c.span,
+                offset: c.offset,
+                len: c.len,
+                layout: c.layout,
+                unit: c.unit,
+                main,
+                tails,
+                all,
+                reduce: TableSlice {
+                    offset: push(bytemuck::cast_slice(&work), &mut table),
+                    count: work.len() as u64,
+                    size: std::mem::size_of::<ReduceWork>() as u64,
+                },
             })
+            .collect();
+        let folds = TableSlice {
+            offset: push(bytemuck::cast_slice(&folds), &mut table),
+            count: folds.len() as u64,
+            size: std::mem::size_of::<Fold>() as u64,
+        };
+        let table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim segments"),
+            contents: &table,
+            usage: wgpu::BufferUsages::STORAGE,
         });
         Plan {
             spans,
             chunks,
-            partials: partials.min(max_partials),
+            partials: partials.clamp(1, max_partials),
+            controls,
+            folds,
+            wraps: partials > max_partials,
             table,
         }
     }
 
-    /// The segment table; every plan with a chunk has one.
+    /// The table holding every slice of the plan.
     pub fn table(&self) -> &wgpu::Buffer {
-        self.table.as_ref().expect("a table for every chunk")
+        &self.table
     }
 
     /// Role `role`'s range of `chunk`: `len` elements, or the bound length of its layout.
     pub fn range(&self, chunk: &Chunk, role: usize, len: u64) -> BufferRange {
         self.spans[chunk.span].ranges[role].slice(chunk.offset, len)
     }
+}
+
+/// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (plans keep `count`
+/// within `max_x` squared).
+pub(crate) fn grid(count: u64, max_x: u64) -> (u32, u32) {
+    let x = count.clamp(1, max_x);
+    (x as u32, count.div_ceil(x) as u32)
 }
 
 /// The least common multiple.
@@ -402,7 +632,7 @@ fn vec4_layout(
 fn segments(
     span: &Span,
     tensors: &[Vec<BufferRange>],
-    groups: &[u32],
+    (groups, group_first): (&[u32], &[usize]),
     (offset, len): (u64, u64),
     limits: &PlanLimits,
     (layout, unit): (ElementLayout, u64),
@@ -412,8 +642,7 @@ fn segments(
         start: (from - offset) as u32,
         end: (to - offset) as u32,
         group,
-        base: 0,
-        tensor: tensor as u32,
+        tensor: (tensor - group_first[tensor]) as u32,
         tensor_offset: (from - tensor_start) as u32,
     };
     for &i in &span.tensors {

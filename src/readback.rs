@@ -38,10 +38,16 @@ use crate::optim::Optimizer;
 /// A copy recorded into an encoder that is dropped unsubmitted frees its slot again. When a
 /// call fails (a halted optimizer, a failed mapping), the copies that arrived with it are
 /// dropped; their slots are free.
+///
+/// A [population](Optimizer::population) has a control block per replica: read it with a
+/// reader made by [`ControlReader::for_optimizer`], whose copies hold every block
+/// ([`ControlReader::try_read_blocks`]).
 pub struct ControlReader {
     ctx: Context,
     slots: Vec<Slot>,
     recorded: u64,
+    // Control blocks per copy.
+    blocks: usize,
 }
 
 struct Slot {
@@ -59,13 +65,23 @@ enum SlotState {
 const SIZE: u64 = std::mem::size_of::<Control>() as u64;
 
 impl ControlReader {
-    /// A reader with `depth` staging buffers (at least 1).
+    /// A reader with `depth` staging buffers (at least 1) of one control block each.
     pub fn new(ctx: &Context, depth: usize) -> Self {
+        Self::with_blocks(ctx, depth, 1)
+    }
+
+    /// A reader of `optimizer`'s control blocks (one per replica of a population), with
+    /// `depth` staging buffers.
+    pub fn for_optimizer(optimizer: &Optimizer, depth: usize) -> Self {
+        Self::with_blocks(optimizer.context(), depth, optimizer.control_blocks())
+    }
+
+    fn with_blocks(ctx: &Context, depth: usize, blocks: usize) -> Self {
         let slots = (0..depth.max(1))
             .map(|_| Slot {
                 buffer: ctx.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgpu-optim control readback"),
-                    size: SIZE,
+                    size: SIZE * blocks as u64,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }),
@@ -76,13 +92,15 @@ impl ControlReader {
             ctx: ctx.clone(),
             slots,
             recorded: 0,
+            blocks,
         }
     }
 
-    /// Records a copy of `optimizer`'s control block, as it stands after everything recorded
-    /// before it in `encoder`. Returns `Ok(false)` and records nothing when every slot is in
-    /// flight, and [`Error::OtherDevice`] for an optimizer of another device than the
-    /// reader's (the copy would fail at the caller's submit).
+    /// Records a copy of `optimizer`'s control blocks, as they stand after everything
+    /// recorded before it in `encoder`. Returns `Ok(false)` and records nothing when every
+    /// slot is in flight, [`Error::OtherDevice`] for an optimizer of another device than the
+    /// reader's (the copy would fail at the caller's submit), and [`Error::WrongLength`] for
+    /// one with another number of control blocks than the reader's.
     pub fn record(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
@@ -91,6 +109,13 @@ impl ControlReader {
         if optimizer.context().device() != self.ctx.device() {
             return Err(Error::OtherDevice { what: "optimizer" });
         }
+        if optimizer.control_blocks() != self.blocks {
+            return Err(Error::WrongLength {
+                what: "control blocks (ControlReader::for_optimizer sizes a reader)",
+                expected: self.blocks,
+                actual: optimizer.control_blocks(),
+            });
+        }
         let Some(slot) = self
             .slots
             .iter()
@@ -98,7 +123,8 @@ impl ControlReader {
         else {
             return Ok(false);
         };
-        encoder.copy_buffer_to_buffer(optimizer.control_buffer(), 0, &slot.buffer, 0, SIZE);
+        let size = SIZE * self.blocks as u64;
+        encoder.copy_buffer_to_buffer(optimizer.control_buffer(), 0, &slot.buffer, 0, size);
         *lock(&slot.state) = SlotState::InFlight;
         let state = slot.state.clone();
         let sequence = self.recorded;
@@ -109,11 +135,20 @@ impl ControlReader {
         Ok(true)
     }
 
-    /// The copies that have arrived since the last call, oldest first, without blocking.
+    /// The copies that have arrived since the last call, oldest first, without blocking (for
+    /// a reader of several control blocks, each copy's blocks in order: see
+    /// [`ControlReader::try_read_blocks`]).
     ///
     /// Fails with [`Error::NonFiniteGradients`] when one of them shows an optimizer halted by
     /// `error_if_nonfinite` (the error carries that copy), or when a mapping failed.
     pub fn try_read(&mut self) -> Result<Vec<Control>> {
+        Ok(self.try_read_blocks()?.into_iter().flatten().collect())
+    }
+
+    /// The copies that have arrived since the last call, oldest first, each as its control
+    /// blocks (one per replica of a population), without blocking. Fails as
+    /// [`ControlReader::try_read`].
+    pub fn try_read_blocks(&mut self) -> Result<Vec<Vec<Control>>> {
         self.ctx.device().poll(wgpu::PollType::Poll)?;
         let mut arrived = Vec::new();
         for slot in &self.slots {
@@ -131,7 +166,10 @@ impl ControlReader {
                         .slice(..)
                         .get_mapped_range()
                         .map_err(|e| Error::Wgpu(e.to_string()))?;
-                    Ok(bytemuck::pod_read_unaligned::<Control>(&view))
+                    Ok(view
+                        .chunks_exact(SIZE as usize)
+                        .map(bytemuck::pod_read_unaligned::<Control>)
+                        .collect::<Vec<Control>>())
                 });
                 if result.is_ok() {
                     slot.buffer.unmap();
@@ -143,7 +181,7 @@ impl ControlReader {
         arrived.sort_by_key(|(sequence, _)| *sequence);
         arrived
             .into_iter()
-            .map(|(_, control)| control.and_then(Control::checked))
+            .map(|(_, blocks)| blocks?.into_iter().map(Control::checked).collect())
             .collect()
     }
 

@@ -198,6 +198,8 @@ fn rust_structs_match_their_wgsl_layout() {
         assert_layout::<Partial>(&module, "clip");
         assert_layout::<NormStats>(&module, "clip");
         assert_layout::<Segment>(&module, "clip");
+        assert_layout::<ReduceWork>(&module, "clip");
+        assert_layout::<Fold>(&module, "clip");
     }
     let clip_value = parse(
         &shaders::concatenate(&shaders::CLIP_VALUE_FILES),

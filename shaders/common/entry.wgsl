@@ -30,16 +30,26 @@ override CLIP_NORM: bool = true;
 // Whether the optimizer has a single parameter group: its hyperparameters are then read at a
 // constant address rather than at one loaded from the segment table.
 override ONE_GROUP: bool = false;
+// Whether each parameter group has a control block of its own (a population of replicas, each
+// with its own step counter, skip flag, clip coefficient and loss scale) rather than all
+// sharing control block 0.
+override GROUP_CONTROL: bool = false;
 
-// One invocation, once per step, before any update: advance the step counter on the device
-// (unless this step is skipped) and derive the per-step scalars of every parameter group.
-@compute @workgroup_size(1)
-fn prologue() {
-    if GRAD_PROCESSING && control.found_inf != 0u {
+// Once per step, before any update, one invocation per control block: advance its step counter
+// on the device (unless its step is skipped) and derive the per-step scalars of its parameter
+// groups (every group, or group k with a control block per group).
+@compute @workgroup_size(64)
+fn prologue(@builtin(global_invocation_id) id: vec3<u32>) {
+    let k = id.x;
+    if k >= arrayLength(&control) || (GRAD_PROCESSING && control[k].found_inf != 0u) {
         return;
     }
-    control.step += 1u;
-    let step = f32(control.step);
+    control[k].step += 1u;
+    let step = f32(control[k].step);
+    if GROUP_CONTROL {
+        prepare_group(k, step);
+        return;
+    }
     for (var g = 0u; g < arrayLength(&hyper); g++) {
         prepare_group(g, step);
     }
@@ -74,6 +84,14 @@ fn group_of(s: Segment) -> u32 {
     return s.group;
 }
 
+// The control block segment `s` is stepped with.
+fn control_of(s: Segment) -> u32 {
+    if GROUP_CONTROL {
+        return s.group;
+    }
+    return 0u;
+}
+
 // Whether this step is skipped (its gradients hold an inf or NaN).
 fn skipped(c: Control) -> bool {
     return GRAD_PROCESSING && c.found_inf != 0u;
@@ -89,9 +107,9 @@ fn update(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let c = control;
     let index = workgroup.y * workgroups.x + workgroup.x;
     let s = segments[min(index, arrayLength(&segments) - 1u)];
+    let c = control[control_of(s)];
     let h = hyper[group_of(s)];
     if skipped(c) || index >= arrayLength(&segments) {
         return;
@@ -117,9 +135,9 @@ fn update_tail(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let c = control;
     let index = (workgroup.y * workgroups.x + workgroup.x) * 64u + lane;
     let s = segments[min(index, arrayLength(&segments) - 1u)];
+    let c = control[control_of(s)];
     let h = hyper[group_of(s)];
     if skipped(c) || index >= arrayLength(&segments) {
         return;

@@ -2,15 +2,13 @@
 // with parameter group `group`'s hyperparameters (src/plan.rs builds the tables). The update,
 // the gradient-norm reduction and the standalone clip by value all walk the same table, so the
 // gaps between the tensors of an arena are neither read as data nor written. A zeroed entry is
-// empty. `base` is for the gradient-norm reduction: the first partial its chunk's workgroups
-// write (`Plan::partials` in src/plan.rs); the update ignores it. `tensor` and
-// `tensor_offset` (the index of element `start` within its tensor) name each element the same
-// way whatever the layout: stochastic rounding draws its bits from them.
+// empty. `tensor` (the tensor's index in the optimizer, or within its replica in a population)
+// and `tensor_offset` (the index of element `start` within its tensor) name each element the
+// same way whatever the layout: stochastic rounding draws its bits from them.
 struct Segment {
     start: u32,
     end: u32,
     group: u32,
-    base: u32,
     tensor: u32,
     tensor_offset: u32,
 }

@@ -45,6 +45,28 @@ pub enum OptimizerConfig {
     Lion(LionConfig),
 }
 
+/// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
+/// configuration is an [`OptimizerConfig`].
+macro_rules! config_from {
+    ($($variant:ident($config:ty)),* $(,)?) => {
+        $(impl From<$config> for OptimizerConfig {
+            fn from(config: $config) -> Self {
+                OptimizerConfig::$variant(config)
+            }
+        })*
+    };
+}
+
+config_from!(
+    Sgd(SgdConfig),
+    Adagrad(AdagradConfig),
+    RmsProp(RmsPropConfig),
+    Adam(AdamConfig),
+    AdamW(AdamWConfig),
+    AdaBelief(AdaBeliefConfig),
+    Lion(LionConfig),
+);
+
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StateSpec {

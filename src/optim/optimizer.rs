@@ -9,7 +9,7 @@ use crate::context::{bind_group, capture_errors, Context, Entry, KernelLayouts, 
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
-use crate::plan::{check_disjoint, Plan, TableSlice, TAIL_WORKGROUP};
+use crate::plan::{self, check_disjoint, grid, Plan, TableSlice, TAIL_WORKGROUP};
 use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
@@ -121,6 +121,8 @@ pub struct Optimizer {
     grad: Option<GradProcessing>,
     // A caller's buffer for the norm stats (data parallel); an internal one when `None`.
     norm_stats: Option<BufferRange>,
+    // One control block for every group, or one per group (a population).
+    control_mode: plan::Control,
 }
 
 /// The name of the f32 master copy of 16-bit parameters, as a state.
@@ -176,13 +178,6 @@ fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
     })
 }
 
-/// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (the plan keeps
-/// `count` within `max_x` squared).
-fn grid(count: u64, max_x: u64) -> (u32, u32) {
-    let x = count.clamp(1, max_x);
-    (x as u32, count.div_ceil(x) as u32)
-}
-
 impl Optimizer {
     /// Validates everything (hyperparameters, lengths, usages, alignment, overlap), then
     /// allocates the state buffers, builds or reuses the pipelines and prepares the bind
@@ -220,6 +215,64 @@ impl Optimizer {
         groups: Vec<ParamGroup>,
         precision: Precision,
     ) -> Result<Self> {
+        Self::build(ctx, groups, precision, plan::Control::Shared)
+    }
+
+    /// A population: `replicas` (parameter groups of one algorithm and structure) that share
+    /// the dispatches of every step and nothing else. Each replica has a control block of its
+    /// own (its step counter, gradient norm, clip coefficient, skip flag and loss scale: see
+    /// [`Optimizer::read_controls`]), so it is clipped by its own global norm, skips a step
+    /// whose gradients hold an inf or NaN alone, and can have gradient processing of its own
+    /// ([`Optimizer::set_grad_processing_per_group`]); its hyperparameters are its group's
+    /// ([`Optimizer::set_group_config`], [`Optimizer::set_group_lr`]). This is Optax's
+    /// `vmap` over hyperparameters, fused: K trials of a search, or K random restarts, updated
+    /// together in one dispatch per binding chunk (an [`Arena`](crate::Arena) holding every
+    /// replica's tensors: one dispatch up to `max_storage_buffer_binding_size`).
+    ///
+    /// Every replica's trajectory is the one it has alone, bit for bit: the update reads the
+    /// replica's own control block and hyperparameters, its gradient norm is reduced from its
+    /// own segments in the order it has alone (chunks are cut between replicas where the
+    /// binding limit allows), and stochastic rounding names tensors by their index within the
+    /// replica. Refused with [`Error::InvalidOptions`] past `max_workgroups_per_dispatch`
+    /// replicas (65535 on most adapters).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamWConfig, Arena, Context, Optimizer, ParamGroup, Precision};
+    /// # fn demo(ctx: &Context) -> wgpu_optim::Result<()> {
+    /// // Eight replicas of a two-tensor model, each with its own learning rate.
+    /// let lens = [256 * 128, 128];
+    /// let arena = Arena::new(ctx, &lens.repeat(8))?;
+    /// let params = arena.params();
+    /// let replicas = params
+    ///     .chunks(lens.len())
+    ///     .enumerate()
+    ///     .map(|(r, params)| ParamGroup {
+    ///         config: AdamWConfig::default().with_lr(1e-4 * 2f64.powi(r as i32)).into(),
+    ///         params: params.to_vec(),
+    ///     })
+    ///     .collect();
+    /// let population = Optimizer::population(ctx, replicas, Precision::default())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn population(
+        ctx: &Context,
+        replicas: Vec<ParamGroup>,
+        precision: Precision,
+    ) -> Result<Self> {
+        if replicas.len() as u64 > ctx.max_workgroups() {
+            return Err(Error::InvalidOptions(
+                "a population has at most max_workgroups_per_dispatch replicas",
+            ));
+        }
+        Self::build(ctx, replicas, precision, plan::Control::PerGroup)
+    }
+
+    fn build(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+        control: plan::Control,
+    ) -> Result<Self> {
         let first = groups.first().ok_or(Error::InvalidOptions(
             "an optimizer needs at least one parameter group",
         ))?;
@@ -254,7 +307,7 @@ impl Optimizer {
                 &hyper,
                 &layouts,
                 &params,
-                &tensor_groups,
+                (&tensor_groups, control),
             )
         })?
     }
@@ -266,16 +319,33 @@ impl Optimizer {
         hyper: &[u8],
         layouts: &KernelLayouts,
         params: &[Param],
-        tensor_groups: &[u32],
+        (tensor_groups, control_mode): (&[u32], plan::Control),
     ) -> Result<Self> {
         use wgpu::util::DeviceExt;
         let device = ctx.device();
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
+        let tensors: Vec<Vec<BufferRange>> = params
+            .iter()
+            .map(|p| vec![p.param.clone(), p.grad.clone()])
+            .collect();
+        let plan = Plan::new(
+            device,
+            &tensors,
+            (tensor_groups, configs.len() as u32),
+            control_mode,
+            &ctx.plan_limits(storage),
+        );
+        if control_mode == plan::Control::PerGroup && plan.wraps {
+            return Err(Error::InvalidOptions(
+                "a population's gradient-norm partials must fit one storage binding",
+            ));
+        }
+        let initial = vec![Control::INITIAL; plan.controls as usize];
         let control = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgpu-optim control"),
-            contents: bytemuck::bytes_of(&Control::INITIAL),
+            contents: bytemuck::cast_slice(&initial),
             usage,
         });
         let hyper = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -292,12 +362,6 @@ impl Optimizer {
                 (1, hyper.as_entire_binding()),
             ],
         );
-
-        let tensors: Vec<Vec<BufferRange>> = params
-            .iter()
-            .map(|p| vec![p.param.clone(), p.grad.clone()])
-            .collect();
-        let plan = Plan::new(device, &tensors, tensor_groups, &ctx.plan_limits(storage));
 
         // State buffers: one per state and span, laid out as the span's params and padded to
         // whole units (8 elements), in the states' type; with master weights, one f32 buffer
@@ -407,6 +471,7 @@ impl Optimizer {
         let variant = Variant {
             stages: GradStages::default(),
             one_group: configs.len() == 1,
+            group_control: control_mode == plan::Control::PerGroup,
         };
         let pipelines = Self::pipelines_for(ctx, (&spec, storage), &plan, variant)?;
         Ok(Optimizer {
@@ -423,6 +488,7 @@ impl Optimizer {
             dispatches,
             grad: None,
             norm_stats: None,
+            control_mode,
         })
     }
 
@@ -457,7 +523,8 @@ impl Optimizer {
     /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
     /// Its buffers are allocated here, never in a step. It applies to the steps recorded after
     /// this call; its buffer writes (bound, loss scale) land at the next submit, so submit the
-    /// steps recorded before the call first.
+    /// steps recorded before the call first. In a [population](Optimizer::population), every
+    /// replica gets `config`, each applying it to its own gradients.
     ///
     /// Without gradient processing, steps use gradients as they are and never skip: the
     /// gradient fields of the control block are not read (and a halt of `error_if_nonfinite`
@@ -465,36 +532,81 @@ impl Optimizer {
     /// `init_scale` changes, and to 1 without a scaler; otherwise the scale and growth tracker
     /// carry on. A refused configuration leaves the one in force unchanged.
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
-        let Some(config) = config else {
+        let configs = config.map(|c| vec![c; self.plan.controls as usize]);
+        self.set_grad_configs(configs)
+    }
+
+    /// Gradient processing of a [population](Optimizer::population), one configuration per
+    /// replica (its own clip, loss scaler, `error_if_nonfinite`), as
+    /// [`Optimizer::set_grad_processing`]; `None` turns it off for all. The kernels compile in
+    /// every stage some replica uses; a replica without it runs it as the identity (a bound of
+    /// inf, a clip coefficient of 1, a loss scale of 1), which changes no bit.
+    /// [`Error::InvalidOptions`] for an optimizer whose groups share one control block,
+    /// [`Error::WrongLength`] unless there is one configuration per replica.
+    pub fn set_grad_processing_per_group(
+        &mut self,
+        configs: Option<Vec<GradConfig>>,
+    ) -> Result<()> {
+        if self.control_mode != plan::Control::PerGroup {
+            return Err(Error::InvalidOptions(
+                "gradient processing per group needs a population (Optimizer::population)",
+            ));
+        }
+        if let Some(configs) = &configs {
+            if configs.len() != self.configs.len() {
+                return Err(Error::WrongLength {
+                    what: "gradient-processing configurations (one per replica)",
+                    expected: self.configs.len(),
+                    actual: configs.len(),
+                });
+            }
+        }
+        self.set_grad_configs(configs)
+    }
+
+    fn set_grad_configs(&mut self, configs: Option<Vec<GradConfig>>) -> Result<()> {
+        let Some(configs) = configs else {
             self.pipelines = self.pipelines_with(GradStages::default())?;
             self.grad = None;
-            self.write_control("nonfinite_step", &0_u32);
+            for k in 0..self.plan.controls as usize {
+                self.write_control(k, "nonfinite_step", &0_u32);
+            }
             return Ok(());
         };
-        config.validate()?;
+        for config in &configs {
+            config.validate()?;
+        }
         let stats = match &self.norm_stats {
             Some(range) => range.clone(),
             None => {
                 let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgpu-optim norm stats"),
-                    size: std::mem::size_of::<NormStats>() as u64,
+                    size: self.norm_stats_len() * 4,
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 });
                 BufferRange::whole(&buffer)
             }
         };
-        let pipelines = self.pipelines_with(GradStages::of(Some(&config)))?;
-        let processing = GradProcessing::new(&self.ctx, config, &self.plan, &self.control, &stats)?;
+        let pipelines = self.pipelines_with(GradStages::union(&configs))?;
+        let processing =
+            GradProcessing::new(&self.ctx, configs, &self.plan, &self.control, &stats)?;
         self.pipelines = pipelines;
-        let config = &processing.config;
-        if config.resets_scale(self.grad_processing()) {
-            self.write_control("grad_scale", &config.init_scale_f32());
-            self.write_control("growth_tracker", &0_u32);
+        let previous = self.grad.as_ref().map(|g| &g.configs);
+        for (k, config) in processing.configs.iter().enumerate() {
+            if config.resets_scale(previous.and_then(|p| p.get(k))) {
+                self.write_control(k, "grad_scale", &config.init_scale_f32());
+                self.write_control(k, "growth_tracker", &0_u32);
+            }
+            self.write_control(k, "clip_value", &config.clip_value_f32());
         }
-        self.write_control("clip_value", &config.clip_value_f32());
         self.grad = Some(processing);
         Ok(())
+    }
+
+    /// The f32 words of the norm stats: one [`NormStats`] per control block.
+    fn norm_stats_len(&self) -> u64 {
+        u64::from(self.plan.controls) * (std::mem::size_of::<NormStats>() / 4) as u64
     }
 
     /// The pipelines this optimizer steps with under gradient-processing `stages`.
@@ -502,21 +614,29 @@ impl Optimizer {
         let variant = Variant {
             stages,
             one_group: self.configs.len() == 1,
+            group_control: self.control_mode == plan::Control::PerGroup,
         };
         Self::pipelines_for(&self.ctx, (&self.spec, self.storage), &self.plan, variant)
     }
 
-    /// The gradient processing in force, if any.
+    /// The gradient processing in force, if any (of replica 0 in a population).
     pub fn grad_processing(&self) -> Option<&GradConfig> {
-        self.grad.as_ref().map(|g| &g.config)
+        self.group_grad_processing(0)
+    }
+
+    /// The gradient processing of control block `k` (a population's replica `k`; 0 for any
+    /// other optimizer), if any.
+    pub fn group_grad_processing(&self, k: usize) -> Option<&GradConfig> {
+        self.grad.as_ref().and_then(|g| g.configs.get(k))
     }
 
     /// Makes [`Optimizer::record_grad_stats`] write this device's [`NormStats`] into `range`
-    /// (2 f32, `STORAGE` usage, at an aligned offset, overlapping no param, grad, state or the
-    /// control block: [`Error::NormStatsOverlap`]) and [`Optimizer::record_update`] read
-    /// them from there: the buffer a data-parallel caller all-reduces between the two.
+    /// (2 f32, or 2 per replica in a population; `STORAGE` usage, at an aligned offset,
+    /// overlapping no param, grad, state or the control block: [`Error::NormStatsOverlap`])
+    /// and [`Optimizer::record_update`] read them from there: the buffer a data-parallel caller
+    /// all-reduces between the two.
     pub fn set_norm_stats_buffer(&mut self, range: BufferRange) -> Result<()> {
-        let expected = std::mem::size_of::<NormStats>() / 4;
+        let expected = self.norm_stats_len() as usize;
         if range.len() != expected as u64 {
             return Err(Error::WrongLength {
                 what: "norm stats buffer",
@@ -528,8 +648,8 @@ impl Optimizer {
         range.check(0, "norm stats", alignment, wgpu::BufferUsages::STORAGE)?;
         self.check_no_overlap(&range)?;
         let previous = self.norm_stats.replace(range);
-        if let Some(config) = self.grad_processing().cloned() {
-            if let Err(e) = self.set_grad_processing(Some(config)) {
+        if let Some(configs) = self.grad.as_ref().map(|g| g.configs.clone()) {
+            if let Err(e) = self.set_grad_configs(Some(configs)) {
                 self.norm_stats = previous;
                 return Err(e);
             }
@@ -603,7 +723,7 @@ impl Optimizer {
         let pipelines = &self.pipelines;
         pass.set_pipeline(&pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        pass.dispatch_workgroups(self.plan.controls.div_ceil(64), 1, 1);
         // One pipeline switch per change of layout, not per chunk.
         let mut layout = None;
         for dispatch in &self.dispatches {
@@ -799,11 +919,23 @@ impl Optimizer {
         &self.control
     }
 
-    fn write_control<T: bytemuck::Pod>(&self, field: &str, value: &T) {
+    /// Writes `field` of control block `k`.
+    fn write_control<T: bytemuck::Pod>(&self, k: usize, field: &str, value: &T) {
         let offset = Control::offset_of(field).expect("a field of Control");
+        let block = (k * std::mem::size_of::<Control>()) as u64;
         self.ctx
             .queue()
-            .write_buffer(&self.control, offset, bytemuck::bytes_of(value));
+            .write_buffer(&self.control, block + offset, bytemuck::bytes_of(value));
+    }
+
+    /// Control blocks: one per replica of a [population](Optimizer::population), else 1.
+    pub fn control_blocks(&self) -> usize {
+        self.plan.controls as usize
+    }
+
+    /// Whether this is a [population](Optimizer::population): a control block per group.
+    pub fn is_population(&self) -> bool {
+        self.control_mode == plan::Control::PerGroup
     }
 
     /// Where the state `name` (PyTorch's name, or `master_param` for the f32 master copy of
@@ -849,28 +981,39 @@ impl Optimizer {
     }
 
     /// Reads the control block back (blocking; for tests and tools: a training loop logs
-    /// with a [`ControlReader`](crate::ControlReader) instead). With `error_if_nonfinite`, a
-    /// halted optimizer gives [`Error::NonFiniteGradients`].
+    /// with a [`ControlReader`](crate::ControlReader) instead); replica 0's in a population.
+    /// With `error_if_nonfinite`, a halted optimizer gives [`Error::NonFiniteGradients`].
     pub fn read_control(&self) -> Result<Control> {
         self.read_control_unchecked()?.checked()
     }
 
-    /// The control block as it is, halted or not (blocking).
+    /// The control block as it is, halted or not (blocking); replica 0's in a population.
     pub fn read_control_unchecked(&self) -> Result<Control> {
-        let bytes = self
-            .ctx
-            .read_bytes(&self.control, 0, std::mem::size_of::<Control>() as u64)?;
-        Ok(bytemuck::pod_read_unaligned(&bytes))
+        Ok(self.read_controls()?[0])
     }
 
-    /// The number of steps taken, read back from the device (blocking).
+    /// Every control block as it is (blocking): one per replica of a
+    /// [population](Optimizer::population), in group order, else one.
+    pub fn read_controls(&self) -> Result<Vec<Control>> {
+        let bytes = self.ctx.read_bytes(&self.control, 0, self.control.size())?;
+        Ok(bytes
+            .chunks_exact(std::mem::size_of::<Control>())
+            .map(bytemuck::pod_read_unaligned)
+            .collect())
+    }
+
+    /// The number of steps taken, read back from the device (blocking); replica 0's in a
+    /// population.
     pub fn read_step(&self) -> Result<u32> {
         Ok(self.read_control_unchecked()?.step)
     }
 
-    /// Resumes an optimizer halted by `error_if_nonfinite`, from the next submitted step.
+    /// Resumes an optimizer halted by `error_if_nonfinite` (every halted replica of a
+    /// population), from the next submitted step.
     pub fn clear_nonfinite_error(&self) {
-        self.write_control("nonfinite_step", &0_u32);
-        self.write_control("found_inf", &0_u32);
+        for k in 0..self.control_blocks() {
+            self.write_control(k, "nonfinite_step", &0_u32);
+            self.write_control(k, "found_inf", &0_u32);
+        }
     }
 }
