@@ -27,6 +27,19 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A hyperparameter search that cannot run: an empty search space, a dimension with
+    /// `low >= high` or a log-uniform one reaching 0, a budget of 0, `eta < 2`, no restarts...
+    /// (see [`search`](crate::search)).
+    #[error("invalid search setting {setting} = {value}: expected {expected}")]
+    InvalidSearch {
+        /// The setting: `eta`, `restarts`, `budget`, or a dimension's field such as `lr.low`.
+        setting: String,
+        /// The value given (for a list, its length).
+        value: f64,
+        /// The accepted range.
+        expected: &'static str,
+    },
+
     /// A combination of options that PyTorch refuses, such as Nesterov momentum with dampening.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),

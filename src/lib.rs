@@ -42,6 +42,7 @@ mod plan;
 mod readback;
 pub mod reference;
 mod schedule;
+pub mod search;
 mod setters;
 pub mod shaders;
 mod tensor;
