@@ -127,6 +127,16 @@ pub enum Error {
         tensor: Option<usize>,
     },
 
+    /// Two ranges given to a [`Snapshot`](crate::Snapshot) share a 32-bit word of one
+    /// buffer: a restore would write it twice, from two copies.
+    #[error("{first} and {second} overlap in one buffer; a snapshot copies each word once")]
+    SnapshotOverlap {
+        /// The first range: `range 2`, `tensor 0's exp_avg`, `extra range 1`, ...
+        first: String,
+        /// The second range.
+        second: String,
+    },
+
     /// One optimizer's tensors differ in the storage type of one role: every parameter of an
     /// optimizer shares one type, and every gradient one (build one optimizer per type).
     #[error("tensor {index}: its {role} is {found}, but tensor 0's is {expected}; one optimizer takes one type per role")]

@@ -35,16 +35,20 @@ mod checkpoint;
 mod clip;
 mod context;
 pub mod dtype;
+mod early_stopping;
 mod error;
 mod layout;
+mod monitor;
 mod optim;
 mod plan;
+mod plateau;
 mod readback;
 pub mod reference;
 mod schedule;
 pub mod search;
 mod setters;
 pub mod shaders;
+mod snapshot;
 mod tensor;
 
 pub use arena::Arena;
@@ -54,13 +58,17 @@ pub use clip::{
 };
 pub use context::{Context, ContextOptions, Tuning};
 pub use dtype::Dtype;
+pub use early_stopping::{EarlyStopping, EarlyStoppingCheck, EarlyStoppingConfig, StopReason};
 pub use error::{Error, Result};
 pub use layout::{Control, WgslLayout};
+pub use monitor::{GradNormMonitor, GradNormStats, MonitorConfig, NormEvent};
 pub use optim::*;
 pub use plan::{Fold, ReduceWork, Segment};
+pub use plateau::{LrChange, MetricMode, MinLr, PlateauConfig, ReduceLrOnPlateau, ThresholdMode};
 pub use readback::ControlReader;
 pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
 pub use shaders::{Rounding, Storage};
+pub use snapshot::Snapshot;
 pub use tensor::{BufferRange, Param};
 
 // The README's examples compile as doctests, so they stay true.

@@ -185,6 +185,11 @@ impl ControlReader {
             .collect()
     }
 
+    /// Control blocks per copy: 1, or a population's replicas.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
     /// Copies recorded and not yet returned by [`ControlReader::try_read`].
     pub fn in_flight(&self) -> usize {
         self.slots

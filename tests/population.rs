@@ -464,6 +464,24 @@ fn a_reader_returns_every_replica_without_blocking() {
         control_bits(&optimizer.read_controls().unwrap())
     );
     assert_eq!(arrived[0][4].skipped_steps, 1);
+    // One monitor per replica: a monitor refuses a reader of several blocks.
+    let mut monitor = GradNormMonitor::new(MonitorConfig::default()).unwrap();
+    assert!(matches!(
+        monitor.poll(&mut reader),
+        Err(Error::InvalidOptions(_))
+    ));
+    let events: Vec<NormEvent> = arrived[0]
+        .iter()
+        .flat_map(monitor_of_one)
+        .collect();
+    assert_eq!(events.len(), 1, "only replica 4 skipped: {events:?}");
+    assert!(matches!(events[0], NormEvent::NonFinite { skipped: 1, .. }));
+}
+
+/// The events of a fresh monitor's first reading.
+fn monitor_of_one(control: &Control) -> Vec<NormEvent> {
+    let mut monitor = GradNormMonitor::new(MonitorConfig::default()).unwrap();
+    monitor.observe(control)
 }
 
 #[test]
