@@ -301,6 +301,10 @@ pub(crate) struct PlanLimits {
 /// adapters) and that the single workgroup folding the group's partials has few to fold.
 pub(crate) const REDUCE_MAX_WORKGROUPS: u64 = 1024;
 
+/// Fewest segments per workgroup of a reduction (where there are that many): each workgroup
+/// ends in a tree of barriers, which software adapters pay dearly for.
+pub(crate) const REDUCE_MIN_SEGMENTS: u64 = 8;
+
 /// Invocations per workgroup of the tail dispatch (`update_tail` in common/entry.wgsl).
 pub(crate) const TAIL_WORKGROUP: u64 = 64;
 
@@ -500,7 +504,10 @@ impl Plan {
                 };
                 let (main_count, tail_count) = (main[1] - main[0], tail[1] - tail[0]);
                 let count = u64::from(main_count + tail_count);
-                let workgroups = count.min(REDUCE_MAX_WORKGROUPS).min(limits.max_workgroups);
+                let workgroups = count
+                    .div_ceil(REDUCE_MIN_SEGMENTS)
+                    .min(REDUCE_MAX_WORKGROUPS)
+                    .min(limits.max_workgroups);
                 let run = count.div_ceil(workgroups);
                 for w in 0..workgroups {
                     // Positions [from, to) of the group's list: main segments, then tails.

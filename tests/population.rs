@@ -470,10 +470,7 @@ fn a_reader_returns_every_replica_without_blocking() {
         monitor.poll(&mut reader),
         Err(Error::InvalidOptions(_))
     ));
-    let events: Vec<NormEvent> = arrived[0]
-        .iter()
-        .flat_map(monitor_of_one)
-        .collect();
+    let events: Vec<NormEvent> = arrived[0].iter().flat_map(monitor_of_one).collect();
     assert_eq!(events.len(), 1, "only replica 4 skipped: {events:?}");
     assert!(matches!(events[0], NormEvent::NonFinite { skipped: 1, .. }));
 }

@@ -9,8 +9,26 @@
 //!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
 //!     [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr]
 //!     [--csv FILE --label COLUMN]
-//!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X]
+//!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X] [--weight-decay X] [--beta1 X] [--momentum X]
+//!     [--plateau] [--early-stopping PATIENCE]
+//!     [--search random|grid|bayes|halving --trials 16 --restarts 3 [--search-steps 60]
+//!      [--search-batch 256] [--population 64]]
 //! ```
+//!
+//! `--search` first searches AdamW's (or, with `--optim sgd`, SGD's) learning rate, weight
+//! decay and beta1 (momentum) over `--trials` configurations, each trained from `--restarts`
+//! random initialisations for `--search-steps` steps as replicas of one population
+//! (`search.rs`): random search, a grid, Bayesian optimisation with expected improvement, or
+//! successive halving (rungs 3 times longer, a third of the configurations each). It prints the
+//! configurations ranked by mean validation loss over restarts (with the spread), writes every
+//! trial to `search.csv` and the ranking to `search_summary.csv`, then retrains the best
+//! configuration as below.
+//!
+//! `--plateau` replaces the cosine decay by PyTorch's `ReduceLROnPlateau` on the validation
+//! loss (factor 0.5, patience 1 evaluation) after the warm-up; `--early-stopping P` stops once
+//! the validation loss has not improved for P evaluations (Lightning's rule) and restores the
+//! best parameters (a device-side snapshot, no host round trip) for the test metrics. The
+//! progress output shows a `GradNormMonitor`'s events (vanishing, exploding or skipped steps).
 //!
 //! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
 //! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, comma-separated, each run on the same
@@ -37,6 +55,7 @@ mod data;
 mod metrics;
 mod mlp;
 mod plots;
+mod search;
 
 use std::time::Instant;
 
@@ -45,8 +64,9 @@ use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
     AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, ControlReader,
-    Dtype, GradConfig, LionConfig, LrSchedule, Optimizer, OptimizerConfig, ParamGroup, Precision,
-    Result, RmsPropConfig, SgdConfig, WarmupCosineDecay,
+    Dtype, EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule, MonitorConfig,
+    Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, Result, RmsPropConfig,
+    SgdConfig, Snapshot, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -73,6 +93,17 @@ struct Args {
     sgd_lr: f64,
     /// A peak learning rate for every optimizer run, overriding the defaults.
     lr: Option<f64>,
+    /// The weights' weight decay (default: 1e-2 for the optimizers with decoupled decay, none
+    /// for the others), AdamW's beta1 and SGD's momentum.
+    weight_decay: Option<f64>,
+    beta1: f64,
+    momentum: f64,
+    /// ReduceLROnPlateau after the warm-up instead of cosine decay.
+    plateau: bool,
+    /// Early stopping's patience, in evaluations.
+    early_stopping: Option<usize>,
+    /// A hyperparameter search before training.
+    search: Option<search::SearchArgs>,
 }
 
 fn usage(message: &str) -> ! {
@@ -81,7 +112,10 @@ fn usage(message: &str) -> ! {
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
          [--evals-per-epoch K] [--log-every N] \
          [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr] \
-         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X]"
+         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X] \
+         [--weight-decay X] [--beta1 X] [--momentum X] [--plateau] [--early-stopping P] \
+         [--search random|grid|bayes|halving] [--trials N] [--restarts R] [--search-steps S] \
+         [--search-batch B] [--population K]"
     );
     std::process::exit(2)
 }
@@ -108,11 +142,30 @@ fn parse_args() -> Args {
         adamw_lr: 3e-2,
         sgd_lr: 0.5,
         lr: None,
+        weight_decay: None,
+        beta1: 0.9,
+        momentum: 0.9,
+        plateau: false,
+        early_stopping: None,
+        search: None,
+    };
+    let mut search = search::SearchArgs {
+        driver: String::new(),
+        trials: 16,
+        restarts: 3,
+        steps: 60,
+        batch_size: 256,
+        population: 64,
     };
     let mut label = None;
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
+        if argv[i] == "--plateau" {
+            args.plateau = true;
+            i += 1;
+            continue;
+        }
         let value = argv
             .get(i + 1)
             .unwrap_or_else(|| usage(&format!("{} needs a value", argv[i])));
@@ -131,6 +184,26 @@ fn parse_args() -> Args {
             "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
             "--csv" => args.csv = Some((value.into(), String::new())),
             "--label" => label = Some(value.clone()),
+            "--early-stopping" => args.early_stopping = Some(number(value)),
+            "--search" => match value.as_str() {
+                "random" | "grid" | "bayes" | "halving" => search.driver = value.clone(),
+                other => usage(&format!(
+                    "--search takes random, grid, bayes or halving, not {other}"
+                )),
+            },
+            "--trials" => search.trials = number(value).max(1),
+            "--restarts" => search.restarts = number(value).max(1),
+            "--search-steps" => search.steps = number(value).max(1) as u64,
+            "--search-batch" => search.batch_size = number(value).max(1),
+            "--population" => search.population = number(value).max(1),
+            "--weight-decay" | "--beta1" | "--momentum" => {
+                let x: f64 = value.parse().unwrap_or_else(|_| usage("bad number"));
+                match argv[i].as_str() {
+                    "--weight-decay" => args.weight_decay = Some(x),
+                    "--beta1" => args.beta1 = x,
+                    _ => args.momentum = x,
+                }
+            }
             "--adamw-lr" | "--sgd-lr" | "--lr" => {
                 let lr: f64 = value.parse().unwrap_or_else(|_| usage("bad learning rate"));
                 if !(lr.is_finite() && lr > 0.0) {
@@ -183,6 +256,13 @@ fn parse_args() -> Args {
     }
     if args.records < 100 || args.batch_size == 0 {
         usage("need at least 100 records and a batch of at least 1");
+    }
+    if !search.driver.is_empty() {
+        if !matches!(args.optims[0].as_str(), "adamw" | "sgd") {
+            usage("--search tunes adamw or sgd (--optim adamw or --optim sgd)");
+        }
+        args.optims.truncate(1);
+        args.search = Some(search);
     }
     args
 }
@@ -262,7 +342,7 @@ fn optimizer(
     net: &Net,
     args: &Args,
 ) -> Result<(Optimizer, f64, Option<GradConfig>)> {
-    let params = net.arena.params();
+    let params = net.params();
     let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
     // The weights' configuration (decoupled weight decay 1e-2 where the optimizer has it)
@@ -278,31 +358,45 @@ fn optimizer(
             "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, lion)"
         )),
     });
+    let decay = args.weight_decay.unwrap_or(1e-2);
     let (decayed, plain) = match name {
         "adamw" => {
-            let config = AdamWConfig::default().with_lr(lr);
+            let config = AdamWConfig::default()
+                .with_lr(lr)
+                .with_betas(args.beta1, 0.999);
             (
-                OptimizerConfig::AdamW(config.clone().with_weight_decay(1e-2)),
-                OptimizerConfig::AdamW(config.with_weight_decay(0.0)),
+                config.clone().with_weight_decay(decay).into(),
+                config.with_weight_decay(0.0).into(),
+            )
+        }
+        "sgd" => {
+            let config = SgdConfig::default()
+                .with_lr(lr)
+                .with_momentum(args.momentum);
+            (
+                config
+                    .clone()
+                    .with_weight_decay(args.weight_decay.unwrap_or(0.0))
+                    .into(),
+                config.into(),
             )
         }
         "adabelief" => {
             let config = AdaBeliefConfig::default().with_lr(lr);
             (
-                OptimizerConfig::AdaBelief(config.clone().with_weight_decay(1e-2)),
+                OptimizerConfig::AdaBelief(config.clone().with_weight_decay(decay)),
                 OptimizerConfig::AdaBelief(config.with_weight_decay(0.0)),
             )
         }
         "lion" => {
             let config = LionConfig::default().with_lr(lr);
             (
-                OptimizerConfig::Lion(config.clone().with_weight_decay(1e-2)),
+                OptimizerConfig::Lion(config.clone().with_weight_decay(decay)),
                 OptimizerConfig::Lion(config.with_weight_decay(0.0)),
             )
         }
         _ => {
             let config = match name {
-                "sgd" => OptimizerConfig::Sgd(SgdConfig::default().with_momentum(0.9)),
                 "adam" => OptimizerConfig::Adam(AdamConfig::default()),
                 "amsgrad" => OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
                 "adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
@@ -521,6 +615,32 @@ fn train(
         end_value: 0.0,
         exponent: 1.0,
     });
+    // With --plateau: linear warm-up, then ReduceLROnPlateau owns the learning rate.
+    let warmup = (total / 20).max(1);
+    let mut plateau = args
+        .plateau
+        .then(|| {
+            PlateauConfig::default()
+                .with_factor(0.5)
+                .with_patience(1)
+                .build()
+        })
+        .transpose()?;
+    // With --early-stopping: the best parameters and optimizer state, saved on the device.
+    let mut stopping = args
+        .early_stopping
+        .map(|patience| {
+            EarlyStoppingConfig::default()
+                .with_patience(patience)
+                .build()
+        })
+        .transpose()?;
+    let snapshot = stopping
+        .is_some()
+        .then(|| Snapshot::of_optimizer(ctx, &optimizer, &[]))
+        .transpose()?;
+    let (mut best_step, mut stopped) = (None, false);
+    let mut monitor = GradNormMonitor::new(MonitorConfig::default())?;
     let mut control = ControlReader::new(ctx, 4);
     let mut losses = LossReader::new(ctx, 4);
     let mut rng = Rng::new(args.seed ^ 0x5EED);
@@ -541,11 +661,23 @@ fn train(
     let mut lrs = std::collections::HashMap::new();
     let mut step: usize = 0;
     for _ in 0..args.epochs {
+        if stopped {
+            break;
+        }
         source.for_each_chunk(ctx, |len| {
         train.set_order(ctx, &rng.permutation(len));
         for s in 0..len / args.batch_size {
-            let lr = schedule.lr(peak_lr, step as u64);
-            optimizer.set_lr(lr)?;
+            if stopped {
+                break;
+            }
+            let lr = match plateau {
+                None => schedule.lr(peak_lr, step as u64),
+                Some(_) if step < warmup => peak_lr * (step + 1) as f64 / warmup as f64,
+                Some(_) => optimizer.config().lr(),
+            };
+            if plateau.is_none() || step < warmup {
+                optimizer.set_lr(lr)?;
+            }
             let logging = step.is_multiple_of(args.log_every);
             // A full ring skips a log point: the readers never wait for the device.
             let mut recorded = Ok(false);
@@ -564,6 +696,9 @@ fn train(
                 log.push((at, lrs[&at], Some(loss), None));
             }
             for c in &arrived_norms {
+                for event in monitor.observe(c) {
+                    say(&progress, format!("[{name:>5}] {event}"));
+                }
                 last_norm = Some(c.grad_norm);
                 let at = c.step as usize;
                 match log.iter_mut().rev().find(|entry| entry.0 == at) {
@@ -611,6 +746,34 @@ fn train(
                     point.seconds
                 ));
                 curve.push(point);
+                if let Some(plateau) = &mut plateau {
+                    if step + 1 >= warmup {
+                        let changes = plateau.step_optimizer(evaluation.loss, &mut optimizer)?;
+                        if let Some(c) = changes.first() {
+                            say(&progress, format!(
+                                "[{name:>5}] plateau: learning rate {:.2e} -> {:.2e}",
+                                c.old, c.new
+                            ));
+                        }
+                    }
+                }
+                if let (Some(stopping), Some(snapshot)) = (&mut stopping, &snapshot) {
+                    let check = stopping.check(evaluation.loss);
+                    if check.improved {
+                        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                        snapshot.record_save(&mut encoder);
+                        ctx.queue().submit([encoder.finish()]);
+                        best_step = Some(step + 1);
+                    }
+                    if check.should_stop {
+                        say(&progress, format!(
+                            "[{name:>5}] early stopping at step {}: no improvement in {} evaluations",
+                            step + 1,
+                            stopping.wait_count()
+                        ));
+                        stopped = true;
+                    }
+                }
             }
             step += 1;
         }
@@ -619,6 +782,12 @@ fn train(
     }
     progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
+    if let (Some(snapshot), Some(at)) = (&snapshot, best_step) {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_restore(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        println!("[{name:>5}] restored the parameters of step {at}, the best validation loss");
+    }
     let (test_eval, test_logits) = evaluate(
         ctx,
         kernels,
@@ -677,7 +846,7 @@ fn time_split(
 }
 
 fn main() -> Result<()> {
-    let args = parse_args();
+    let mut args = parse_args();
     let ctx = Context::new_blocking()?;
     if let Some(info) = ctx.adapter_info() {
         println!(
@@ -796,6 +965,77 @@ fn main() -> Result<()> {
             .map(|len| len / args.batch_size)
             .sum::<usize>()
     );
+
+    // ---- search ---------------------------------------------------------------------------
+    if let Some(search_args) = args.search.take() {
+        let Source::Resident(train_data) = &source else {
+            usage("--search keeps its training records on the device: at most 250,000 records");
+        };
+        let optim = args.optims[0].clone();
+        let widths: Vec<usize> = std::iter::once(train_set.features)
+            .chain(HIDDEN)
+            .chain([1])
+            .collect();
+        println!(
+            "search: {} over {} (lr, weight decay, {}), {} configurations x {} restarts, {} steps of {} records each, populations of up to {} replicas",
+            search_args.driver,
+            optim,
+            if optim == "sgd" { "momentum" } else { "beta1" },
+            search_args.trials,
+            search_args.restarts,
+            search_args.steps,
+            search_args.batch_size,
+            search_args.population
+        );
+        let mut objective = search::Replicas::new(
+            &ctx,
+            &kernels,
+            train_data,
+            (&val_data, &val_set.labels),
+            widths,
+            (rate(&train_set), &optim, args.loss),
+            (args.seed, args.log_every),
+            &search_args,
+        );
+        let results = search::run(&search_args, &optim, args.seed, &mut objective)?;
+        println!(
+            "\nsearch: {} trials, {} replica steps in {:.1} s ({:.1} replica steps/s)\n{}",
+            results.trials().len(),
+            objective.replica_steps,
+            objective.seconds,
+            objective.replica_steps as f64 / objective.seconds,
+            results.table(10)
+        );
+        let failed = |e: &dyn std::fmt::Display| wgpu_optim::Error::Checkpoint(e.to_string());
+        std::fs::create_dir_all(&args.out).map_err(|e| failed(&e))?;
+        for (file, contents) in [
+            ("search.csv", results.to_csv()),
+            ("search_summary.csv", results.summary_csv()),
+        ] {
+            std::fs::write(args.out.join(file), contents).map_err(|e| failed(&e))?;
+        }
+        let best = results.best().expect("a search scores at least one trial");
+        let value = |name: &str| {
+            let at = results.names().iter().position(|n| n == name);
+            at.map(|i| best.values[i])
+        };
+        args.lr = value("lr");
+        args.weight_decay = value("weight_decay");
+        args.beta1 = value("beta1").unwrap_or(args.beta1);
+        args.momentum = value("momentum").unwrap_or(args.momentum);
+        println!(
+            "retraining the best configuration (mean validation loss {:.5} over {} restarts): {}\n",
+            best.mean,
+            best.count,
+            results
+                .names()
+                .iter()
+                .zip(&best.values)
+                .map(|(n, v)| format!("{n} {v:.4e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 
     // ---- training -------------------------------------------------------------------------
     let mut results = Vec::new();

@@ -4,15 +4,19 @@
 //! dispatch. A training step records the batch gather, forward, loss, backward and the
 //! optimizer step into one command encoder; nothing is read back.
 
+use std::sync::Arc;
 use wgpu::util::DeviceExt;
-use wgpu_optim::{Arena, BufferRange, Context, Dtype, Optimizer, Result};
+
+use wgpu_optim::{Arena, BufferRange, Context, Dtype, Optimizer, Param, Result};
 
 /// The weights and biases: tensor `2 l` is layer `l`'s weight, row-major [inputs, outputs]
 /// (the transpose of PyTorch's `Linear.weight`), tensor `2 l + 1` its bias; stored as f32 or
-/// bf16 (their gradients always f32).
+/// bf16 (their gradients always f32). A network's tensors are `first..first + 2 layers` of an
+/// arena it may share with other replicas (a population: [`Net::replicas`]).
 pub struct Net {
     pub widths: Vec<usize>,
-    pub arena: Arena,
+    pub arena: Arc<Arena>,
+    pub first: usize,
 }
 
 impl Net {
@@ -27,37 +31,77 @@ impl Net {
         seed: u64,
         weights: Dtype,
     ) -> Result<Net> {
+        let mut nets = Self::replicas(ctx, widths, prior, &[seed], weights)?;
+        Ok(nets.remove(0))
+    }
+
+    /// One network per seed, each initialised from its seed as [`Net::new`] does, all in one
+    /// arena (replica after replica), so that one population steps them all.
+    pub fn replicas(
+        ctx: &Context,
+        widths: &[usize],
+        prior: f64,
+        seeds: &[u64],
+        weights: Dtype,
+    ) -> Result<Vec<Net>> {
         let mut lens = Vec::new();
         for pair in widths.windows(2) {
             lens.extend([pair[0] * pair[1], pair[1]]);
         }
+        let per_net = lens.len();
         // The gradients stay f32 whatever the weights' type.
-        let arena = Arena::with_dtypes(ctx, &lens, weights, Dtype::F32)?;
-        let mut rng = crate::data::Rng::new(seed);
+        let arena = Arc::new(Arena::with_dtypes(
+            ctx,
+            &lens.repeat(seeds.len()),
+            weights,
+            Dtype::F32,
+        )?);
         let layers = widths.len() - 1;
-        for (l, pair) in widths.windows(2).enumerate() {
-            let (fan_in, fan_out) = (pair[0], pair[1]);
-            let gain = if l + 1 == layers { 1.0 } else { 2.0 };
-            let std = (gain / fan_in as f64).sqrt();
-            let weights: Vec<f32> = (0..fan_in * fan_out)
-                .map(|_| (rng.normal() * std) as f32)
-                .collect();
-            arena.write_param(2 * l, &weights)?;
-            let bias = if l + 1 == layers {
-                (prior / (1.0 - prior)).ln() as f32
-            } else {
-                0.0
-            };
-            arena.write_param(2 * l + 1, &vec![bias; fan_out])?;
+        let mut nets = Vec::new();
+        for (r, &seed) in seeds.iter().enumerate() {
+            let mut rng = crate::data::Rng::new(seed);
+            let first = r * per_net;
+            for (l, pair) in widths.windows(2).enumerate() {
+                let (fan_in, fan_out) = (pair[0], pair[1]);
+                let gain = if l + 1 == layers { 1.0 } else { 2.0 };
+                let std = (gain / fan_in as f64).sqrt();
+                let weights: Vec<f32> = (0..fan_in * fan_out)
+                    .map(|_| (rng.normal() * std) as f32)
+                    .collect();
+                arena.write_param(first + 2 * l, &weights)?;
+                let bias = if l + 1 == layers {
+                    (prior / (1.0 - prior)).ln() as f32
+                } else {
+                    0.0
+                };
+                arena.write_param(first + 2 * l + 1, &vec![bias; fan_out])?;
+            }
+            nets.push(Net {
+                widths: widths.to_vec(),
+                arena: arena.clone(),
+                first,
+            });
         }
-        Ok(Net {
-            widths: widths.to_vec(),
-            arena,
-        })
+        Ok(nets)
     }
 
     fn layers(&self) -> usize {
         self.widths.len() - 1
+    }
+
+    /// Tensor `i`'s parameter range.
+    pub fn param(&self, i: usize) -> Result<BufferRange> {
+        self.arena.param(self.first + i)
+    }
+
+    /// Tensor `i`'s gradient range.
+    pub fn grad(&self, i: usize) -> Result<BufferRange> {
+        self.arena.grad(self.first + i)
+    }
+
+    /// The network's tensors, for an optimizer.
+    pub fn params(&self) -> Vec<Param> {
+        self.arena.params()[self.first..self.first + 2 * self.layers()].to_vec()
     }
 }
 
@@ -389,7 +433,7 @@ impl Pass {
         let unused = storage_buffer(ctx, "unused", 16);
         // Weights in bf16 bind as words at 6 and 7 (and an unused f32 buffer at 2 and 3);
         // in f32 the other way round.
-        let bf16 = net.arena.param(0)?.dtype() == Dtype::BF16;
+        let bf16 = net.param(0)?.dtype() == Dtype::BF16;
         let matmul = |pipeline: &'static str,
                       (m, n, k): (usize, usize, usize),
                       [a, b, bias, mask]: [wgpu::BindingResource<'_>; 4],
@@ -423,8 +467,8 @@ impl Pass {
             }
         };
         let tiles = |m: usize, n: usize| (n.div_ceil(64) as u32, m.div_ceil(64) as u32);
-        let param = |i: usize| net.arena.param(i);
-        let grad = |i: usize| net.arena.grad(i);
+        let param = |i: usize| net.param(i);
+        let grad = |i: usize| net.grad(i);
         let mut forward = Vec::new();
         let mut backward = Vec::new();
         for l in 0..layers {
