@@ -237,7 +237,7 @@ fn a_short_training_run_learns() {
         metrics::evaluate(&logits, &val.labels, 2.0, Some(0.75))
     };
     let before = evaluate();
-    let groups = net.arena.params();
+    let groups = net.params();
     let optimizer = AdamWConfig::default()
         .with_lr(3e-3)
         .build(ctx, &groups)

@@ -217,7 +217,7 @@ impl<'a> Replicas<'a> {
         let start = Instant::now();
         while g.done < budget {
             let step = g.done;
-            if step % per_epoch == 0 {
+            if step.is_multiple_of(per_epoch) {
                 // Every generation sees the same records in the same order.
                 let mut rng = Rng::new(self.seed ^ 0x5EA2C4 ^ (step / per_epoch));
                 self.train.set_order(ctx, &rng.permutation(self.train.n));
