@@ -7,7 +7,7 @@
 //! GPU work is timed with timestamp queries where the adapter has them, wall time around
 //! submit + wait otherwise (the first line printed says which). Run `cargo bench --bench
 //! optimizers`, or one group: `-- step_16M`, `-- precision`, `-- fusion`, `-- clip`, `-- arena`,
-//! `-- many_small`, `-- record_step`. `WGPU_OPTIM_BENCH_SIZES` lists the sizes of the `step_*` groups (default
+//! `-- many_small`, `-- record_step`, `-- population`. `WGPU_OPTIM_BENCH_SIZES` lists the sizes of the `step_*` groups (default
 //! `1M,16M,64M`; a size whose buffers exceed the device's `max_buffer_size` is skipped, and
 //! said so).
 
@@ -329,8 +329,57 @@ fn bench_precision(c: &mut Criterion) {
     group.finish();
 }
 
+/// K = 8 replicas of a 1M-parameter model (six tensors) under AdamW, each clipped by its own
+/// global norm: one population, K optimizers, and one optimizer over all K x 1M elements (the
+/// floor; target: the population within 1.2x of it). `examples/population_time.rs` runs the
+/// same comparison interleaved, at K = 8 and 64.
+fn bench_population(c: &mut Criterion) {
+    const MODEL: [usize; 6] = [784 * 1024, 1024, 1024 * 192, 192, 192 * 10, 10];
+    const K: usize = 8;
+    let (ctx, timer) = context();
+    let mut group = slow_group(c, format!("population_{K}x1M"));
+    let elements: usize = MODEL.iter().sum::<usize>() * K;
+    group.throughput(Throughput::Bytes(32 * elements as u64));
+    let clip = || Some(GradConfig::default().with_max_norm(1.0));
+    let config = |r: usize| AdamWConfig::default().with_lr(1e-4 * (r + 1) as f64);
+    let shared = Arena::new(&ctx, &MODEL.repeat(K)).expect("arena");
+    let replicas = shared
+        .params()
+        .chunks(MODEL.len())
+        .enumerate()
+        .map(|(r, params)| ParamGroup {
+            config: config(r).into(),
+            params: params.to_vec(),
+        })
+        .collect();
+    let mut population =
+        Optimizer::population(&ctx, replicas, Precision::default()).expect("population");
+    population.set_grad_processing(clip()).expect("clip");
+    group.bench_function("population", |b| time_steps(b, &timer, &population));
+    let arenas: Vec<Arena> = (0..K)
+        .map(|_| Arena::new(&ctx, &MODEL).expect("arena"))
+        .collect();
+    let separate: Vec<Optimizer> = arenas
+        .iter()
+        .enumerate()
+        .map(|(r, arena)| {
+            let mut optimizer = config(r).build(&ctx, &arena.params()).expect("build");
+            optimizer.set_grad_processing(clip()).expect("clip");
+            optimizer
+        })
+        .collect();
+    group.bench_function("separate", |b| {
+        time_work(b, &timer, |e| separate.iter().for_each(|o| o.step(e)))
+    });
+    let mut one = config(0).build(&ctx, &shared.params()).expect("build");
+    one.set_grad_processing(clip()).expect("clip");
+    group.bench_function("one_optimizer", |b| time_steps(b, &timer, &one));
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    bench_population,
     bench_steps,
     bench_precision,
     bench_clip,

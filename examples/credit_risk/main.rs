@@ -509,6 +509,20 @@ impl LossReader {
     }
 }
 
+/// A progress bar of steps, prefixed with `name`.
+fn progress_bar(name: &str) -> indicatif::ProgressBar {
+    let progress = indicatif::ProgressBar::new(0);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>5} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, ETA {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    progress.set_prefix(name.to_string());
+    progress
+}
+
 /// Prints `line` above the progress bar, or plainly where the bar is hidden (output not a
 /// terminal).
 fn say(progress: &indicatif::ProgressBar, line: String) {
@@ -647,15 +661,8 @@ fn train(
     let mut curve: Vec<Point> = Vec::new();
     let mut log = Vec::new();
     let eval_every = (steps_per_epoch / args.evals_per_epoch).max(1);
-    let progress = indicatif::ProgressBar::new(total as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix:>5} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, ETA {eta})",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    progress.set_prefix(name.to_string());
+    let progress = progress_bar(name);
+    progress.set_length(total as u64);
     let start = Instant::now();
     let (mut last_loss, mut last_norm) = (None, None);
     let mut lrs = std::collections::HashMap::new();
@@ -998,6 +1005,7 @@ fn main() -> Result<()> {
             &search_args,
         );
         let results = search::run(&search_args, &optim, args.seed, &mut objective)?;
+        objective.finish();
         println!(
             "\nsearch: {} trials, {} replica steps in {:.1} s ({:.1} replica steps/s)\n{}",
             results.trials().len(),

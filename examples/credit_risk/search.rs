@@ -99,6 +99,7 @@ pub struct Replicas<'a> {
     pub args: &'a SearchArgs,
     generation: Option<Generation>,
     logits: wgpu::Buffer,
+    progress: indicatif::ProgressBar,
     /// Replica steps taken (steps times live replicas), for the throughput line.
     pub replica_steps: u64,
     pub seconds: f64,
@@ -132,9 +133,15 @@ impl<'a> Replicas<'a> {
             args,
             generation: None,
             logits,
+            progress: crate::progress_bar("search"),
             replica_steps: 0,
             seconds: 0.0,
         }
+    }
+
+    /// Clears the progress bar.
+    pub fn finish(&self) {
+        self.progress.finish_and_clear();
     }
 
     /// Replicas for `trials`, initialised from their seeds, and their population.
@@ -209,8 +216,9 @@ impl<'a> Replicas<'a> {
     }
 
     /// Trains the live replicas of the generation from its step to `budget`.
-    fn train_to(&mut self, budget: u64, say: &dyn Fn(String)) -> Result<()> {
+    fn train_to(&mut self, budget: u64) -> Result<()> {
         let ctx = self.ctx;
+        let progress = &self.progress;
         let steps = self.args.steps;
         let g = self.generation.as_mut().expect("a generation");
         let per_epoch = (self.train.n / self.args.batch_size).max(1) as u64;
@@ -251,13 +259,21 @@ impl<'a> Replicas<'a> {
                 for (r, block) in blocks.iter().enumerate() {
                     if g.live[r] {
                         for event in g.monitors[r].observe(block) {
-                            say(format!("  trial {:>3}: {event}", g.trials[r].id));
+                            crate::say(progress, format!("  trial {:>3}: {event}", g.trials[r].id));
                         }
                     }
                 }
             }
-            self.replica_steps += g.live.iter().filter(|&&l| l).count() as u64;
+            let live = g.live.iter().filter(|&&l| l).count();
+            self.replica_steps += live as u64;
             g.done += 1;
+            progress.set_length(budget);
+            progress.set_position(g.done);
+            progress.set_message(format!(
+                "{live} replicas (trials {}..={})",
+                g.ids[0],
+                g.ids[g.ids.len() - 1]
+            ));
         }
         ctx.device().poll(wgpu::PollType::wait_indefinitely())?;
         self.seconds += start.elapsed().as_secs_f64();
@@ -278,8 +294,7 @@ impl Objective for Replicas<'_> {
         for (r, id) in g.ids.iter().enumerate() {
             g.live[r] = trials.iter().any(|t| t.id == *id);
         }
-        let progress = indicatif::ProgressBar::hidden();
-        self.train_to(budget, &|line| crate::say(&progress, line))?;
+        self.train_to(budget)?;
         let g = self.generation.as_ref().expect("a generation");
         let mut scores = Vec::new();
         for trial in trials {
