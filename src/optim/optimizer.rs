@@ -218,7 +218,8 @@ impl Optimizer {
         Self::build(ctx, groups, precision, plan::Control::Shared)
     }
 
-    /// A population: `replicas` (parameter groups of one algorithm and structure) that share
+    /// A population: `replicas` (parameter groups of one algorithm and structure, the states'
+    /// initial values included, as Adagrad's `initial_accumulator_value`) that share
     /// the dispatches of every step and nothing else. Each replica has a control block of its
     /// own (its step counter, gradient norm, clip coefficient, skip flag and loss scale: see
     /// [`Optimizer::read_controls`]), so it is clipped by its own global norm, skips a step
