@@ -65,8 +65,7 @@ fn main() -> wgpu_optim::Result<()> {
     let arena = Arena::new(&ctx, &[OUT * IN, OUT])?;
     let params = arena.params();
     let adamw = OptimizerConfig::AdamW(AdamWConfig::default().with_weight_decay(0.05));
-    let mut no_decay = adamw.clone();
-    no_decay.set_hyperparameter("weight_decay", "0");
+    let no_decay = adamw.with_weight_decay(0.0);
     let groups = vec![
         ParamGroup {
             config: adamw,

@@ -403,6 +403,8 @@ impl Context {
             align: u64::from(limits.min_storage_buffer_offset_alignment),
             max_binding: limits.max_storage_buffer_binding_size,
             max_workgroups: self.max_workgroups(),
+            cut_unit: u64::from(limits.min_storage_buffer_offset_alignment)
+                / storage.smallest_size(),
         }
     }
 

@@ -294,6 +294,10 @@ pub(crate) struct PlanLimits {
     pub max_binding: u64,
     /// Most workgroups per dimension of one dispatch.
     pub max_workgroups: u64,
+    /// Elements a chunk's offset must be a multiple of for every role's binding (states and
+    /// the master copy included) to start at an aligned offset: the alignment over the
+    /// smallest storage size.
+    pub cut_unit: u64,
 }
 
 /// Most workgroups of one control group's reduction in one chunk: enough to fill a large GPU,
@@ -399,13 +403,16 @@ impl Plan {
                 let limit = offset + limits.chunk_len;
                 let mut len = limits.chunk_len.min(span.len() - offset);
                 if control == Control::PerGroup && limit < span.len() {
-                    // The last start of a group's first tensor within (offset, limit].
+                    // The last start of a group's first tensor within (offset, limit] at which
+                    // every role's binding can start (a 16-bit state of an f32 parameter needs
+                    // twice the parameter's element alignment).
                     let group_start = span
                         .tensors
                         .iter()
                         .filter(|&&i| i == 0 || groups[i - 1] != groups[i])
                         .map(|&i| span.offset_of(&tensors[i][0]))
                         .filter(|&start| start > offset && start <= limit)
+                        .filter(|&start| start.is_multiple_of(limits.cut_unit))
                         .max();
                     if let Some(start) = group_start {
                         len = start - offset;
@@ -488,10 +495,11 @@ impl Plan {
         }
 
         // Each control group's reduction: its segments of a chunk, in order (main, then tail),
-        // are cut into runs of equal length, one per workgroup, as many workgroups as the
-        // group has segments there up to REDUCE_MAX_WORKGROUPS: a function of the group's own
-        // segments only, so a group reduces the same way in a population as alone. Its
-        // partials are consecutive, chunk after chunk, control group after control group.
+        // are cut into runs of `run` segments, one per workgroup: at least
+        // REDUCE_MIN_SEGMENTS each, and at most REDUCE_MAX_WORKGROUPS workgroups (or the
+        // device's grid). A function of the group's own segments only, so a group reduces the
+        // same way in a population as alone. Its partials are consecutive, chunk after chunk,
+        // control group after control group.
         let max_partials = (limits.max_binding / PARTIAL_SIZE).max(1);
         let mut work: Vec<Vec<ReduceWork>> = vec![Vec::new(); cut.len()];
         let mut folds = Vec::new();
@@ -504,11 +512,9 @@ impl Plan {
                 };
                 let (main_count, tail_count) = (main[1] - main[0], tail[1] - tail[0]);
                 let count = u64::from(main_count + tail_count);
-                let workgroups = count
-                    .div_ceil(REDUCE_MIN_SEGMENTS)
-                    .min(REDUCE_MAX_WORKGROUPS)
-                    .min(limits.max_workgroups);
-                let run = count.div_ceil(workgroups);
+                let most = REDUCE_MAX_WORKGROUPS.min(limits.max_workgroups);
+                let run = count.div_ceil(most).max(REDUCE_MIN_SEGMENTS);
+                let workgroups = count.div_ceil(run);
                 for w in 0..workgroups {
                     // Positions [from, to) of the group's list: main segments, then tails.
                     let (from, to) = (

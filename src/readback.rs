@@ -142,12 +142,14 @@ impl ControlReader {
     /// Fails with [`Error::NonFiniteGradients`] when one of them shows an optimizer halted by
     /// `error_if_nonfinite` (the error carries that copy), or when a mapping failed.
     pub fn try_read(&mut self) -> Result<Vec<Control>> {
-        Ok(self.try_read_blocks()?.into_iter().flatten().collect())
+        let blocks = self.try_read_blocks()?.into_iter().flatten();
+        blocks.map(Control::checked).collect()
     }
 
     /// The copies that have arrived since the last call, oldest first, each as its control
-    /// blocks (one per replica of a population), without blocking. Fails as
-    /// [`ControlReader::try_read`].
+    /// blocks (one per replica of a population), without blocking. The blocks come as they
+    /// are: a replica halted by `error_if_nonfinite` does not hide the others; check each
+    /// with [`Control::checked`]. Fails when a mapping failed.
     pub fn try_read_blocks(&mut self) -> Result<Vec<Vec<Control>>> {
         self.ctx.device().poll(wgpu::PollType::Poll)?;
         let mut arrived = Vec::new();
@@ -179,10 +181,7 @@ impl ControlReader {
             }
         }
         arrived.sort_by_key(|(sequence, _)| *sequence);
-        arrived
-            .into_iter()
-            .map(|(_, blocks)| blocks?.into_iter().map(Control::checked).collect())
-            .collect()
+        arrived.into_iter().map(|(_, blocks)| blocks).collect()
     }
 
     /// Control blocks per copy: 1, or a population's replicas.

@@ -188,6 +188,15 @@ impl Storage {
         self.param.is_16bit() || self.grad.is_16bit() || self.states.is_16bit()
     }
 
+    /// Bytes of the smallest storage type among the roles (2 when any is 16-bit, else 4).
+    pub(crate) fn smallest_size(self) -> u64 {
+        if self.packed() {
+            2
+        } else {
+            4
+        }
+    }
+
     /// Elements per iteration of the update in `layout`: what segments of the vec4 layout end
     /// on (8 when [packed](Storage::packed), else 4). The scalar layout takes 4 at a time.
     pub fn unit(self, layout: ElementLayout) -> u64 {

@@ -14,7 +14,7 @@ const GROUPS: [std::ops::Range<usize>; 3] = [0..3, 3..5, 5..7];
 fn group_config(config: &OptimizerConfig, g: usize) -> OptimizerConfig {
     let mut config = config.with_lr(config.lr() * [1.0, 0.5, 2.0][g]);
     if g == 1 {
-        assert!(config.set_hyperparameter("weight_decay", "0"));
+        config = config.with_weight_decay(0.0);
     }
     if g == 2 {
         config.set_hyperparameter("beta2", "0.99");

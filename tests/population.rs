@@ -14,6 +14,7 @@ const LENS: [usize; 4] = [1000, 37, 5 * 1024 + 5, 3];
 /// Everything that differs between two runs of one experiment: the optimizer of each replica
 /// and its gradient processing.
 struct Experiment {
+    lens: &'static [usize],
     configs: Vec<OptimizerConfig>,
     grad: Option<Vec<GradConfig>>,
     dtypes: (Dtype, Dtype),
@@ -31,13 +32,13 @@ impl Experiment {
     /// Replica `r`'s initial parameters.
     fn initial(&self, r: usize) -> Vec<Vec<f32>> {
         let mut rng = Rng::new(1000 + r as u64);
-        LENS.iter().map(|&len| rng.vector(len)).collect()
+        self.lens.iter().map(|&len| rng.vector(len)).collect()
     }
 
     /// Replica `r`'s gradients at `step`, large enough that norms of 0.5 to 4 clip.
     fn gradients(&self, r: usize, step: usize) -> Vec<Vec<f32>> {
         let mut rng = Rng::new((r as u64) << 32 | step as u64);
-        let mut grads: Vec<Vec<f32>> = LENS.iter().map(|&len| rng.gradient(len)).collect();
+        let mut grads: Vec<Vec<f32>> = self.lens.iter().map(|&len| rng.gradient(len)).collect();
         if self.poison == Some((r, step)) {
             grads[2][17] = f32::NAN;
         }
@@ -82,11 +83,11 @@ fn step(ctx: &Context, optimizer: &Optimizer) {
 
 /// The experiment as one population over one arena of every replica's tensors.
 fn population(ctx: &Context, e: &Experiment) -> (Optimizer, Vec<Outcome>) {
-    let lens = LENS.repeat(e.replicas());
+    let lens = e.lens.repeat(e.replicas());
     let arena = Arena::with_dtypes(ctx, &lens, e.dtypes.0, e.dtypes.1).unwrap();
     let params = arena.params();
     let groups = params
-        .chunks(LENS.len())
+        .chunks(e.lens.len())
         .zip(&e.configs)
         .map(|(params, config)| ParamGroup {
             config: config.clone(),
@@ -99,13 +100,13 @@ fn population(ctx: &Context, e: &Experiment) -> (Optimizer, Vec<Outcome>) {
         .unwrap();
     for r in 0..e.replicas() {
         for (t, values) in e.initial(r).iter().enumerate() {
-            arena.write_param(r * LENS.len() + t, values).unwrap();
+            arena.write_param(r * e.lens.len() + t, values).unwrap();
         }
     }
     for s in 0..e.steps {
         for r in 0..e.replicas() {
             for (t, grad) in e.gradients(r, s).iter().enumerate() {
-                arena.write_grad(r * LENS.len() + t, grad).unwrap();
+                arena.write_grad(r * e.lens.len() + t, grad).unwrap();
             }
         }
         step(ctx, &optimizer);
@@ -114,8 +115,8 @@ fn population(ctx: &Context, e: &Experiment) -> (Optimizer, Vec<Outcome>) {
     assert_eq!(controls.len(), e.replicas(), "a control block per replica");
     let outcomes = (0..e.replicas())
         .map(|r| {
-            let first = r * LENS.len();
-            let params = &params[first..first + LENS.len()];
+            let first = r * e.lens.len();
+            let params = &params[first..first + e.lens.len()];
             outcome(ctx, &optimizer, params, first, controls[r])
         })
         .collect();
@@ -124,7 +125,7 @@ fn population(ctx: &Context, e: &Experiment) -> (Optimizer, Vec<Outcome>) {
 
 /// Replica `r` of the experiment alone: an optimizer over an arena of its own tensors.
 fn alone(ctx: &Context, e: &Experiment, r: usize) -> Outcome {
-    let arena = Arena::with_dtypes(ctx, &LENS, e.dtypes.0, e.dtypes.1).unwrap();
+    let arena = Arena::with_dtypes(ctx, e.lens, e.dtypes.0, e.dtypes.1).unwrap();
     let params = arena.params();
     let group = ParamGroup {
         config: e.configs[r].clone(),
@@ -237,6 +238,7 @@ fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
     let ctx = context();
     for family in ["adamw", "sgd", "adagrad", "rmsprop", "lion", "adam_amsgrad"] {
         let e = Experiment {
+            lens: &LENS,
             configs: eight(family),
             grad: Some(eight_grad_configs()),
             dtypes: (Dtype::F32, Dtype::F32),
@@ -264,6 +266,7 @@ fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
 fn a_nan_in_one_replica_skips_only_that_replica() {
     let ctx = context();
     let e = Experiment {
+        lens: &LENS,
         configs: eight("adamw"),
         grad: Some(eight_grad_configs()),
         dtypes: (Dtype::F32, Dtype::F32),
@@ -305,6 +308,7 @@ fn sixteen_bit_replicas_with_stochastic_rounding_equal_their_runs_alone() {
         ),
     ] {
         let e = Experiment {
+            lens: &LENS,
             configs: eight("adamw"),
             grad: Some(eight_grad_configs()),
             dtypes,
@@ -322,6 +326,7 @@ fn chunks_are_cut_between_replicas_so_each_reduces_as_alone() {
     // arena's alignment), so the population's eight replicas span several chunks.
     let ctx = context_with_binding_limit(64 << 10);
     let e = Experiment {
+        lens: &LENS,
         configs: eight("sgd"),
         grad: Some(eight_grad_configs()),
         dtypes: (Dtype::F32, Dtype::F32),
@@ -363,6 +368,7 @@ fn one_population_steps_in_one_update_dispatch() {
 fn a_population_checkpoint_restores_every_replica() {
     let ctx = context();
     let mut e = Experiment {
+        lens: &LENS,
         configs: eight("adamw"),
         grad: Some(eight_grad_configs()),
         dtypes: (Dtype::F32, Dtype::F32),
@@ -437,6 +443,7 @@ fn a_population_checkpoint_restores_every_replica() {
 fn a_reader_returns_every_replica_without_blocking() {
     let ctx = context();
     let e = Experiment {
+        lens: &LENS,
         configs: eight("sgd"),
         grad: Some(eight_grad_configs()),
         dtypes: (Dtype::F32, Dtype::F32),
@@ -545,4 +552,72 @@ fn bad_population_input_gets_typed_errors() {
         Err(Error::InvalidOptions(_))
     ));
     assert_eq!(groups.control_blocks(), 1);
+}
+
+/// A replica stride (6,184 f32 elements) that is a multiple of the parameters' alignment but
+/// not of bf16 states': a chunk cut at such a replica's start would bind the states at a
+/// misaligned offset. The plan cuts there only where every role can start, elsewhere at the
+/// binding limit; the replicas that then straddle a chunk are reduced in another order than
+/// alone, so they agree with their runs alone to rounding, not bit for bit.
+#[test]
+fn cuts_keep_sixteen_bit_state_bindings_aligned() {
+    const ODD: [usize; 4] = [1000, 37, 5 * 1024 + 5, 11];
+    let ctx = context_with_binding_limit(40 << 10);
+    let e = Experiment {
+        lens: &ODD,
+        configs: eight("adamw"),
+        grad: Some(eight_grad_configs()),
+        dtypes: (Dtype::F32, Dtype::F32),
+        precision: Precision::default().with_states(Dtype::BF16),
+        steps: 4,
+        poison: None,
+    };
+    let (optimizer, outcomes) = population(&ctx, &e);
+    assert!(optimizer.update_dispatches() >= 4);
+    for (r, outcome) in outcomes.iter().enumerate() {
+        let alone = alone(&ctx, &e, r);
+        assert_eq!(outcome.control.step, alone.control.step, "replica {r}");
+        for (t, (a, b)) in outcome.tensors.iter().zip(&alone.tensors).enumerate() {
+            for (&a, &b) in a.iter().zip(b) {
+                let (a, b) = (f32::from_bits(a), f32::from_bits(b));
+                let close = (a - b).abs() <= 1e-6 + 1e-4 * b.abs();
+                assert!(close, "replica {r}, buffer {t}: {a} against {b} alone");
+            }
+        }
+    }
+}
+
+/// A replica halted by `error_if_nonfinite` shows in its own block; the others' blocks still
+/// arrive (the flattened `try_read` of a single optimizer's reader reports the halt).
+#[test]
+fn a_halted_replica_does_not_hide_the_others() {
+    let ctx = context();
+    let e = Experiment {
+        lens: &LENS,
+        configs: eight("sgd")[..2].to_vec(),
+        grad: Some(vec![
+            GradConfig::default(),
+            GradConfig::default().with_error_if_nonfinite(true),
+        ]),
+        dtypes: (Dtype::F32, Dtype::F32),
+        precision: Precision::default(),
+        steps: 2,
+        poison: Some((1, 0)),
+    };
+    let (optimizer, _) = population(ctx, &e);
+    let mut reader = ControlReader::for_optimizer(&optimizer, 1);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(reader.record(&mut encoder, &optimizer).unwrap());
+    ctx.queue().submit([encoder.finish()]);
+    let mut arrived = Vec::new();
+    while arrived.is_empty() {
+        arrived = reader.try_read_blocks().unwrap();
+    }
+    let blocks = &arrived[0];
+    assert_eq!(blocks[0].checked().unwrap().step, 2);
+    assert!(matches!(
+        blocks[1].checked(),
+        Err(Error::NonFiniteGradients { step: 1, .. })
+    ));
+    assert!(optimizer.read_control().is_ok(), "replica 0 is not halted");
 }

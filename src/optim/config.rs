@@ -164,6 +164,27 @@ impl OptimizerConfig {
         config
     }
 
+    /// The weight decay (every optimizer has one: L2 or decoupled, as its config says).
+    pub fn weight_decay(&self) -> f64 {
+        each_config!(self, c => c.weight_decay)
+    }
+
+    /// The same configuration with another weight decay: a typed edit of any optimizer's
+    /// configuration, say a parameter group of biases without decay.
+    ///
+    /// ```
+    /// # use wgpu_optim::{AdamWConfig, OptimizerConfig};
+    /// let decay: OptimizerConfig = AdamWConfig::default().with_weight_decay(0.1).into();
+    /// let no_decay = decay.with_weight_decay(0.0);
+    /// assert_eq!((decay.weight_decay(), no_decay.weight_decay()), (0.1, 0.0));
+    /// assert_eq!(no_decay.lr(), decay.lr());
+    /// ```
+    pub fn with_weight_decay(&self, weight_decay: f64) -> Self {
+        let mut config = self.clone();
+        each_config!(&mut config, c => c.weight_decay = weight_decay);
+        config
+    }
+
     /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
     /// `momentum`, the Adam family's and Lion's `beta1`, as PyTorch's `OneCycleLR` cycles
     /// them (see [`OneCycle::momentum`](crate::OneCycle::momentum)). Adagrad has none:

@@ -230,11 +230,15 @@ impl Optimizer {
     /// together in one dispatch per binding chunk (an [`Arena`](crate::Arena) holding every
     /// replica's tensors: one dispatch up to `max_storage_buffer_binding_size`).
     ///
-    /// Every replica's trajectory is the one it has alone, bit for bit: the update reads the
-    /// replica's own control block and hyperparameters, its gradient norm is reduced from its
-    /// own segments in the order it has alone (chunks are cut between replicas where the
-    /// binding limit allows), and stochastic rounding names tensors by their index within the
-    /// replica. Refused with [`Error::InvalidOptions`] past `max_workgroups_per_dispatch`
+    /// Every replica's trajectory is the one it has alone, bit for bit, when the replicas are
+    /// laid out replica after replica in one arena (`Arena::new(&model.repeat(K))`, as below)
+    /// and each fits one storage binding: the update reads the replica's own control block and
+    /// hyperparameters, its gradient norm is reduced from its own segments in the order it
+    /// has alone (chunks are cut between replicas where the binding limit and every role's
+    /// alignment allow), and stochastic rounding names tensors by their index within the
+    /// replica. In other layouts (tensor-major, a replica across two arenas or chunks) each
+    /// replica still has its own control block, norm, clip and skip, but its norm may be
+    /// summed in another order than alone, so it can differ from the alone run by rounding. Refused with [`Error::InvalidOptions`] past `max_workgroups_per_dispatch`
     /// replicas (65535 on most adapters).
     ///
     /// ```no_run
@@ -982,8 +986,9 @@ impl Optimizer {
     }
 
     /// Reads the control block back (blocking; for tests and tools: a training loop logs
-    /// with a [`ControlReader`](crate::ControlReader) instead); replica 0's in a population.
-    /// With `error_if_nonfinite`, a halted optimizer gives [`Error::NonFiniteGradients`].
+    /// with a [`ControlReader`](crate::ControlReader) instead); replica 0's in a population
+    /// (see [`Optimizer::read_controls`] for every replica's). With `error_if_nonfinite`, a
+    /// halted optimizer (replica 0) gives [`Error::NonFiniteGradients`].
     pub fn read_control(&self) -> Result<Control> {
         self.read_control_unchecked()?.checked()
     }
@@ -993,8 +998,9 @@ impl Optimizer {
         Ok(self.read_controls()?[0])
     }
 
-    /// Every control block as it is (blocking): one per replica of a
-    /// [population](Optimizer::population), in group order, else one.
+    /// Every control block as it is, halted or not (blocking): one per replica of a
+    /// [population](Optimizer::population), in group order, else one. Check a replica's with
+    /// [`Control::checked`].
     pub fn read_controls(&self) -> Result<Vec<Control>> {
         let bytes = self.ctx.read_bytes(&self.control, 0, self.control.size())?;
         Ok(bytes
