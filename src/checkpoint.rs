@@ -5,6 +5,8 @@
 //! buffer (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...), `state.<i>.master_param` (F32)
 //! with master weights, and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
 //! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
+//! for NAdam (PyTorch's form), `state.<i>.mu_product` (an f32 scalar, as PyTorch keeps it),
+//! derived from the step and written for PyTorch's sake only: loading ignores it;
 //! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
@@ -19,7 +21,7 @@ use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
 use crate::layout::Control;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, OptimizerConfig};
 
 /// The safetensors dtype of a storage type.
 fn safetensors_dtype(dtype: crate::Dtype) -> Dtype {
@@ -74,6 +76,15 @@ impl Optimizer {
             };
             let step = f64::from(controls[k].step).to_le_bytes().to_vec();
             tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step));
+            // NAdam's mu_product, a per-parameter f32 scalar in PyTorch's state_dict: here a
+            // function of the step (see `NAdamConfig`), written for PyTorch and not read back.
+            let group = self.group_of(i).unwrap_or(0);
+            if let OptimizerConfig::NAdam(config) = &self.group_configs()[group] {
+                if let Some(mu_product) = config.mu_product(controls[k].step) {
+                    let bytes = mu_product.to_le_bytes().to_vec();
+                    tensors.push((format!("state.{i}.mu_product"), Dtype::F32, vec![], bytes));
+                }
+            }
         }
         tensors.push((
             "grad_scaler.scale".into(),

@@ -58,6 +58,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("adam.wgsl", include_str!("../shaders/adam.wgsl")),
     ("adabelief.wgsl", include_str!("../shaders/adabelief.wgsl")),
     ("lion.wgsl", include_str!("../shaders/lion.wgsl")),
+    ("adamax.wgsl", include_str!("../shaders/adamax.wgsl")),
+    ("nadam.wgsl", include_str!("../shaders/nadam.wgsl")),
+    ("radam.wgsl", include_str!("../shaders/radam.wgsl")),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
     (
         "clip_value.wgsl",
@@ -598,17 +601,26 @@ pub enum Kernel {
     AdaBelief,
     /// `lion.wgsl`
     Lion,
+    /// `adamax.wgsl`
+    Adamax,
+    /// `nadam.wgsl`: NAdam, PyTorch's and Optax's.
+    NAdam,
+    /// `radam.wgsl`: RAdam, PyTorch's and Optax's.
+    RAdam,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Sgd,
         Kernel::Adagrad,
         Kernel::RmsProp,
         Kernel::Adam,
         Kernel::AdaBelief,
         Kernel::Lion,
+        Kernel::Adamax,
+        Kernel::NAdam,
+        Kernel::RAdam,
     ];
 
     /// The kernel's name, as its file is named.
@@ -620,6 +632,9 @@ impl Kernel {
             Kernel::Adam => "adam",
             Kernel::AdaBelief => "adabelief",
             Kernel::Lion => "lion",
+            Kernel::Adamax => "adamax",
+            Kernel::NAdam => "nadam",
+            Kernel::RAdam => "radam",
         }
     }
 
@@ -633,6 +648,9 @@ impl Kernel {
             Kernel::Adam => "adam.wgsl",
             Kernel::AdaBelief => "adabelief.wgsl",
             Kernel::Lion => "lion.wgsl",
+            Kernel::Adamax => "adamax.wgsl",
+            Kernel::NAdam => "nadam.wgsl",
+            Kernel::RAdam => "radam.wgsl",
         };
         let mut files = vec![
             "common/control.wgsl",
@@ -640,7 +658,7 @@ impl Kernel {
             "common/math.wgsl",
             "common/dtype.wgsl",
         ];
-        if matches!(self, Kernel::Adam | Kernel::AdaBelief) {
+        if matches!(self, Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax) {
             files.push("common/adam_hyper.wgsl");
         }
         files.extend([own, "common/entry.wgsl"]);
@@ -658,6 +676,7 @@ impl Kernel {
     pub fn state_slots(self) -> usize {
         match self {
             Kernel::Sgd | Kernel::Adagrad | Kernel::Lion => 1,
+            Kernel::Adamax | Kernel::NAdam | Kernel::RAdam => 2,
             Kernel::RmsProp | Kernel::Adam | Kernel::AdaBelief => 3,
         }
     }

@@ -192,6 +192,34 @@ fn invalid_hyperparameters_are_refused() {
             OptimizerConfig::Lion(LionConfig::default().with_lr(-1.0)),
             "lr",
         ),
+        (
+            OptimizerConfig::Adamax(AdamaxConfig::default().with_betas(0.9, 1.0)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::Adamax(AdamaxConfig::default().with_eps(-1.0)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::NAdam(NAdamConfig::default().with_momentum_decay(-4e-3)),
+            "momentum_decay",
+        ),
+        (
+            OptimizerConfig::NAdam(NAdamConfig::default().with_betas(1.0, 0.999)),
+            "beta1",
+        ),
+        (
+            OptimizerConfig::RAdam(RAdamConfig::default().with_threshold(3.0)),
+            "threshold",
+        ),
+        (
+            OptimizerConfig::RAdam(RAdamConfig::default().with_threshold(nan)),
+            "threshold",
+        ),
+        (
+            OptimizerConfig::RAdam(RAdamConfig::default().with_weight_decay(-0.01)),
+            "weight_decay",
+        ),
     ];
     let ctx = context();
     let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];
@@ -470,6 +498,9 @@ fn optax_forms_refuse_options_they_do_not_apply_to() {
         OptimizerConfig::Adam(AdamConfig::default().with_amsgrad_bias_corrected(true)),
         // eps_root outside the Optax AMSGrad form would be silently ignored.
         OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true).with_eps_root(1e-8)),
+        // eps_root outside NAdam's and RAdam's Optax forms.
+        OptimizerConfig::NAdam(NAdamConfig::default().with_eps_root(1e-8)),
+        OptimizerConfig::RAdam(RAdamConfig::default().with_eps_root(1e-8)),
     ];
     for config in refused {
         assert!(
@@ -555,6 +586,9 @@ fn hyperparameters_past_f32_are_refused() {
         OptimizerConfig::AdamW(AdamWConfig::default().with_weight_decay(huge)),
         OptimizerConfig::AdaBelief(AdaBeliefConfig::default().with_eps(huge)),
         OptimizerConfig::Lion(LionConfig::default().with_weight_decay(huge)),
+        OptimizerConfig::Adamax(AdamaxConfig::default().with_lr(huge)),
+        OptimizerConfig::NAdam(NAdamConfig::default().with_momentum_decay(huge)),
+        OptimizerConfig::RAdam(RAdamConfig::default().with_threshold(huge)),
     ];
     for config in f32_only {
         assert!(

@@ -128,6 +128,70 @@ fn the_file_uses_pytorchs_state_dict_names() {
     assert_eq!(other.read_step().unwrap(), 4);
 }
 
+/// Adamax's, NAdam's and RAdam's states under PyTorch's names (`exp_inf`; NAdam's scalar
+/// `mu_product`, derived from the step, beside its step), and only those.
+#[test]
+fn adamax_nadam_and_radam_files_use_pytorchs_names() {
+    let ctx = context();
+    let cases: [(OptimizerConfig, &[&str]); 4] = [
+        (AdamaxConfig::default().into(), &["exp_avg", "exp_inf"]),
+        (NAdamConfig::default().into(), &["exp_avg", "exp_avg_sq"]),
+        (
+            NAdamConfig::default().with_optax_form(true).into(),
+            &["exp_avg", "exp_avg_sq"],
+        ),
+        (RAdamConfig::default().into(), &["exp_avg", "exp_avg_sq"]),
+    ];
+    for (config, names) in cases {
+        let mut run = Run::new(ctx, &config, &[7, 300], 4);
+        for _ in 0..4 {
+            run.step(ctx);
+        }
+        let bytes = run.device.checkpoint().unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut expected: Vec<String> = Vec::new();
+        for (i, len) in [(0, 7), (1, 300)] {
+            for name in names {
+                let tensor = file.tensor(&format!("state.{i}.{name}")).unwrap();
+                assert_eq!(tensor.shape(), [len]);
+                let values: Vec<f32> = bytemuck::pod_collect_to_vec(tensor.data());
+                assert_eq!(values, run.device.read_state(i, name).unwrap());
+                expected.push(format!("state.{i}.{name}"));
+            }
+            expected.push(format!("state.{i}.step"));
+            if let OptimizerConfig::NAdam(c) = &config {
+                if !c.optax_form {
+                    // PyTorch's running product of mu_t = 0.9 (1 - 0.5 * 0.96^(0.004 t)).
+                    let exact: f64 = (1..=4)
+                        .map(|t| 0.9 * (1.0 - 0.5 * 0.96_f64.powf(0.004 * f64::from(t))))
+                        .product();
+                    let tensor = file.tensor(&format!("state.{i}.mu_product")).unwrap();
+                    assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
+                    let value = f32::from_le_bytes(tensor.data().try_into().unwrap());
+                    // Its f32 logarithm's rounding: a few ulp of |ln mu_product|, relative.
+                    let tolerance = 4.0 * (1.0 - exact.ln()) * f64::from(f32::EPSILON) * exact;
+                    assert!(
+                        (f64::from(value) - exact).abs() <= tolerance,
+                        "mu_product {value} vs {exact}"
+                    );
+                    expected.push(format!("state.{i}.mu_product"));
+                }
+            }
+        }
+        let mut found: Vec<String> = file
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with("state."))
+            .map(str::to_string)
+            .collect();
+        found.sort();
+        expected.sort();
+        assert_eq!(found, expected, "{config:?}");
+        // It loads back.
+        run.device.load_checkpoint(&bytes).unwrap();
+    }
+}
+
 /// `load` must fail as `check` says and leave `run`'s optimizer as it was.
 fn refused(ctx: &Context, run: &mut Run, bytes: &[u8], check: impl Fn(&Error) -> bool) {
     let before = (run.snapshot(ctx), run.device.read_control().unwrap());
@@ -192,6 +256,9 @@ fn hyperparameters_round_trip_through_text() {
             OptimizerConfig::AdamW(_) => OptimizerConfig::AdamW(AdamWConfig::default()),
             OptimizerConfig::AdaBelief(_) => OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
             OptimizerConfig::Lion(_) => OptimizerConfig::Lion(LionConfig::default()),
+            OptimizerConfig::Adamax(_) => OptimizerConfig::Adamax(AdamaxConfig::default()),
+            OptimizerConfig::NAdam(_) => OptimizerConfig::NAdam(NAdamConfig::default()),
+            OptimizerConfig::RAdam(_) => OptimizerConfig::RAdam(RAdamConfig::default()),
         };
         for (name, value) in config.hyperparameters() {
             assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");

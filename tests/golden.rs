@@ -9,7 +9,17 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 30, "the fixture lost cases");
+    assert!(cases.len() >= 60, "the fixture lost cases");
+    for optimizer in ["Adamax", "NAdam", "RAdam"] {
+        for library in ["torch", "optax"] {
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| c["optimizer"] == optimizer && c["library"] == library),
+                "no {library} case of {optimizer}"
+            );
+        }
+    }
     let mut failures = Vec::new();
     eprintln!("{}", replay::Report::header());
     let (mut worst_abs, mut worst_rel) = (0.0_f64, 0.0_f64);
@@ -40,6 +50,8 @@ fn the_optax_cases_fail_without_their_optax_options() {
         "optax_clip_by_global_norm_small_norm",
         "optax_amsgrad",
         "optax_adabelief",
+        "optax_nadam",
+        "optax_radam",
     ];
     let cases = replay::cases(include_str!("golden/optimizers.json"));
     for name in flipped {
@@ -49,7 +61,10 @@ fn the_optax_cases_fail_without_their_optax_options() {
             .unwrap_or_else(|| panic!("no case {name}"))
             .clone();
         let hyper = &mut case["hyper"];
-        if hyper["eps_in_sqrt"] == true {
+        if hyper["optax_form"] == true {
+            hyper["optax_form"] = false.into();
+            hyper["eps_root"] = 0.0.into();
+        } else if hyper["eps_in_sqrt"] == true {
             hyper["eps_in_sqrt"] = false.into();
         } else if hyper["amsgrad_bias_corrected"] == true {
             hyper["amsgrad_bias_corrected"] = false.into();

@@ -187,8 +187,12 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::Sgd => assert_layout::<SgdHyper>(&module, "sgd"),
             Kernel::Adagrad => assert_layout::<AdagradHyper>(&module, "adagrad"),
             Kernel::RmsProp => assert_layout::<RmsPropHyper>(&module, "rmsprop"),
-            Kernel::Adam | Kernel::AdaBelief => assert_layout::<AdamHyper>(&module, kernel.name()),
+            Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax => {
+                assert_layout::<AdamHyper>(&module, kernel.name())
+            }
             Kernel::Lion => assert_layout::<LionHyper>(&module, "lion"),
+            Kernel::NAdam => assert_layout::<NAdamHyper>(&module, "nadam"),
+            Kernel::RAdam => assert_layout::<RAdamHyper>(&module, "radam"),
         }
     }
     for subgroups in [false, true] {

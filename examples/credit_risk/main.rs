@@ -31,7 +31,8 @@
 //! progress output shows a `GradNormMonitor`'s events (vanishing, exploding or skipped steps).
 //!
 //! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
-//! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, comma-separated, each run on the same
+//! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, `adamax`, `nadam`, `radam`,
+//! comma-separated, each run on the same
 //! data, initialisation and schedule. AdamW's and SGD's default learning rates come from a
 //! sweep (BENCHMARKS.md); the others' (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05, RMSprop
 //! and Lion 0.003) are starting points, not tuned: `--lr X` sets one for every optimizer run.
@@ -63,10 +64,10 @@ use data::{Dataset, Generator, Rng};
 use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
-    AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, ControlReader,
-    Dtype, EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule, MonitorConfig,
-    Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, Result, RmsPropConfig,
-    SgdConfig, Snapshot, WarmupCosineDecay,
+    AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, AdamaxConfig, BufferRange, Context,
+    ControlReader, Dtype, EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule,
+    MonitorConfig, NAdamConfig, Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision,
+    RAdamConfig, Result, RmsPropConfig, SgdConfig, Snapshot, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -351,11 +352,12 @@ fn optimizer(
     let lr = args.lr.unwrap_or(match name {
         "sgd" => args.sgd_lr,
         "adamw" => args.adamw_lr,
-        "adam" | "amsgrad" | "adabelief" => 3e-2,
+        "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" => 3e-2,
         "adagrad" => 5e-2,
         "rmsprop" | "lion" => 3e-3,
         other => usage(&format!(
-            "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, lion)"
+            "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, \
+             lion, adamax, nadam, radam)"
         )),
     });
     let decay = args.weight_decay.unwrap_or(1e-2);
@@ -400,6 +402,9 @@ fn optimizer(
                 "adam" => OptimizerConfig::Adam(AdamConfig::default()),
                 "amsgrad" => OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
                 "adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
+                "adamax" => AdamaxConfig::default().into(),
+                "nadam" => NAdamConfig::default().into(),
+                "radam" => RAdamConfig::default().into(),
                 _ => OptimizerConfig::RmsProp(RmsPropConfig::default()),
             }
             .with_lr(lr);

@@ -1,4 +1,4 @@
-// Hyperparameters of one parameter group of the Adam family (Adam, AdamW, AdaBelief).
+// Hyperparameters of one parameter group of the Adam family (Adam, AdamW, AdaBelief, Adamax).
 // Host-written fields are rounded once from the f64 values PyTorch computes in Python;
 // the last three are derived on the device each step by `prepare_group`.
 struct Hyper {

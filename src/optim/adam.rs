@@ -75,7 +75,7 @@ impl Default for AdamConfig {
 }
 
 wgsl_struct! {
-    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW and AdaBelief.
+    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW, AdaBelief and Adamax.
     pub struct AdamHyper as "Hyper" {
         /// Learning rate.
         lr: f32,

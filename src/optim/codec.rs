@@ -79,6 +79,15 @@ hyperparameters! {
         lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay, eps_root,
     }
     LionConfig { lr, beta1, beta2, weight_decay, maximize }
+    AdamaxConfig { lr, beta1, beta2, eps, weight_decay, maximize }
+    NAdamConfig {
+        lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize,
+        optax_form, eps_root,
+    }
+    RAdamConfig {
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize, optax_form,
+        threshold, eps_root,
+    }
 }
 
 impl OptimizerConfig {

@@ -19,6 +19,9 @@ macro_rules! each_config {
             OptimizerConfig::AdamW($c) => $body,
             OptimizerConfig::AdaBelief($c) => $body,
             OptimizerConfig::Lion($c) => $body,
+            OptimizerConfig::Adamax($c) => $body,
+            OptimizerConfig::NAdam($c) => $body,
+            OptimizerConfig::RAdam($c) => $body,
         }
     };
 }
@@ -43,6 +46,12 @@ pub enum OptimizerConfig {
     AdaBelief(AdaBeliefConfig),
     /// Lion (lion-pytorch, `optax.lion`)
     Lion(LionConfig),
+    /// `torch.optim.Adamax` (`optax.adamax`)
+    Adamax(AdamaxConfig),
+    /// `torch.optim.NAdam` (`optax.nadam` with `optax_form`)
+    NAdam(NAdamConfig),
+    /// `torch.optim.RAdam` (`optax.radam` with `optax_form`)
+    RAdam(RAdamConfig),
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
@@ -65,6 +74,9 @@ config_from!(
     AdamW(AdamWConfig),
     AdaBelief(AdaBeliefConfig),
     Lion(LionConfig),
+    Adamax(AdamaxConfig),
+    NAdam(NAdamConfig),
+    RAdam(RAdamConfig),
 );
 
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
@@ -139,6 +151,9 @@ impl OptimizerConfig {
             OptimizerConfig::AdamW(_) => "AdamW",
             OptimizerConfig::AdaBelief(_) => "AdaBelief",
             OptimizerConfig::Lion(_) => "Lion",
+            OptimizerConfig::Adamax(_) => "Adamax",
+            OptimizerConfig::NAdam(_) => "NAdam",
+            OptimizerConfig::RAdam(_) => "RAdam",
         }
     }
 
@@ -186,9 +201,10 @@ impl OptimizerConfig {
     }
 
     /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
-    /// `momentum`, the Adam family's and Lion's `beta1`, as PyTorch's `OneCycleLR` cycles
-    /// them (see [`OneCycle::momentum`](crate::OneCycle::momentum)). Adagrad has none:
-    /// [`Error::InvalidOptions`], as PyTorch raises.
+    /// `momentum`, the Adam family's (Adamax, NAdam and RAdam included) and Lion's `beta1`, as
+    /// PyTorch's `OneCycleLR` cycles them (see [`OneCycle::momentum`](crate::OneCycle::momentum)).
+    /// Adagrad has none: [`Error::InvalidOptions`], as PyTorch raises. NAdam derives its
+    /// `mu_product` from the current `beta1` (see [`NAdamConfig`]).
     pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {
         let mut config = self.clone();
         match &mut config {
@@ -198,6 +214,9 @@ impl OptimizerConfig {
             OptimizerConfig::AdamW(c) => c.beta1 = momentum,
             OptimizerConfig::AdaBelief(c) => c.beta1 = momentum,
             OptimizerConfig::Lion(c) => c.beta1 = momentum,
+            OptimizerConfig::Adamax(c) => c.beta1 = momentum,
+            OptimizerConfig::NAdam(c) => c.beta1 = momentum,
+            OptimizerConfig::RAdam(c) => c.beta1 = momentum,
             OptimizerConfig::Adagrad(_) => {
                 return Err(Error::InvalidOptions(
                     "Adagrad has no momentum or beta1 to cycle",
@@ -222,6 +241,9 @@ impl OptimizerConfig {
             OptimizerConfig::AdamW(c) => c.to_adam().spec(),
             OptimizerConfig::AdaBelief(c) => c.spec(),
             OptimizerConfig::Lion(c) => c.spec(),
+            OptimizerConfig::Adamax(c) => c.spec(),
+            OptimizerConfig::NAdam(c) => c.spec(),
+            OptimizerConfig::RAdam(c) => c.spec(),
         }
     }
 

@@ -5,21 +5,27 @@
 mod adabelief;
 mod adagrad;
 mod adam;
+mod adamax;
 mod adamw;
 mod codec;
 mod config;
 mod lion;
+mod nadam;
 mod optimizer;
+mod radam;
 mod rmsprop;
 mod sgd;
 
 pub use adabelief::{AdaBeliefConfig, AdaBeliefOptions};
 pub use adagrad::{AdagradConfig, AdagradHyper, AdagradOptions};
 pub use adam::{AdamConfig, AdamHyper, AdamOptions};
+pub use adamax::{AdamaxConfig, AdamaxOptions};
 pub use adamw::AdamWConfig;
 pub use config::{OptimizerConfig, StateSpec};
 pub use lion::{LionConfig, LionHyper, LionOptions};
+pub use nadam::{NAdamConfig, NAdamHyper, NAdamOptions};
 pub use optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
+pub use radam::{RAdamConfig, RAdamHyper, RAdamOptions};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 

@@ -1,10 +1,14 @@
 //! Mirrors of each optimizer's WGSL math function, line for line, on one element in f32.
 //! Read them beside `shaders/<name>.wgsl`.
 
-use super::math::{bias_correction, lerp, sign};
+// Constants carry the same decimal digits as the WGSL source, so both round to the same f32.
+#![allow(clippy::excessive_precision)]
+
+use super::math::{bias_correction, expm1_nonpositive, lerp, sign};
 use crate::optim::{
-    AdaBeliefOptions, AdagradHyper, AdagradOptions, AdamHyper, AdamOptions, LionHyper, LionOptions,
-    RmsPropHyper, RmsPropOptions, SgdHyper, SgdOptions,
+    AdaBeliefOptions, AdagradHyper, AdagradOptions, AdamHyper, AdamOptions, AdamaxOptions,
+    LionHyper, LionOptions, NAdamHyper, NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper,
+    RmsPropOptions, SgdHyper, SgdOptions,
 };
 
 /// `prepare_group` of `shaders/common/adam_hyper.wgsl`.
@@ -178,7 +182,241 @@ pub fn lion_math(p: &mut f32, grad: f32, exp_avg: &mut f32, h: &LionHyper, o: Li
     *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
 }
 
+/// `adamax_math` of `shaders/adamax.wgsl` (its `prepare_group` is [`prepare_adam`]).
+pub fn adamax_math(
+    p: &mut f32,
+    grad: f32,
+    exp_avg: &mut f32,
+    exp_inf: &mut f32,
+    h: &AdamHyper,
+    o: AdamaxOptions,
+) {
+    let mut g = if o.maximize { -grad } else { grad };
+    if h.weight_decay != 0.0 {
+        g += h.weight_decay * *p;
+    }
+    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
+    *exp_inf = max(h.beta2 * *exp_inf, g.abs() + h.eps);
+    *p -= h.step_size * (*exp_avg / *exp_inf);
+}
+
+/// `nadam_mu` of `shaders/nadam.wgsl`: (mu_t, 1 - mu_t).
+pub fn nadam_mu(h: &NAdamHyper, step: f32) -> (f32, f32) {
+    let e = expm1_nonpositive(step * h.ln_mu_base);
+    let half_beta1 = 0.5 * h.beta1;
+    (
+        half_beta1 * (1.0 - e),
+        h.one_minus_beta1 + half_beta1 * (1.0 + e),
+    )
+}
+
+/// `nadam_ln_mu_product` of `shaders/nadam.wgsl`: ln(mu_1 mu_2 ... mu_t), PyTorch's
+/// `mu_product` in closed form.
+pub fn nadam_ln_mu_product(h: &NAdamHyper, step: f32) -> f32 {
+    let mut sum = 0.0_f32;
+    let mut half_power = 1.0_f32;
+    for k in 1..=24u32 {
+        half_power *= 0.5;
+        let ln_qk = k as f32 * h.ln_mu_base;
+        let one_minus_qk = -expm1_nonpositive(ln_qk);
+        let one_minus_qkt = -expm1_nonpositive(step * ln_qk);
+        let geometric = if one_minus_qk > 0.0 {
+            (1.0 - one_minus_qk) * (one_minus_qkt / one_minus_qk)
+        } else {
+            step
+        };
+        sum += half_power / k as f32 * geometric;
+    }
+    step * h.ln_beta1 - sum
+}
+
+/// `prepare_group` of `shaders/nadam.wgsl`.
+pub fn prepare_nadam(h: &mut NAdamHyper, step: f32, o: NAdamOptions) {
+    h.bias_correction2 = bias_correction(h.ln_beta2, step);
+    if o.optax_form {
+        h.grad_coef = h.lr * h.one_minus_beta1 / bias_correction(h.ln_beta1, step);
+        h.exp_avg_coef = h.lr * h.beta1 / bias_correction(h.ln_beta1, step + 1.0);
+        return;
+    }
+    let (_, one_minus_mu) = nadam_mu(h, step);
+    let (mu_next, _) = nadam_mu(h, step + 1.0);
+    let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step));
+    let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0));
+    h.grad_coef = h.lr * one_minus_mu / one_minus_product;
+    h.exp_avg_coef = h.lr * mu_next / one_minus_product_next;
+}
+
+/// `nadam_math` of `shaders/nadam.wgsl`.
+pub fn nadam_math(
+    p: &mut f32,
+    grad: f32,
+    exp_avg: &mut f32,
+    exp_avg_sq: &mut f32,
+    h: &NAdamHyper,
+    o: NAdamOptions,
+) {
+    let mut g = if o.maximize { -grad } else { grad };
+    if o.decoupled_weight_decay {
+        *p *= h.decay;
+    } else if h.weight_decay != 0.0 {
+        g += h.weight_decay * *p;
+    }
+    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    let denom = (*exp_avg_sq / h.bias_correction2 + h.eps_root).sqrt() + h.eps;
+    *p -= h.grad_coef * (g / denom);
+    *p -= h.exp_avg_coef * (*exp_avg / denom);
+}
+
+/// `radam_series` of `shaders/radam.wgsl`: `1 / (1 - e^-x) - 1 / x - 1 / 2` for `0 <= x < 1`.
+pub fn radam_series(x: f32) -> f32 {
+    let x2 = x * x;
+    let mut s: f32 = 2.0876756988e-08;
+    s = s * x2 - 8.2671957672e-07;
+    s = s * x2 + 3.3068783069e-05;
+    s = s * x2 - 1.3888888889e-03;
+    s = s * x2 + 8.3333333333e-02;
+    x * s
+}
+
+/// `radam_rho` of `shaders/radam.wgsl`: PyTorch's `rho_t`, without its cancellation.
+pub fn radam_rho(ln_beta2: f32, rho_inf: f32, step: f32) -> f32 {
+    let a = -ln_beta2;
+    let u = step * a;
+    if u < 1.0 {
+        return 2.0 * radam_series(a) + step * (1.0 - 2.0 * radam_series(u));
+    }
+    let bias_correction2 = bias_correction(ln_beta2, step);
+    rho_inf - 2.0 * step * (1.0 - bias_correction2) / bias_correction2
+}
+
+/// `prepare_group` of `shaders/radam.wgsl`.
+pub fn prepare_radam(h: &mut RAdamHyper, step: f32, o: RAdamOptions) {
+    let bias_correction1 = bias_correction(h.ln_beta1, step);
+    let bias_correction2 = bias_correction(h.ln_beta2, step);
+    let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
+    let rectified = if o.optax_form {
+        rho >= h.threshold
+    } else {
+        rho > h.threshold
+    };
+    let rect = ((rho - 4.0) * (rho - 2.0) / rho * h.rect_inf).sqrt();
+    let step_size = h.lr / bias_correction1;
+    h.step_size = step_size;
+    h.rectified = if rectified { 1.0 } else { 0.0 };
+    let (rectified_step_size, denom_bias_correction) = if o.optax_form {
+        (step_size * rect, bias_correction2)
+    } else {
+        (step_size * rect * bias_correction2.sqrt(), 1.0)
+    };
+    h.rectified_step_size = if rectified { rectified_step_size } else { 0.0 };
+    h.bias_correction2 = denom_bias_correction;
+}
+
+/// `radam_math` of `shaders/radam.wgsl`.
+pub fn radam_math(
+    p: &mut f32,
+    grad: f32,
+    exp_avg: &mut f32,
+    exp_avg_sq: &mut f32,
+    h: &RAdamHyper,
+    o: RAdamOptions,
+) {
+    let mut g = if o.maximize { -grad } else { grad };
+    if o.decoupled_weight_decay {
+        *p *= h.decay;
+    } else if h.weight_decay != 0.0 {
+        g += h.weight_decay * *p;
+    }
+    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    let denom = (*exp_avg_sq / h.bias_correction2 + h.eps_root).sqrt() + h.eps;
+    let adaptive = h.rectified_step_size * (*exp_avg / denom);
+    *p -= if h.rectified != 0.0 {
+        adaptive
+    } else {
+        h.step_size * *exp_avg
+    };
+}
+
 /// WGSL's `max`: IEEE maxNum on the platforms we test (a NaN operand yields the other).
 fn max(a: f32, b: f32) -> f32 {
     a.max(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NAdamConfig, RAdamConfig};
+
+    /// `rho_t` against PyTorch's f64 formula, at small steps (where the direct f32 form
+    /// cancels) and large ones, and across the threshold.
+    #[test]
+    fn radam_rho_matches_f64_within_a_few_ulp() {
+        let mut worst = 0.0_f64;
+        for beta2 in [
+            0.7,
+            0.875,
+            0.9,
+            0.99,
+            0.999,
+            0.9990234375,
+            0.9999,
+            0.999_999,
+        ] {
+            let h = RAdamConfig::default().with_betas(0.9, beta2).hyper();
+            let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+            let steps = (1..=64).chain([100, 1000, 1001, 10_000, 100_000, 1_000_000, 16_777_216]);
+            for step in steps {
+                // With expm1: f64's 1 - beta2^t from powf is itself off by 1e-4 at beta2
+                // 0.999999, t = 2, once the difference cancels.
+                let x = step as f64 * f64::ln(beta2);
+                let exact = rho_inf - 2.0 * step as f64 * x.exp() / -x.exp_m1();
+                let got = f64::from(radam_rho(h.ln_beta2, h.rho_inf, step as f32));
+                // ln(beta2) rounded to f32 moves rho_t by up to its own half ulp relative.
+                let ulps = (got - exact).abs() / (exact.abs() * f64::from(f32::EPSILON));
+                worst = worst.max(ulps);
+                assert!(
+                    ulps <= 8.0,
+                    "beta2 {beta2} step {step}: {got} vs {exact} ({ulps} ulp)"
+                );
+            }
+        }
+        eprintln!("radam_rho: worst {worst:.2} ulp");
+    }
+
+    /// `1 - mu_product` from the closed form against PyTorch's running product, in f64.
+    #[test]
+    fn nadam_mu_product_matches_the_running_product() {
+        let mut worst = 0.0_f64;
+        for momentum_decay in [0.0, 1e-6, 4e-3, 0.1, 1.0, 50.0] {
+            for beta1 in [0.0, 0.5, 0.9, 0.99, 0.999] {
+                let h = NAdamConfig::default()
+                    .with_betas(beta1, 0.999)
+                    .with_momentum_decay(momentum_decay)
+                    .hyper();
+                let mut product = 1.0_f64;
+                for step in 1..=20_000u32 {
+                    let t = f64::from(step);
+                    product *= beta1 * (1.0 - 0.5 * 0.96_f64.powf(t * momentum_decay));
+                    if step > 64 && step % 97 != 0 {
+                        continue;
+                    }
+                    let exact = 1.0 - product;
+                    let got = f64::from(-expm1_nonpositive(nadam_ln_mu_product(&h, step as f32)));
+                    // The exponent's own rounding: |ln mu_product| * eps relative to the product.
+                    let ln_product = product.ln().max(-104.0);
+                    let slack = (1.0 + ln_product.abs()) * product;
+                    let ulps = (got - exact).abs() / ((exact + slack) * f64::from(f32::EPSILON));
+                    worst = worst.max(ulps);
+                    assert!(
+                        ulps <= 8.0,
+                        "beta1 {beta1} momentum_decay {momentum_decay} step {step}: \
+                         1 - mu_product {got} vs {exact} ({ulps} ulp)"
+                    );
+                }
+            }
+        }
+        eprintln!("nadam_ln_mu_product: worst {worst:.2} ulp");
+    }
 }

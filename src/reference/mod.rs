@@ -295,6 +295,27 @@ impl Optimizer {
                         lion_math(p, g, &mut s[0], &h, o)
                     });
                 }
+                OptimizerConfig::Adamax(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_adam(&mut h, step);
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        adamax_math(p, g, s0, s1, &h, o)
+                    });
+                }
+                OptimizerConfig::NAdam(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_nadam(&mut h, step, o);
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        nadam_math(p, g, s0, s1, &h, o)
+                    });
+                }
+                OptimizerConfig::RAdam(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_radam(&mut h, step, o);
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        radam_math(p, g, s0, s1, &h, o)
+                    });
+                }
             }
         }
     }

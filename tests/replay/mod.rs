@@ -59,6 +59,9 @@ pub fn config(case: &Value) -> OptimizerConfig {
         "AdamW" => OptimizerConfig::AdamW(AdamWConfig::default()),
         "AdaBelief" => OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
         "Lion" => OptimizerConfig::Lion(LionConfig::default()),
+        "Adamax" => OptimizerConfig::Adamax(AdamaxConfig::default()),
+        "NAdam" => OptimizerConfig::NAdam(NAdamConfig::default()),
+        "RAdam" => OptimizerConfig::RAdam(RAdamConfig::default()),
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {

@@ -1,4 +1,5 @@
-"""Records golden optimizer trajectories from PyTorch, adabelief-pytorch and Optax for
+"""Records golden optimizer trajectories from PyTorch, adabelief-pytorch and Optax (Adamax,
+NAdam and RAdam included) for
 tests/golden.rs and examples/conformance.rs.
 
 Regenerate (any machine with PyPI; CPU only):
@@ -64,11 +65,26 @@ TORCH = {
         p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
         weight_decay=h.get("weight_decay", 0.01), amsgrad=h.get("amsgrad", False),
         maximize=h.get("maximize", False), foreach=False),
+    "Adamax": lambda p, h: torch.optim.Adamax(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0), maximize=h.get("maximize", False), foreach=False),
+    "NAdam": lambda p, h: torch.optim.NAdam(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0), momentum_decay=h.get("momentum_decay", 4e-3),
+        decoupled_weight_decay=h.get("decoupled_weight_decay", False),
+        maximize=h.get("maximize", False), foreach=False),
+    "RAdam": lambda p, h: torch.optim.RAdam(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0),
+        decoupled_weight_decay=h.get("decoupled_weight_decay", False),
+        maximize=h.get("maximize", False), foreach=False),
 }
 
 # torch state names -> wgpu-optim's (the same, except AdaBelief's; RMSprop's square_avg etc.).
+# NAdam's scalar mu_product is not a state buffer here (the kernel derives it from the step):
+# the params after every step check it.
 STATE_NAMES = ["momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
-               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var"]
+               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf"]
 
 
 def adabelief(p, h):
@@ -216,6 +232,54 @@ def optax_cases():
     return out
 
 
+def adamax_nadam_radam_cases():
+    """Adamax, NAdam and RAdam from torch, and their Optax forms. Seeds from 300, so the cases
+    above keep theirs. RAdam's 8 steps with beta2 = 0.999 (or 0.9, 0.875) cross rho_t = 5 at
+    step 6: both of its branches are recorded."""
+    import optax
+    out = []
+    torch_cases = [
+        ("adamax", "Adamax", {"lr": 0.01}),
+        ("adamax_wd_maximize", "Adamax", {"lr": 0.01, "weight_decay": 0.01, "maximize": True}),
+        ("adamax_betas_eps", "Adamax", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-3}),
+        ("nadam", "NAdam", {"lr": 0.01}),
+        ("nadam_l2", "NAdam", {"lr": 0.01, "weight_decay": 0.01}),
+        ("nadam_decoupled_maximize", "NAdam",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        # mu_t near beta1 from the first steps: 1 - mu_product stays far from 1.
+        ("nadam_momentum_decay_50", "NAdam", {"lr": 0.01, "beta1": 0.95, "momentum_decay": 50.0}),
+        ("radam", "RAdam", {"lr": 0.01}),
+        ("radam_l2", "RAdam", {"lr": 0.01, "weight_decay": 0.01}),
+        ("radam_decoupled_maximize", "RAdam",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        ("radam_betas", "RAdam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6}),
+    ]
+    for n, (name, optimizer, hyper) in enumerate(torch_cases):
+        out.append(torch_case(name, optimizer, hyper, seed=300 + n))
+    # Edge values.
+    out.append(torch_case("adamax_subnormal_grads", "Adamax", {"lr": 0.01}, seed=320, scale=1e-40))
+    out.append(torch_case("nadam_huge_grads", "NAdam", {"lr": 0.01}, seed=321, scale=1e30))
+    out.append(torch_case("radam_zero_grads", "RAdam", {"lr": 0.01}, seed=322, scale=0.0))
+    # Optax, betas exact in f32 (as optax_amsgrad): Optax's 1 - b^t and rho_t are f32.
+    b1, b2 = 0.875, 0.9990234375
+    tx = optax.adamax(0.01, b1=b1, b2=b2, eps=1e-8)
+    out.append(optax_case("optax_adamax", "Adamax", {"lr": 0.01, "beta1": b1, "beta2": b2}, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_inf=st[0].nu), 330))
+    tx = optax.nadam(0.01, b1=b1, b2=b2, eps=1e-8, eps_root=1e-6)
+    hyper = {"lr": 0.01, "beta1": b1, "beta2": b2, "optax_form": True, "eps_root": 1e-6}
+    out.append(optax_case("optax_nadam", "NAdam", hyper, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_sq=st[0].nu), 331))
+    # beta2 = 0.875 (rho_inf = 15): Optax's f32 rho_t = 15 - 2 t b2^t / (1 - b2^t) cancels
+    # little, where for 0.999 it is off by ~0.01 near the threshold. eps large enough that
+    # the forms differ past the tolerance on the rectified steps (6 to 8).
+    tx = optax.radam(0.01, b1=b1, b2=0.875, eps=1e-2, eps_root=1e-6)
+    hyper = {"lr": 0.01, "beta1": b1, "beta2": 0.875, "eps": 1e-2, "optax_form": True,
+             "eps_root": 1e-6}
+    out.append(optax_case("optax_radam", "RAdam", hyper, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_sq=st[0].nu), 332))
+    return out
+
+
 def cases():
     out = []
     sgd = [("sgd", {"lr": 0.05}),
@@ -272,6 +336,7 @@ def cases():
                           scaler={"init_scale": 1024.0, "growth_interval": 3},
                           poison=[(2, 1, 3, math.inf), (5, 2, 7, math.nan)]))
     out.extend(optax_cases())
+    out.extend(adamax_nadam_radam_cases())
     return out
 
 

@@ -1,0 +1,132 @@
+// RAdam (Liu et al. 2020, "On the Variance of the Adaptive Learning Rate and Beyond"), as
+// torch.optim.RAdam and (OPTAX_FORM) optax.radam.
+//
+//   g = maximize ? -g : g
+//   decoupled: p *= 1 - lr * weight_decay        otherwise: g += weight_decay * p
+//   exp_avg = lerp(exp_avg, g, 1 - beta1)
+//   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+//   rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
+//   rect = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
+//   rho_t > threshold (Optax: >=):
+//     PyTorch: p -= lr / (1 - beta1^t) * rect * sqrt(1 - beta2^t) * exp_avg / (sqrt(exp_avg_sq) + eps)
+//     Optax:   p -= lr / (1 - beta1^t) * rect * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)
+//   otherwise: p -= lr / (1 - beta1^t) * exp_avg
+//
+// state0: exp_avg, state1: exp_avg_sq.
+
+struct Hyper {
+    lr: f32,
+    beta2: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    ln_beta1: f32,
+    ln_beta2: f32,
+    eps: f32,
+    eps_root: f32,
+    weight_decay: f32,
+    // 1 - lr * weight_decay
+    decay: f32,
+    // 2 / (1 - beta2) - 1
+    rho_inf: f32,
+    // rho_inf / ((rho_inf - 4) (rho_inf - 2)), 0 when rho_inf <= 4
+    rect_inf: f32,
+    threshold: f32,
+    // Written by `prepare_group` each step: lr / (1 - beta1^t); the rectified step's multiplier
+    // of exp_avg / denom; what exp_avg_sq is divided by in denom (1 - beta2^t for Optax, 1 for
+    // PyTorch); 1 when the step is rectified, else 0.
+    step_size: f32,
+    rectified_step_size: f32,
+    bias_correction2: f32,
+    rectified: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+override MAXIMIZE: bool = false;
+override DECOUPLED_WEIGHT_DECAY: bool = false;
+// optax.radam: rectified when rho_t >= threshold, eps outside sqrt(bias-corrected v + eps_root).
+override OPTAX_FORM: bool = false;
+
+// x / (1 - e^-x) - 1 - x / 2, over x: 1 / (1 - e^-x) - 1 / x - 1 / 2, for 0 <= x < 1, from the
+// Bernoulli series x/12 - x^3/720 + x^5/30240 - x^7/1209600 + x^9/47900160 (the next term is
+// below 6e-13).
+fn radam_series(x: f32) -> f32 {
+    let x2 = x * x;
+    var s = 2.0876756988e-08;
+    s = s * x2 - 8.2671957672e-07;
+    s = s * x2 + 3.3068783069e-05;
+    s = s * x2 - 1.3888888889e-03;
+    s = s * x2 + 8.3333333333e-02;
+    return x * s;
+}
+
+// PyTorch's rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t) (the length of the approximated
+// SMA), from ln(beta2). With a = -ln(beta2) and h the series above, the 2 / a in both terms
+// cancels exactly: rho_t = 2 h(a) + t (1 - 2 h(t a)), a sum of positive terms, used while
+// t a < 1 (there the direct form loses up to all of rho_t's digits: 1999 - 1998 = 1 at t = 1
+// for beta2 = 0.999). Past it the direct form cancels less than two bits.
+fn radam_rho(ln_beta2: f32, rho_inf: f32, step: f32) -> f32 {
+    let a = -ln_beta2;
+    let u = step * a;
+    if u < 1.0 {
+        return 2.0 * radam_series(a) + step * (1.0 - 2.0 * radam_series(u));
+    }
+    let bias_correction2 = bias_correction(ln_beta2, step);
+    return rho_inf - 2.0 * step * (1.0 - bias_correction2) / bias_correction2;
+}
+
+fn prepare_group(g: u32, step: f32) {
+    let h = hyper[g];
+    let bias_correction1 = bias_correction(h.ln_beta1, step);
+    let bias_correction2 = bias_correction(h.ln_beta2, step);
+    let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
+    var rectified = rho > h.threshold;
+    if OPTAX_FORM {
+        rectified = rho >= h.threshold;
+    }
+    let rect = sqrt((rho - 4.0) * (rho - 2.0) / rho * h.rect_inf);
+    let step_size = h.lr / bias_correction1;
+    hyper[g].step_size = step_size;
+    hyper[g].rectified = select(0.0, 1.0, rectified);
+    if OPTAX_FORM {
+        hyper[g].rectified_step_size = select(0.0, step_size * rect, rectified);
+        hyper[g].bias_correction2 = bias_correction2;
+    } else {
+        hyper[g].rectified_step_size = select(0.0, step_size * rect * sqrt(bias_correction2), rectified);
+        hyper[g].bias_correction2 = 1.0;
+    }
+}
+
+fn radam_math(
+    p: ptr<function, vec4<f32>>,
+    grad: vec4<f32>,
+    exp_avg: ptr<function, vec4<f32>>,
+    exp_avg_sq: ptr<function, vec4<f32>>,
+    h: Hyper,
+) {
+    var g = select(grad, -grad, MAXIMIZE);
+    if DECOUPLED_WEIGHT_DECAY {
+        *p = *p * h.decay;
+    } else {
+        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
+    }
+    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    let denom = sqrt(*exp_avg_sq / h.bias_correction2 + h.eps_root) + h.eps;
+    let adaptive = h.rectified_step_size * (*exp_avg / denom);
+    *p = *p - select(h.step_size * *exp_avg, adaptive, h.rectified != 0.0);
+}
+
+fn uses_state(slot: u32) -> bool {
+    return slot < 2u;
+}
+
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    var p = (*e).param;
+    var exp_avg = (*e).state0;
+    var exp_avg_sq = (*e).state1;
+    radam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, h);
+    (*e).param = p;
+    (*e).state0 = exp_avg;
+    (*e).state1 = exp_avg_sq;
+}
