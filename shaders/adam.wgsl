@@ -11,7 +11,7 @@
 //   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
 //
 // state0: exp_avg, state1: exp_avg_sq, state2: max_exp_avg_sq (amsgrad).
-// Needs common/adam_hyper.wgsl.
+// Needs common/adam_hyper.wgsl and common/moments.wgsl.
 
 override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
@@ -28,14 +28,13 @@ fn adam_math(
     max_exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    if DECOUPLED_WEIGHT_DECAY {
-        *p = *p * h.decay;
-    } else {
-        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    _ = adam_moments(
+        p,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
+    );
     var second_moment = *exp_avg_sq;
     if AMSGRAD {
         if AMSGRAD_BIAS_CORRECTED {

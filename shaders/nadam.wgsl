@@ -12,7 +12,7 @@
 //   grad_coef = lr (1 - mu_t) / (1 - mu_product), exp_avg_coef = lr mu_{t+1} / (1 - mu_product mu_{t+1})
 // Optax: grad_coef = lr (1 - beta1) / (1 - beta1^t), exp_avg_coef = lr beta1 / (1 - beta1^(t+1))
 //
-// state0: exp_avg, state1: exp_avg_sq.
+// state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl.
 
 struct Hyper {
     lr: f32,
@@ -94,14 +94,13 @@ fn nadam_math(
     exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    if DECOUPLED_WEIGHT_DECAY {
-        *p = *p * h.decay;
-    } else {
-        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    let g = adam_moments(
+        p,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
+    );
     let denom = sqrt(*exp_avg_sq / h.bias_correction2 + h.eps_root) + h.eps;
     *p = *p - h.grad_coef * (g / denom);
     *p = *p - h.exp_avg_coef * (*exp_avg / denom);

@@ -12,7 +12,7 @@
 //     Optax:   p -= lr / (1 - beta1^t) * rect * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)
 //   otherwise: p -= lr / (1 - beta1^t) * exp_avg
 //
-// state0: exp_avg, state1: exp_avg_sq.
+// state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl.
 
 struct Hyper {
     lr: f32,
@@ -104,14 +104,13 @@ fn radam_math(
     exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    if DECOUPLED_WEIGHT_DECAY {
-        *p = *p * h.decay;
-    } else {
-        g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    _ = adam_moments(
+        p,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
+    );
     let denom = sqrt(*exp_avg_sq / h.bias_correction2 + h.eps_root) + h.eps;
     let adaptive = h.rectified_step_size * (*exp_avg / denom);
     *p = *p - select(h.step_size * *exp_avg, adaptive, h.rectified != 0.0);

@@ -49,6 +49,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/adam_hyper.wgsl"),
     ),
     (
+        "common/moments.wgsl",
+        include_str!("../shaders/common/moments.wgsl"),
+    ),
+    (
         "common/entry.wgsl",
         include_str!("../shaders/common/entry.wgsl"),
     ),
@@ -660,6 +664,9 @@ impl Kernel {
         ];
         if matches!(self, Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax) {
             files.push("common/adam_hyper.wgsl");
+        }
+        if matches!(self, Kernel::Adam | Kernel::NAdam | Kernel::RAdam) {
+            files.push("common/moments.wgsl");
         }
         files.extend([own, "common/entry.wgsl"]);
         files

@@ -1,12 +1,9 @@
 //! AdaBelief, as the authors' adabelief-pytorch with `rectify=False`.
 
 use super::adam::moment_states;
-use super::{beta, non_negative, setters, AdamHyper, KernelSpec, OptimizerConfig};
-use crate::context::Context;
+use super::{beta, non_negative, setters, AdamHyper, KernelSpec};
 use crate::error::Result;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// AdaBelief (Zhuang et al. 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
 /// Observed Gradients"), exactly as the authors' `adabelief_pytorch.AdaBelief` (0.2) with
@@ -99,18 +96,6 @@ impl AdaBeliefConfig {
     pub fn with_eps_root(mut self, eps_root: f64) -> Self {
         self.eps_root = Some(eps_root);
         self
-    }
-
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::AdaBelief(self.clone()).build(ctx, params)
     }
 
     /// The kernel's hyperparameter struct.

@@ -1,12 +1,9 @@
 //! Adagrad: `torch.optim.Adagrad`.
 
-use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{non_negative, setters, KernelSpec, StateSpec};
 use crate::error::Result;
 use crate::layout::wgsl_struct;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// Adagrad (Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods"), exactly as
 /// `torch.optim.Adagrad`:
@@ -104,11 +101,6 @@ setters! {
 }
 
 impl AdagradConfig {
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::Adagrad(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct (`clr` is left for the prologue).
     pub fn hyper(&self) -> AdagradHyper {
         AdagradHyper {

@@ -1,12 +1,9 @@
 //! Adam and AMSGrad: `torch.optim.Adam`; the hyperparameter struct of the Adam family.
 
-use super::{beta, ln, non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{beta, ln, non_negative, setters, KernelSpec, StateSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// Adam (Kingma & Ba 2015) with AMSGrad (Reddi, Kale & Kumar 2018), exactly as
 /// `torch.optim.Adam` (with `decoupled_weight_decay=True` it is [`AdamWConfig`](super::AdamWConfig)):
@@ -172,18 +169,6 @@ setters! {
 }
 
 impl AdamConfig {
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::Adam(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> AdamHyper {
         let decay = 1.0 - self.lr * self.weight_decay;

@@ -1,11 +1,8 @@
 //! Adamax: `torch.optim.Adamax` and `optax.adamax`.
 
-use super::{beta, non_negative, setters, AdamHyper, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{beta, non_negative, setters, AdamHyper, KernelSpec, StateSpec};
 use crate::error::Result;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// Adamax (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", section 7.1: Adam
 /// with the infinity norm), exactly as `torch.optim.Adamax`:
@@ -81,18 +78,6 @@ setters! {
 }
 
 impl AdamaxConfig {
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::Adamax(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct: the Adam family's, of which Adamax reads `lr`,
     /// `beta2`, `one_minus_beta1`, `eps`, `weight_decay` and the prologue's `step_size`.
     pub fn hyper(&self) -> AdamHyper {

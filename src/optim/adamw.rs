@@ -1,10 +1,6 @@
 //! AdamW: `torch.optim.AdamW`.
 
-use super::{setters, AdamConfig, OptimizerConfig};
-use crate::context::Context;
-use crate::error::Result;
-use crate::optim::Optimizer;
-use crate::tensor::Param;
+use super::{setters, AdamConfig};
 
 /// AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"), exactly as
 /// `torch.optim.AdamW`: Adam whose weight decay multiplies the parameters before the update
@@ -70,13 +66,6 @@ setters! {
 }
 
 impl AdamWConfig {
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
     /// The equivalent Adam configuration (`decoupled_weight_decay = true`), which runs it.
     pub fn to_adam(&self) -> AdamConfig {
         AdamConfig {
@@ -91,10 +80,5 @@ impl AdamWConfig {
             amsgrad_bias_corrected: false,
             eps_root: 0.0,
         }
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::AdamW(self.clone()).build(ctx, params)
     }
 }

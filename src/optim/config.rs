@@ -55,16 +55,47 @@ pub enum OptimizerConfig {
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
-/// configuration is an [`OptimizerConfig`].
+/// configuration is an [`OptimizerConfig`], and builds an optimizer as one.
 macro_rules! config_from {
     ($($variant:ident($config:ty)),* $(,)?) => {
         $(impl From<$config> for OptimizerConfig {
             fn from(config: $config) -> Self {
                 OptimizerConfig::$variant(config)
             }
+        }
+
+        impl $config {
+            /// Builds the optimizer for `params`: see [`Optimizer::new`].
+            pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+                OptimizerConfig::$variant(self.clone()).build(ctx, params)
+            }
         })*
     };
 }
+
+/// `with_betas(beta1, beta2)` for the configurations that have both.
+macro_rules! with_betas {
+    ($($config:ty),* $(,)?) => {
+        $(impl $config {
+            /// Sets (beta1, beta2).
+            pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
+                self.beta1 = beta1;
+                self.beta2 = beta2;
+                self
+            }
+        })*
+    };
+}
+
+with_betas!(
+    AdamConfig,
+    AdamWConfig,
+    AdaBeliefConfig,
+    LionConfig,
+    AdamaxConfig,
+    NAdamConfig,
+    RAdamConfig,
+);
 
 config_from!(
     Sgd(SgdConfig),

@@ -1,12 +1,9 @@
 //! Lion: lion-pytorch and `optax.lion`.
 
-use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{non_negative, setters, KernelSpec, StateSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as lion-pytorch
 /// and `optax.lion`:
@@ -89,18 +86,6 @@ setters! {
 }
 
 impl LionConfig {
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::Lion(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> LionHyper {
         LionHyper {

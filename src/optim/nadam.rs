@@ -1,13 +1,10 @@
 //! NAdam: `torch.optim.NAdam` and `optax.nadam`.
 
-use super::{beta, ln, non_negative, setters, KernelSpec, OptimizerConfig};
-use crate::context::Context;
+use super::{beta, ln, non_negative, setters, KernelSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::optim::adam::moment_states;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// NAdam (Dozat 2016, "Incorporating Nesterov Momentum into Adam"), exactly as
 /// `torch.optim.NAdam`:
@@ -166,18 +163,6 @@ setters! {
 }
 
 impl NAdamConfig {
-    /// Sets (beta1, beta2).
-    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::NAdam(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> NAdamHyper {
         NAdamHyper {

@@ -1,12 +1,9 @@
 //! RMSprop: `torch.optim.RMSprop`.
 
-use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{non_negative, setters, KernelSpec, StateSpec};
 use crate::error::Result;
 use crate::layout::wgsl_struct;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// RMSprop (Hinton, Coursera lecture 6e, 2012; centered: Graves 2013), exactly as
 /// `torch.optim.RMSprop`:
@@ -117,11 +114,6 @@ setters! {
 }
 
 impl RmsPropConfig {
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::RmsProp(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> RmsPropHyper {
         RmsPropHyper {

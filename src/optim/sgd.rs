@@ -1,12 +1,9 @@
 //! Stochastic gradient descent with momentum: `torch.optim.SGD`.
 
-use super::{non_negative, setters, KernelSpec, OptimizerConfig, StateSpec};
-use crate::context::Context;
+use super::{non_negative, setters, KernelSpec, StateSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
-use crate::optim::Optimizer;
 use crate::shaders::Kernel;
-use crate::tensor::Param;
 
 /// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as
 /// `torch.optim.SGD` (Sutskever et al. 2013 for the momentum form):
@@ -98,11 +95,6 @@ setters! {
 }
 
 impl SgdConfig {
-    /// Builds the optimizer for `params`: see [`Optimizer::new`].
-    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
-        OptimizerConfig::Sgd(self.clone()).build(ctx, params)
-    }
-
     /// The kernel's hyperparameter struct for this configuration.
     pub fn hyper(&self) -> SgdHyper {
         SgdHyper {

@@ -115,16 +115,7 @@ pub fn adam_math(
     h: &AdamHyper,
     o: AdamOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        if o.decoupled_weight_decay {
-            *p *= h.decay;
-        } else {
-            g += h.weight_decay * *p;
-        }
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    adam_moments(p, grad, exp_avg, exp_avg_sq, &h.moments(), o.into());
     let mut second_moment = *exp_avg_sq;
     if o.amsgrad {
         if o.amsgrad_bias_corrected {
@@ -255,14 +246,7 @@ pub fn nadam_math(
     h: &NAdamHyper,
     o: NAdamOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if o.decoupled_weight_decay {
-        *p *= h.decay;
-    } else if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    let g = adam_moments(p, grad, exp_avg, exp_avg_sq, &h.moments(), o.into());
     let denom = (*exp_avg_sq / h.bias_correction2 + h.eps_root).sqrt() + h.eps;
     *p -= h.grad_coef * (g / denom);
     *p -= h.exp_avg_coef * (*exp_avg / denom);
@@ -322,14 +306,7 @@ pub fn radam_math(
     h: &RAdamHyper,
     o: RAdamOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if o.decoupled_weight_decay {
-        *p *= h.decay;
-    } else if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
-    *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
-    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
+    adam_moments(p, grad, exp_avg, exp_avg_sq, &h.moments(), o.into());
     let denom = (*exp_avg_sq / h.bias_correction2 + h.eps_root).sqrt() + h.eps;
     let adaptive = h.rectified_step_size * (*exp_avg / denom);
     *p -= if h.rectified != 0.0 {
@@ -337,6 +314,80 @@ pub fn radam_math(
     } else {
         h.step_size * *exp_avg
     };
+}
+
+/// `Moments` of `shaders/common/moments.wgsl`.
+pub struct Moments {
+    /// The L2 term's factor.
+    pub weight_decay: f32,
+    /// The decoupled decay's multiplier, `1 - lr * weight_decay`.
+    pub decay: f32,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f32,
+    /// `beta2`.
+    pub beta2: f32,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f32,
+}
+
+/// The structural options the moments read.
+#[derive(Clone, Copy)]
+pub struct MomentOptions {
+    /// Maximize: the gradient's sign flipped.
+    pub maximize: bool,
+    /// AdamW's decoupled weight decay instead of Adam's L2 term.
+    pub decoupled_weight_decay: bool,
+}
+
+/// The moments' hyperparameters and options of each kernel that has them, as its WGSL file
+/// builds `Moments` from its `Hyper`.
+macro_rules! moments_of {
+    ($($hyper:ty, $options:ty);*) => {
+        $(impl $hyper {
+            /// The moments' hyperparameters.
+            pub fn moments(&self) -> Moments {
+                Moments {
+                    weight_decay: self.weight_decay,
+                    decay: self.decay,
+                    one_minus_beta1: self.one_minus_beta1,
+                    beta2: self.beta2,
+                    one_minus_beta2: self.one_minus_beta2,
+                }
+            }
+        }
+
+        impl From<$options> for MomentOptions {
+            fn from(o: $options) -> Self {
+                MomentOptions {
+                    maximize: o.maximize,
+                    decoupled_weight_decay: o.decoupled_weight_decay,
+                }
+            }
+        })*
+    };
+}
+
+moments_of!(AdamHyper, AdamOptions; NAdamHyper, NAdamOptions; RAdamHyper, RAdamOptions);
+
+/// `adam_moments` of `shaders/common/moments.wgsl`: the sign, the weight decay and both
+/// moments; returns the gradient the moments saw.
+pub fn adam_moments(
+    p: &mut f32,
+    grad: f32,
+    exp_avg: &mut f32,
+    exp_avg_sq: &mut f32,
+    m: &Moments,
+    o: MomentOptions,
+) -> f32 {
+    let mut g = if o.maximize { -grad } else { grad };
+    if o.decoupled_weight_decay {
+        *p *= m.decay;
+    } else if m.weight_decay != 0.0 {
+        g += m.weight_decay * *p;
+    }
+    *exp_avg = lerp(*exp_avg, g, m.one_minus_beta1);
+    *exp_avg_sq = m.beta2 * *exp_avg_sq + m.one_minus_beta2 * g * g;
+    g
 }
 
 /// WGSL's `max`: IEEE maxNum on the platforms we test (a NaN operand yields the other).
