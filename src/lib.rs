@@ -66,7 +66,10 @@ pub use optim::*;
 pub use plan::{Fold, ReduceWork, Segment};
 pub use plateau::{LrChange, MetricMode, MinLr, PlateauConfig, ReduceLrOnPlateau, ThresholdMode};
 pub use readback::ControlReader;
-pub use schedule::{Anneal, LrSchedule, OneCycle, ScheduleFn, WarmupCosineDecay};
+pub use schedule::{
+    Anneal, CosineDecay, Cyclic, CyclicMode, ExponentialDecay, LrSchedule, OneCycle,
+    PolynomialSchedule, ScheduleFn, Seasonal, WarmupCosineDecay,
+};
 pub use shaders::{Rounding, Storage};
 pub use snapshot::Snapshot;
 pub use tensor::{BufferRange, Param};

@@ -1,6 +1,6 @@
 //! Learning-rate schedules on the host (see [`LrSchedule`]).
 
-use std::f64::consts::PI;
+use std::f64::consts::{PI, TAU};
 use std::fmt;
 use std::sync::Arc;
 
@@ -117,8 +117,64 @@ pub enum LrSchedule {
         /// `(boundary, scale)` pairs.
         boundaries_and_scales: Vec<(u64, f64)>,
     },
-    /// Anything else: `f(base_lr, step)`, e.g. a seasonal multiplier. See
-    /// [`LrSchedule::custom`].
+    /// `optax.exponential_decay`: `init_value · decay_rate^((step − transition_begin) /
+    /// transition_steps)`, clipped at `end_value`. Absolute values: `base_lr` is ignored.
+    ExponentialDecay(ExponentialDecay),
+    /// `optax.polynomial_schedule`, and `optax.linear_schedule` as its power 1 (see
+    /// [`PolynomialSchedule::linear`]). Absolute values: `base_lr` is ignored.
+    PolynomialSchedule(PolynomialSchedule),
+    /// `optax.cosine_decay_schedule`. Absolute values: `base_lr` is ignored.
+    CosineDecay(CosineDecay),
+    /// `ConstantLR`: `base_lr · factor` for the first `total_iters` steps, `base_lr` from then
+    /// on.
+    ///
+    /// ```
+    /// # use wgpu_optim::LrSchedule;
+    /// let schedule = LrSchedule::ConstantFactor { factor: 0.5, total_iters: 4 };
+    /// assert_eq!(schedule.lr(0.1, 3), 0.05);
+    /// assert_eq!(schedule.lr(0.1, 4), 0.1);
+    /// ```
+    ConstantFactor {
+        /// The factor, in [0, 1] (PyTorch default 1/3).
+        factor: f64,
+        /// Steps at the reduced rate (> 0; PyTorch default 5). PyTorch's recursive form with
+        /// `total_iters = 0` keeps the factor for ever while its closed form never applies
+        /// it, so 0 is refused.
+        total_iters: u64,
+    },
+    /// `CyclicLR`, whose momentum (or Adam's beta1) cycles too: see [`Cyclic::momentum`] and
+    /// [`OptimizerConfig::with_cycled_momentum`](crate::OptimizerConfig::with_cycled_momentum).
+    /// `base_lr` is ignored: the cycle is set by [`Cyclic::base_lr`], as PyTorch's `CyclicLR`
+    /// overwrites the group's learning rate with its own `base_lr`.
+    Cyclic(Cyclic),
+    /// `ChainedScheduler`: the product of multiplicative schedules' factors,
+    /// `base_lr · Π_i schedules[i].lr(1, step)`, which is what PyTorch's chain of recursive
+    /// updates computes. Each schedule must be multiplicative, its rate `base_lr` times a
+    /// factor of the step (`Constant`, `Step`, `MultiStep`, `Exponential`, `Polynomial`,
+    /// `Linear`, `ConstantFactor`, or a `Chained` of them); others are refused, as their
+    /// chained recursive forms are not products. At least one schedule, as PyTorch.
+    ///
+    /// ```
+    /// # use wgpu_optim::LrSchedule;
+    /// // ChainedScheduler([ConstantLR(factor=0.5, total_iters=4), ExponentialLR(gamma=0.9)])
+    /// let schedule = LrSchedule::Chained(vec![
+    ///     LrSchedule::ConstantFactor { factor: 0.5, total_iters: 4 },
+    ///     LrSchedule::Exponential { gamma: 0.9 },
+    /// ]);
+    /// assert!((schedule.lr(0.1, 2) - 0.1 * 0.5 * 0.81).abs() < 1e-15);
+    /// assert!((schedule.lr(0.1, 4) - 0.1 * 0.6561).abs() < 1e-15);
+    /// ```
+    Chained(Vec<LrSchedule>),
+    /// A seasonal adjustment of any schedule: `schedule.lr(base_lr, step) ·
+    /// seasonal.factor(step)`. Neither PyTorch nor Optax has it. Build it with
+    /// [`LrSchedule::with_seasonal`].
+    Seasonal {
+        /// The schedule adjusted.
+        schedule: Box<LrSchedule>,
+        /// The periodic multiplier.
+        seasonal: Seasonal,
+    },
+    /// Anything else: `f(base_lr, step)`. See [`LrSchedule::custom`].
     Custom(ScheduleFn),
 }
 
@@ -160,19 +216,19 @@ impl WarmupCosineDecay {
         }
         if step < self.warmup_steps {
             // optax.linear_schedule over the warm-up.
-            let frac = 1.0 - step as f64 / self.warmup_steps as f64;
-            return (self.init_value - self.peak_value) * frac + self.peak_value;
+            return polynomial(
+                self.init_value,
+                self.peak_value,
+                1.0,
+                step,
+                self.warmup_steps,
+            );
         }
         // optax.cosine_decay_schedule from the warm-up's end.
         let steps = self.decay_steps - self.warmup_steps;
         let count = (step - self.warmup_steps).min(steps);
         let alpha = self.end_value / self.peak_value;
-        let cos = if steps == 0 {
-            1.0
-        } else {
-            0.5 * (1.0 + (PI * count as f64 / steps as f64).cos())
-        };
-        self.peak_value * ((1.0 - alpha) * cos.powf(self.exponent) + alpha)
+        cosine_decay(self.peak_value, count, steps, alpha, self.exponent)
     }
 
     fn validate(&self) -> Result<()> {
@@ -186,6 +242,245 @@ impl WarmupCosineDecay {
             return Err(Error::InvalidOptions(
                 "warmup_cosine_decay_schedule: decay_steps counts the warm-up",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// `optax.exponential_decay`: `init_value` until `transition_begin`, then
+///
+/// `init_value · decay_rate^p`, `p = (step − transition_begin) / transition_steps`
+///
+/// with `p` rounded down when `staircase`; `end_value`, when given, is a floor when
+/// `decay_rate < 1` and a ceiling otherwise (`decay_rate = 1` included), as
+/// `max(value, end_value)` or `min(value, end_value)`. As Optax 0.2.8,
+/// `transition_steps = 0` or `decay_rate = 0` give `init_value` at every step, `end_value`
+/// ignored. Absolute values: `base_lr` is ignored.
+///
+/// ```
+/// # use wgpu_optim::{ExponentialDecay, LrSchedule};
+/// // optax.exponential_decay(0.1, transition_steps=5, decay_rate=0.5, end_value=0.02)
+/// let schedule = LrSchedule::ExponentialDecay(ExponentialDecay {
+///     end_value: Some(0.02),
+///     ..ExponentialDecay::new(0.1, 5, 0.5)
+/// });
+/// assert_eq!(schedule.lr(0.0, 5), 0.05);
+/// assert_eq!(schedule.lr(0.0, 50), 0.02);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExponentialDecay {
+    /// The first value.
+    pub init_value: f64,
+    /// Steps over which the value is multiplied by `decay_rate` (0: no decay).
+    pub transition_steps: u64,
+    /// The decay factor per `transition_steps` (finite, ≥ 0; 0 gives `init_value` throughout,
+    /// as Optax). Optax takes a negative rate too, to NaN or alternating signs: refused here.
+    pub decay_rate: f64,
+    /// Steps at `init_value` before the decay starts (Optax default 0).
+    pub transition_begin: u64,
+    /// Whether the decay moves in whole transitions (Optax default false).
+    pub staircase: bool,
+    /// The bound at which the decay stops (Optax default none).
+    pub end_value: Option<f64>,
+}
+
+impl ExponentialDecay {
+    /// Optax's defaults around the three required arguments: no delay, continuous, no bound.
+    pub fn new(init_value: f64, transition_steps: u64, decay_rate: f64) -> Self {
+        ExponentialDecay {
+            init_value,
+            transition_steps,
+            decay_rate,
+            transition_begin: 0,
+            staircase: false,
+            end_value: None,
+        }
+    }
+
+    /// The value after `step` steps; NaN when the schedule is invalid (see
+    /// [`LrSchedule::lr`]).
+    pub fn lr(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
+        if self.transition_steps == 0 || self.decay_rate == 0.0 {
+            return self.init_value;
+        }
+        let decayed = if step <= self.transition_begin {
+            self.init_value
+        } else {
+            let p = (step - self.transition_begin) as f64 / self.transition_steps as f64;
+            let p = if self.staircase { p.floor() } else { p };
+            self.init_value * self.decay_rate.powf(p)
+        };
+        match self.end_value {
+            None => decayed,
+            Some(end_value) if self.decay_rate < 1.0 => decayed.max(end_value),
+            Some(end_value) => decayed.min(end_value),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        finite("init_value", self.init_value)?;
+        if !(self.decay_rate.is_finite() && self.decay_rate >= 0.0) {
+            return invalid("decay_rate", self.decay_rate, "a finite value ≥ 0");
+        }
+        self.end_value
+            .map_or(Ok(()), |end_value| finite("end_value", end_value))
+    }
+}
+
+/// `optax.polynomial_schedule`: `init_value` until `transition_begin`, then
+///
+/// `(init_value − end_value) · (1 − count / transition_steps)^power + end_value`,
+/// `count = min(step − transition_begin, transition_steps)`
+///
+/// so `end_value` from `transition_begin + transition_steps` on. `optax.linear_schedule` is
+/// its power 1 ([`PolynomialSchedule::linear`]). As Optax, `transition_steps = 0` gives
+/// `init_value` at every step. Absolute values: `base_lr` is ignored.
+///
+/// ```
+/// # use wgpu_optim::{LrSchedule, PolynomialSchedule};
+/// // optax.linear_schedule(0.0, 0.1, transition_steps=10): a warm-up.
+/// let warmup = LrSchedule::PolynomialSchedule(PolynomialSchedule::linear(0.0, 0.1, 10, 0));
+/// assert_eq!(warmup.lr(0.0, 5), 0.05);
+/// assert_eq!(warmup.lr(0.0, 20), 0.1);
+/// // optax.polynomial_schedule(0.1, 0.0, power=2, transition_steps=10)
+/// let decay = PolynomialSchedule {
+///     power: 2.0,
+///     ..PolynomialSchedule::linear(0.1, 0.0, 10, 0)
+/// };
+/// assert!((decay.lr(5) - 0.025).abs() < 1e-17);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolynomialSchedule {
+    /// The first value.
+    pub init_value: f64,
+    /// The last value.
+    pub end_value: f64,
+    /// The exponent (finite, ≥ 0).
+    pub power: f64,
+    /// Steps of the transition (0: `init_value` throughout).
+    pub transition_steps: u64,
+    /// Steps at `init_value` before the transition (Optax default 0).
+    pub transition_begin: u64,
+}
+
+impl PolynomialSchedule {
+    /// `optax.linear_schedule`: from `init_value` to `end_value` in a straight line over
+    /// `transition_steps`, after `transition_begin` steps at `init_value`.
+    pub fn linear(
+        init_value: f64,
+        end_value: f64,
+        transition_steps: u64,
+        transition_begin: u64,
+    ) -> Self {
+        PolynomialSchedule {
+            init_value,
+            end_value,
+            power: 1.0,
+            transition_steps,
+            transition_begin,
+        }
+    }
+
+    /// The value after `step` steps; NaN when the schedule is invalid (see
+    /// [`LrSchedule::lr`]).
+    pub fn lr(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
+        if self.transition_steps == 0 {
+            return self.init_value;
+        }
+        let count = step
+            .saturating_sub(self.transition_begin)
+            .min(self.transition_steps);
+        polynomial(
+            self.init_value,
+            self.end_value,
+            self.power,
+            count,
+            self.transition_steps,
+        )
+    }
+
+    fn validate(&self) -> Result<()> {
+        finite("init_value", self.init_value)?;
+        finite("end_value", self.end_value)?;
+        // A negative power is infinite at the end of the transition.
+        if !(self.power.is_finite() && self.power >= 0.0) {
+            return invalid("power", self.power, "a finite value ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+/// `optax.cosine_decay_schedule` (Loshchilov & Hutter 2017, "SGDR"):
+///
+/// ```text
+/// c  = (1 + cos(π · min(step, decay_steps) / decay_steps)) / 2
+/// lr = init_value · ((1 − alpha) · c^exponent + alpha)
+/// ```
+///
+/// so `init_value · alpha` from `decay_steps` on. Absolute values: `base_lr` is ignored.
+///
+/// ```
+/// # use wgpu_optim::{CosineDecay, LrSchedule};
+/// // optax.cosine_decay_schedule(0.1, decay_steps=100, alpha=0.1)
+/// let schedule = LrSchedule::CosineDecay(CosineDecay {
+///     alpha: 0.1,
+///     ..CosineDecay::new(0.1, 100)
+/// });
+/// assert_eq!(schedule.lr(0.0, 0), 0.1);
+/// assert!((schedule.lr(0.0, 50) - 0.055).abs() < 1e-15);
+/// assert!((schedule.lr(0.0, 500) - 0.01).abs() < 1e-15);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CosineDecay {
+    /// The first value.
+    pub init_value: f64,
+    /// Steps of the decay (> 0).
+    pub decay_steps: u64,
+    /// The last value as a fraction of `init_value` (Optax default 0).
+    pub alpha: f64,
+    /// Exponent of the cosine (finite, ≥ 0; Optax default 1).
+    pub exponent: f64,
+}
+
+impl CosineDecay {
+    /// Optax's defaults around `init_value` and `decay_steps`: decay to 0, exponent 1.
+    pub fn new(init_value: f64, decay_steps: u64) -> Self {
+        CosineDecay {
+            init_value,
+            decay_steps,
+            alpha: 0.0,
+            exponent: 1.0,
+        }
+    }
+
+    /// The value after `step` steps; NaN when the schedule is invalid (see
+    /// [`LrSchedule::lr`]).
+    pub fn lr(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
+        cosine_decay(
+            self.init_value,
+            step.min(self.decay_steps),
+            self.decay_steps,
+            self.alpha,
+            self.exponent,
+        )
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive_steps("decay_steps", self.decay_steps)?;
+        finite("init_value", self.init_value)?;
+        finite("alpha", self.alpha)?;
+        // A negative exponent is infinite at the end of the decay.
+        if !(self.exponent.is_finite() && self.exponent >= 0.0) {
+            return invalid("exponent", self.exponent, "a finite value ≥ 0");
         }
         Ok(())
     }
@@ -310,17 +605,239 @@ impl OneCycle {
     }
 }
 
+/// How [`Cyclic`] scales the amplitude of its cycles: PyTorch's `CyclicLR` `mode` with
+/// `scale_fn=None`, which also fixes `scale_mode` (by cycle for the triangles, by step for
+/// `exp_range`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CyclicMode {
+    /// `"triangular"`: the full amplitude every cycle (PyTorch's default).
+    #[default]
+    Triangular,
+    /// `"triangular2"`: the amplitude halves each cycle, `1 / 2^(cycle − 1)`.
+    Triangular2,
+    /// `"exp_range"`: the amplitude decays with every step, `gamma^step`.
+    ExpRange,
+}
+
+/// `torch.optim.lr_scheduler.CyclicLR` (Smith 2017, "Cyclical Learning Rates for Training
+/// Neural Networks"): the rate climbs from `base_lr` to `max_lr` over `step_size_up` steps and
+/// back over `step_size_down`, the climb scaled by the [`CyclicMode`]; momentum moves the
+/// other way between `max_momentum` and `base_momentum`. As PyTorch, with
+/// `total = step_size_up + step_size_down`:
+///
+/// ```text
+/// cycle = ⌊1 + step / total⌋,  x = 1 + step / total − cycle
+/// f     = x / r if x ≤ r else (x − 1) / (r − 1),  r = step_size_up / total
+/// lr       = base_lr + (max_lr − base_lr) · f · scale
+/// momentum = max_momentum − (max_momentum − base_momentum) · f · scale
+/// ```
+///
+/// where `scale` is 1, `1 / 2^(cycle − 1)` or `gamma^step` by mode.
+///
+/// ```
+/// # use wgpu_optim::{Cyclic, LrSchedule};
+/// // CyclicLR(opt, base_lr=0.001, max_lr=0.1, step_size_up=10)
+/// let cyclic = Cyclic::new(0.001, 0.1, 10);
+/// let schedule = LrSchedule::Cyclic(cyclic.clone());
+/// assert_eq!(schedule.lr(0.0, 0), 0.001);
+/// assert!((schedule.lr(0.0, 10) - 0.1).abs() < 1e-15);
+/// assert!((cyclic.momentum(10) - 0.8).abs() < 1e-15);
+/// assert_eq!(schedule.lr(0.0, 20), 0.001);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cyclic {
+    /// The rate at the start of each cycle.
+    pub base_lr: f64,
+    /// The rate at the top of the first cycle.
+    pub max_lr: f64,
+    /// Steps of the climb (> 0; PyTorch default 2000).
+    pub step_size_up: u64,
+    /// Steps of the descent (PyTorch default: `step_size_up`; 0 makes a sawtooth).
+    pub step_size_down: u64,
+    /// How the amplitude shrinks (default triangular).
+    pub mode: CyclicMode,
+    /// The per-step decay of [`CyclicMode::ExpRange`] (default 1).
+    pub gamma: f64,
+    /// Whether momentum cycles (default true).
+    pub cycle_momentum: bool,
+    /// Momentum at the learning-rate peak (default 0.8).
+    pub base_momentum: f64,
+    /// Momentum at the cycle's start (default 0.9).
+    pub max_momentum: f64,
+}
+
+impl Cyclic {
+    /// The defaults of PyTorch around `base_lr`, `max_lr` and `step_size_up`: a symmetric
+    /// triangle, momentum cycling between 0.9 and 0.8.
+    pub fn new(base_lr: f64, max_lr: f64, step_size_up: u64) -> Self {
+        Cyclic {
+            base_lr,
+            max_lr,
+            step_size_up,
+            step_size_down: step_size_up,
+            mode: CyclicMode::Triangular,
+            gamma: 1.0,
+            cycle_momentum: true,
+            base_momentum: 0.8,
+            max_momentum: 0.9,
+        }
+    }
+
+    // (f, scale) at `step`, in `CyclicLR.get_lr`'s order of operations.
+    fn at(&self, step: u64) -> (f64, f64) {
+        let total = self.step_size_up as f64 + self.step_size_down as f64;
+        let step_ratio = self.step_size_up as f64 / total;
+        let epoch = step as f64;
+        let cycle = (1.0 + epoch / total).floor();
+        let x = 1.0 + epoch / total - cycle;
+        let scale_factor = if x <= step_ratio {
+            x / step_ratio
+        } else {
+            (x - 1.0) / (step_ratio - 1.0)
+        };
+        let scale = match self.mode {
+            CyclicMode::Triangular => 1.0,
+            CyclicMode::Triangular2 => 1.0 / 2.0_f64.powf(cycle - 1.0),
+            CyclicMode::ExpRange => self.gamma.powf(epoch),
+        };
+        (scale_factor, scale)
+    }
+
+    fn lr(&self, step: u64) -> f64 {
+        let (scale_factor, scale) = self.at(step);
+        let base_height = (self.max_lr - self.base_lr) * scale_factor;
+        self.base_lr + base_height * scale
+    }
+
+    /// The momentum (SGD's `momentum`, Adam's `beta1`) at `step`: `max_momentum` when the
+    /// cycle does not move it; NaN when the schedule is invalid.
+    pub fn momentum(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
+        if !self.cycle_momentum {
+            return self.max_momentum;
+        }
+        let (scale_factor, scale) = self.at(step);
+        let base_height = (self.max_momentum - self.base_momentum) * scale_factor;
+        self.max_momentum - base_height * scale
+    }
+
+    fn validate(&self) -> Result<()> {
+        positive_steps("step_size_up", self.step_size_up)?;
+        for (name, value) in [
+            ("base_lr", self.base_lr),
+            ("max_lr", self.max_lr),
+            ("gamma", self.gamma),
+            ("base_momentum", self.base_momentum),
+            ("max_momentum", self.max_momentum),
+        ] {
+            finite(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// A seasonal learning-rate adjustment: a periodic multiplier of any schedule,
+///
+/// `factor(step) = 1 + amplitude · sin(2π · (step / period) + phase)`
+///
+/// computed as `1 + amplitude · sin(τ · (step / period) + phase)` in f64, with
+/// `0 ≤ amplitude < 1` so that the factor stays in `(0, 2)` and the rate positive, a finite
+/// `period > 0` in steps (fractional periods allowed) and a finite `phase` in radians.
+/// Neither PyTorch nor Optax has it; apply it with [`LrSchedule::with_seasonal`], or multiply
+/// any rate by [`Seasonal::factor`].
+///
+/// ```
+/// # use wgpu_optim::{LrSchedule, Seasonal};
+/// // ±20% over a 7-step week, on a cosine annealing.
+/// let week = Seasonal { amplitude: 0.2, period: 7.0, phase: 0.0 };
+/// let cosine = LrSchedule::CosineAnnealing { t_max: 1000, eta_min: 0.0 };
+/// let schedule = cosine.clone().with_seasonal(week.clone());
+/// schedule.validate()?;
+/// assert_eq!(schedule.lr(0.1, 0), cosine.lr(0.1, 0));
+/// assert_eq!(schedule.lr(0.1, 30), cosine.lr(0.1, 30) * week.factor(30));
+/// # Ok::<(), wgpu_optim::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seasonal {
+    /// The relative swing, in [0, 1).
+    pub amplitude: f64,
+    /// Steps per season (finite, > 0).
+    pub period: f64,
+    /// Offset of the sine at step 0, in radians (finite).
+    pub phase: f64,
+}
+
+impl Seasonal {
+    /// The multiplier at `step`; NaN when the parameters are invalid.
+    pub fn factor(&self, step: u64) -> f64 {
+        if self.validate().is_err() {
+            return f64::NAN;
+        }
+        1.0 + self.amplitude * (TAU * (step as f64 / self.period) + self.phase).sin()
+    }
+
+    /// Refuses an amplitude outside [0, 1), a period that is not finite and > 0, and a phase
+    /// that is not finite.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.amplitude) {
+            return invalid("amplitude", self.amplitude, "a value in [0, 1)");
+        }
+        if !(self.period.is_finite() && self.period > 0.0) {
+            return invalid("period", self.period, "a finite value > 0");
+        }
+        finite("phase", self.phase)
+    }
+}
+
 impl LrSchedule {
     /// A schedule of the user's: `f(base_lr, step)`.
     ///
     /// ```
     /// # use wgpu_optim::LrSchedule;
-    /// // A seasonal multiplier: 20% higher on every 7th step of a week-long cycle.
+    /// // 20% higher on every 7th step of a week-long cycle.
     /// let seasonal = LrSchedule::custom(|base, step| if step % 7 == 6 { base * 1.2 } else { base });
     /// assert_eq!(seasonal.lr(1.0, 6), 1.2);
     /// ```
     pub fn custom(f: impl Fn(f64, u64) -> f64 + Send + Sync + 'static) -> Self {
         LrSchedule::Custom(ScheduleFn(Arc::new(f)))
+    }
+
+    /// This schedule times a [`Seasonal`] multiplier:
+    /// `lr(base_lr, step) = self.lr(base_lr, step) · (1 + amplitude · sin(2π · step / period +
+    /// phase))`.
+    ///
+    /// ```
+    /// # use wgpu_optim::{LrSchedule, Seasonal};
+    /// let seasonal = Seasonal { amplitude: 0.1, period: 4.0, phase: 0.0 };
+    /// let schedule = LrSchedule::Exponential { gamma: 0.9 }.with_seasonal(seasonal);
+    /// // A quarter period in, the sine peaks: 10% above the exponential decay.
+    /// assert!((schedule.lr(1.0, 1) - 0.9 * 1.1).abs() < 1e-15);
+    /// // Three quarters in, 10% below.
+    /// assert!((schedule.lr(1.0, 3) - 0.729 * 0.9).abs() < 1e-15);
+    /// ```
+    pub fn with_seasonal(self, seasonal: Seasonal) -> Self {
+        LrSchedule::Seasonal {
+            schedule: Box::new(self),
+            seasonal,
+        }
+    }
+
+    /// Whether the rate is `base_lr` times a factor of the step, so that PyTorch's chained
+    /// recursive updates multiply (see [`LrSchedule::Chained`]).
+    fn is_multiplicative(&self) -> bool {
+        match self {
+            LrSchedule::Constant
+            | LrSchedule::Step { .. }
+            | LrSchedule::MultiStep { .. }
+            | LrSchedule::Exponential { .. }
+            | LrSchedule::Polynomial { .. }
+            | LrSchedule::Linear { .. }
+            | LrSchedule::ConstantFactor { .. } => true,
+            LrSchedule::Chained(schedules) => schedules.iter().all(LrSchedule::is_multiplicative),
+            _ => false,
+        }
     }
 
     /// The learning rate after `step` optimizer steps (for the next one), from the group's
@@ -382,6 +899,26 @@ impl LrSchedule {
                 .iter()
                 .filter(|&&(boundary, _)| step >= boundary)
                 .fold(*init_value, |value, &(_, scale)| value * scale),
+            LrSchedule::ExponentialDecay(schedule) => schedule.lr(step),
+            LrSchedule::PolynomialSchedule(schedule) => schedule.lr(step),
+            LrSchedule::CosineDecay(schedule) => schedule.lr(step),
+            LrSchedule::ConstantFactor {
+                factor,
+                total_iters,
+            } => {
+                if step < *total_iters {
+                    base_lr * factor
+                } else {
+                    base_lr
+                }
+            }
+            LrSchedule::Cyclic(cyclic) => cyclic.lr(step),
+            LrSchedule::Chained(schedules) => schedules
+                .iter()
+                .fold(base_lr, |lr, schedule| lr * schedule.lr(1.0, step)),
+            LrSchedule::Seasonal { schedule, seasonal } => {
+                schedule.lr(base_lr, step) * seasonal.factor(step)
+            }
             LrSchedule::Custom(f) => (f.0)(base_lr, step),
         }
     }
@@ -480,6 +1017,38 @@ impl LrSchedule {
                     .iter()
                     .try_for_each(|&(_, scale)| finite("scale", scale))
             }
+            LrSchedule::ExponentialDecay(schedule) => schedule.validate(),
+            LrSchedule::PolynomialSchedule(schedule) => schedule.validate(),
+            LrSchedule::CosineDecay(schedule) => schedule.validate(),
+            LrSchedule::ConstantFactor {
+                factor,
+                total_iters,
+            } => {
+                // PyTorch: factor in [0, 1].
+                if !(0.0..=1.0).contains(factor) {
+                    return invalid("factor", *factor, "a value in [0, 1]");
+                }
+                positive_steps("total_iters", *total_iters)
+            }
+            LrSchedule::Cyclic(cyclic) => cyclic.validate(),
+            LrSchedule::Chained(schedules) => {
+                if schedules.is_empty() {
+                    return Err(Error::InvalidOptions(
+                        "ChainedScheduler expects at least one scheduler",
+                    ));
+                }
+                if !schedules.iter().all(LrSchedule::is_multiplicative) {
+                    return Err(Error::InvalidOptions(
+                        "ChainedScheduler chains multiplicative schedules only (Constant, Step, \
+                         MultiStep, Exponential, Polynomial, Linear, ConstantFactor, Chained)",
+                    ));
+                }
+                schedules.iter().try_for_each(LrSchedule::validate)
+            }
+            LrSchedule::Seasonal { schedule, seasonal } => {
+                seasonal.validate()?;
+                schedule.validate()
+            }
         }
     }
 }
@@ -533,4 +1102,23 @@ fn cosine(base_lr: f64, eta_min: f64, fraction: f64) -> f64 {
 /// A step count as an exponent of `powi`, saturating (`gamma^i32::MAX` is already 0 or inf).
 fn exponent(count: u64) -> i32 {
     i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+/// Optax's polynomial transition after `count` of `steps` (> 0):
+/// `(init − end) · (1 − count / steps)^power + end`.
+fn polynomial(init_value: f64, end_value: f64, power: f64, count: u64, steps: u64) -> f64 {
+    let frac = 1.0 - count as f64 / steps as f64;
+    (init_value - end_value) * frac.powf(power) + end_value
+}
+
+/// Optax's cosine decay after `count` (≤ `steps`) of `steps`:
+/// `init · ((1 − alpha) · ((1 + cos(π · count / steps)) / 2)^exponent + alpha)`, the cosine
+/// term 1 when `steps` is 0 (a warm-up that ends where the decay does).
+fn cosine_decay(init_value: f64, count: u64, steps: u64, alpha: f64, exponent: f64) -> f64 {
+    let cos = if steps == 0 {
+        1.0
+    } else {
+        0.5 * (1.0 + (PI * count as f64 / steps as f64).cos())
+    };
+    init_value * ((1.0 - alpha) * cos.powf(exponent) + alpha)
 }

@@ -23,6 +23,40 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
         three_phase: true,
         ..OneCycle::new(0.5, 200)
     };
+    let exponential_decay = |init_value, transition_steps, decay_rate| {
+        ExponentialDecay::new(init_value, transition_steps, decay_rate)
+    };
+    let polynomial = |init_value, end_value, power, transition_steps, transition_begin| {
+        LrSchedule::PolynomialSchedule(PolynomialSchedule {
+            init_value,
+            end_value,
+            power,
+            transition_steps,
+            transition_begin,
+        })
+    };
+    let constant_factor = |factor, total_iters| LrSchedule::ConstantFactor {
+        factor,
+        total_iters,
+    };
+    let cyclic = Cyclic::new(0.001, 0.1, 20);
+    let cyclic_triangular2 = Cyclic {
+        step_size_down: 35,
+        mode: CyclicMode::Triangular2,
+        ..Cyclic::new(0.001, 0.1, 15)
+    };
+    let cyclic_exp_range = Cyclic {
+        step_size_down: 30,
+        mode: CyclicMode::ExpRange,
+        gamma: 0.99,
+        base_momentum: 0.85,
+        max_momentum: 0.95,
+        ..Cyclic::new(0.001, 0.1, 10)
+    };
+    let cyclic_sawtooth = Cyclic {
+        step_size_down: 0,
+        ..Cyclic::new(0.001, 0.1, 25)
+    };
     vec![
         ("constant", LrSchedule::Constant, false),
         (
@@ -152,6 +186,190 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
             },
             false,
         ),
+        (
+            "optax_exponential",
+            LrSchedule::ExponentialDecay(exponential_decay(0.1, 10, 0.9)),
+            false,
+        ),
+        (
+            "optax_exponential_staircase",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                transition_begin: 20,
+                staircase: true,
+                ..exponential_decay(0.1, 25, 0.5)
+            }),
+            false,
+        ),
+        (
+            "optax_exponential_floor",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                end_value: Some(0.01),
+                ..exponential_decay(0.1, 5, 0.8)
+            }),
+            false,
+        ),
+        (
+            "optax_exponential_ceiling",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                transition_begin: 10,
+                end_value: Some(0.05),
+                ..exponential_decay(0.01, 20, 1.5)
+            }),
+            false,
+        ),
+        (
+            "optax_exponential_rate_one",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                end_value: Some(0.05),
+                ..exponential_decay(0.1, 10, 1.0)
+            }),
+            false,
+        ),
+        (
+            "optax_exponential_rate_zero",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                end_value: Some(0.5),
+                ..exponential_decay(0.1, 10, 0.0)
+            }),
+            false,
+        ),
+        (
+            "optax_exponential_no_steps",
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                end_value: Some(0.01),
+                ..exponential_decay(0.1, 0, 0.5)
+            }),
+            false,
+        ),
+        (
+            "optax_polynomial",
+            polynomial(0.1, 0.001, 2.0, 150, 0),
+            false,
+        ),
+        (
+            "optax_polynomial_begin",
+            polynomial(0.1, 0.01, 0.5, 100, 30),
+            false,
+        ),
+        (
+            "optax_polynomial_rising",
+            polynomial(0.001, 0.1, 3.0, 50, 10),
+            false,
+        ),
+        (
+            "optax_polynomial_no_steps",
+            polynomial(0.1, 0.001, 2.0, 0, 0),
+            false,
+        ),
+        (
+            "optax_linear",
+            LrSchedule::PolynomialSchedule(PolynomialSchedule::linear(0.0, 0.1, 40, 0)),
+            false,
+        ),
+        (
+            "optax_linear_begin",
+            LrSchedule::PolynomialSchedule(PolynomialSchedule::linear(0.1, 0.0, 100, 50)),
+            false,
+        ),
+        (
+            "optax_cosine_decay",
+            LrSchedule::CosineDecay(CosineDecay::new(0.1, 150)),
+            false,
+        ),
+        (
+            "optax_cosine_decay_alpha",
+            LrSchedule::CosineDecay(CosineDecay {
+                init_value: 0.1,
+                decay_steps: 100,
+                alpha: 0.1,
+                exponent: 2.0,
+            }),
+            false,
+        ),
+        (
+            "optax_cosine_decay_short",
+            LrSchedule::CosineDecay(CosineDecay {
+                init_value: 0.1,
+                decay_steps: 1,
+                alpha: 0.5,
+                exponent: 0.5,
+            }),
+            false,
+        ),
+        ("constant_factor", constant_factor(0.5, 4), false),
+        (
+            "constant_factor_default",
+            constant_factor(1.0 / 3.0, 5),
+            false,
+        ),
+        ("constant_factor_one", constant_factor(1.0, 10), false),
+        ("constant_factor_zero", constant_factor(0.0, 300), false),
+        ("cyclic", LrSchedule::Cyclic(cyclic.clone()), false),
+        ("cyclic.momentum", LrSchedule::Cyclic(cyclic), true),
+        (
+            "cyclic_triangular2",
+            LrSchedule::Cyclic(cyclic_triangular2.clone()),
+            false,
+        ),
+        (
+            "cyclic_triangular2.momentum",
+            LrSchedule::Cyclic(cyclic_triangular2),
+            true,
+        ),
+        (
+            "cyclic_exp_range",
+            LrSchedule::Cyclic(cyclic_exp_range.clone()),
+            false,
+        ),
+        (
+            "cyclic_exp_range.momentum",
+            LrSchedule::Cyclic(cyclic_exp_range),
+            true,
+        ),
+        (
+            "cyclic_sawtooth",
+            LrSchedule::Cyclic(cyclic_sawtooth),
+            false,
+        ),
+        (
+            "chained",
+            LrSchedule::Chained(vec![
+                constant_factor(0.5, 4),
+                LrSchedule::Exponential { gamma: 0.97 },
+            ]),
+            false,
+        ),
+        (
+            "chained_three",
+            LrSchedule::Chained(vec![
+                LrSchedule::Linear {
+                    start_factor: 0.1,
+                    end_factor: 1.0,
+                    total_iters: 10,
+                },
+                LrSchedule::Step {
+                    step_size: 30,
+                    gamma: 0.5,
+                },
+                constant_factor(0.8, 50),
+            ]),
+            false,
+        ),
+        (
+            "chained_polynomial",
+            LrSchedule::Chained(vec![
+                LrSchedule::Exponential { gamma: 0.99 },
+                LrSchedule::Polynomial {
+                    total_iters: 150,
+                    power: 2.0,
+                },
+                LrSchedule::MultiStep {
+                    milestones: vec![40, 90],
+                    gamma: 0.5,
+                },
+            ]),
+            false,
+        ),
     ]
 }
 
@@ -184,6 +402,7 @@ fn every_schedule_matches_pytorch_and_optax() {
         for (step, &expected) in values.iter().enumerate() {
             let got = match (schedule, momentum) {
                 (LrSchedule::OneCycle(cycle), true) => cycle.momentum(step as u64),
+                (LrSchedule::Cyclic(cyclic), true) => cyclic.momentum(step as u64),
                 _ => schedule.lr(BASE_LR, step as u64),
             };
             let error = if expected == 0.0 {
@@ -258,6 +477,17 @@ fn schedules_that_pytorch_refuses_are_refused() {
             end_value: 0.0,
             exponent: 1.0,
         }),
+        // optax.cosine_decay_schedule raises for decay_steps <= 0.
+        LrSchedule::CosineDecay(CosineDecay::new(0.1, 0)),
+        // ConstantLR: factor in [0, 1].
+        LrSchedule::ConstantFactor {
+            factor: 1.5,
+            total_iters: 5,
+        },
+        // CyclicLR: step_size_up = 0 divides by zero.
+        LrSchedule::Cyclic(Cyclic::new(0.001, 0.1, 0)),
+        // ChainedScheduler: at least one scheduler.
+        LrSchedule::Chained(vec![]),
     ];
     for schedule in refused {
         assert!(schedule.validate().is_err(), "{schedule:?} was accepted");
@@ -419,6 +649,359 @@ fn one_cycle_holds_its_final_value_past_the_cycle() {
                 cycle.momentum(step),
                 cycle.momentum(999),
                 "{anneal:?} at {step}"
+            );
+        }
+    }
+}
+
+/// Each refusal of the schedules after PyTorch's and Optax's named ones is typed and names the
+/// input it refuses; `lr` (and `Cyclic::momentum`) give NaN for them.
+#[test]
+fn refusals_name_the_input() {
+    let cyclic = Cyclic::new(0.001, 0.1, 10);
+    let seasonal = Seasonal {
+        amplitude: 0.2,
+        period: 7.0,
+        phase: 0.0,
+    };
+    let with_seasonal = |amplitude, period, phase| {
+        LrSchedule::Constant.with_seasonal(Seasonal {
+            amplitude,
+            period,
+            phase,
+        })
+    };
+    let cases = [
+        (
+            LrSchedule::ExponentialDecay(ExponentialDecay::new(0.1, 10, -0.5)),
+            "decay_rate",
+        ),
+        (
+            LrSchedule::ExponentialDecay(ExponentialDecay::new(0.1, 10, f64::INFINITY)),
+            "decay_rate",
+        ),
+        (
+            LrSchedule::ExponentialDecay(ExponentialDecay::new(f64::NAN, 10, 0.5)),
+            "init_value",
+        ),
+        (
+            LrSchedule::ExponentialDecay(ExponentialDecay {
+                end_value: Some(f64::NAN),
+                ..ExponentialDecay::new(0.1, 10, 0.5)
+            }),
+            "end_value",
+        ),
+        (
+            LrSchedule::PolynomialSchedule(PolynomialSchedule {
+                power: -1.0,
+                ..PolynomialSchedule::linear(0.1, 0.0, 10, 0)
+            }),
+            "power",
+        ),
+        (
+            LrSchedule::PolynomialSchedule(PolynomialSchedule::linear(0.1, f64::NAN, 10, 0)),
+            "end_value",
+        ),
+        (
+            LrSchedule::CosineDecay(CosineDecay::new(0.1, 0)),
+            "decay_steps",
+        ),
+        (
+            LrSchedule::CosineDecay(CosineDecay {
+                exponent: -0.5,
+                ..CosineDecay::new(0.1, 10)
+            }),
+            "exponent",
+        ),
+        (
+            LrSchedule::CosineDecay(CosineDecay {
+                alpha: f64::INFINITY,
+                ..CosineDecay::new(0.1, 10)
+            }),
+            "alpha",
+        ),
+        (
+            LrSchedule::ConstantFactor {
+                factor: 1.5,
+                total_iters: 5,
+            },
+            "factor",
+        ),
+        (
+            LrSchedule::ConstantFactor {
+                factor: -0.1,
+                total_iters: 5,
+            },
+            "factor",
+        ),
+        (
+            LrSchedule::ConstantFactor {
+                factor: 0.5,
+                total_iters: 0,
+            },
+            "total_iters",
+        ),
+        (
+            LrSchedule::Cyclic(Cyclic {
+                step_size_up: 0,
+                ..cyclic.clone()
+            }),
+            "step_size_up",
+        ),
+        (
+            LrSchedule::Cyclic(Cyclic {
+                gamma: f64::NAN,
+                ..cyclic.clone()
+            }),
+            "gamma",
+        ),
+        (
+            LrSchedule::Cyclic(Cyclic {
+                max_momentum: f64::INFINITY,
+                ..cyclic.clone()
+            }),
+            "max_momentum",
+        ),
+        (with_seasonal(1.0, 7.0, 0.0), "amplitude"),
+        (with_seasonal(-0.1, 7.0, 0.0), "amplitude"),
+        (with_seasonal(f64::NAN, 7.0, 0.0), "amplitude"),
+        (with_seasonal(0.2, 0.0, 0.0), "period"),
+        (with_seasonal(0.2, -7.0, 0.0), "period"),
+        (with_seasonal(0.2, f64::INFINITY, 0.0), "period"),
+        (with_seasonal(0.2, f64::NAN, 0.0), "period"),
+        (with_seasonal(0.2, 7.0, f64::INFINITY), "phase"),
+        (with_seasonal(0.2, 7.0, f64::NAN), "phase"),
+        // The adjusted schedule is validated too.
+        (
+            LrSchedule::Step {
+                step_size: 0,
+                gamma: 0.1,
+            }
+            .with_seasonal(seasonal),
+            "step_size",
+        ),
+        (
+            LrSchedule::Chained(vec![
+                LrSchedule::Constant,
+                LrSchedule::Exponential { gamma: f64::NAN },
+            ]),
+            "gamma",
+        ),
+    ];
+    for (schedule, name) in cases {
+        match schedule.validate() {
+            Err(Error::InvalidHyperparameter { name: refused, .. }) => {
+                assert_eq!(refused, name, "{schedule:?}")
+            }
+            other => panic!("{schedule:?}: {other:?}"),
+        }
+        for step in [0, 1, 10, u64::MAX] {
+            assert!(schedule.lr(0.1, step).is_nan(), "{schedule:?} at {step}");
+            if let LrSchedule::Cyclic(cyclic) = &schedule {
+                assert!(cyclic.momentum(step).is_nan(), "{schedule:?} at {step}");
+            }
+        }
+    }
+}
+
+/// The seasonal adjustment (no library has it), against its formula computed here, alone and
+/// over schedules of every kind, whose rates it multiplies.
+#[test]
+fn a_seasonal_adjustment_multiplies_any_schedule() {
+    use std::f64::consts::PI;
+    let formula = |amplitude: f64, period: f64, phase: f64, step: u64| {
+        1.0 + amplitude * (2.0 * PI * step as f64 / period + phase).sin()
+    };
+    let schedules = [
+        LrSchedule::Constant,
+        LrSchedule::Exponential { gamma: 0.99 },
+        LrSchedule::CosineAnnealingWarmRestarts {
+            t_0: 10,
+            t_mult: 2,
+            eta_min: 0.001,
+        },
+        LrSchedule::OneCycle(OneCycle::new(0.5, 500)),
+        LrSchedule::Cyclic(Cyclic::new(0.001, 0.1, 20)),
+        LrSchedule::ExponentialDecay(ExponentialDecay::new(0.1, 10, 0.9)),
+        LrSchedule::Chained(vec![
+            LrSchedule::ConstantFactor {
+                factor: 0.5,
+                total_iters: 4,
+            },
+            LrSchedule::Exponential { gamma: 0.97 },
+        ]),
+        LrSchedule::custom(|base, step| base / (1.0 + step as f64)),
+    ];
+    let seasons = [
+        (0.0, 7.0, 0.0),
+        (0.2, 7.0, 0.0),
+        (0.5, 365.25, 1.0),
+        (0.99, 12.0, -PI / 2.0),
+        (0.3, 0.75, 10.0),
+    ];
+    for (amplitude, period, phase) in seasons {
+        let seasonal = Seasonal {
+            amplitude,
+            period,
+            phase,
+        };
+        seasonal.validate().unwrap();
+        for step in 0..1000 {
+            let factor = seasonal.factor(step);
+            let expected = formula(amplitude, period, phase, step);
+            assert!(
+                ((factor - expected) / expected).abs() <= 1e-12,
+                "{seasonal:?} at {step}: {factor} vs {expected}"
+            );
+            // 0 ≤ amplitude < 1: the factor stays in (0, 2).
+            assert!(factor > 0.0 && factor < 2.0, "{seasonal:?} at {step}");
+        }
+        for schedule in &schedules {
+            let adjusted = schedule.clone().with_seasonal(seasonal.clone());
+            adjusted.validate().unwrap();
+            for step in 0..1000 {
+                let base = schedule.lr(BASE_LR, step);
+                let got = adjusted.lr(BASE_LR, step);
+                assert_eq!(got, base * seasonal.factor(step), "{adjusted:?} at {step}");
+                let expected = base * formula(amplitude, period, phase, step);
+                assert!(
+                    ((got - expected) / expected).abs() <= 1e-12,
+                    "{adjusted:?} at {step}: {got} vs {expected}"
+                );
+                assert!(got > 0.0, "{adjusted:?} at {step}: {got}");
+            }
+        }
+    }
+    // A whole period brings the factor back; amplitude 0 is the schedule itself.
+    let weekly = Seasonal {
+        amplitude: 0.2,
+        period: 7.0,
+        phase: 0.3,
+    };
+    for step in 0..100 {
+        let drift = (weekly.factor(step + 7) - weekly.factor(step)).abs();
+        assert!(drift < 1e-13, "{step}: {drift}");
+    }
+    // Seasons compose: two adjustments multiply.
+    let monthly = Seasonal {
+        amplitude: 0.1,
+        period: 30.0,
+        phase: 0.0,
+    };
+    let both = LrSchedule::Exponential { gamma: 0.99 }
+        .with_seasonal(weekly.clone())
+        .with_seasonal(monthly.clone());
+    for step in 0..100 {
+        let expected = 0.99_f64.powi(step as i32) * weekly.factor(step) * monthly.factor(step);
+        assert!((both.lr(1.0, step) - expected).abs() <= 1e-15, "{step}");
+    }
+    // Far out the factor stays in range (the sine of a large argument).
+    for step in [1 << 40, u64::MAX] {
+        let factor = weekly.factor(step);
+        assert!(
+            (0.8 - 1e-12..=1.2 + 1e-12).contains(&factor),
+            "{step}: {factor}"
+        );
+    }
+}
+
+/// `ChainedScheduler` is the product of its schedules' factors: one schedule is itself, a
+/// nested chain is its flattening, and schedules that are not multiplicative are refused.
+#[test]
+fn chained_schedules_multiply_their_factors() {
+    let warmup = LrSchedule::Linear {
+        start_factor: 0.1,
+        end_factor: 1.0,
+        total_iters: 10,
+    };
+    let decay = LrSchedule::Exponential { gamma: 0.97 };
+    let hold = LrSchedule::ConstantFactor {
+        factor: 0.5,
+        total_iters: 40,
+    };
+    let flat = LrSchedule::Chained(vec![warmup.clone(), decay.clone(), hold.clone()]);
+    let nested = LrSchedule::Chained(vec![
+        LrSchedule::Chained(vec![warmup.clone(), decay.clone()]),
+        hold.clone(),
+    ]);
+    for step in 0..200 {
+        let product = 0.3 * warmup.lr(1.0, step) * decay.lr(1.0, step) * hold.lr(1.0, step);
+        assert_eq!(flat.lr(0.3, step), product, "{step}");
+        // The nested chain multiplies in another order: equal to rounding.
+        let nested_error = ((nested.lr(0.3, step) - product) / product).abs();
+        assert!(nested_error <= 1e-15, "{step}: {nested_error:.1e}");
+        assert_eq!(
+            LrSchedule::Chained(vec![decay.clone()]).lr(0.3, step),
+            decay.lr(0.3, step),
+            "{step}"
+        );
+    }
+    let not_multiplicative = [
+        LrSchedule::CosineAnnealing {
+            t_max: 10,
+            eta_min: 0.0,
+        },
+        LrSchedule::OneCycle(OneCycle::new(0.1, 100)),
+        LrSchedule::Cyclic(Cyclic::new(0.001, 0.1, 10)),
+        LrSchedule::CosineDecay(CosineDecay::new(0.1, 100)),
+        LrSchedule::Constant.with_seasonal(Seasonal {
+            amplitude: 0.1,
+            period: 7.0,
+            phase: 0.0,
+        }),
+        LrSchedule::custom(|base, _| base),
+        LrSchedule::Chained(vec![LrSchedule::CosineAnnealing {
+            t_max: 10,
+            eta_min: 0.0,
+        }]),
+    ];
+    for schedule in not_multiplicative {
+        let chain = LrSchedule::Chained(vec![decay.clone(), schedule]);
+        assert!(
+            matches!(chain.validate(), Err(Error::InvalidOptions(_))),
+            "{chain:?}"
+        );
+        assert!(chain.lr(0.1, 5).is_nan());
+    }
+    assert!(matches!(
+        LrSchedule::Chained(vec![]).validate(),
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+/// With `cycle_momentum` off, `Cyclic::momentum` is `max_momentum` (PyTorch leaves the
+/// optimizer's own), and past any number of cycles the rate stays within its bounds.
+#[test]
+fn cyclic_momentum_and_long_runs() {
+    let still = Cyclic {
+        cycle_momentum: false,
+        ..Cyclic::new(0.001, 0.1, 10)
+    };
+    for step in [0, 5, 10, 1 << 40] {
+        assert_eq!(still.momentum(step), 0.9);
+    }
+    for mode in [
+        CyclicMode::Triangular,
+        CyclicMode::Triangular2,
+        CyclicMode::ExpRange,
+    ] {
+        let cyclic = Cyclic {
+            mode,
+            gamma: 0.999,
+            step_size_down: 7,
+            ..Cyclic::new(0.001, 0.1, 3)
+        };
+        let schedule = LrSchedule::Cyclic(cyclic.clone());
+        for step in [0, 1, 3, 10, 1000, 1 << 40, u64::MAX] {
+            let lr = schedule.lr(123.0, step);
+            let momentum = cyclic.momentum(step);
+            assert!(
+                (0.001 - 1e-15..=0.1 + 1e-15).contains(&lr),
+                "{mode:?} {step}: {lr}"
+            );
+            assert!(
+                (0.8 - 1e-15..=0.9 + 1e-15).contains(&momentum),
+                "{mode:?} {step}"
             );
         }
     }

@@ -233,7 +233,9 @@ impl OptimizerConfig {
 
     /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
     /// `momentum`, the Adam family's (Adamax, NAdam and RAdam included) and Lion's `beta1`, as
-    /// PyTorch's `OneCycleLR` cycles them (see [`OneCycle::momentum`](crate::OneCycle::momentum)).
+    /// PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
+    /// [`OneCycle::momentum`](crate::OneCycle::momentum) and
+    /// [`Cyclic::momentum`](crate::Cyclic::momentum)).
     /// Adagrad has none: [`Error::InvalidOptions`], as PyTorch raises. NAdam derives its
     /// `mu_product` from the current `beta1` (see [`NAdamConfig`]).
     pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {

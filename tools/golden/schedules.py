@@ -70,6 +70,14 @@ def past_the_cycle():
     return "no error"
 
 
+def cyclic(**kwargs):
+    return lambda o: s.CyclicLR(o, base_lr=0.001, max_lr=0.1, **kwargs)
+
+
+def chained(*makes):
+    return lambda o: s.ChainedScheduler([make(o) for make in makes])
+
+
 def one_cycle_linear_three(o):
     return s.OneCycleLR(
         o, max_lr=0.5, total_steps=STEPS, pct_start=0.25, anneal_strategy="linear", three_phase=True
@@ -106,6 +114,97 @@ SERIES = {
     ),
     "optax_piecewise": optax_series(
         optax.piecewise_constant_schedule(0.1, {50: 0.5, 120: 0.1})
+    ),
+    "optax_exponential": optax_series(optax.exponential_decay(0.1, 10, 0.9)),
+    "optax_exponential_staircase": optax_series(
+        optax.exponential_decay(0.1, 25, 0.5, transition_begin=20, staircase=True)
+    ),
+    # decay_rate < 1: end_value is a floor.
+    "optax_exponential_floor": optax_series(
+        optax.exponential_decay(0.1, 5, 0.8, end_value=0.01)
+    ),
+    # decay_rate > 1: end_value is a ceiling.
+    "optax_exponential_ceiling": optax_series(
+        optax.exponential_decay(0.01, 20, 1.5, transition_begin=10, end_value=0.05)
+    ),
+    # decay_rate = 1 counts as > 1: end_value is a ceiling, below init_value here.
+    "optax_exponential_rate_one": optax_series(
+        optax.exponential_decay(0.1, 10, 1.0, end_value=0.05)
+    ),
+    # decay_rate = 0 and transition_steps = 0: init_value throughout, end_value ignored.
+    "optax_exponential_rate_zero": optax_series(
+        optax.exponential_decay(0.1, 10, 0.0, end_value=0.5)
+    ),
+    "optax_exponential_no_steps": optax_series(
+        optax.exponential_decay(0.1, 0, 0.5, end_value=0.01)
+    ),
+    "optax_polynomial": optax_series(optax.polynomial_schedule(0.1, 0.001, 2.0, 150)),
+    "optax_polynomial_begin": optax_series(
+        optax.polynomial_schedule(0.1, 0.01, 0.5, 100, transition_begin=30)
+    ),
+    "optax_polynomial_rising": optax_series(
+        optax.polynomial_schedule(0.001, 0.1, 3, 50, transition_begin=10)
+    ),
+    "optax_polynomial_no_steps": optax_series(optax.polynomial_schedule(0.1, 0.001, 2.0, 0)),
+    "optax_linear": optax_series(optax.linear_schedule(0.0, 0.1, 40)),
+    "optax_linear_begin": optax_series(
+        optax.linear_schedule(0.1, 0.0, 100, transition_begin=50)
+    ),
+    "optax_cosine_decay": optax_series(optax.cosine_decay_schedule(0.1, 150)),
+    "optax_cosine_decay_alpha": optax_series(
+        optax.cosine_decay_schedule(0.1, 100, alpha=0.1, exponent=2.0)
+    ),
+    "optax_cosine_decay_short": optax_series(
+        optax.cosine_decay_schedule(0.1, 1, alpha=0.5, exponent=0.5)
+    ),
+    "constant_factor": torch_series(lambda o: s.ConstantLR(o, factor=0.5, total_iters=4)),
+    "constant_factor_default": torch_series(lambda o: s.ConstantLR(o)),
+    "constant_factor_one": torch_series(lambda o: s.ConstantLR(o, factor=1.0, total_iters=10)),
+    # total_iters past the series, so factor 0 never divides (PyTorch's 1 / factor).
+    "constant_factor_zero": torch_series(lambda o: s.ConstantLR(o, factor=0.0, total_iters=300)),
+    "cyclic": torch_series(cyclic(step_size_up=20)),
+    "cyclic.momentum": torch_series(cyclic(step_size_up=20), momentum=True),
+    "cyclic_triangular2": torch_series(
+        cyclic(step_size_up=15, step_size_down=35, mode="triangular2")
+    ),
+    "cyclic_triangular2.momentum": torch_series(
+        cyclic(step_size_up=15, step_size_down=35, mode="triangular2"), momentum=True
+    ),
+    "cyclic_exp_range": torch_series(
+        cyclic(step_size_up=10, step_size_down=30, mode="exp_range", gamma=0.99)
+    ),
+    "cyclic_exp_range.momentum": torch_series(
+        cyclic(
+            step_size_up=10,
+            step_size_down=30,
+            mode="exp_range",
+            gamma=0.99,
+            base_momentum=0.85,
+            max_momentum=0.95,
+        ),
+        momentum=True,
+    ),
+    # step_size_down = 0: a sawtooth.
+    "cyclic_sawtooth": torch_series(cyclic(step_size_up=25, step_size_down=0)),
+    "chained": torch_series(
+        chained(
+            lambda o: s.ConstantLR(o, factor=0.5, total_iters=4),
+            lambda o: s.ExponentialLR(o, gamma=0.97),
+        )
+    ),
+    "chained_three": torch_series(
+        chained(
+            lambda o: s.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=10),
+            lambda o: s.StepLR(o, step_size=30, gamma=0.5),
+            lambda o: s.ConstantLR(o, factor=0.8, total_iters=50),
+        )
+    ),
+    "chained_polynomial": torch_series(
+        chained(
+            lambda o: s.ExponentialLR(o, gamma=0.99),
+            lambda o: s.PolynomialLR(o, total_iters=150, power=2.0),
+            lambda o: s.MultiStepLR(o, milestones=[40, 90], gamma=0.5),
+        )
     ),
 }
 
