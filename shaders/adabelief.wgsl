@@ -1,4 +1,4 @@
-// AdaBelief (Zhuang et al. 2020), as the authors' adabelief-pytorch with rectify=False.
+// AdaBelief (Zhuang et al. 2020), as the authors' adabelief-pytorch (rectify on or off).
 //
 //   weight_decouple: p *= 1 - lr * weight_decay (fixed_decay: 1 - weight_decay)
 //   otherwise:       g += weight_decay * p
@@ -7,12 +7,32 @@
 //                 eps_root = eps as adabelief-pytorch, or Optax's own eps_root)
 //   amsgrad: max_exp_avg_var = max(max_exp_avg_var, exp_avg_var), used below in its place
 //   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_var) / sqrt(1 - beta2^t) + eps)
+//   rectify (RAdam's rectification, as adabelief-pytorch's default), in place of the last line:
+//     rho_t >= 5: p -= lr / (1 - beta1^t) * r_t * sqrt(1 - beta2^t) * exp_avg / (sqrt(exp_avg_var) + eps)
+//                 (exp_avg_var even with amsgrad, as adabelief-pytorch)
+//     otherwise:  p -= lr / (1 - beta1^t) * exp_avg with degenerated_to_sgd, else p is left as it is
 //
 // state0: exp_avg, state1: exp_avg_var, state2: max_exp_avg_var (amsgrad).
-// Needs common/adam_hyper.wgsl.
+// Needs common/adam_hyper.wgsl and common/rectify.wgsl.
 
 override AMSGRAD: bool = false;
 override WEIGHT_DECOUPLE: bool = true;
+override RECTIFY: bool = false;
+// With RECTIFY: an SGD step with momentum while rho_t < 5 (else none).
+override DEGENERATED_TO_SGD: bool = true;
+
+fn prepare_group(g: u32, step: f32) {
+    prepare_adam(g, step);
+    if !RECTIFY {
+        return;
+    }
+    let h = hyper[g];
+    let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
+    let rectified = rho >= 5.0;
+    let rectified_step_size = h.step_size * rectification(rho, h.rect_inf) * h.bias_correction2_sqrt;
+    hyper[g].rectified_step_size = select(0.0, rectified_step_size, rectified);
+    hyper[g].rectified = select(0.0, 1.0, rectified);
+}
 
 fn adabelief_math(
     p: ptr<function, vec4<f32>>,
@@ -36,6 +56,12 @@ fn adabelief_math(
     if AMSGRAD {
         *max_exp_avg_var = max(*max_exp_avg_var, *exp_avg_var);
         second_moment = *max_exp_avg_var;
+    }
+    if RECTIFY {
+        let adaptive = h.rectified_step_size * (*exp_avg / (sqrt(*exp_avg_var) + h.eps));
+        let sgd = select(vec4(0.0), h.step_size * *exp_avg, DEGENERATED_TO_SGD);
+        *p = *p - select(sgd, adaptive, h.rectified != 0.0);
+        return;
     }
     let denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
     *p = *p - h.step_size * (*exp_avg / denom);

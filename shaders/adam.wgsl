@@ -20,6 +20,10 @@ override DECOUPLED_WEIGHT_DECAY: bool = false;
 // optax.amsgrad's form: the max of the bias-corrected second moment, eps_root inside the sqrt.
 override AMSGRAD_BIAS_CORRECTED: bool = false;
 
+fn prepare_group(g: u32, step: f32) {
+    prepare_adam(g, step);
+}
+
 fn adam_math(
     p: ptr<function, vec4<f32>>,
     grad: vec4<f32>,

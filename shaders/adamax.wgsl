@@ -11,6 +11,10 @@
 
 override MAXIMIZE: bool = false;
 
+fn prepare_group(g: u32, step: f32) {
+    prepare_adam(g, step);
+}
+
 fn adamax_math(
     p: ptr<function, vec4<f32>>,
     grad: vec4<f32>,

@@ -12,7 +12,7 @@
 //     Optax:   p -= lr / (1 - beta1^t) * rect * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)
 //   otherwise: p -= lr / (1 - beta1^t) * exp_avg
 //
-// state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl.
+// state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl and common/rectify.wgsl.
 
 struct Hyper {
     lr: f32,
@@ -47,34 +47,6 @@ override DECOUPLED_WEIGHT_DECAY: bool = false;
 // optax.radam: rectified when rho_t >= threshold, eps outside sqrt(bias-corrected v + eps_root).
 override OPTAX_FORM: bool = false;
 
-// x / (1 - e^-x) - 1 - x / 2, over x: 1 / (1 - e^-x) - 1 / x - 1 / 2, for 0 <= x < 1, from the
-// Bernoulli series x/12 - x^3/720 + x^5/30240 - x^7/1209600 + x^9/47900160 (the next term is
-// below 6e-13).
-fn radam_series(x: f32) -> f32 {
-    let x2 = x * x;
-    var s = 2.0876756988e-08;
-    s = s * x2 - 8.2671957672e-07;
-    s = s * x2 + 3.3068783069e-05;
-    s = s * x2 - 1.3888888889e-03;
-    s = s * x2 + 8.3333333333e-02;
-    return x * s;
-}
-
-// PyTorch's rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t) (the length of the approximated
-// SMA), from ln(beta2). With a = -ln(beta2) and h the series above, the 2 / a in both terms
-// cancels exactly: rho_t = 2 h(a) + t (1 - 2 h(t a)), a sum of positive terms, used while
-// t a < 1 (there the direct form loses up to all of rho_t's digits: 1999 - 1998 = 1 at t = 1
-// for beta2 = 0.999). Past it the direct form cancels less than two bits.
-fn radam_rho(ln_beta2: f32, rho_inf: f32, step: f32) -> f32 {
-    let a = -ln_beta2;
-    let u = step * a;
-    if u < 1.0 {
-        return 2.0 * radam_series(a) + step * (1.0 - 2.0 * radam_series(u));
-    }
-    let bias_correction2 = bias_correction(ln_beta2, step);
-    return rho_inf - 2.0 * step * (1.0 - bias_correction2) / bias_correction2;
-}
-
 fn prepare_group(g: u32, step: f32) {
     let h = hyper[g];
     let bias_correction1 = bias_correction(h.ln_beta1, step);
@@ -84,7 +56,7 @@ fn prepare_group(g: u32, step: f32) {
     if OPTAX_FORM {
         rectified = rho >= h.threshold;
     }
-    let rect = sqrt((rho - 4.0) * (rho - 2.0) / rho * h.rect_inf);
+    let rect = rectification(rho, h.rect_inf);
     let step_size = h.lr / bias_correction1;
     hyper[g].step_size = step_size;
     hyper[g].rectified = select(0.0, 1.0, rectified);

@@ -1,8 +1,8 @@
 //! # wgpu-optim
 //!
 //! Fused deep-learning optimizer steps as WGSL compute kernels on [`wgpu`]: SGD (momentum,
-//! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief, Lion, Adamax, NAdam and
-//! RAdam, with PyTorch's semantics and defaults.
+//! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief (rectified or not), Lion,
+//! Adamax, NAdam, RAdam, Adadelta and ADOPT, with PyTorch's semantics and defaults.
 //!
 //! A step reads every parameter, gradient and state element once and writes each output once,
 //! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no

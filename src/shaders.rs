@@ -53,6 +53,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/moments.wgsl"),
     ),
     (
+        "common/rectify.wgsl",
+        include_str!("../shaders/common/rectify.wgsl"),
+    ),
+    (
         "common/entry.wgsl",
         include_str!("../shaders/common/entry.wgsl"),
     ),
@@ -65,6 +69,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("adamax.wgsl", include_str!("../shaders/adamax.wgsl")),
     ("nadam.wgsl", include_str!("../shaders/nadam.wgsl")),
     ("radam.wgsl", include_str!("../shaders/radam.wgsl")),
+    ("adadelta.wgsl", include_str!("../shaders/adadelta.wgsl")),
+    ("adopt.wgsl", include_str!("../shaders/adopt.wgsl")),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
     (
         "clip_value.wgsl",
@@ -611,11 +617,15 @@ pub enum Kernel {
     NAdam,
     /// `radam.wgsl`: RAdam, PyTorch's and Optax's.
     RAdam,
+    /// `adadelta.wgsl`
+    Adadelta,
+    /// `adopt.wgsl`: ADOPT, the authors' PyTorch form and Optax's.
+    Adopt,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Sgd,
         Kernel::Adagrad,
         Kernel::RmsProp,
@@ -625,6 +635,8 @@ impl Kernel {
         Kernel::Adamax,
         Kernel::NAdam,
         Kernel::RAdam,
+        Kernel::Adadelta,
+        Kernel::Adopt,
     ];
 
     /// The kernel's name, as its file is named.
@@ -639,6 +651,8 @@ impl Kernel {
             Kernel::Adamax => "adamax",
             Kernel::NAdam => "nadam",
             Kernel::RAdam => "radam",
+            Kernel::Adadelta => "adadelta",
+            Kernel::Adopt => "adopt",
         }
     }
 
@@ -655,6 +669,8 @@ impl Kernel {
             Kernel::Adamax => "adamax.wgsl",
             Kernel::NAdam => "nadam.wgsl",
             Kernel::RAdam => "radam.wgsl",
+            Kernel::Adadelta => "adadelta.wgsl",
+            Kernel::Adopt => "adopt.wgsl",
         };
         let mut files = vec![
             "common/control.wgsl",
@@ -665,8 +681,14 @@ impl Kernel {
         if matches!(self, Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax) {
             files.push("common/adam_hyper.wgsl");
         }
-        if matches!(self, Kernel::Adam | Kernel::NAdam | Kernel::RAdam) {
+        if matches!(
+            self,
+            Kernel::Adam | Kernel::NAdam | Kernel::RAdam | Kernel::Adopt
+        ) {
             files.push("common/moments.wgsl");
+        }
+        if matches!(self, Kernel::RAdam | Kernel::AdaBelief) {
+            files.push("common/rectify.wgsl");
         }
         files.extend([own, "common/entry.wgsl"]);
         files
@@ -683,7 +705,7 @@ impl Kernel {
     pub fn state_slots(self) -> usize {
         match self {
             Kernel::Sgd | Kernel::Adagrad | Kernel::Lion => 1,
-            Kernel::Adamax | Kernel::NAdam | Kernel::RAdam => 2,
+            Kernel::Adamax | Kernel::NAdam | Kernel::RAdam | Kernel::Adadelta | Kernel::Adopt => 2,
             Kernel::RmsProp | Kernel::Adam | Kernel::AdaBelief => 3,
         }
     }

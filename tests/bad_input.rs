@@ -220,6 +220,35 @@ fn invalid_hyperparameters_are_refused() {
             OptimizerConfig::RAdam(RAdamConfig::default().with_weight_decay(-0.01)),
             "weight_decay",
         ),
+        // PyTorch: 0 <= rho <= 1.
+        (
+            OptimizerConfig::Adadelta(AdadeltaConfig::default().with_rho(1.5)),
+            "rho",
+        ),
+        (
+            OptimizerConfig::Adadelta(AdadeltaConfig::default().with_rho(-0.1)),
+            "rho",
+        ),
+        (
+            OptimizerConfig::Adadelta(AdadeltaConfig::default().with_eps(-1e-6)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::Adadelta(AdadeltaConfig::default().with_lr(-1.0)),
+            "lr",
+        ),
+        (
+            OptimizerConfig::Adopt(AdoptConfig::default().with_betas(0.9, 1.0)),
+            "beta2",
+        ),
+        (
+            OptimizerConfig::Adopt(AdoptConfig::default().with_eps(-1e-6)),
+            "eps",
+        ),
+        (
+            OptimizerConfig::Adopt(AdoptConfig::default().with_weight_decay(-0.01)),
+            "weight_decay",
+        ),
     ];
     let ctx = context();
     let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];
@@ -501,6 +530,12 @@ fn optax_forms_refuse_options_they_do_not_apply_to() {
         // eps_root outside NAdam's and RAdam's Optax forms.
         OptimizerConfig::NAdam(NAdamConfig::default().with_eps_root(1e-8)),
         OptimizerConfig::RAdam(RAdamConfig::default().with_eps_root(1e-8)),
+        // Optax's AdaBelief eps_root with adabelief-pytorch's rectification.
+        OptimizerConfig::AdaBelief(
+            AdaBeliefConfig::default()
+                .with_rectify(true)
+                .with_eps_root(1e-8),
+        ),
     ];
     for config in refused {
         assert!(
@@ -589,6 +624,8 @@ fn hyperparameters_past_f32_are_refused() {
         OptimizerConfig::Adamax(AdamaxConfig::default().with_lr(huge)),
         OptimizerConfig::NAdam(NAdamConfig::default().with_momentum_decay(huge)),
         OptimizerConfig::RAdam(RAdamConfig::default().with_threshold(huge)),
+        OptimizerConfig::Adadelta(AdadeltaConfig::default().with_lr(huge)),
+        OptimizerConfig::Adopt(AdoptConfig::default().with_lr(huge)),
     ];
     for config in f32_only {
         assert!(

@@ -128,12 +128,13 @@ fn the_file_uses_pytorchs_state_dict_names() {
     assert_eq!(other.read_step().unwrap(), 4);
 }
 
-/// Adamax's, NAdam's and RAdam's states under PyTorch's names (`exp_inf`; NAdam's scalar
-/// `mu_product`, derived from the step, beside its step), and only those.
+/// Adamax's, NAdam's, RAdam's, Adadelta's, ADOPT's and rectified AdaBelief's states under
+/// their libraries' names (`exp_inf`, `acc_delta`; NAdam's scalar `mu_product`, derived from
+/// the step, beside its step), and only those.
 #[test]
-fn adamax_nadam_and_radam_files_use_pytorchs_names() {
+fn adamax_nadam_radam_adadelta_and_adopt_files_use_pytorchs_names() {
     let ctx = context();
-    let cases: [(OptimizerConfig, &[&str]); 4] = [
+    let cases: [(OptimizerConfig, &[&str]); 7] = [
         (AdamaxConfig::default().into(), &["exp_avg", "exp_inf"]),
         (NAdamConfig::default().into(), &["exp_avg", "exp_avg_sq"]),
         (
@@ -141,6 +142,18 @@ fn adamax_nadam_and_radam_files_use_pytorchs_names() {
             &["exp_avg", "exp_avg_sq"],
         ),
         (RAdamConfig::default().into(), &["exp_avg", "exp_avg_sq"]),
+        (
+            AdadeltaConfig::default().into(),
+            &["square_avg", "acc_delta"],
+        ),
+        (AdoptConfig::default().into(), &["exp_avg", "exp_avg_sq"]),
+        (
+            AdaBeliefConfig::default()
+                .with_rectify(true)
+                .with_amsgrad(true)
+                .into(),
+            &["exp_avg", "exp_avg_var", "max_exp_avg_var"],
+        ),
     ];
     for (config, names) in cases {
         let mut run = Run::new(ctx, &config, &[7, 300], 4);
@@ -259,6 +272,8 @@ fn hyperparameters_round_trip_through_text() {
             OptimizerConfig::Adamax(_) => OptimizerConfig::Adamax(AdamaxConfig::default()),
             OptimizerConfig::NAdam(_) => OptimizerConfig::NAdam(NAdamConfig::default()),
             OptimizerConfig::RAdam(_) => OptimizerConfig::RAdam(RAdamConfig::default()),
+            OptimizerConfig::Adadelta(_) => OptimizerConfig::Adadelta(AdadeltaConfig::default()),
+            OptimizerConfig::Adopt(_) => OptimizerConfig::Adopt(AdoptConfig::default()),
         };
         for (name, value) in config.hyperparameters() {
             assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");

@@ -1,4 +1,5 @@
-//! Golden trajectories recorded from PyTorch, adabelief-pytorch and Optax, replayed on the
+//! Golden trajectories recorded from PyTorch, adabelief-pytorch, pytorch-optimizer and Optax,
+//! replayed on the
 //! adapter: params after every step and final states within rtol 1e-5 + atol 1e-6,
 //! non-finite values matching in kind.
 
@@ -9,9 +10,16 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 60, "the fixture lost cases");
-    for optimizer in ["Adamax", "NAdam", "RAdam"] {
-        for library in ["torch", "optax"] {
+    assert!(cases.len() >= 85, "the fixture lost cases");
+    let libraries = [
+        ("Adamax", "torch"),
+        ("NAdam", "torch"),
+        ("RAdam", "torch"),
+        ("Adadelta", "torch"),
+        ("ADOPT", "pytorch-optimizer"),
+    ];
+    for (optimizer, torch) in libraries {
+        for library in [torch, "optax"] {
             assert!(
                 cases
                     .iter()
@@ -52,6 +60,8 @@ fn the_optax_cases_fail_without_their_optax_options() {
         "optax_adabelief",
         "optax_nadam",
         "optax_radam",
+        "optax_adopt",
+        "optax_adopt_decoupled",
     ];
     let cases = replay::cases(include_str!("golden/optimizers.json"));
     for name in flipped {
@@ -63,7 +73,9 @@ fn the_optax_cases_fail_without_their_optax_options() {
         let hyper = &mut case["hyper"];
         if hyper["optax_form"] == true {
             hyper["optax_form"] = false.into();
-            hyper["eps_root"] = 0.0.into();
+            if hyper.get("eps_root").is_some() {
+                hyper["eps_root"] = 0.0.into();
+            }
         } else if hyper["eps_in_sqrt"] == true {
             hyper["eps_in_sqrt"] = false.into();
         } else if hyper["amsgrad_bias_corrected"] == true {
@@ -79,6 +91,34 @@ fn the_optax_cases_fail_without_their_optax_options() {
         assert!(
             !report.failures.is_empty(),
             "{name} passes with PyTorch's form: the case cannot tell the forms apart"
+        );
+    }
+}
+
+/// The rectified AdaBelief cases need rectify (and the SGD steps' option): replayed without,
+/// each fails.
+#[test]
+fn the_rectified_adabelief_cases_fail_without_rectify() {
+    let ctx = common::context();
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    let rectified: Vec<_> = cases
+        .iter()
+        .filter(|c| c["optimizer"] == "AdaBelief" && c["hyper"]["rectify"] == true)
+        .collect();
+    assert!(rectified.len() >= 4, "the fixture lost rectified cases");
+    for case in rectified {
+        let mut case = case.clone();
+        let hyper = &mut case["hyper"];
+        if hyper["degenerated_to_sgd"] == false {
+            hyper["degenerated_to_sgd"] = true.into();
+        } else {
+            hyper["rectify"] = false.into();
+        }
+        let report = replay::replay(ctx, &case);
+        assert!(
+            !report.failures.is_empty(),
+            "{} passes with its option flipped",
+            report.name
         );
     }
 }

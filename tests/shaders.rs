@@ -193,6 +193,8 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::Lion => assert_layout::<LionHyper>(&module, "lion"),
             Kernel::NAdam => assert_layout::<NAdamHyper>(&module, "nadam"),
             Kernel::RAdam => assert_layout::<RAdamHyper>(&module, "radam"),
+            Kernel::Adadelta => assert_layout::<AdadeltaHyper>(&module, "adadelta"),
+            Kernel::Adopt => assert_layout::<AdoptHyper>(&module, "adopt"),
         }
     }
     for subgroups in [false, true] {

@@ -31,7 +31,8 @@
 //! progress output shows a `GradNormMonitor`'s events (vanishing, exploding or skipped steps).
 //!
 //! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
-//! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, `adamax`, `nadam`, `radam`,
+//! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, `adamax`, `nadam`, `radam`, `adadelta`,
+//! `adopt`,
 //! comma-separated, each run on the same
 //! data, initialisation and schedule. AdamW's and SGD's default learning rates come from a
 //! sweep (BENCHMARKS.md); the others' (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05, RMSprop
@@ -64,10 +65,11 @@ use data::{Dataset, Generator, Rng};
 use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
-    AdaBeliefConfig, AdagradConfig, AdamConfig, AdamWConfig, AdamaxConfig, BufferRange, Context,
-    ControlReader, Dtype, EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule,
-    MonitorConfig, NAdamConfig, Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision,
-    RAdamConfig, Result, RmsPropConfig, SgdConfig, Snapshot, WarmupCosineDecay,
+    AdaBeliefConfig, AdadeltaConfig, AdagradConfig, AdamConfig, AdamWConfig, AdamaxConfig,
+    AdoptConfig, BufferRange, Context, ControlReader, Dtype, EarlyStoppingConfig, GradConfig,
+    GradNormMonitor, LionConfig, LrSchedule, MonitorConfig, NAdamConfig, Optimizer,
+    OptimizerConfig, ParamGroup, PlateauConfig, Precision, RAdamConfig, Result, RmsPropConfig,
+    SgdConfig, Snapshot, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -352,12 +354,13 @@ fn optimizer(
     let lr = args.lr.unwrap_or(match name {
         "sgd" => args.sgd_lr,
         "adamw" => args.adamw_lr,
-        "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" => 3e-2,
+        "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" | "adopt" => 3e-2,
+        "adadelta" => 1.0,
         "adagrad" => 5e-2,
         "rmsprop" | "lion" => 3e-3,
         other => usage(&format!(
             "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, \
-             lion, adamax, nadam, radam)"
+             lion, adamax, nadam, radam, adadelta, adopt)"
         )),
     });
     let decay = args.weight_decay.unwrap_or(1e-2);
@@ -405,6 +408,8 @@ fn optimizer(
                 "adamax" => AdamaxConfig::default().into(),
                 "nadam" => NAdamConfig::default().into(),
                 "radam" => RAdamConfig::default().into(),
+                "adadelta" => AdadeltaConfig::default().into(),
+                "adopt" => AdoptConfig::default().into(),
                 _ => OptimizerConfig::RmsProp(RmsPropConfig::default()),
             }
             .with_lr(lr);

@@ -1,5 +1,6 @@
 // The first half of the Adam family's update, shared by adam.wgsl, nadam.wgsl and radam.wgsl
-// (mirrored by `adam_moments` in src/reference/kernels.rs): the sign for maximize, the weight
+// (mirrored by `adam_moments` in src/reference/kernels.rs; adopt.wgsl shares the first part,
+// `decayed_grad`): the sign for maximize, the weight
 // decay (decoupled, AdamW's: p *= 1 - lr * weight_decay; else the L2 term, Adam's:
 // g += weight_decay * p), then both moments:
 //
@@ -19,6 +20,17 @@ struct Moments {
     one_minus_beta2: f32,
 }
 
+// The sign for maximize and the weight decay: decoupled, `p` is decayed in place; else the L2
+// term is added to the gradient returned.
+fn decayed_grad(p: ptr<function, vec4<f32>>, grad: vec4<f32>, m: Moments) -> vec4<f32> {
+    let g = select(grad, -grad, MAXIMIZE);
+    if DECOUPLED_WEIGHT_DECAY {
+        *p = *p * m.decay;
+        return g;
+    }
+    return select(g, g + m.weight_decay * *p, m.weight_decay != 0.0);
+}
+
 fn adam_moments(
     p: ptr<function, vec4<f32>>,
     grad: vec4<f32>,
@@ -26,12 +38,7 @@ fn adam_moments(
     exp_avg_sq: ptr<function, vec4<f32>>,
     m: Moments,
 ) -> vec4<f32> {
-    var g = select(grad, -grad, MAXIMIZE);
-    if DECOUPLED_WEIGHT_DECAY {
-        *p = *p * m.decay;
-    } else {
-        g = select(g, g + m.weight_decay * *p, m.weight_decay != 0.0);
-    }
+    let g = decayed_grad(p, grad, m);
     *exp_avg = lerp(*exp_avg, g, m.one_minus_beta1);
     *exp_avg_sq = m.beta2 * *exp_avg_sq + m.one_minus_beta2 * g * g;
     return g;

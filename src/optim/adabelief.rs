@@ -1,13 +1,13 @@
-//! AdaBelief, as the authors' adabelief-pytorch with `rectify=False`.
+//! AdaBelief, as the authors' adabelief-pytorch, its rectified form (`rectify=True`) included.
 
 use super::adam::moment_states;
-use super::{beta, non_negative, setters, AdamHyper, KernelSpec};
-use crate::error::Result;
+use super::radam::rectification_limits;
+use super::{adam_family, non_negative, setters, AdamHyper, KernelSpec};
+use crate::error::{Error, Result};
 use crate::shaders::Kernel;
 
 /// AdaBelief (Zhuang et al. 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
-/// Observed Gradients"), exactly as the authors' `adabelief_pytorch.AdaBelief` (0.2) with
-/// `rectify=False`:
+/// Observed Gradients"), exactly as the authors' `adabelief_pytorch.AdaBelief` (0.2):
 ///
 /// ```text
 /// weight_decouple: p = p * (1 - lr * weight_decay)    (fixed_decay: p * (1 - weight_decay))
@@ -18,13 +18,31 @@ use crate::shaders::Kernel;
 /// p = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_var) / sqrt(1 - beta2^t) + eps)
 /// ```
 ///
+/// With `rectify` (adabelief-pytorch's `rectify=True`), the last line is RAdam's rectified
+/// step (Liu et al. 2020; see [`RAdamConfig`](super::RAdamConfig)), as adabelief-pytorch forks it:
+///
+/// ```text
+/// rho_inf = 2 / (1 - beta2) - 1
+/// rho_t   = rho_inf - 2 t beta2^t / (1 - beta2^t)
+/// rho_t >= 5: r = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
+///             p = p - lr / (1 - beta1^t) * r * sqrt(1 - beta2^t) * exp_avg / (sqrt(exp_avg_var) + eps)
+/// otherwise:  p = p - lr / (1 - beta1^t) * exp_avg      (degenerated_to_sgd; else p unchanged)
+/// ```
+///
+/// The rectified step divides by `exp_avg_var` even with amsgrad (whose maximum is then kept
+/// but unused), and the threshold is `>= 5` (PyTorch's RAdam: `> 5`), both as adabelief-pytorch.
+/// `rho_t` and `r` are computed on the device from the step counter, as RAdam's.
+///
 /// State: `exp_avg`, `exp_avg_var`, and `max_exp_avg_var` with amsgrad. The defaults are
-/// adabelief-pytorch's (eps 1e-16, weight_decouple on).
+/// adabelief-pytorch's (eps 1e-16, weight_decouple on, degenerated_to_sgd on) except
+/// `rectify`, off here (adabelief-pytorch's default is on).
 ///
 /// ```no_run
 /// # use wgpu_optim::{AdaBeliefConfig, Context, Param};
 /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
 /// let adabelief = AdaBeliefConfig::default().with_weight_decay(1e-4).build(ctx, params)?;
+/// // adabelief-pytorch's defaults, rectification included.
+/// let rectified = AdaBeliefConfig::default().with_rectify(true).build(ctx, params)?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +66,11 @@ pub struct AdaBeliefConfig {
     /// Added to `exp_avg_var` inside the square root (Optax's `eps_root`); `None` (default)
     /// uses `eps`, as adabelief-pytorch does.
     pub eps_root: Option<f64>,
+    /// RAdam's rectification, as adabelief-pytorch's `rectify=True` (default false here).
+    pub rectify: bool,
+    /// With `rectify`, an SGD step with momentum while `rho_t < 5` (default true); without it
+    /// those steps leave the parameters as they are.
+    pub degenerated_to_sgd: bool,
 }
 
 impl Default for AdaBeliefConfig {
@@ -62,6 +85,8 @@ impl Default for AdaBeliefConfig {
             weight_decouple: true,
             fixed_decay: false,
             eps_root: None,
+            rectify: false,
+            degenerated_to_sgd: true,
         }
     }
 }
@@ -73,6 +98,10 @@ pub struct AdaBeliefOptions {
     pub amsgrad: bool,
     /// Decoupled weight decay.
     pub weight_decouple: bool,
+    /// RAdam's rectification.
+    pub rectify: bool,
+    /// With `rectify`, SGD steps while the variance is intractable.
+    pub degenerated_to_sgd: bool,
 }
 
 setters! {
@@ -89,6 +118,10 @@ setters! {
     with_weight_decouple(weight_decouple: bool);
     /// Fixed (learning-rate independent) decoupled decay.
     with_fixed_decay(fixed_decay: bool);
+    /// Turns RAdam's rectification on or off (adabelief-pytorch's `rectify`).
+    with_rectify(rectify: bool);
+    /// With rectify, SGD steps (true) or none (false) while `rho_t < 5`.
+    with_degenerated_to_sgd(degenerated_to_sgd: bool);
 }
 
 impl AdaBeliefConfig {
@@ -105,7 +138,7 @@ impl AdaBeliefConfig {
         } else {
             1.0 - self.lr * self.weight_decay
         };
-        AdamHyper::new(
+        let mut hyper = AdamHyper::new(
             self.lr,
             self.beta1,
             self.beta2,
@@ -113,7 +146,13 @@ impl AdaBeliefConfig {
             self.eps_root.unwrap_or(self.eps),
             self.weight_decay,
             decay,
-        )
+        );
+        if self.rectify {
+            let (rho_inf, rect_inf) = rectification_limits(self.beta2);
+            hyper.rho_inf = rho_inf as f32;
+            hyper.rect_inf = rect_inf as f32;
+        }
+        hyper
     }
 
     /// The kernel's structural options.
@@ -121,17 +160,20 @@ impl AdaBeliefConfig {
         AdaBeliefOptions {
             amsgrad: self.amsgrad,
             weight_decouple: self.weight_decouple,
+            rectify: self.rectify,
+            degenerated_to_sgd: self.degenerated_to_sgd,
         }
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        beta("beta1", self.beta1)?;
-        beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
+        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
         if let Some(eps_root) = self.eps_root {
             non_negative("eps_root", eps_root)?;
+            if self.rectify {
+                return Err(Error::InvalidOptions(
+                    "eps_root is Optax's AdaBelief form, which has no rectify (adabelief-pytorch's)",
+                ));
+            }
         }
         let o = self.options();
         KernelSpec::new(
@@ -139,6 +181,8 @@ impl AdaBeliefConfig {
             vec![
                 ("AMSGRAD", o.amsgrad),
                 ("WEIGHT_DECOUPLE", o.weight_decouple),
+                ("RECTIFY", o.rectify),
+                ("DEGENERATED_TO_SGD", o.degenerated_to_sgd),
             ],
             moment_states(["exp_avg", "exp_avg_var", "max_exp_avg_var"], o.amsgrad),
             &self.hyper(),

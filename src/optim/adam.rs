@@ -1,6 +1,6 @@
 //! Adam and AMSGrad: `torch.optim.Adam`; the hyperparameter struct of the Adam family.
 
-use super::{beta, ln, non_negative, setters, KernelSpec, StateSpec};
+use super::{adam_family, ln, non_negative, setters, KernelSpec, StateSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::shaders::Kernel;
@@ -72,7 +72,8 @@ impl Default for AdamConfig {
 }
 
 wgsl_struct! {
-    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW, AdaBelief and Adamax.
+    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW, AdaBelief and Adamax
+    /// (the last four fields are AdaBelief's rectification).
     pub struct AdamHyper as "Hyper" {
         /// Learning rate.
         lr: f32,
@@ -102,6 +103,16 @@ wgsl_struct! {
         bias_correction2_sqrt: f32,
         /// 1 - beta2^t, written by the prologue each step.
         bias_correction2: f32,
+        /// AdaBelief's rectify: 2 / (1 - beta2) - 1, computed in f64 (0 otherwise).
+        rho_inf: f32,
+        /// AdaBelief's rectify: rho_inf / ((rho_inf - 4) (rho_inf - 2)), computed in f64 (0
+        /// otherwise, and when rho_inf <= 4).
+        rect_inf: f32,
+        /// AdaBelief's rectify: lr / (1 - beta1^t) * r_t * sqrt(1 - beta2^t) on rectified
+        /// steps, else 0; written by the prologue.
+        rectified_step_size: f32,
+        /// AdaBelief's rectify: 1 when this step is rectified, else 0; written by the prologue.
+        rectified: f32,
     }
 }
 
@@ -131,6 +142,10 @@ impl AdamHyper {
             step_size: 0.0,
             bias_correction2_sqrt: 0.0,
             bias_correction2: 0.0,
+            rho_inf: 0.0,
+            rect_inf: 0.0,
+            rectified_step_size: 0.0,
+            rectified: 0.0,
         }
     }
 }
@@ -194,11 +209,7 @@ impl AdamConfig {
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        beta("beta1", self.beta1)?;
-        beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
+        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
         non_negative("eps_root", self.eps_root)?;
         if self.amsgrad_bias_corrected && !self.amsgrad {
             return Err(Error::InvalidOptions(

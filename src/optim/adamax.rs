@@ -1,6 +1,6 @@
 //! Adamax: `torch.optim.Adamax` and `optax.adamax`.
 
-use super::{beta, non_negative, setters, AdamHyper, KernelSpec, StateSpec};
+use super::{adam_family, setters, AdamHyper, KernelSpec, StateSpec};
 use crate::error::Result;
 use crate::shaders::Kernel;
 
@@ -101,11 +101,7 @@ impl AdamaxConfig {
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        beta("beta1", self.beta1)?;
-        beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
+        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
         KernelSpec::new(
             Kernel::Adamax,
             vec![("MAXIMIZE", self.maximize)],

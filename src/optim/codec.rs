@@ -77,6 +77,7 @@ hyperparameters! {
     AdamWConfig { lr, beta1, beta2, eps, weight_decay, amsgrad, maximize }
     AdaBeliefConfig {
         lr, beta1, beta2, eps, weight_decay, amsgrad, weight_decouple, fixed_decay, eps_root,
+        rectify, degenerated_to_sgd,
     }
     LionConfig { lr, beta1, beta2, weight_decay, maximize }
     AdamaxConfig { lr, beta1, beta2, eps, weight_decay, maximize }
@@ -87,6 +88,11 @@ hyperparameters! {
     RAdamConfig {
         lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize, optax_form,
         threshold, eps_root,
+    }
+    AdadeltaConfig { lr, rho, eps, weight_decay, maximize }
+    AdoptConfig {
+        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, use_clipping, nesterov,
+        maximize, optax_form,
     }
 }
 

@@ -22,6 +22,8 @@ macro_rules! each_config {
             OptimizerConfig::Adamax($c) => $body,
             OptimizerConfig::NAdam($c) => $body,
             OptimizerConfig::RAdam($c) => $body,
+            OptimizerConfig::Adadelta($c) => $body,
+            OptimizerConfig::Adopt($c) => $body,
         }
     };
 }
@@ -42,7 +44,7 @@ pub enum OptimizerConfig {
     Adam(AdamConfig),
     /// `torch.optim.AdamW`
     AdamW(AdamWConfig),
-    /// adabelief-pytorch's `AdaBelief` with `rectify=False`
+    /// adabelief-pytorch's `AdaBelief` (`rectify` an option)
     AdaBelief(AdaBeliefConfig),
     /// Lion (lion-pytorch, `optax.lion`)
     Lion(LionConfig),
@@ -52,6 +54,10 @@ pub enum OptimizerConfig {
     NAdam(NAdamConfig),
     /// `torch.optim.RAdam` (`optax.radam` with `optax_form`)
     RAdam(RAdamConfig),
+    /// `torch.optim.Adadelta` (`optax.adadelta`)
+    Adadelta(AdadeltaConfig),
+    /// ADOPT, the authors' PyTorch form (`optax.contrib.adopt` with `optax_form`)
+    Adopt(AdoptConfig),
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
@@ -95,6 +101,7 @@ with_betas!(
     AdamaxConfig,
     NAdamConfig,
     RAdamConfig,
+    AdoptConfig,
 );
 
 config_from!(
@@ -108,6 +115,8 @@ config_from!(
     Adamax(AdamaxConfig),
     NAdam(NAdamConfig),
     RAdam(RAdamConfig),
+    Adadelta(AdadeltaConfig),
+    Adopt(AdoptConfig),
 );
 
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
@@ -185,6 +194,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adamax(_) => "Adamax",
             OptimizerConfig::NAdam(_) => "NAdam",
             OptimizerConfig::RAdam(_) => "RAdam",
+            OptimizerConfig::Adadelta(_) => "Adadelta",
+            OptimizerConfig::Adopt(_) => "ADOPT",
         }
     }
 
@@ -232,11 +243,11 @@ impl OptimizerConfig {
     }
 
     /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
-    /// `momentum`, the Adam family's (Adamax, NAdam and RAdam included) and Lion's `beta1`, as
-    /// PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
+    /// `momentum`, the Adam family's (Adamax, NAdam, RAdam and ADOPT included) and Lion's
+    /// `beta1`, as PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
     /// [`OneCycle::momentum`](crate::OneCycle::momentum) and
-    /// [`Cyclic::momentum`](crate::Cyclic::momentum)).
-    /// Adagrad has none: [`Error::InvalidOptions`], as PyTorch raises. NAdam derives its
+    /// [`Cyclic::momentum`](crate::Cyclic::momentum)). Adagrad and Adadelta have none:
+    /// [`Error::InvalidOptions`], as PyTorch raises. NAdam derives its
     /// `mu_product` from the current `beta1` (see [`NAdamConfig`]).
     pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {
         let mut config = self.clone();
@@ -250,9 +261,15 @@ impl OptimizerConfig {
             OptimizerConfig::Adamax(c) => c.beta1 = momentum,
             OptimizerConfig::NAdam(c) => c.beta1 = momentum,
             OptimizerConfig::RAdam(c) => c.beta1 = momentum,
+            OptimizerConfig::Adopt(c) => c.beta1 = momentum,
             OptimizerConfig::Adagrad(_) => {
                 return Err(Error::InvalidOptions(
                     "Adagrad has no momentum or beta1 to cycle",
+                ))
+            }
+            OptimizerConfig::Adadelta(_) => {
+                return Err(Error::InvalidOptions(
+                    "Adadelta has no momentum or beta1 to cycle",
                 ))
             }
         }
@@ -277,6 +294,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adamax(c) => c.spec(),
             OptimizerConfig::NAdam(c) => c.spec(),
             OptimizerConfig::RAdam(c) => c.spec(),
+            OptimizerConfig::Adadelta(c) => c.spec(),
+            OptimizerConfig::Adopt(c) => c.spec(),
         }
     }
 
@@ -311,6 +330,22 @@ pub(crate) fn beta(name: &'static str, value: f64) -> Result<()> {
             expected: "a value in [0, 1)",
         })
     }
+}
+
+/// The Adam family's common rules, as PyTorch's: `lr`, `eps` and `weight_decay` >= 0, betas in
+/// [0, 1).
+pub(crate) fn adam_family(
+    lr: f64,
+    eps: f64,
+    beta1: f64,
+    beta2: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    non_negative("lr", lr)?;
+    non_negative("eps", eps)?;
+    beta("beta1", beta1)?;
+    beta("beta2", beta2)?;
+    non_negative("weight_decay", weight_decay)
 }
 
 /// ln(beta) for the device's bias correction, computed in f64 and rounded once.

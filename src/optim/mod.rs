@@ -3,10 +3,12 @@
 //! text, and `optimizer.rs` for the runtime they share ([`Optimizer`]).
 
 mod adabelief;
+mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
 mod adamw;
+mod adopt;
 mod codec;
 mod config;
 mod lion;
@@ -17,10 +19,12 @@ mod rmsprop;
 mod sgd;
 
 pub use adabelief::{AdaBeliefConfig, AdaBeliefOptions};
+pub use adadelta::{AdadeltaConfig, AdadeltaHyper, AdadeltaOptions};
 pub use adagrad::{AdagradConfig, AdagradHyper, AdagradOptions};
 pub use adam::{AdamConfig, AdamHyper, AdamOptions};
 pub use adamax::{AdamaxConfig, AdamaxOptions};
 pub use adamw::AdamWConfig;
+pub use adopt::{AdoptConfig, AdoptHyper, AdoptOptions};
 pub use config::{OptimizerConfig, StateSpec};
 pub use lion::{LionConfig, LionHyper, LionOptions};
 pub use nadam::{NAdamConfig, NAdamHyper, NAdamOptions};
@@ -30,4 +34,4 @@ pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 
 pub(crate) use crate::setters::setters;
-pub(crate) use config::{beta, ln, non_negative, KernelSpec};
+pub(crate) use config::{adam_family, ln, non_negative, KernelSpec};

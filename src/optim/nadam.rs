@@ -1,6 +1,6 @@
 //! NAdam: `torch.optim.NAdam` and `optax.nadam`.
 
-use super::{beta, ln, non_negative, setters, KernelSpec};
+use super::{adam_family, ln, non_negative, setters, KernelSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::optim::adam::moment_states;
@@ -204,11 +204,7 @@ impl NAdamConfig {
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        beta("beta1", self.beta1)?;
-        beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
+        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
         non_negative("momentum_decay", self.momentum_decay)?;
         non_negative("eps_root", self.eps_root)?;
         if self.eps_root != 0.0 && !self.optax_form {

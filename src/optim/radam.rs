@@ -1,6 +1,6 @@
 //! RAdam: `torch.optim.RAdam` and `optax.radam`.
 
-use super::{beta, ln, non_negative, setters, KernelSpec};
+use super::{adam_family, ln, non_negative, setters, KernelSpec};
 use crate::error::{Error, Result};
 use crate::layout::wgsl_struct;
 use crate::optim::adam::moment_states;
@@ -165,12 +165,7 @@ setters! {
 impl RAdamConfig {
     /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> RAdamHyper {
-        let rho_inf = 2.0 / (1.0 - self.beta2) - 1.0;
-        let rect_inf = if rho_inf > 4.0 {
-            rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0))
-        } else {
-            0.0
-        };
+        let (rho_inf, rect_inf) = rectification_limits(self.beta2);
         RAdamHyper {
             lr: self.lr as f32,
             beta2: self.beta2 as f32,
@@ -202,11 +197,7 @@ impl RAdamConfig {
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
-        non_negative("eps", self.eps)?;
-        beta("beta1", self.beta1)?;
-        beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
+        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
         non_negative("eps_root", self.eps_root)?;
         if !(self.threshold >= 4.0 && (self.threshold as f32).is_finite()) {
             return Err(Error::InvalidHyperparameter {
@@ -233,4 +224,18 @@ impl RAdamConfig {
             &self.hyper(),
         )
     }
+}
+
+/// `(rho_inf, rect_inf)` of the rectification, in f64: `rho_inf = 2 / (1 - beta2) - 1`, the
+/// maximum length of the approximated SMA, and `rect_inf = rho_inf / ((rho_inf - 4) (rho_inf -
+/// 2))`, 0 when `rho_inf <= 4` (the rectified step is then never taken). RAdam's, and
+/// AdaBelief's with rectify.
+pub(crate) fn rectification_limits(beta2: f64) -> (f64, f64) {
+    let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+    let rect_inf = if rho_inf > 4.0 {
+        rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0))
+    } else {
+        0.0
+    };
+    (rho_inf, rect_inf)
 }

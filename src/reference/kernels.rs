@@ -6,16 +6,31 @@
 
 use super::math::{bias_correction, expm1_nonpositive, lerp, sign};
 use crate::optim::{
-    AdaBeliefOptions, AdagradHyper, AdagradOptions, AdamHyper, AdamOptions, AdamaxOptions,
-    LionHyper, LionOptions, NAdamHyper, NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper,
-    RmsPropOptions, SgdHyper, SgdOptions,
+    AdaBeliefOptions, AdadeltaHyper, AdadeltaOptions, AdagradHyper, AdagradOptions, AdamHyper,
+    AdamOptions, AdamaxOptions, AdoptHyper, AdoptOptions, LionHyper, LionOptions, NAdamHyper,
+    NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions, SgdHyper, SgdOptions,
 };
 
-/// `prepare_group` of `shaders/common/adam_hyper.wgsl`.
+/// `prepare_adam` of `shaders/common/adam_hyper.wgsl`: `prepare_group` of `shaders/adam.wgsl`
+/// and `shaders/adamax.wgsl`.
 pub fn prepare_adam(h: &mut AdamHyper, step: f32) {
     h.step_size = h.lr / bias_correction(h.ln_beta1, step);
     h.bias_correction2 = bias_correction(h.ln_beta2, step);
     h.bias_correction2_sqrt = h.bias_correction2.sqrt();
+}
+
+/// `prepare_group` of `shaders/adabelief.wgsl`.
+pub fn prepare_adabelief(h: &mut AdamHyper, step: f32, o: AdaBeliefOptions) {
+    prepare_adam(h, step);
+    if !o.rectify {
+        return;
+    }
+    let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
+    let rectified = rho >= 5.0;
+    let rectified_step_size =
+        h.step_size * rectification(rho, h.rect_inf) * h.bias_correction2_sqrt;
+    h.rectified_step_size = if rectified { rectified_step_size } else { 0.0 };
+    h.rectified = if rectified { 1.0 } else { 0.0 };
 }
 
 /// `prepare_group` of `shaders/adagrad.wgsl`.
@@ -158,6 +173,16 @@ pub fn adabelief_math(
         *max_exp_avg_var = max(*max_exp_avg_var, *exp_avg_var);
         second_moment = *max_exp_avg_var;
     }
+    if o.rectify {
+        let adaptive = h.rectified_step_size * (*exp_avg / (exp_avg_var.sqrt() + h.eps));
+        let sgd = if o.degenerated_to_sgd {
+            h.step_size * *exp_avg
+        } else {
+            0.0
+        };
+        *p -= if h.rectified != 0.0 { adaptive } else { sgd };
+        return;
+    }
     let denom = second_moment.sqrt() / h.bias_correction2_sqrt + h.eps;
     *p -= h.step_size * (*exp_avg / denom);
 }
@@ -252,7 +277,7 @@ pub fn nadam_math(
     *p -= h.exp_avg_coef * (*exp_avg / denom);
 }
 
-/// `radam_series` of `shaders/radam.wgsl`: `1 / (1 - e^-x) - 1 / x - 1 / 2` for `0 <= x < 1`.
+/// `radam_series` of `shaders/common/rectify.wgsl`: `1 / (1 - e^-x) - 1 / x - 1 / 2` for `0 <= x < 1`.
 pub fn radam_series(x: f32) -> f32 {
     let x2 = x * x;
     let mut s: f32 = 2.0876756988e-08;
@@ -263,7 +288,7 @@ pub fn radam_series(x: f32) -> f32 {
     x * s
 }
 
-/// `radam_rho` of `shaders/radam.wgsl`: PyTorch's `rho_t`, without its cancellation.
+/// `radam_rho` of `shaders/common/rectify.wgsl`: PyTorch's `rho_t`, without its cancellation.
 pub fn radam_rho(ln_beta2: f32, rho_inf: f32, step: f32) -> f32 {
     let a = -ln_beta2;
     let u = step * a;
@@ -272,6 +297,11 @@ pub fn radam_rho(ln_beta2: f32, rho_inf: f32, step: f32) -> f32 {
     }
     let bias_correction2 = bias_correction(ln_beta2, step);
     rho_inf - 2.0 * step * (1.0 - bias_correction2) / bias_correction2
+}
+
+/// `rectification` of `shaders/common/rectify.wgsl`: the rectification term `r_t`.
+pub fn rectification(rho: f32, rect_inf: f32) -> f32 {
+    ((rho - 4.0) * (rho - 2.0) / rho * rect_inf).sqrt()
 }
 
 /// `prepare_group` of `shaders/radam.wgsl`.
@@ -284,7 +314,7 @@ pub fn prepare_radam(h: &mut RAdamHyper, step: f32, o: RAdamOptions) {
     } else {
         rho > h.threshold
     };
-    let rect = ((rho - 4.0) * (rho - 2.0) / rho * h.rect_inf).sqrt();
+    let rect = rectification(rho, h.rect_inf);
     let step_size = h.lr / bias_correction1;
     h.step_size = step_size;
     h.rectified = if rectified { 1.0 } else { 0.0 };
@@ -314,6 +344,63 @@ pub fn radam_math(
     } else {
         h.step_size * *exp_avg
     };
+}
+
+/// `adadelta_math` of `shaders/adadelta.wgsl`.
+pub fn adadelta_math(
+    p: &mut f32,
+    grad: f32,
+    square_avg: &mut f32,
+    acc_delta: &mut f32,
+    h: &AdadeltaHyper,
+    o: AdadeltaOptions,
+) {
+    let mut g = if o.maximize { -grad } else { grad };
+    if h.weight_decay != 0.0 {
+        g += h.weight_decay * *p;
+    }
+    *square_avg = h.rho * *square_avg + h.one_minus_rho * g * g;
+    let square_avg_root = (*square_avg + h.eps).sqrt();
+    let delta = (*acc_delta + h.eps).sqrt() / square_avg_root * g;
+    *acc_delta = h.rho * *acc_delta + h.one_minus_rho * delta * delta;
+    *p -= h.lr * delta;
+}
+
+/// `prepare_group` of `shaders/adopt.wgsl`.
+pub fn prepare_adopt(h: &mut AdoptHyper, step: f32, o: AdoptOptions) {
+    let count = if o.optax_form { step - 1.0 } else { step };
+    h.clip = count.sqrt().sqrt();
+}
+
+/// `adopt_math` of `shaders/adopt.wgsl`.
+pub fn adopt_math(
+    p: &mut f32,
+    grad: f32,
+    exp_avg: &mut f32,
+    exp_avg_sq: &mut f32,
+    first_step: bool,
+    h: &AdoptHyper,
+    o: AdoptOptions,
+) {
+    let g = decayed_grad(p, grad, &h.moments(), o.into());
+    let mut normed = g / max(exp_avg_sq.sqrt(), h.eps);
+    if o.use_clipping {
+        // WGSL's clamp(e, low, high) is min(max(e, low), high).
+        normed = max(normed, -h.clip).min(h.clip);
+    }
+    let next = lerp(*exp_avg, normed, h.one_minus_beta1);
+    let mut update = next;
+    if o.nesterov {
+        update = lerp(next, normed, h.one_minus_beta1);
+    }
+    // The first step only initialises the second moment.
+    if first_step {
+        *exp_avg_sq += g * g;
+        return;
+    }
+    *exp_avg = next;
+    *p -= h.lr * update;
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
 }
 
 /// `Moments` of `shaders/common/moments.wgsl`.
@@ -367,7 +454,26 @@ macro_rules! moments_of {
     };
 }
 
-moments_of!(AdamHyper, AdamOptions; NAdamHyper, NAdamOptions; RAdamHyper, RAdamOptions);
+moments_of!(
+    AdamHyper, AdamOptions;
+    NAdamHyper, NAdamOptions;
+    RAdamHyper, RAdamOptions;
+    AdoptHyper, AdoptOptions
+);
+
+/// `decayed_grad` of `shaders/common/moments.wgsl`: the sign and the weight decay (decoupled,
+/// `p` decayed in place; else the L2 term added to the gradient returned).
+pub fn decayed_grad(p: &mut f32, grad: f32, m: &Moments, o: MomentOptions) -> f32 {
+    let g = if o.maximize { -grad } else { grad };
+    if o.decoupled_weight_decay {
+        *p *= m.decay;
+        return g;
+    }
+    if m.weight_decay != 0.0 {
+        return g + m.weight_decay * *p;
+    }
+    g
+}
 
 /// `adam_moments` of `shaders/common/moments.wgsl`: the sign, the weight decay and both
 /// moments; returns the gradient the moments saw.
@@ -379,12 +485,7 @@ pub fn adam_moments(
     m: &Moments,
     o: MomentOptions,
 ) -> f32 {
-    let mut g = if o.maximize { -grad } else { grad };
-    if o.decoupled_weight_decay {
-        *p *= m.decay;
-    } else if m.weight_decay != 0.0 {
-        g += m.weight_decay * *p;
-    }
+    let g = decayed_grad(p, grad, m, o);
     *exp_avg = lerp(*exp_avg, g, m.one_minus_beta1);
     *exp_avg_sq = m.beta2 * *exp_avg_sq + m.one_minus_beta2 * g * g;
     g

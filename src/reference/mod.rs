@@ -284,7 +284,7 @@ impl Optimizer {
                 OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, stores, param, grad, slots),
                 OptimizerConfig::AdaBelief(c) => {
                     let (mut h, o) = (c.hyper(), c.options());
-                    prepare_adam(&mut h, step);
+                    prepare_adabelief(&mut h, step, o);
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         adabelief_math(p, g, s0, s1, s2, &h, o)
                     });
@@ -314,6 +314,19 @@ impl Optimizer {
                     prepare_radam(&mut h, step, o);
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
                         radam_math(p, g, s0, s1, &h, o)
+                    });
+                }
+                OptimizerConfig::Adadelta(c) => {
+                    let (h, o) = (c.hyper(), c.options());
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        adadelta_math(p, g, s0, s1, &h, o)
+                    });
+                }
+                OptimizerConfig::Adopt(c) => {
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_adopt(&mut h, step, o);
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        adopt_math(p, g, s0, s1, first_step, &h, o)
                     });
                 }
             }

@@ -82,7 +82,7 @@ impl Rng {
 /// multiply-adds the compiler may form), compounded over the steps of a test. Parameters
 /// start in [-1, 1), so ATOL is a few ulp of their scale; elements that cancel to near zero
 /// can differ by many ulp of themselves while staying within ATOL.
-/// On lavapipe the largest share of this tolerance used over all 92 configurations is ~0.13.
+/// On lavapipe the largest share of this tolerance used over all 120 configurations is ~0.13.
 pub const RTOL: f32 = 2e-6;
 pub const ATOL: f32 = 2e-7;
 
@@ -237,7 +237,27 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                         .with_weight_decay(wd)
                         .with_maximize(maximize),
                 ));
+                // Both clips, with and without clipping, Nesterov, decoupled decay: each option
+                // on half the combinations.
+                for use_clipping in bools {
+                    configs.push(OptimizerConfig::Adopt(
+                        AdoptConfig::default()
+                            .with_lr(0.01)
+                            .with_optax_form(optax_form)
+                            .with_use_clipping(use_clipping)
+                            .with_nesterov(use_clipping != optax_form)
+                            .with_decoupled_weight_decay(maximize != use_clipping)
+                            .with_weight_decay(wd)
+                            .with_maximize(maximize),
+                    ));
+                }
             }
+            configs.push(OptimizerConfig::Adadelta(
+                AdadeltaConfig::default()
+                    .with_rho(if maximize { 0.5 } else { 0.9 })
+                    .with_weight_decay(wd)
+                    .with_maximize(maximize),
+            ));
         }
         for amsgrad in bools {
             for (decouple, fixed) in [(false, false), (true, false), (true, true)] {
@@ -253,6 +273,20 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                         .with_amsgrad(amsgrad)
                         .with_weight_decouple(decouple)
                         .with_fixed_decay(fixed)
+                        .with_weight_decay(wd),
+                ));
+            }
+            // Rectified (the 12 steps cross rho_t = 5 at step 6), with and without the SGD
+            // steps before it.
+            for degenerated_to_sgd in bools {
+                configs.push(OptimizerConfig::AdaBelief(
+                    AdaBeliefConfig::default()
+                        .with_lr(0.01)
+                        .with_eps(1e-12)
+                        .with_rectify(true)
+                        .with_degenerated_to_sgd(degenerated_to_sgd)
+                        .with_amsgrad(amsgrad)
+                        .with_weight_decouple(degenerated_to_sgd != amsgrad)
                         .with_weight_decay(wd),
                 ));
             }

@@ -62,6 +62,8 @@ pub fn config(case: &Value) -> OptimizerConfig {
         "Adamax" => OptimizerConfig::Adamax(AdamaxConfig::default()),
         "NAdam" => OptimizerConfig::NAdam(NAdamConfig::default()),
         "RAdam" => OptimizerConfig::RAdam(RAdamConfig::default()),
+        "Adadelta" => OptimizerConfig::Adadelta(AdadeltaConfig::default()),
+        "ADOPT" => OptimizerConfig::Adopt(AdoptConfig::default()),
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {

@@ -1,10 +1,11 @@
-"""Records golden optimizer trajectories from PyTorch, adabelief-pytorch and Optax (Adamax,
-NAdam and RAdam included) for
+"""Records golden optimizer trajectories from PyTorch, adabelief-pytorch, pytorch-optimizer
+(ADOPT, the authors' form) and Optax (Adamax, NAdam, RAdam, Adadelta and ADOPT included) for
 tests/golden.rs and examples/conformance.rs.
 
 Regenerate (any machine with PyPI; CPU only):
 
     pip install torch==2.15.0 adabelief-pytorch==0.2.1 optax==0.2.8 jax==0.10.2
+    pip install --no-deps pytorch-optimizer==4.1.0
     python3 tools/golden/generate.py tests/golden/optimizers.json
 
 Every case: several tensors, their initial params, the gradients of each step (as the device
@@ -78,13 +79,30 @@ TORCH = {
         weight_decay=h.get("weight_decay", 0.0),
         decoupled_weight_decay=h.get("decoupled_weight_decay", False),
         maximize=h.get("maximize", False), foreach=False),
+    "Adadelta": lambda p, h: torch.optim.Adadelta(
+        p, lr=h.get("lr", 1.0), rho=h.get("rho", 0.9), eps=h.get("eps", 1e-6),
+        weight_decay=h.get("weight_decay", 0.0), maximize=h.get("maximize", False), foreach=False),
+    "ADOPT": lambda p, h: adopt(p, h),
 }
+
+
+def adopt(p, h):
+    """The authors' ADOPT as pytorch-optimizer 4.1.0 carries it (clip_lambda: step ** 0.25)."""
+    import math as _math
+    from pytorch_optimizer.optimizer.adopt import ADOPT
+    clip = (lambda step: _math.pow(step, 0.25)) if h.get("use_clipping", True) else None
+    return ADOPT(p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.9999)),
+                 clip_lambda=clip, weight_decay=h.get("weight_decay", 0.0),
+                 weight_decouple=h.get("decoupled_weight_decay", False), eps=h.get("eps", 1e-6),
+                 maximize=h.get("maximize", False), foreach=False)
 
 # torch state names -> wgpu-optim's (the same, except AdaBelief's; RMSprop's square_avg etc.).
 # NAdam's scalar mu_product is not a state buffer here (the kernel derives it from the step):
 # the params after every step check it.
 STATE_NAMES = ["momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
-               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf"]
+               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf", "acc_delta"]
+
+LIBRARY = {"AdaBelief": "adabelief-pytorch", "ADOPT": "pytorch-optimizer"}
 
 
 def adabelief(p, h):
@@ -92,7 +110,8 @@ def adabelief(p, h):
     return AdaBelief(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
                      weight_decay=h["weight_decay"], amsgrad=h["amsgrad"],
                      weight_decouple=h["weight_decouple"], fixed_decay=h["fixed_decay"],
-                     rectify=False, print_change_log=False)
+                     rectify=h.get("rectify", False),
+                     degenerated_to_sgd=h.get("degenerated_to_sgd", True), print_change_log=False)
 
 
 def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=LENS,
@@ -133,7 +152,7 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     for p in params:
         state = opt.state[p]
         states.append({k: encode(state[k].numpy()) for k in STATE_NAMES if k in state and state[k] is not None})
-    case = {"name": name, "library": "adabelief-pytorch" if optimizer == "AdaBelief" else "torch",
+    case = {"name": name, "library": LIBRARY.get(optimizer, "torch"),
             "optimizer": optimizer, "hyper": hyper, "params": [encode(p) for p in params0],
             "grads": given, "params_after": after, "states": states}
     if clip:
@@ -280,6 +299,71 @@ def adamax_nadam_radam_cases():
     return out
 
 
+def adadelta_adopt_rectify_cases():
+    """Adadelta from torch and Optax, ADOPT from pytorch-optimizer (the authors' form) and
+    Optax, AdaBelief with rectify from adabelief-pytorch. Seeds from 400, so the cases above
+    keep theirs. AdaBelief's 8 steps with beta2 = 0.999 cross rho_t = 5 at step 6: both of its
+    branches are recorded; with beta2 = 0.9 every step from the second is rectified."""
+    import optax
+    out = []
+    adabelief = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-16, "weight_decay": 0.01,
+                 "amsgrad": False, "weight_decouple": True, "fixed_decay": False, "rectify": True}
+    torch_cases = [
+        ("adadelta", "Adadelta", {"lr": 1.0}),
+        ("adadelta_wd_maximize", "Adadelta", {"lr": 1.0, "weight_decay": 0.01, "maximize": True}),
+        ("adadelta_rho_eps", "Adadelta", {"lr": 0.5, "rho": 0.5, "eps": 1e-3}),
+        ("adopt", "ADOPT", {"lr": 0.01}),
+        ("adopt_l2", "ADOPT", {"lr": 0.01, "weight_decay": 0.01}),
+        ("adopt_decoupled_maximize", "ADOPT",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        ("adopt_no_clipping_betas", "ADOPT",
+         {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-3, "use_clipping": False}),
+        ("adabelief_rectify", "AdaBelief", adabelief),
+        ("adabelief_rectify_no_sgd", "AdaBelief", {**adabelief, "degenerated_to_sgd": False}),
+        ("adabelief_rectify_amsgrad_l2", "AdaBelief",
+         {**adabelief, "amsgrad": True, "weight_decouple": False}),
+        ("adabelief_rectify_betas", "AdaBelief",
+         {**adabelief, "beta1": 0.8, "beta2": 0.9, "eps": 1e-8, "fixed_decay": True}),
+    ]
+    for n, (name, optimizer, hyper) in enumerate(torch_cases):
+        out.append(torch_case(name, optimizer, hyper, seed=400 + n))
+    # Edge values.
+    out.append(torch_case("adadelta_huge_grads", "Adadelta", {"lr": 1.0}, seed=420, scale=1e30))
+    out.append(torch_case("adadelta_subnormal_grads", "Adadelta", {"lr": 1.0}, seed=421, scale=1e-40))
+    out.append(torch_case("adopt_zero_grads", "ADOPT", {"lr": 0.01}, seed=422, scale=0.0))
+    out.append(torch_case("adopt_huge_grads", "ADOPT", {"lr": 0.01}, seed=423, scale=1e30))
+    out.append(torch_case("adopt_subnormal_grads", "ADOPT", {"lr": 0.01}, seed=424, scale=1e-40))
+    out.append(torch_case("adabelief_rectify_huge_grads", "AdaBelief", adabelief, seed=425, scale=1e30))
+    # Optax's Adadelta, with its L2 term; and with its default learning_rate=None, which scales
+    # by nothing (not -1): an ascent, as maximize with lr 1.
+    adadelta_states = lambda st: per_tensor(square_avg=st[1].e_g, acc_delta=st[1].e_x)
+    tx = optax.adadelta(1.0, rho=0.9, eps=1e-6, weight_decay=0.01)
+    out.append(optax_case("optax_adadelta", "Adadelta", {"lr": 1.0, "weight_decay": 0.01}, tx,
+                          adadelta_states, 430))
+    tx = optax.adadelta()
+    out.append(optax_case("optax_adadelta_no_learning_rate", "Adadelta",
+                          {"lr": 1.0, "maximize": True}, tx, adadelta_states, 431))
+    # Optax's ADOPT: its clip (t - 1)^(1/4); L2 and Nesterov without clipping; decoupled decay
+    # between the scaling and the learning rate.
+    adopt_states = lambda at: (lambda st: per_tensor(exp_avg=at(st).mu, exp_avg_sq=at(st).nu))
+    tx = optax.contrib.adopt(0.01)
+    out.append(optax_case("optax_adopt", "ADOPT", {"lr": 0.01, "optax_form": True}, tx,
+                          adopt_states(lambda st: st[0]), 432))
+    tx = optax.chain(optax.add_decayed_weights(0.01),
+                     optax.contrib.adopt(0.01, nesterov=True, use_clipping=False))
+    hyper = {"lr": 0.01, "weight_decay": 0.01, "nesterov": True, "use_clipping": False,
+             "optax_form": True}
+    out.append(optax_case("optax_adopt_l2_nesterov_no_clipping", "ADOPT", hyper, tx,
+                          adopt_states(lambda st: st[1][0]), 433))
+    from optax.contrib._adopt import scale_by_adopt
+    tx = optax.chain(scale_by_adopt(b1=0.8, b2=0.99), optax.add_decayed_weights(0.1),
+                     optax.scale_by_learning_rate(0.01))
+    hyper = {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1,
+             "decoupled_weight_decay": True, "optax_form": True}
+    out.append(optax_case("optax_adopt_decoupled", "ADOPT", hyper, tx, adopt_states(lambda st: st[0]), 434))
+    return out
+
+
 def cases():
     out = []
     sgd = [("sgd", {"lr": 0.05}),
@@ -337,6 +421,7 @@ def cases():
                           poison=[(2, 1, 3, math.inf), (5, 2, 7, math.nan)]))
     out.extend(optax_cases())
     out.extend(adamax_nadam_radam_cases())
+    out.extend(adadelta_adopt_rectify_cases())
     return out
 
 
@@ -347,7 +432,7 @@ if __name__ == "__main__":
     document = {
         "generator": "python3 tools/golden/generate.py tests/golden/optimizers.json",
         "versions": {"torch": torch.__version__, "optax": optax.__version__, "jax": jax.__version__,
-                     "adabelief-pytorch": "0.2.1"},
+                     "adabelief-pytorch": "0.2.1", "pytorch-optimizer": "4.1.0"},
         "cases": cases(),
     }
     with open(sys.argv[1], "w") as f:
