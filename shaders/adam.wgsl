@@ -6,9 +6,10 @@
 //   exp_avg = lerp(exp_avg, g, 1 - beta1)
 //   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
 //   amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below in its place
-//   (amsgrad_bias_corrected, optax.amsgrad: max_exp_avg_sq = max(max_exp_avg_sq,
-//    exp_avg_sq / (1 - beta2^t)); p -= lr / (1 - beta1^t) * exp_avg / (sqrt(max + eps_root) + eps))
 //   p -= lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
+//   (optax_denominator, Optax's form: v = exp_avg_sq / (1 - beta2^t); amsgrad (optax.amsgrad):
+//    max_exp_avg_sq = max(max_exp_avg_sq, v), used in its place;
+//    p -= lr / (1 - beta1^t) * exp_avg / (sqrt(v + eps_root) + eps))
 //
 // state0: exp_avg, state1: exp_avg_sq, state2: max_exp_avg_sq (amsgrad).
 // Needs common/adam_hyper.wgsl and common/moments.wgsl.
@@ -17,8 +18,9 @@ override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
 // AdamW's decoupled weight decay instead of Adam's L2 penalty.
 override DECOUPLED_WEIGHT_DECAY: bool = false;
-// optax.amsgrad's form: the max of the bias-corrected second moment, eps_root inside the sqrt.
-override AMSGRAD_BIAS_CORRECTED: bool = false;
+// Optax's form (optax.adam with eps_root, optax.amsgrad): the second moment bias-corrected
+// before the max (amsgrad) and eps_root added to it inside the sqrt.
+override OPTAX_DENOMINATOR: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
     prepare_adam(g, step);
@@ -40,17 +42,17 @@ fn adam_math(
         Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
     );
     var second_moment = *exp_avg_sq;
+    if OPTAX_DENOMINATOR {
+        second_moment = second_moment / h.bias_correction2;
+    }
     if AMSGRAD {
-        if AMSGRAD_BIAS_CORRECTED {
-            *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq / h.bias_correction2);
-            let denom = sqrt(*max_exp_avg_sq + h.eps_root) + h.eps;
-            *p = *p - h.step_size * (*exp_avg / denom);
-            return;
-        }
-        *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq);
+        *max_exp_avg_sq = max(*max_exp_avg_sq, second_moment);
         second_moment = *max_exp_avg_sq;
     }
-    let denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
+    var denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
+    if OPTAX_DENOMINATOR {
+        denom = sqrt(second_moment + h.eps_root) + h.eps;
+    }
     *p = *p - h.step_size * (*exp_avg / denom);
 }
 

@@ -3,7 +3,7 @@
 //
 //   u = g / grad_scale                         (unscale; found_inf if any u is inf or NaN)
 //   c = clamp(u, -clip_value, clip_value)      (clip by value)
-//   norm = sqrt(sum c^2)  or  max |c|          (global over every tensor of the optimizer)
+//   norm = sqrt(sum c^2), (sum |c|^p)^(1/p)  or  max |c|     (global over every tensor)
 //   clip_coef = min(1, max_norm / (norm + 1e-6))            PyTorch clip_grad_norm_
 //             = norm < max_norm ? 1 : max_norm / norm       Optax clip_by_global_norm
 //
@@ -17,8 +17,8 @@
 //                  each workgroup takes a run of one control group's segments (its
 //                  `ReduceWork`) and writes one Partial into one buffer shared by all chunks.
 //   grad_local:    one workgroup per control group; folds the group's Partials into its
-//                  NormStats: the sum of squares (or max |c|) and non-finite flag. Data-parallel
-//                  callers all-reduce NormStats across devices here (SUM for the 2-norm, MAX
+//                  NormStats: the sum of |c|^p (or max |c|) and non-finite flag. Data-parallel
+//                  callers all-reduce NormStats across devices here (SUM for any finite p, MAX
 //                  for the inf-norm).
 //   grad_finalize: one invocation per control group; norm, clip coefficient, found_inf and the
 //                  loss-scale update, written into its control block for the prologue and
@@ -35,7 +35,7 @@ struct GradHyper {
     max_norm: f32,
     // CLIP_NONE, CLIP_PYTORCH or CLIP_OPTAX.
     clip_mode: u32,
-    // Non-zero for the inf-norm (max |c|) instead of the 2-norm.
+    // Non-zero for the inf-norm (max |c|) instead of a p-norm.
     inf_norm: u32,
     // Non-zero when dynamic loss scaling (GradScaler) is on.
     scaler: u32,
@@ -44,21 +44,25 @@ struct GradHyper {
     growth_interval: u32,
     // Non-zero to halt (and report at the next readback) instead of skipping.
     error_if_nonfinite: u32,
+    // p of a finite norm (2 for the 2-norm), and 1 / p computed in f64.
+    norm_type: f32,
+    inv_norm_type: f32,
 }
 
 const CLIP_NONE: u32 = 0u;
 const CLIP_PYTORCH: u32 = 1u;
 const CLIP_OPTAX: u32 = 2u;
 
-// What one workgroup saw: the sum of c^2, and the largest `abs_bits` key (see `key`).
+// What one workgroup saw: the sum of |c|^p (c^2 for the 2-norm), and the largest `abs_bits`
+// key (see `key`).
 struct Partial {
-    sum_of_squares: f32,
+    sum_of_powers: f32,
     max_abs_bits: u32,
 }
 
 // One device's contribution to the global norm, in a form a collective can all-reduce.
 struct NormStats {
-    // The sum of c^2 (2-norm) or max |c| (inf-norm); inf or NaN when a gradient is.
+    // The sum of |c|^p (finite p) or max |c| (inf-norm); inf or NaN when a gradient is.
     value: f32,
     // 1 when a gradient is inf or NaN, else 0.
     nonfinite: f32,
@@ -97,7 +101,7 @@ struct Fold {
 @group(0) @binding(9) var<storage, read> folds: array<Fold>;
 
 fn combine(a: Partial, b: Partial) -> Partial {
-    return Partial(a.sum_of_squares + b.sum_of_squares, max(a.max_abs_bits, b.max_abs_bits));
+    return Partial(a.sum_of_powers + b.sum_of_powers, max(a.max_abs_bits, b.max_abs_bits));
 }
 
 // The max-reduction key of one element: the bits of |c|, or of |u| when u is inf or NaN, so
@@ -108,16 +112,36 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
     return select(c_bits, u_bits, u_bits >= vec4(INF_BITS));
 }
 
+// Whether some control group's norm is a finite p-norm other than the 2-norm (`GradStages`
+// in src/clip.rs): without it the reduction squares, as it always did.
+override POWER_NORM: bool = false;
+
+// |c|^p, exactly c^2 for p = 2 and |c| for p = 1; WGSL's pow otherwise (0 for c = 0).
+fn power(c: vec4<f32>, p: f32) -> vec4<f32> {
+    let a = abs(c);
+    if p == 2.0 {
+        return a * a;
+    }
+    if p == 1.0 {
+        return a;
+    }
+    return select(pow(a, vec4(p)), vec4(0.0), a == vec4(0.0));
+}
+
 // Adds the gradients `u` (unscaled) of the lanes where `valid` holds to one invocation's
-// running sums, per vec4 lane: their squares (clipped by value first, with CLIP_VALUE) to
-// `block`, their keys to `max_bits`.
-fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, vec4<u32>>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32) {
+// running sums, per vec4 lane: their squares, or |c|^p with POWER_NORM (clipped by value
+// first, with CLIP_VALUE), to `block`, their keys to `max_bits`.
+fn add(block: ptr<function, vec4<f32>>, max_bits: ptr<function, vec4<u32>>, u: vec4<f32>, valid: vec4<bool>, clip_value: f32, p: f32) {
     var c = u;
     if CLIP_VALUE {
         c = clip_by_value(u, clip_value);
     }
     let clamped = select(vec4(0.0), c, valid);
-    *block += clamped * clamped;
+    if POWER_NORM {
+        *block += power(clamped, p);
+    } else {
+        *block += clamped * clamped;
+    }
     *max_bits = max(*max_bits, select(vec4(0u), key(u, clamped), valid));
 }
 
@@ -142,6 +166,8 @@ fn accumulate(inv: Invocation, w: ReduceWork) -> Partial {
     let c = control_in[w.control];
     let inv_grad_scale = 1.0 / c.grad_scale;
     let clip_value = c.clip_value;
+    // Uniform over the workgroup: every run is one control group's.
+    let norm_type = select(2.0, grad_hyper[w.control].norm_type, POWER_NORM);
     var total = vec4(0.0);
     var max_bits = vec4(0u);
     let main_count = w.main_end - w.main_first;
@@ -152,12 +178,12 @@ fn accumulate(inv: Invocation, w: ReduceWork) -> Partial {
         let body_end = s.end / 4u;
         var block = vec4(0.0);
         for (var i = s.start / 4u + inv.lane; i < body_end; i += REDUCE_SIZE) {
-            add(&block, &max_bits, unscaled(grad_vec4(i), inv_grad_scale), vec4(true), clip_value);
+            add(&block, &max_bits, unscaled(grad_vec4(i), inv_grad_scale), vec4(true), clip_value, norm_type);
         }
         let tail = 4u * body_end + inv.lane;
         if tail < s.end {
             let u = unscaled(vec4(grad_element(tail), 0.0, 0.0, 0.0), inv_grad_scale);
-            add(&block, &max_bits, u, vec4(true, false, false, false), clip_value);
+            add(&block, &max_bits, u, vec4(true, false, false, false), clip_value, norm_type);
         }
         total += block;
     }
@@ -208,7 +234,19 @@ fn norm_stats(total: Partial, h: GradHyper) -> NormStats {
         return NormStats(value, 0.0);
     }
     // May overflow to inf from finite gradients (1e20^2): PyTorch's f32 norm does too.
-    return NormStats(total.sum_of_squares, 0.0);
+    return NormStats(total.sum_of_powers, 0.0);
+}
+
+// The p-th root of a sum of |c|^p: sqrt for the 2-norm (as it always was), the sum itself for
+// the 1-norm, WGSL's pow otherwise. A non-finite sum stays as it is.
+fn norm_of(sum: f32, h: GradHyper) -> f32 {
+    if h.inf_norm != 0u || !is_finite(sum) || h.norm_type == 1.0 {
+        return sum;
+    }
+    if h.norm_type == 2.0 {
+        return sqrt(sum);
+    }
+    return select(pow(sum, h.inv_norm_type), 0.0, sum == 0.0);
 }
 
 // PyTorch's clip coefficient, or Optax's. A non-finite norm gives what both give: 0 for inf
@@ -267,10 +305,7 @@ fn grad_finalize(@builtin(global_invocation_id) id: vec3<u32>) {
     let h = grad_hyper[k];
     let s = stats[k];
     let found_inf = (bitcast<u32>(s.nonfinite) & ABS_MASK) != 0u;
-    var norm = s.value;
-    if h.inf_norm == 0u && is_finite(norm) {
-        norm = sqrt(norm);
-    }
+    let norm = norm_of(s.value, h);
     (*ctl).grad_norm = norm;
     (*ctl).clip_coef = clip_coefficient(norm, h);
     (*ctl).inv_grad_scale = 1.0 / (*ctl).grad_scale;

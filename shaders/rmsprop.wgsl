@@ -5,6 +5,7 @@
 //   centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
 //   otherwise: avg = sqrt(square_avg) + eps
 //   (eps_in_sqrt, Optax's form: sqrt(square_avg - grad_avg^2 + eps), sqrt(square_avg + eps))
+//   (bias_correction, Optax's: square_avg and grad_avg above divided by 1 - alpha^t)
 //   momentum > 0: buf = momentum * buf + g / avg;  p -= lr * buf
 //   otherwise:    p -= lr * g / avg
 //
@@ -17,6 +18,9 @@ struct Hyper {
     eps: f32,
     weight_decay: f32,
     momentum: f32,
+    ln_alpha: f32,
+    // 1 - alpha^step, written by `prepare_group` (BIAS_CORRECTION).
+    bias_correction: f32,
 }
 
 @group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
@@ -27,9 +31,26 @@ override MOMENTUM: bool = false;
 override MAXIMIZE: bool = false;
 // Optax's form: eps inside the square root.
 override EPS_IN_SQRT: bool = false;
+// Optax's bias_correction: both averages divided by 1 - alpha^step.
+override BIAS_CORRECTION: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
-    // RMSprop derives nothing from the step count.
+    if BIAS_CORRECTION {
+        hyper[g].bias_correction = bias_correction(hyper[g].ln_alpha, step);
+    }
+}
+
+// square_avg - grad_avg^2 with the value of PyTorch's `addcmul(square_avg, grad_avg, grad_avg,
+// value=-1)`, one fused multiply-add. Gradients near 1e20 overflow square_avg to inf first;
+// when grad_avg^2 overflows too, the fused form is still inf (inf minus an exact finite
+// product), where inf - inf would be NaN and lose the parameter. WGSL's `fma` may round its
+// product (lavapipe's does), so the case is selected explicitly (on bits: compilers may
+// assume finite math); elsewhere the two forms differ by the product's rounding alone.
+fn centered_variance(square_avg: vec4<f32>, grad_avg: vec4<f32>) -> vec4<f32> {
+    let v = square_avg - grad_avg * grad_avg;
+    let square_avg_inf = bitcast<vec4<u32>>(square_avg) == vec4(INF_BITS);
+    let grad_avg_finite = (bitcast<vec4<u32>>(grad_avg) & vec4(ABS_MASK)) < vec4(INF_BITS);
+    return select(v, square_avg, square_avg_inf & grad_avg_finite);
 }
 
 fn rmsprop_math(
@@ -44,9 +65,16 @@ fn rmsprop_math(
     g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     var v = *square_avg;
+    if BIAS_CORRECTION {
+        v = v / h.bias_correction;
+    }
     if CENTERED {
         *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
-        v = *square_avg - *grad_avg * *grad_avg;
+        var m = *grad_avg;
+        if BIAS_CORRECTION {
+            m = m / h.bias_correction;
+        }
+        v = centered_variance(v, m);
     }
     let avg = select(sqrt(v) + h.eps, sqrt(v + h.eps), EPS_IN_SQRT);
     if MOMENTUM {

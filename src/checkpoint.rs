@@ -10,7 +10,12 @@
 //! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
-//! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`). Parameters
+//! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
+//! for Schedule-Free AdamW, also the running values the prologue keeps on the device,
+//! `param_groups.<g>.lr_max` and `param_groups.<g>.weight_sum` (as PyTorch's `param_groups`
+//! holds them), read back when saving and written back when loading. Its parameters are
+//! saved by the caller in whichever mode (y or x) they are in: switch to train mode before
+//! stepping after a load, as before saving. Parameters
 //! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
 //! state, saved beside the model's.
 
@@ -113,6 +118,11 @@ impl Optimizer {
                 metadata.insert(format!("param_groups.{group}.{name}"), value);
             }
         }
+        // Schedule-Free's running values, kept by the prologue in the hyperparameter buffer,
+        // under the keys PyTorch's `param_groups` gives them (f32 text that parses back exactly).
+        for (group, name, value) in self.read_running()? {
+            metadata.insert(format!("param_groups.{group}.{name}"), value.to_string());
+        }
         let views = tensors
             .iter()
             .map(|(name, dtype, shape, bytes)| {
@@ -175,6 +185,8 @@ impl Optimizer {
             ));
         }
         let mut configs = self.group_configs().to_vec();
+        let running_names = self.running_names();
+        let mut running = vec![vec![None; running_names.len()]; groups];
         for (key, value) in &metadata {
             let Some(rest) = key.strip_prefix("param_groups.") else {
                 continue;
@@ -186,9 +198,15 @@ impl Optimizer {
                 (number.to_string() == group).then_some((number, name))
             });
             let applied = parsed.is_some_and(|(group, name)| {
-                configs
-                    .get_mut(group)
-                    .is_some_and(|config| config.set_hyperparameter(name, value))
+                match running_names.iter().position(|&n| n == name) {
+                    Some(i) => match (running.get_mut(group), value.parse::<f32>()) {
+                        (Some(values), Ok(v)) => values[i].replace(v).is_none(),
+                        _ => false,
+                    },
+                    None => configs
+                        .get_mut(group)
+                        .is_some_and(|config| config.set_hyperparameter(name, value)),
+                }
             });
             if !applied {
                 return mismatch(format!("hyperparameter {key} = {value:?}"));
@@ -197,6 +215,21 @@ impl Optimizer {
         for config in &configs {
             self.check_structure(config)?;
         }
+        let running = running
+            .into_iter()
+            .enumerate()
+            .map(|(group, values)| {
+                values
+                    .iter()
+                    .zip(running_names)
+                    .map(|(v, name)| {
+                        v.ok_or_else(|| {
+                            Error::CheckpointMismatch(format!("no param_groups.{group}.{name}"))
+                        })
+                    })
+                    .collect::<Result<Vec<f32>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
 
         // Every state buffer, with its shape, before anything is written.
         let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
@@ -229,6 +262,11 @@ impl Optimizer {
 
         for (group, config) in configs.into_iter().enumerate() {
             self.set_group_config(group, config)?;
+        }
+        for (group, values) in running.iter().enumerate() {
+            if !values.is_empty() {
+                self.write_running(group, values);
+            }
         }
         for (i, name, data) in states {
             let range = self.state_range(i, name)?;

@@ -84,7 +84,7 @@ setters! { GradScalerConfig;
 /// u = g / grad_scale                              scaler.unscale_(optimizer)
 /// skip the step if any u is inf or NaN            scaler.step(optimizer)
 /// c = clamp(u, -clip_value, clip_value)           clip_grad_value_(params, clip_value)
-/// norm = ||c||_2 or max |c| over every tensor     clip_grad_norm_(params, max_norm, norm_type)
+/// norm = ||c||_p or max |c| over every tensor     clip_grad_norm_(params, max_norm, norm_type)
 /// step with c * clip_coef
 /// update grad_scale                               scaler.update()
 /// ```
@@ -114,7 +114,14 @@ setters! { GradScalerConfig;
 pub struct GradConfig {
     /// Clip by global norm to this value (default none).
     pub max_norm: Option<f64>,
-    /// The norm: 2 or `f64::INFINITY` (default 2).
+    /// The norm's `p` (default 2): any finite value > 0 (1 included), or `f64::INFINITY`, as
+    /// `clip_grad_norm_` accepts. The 2-norm squares and takes a square root; the 1-norm sums
+    /// `|c|`; any other finite `p` sums `|c|^p` per workgroup and takes the `p`-th root, both
+    /// with WGSL's `pow` (a few ulp of f32 for moderate `|p log2 |c||`, so the norm lands within
+    /// about 1e-6 relative of the exact one for `p` up to a few). PyTorch takes each tensor's
+    /// norm, then the norm of those; here one sum runs over every tensor, which is the same
+    /// value up to f32 rounding. As in PyTorch's f32 norm, a sum of `|c|^p` that overflows
+    /// gives `norm = inf`.
     pub norm_type: f64,
     /// How the clip coefficient is computed (default PyTorch's).
     pub clip_mode: ClipMode,
@@ -144,7 +151,7 @@ impl Default for GradConfig {
 }
 
 setters! { GradConfig;
-    /// Sets the norm: 2 or `f64::INFINITY`.
+    /// Sets the norm: any finite value > 0, or `f64::INFINITY`.
     with_norm_type(norm_type: f64);
     /// Sets how the clip coefficient is computed.
     with_clip_mode(clip_mode: ClipMode);
@@ -208,8 +215,13 @@ impl GradConfig {
                 expected,
             })
         };
-        if self.norm_type != 2.0 && self.norm_type != f64::INFINITY {
-            return invalid("norm_type", self.norm_type, "2 or inf");
+        let p = self.norm_type as f32;
+        if !(self.norm_type == f64::INFINITY || (p.is_finite() && p >= f32::MIN_POSITIVE)) {
+            return invalid(
+                "norm_type",
+                self.norm_type,
+                "a value > 0 (a normal, finite f32) or inf",
+            );
         }
         if let Some(max_norm) = self.max_norm {
             positive_f32("max_norm", max_norm)?;
@@ -225,6 +237,8 @@ impl GradConfig {
                 (Some(_), ClipMode::Optax) => CLIP_OPTAX,
             },
             inf_norm: u32::from(self.norm_type == f64::INFINITY),
+            norm_type: p,
+            inv_norm_type: (1.0 / self.norm_type) as f32,
             error_if_nonfinite: u32::from(self.error_if_nonfinite),
             ..GradHyper::default()
         };
@@ -299,14 +313,18 @@ wgsl_struct! {
         growth_interval: u32,
         /// Non-zero to halt on non-finite gradients.
         error_if_nonfinite: u32,
+        /// The norm's p (finite p: the sum is of |c|^p).
+        norm_type: f32,
+        /// 1 / p, computed in f64: the finalize's root.
+        inv_norm_type: f32,
     }
 }
 
 wgsl_struct! {
     /// What one workgroup of the norm reduction saw.
     pub struct Partial as "Partial" {
-        /// The sum of squares of its gradients.
-        sum_of_squares: f32,
+        /// The sum of `|c|^p` of its gradients (squares for the 2-norm).
+        sum_of_powers: f32,
         /// The largest `|c|` as bits, or `|u|` of a non-finite gradient (NaN above inf).
         max_abs_bits: u32,
     }
@@ -318,10 +336,11 @@ wgsl_struct! {
     /// [`Optimizer::record_grad_stats`](crate::Optimizer::record_grad_stats) and
     /// [`Optimizer::record_update`](crate::Optimizer::record_update).
     ///
-    /// All-reduce both fields with SUM for the 2-norm, MAX for the inf-norm.
+    /// All-reduce both fields with SUM for any finite `norm_type` (2, 1, 3...: the sums of
+    /// `|c|^p` add up), MAX for the inf-norm; the finalize then takes the `p`-th root.
     pub struct NormStats as "NormStats" {
-        /// The sum of squares of this device's gradients (2-norm) or their max |c| (inf-norm);
-        /// inf or NaN when a gradient is.
+        /// The sum of `|c|^p` of this device's gradients (finite `norm_type`: squares for the
+        /// 2-norm) or their max |c| (inf-norm); inf or NaN when a gradient is.
         value: f32,
         /// 1 when one of this device's gradients is inf or NaN, else 0: any non-zero sum
         /// skips the step on every device.
@@ -343,6 +362,8 @@ pub(crate) struct GradStages {
     pub clip_value: bool,
     /// Multiply by the global-norm clip coefficient.
     pub clip_norm: bool,
+    /// A finite norm other than the 2-norm: the reduction raises `|c|` to `p`.
+    pub power_norm: bool,
 }
 
 impl GradStages {
@@ -353,6 +374,7 @@ impl GradStages {
             unscale: c.grad_scaler.is_some(),
             clip_value: c.clip_value.is_some(),
             clip_norm: c.max_norm.is_some(),
+            power_norm: c.norm_type.is_finite() && c.norm_type != 2.0,
         })
     }
 
@@ -366,6 +388,7 @@ impl GradStages {
                 unscale: a.unscale || b.unscale,
                 clip_value: a.clip_value || b.clip_value,
                 clip_norm: a.clip_norm || b.clip_norm,
+                power_norm: a.power_norm || b.power_norm,
             }
         })
     }
@@ -398,6 +421,7 @@ impl GradPipelines {
                 device,
                 "grad_partials",
                 &[
+                    (1, true),
                     (2, true),
                     (3, false),
                     (5, true),
@@ -420,6 +444,7 @@ impl GradPipelines {
             let mut constants = vec![
                 ("UNSCALE", flag(stages.unscale)),
                 ("CLIP_VALUE", flag(stages.clip_value)),
+                ("POWER_NORM", flag(stages.power_norm)),
             ];
             if grad.is_16bit() {
                 constants.push(("GRAD_BF16", flag(grad == Dtype::BF16)));
@@ -510,6 +535,7 @@ impl GradProcessing {
                         "grad_partials",
                         &pipelines.partials_layout,
                         &[
+                            (1, hyper_buffer.as_entire_binding()),
                             (2, grad.binding()),
                             (3, partials.as_entire_binding()),
                             (5, control.as_entire_binding()),

@@ -215,6 +215,10 @@ pub enum Error {
     #[error("the new configuration changes the kernel or the state it keeps ({0}); build a new optimizer instead")]
     StructuralChange(&'static str),
 
+    /// Schedule-Free's eval/train switch on another optimizer.
+    #[error("{0} is not a Schedule-Free optimizer: it has no eval/train switch")]
+    NotScheduleFree(&'static str),
+
     /// A call that needs gradient processing on an optimizer that has none.
     #[error(
         "the optimizer has no gradient processing: set it with Optimizer::set_grad_processing"

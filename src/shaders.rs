@@ -71,6 +71,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("radam.wgsl", include_str!("../shaders/radam.wgsl")),
     ("adadelta.wgsl", include_str!("../shaders/adadelta.wgsl")),
     ("adopt.wgsl", include_str!("../shaders/adopt.wgsl")),
+    (
+        "schedule_free_adamw.wgsl",
+        include_str!("../shaders/schedule_free_adamw.wgsl"),
+    ),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
     (
         "clip_value.wgsl",
@@ -621,11 +625,13 @@ pub enum Kernel {
     Adadelta,
     /// `adopt.wgsl`: ADOPT, the authors' PyTorch form and Optax's.
     Adopt,
+    /// `schedule_free_adamw.wgsl`: Schedule-Free AdamW, with its eval/train switch.
+    ScheduleFreeAdamW,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Sgd,
         Kernel::Adagrad,
         Kernel::RmsProp,
@@ -637,6 +643,7 @@ impl Kernel {
         Kernel::RAdam,
         Kernel::Adadelta,
         Kernel::Adopt,
+        Kernel::ScheduleFreeAdamW,
     ];
 
     /// The kernel's name, as its file is named.
@@ -653,6 +660,7 @@ impl Kernel {
             Kernel::RAdam => "radam",
             Kernel::Adadelta => "adadelta",
             Kernel::Adopt => "adopt",
+            Kernel::ScheduleFreeAdamW => "schedule_free_adamw",
         }
     }
 
@@ -671,6 +679,7 @@ impl Kernel {
             Kernel::RAdam => "radam.wgsl",
             Kernel::Adadelta => "adadelta.wgsl",
             Kernel::Adopt => "adopt.wgsl",
+            Kernel::ScheduleFreeAdamW => "schedule_free_adamw.wgsl",
         };
         let mut files = vec![
             "common/control.wgsl",
@@ -705,7 +714,12 @@ impl Kernel {
     pub fn state_slots(self) -> usize {
         match self {
             Kernel::Sgd | Kernel::Adagrad | Kernel::Lion => 1,
-            Kernel::Adamax | Kernel::NAdam | Kernel::RAdam | Kernel::Adadelta | Kernel::Adopt => 2,
+            Kernel::Adamax
+            | Kernel::NAdam
+            | Kernel::RAdam
+            | Kernel::Adadelta
+            | Kernel::Adopt
+            | Kernel::ScheduleFreeAdamW => 2,
             Kernel::RmsProp | Kernel::Adam | Kernel::AdaBelief => 3,
         }
     }

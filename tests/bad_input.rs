@@ -249,6 +249,31 @@ fn invalid_hyperparameters_are_refused() {
             OptimizerConfig::Adopt(AdoptConfig::default().with_weight_decay(-0.01)),
             "weight_decay",
         ),
+        (
+            ScheduleFreeAdamWConfig::default()
+                .with_betas(0.0, 0.999)
+                .into(),
+            "beta1",
+        ),
+        (
+            ScheduleFreeAdamWConfig::default()
+                .with_betas(0.9, 1.0)
+                .into(),
+            "beta2",
+        ),
+        (
+            ScheduleFreeAdamWConfig::default()
+                .with_warmup_steps(2.5)
+                .into(),
+            "warmup_steps",
+        ),
+        (ScheduleFreeAdamWConfig::default().with_r(-1.0).into(), "r"),
+        (
+            ScheduleFreeAdamWConfig::default()
+                .with_weight_lr_power(f64::NAN)
+                .into(),
+            "weight_lr_power",
+        ),
     ];
     let ctx = context();
     let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];
@@ -419,7 +444,8 @@ fn invalid_gradient_processing_is_refused() {
     for max_norm in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e39, 1e-50, 1e-40] {
         grad_config_refused(&mut sgd, valid.clone().with_max_norm(max_norm), "max_norm");
     }
-    for norm_type in [1.0, 3.0, 0.0, -2.0, f64::NAN, f64::NEG_INFINITY] {
+    // Any p > 0 (a normal f32) or inf is a norm; 1e-50 rounds to 0 in f32.
+    for norm_type in [0.0, -0.0, -2.0, 1e-50, f64::NAN, f64::NEG_INFINITY] {
         grad_config_refused(
             &mut sgd,
             valid.clone().with_norm_type(norm_type),
@@ -525,7 +551,7 @@ fn optax_forms_refuse_options_they_do_not_apply_to() {
     let refused = [
         // The Optax AMSGrad form without AMSGrad.
         OptimizerConfig::Adam(AdamConfig::default().with_amsgrad_bias_corrected(true)),
-        // eps_root outside the Optax AMSGrad form would be silently ignored.
+        // eps_root with PyTorch's AMSGrad would be silently ignored.
         OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true).with_eps_root(1e-8)),
         // eps_root outside NAdam's and RAdam's Optax forms.
         OptimizerConfig::NAdam(NAdamConfig::default().with_eps_root(1e-8)),

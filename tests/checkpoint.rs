@@ -274,6 +274,9 @@ fn hyperparameters_round_trip_through_text() {
             OptimizerConfig::RAdam(_) => OptimizerConfig::RAdam(RAdamConfig::default()),
             OptimizerConfig::Adadelta(_) => OptimizerConfig::Adadelta(AdadeltaConfig::default()),
             OptimizerConfig::Adopt(_) => OptimizerConfig::Adopt(AdoptConfig::default()),
+            OptimizerConfig::ScheduleFreeAdamW(_) => {
+                OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
+            }
         };
         for (name, value) in config.hyperparameters() {
             assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");

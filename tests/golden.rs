@@ -1,7 +1,7 @@
-//! Golden trajectories recorded from PyTorch, adabelief-pytorch, pytorch-optimizer and Optax,
-//! replayed on the
-//! adapter: params after every step and final states within rtol 1e-5 + atol 1e-6,
-//! non-finite values matching in kind.
+//! Golden trajectories recorded from PyTorch, adabelief-pytorch, pytorch-optimizer, schedulefree
+//! and Optax, replayed on the adapter: params after every step and final states within rtol
+//! 1e-5 + atol 1e-6, non-finite values matching in kind; for Schedule-Free, the params after
+//! eval() and train().
 
 mod common;
 mod replay;
@@ -10,7 +10,15 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 85, "the fixture lost cases");
+    assert!(cases.len() >= 98, "the fixture lost cases");
+    let schedule_free = cases
+        .iter()
+        .filter(|c| c["library"] == "schedulefree" && c.get("params_eval").is_some())
+        .count();
+    assert!(
+        schedule_free >= 6,
+        "the Schedule-Free cases with eval/train are gone"
+    );
     let libraries = [
         ("Adamax", "torch"),
         ("NAdam", "torch"),
@@ -62,6 +70,9 @@ fn the_optax_cases_fail_without_their_optax_options() {
         "optax_radam",
         "optax_adopt",
         "optax_adopt_decoupled",
+        "optax_rmsprop_bias_correction_centered0",
+        "optax_rmsprop_bias_correction_centered1",
+        "optax_adam_eps_root",
     ];
     let cases = replay::cases(include_str!("golden/optimizers.json"));
     for name in flipped {
@@ -70,8 +81,14 @@ fn the_optax_cases_fail_without_their_optax_options() {
             .find(|c| c["name"] == name)
             .unwrap_or_else(|| panic!("no case {name}"))
             .clone();
+        let optimizer = case["optimizer"].clone();
         let hyper = &mut case["hyper"];
-        if hyper["optax_form"] == true {
+        if hyper["bias_correction"] == true {
+            hyper["bias_correction"] = false.into();
+        } else if optimizer == "Adam" && hyper.get("amsgrad").is_none() {
+            // optax.adam's eps_root: PyTorch's denominator without it.
+            hyper["eps_root"] = 0.0.into();
+        } else if hyper["optax_form"] == true {
             hyper["optax_form"] = false.into();
             if hyper.get("eps_root").is_some() {
                 hyper["eps_root"] = 0.0.into();

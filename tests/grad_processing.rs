@@ -45,6 +45,40 @@ fn relative_error(device: f32, exact: f64) -> f64 {
     ((f64::from(device) - exact) / exact).abs()
 }
 
+/// Steps `run` with `grads` clipped to `max_norm` in `norm_type`; checks the device's norm
+/// against f64 (within 1e-6 relative) and `clip_grad_norm_`'s coefficient from it (in f32).
+/// Returns the norm's relative error.
+fn check_clipped_norm(
+    run: &mut Run,
+    ctx: &Context,
+    grads: &[Vec<f32>],
+    norm_type: f64,
+    max_norm: f64,
+    what: &str,
+) -> f64 {
+    run.set_grad_processing(Some(
+        GradConfig::default()
+            .with_max_norm(max_norm)
+            .with_norm_type(norm_type),
+    ));
+    run.step_with(ctx, grads);
+    let control = run.device.read_control().unwrap();
+    let exact = reference::global_norm(grads, norm_type);
+    let error = relative_error(control.grad_norm, exact);
+    assert!(
+        error < 1e-6,
+        "{what}: device {} vs f64 {exact}",
+        control.grad_norm
+    );
+    let coef = (max_norm as f32 / (control.grad_norm + 1e-6)).min(1.0);
+    assert!(
+        (control.clip_coef - coef).abs() <= 2.0 * f32::EPSILON * coef,
+        "{what}: clip_coef {} vs {coef}",
+        control.clip_coef
+    );
+    error
+}
+
 #[test]
 fn global_norms_match_f64_over_1_7_and_1000_tensors() {
     const TOTAL: usize = 10_000_000;
@@ -57,31 +91,55 @@ fn global_norms_match_f64_over_1_7_and_1000_tensors() {
             let grads = run.gradients();
             for norm_type in [2.0, f64::INFINITY] {
                 let max_norm = 1.0;
-                run.set_grad_processing(Some(
-                    GradConfig::default()
-                        .with_max_norm(max_norm)
-                        .with_norm_type(norm_type),
-                ));
-                run.step_with(&ctx, &grads);
-                let control = run.device.read_control().unwrap();
-                let exact = reference::global_norm(&grads, norm_type);
-                let error = relative_error(control.grad_norm, exact);
-                eprintln!("{count} tensors, {path}, norm {norm_type}: relative error {error:.2e}");
-                assert!(
-                    error < 1e-6,
-                    "{count} tensors, {path}, norm {norm_type}: device {} vs f64 {exact}",
-                    control.grad_norm
-                );
-                // clip_grad_norm_'s coefficient, from the device's norm, in f32.
-                let coef = (max_norm as f32 / (control.grad_norm + 1e-6)).min(1.0);
-                assert!(
-                    (control.clip_coef - coef).abs() <= 2.0 * f32::EPSILON * coef,
-                    "{count} tensors, {path}: clip_coef {} vs {coef}",
-                    control.clip_coef
-                );
+                let what = format!("{count} tensors, {path}, norm {norm_type}");
+                let error = check_clipped_norm(&mut run, &ctx, &grads, norm_type, max_norm, &what);
+                eprintln!("{what}: relative error {error:.2e}");
             }
         }
     }
+}
+
+/// `clip_grad_norm_` accepts any `norm_type > 0`: the 1-norm, fractional and higher p, beside 2
+/// and inf. Global norms over tensors of many sizes (ends inside a vec4, several workgroups,
+/// many tensors) against f64, on both reduction paths, and the clip coefficient from them;
+/// the 1-norm sums `|c|` exactly as the 2-norm sums squares, other p go through WGSL's `pow`.
+#[test]
+fn p_norms_of_many_sizes_match_f64() {
+    let mut rng = Rng::new(17);
+    let sgd = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.0));
+    let mut worst = Vec::new();
+    for norm_type in [1.0, 1.5, 3.0, 2.0, f64::INFINITY] {
+        let mut worst_error = 0.0_f64;
+        for lens in [
+            vec![1],
+            vec![3],
+            vec![4, 5],
+            vec![1000],
+            vec![257, 4099, 7],
+            split(300_000, 37, &mut rng),
+        ] {
+            for (path, ctx) in contexts() {
+                let mut run = Run::new(&ctx, &sgd, &lens, lens.len() as u64);
+                let grads = run.gradients();
+                let what = format!(
+                    "norm {norm_type}, lens {:?}, {path}",
+                    &lens[..lens.len().min(3)]
+                );
+                let error = check_clipped_norm(&mut run, &ctx, &grads, norm_type, 0.5, &what);
+                worst_error = worst_error.max(error);
+                let (exact, control) = (
+                    reference::global_norm(&grads, norm_type),
+                    run.device.read_control().unwrap(),
+                );
+                if exact > 1.0 {
+                    assert!(control.clip_coef < 1.0, "{what}: never clipped");
+                }
+                run.compare(&ctx, &what);
+            }
+        }
+        worst.push(format!("p = {norm_type}: {worst_error:.1e}"));
+    }
+    eprintln!("worst relative error against f64: {}", worst.join(", "));
 }
 
 /// PyTorch's `clip_grad_norm_` (torch/nn/utils/clip_grad.py) computes
@@ -456,6 +514,11 @@ fn clipping_matches_the_reference() {
         GradConfig::default()
             .with_max_norm(0.3)
             .with_norm_type(f64::INFINITY),
+        GradConfig::default().with_max_norm(0.5).with_norm_type(1.0),
+        GradConfig::default()
+            .with_max_norm(0.5)
+            .with_norm_type(3.0)
+            .with_clip_value(0.25),
         GradConfig::default().with_clip_value(0.25),
         GradConfig::default()
             .with_clip_value(0.25)
@@ -504,7 +567,7 @@ fn clipping_matches_the_reference() {
             if grad_config.clip_mode == ClipMode::Optax && grad_config.max_norm == Some(1e4) {
                 assert_eq!(control.clip_coef, 1.0, "{what}");
             }
-            if grad_config.max_norm == Some(0.5) {
+            if grad_config.max_norm == Some(0.5) && grad_config.norm_type != 3.0 {
                 assert!(control.clip_coef < 1.0, "{what}: the test never clips");
             }
         }
@@ -516,7 +579,7 @@ fn a_data_parallel_step_matches_one_device() {
     let ctx = context();
     let lens = [1000, 33, 4099, 257, 5];
     let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.01));
-    for norm_type in [2.0, f64::INFINITY] {
+    for norm_type in [2.0, f64::INFINITY, 1.0, 3.0] {
         for poison in [false, true] {
             let what = format!("norm {norm_type}, poisoned {poison}");
             let grad_config = GradConfig::default()
@@ -550,13 +613,13 @@ fn a_data_parallel_step_matches_one_device() {
                         optimizer.record_grad_stats(encoder).unwrap();
                     }
                 });
-                // The all-reduce: SUM for the 2-norm, MAX for the inf-norm.
+                // The all-reduce: SUM for a finite norm (sums of |c|^p), MAX for the inf-norm.
                 let local: Vec<Vec<f32>> = workers
                     .iter()
                     .map(|(_, stats)| ctx.read_f32(stats).unwrap())
                     .collect();
                 let reduce = |a: f32, b: f32| {
-                    if norm_type == 2.0 {
+                    if norm_type.is_finite() {
                         a + b
                     } else {
                         a.max(b)

@@ -195,6 +195,9 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::RAdam => assert_layout::<RAdamHyper>(&module, "radam"),
             Kernel::Adadelta => assert_layout::<AdadeltaHyper>(&module, "adadelta"),
             Kernel::Adopt => assert_layout::<AdoptHyper>(&module, "adopt"),
+            Kernel::ScheduleFreeAdamW => {
+                assert_layout::<ScheduleFreeAdamWHyper>(&module, "schedule_free_adamw")
+            }
         }
     }
     for subgroups in [false, true] {

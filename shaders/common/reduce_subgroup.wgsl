@@ -21,7 +21,7 @@ var<workgroup> subgroup_maxes: array<u32, REDUCE_SIZE>;
 
 // Every invocation of the workgroup calls it and gets the workgroup's total.
 fn workgroup_reduce(mine: Partial, inv: Invocation) -> Partial {
-    let sum = subgroupAdd(mine.sum_of_squares);
+    let sum = subgroupAdd(mine.sum_of_powers);
     let max_bits = subgroupMax(mine.max_abs_bits);
     if inv.subgroup_lane == 0u {
         subgroup_sums[inv.subgroup] = sum;
@@ -32,7 +32,7 @@ fn workgroup_reduce(mine: Partial, inv: Invocation) -> Partial {
     for (var i = inv.subgroup_lane; i < inv.subgroups; i += inv.subgroup_size) {
         folded = combine(folded, Partial(subgroup_sums[i], subgroup_maxes[i]));
     }
-    let total = Partial(subgroupAdd(folded.sum_of_squares), subgroupMax(folded.max_abs_bits));
+    let total = Partial(subgroupAdd(folded.sum_of_powers), subgroupMax(folded.max_abs_bits));
     // The workgroup memory is read before any later call overwrites it.
     workgroupBarrier();
     return total;

@@ -15,7 +15,7 @@ var<workgroup> tree_maxes: array<u32, REDUCE_SIZE>;
 
 // Every invocation of the workgroup calls it and gets the workgroup's total.
 fn workgroup_reduce(mine: Partial, inv: Invocation) -> Partial {
-    tree_sums[inv.lane] = mine.sum_of_squares;
+    tree_sums[inv.lane] = mine.sum_of_powers;
     tree_maxes[inv.lane] = mine.max_abs_bits;
     for (var stride = REDUCE_SIZE / 2u; stride > 0u; stride /= 2u) {
         workgroupBarrier();

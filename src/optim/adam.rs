@@ -20,6 +20,12 @@ use crate::shaders::Kernel;
 /// `t` is the step counter on the device. The bias corrections are computed there each step
 /// as `-expm1(t * ln(beta))` with `ln(beta)` from f64, accurate to a few ulp.
 ///
+/// Optax's denominator, `optax.adam(eps_root=...)`: a non-zero `eps_root` (without AMSGrad)
+/// adds it to the bias-corrected second moment inside the square root,
+/// `p = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)`;
+/// with AMSGrad, the same form needs `amsgrad_bias_corrected` (optax.amsgrad). The default
+/// `eps_root = 0` keeps PyTorch's form, bit for bit.
+///
 /// State: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
 ///
 /// ```no_run
@@ -50,7 +56,9 @@ pub struct AdamConfig {
     /// bias-corrected second moment, and the update is `m̂ / (sqrt(max + eps_root) + eps)`.
     /// PyTorch takes the maximum of the raw second moment and corrects it afterwards.
     pub amsgrad_bias_corrected: bool,
-    /// Optax's eps_root, inside the square root of the Optax AMSGrad form (default 0).
+    /// Optax's eps_root (default 0: PyTorch's form): added to the bias-corrected second moment
+    /// inside the square root, `m̂ / (sqrt(v̂ + eps_root) + eps)`, as `optax.adam(eps_root=...)`;
+    /// with AMSGrad, only in its Optax form (`amsgrad_bias_corrected`).
     pub eps_root: f64,
 }
 
@@ -159,8 +167,10 @@ pub struct AdamOptions {
     pub maximize: bool,
     /// AdamW's decoupled weight decay.
     pub decoupled_weight_decay: bool,
-    /// optax.amsgrad's maximum of the bias-corrected second moment.
-    pub amsgrad_bias_corrected: bool,
+    /// Optax's denominator, `sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps`: from
+    /// optax.amsgrad's form (`amsgrad_bias_corrected`, where the running maximum is then taken
+    /// of the bias-corrected moment) or a non-zero `eps_root` without AMSGrad (optax.adam).
+    pub optax_denominator: bool,
 }
 
 setters! {
@@ -179,7 +189,7 @@ setters! {
     with_decoupled_weight_decay(decoupled_weight_decay: bool);
     /// Takes optax.amsgrad's form: the max of the bias-corrected second moment.
     with_amsgrad_bias_corrected(amsgrad_bias_corrected: bool);
-    /// Sets Optax's eps_root (with `amsgrad_bias_corrected`).
+    /// Sets Optax's eps_root (Optax's denominator; with AMSGrad, `amsgrad_bias_corrected` too).
     with_eps_root(eps_root: f64);
 }
 
@@ -204,7 +214,8 @@ impl AdamConfig {
             amsgrad: self.amsgrad,
             maximize: self.maximize,
             decoupled_weight_decay: self.decoupled_weight_decay,
-            amsgrad_bias_corrected: self.amsgrad_bias_corrected,
+            optax_denominator: self.amsgrad_bias_corrected
+                || (self.eps_root != 0.0 && !self.amsgrad),
         }
     }
 
@@ -216,9 +227,10 @@ impl AdamConfig {
                 "amsgrad_bias_corrected is a form of AMSGrad: it needs amsgrad",
             ));
         }
-        if self.eps_root != 0.0 && !self.amsgrad_bias_corrected {
+        if self.eps_root != 0.0 && self.amsgrad && !self.amsgrad_bias_corrected {
             return Err(Error::InvalidOptions(
-                "eps_root applies to Optax's AMSGrad form only (amsgrad_bias_corrected)",
+                "eps_root with AMSGrad applies to Optax's AMSGrad form only \
+                 (amsgrad_bias_corrected)",
             ));
         }
         let o = self.options();
@@ -228,7 +240,7 @@ impl AdamConfig {
                 ("AMSGRAD", o.amsgrad),
                 ("MAXIMIZE", o.maximize),
                 ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),
-                ("AMSGRAD_BIAS_CORRECTED", o.amsgrad_bias_corrected),
+                ("OPTAX_DENOMINATOR", o.optax_denominator),
             ],
             moment_states(["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], o.amsgrad),
             &self.hyper(),

@@ -69,7 +69,9 @@ impl HyperText for Option<f64> {
 hyperparameters! {
     SgdConfig { lr, momentum, dampening, weight_decay, nesterov, maximize }
     AdagradConfig { lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize, eps_in_sqrt }
-    RmsPropConfig { lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_in_sqrt }
+    RmsPropConfig {
+        lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_in_sqrt, bias_correction,
+    }
     AdamConfig {
         lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
         amsgrad_bias_corrected, eps_root,
@@ -93,6 +95,9 @@ hyperparameters! {
     AdoptConfig {
         lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, use_clipping, nesterov,
         maximize, optax_form,
+    }
+    ScheduleFreeAdamWConfig {
+        lr, beta1, beta2, eps, weight_decay, warmup_steps, r, weight_lr_power,
     }
 }
 

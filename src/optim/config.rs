@@ -24,6 +24,7 @@ macro_rules! each_config {
             OptimizerConfig::RAdam($c) => $body,
             OptimizerConfig::Adadelta($c) => $body,
             OptimizerConfig::Adopt($c) => $body,
+            OptimizerConfig::ScheduleFreeAdamW($c) => $body,
         }
     };
 }
@@ -58,6 +59,8 @@ pub enum OptimizerConfig {
     Adadelta(AdadeltaConfig),
     /// ADOPT, the authors' PyTorch form (`optax.contrib.adopt` with `optax_form`)
     Adopt(AdoptConfig),
+    /// The `schedulefree` package's `AdamWScheduleFree`
+    ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
@@ -102,6 +105,7 @@ with_betas!(
     NAdamConfig,
     RAdamConfig,
     AdoptConfig,
+    ScheduleFreeAdamWConfig,
 );
 
 config_from!(
@@ -117,6 +121,7 @@ config_from!(
     RAdam(RAdamConfig),
     Adadelta(AdadeltaConfig),
     Adopt(AdoptConfig),
+    ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
 );
 
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
@@ -138,6 +143,10 @@ pub(crate) struct KernelSpec {
     pub overrides: Vec<(&'static str, bool)>,
     pub states: Vec<StateSpec>,
     pub hyper: Vec<u8>,
+    /// The names of the f32 fields at the end of `hyper` that the prologue keeps as running
+    /// values (Schedule-Free's `lr_max`, `weight_sum`): the host writes them at the build and
+    /// from a checkpoint only, never with a new configuration.
+    pub running: &'static [&'static str],
 }
 
 impl KernelSpec {
@@ -176,7 +185,20 @@ impl KernelSpec {
             overrides,
             states,
             hyper: bytes.to_vec(),
+            running: &[],
         })
+    }
+
+    /// The same spec whose hyperparameter struct ends with the running values `names`.
+    pub fn with_running(mut self, names: &'static [&'static str]) -> Self {
+        self.running = names;
+        self
+    }
+
+    /// The bytes of `hyper` the host writes with a new configuration: all but the running
+    /// values.
+    pub fn config_bytes(&self) -> &[u8] {
+        &self.hyper[..self.hyper.len() - 4 * self.running.len()]
     }
 }
 
@@ -196,6 +218,7 @@ impl OptimizerConfig {
             OptimizerConfig::RAdam(_) => "RAdam",
             OptimizerConfig::Adadelta(_) => "Adadelta",
             OptimizerConfig::Adopt(_) => "ADOPT",
+            OptimizerConfig::ScheduleFreeAdamW(_) => "AdamWScheduleFree",
         }
     }
 
@@ -243,8 +266,8 @@ impl OptimizerConfig {
     }
 
     /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
-    /// `momentum`, the Adam family's (Adamax, NAdam, RAdam and ADOPT included) and Lion's
-    /// `beta1`, as PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
+    /// `momentum`, the Adam family's (Adamax, NAdam, RAdam, ADOPT and Schedule-Free AdamW
+    /// included) and Lion's `beta1`, as PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
     /// [`OneCycle::momentum`](crate::OneCycle::momentum) and
     /// [`Cyclic::momentum`](crate::Cyclic::momentum)). Adagrad and Adadelta have none:
     /// [`Error::InvalidOptions`], as PyTorch raises. NAdam derives its
@@ -262,6 +285,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.beta1 = momentum,
             OptimizerConfig::RAdam(c) => c.beta1 = momentum,
             OptimizerConfig::Adopt(c) => c.beta1 = momentum,
+            OptimizerConfig::ScheduleFreeAdamW(c) => c.beta1 = momentum,
             OptimizerConfig::Adagrad(_) => {
                 return Err(Error::InvalidOptions(
                     "Adagrad has no momentum or beta1 to cycle",
@@ -296,6 +320,7 @@ impl OptimizerConfig {
             OptimizerConfig::RAdam(c) => c.spec(),
             OptimizerConfig::Adadelta(c) => c.spec(),
             OptimizerConfig::Adopt(c) => c.spec(),
+            OptimizerConfig::ScheduleFreeAdamW(c) => c.spec(),
         }
     }
 

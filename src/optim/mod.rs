@@ -16,6 +16,7 @@ mod nadam;
 mod optimizer;
 mod radam;
 mod rmsprop;
+mod schedule_free_adamw;
 mod sgd;
 
 pub use adabelief::{AdaBeliefConfig, AdaBeliefOptions};
@@ -31,7 +32,8 @@ pub use nadam::{NAdamConfig, NAdamHyper, NAdamOptions};
 pub use optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
 pub use radam::{RAdamConfig, RAdamHyper, RAdamOptions};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
+pub use schedule_free_adamw::{ScheduleFreeAdamWConfig, ScheduleFreeAdamWHyper};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 
 pub(crate) use crate::setters::setters;
-pub(crate) use config::{adam_family, ln, non_negative, KernelSpec};
+pub(crate) use config::{adam_family, beta, ln, non_negative, KernelSpec};

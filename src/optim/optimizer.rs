@@ -1,6 +1,7 @@
 //! The runtime [`Optimizer`]: state buffers, bind groups over the dispatch plan
 //! (`src/plan.rs`), and the recording of a step.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{KernelSpec, OptimizerConfig, StateSpec};
@@ -10,7 +11,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{self, check_disjoint, grid, Plan, TableSlice, TAIL_WORKGROUP};
-use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING};
+use crate::shaders::{ElementLayout, Kernel, Rounding, Storage, MASTER_BINDING};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
@@ -123,6 +124,11 @@ pub struct Optimizer {
     norm_stats: Option<BufferRange>,
     // One control block for every group, or one per group (a population).
     control_mode: plan::Control,
+    // Schedule-Free's update pipelines that move the parameters to x (eval) and back to y
+    // (train); `None` for other optimizers.
+    modes: Option<[Pipelines; 2]>,
+    // Whether the parameters are Schedule-Free's x (eval mode) rather than y.
+    eval_mode: AtomicBool,
 }
 
 /// The name of the f32 master copy of 16-bit parameters, as a state.
@@ -479,6 +485,23 @@ impl Optimizer {
             group_control: control_mode == plan::Control::PerGroup,
         };
         let pipelines = Self::pipelines_for(ctx, (&spec, storage), &plan, variant)?;
+        let modes = if spec.kernel == Kernel::ScheduleFreeAdamW {
+            // Without gradient processing: a switch never skips, whatever the last step did.
+            let variant = Variant {
+                stages: GradStages::default(),
+                ..variant
+            };
+            let mode = |name: &str| {
+                let mut spec = spec.clone();
+                for (override_name, on) in &mut spec.overrides {
+                    *on = *override_name == name;
+                }
+                Self::pipelines_for(ctx, (&spec, storage), &plan, variant)
+            };
+            Some([mode("TO_EVAL")?, mode("TO_TRAIN")?])
+        } else {
+            None
+        };
         Ok(Optimizer {
             ctx: ctx.clone(),
             configs,
@@ -494,6 +517,8 @@ impl Optimizer {
             grad: None,
             norm_stats: None,
             control_mode,
+            modes,
+            eval_mode: AtomicBool::new(false),
         })
     }
 
@@ -617,7 +642,11 @@ impl Optimizer {
     /// The pipelines this optimizer steps with under gradient-processing `stages`.
     fn pipelines_with(&self, stages: GradStages) -> Result<Pipelines> {
         let variant = Variant {
-            stages,
+            // The update kernels see only the clip coefficient, whatever the norm.
+            stages: GradStages {
+                power_norm: false,
+                ..stages
+            },
             one_group: self.configs.len() == 1,
             group_control: self.control_mode == plan::Control::PerGroup,
         };
@@ -729,6 +758,11 @@ impl Optimizer {
         pass.set_pipeline(&pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(self.plan.controls.div_ceil(64), 1, 1);
+        self.record_dispatches(pass, pipelines);
+    }
+
+    // The update dispatches of each chunk with `pipelines`, then the tails.
+    fn record_dispatches(&self, pass: &mut wgpu::ComputePass<'_>, pipelines: &Pipelines) {
         // One pipeline switch per change of layout, not per chunk.
         let mut layout = None;
         for dispatch in &self.dispatches {
@@ -758,6 +792,81 @@ impl Optimizer {
                 pass.dispatch_workgroups(*x, *y, 1);
             }
         }
+    }
+
+    /// Schedule-Free's `optimizer.eval()`: records the dispatches that move every parameter
+    /// from `y`, where gradients are taken, to the averaged iterate `x`, where the model is
+    /// evaluated, `p = lerp(p, z, 1 - 1 / beta1)` (see
+    /// [`ScheduleFreeAdamWConfig`](crate::ScheduleFreeAdamWConfig)). Nothing is recorded when
+    /// the optimizer is in eval mode already; nothing moves before the first step (z does not
+    /// exist yet). Call [`Optimizer::schedule_free_train`] before the next step: a step in eval
+    /// mode would take its gradients at x, which the package refuses. Other optimizers:
+    /// [`Error::NotScheduleFree`].
+    pub fn schedule_free_eval(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.switch_mode(encoder, true)
+    }
+
+    /// Schedule-Free's `optimizer.train()`: records the dispatches that move every parameter
+    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)`; nothing when the optimizer is in
+    /// train mode already (as it starts). Other optimizers: [`Error::NotScheduleFree`].
+    pub fn schedule_free_train(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.switch_mode(encoder, false)
+    }
+
+    /// Whether a Schedule-Free optimizer's parameters are `x` (eval mode); false for others.
+    pub fn is_schedule_free_eval(&self) -> bool {
+        self.eval_mode.load(Ordering::Relaxed)
+    }
+
+    fn switch_mode(&self, encoder: &mut wgpu::CommandEncoder, eval: bool) -> Result<()> {
+        let modes = self
+            .modes
+            .as_ref()
+            .ok_or(Error::NotScheduleFree(self.config().name()))?;
+        if self.eval_mode.swap(eval, Ordering::Relaxed) == eval {
+            return Ok(());
+        }
+        let pipelines = &modes[usize::from(!eval)];
+        self.record_dispatches(&mut Self::begin(encoder), pipelines);
+        Ok(())
+    }
+
+    /// Each parameter group's running values (Schedule-Free's `lr_max`, `weight_sum`), read
+    /// back from the device: `(group, name, value)`; empty for optimizers without any.
+    pub(crate) fn read_running(&self) -> Result<Vec<(usize, &'static str, f32)>> {
+        let names = self.spec.running;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bytes = self.ctx.read_bytes(&self.hyper, 0, self.hyper.size())?;
+        let size = self.spec.hyper.len();
+        let first = size - 4 * names.len();
+        let mut values = Vec::new();
+        for group in 0..self.configs.len() {
+            for (i, &name) in names.iter().enumerate() {
+                let at = group * size + first + 4 * i;
+                values.push((
+                    group,
+                    name,
+                    bytemuck::pod_read_unaligned(&bytes[at..at + 4]),
+                ));
+            }
+        }
+        Ok(values)
+    }
+
+    /// The names of the running values (see [`Optimizer::read_running`]).
+    pub(crate) fn running_names(&self) -> &'static [&'static str] {
+        self.spec.running
+    }
+
+    /// Writes group `group`'s running values, in the order of [`Optimizer::running_names`].
+    pub(crate) fn write_running(&self, group: usize, values: &[f32]) {
+        let size = self.spec.hyper.len();
+        let offset = group * size + size - 4 * values.len();
+        self.ctx
+            .queue()
+            .write_buffer(&self.hyper, offset as u64, bytemuck::cast_slice(values));
     }
 
     /// The configuration in force (of parameter group 0).
@@ -868,10 +977,11 @@ impl Optimizer {
             });
         }
         let spec = self.check_structure(&config)?;
+        // The running values at the struct's end (Schedule-Free's) carry on.
         let offset = (group * spec.hyper.len()) as u64;
         self.ctx
             .queue()
-            .write_buffer(&self.hyper, offset, &spec.hyper);
+            .write_buffer(&self.hyper, offset, spec.config_bytes());
         self.configs[group] = config;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! RMSprop: `torch.optim.RMSprop`.
 
-use super::{non_negative, setters, KernelSpec, StateSpec};
+use super::{beta, ln, non_negative, setters, KernelSpec, StateSpec};
 use crate::error::Result;
 use crate::layout::wgsl_struct;
 use crate::shaders::Kernel;
@@ -17,6 +17,20 @@ use crate::shaders::Kernel;
 /// momentum > 0: buf = momentum * buf + g / avg;  p = p - lr * buf
 /// else:         p = p - lr * g / avg
 /// ```
+///
+/// PyTorch computes `square_avg - grad_avg^2` as one fused multiply-add
+/// (`addcmul(square_avg, grad_avg, grad_avg, value=-1)`): with gradients near 1e20,
+/// `square_avg` overflows to inf before `grad_avg^2` does, and once both would, the fused form
+/// still gives `inf - (finite exact product) = inf` (an update of 0, the parameter unchanged)
+/// where `inf - inf` would be NaN. The kernel gives that inf explicitly (WGSL's `fma` may round
+/// its product, and lavapipe's does); elsewhere it differs from the fused value by the
+/// product's rounding alone.
+///
+/// With `bias_correction` (Optax's `rmsprop(..., bias_correction=True)`), both averages are
+/// divided by `1 - alpha^t` before use: `square_avg / (1 - alpha^t)` in place of `square_avg`,
+/// `grad_avg / (1 - alpha^t)` in place of `grad_avg` (the states keep the raw averages, as
+/// Optax's `nu` and `mu`). `t` is the device's step counter; `1 - alpha^t` is computed there
+/// each step from `ln(alpha)` in f64, as the Adam family's corrections.
 ///
 /// State: `square_avg`; `momentum_buffer` when `momentum > 0`; `grad_avg` when centered.
 ///
@@ -45,6 +59,9 @@ pub struct RmsPropConfig {
     /// Optax's form (default false, PyTorch's): eps inside the square root,
     /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
     pub eps_in_sqrt: bool,
+    /// Optax's `bias_correction=True` (default false, as PyTorch, which has none): the
+    /// averages divided by `1 - alpha^t`. Needs `alpha < 1`.
+    pub bias_correction: bool,
 }
 
 impl Default for RmsPropConfig {
@@ -58,6 +75,7 @@ impl Default for RmsPropConfig {
             centered: false,
             maximize: false,
             eps_in_sqrt: false,
+            bias_correction: false,
         }
     }
 }
@@ -77,6 +95,10 @@ wgsl_struct! {
         weight_decay: f32,
         /// Momentum factor.
         momentum: f32,
+        /// ln(alpha), computed in f64.
+        ln_alpha: f32,
+        /// 1 - alpha^t, written by the prologue each step (with bias correction).
+        bias_correction: f32,
     }
 }
 
@@ -91,6 +113,8 @@ pub struct RmsPropOptions {
     pub maximize: bool,
     /// eps inside the square root (Optax).
     pub eps_in_sqrt: bool,
+    /// Optax's bias correction of both averages.
+    pub bias_correction: bool,
 }
 
 setters! {
@@ -111,6 +135,8 @@ setters! {
     with_maximize(maximize: bool);
     /// Sets Optax's eps-inside-the-square-root form.
     with_eps_in_sqrt(eps_in_sqrt: bool);
+    /// Turns Optax's bias correction on or off.
+    with_bias_correction(bias_correction: bool);
 }
 
 impl RmsPropConfig {
@@ -123,6 +149,8 @@ impl RmsPropConfig {
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
             momentum: self.momentum as f32,
+            ln_alpha: ln(self.alpha),
+            bias_correction: 0.0,
         }
     }
 
@@ -133,6 +161,7 @@ impl RmsPropConfig {
             momentum: self.momentum > 0.0,
             maximize: self.maximize,
             eps_in_sqrt: self.eps_in_sqrt,
+            bias_correction: self.bias_correction,
         }
     }
 
@@ -142,6 +171,10 @@ impl RmsPropConfig {
         non_negative("momentum", self.momentum)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("alpha", self.alpha)?;
+        if self.bias_correction {
+            // 1 - alpha^t must stay positive.
+            beta("alpha", self.alpha)?;
+        }
         let o = self.options();
         let mut states = vec![StateSpec {
             name: "square_avg",
@@ -169,6 +202,7 @@ impl RmsPropConfig {
                 ("MOMENTUM", o.momentum),
                 ("MAXIMIZE", o.maximize),
                 ("EPS_IN_SQRT", o.eps_in_sqrt),
+                ("BIAS_CORRECTION", o.bias_correction),
             ],
             states,
             &self.hyper(),

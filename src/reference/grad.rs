@@ -21,8 +21,9 @@ pub fn load_grad(g: f32, c: &Control) -> f32 {
     clip_by_value(g * c.inv_grad_scale, c.clip_value) * c.clip_coef
 }
 
-/// The global norm of `grads` in f64, as `torch.nn.utils.get_total_norm` defines it for
-/// `norm_type` 2 or inf: NaN when any gradient is NaN, else inf when any is inf.
+/// The global norm of `grads` in f64, as `torch.nn.utils.get_total_norm` defines it for any
+/// `norm_type` > 0 or inf (the norm of the per-tensor norms is the norm of every element):
+/// NaN when any gradient is NaN, else inf when any is inf.
 pub fn global_norm(grads: &[Vec<f32>], norm_type: f64) -> f64 {
     let values = grads.iter().flatten().map(|&g| f64::from(g));
     if norm_type == f64::INFINITY {
@@ -33,13 +34,28 @@ pub fn global_norm(grads: &[Vec<f32>], norm_type: f64) -> f64 {
                 max.max(g.abs())
             }
         })
-    } else {
+    } else if norm_type == 2.0 {
         values.map(|g| g * g).sum::<f64>().sqrt()
+    } else {
+        values
+            .map(|g| g.abs().powf(norm_type))
+            .sum::<f64>()
+            .powf(norm_type.recip())
     }
 }
 
-/// `grad_partials` and `grad_local`: one device's [`NormStats`]. The sum of squares is taken in
-/// f64 and rounded once; the device's f32 tree agrees to about 1e-7 relative.
+/// `power` of `shaders/clip.wgsl`, in f64: `|c|^p`, exactly `c^2` for the 2-norm.
+fn power(c: f64, p: f64) -> f64 {
+    if p == 2.0 {
+        c * c
+    } else {
+        c.abs().powf(p)
+    }
+}
+
+/// `grad_partials` and `grad_local`: one device's [`NormStats`]. The sum of `|c|^p` is taken in
+/// f64 and rounded once; the device's f32 tree agrees to about 1e-7 relative (the 2- and
+/// 1-norms; WGSL's `pow` adds its own error for other `p`).
 pub fn norm_stats(grads: &[Vec<f32>], c: &Control, h: &GradHyper) -> NormStats {
     let inv_grad_scale = 1.0 / c.grad_scale;
     let mut sum = 0.0_f64;
@@ -54,7 +70,7 @@ pub fn norm_stats(grads: &[Vec<f32>], c: &Control, h: &GradHyper) -> NormStats {
             clamped.to_bits() & ABS_MASK
         };
         max_bits = max_bits.max(key);
-        sum += f64::from(clamped) * f64::from(clamped);
+        sum += power(f64::from(clamped), f64::from(h.norm_type));
     }
     let value = f32::from_bits(max_bits);
     if !value.is_finite() {
@@ -72,6 +88,21 @@ pub fn norm_stats(grads: &[Vec<f32>], c: &Control, h: &GradHyper) -> NormStats {
     NormStats {
         value: sum as f32,
         nonfinite: 0.0,
+    }
+}
+
+/// `norm_of` of `shaders/clip.wgsl`: the `p`-th root of a sum of `|c|^p`.
+pub fn norm_of(sum: f32, h: &GradHyper) -> f32 {
+    if h.inf_norm != 0 || !sum.is_finite() || h.norm_type == 1.0 {
+        return sum;
+    }
+    if h.norm_type == 2.0 {
+        return sum.sqrt();
+    }
+    if sum == 0.0 {
+        0.0
+    } else {
+        sum.powf(h.inv_norm_type)
     }
 }
 
@@ -118,10 +149,7 @@ pub fn finalize(c: &mut Control, h: &GradHyper, s: NormStats) {
         return;
     }
     let found_inf = (s.nonfinite.to_bits() & ABS_MASK) != 0;
-    let mut norm = s.value;
-    if h.inf_norm == 0 && norm.is_finite() {
-        norm = norm.sqrt();
-    }
+    let norm = norm_of(s.value, h);
     c.grad_norm = norm;
     c.clip_coef = clip_coefficient(norm, h);
     c.inv_grad_scale = 1.0 / c.grad_scale;

@@ -8,7 +8,8 @@ use super::math::{bias_correction, expm1_nonpositive, lerp, sign};
 use crate::optim::{
     AdaBeliefOptions, AdadeltaHyper, AdadeltaOptions, AdagradHyper, AdagradOptions, AdamHyper,
     AdamOptions, AdamaxOptions, AdoptHyper, AdoptOptions, LionHyper, LionOptions, NAdamHyper,
-    NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions, SgdHyper, SgdOptions,
+    NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions, ScheduleFreeAdamWHyper,
+    SgdHyper, SgdOptions,
 };
 
 /// `prepare_adam` of `shaders/common/adam_hyper.wgsl`: `prepare_group` of `shaders/adam.wgsl`
@@ -87,6 +88,24 @@ pub fn adagrad_math(p: &mut f32, grad: f32, sum: &mut f32, h: &AdagradHyper, o: 
     }
 }
 
+/// `prepare_group` of `shaders/rmsprop.wgsl`.
+pub fn prepare_rmsprop(h: &mut RmsPropHyper, step: f32, o: RmsPropOptions) {
+    if o.bias_correction {
+        h.bias_correction = bias_correction(h.ln_alpha, step);
+    }
+}
+
+/// `centered_variance` of `shaders/rmsprop.wgsl`: `square_avg - grad_avg^2`, inf (PyTorch's
+/// fused `addcmul`'s value) where `square_avg` is inf and `grad_avg` finite.
+pub fn centered_variance(square_avg: f32, grad_avg: f32) -> f32 {
+    let v = square_avg - grad_avg * grad_avg;
+    if square_avg == f32::INFINITY && grad_avg.is_finite() {
+        square_avg
+    } else {
+        v
+    }
+}
+
 /// `rmsprop_math` of `shaders/rmsprop.wgsl`.
 pub fn rmsprop_math(
     p: &mut f32,
@@ -103,9 +122,16 @@ pub fn rmsprop_math(
     }
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     let mut v = *square_avg;
+    if o.bias_correction {
+        v /= h.bias_correction;
+    }
     if o.centered {
         *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
-        v = *square_avg - *grad_avg * *grad_avg;
+        let mut m = *grad_avg;
+        if o.bias_correction {
+            m /= h.bias_correction;
+        }
+        v = centered_variance(v, m);
     }
     let avg = if o.eps_in_sqrt {
         (v + h.eps).sqrt()
@@ -132,17 +158,17 @@ pub fn adam_math(
 ) {
     adam_moments(p, grad, exp_avg, exp_avg_sq, &h.moments(), o.into());
     let mut second_moment = *exp_avg_sq;
+    if o.optax_denominator {
+        second_moment /= h.bias_correction2;
+    }
     if o.amsgrad {
-        if o.amsgrad_bias_corrected {
-            *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq / h.bias_correction2);
-            let denom = (*max_exp_avg_sq + h.eps_root).sqrt() + h.eps;
-            *p -= h.step_size * (*exp_avg / denom);
-            return;
-        }
-        *max_exp_avg_sq = max(*max_exp_avg_sq, *exp_avg_sq);
+        *max_exp_avg_sq = max(*max_exp_avg_sq, second_moment);
         second_moment = *max_exp_avg_sq;
     }
-    let denom = second_moment.sqrt() / h.bias_correction2_sqrt + h.eps;
+    let mut denom = second_moment.sqrt() / h.bias_correction2_sqrt + h.eps;
+    if o.optax_denominator {
+        denom = (second_moment + h.eps_root).sqrt() + h.eps;
+    }
     *p -= h.step_size * (*exp_avg / denom);
 }
 
@@ -403,6 +429,75 @@ pub fn adopt_math(
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
 }
 
+/// `schedule_free_power` of `shaders/schedule_free_adamw.wgsl`: Python's `x ** y` for
+/// x, y >= 0.
+pub fn schedule_free_power(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    if x == 0.0 {
+        return 0.0;
+    }
+    x.powf(y)
+}
+
+/// `prepare_group` of `shaders/schedule_free_adamw.wgsl`: the per-step scalars, and the
+/// running `lr_max` and `weight_sum`.
+pub fn prepare_schedule_free_adamw(h: &mut ScheduleFreeAdamWHyper, step: f32) {
+    let lr = if step <= h.warmup_steps {
+        h.lr * (step / h.warmup_steps)
+    } else {
+        h.lr
+    };
+    let lr_max = max(lr, h.lr_max);
+    let weight = schedule_free_power(step, h.r) * schedule_free_power(lr_max, h.weight_lr_power);
+    let weight_sum = h.weight_sum + weight;
+    let ckp1 = if weight_sum == 0.0 {
+        0.0
+    } else {
+        weight / weight_sum
+    };
+    h.scheduled_lr = lr;
+    h.ckp1 = ckp1;
+    h.y_step = lr * (h.beta1 * (1.0 - ckp1) - 1.0);
+    h.bias_correction2 = bias_correction(h.ln_beta2, step);
+    h.lr_max = lr_max;
+    h.weight_sum = weight_sum;
+}
+
+/// `schedule_free_adamw_math` of `shaders/schedule_free_adamw.wgsl`.
+pub fn schedule_free_adamw_math(
+    y: &mut f32,
+    grad: f32,
+    z: &mut f32,
+    exp_avg_sq: &mut f32,
+    h: &ScheduleFreeAdamWHyper,
+) {
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * grad * grad;
+    let denom = (*exp_avg_sq / h.bias_correction2).sqrt() + h.eps;
+    let mut g = grad / denom;
+    if h.weight_decay != 0.0 {
+        g += h.weight_decay * *y;
+    }
+    *y = lerp(*y, *z, h.ckp1) + h.y_step * g;
+    *z -= h.scheduled_lr * g;
+}
+
+/// The eval/train switch of `step_math` in `shaders/schedule_free_adamw.wgsl`: y to x
+/// (`eval`) or x to y, nothing before the first step.
+pub fn schedule_free_switch(
+    p: &mut f32,
+    z: f32,
+    eval: bool,
+    step: u32,
+    h: &ScheduleFreeAdamWHyper,
+) {
+    let weight = if eval { h.eval_weight } else { h.train_weight };
+    if step != 0 {
+        *p = lerp(*p, z, weight);
+    }
+}
+
 /// `Moments` of `shaders/common/moments.wgsl`.
 pub struct Moments {
     /// The L2 term's factor.
@@ -500,6 +595,18 @@ fn max(a: f32, b: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::{NAdamConfig, RAdamConfig};
+
+    /// PyTorch's fused `addcmul` keeps an overflowed square_avg at inf when grad_avg^2
+    /// overflows too (torch 2.15: centered RMSprop with 1e20 gradients leaves the parameter
+    /// finite); inf - inf would be NaN.
+    #[test]
+    fn centered_variance_keeps_an_infinite_square_avg() {
+        assert_eq!(centered_variance(f32::INFINITY, 3e19), f32::INFINITY);
+        assert_eq!(centered_variance(f32::INFINITY, -1e19), f32::INFINITY);
+        assert_eq!(centered_variance(0.5, 0.5), 0.25);
+        assert!(centered_variance(f32::INFINITY, f32::INFINITY).is_nan());
+        assert!(centered_variance(1e38, 3e19).is_nan() || centered_variance(1e38, 3e19) < 0.0);
+    }
 
     /// `rho_t` against PyTorch's f64 formula, at small steps (where the direct f32 form
     /// cancels) and large ones, and across the threshold.

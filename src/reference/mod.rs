@@ -47,6 +47,17 @@ pub struct Optimizer {
     storage: Storage,
     // [tensor][element]: the f32 master copies, with master weights; empty otherwise.
     masters: Vec<Vec<f32>>,
+    // Schedule-Free's running values (lr_max, weight_sum), as the device keeps them in its
+    // hyperparameter struct; and whether the parameters are x (eval mode).
+    schedule_free: ScheduleFreeRunning,
+}
+
+/// Schedule-Free's running values and mode, kept across steps and configurations.
+#[derive(Clone, Copy, Debug)]
+struct ScheduleFreeRunning {
+    lr_max: f32,
+    weight_sum: f32,
+    eval: bool,
 }
 
 impl Optimizer {
@@ -97,7 +108,53 @@ impl Optimizer {
                     }
                 })
                 .collect(),
+            schedule_free: ScheduleFreeRunning {
+                lr_max: -1.0,
+                weight_sum: 0.0,
+                eval: false,
+            },
         })
+    }
+
+    /// Schedule-Free's `optimizer.eval()` on `params` (as
+    /// [`crate::Optimizer::schedule_free_eval`]): y to x; nothing in eval mode already.
+    pub fn schedule_free_eval(&mut self, params: &mut [Vec<f32>]) -> Result<()> {
+        self.switch_mode(params, true)
+    }
+
+    /// Schedule-Free's `optimizer.train()` on `params`: x to y; nothing in train mode already.
+    pub fn schedule_free_train(&mut self, params: &mut [Vec<f32>]) -> Result<()> {
+        self.switch_mode(params, false)
+    }
+
+    fn switch_mode(&mut self, params: &mut [Vec<f32>], eval: bool) -> Result<()> {
+        let OptimizerConfig::ScheduleFreeAdamW(c) = &self.config else {
+            return Err(Error::NotScheduleFree(self.config.name()));
+        };
+        if std::mem::replace(&mut self.schedule_free.eval, eval) == eval {
+            return Ok(());
+        }
+        let h = c.hyper();
+        let storage = self.storage;
+        for (tensor, ((param, slots), master)) in params
+            .iter_mut()
+            .zip(&self.slots)
+            .zip(&mut self.masters)
+            .enumerate()
+        {
+            let mut stores = Stores {
+                storage,
+                step: self.control.step,
+                tensor: tensor as u32,
+                master,
+            };
+            for (i, p) in param.iter_mut().enumerate() {
+                let mut value = stores.load_param(i, *p);
+                schedule_free_switch(&mut value, slots[0][i], eval, self.control.step, &h);
+                *p = stores.store_param(i, value);
+            }
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -239,6 +296,18 @@ impl Optimizer {
         let first_step = self.control.step == 1;
         let control = self.grad.is_some().then_some(self.control);
         let storage = self.storage;
+        // Schedule-Free's prologue, once per step: its running values carry on.
+        let schedule_free = match &self.config {
+            OptimizerConfig::ScheduleFreeAdamW(c) => {
+                let running = &mut self.schedule_free;
+                let mut h = c.hyper();
+                (h.lr_max, h.weight_sum) = (running.lr_max, running.weight_sum);
+                prepare_schedule_free_adamw(&mut h, step);
+                (running.lr_max, running.weight_sum) = (h.lr_max, h.weight_sum);
+                Some(h)
+            }
+            _ => None,
+        };
         let tensors = params.iter_mut().zip(grads).zip(&mut self.slots);
         for (tensor, (((param, grad), slots), master)) in tensors.zip(&mut self.masters).enumerate()
         {
@@ -275,7 +344,8 @@ impl Optimizer {
                     });
                 }
                 OptimizerConfig::RmsProp(c) => {
-                    let (h, o) = (c.hyper(), c.options());
+                    let (mut h, o) = (c.hyper(), c.options());
+                    prepare_rmsprop(&mut h, step, o);
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
                         rmsprop_math(p, g, s0, s1, s2, &h, o)
                     });
@@ -327,6 +397,16 @@ impl Optimizer {
                     prepare_adopt(&mut h, step, o);
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
                         adopt_math(p, g, s0, s1, first_step, &h, o)
+                    });
+                }
+                OptimizerConfig::ScheduleFreeAdamW(_) => {
+                    let h = schedule_free.as_ref().expect("prepared above");
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        // z starts as the parameters, at the first step.
+                        if first_step {
+                            *s0 = *p;
+                        }
+                        schedule_free_adamw_math(p, g, s0, s1, h)
                     });
                 }
             }

@@ -170,26 +170,30 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
             }
             for centered in bools {
                 for momentum in [0.0, 0.9] {
-                    // Optax's eps-inside-the-sqrt form on half the combinations.
+                    // Optax's eps-inside-the-sqrt form on half the combinations, its bias
+                    // correction on half the uncentered ones (centered, its first step's
+                    // variance is g^2 - g^2: rounding decides it, on the device as in Optax;
+                    // the golden optax_rmsprop_bias_correction_centered1 covers it).
                     configs.push(OptimizerConfig::RmsProp(
                         RmsPropConfig::default()
                             .with_centered(centered)
                             .with_momentum(momentum)
                             .with_eps_in_sqrt(centered != (momentum > 0.0))
+                            .with_bias_correction(!centered && (momentum > 0.0) == maximize)
                             .with_weight_decay(wd)
                             .with_maximize(maximize),
                     ));
                 }
             }
             for amsgrad in bools {
-                // Optax's AMSGrad form when maximizing (amsgrad only), with an eps_root.
-                let optax_form = amsgrad && maximize;
+                // Optax's denominator when maximizing, with an eps_root: optax.adam's, and
+                // optax.amsgrad's form with amsgrad.
                 configs.push(OptimizerConfig::Adam(
                     AdamConfig::default()
                         .with_lr(0.01)
                         .with_amsgrad(amsgrad)
-                        .with_amsgrad_bias_corrected(optax_form)
-                        .with_eps_root(if optax_form { 1e-6 } else { 0.0 })
+                        .with_amsgrad_bias_corrected(amsgrad && maximize)
+                        .with_eps_root(if maximize { 1e-6 } else { 0.0 })
                         .with_weight_decay(wd)
                         .with_maximize(maximize),
                 ));
@@ -257,6 +261,18 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
                     .with_rho(if maximize { 0.5 } else { 0.9 })
                     .with_weight_decay(wd)
                     .with_maximize(maximize),
+            ));
+        }
+        // Schedule-Free AdamW: warm-up across the 12 steps, the step's power in the weight,
+        // and no lr weighting at all (0^0 = 1 for every step's weight).
+        for (warmup, r, weight_lr_power) in [(0.0, 0.0, 2.0), (5.0, 1.0, 2.0), (20.0, 0.5, 0.0)] {
+            configs.push(OptimizerConfig::ScheduleFreeAdamW(
+                ScheduleFreeAdamWConfig::default()
+                    .with_lr(0.01)
+                    .with_warmup_steps(warmup)
+                    .with_r(r)
+                    .with_weight_lr_power(weight_lr_power)
+                    .with_weight_decay(wd),
             ));
         }
         for amsgrad in bools {

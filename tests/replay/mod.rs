@@ -64,6 +64,9 @@ pub fn config(case: &Value) -> OptimizerConfig {
         "RAdam" => OptimizerConfig::RAdam(RAdamConfig::default()),
         "Adadelta" => OptimizerConfig::Adadelta(AdadeltaConfig::default()),
         "ADOPT" => OptimizerConfig::Adopt(AdoptConfig::default()),
+        "AdamWScheduleFree" => {
+            OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
+        }
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {
@@ -202,6 +205,25 @@ pub fn replay(ctx: &Context, case: &Value) -> Report {
                 .expect("a state the optimizer keeps");
             report.check(&format!("tensor {i} {state}"), &device, &vector(golden));
         }
+    }
+    // Schedule-Free: the params at x after `optimizer.eval()`, and at y again after `train()`.
+    if let Some(eval) = case.get("params_eval") {
+        let mut check_after = |switch: fn(&Optimizer, &mut wgpu::CommandEncoder) -> Result<()>,
+                               what: &str,
+                               golden: &Value| {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            switch(&optimizer, &mut encoder).expect("a Schedule-Free optimizer");
+            ctx.queue().submit([encoder.finish()]);
+            for (i, golden) in tensors(golden).iter().enumerate() {
+                let device = arena.read_param(i).expect("read");
+                report.check(&format!("{what} tensor {i} param"), &device, golden);
+            }
+        };
+        check_after(Optimizer::schedule_free_eval, "eval", eval);
+        let train = case
+            .get("params_train")
+            .unwrap_or(after.last().expect("a step"));
+        check_after(Optimizer::schedule_free_train, "train", train);
     }
     report
 }

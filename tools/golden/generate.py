@@ -1,10 +1,11 @@
 """Records golden optimizer trajectories from PyTorch, adabelief-pytorch, pytorch-optimizer
-(ADOPT, the authors' form) and Optax (Adamax, NAdam, RAdam, Adadelta and ADOPT included) for
+(ADOPT, the authors' form), schedulefree and Optax (Adamax, NAdam, RAdam, Adadelta, ADOPT and
+Schedule-Free AdamW included) for
 tests/golden.rs and examples/conformance.rs.
 
 Regenerate (any machine with PyPI; CPU only):
 
-    pip install torch==2.15.0 adabelief-pytorch==0.2.1 optax==0.2.8 jax==0.10.2
+    pip install torch==2.15.0 adabelief-pytorch==0.2.1 optax==0.2.8 jax==0.10.2 schedulefree==1.4.1
     pip install --no-deps pytorch-optimizer==4.1.0
     python3 tools/golden/generate.py tests/golden/optimizers.json
 
@@ -38,10 +39,12 @@ def encode(values):
     return out
 
 
-def data(seed, scale=1.0, lens=LENS, zero_params=False):
+def data(seed, scale=1.0, lens=LENS, zero_params=False, shift=0.0):
     rng = np.random.default_rng(seed)
     params = [np.zeros(n, np.float32) if zero_params else rng.uniform(-1, 1, n).astype(np.float32) for n in lens]
-    grads = [[(rng.standard_normal(n) * scale).astype(np.float32) for n in lens] for _ in range(STEPS)]
+    # (+ shift only where there is one: it would turn -0.0 into 0.0.)
+    grads = [[(rng.standard_normal(n) * scale + shift if shift else rng.standard_normal(n) * scale)
+              .astype(np.float32) for n in lens] for _ in range(STEPS)]
     return params, grads
 
 
@@ -99,10 +102,22 @@ def adopt(p, h):
 # torch state names -> wgpu-optim's (the same, except AdaBelief's; RMSprop's square_avg etc.).
 # NAdam's scalar mu_product is not a state buffer here (the kernel derives it from the step):
 # the params after every step check it.
-STATE_NAMES = ["momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
+STATE_NAMES = ["z", "momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
                "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf", "acc_delta"]
 
-LIBRARY = {"AdaBelief": "adabelief-pytorch", "ADOPT": "pytorch-optimizer"}
+
+def adamw_schedule_free(p, h):
+    import schedulefree
+    opt = schedulefree.AdamWScheduleFree(
+        p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)), eps=h.get("eps", 1e-8),
+        weight_decay=h.get("weight_decay", 0.0), warmup_steps=int(h.get("warmup_steps", 0)),
+        r=h.get("r", 0.0), weight_lr_power=h.get("weight_lr_power", 2.0), foreach=False)
+    opt.train()  # the package starts in eval mode and refuses to step there
+    return opt
+
+
+LIBRARY = {"AdaBelief": "adabelief-pytorch", "ADOPT": "pytorch-optimizer",
+           "AdamWScheduleFree": "schedulefree"}
 
 
 def adabelief(p, h):
@@ -115,13 +130,14 @@ def adabelief(p, h):
 
 
 def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=LENS,
-               clip=None, scaler=None, poison=None):
-    params0, grads = data(seed, scale, lens, zero_params)
+               clip=None, scaler=None, poison=None, shift=0.0):
+    params0, grads = data(seed, scale, lens, zero_params, shift)
     if poison:
         for step, tensor, index, value in poison:
             grads[step][tensor][index] = value
     params = [torch.nn.Parameter(torch.tensor(p)) for p in params0]
-    opt = adabelief(params, hyper) if optimizer == "AdaBelief" else TORCH[optimizer](params, hyper)
+    make = {"AdaBelief": adabelief, "AdamWScheduleFree": adamw_schedule_free}.get(optimizer, TORCH.get(optimizer))
+    opt = make(params, hyper)
     grad_scaler = None
     if scaler:
         grad_scaler = torch.amp.GradScaler("cpu", init_scale=scaler["init_scale"],
@@ -155,6 +171,12 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     case = {"name": name, "library": LIBRARY.get(optimizer, "torch"),
             "optimizer": optimizer, "hyper": hyper, "params": [encode(p) for p in params0],
             "grads": given, "params_after": after, "states": states}
+    if optimizer == "AdamWScheduleFree":
+        # The params at x after eval(), and at y again after train().
+        opt.eval()
+        case["params_eval"] = [encode(p.detach().numpy()) for p in params]
+        opt.train()
+        case["params_train"] = [encode(p.detach().numpy()) for p in params]
     if clip:
         case["clip"] = {k: encode([v])[0] for k, v in clip.items()}
         if norms:
@@ -364,6 +386,28 @@ def adadelta_adopt_rectify_cases():
     return out
 
 
+def schedule_free_cases():
+    """The schedulefree package's AdamWScheduleFree (foreach=False), trained at y over 8 steps
+    then switched to x (eval) and back (train). Seeds from 500. Warm-up of 5 steps (3 past it),
+    of 8 (the last step reaches lr) and of 12 (never past it: lr_max keeps rising)."""
+    cases = [
+        ("schedule_free_adamw", {"lr": 0.01}),
+        ("schedule_free_adamw_warmup", {"lr": 0.01, "warmup_steps": 5}),
+        ("schedule_free_adamw_warmup_wd_r", {"lr": 0.01, "warmup_steps": 8, "weight_decay": 0.01,
+                                             "r": 1.0}),
+        ("schedule_free_adamw_long_warmup_betas",
+         {"lr": 0.02, "warmup_steps": 12, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6,
+          "weight_lr_power": 1.0, "r": 0.5}),
+        ("schedule_free_adamw_no_lr_weight", {"lr": 0.01, "warmup_steps": 3, "weight_lr_power": 0.0,
+                                              "weight_decay": 0.1}),
+    ]
+    out = [torch_case(name, "AdamWScheduleFree", hyper, seed=500 + n)
+           for n, (name, hyper) in enumerate(cases)]
+    out.append(torch_case("schedule_free_adamw_zero_grads", "AdamWScheduleFree",
+                          {"lr": 0.01, "warmup_steps": 4}, seed=510, scale=0.0))
+    return out
+
+
 def cases():
     out = []
     sgd = [("sgd", {"lr": 0.05}),
@@ -422,6 +466,50 @@ def cases():
     out.extend(optax_cases())
     out.extend(adamax_nadam_radam_cases())
     out.extend(adadelta_adopt_rectify_cases())
+    out.extend(norm_type_eps_root_overflow_cases())
+    out.extend(schedule_free_cases())
+    return out
+
+
+def norm_type_eps_root_overflow_cases():
+    """clip_grad_norm_ with norm_type 1 and 3, Optax's RMSprop bias correction and Adam
+    eps_root, and centered RMSprop with gradients near the f32 maximum. Seeds from 340, so the
+    cases above keep theirs."""
+    import optax
+    out = []
+    # Any finite norm_type > 0: the 1-norm and the 3-norm, both far above max_norm (clipped).
+    for n, norm_type in enumerate([1.0, 3.0]):
+        out.append(torch_case(f"adamw_clip_norm_{int(norm_type)}", "AdamW",
+                              {"lr": 0.01, "weight_decay": 0.01}, seed=340 + n,
+                              clip={"max_norm": 1.0, "norm_type": norm_type}))
+    # Gradients of 1e19 to 1e20: square_avg overflows to inf at once, grad_avg^2 a few steps
+    # later; addcmul's fused multiply-add keeps square_avg - grad_avg^2 = inf (no update)
+    # where inf - inf would be NaN. alpha 0.9 so that grad_avg grows within the 8 steps.
+    for n, momentum in enumerate([0.0, 0.9]):
+        out.append(torch_case(f"rmsprop_centered_huge_grads_momentum{momentum}", "RMSprop",
+                              {"lr": 0.01, "alpha": 0.9, "centered": True, "momentum": momentum},
+                              seed=342 + n, scale=2e19, shift=5e19))
+    # Optax's bias_correction of both averages; decay exact in f32 (Optax computes
+    # 1 - decay^t in f32 from decay rounded to f32, the kernels from ln(decay) in f64).
+    # Centered, the first step's variance is g^2 - g^2 = 0 up to rounding: an eps of 0.1
+    # keeps the update from amplifying that rounding.
+    for centered in [False, True]:
+        eps = 0.1 if centered else 1e-8
+        tx = optax.rmsprop(0.01, decay=0.875, eps=eps, centered=centered, bias_correction=True)
+        hyper = {"lr": 0.01, "alpha": 0.875, "eps": eps, "eps_in_sqrt": True,
+                 "centered": centered, "bias_correction": True}
+        if centered:
+            states = lambda st: per_tensor(square_avg=st[0].nu, grad_avg=st[0].mu)
+        else:
+            states = lambda st: per_tensor(square_avg=st[0].nu)
+        out.append(optax_case(f"optax_rmsprop_bias_correction_centered{int(centered)}", "RMSprop",
+                              hyper, tx, states, 344 + centered))
+    # optax.adam's eps_root without AMSGrad: large enough that leaving it out fails.
+    b1, b2 = 0.875, 0.9990234375
+    tx = optax.adam(0.01, b1=b1, b2=b2, eps=1e-8, eps_root=1e-3)
+    hyper = {"lr": 0.01, "beta1": b1, "beta2": b2, "eps_root": 1e-3}
+    out.append(optax_case("optax_adam_eps_root", "Adam", hyper, tx,
+                          lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_sq=st[0].nu), 346))
     return out
 
 
@@ -429,10 +517,12 @@ if __name__ == "__main__":
     import adabelief_pytorch  # noqa: F401
     import jax
     import optax
+    import importlib.metadata
     document = {
         "generator": "python3 tools/golden/generate.py tests/golden/optimizers.json",
         "versions": {"torch": torch.__version__, "optax": optax.__version__, "jax": jax.__version__,
-                     "adabelief-pytorch": "0.2.1", "pytorch-optimizer": "4.1.0"},
+                     "adabelief-pytorch": "0.2.1", "pytorch-optimizer": "4.1.0",
+                     "schedulefree": importlib.metadata.version("schedulefree")},
         "cases": cases(),
     }
     with open(sys.argv[1], "w") as f:

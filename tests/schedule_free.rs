@@ -1,0 +1,173 @@
+//! Schedule-Free AdamW beyond the step: the eval/train switch against the reference, its typed
+//! error for other optimizers, and the running values (`lr_max`, `weight_sum`) carried across
+//! configuration changes and checkpoints.
+
+mod common;
+use common::*;
+use wgpu_optim::*;
+
+fn schedule_free_configs() -> Vec<OptimizerConfig> {
+    all_configs()
+        .into_iter()
+        .filter(|c| matches!(c, OptimizerConfig::ScheduleFreeAdamW(_)))
+        .collect()
+}
+
+/// Records `switch` on the device and submits it.
+fn record(
+    ctx: &Context,
+    optimizer: &Optimizer,
+    switch: fn(&Optimizer, &mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<()> {
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    switch(optimizer, &mut encoder)?;
+    ctx.queue().submit([encoder.finish()]);
+    Ok(())
+}
+
+fn device_params(ctx: &Context, run: &Run) -> Vec<Vec<f32>> {
+    run.params
+        .iter()
+        .map(|p| ctx.read_f32(&p.param).unwrap())
+        .collect()
+}
+
+/// eval() moves y to x and train() x back to y, on the device as in the reference; a second
+/// eval() or train() in a row changes nothing; steps after the round trip still match.
+#[test]
+fn eval_and_train_match_the_reference() {
+    let ctx = context();
+    let lens = [1, 3, 257, 1000];
+    let configs = schedule_free_configs();
+    assert_eq!(configs.len(), 6);
+    for (n, config) in configs.iter().enumerate() {
+        let mut run = Run::new(ctx, config, &lens, 500 + n as u64);
+        // Before the first step there is no z: both switches are no-ops.
+        let initial = device_params(ctx, &run);
+        record(ctx, &run.device, Optimizer::schedule_free_eval).unwrap();
+        record(ctx, &run.device, Optimizer::schedule_free_train).unwrap();
+        assert_eq!(
+            device_params(ctx, &run),
+            initial,
+            "{config:?}: before a step"
+        );
+        for _ in 0..4 {
+            run.step(ctx);
+        }
+        let y = device_params(ctx, &run);
+        for (switch, host, eval) in [
+            (
+                Optimizer::schedule_free_eval as fn(&Optimizer, &mut _) -> _,
+                reference::Optimizer::schedule_free_eval
+                    as fn(&mut reference::Optimizer, &mut [Vec<f32>]) -> Result<()>,
+                true,
+            ),
+            (
+                Optimizer::schedule_free_train,
+                reference::Optimizer::schedule_free_train,
+                false,
+            ),
+        ] {
+            // Twice: the second is a no-op on both sides.
+            for _ in 0..2 {
+                record(ctx, &run.device, switch).unwrap();
+                host(&mut run.reference, &mut run.host_params).unwrap();
+            }
+            assert_eq!(run.device.is_schedule_free_eval(), eval);
+            let what = format!("{config:?} after eval: {eval}");
+            for (device, host) in device_params(ctx, &run).iter().zip(&run.host_params) {
+                assert_close(&what, device, host);
+            }
+            if eval {
+                // x differs from y wherever z does.
+                assert_ne!(device_params(ctx, &run), y, "{what}: nothing moved");
+            }
+        }
+        // Back at y (within the rounding of the two lerps): training carries on.
+        for (after, before) in device_params(ctx, &run).iter().zip(&y) {
+            for (a, b) in after.iter().zip(before) {
+                assert!(
+                    (a - b).abs() <= 1e-6 + 1e-5 * b.abs(),
+                    "{config:?}: {a} vs {b}"
+                );
+            }
+        }
+        for _ in 0..2 {
+            run.step(ctx);
+        }
+        run.compare(ctx, &format!("{config:?} after the round trip"));
+    }
+}
+
+/// The switch is a typed error for every other optimizer, on the device and in the reference.
+#[test]
+fn other_optimizers_have_no_switch() {
+    let ctx = context();
+    let config = OptimizerConfig::AdamW(AdamWConfig::default());
+    let mut run = Run::new(ctx, &config, &[5], 1);
+    for switch in [
+        Optimizer::schedule_free_eval,
+        Optimizer::schedule_free_train,
+    ] {
+        assert!(matches!(
+            record(ctx, &run.device, switch),
+            Err(Error::NotScheduleFree("AdamW"))
+        ));
+    }
+    assert!(matches!(
+        run.reference.schedule_free_eval(&mut run.host_params),
+        Err(Error::NotScheduleFree("AdamW"))
+    ));
+    assert!(!run.device.is_schedule_free_eval());
+}
+
+/// A new learning rate mid-warm-up rewrites the configuration but not `lr_max` and
+/// `weight_sum`: the device keeps matching the reference, which carries them on as the package
+/// does; and a checkpoint holds them under PyTorch's `param_groups` keys.
+#[test]
+fn running_values_survive_new_configurations_and_checkpoints() {
+    let ctx = context();
+    let config: OptimizerConfig = ScheduleFreeAdamWConfig::default()
+        .with_lr(0.02)
+        .with_warmup_steps(6.0)
+        .into();
+    let mut run = Run::new(ctx, &config, &[3, 300], 7);
+    for step in 1..=8 {
+        if step == 4 {
+            // Below lr_max so far: lr_max must stay where it was.
+            let lower = config.with_lr(0.005);
+            run.device.set_config(lower.clone()).unwrap();
+            run.reference.set_config(lower).unwrap();
+        }
+        run.step(ctx);
+        run.compare(ctx, &format!("step {step}"));
+    }
+    let bytes = run.device.checkpoint().unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    // lr_max: the warmed-up 0.02 * 3 / 6 of step 3; weight_sum: 0.02^2 (1/36 + 4/36 + 9/36)
+    // + 5 steps at lr_max^2.
+    let lr_max: f32 = metadata["param_groups.0.lr_max"].parse().unwrap();
+    assert!((lr_max - 0.01).abs() < 1e-9, "lr_max {lr_max}");
+    let weight_sum: f64 = metadata["param_groups.0.weight_sum"].parse().unwrap();
+    let exact = 4e-4 * 14.0 / 36.0 + 5.0 * 1e-4;
+    assert!(
+        (weight_sum - exact).abs() < 1e-6 * exact,
+        "weight_sum {weight_sum}"
+    );
+    // Without them a checkpoint is refused.
+    let mut other = config.build(ctx, &run.params).unwrap();
+    let stripped = {
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut metadata = metadata.clone();
+        metadata.remove("param_groups.0.weight_sum");
+        let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+            file.tensors().into_iter().collect();
+        safetensors::serialize(tensors, Some(metadata)).unwrap()
+    };
+    assert!(matches!(
+        other.load_checkpoint(&stripped),
+        Err(Error::CheckpointMismatch(_))
+    ));
+    other.load_checkpoint(&bytes).unwrap();
+}
