@@ -1,5 +1,6 @@
 // Schedule-Free AdamW (Defazio et al. 2024, "The Road Less Scheduled"), as the schedulefree
-// package's AdamWScheduleFree. The parameters are y; z is the base iterate.
+// package's AdamWScheduleFree. The parameters are y; z is the base iterate. The schedule, the
+// y and z update and the eval/train switch are common/schedule_free.wgsl's.
 //
 //   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
 //   g = g / (sqrt(exp_avg_sq / (1 - beta2^t)) + eps) + weight_decay * y
@@ -41,35 +42,24 @@ struct Hyper {
 
 @group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
 
-// The update pipelines that switch the parameters between y and x (one at most).
-override TO_EVAL: bool = false;
-override TO_TRAIN: bool = false;
-
-// x^y as Python's float power for x >= 0, y >= 0: 1 when y is 0 (0^0 included), 0 for 0^y.
-fn schedule_free_power(x: f32, y: f32) -> f32 {
-    if y == 0.0 {
-        return 1.0;
-    }
-    if x == 0.0 {
-        return 0.0;
-    }
-    return pow(x, y);
-}
-
 fn prepare_group(g: u32, step: f32) {
     let h = hyper[g];
-    // The package's `k < warmup_steps` with k = step - 1.
-    let lr = select(h.lr, h.lr * (step / h.warmup_steps), step <= h.warmup_steps);
-    let lr_max = max(lr, h.lr_max);
-    let weight = schedule_free_power(step, h.r) * schedule_free_power(lr_max, h.weight_lr_power);
-    let weight_sum = h.weight_sum + weight;
-    let ckp1 = select(weight / weight_sum, 0.0, weight_sum == 0.0);
-    hyper[g].scheduled_lr = lr;
-    hyper[g].ckp1 = ckp1;
-    hyper[g].y_step = lr * (h.beta1 * (1.0 - ckp1) - 1.0);
+    let s = schedule_free_schedule(
+        h.lr,
+        h.beta1,
+        h.warmup_steps,
+        h.r,
+        h.weight_lr_power,
+        h.lr_max,
+        h.weight_sum,
+        step,
+    );
+    hyper[g].scheduled_lr = s.lr;
+    hyper[g].ckp1 = s.ckp1;
+    hyper[g].y_step = s.y_step;
     hyper[g].bias_correction2 = bias_correction(h.ln_beta2, step);
-    hyper[g].lr_max = lr_max;
-    hyper[g].weight_sum = weight_sum;
+    hyper[g].lr_max = s.lr_max;
+    hyper[g].weight_sum = s.weight_sum;
 }
 
 fn schedule_free_adamw_math(
@@ -81,10 +71,7 @@ fn schedule_free_adamw_math(
 ) {
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * grad * grad;
     let denom = sqrt(*exp_avg_sq / h.bias_correction2) + h.eps;
-    var g = grad / denom;
-    g = select(g, g + h.weight_decay * *y, h.weight_decay != 0.0);
-    *y = lerp(*y, *z, h.ckp1) + h.y_step * g;
-    *z = *z - h.scheduled_lr * g;
+    schedule_free_update(y, z, grad / denom, h.weight_decay, h.ckp1, h.y_step, h.scheduled_lr);
 }
 
 fn uses_state(slot: u32) -> bool {
@@ -92,14 +79,11 @@ fn uses_state(slot: u32) -> bool {
 }
 
 fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
-    var y = (*e).param;
-    if TO_EVAL || TO_TRAIN {
-        let weight = select(h.train_weight, h.eval_weight, TO_EVAL);
-        (*e).param = select(lerp(y, (*e).state0, weight), y, c.step == 0u);
+    if schedule_free_begin(e, h.eval_weight, h.train_weight, c) {
         return;
     }
-    // z starts as the parameters, at the first step.
-    var z = select((*e).state0, y, c.step == 1u);
+    var y = (*e).param;
+    var z = (*e).state0;
     var exp_avg_sq = (*e).state1;
     schedule_free_adamw_math(&y, (*e).grad, &z, &exp_avg_sq, h);
     (*e).param = y;

@@ -11,7 +11,7 @@
 //! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
 //! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
-//! for Schedule-Free AdamW, also the running values the prologue keeps on the device,
+//! for Schedule-Free AdamW and SGD, also the running values the prologue keeps on the device,
 //! `param_groups.<g>.lr_max` and `param_groups.<g>.weight_sum` (as PyTorch's `param_groups`
 //! holds them), read back when saving and written back when loading. Its parameters are
 //! saved by the caller in whichever mode (y or x) they are in: switch to train mode before

@@ -2,8 +2,8 @@
 //!
 //! Fused deep-learning optimizer steps as WGSL compute kernels on [`wgpu`]: SGD (momentum,
 //! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief (rectified or not), Lion,
-//! Adamax, NAdam, RAdam, Adadelta, ADOPT and Schedule-Free AdamW, with PyTorch's semantics and
-//! defaults.
+//! Adamax, NAdam, RAdam, Adadelta, ADOPT, Schedule-Free AdamW and Schedule-Free SGD, with
+//! PyTorch's semantics and defaults.
 //!
 //! A step reads every parameter, gradient and state element once and writes each output once,
 //! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no

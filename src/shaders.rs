@@ -57,6 +57,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/rectify.wgsl"),
     ),
     (
+        "common/schedule_free.wgsl",
+        include_str!("../shaders/common/schedule_free.wgsl"),
+    ),
+    (
         "common/entry.wgsl",
         include_str!("../shaders/common/entry.wgsl"),
     ),
@@ -74,6 +78,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "schedule_free_adamw.wgsl",
         include_str!("../shaders/schedule_free_adamw.wgsl"),
+    ),
+    (
+        "schedule_free_sgd.wgsl",
+        include_str!("../shaders/schedule_free_sgd.wgsl"),
     ),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
     (
@@ -627,11 +635,13 @@ pub enum Kernel {
     Adopt,
     /// `schedule_free_adamw.wgsl`: Schedule-Free AdamW, with its eval/train switch.
     ScheduleFreeAdamW,
+    /// `schedule_free_sgd.wgsl`: Schedule-Free SGD, with its eval/train switch.
+    ScheduleFreeSgd,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Sgd,
         Kernel::Adagrad,
         Kernel::RmsProp,
@@ -644,6 +654,7 @@ impl Kernel {
         Kernel::Adadelta,
         Kernel::Adopt,
         Kernel::ScheduleFreeAdamW,
+        Kernel::ScheduleFreeSgd,
     ];
 
     /// The kernel's name, as its file is named.
@@ -661,6 +672,7 @@ impl Kernel {
             Kernel::Adadelta => "adadelta",
             Kernel::Adopt => "adopt",
             Kernel::ScheduleFreeAdamW => "schedule_free_adamw",
+            Kernel::ScheduleFreeSgd => "schedule_free_sgd",
         }
     }
 
@@ -680,6 +692,7 @@ impl Kernel {
             Kernel::Adadelta => "adadelta.wgsl",
             Kernel::Adopt => "adopt.wgsl",
             Kernel::ScheduleFreeAdamW => "schedule_free_adamw.wgsl",
+            Kernel::ScheduleFreeSgd => "schedule_free_sgd.wgsl",
         };
         let mut files = vec![
             "common/control.wgsl",
@@ -699,8 +712,17 @@ impl Kernel {
         if matches!(self, Kernel::RAdam | Kernel::AdaBelief) {
             files.push("common/rectify.wgsl");
         }
+        if self.is_schedule_free() {
+            files.push("common/schedule_free.wgsl");
+        }
         files.extend([own, "common/entry.wgsl"]);
         files
+    }
+
+    /// Whether the kernel is a Schedule-Free one, with the eval/train switch
+    /// (`common/schedule_free.wgsl`).
+    pub fn is_schedule_free(self) -> bool {
+        matches!(self, Kernel::ScheduleFreeAdamW | Kernel::ScheduleFreeSgd)
     }
 
     /// The module's WGSL source with `layout` and `storage`.
@@ -713,7 +735,7 @@ impl Kernel {
     /// How many state bindings (`state0`, `state1`, ...) the kernel declares.
     pub fn state_slots(self) -> usize {
         match self {
-            Kernel::Sgd | Kernel::Adagrad | Kernel::Lion => 1,
+            Kernel::Sgd | Kernel::Adagrad | Kernel::Lion | Kernel::ScheduleFreeSgd => 1,
             Kernel::Adamax
             | Kernel::NAdam
             | Kernel::RAdam

@@ -274,6 +274,28 @@ fn invalid_hyperparameters_are_refused() {
                 .into(),
             "weight_lr_power",
         ),
+        // The package's own check: momentum in (0, 1) exclusive.
+        (
+            ScheduleFreeSgdConfig::default().with_momentum(1.0).into(),
+            "momentum",
+        ),
+        (
+            ScheduleFreeSgdConfig::default().with_momentum(0.0).into(),
+            "momentum",
+        ),
+        (ScheduleFreeSgdConfig::default().with_lr(-0.1).into(), "lr"),
+        (
+            ScheduleFreeSgdConfig::default()
+                .with_weight_decay(-0.01)
+                .into(),
+            "weight_decay",
+        ),
+        (
+            ScheduleFreeSgdConfig::default()
+                .with_warmup_steps(-1.0)
+                .into(),
+            "warmup_steps",
+        ),
     ];
     let ctx = context();
     let params = [Param::whole(&storage(ctx, 10), &storage(ctx, 10))];

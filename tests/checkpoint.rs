@@ -277,6 +277,9 @@ fn hyperparameters_round_trip_through_text() {
             OptimizerConfig::ScheduleFreeAdamW(_) => {
                 OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
             }
+            OptimizerConfig::ScheduleFreeSgd(_) => {
+                OptimizerConfig::ScheduleFreeSgd(ScheduleFreeSgdConfig::default())
+            }
         };
         for (name, value) in config.hyperparameters() {
             assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");

@@ -10,14 +10,22 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 98, "the fixture lost cases");
+    assert!(cases.len() >= 103, "the fixture lost cases");
     let schedule_free = cases
         .iter()
         .filter(|c| c["library"] == "schedulefree" && c.get("params_eval").is_some())
         .count();
     assert!(
-        schedule_free >= 6,
+        schedule_free >= 11,
         "the Schedule-Free cases with eval/train are gone"
+    );
+    let schedule_free_sgd = cases
+        .iter()
+        .filter(|c| c["optimizer"] == "SGDScheduleFree")
+        .count();
+    assert!(
+        schedule_free_sgd >= 5,
+        "the Schedule-Free SGD cases are gone"
     );
     let libraries = [
         ("Adamax", "torch"),

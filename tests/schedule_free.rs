@@ -1,4 +1,4 @@
-//! Schedule-Free AdamW beyond the step: the eval/train switch against the reference, its typed
+//! Schedule-Free AdamW and SGD beyond the step: the eval/train switch against the reference, its typed
 //! error for other optimizers, and the running values (`lr_max`, `weight_sum`) carried across
 //! configuration changes and checkpoints.
 
@@ -9,7 +9,12 @@ use wgpu_optim::*;
 fn schedule_free_configs() -> Vec<OptimizerConfig> {
     all_configs()
         .into_iter()
-        .filter(|c| matches!(c, OptimizerConfig::ScheduleFreeAdamW(_)))
+        .filter(|c| {
+            matches!(
+                c,
+                OptimizerConfig::ScheduleFreeAdamW(_) | OptimizerConfig::ScheduleFreeSgd(_)
+            )
+        })
         .collect()
 }
 
@@ -39,7 +44,7 @@ fn eval_and_train_match_the_reference() {
     let ctx = context();
     let lens = [1, 3, 257, 1000];
     let configs = schedule_free_configs();
-    assert_eq!(configs.len(), 6);
+    assert_eq!(configs.len(), 12);
     for (n, config) in configs.iter().enumerate() {
         let mut run = Run::new(ctx, config, &lens, 500 + n as u64);
         // Before the first step there is no z: both switches are no-ops.
@@ -123,14 +128,26 @@ fn other_optimizers_have_no_switch() {
 
 /// A new learning rate mid-warm-up rewrites the configuration but not `lr_max` and
 /// `weight_sum`: the device keeps matching the reference, which carries them on as the package
-/// does; and a checkpoint holds them under PyTorch's `param_groups` keys.
+/// does; and a checkpoint holds them under PyTorch's `param_groups` keys. Schedule-Free AdamW
+/// and SGD alike (the same schedule: the same running values).
 #[test]
 fn running_values_survive_new_configurations_and_checkpoints() {
     let ctx = context();
-    let config: OptimizerConfig = ScheduleFreeAdamWConfig::default()
-        .with_lr(0.02)
-        .with_warmup_steps(6.0)
-        .into();
+    for config in [
+        ScheduleFreeAdamWConfig::default()
+            .with_lr(0.02)
+            .with_warmup_steps(6.0)
+            .into(),
+        ScheduleFreeSgdConfig::default()
+            .with_lr(0.02)
+            .with_warmup_steps(6.0)
+            .into(),
+    ] {
+        running_values_carry_on(ctx, config);
+    }
+}
+
+fn running_values_carry_on(ctx: &Context, config: OptimizerConfig) {
     let mut run = Run::new(ctx, &config, &[3, 300], 7);
     for step in 1..=8 {
         if step == 4 {

@@ -198,6 +198,9 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::ScheduleFreeAdamW => {
                 assert_layout::<ScheduleFreeAdamWHyper>(&module, "schedule_free_adamw")
             }
+            Kernel::ScheduleFreeSgd => {
+                assert_layout::<ScheduleFreeSgdHyper>(&module, "schedule_free_sgd")
+            }
         }
     }
     for subgroups in [false, true] {

@@ -99,6 +99,7 @@ hyperparameters! {
     ScheduleFreeAdamWConfig {
         lr, beta1, beta2, eps, weight_decay, warmup_steps, r, weight_lr_power,
     }
+    ScheduleFreeSgdConfig { lr, momentum, weight_decay, warmup_steps, r, weight_lr_power }
 }
 
 impl OptimizerConfig {

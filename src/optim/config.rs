@@ -25,6 +25,7 @@ macro_rules! each_config {
             OptimizerConfig::Adadelta($c) => $body,
             OptimizerConfig::Adopt($c) => $body,
             OptimizerConfig::ScheduleFreeAdamW($c) => $body,
+            OptimizerConfig::ScheduleFreeSgd($c) => $body,
         }
     };
 }
@@ -61,6 +62,8 @@ pub enum OptimizerConfig {
     Adopt(AdoptConfig),
     /// The `schedulefree` package's `AdamWScheduleFree`
     ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
+    /// The `schedulefree` package's `SGDScheduleFree`
+    ScheduleFreeSgd(ScheduleFreeSgdConfig),
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
@@ -122,6 +125,7 @@ config_from!(
     Adadelta(AdadeltaConfig),
     Adopt(AdoptConfig),
     ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
+    ScheduleFreeSgd(ScheduleFreeSgdConfig),
 );
 
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
@@ -219,6 +223,7 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(_) => "Adadelta",
             OptimizerConfig::Adopt(_) => "ADOPT",
             OptimizerConfig::ScheduleFreeAdamW(_) => "AdamWScheduleFree",
+            OptimizerConfig::ScheduleFreeSgd(_) => "SGDScheduleFree",
         }
     }
 
@@ -265,8 +270,8 @@ impl OptimizerConfig {
         config
     }
 
-    /// The same configuration with its momentum set to `momentum`: SGD's and RMSprop's
-    /// `momentum`, the Adam family's (Adamax, NAdam, RAdam, ADOPT and Schedule-Free AdamW
+    /// The same configuration with its momentum set to `momentum`: SGD's, Schedule-Free SGD's
+    /// and RMSprop's `momentum`, the Adam family's (Adamax, NAdam, RAdam, ADOPT and Schedule-Free AdamW
     /// included) and Lion's `beta1`, as PyTorch's `OneCycleLR` and `CyclicLR` cycle them (see
     /// [`OneCycle::momentum`](crate::OneCycle::momentum) and
     /// [`Cyclic::momentum`](crate::Cyclic::momentum)). Adagrad and Adadelta have none:
@@ -286,6 +291,7 @@ impl OptimizerConfig {
             OptimizerConfig::RAdam(c) => c.beta1 = momentum,
             OptimizerConfig::Adopt(c) => c.beta1 = momentum,
             OptimizerConfig::ScheduleFreeAdamW(c) => c.beta1 = momentum,
+            OptimizerConfig::ScheduleFreeSgd(c) => c.momentum = momentum,
             OptimizerConfig::Adagrad(_) => {
                 return Err(Error::InvalidOptions(
                     "Adagrad has no momentum or beta1 to cycle",
@@ -321,6 +327,7 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.spec(),
             OptimizerConfig::Adopt(c) => c.spec(),
             OptimizerConfig::ScheduleFreeAdamW(c) => c.spec(),
+            OptimizerConfig::ScheduleFreeSgd(c) => c.spec(),
         }
     }
 

@@ -16,7 +16,9 @@ mod nadam;
 mod optimizer;
 mod radam;
 mod rmsprop;
+mod schedule_free;
 mod schedule_free_adamw;
+mod schedule_free_sgd;
 mod sgd;
 
 pub use adabelief::{AdaBeliefConfig, AdaBeliefOptions};
@@ -33,6 +35,7 @@ pub use optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
 pub use radam::{RAdamConfig, RAdamHyper, RAdamOptions};
 pub use rmsprop::{RmsPropConfig, RmsPropHyper, RmsPropOptions};
 pub use schedule_free_adamw::{ScheduleFreeAdamWConfig, ScheduleFreeAdamWHyper};
+pub use schedule_free_sgd::{ScheduleFreeSgdConfig, ScheduleFreeSgdHyper};
 pub use sgd::{SgdConfig, SgdHyper, SgdOptions};
 
 pub(crate) use crate::setters::setters;

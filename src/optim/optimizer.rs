@@ -11,7 +11,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{self, check_disjoint, grid, Plan, TableSlice, TAIL_WORKGROUP};
-use crate::shaders::{ElementLayout, Kernel, Rounding, Storage, MASTER_BINDING};
+use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
@@ -485,7 +485,7 @@ impl Optimizer {
             group_control: control_mode == plan::Control::PerGroup,
         };
         let pipelines = Self::pipelines_for(ctx, (&spec, storage), &plan, variant)?;
-        let modes = if spec.kernel == Kernel::ScheduleFreeAdamW {
+        let modes = if spec.kernel.is_schedule_free() {
             // Without gradient processing: a switch never skips, whatever the last step did.
             let variant = Variant {
                 stages: GradStages::default(),
@@ -796,8 +796,9 @@ impl Optimizer {
 
     /// Schedule-Free's `optimizer.eval()`: records the dispatches that move every parameter
     /// from `y`, where gradients are taken, to the averaged iterate `x`, where the model is
-    /// evaluated, `p = lerp(p, z, 1 - 1 / beta1)` (see
-    /// [`ScheduleFreeAdamWConfig`](crate::ScheduleFreeAdamWConfig)). Nothing is recorded when
+    /// evaluated, `p = lerp(p, z, 1 - 1 / beta1)` (Schedule-Free SGD's `momentum` in the place
+    /// of `beta1`; see [`ScheduleFreeAdamWConfig`](crate::ScheduleFreeAdamWConfig) and
+    /// [`ScheduleFreeSgdConfig`](crate::ScheduleFreeSgdConfig)). Nothing is recorded when
     /// the optimizer is in eval mode already; nothing moves before the first step (z does not
     /// exist yet). Call [`Optimizer::schedule_free_train`] before the next step: a step in eval
     /// mode would take its gradients at x, which the package refuses. Other optimizers:
@@ -807,7 +808,7 @@ impl Optimizer {
     }
 
     /// Schedule-Free's `optimizer.train()`: records the dispatches that move every parameter
-    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)`; nothing when the optimizer is in
+    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)` (or `1 - momentum`); nothing when the optimizer is in
     /// train mode already (as it starts). Other optimizers: [`Error::NotScheduleFree`].
     pub fn schedule_free_train(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.switch_mode(encoder, false)

@@ -1,7 +1,8 @@
 //! Schedule-Free AdamW: the `schedulefree` package's `AdamWScheduleFree`.
 
+use super::schedule_free::{check_schedule, switch_weights, RUNNING};
 use super::{beta, ln, non_negative, setters, KernelSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::wgsl_struct;
 use crate::optim::adam::moment_states;
 use crate::shaders::Kernel;
@@ -158,12 +159,10 @@ setters! {
     with_weight_lr_power(weight_lr_power: f64);
 }
 
-/// The running values at the end of [`ScheduleFreeAdamWHyper`], as checkpoints name them.
-pub(crate) const RUNNING: &[&str] = &["lr_max", "weight_sum"];
-
 impl ScheduleFreeAdamWConfig {
     /// The kernel's hyperparameter struct, with the running values of a fresh optimizer.
     pub fn hyper(&self) -> ScheduleFreeAdamWHyper {
+        let (eval_weight, train_weight) = switch_weights(self.beta1);
         ScheduleFreeAdamWHyper {
             lr: self.lr as f32,
             beta1: self.beta1 as f32,
@@ -175,8 +174,8 @@ impl ScheduleFreeAdamWConfig {
             warmup_steps: self.warmup_steps as f32,
             r: self.r as f32,
             weight_lr_power: self.weight_lr_power as f32,
-            eval_weight: (1.0 - 1.0 / self.beta1) as f32,
-            train_weight: (1.0 - self.beta1) as f32,
+            eval_weight,
+            train_weight,
             scheduled_lr: 0.0,
             ckp1: 0.0,
             y_step: 0.0,
@@ -187,29 +186,16 @@ impl ScheduleFreeAdamWConfig {
     }
 
     pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        non_negative("lr", self.lr)?;
+        check_schedule(
+            self.lr,
+            ("beta1", self.beta1),
+            self.weight_decay,
+            self.warmup_steps,
+            self.r,
+            self.weight_lr_power,
+        )?;
         non_negative("eps", self.eps)?;
-        if !(self.beta1 > 0.0 && self.beta1 < 1.0) {
-            return Err(Error::InvalidHyperparameter {
-                name: "beta1",
-                value: self.beta1,
-                expected: "a value in (0, 1): eval() divides by beta1",
-            });
-        }
         beta("beta2", self.beta2)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        non_negative("r", self.r)?;
-        non_negative("weight_lr_power", self.weight_lr_power)?;
-        if !(self.warmup_steps >= 0.0
-            && self.warmup_steps.fract() == 0.0
-            && self.warmup_steps <= 16_777_216.0)
-        {
-            return Err(Error::InvalidHyperparameter {
-                name: "warmup_steps",
-                value: self.warmup_steps,
-                expected: "a whole number of steps in [0, 2^24] (exact in f32)",
-            });
-        }
         let spec = KernelSpec::new(
             Kernel::ScheduleFreeAdamW,
             vec![("TO_EVAL", false), ("TO_TRAIN", false)],

@@ -9,7 +9,7 @@ use crate::optim::{
     AdaBeliefOptions, AdadeltaHyper, AdadeltaOptions, AdagradHyper, AdagradOptions, AdamHyper,
     AdamOptions, AdamaxOptions, AdoptHyper, AdoptOptions, LionHyper, LionOptions, NAdamHyper,
     NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions, ScheduleFreeAdamWHyper,
-    SgdHyper, SgdOptions,
+    ScheduleFreeSgdHyper, SgdHyper, SgdOptions,
 };
 
 /// `prepare_adam` of `shaders/common/adam_hyper.wgsl`: `prepare_group` of `shaders/adam.wgsl`
@@ -429,7 +429,7 @@ pub fn adopt_math(
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * g * g;
 }
 
-/// `schedule_free_power` of `shaders/schedule_free_adamw.wgsl`: Python's `x ** y` for
+/// `schedule_free_power` of `shaders/common/schedule_free.wgsl`: Python's `x ** y` for
 /// x, y >= 0.
 pub fn schedule_free_power(x: f32, y: f32) -> f32 {
     if y == 0.0 {
@@ -441,28 +441,109 @@ pub fn schedule_free_power(x: f32, y: f32) -> f32 {
     x.powf(y)
 }
 
-/// `prepare_group` of `shaders/schedule_free_adamw.wgsl`: the per-step scalars, and the
-/// running `lr_max` and `weight_sum`.
-pub fn prepare_schedule_free_adamw(h: &mut ScheduleFreeAdamWHyper, step: f32) {
-    let lr = if step <= h.warmup_steps {
-        h.lr * (step / h.warmup_steps)
+/// `ScheduleFreeStep` of `shaders/common/schedule_free.wgsl`: a step's scalars and the running
+/// values after it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduleFreeStep {
+    /// The warmed-up lr.
+    pub lr: f32,
+    /// The averaging weight.
+    pub ckp1: f32,
+    /// `lr * (beta * (1 - ckp1) - 1)`, y's multiplier of the gradient.
+    pub y_step: f32,
+    /// The running largest lr.
+    pub lr_max: f32,
+    /// The running sum of the averaging weights.
+    pub weight_sum: f32,
+}
+
+/// `schedule_free_schedule` of `shaders/common/schedule_free.wgsl`: the step's scalars at step
+/// `step`, from `lr`, `beta` (AdamW's beta1, SGD's momentum), `warmup_steps`, `r`,
+/// `weight_lr_power` and the running `lr_max`, `weight_sum` before it.
+#[allow(clippy::too_many_arguments)]
+pub fn schedule_free_schedule(
+    lr: f32,
+    beta: f32,
+    warmup_steps: f32,
+    r: f32,
+    weight_lr_power: f32,
+    lr_max: f32,
+    weight_sum: f32,
+    step: f32,
+) -> ScheduleFreeStep {
+    let scheduled = if step <= warmup_steps {
+        lr * (step / warmup_steps)
     } else {
-        h.lr
+        lr
     };
-    let lr_max = max(lr, h.lr_max);
-    let weight = schedule_free_power(step, h.r) * schedule_free_power(lr_max, h.weight_lr_power);
-    let weight_sum = h.weight_sum + weight;
+    let lr_max = max(scheduled, lr_max);
+    let weight = schedule_free_power(step, r) * schedule_free_power(lr_max, weight_lr_power);
+    let weight_sum = weight_sum + weight;
     let ckp1 = if weight_sum == 0.0 {
         0.0
     } else {
         weight / weight_sum
     };
-    h.scheduled_lr = lr;
-    h.ckp1 = ckp1;
-    h.y_step = lr * (h.beta1 * (1.0 - ckp1) - 1.0);
+    ScheduleFreeStep {
+        lr: scheduled,
+        ckp1,
+        y_step: scheduled * (beta * (1.0 - ckp1) - 1.0),
+        lr_max,
+        weight_sum,
+    }
+}
+
+/// `prepare_group` of `shaders/schedule_free_adamw.wgsl`: the per-step scalars, and the
+/// running `lr_max` and `weight_sum`.
+pub fn prepare_schedule_free_adamw(h: &mut ScheduleFreeAdamWHyper, step: f32) {
+    let s = schedule_free_schedule(
+        h.lr,
+        h.beta1,
+        h.warmup_steps,
+        h.r,
+        h.weight_lr_power,
+        h.lr_max,
+        h.weight_sum,
+        step,
+    );
+    (h.scheduled_lr, h.ckp1, h.y_step) = (s.lr, s.ckp1, s.y_step);
     h.bias_correction2 = bias_correction(h.ln_beta2, step);
-    h.lr_max = lr_max;
-    h.weight_sum = weight_sum;
+    (h.lr_max, h.weight_sum) = (s.lr_max, s.weight_sum);
+}
+
+/// `prepare_group` of `shaders/schedule_free_sgd.wgsl`.
+pub fn prepare_schedule_free_sgd(h: &mut ScheduleFreeSgdHyper, step: f32) {
+    let s = schedule_free_schedule(
+        h.lr,
+        h.momentum,
+        h.warmup_steps,
+        h.r,
+        h.weight_lr_power,
+        h.lr_max,
+        h.weight_sum,
+        step,
+    );
+    (h.scheduled_lr, h.ckp1, h.y_step) = (s.lr, s.ckp1, s.y_step);
+    (h.lr_max, h.weight_sum) = (s.lr_max, s.weight_sum);
+}
+
+/// `schedule_free_update` of `shaders/common/schedule_free.wgsl`: y and z from the gradient
+/// `grad` (AdamW's normalized one), weight decay taken at y.
+pub fn schedule_free_update(
+    y: &mut f32,
+    z: &mut f32,
+    grad: f32,
+    weight_decay: f32,
+    ckp1: f32,
+    y_step: f32,
+    lr: f32,
+) {
+    let mut g = grad;
+    if weight_decay != 0.0 {
+        g += weight_decay * *y;
+    }
+    *y = lerp(*y, *z, ckp1) + y_step * g;
+    *z -= lr * g;
 }
 
 /// `schedule_free_adamw_math` of `shaders/schedule_free_adamw.wgsl`.
@@ -475,24 +556,34 @@ pub fn schedule_free_adamw_math(
 ) {
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * grad * grad;
     let denom = (*exp_avg_sq / h.bias_correction2).sqrt() + h.eps;
-    let mut g = grad / denom;
-    if h.weight_decay != 0.0 {
-        g += h.weight_decay * *y;
-    }
-    *y = lerp(*y, *z, h.ckp1) + h.y_step * g;
-    *z -= h.scheduled_lr * g;
+    let g = grad / denom;
+    schedule_free_update(y, z, g, h.weight_decay, h.ckp1, h.y_step, h.scheduled_lr);
 }
 
-/// The eval/train switch of `step_math` in `shaders/schedule_free_adamw.wgsl`: y to x
-/// (`eval`) or x to y, nothing before the first step.
+/// `step_math` of `shaders/schedule_free_sgd.wgsl`.
+pub fn schedule_free_sgd_math(y: &mut f32, grad: f32, z: &mut f32, h: &ScheduleFreeSgdHyper) {
+    schedule_free_update(y, z, grad, h.weight_decay, h.ckp1, h.y_step, h.scheduled_lr);
+}
+
+/// The step's part of `schedule_free_begin` in `shaders/common/schedule_free.wgsl`: z starts
+/// as the parameters, at the first step.
+pub fn schedule_free_begin(y: &mut f32, z: &mut f32, first_step: bool) {
+    if first_step {
+        *z = *y;
+    }
+}
+
+/// The eval/train switch of `schedule_free_begin` in `shaders/common/schedule_free.wgsl`: y
+/// to x (`eval`, weight `eval_weight`) or x to y (`train_weight`), nothing before the first
+/// step.
 pub fn schedule_free_switch(
     p: &mut f32,
     z: f32,
     eval: bool,
     step: u32,
-    h: &ScheduleFreeAdamWHyper,
+    (eval_weight, train_weight): (f32, f32),
 ) {
-    let weight = if eval { h.eval_weight } else { h.train_weight };
+    let weight = if eval { eval_weight } else { train_weight };
     if step != 0 {
         *p = lerp(*p, z, weight);
     }

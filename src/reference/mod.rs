@@ -128,13 +128,21 @@ impl Optimizer {
     }
 
     fn switch_mode(&mut self, params: &mut [Vec<f32>], eval: bool) -> Result<()> {
-        let OptimizerConfig::ScheduleFreeAdamW(c) = &self.config else {
-            return Err(Error::NotScheduleFree(self.config.name()));
+        // eval()'s and train()'s weights of z, as the kernel's hyperparameter struct has them.
+        let weights = match &self.config {
+            OptimizerConfig::ScheduleFreeAdamW(c) => {
+                let h = c.hyper();
+                (h.eval_weight, h.train_weight)
+            }
+            OptimizerConfig::ScheduleFreeSgd(c) => {
+                let h = c.hyper();
+                (h.eval_weight, h.train_weight)
+            }
+            _ => return Err(Error::NotScheduleFree(self.config.name())),
         };
         if std::mem::replace(&mut self.schedule_free.eval, eval) == eval {
             return Ok(());
         }
-        let h = c.hyper();
         let storage = self.storage;
         for (tensor, ((param, slots), master)) in params
             .iter_mut()
@@ -150,7 +158,7 @@ impl Optimizer {
             };
             for (i, p) in param.iter_mut().enumerate() {
                 let mut value = stores.load_param(i, *p);
-                schedule_free_switch(&mut value, slots[0][i], eval, self.control.step, &h);
+                schedule_free_switch(&mut value, slots[0][i], eval, self.control.step, weights);
                 *p = stores.store_param(i, value);
             }
         }
@@ -297,17 +305,25 @@ impl Optimizer {
         let control = self.grad.is_some().then_some(self.control);
         let storage = self.storage;
         // Schedule-Free's prologue, once per step: its running values carry on.
-        let schedule_free = match &self.config {
+        let running = &mut self.schedule_free;
+        let (mut schedule_free_adamw, mut schedule_free_sgd) = (None, None);
+        match &self.config {
             OptimizerConfig::ScheduleFreeAdamW(c) => {
-                let running = &mut self.schedule_free;
                 let mut h = c.hyper();
                 (h.lr_max, h.weight_sum) = (running.lr_max, running.weight_sum);
                 prepare_schedule_free_adamw(&mut h, step);
                 (running.lr_max, running.weight_sum) = (h.lr_max, h.weight_sum);
-                Some(h)
+                schedule_free_adamw = Some(h);
             }
-            _ => None,
-        };
+            OptimizerConfig::ScheduleFreeSgd(c) => {
+                let mut h = c.hyper();
+                (h.lr_max, h.weight_sum) = (running.lr_max, running.weight_sum);
+                prepare_schedule_free_sgd(&mut h, step);
+                (running.lr_max, running.weight_sum) = (h.lr_max, h.weight_sum);
+                schedule_free_sgd = Some(h);
+            }
+            _ => {}
+        }
         let tensors = params.iter_mut().zip(grads).zip(&mut self.slots);
         for (tensor, (((param, grad), slots), master)) in tensors.zip(&mut self.masters).enumerate()
         {
@@ -400,13 +416,17 @@ impl Optimizer {
                     });
                 }
                 OptimizerConfig::ScheduleFreeAdamW(_) => {
-                    let h = schedule_free.as_ref().expect("prepared above");
+                    let h = schedule_free_adamw.as_ref().expect("prepared above");
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        // z starts as the parameters, at the first step.
-                        if first_step {
-                            *s0 = *p;
-                        }
+                        schedule_free_begin(p, s0, first_step);
                         schedule_free_adamw_math(p, g, s0, s1, h)
+                    });
+                }
+                OptimizerConfig::ScheduleFreeSgd(_) => {
+                    let h = schedule_free_sgd.as_ref().expect("prepared above");
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, _, _]| {
+                        schedule_free_begin(p, s0, first_step);
+                        schedule_free_sgd_math(p, g, s0, h)
                     });
                 }
             }

@@ -308,6 +308,25 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
             }
         }
     }
+    // Schedule-Free SGD, after every other configuration (their seeds stay as they were): the
+    // schedules of Schedule-Free AdamW's, momentum off its default on two.
+    for wd in [0.0, 0.01] {
+        for (warmup, r, weight_lr_power, momentum) in [
+            (0.0, 0.0, 2.0, 0.9),
+            (5.0, 1.0, 2.0, 0.5),
+            (20.0, 0.5, 0.0, 0.8),
+        ] {
+            configs.push(OptimizerConfig::ScheduleFreeSgd(
+                ScheduleFreeSgdConfig::default()
+                    .with_lr(0.1)
+                    .with_momentum(momentum)
+                    .with_warmup_steps(warmup)
+                    .with_r(r)
+                    .with_weight_lr_power(weight_lr_power)
+                    .with_weight_decay(wd),
+            ));
+        }
+    }
     configs
 }
 

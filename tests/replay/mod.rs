@@ -67,6 +67,7 @@ pub fn config(case: &Value) -> OptimizerConfig {
         "AdamWScheduleFree" => {
             OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
         }
+        "SGDScheduleFree" => OptimizerConfig::ScheduleFreeSgd(ScheduleFreeSgdConfig::default()),
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {

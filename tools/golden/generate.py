@@ -116,8 +116,20 @@ def adamw_schedule_free(p, h):
     return opt
 
 
+def sgd_schedule_free(p, h):
+    import schedulefree
+    opt = schedulefree.SGDScheduleFree(
+        p, lr=h["lr"], momentum=h.get("momentum", 0.9), weight_decay=h.get("weight_decay", 0.0),
+        warmup_steps=int(h.get("warmup_steps", 0)), r=h.get("r", 0.0),
+        weight_lr_power=h.get("weight_lr_power", 2.0), foreach=False)
+    opt.train()  # as AdamWScheduleFree: it starts in eval mode
+    return opt
+
+
+SCHEDULE_FREE = {"AdamWScheduleFree": adamw_schedule_free, "SGDScheduleFree": sgd_schedule_free}
+
 LIBRARY = {"AdaBelief": "adabelief-pytorch", "ADOPT": "pytorch-optimizer",
-           "AdamWScheduleFree": "schedulefree"}
+           "AdamWScheduleFree": "schedulefree", "SGDScheduleFree": "schedulefree"}
 
 
 def adabelief(p, h):
@@ -136,7 +148,7 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
         for step, tensor, index, value in poison:
             grads[step][tensor][index] = value
     params = [torch.nn.Parameter(torch.tensor(p)) for p in params0]
-    make = {"AdaBelief": adabelief, "AdamWScheduleFree": adamw_schedule_free}.get(optimizer, TORCH.get(optimizer))
+    make = {"AdaBelief": adabelief, **SCHEDULE_FREE}.get(optimizer, TORCH.get(optimizer))
     opt = make(params, hyper)
     grad_scaler = None
     if scaler:
@@ -171,7 +183,7 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     case = {"name": name, "library": LIBRARY.get(optimizer, "torch"),
             "optimizer": optimizer, "hyper": hyper, "params": [encode(p) for p in params0],
             "grads": given, "params_after": after, "states": states}
-    if optimizer == "AdamWScheduleFree":
+    if optimizer in SCHEDULE_FREE:
         # The params at x after eval(), and at y again after train().
         opt.eval()
         case["params_eval"] = [encode(p.detach().numpy()) for p in params]
@@ -387,7 +399,7 @@ def adadelta_adopt_rectify_cases():
 
 
 def schedule_free_cases():
-    """The schedulefree package's AdamWScheduleFree (foreach=False), trained at y over 8 steps
+    """The schedulefree package's AdamWScheduleFree and SGDScheduleFree (foreach=False), trained at y over 8 steps
     then switched to x (eval) and back (train). Seeds from 500. Warm-up of 5 steps (3 past it),
     of 8 (the last step reaches lr) and of 12 (never past it: lr_max keeps rising)."""
     cases = [
@@ -405,6 +417,20 @@ def schedule_free_cases():
            for n, (name, hyper) in enumerate(cases)]
     out.append(torch_case("schedule_free_adamw_zero_grads", "AdamWScheduleFree",
                           {"lr": 0.01, "warmup_steps": 4}, seed=510, scale=0.0))
+    # SGDScheduleFree, seeds from 520: the same schedule, ckp1 weighting and switch, with an
+    # SGD base step (momentum is its beta).
+    sgd = [
+        ("schedule_free_sgd", {"lr": 0.1}),
+        ("schedule_free_sgd_warmup", {"lr": 0.1, "warmup_steps": 5}),
+        ("schedule_free_sgd_warmup_wd_r", {"lr": 0.05, "warmup_steps": 8, "weight_decay": 0.01,
+                                           "r": 1.0}),
+        ("schedule_free_sgd_long_warmup_momentum",
+         {"lr": 0.2, "warmup_steps": 12, "momentum": 0.8, "weight_lr_power": 1.0, "r": 0.5}),
+        ("schedule_free_sgd_no_lr_weight", {"lr": 0.1, "warmup_steps": 3, "weight_lr_power": 0.0,
+                                            "weight_decay": 0.1, "momentum": 0.5}),
+    ]
+    out.extend(torch_case(name, "SGDScheduleFree", hyper, seed=520 + n)
+               for n, (name, hyper) in enumerate(sgd))
     return out
 
 

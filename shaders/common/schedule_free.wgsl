@@ -1,0 +1,101 @@
+// Schedule-Free (Defazio et al. 2024, "The Road Less Scheduled"), the pieces the schedulefree
+// package's AdamWScheduleFree and SGDScheduleFree share: the warmed-up lr, the running lr_max
+// and weight_sum, the averaging weight ckp1, the y and z update from the (normalized) gradient,
+// and the eval()/train() switch. `beta` is AdamW's beta1, SGD's momentum.
+//
+//   lr         = lr * min(t / warmup_steps, 1)
+//   lr_max     = max(lr, lr_max)
+//   weight     = t^r * lr_max^weight_lr_power
+//   weight_sum = weight_sum + weight
+//   ckp1       = weight / weight_sum              (0 when weight_sum is 0)
+//   g          = g + weight_decay * y
+//   y          = lerp(y, z, ckp1) + lr * (beta * (1 - ckp1) - 1) * g
+//   z          = z - lr * g
+//
+// state0 is z in both.
+
+// The update pipelines that switch the parameters between y and x (one at most).
+override TO_EVAL: bool = false;
+override TO_TRAIN: bool = false;
+
+// x^y as Python's float power for x >= 0, y >= 0: 1 when y is 0 (0^0 included), 0 for 0^y.
+fn schedule_free_power(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    if x == 0.0 {
+        return 0.0;
+    }
+    return pow(x, y);
+}
+
+// A step's scalars, and the running values after it.
+struct ScheduleFreeStep {
+    // The warmed-up lr.
+    lr: f32,
+    ckp1: f32,
+    // lr * (beta * (1 - ckp1) - 1), y's multiplier of the gradient.
+    y_step: f32,
+    lr_max: f32,
+    weight_sum: f32,
+}
+
+// The package's step scalars at step `step` (its k + 1), from the running values before it.
+fn schedule_free_schedule(
+    lr: f32,
+    beta: f32,
+    warmup_steps: f32,
+    r: f32,
+    weight_lr_power: f32,
+    lr_max: f32,
+    weight_sum: f32,
+    step: f32,
+) -> ScheduleFreeStep {
+    // The package's `k < warmup_steps` with k = step - 1.
+    let scheduled = select(lr, lr * (step / warmup_steps), step <= warmup_steps);
+    let new_max = max(scheduled, lr_max);
+    let weight = schedule_free_power(step, r) * schedule_free_power(new_max, weight_lr_power);
+    let new_sum = weight_sum + weight;
+    let ckp1 = select(weight / new_sum, 0.0, new_sum == 0.0);
+    return ScheduleFreeStep(
+        scheduled,
+        ckp1,
+        scheduled * (beta * (1.0 - ckp1) - 1.0),
+        new_max,
+        new_sum,
+    );
+}
+
+// y and z from the gradient g (AdamW's normalized one), weight decay taken at y.
+fn schedule_free_update(
+    y: ptr<function, vec4<f32>>,
+    z: ptr<function, vec4<f32>>,
+    grad: vec4<f32>,
+    weight_decay: f32,
+    ckp1: f32,
+    y_step: f32,
+    lr: f32,
+) {
+    let g = select(grad, grad + weight_decay * *y, weight_decay != 0.0);
+    *y = lerp(*y, *z, ckp1) + y_step * g;
+    *z = *z - lr * g;
+}
+
+// With TO_EVAL or TO_TRAIN, moves the parameters (y to x, p = lerp(p, z, eval_weight), or x to
+// y, p = lerp(p, z, train_weight); nothing before the first step) and returns true: the update
+// is then done. Otherwise returns false and, at the first step, starts z as the parameters.
+fn schedule_free_begin(
+    e: ptr<function, Elements>,
+    eval_weight: f32,
+    train_weight: f32,
+    c: Control,
+) -> bool {
+    let y = (*e).param;
+    if TO_EVAL || TO_TRAIN {
+        let weight = select(train_weight, eval_weight, TO_EVAL);
+        (*e).param = select(lerp(y, (*e).state0, weight), y, c.step == 0u);
+        return true;
+    }
+    (*e).state0 = select((*e).state0, y, c.step == 1u);
+    return false;
+}
