@@ -13,9 +13,9 @@
 //! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
 //! for Schedule-Free AdamW and SGD, also the running values the prologue keeps on the device,
 //! `param_groups.<g>.lr_max` and `param_groups.<g>.weight_sum` (as PyTorch's `param_groups`
-//! holds them), read back when saving and written back when loading. Its parameters are
-//! saved by the caller in whichever mode (y or x) they are in: switch to train mode before
-//! stepping after a load, as before saving. Parameters
+//! holds them), read back when saving and written back when loading, and `schedule_free.mode`
+//! (`eval` or `train`): the mode the parameters saved beside the file are in (x or y), which
+//! loading restores, so that `schedule_free_train` after a load moves x back to y. Parameters
 //! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
 //! state, saved beside the model's.
 
@@ -43,6 +43,7 @@ fn mismatch<T>(what: String) -> Result<T> {
 
 const FORMAT: &str = "wgpu-optim optimizer checkpoint 1";
 const CONTROL: &str = "wgpu_optim.control";
+const SCHEDULE_FREE_MODE: &str = "schedule_free.mode";
 
 impl Optimizer {
     /// The optimizer's state as a safetensors file in memory (reads every state buffer back:
@@ -123,6 +124,16 @@ impl Optimizer {
         for (group, name, value) in self.read_running()? {
             metadata.insert(format!("param_groups.{group}.{name}"), value.to_string());
         }
+        // Schedule-Free's mode: the parameters saved beside this file are x in eval mode,
+        // y in train mode (the package keeps `train_mode` in each param group).
+        if self.eval_flag().is_some() {
+            let mode = if self.is_schedule_free_eval() {
+                "eval"
+            } else {
+                "train"
+            };
+            metadata.insert(SCHEDULE_FREE_MODE.into(), mode.into());
+        }
         let views = tensors
             .iter()
             .map(|(name, dtype, shape, bytes)| {
@@ -184,6 +195,16 @@ impl Optimizer {
                 field("groups")?
             ));
         }
+        // Schedule-Free's mode, which the parameters saved with the file are in.
+        let eval = match (
+            self.eval_flag(),
+            metadata.get(SCHEDULE_FREE_MODE).map(String::as_str),
+        ) {
+            (Some(_), Some("eval")) => Some(true),
+            (Some(_), Some("train")) => Some(false),
+            (None, None) => None,
+            (_, mode) => return mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
+        };
         let mut configs = self.group_configs().to_vec();
         let running_names = self.running_names();
         let mut running = vec![vec![None; running_names.len()]; groups];
@@ -267,6 +288,9 @@ impl Optimizer {
             if !values.is_empty() {
                 self.write_running(group, values);
             }
+        }
+        if let Some(eval) = eval {
+            self.set_eval_flag(eval);
         }
         for (i, name, data) in states {
             let range = self.state_range(i, name)?;

@@ -3,6 +3,8 @@
 //! host round trip.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::context::{capture_errors, Context};
 use crate::error::{Error, Result};
@@ -18,6 +20,8 @@ enum Label {
     Tensor(usize, &'static str),
     /// The optimizer's control block.
     Control,
+    /// Parameter group `g`'s running values (Schedule-Free's `lr_max` and `weight_sum`).
+    Running(usize),
     /// Position in the `extra` list of [`Snapshot::of_optimizer`].
     Extra(usize),
 }
@@ -29,6 +33,7 @@ impl Label {
             Label::Range(i) => (i, "snapshot"),
             Label::Tensor(i, role) => (i, role),
             Label::Control => (0, "control block"),
+            Label::Running(g) => (g, "running values"),
             Label::Extra(i) => (i, "extra snapshot"),
         }
     }
@@ -40,6 +45,7 @@ impl fmt::Display for Label {
             Label::Range(i) => write!(f, "range {i}"),
             Label::Tensor(i, role) => write!(f, "tensor {i}'s {role}"),
             Label::Control => write!(f, "the control block"),
+            Label::Running(g) => write!(f, "group {g}'s running values"),
             Label::Extra(i) => write!(f, "extra range {i}"),
         }
     }
@@ -64,9 +70,11 @@ struct Copy {
 /// `load_from_checkpoint`, without the host round trip.
 ///
 /// [`Snapshot::of_optimizer`] covers everything a step changes: every tensor's parameters,
-/// every state (`exp_avg`, ..., `master_param`) and the control block (step counter, loss
-/// scale, skipped steps), so a restore rewinds the optimizer as a whole, as loading a
-/// checkpoint would. The hyperparameters are not restored: the learning rate a
+/// every state (`exp_avg`, ..., `master_param`), the control block (step counter, loss
+/// scale, skipped steps) and, for Schedule-Free, each group's running values (`lr_max`,
+/// `weight_sum`) and the eval/train mode (a restore brings back the mode the parameters were
+/// saved in, x or y), so a restore rewinds the optimizer as a whole, as loading a checkpoint
+/// would. The hyperparameters are not restored: the learning rate a
 /// [`ReduceLrOnPlateau`](crate::ReduceLrOnPlateau) lowered stays low.
 ///
 /// Each range needs `COPY_SRC` and `COPY_DST` ([`Error::MissingUsage`] names the range), a
@@ -92,6 +100,8 @@ struct Copy {
 pub struct Snapshot {
     copies: Vec<Copy>,
     backups: Vec<wgpu::Buffer>,
+    // A Schedule-Free optimizer's eval/train flag and the mode of the last save.
+    mode: Option<(Arc<AtomicBool>, AtomicBool)>,
 }
 
 impl Snapshot {
@@ -131,12 +141,23 @@ impl Snapshot {
             BufferRange::whole(optimizer.control_buffer()),
         ));
         labelled.extend(
+            optimizer
+                .running_ranges()
+                .into_iter()
+                .enumerate()
+                .map(|(g, r)| (Label::Running(g), r)),
+        );
+        labelled.extend(
             extra
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (Label::Extra(i), r.clone())),
         );
-        Self::create(ctx, &labelled)
+        let mut snapshot = Self::create(ctx, &labelled)?;
+        snapshot.mode = optimizer
+            .eval_flag()
+            .map(|flag| (flag, AtomicBool::new(false)));
+        Ok(snapshot)
     }
 
     fn create(ctx: &Context, ranges: &[(Label, BufferRange)]) -> Result<Self> {
@@ -180,12 +201,19 @@ impl Snapshot {
                 })
                 .collect()
         })?;
-        Ok(Snapshot { copies, backups })
+        Ok(Snapshot {
+            copies,
+            backups,
+            mode: None,
+        })
     }
 
     /// Records copies of the ranges into the backups, as they stand after everything
     /// recorded before in `encoder`.
     pub fn record_save(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some((flag, saved)) = &self.mode {
+            saved.store(flag.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         for c in &self.copies {
             let backup = &self.backups[c.backup];
             encoder.copy_buffer_to_buffer(&c.source, c.offset, backup, c.backup_offset, c.size);
@@ -195,6 +223,9 @@ impl Snapshot {
     /// Records copies of the backups back into the ranges: what the last save submitted
     /// before them left there.
     pub fn record_restore(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some((flag, saved)) = &self.mode {
+            flag.store(saved.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         for c in &self.copies {
             let backup = &self.backups[c.backup];
             encoder.copy_buffer_to_buffer(backup, c.backup_offset, &c.source, c.offset, c.size);

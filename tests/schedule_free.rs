@@ -188,3 +188,78 @@ fn running_values_carry_on(ctx: &Context, config: OptimizerConfig) {
     ));
     other.load_checkpoint(&bytes).unwrap();
 }
+
+/// The metadata value of `key` in `optimizer`'s checkpoint.
+fn checkpoint_value(optimizer: &Optimizer, key: &str) -> String {
+    let bytes = optimizer.checkpoint().unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().clone().unwrap()[key].clone()
+}
+
+/// The eval/train mode travels with checkpoints and snapshots: the parameters saved beside a
+/// checkpoint, or by a snapshot, are x in eval mode and y in train mode, and a load or a
+/// restore brings the mode back with the running values, so `schedule_free_train` afterwards
+/// moves x back to y and the next steps repeat the ones taken after the save.
+#[test]
+fn the_mode_travels_with_checkpoints_and_snapshots() {
+    let ctx = context();
+    let configs = schedule_free_configs();
+    let sgd = configs
+        .iter()
+        .find(|c| matches!(c, OptimizerConfig::ScheduleFreeSgd(_)));
+    for config in [&configs[0], sgd.expect("a Schedule-Free SGD configuration")] {
+        let mut run = Run::new(ctx, config, &[3, 300], 11);
+        for _ in 0..4 {
+            run.step(ctx);
+        }
+        assert_eq!(checkpoint_value(&run.device, "schedule_free.mode"), "train");
+        record(ctx, &run.device, Optimizer::schedule_free_eval).unwrap();
+        assert_eq!(checkpoint_value(&run.device, "schedule_free.mode"), "eval");
+        let saved = run.device.checkpoint().unwrap();
+        let mut fresh = Run::new(ctx, config, &[3, 300], 11);
+        fresh.device.load_checkpoint(&saved).unwrap();
+        assert!(
+            fresh.device.is_schedule_free_eval(),
+            "{config:?}: loaded in eval mode"
+        );
+
+        // A snapshot saved in eval mode, then train and three steps, then a restore.
+        let snapshot = Snapshot::of_optimizer(ctx, &run.device, &[]).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_save(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        let x = device_params(ctx, &run);
+        let weight_sum = checkpoint_value(&run.device, "param_groups.0.weight_sum");
+        let grads: Vec<Vec<Vec<f32>>> = (0..3).map(|_| run.gradients()).collect();
+        let after_steps = |run: &Run| {
+            record(ctx, &run.device, Optimizer::schedule_free_train).unwrap();
+            for g in &grads {
+                run.step_device(ctx, g);
+            }
+            device_params(ctx, run)
+        };
+        let first = after_steps(&run);
+        assert_ne!(
+            checkpoint_value(&run.device, "param_groups.0.weight_sum"),
+            weight_sum
+        );
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_restore(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        assert!(
+            run.device.is_schedule_free_eval(),
+            "{config:?}: restored in eval mode"
+        );
+        assert_eq!(bits_of(&device_params(ctx, &run)), bits_of(&x));
+        assert_eq!(
+            checkpoint_value(&run.device, "param_groups.0.weight_sum"),
+            weight_sum,
+            "{config:?}: the running values come back"
+        );
+        assert_eq!(bits_of(&after_steps(&run)), bits_of(&first), "{config:?}");
+    }
+}
+
+fn bits_of(tensors: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    tensors.iter().map(|t| bits(t)).collect()
+}

@@ -128,7 +128,7 @@ pub struct Optimizer {
     // (train); `None` for other optimizers.
     modes: Option<[Pipelines; 2]>,
     // Whether the parameters are Schedule-Free's x (eval mode) rather than y.
-    eval_mode: AtomicBool,
+    eval_mode: Arc<AtomicBool>,
 }
 
 /// The name of the f32 master copy of 16-bit parameters, as a state.
@@ -518,7 +518,7 @@ impl Optimizer {
             norm_stats: None,
             control_mode,
             modes,
-            eval_mode: AtomicBool::new(false),
+            eval_mode: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -830,6 +830,32 @@ impl Optimizer {
         let pipelines = &modes[usize::from(!eval)];
         self.record_dispatches(&mut Self::begin(encoder), pipelines);
         Ok(())
+    }
+
+    /// The eval/train flag, shared with a [`Snapshot`](crate::Snapshot) of this optimizer
+    /// (its parameters are `x` in eval mode, `y` in train mode, and a restore brings back the
+    /// mode they were saved in), or `None` for optimizers without the switch.
+    pub(crate) fn eval_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.modes.as_ref().map(|_| self.eval_mode.clone())
+    }
+
+    /// Sets the eval/train flag without moving anything: the parameters a checkpoint was saved
+    /// with are in the mode it records.
+    pub(crate) fn set_eval_flag(&self, eval: bool) {
+        self.eval_mode.store(eval, Ordering::Relaxed);
+    }
+
+    /// Each group's running values (Schedule-Free's `lr_max` and `weight_sum`) as ranges of
+    /// the hyperparameter buffer, for snapshots; empty for optimizers without any.
+    pub(crate) fn running_ranges(&self) -> Vec<BufferRange> {
+        let count = self.spec.running.len() as u64;
+        let size = self.spec.hyper.len() as u64;
+        if count == 0 {
+            return Vec::new();
+        }
+        (0..self.configs.len() as u64)
+            .map(|group| BufferRange::new(&self.hyper, group * size + size - 4 * count, count))
+            .collect()
     }
 
     /// Each parameter group's running values (Schedule-Free's `lr_max`, `weight_sum`), read
