@@ -25,6 +25,20 @@ struct Experiment {
 }
 
 impl Experiment {
+    /// Eight replicas of `family` over LENS in f32, each with its own gradient processing
+    /// (`eight_grad_configs`), `steps` steps, `poison` as the field says.
+    fn eight(family: &str, steps: usize, poison: Option<(usize, usize)>) -> Self {
+        Experiment {
+            lens: &LENS,
+            configs: eight(family),
+            grad: Some(eight_grad_configs()),
+            dtypes: (Dtype::F32, Dtype::F32),
+            precision: Precision::default(),
+            steps,
+            poison,
+        }
+    }
+
     fn replicas(&self) -> usize {
         self.configs.len()
     }
@@ -237,15 +251,7 @@ fn assert_population_equals_alone(ctx: &Context, what: &str, e: &Experiment) -> 
 fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
     let ctx = context();
     for family in ["adamw", "sgd", "adagrad", "rmsprop", "lion", "adam_amsgrad"] {
-        let e = Experiment {
-            lens: &LENS,
-            configs: eight(family),
-            grad: Some(eight_grad_configs()),
-            dtypes: (Dtype::F32, Dtype::F32),
-            precision: Precision::default(),
-            steps: 20,
-            poison: None,
-        };
+        let e = Experiment::eight(family, 20, None);
         let outcomes = assert_population_equals_alone(ctx, family, &e);
         for (r, outcome) in outcomes.iter().enumerate() {
             assert_eq!(outcome.control.step, 20, "{family}: replica {r} stepped");
@@ -265,15 +271,7 @@ fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
 #[test]
 fn a_nan_in_one_replica_skips_only_that_replica() {
     let ctx = context();
-    let e = Experiment {
-        lens: &LENS,
-        configs: eight("adamw"),
-        grad: Some(eight_grad_configs()),
-        dtypes: (Dtype::F32, Dtype::F32),
-        precision: Precision::default(),
-        steps: 20,
-        poison: Some((3, 7)),
-    };
+    let e = Experiment::eight("adamw", 20, Some((3, 7)));
     let outcomes = assert_population_equals_alone(ctx, "poisoned", &e);
     for (r, outcome) in outcomes.iter().enumerate() {
         let skipped = u32::from(r == 3);
@@ -308,13 +306,9 @@ fn sixteen_bit_replicas_with_stochastic_rounding_equal_their_runs_alone() {
         ),
     ] {
         let e = Experiment {
-            lens: &LENS,
-            configs: eight("adamw"),
-            grad: Some(eight_grad_configs()),
             dtypes,
             precision,
-            steps: 8,
-            poison: Some((5, 2)),
+            ..Experiment::eight("adamw", 8, Some((5, 2)))
         };
         assert_population_equals_alone(ctx, &format!("{dtypes:?} {precision:?}"), &e);
     }
@@ -325,15 +319,7 @@ fn chunks_are_cut_between_replicas_so_each_reduces_as_alone() {
     // A binding of 64 KiB holds 16384 f32: about two replicas of 6,373 elements (with the
     // arena's alignment), so the population's eight replicas span several chunks.
     let ctx = context_with_binding_limit(64 << 10);
-    let e = Experiment {
-        lens: &LENS,
-        configs: eight("sgd"),
-        grad: Some(eight_grad_configs()),
-        dtypes: (Dtype::F32, Dtype::F32),
-        precision: Precision::default(),
-        steps: 6,
-        poison: Some((6, 1)),
-    };
+    let e = Experiment::eight("sgd", 6, Some((6, 1)));
     let (optimizer, _) = population(&ctx, &e);
     assert!(
         optimizer.update_dispatches() >= 4,
@@ -367,15 +353,7 @@ fn one_population_steps_in_one_update_dispatch() {
 #[test]
 fn a_population_checkpoint_restores_every_replica() {
     let ctx = context();
-    let mut e = Experiment {
-        lens: &LENS,
-        configs: eight("adamw"),
-        grad: Some(eight_grad_configs()),
-        dtypes: (Dtype::F32, Dtype::F32),
-        precision: Precision::default(),
-        steps: 5,
-        poison: Some((2, 3)),
-    };
+    let mut e = Experiment::eight("adamw", 5, Some((2, 3)));
     let (saved, _) = population(ctx, &e);
     let checkpoint = saved.checkpoint().unwrap();
     // A fresh population of the same shape, before any step, takes the checkpoint.
@@ -442,15 +420,7 @@ fn a_population_checkpoint_restores_every_replica() {
 #[test]
 fn a_reader_returns_every_replica_without_blocking() {
     let ctx = context();
-    let e = Experiment {
-        lens: &LENS,
-        configs: eight("sgd"),
-        grad: Some(eight_grad_configs()),
-        dtypes: (Dtype::F32, Dtype::F32),
-        precision: Precision::default(),
-        steps: 3,
-        poison: Some((4, 2)),
-    };
+    let e = Experiment::eight("sgd", 3, Some((4, 2)));
     let (optimizer, _) = population(ctx, &e);
     let mut reader = ControlReader::for_optimizer(&optimizer, 2);
     let mut single = ControlReader::new(ctx, 1);
@@ -565,12 +535,8 @@ fn cuts_keep_sixteen_bit_state_bindings_aligned() {
     let ctx = context_with_binding_limit(40 << 10);
     let e = Experiment {
         lens: &ODD,
-        configs: eight("adamw"),
-        grad: Some(eight_grad_configs()),
-        dtypes: (Dtype::F32, Dtype::F32),
         precision: Precision::default().with_states(Dtype::BF16),
-        steps: 4,
-        poison: None,
+        ..Experiment::eight("adamw", 4, None)
     };
     let (optimizer, outcomes) = population(&ctx, &e);
     assert!(optimizer.update_dispatches() >= 4);
@@ -593,16 +559,12 @@ fn cuts_keep_sixteen_bit_state_bindings_aligned() {
 fn a_halted_replica_does_not_hide_the_others() {
     let ctx = context();
     let e = Experiment {
-        lens: &LENS,
         configs: eight("sgd")[..2].to_vec(),
         grad: Some(vec![
             GradConfig::default(),
             GradConfig::default().with_error_if_nonfinite(true),
         ]),
-        dtypes: (Dtype::F32, Dtype::F32),
-        precision: Precision::default(),
-        steps: 2,
-        poison: Some((1, 0)),
+        ..Experiment::eight("sgd", 2, Some((1, 0)))
     };
     let (optimizer, _) = population(ctx, &e);
     let mut reader = ControlReader::for_optimizer(&optimizer, 1);
