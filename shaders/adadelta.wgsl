@@ -33,8 +33,7 @@ fn adadelta_math(
     acc_delta: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
+    let g = l2_grad(grad, *p, h.weight_decay);
     *square_avg = h.rho * *square_avg + h.one_minus_rho * g * g;
     let square_avg_root = sqrt(*square_avg + h.eps);
     let delta = sqrt(*acc_delta + h.eps) / square_avg_root * g;

@@ -33,8 +33,7 @@ fn prepare_group(g: u32, step: f32) {
 }
 
 fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper) {
-    var g = select(grad, -grad, MAXIMIZE);
-    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
+    let g = l2_grad(grad, *p, h.weight_decay);
     *sum = *sum + g * g;
     if EPS_IN_SQRT {
         let scaled = select(vec4(0.0), g / sqrt(*sum + h.eps), *sum > vec4(0.0));

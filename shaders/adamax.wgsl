@@ -22,8 +22,7 @@ fn adamax_math(
     exp_inf: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
+    let g = l2_grad(grad, *p, h.weight_decay);
     *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
     *exp_inf = max(h.beta2 * *exp_inf, abs(g) + h.eps);
     *p = *p - h.step_size * (*exp_avg / *exp_inf);

@@ -61,8 +61,7 @@ fn rmsprop_math(
     grad_avg: ptr<function, vec4<f32>>,
     h: Hyper,
 ) {
-    var g = select(grad, -grad, MAXIMIZE);
-    g = select(g, g + h.weight_decay * *p, h.weight_decay != 0.0);
+    let g = l2_grad(grad, *p, h.weight_decay);
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     var v = *square_avg;
     if BIAS_CORRECTION {

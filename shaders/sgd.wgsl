@@ -32,8 +32,7 @@ fn sgd_math(
     first_step: bool,
     h: Hyper,
 ) {
-    var d_p = select(grad, -grad, MAXIMIZE);
-    d_p = select(d_p, d_p + h.weight_decay * *p, h.weight_decay != 0.0);
+    var d_p = l2_grad(grad, *p, h.weight_decay);
     if MOMENTUM {
         // PyTorch starts the buffer as a copy of the first gradient, without dampening.
         let next = h.momentum * *momentum_buffer + h.one_minus_dampening * d_p;

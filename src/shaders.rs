@@ -48,6 +48,7 @@ pub const FILES: &[(&str, &str)] = &[
         "common/adam_hyper.wgsl",
         include_str!("../shaders/common/adam_hyper.wgsl"),
     ),
+    ("common/l2.wgsl", include_str!("../shaders/common/l2.wgsl")),
     (
         "common/moments.wgsl",
         include_str!("../shaders/common/moments.wgsl"),
@@ -702,6 +703,20 @@ impl Kernel {
         ];
         if matches!(self, Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax) {
             files.push("common/adam_hyper.wgsl");
+        }
+        if matches!(
+            self,
+            Kernel::Sgd
+                | Kernel::Adagrad
+                | Kernel::RmsProp
+                | Kernel::Adamax
+                | Kernel::Adadelta
+                | Kernel::Adam
+                | Kernel::NAdam
+                | Kernel::RAdam
+                | Kernel::Adopt
+        ) {
+            files.push("common/l2.wgsl");
         }
         if matches!(
             self,

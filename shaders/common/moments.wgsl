@@ -8,7 +8,7 @@
 //   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
 //
 // Returns the gradient the moments saw. The including file declares the MAXIMIZE and
-// DECOUPLED_WEIGHT_DECAY overrides.
+// DECOUPLED_WEIGHT_DECAY overrides. Needs common/l2.wgsl.
 
 // The hyperparameters the moments read, from the kernel's own Hyper.
 struct Moments {
@@ -23,12 +23,11 @@ struct Moments {
 // The sign for maximize and the weight decay: decoupled, `p` is decayed in place; else the L2
 // term is added to the gradient returned.
 fn decayed_grad(p: ptr<function, vec4<f32>>, grad: vec4<f32>, m: Moments) -> vec4<f32> {
-    let g = select(grad, -grad, MAXIMIZE);
     if DECOUPLED_WEIGHT_DECAY {
         *p = *p * m.decay;
-        return g;
+        return select(grad, -grad, MAXIMIZE);
     }
-    return select(g, g + m.weight_decay * *p, m.weight_decay != 0.0);
+    return l2_grad(grad, *p, m.weight_decay);
 }
 
 fn adam_moments(

@@ -49,10 +49,7 @@ pub fn sgd_math(
     h: &SgdHyper,
     o: SgdOptions,
 ) {
-    let mut d_p = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        d_p += h.weight_decay * *p;
-    }
+    let mut d_p = l2_grad(grad, *p, h.weight_decay, o.maximize);
     if o.momentum {
         if first_step {
             *momentum_buffer = d_p;
@@ -70,10 +67,7 @@ pub fn sgd_math(
 
 /// `adagrad_math` of `shaders/adagrad.wgsl`.
 pub fn adagrad_math(p: &mut f32, grad: f32, sum: &mut f32, h: &AdagradHyper, o: AdagradOptions) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
+    let g = l2_grad(grad, *p, h.weight_decay, o.maximize);
     *sum += g * g;
     if o.eps_in_sqrt {
         let scaled = if *sum > 0.0 {
@@ -116,10 +110,7 @@ pub fn rmsprop_math(
     h: &RmsPropHyper,
     o: RmsPropOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
+    let g = l2_grad(grad, *p, h.weight_decay, o.maximize);
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     let mut v = *square_avg;
     if o.bias_correction {
@@ -233,10 +224,7 @@ pub fn adamax_math(
     h: &AdamHyper,
     o: AdamaxOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
+    let g = l2_grad(grad, *p, h.weight_decay, o.maximize);
     *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
     *exp_inf = max(h.beta2 * *exp_inf, g.abs() + h.eps);
     *p -= h.step_size * (*exp_avg / *exp_inf);
@@ -381,10 +369,7 @@ pub fn adadelta_math(
     h: &AdadeltaHyper,
     o: AdadeltaOptions,
 ) {
-    let mut g = if o.maximize { -grad } else { grad };
-    if h.weight_decay != 0.0 {
-        g += h.weight_decay * *p;
-    }
+    let g = l2_grad(grad, *p, h.weight_decay, o.maximize);
     *square_avg = h.rho * *square_avg + h.one_minus_rho * g * g;
     let square_avg_root = (*square_avg + h.eps).sqrt();
     let delta = (*acc_delta + h.eps).sqrt() / square_avg_root * g;
@@ -647,18 +632,24 @@ moments_of!(
     AdoptHyper, AdoptOptions
 );
 
+/// `l2_grad` of `shaders/common/l2.wgsl`: the sign for maximize, then the L2 term.
+pub fn l2_grad(grad: f32, p: f32, weight_decay: f32, maximize: bool) -> f32 {
+    let g = if maximize { -grad } else { grad };
+    if weight_decay != 0.0 {
+        g + weight_decay * p
+    } else {
+        g
+    }
+}
+
 /// `decayed_grad` of `shaders/common/moments.wgsl`: the sign and the weight decay (decoupled,
 /// `p` decayed in place; else the L2 term added to the gradient returned).
 pub fn decayed_grad(p: &mut f32, grad: f32, m: &Moments, o: MomentOptions) -> f32 {
-    let g = if o.maximize { -grad } else { grad };
     if o.decoupled_weight_decay {
         *p *= m.decay;
-        return g;
+        return if o.maximize { -grad } else { grad };
     }
-    if m.weight_decay != 0.0 {
-        return g + m.weight_decay * *p;
-    }
-    g
+    l2_grad(grad, *p, m.weight_decay, o.maximize)
 }
 
 /// `adam_moments` of `shaders/common/moments.wgsl`: the sign, the weight decay and both
