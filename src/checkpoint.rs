@@ -281,9 +281,7 @@ impl Optimizer {
             .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
             .collect::<Result<Vec<Control>>>()?;
 
-        for (group, config) in configs.into_iter().enumerate() {
-            self.set_group_config(group, config)?;
-        }
+        self.set_group_configs(configs.into_iter().enumerate().collect())?;
         for (group, values) in running.iter().enumerate() {
             if !values.is_empty() {
                 self.write_running(group, values);

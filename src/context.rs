@@ -134,6 +134,8 @@ pub(crate) enum PipelineKey {
     },
     /// The standalone clip-by-value module.
     ClipValue { workgroup_size: u32 },
+    /// The device-schedule module.
+    Schedule,
 }
 
 type Cache = HashMap<PipelineKey, Arc<dyn Any + Send + Sync>>;

@@ -40,6 +40,20 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A [`DeviceSchedule`](crate::DeviceSchedule) whose configuration at some step the
+    /// optimizer refuses (a learning rate that is negative or not finite in f32, say).
+    #[error(
+        "the device schedule's configuration of group {group} at step {step} is invalid: {source}"
+    )]
+    InvalidScheduleStep {
+        /// The parameter group.
+        group: usize,
+        /// The step (steps taken before it).
+        step: u64,
+        /// Why the configuration was refused.
+        source: Box<Error>,
+    },
+
     /// A combination of options that PyTorch refuses, such as Nesterov momentum with dampening.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),

@@ -35,6 +35,7 @@ mod arena;
 mod checkpoint;
 mod clip;
 mod context;
+mod device_schedule;
 pub mod dtype;
 mod early_stopping;
 mod error;
@@ -58,6 +59,7 @@ pub use clip::{
     CLIP_OPTAX, CLIP_PYTORCH,
 };
 pub use context::{Context, ContextOptions, Tuning};
+pub use device_schedule::{DeviceSchedule, ScheduleCounter, ScheduleShape};
 pub use dtype::Dtype;
 pub use early_stopping::{EarlyStopping, EarlyStoppingCheck, EarlyStoppingConfig, StopReason};
 pub use error::{Error, Result};

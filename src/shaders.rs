@@ -85,6 +85,7 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/schedule_free_sgd.wgsl"),
     ),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
+    ("schedule.wgsl", include_str!("../shaders/schedule.wgsl")),
     (
         "clip_value.wgsl",
         include_str!("../shaders/clip_value.wgsl"),
@@ -140,6 +141,9 @@ pub const CLIP_VALUE_FILES: [&str; 3] = [
     "common/segment.wgsl",
     "clip_value.wgsl",
 ];
+
+/// The files of the device-schedule module (`Optimizer::set_schedule`).
+pub const SCHEDULE_FILES: [&str; 2] = ["common/control.wgsl", "schedule.wgsl"];
 
 /// How an update kernel binds the element buffers (param, grad, states) of a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -44,6 +44,12 @@ fn other_modules() -> Vec<(String, String, Vec<&'static str>, Vec<&'static str>)
         shaders::CLIP_VALUE_FILES.to_vec(),
         vec!["clip_value_in_place"],
     ));
+    modules.push((
+        "schedule".to_string(),
+        shaders::concatenate(&shaders::SCHEDULE_FILES),
+        shaders::SCHEDULE_FILES.to_vec(),
+        vec!["schedule"],
+    ));
     modules
 }
 
@@ -213,6 +219,9 @@ fn rust_structs_match_their_wgsl_layout() {
         assert_layout::<ReduceWork>(&module, "clip");
         assert_layout::<Fold>(&module, "clip");
     }
+    let schedule = parse(&shaders::concatenate(&shaders::SCHEDULE_FILES), "schedule");
+    assert_layout::<ScheduleShape>(&schedule, "schedule");
+    assert_layout::<Control>(&schedule, "schedule");
     let clip_value = parse(
         &shaders::concatenate(&shaders::CLIP_VALUE_FILES),
         "clip_value",

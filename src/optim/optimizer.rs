@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{KernelSpec, OptimizerConfig, StateSpec};
 use crate::clip::{GradConfig, GradProcessing, GradStages, NormStats};
 use crate::context::{bind_group, capture_errors, Context, Entry, KernelLayouts, Variant};
+use crate::device_schedule::{DeviceSchedule, ScheduleTable, ScheduleTarget};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
@@ -129,6 +130,8 @@ pub struct Optimizer {
     modes: Option<[Pipelines; 2]>,
     // Whether the parameters are Schedule-Free's x (eval mode) rather than y.
     eval_mode: Arc<AtomicBool>,
+    // The schedule the device follows on its own, if any (`set_schedule`).
+    schedule: Option<ScheduleTable>,
 }
 
 /// The name of the f32 master copy of 16-bit parameters, as a state.
@@ -519,6 +522,7 @@ impl Optimizer {
             control_mode,
             modes,
             eval_mode: Arc::new(AtomicBool::new(false)),
+            schedule: None,
         })
     }
 
@@ -754,6 +758,9 @@ impl Optimizer {
         if let Some(grad) = &self.grad {
             grad.record_finalize(pass);
         }
+        if let Some(schedule) = &self.schedule {
+            schedule.record(pass);
+        }
         let pipelines = &self.pipelines;
         pass.set_pipeline(&pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
@@ -986,30 +993,53 @@ impl Optimizer {
     /// parameter group for the steps submitted after this call: a buffer write through the
     /// queue, never a rebuild. Options that change the kernel or its state (amsgrad,
     /// nesterov, centered, momentum on or off...) are refused with
-    /// [`Error::StructuralChange`].
+    /// [`Error::StructuralChange`]. With a [device schedule](Optimizer::set_schedule), the
+    /// configuration is the base the schedule moves.
     pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
-        self.check_structure(&config)?;
-        for group in 0..self.configs.len() {
-            self.set_group_config(group, config.clone())?;
-        }
-        Ok(())
+        let changes = (0..self.configs.len())
+            .map(|g| (g, config.clone()))
+            .collect();
+        self.set_group_configs(changes)
     }
 
     /// Replaces parameter group `group`'s hyperparameters, as [`Optimizer::set_config`].
     pub fn set_group_config(&mut self, group: usize, config: OptimizerConfig) -> Result<()> {
-        if group >= self.configs.len() {
-            return Err(Error::NoSuchGroup {
-                group,
-                count: self.configs.len(),
-            });
+        self.set_group_configs(vec![(group, config)])
+    }
+
+    /// Replaces the configurations of the groups listed, all or none: each is validated, and
+    /// a device schedule's table is rebuilt for the new bases, before anything is written.
+    pub(crate) fn set_group_configs(
+        &mut self,
+        changes: Vec<(usize, OptimizerConfig)>,
+    ) -> Result<()> {
+        let mut configs = self.configs.clone();
+        let mut specs = Vec::with_capacity(changes.len());
+        for (group, config) in changes {
+            if group >= self.configs.len() {
+                return Err(Error::NoSuchGroup {
+                    group,
+                    count: self.configs.len(),
+                });
+            }
+            specs.push((group, self.check_structure(&config)?));
+            configs[group] = config;
         }
-        let spec = self.check_structure(&config)?;
-        // The running values at the struct's end (Schedule-Free's) carry on.
-        let offset = (group * spec.hyper.len()) as u64;
-        self.ctx
-            .queue()
-            .write_buffer(&self.hyper, offset, spec.config_bytes());
-        self.configs[group] = config;
+        let schedule = match &self.schedule {
+            Some(table) => Some(self.schedule_table(table.schedule.clone(), &configs)?),
+            None => None,
+        };
+        for (group, spec) in specs {
+            // The running values at the struct's end (Schedule-Free's) carry on.
+            let offset = (group * spec.hyper.len()) as u64;
+            self.ctx
+                .queue()
+                .write_buffer(&self.hyper, offset, spec.config_bytes());
+        }
+        self.configs = configs;
+        if schedule.is_some() {
+            self.schedule = schedule;
+        }
         Ok(())
     }
 
@@ -1024,6 +1054,77 @@ impl Optimizer {
             })?
             .with_lr(lr);
         self.set_group_config(group, config)
+    }
+
+    /// Makes the device compute each step's learning rate from its own step counter
+    /// (replacing any schedule before), or stops with `None`: a training loop then writes
+    /// nothing per step, and a step skipped on the device cannot put the host's count out of
+    /// step with it (PyTorch users ask for a tensor learning rate for this,
+    /// pytorch/pytorch#106802). Each parameter group's configured learning rate is the
+    /// schedule's `base_lr` (a population's replicas each follow the schedule from their own
+    /// rate, by their own counters); [`Optimizer::set_lr`] and the other setters change that
+    /// base. A step recorded from now on begins with one small dispatch, after the gradient
+    /// finalize and before the prologue, that copies the step's hyperparameter words from a
+    /// table built here (see [`DeviceSchedule`]): the run is bit for bit the one a loop gets
+    /// calling `set_config(schedule.config_at(base, step))` before each step.
+    ///
+    /// Which counter: [`ScheduleCounter::Steps`](crate::ScheduleCounter::Steps) (the default,
+    /// steps taken, Optax's `apply_if_finite`) or
+    /// [`ScheduleCounter::Iterations`](crate::ScheduleCounter::Iterations) (skipped steps
+    /// count too, PyTorch's `scheduler.step()` every iteration). The counter lives in the
+    /// control block, so checkpoints and snapshots carry the schedule's position; the
+    /// schedule itself is configuration, not saved (as PyTorch saves a scheduler apart), and
+    /// stays in force across a load. `None` writes each group's configuration back, so the
+    /// learning rate returns to the base.
+    ///
+    /// Refused, with nothing changed: a schedule [`LrSchedule::validate`](crate::LrSchedule::validate)
+    /// refuses, a step whose configuration the optimizer refuses
+    /// ([`Error::InvalidScheduleStep`]), 0 steps or a table past one storage binding
+    /// ([`Error::InvalidOptions`]). The table holds 4 bytes per step, group and moved word
+    /// (AdamW: the learning rate and `1 - lr * weight_decay`, 8 bytes a step), and building
+    /// it evaluates the schedule for every step on the host.
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, DeviceSchedule, LrSchedule, Optimizer};
+    /// # fn demo(ctx: &Context, adamw: &mut Optimizer) -> wgpu_optim::Result<()> {
+    /// let cosine = LrSchedule::CosineAnnealing { t_max: 10_000, eta_min: 1e-5 };
+    /// adamw.set_schedule(Some(DeviceSchedule::new(cosine, 10_000)))?;
+    /// for _ in 0..10_000 {
+    ///     let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    ///     // ... forward and backward ...
+    ///     adamw.step(&mut encoder);
+    ///     ctx.queue().submit([encoder.finish()]);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_schedule(&mut self, schedule: Option<DeviceSchedule>) -> Result<()> {
+        let Some(schedule) = schedule else {
+            if self.schedule.take().is_some() {
+                self.set_group_configs(self.configs.clone().into_iter().enumerate().collect())?;
+            }
+            return Ok(());
+        };
+        self.schedule = Some(self.schedule_table(schedule, &self.configs)?);
+        Ok(())
+    }
+
+    /// The device schedule in force, if any.
+    pub fn schedule(&self) -> Option<&DeviceSchedule> {
+        self.schedule.as_ref().map(|table| &table.schedule)
+    }
+
+    fn schedule_table(
+        &self,
+        schedule: DeviceSchedule,
+        configs: &[OptimizerConfig],
+    ) -> Result<ScheduleTable> {
+        let target = ScheduleTarget {
+            control: &self.control,
+            hyper: &self.hyper,
+            hyper_size: self.spec.hyper.len(),
+            group_control: self.control_mode == plan::Control::PerGroup,
+        };
+        ScheduleTable::new(&self.ctx, schedule, configs, &target)
     }
 
     /// Validates `config` and checks it keeps this optimizer's algorithm, kernel, options and
@@ -1044,14 +1145,8 @@ impl Optimizer {
 
     /// Sets every parameter group's learning rate for the steps submitted after this call.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        let configs: Vec<OptimizerConfig> = self.configs.iter().map(|c| c.with_lr(lr)).collect();
-        for config in &configs {
-            config.validate()?;
-        }
-        for (group, config) in configs.into_iter().enumerate() {
-            self.set_group_config(group, config)?;
-        }
-        Ok(())
+        let changes = self.configs.iter().map(|c| c.with_lr(lr)).enumerate();
+        self.set_group_configs(changes.collect())
     }
 
     /// The device buffer holding the [`Control`] block (step counter, skip flag, gradient
