@@ -80,6 +80,12 @@ pub(crate) enum Entry {
     Update,
     /// The vec4 layout's partial vec4s at tensors' ends, stored lane by lane.
     UpdateTail,
+    /// A trust-ratio kernel's first pass over main segments (`common/trust.wgsl`).
+    UpdateNorms,
+    /// A trust-ratio kernel's first pass over tail segments.
+    UpdateTailNorms,
+    /// A trust-ratio kernel's fold of each tensor's sums into its ratio.
+    TrustFold,
 }
 
 impl Entry {
@@ -88,6 +94,9 @@ impl Entry {
             Entry::Prologue => "prologue",
             Entry::Update => "update",
             Entry::UpdateTail => "update_tail",
+            Entry::UpdateNorms => "update_norms",
+            Entry::UpdateTailNorms => "update_tail_norms",
+            Entry::TrustFold => "trust_fold",
         }
     }
 }
@@ -317,8 +326,11 @@ impl Context {
             // 0: control, 1: hyper.
             let prologue = bind_group_layout(device, label, &[(0, false), (1, false)]);
             // 0: control, 1: hyper, 2: param, 3: grad, 4..7: state slots, 7: segments,
-            // 8: the master copy.
+            // 8: the master copy, 9: the trust ratios' sums and ratios.
             let mut entries = vec![(0, false), (1, false), (2, false), (3, true), (7, true)];
+            if kernel.has_trust_ratio() {
+                entries.push((crate::shaders::TRUST_BINDING, false));
+            }
             entries.extend((0..kernel.state_slots()).map(|slot| (4 + slot as u32, false)));
             if master {
                 entries.push((crate::shaders::MASTER_BINDING, false));
@@ -370,7 +382,11 @@ impl Context {
             constants.push(("GROUP_CONTROL", flag(variant.group_control)));
             let bind_layout = match entry {
                 Entry::Prologue => &layouts.prologue,
-                Entry::Update | Entry::UpdateTail => {
+                Entry::Update
+                | Entry::UpdateTail
+                | Entry::UpdateNorms
+                | Entry::UpdateTailNorms
+                | Entry::TrustFold => {
                     constants.extend([
                         ("UNSCALE", flag(stages.unscale)),
                         ("CLIP_VALUE", flag(stages.clip_value)),
@@ -380,7 +396,7 @@ impl Context {
                     &layouts.update
                 }
             };
-            if entry == Entry::Update {
+            if matches!(entry, Entry::Update | Entry::UpdateNorms | Entry::TrustFold) {
                 constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
                 constants.push((
                     "VEC4S_PER_INVOCATION",
@@ -388,7 +404,8 @@ impl Context {
                 ));
             }
             if layout == ElementLayout::Vec4 && entry != Entry::Prologue {
-                constants.push(("PARTIAL_VEC4S", flag(entry == Entry::UpdateTail)));
+                let tail = matches!(entry, Entry::UpdateTail | Entry::UpdateTailNorms);
+                constants.push(("PARTIAL_VEC4S", flag(tail)));
                 constants.push(("RUNS", flag(tuning.runs_per_invocation)));
             }
             compute_pipeline(device, &module, entry.name(), bind_layout, &constants)

@@ -3,7 +3,7 @@
 //! Fused deep-learning optimizer steps as WGSL compute kernels on [`wgpu`]: SGD (momentum,
 //! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief (rectified or not), Lion,
 //! Adamax, NAdam, RAdam, Adadelta, ADOPT, Schedule-Free AdamW and Schedule-Free SGD, with
-//! PyTorch's semantics and defaults.
+//! PyTorch's semantics and defaults, and LAMB and LARS (per-tensor trust ratios) as Optax's.
 //!
 //! A step reads every parameter, gradient and state element once and writes each output once,
 //! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no

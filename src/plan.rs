@@ -35,6 +35,10 @@ wgsl_struct! {
         tensor: u32,
         /// The index of element `start` within its tensor.
         tensor_offset: u32,
+        /// Its slot among the per-tensor reductions' partials (LAMB's and LARS's trust
+        /// ratios): each tensor's segments, main then tail, chunk after chunk, take
+        /// consecutive slots, which the plan's tensor folds name.
+        slot: u32,
     }
 }
 
@@ -272,6 +276,14 @@ pub(crate) struct Plan {
     pub controls: u32,
     /// One [`Fold`] per control block: the partials `grad_local` folds into its norm stats.
     pub folds: TableSlice,
+    /// Segment slots: one per segment of every chunk (see [`Segment::slot`]).
+    pub slots: u64,
+    /// Each tensor's slots `[first, end)`, in the optimizer's order.
+    pub tensor_slots: Vec<[u32; 2]>,
+    /// One entry per tensor, in the optimizer's order, written as a [`Segment`]: `start` and
+    /// `end` are the tensor's slots `[start, end)` (empty for a tensor of length 0), `group`
+    /// its parameter group, `tensor` its index. What a per-tensor reduction folds.
+    pub tensor_folds: TableSlice,
     /// Whether some partials share a slot: never short of a binding's worth of partials
     /// (16M workgroups, over 2^40 gradients); a plan with a control block per group must not.
     pub wraps: bool,
@@ -443,6 +455,9 @@ impl Plan {
             }
         }
 
+        let tensor_folds = assign_slots(&mut cut, groups, tensors.len());
+        let slots = tensor_folds.last().map_or(0, |f| u64::from(f.end));
+
         let mut table: Vec<u8> = Vec::new();
         // Each dispatch's slice starts at an aligned offset; a 2-D grid of max_workgroups^2
         // workgroups takes that many segments (or 64 tails each) at most.
@@ -564,6 +579,12 @@ impl Plan {
             count: folds.len() as u64,
             size: std::mem::size_of::<Fold>() as u64,
         };
+        let tensor_slots = tensor_folds.iter().map(|f| [f.start, f.end]).collect();
+        let tensor_folds = TableSlice {
+            offset: push(bytemuck::cast_slice(&tensor_folds), &mut table),
+            count: tensor_folds.len() as u64,
+            size: SEGMENT_SIZE,
+        };
         let table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgpu-optim segments"),
             contents: &table,
@@ -575,6 +596,9 @@ impl Plan {
             partials: partials.clamp(1, max_partials),
             controls,
             folds,
+            slots,
+            tensor_slots,
+            tensor_folds,
             wraps: partials > max_partials,
             table,
         }
@@ -589,6 +613,41 @@ impl Plan {
     pub fn range(&self, chunk: &Chunk, role: usize, len: u64) -> BufferRange {
         self.spans[chunk.span].ranges[role].slice(chunk.offset, len)
     }
+}
+
+/// Numbers the segments' slots (each holds its tensor's index until now): a tensor's segments
+/// take consecutive slots, main then tail, chunk after chunk. Returns each tensor's slots as a
+/// fold entry (see [`Plan::tensor_folds`]).
+fn assign_slots(cut: &mut [ChunkSegments], groups: &[u32], tensors: usize) -> Vec<Segment> {
+    let mut counts = vec![0_u32; tensors];
+    for c in cut.iter() {
+        for s in c.main.iter().chain(&c.tails) {
+            counts[s.slot as usize] += 1;
+        }
+    }
+    let mut next = Vec::with_capacity(tensors);
+    let mut folds = Vec::with_capacity(tensors);
+    let mut first = 0_u32;
+    for (i, &count) in counts.iter().enumerate() {
+        next.push(first);
+        folds.push(Segment {
+            start: first,
+            end: first + count,
+            group: groups.get(i).copied().unwrap_or(0),
+            tensor: i as u32,
+            ..Segment::default()
+        });
+        first += count;
+    }
+    for c in cut.iter_mut() {
+        // Within a chunk a tensor's main segments come before its tail.
+        for s in c.main.iter_mut().chain(c.tails.iter_mut()) {
+            let tensor = s.slot as usize;
+            s.slot = next[tensor];
+            next[tensor] += 1;
+        }
+    }
+    folds
 }
 
 /// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (plans keep `count`
@@ -657,6 +716,8 @@ fn segments(
         group,
         tensor: (tensor - group_first[tensor]) as u32,
         tensor_offset: (from - tensor_start) as u32,
+        // The tensor's index in the optimizer, until `assign_slots` numbers the slots.
+        slot: tensor as u32,
     };
     for &i in &span.tensors {
         let start = span.offset_of(&tensors[i][0]);

@@ -84,6 +84,12 @@ pub const FILES: &[(&str, &str)] = &[
         "schedule_free_sgd.wgsl",
         include_str!("../shaders/schedule_free_sgd.wgsl"),
     ),
+    ("lamb.wgsl", include_str!("../shaders/lamb.wgsl")),
+    ("lars.wgsl", include_str!("../shaders/lars.wgsl")),
+    (
+        "common/trust.wgsl",
+        include_str!("../shaders/common/trust.wgsl"),
+    ),
     ("clip.wgsl", include_str!("../shaders/clip.wgsl")),
     ("schedule.wgsl", include_str!("../shaders/schedule.wgsl")),
     (
@@ -240,6 +246,9 @@ impl Storage {
 /// The binding of the f32 master copy of 16-bit parameters in the update's bind group.
 pub const MASTER_BINDING: u32 = 8;
 
+/// The binding of a trust-ratio kernel's per-slot sums and ratios (`common/trust.wgsl`).
+pub const TRUST_BINDING: u32 = 9;
+
 /// One element buffer of an update kernel: its WGSL name, binding, type and access.
 struct Role {
     name: &'static str,
@@ -258,7 +267,12 @@ struct Role {
 /// Generated per element layout and storage, so that the update loop holds exactly the
 /// accesses and conversions its types need (lavapipe's time follows the accesses, not the
 /// bytes).
-pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usize) -> String {
+pub fn elements_source(
+    layout: ElementLayout,
+    storage: Storage,
+    state_slots: usize,
+    trust: bool,
+) -> String {
     use std::fmt::Write;
     let role = |name, binding, dtype, read_only, field, slot| Role {
         name,
@@ -400,6 +414,9 @@ pub fn elements_source(layout: ElementLayout, storage: Storage, state_slots: usi
     }
     for g in 0..groups {
         let _ = writeln!(s, "    step_math(&e{g}, h, c);");
+        if trust {
+            let _ = writeln!(s, "    trust_accumulate(e{g}, valid{g});");
+        }
     }
     let random = |g: usize| format!("stochastic_bits(s, idx + vec4({}u), c)", 4 * g);
     for r in roles.iter().filter(|r| !r.read_only) {
@@ -642,11 +659,15 @@ pub enum Kernel {
     ScheduleFreeAdamW,
     /// `schedule_free_sgd.wgsl`: Schedule-Free SGD, with its eval/train switch.
     ScheduleFreeSgd,
+    /// `lamb.wgsl`: LAMB, with per-tensor trust ratios (`common/trust.wgsl`).
+    Lamb,
+    /// `lars.wgsl`: LARS, with per-tensor trust ratios (`common/trust.wgsl`).
+    Lars,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Sgd,
         Kernel::Adagrad,
         Kernel::RmsProp,
@@ -660,6 +681,8 @@ impl Kernel {
         Kernel::Adopt,
         Kernel::ScheduleFreeAdamW,
         Kernel::ScheduleFreeSgd,
+        Kernel::Lamb,
+        Kernel::Lars,
     ];
 
     /// The kernel's name, as its file is named.
@@ -678,6 +701,8 @@ impl Kernel {
             Kernel::Adopt => "adopt",
             Kernel::ScheduleFreeAdamW => "schedule_free_adamw",
             Kernel::ScheduleFreeSgd => "schedule_free_sgd",
+            Kernel::Lamb => "lamb",
+            Kernel::Lars => "lars",
         }
     }
 
@@ -698,6 +723,8 @@ impl Kernel {
             Kernel::Adopt => "adopt.wgsl",
             Kernel::ScheduleFreeAdamW => "schedule_free_adamw.wgsl",
             Kernel::ScheduleFreeSgd => "schedule_free_sgd.wgsl",
+            Kernel::Lamb => "lamb.wgsl",
+            Kernel::Lars => "lars.wgsl",
         };
         let mut files = vec![
             "common/control.wgsl",
@@ -735,7 +762,16 @@ impl Kernel {
             files.push("common/schedule_free.wgsl");
         }
         files.extend([own, "common/entry.wgsl"]);
+        if self.has_trust_ratio() {
+            files.push("common/trust.wgsl");
+        }
         files
+    }
+
+    /// Whether the kernel scales each tensor's update by a trust ratio (LAMB, LARS): a step
+    /// then takes two passes with a per-tensor reduction between them (`common/trust.wgsl`).
+    pub fn has_trust_ratio(self) -> bool {
+        matches!(self, Kernel::Lamb | Kernel::Lars)
     }
 
     /// Whether the kernel is a Schedule-Free one, with the eval/train switch
@@ -747,20 +783,25 @@ impl Kernel {
     /// The module's WGSL source with `layout` and `storage`.
     pub fn source(self, layout: ElementLayout, storage: Storage) -> String {
         let mut source = concatenate(&self.files());
-        source += &elements_source(layout, storage, self.state_slots());
+        source += &elements_source(layout, storage, self.state_slots(), self.has_trust_ratio());
         source
     }
 
     /// How many state bindings (`state0`, `state1`, ...) the kernel declares.
     pub fn state_slots(self) -> usize {
         match self {
-            Kernel::Sgd | Kernel::Adagrad | Kernel::Lion | Kernel::ScheduleFreeSgd => 1,
+            Kernel::Sgd
+            | Kernel::Adagrad
+            | Kernel::Lion
+            | Kernel::ScheduleFreeSgd
+            | Kernel::Lars => 1,
             Kernel::Adamax
             | Kernel::NAdam
             | Kernel::RAdam
             | Kernel::Adadelta
             | Kernel::Adopt
-            | Kernel::ScheduleFreeAdamW => 2,
+            | Kernel::ScheduleFreeAdamW
+            | Kernel::Lamb => 2,
             Kernel::RmsProp | Kernel::Adam | Kernel::AdaBelief => 3,
         }
     }

@@ -249,6 +249,24 @@ fn invalid_hyperparameters_are_refused() {
             OptimizerConfig::Adopt(AdoptConfig::default().with_weight_decay(-0.01)),
             "weight_decay",
         ),
+        (LambConfig::default().with_lr(-1e-3).into(), "lr"),
+        (LambConfig::default().with_betas(0.9, 1.0).into(), "beta2"),
+        (LambConfig::default().with_eps(f64::NAN).into(), "eps"),
+        (
+            LambConfig::default().with_eps_root(-1e-8).into(),
+            "eps_root",
+        ),
+        (
+            LambConfig::default().with_weight_decay(-0.01).into(),
+            "weight_decay",
+        ),
+        (LarsConfig::default().with_lr(f64::INFINITY).into(), "lr"),
+        (LarsConfig::default().with_momentum(-0.9).into(), "momentum"),
+        (
+            LarsConfig::default().with_trust_coefficient(-1e-3).into(),
+            "trust_coefficient",
+        ),
+        (LarsConfig::default().with_eps(-1e-9).into(), "eps"),
         (
             ScheduleFreeAdamWConfig::default()
                 .with_betas(0.0, 0.999)
@@ -674,6 +692,8 @@ fn hyperparameters_past_f32_are_refused() {
         OptimizerConfig::RAdam(RAdamConfig::default().with_threshold(huge)),
         OptimizerConfig::Adadelta(AdadeltaConfig::default().with_lr(huge)),
         OptimizerConfig::Adopt(AdoptConfig::default().with_lr(huge)),
+        OptimizerConfig::Lamb(LambConfig::default().with_eps_root(huge)),
+        OptimizerConfig::Lars(LarsConfig::default().with_trust_coefficient(huge)),
     ];
     for config in f32_only {
         assert!(

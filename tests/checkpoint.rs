@@ -280,6 +280,8 @@ fn hyperparameters_round_trip_through_text() {
             OptimizerConfig::ScheduleFreeSgd(_) => {
                 OptimizerConfig::ScheduleFreeSgd(ScheduleFreeSgdConfig::default())
             }
+            OptimizerConfig::Lamb(_) => OptimizerConfig::Lamb(LambConfig::default()),
+            OptimizerConfig::Lars(_) => OptimizerConfig::Lars(LarsConfig::default()),
         };
         for (name, value) in config.hyperparameters() {
             assert!(copy.set_hyperparameter(name, &value), "{name} = {value}");

@@ -10,7 +10,7 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 103, "the fixture lost cases");
+    assert!(cases.len() >= 113, "the fixture lost cases");
     let schedule_free = cases
         .iter()
         .filter(|c| c["library"] == "schedulefree" && c.get("params_eval").is_some())
@@ -33,6 +33,8 @@ fn every_golden_case_replays_within_tolerance() {
         ("RAdam", "torch"),
         ("Adadelta", "torch"),
         ("ADOPT", "pytorch-optimizer"),
+        ("LAMB", "optax"),
+        ("LARS", "optax"),
     ];
     for (optimizer, torch) in libraries {
         for library in [torch, "optax"] {
@@ -116,6 +118,35 @@ fn the_optax_cases_fail_without_their_optax_options() {
         assert!(
             !report.failures.is_empty(),
             "{name} passes with PyTorch's form: the case cannot tell the forms apart"
+        );
+    }
+}
+
+/// The LAMB and LARS cases need the per-tensor trust ratio: replayed without it, each fails
+/// (but where the direction is 0 and the ratio 1: gradients that overflow LAMB's second
+/// moment, subnormal gradients that the adapter and XLA flush to zero).
+#[test]
+fn the_trust_ratio_cases_fail_without_the_ratio() {
+    let ctx = common::context();
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    let trust: Vec<_> = cases
+        .iter()
+        .filter(|c| c["optimizer"] == "LAMB" || c["optimizer"] == "LARS")
+        .filter(|c| c["hyper"]["trust_ratio"] != false)
+        .filter(|c| {
+            !["optax_lamb_huge_grads", "optax_lars_subnormal_grads"]
+                .contains(&c["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(trust.len(), 7);
+    for case in trust {
+        let mut case = case.clone();
+        case["hyper"]["trust_ratio"] = false.into();
+        let report = replay::replay(ctx, &case);
+        assert!(
+            !report.failures.is_empty(),
+            "{} passes with a ratio of 1",
+            case["name"]
         );
     }
 }

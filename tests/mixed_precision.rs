@@ -152,6 +152,7 @@ impl MixedRun {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         self.device.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
+        let ratios = mirror_trust_ratios(&self.device, &mut self.reference);
         match &self.stats {
             Some(stats) => {
                 let device = ctx.read_f32(stats).unwrap();
@@ -175,6 +176,9 @@ impl MixedRun {
                     .unwrap();
             }
             None => self.reference.step(&mut self.host, grads).unwrap(),
+        }
+        if let Some(ratios) = ratios {
+            assert_trust_ratios_close(&ratios, self.reference.trust_ratios());
         }
     }
 

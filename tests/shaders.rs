@@ -89,7 +89,13 @@ fn every_kernel_module_validates() {
                 let source = kernel.source(layout, storage);
                 let module = parse(&source, &name);
                 validate(&module, &source, &name);
-                for entry in ["prologue", "update", "update_tail"] {
+                let trust = ["update_norms", "update_tail_norms", "trust_fold"];
+                let trust = if kernel.has_trust_ratio() {
+                    &trust[..]
+                } else {
+                    &[]
+                };
+                for &entry in ["prologue", "update", "update_tail"].iter().chain(trust) {
                     assert!(
                         module.entry_points.iter().any(|e| e.name == entry),
                         "{name} lacks the entry point {entry}"
@@ -207,6 +213,8 @@ fn rust_structs_match_their_wgsl_layout() {
             Kernel::ScheduleFreeSgd => {
                 assert_layout::<ScheduleFreeSgdHyper>(&module, "schedule_free_sgd")
             }
+            Kernel::Lamb => assert_layout::<LambHyper>(&module, "lamb"),
+            Kernel::Lars => assert_layout::<LarsHyper>(&module, "lars"),
         }
     }
     for subgroups in [false, true] {

@@ -35,6 +35,8 @@ pub fn configs() -> Vec<(&'static str, OptimizerConfig)> {
             OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
         ),
         ("lion", OptimizerConfig::Lion(LionConfig::default())),
+        ("lamb", OptimizerConfig::Lamb(LambConfig::default())),
+        ("lars", OptimizerConfig::Lars(LarsConfig::default())),
     ]
 }
 

@@ -57,6 +57,10 @@ fn prologue(@builtin(global_invocation_id) id: vec3<u32>) {
 
 @group(0) @binding(7) var<storage, read> segments: array<Segment>;
 
+// The segment this invocation updates, for kernels whose math needs more of it than its
+// group (the trust ratio of its tensor: common/trust.wgsl).
+var<private> current_segment: Segment;
+
 // The gradient as the update sees it: with gradient processing, unscaled, clipped by value
 // and times the clip coefficient (the stages that are on); without, as it is.
 fn process_grad(g: vec4<f32>, c: Control) -> vec4<f32> {
@@ -114,6 +118,7 @@ fn update(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
+    current_segment = s;
     let count = units_of(s, lane);
     for (var k = 0u; k < count; k++) {
         let idx = element_indices(s.start, lane, k);
@@ -142,5 +147,6 @@ fn update_tail(
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
+    current_segment = s;
     step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, h, c);
 }

@@ -11,4 +11,7 @@ struct Segment {
     group: u32,
     tensor: u32,
     tensor_offset: u32,
+    // Its slot among the partials of per-tensor reductions (LAMB's and LARS's trust ratios):
+    // a tensor's segments take consecutive slots.
+    slot: u32,
 }

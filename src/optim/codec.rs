@@ -100,6 +100,8 @@ hyperparameters! {
         lr, beta1, beta2, eps, weight_decay, warmup_steps, r, weight_lr_power,
     }
     ScheduleFreeSgdConfig { lr, momentum, weight_decay, warmup_steps, r, weight_lr_power }
+    LambConfig { lr, beta1, beta2, eps, eps_root, weight_decay, trust_ratio }
+    LarsConfig { lr, momentum, weight_decay, trust_coefficient, eps, nesterov, trust_ratio }
 }
 
 impl OptimizerConfig {

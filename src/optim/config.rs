@@ -26,6 +26,8 @@ macro_rules! each_config {
             OptimizerConfig::Adopt($c) => $body,
             OptimizerConfig::ScheduleFreeAdamW($c) => $body,
             OptimizerConfig::ScheduleFreeSgd($c) => $body,
+            OptimizerConfig::Lamb($c) => $body,
+            OptimizerConfig::Lars($c) => $body,
         }
     };
 }
@@ -64,6 +66,10 @@ pub enum OptimizerConfig {
     ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
     /// The `schedulefree` package's `SGDScheduleFree`
     ScheduleFreeSgd(ScheduleFreeSgdConfig),
+    /// LAMB (`optax.lamb`)
+    Lamb(LambConfig),
+    /// LARS (`optax.lars`)
+    Lars(LarsConfig),
 }
 
 /// `OptimizerConfig::from(AdamWConfig::default())`, `config.into()`: each optimizer's
@@ -109,6 +115,7 @@ with_betas!(
     RAdamConfig,
     AdoptConfig,
     ScheduleFreeAdamWConfig,
+    LambConfig,
 );
 
 config_from!(
@@ -126,6 +133,8 @@ config_from!(
     Adopt(AdoptConfig),
     ScheduleFreeAdamW(ScheduleFreeAdamWConfig),
     ScheduleFreeSgd(ScheduleFreeSgdConfig),
+    Lamb(LambConfig),
+    Lars(LarsConfig),
 );
 
 /// A state buffer an optimizer keeps per tensor, named as in PyTorch's `state_dict`.
@@ -224,6 +233,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adopt(_) => "ADOPT",
             OptimizerConfig::ScheduleFreeAdamW(_) => "AdamWScheduleFree",
             OptimizerConfig::ScheduleFreeSgd(_) => "SGDScheduleFree",
+            OptimizerConfig::Lamb(_) => "LAMB",
+            OptimizerConfig::Lars(_) => "LARS",
         }
     }
 
@@ -292,6 +303,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adopt(c) => c.beta1 = momentum,
             OptimizerConfig::ScheduleFreeAdamW(c) => c.beta1 = momentum,
             OptimizerConfig::ScheduleFreeSgd(c) => c.momentum = momentum,
+            OptimizerConfig::Lamb(c) => c.beta1 = momentum,
+            OptimizerConfig::Lars(c) => c.momentum = momentum,
             OptimizerConfig::Adagrad(_) => {
                 return Err(Error::InvalidOptions(
                     "Adagrad has no momentum or beta1 to cycle",
@@ -328,6 +341,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adopt(c) => c.spec(),
             OptimizerConfig::ScheduleFreeAdamW(c) => c.spec(),
             OptimizerConfig::ScheduleFreeSgd(c) => c.spec(),
+            OptimizerConfig::Lamb(c) => c.spec(),
+            OptimizerConfig::Lars(c) => c.spec(),
         }
     }
 

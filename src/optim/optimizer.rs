@@ -12,7 +12,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layout::Control;
 use crate::plan::{self, check_disjoint, grid, Plan, TableSlice, TAIL_WORKGROUP};
-use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING};
+use crate::shaders::{ElementLayout, Rounding, Storage, MASTER_BINDING, TRUST_BINDING};
 use crate::tensor::{storage_alignment, BufferRange, Param};
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
@@ -27,9 +27,24 @@ struct ChunkDispatch {
 /// The pipelines a step records with, for the variant in force: those the plan's chunks need.
 struct Pipelines {
     prologue: Arc<wgpu::ComputePipeline>,
+    update: UpdatePipelines,
+    // A trust-ratio kernel's first pass and fold (LAMB, LARS); `update` is then its second.
+    trust: Option<(UpdatePipelines, Arc<wgpu::ComputePipeline>)>,
+}
+
+/// The pipelines of one pass over every chunk: per layout, and the tails.
+struct UpdatePipelines {
     vec4: Option<Arc<wgpu::ComputePipeline>>,
     tail: Option<Arc<wgpu::ComputePipeline>>,
     scalar: Option<Arc<wgpu::ComputePipeline>>,
+}
+
+/// A trust-ratio kernel's fold over every tensor: its bind group (chunk 0's with the plan's
+/// tensor folds as segments) and grid; with the buffer of per-slot sums and ratios.
+struct TrustFold {
+    group: wgpu::BindGroup,
+    grid: (u32, u32),
+    sums: wgpu::Buffer,
 }
 
 struct TensorState {
@@ -132,6 +147,9 @@ pub struct Optimizer {
     eval_mode: Arc<AtomicBool>,
     // The schedule the device follows on its own, if any (`set_schedule`).
     schedule: Option<ScheduleTable>,
+    // LAMB's and LARS's fold of per-tensor norms into trust ratios; `None` for other kernels
+    // and when no tensor has an element.
+    trust_fold: Option<TrustFold>,
 }
 
 /// The name of the f32 master copy of 16-bit parameters, as a state.
@@ -421,8 +439,18 @@ impl Optimizer {
             })
             .collect();
 
+        // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment.
+        let trust = spec.kernel.has_trust_ratio().then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim trust"),
+                size: plan.slots.max(1) * 8,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        });
         let max_x = ctx.max_workgroups();
-        let dispatches = plan
+        let mut fold_group = None;
+        let dispatches: Vec<ChunkDispatch> = plan
             .chunks
             .iter()
             .map(|chunk| {
@@ -442,6 +470,9 @@ impl Optimizer {
                 let master = master.as_ref().map(|m| m.slice(chunk.offset, len));
                 if let Some(master) = &master {
                     entries.push((MASTER_BINDING, master.binding()));
+                }
+                if let Some(trust) = &trust {
+                    entries.push((TRUST_BINDING, trust.as_entire_binding()));
                 }
                 for slot in 0..spec.kernel.state_slots() {
                     let resource = match spec.states.iter().position(|s| s.slot == slot) {
@@ -464,6 +495,9 @@ impl Optimizer {
                         })
                         .collect()
                 };
+                if trust.is_some() && fold_group.is_none() {
+                    fold_group = Some(group(plan.tensor_folds.binding(plan.table())));
+                }
                 ChunkDispatch {
                     layout: chunk.layout,
                     main: dispatches(&chunk.main, 1),
@@ -471,6 +505,11 @@ impl Optimizer {
                 }
             })
             .collect();
+        let trust_fold = trust.zip(fold_group).map(|(sums, group)| TrustFold {
+            group,
+            grid: grid(plan.tensor_folds.count, max_x),
+            sums,
+        });
         let tensors = params
             .iter()
             .zip(tensor_states)
@@ -523,6 +562,7 @@ impl Optimizer {
             modes,
             eval_mode: Arc::new(AtomicBool::new(false)),
             schedule: None,
+            trust_fold,
         })
     }
 
@@ -533,24 +573,40 @@ impl Optimizer {
         plan: &Plan,
         variant: Variant,
     ) -> Result<Pipelines> {
-        let pipeline = |layout, entry| {
+        let with_overrides = |overrides: &[(&'static str, bool)], layout, entry| {
             let module = (layout, storage);
-            ctx.kernel_pipeline(spec.kernel, &spec.overrides, module, variant, entry)
+            ctx.kernel_pipeline(spec.kernel, overrides, module, variant, entry)
         };
+        let pipeline = |layout, entry| with_overrides(&spec.overrides, layout, entry);
         let needs = |layout| plan.chunks.iter().any(|c| c.layout == layout);
-        let vec4 = needs(ElementLayout::Vec4);
         let tails = plan.chunks.iter().any(|c| !c.tails.is_empty());
+        // One pass over every chunk with these entry points.
+        let pass = |main: Entry, tail: Entry, overrides: &[(&'static str, bool)]| {
+            let build = |layout, entry| with_overrides(overrides, layout, entry);
+            Ok::<_, Error>(UpdatePipelines {
+                vec4: needs(ElementLayout::Vec4)
+                    .then(|| build(ElementLayout::Vec4, main))
+                    .transpose()?,
+                tail: tails
+                    .then(|| build(ElementLayout::Vec4, tail))
+                    .transpose()?,
+                scalar: needs(ElementLayout::Scalar)
+                    .then(|| build(ElementLayout::Scalar, main))
+                    .transpose()?,
+            })
+        };
+        let trust = if spec.kernel.has_trust_ratio() {
+            let mut first = spec.overrides.clone();
+            first.push(("TRUST_APPLY", false));
+            let norms = pass(Entry::UpdateNorms, Entry::UpdateTailNorms, &first)?;
+            Some((norms, pipeline(ElementLayout::Vec4, Entry::TrustFold)?))
+        } else {
+            None
+        };
         Ok(Pipelines {
             prologue: pipeline(ElementLayout::Vec4, Entry::Prologue)?,
-            vec4: vec4
-                .then(|| pipeline(ElementLayout::Vec4, Entry::Update))
-                .transpose()?,
-            tail: tails
-                .then(|| pipeline(ElementLayout::Vec4, Entry::UpdateTail))
-                .transpose()?,
-            scalar: needs(ElementLayout::Scalar)
-                .then(|| pipeline(ElementLayout::Scalar, Entry::Update))
-                .transpose()?,
+            update: pass(Entry::Update, Entry::UpdateTail, &spec.overrides)?,
+            trust,
         })
     }
 
@@ -765,11 +821,18 @@ impl Optimizer {
         pass.set_pipeline(&pipelines.prologue);
         pass.set_bind_group(0, &self.prologue, &[]);
         pass.dispatch_workgroups(self.plan.controls.div_ceil(64), 1, 1);
-        self.record_dispatches(pass, pipelines);
+        if let (Some((norms, fold)), Some(trust)) = (&pipelines.trust, &self.trust_fold) {
+            // LAMB, LARS: the first pass (states, each segment's sums), each tensor's ratio.
+            self.record_dispatches(pass, norms);
+            pass.set_pipeline(fold);
+            pass.set_bind_group(0, &trust.group, &[]);
+            pass.dispatch_workgroups(trust.grid.0, trust.grid.1, 1);
+        }
+        self.record_dispatches(pass, &pipelines.update);
     }
 
-    // The update dispatches of each chunk with `pipelines`, then the tails.
-    fn record_dispatches(&self, pass: &mut wgpu::ComputePass<'_>, pipelines: &Pipelines) {
+    // The dispatches of one pass over each chunk with `pipelines`, then the tails.
+    fn record_dispatches(&self, pass: &mut wgpu::ComputePass<'_>, pipelines: &UpdatePipelines) {
         // One pipeline switch per change of layout, not per chunk.
         let mut layout = None;
         for dispatch in &self.dispatches {
@@ -835,7 +898,7 @@ impl Optimizer {
             return Ok(());
         }
         let pipelines = &modes[usize::from(!eval)];
-        self.record_dispatches(&mut Self::begin(encoder), pipelines);
+        self.record_dispatches(&mut Self::begin(encoder), &pipelines.update);
         Ok(())
     }
 
@@ -903,6 +966,41 @@ impl Optimizer {
             .write_buffer(&self.hyper, offset as u64, bytemuck::cast_slice(values));
     }
 
+    /// Each tensor's trust ratio at the last step taken, read back from the device (blocking;
+    /// for logging and tests): LAMB's `||p|| / ||u||`, LARS's `trust_coefficient * ||p|| /
+    /// (||u|| + eps)`, 1 where a norm is 0 or the group has the ratio off, and 1 for a tensor
+    /// of length 0 and before the first step. Other optimizers: [`Error::InvalidOptions`].
+    pub fn read_trust_ratios(&self) -> Result<Vec<f32>> {
+        if !self.spec.kernel.has_trust_ratio() {
+            return Err(Error::InvalidOptions(
+                "trust ratios are LAMB's and LARS's (per-tensor norms)",
+            ));
+        }
+        let Some(trust) = &self.trust_fold else {
+            return Ok(vec![1.0; self.tensors.len()]);
+        };
+        let bytes = self.ctx.read_bytes(&trust.sums, 0, trust.sums.size())?;
+        let sums: &[[f32; 2]] = bytemuck::cast_slice(&bytes);
+        let steps = self.read_controls()?;
+        Ok(self
+            .plan
+            .tensor_slots
+            .iter()
+            .zip(&self.tensors)
+            .map(|(&[first, end], tensor)| {
+                let control = match self.control_mode {
+                    plan::Control::Shared => 0,
+                    plan::Control::PerGroup => tensor.group,
+                };
+                if first == end || steps[control].step == 0 {
+                    1.0
+                } else {
+                    sums[first as usize][0]
+                }
+            })
+            .collect())
+    }
+
     /// The configuration in force (of parameter group 0).
     pub fn config(&self) -> &OptimizerConfig {
         &self.configs[0]
@@ -956,7 +1054,9 @@ impl Optimizer {
     /// each state, read the gradient, and read the gradient once more with gradient
     /// processing on, each in its storage type (Adam: 28 in f32, 20 with bf16 states, 14 in
     /// bf16, 28 with bf16 parameters and gradients, f32 states and master weights; 32 in f32
-    /// with gradient processing). Benchmarks divide by this.
+    /// with gradient processing). LAMB and LARS take two passes over the elements (see
+    /// [`LambConfig`](crate::LambConfig)), each moving this much: twice the figure. Benchmarks
+    /// divide by this.
     pub fn bytes_per_element(&self) -> u64 {
         let grad_reads = if self.grad.is_some() { 2 } else { 1 };
         let Storage {
@@ -973,10 +1073,15 @@ impl Optimizer {
         } else {
             (2 * param.size(), 0)
         };
-        param_bytes
+        let pass = param_bytes
             + grad_reads * grad.size()
             + 2 * states.size() * self.spec.states.len() as u64
-            + master
+            + master;
+        if self.spec.kernel.has_trust_ratio() {
+            2 * pass
+        } else {
+            pass
+        }
     }
 
     /// The storage types of the parameters, gradients and states.

@@ -7,9 +7,9 @@
 use super::math::{bias_correction, expm1_nonpositive, lerp, sign};
 use crate::optim::{
     AdaBeliefOptions, AdadeltaHyper, AdadeltaOptions, AdagradHyper, AdagradOptions, AdamHyper,
-    AdamOptions, AdamaxOptions, AdoptHyper, AdoptOptions, LionHyper, LionOptions, NAdamHyper,
-    NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions, ScheduleFreeAdamWHyper,
-    ScheduleFreeSgdHyper, SgdHyper, SgdOptions,
+    AdamOptions, AdamaxOptions, AdoptHyper, AdoptOptions, LambHyper, LarsHyper, LionHyper,
+    LionOptions, NAdamHyper, NAdamOptions, RAdamHyper, RAdamOptions, RmsPropHyper, RmsPropOptions,
+    ScheduleFreeAdamWHyper, ScheduleFreeSgdHyper, SgdHyper, SgdOptions,
 };
 
 /// `prepare_adam` of `shaders/common/adam_hyper.wgsl`: `prepare_group` of `shaders/adam.wgsl`
@@ -213,6 +213,58 @@ pub fn lion_math(p: &mut f32, grad: f32, exp_avg: &mut f32, h: &LionHyper, o: Li
     let update = sign(h.beta1 * *exp_avg + h.one_minus_beta1 * g);
     *p -= h.lr * update;
     *exp_avg = h.beta2 * *exp_avg + h.one_minus_beta2 * g;
+}
+
+/// `prepare_group` of `shaders/lamb.wgsl`.
+pub fn prepare_lamb(h: &mut LambHyper, step: f32) {
+    h.bias_correction1 = bias_correction(h.ln_beta1, step);
+    h.bias_correction2 = bias_correction(h.ln_beta2, step);
+}
+
+/// LAMB's moments, the first pass of `step_math` in `shaders/lamb.wgsl`.
+pub fn lamb_moments(grad: f32, exp_avg: &mut f32, exp_avg_sq: &mut f32, h: &LambHyper) {
+    *exp_avg = h.one_minus_beta1 * grad + h.beta1 * *exp_avg;
+    *exp_avg_sq = h.one_minus_beta2 * (grad * grad) + h.beta2 * *exp_avg_sq;
+}
+
+/// `lamb_direction` of `shaders/lamb.wgsl`.
+pub fn lamb_direction(p: f32, exp_avg: f32, exp_avg_sq: f32, h: &LambHyper) -> f32 {
+    let m_hat = exp_avg / h.bias_correction1;
+    let v_hat = exp_avg_sq / h.bias_correction2;
+    m_hat / ((v_hat + h.eps_root).sqrt() + h.eps) + h.weight_decay * p
+}
+
+/// LARS's direction, `g + weight_decay * p` (`shaders/lars.wgsl`).
+pub fn lars_direction(p: f32, grad: f32, h: &LarsHyper) -> f32 {
+    grad + h.weight_decay * p
+}
+
+/// The second pass of `step_math` in `shaders/lars.wgsl`: momentum over the scaled update.
+pub fn lars_apply(
+    p: &mut f32,
+    grad: f32,
+    trace: &mut f32,
+    ratio: f32,
+    h: &LarsHyper,
+    nesterov: bool,
+) {
+    let s = -h.lr * (lars_direction(*p, grad, h) * ratio);
+    *trace = s + h.momentum * *trace;
+    *p += if nesterov {
+        s + h.momentum * *trace
+    } else {
+        *trace
+    };
+}
+
+/// `trust_ratio_of` of `shaders/common/trust.wgsl`: Optax's `scale_by_trust_ratio`.
+pub fn trust_ratio(param_norm: f32, update_norm: f32, coefficient: f32, eps: f32, on: bool) -> f32 {
+    let ratio = coefficient * param_norm / (update_norm + eps);
+    if param_norm == 0.0 || update_norm == 0.0 || !on {
+        1.0
+    } else {
+        ratio
+    }
 }
 
 /// `adamax_math` of `shaders/adamax.wgsl` (its `prepare_group` is [`prepare_adam`]).

@@ -50,6 +50,10 @@ pub struct Optimizer {
     // Schedule-Free's running values (lr_max, weight_sum), as the device keeps them in its
     // hyperparameter struct; and whether the parameters are x (eval mode).
     schedule_free: ScheduleFreeRunning,
+    // LAMB's and LARS's trust ratios: those the last step computed, and those the next step
+    // uses instead (`use_trust_ratios`).
+    trust_ratios: Vec<f32>,
+    trust_override: Option<Vec<f32>>,
 }
 
 /// Schedule-Free's running values and mode, kept across steps and configurations.
@@ -113,6 +117,8 @@ impl Optimizer {
                 weight_sum: 0.0,
                 eval: false,
             },
+            trust_ratios: vec![1.0; lens.len()],
+            trust_override: None,
         })
     }
 
@@ -194,6 +200,30 @@ impl Optimizer {
         }
         self.control.clip_value = config.clip_value_f32();
         self.grad = Some(config);
+        Ok(())
+    }
+
+    /// Each tensor's trust ratio as the last step taken computed it (LAMB, LARS: see
+    /// [`crate::Optimizer::read_trust_ratios`]); 1 before the first step and for other
+    /// optimizers.
+    pub fn trust_ratios(&self) -> &[f32] {
+        &self.trust_ratios
+    }
+
+    /// Makes the next step taken scale each tensor's update by `ratios` instead of the ratios
+    /// it computes (which [`Optimizer::trust_ratios`] still reports): the device's ratios,
+    /// read with [`crate::Optimizer::read_trust_ratios`], whose norms are summed in another
+    /// order. Everything after the ratio is then mirrored operation for operation, as
+    /// [`Optimizer::step_with_stats`] does for the clip coefficient.
+    pub fn use_trust_ratios(&mut self, ratios: &[f32]) -> Result<()> {
+        if ratios.len() != self.lens.len() {
+            return Err(Error::WrongLength {
+                what: "trust ratios",
+                expected: self.lens.len(),
+                actual: ratios.len(),
+            });
+        }
+        self.trust_override = Some(ratios.to_vec());
         Ok(())
     }
 
@@ -324,6 +354,7 @@ impl Optimizer {
             }
             _ => {}
         }
+        let trust_override = self.trust_override.take();
         let tensors = params.iter_mut().zip(grads).zip(&mut self.slots);
         for (tensor, (((param, grad), slots), master)) in tensors.zip(&mut self.masters).enumerate()
         {
@@ -422,6 +453,36 @@ impl Optimizer {
                         schedule_free_adamw_math(p, g, s0, s1, h)
                     });
                 }
+                OptimizerConfig::Lamb(c) => {
+                    let mut h = c.hyper();
+                    prepare_lamb(&mut h, step);
+                    // First pass: the moments, and the norms of p and of the direction.
+                    let mut sums = Squares::default();
+                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
+                        lamb_moments(g, s0, s1, &h);
+                        sums.add(*p, lamb_direction(*p, *s0, *s1, &h));
+                    });
+                    let ratio = sums.ratio(h.trust_coefficient, h.trust_eps, h.trust_on);
+                    self.trust_ratios[tensor] = ratio;
+                    let ratio = trust_override.as_ref().map_or(ratio, |r| r[tensor]);
+                    // Second: the update from the stored moments.
+                    each_element(stores, param, grad, slots, &mut |p, _, [s0, s1, _]| {
+                        *p -= h.lr * (lamb_direction(*p, *s0, *s1, &h) * ratio);
+                    });
+                }
+                OptimizerConfig::Lars(c) => {
+                    let h = c.hyper();
+                    let mut sums = Squares::default();
+                    each_element(stores, param, grad, slots, &mut |p, g, _| {
+                        sums.add(*p, lars_direction(*p, g, &h));
+                    });
+                    let ratio = sums.ratio(h.trust_coefficient, h.trust_eps, h.trust_on);
+                    self.trust_ratios[tensor] = ratio;
+                    let ratio = trust_override.as_ref().map_or(ratio, |r| r[tensor]);
+                    each_element(stores, param, grad, slots, &mut |p, g, s| {
+                        lars_apply(p, g, &mut s[0], ratio, &h, c.nesterov)
+                    });
+                }
                 OptimizerConfig::ScheduleFreeSgd(_) => {
                     let h = schedule_free_sgd.as_ref().expect("prepared above");
                     each_element(stores, param, grad, slots, &mut |p, g, [s0, _, _]| {
@@ -476,6 +537,33 @@ fn adam(
     each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
         adam_math(p, g, s0, s1, s2, &h, o)
     });
+}
+
+/// The sums of squares of one tensor's parameters and directions (LAMB, LARS), in f64: the
+/// device sums in f32 in a tree, so the two differ by rounding, well within the tolerance.
+#[derive(Default)]
+struct Squares {
+    param: f64,
+    direction: f64,
+}
+
+impl Squares {
+    fn add(&mut self, p: f32, u: f32) {
+        self.param += f64::from(p) * f64::from(p);
+        self.direction += f64::from(u) * f64::from(u);
+    }
+
+    /// The tensor's trust ratio.
+    fn ratio(&self, coefficient: f32, eps: f32, on: f32) -> f32 {
+        let norm = |sum: f64| (sum as f32).sqrt();
+        trust_ratio(
+            norm(self.param),
+            norm(self.direction),
+            coefficient,
+            eps,
+            on != 0.0,
+        )
+    }
 }
 
 /// What the stores of one tensor's update do: round to the storage types, keep the master

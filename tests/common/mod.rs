@@ -327,6 +327,30 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
             ));
         }
     }
+    // LAMB and LARS, after the rest: with and without the trust ratio (a group left out of
+    // the adaptation), Optax's eps_root, Nesterov, and LARS's eps.
+    for wd in [0.0, 0.01] {
+        for trust_ratio in [true, false] {
+            configs.push(OptimizerConfig::Lamb(
+                LambConfig::default()
+                    .with_lr(0.01)
+                    .with_eps_root(if trust_ratio { 0.0 } else { 1e-8 })
+                    .with_trust_ratio(trust_ratio)
+                    .with_weight_decay(wd),
+            ));
+            for nesterov in [false, true] {
+                configs.push(OptimizerConfig::Lars(
+                    // Without the ratio (about 1e-3 here) LARS is SGD: an SGD-sized rate.
+                    LarsConfig::default()
+                        .with_lr(if trust_ratio { 1.0 } else { 0.01 })
+                        .with_eps(if nesterov { 1e-6 } else { 0.0 })
+                        .with_nesterov(nesterov)
+                        .with_trust_ratio(trust_ratio)
+                        .with_weight_decay(wd),
+                ));
+            }
+        }
+    }
     configs
 }
 
@@ -546,6 +570,33 @@ impl Run {
             "{what}: step counter"
         );
         used
+    }
+}
+
+/// LAMB and LARS: the device's trust ratios of the step just taken, handed to `reference` for
+/// its step (the device sums the norms in f32 in a tree, the reference in f64, so the ratios
+/// differ by rounding, and a 16-bit state rounded from either may differ by an ulp); `None`
+/// for other optimizers. Check them with [`assert_trust_ratios_close`] after the reference's
+/// step.
+pub fn mirror_trust_ratios(
+    device: &Optimizer,
+    reference: &mut reference::Optimizer,
+) -> Option<Vec<f32>> {
+    let ratios = device.read_trust_ratios().ok()?;
+    reference.use_trust_ratios(&ratios).unwrap();
+    Some(ratios)
+}
+
+/// The device's trust ratios against the reference's own: within 1e-5 relative (sums of up to
+/// 65537 squares in f32, each norm's relative error far below 1e-6 in practice).
+pub fn assert_trust_ratios_close(device: &[f32], reference: &[f32]) {
+    assert_eq!(device.len(), reference.len());
+    for (i, (&d, &r)) in device.iter().zip(reference).enumerate() {
+        let close = (d - r).abs() <= 1e-5 * r.abs() || (d.is_nan() && r.is_nan());
+        assert!(
+            close,
+            "tensor {i}: trust ratio {d:e} on the device, {r:e} on the host"
+        );
     }
 }
 

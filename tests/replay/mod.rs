@@ -68,6 +68,8 @@ pub fn config(case: &Value) -> OptimizerConfig {
             OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
         }
         "SGDScheduleFree" => OptimizerConfig::ScheduleFreeSgd(ScheduleFreeSgdConfig::default()),
+        "LAMB" => OptimizerConfig::Lamb(LambConfig::default()),
+        "LARS" => OptimizerConfig::Lars(LarsConfig::default()),
         other => panic!("unknown optimizer {other}"),
     };
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {

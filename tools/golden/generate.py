@@ -198,12 +198,12 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     return case
 
 
-def optax_case(name, optimizer, hyper, tx, states, seed, clip=None, scale=1.0):
+def optax_case(name, optimizer, hyper, tx, states, seed, clip=None, scale=1.0, zero_params=False):
     """An Optax transformation stepped in float32; `states(state)` picks, per tensor, the
     states to compare under wgpu-optim's names."""
     import jax.numpy as jnp
     import optax
-    params0, grads = data(seed, scale)
+    params0, grads = data(seed, scale, zero_params=zero_params)
     params = [jnp.asarray(p) for p in params0]
     state = tx.init(params)
     after = []
@@ -494,6 +494,49 @@ def cases():
     out.extend(adadelta_adopt_rectify_cases())
     out.extend(norm_type_eps_root_overflow_cases())
     out.extend(schedule_free_cases())
+    out.extend(trust_ratio_cases())
+    return out
+
+
+def trust_ratio_cases():
+    """optax.lamb and optax.lars: per-tensor trust ratios over tensors of 1, 5 and 33
+    elements, with their edges (zero parameters: ||p|| = 0; zero, huge and subnormal
+    gradients). Seeds from 540, so the cases above keep theirs. Betas exact in f32 (Optax's
+    1 - b^t is f32 from b rounded to f32)."""
+    import optax
+    out = []
+    b1, b2 = 0.875, 0.9990234375
+    lamb_states = lambda st: per_tensor(exp_avg=st[0].mu, exp_avg_sq=st[0].nu)
+    lamb = [
+        ("optax_lamb", {"lr": 0.01}, {}),
+        ("optax_lamb_wd_eps_root", {"lr": 0.01, "weight_decay": 0.1, "eps_root": 1e-8}, {}),
+        ("optax_lamb_zero_params", {"lr": 0.01, "weight_decay": 0.1}, {"zero_params": True}),
+        ("optax_lamb_zero_grads_wd", {"lr": 0.01, "weight_decay": 0.1}, {"scale": 0.0}),
+        ("optax_lamb_huge_grads", {"lr": 0.01}, {"scale": 1e30}),
+    ]
+    for n, (name, hyper, edges) in enumerate(lamb):
+        hyper = {"beta1": b1, "beta2": b2, **hyper}
+        tx = optax.lamb(hyper["lr"], b1=b1, b2=b2, eps=1e-6, eps_root=hyper.get("eps_root", 0.0),
+                        weight_decay=hyper.get("weight_decay", 0.0))
+        out.append(optax_case(name, "LAMB", hyper, tx, lamb_states, 540 + n, **edges))
+
+    def lars_states(st):
+        trace = [s for s in st if hasattr(s, "trace")][0].trace
+        return per_tensor(momentum_buffer=trace)
+    lars = [
+        ("optax_lars", {"lr": 1.0}, {}),
+        ("optax_lars_wd_nesterov_eps", {"lr": 1.0, "weight_decay": 0.01, "nesterov": True,
+                                        "eps": 1e-3, "trust_coefficient": 0.01}, {}),
+        ("optax_lars_no_trust_ratio", {"lr": 0.01, "trust_ratio": False, "momentum": 0.5}, {}),
+        ("optax_lars_subnormal_grads", {"lr": 1.0}, {"scale": 1e-40}),
+        ("optax_lars_zero_params", {"lr": 1.0, "weight_decay": 0.01}, {"zero_params": True}),
+    ]
+    for n, (name, hyper, edges) in enumerate(lars):
+        tx = optax.lars(hyper["lr"], weight_decay=hyper.get("weight_decay", 0.0),
+                        trust_coefficient=hyper.get("trust_coefficient", 0.001),
+                        eps=hyper.get("eps", 0.0), trust_ratio_mask=hyper.get("trust_ratio", True),
+                        momentum=hyper.get("momentum", 0.9), nesterov=hyper.get("nesterov", False))
+        out.append(optax_case(name, "LARS", hyper, tx, lars_states, 550 + n, **edges))
     return out
 
 

@@ -1,0 +1,66 @@
+// LAMB (You et al. 2020, "Large Batch Optimization for Deep Learning: Training BERT in 76
+// minutes"), as optax.lamb: Adam's direction plus decoupled weight decay, scaled per tensor
+// by the trust ratio ||p|| / ||u|| (common/trust.wgsl).
+//
+//   exp_avg    = (1 - beta1) * g + beta1 * exp_avg
+//   exp_avg_sq = (1 - beta2) * g * g + beta2 * exp_avg_sq
+//   u  = (exp_avg / (1 - beta1^t)) / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)
+//        + weight_decay * p
+//   p -= lr * (u * ratio),  ratio = ||p|| / ||u|| per tensor (1 where either is 0)
+//
+// state0: exp_avg, state1: exp_avg_sq. Needs common/math.wgsl and common/trust.wgsl.
+
+struct Hyper {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    ln_beta1: f32,
+    ln_beta2: f32,
+    eps: f32,
+    eps_root: f32,
+    weight_decay: f32,
+    trust_coefficient: f32,
+    trust_eps: f32,
+    // 1: scale by the trust ratio; 0: the ratio is 1 (a group left out of the adaptation).
+    trust_on: f32,
+    // 1 - beta1^t and 1 - beta2^t, written by the prologue each step.
+    bias_correction1: f32,
+    bias_correction2: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+
+fn prepare_group(g: u32, step: f32) {
+    let h = hyper[g];
+    hyper[g].bias_correction1 = bias_correction(h.ln_beta1, step);
+    hyper[g].bias_correction2 = bias_correction(h.ln_beta2, step);
+}
+
+// The direction u from the moments after this step's update.
+fn lamb_direction(p: vec4<f32>, exp_avg: vec4<f32>, exp_avg_sq: vec4<f32>, h: Hyper) -> vec4<f32> {
+    let m_hat = exp_avg / h.bias_correction1;
+    let v_hat = exp_avg_sq / h.bias_correction2;
+    return m_hat / (sqrt(v_hat + h.eps_root) + h.eps) + h.weight_decay * p;
+}
+
+fn uses_state(slot: u32) -> bool {
+    return slot < 2u;
+}
+
+// First pass: the moments, and the direction in `grad` for the norms. Second: the update from
+// the stored moments.
+fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+    if TRUST_APPLY {
+        let u = lamb_direction((*e).param, (*e).state0, (*e).state1, h);
+        (*e).param = (*e).param - h.lr * (u * trust_ratio());
+        return;
+    }
+    let g = (*e).grad;
+    let exp_avg = h.one_minus_beta1 * g + h.beta1 * (*e).state0;
+    let exp_avg_sq = h.one_minus_beta2 * (g * g) + h.beta2 * (*e).state1;
+    (*e).state0 = exp_avg;
+    (*e).state1 = exp_avg_sq;
+    (*e).grad = lamb_direction((*e).param, exp_avg, exp_avg_sq, h);
+}
