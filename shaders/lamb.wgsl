@@ -49,6 +49,11 @@ fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
+// The moments change in the first pass only.
+fn writes_state(slot: u32) -> bool {
+    return !TRUST_APPLY;
+}
+
 // First pass: the moments, and the direction in `grad` for the norms. Second: the update from
 // the stored moments.
 fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {

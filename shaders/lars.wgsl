@@ -32,6 +32,11 @@ fn uses_state(slot: u32) -> bool {
     return true;
 }
 
+// The momentum changes in the second pass only.
+fn writes_state(slot: u32) -> bool {
+    return TRUST_APPLY;
+}
+
 // First pass: the direction in `grad` for the norms. Second: the momentum and the update.
 fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
     let u = (*e).grad + h.weight_decay * (*e).param;

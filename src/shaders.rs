@@ -445,12 +445,22 @@ pub fn elements_source(
                 format!("store_{n}(idx, valid0, {n}_w, e0.{f}{extra});")
             }
         };
-        match r.slot {
-            Some(slot) => {
+        // A trust-ratio kernel's pass stores only what it changes (common/trust.wgsl).
+        match (r.slot, trust) {
+            (Some(slot), false) => {
                 let _ = writeln!(s, "    if uses_state({slot}u) {{ {call} }}");
             }
-            None => {
+            (Some(slot), true) => {
+                let _ = writeln!(
+                    s,
+                    "    if uses_state({slot}u) && writes_state({slot}u) {{ {call} }}"
+                );
+            }
+            (None, false) => {
                 let _ = writeln!(s, "    {call}");
+            }
+            (None, true) => {
+                let _ = writeln!(s, "    if TRUST_APPLY {{ {call} }}");
             }
         }
     }

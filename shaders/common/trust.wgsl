@@ -16,6 +16,8 @@
 //       skipped step it writes nothing: the slots keep the last step's ratios.
 //   update, update_tail: with TRUST_APPLY on, `step_math` recomputes u from what the first
 //       pass stored and applies it scaled by `trust_ratio()`.
+// Each pass stores only what it changes: the parameters (and the master copy) in the second,
+// the states the kernel's `writes_state` names in the pass that updates them.
 // The order of every addition is fixed by the plan, so the same inputs give the same bits.
 // The kernel's Hyper has `trust_coefficient`, `trust_eps` and `trust_on` (1 or 0). Needs
 // common/entry.wgsl.

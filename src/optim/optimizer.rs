@@ -1055,7 +1055,8 @@ impl Optimizer {
     /// processing on, each in its storage type (Adam: 28 in f32, 20 with bf16 states, 14 in
     /// bf16, 28 with bf16 parameters and gradients, f32 states and master weights; 32 in f32
     /// with gradient processing). LAMB and LARS take two passes over the elements (see
-    /// [`LambConfig`](crate::LambConfig)), each moving this much: twice the figure. Benchmarks
+    /// [`LambConfig`](crate::LambConfig)), each reading what one update reads: counted as
+    /// twice the figure (an upper bound: each pass writes only what it changes). Benchmarks
     /// divide by this.
     pub fn bytes_per_element(&self) -> u64 {
         let grad_reads = if self.grad.is_some() { 2 } else { 1 };
