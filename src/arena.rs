@@ -30,6 +30,17 @@ pub struct Arena {
     dtypes: (Dtype, Dtype),
 }
 
+/// An arena's buffers and layout (see `Arena::parts`).
+#[cfg(feature = "mpi")]
+pub(crate) struct ArenaParts<'a> {
+    pub param: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    /// Each tensor's element offset and length.
+    pub layout: &'a [(u64, u64)],
+    /// The storage types of the params and the grads.
+    pub dtypes: (Dtype, Dtype),
+}
+
 impl Arena {
     /// An arena of f32 tensors of these lengths, params and grads zeroed.
     pub fn new(ctx: &Context, lens: &[usize]) -> Result<Self> {
@@ -90,6 +101,24 @@ impl Arena {
             layout,
             dtypes,
         })
+    }
+
+    /// The whole param and grad buffers, each tensor's element offset and length, and the
+    /// storage types: what a distributed optimizer shards and communicates.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn parts(&self) -> ArenaParts<'_> {
+        ArenaParts {
+            param: &self.param,
+            grad: &self.grad,
+            layout: &self.layout,
+            dtypes: self.dtypes,
+        }
+    }
+
+    /// The context the arena's buffers live on.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn context(&self) -> &Context {
+        &self.ctx
     }
 
     /// The number of tensors.

@@ -54,6 +54,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// MPI ranks that cannot train together (feature `mpi`): their arena layouts, parameter
+    /// groups, configurations or sharding differ, or one refused its own configuration. Every
+    /// rank gets this error (the ranks compare a hash first), none hangs.
+    #[error("rank {rank} cannot join: {what}")]
+    DistributedMismatch {
+        /// A rank that differs from rank 0, or that refused its configuration.
+        rank: usize,
+        /// What differs.
+        what: &'static str,
+    },
+
     /// A combination of options that PyTorch refuses, such as Nesterov momentum with dampening.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),

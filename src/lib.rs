@@ -36,6 +36,8 @@ mod checkpoint;
 mod clip;
 mod context;
 mod device_schedule;
+#[cfg(feature = "mpi")]
+mod distributed;
 pub mod dtype;
 mod early_stopping;
 mod error;
@@ -60,6 +62,8 @@ pub use clip::{
 };
 pub use context::{Context, ContextOptions, Tuning};
 pub use device_schedule::{DeviceSchedule, ScheduleCounter, ScheduleShape};
+#[cfg(feature = "mpi")]
+pub use distributed::{CommTimings, Distributed, DistributedConfig, Sharding};
 pub use dtype::Dtype;
 pub use early_stopping::{EarlyStopping, EarlyStoppingCheck, EarlyStoppingConfig, StopReason};
 pub use error::{Error, Result};
