@@ -147,6 +147,7 @@ fn main() {
 
     let mut rng = data::Rng::new(7);
     let (mut compute, mut comm, mut sent) = (Duration::ZERO, Duration::ZERO, 0_u64);
+    let mut counted = 0_usize;
     let started = Instant::now();
     for _ in 0..args.epochs {
         // The same permutation on every rank; rank r takes its slice of each global batch.
@@ -166,6 +167,7 @@ fn main() {
                 // The first step builds pipelines: not counted in the shares.
                 comm += timings.communication();
                 compute += step_time.saturating_sub(timings.communication());
+                counted += 1;
             }
             sent += timings.bytes_sent;
         }
@@ -177,11 +179,13 @@ fn main() {
     let mine = [
         (steps * local) as f64 / elapsed,
         1e3 * elapsed / steps as f64,
+        1e3 * comm.as_secs_f64() / counted.max(1) as f64,
         comm.as_secs_f64() / (comm + compute).as_secs_f64().max(1e-12),
         sent as f64 / steps as f64,
         optimizer.state_elements() as f64,
     ];
-    let mut all = vec![0.0_f64; 5 * ranks];
+    const FIGURES: usize = 6;
+    let mut all = vec![0.0_f64; FIGURES * ranks];
     world.all_gather_into(&mine[..], &mut all[..]);
     if rank == 0 {
         let adapter = ctx
@@ -193,17 +197,21 @@ fn main() {
             train.len(),
             args.batch
         );
-        println!("| rank | records/s | ms/step | communication share | bytes sent/step | optimizer state (f32) |");
-        println!("|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| rank | records/s | ms/step | communication ms/step | communication share | \
+             bytes sent/step | optimizer state (f32) |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
         for r in 0..ranks {
-            let f = &all[5 * r..5 * r + 5];
+            let f = &all[FIGURES * r..FIGURES * (r + 1)];
             println!(
-                "| {r} | {:.0} | {:.1} | {:.1}% | {:.0} | {:.0} |",
+                "| {r} | {:.0} | {:.1} | {:.2} | {:.1}% | {:.0} | {:.0} |",
                 f[0],
                 f[1],
-                100.0 * f[2],
-                f[3],
-                f[4]
+                f[2],
+                100.0 * f[3],
+                f[4],
+                f[5]
             );
         }
         // Validation on rank 0 (every rank holds the same parameters).
