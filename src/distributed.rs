@@ -139,6 +139,9 @@ pub struct Distributed {
     shard: (u64, u64),
     shard_len: u64,
     staging: wgpu::Buffer,
+    // Replicated: one staging buffer per bucket, so that each bucket's copy is submitted,
+    // mapped and reduced on its own while the later ones are still copying.
+    buckets: Vec<wgpu::Buffer>,
     // ZeRO-1 with gradient processing: the shard's norm stats, all-reduced between halves.
     stats: Option<BufferRange>,
 }
@@ -247,13 +250,25 @@ impl Distributed {
         }
         param_groups.retain(|g| !g.params.is_empty());
         let optimizer = Optimizer::with_groups(ctx, param_groups)?;
-        let staging = capture_errors(ctx.device(), || {
+        let staging_buffer = |label, size: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgpu-optim distributed staging"),
-                size: 4 * elements.max(1),
+                label: Some(label),
+                size,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
+        };
+        let bucket = 4 * (config.bucket_bytes / 4).max(1);
+        let (staging, buckets) = capture_errors(ctx.device(), || {
+            let staging = staging_buffer("wgpu-optim distributed staging", 4 * elements.max(1));
+            let buckets = match config.sharding {
+                Sharding::Replicated => (0..4 * elements)
+                    .step_by(bucket as usize)
+                    .map(|at| staging_buffer("wgpu-optim bucket", bucket.min(4 * elements - at)))
+                    .collect(),
+                Sharding::Zero1 => Vec::new(),
+            };
+            (staging, buckets)
         })?;
         Ok(Distributed {
             ctx: arena.context().clone(),
@@ -268,6 +283,7 @@ impl Distributed {
             shard,
             shard_len,
             staging,
+            buckets,
             stats: None,
         })
     }
@@ -398,20 +414,22 @@ impl Distributed {
             .device()
             .poll(wgpu::PollType::wait_indefinitely())?;
         timings.backward = start.elapsed();
-        // Every element of the arena's gradients down to the host.
-        let bytes = 4 * self.elements;
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
-        let mut grads = self.download(encoder, bytes, &mut timings.download)?;
         // Averaged as DDP does: divided by the ranks, then summed.
-        let scale = 1.0 / self.ranks as f32;
-        grads.iter_mut().for_each(|g| *g *= scale);
         match self.config.sharding {
-            Sharding::Replicated => self.all_reduce_grads(&grads, &mut timings),
-            Sharding::Zero1 => self.reduce_scatter_grads(grads, &mut timings),
+            Sharding::Replicated => self.all_reduce_grads(&mut timings)?,
+            Sharding::Zero1 => {
+                // Every element of the arena's gradients down to the host.
+                let bytes = 4 * self.elements;
+                let mut encoder = self
+                    .ctx
+                    .device()
+                    .create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
+                let mut grads = self.download(encoder, bytes, &mut timings.download)?;
+                let scale = 1.0 / self.ranks as f32;
+                grads.iter_mut().for_each(|g| *g *= scale);
+                self.reduce_scatter_grads(grads, &mut timings);
+            }
         }
         // The update: ZeRO-1's norm stats all-reduced between its halves.
         let device = self.ctx.device();
@@ -487,25 +505,69 @@ impl Distributed {
         Ok(values)
     }
 
-    /// Replicated: all-reduce (sum) bucket by bucket, each written back as soon as it is
-    /// reduced.
-    fn all_reduce_grads(&self, grads: &[f32], timings: &mut CommTimings) {
-        let bucket = (self.config.bucket_bytes / 4).max(1) as usize;
-        let mut reduced = vec![0.0_f32; bucket.min(grads.len())];
-        for (n, chunk) in grads.chunks(bucket).enumerate() {
-            let out = &mut reduced[..chunk.len()];
+    /// Replicated: bucket by bucket, each copied down in a submission of its own (all
+    /// submitted first), then, in order, waited for, divided by the ranks, all-reduced (sum)
+    /// and written back: a bucket is on the wire while the later ones are still copying, and
+    /// its write-back is queued while the next one is reduced.
+    fn all_reduce_grads(&self, timings: &mut CommTimings) -> Result<()> {
+        let device = self.ctx.device();
+        let bucket = 4 * (self.config.bucket_bytes / 4).max(1);
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(self.buckets.len());
+        for (k, staging) in self.buckets.iter().enumerate() {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(
+                &self.grad,
+                k as u64 * bucket,
+                staging,
+                0,
+                staging.size(),
+            );
+            let submission =
+                capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
+            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+            staging
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |result| {
+                    sender.send(result).ok();
+                });
+            pending.push((submission, receiver));
+        }
+        timings.download += started.elapsed();
+        let scale = 1.0 / self.ranks as f32;
+        let mut reduced = Vec::new();
+        for (k, (staging, (submission, receiver))) in self.buckets.iter().zip(pending).enumerate() {
+            let waited = Instant::now();
+            device.poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })?;
+            pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
+            let mut grads: Vec<f32> = {
+                let mapped = staging
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Wgpu(e.to_string()))?;
+                bytemuck::pod_collect_to_vec(&mapped)
+            };
+            staging.unmap();
+            grads.iter_mut().for_each(|g| *g *= scale);
+            timings.download += waited.elapsed();
+            reduced.resize(grads.len(), 0.0_f32);
             let sent = Instant::now();
             self.comm
-                .all_reduce_into(chunk, &mut out[..], SystemOperation::sum());
+                .all_reduce_into(&grads[..], &mut reduced[..], SystemOperation::sum());
             timings.communicate += sent.elapsed();
-            timings.bytes_sent += 4 * chunk.len() as u64;
+            timings.bytes_sent += 4 * grads.len() as u64;
             let written = Instant::now();
-            let offset = (4 * n * bucket) as u64;
-            self.ctx
-                .queue()
-                .write_buffer(&self.grad, offset, bytemuck::cast_slice(out));
+            self.ctx.queue().write_buffer(
+                &self.grad,
+                k as u64 * bucket,
+                bytemuck::cast_slice(&reduced),
+            );
             timings.upload += written.elapsed();
         }
+        Ok(())
     }
 
     /// ZeRO-1: reduce-scatter (sum) into this rank's shard, written back to its range of the
