@@ -57,21 +57,35 @@ fn lane_sums() -> vec2<f32> {
 }
 
 var<workgroup> tree: array<vec2<f32>, WORKGROUP_SIZE>;
+var<workgroup> rows: array<vec2<f32>, WORKGROUP_SIZE>;
 
-// The sum of every invocation's `mine` over the workgroup, through a tree in workgroup memory
-// whose shape depends on WORKGROUP_SIZE alone (any size: strides from the power of two above
-// it). Every invocation calls it, in uniform control flow, and gets the total.
+// Lanes per row of `workgroup_sum`'s two-level sum.
+const ROW: u32 = 16u;
+
+// The sum of every invocation's `mine` over the workgroup, in an order fixed by
+// WORKGROUP_SIZE alone (any size): rows of ROW lanes summed in order, then the rows in order.
+// Two levels rather than a binary tree: each level ends in a barrier, and software adapters
+// pay for barriers (measured on lavapipe: a binary tree at the end of every 4096-element
+// segment cost LAMB a quarter of its step). Every invocation calls it, in uniform control
+// flow, and gets the total.
 fn workgroup_sum(lane: u32, mine: vec2<f32>) -> vec2<f32> {
     tree[lane] = mine;
-    var width = 1u;
-    while width < WORKGROUP_SIZE {
-        width *= 2u;
-    }
-    for (var stride = width / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lane < stride && lane + stride < WORKGROUP_SIZE {
-            tree[lane] += tree[lane + stride];
+    workgroupBarrier();
+    let row_count = (WORKGROUP_SIZE + ROW - 1u) / ROW;
+    if lane < row_count {
+        var row = vec2(0.0);
+        for (var j = lane * ROW; j < min(lane * ROW + ROW, WORKGROUP_SIZE); j++) {
+            row += tree[j];
         }
+        rows[lane] = row;
+    }
+    workgroupBarrier();
+    if lane == 0u {
+        var total = vec2(0.0);
+        for (var r = 0u; r < row_count; r++) {
+            total += rows[r];
+        }
+        tree[0] = total;
     }
     return workgroupUniformLoad(&tree[0]);
 }
