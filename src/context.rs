@@ -506,16 +506,29 @@ impl Context {
             self.queue.submit([encoder.finish()]);
             staging
         })?;
+        self.read_staging(&staging, size, None)
+    }
+
+    /// The first `bytes` of `staging` (a `MAP_READ` buffer that work already submitted copies
+    /// into), once `submission` (or the last submission) is done: mapped, copied out, unmapped.
+    /// Blocking.
+    pub(crate) fn read_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
+        let slice = staging.slice(..bytes);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |result| {
-                sender.send(result).ok();
-            });
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            sender.send(result).ok();
+        });
+        self.device.poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: None,
+        })?;
         pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
-        let bytes = staging
-            .slice(..)
+        let bytes = slice
             .get_mapped_range()
             .map_err(|e| Error::Wgpu(e.to_string()))?
             .to_vec();

@@ -482,27 +482,14 @@ impl Distributed {
         time: &mut Duration,
     ) -> Result<Vec<f32>> {
         let started = Instant::now();
-        capture_errors(self.ctx.device(), || {
-            self.ctx.queue().submit([encoder.finish()]);
+        let submission = capture_errors(self.ctx.device(), || {
+            self.ctx.queue().submit([encoder.finish()])
         })?;
-        let slice = self.staging.slice(..bytes);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            sender.send(result).ok();
-        });
-        self.ctx
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())?;
-        pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
-        let values = {
-            let mapped = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Wgpu(e.to_string()))?;
-            bytemuck::pod_collect_to_vec(&mapped)
-        };
-        self.staging.unmap();
+        let bytes = self
+            .ctx
+            .read_staging(&self.staging, bytes, Some(submission))?;
         *time += started.elapsed();
-        Ok(values)
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Replicated: bucket by bucket, each copied down in a submission of its own (all
@@ -513,7 +500,7 @@ impl Distributed {
         let device = self.ctx.device();
         let bucket = 4 * (self.config.bucket_bytes / 4).max(1);
         let started = Instant::now();
-        let mut pending = Vec::with_capacity(self.buckets.len());
+        let mut submissions = Vec::with_capacity(self.buckets.len());
         for (k, staging) in self.buckets.iter().enumerate() {
             let mut encoder = device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(
@@ -525,32 +512,17 @@ impl Distributed {
             );
             let submission =
                 capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
-            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-            staging
-                .slice(..)
-                .map_async(wgpu::MapMode::Read, move |result| {
-                    sender.send(result).ok();
-                });
-            pending.push((submission, receiver));
+            submissions.push(submission);
         }
         timings.download += started.elapsed();
         let scale = 1.0 / self.ranks as f32;
         let mut reduced = Vec::new();
-        for (k, (staging, (submission, receiver))) in self.buckets.iter().zip(pending).enumerate() {
+        for (k, (staging, submission)) in self.buckets.iter().zip(submissions).enumerate() {
             let waited = Instant::now();
-            device.poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })?;
-            pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
-            let mut grads: Vec<f32> = {
-                let mapped = staging
-                    .slice(..)
-                    .get_mapped_range()
-                    .map_err(|e| Error::Wgpu(e.to_string()))?;
-                bytemuck::pod_collect_to_vec(&mapped)
-            };
-            staging.unmap();
+            let bytes = self
+                .ctx
+                .read_staging(staging, staging.size(), Some(submission))?;
+            let mut grads: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
             grads.iter_mut().for_each(|g| *g *= scale);
             timings.download += waited.elapsed();
             reduced.resize(grads.len(), 0.0_f32);
