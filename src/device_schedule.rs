@@ -164,7 +164,9 @@ impl ScheduleTable {
                  word, step and group) fits one storage binding",
             ));
         }
-        // The words some step moves away from the group's own configuration.
+        // The words some step moves away from the group's own configuration. The rows are
+        // evaluated twice (here, then for the table below) so that only the moved words are
+        // ever held: a population's full rows would be groups x steps x the whole struct.
         let bases: Vec<Vec<u32>> = configs
             .iter()
             .map(|c| Ok(bytemuck::pod_collect_to_vec(c.spec()?.config_bytes())))

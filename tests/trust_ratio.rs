@@ -141,6 +141,7 @@ fn a_skipped_step_keeps_the_ratios() {
         OptimizerConfig::Lars(LarsConfig::default().with_lr(1.0)),
     ] {
         let mut run = Run::new(ctx, &config, &[40, 300], 21);
+        assert_eq!(run.device.read_trust_ratios().unwrap(), [1.0, 1.0]);
         run.set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)));
         run.step(ctx);
         let (ratios, before) = (run.device.read_trust_ratios().unwrap(), run.snapshot(ctx));

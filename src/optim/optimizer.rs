@@ -439,13 +439,14 @@ impl Optimizer {
             })
             .collect();
 
-        // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment.
+        // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment. Each
+        // slot starts as a ratio of 1, what `read_trust_ratios` reports before the first fold.
         let trust = spec.kernel.has_trust_ratio().then(|| {
-            device.create_buffer(&wgpu::BufferDescriptor {
+            let initial = vec![[1.0_f32, 0.0]; plan.slots.max(1) as usize];
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim trust"),
-                size: plan.slots.max(1) * 8,
+                contents: bytemuck::cast_slice(&initial),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
             })
         });
         let max_x = ctx.max_workgroups();
@@ -969,7 +970,8 @@ impl Optimizer {
     /// Each tensor's trust ratio at the last step taken, read back from the device (blocking;
     /// for logging and tests): LAMB's `||p|| / ||u||`, LARS's `trust_coefficient * ||p|| /
     /// (||u|| + eps)`, 1 where a norm is 0 or the group has the ratio off, and 1 for a tensor
-    /// of length 0 and before the first step. Other optimizers: [`Error::InvalidOptions`].
+    /// of length 0 and before this optimizer's first step (checkpoints do not carry ratios).
+    /// Other optimizers: [`Error::InvalidOptions`].
     pub fn read_trust_ratios(&self) -> Result<Vec<f32>> {
         if !self.spec.kernel.has_trust_ratio() {
             return Err(Error::InvalidOptions(
@@ -980,22 +982,16 @@ impl Optimizer {
             return Ok(vec![1.0; self.tensors.len()]);
         };
         let bytes = self.ctx.read_bytes(&trust.sums, 0, trust.sums.size())?;
-        let sums: &[[f32; 2]] = bytemuck::cast_slice(&bytes);
-        let steps = self.read_controls()?;
+        let slots: &[[f32; 2]] = bytemuck::cast_slice(&bytes);
         Ok(self
             .plan
             .tensor_slots
             .iter()
-            .zip(&self.tensors)
-            .map(|(&[first, end], tensor)| {
-                let control = match self.control_mode {
-                    plan::Control::Shared => 0,
-                    plan::Control::PerGroup => tensor.group,
-                };
-                if first == end || steps[control].step == 0 {
+            .map(|&[first, end]| {
+                if first == end {
                     1.0
                 } else {
-                    sums[first as usize][0]
+                    slots[first as usize][0]
                 }
             })
             .collect())
