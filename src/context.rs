@@ -102,13 +102,15 @@ impl Entry {
 }
 
 /// What varies between the pipelines of one kernel with one set of structural options: the
-/// gradient-processing stages compiled in, whether there is one parameter group and whether
-/// each group has a control block of its own (a population).
+/// gradient-processing stages compiled in, whether there is one parameter group, whether
+/// each group has a control block of its own (a population) and whether the plan's main
+/// dispatches are regular (each workgroup derives its segment: `Plan::regular`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Variant {
     pub stages: GradStages,
     pub one_group: bool,
     pub group_control: bool,
+    pub regular_tiles: bool,
 }
 
 /// What a cached pipeline set was built from.
@@ -396,6 +398,9 @@ impl Context {
                     &layouts.update
                 }
             };
+            if matches!(entry, Entry::Update | Entry::UpdateNorms) {
+                constants.push(("REGULAR_TILES", flag(variant.regular_tiles)));
+            }
             if matches!(entry, Entry::Update | Entry::UpdateNorms | Entry::TrustFold) {
                 constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
                 constants.push((

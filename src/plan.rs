@@ -233,6 +233,9 @@ pub(crate) struct Chunk {
     /// element by a second dispatch (64 per workgroup); empty when no tensor of the chunk ends
     /// inside a unit.
     pub tails: Vec<TableSlice>,
+    /// When the plan is [regular](Plan::regular), each main dispatch's first and last
+    /// segment, which the update binds in place of its `main` slice; else empty.
+    pub regular: Vec<TableSlice>,
     /// `main`, zeroed padding and `tails` as one slice: every element exactly once, for
     /// reductions, which loop over it with at most `max_workgroups` workgroups (a zeroed
     /// segment is empty).
@@ -284,6 +287,10 @@ pub(crate) struct Plan {
     /// `end` are the tensor's slots `[start, end)` (empty for a tensor of length 0), `group`
     /// its parameter group, `tensor` its index. What a per-tensor reduction folds.
     pub tensor_folds: TableSlice,
+    /// Whether every main dispatch is regular (see [`regular_ends`]): the update then binds
+    /// [`Chunk::regular`] and derives each workgroup's segment (`REGULAR_TILES` in
+    /// shaders/common/entry.wgsl).
+    pub regular: bool,
     /// Whether some partials share a slot: never short of a binding's worth of partials
     /// (16M workgroups, over 2^40 gradients); a plan with a control block per group must not.
     pub wraps: bool,
@@ -482,6 +489,11 @@ impl Plan {
                 })
                 .collect::<Vec<_>>()
         };
+        // A regular plan's update reads two entries per dispatch instead of one per workgroup.
+        let regular = cut
+            .iter()
+            .flat_map(|c| c.main.chunks(grid as usize))
+            .all(|piece| regular_ends(piece).is_some());
         // The segment slices first; the reduction's work needs the tails' position in `all`.
         let mut chunks = Vec::new();
         let mut runs = Vec::new();
@@ -508,6 +520,21 @@ impl Plan {
             runs.push(c.control_runs(control, (&positions(&main), &positions(&tails))));
             chunks.push((all, main, tails));
         }
+        let ends: Vec<Vec<TableSlice>> = cut
+            .iter()
+            .map(|c| {
+                c.main
+                    .chunks(grid as usize)
+                    .filter_map(regular_ends)
+                    .filter(|_| regular)
+                    .map(|ends| TableSlice {
+                        offset: push(bytemuck::cast_slice(&ends), &mut table),
+                        count: 2,
+                        size: SEGMENT_SIZE,
+                    })
+                    .collect()
+            })
+            .collect();
 
         // Each control group's reduction: its segments of a chunk, in order (main, then tail),
         // are cut into runs of `run` segments, one per workgroup: at least
@@ -558,7 +585,8 @@ impl Plan {
             .iter()
             .zip(chunks)
             .zip(work)
-            .map(|((c, (all, main, tails)), work)| Chunk {
+            .zip(ends)
+            .map(|(((c, (all, main, tails)), work), regular)| Chunk {
                 span: c.span,
                 offset: c.offset,
                 len: c.len,
@@ -566,6 +594,7 @@ impl Plan {
                 unit: c.unit,
                 main,
                 tails,
+                regular,
                 all,
                 reduce: TableSlice {
                     offset: push(bytemuck::cast_slice(&work), &mut table),
@@ -599,6 +628,7 @@ impl Plan {
             slots,
             tensor_slots,
             tensor_folds,
+            regular,
             wraps: partials > max_partials,
             table,
         }
@@ -648,6 +678,39 @@ fn assign_slots(cut: &mut [ChunkSegments], groups: &[u32], tensors: usize) -> Ve
         }
     }
     folds
+}
+
+/// Segment `i` of a regular dispatch of `count` segments, derived from its first and last as
+/// `main_segment` in shaders/common/entry.wgsl derives it: tiles of the first's length in a
+/// row, the last ending where the last does.
+fn derived_segment([first, last]: [Segment; 2], count: u32, i: u32) -> Segment {
+    // u32 arithmetic wraps in WGSL: so it does here (a wrapped value matches no real table).
+    let tile = first.end.wrapping_sub(first.start);
+    let start = first.start.wrapping_add(i.wrapping_mul(tile));
+    Segment {
+        start,
+        end: if i + 1 == count {
+            last.end
+        } else {
+            start.wrapping_add(tile)
+        },
+        tensor_offset: first.tensor_offset.wrapping_add(i.wrapping_mul(tile)),
+        slot: first.slot.wrapping_add(i),
+        ..first
+    }
+}
+
+/// The first and last segment of a main dispatch whose segments are regular: every one is
+/// what [`derived_segment`] derives from those two (one tensor's tiles in a row, of one
+/// group, consecutive slots). A single tensor's chunk is regular; an arena's is not.
+fn regular_ends(piece: &[Segment]) -> Option<[Segment; 2]> {
+    let ends = [*piece.first()?, *piece.last()?];
+    let tile = ends[0].end - ends[0].start;
+    let count = u32::try_from(piece.len()).ok()?;
+    // The shader counts the segments as (last.start - first.start) / tile + 1.
+    let counted = (ends[1].start.checked_sub(ends[0].start)? / tile.max(1)).checked_add(1)?;
+    let derived = (0..count).all(|i| derived_segment(ends, count, i) == piece[i as usize]);
+    (tile > 0 && counted == count && derived).then_some(ends)
 }
 
 /// A dispatch grid of `count` workgroups: 1-D up to `max_x`, 2-D past it (plans keep `count`

@@ -365,7 +365,18 @@ fn conversions_match_the_host_bit_for_bit() {
 /// One SGD step (lr 1, no momentum) from bf16 parameters at 0 with f32 gradients `-values`:
 /// the parameters become `values`, rounded by the store as `precision` says.
 fn store_once(ctx: &Context, values: &[f32], precision: Precision) -> Vec<f32> {
-    let arena = Arena::with_dtypes(ctx, &[values.len()], Dtype::BF16, Dtype::F32).unwrap();
+    store_in_arena(ctx, &[values.len()], values, precision).0
+}
+
+/// `store_once` into tensor 0 of an arena of tensors of `lens` (`lens[0] == values.len()`),
+/// and the optimizer's `regular_dispatches`.
+fn store_in_arena(
+    ctx: &Context,
+    lens: &[usize],
+    values: &[f32],
+    precision: Precision,
+) -> (Vec<f32>, usize) {
+    let arena = Arena::with_dtypes(ctx, lens, Dtype::BF16, Dtype::F32).unwrap();
     let negated: Vec<f32> = values.iter().map(|v| -v).collect();
     arena.write_grad(0, &negated).unwrap();
     let group = ParamGroup {
@@ -376,7 +387,33 @@ fn store_once(ctx: &Context, values: &[f32], precision: Precision) -> Vec<f32> {
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     optimizer.step(&mut encoder);
     ctx.queue().submit([encoder.finish()]);
-    arena.read_param(0).unwrap()
+    (arena.read_param(0).unwrap(), optimizer.regular_dispatches())
+}
+
+/// Stochastic rounding draws each element's bits from (tensor, index within the tensor), so a
+/// tensor rounds alike wherever it lies: alone (each workgroup derives its tile:
+/// `Optimizer::regular_dispatches`) or in an arena after another tensor (each workgroup loads
+/// its segment), over several tiles.
+#[test]
+fn stochastic_rounding_draws_the_same_bits_in_any_layout() {
+    let ctx = context();
+    let tuning = ctx.tuning();
+    // bf16 parameters take units of eight elements: three tiles and a short fourth.
+    let tile = 8 * tuning.workgroup_size as usize * tuning.vec4s_per_invocation as usize;
+    let len = 3 * tile + 40;
+    let values = Rng::new(12).vector(len);
+    let precision = Precision::default().with_stochastic_rounding(7);
+    let rounded = |lens: &[usize]| store_in_arena(ctx, lens, &values, precision);
+    let (shared, regular) = rounded(&[len, 100]);
+    assert_eq!(regular, 0, "two tensors in one arena load their segments");
+    let (alone, regular) = rounded(&[len]);
+    assert_eq!(regular, 1, "one tensor's tiles are derived");
+    assert_eq!(bits(&alone), bits(&shared), "the layouts round differently");
+    let nearest: Vec<f32> = values.iter().map(|&v| Dtype::BF16.round(v)).collect();
+    assert!(
+        bits(&alone) != bits(&nearest),
+        "no element rounded away from the nearest"
+    );
 }
 
 /// Stochastic rounding as torchao tests it: the mean of 100,000 rounded copies of each of 32

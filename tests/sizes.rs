@@ -126,23 +126,15 @@ fn partial_vec4s_store_only_their_tensors_elements() {
     let optimizer = config.build(ctx, &params).unwrap();
     assert_eq!(optimizer.update_dispatches(), 1);
     assert_eq!(optimizer.vec4_dispatches(), 1);
+    // Two tensors in one dispatch: each workgroup loads its segment.
+    assert_eq!(optimizer.regular_dispatches(), 0);
     // Both end inside a vec4: their last elements go to the one tail dispatch.
     assert_eq!(optimizer.tail_dispatches(), 1);
-    let mut reference = reference::Optimizer::new(&config, &[7, 5]).unwrap();
-    let mut host: Vec<Vec<f32>> = tensors
+    let host: Vec<Vec<f32>> = tensors
         .iter()
         .map(|&(at, len)| before[at..at + len as usize].to_vec())
         .collect();
-    let grads: Vec<Vec<f32>> = params
-        .iter()
-        .map(|p| ctx.read_f32(&p.grad).unwrap())
-        .collect();
-    for _ in 0..3 {
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        optimizer.step(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-        reference.step(&mut host, &grads).unwrap();
-    }
+    let host = three_steps_beside_the_reference(ctx, &optimizer, &config, &params, host);
     let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
     for (&(at, len), expected) in tensors.iter().zip(&host) {
         assert_close("tensor", &after[at..at + len as usize], expected);
@@ -160,7 +152,7 @@ fn partial_vec4s_store_only_their_tensors_elements() {
     // Buffers of exactly 7 elements end inside the second vec4: scalar layout, same result.
     let exact = [Param::whole(
         &ctx.upload_f32("param", &before[..7]),
-        &ctx.upload_f32("grad", &grads[0]),
+        &ctx.upload_f32("grad", &ctx.read_f32(&params[0].grad).unwrap()),
     )];
     let optimizer = config.build(ctx, &exact).unwrap();
     assert_eq!(optimizer.vec4_dispatches(), 0);
@@ -210,6 +202,71 @@ fn runs_and_rows_give_the_same_bits() {
     assert_eq!(snapshots[0], snapshots[1]);
 }
 
+/// Three steps of `optimizer` over `params` and of the reference over `host` (the parameters'
+/// values before), with the gradients the device's buffers hold: the reference's parameters
+/// after.
+fn three_steps_beside_the_reference(
+    ctx: &Context,
+    optimizer: &Optimizer,
+    config: &OptimizerConfig,
+    params: &[Param],
+    mut host: Vec<Vec<f32>>,
+) -> Vec<Vec<f32>> {
+    let lens: Vec<usize> = host.iter().map(Vec::len).collect();
+    let mut reference = reference::Optimizer::new(config, &lens).unwrap();
+    let grads: Vec<Vec<f32>> = params
+        .iter()
+        .map(|p| ctx.read_f32(&p.grad).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        reference.step(&mut host, &grads).unwrap();
+    }
+    host
+}
+
+/// A dispatch of one tensor's tiles derives each workgroup's segment from its first and last
+/// (`Optimizer::regular_dispatches`): tiles from the tensor's offset in its buffer, the last
+/// one shorter, ending where the tensor's whole vec4s end. The elements around the tensor in
+/// the same buffer are never written, in either layout.
+#[test]
+fn derived_segments_cover_the_tensor_alone() {
+    let ctx = context();
+    let tuning = ctx.tuning();
+    let tile = 4 * tuning.workgroup_size as usize * tuning.vec4s_per_invocation as usize;
+    let align = ctx.device().limits().min_storage_buffer_offset_alignment as usize / 4;
+    let config = OptimizerConfig::AdamW(AdamWConfig::default().with_lr(0.1));
+    // Two tiles, a short third and a tail of 2 with room after them (the vec4 layout); the
+    // same ending with the buffer, inside a vec4 (the scalar layout, no tail).
+    for (at, len, room) in [
+        (align, 2 * tile + 102, tile + 8),
+        (align, 2 * tile + 102, 0),
+    ] {
+        let total = at + len + room;
+        let mut rng = Rng::new(at as u64);
+        let before = rng.vector(total);
+        let param = ctx.upload_f32("param", &before);
+        let grad = ctx.upload_f32("grad", &rng.vector(total));
+        let range = |buffer| BufferRange::new(buffer, at as u64 * 4, len as u64);
+        let params = [Param::new(range(&param), range(&grad))];
+        let optimizer = config.build(ctx, &params).unwrap();
+        assert_eq!(optimizer.update_dispatches(), 1);
+        assert_eq!(optimizer.vec4_dispatches(), usize::from(room > 0));
+        assert_eq!(optimizer.regular_dispatches(), 1);
+        let host = vec![before[at..at + len].to_vec()];
+        let host = three_steps_beside_the_reference(ctx, &optimizer, &config, &params, host);
+        let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
+        assert_close("tensor", &after[at..at + len], &host[0]);
+        assert_eq!(
+            bits_outside(&after, &[(at, len)]),
+            bits_outside(&before, &[(at, len)]),
+            "bytes outside the tensor changed ({room} after it)"
+        );
+    }
+}
+
 /// Issue 12, finding 7: a chunk with more segments than one dispatch's grid holds (the
 /// device's `max_compute_workgroups_per_dimension` squared) is updated by several dispatches,
 /// each within the limit in both dimensions, rather than one invalid dispatch that fails at
@@ -233,6 +290,8 @@ fn a_small_workgroup_limit_splits_the_update() {
         let mut run = Run::new(&ctx, config, &lens, 300 + n as u64);
         // Tensor 0: 9 + 1 segments; tensor 1 (its own buffers): 1.
         assert_eq!(run.device.update_dispatches(), 3, "{config:?}");
+        // Each dispatch one tensor's tiles (the second a single segment): all derived.
+        assert_eq!(run.device.regular_dispatches(), 3, "{config:?}");
         run.set_grad_processing(Some(clipping(n)));
         for _ in 0..3 {
             run.step(&ctx);

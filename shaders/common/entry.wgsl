@@ -101,6 +101,39 @@ fn skipped(c: Control) -> bool {
     return GRAD_PROCESSING && c.found_inf != 0u;
 }
 
+// Whether every main dispatch is regular (src/plan.rs: `regular_ends`): whole tiles of one
+// tensor in a row, the last perhaps shorter. Its table is then two entries, its first and
+// its last segment, read at constant indices, and workgroup i derives segment i from them. On
+// lavapipe a load at an index from the workgroup id is a loop over the lanes; one at a
+// constant index is a single load (16M AdamW 4% faster, 16-bit states 10%: BENCHMARKS.md).
+override REGULAR_TILES: bool = false;
+
+// How many segments the main dispatch has.
+fn main_count() -> u32 {
+    if REGULAR_TILES {
+        let first = segments[0];
+        let tile = first.end - first.start;
+        return select(0u, (segments[1].start - first.start) / tile + 1u, tile != 0u);
+    }
+    return arrayLength(&segments);
+}
+
+// Segment `index` of the main dispatch (the last one past the end: callers check
+// `main_count`). Regular tables give what the full table holds there (src/plan.rs,
+// `derived_segment`, checks it for every segment).
+fn main_segment(index: u32) -> Segment {
+    let last = main_count() - 1u;
+    let i = min(index, last);
+    if REGULAR_TILES {
+        let first = segments[0];
+        let offset = i * (first.end - first.start);
+        let start = first.start + offset;
+        let end = select(start + (first.end - first.start), segments[1].end, i == last);
+        return Segment(start, end, first.group, first.tensor, first.tensor_offset + offset, first.slot + i);
+    }
+    return segments[i];
+}
+
 // The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
 // workgroups), at most one tile of one tensor, and each invocation updates its vec4s of it.
 // Everything uniform is read once per workgroup, before any branch. In the vec4 layout every
@@ -112,10 +145,10 @@ fn update(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let index = workgroup.y * workgroups.x + workgroup.x;
-    let s = segments[min(index, arrayLength(&segments) - 1u)];
+    let s = main_segment(index);
     let c = control[control_of(s)];
     let h = hyper[group_of(s)];
-    if skipped(c) || index >= arrayLength(&segments) {
+    if skipped(c) || index >= main_count() {
         return;
     }
     current_segment = s;

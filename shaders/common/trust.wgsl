@@ -99,11 +99,11 @@ fn update_norms(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let index = workgroup.y * workgroups.x + workgroup.x;
-    let s = segments[min(index, arrayLength(&segments) - 1u)];
+    let s = main_segment(index);
     current_segment = s;
     let c = control[control_of(s)];
     let h = hyper[group_of(s)];
-    let live = !skipped(c) && index < arrayLength(&segments);
+    let live = !skipped(c) && index < main_count();
     let count = select(0u, units_of(s, lane), live);
     for (var k = 0u; k < count; k++) {
         let idx = element_indices(s.start, lane, k);

@@ -487,12 +487,14 @@ impl Optimizer {
                     entries.push((7, table));
                     bind_group(device, "wgpu-optim update", &layouts.update, &entries)
                 };
-                let dispatches = |slices: &[TableSlice], per_workgroup: u64| {
+                // Each dispatch's grid, and its table: its slice, or a regular plan's ends.
+                let dispatches = |slices: &[TableSlice], tables: &[TableSlice], per_workgroup| {
                     slices
                         .iter()
-                        .map(|slice| {
+                        .zip(tables)
+                        .map(|(slice, table)| {
                             let workgroups = grid(slice.count.div_ceil(per_workgroup), max_x);
-                            (group(slice.binding(plan.table())), workgroups)
+                            (group(table.binding(plan.table())), workgroups)
                         })
                         .collect()
                 };
@@ -501,8 +503,11 @@ impl Optimizer {
                 }
                 ChunkDispatch {
                     layout: chunk.layout,
-                    main: dispatches(&chunk.main, 1),
-                    tail: dispatches(&chunk.tails, TAIL_WORKGROUP),
+                    main: match plan.regular {
+                        true => dispatches(&chunk.main, &chunk.regular, 1),
+                        false => dispatches(&chunk.main, &chunk.main, 1),
+                    },
+                    tail: dispatches(&chunk.tails, &chunk.tails, TAIL_WORKGROUP),
                 }
             })
             .collect();
@@ -526,6 +531,7 @@ impl Optimizer {
             stages: GradStages::default(),
             one_group: configs.len() == 1,
             group_control: control_mode == plan::Control::PerGroup,
+            regular_tiles: plan.regular,
         };
         let pipelines = Self::pipelines_for(ctx, (&spec, storage), &plan, variant)?;
         let modes = if spec.kernel.is_schedule_free() {
@@ -710,6 +716,7 @@ impl Optimizer {
             },
             one_group: self.configs.len() == 1,
             group_control: self.control_mode == plan::Control::PerGroup,
+            regular_tiles: self.plan.regular,
         };
         Self::pipelines_for(&self.ctx, (&self.spec, self.storage), &self.plan, variant)
     }
@@ -1020,6 +1027,19 @@ impl Optimizer {
     /// ([`Optimizer::tail_dispatches`]).
     pub fn update_dispatches(&self) -> usize {
         self.dispatches.iter().map(|d| d.main.len()).sum()
+    }
+
+    /// How many of the update dispatches derive each workgroup's segment from two table
+    /// entries instead of loading it: all of them when every dispatch covers one tensor's
+    /// tiles in a row (a tensor in buffers of its own), none otherwise (an
+    /// [`Arena`](crate::Arena) of several tensors). Same results either way; on lavapipe,
+    /// whose per-workgroup table loads loop over the lanes, the derived segments are 4-10%
+    /// faster (BENCHMARKS.md).
+    pub fn regular_dispatches(&self) -> usize {
+        match self.plan.regular {
+            true => self.update_dispatches(),
+            false => 0,
+        }
     }
 
     /// Tail dispatches one step records: one per vec4-layout chunk in which some tensor's
