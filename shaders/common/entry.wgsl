@@ -105,7 +105,7 @@ fn skipped(c: Control) -> bool {
 // tensor in a row, the last perhaps shorter. Its table is then two entries, its first and
 // its last segment, read at constant indices, and workgroup i derives segment i from them. On
 // lavapipe a load at an index from the workgroup id is a loop over the lanes; one at a
-// constant index is a single load (16M AdamW 4% faster, 16-bit states 10%: BENCHMARKS.md).
+// constant index is a single load (16M AdamW 5% faster, bf16 states 6%: BENCHMARKS.md).
 override REGULAR_TILES: bool = false;
 
 // How many segments the main dispatch has.

@@ -1033,7 +1033,7 @@ impl Optimizer {
     /// entries instead of loading it: all of them when every dispatch covers one tensor's
     /// tiles in a row (a tensor in buffers of its own), none otherwise (an
     /// [`Arena`](crate::Arena) of several tensors). Same results either way; on lavapipe,
-    /// whose per-workgroup table loads loop over the lanes, the derived segments are 4-10%
+    /// whose per-workgroup table loads loop over the lanes, the derived segments are 5-6%
     /// faster (BENCHMARKS.md).
     pub fn regular_dispatches(&self) -> usize {
         match self.plan.regular {
