@@ -102,16 +102,25 @@ impl Groups {
 }
 
 /// Tensors laid out in one param buffer and one grad buffer at aligned offsets with gaps, in
-/// up to three groups, stepped three times beside one reference per group.
+/// up to three groups, stepped three times beside one reference per group. Small tiles
+/// (workgroups of 64: 1024 elements) cut the longer tensors into several segments, so a
+/// lone tensor's dispatch derives several tiles, the last one short
+/// (`Optimizer::regular_dispatches`).
 fn layout_matches_the_reference(
     config: &OptimizerConfig,
     tensors: &[Tensor],
-    runs: bool,
+    (runs, small_tiles): (bool, bool),
     seed: u64,
 ) -> Result<(), TestCaseError> {
+    let tuning = context().tuning();
     let ctx = context().clone().with_tuning(Tuning {
         runs_per_invocation: runs,
-        ..context().tuning()
+        workgroup_size: if small_tiles {
+            64
+        } else {
+            tuning.workgroup_size
+        },
+        ..tuning
     });
     let align = ctx.device().limits().min_storage_buffer_offset_alignment as usize / 4;
     let mut offsets = Vec::new();
@@ -142,6 +151,15 @@ fn layout_matches_the_reference(
         .collect();
     let groups = Groups::new(tensors, |t| t.group);
     let optimizer = Optimizer::with_groups(&ctx, groups.param_groups(config, &params)).unwrap();
+    // One nonempty tensor: its dispatches derive their segments; several share a table.
+    let nonempty = tensors.iter().filter(|t| t.len > 0).count();
+    prop_assert_eq!(
+        optimizer.regular_dispatches() > 0,
+        nonempty == 1,
+        "{} tensors of lengths {:?}",
+        nonempty,
+        tensors.iter().map(|t| t.len).collect::<Vec<_>>()
+    );
     let mut references = groups.references(config, tensors, Storage::F32);
     for _ in 0..3 {
         let grads: Vec<Vec<f32>> = tensors.iter().map(|t| rng.gradient(t.len)).collect();
@@ -180,9 +198,10 @@ proptest! {
         config in 0..all_configs().len(),
         tensors in prop::collection::vec(tensor(), 1..7),
         runs in any::<bool>(),
+        small_tiles in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        layout_matches_the_reference(&all_configs()[config], &tensors, runs, seed)?;
+        layout_matches_the_reference(&all_configs()[config], &tensors, (runs, small_tiles), seed)?;
     }
 
     /// Any f64 hyperparameter (lr, betas, eps, weight decay, momentum...) anywhere on the f64
