@@ -134,25 +134,17 @@ fn main_segment(index: u32) -> Segment {
     return segments[i];
 }
 
-// The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
-// workgroups), at most one tile of one tensor, and each invocation updates its vec4s of it.
-// Everything uniform is read once per workgroup, before any branch. In the vec4 layout every
-// segment ends on a unit boundary, so each unit is stored whole.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn update(
-    @builtin(workgroup_id) workgroup: vec3<u32>,
-    @builtin(num_workgroups) workgroups: vec3<u32>,
-    @builtin(local_invocation_index) lane: u32,
-) {
-    let index = workgroup.y * workgroups.x + workgroup.x;
+// Updates invocation `lane`'s units of main segment `index` (made `current_segment`): whether
+// the segment exists and its step is not skipped. A segment that does not, or a skipped step,
+// runs no unit; every invocation returns, so callers may reach a barrier after it. In the vec4
+// layout every segment ends on a unit boundary, so each unit is stored whole.
+fn step_main_segment(index: u32, lane: u32) -> bool {
     let s = main_segment(index);
+    current_segment = s;
     let c = control[control_of(s)];
     let h = hyper[group_of(s)];
-    if skipped(c) || index >= main_count() {
-        return;
-    }
-    current_segment = s;
-    let count = units_of(s, lane);
+    let live = !skipped(c) && index < main_count();
+    let count = select(0u, units_of(s, lane), live);
     for (var k = 0u; k < count; k++) {
         let idx = element_indices(s.start, lane, k);
         // Lane x is the first element: past the end, so is every later unit. (A run's count
@@ -162,6 +154,19 @@ fn update(
         }
         step_unit(idx, s, h, c);
     }
+    return live;
+}
+
+// The fused update over one chunk: workgroup i takes segment i (the grid may be 2-D past 65535
+// workgroups), at most one tile of one tensor, and each invocation updates its vec4s of it.
+// Everything uniform is read once per workgroup, before any branch.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn update(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    _ = step_main_segment(workgroup.y * workgroups.x + workgroup.x, lane);
 }
 
 // The vec4 layout's tail dispatch: one invocation per tail segment, the last 1 to UNIT - 1

@@ -90,31 +90,18 @@ fn workgroup_sum(lane: u32, mine: vec2<f32>) -> vec2<f32> {
     return workgroupUniformLoad(&tree[0]);
 }
 
-// The first pass over main segments: `update` without the early return (every invocation
-// reaches the barriers), then the segment's sums to its slot.
+// The first pass over main segments: `update`, then the segment's sums to its slot (every
+// invocation reaches the barriers of the sum).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn update_norms(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let index = workgroup.y * workgroups.x + workgroup.x;
-    let s = main_segment(index);
-    current_segment = s;
-    let c = control[control_of(s)];
-    let h = hyper[group_of(s)];
-    let live = !skipped(c) && index < main_count();
-    let count = select(0u, units_of(s, lane), live);
-    for (var k = 0u; k < count; k++) {
-        let idx = element_indices(s.start, lane, k);
-        if !RUNS && idx.x >= s.end {
-            break;
-        }
-        step_unit(idx, s, h, c);
-    }
+    let live = step_main_segment(workgroup.y * workgroups.x + workgroup.x, lane);
     let total = workgroup_sum(lane, lane_sums());
     if lane == 0u && live {
-        trust[s.slot] = total;
+        trust[current_segment.slot] = total;
     }
 }
 
