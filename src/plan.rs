@@ -489,11 +489,13 @@ impl Plan {
                 })
                 .collect::<Vec<_>>()
         };
-        // A regular plan's update reads two entries per dispatch instead of one per workgroup.
-        let regular = cut
+        // Each main dispatch's ends, where it is regular. A regular plan's update reads two
+        // entries per dispatch instead of one per workgroup.
+        let ends: Vec<Vec<Option<[Segment; 2]>>> = cut
             .iter()
-            .flat_map(|c| c.main.chunks(grid as usize))
-            .all(|piece| regular_ends(piece).is_some());
+            .map(|c| c.main.chunks(grid as usize).map(regular_ends).collect())
+            .collect();
+        let regular = ends.iter().flatten().all(Option::is_some);
         // The segment slices first; the reduction's work needs the tails' position in `all`.
         let mut chunks = Vec::new();
         let mut runs = Vec::new();
@@ -520,12 +522,12 @@ impl Plan {
             runs.push(c.control_runs(control, (&positions(&main), &positions(&tails))));
             chunks.push((all, main, tails));
         }
-        let ends: Vec<Vec<TableSlice>> = cut
-            .iter()
-            .map(|c| {
-                c.main
-                    .chunks(grid as usize)
-                    .filter_map(regular_ends)
+        let ends: Vec<Vec<TableSlice>> = ends
+            .into_iter()
+            .map(|pieces| {
+                pieces
+                    .into_iter()
+                    .flatten()
                     .filter(|_| regular)
                     .map(|ends| TableSlice {
                         offset: push(bytemuck::cast_slice(&ends), &mut table),

@@ -503,9 +503,10 @@ impl Optimizer {
                 }
                 ChunkDispatch {
                     layout: chunk.layout,
-                    main: match plan.regular {
-                        true => dispatches(&chunk.main, &chunk.regular, 1),
-                        false => dispatches(&chunk.main, &chunk.main, 1),
+                    main: if plan.regular {
+                        dispatches(&chunk.main, &chunk.regular, 1)
+                    } else {
+                        dispatches(&chunk.main, &chunk.main, 1)
                     },
                     tail: dispatches(&chunk.tails, &chunk.tails, TAIL_WORKGROUP),
                 }
@@ -1036,9 +1037,10 @@ impl Optimizer {
     /// whose per-workgroup table loads loop over the lanes, the derived segments are 5-6%
     /// faster (BENCHMARKS.md).
     pub fn regular_dispatches(&self) -> usize {
-        match self.plan.regular {
-            true => self.update_dispatches(),
-            false => 0,
+        if self.plan.regular {
+            self.update_dispatches()
+        } else {
+            0
         }
     }
 
