@@ -13,7 +13,7 @@
 //     otherwise:  p -= lr / (1 - beta1^t) * exp_avg with degenerated_to_sgd, else p is left as it is
 //
 // state0: exp_avg, state1: exp_avg_var, state2: max_exp_avg_var (amsgrad).
-// Needs common/adam_hyper.wgsl and common/rectify.wgsl.
+// Needs common/adam_group.wgsl and common/rectify.wgsl.
 
 override AMSGRAD: bool = false;
 override WEIGHT_DECOUPLE: bool = true;
@@ -26,12 +26,13 @@ fn prepare_group(g: u32, step: f32) {
     if !RECTIFY {
         return;
     }
-    let h = hyper[g];
+    let h = groups[g].hyper;
+    let d = groups[g].derived;
     let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
     let rectified = rho >= 5.0;
-    let rectified_step_size = h.step_size * rectification(rho, h.rect_inf) * h.bias_correction2_sqrt;
-    hyper[g].rectified_step_size = select(0.0, rectified_step_size, rectified);
-    hyper[g].rectified = select(0.0, 1.0, rectified);
+    let rectified_step_size = d.step_size * rectification(rho, h.rect_inf) * d.bias_correction2_sqrt;
+    groups[g].derived.rectified_step_size = select(0.0, rectified_step_size, rectified);
+    groups[g].derived.rectified = select(0.0, 1.0, rectified);
 }
 
 fn adabelief_math(
@@ -41,6 +42,7 @@ fn adabelief_math(
     exp_avg_var: ptr<function, vec4<f32>>,
     max_exp_avg_var: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     var g = grad;
     if WEIGHT_DECOUPLE {
@@ -58,25 +60,25 @@ fn adabelief_math(
         second_moment = *max_exp_avg_var;
     }
     if RECTIFY {
-        let adaptive = h.rectified_step_size * (*exp_avg / (sqrt(*exp_avg_var) + h.eps));
-        let sgd = select(vec4(0.0), h.step_size * *exp_avg, DEGENERATED_TO_SGD);
-        *p = *p - select(sgd, adaptive, h.rectified != 0.0);
+        let adaptive = d.rectified_step_size * (*exp_avg / (sqrt(*exp_avg_var) + h.eps));
+        let sgd = select(vec4(0.0), d.step_size * *exp_avg, DEGENERATED_TO_SGD);
+        *p = *p - select(sgd, adaptive, d.rectified != 0.0);
         return;
     }
-    let denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
-    *p = *p - h.step_size * (*exp_avg / denom);
+    let denom = sqrt(second_moment) / d.bias_correction2_sqrt + h.eps;
+    *p = *p - d.step_size * (*exp_avg / denom);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u || AMSGRAD;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_avg_var = (*e).state1;
     var max_exp_avg_var = (*e).state2;
-    adabelief_math(&p, (*e).grad, &exp_avg, &exp_avg_var, &max_exp_avg_var, h);
+    adabelief_math(&p, (*e).grad, &exp_avg, &exp_avg_var, &max_exp_avg_var, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_var;

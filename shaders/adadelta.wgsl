@@ -10,6 +10,7 @@
 //
 // state0: square_avg, state1: acc_delta.
 
+// What the host writes (AdadeltaHyper in src/optim/adadelta.rs).
 struct Hyper {
     lr: f32,
     rho: f32,
@@ -18,7 +19,10 @@ struct Hyper {
     weight_decay: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+// One parameter group's record: Adadelta derives nothing from the step count.
+struct Group {
+    hyper: Hyper,
+}
 
 override MAXIMIZE: bool = false;
 
@@ -45,11 +49,11 @@ fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var square_avg = (*e).state0;
     var acc_delta = (*e).state1;
-    adadelta_math(&p, (*e).grad, &square_avg, &acc_delta, h);
+    adadelta_math(&p, (*e).grad, &square_avg, &acc_delta, group.hyper);
     (*e).param = p;
     (*e).state0 = square_avg;
     (*e).state1 = acc_delta;

@@ -8,16 +8,24 @@
 //
 // state0: sum (starts at initial_accumulator_value).
 
+// What the host writes (AdagradHyper in src/optim/adagrad.rs).
 struct Hyper {
     lr: f32,
     lr_decay: f32,
     weight_decay: f32,
     eps: f32,
-    // lr / (1 + (step - 1) * lr_decay), derived each step by `prepare_group`.
+}
+
+// What `prepare_group` derives each step (AdagradDerived).
+struct Derived {
+    // lr / (1 + (step - 1) * lr_decay)
     clr: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 override MAXIMIZE: bool = false;
 // Optax's form: where(sum > 0, g / sqrt(sum + eps), 0).
@@ -29,18 +37,19 @@ fn prepare_group(g: u32, step: f32) {
     // `step * lr_decay - lr_decay`, which for a large lr_decay cancels to 0 and makes clr
     // infinite. Exact for every step below 2^24, as `step - 1.0` is.
     let before = f32(u32(step) - 1u);
-    hyper[g].clr = hyper[g].lr / (1.0 + before * hyper[g].lr_decay);
+    let h = groups[g].hyper;
+    groups[g].derived.clr = h.lr / (1.0 + before * h.lr_decay);
 }
 
-fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper) {
+fn adagrad_math(p: ptr<function, vec4<f32>>, grad: vec4<f32>, sum: ptr<function, vec4<f32>>, h: Hyper, d: Derived) {
     let g = l2_grad(grad, *p, h.weight_decay);
     *sum = *sum + g * g;
     if EPS_IN_SQRT {
         let scaled = select(vec4(0.0), g / sqrt(*sum + h.eps), *sum > vec4(0.0));
-        *p = *p - h.clr * scaled;
+        *p = *p - d.clr * scaled;
     } else {
         let denom = sqrt(*sum) + h.eps;
-        *p = *p - h.clr * (g / denom);
+        *p = *p - d.clr * (g / denom);
     }
 }
 
@@ -48,10 +57,10 @@ fn uses_state(slot: u32) -> bool {
     return true;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var sum = (*e).state0;
-    adagrad_math(&p, (*e).grad, &sum, h);
+    adagrad_math(&p, (*e).grad, &sum, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = sum;
 }

@@ -12,7 +12,7 @@
 //    p -= lr / (1 - beta1^t) * exp_avg / (sqrt(v + eps_root) + eps))
 //
 // state0: exp_avg, state1: exp_avg_sq, state2: max_exp_avg_sq (amsgrad).
-// Needs common/adam_hyper.wgsl and common/moments.wgsl.
+// Needs common/adam_group.wgsl and common/moments.wgsl.
 
 override AMSGRAD: bool = false;
 override MAXIMIZE: bool = false;
@@ -33,6 +33,7 @@ fn adam_math(
     exp_avg_sq: ptr<function, vec4<f32>>,
     max_exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     _ = adam_moments(
         p,
@@ -43,29 +44,29 @@ fn adam_math(
     );
     var second_moment = *exp_avg_sq;
     if OPTAX_DENOMINATOR {
-        second_moment = second_moment / h.bias_correction2;
+        second_moment = second_moment / d.bias_correction2;
     }
     if AMSGRAD {
         *max_exp_avg_sq = max(*max_exp_avg_sq, second_moment);
         second_moment = *max_exp_avg_sq;
     }
-    var denom = sqrt(second_moment) / h.bias_correction2_sqrt + h.eps;
+    var denom = sqrt(second_moment) / d.bias_correction2_sqrt + h.eps;
     if OPTAX_DENOMINATOR {
         denom = sqrt(second_moment + h.eps_root) + h.eps;
     }
-    *p = *p - h.step_size * (*exp_avg / denom);
+    *p = *p - d.step_size * (*exp_avg / denom);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u || AMSGRAD;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_avg_sq = (*e).state1;
     var max_exp_avg_sq = (*e).state2;
-    adam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, &max_exp_avg_sq, h);
+    adam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, &max_exp_avg_sq, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_sq;

@@ -7,7 +7,7 @@
 //   p -= lr / (1 - beta1^t) * exp_avg / exp_inf
 //
 // state0: exp_avg, state1: exp_inf.
-// Needs common/adam_hyper.wgsl (step_size is lr / (1 - beta1^t)).
+// Needs common/adam_group.wgsl (step_size is lr / (1 - beta1^t)).
 
 override MAXIMIZE: bool = false;
 
@@ -21,22 +21,23 @@ fn adamax_math(
     exp_avg: ptr<function, vec4<f32>>,
     exp_inf: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     let g = l2_grad(grad, *p, h.weight_decay);
     *exp_avg = lerp(*exp_avg, g, h.one_minus_beta1);
     *exp_inf = max(h.beta2 * *exp_inf, abs(g) + h.eps);
-    *p = *p - h.step_size * (*exp_avg / *exp_inf);
+    *p = *p - d.step_size * (*exp_avg / *exp_inf);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_inf = (*e).state1;
-    adamax_math(&p, (*e).grad, &exp_avg, &exp_inf, h);
+    adamax_math(&p, (*e).grad, &exp_avg, &exp_inf, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_inf;

@@ -14,6 +14,7 @@
 //
 // state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl.
 
+// What the host writes (AdoptHyper in src/optim/adopt.rs).
 struct Hyper {
     lr: f32,
     beta2: f32,
@@ -23,11 +24,18 @@ struct Hyper {
     weight_decay: f32,
     // 1 - lr * weight_decay
     decay: f32,
-    // Written by `prepare_group` each step: the bound of the normalised gradient.
+}
+
+// What `prepare_group` derives each step (AdoptDerived).
+struct Derived {
+    // The bound of the normalised gradient.
     clip: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 override MAXIMIZE: bool = false;
 override DECOUPLED_WEIGHT_DECAY: bool = false;
@@ -40,7 +48,7 @@ fn prepare_group(g: u32, step: f32) {
     // step - 1 is exact: an integer count below 2^24.
     let count = select(step, step - 1.0, OPTAX_FORM);
     // sqrt(sqrt(.)) is correctly rounded twice, where pow(count, 0.25) is only loosely bounded.
-    hyper[g].clip = sqrt(sqrt(count));
+    groups[g].derived.clip = sqrt(sqrt(count));
 }
 
 fn adopt_math(
@@ -50,11 +58,12 @@ fn adopt_math(
     exp_avg_sq: ptr<function, vec4<f32>>,
     first_step: bool,
     h: Hyper,
+    d: Derived,
 ) {
     let g = decayed_grad(p, grad, Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2));
     var normed = g / max(sqrt(*exp_avg_sq), vec4(h.eps));
     if USE_CLIPPING {
-        normed = clamp(normed, vec4(-h.clip), vec4(h.clip));
+        normed = clamp(normed, vec4(-d.clip), vec4(d.clip));
     }
     let next = lerp(*exp_avg, normed, h.one_minus_beta1);
     var update = next;
@@ -72,11 +81,11 @@ fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_avg_sq = (*e).state1;
-    adopt_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, c.step == 1u, h);
+    adopt_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, c.step == 1u, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_sq;

@@ -9,10 +9,10 @@
 //
 // Every array indexed by a control group (`control`, `grad_hyper`, `stats`, `folds`) has one
 // entry per control block: one for an optimizer whose parameter groups share it, one per group
-// for a population of replicas, each clipped and skipped alone (src/plan.rs: `Control`).
+// for a population of replicas, each clipped and skipped alone (src/kernel/plan: `ControlMode`).
 //
 // Three entry points, recorded in this order:
-//   grad_partials: one dispatch per chunk of a span (src/plan.rs: an Arena's tensors share
+//   grad_partials: one dispatch per chunk of a span (src/kernel/plan: an Arena's tensors share
 //                  one), walking its segment table, so gaps between tensors are never read;
 //                  each workgroup takes a run of one control group's segments (its
 //                  `ReduceWork`) and writes one Partial into one buffer shared by all chunks.
@@ -29,7 +29,8 @@
 // (common/reduce_workgroup.wgsl or common/reduce_subgroup.wgsl) provides `Invocation` and
 // `workgroup_reduce`; common/grad_f32.wgsl or common/grad_16bit.wgsl binds the gradients in
 // their storage type (`grad_vec4`, `grad_element`). Needs common/control.wgsl and
-// common/segment.wgsl.
+// common/segment.wgsl, and the binding numbers of src/grad/processing.rs (GradBinding) in the
+// prelude.
 
 struct GradHyper {
     max_norm: f32,
@@ -85,20 +86,20 @@ struct Fold {
     end: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> control: array<Control>;
-@group(0) @binding(1) var<storage, read> grad_hyper: array<GradHyper>;
-@group(0) @binding(3) var<storage, read_write> partials: array<Partial>;
-@group(0) @binding(4) var<storage, read_write> stats: array<NormStats>;
+@group(0) @binding(CONTROL_BINDING) var<storage, read_write> control: array<Control>;
+@group(0) @binding(GRAD_HYPER_BINDING) var<storage, read> grad_hyper: array<GradHyper>;
+@group(0) @binding(PARTIALS_BINDING) var<storage, read_write> partials: array<Partial>;
+@group(0) @binding(STATS_BINDING) var<storage, read_write> stats: array<NormStats>;
 // The control blocks again, read-only, for the partials: dispatches that only read them need
 // no barrier between them.
-@group(0) @binding(5) var<storage, read> control_in: array<Control>;
+@group(0) @binding(CONTROL_IN_BINDING) var<storage, read> control_in: array<Control>;
 // The chunk's segments: every element of its tensors exactly once, each segment starting on a
 // vec4 (zeroed entries are empty).
-@group(0) @binding(7) var<storage, read> segments: array<Segment>;
+@group(0) @binding(SEGMENTS_BINDING) var<storage, read> segments: array<Segment>;
 // The chunk's reduction work, one entry per workgroup.
-@group(0) @binding(8) var<storage, read> work: array<ReduceWork>;
+@group(0) @binding(WORK_BINDING) var<storage, read> work: array<ReduceWork>;
 // One entry per control group.
-@group(0) @binding(9) var<storage, read> folds: array<Fold>;
+@group(0) @binding(FOLDS_BINDING) var<storage, read> folds: array<Fold>;
 
 fn combine(a: Partial, b: Partial) -> Partial {
     return Partial(a.sum_of_powers + b.sum_of_powers, max(a.max_abs_bits, b.max_abs_bits));

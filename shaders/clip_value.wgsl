@@ -3,14 +3,14 @@
 // fused into the gradient load instead (see Control.clip_value). Needs common/control.wgsl and
 // common/segment.wgsl.
 //
-// One dispatch per chunk of a span (src/plan.rs): workgroup w takes segments w, w + W, ... of
+// One dispatch per chunk of a span (src/kernel/plan): workgroup w takes segments w, w + W, ... of
 // the chunk's table, so the gaps between tensors are never written.
 
 override WORKGROUP_SIZE: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read_write> values: array<f32>;
-@group(0) @binding(1) var<storage, read> bound: f32;
-@group(0) @binding(2) var<storage, read> segments: array<Segment>;
+@group(0) @binding(VALUES_BINDING) var<storage, read_write> values: array<f32>;
+@group(0) @binding(BOUND_BINDING) var<storage, read> bound: f32;
+@group(0) @binding(SEGMENTS_BINDING) var<storage, read> segments: array<Segment>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn clip_value_in_place(

@@ -10,6 +10,7 @@
 //
 // state0: exp_avg, state1: exp_avg_sq. Needs common/math.wgsl and common/trust.wgsl.
 
+// What the host writes (LambHyper in src/optim/lamb.rs).
 struct Hyper {
     lr: f32,
     beta1: f32,
@@ -25,23 +26,29 @@ struct Hyper {
     trust_eps: f32,
     // 1: scale by the trust ratio; 0: the ratio is 1 (a group left out of the adaptation).
     trust_on: f32,
-    // 1 - beta1^t and 1 - beta2^t, written by the prologue each step.
+}
+
+// What `prepare_group` derives each step (LambDerived): 1 - beta1^t and 1 - beta2^t.
+struct Derived {
     bias_correction1: f32,
     bias_correction2: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 fn prepare_group(g: u32, step: f32) {
-    let h = hyper[g];
-    hyper[g].bias_correction1 = bias_correction(h.ln_beta1, step);
-    hyper[g].bias_correction2 = bias_correction(h.ln_beta2, step);
+    let h = groups[g].hyper;
+    groups[g].derived.bias_correction1 = bias_correction(h.ln_beta1, step);
+    groups[g].derived.bias_correction2 = bias_correction(h.ln_beta2, step);
 }
 
 // The direction u from the moments after this step's update.
-fn lamb_direction(p: vec4<f32>, exp_avg: vec4<f32>, exp_avg_sq: vec4<f32>, h: Hyper) -> vec4<f32> {
-    let m_hat = exp_avg / h.bias_correction1;
-    let v_hat = exp_avg_sq / h.bias_correction2;
+fn lamb_direction(p: vec4<f32>, exp_avg: vec4<f32>, exp_avg_sq: vec4<f32>, h: Hyper, d: Derived) -> vec4<f32> {
+    let m_hat = exp_avg / d.bias_correction1;
+    let v_hat = exp_avg_sq / d.bias_correction2;
     return m_hat / (sqrt(v_hat + h.eps_root) + h.eps) + h.weight_decay * p;
 }
 
@@ -56,9 +63,11 @@ fn writes_state(slot: u32) -> bool {
 
 // First pass: the moments, and the direction in `grad` for the norms. Second: the update from
 // the stored moments.
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
+    let h = group.hyper;
+    let d = group.derived;
     if TRUST_APPLY {
-        let u = lamb_direction((*e).param, (*e).state0, (*e).state1, h);
+        let u = lamb_direction((*e).param, (*e).state0, (*e).state1, h, d);
         (*e).param = (*e).param - h.lr * (u * trust_ratio());
         return;
     }
@@ -67,5 +76,5 @@ fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
     let exp_avg_sq = h.one_minus_beta2 * (g * g) + h.beta2 * (*e).state1;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_sq;
-    (*e).grad = lamb_direction((*e).param, exp_avg, exp_avg_sq, h);
+    (*e).grad = lamb_direction((*e).param, exp_avg, exp_avg_sq, h, d);
 }

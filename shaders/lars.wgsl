@@ -10,6 +10,7 @@
 //
 // state0: momentum_buffer (Optax's trace). Needs common/trust.wgsl.
 
+// What the host writes (LarsHyper in src/optim/lars.rs).
 struct Hyper {
     lr: f32,
     momentum: f32,
@@ -20,7 +21,10 @@ struct Hyper {
     trust_on: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+// One parameter group's record: LARS derives nothing from the step count.
+struct Group {
+    hyper: Hyper,
+}
 
 override NESTEROV: bool = false;
 
@@ -38,7 +42,8 @@ fn writes_state(slot: u32) -> bool {
 }
 
 // First pass: the direction in `grad` for the norms. Second: the momentum and the update.
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
+    let h = group.hyper;
     let u = (*e).grad + h.weight_decay * (*e).param;
     if !TRUST_APPLY {
         (*e).grad = u;

@@ -7,6 +7,7 @@
 //
 // state0: exp_avg.
 
+// What the host writes (LionHyper in src/optim/lion.rs).
 struct Hyper {
     lr: f32,
     beta1: f32,
@@ -18,7 +19,10 @@ struct Hyper {
     decay: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+// One parameter group's record: Lion derives nothing from the step count.
+struct Group {
+    hyper: Hyper,
+}
 
 override MAXIMIZE: bool = false;
 
@@ -38,10 +42,10 @@ fn uses_state(slot: u32) -> bool {
     return true;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
-    lion_math(&p, (*e).grad, &exp_avg, h);
+    lion_math(&p, (*e).grad, &exp_avg, group.hyper);
     (*e).param = p;
     (*e).state0 = exp_avg;
 }

@@ -14,6 +14,7 @@
 //
 // state0: exp_avg, state1: exp_avg_sq. Needs common/moments.wgsl.
 
+// What the host writes (NAdamHyper in src/optim/nadam.rs).
 struct Hyper {
     lr: f32,
     beta1: f32,
@@ -29,14 +30,20 @@ struct Hyper {
     weight_decay: f32,
     // 1 - lr * weight_decay
     decay: f32,
-    // Written by `prepare_group` each step.
+}
+
+// What `prepare_group` derives each step (NAdamDerived).
+struct Derived {
     grad_coef: f32,
     exp_avg_coef: f32,
     // 1 - beta2^t
     bias_correction2: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 override MAXIMIZE: bool = false;
 override DECOUPLED_WEIGHT_DECAY: bool = false;
@@ -71,11 +78,11 @@ fn nadam_ln_mu_product(h: Hyper, step: f32) -> f32 {
 }
 
 fn prepare_group(g: u32, step: f32) {
-    let h = hyper[g];
-    hyper[g].bias_correction2 = bias_correction(h.ln_beta2, step);
+    let h = groups[g].hyper;
+    groups[g].derived.bias_correction2 = bias_correction(h.ln_beta2, step);
     if OPTAX_FORM {
-        hyper[g].grad_coef = h.lr * h.one_minus_beta1 / bias_correction(h.ln_beta1, step);
-        hyper[g].exp_avg_coef = h.lr * h.beta1 / bias_correction(h.ln_beta1, step + 1.0);
+        groups[g].derived.grad_coef = h.lr * h.one_minus_beta1 / bias_correction(h.ln_beta1, step);
+        groups[g].derived.exp_avg_coef = h.lr * h.beta1 / bias_correction(h.ln_beta1, step + 1.0);
         return;
     }
     let mu = nadam_mu(h, step);
@@ -83,8 +90,8 @@ fn prepare_group(g: u32, step: f32) {
     // 1 - mu_product and 1 - mu_product * mu_{t+1}.
     let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step));
     let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0));
-    hyper[g].grad_coef = h.lr * mu.y / one_minus_product;
-    hyper[g].exp_avg_coef = h.lr * mu_next.x / one_minus_product_next;
+    groups[g].derived.grad_coef = h.lr * mu.y / one_minus_product;
+    groups[g].derived.exp_avg_coef = h.lr * mu_next.x / one_minus_product_next;
 }
 
 fn nadam_math(
@@ -93,6 +100,7 @@ fn nadam_math(
     exp_avg: ptr<function, vec4<f32>>,
     exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     let g = adam_moments(
         p,
@@ -101,20 +109,20 @@ fn nadam_math(
         exp_avg_sq,
         Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
     );
-    let denom = sqrt(*exp_avg_sq / h.bias_correction2 + h.eps_root) + h.eps;
-    *p = *p - h.grad_coef * (g / denom);
-    *p = *p - h.exp_avg_coef * (*exp_avg / denom);
+    let denom = sqrt(*exp_avg_sq / d.bias_correction2 + h.eps_root) + h.eps;
+    *p = *p - d.grad_coef * (g / denom);
+    *p = *p - d.exp_avg_coef * (*exp_avg / denom);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_avg_sq = (*e).state1;
-    nadam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, h);
+    nadam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_sq;

@@ -31,16 +31,22 @@ struct Hyper {
     // rho_inf / ((rho_inf - 4) (rho_inf - 2)), 0 when rho_inf <= 4
     rect_inf: f32,
     threshold: f32,
-    // Written by `prepare_group` each step: lr / (1 - beta1^t); the rectified step's multiplier
-    // of exp_avg / denom; what exp_avg_sq is divided by in denom (1 - beta2^t for Optax, 1 for
-    // PyTorch); 1 when the step is rectified, else 0.
+}
+
+// What `prepare_group` derives each step (RAdamDerived): lr / (1 - beta1^t); the rectified
+// step's multiplier of exp_avg / denom; what exp_avg_sq is divided by in denom (1 - beta2^t
+// for Optax, 1 for PyTorch); 1 when the step is rectified, else 0.
+struct Derived {
     step_size: f32,
     rectified_step_size: f32,
     bias_correction2: f32,
     rectified: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 override MAXIMIZE: bool = false;
 override DECOUPLED_WEIGHT_DECAY: bool = false;
@@ -48,7 +54,7 @@ override DECOUPLED_WEIGHT_DECAY: bool = false;
 override OPTAX_FORM: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
-    let h = hyper[g];
+    let h = groups[g].hyper;
     let bias_correction1 = bias_correction(h.ln_beta1, step);
     let bias_correction2 = bias_correction(h.ln_beta2, step);
     let rho = radam_rho(h.ln_beta2, h.rho_inf, step);
@@ -58,14 +64,14 @@ fn prepare_group(g: u32, step: f32) {
     }
     let rect = rectification(rho, h.rect_inf);
     let step_size = h.lr / bias_correction1;
-    hyper[g].step_size = step_size;
-    hyper[g].rectified = select(0.0, 1.0, rectified);
+    groups[g].derived.step_size = step_size;
+    groups[g].derived.rectified = select(0.0, 1.0, rectified);
     if OPTAX_FORM {
-        hyper[g].rectified_step_size = select(0.0, step_size * rect, rectified);
-        hyper[g].bias_correction2 = bias_correction2;
+        groups[g].derived.rectified_step_size = select(0.0, step_size * rect, rectified);
+        groups[g].derived.bias_correction2 = bias_correction2;
     } else {
-        hyper[g].rectified_step_size = select(0.0, step_size * rect * sqrt(bias_correction2), rectified);
-        hyper[g].bias_correction2 = 1.0;
+        groups[g].derived.rectified_step_size = select(0.0, step_size * rect * sqrt(bias_correction2), rectified);
+        groups[g].derived.bias_correction2 = 1.0;
     }
 }
 
@@ -75,6 +81,7 @@ fn radam_math(
     exp_avg: ptr<function, vec4<f32>>,
     exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     _ = adam_moments(
         p,
@@ -83,20 +90,20 @@ fn radam_math(
         exp_avg_sq,
         Moments(h.weight_decay, h.decay, h.one_minus_beta1, h.beta2, h.one_minus_beta2),
     );
-    let denom = sqrt(*exp_avg_sq / h.bias_correction2 + h.eps_root) + h.eps;
-    let adaptive = h.rectified_step_size * (*exp_avg / denom);
-    *p = *p - select(h.step_size * *exp_avg, adaptive, h.rectified != 0.0);
+    let denom = sqrt(*exp_avg_sq / d.bias_correction2 + h.eps_root) + h.eps;
+    let adaptive = d.rectified_step_size * (*exp_avg / denom);
+    *p = *p - select(d.step_size * *exp_avg, adaptive, d.rectified != 0.0);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var exp_avg = (*e).state0;
     var exp_avg_sq = (*e).state1;
-    radam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, h);
+    radam_math(&p, (*e).grad, &exp_avg, &exp_avg_sq, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = exp_avg;
     (*e).state1 = exp_avg_sq;

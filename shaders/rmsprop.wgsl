@@ -11,6 +11,7 @@
 //
 // state0: square_avg, state1: momentum_buffer (momentum > 0), state2: grad_avg (centered).
 
+// What the host writes (RmsPropHyper in src/optim/rmsprop.rs).
 struct Hyper {
     lr: f32,
     alpha: f32,
@@ -19,11 +20,18 @@ struct Hyper {
     weight_decay: f32,
     momentum: f32,
     ln_alpha: f32,
-    // 1 - alpha^step, written by `prepare_group` (BIAS_CORRECTION).
+}
+
+// What `prepare_group` derives each step (RmsPropDerived).
+struct Derived {
+    // 1 - alpha^step (BIAS_CORRECTION; 0 otherwise).
     bias_correction: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+}
 
 override CENTERED: bool = false;
 // momentum > 0: keep a momentum buffer.
@@ -36,7 +44,7 @@ override BIAS_CORRECTION: bool = false;
 
 fn prepare_group(g: u32, step: f32) {
     if BIAS_CORRECTION {
-        hyper[g].bias_correction = bias_correction(hyper[g].ln_alpha, step);
+        groups[g].derived.bias_correction = bias_correction(groups[g].hyper.ln_alpha, step);
     }
 }
 
@@ -60,18 +68,19 @@ fn rmsprop_math(
     momentum_buffer: ptr<function, vec4<f32>>,
     grad_avg: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     let g = l2_grad(grad, *p, h.weight_decay);
     *square_avg = h.alpha * *square_avg + h.one_minus_alpha * g * g;
     var v = *square_avg;
     if BIAS_CORRECTION {
-        v = v / h.bias_correction;
+        v = v / d.bias_correction;
     }
     if CENTERED {
         *grad_avg = lerp(*grad_avg, g, h.one_minus_alpha);
         var m = *grad_avg;
         if BIAS_CORRECTION {
-            m = m / h.bias_correction;
+            m = m / d.bias_correction;
         }
         v = centered_variance(v, m);
     }
@@ -88,12 +97,12 @@ fn uses_state(slot: u32) -> bool {
     return slot == 0u || (slot == 1u && MOMENTUM) || (slot == 2u && CENTERED);
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var square_avg = (*e).state0;
     var momentum_buffer = (*e).state1;
     var grad_avg = (*e).state2;
-    rmsprop_math(&p, (*e).grad, &square_avg, &momentum_buffer, &grad_avg, h);
+    rmsprop_math(&p, (*e).grad, &square_avg, &momentum_buffer, &grad_avg, group.hyper, group.derived);
     (*e).param = p;
     (*e).state0 = square_avg;
     (*e).state1 = momentum_buffer;

@@ -1,18 +1,19 @@
-// Schedules on the device (`Optimizer::set_schedule`, src/device_schedule.rs). Recorded once
+// Schedules on the device (`Optimizer::set_schedule`, src/schedule/device.rs). Recorded once
 // per step after the gradient finalize and before the prologue: each parameter group's
-// hyperparameter words that the schedule moves are copied from the row of a table for the
+// hyperparameter words (of its record's `hyper`) that the schedule moves are copied from the row of a table for the
 // step about to be taken, picked by the group's own counter on the device. The host filled the
 // table once, each row the bytes `Optimizer::set_config` would write for that step (the
 // schedule evaluated in f64, every derived field rounded as the host rounds it), so a run
 // driven from here is bit for bit the run a host loop gets by writing the same configuration
-// before each step, and the loop writes nothing. Needs common/control.wgsl.
+// before each step, and the loop writes nothing. Needs common/control.wgsl and the binding
+// numbers of src/schedule/device.rs (ScheduleBinding) in the prelude.
 //
 //   t = min(counter, steps - 1), counter = step (steps taken) or step + skipped_steps
-//   hyper[g][words[w]] = table[g][t][w]                     for each moved word w
+//   groups[g][words[w]] = table[g][t][w]                    for each moved word w
 
 struct ScheduleShape {
-    // u32 words of one group's hyperparameter struct.
-    hyper_words: u32,
+    // u32 words of one group's record (its `hyper` first).
+    record_words: u32,
     // Rows per group: the steps tabulated; later steps keep the last row.
     steps: u32,
     // Words per row: the words of the struct that some row moves.
@@ -26,13 +27,14 @@ struct ScheduleShape {
     group_control: u32,
 }
 
-@group(0) @binding(0) var<storage, read> control: array<Control>;
-@group(0) @binding(1) var<storage, read_write> hyper: array<u32>;
-@group(0) @binding(2) var<storage, read> shape: ScheduleShape;
-// The index, within a group's struct, of each moved word.
-@group(0) @binding(3) var<storage, read> words: array<u32>;
+@group(0) @binding(CONTROL_BINDING) var<storage, read> control: array<Control>;
+// The groups' records, as words.
+@group(0) @binding(GROUPS_BINDING) var<storage, read_write> groups: array<u32>;
+@group(0) @binding(SHAPE_BINDING) var<storage, read> shape: ScheduleShape;
+// The index, within a group's record, of each moved word.
+@group(0) @binding(WORDS_BINDING) var<storage, read> words: array<u32>;
 // table[(g * steps + t) * moved + w]: group g's value of moved word w at step t.
-@group(0) @binding(4) var<storage, read> table: array<u32>;
+@group(0) @binding(TABLE_BINDING) var<storage, read> table: array<u32>;
 
 // Invocation i writes moved word i % moved of group i / moved.
 @compute @workgroup_size(64)
@@ -49,5 +51,5 @@ fn schedule(@builtin(global_invocation_id) id: vec3<u32>) {
         counter += c.skipped_steps;
     }
     let t = min(counter, s.steps - 1u);
-    hyper[g * s.hyper_words + words[w]] = table[(g * s.steps + t) * s.moved + w];
+    groups[g * s.record_words + words[w]] = table[(g * s.steps + t) * s.moved + w];
 }

@@ -13,6 +13,7 @@
 //
 // state0: z, state1: exp_avg_sq.
 
+// What the host writes (ScheduleFreeAdamWHyper in src/optim/schedule_free_adamw.rs).
 struct Hyper {
     lr: f32,
     beta1: f32,
@@ -27,39 +28,40 @@ struct Hyper {
     // 1 - 1 / beta1 and 1 - beta1: eval()'s and train()'s weights of z.
     eval_weight: f32,
     train_weight: f32,
-    // Written by `prepare_group` each step: the warmed-up lr; ckp1; y's multiplier of the
-    // normalized gradient, lr * (beta1 * (1 - ckp1) - 1); 1 - beta2^t.
+}
+
+// What `prepare_group` derives each step (ScheduleFreeAdamWDerived): the warmed-up lr; ckp1;
+// y's multiplier of the normalized gradient, lr * (beta1 * (1 - ckp1) - 1); 1 - beta2^t.
+struct Derived {
     scheduled_lr: f32,
     ckp1: f32,
     y_step: f32,
     bias_correction2: f32,
-    // Running values, kept here by `prepare_group` and never written by the host after the
-    // build (the host writes the fields above only): the largest lr so far (-1 before the first
-    // step) and the sum of the averaging weights.
-    lr_max: f32,
-    weight_sum: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+    running: Running,
+}
 
 fn prepare_group(g: u32, step: f32) {
-    let h = hyper[g];
+    let h = groups[g].hyper;
     let s = schedule_free_schedule(
         h.lr,
         h.beta1,
         h.warmup_steps,
         h.r,
         h.weight_lr_power,
-        h.lr_max,
-        h.weight_sum,
+        groups[g].running,
         step,
     );
-    hyper[g].scheduled_lr = s.lr;
-    hyper[g].ckp1 = s.ckp1;
-    hyper[g].y_step = s.y_step;
-    hyper[g].bias_correction2 = bias_correction(h.ln_beta2, step);
-    hyper[g].lr_max = s.lr_max;
-    hyper[g].weight_sum = s.weight_sum;
+    groups[g].derived.scheduled_lr = s.lr;
+    groups[g].derived.ckp1 = s.ckp1;
+    groups[g].derived.y_step = s.y_step;
+    groups[g].derived.bias_correction2 = bias_correction(h.ln_beta2, step);
+    groups[g].running.lr_max = s.lr_max;
+    groups[g].running.weight_sum = s.weight_sum;
 }
 
 fn schedule_free_adamw_math(
@@ -68,24 +70,26 @@ fn schedule_free_adamw_math(
     z: ptr<function, vec4<f32>>,
     exp_avg_sq: ptr<function, vec4<f32>>,
     h: Hyper,
+    d: Derived,
 ) {
     *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * grad * grad;
-    let denom = sqrt(*exp_avg_sq / h.bias_correction2) + h.eps;
-    schedule_free_update(y, z, grad / denom, h.weight_decay, h.ckp1, h.y_step, h.scheduled_lr);
+    let denom = sqrt(*exp_avg_sq / d.bias_correction2) + h.eps;
+    schedule_free_update(y, z, grad / denom, h.weight_decay, d.ckp1, d.y_step, d.scheduled_lr);
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 2u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
+    let h = group.hyper;
     if schedule_free_begin(e, h.eval_weight, h.train_weight, c) {
         return;
     }
     var y = (*e).param;
     var z = (*e).state0;
     var exp_avg_sq = (*e).state1;
-    schedule_free_adamw_math(&y, (*e).grad, &z, &exp_avg_sq, h);
+    schedule_free_adamw_math(&y, (*e).grad, &z, &exp_avg_sq, h, group.derived);
     (*e).param = y;
     (*e).state0 = z;
     (*e).state1 = exp_avg_sq;

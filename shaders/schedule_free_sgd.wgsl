@@ -12,6 +12,7 @@
 //
 // state0: z.
 
+// What the host writes (ScheduleFreeSgdHyper in src/optim/schedule_free_sgd.rs).
 struct Hyper {
     lr: f32,
     momentum: f32,
@@ -22,50 +23,53 @@ struct Hyper {
     // 1 - 1 / momentum and 1 - momentum: eval()'s and train()'s weights of z.
     eval_weight: f32,
     train_weight: f32,
-    // Written by `prepare_group` each step: the warmed-up lr; ckp1; y's multiplier of the
-    // gradient, lr * (momentum * (1 - ckp1) - 1).
+}
+
+// What `prepare_group` derives each step (ScheduleFreeSgdDerived): the warmed-up lr; ckp1;
+// y's multiplier of the gradient, lr * (momentum * (1 - ckp1) - 1).
+struct Derived {
     scheduled_lr: f32,
     ckp1: f32,
     y_step: f32,
-    // Running values, kept here by `prepare_group` and never written by the host after the
-    // build: the largest lr so far (-1 before the first step) and the sum of the averaging
-    // weights.
-    lr_max: f32,
-    weight_sum: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+struct Group {
+    hyper: Hyper,
+    derived: Derived,
+    running: Running,
+}
 
 fn prepare_group(g: u32, step: f32) {
-    let h = hyper[g];
+    let h = groups[g].hyper;
     let s = schedule_free_schedule(
         h.lr,
         h.momentum,
         h.warmup_steps,
         h.r,
         h.weight_lr_power,
-        h.lr_max,
-        h.weight_sum,
+        groups[g].running,
         step,
     );
-    hyper[g].scheduled_lr = s.lr;
-    hyper[g].ckp1 = s.ckp1;
-    hyper[g].y_step = s.y_step;
-    hyper[g].lr_max = s.lr_max;
-    hyper[g].weight_sum = s.weight_sum;
+    groups[g].derived.scheduled_lr = s.lr;
+    groups[g].derived.ckp1 = s.ckp1;
+    groups[g].derived.y_step = s.y_step;
+    groups[g].running.lr_max = s.lr_max;
+    groups[g].running.weight_sum = s.weight_sum;
 }
 
 fn uses_state(slot: u32) -> bool {
     return slot < 1u;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
+    let h = group.hyper;
+    let d = group.derived;
     if schedule_free_begin(e, h.eval_weight, h.train_weight, c) {
         return;
     }
     var y = (*e).param;
     var z = (*e).state0;
-    schedule_free_update(&y, &z, (*e).grad, h.weight_decay, h.ckp1, h.y_step, h.scheduled_lr);
+    schedule_free_update(&y, &z, (*e).grad, h.weight_decay, d.ckp1, d.y_step, d.scheduled_lr);
     (*e).param = y;
     (*e).state0 = z;
 }

@@ -7,6 +7,7 @@
 //
 // state0: momentum_buffer (bound only when momentum != 0).
 
+// What the host writes (SgdHyper in src/optim/sgd.rs).
 struct Hyper {
     lr: f32,
     momentum: f32,
@@ -14,7 +15,10 @@ struct Hyper {
     weight_decay: f32,
 }
 
-@group(0) @binding(1) var<storage, read_write> hyper: array<Hyper>;
+// One parameter group's record: SGD derives nothing from the step count.
+struct Group {
+    hyper: Hyper,
+}
 
 // momentum != 0: keep a momentum buffer.
 override MOMENTUM: bool = false;
@@ -50,10 +54,10 @@ fn uses_state(slot: u32) -> bool {
     return MOMENTUM;
 }
 
-fn step_math(e: ptr<function, Elements>, h: Hyper, c: Control) {
+fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     var p = (*e).param;
     var momentum_buffer = (*e).state0;
-    sgd_math(&p, (*e).grad, &momentum_buffer, c.step == 1u, h);
+    sgd_math(&p, (*e).grad, &momentum_buffer, c.step == 1u, group.hyper);
     (*e).param = p;
     (*e).state0 = momentum_buffer;
 }

@@ -171,9 +171,9 @@ pub enum Error {
         /// `param` or `grad`.
         role: &'static str,
         /// Tensor 0's type.
-        expected: crate::Dtype,
+        expected: crate::dtype::Dtype,
         /// This tensor's type.
-        found: crate::Dtype,
+        found: crate::dtype::Dtype,
     },
 
     /// A storage type this operation does not take.
@@ -182,7 +182,7 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// The type given.
-        dtype: crate::Dtype,
+        dtype: crate::dtype::Dtype,
         /// What it supports.
         supported: &'static str,
     },
@@ -252,12 +252,15 @@ pub enum Error {
 
     /// With `error_if_nonfinite`, a step's gradients held an inf or NaN: that step and every
     /// later one changed nothing, until [`crate::Optimizer::clear_nonfinite_error`].
-    #[error("the gradients of step {step} hold an inf or NaN (grad_norm = {}); with error_if_nonfinite the optimizer halted there", .control.grad_norm)]
+    #[error("the gradients of step {step} hold an inf or NaN (grad_norm = {grad_norm}); with error_if_nonfinite the optimizer halted there")]
     NonFiniteGradients {
         /// The step whose gradients were non-finite (the step it would have become).
         step: u32,
-        /// The control block as read back.
-        control: crate::Control,
+        /// Steps taken before the halt (the control block's `step`).
+        steps_taken: u32,
+        /// The global gradient norm of that step, as the control block holds it: inf or NaN
+        /// when a gradient was.
+        grad_norm: f32,
     },
 
     /// A file that is not a readable checkpoint: truncated, not safetensors, or unwritable.

@@ -29,57 +29,55 @@
 //! # Ok::<(), wgpu_optim::Error>(())
 //! ```
 //!
-//! Every kernel has a mirror in [`reference`](mod@reference), the CPU oracle the tests compare against.
+//! Every kernel has a mirror in [`reference`](mod@reference), the CPU oracle the tests compare
+//! against.
+//!
+//! The crate reads from the ground up, each layer using only those below it: `gpu` (the
+//! device, pipelines, transfers, tensors, arena) → `kernel` (WGSL assembly, storage types, the
+//! dispatch plan, the control block) → `optim` (what an optimizer is: one file each, one
+//! registry) and `grad` (gradient processing) → `schedule` → `optimizer` (the built optimizer)
+//! → `train` (readback, monitor, plateau, early stopping, snapshots, MPI). [`reference`] and
+//! [`search`] sit beside them. CONTRIBUTING.md has the map.
 
-mod arena;
-mod checkpoint;
-mod clip;
-mod context;
-mod device_schedule;
-#[cfg(feature = "mpi")]
-mod distributed;
 pub mod dtype;
-mod early_stopping;
 mod error;
-mod layout;
-mod monitor;
+mod gpu;
+mod grad;
+mod kernel;
 mod optim;
-mod plan;
-mod plateau;
-mod readback;
+mod optimizer;
 pub mod reference;
 mod schedule;
 pub mod search;
 mod setters;
 pub mod shaders;
-mod snapshot;
-mod tensor;
+mod train;
 
-pub use arena::Arena;
-pub use clip::{
+pub use dtype::Dtype;
+pub use error::{Error, Result};
+pub use gpu::{Arena, BufferRange, Context, ContextOptions, Param, Tuning};
+pub use grad::{
     ClipMode, ClipValue, GradConfig, GradHyper, GradScalerConfig, NormStats, Partial, CLIP_NONE,
     CLIP_OPTAX, CLIP_PYTORCH,
 };
-pub use context::{Context, ContextOptions, Tuning};
-pub use device_schedule::{DeviceSchedule, ScheduleCounter, ScheduleShape};
-#[cfg(feature = "mpi")]
-pub use distributed::{CommTimings, Distributed, DistributedConfig, Sharding};
-pub use dtype::Dtype;
-pub use early_stopping::{EarlyStopping, EarlyStoppingCheck, EarlyStoppingConfig, StopReason};
-pub use error::{Error, Result};
-pub use layout::{Control, WgslLayout};
-pub use monitor::{GradNormMonitor, GradNormStats, MonitorConfig, NormEvent};
-pub use optim::*;
-pub use plan::{Fold, ReduceWork, Segment};
-pub use plateau::{LrChange, MetricMode, MinLr, PlateauConfig, ReduceLrOnPlateau, ThresholdMode};
-pub use readback::ControlReader;
-pub use schedule::{
-    Anneal, CosineDecay, Cyclic, CyclicMode, ExponentialDecay, LrSchedule, OneCycle,
-    PolynomialSchedule, ScheduleFn, Seasonal, WarmupCosineDecay,
+pub use kernel::{
+    Control, Fold, GroupRecord, Kernel, ReduceWork, Rounding, Segment, StateSpec, Storage,
+    StructLayout, WgslLayout, MASTER_PARAM,
 };
-pub use shaders::{Rounding, Storage};
-pub use snapshot::Snapshot;
-pub use tensor::{BufferRange, Param};
+pub use optim::*;
+pub use optimizer::{Optimizer, ParamGroup, Precision};
+pub use schedule::{
+    Anneal, CosineDecay, Cyclic, CyclicMode, DeviceSchedule, ExponentialDecay, LrSchedule,
+    OneCycle, PolynomialSchedule, ScheduleCounter, ScheduleFn, ScheduleShape, Seasonal,
+    WarmupCosineDecay,
+};
+#[cfg(feature = "mpi")]
+pub use train::{CommTimings, Distributed, DistributedConfig, Sharding};
+pub use train::{
+    ControlReader, EarlyStopping, EarlyStoppingCheck, EarlyStoppingConfig, GradNormMonitor,
+    GradNormStats, LrChange, MetricMode, MinLr, MonitorConfig, NormEvent, PlateauConfig,
+    ReduceLrOnPlateau, Snapshot, StopReason, ThresholdMode,
+};
 
 // The README's examples compile as doctests, so they stay true.
 #[cfg(doctest)]

@@ -27,6 +27,13 @@ fn every_golden_case_replays_within_tolerance() {
         schedule_free_sgd >= 5,
         "the Schedule-Free SGD cases are gone"
     );
+    // Every registered optimizer has a golden trajectory from its reference library.
+    for name in wgpu_optim::OptimizerConfig::names() {
+        assert!(
+            cases.iter().any(|c| c["optimizer"] == name),
+            "no golden case of {name}"
+        );
+    }
     let libraries = [
         ("Adamax", "torch"),
         ("NAdam", "torch"),

@@ -350,10 +350,14 @@ fn error_if_nonfinite_halts_and_reports_at_the_next_readback() {
         assert!(reader.record(encoder, &run.device).unwrap());
     });
     match run.device.read_control() {
-        Err(Error::NonFiniteGradients { step, control }) => {
+        Err(Error::NonFiniteGradients {
+            step,
+            steps_taken,
+            grad_norm,
+        }) => {
             assert_eq!(step, 2);
-            assert_eq!(control.step, 1);
-            assert_eq!(control.grad_norm, f32::INFINITY);
+            assert_eq!(steps_taken, 1);
+            assert_eq!(grad_norm, f32::INFINITY);
         }
         other => panic!("expected NonFiniteGradients, got {other:?}"),
     }

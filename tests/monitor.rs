@@ -292,8 +292,14 @@ fn refuses_bad_configurations() {
 #[test]
 fn the_polling_path_has_no_wait() {
     let sources = [
-        ("src/monitor.rs", include_str!("../src/monitor.rs")),
-        ("src/readback.rs", include_str!("../src/readback.rs")),
+        (
+            "src/train/monitor.rs",
+            include_str!("../src/train/monitor.rs"),
+        ),
+        (
+            "src/train/readback.rs",
+            include_str!("../src/train/readback.rs"),
+        ),
     ];
     for (path, source) in sources {
         for forbidden in ["PollType::Wait", "wait_indefinitely", "block_on"] {

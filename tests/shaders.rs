@@ -1,6 +1,6 @@
 //! Every WGSL file validates with naga, and every Rust mirror of a WGSL struct has its layout.
 
-use wgpu_optim::shaders::{self, ElementLayout, Kernel, FILES};
+use wgpu_optim::shaders::{self, Binding, ElementLayout, ShaderFile};
 use wgpu_optim::*;
 
 fn parse(source: &str, what: &str) -> naga::Module {
@@ -25,7 +25,7 @@ const STANDALONE: [&str; 3] = [
 ];
 
 /// The modules besides the optimizer kernels: (name, source, files, entry points).
-fn other_modules() -> Vec<(String, String, Vec<&'static str>, Vec<&'static str>)> {
+fn other_modules() -> Vec<(String, String, Vec<ShaderFile>, Vec<&'static str>)> {
     let grad_entries = vec!["grad_partials", "grad_local", "grad_finalize"];
     let mut modules = Vec::new();
     for subgroups in [false, true] {
@@ -40,14 +40,14 @@ fn other_modules() -> Vec<(String, String, Vec<&'static str>, Vec<&'static str>)
     }
     modules.push((
         "clip_value".to_string(),
-        shaders::concatenate(&shaders::CLIP_VALUE_FILES),
-        shaders::CLIP_VALUE_FILES.to_vec(),
+        shaders::clip_value_source(),
+        shaders::clip_value_files(),
         vec!["clip_value_in_place"],
     ));
     modules.push((
         "schedule".to_string(),
-        shaders::concatenate(&shaders::SCHEDULE_FILES),
-        shaders::SCHEDULE_FILES.to_vec(),
+        shaders::schedule_source(),
+        shaders::schedule_files(),
         vec!["schedule"],
     ));
     modules
@@ -82,19 +82,15 @@ fn storages() -> Vec<Storage> {
 
 #[test]
 fn every_kernel_module_validates() {
-    for kernel in Kernel::ALL {
+    for kernel in shaders::kernels() {
         for layout in ElementLayout::ALL {
             for storage in storages() {
-                let name = format!("{} ({layout:?}, {storage:?})", kernel.name());
+                let name = format!("{} ({layout:?}, {storage:?})", kernel.name);
                 let source = kernel.source(layout, storage);
                 let module = parse(&source, &name);
                 validate(&module, &source, &name);
                 let trust = ["update_norms", "update_tail_norms", "trust_fold"];
-                let trust = if kernel.has_trust_ratio() {
-                    &trust[..]
-                } else {
-                    &[]
-                };
+                let trust = if kernel.trust_ratio { &trust[..] } else { &[] };
                 for &entry in ["prologue", "update", "update_tail"].iter().chain(trust) {
                     assert!(
                         module.entry_points.iter().any(|e| e.name == entry),
@@ -122,9 +118,10 @@ fn gradient_processing_modules_validate() {
 
 #[test]
 fn shared_files_validate_on_their_own() {
+    let files = shaders::files();
     for path in STANDALONE {
-        let (_, text) = FILES.iter().find(|(p, _)| *p == path).unwrap();
-        validate(&parse(text, path), text, path);
+        let file = files.iter().find(|f| f.path == path).unwrap();
+        validate(&parse(file.text, path), file.text, path);
     }
 }
 
@@ -146,76 +143,102 @@ fn every_file_in_the_shaders_folder_is_listed_and_used() {
         }
     }
     on_disk.sort();
-    let mut listed: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
+    let files = shaders::files();
+    let mut listed: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "shaders/ and shaders::FILES differ");
-    for (path, text) in FILES {
-        let disk = std::fs::read_to_string(root.join(path)).unwrap();
-        assert_eq!(&disk, text, "{path} is stale in the build");
-        // Every file is validated: on its own, or inside a kernel module that includes it.
-        let used = STANDALONE.contains(path)
-            || Kernel::ALL.iter().any(|k| k.files().contains(path))
+    assert_eq!(on_disk, listed, "shaders/ and shaders::files() differ");
+    for file in &files {
+        let disk = std::fs::read_to_string(root.join(file.path)).unwrap();
+        assert_eq!(disk, file.text, "{} is stale in the build", file.path);
+        // Every file is validated: on its own, or inside a module that includes it.
+        let used = STANDALONE.contains(&file.path)
+            || shaders::kernels().iter().any(|k| k.files().contains(file))
             || other_modules()
                 .iter()
-                .any(|(_, _, files, _)| files.contains(path));
-        assert!(used, "{path} is validated by no test");
+                .any(|(_, _, files, _)| files.contains(file));
+        assert!(used, "{} is validated by no test", file.path);
     }
 }
 
-/// Asserts the WGSL struct `T::WGSL_NAME` in `module` has T's size and field offsets.
-fn assert_layout<T: WgslLayout>(module: &naga::Module, what: &str) {
+/// Asserts the WGSL struct `layout.name` in `module` has `layout`'s size and field offsets.
+fn assert_struct(module: &naga::Module, layout: StructLayout, what: &str) {
     let (_, ty) = module
         .types
         .iter()
-        .find(|(_, ty)| ty.name.as_deref() == Some(T::WGSL_NAME))
-        .unwrap_or_else(|| panic!("{what}: no struct {}", T::WGSL_NAME));
+        .find(|(_, ty)| ty.name.as_deref() == Some(layout.name))
+        .unwrap_or_else(|| panic!("{what}: no struct {}", layout.name));
     let naga::TypeInner::Struct { members, span } = &ty.inner else {
-        panic!("{what}: {} is not a struct", T::WGSL_NAME)
+        panic!("{what}: {} is not a struct", layout.name)
     };
     let wgsl: Vec<(String, usize)> = members
         .iter()
         .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
         .collect();
-    let rust: Vec<(String, usize)> = T::FIELDS.iter().map(|(n, o)| (n.to_string(), *o)).collect();
-    assert_eq!(wgsl, rust, "{what}: fields of {}", T::WGSL_NAME);
+    let rust: Vec<(String, usize)> = layout
+        .fields
+        .iter()
+        .map(|(n, o)| (n.to_string(), *o))
+        .collect();
+    assert_eq!(wgsl, rust, "{what}: fields of {}", layout.name);
+    assert_eq!(
+        *span as usize, layout.size,
+        "{what}: size of {}",
+        layout.name
+    );
+}
+
+/// Asserts the WGSL struct `T::WGSL_NAME` in `module` has T's size and field offsets.
+fn assert_layout<T: WgslLayout>(module: &naga::Module, what: &str) {
+    assert_struct(module, StructLayout::of::<T>(), what);
+}
+
+/// Asserts every struct of `kernel`'s group record (`Hyper`, `Derived`, `Running`) and the
+/// record itself (`Group`: its members at the offsets the host writes) have the Rust side's
+/// layout.
+fn assert_record(module: &naga::Module, kernel: &Kernel) {
+    let record = kernel.record;
+    let parts = [Some(record.hyper), record.derived, record.running];
+    for part in parts.into_iter().flatten() {
+        assert_struct(module, part, kernel.name);
+    }
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some("Group"))
+        .unwrap_or_else(|| panic!("{}: no struct Group", kernel.name));
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("{}: Group is not a struct", kernel.name)
+    };
+    let wgsl: Vec<(String, usize)> = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+        .collect();
+    let rust: Vec<(String, usize)> = record
+        .members()
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+    assert_eq!(wgsl, rust, "{}: members of Group", kernel.name);
     assert_eq!(
         *span as usize,
-        std::mem::size_of::<T>(),
-        "{what}: size of {}",
-        T::WGSL_NAME
+        record.size(),
+        "{}: size of Group",
+        kernel.name
     );
 }
 
 #[test]
 fn rust_structs_match_their_wgsl_layout() {
-    for kernel in Kernel::ALL {
+    let kernels = shaders::kernels();
+    assert_eq!(kernels.len(), 15, "the registry's kernels");
+    for kernel in kernels {
         let module = parse(
             &kernel.source(ElementLayout::Vec4, Storage::F32),
-            kernel.name(),
+            kernel.name,
         );
-        assert_layout::<Control>(&module, kernel.name());
-        assert_layout::<Segment>(&module, kernel.name());
-        match kernel {
-            Kernel::Sgd => assert_layout::<SgdHyper>(&module, "sgd"),
-            Kernel::Adagrad => assert_layout::<AdagradHyper>(&module, "adagrad"),
-            Kernel::RmsProp => assert_layout::<RmsPropHyper>(&module, "rmsprop"),
-            Kernel::Adam | Kernel::AdaBelief | Kernel::Adamax => {
-                assert_layout::<AdamHyper>(&module, kernel.name())
-            }
-            Kernel::Lion => assert_layout::<LionHyper>(&module, "lion"),
-            Kernel::NAdam => assert_layout::<NAdamHyper>(&module, "nadam"),
-            Kernel::RAdam => assert_layout::<RAdamHyper>(&module, "radam"),
-            Kernel::Adadelta => assert_layout::<AdadeltaHyper>(&module, "adadelta"),
-            Kernel::Adopt => assert_layout::<AdoptHyper>(&module, "adopt"),
-            Kernel::ScheduleFreeAdamW => {
-                assert_layout::<ScheduleFreeAdamWHyper>(&module, "schedule_free_adamw")
-            }
-            Kernel::ScheduleFreeSgd => {
-                assert_layout::<ScheduleFreeSgdHyper>(&module, "schedule_free_sgd")
-            }
-            Kernel::Lamb => assert_layout::<LambHyper>(&module, "lamb"),
-            Kernel::Lars => assert_layout::<LarsHyper>(&module, "lars"),
-        }
+        assert_layout::<Control>(&module, kernel.name);
+        assert_layout::<Segment>(&module, kernel.name);
+        assert_record(&module, kernel);
     }
     for subgroups in [false, true] {
         let module = parse(&shaders::grad_source(subgroups, false), "clip");
@@ -227,14 +250,53 @@ fn rust_structs_match_their_wgsl_layout() {
         assert_layout::<ReduceWork>(&module, "clip");
         assert_layout::<Fold>(&module, "clip");
     }
-    let schedule = parse(&shaders::concatenate(&shaders::SCHEDULE_FILES), "schedule");
+    let schedule = parse(&shaders::schedule_source(), "schedule");
     assert_layout::<ScheduleShape>(&schedule, "schedule");
     assert_layout::<Control>(&schedule, "schedule");
-    let clip_value = parse(
-        &shaders::concatenate(&shaders::CLIP_VALUE_FILES),
-        "clip_value",
-    );
+    let clip_value = parse(&shaders::clip_value_source(), "clip_value");
     assert_layout::<Segment>(&clip_value, "clip_value");
+}
+
+/// Every binding the Rust side binds is the one the generated WGSL declares: the optimizer
+/// kernels' declarations come from `Binding`, so a renumbering moves both.
+#[test]
+fn kernel_bindings_are_declared_where_the_host_binds_them() {
+    for kernel in shaders::kernels() {
+        let module = parse(
+            &kernel.source(ElementLayout::Vec4, Storage::F32),
+            kernel.name,
+        );
+        let declared = |name: &str| {
+            module
+                .global_variables
+                .iter()
+                .find(|(_, v)| v.name.as_deref() == Some(name))
+                .and_then(|(_, v)| v.binding.as_ref())
+                .map(|b| b.binding)
+        };
+        let mut expected = vec![
+            ("control", Binding::Control),
+            ("groups", Binding::Groups),
+            ("param", Binding::Param),
+            ("grad", Binding::Grad),
+            ("segments", Binding::Segments),
+        ];
+        if kernel.trust_ratio {
+            expected.push(("trust", Binding::Trust));
+        }
+        let slots = ["state0", "state1", "state2"];
+        for (slot, name) in slots.iter().enumerate().take(kernel.state_slots) {
+            expected.push((name, Binding::State(slot)));
+        }
+        for (name, binding) in expected {
+            assert_eq!(
+                declared(name),
+                Some(binding.index()),
+                "{}: {name}",
+                kernel.name
+            );
+        }
+    }
 }
 
 #[test]

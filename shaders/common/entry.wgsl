@@ -1,9 +1,12 @@
-// The entry points every optimizer kernel shares. The optimizer's own file provides
-// `prepare_group(group, step)` (per-step scalars, once per parameter group) and
-// `uses_state(slot)` and `step_math(elements, hyper, control)` (the fused element-wise update
-// of four elements in registers); the generated element access (`elements_source` in
-// src/shaders.rs) provides the buffers in their storage types, `element_indices`, `units_of`
-// and `step_unit` (loads, `step_math`, stores). Needs common/segment.wgsl.
+// The entry points every optimizer kernel shares. The optimizer's own file provides its
+// `struct Group` (the record of one parameter group: `hyper`, what the host writes; `derived`,
+// what `prepare_group` derives each step; `running`, what it carries across steps),
+// `prepare_group(group, step)` (once per parameter group and step) and `uses_state(slot)` and
+// `step_math(elements, group, control)` (the fused element-wise update of four elements in
+// registers). The generated part (src/kernel/bindings.rs, src/kernel/elements.rs) declares
+// the buffers (`control`, `groups`, `segments` and the element buffers in their storage types)
+// and provides `element_indices`, `units_of` and `step_unit` (loads, `step_math`, stores).
+// Needs common/segment.wgsl.
 //
 // Per-element code branches only on overrides (constants after pipeline creation); a runtime
 // condition, even one uniform over the dispatch, is a `select` of both results. A software
@@ -50,12 +53,10 @@ fn prologue(@builtin(global_invocation_id) id: vec3<u32>) {
         prepare_group(k, step);
         return;
     }
-    for (var g = 0u; g < arrayLength(&hyper); g++) {
+    for (var g = 0u; g < arrayLength(&groups); g++) {
         prepare_group(g, step);
     }
 }
-
-@group(0) @binding(7) var<storage, read> segments: array<Segment>;
 
 // The segment this invocation updates, for kernels whose math needs more of it than its
 // group (the trust ratio of its tensor: common/trust.wgsl).
@@ -80,7 +81,7 @@ fn process_grad(g: vec4<f32>, c: Control) -> vec4<f32> {
     return u;
 }
 
-// The parameter group whose hyperparameters segment `s` uses.
+// The parameter group whose record segment `s` uses.
 fn group_of(s: Segment) -> u32 {
     if ONE_GROUP {
         return 0u;
@@ -142,7 +143,7 @@ fn step_main_segment(index: u32, lane: u32) -> bool {
     let s = main_segment(index);
     current_segment = s;
     let c = control[control_of(s)];
-    let h = hyper[group_of(s)];
+    let group = groups[group_of(s)];
     let live = !skipped(c) && index < main_count();
     let count = select(0u, units_of(s, lane), live);
     for (var k = 0u; k < count; k++) {
@@ -152,7 +153,7 @@ fn step_main_segment(index: u32, lane: u32) -> bool {
         if !RUNS && idx.x >= s.end {
             break;
         }
-        step_unit(idx, s, h, c);
+        step_unit(idx, s, group, c);
     }
     return live;
 }
@@ -181,10 +182,10 @@ fn update_tail(
     let index = (workgroup.y * workgroups.x + workgroup.x) * 64u + lane;
     let s = segments[min(index, arrayLength(&segments) - 1u)];
     let c = control[control_of(s)];
-    let h = hyper[group_of(s)];
+    let group = groups[group_of(s)];
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
     current_segment = s;
-    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, h, c);
+    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, group, c);
 }

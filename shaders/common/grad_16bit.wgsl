@@ -4,9 +4,9 @@
 
 override GRAD_BF16: bool = true;
 
-@group(0) @binding(2) var<storage, read> grad: array<u32>;
+@group(0) @binding(GRAD_BINDING) var<storage, read> grad: array<u32>;
 // The same chunk read four elements (two words) at a time: its first 4 * floor(n / 4).
-@group(0) @binding(6) var<storage, read> grad4: array<vec2<u32>>;
+@group(0) @binding(GRAD4_BINDING) var<storage, read> grad4: array<vec2<u32>>;
 
 fn widen(words: vec2<u32>) -> vec4<f32> {
     if GRAD_BF16 {

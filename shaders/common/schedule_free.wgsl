@@ -29,6 +29,16 @@ fn schedule_free_power(x: f32, y: f32) -> f32 {
     return pow(x, y);
 }
 
+// What the prologue carries from step to step (ScheduleFreeRunning in
+// src/optim/schedule_free.rs): never written by the host after the build but from a
+// checkpoint, so a new configuration or a schedule carries them on.
+struct Running {
+    // The largest lr so far (-1 before the first step).
+    lr_max: f32,
+    // The sum of the averaging weights so far.
+    weight_sum: f32,
+}
+
 // A step's scalars, and the running values after it.
 struct ScheduleFreeStep {
     // The warmed-up lr.
@@ -47,15 +57,14 @@ fn schedule_free_schedule(
     warmup_steps: f32,
     r: f32,
     weight_lr_power: f32,
-    lr_max: f32,
-    weight_sum: f32,
+    running: Running,
     step: f32,
 ) -> ScheduleFreeStep {
     // The package's `k < warmup_steps` with k = step - 1.
     let scheduled = select(lr, lr * (step / warmup_steps), step <= warmup_steps);
-    let new_max = max(scheduled, lr_max);
+    let new_max = max(scheduled, running.lr_max);
     let weight = schedule_free_power(step, r) * schedule_free_power(new_max, weight_lr_power);
-    let new_sum = weight_sum + weight;
+    let new_sum = running.weight_sum + weight;
     let ckp1 = select(weight / new_sum, 0.0, new_sum == 0.0);
     return ScheduleFreeStep(
         scheduled,

@@ -25,10 +25,6 @@
 // The second pass (apply the update) rather than the first (states, direction and norms).
 override TRUST_APPLY: bool = true;
 
-// Per segment slot: the sums (p^2, u^2) of its elements after the first pass; after the fold,
-// its tensor's trust ratio in x.
-@group(0) @binding(9) var<storage, read_write> trust: array<vec2<f32>>;
-
 // Invocation-wide sums of p^2 and u^2, per vec4 lane, over the units it updated.
 var<private> param_squares: vec4<f32>;
 var<private> direction_squares: vec4<f32>;
@@ -116,11 +112,11 @@ fn update_tail_norms(
     let s = segments[min(index, arrayLength(&segments) - 1u)];
     current_segment = s;
     let c = control[control_of(s)];
-    let h = hyper[group_of(s)];
+    let group = groups[group_of(s)];
     if skipped(c) || index >= arrayLength(&segments) {
         return;
     }
-    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, h, c);
+    step_unit(s.start + vec4(0u, 1u, 2u, 3u), s, group, c);
     trust[s.slot] = lane_sums();
 }
 
@@ -140,7 +136,7 @@ fn trust_fold(
         mine += trust[i];
     }
     let sums = workgroup_sum(lane, mine);
-    let ratio = trust_ratio_of(sqrt(sums.x), sqrt(sums.y), hyper[fold.group]);
+    let ratio = trust_ratio_of(sqrt(sums.x), sqrt(sums.y), groups[fold.group].hyper);
     for (var i = fold.start + lane; live && i < fold.end; i += WORKGROUP_SIZE) {
         trust[i] = vec2(ratio, 0.0);
     }

@@ -1,49 +1,51 @@
 //! Adadelta: `torch.optim.Adadelta` and `optax.adadelta`.
 
 use super::adam::moment_states;
-use super::{non_negative, setters, KernelSpec};
+use super::{config_struct, non_negative, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2};
+use crate::setters::setters;
 
-/// Adadelta (Zeiler 2012, "ADADELTA: An Adaptive Learning Rate Method"), exactly as
-/// `torch.optim.Adadelta`:
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p
-/// square_avg = rho * square_avg + (1 - rho) * g * g
-/// delta      = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
-/// acc_delta  = rho * acc_delta + (1 - rho) * delta * delta
-/// p          = p - lr * delta
-/// ```
-///
-/// `optax.adadelta` (0.2.8: `add_decayed_weights`, `scale_by_adadelta`,
-/// `scale_by_learning_rate`) is the same algorithm, its `e_g` and `e_x` PyTorch's `square_avg`
-/// and `acc_delta`, so no Optax option is needed. One trap: Optax's `learning_rate` defaults to
-/// `None`, which scales by nothing, not by -1: its updates are then added, an ascent, the same
-/// as `maximize` with lr 1 when `weight_decay` is 0.
-///
-/// State: `square_avg`, `acc_delta` (PyTorch's names).
-///
-/// ```no_run
-/// # use wgpu_optim::{AdadeltaConfig, Context, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let adadelta = AdadeltaConfig::default().with_rho(0.95).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdadeltaConfig {
-    /// Learning rate, a multiplier of delta (default 1).
-    pub lr: f64,
-    /// Decay of both running averages (default 0.9), in [0, 1].
-    pub rho: f64,
-    /// Added inside both square roots (default 1e-6).
-    pub eps: f64,
-    /// L2 penalty added to the gradient (default 0).
-    pub weight_decay: f64,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
+config_struct! {
+    /// Adadelta (Zeiler 2012, "ADADELTA: An Adaptive Learning Rate Method"), exactly as
+    /// `torch.optim.Adadelta`:
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p
+    /// square_avg = rho * square_avg + (1 - rho) * g * g
+    /// delta      = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
+    /// acc_delta  = rho * acc_delta + (1 - rho) * delta * delta
+    /// p          = p - lr * delta
+    /// ```
+    ///
+    /// `optax.adadelta` (0.2.8: `add_decayed_weights`, `scale_by_adadelta`,
+    /// `scale_by_learning_rate`) is the same algorithm, its `e_g` and `e_x` PyTorch's `square_avg`
+    /// and `acc_delta`, so no Optax option is needed. One trap: Optax's `learning_rate` defaults to
+    /// `None`, which scales by nothing, not by -1: its updates are then added, an ascent, the same
+    /// as `maximize` with lr 1 when `weight_decay` is 0.
+    ///
+    /// State: `square_avg`, `acc_delta` (PyTorch's names).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdadeltaConfig, Context, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let adadelta = AdadeltaConfig::default().with_rho(0.95).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AdadeltaConfig {
+        /// Learning rate, a multiplier of delta (default 1).
+        pub lr: f64,
+        /// Decay of both running averages (default 0.9), in [0, 1].
+        pub rho: f64,
+        /// Added inside both square roots (default 1e-6).
+        pub eps: f64,
+        /// L2 penalty added to the gradient (default 0).
+        pub weight_decay: f64,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+    }
 }
 
 impl Default for AdadeltaConfig {
@@ -73,6 +75,17 @@ wgsl_struct! {
         weight_decay: f32,
     }
 }
+
+/// `shaders/adadelta.wgsl`: two state slots, no per-step scalars.
+const KERNEL: Kernel = Kernel {
+    name: "adadelta",
+    file: shader_file!("adadelta.wgsl"),
+    family: &[L2],
+    state_slots: 2,
+    record: GroupRecord::of::<AdadeltaHyper>(),
+    trust_ratio: false,
+    modes: None,
+};
 
 /// The structural options of the Adadelta kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +127,22 @@ impl AdadeltaConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+}
+
+impl Algorithm for AdadeltaConfig {
+    fn name(&self) -> &'static str {
+        "Adadelta"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, _momentum: f64) -> Result<()> {
+        Err(Error::InvalidOptions("Adadelta has no momentum or beta1 to cycle"))
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("eps", self.eps)?;
         non_negative("weight_decay", self.weight_decay)?;
@@ -127,7 +155,7 @@ impl AdadeltaConfig {
             });
         }
         KernelSpec::new(
-            Kernel::Adadelta,
+            &KERNEL,
             vec![("MAXIMIZE", self.maximize)],
             moment_states(["square_avg", "acc_delta", ""], false),
             &self.hyper(),

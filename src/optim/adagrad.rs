@@ -1,46 +1,48 @@
 //! Adagrad: `torch.optim.Adagrad`.
 
-use super::{non_negative, setters, KernelSpec, StateSpec};
-use crate::error::Result;
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use super::{config_struct, non_negative, Algorithm};
+use crate::error::{Error, Result};
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
+use crate::setters::setters;
 
-/// Adagrad (Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods"), exactly as
-/// `torch.optim.Adagrad`:
-///
-/// ```text
-/// g   = maximize ? -g : g
-/// g   = g + weight_decay * p
-/// clr = lr / (1 + (step - 1) * lr_decay)
-/// sum = sum + g * g
-/// p   = p - clr * g / (sqrt(sum) + eps)
-/// ```
-///
-/// State: `sum`, starting at `initial_accumulator_value`.
-///
-/// ```no_run
-/// # use wgpu_optim::{AdagradConfig, Context, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let adagrad = AdagradConfig::default().with_lr(0.05).with_initial_accumulator_value(0.1).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdagradConfig {
-    /// Learning rate (default 1e-2).
-    pub lr: f64,
-    /// Learning-rate decay per step (default 0).
-    pub lr_decay: f64,
-    /// L2 penalty (default 0).
-    pub weight_decay: f64,
-    /// Starting value of `sum` (default 0).
-    pub initial_accumulator_value: f64,
-    /// Added to the denominator (default 1e-10).
-    pub eps: f64,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// Optax's form (default false, PyTorch's): eps inside the square root,
-    /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
-    pub eps_in_sqrt: bool,
+config_struct! {
+    /// Adagrad (Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods"), exactly as
+    /// `torch.optim.Adagrad`:
+    ///
+    /// ```text
+    /// g   = maximize ? -g : g
+    /// g   = g + weight_decay * p
+    /// clr = lr / (1 + (step - 1) * lr_decay)
+    /// sum = sum + g * g
+    /// p   = p - clr * g / (sqrt(sum) + eps)
+    /// ```
+    ///
+    /// State: `sum`, starting at `initial_accumulator_value`.
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdagradConfig, Context, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let adagrad = AdagradConfig::default().with_lr(0.05).with_initial_accumulator_value(0.1).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AdagradConfig {
+        /// Learning rate (default 1e-2).
+        pub lr: f64,
+        /// Learning-rate decay per step (default 0).
+        pub lr_decay: f64,
+        /// L2 penalty (default 0).
+        pub weight_decay: f64,
+        /// Starting value of `sum` (default 0).
+        pub initial_accumulator_value: f64,
+        /// Added to the denominator (default 1e-10).
+        pub eps: f64,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// Optax's form (default false, PyTorch's): eps inside the square root,
+        /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
+        pub eps_in_sqrt: bool,
+    }
 }
 
 impl Default for AdagradConfig {
@@ -68,10 +70,27 @@ wgsl_struct! {
         weight_decay: f32,
         /// Denominator term.
         eps: f32,
-        /// lr / (1 + (step - 1) * lr_decay), written by the prologue each step.
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/adagrad.wgsl`: what the prologue derives each step.
+    pub struct AdagradDerived as "Derived" {
+        /// lr / (1 + (step - 1) * lr_decay).
         clr: f32,
     }
 }
+
+/// `shaders/adagrad.wgsl`: one state slot, the decayed learning rate derived each step.
+const KERNEL: Kernel = Kernel {
+    name: "adagrad",
+    file: shader_file!("adagrad.wgsl"),
+    family: &[L2],
+    state_slots: 1,
+    record: GroupRecord::of::<AdagradHyper>().with_derived::<AdagradDerived>(),
+    trust_ratio: false,
+    modes: None,
+};
 
 /// The structural options of the Adagrad kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,14 +120,13 @@ setters! {
 }
 
 impl AdagradConfig {
-    /// The kernel's hyperparameter struct (`clr` is left for the prologue).
+    /// The kernel's hyperparameter struct.
     pub fn hyper(&self) -> AdagradHyper {
         AdagradHyper {
             lr: self.lr as f32,
             lr_decay: self.lr_decay as f32,
             weight_decay: self.weight_decay as f32,
             eps: self.eps as f32,
-            clr: 0.0,
         }
     }
 
@@ -120,14 +138,29 @@ impl AdagradConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+}
+
+impl Algorithm for AdagradConfig {
+    fn name(&self) -> &'static str {
+        "Adagrad"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, _momentum: f64) -> Result<()> {
+        Err(Error::InvalidOptions("Adagrad has no momentum or beta1 to cycle"))
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("lr_decay", self.lr_decay)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
         non_negative("eps", self.eps)?;
         KernelSpec::new(
-            Kernel::Adagrad,
+            &KERNEL,
             vec![
                 ("MAXIMIZE", self.maximize),
                 ("EPS_IN_SQRT", self.eps_in_sqrt),

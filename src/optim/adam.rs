@@ -1,65 +1,69 @@
-//! Adam and AMSGrad: `torch.optim.Adam`; the hyperparameter struct of the Adam family.
+//! Adam and AMSGrad: `torch.optim.Adam`; the group record of the Adam family.
 
-use super::{adam_family, ln, non_negative, setters, KernelSpec, StateSpec};
+use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{
+    shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2, MOMENTS,
+};
+use crate::setters::setters;
 
-/// Adam (Kingma & Ba 2015) with AMSGrad (Reddi, Kale & Kumar 2018), exactly as
-/// `torch.optim.Adam` (with `decoupled_weight_decay=True` it is [`AdamWConfig`](super::AdamWConfig)):
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p                  (decoupled: p = p * (1 - lr * weight_decay))
-/// exp_avg    = lerp(exp_avg, g, 1 - beta1)
-/// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-/// amsgrad:     max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below instead of exp_avg_sq
-/// p          = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
-/// ```
-///
-/// `t` is the step counter on the device. The bias corrections are computed there each step
-/// as `-expm1(t * ln(beta))` with `ln(beta)` from f64, accurate to a few ulp.
-///
-/// Optax's denominator, `optax.adam(eps_root=...)`: a non-zero `eps_root` (without AMSGrad)
-/// adds it to the bias-corrected second moment inside the square root,
-/// `p = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)`;
-/// with AMSGrad, the same form needs `amsgrad_bias_corrected` (optax.amsgrad). The default
-/// `eps_root = 0` keeps PyTorch's form, bit for bit.
-///
-/// State: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
-///
-/// ```no_run
-/// # use wgpu_optim::{AdamConfig, Context, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let adam = AdamConfig::default().with_lr(3e-4).with_amsgrad(true).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamConfig {
-    /// Learning rate (default 1e-3).
-    pub lr: f64,
-    /// Decay of the first moment (default 0.9).
-    pub beta1: f64,
-    /// Decay of the second moment (default 0.999).
-    pub beta2: f64,
-    /// Added to the denominator (default 1e-8).
-    pub eps: f64,
-    /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// AMSGrad variant (default false).
-    pub amsgrad: bool,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// AdamW's decoupled weight decay (default false; PyTorch 2.6's argument of that name).
-    pub decoupled_weight_decay: bool,
-    /// optax.amsgrad's form (default false): the running maximum is taken of the
-    /// bias-corrected second moment, and the update is `m̂ / (sqrt(max + eps_root) + eps)`.
-    /// PyTorch takes the maximum of the raw second moment and corrects it afterwards.
-    pub amsgrad_bias_corrected: bool,
-    /// Optax's eps_root (default 0: PyTorch's form): added to the bias-corrected second moment
-    /// inside the square root, `m̂ / (sqrt(v̂ + eps_root) + eps)`, as `optax.adam(eps_root=...)`;
-    /// with AMSGrad, only in its Optax form (`amsgrad_bias_corrected`).
-    pub eps_root: f64,
+config_struct! {
+    /// Adam (Kingma & Ba 2015) with AMSGrad (Reddi, Kale & Kumar 2018), exactly as
+    /// `torch.optim.Adam` (with `decoupled_weight_decay=True` it is [`AdamWConfig`](super::AdamWConfig)):
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p                  (decoupled: p = p * (1 - lr * weight_decay))
+    /// exp_avg    = lerp(exp_avg, g, 1 - beta1)
+    /// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    /// amsgrad:     max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below instead of exp_avg_sq
+    /// p          = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
+    /// ```
+    ///
+    /// `t` is the step counter on the device. The bias corrections are computed there each step
+    /// as `-expm1(t * ln(beta))` with `ln(beta)` from f64, accurate to a few ulp.
+    ///
+    /// Optax's denominator, `optax.adam(eps_root=...)`: a non-zero `eps_root` (without AMSGrad)
+    /// adds it to the bias-corrected second moment inside the square root,
+    /// `p = p - lr / (1 - beta1^t) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)`;
+    /// with AMSGrad, the same form needs `amsgrad_bias_corrected` (optax.amsgrad). The default
+    /// `eps_root = 0` keeps PyTorch's form, bit for bit.
+    ///
+    /// State: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamConfig, Context, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let adam = AdamConfig::default().with_lr(3e-4).with_amsgrad(true).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AdamConfig {
+        /// Learning rate (default 1e-3).
+        pub lr: f64,
+        /// Decay of the first moment (default 0.9).
+        pub beta1: f64,
+        /// Decay of the second moment (default 0.999).
+        pub beta2: f64,
+        /// Added to the denominator (default 1e-8).
+        pub eps: f64,
+        /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        pub weight_decay: f64,
+        /// AMSGrad variant (default false).
+        pub amsgrad: bool,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// AdamW's decoupled weight decay (default false; PyTorch 2.6's argument of that name).
+        pub decoupled_weight_decay: bool,
+        /// optax.amsgrad's form (default false): the running maximum is taken of the
+        /// bias-corrected second moment, and the update is `m̂ / (sqrt(max + eps_root) + eps)`.
+        /// PyTorch takes the maximum of the raw second moment and corrects it afterwards.
+        pub amsgrad_bias_corrected: bool,
+        /// Optax's eps_root (default 0: PyTorch's form): added to the bias-corrected second moment
+        /// inside the square root, `m̂ / (sqrt(v̂ + eps_root) + eps)`, as `optax.adam(eps_root=...)`;
+        /// with AMSGrad, only in its Optax form (`amsgrad_bias_corrected`).
+        pub eps_root: f64,
+    }
 }
 
 impl Default for AdamConfig {
@@ -80,8 +84,8 @@ impl Default for AdamConfig {
 }
 
 wgsl_struct! {
-    /// `Hyper` of `shaders/common/adam_hyper.wgsl`, shared by Adam, AdamW, AdaBelief and Adamax
-    /// (the last four fields are AdaBelief's rectification).
+    /// `Hyper` of `shaders/common/adam_group.wgsl`, shared by Adam, AdamW, AdaBelief and
+    /// Adamax (the last two fields are AdaBelief's rectification).
     pub struct AdamHyper as "Hyper" {
         /// Learning rate.
         lr: f32,
@@ -105,24 +109,46 @@ wgsl_struct! {
         weight_decay: f32,
         /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
         decay: f32,
-        /// lr / (1 - beta1^t), written by the prologue each step.
-        step_size: f32,
-        /// sqrt(1 - beta2^t), written by the prologue each step.
-        bias_correction2_sqrt: f32,
-        /// 1 - beta2^t, written by the prologue each step.
-        bias_correction2: f32,
         /// AdaBelief's rectify: 2 / (1 - beta2) - 1, computed in f64 (0 otherwise).
         rho_inf: f32,
         /// AdaBelief's rectify: rho_inf / ((rho_inf - 4) (rho_inf - 2)), computed in f64 (0
         /// otherwise, and when rho_inf <= 4).
         rect_inf: f32,
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/common/adam_group.wgsl`: what the Adam family's prologue derives
+    /// each step.
+    pub struct AdamDerived as "Derived" {
+        /// lr / (1 - beta1^t).
+        step_size: f32,
+        /// sqrt(1 - beta2^t).
+        bias_correction2_sqrt: f32,
+        /// 1 - beta2^t.
+        bias_correction2: f32,
         /// AdaBelief's rectify: lr / (1 - beta1^t) * r_t * sqrt(1 - beta2^t) on rectified
-        /// steps, else 0; written by the prologue.
+        /// steps, else 0.
         rectified_step_size: f32,
-        /// AdaBelief's rectify: 1 when this step is rectified, else 0; written by the prologue.
+        /// AdaBelief's rectify: 1 when this step is rectified, else 0.
         rectified: f32,
     }
 }
+
+/// The Adam family's group record (Adam, AdamW, AdaBelief, Adamax).
+pub(crate) const ADAM_RECORD: GroupRecord =
+    GroupRecord::of::<AdamHyper>().with_derived::<AdamDerived>();
+
+/// `shaders/adam.wgsl`: Adam, AdamW and AMSGrad; three state slots.
+const KERNEL: Kernel = Kernel {
+    name: "adam",
+    file: shader_file!("adam.wgsl"),
+    family: &[ADAM_GROUP, L2, MOMENTS],
+    state_slots: 3,
+    record: ADAM_RECORD,
+    trust_ratio: false,
+    modes: None,
+};
 
 impl AdamHyper {
     /// The host-written fields; `decay` multiplies the parameters when weight decay is decoupled.
@@ -147,13 +173,8 @@ impl AdamHyper {
             eps_root: eps_root as f32,
             weight_decay: weight_decay as f32,
             decay: decay as f32,
-            step_size: 0.0,
-            bias_correction2_sqrt: 0.0,
-            bias_correction2: 0.0,
             rho_inf: 0.0,
             rect_inf: 0.0,
-            rectified_step_size: 0.0,
-            rectified: 0.0,
         }
     }
 }
@@ -172,6 +193,8 @@ pub struct AdamOptions {
     /// of the bias-corrected moment) or a non-zero `eps_root` without AMSGrad (optax.adam).
     pub optax_denominator: bool,
 }
+
+with_betas!(AdamConfig);
 
 setters! {
     AdamConfig;
@@ -219,8 +242,24 @@ impl AdamConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
+}
+
+impl Algorithm for AdamConfig {
+    fn name(&self) -> &'static str {
+        "Adam"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
+        adam_family!(self).check()?;
         non_negative("eps_root", self.eps_root)?;
         if self.amsgrad_bias_corrected && !self.amsgrad {
             return Err(Error::InvalidOptions(
@@ -235,7 +274,7 @@ impl AdamConfig {
         }
         let o = self.options();
         KernelSpec::new(
-            Kernel::Adam,
+            &KERNEL,
             vec![
                 ("AMSGRAD", o.amsgrad),
                 ("MAXIMIZE", o.maximize),

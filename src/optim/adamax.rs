@@ -1,48 +1,52 @@
 //! Adamax: `torch.optim.Adamax` and `optax.adamax`.
 
-use super::{adam_family, setters, AdamHyper, KernelSpec, StateSpec};
+use super::adam::ADAM_RECORD;
+use super::{adam_family, config_struct, with_betas, AdamHyper, Algorithm};
 use crate::error::Result;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2};
+use crate::setters::setters;
 
-/// Adamax (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", section 7.1: Adam
-/// with the infinity norm), exactly as `torch.optim.Adamax`:
-///
-/// ```text
-/// g       = maximize ? -g : g
-/// g       = g + weight_decay * p
-/// exp_avg = lerp(exp_avg, g, 1 - beta1)
-/// exp_inf = max(beta2 * exp_inf, |g| + eps)
-/// p       = p - lr / (1 - beta1^t) * exp_avg / exp_inf
-/// ```
-///
-/// `eps` is added to `|g|` inside the maximum, as PyTorch 2.x does. `optax.adamax` (0.2.8:
-/// `scale_by_adamax` with `update_infinity_moment`) is the same algorithm: its infinity norm
-/// is `max(|g| + eps, b2 * nu)` too and it divides the bias-corrected first moment by it, so
-/// no Optax option is needed (Optax has no weight decay of its own: `weight_decay` 0). The bias
-/// correction is computed on the device each step, as for Adam ([`AdamConfig`](super::AdamConfig)).
-///
-/// State: `exp_avg`, `exp_inf` (PyTorch's names).
-///
-/// ```no_run
-/// # use wgpu_optim::{AdamaxConfig, Context, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let adamax = AdamaxConfig::default().with_lr(2e-3).with_betas(0.9, 0.999).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamaxConfig {
-    /// Learning rate (default 2e-3).
-    pub lr: f64,
-    /// Decay of the first moment (default 0.9).
-    pub beta1: f64,
-    /// Decay of the infinity norm (default 0.999).
-    pub beta2: f64,
-    /// Added to `|g|` inside the maximum (default 1e-8).
-    pub eps: f64,
-    /// L2 penalty added to the gradient (default 0).
-    pub weight_decay: f64,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
+config_struct! {
+    /// Adamax (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", section 7.1: Adam
+    /// with the infinity norm), exactly as `torch.optim.Adamax`:
+    ///
+    /// ```text
+    /// g       = maximize ? -g : g
+    /// g       = g + weight_decay * p
+    /// exp_avg = lerp(exp_avg, g, 1 - beta1)
+    /// exp_inf = max(beta2 * exp_inf, |g| + eps)
+    /// p       = p - lr / (1 - beta1^t) * exp_avg / exp_inf
+    /// ```
+    ///
+    /// `eps` is added to `|g|` inside the maximum, as PyTorch 2.x does. `optax.adamax` (0.2.8:
+    /// `scale_by_adamax` with `update_infinity_moment`) is the same algorithm: its infinity norm
+    /// is `max(|g| + eps, b2 * nu)` too and it divides the bias-corrected first moment by it, so
+    /// no Optax option is needed (Optax has no weight decay of its own: `weight_decay` 0). The bias
+    /// correction is computed on the device each step, as for Adam ([`AdamConfig`](super::AdamConfig)).
+    ///
+    /// State: `exp_avg`, `exp_inf` (PyTorch's names).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamaxConfig, Context, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let adamax = AdamaxConfig::default().with_lr(2e-3).with_betas(0.9, 0.999).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AdamaxConfig {
+        /// Learning rate (default 2e-3).
+        pub lr: f64,
+        /// Decay of the first moment (default 0.9).
+        pub beta1: f64,
+        /// Decay of the infinity norm (default 0.999).
+        pub beta2: f64,
+        /// Added to `|g|` inside the maximum (default 1e-8).
+        pub eps: f64,
+        /// L2 penalty added to the gradient (default 0).
+        pub weight_decay: f64,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+    }
 }
 
 impl Default for AdamaxConfig {
@@ -77,9 +81,23 @@ setters! {
     with_maximize(maximize: bool);
 }
 
+/// `shaders/adamax.wgsl`: the Adam family's record, two state slots.
+const KERNEL: Kernel = Kernel {
+    name: "adamax",
+    file: shader_file!("adamax.wgsl"),
+    family: &[ADAM_GROUP, L2],
+    state_slots: 2,
+    record: ADAM_RECORD,
+    trust_ratio: false,
+    modes: None,
+};
+
+with_betas!(AdamaxConfig);
+
 impl AdamaxConfig {
     /// The kernel's hyperparameter struct: the Adam family's, of which Adamax reads `lr`,
-    /// `beta2`, `one_minus_beta1`, `eps`, `weight_decay` and the prologue's `step_size`.
+    /// `beta2`, `one_minus_beta1`, `eps` and `weight_decay` (and the prologue derives its
+    /// `step_size`).
     pub fn hyper(&self) -> AdamHyper {
         // No decoupled decay: its multiplier stays 1.
         AdamHyper::new(
@@ -100,10 +118,26 @@ impl AdamaxConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
+}
+
+impl Algorithm for AdamaxConfig {
+    fn name(&self) -> &'static str {
+        "Adamax"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
+        adam_family!(self).check()?;
         KernelSpec::new(
-            Kernel::Adamax,
+            &KERNEL,
             vec![("MAXIMIZE", self.maximize)],
             ["exp_avg", "exp_inf"]
                 .into_iter()

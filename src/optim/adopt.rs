@@ -1,71 +1,73 @@
 //! ADOPT: the authors' PyTorch ADOPT and `optax.contrib.adopt`.
 
 use super::adam::moment_states;
-use super::{adam_family, setters, KernelSpec};
+use super::{adam_family, config_struct, with_betas, Algorithm};
 use crate::error::Result;
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
+use crate::setters::setters;
 
-/// ADOPT (Taniguchi et al. 2024, "ADOPT: Modified Adam Can Converge with Any beta2 with the
-/// Optimal Rate"), as the authors' PyTorch implementation (as `pytorch_optimizer.ADOPT` 4.1
-/// carries it):
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
-/// step 1:      exp_avg_sq = exp_avg_sq + g * g  (the second moment is only initialised)
-/// later steps:
-///   normed     = g / max(sqrt(exp_avg_sq), eps) (the second moment of the steps before)
-///   normed     = clamp(normed, -t^(1/4), t^(1/4))          (use_clipping)
-///   exp_avg    = lerp(exp_avg, normed, 1 - beta1)
-///   p          = p - lr * exp_avg                (nesterov: lr * lerp(exp_avg, normed, 1 - beta1))
-///   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-/// ```
-///
-/// With `optax_form`, `optax.contrib.adopt`'s (0.2.8) clip: its `clip_value_fn` (default
-/// `x^0.25`) takes the count of the steps before, so step `t` clips at `(t - 1)^(1/4)` where
-/// the authors' `clip_lambda` takes `t`. The rest is the same algorithm (Optax's first step
-/// decays exp_avg by 1 and exp_avg_sq by 0, which leaves the parameters as they are), up to
-/// rounding, save one rounding the form reproduces: Optax computes `1 - b1` and `1 - b2` in f32
-/// from the f32 betas (`1 - b2` is 1.7e-4 off for 0.9999). `nesterov` is Optax's option. Optax has no weight decay of its own:
-/// `optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr))` is `weight_decay`,
-/// and `add_decayed_weights` between `scale_by_adopt` and the learning rate is the decoupled
-/// form. The clip is computed on the device from the step counter, in the prologue.
-///
-/// State: `exp_avg`, `exp_avg_sq` (the authors' names; Optax's `mu`, `nu`).
-///
-/// ```no_run
-/// # use wgpu_optim::{AdoptConfig, Context, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let adopt = AdoptConfig::default()
-///     .with_lr(1e-3)
-///     .with_weight_decay(0.01)
-///     .with_decoupled_weight_decay(true)
-///     .build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdoptConfig {
-    /// Learning rate (default 1e-3).
-    pub lr: f64,
-    /// Decay of the first moment (default 0.9).
-    pub beta1: f64,
-    /// Decay of the second moment (default 0.9999).
-    pub beta2: f64,
-    /// The least value of `sqrt(exp_avg_sq)` the gradient is divided by (default 1e-6).
-    pub eps: f64,
-    /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// Decoupled weight decay, as AdamW (default false).
-    pub decoupled_weight_decay: bool,
-    /// Clip the normalised gradient to `±t^(1/4)` (default true).
-    pub use_clipping: bool,
-    /// Nesterov momentum, as Optax's `nesterov` (default false).
-    pub nesterov: bool,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// `optax.contrib.adopt`'s clip, `(t - 1)^(1/4)` (default false).
-    pub optax_form: bool,
+config_struct! {
+    /// ADOPT (Taniguchi et al. 2024, "ADOPT: Modified Adam Can Converge with Any beta2 with the
+    /// Optimal Rate"), as the authors' PyTorch implementation (as `pytorch_optimizer.ADOPT` 4.1
+    /// carries it):
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
+    /// step 1:      exp_avg_sq = exp_avg_sq + g * g  (the second moment is only initialised)
+    /// later steps:
+    ///   normed     = g / max(sqrt(exp_avg_sq), eps) (the second moment of the steps before)
+    ///   normed     = clamp(normed, -t^(1/4), t^(1/4))          (use_clipping)
+    ///   exp_avg    = lerp(exp_avg, normed, 1 - beta1)
+    ///   p          = p - lr * exp_avg                (nesterov: lr * lerp(exp_avg, normed, 1 - beta1))
+    ///   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    /// ```
+    ///
+    /// With `optax_form`, `optax.contrib.adopt`'s (0.2.8) clip: its `clip_value_fn` (default
+    /// `x^0.25`) takes the count of the steps before, so step `t` clips at `(t - 1)^(1/4)` where
+    /// the authors' `clip_lambda` takes `t`. The rest is the same algorithm (Optax's first step
+    /// decays exp_avg by 1 and exp_avg_sq by 0, which leaves the parameters as they are), up to
+    /// rounding, save one rounding the form reproduces: Optax computes `1 - b1` and `1 - b2` in f32
+    /// from the f32 betas (`1 - b2` is 1.7e-4 off for 0.9999). `nesterov` is Optax's option. Optax has no weight decay of its own:
+    /// `optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr))` is `weight_decay`,
+    /// and `add_decayed_weights` between `scale_by_adopt` and the learning rate is the decoupled
+    /// form. The clip is computed on the device from the step counter, in the prologue.
+    ///
+    /// State: `exp_avg`, `exp_avg_sq` (the authors' names; Optax's `mu`, `nu`).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdoptConfig, Context, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let adopt = AdoptConfig::default()
+    ///     .with_lr(1e-3)
+    ///     .with_weight_decay(0.01)
+    ///     .with_decoupled_weight_decay(true)
+    ///     .build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AdoptConfig {
+        /// Learning rate (default 1e-3).
+        pub lr: f64,
+        /// Decay of the first moment (default 0.9).
+        pub beta1: f64,
+        /// Decay of the second moment (default 0.9999).
+        pub beta2: f64,
+        /// The least value of `sqrt(exp_avg_sq)` the gradient is divided by (default 1e-6).
+        pub eps: f64,
+        /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        pub weight_decay: f64,
+        /// Decoupled weight decay, as AdamW (default false).
+        pub decoupled_weight_decay: bool,
+        /// Clip the normalised gradient to `±t^(1/4)` (default true).
+        pub use_clipping: bool,
+        /// Nesterov momentum, as Optax's `nesterov` (default false).
+        pub nesterov: bool,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// `optax.contrib.adopt`'s clip, `(t - 1)^(1/4)` (default false).
+        pub optax_form: bool,
+    }
 }
 
 impl Default for AdoptConfig {
@@ -102,11 +104,29 @@ wgsl_struct! {
         weight_decay: f32,
         /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
         decay: f32,
-        /// The bound of the normalised gradient, t^(1/4) (Optax: (t - 1)^(1/4)), written by the
-        /// prologue each step.
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/adopt.wgsl`: what the prologue derives each step.
+    pub struct AdoptDerived as "Derived" {
+        /// The bound of the normalised gradient, t^(1/4) (Optax: (t - 1)^(1/4)).
         clip: f32,
     }
 }
+
+/// `shaders/adopt.wgsl`: two state slots, the clip bound derived each step.
+const KERNEL: Kernel = Kernel {
+    name: "adopt",
+    file: shader_file!("adopt.wgsl"),
+    family: &[L2, MOMENTS],
+    state_slots: 2,
+    record: GroupRecord::of::<AdoptHyper>().with_derived::<AdoptDerived>(),
+    trust_ratio: false,
+    modes: None,
+};
+
+with_betas!(AdoptConfig);
 
 /// The structural options of the ADOPT kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +183,6 @@ impl AdoptConfig {
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
             decay: (1.0 - self.lr * self.weight_decay) as f32,
-            clip: 0.0,
         }
     }
 
@@ -178,11 +197,27 @@ impl AdoptConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
+}
+
+impl Algorithm for AdoptConfig {
+    fn name(&self) -> &'static str {
+        "ADOPT"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
+        adam_family!(self).check()?;
         let o = self.options();
         KernelSpec::new(
-            Kernel::Adopt,
+            &KERNEL,
             vec![
                 ("MAXIMIZE", o.maximize),
                 ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),

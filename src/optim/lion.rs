@@ -1,39 +1,41 @@
 //! Lion: lion-pytorch and `optax.lion`.
 
-use super::{non_negative, setters, KernelSpec, StateSpec};
+use super::{config_struct, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec};
+use crate::setters::setters;
 
-/// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as lion-pytorch
-/// and `optax.lion`:
-///
-/// ```text
-/// p       = p * (1 - lr * weight_decay)
-/// p       = p - lr * sign(beta1 * exp_avg + (1 - beta1) * g)
-/// exp_avg = beta2 * exp_avg + (1 - beta2) * g
-/// ```
-///
-/// State: `exp_avg`. Defaults are lion-pytorch's (lr 1e-4, betas (0.9, 0.99), no weight decay).
-///
-/// ```no_run
-/// # use wgpu_optim::{Context, LionConfig, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let lion = LionConfig::default().with_lr(3e-5).with_weight_decay(1.0).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct LionConfig {
-    /// Learning rate (default 1e-4).
-    pub lr: f64,
-    /// Interpolation of the update direction (default 0.9).
-    pub beta1: f64,
-    /// Decay of the momentum (default 0.99).
-    pub beta2: f64,
-    /// Decoupled weight decay (default 0).
-    pub weight_decay: f64,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
+config_struct! {
+    /// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), as lion-pytorch
+    /// and `optax.lion`:
+    ///
+    /// ```text
+    /// p       = p * (1 - lr * weight_decay)
+    /// p       = p - lr * sign(beta1 * exp_avg + (1 - beta1) * g)
+    /// exp_avg = beta2 * exp_avg + (1 - beta2) * g
+    /// ```
+    ///
+    /// State: `exp_avg`. Defaults are lion-pytorch's (lr 1e-4, betas (0.9, 0.99), no weight decay).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, LionConfig, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let lion = LionConfig::default().with_lr(3e-5).with_weight_decay(1.0).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct LionConfig {
+        /// Learning rate (default 1e-4).
+        pub lr: f64,
+        /// Interpolation of the update direction (default 0.9).
+        pub beta1: f64,
+        /// Decay of the momentum (default 0.99).
+        pub beta2: f64,
+        /// Decoupled weight decay (default 0).
+        pub weight_decay: f64,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+    }
 }
 
 impl Default for LionConfig {
@@ -67,6 +69,19 @@ wgsl_struct! {
         decay: f32,
     }
 }
+
+/// `shaders/lion.wgsl`: one state slot, no per-step scalars.
+const KERNEL: Kernel = Kernel {
+    name: "lion",
+    file: shader_file!("lion.wgsl"),
+    family: &[],
+    state_slots: 1,
+    record: GroupRecord::of::<LionHyper>(),
+    trust_ratio: false,
+    modes: None,
+};
+
+with_betas!(LionConfig);
 
 /// The structural options of the Lion kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +121,23 @@ impl LionConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+}
+
+impl Algorithm for LionConfig {
+    fn name(&self) -> &'static str {
+        "Lion"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("weight_decay", self.weight_decay)?;
         // lion-pytorch accepts betas in [0, 1].
@@ -120,7 +151,7 @@ impl LionConfig {
             }
         }
         KernelSpec::new(
-            Kernel::Lion,
+            &KERNEL,
             vec![("MAXIMIZE", self.maximize)],
             vec![StateSpec {
                 name: "exp_avg",

@@ -1,78 +1,81 @@
 //! NAdam: `torch.optim.NAdam` and `optax.nadam`.
 
-use super::{adam_family, ln, non_negative, setters, KernelSpec};
+use super::adam::moment_states;
+use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::optim::adam::moment_states;
-use crate::shaders::Kernel;
+use crate::kernel::math::expm1_nonpositive;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
+use crate::setters::setters;
 
-/// NAdam (Dozat 2016, "Incorporating Nesterov Momentum into Adam"), exactly as
-/// `torch.optim.NAdam`:
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
-/// mu_t       = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
-/// mu_product = mu_1 * mu_2 * ... * mu_t
-/// exp_avg    = lerp(exp_avg, g, 1 - beta1)
-/// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-/// denom      = sqrt(exp_avg_sq / (1 - beta2^t)) + eps
-/// p          = p - lr * (1 - mu_t) / (1 - mu_product) * g / denom
-/// p          = p - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * exp_avg / denom
-/// ```
-///
-/// With `optax_form`, `optax.nadam`'s (`scale_by_adam(nesterov=True)`: Adam with a look-ahead
-/// first moment, no momentum schedule): the same update with the coefficients
-/// `lr * (1 - beta1) / (1 - beta1^t)` of `g` and `lr * beta1 / (1 - beta1^(t+1))` of `exp_avg`,
-/// and `denom = sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps`. `momentum_decay` is unused.
-///
-/// **`mu_product` is derived from the step counter**, not kept as a state: PyTorch keeps it
-/// per parameter (`state['mu_product']`, multiplied by `mu_t` each step), but here every
-/// per-step scalar is computed on the device in the prologue, from the step counter alone, so
-/// that checkpoints, snapshots and populations need nothing more than the step. The product
-/// is computed in closed form in f32: with `q = 0.96^momentum_decay`,
-/// `ln mu_product = t ln(beta1) + sum_i ln(1 - q^i / 2)` and
-/// `sum_{i=1..t} ln(1 - q^i / 2) = -sum_k (1/2)^k / k * q^k (1 - q^(kt)) / (1 - q^k)`, whose
-/// first 24 terms (each from `expm1`, without cancellation) reach f32's precision; then
-/// `1 - mu_product = -expm1(ln mu_product)`. It matches PyTorch's running product (an f32
-/// tensor) to a few ulp of `1 - mu_product` at any step. The closed form assumes `beta1` and
-/// `momentum_decay` constant over the steps taken: after a change (a cycled `beta1`), the
-/// product is the one the new values would have given from the first step. The difference
-/// fades with the product itself: `mu_t <= beta1`, and for the default `momentum_decay`
-/// `mu_t` is about `beta1 / 2` for thousands of steps, so the product is below f32's
-/// resolution of `1 - mu_product` after some 25 steps.
-///
-/// State: `exp_avg`, `exp_avg_sq` (PyTorch's names; its `mu_product` is the function of
-/// `step` above, and its `step` is the control block's).
-///
-/// ```no_run
-/// # use wgpu_optim::{Context, NAdamConfig, Param};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let nadam = NAdamConfig::default().with_lr(2e-3).with_momentum_decay(4e-3).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct NAdamConfig {
-    /// Learning rate (default 2e-3).
-    pub lr: f64,
-    /// Decay of the first moment (default 0.9).
-    pub beta1: f64,
-    /// Decay of the second moment (default 0.999).
-    pub beta2: f64,
-    /// Added to the denominator (default 1e-8).
-    pub eps: f64,
-    /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// The momentum schedule's decay, `psi` in the paper (default 4e-3).
-    pub momentum_decay: f64,
-    /// Decoupled weight decay, as AdamW (default false; PyTorch's argument of that name).
-    pub decoupled_weight_decay: bool,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// `optax.nadam`'s form (default false): Adam with a look-ahead first moment.
-    pub optax_form: bool,
-    /// Optax's eps_root, inside the square root of the Optax form (default 0).
-    pub eps_root: f64,
+config_struct! {
+    /// NAdam (Dozat 2016, "Incorporating Nesterov Momentum into Adam"), exactly as
+    /// `torch.optim.NAdam`:
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
+    /// mu_t       = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
+    /// mu_product = mu_1 * mu_2 * ... * mu_t
+    /// exp_avg    = lerp(exp_avg, g, 1 - beta1)
+    /// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    /// denom      = sqrt(exp_avg_sq / (1 - beta2^t)) + eps
+    /// p          = p - lr * (1 - mu_t) / (1 - mu_product) * g / denom
+    /// p          = p - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * exp_avg / denom
+    /// ```
+    ///
+    /// With `optax_form`, `optax.nadam`'s (`scale_by_adam(nesterov=True)`: Adam with a look-ahead
+    /// first moment, no momentum schedule): the same update with the coefficients
+    /// `lr * (1 - beta1) / (1 - beta1^t)` of `g` and `lr * beta1 / (1 - beta1^(t+1))` of `exp_avg`,
+    /// and `denom = sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps`. `momentum_decay` is unused.
+    ///
+    /// **`mu_product` is derived from the step counter**, not kept as a state: PyTorch keeps it
+    /// per parameter (`state['mu_product']`, multiplied by `mu_t` each step), but here every
+    /// per-step scalar is computed on the device in the prologue, from the step counter alone, so
+    /// that checkpoints, snapshots and populations need nothing more than the step. The product
+    /// is computed in closed form in f32: with `q = 0.96^momentum_decay`,
+    /// `ln mu_product = t ln(beta1) + sum_i ln(1 - q^i / 2)` and
+    /// `sum_{i=1..t} ln(1 - q^i / 2) = -sum_k (1/2)^k / k * q^k (1 - q^(kt)) / (1 - q^k)`, whose
+    /// first 24 terms (each from `expm1`, without cancellation) reach f32's precision; then
+    /// `1 - mu_product = -expm1(ln mu_product)`. It matches PyTorch's running product (an f32
+    /// tensor) to a few ulp of `1 - mu_product` at any step. The closed form assumes `beta1` and
+    /// `momentum_decay` constant over the steps taken: after a change (a cycled `beta1`), the
+    /// product is the one the new values would have given from the first step. The difference
+    /// fades with the product itself: `mu_t <= beta1`, and for the default `momentum_decay`
+    /// `mu_t` is about `beta1 / 2` for thousands of steps, so the product is below f32's
+    /// resolution of `1 - mu_product` after some 25 steps.
+    ///
+    /// State: `exp_avg`, `exp_avg_sq` (PyTorch's names; its `mu_product` is the function of
+    /// `step` above, and its `step` is the control block's).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, NAdamConfig, Param};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let nadam = NAdamConfig::default().with_lr(2e-3).with_momentum_decay(4e-3).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct NAdamConfig {
+        /// Learning rate (default 2e-3).
+        pub lr: f64,
+        /// Decay of the first moment (default 0.9).
+        pub beta1: f64,
+        /// Decay of the second moment (default 0.999).
+        pub beta2: f64,
+        /// Added to the denominator (default 1e-8).
+        pub eps: f64,
+        /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        pub weight_decay: f64,
+        /// The momentum schedule's decay, `psi` in the paper (default 4e-3).
+        pub momentum_decay: f64,
+        /// Decoupled weight decay, as AdamW (default false; PyTorch's argument of that name).
+        pub decoupled_weight_decay: bool,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// `optax.nadam`'s form (default false): Adam with a look-ahead first moment.
+        pub optax_form: bool,
+        /// Optax's eps_root, inside the square root of the Optax form (default 0).
+        pub eps_root: f64,
+    }
 }
 
 impl Default for NAdamConfig {
@@ -120,16 +123,59 @@ wgsl_struct! {
         weight_decay: f32,
         /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
         decay: f32,
-        /// The coefficient of g / denom, written by the prologue each step: PyTorch's
-        /// lr (1 - mu_t) / (1 - mu_product), Optax's lr (1 - beta1) / (1 - beta1^t).
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/nadam.wgsl`: what the prologue derives each step.
+    pub struct NAdamDerived as "Derived" {
+        /// The coefficient of g / denom: PyTorch's lr (1 - mu_t) / (1 - mu_product), Optax's
+        /// lr (1 - beta1) / (1 - beta1^t).
         grad_coef: f32,
-        /// The coefficient of exp_avg / denom, written by the prologue each step: PyTorch's
-        /// lr mu_{t+1} / (1 - mu_product mu_{t+1}), Optax's lr beta1 / (1 - beta1^(t+1)).
+        /// The coefficient of exp_avg / denom: PyTorch's lr mu_{t+1} / (1 - mu_product
+        /// mu_{t+1}), Optax's lr beta1 / (1 - beta1^(t+1)).
         exp_avg_coef: f32,
-        /// 1 - beta2^t, written by the prologue each step.
+        /// 1 - beta2^t.
         bias_correction2: f32,
     }
 }
+
+impl NAdamHyper {
+    /// `nadam_ln_mu_product` of `shaders/nadam.wgsl`, operation for operation: ln(mu_1 mu_2
+    /// ... mu_t), PyTorch's `mu_product` after `step` steps in closed form (see
+    /// [`NAdamConfig`]). The prologue derives the step's coefficients from it; the host, the
+    /// `mu_product` it writes to checkpoints.
+    pub fn ln_mu_product(&self, step: f32) -> f32 {
+        let mut sum = 0.0_f32;
+        let mut half_power = 1.0_f32;
+        for k in 1..=24u32 {
+            half_power *= 0.5;
+            let ln_qk = k as f32 * self.ln_mu_base;
+            let one_minus_qk = -expm1_nonpositive(ln_qk);
+            let one_minus_qkt = -expm1_nonpositive(step * ln_qk);
+            let geometric = if one_minus_qk > 0.0 {
+                (1.0 - one_minus_qk) * (one_minus_qkt / one_minus_qk)
+            } else {
+                step
+            };
+            sum += half_power / k as f32 * geometric;
+        }
+        step * self.ln_beta1 - sum
+    }
+}
+
+/// `shaders/nadam.wgsl`: two state slots, the step's coefficients derived each step.
+const KERNEL: Kernel = Kernel {
+    name: "nadam",
+    file: shader_file!("nadam.wgsl"),
+    family: &[L2, MOMENTS],
+    state_slots: 2,
+    record: GroupRecord::of::<NAdamHyper>().with_derived::<NAdamDerived>(),
+    trust_ratio: false,
+    modes: None,
+};
+
+with_betas!(NAdamConfig);
 
 /// The structural options of the NAdam kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,9 +224,6 @@ impl NAdamConfig {
             eps_root: self.eps_root as f32,
             weight_decay: self.weight_decay as f32,
             decay: (1.0 - self.lr * self.weight_decay) as f32,
-            grad_coef: 0.0,
-            exp_avg_coef: 0.0,
-            bias_correction2: 0.0,
         }
     }
 
@@ -190,8 +233,8 @@ impl NAdamConfig {
         if self.optax_form {
             return None;
         }
-        let ln_product = crate::reference::nadam_ln_mu_product(&self.hyper(), step as f32);
-        Some(1.0 + crate::reference::math::expm1_nonpositive(ln_product))
+        let ln_product = self.hyper().ln_mu_product(step as f32);
+        Some(1.0 + expm1_nonpositive(ln_product))
     }
 
     /// The kernel's structural options.
@@ -203,8 +246,32 @@ impl NAdamConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
+}
+
+impl Algorithm for NAdamConfig {
+    fn name(&self) -> &'static str {
+        "NAdam"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    /// PyTorch's `state['mu_product']`, a function of the step here.
+    fn checkpoint_scalars(&self, step: u32) -> Vec<(&'static str, f32)> {
+        self.mu_product(step)
+            .map(|mu_product| ("mu_product", mu_product))
+            .into_iter()
+            .collect()
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
+        adam_family!(self).check()?;
         non_negative("momentum_decay", self.momentum_decay)?;
         non_negative("eps_root", self.eps_root)?;
         if self.eps_root != 0.0 && !self.optax_form {
@@ -214,7 +281,7 @@ impl NAdamConfig {
         }
         let o = self.options();
         KernelSpec::new(
-            Kernel::NAdam,
+            &KERNEL,
             vec![
                 ("MAXIMIZE", o.maximize),
                 ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),

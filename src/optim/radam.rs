@@ -1,74 +1,78 @@
 //! RAdam: `torch.optim.RAdam` and `optax.radam`.
 
-use super::{adam_family, ln, non_negative, setters, KernelSpec};
+use super::adam::moment_states;
+use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::optim::adam::moment_states;
-use crate::shaders::Kernel;
+use crate::kernel::{
+    shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS, RECTIFY,
+};
+use crate::setters::setters;
 
-/// RAdam (Liu et al. 2020, "On the Variance of the Adaptive Learning Rate and Beyond"),
-/// exactly as `torch.optim.RAdam`:
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
-/// exp_avg    = lerp(exp_avg, g, 1 - beta1)
-/// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-/// rho_inf    = 2 / (1 - beta2) - 1
-/// rho_t      = rho_inf - 2 t beta2^t / (1 - beta2^t)
-/// rect       = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
-/// rho_t > 5:   p = p - lr / (1 - beta1^t) * rect * sqrt(1 - beta2^t) * exp_avg / (sqrt(exp_avg_sq) + eps)
-/// otherwise:   p = p - lr / (1 - beta1^t) * exp_avg
-/// ```
-///
-/// With `optax_form`, `optax.radam`'s: the rectified step is taken when `rho_t >= threshold`,
-/// and eps is added to the square root of the bias-corrected second moment,
-/// `p = p - lr / (1 - beta1^t) * rect * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)`.
-/// `threshold` is Optax's argument of that name; PyTorch's is 5, and it applies to both forms.
-///
-/// Every per-step scalar (bias corrections, `rho_t`, `rect`, which branch) is computed on the
-/// device from its step counter, in the prologue. `rho_t` is a difference of two terms near
-/// `2 / (1 - beta2)` that cancel to about `t` for small `t * (1 - beta2)` (1999 - 1998 = 1 at
-/// the first step with beta2 = 0.999): there the kernel sums the series of
-/// `x / (1 - e^-x)` instead, so `rho_t` is within a few ulp of PyTorch's f64 value at every
-/// step, and the branch is PyTorch's.
-///
-/// State: `exp_avg`, `exp_avg_sq`.
-///
-/// ```no_run
-/// # use wgpu_optim::{Context, Param, RAdamConfig};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let radam = RAdamConfig::default()
-///     .with_lr(1e-3)
-///     .with_weight_decay(0.01)
-///     .with_decoupled_weight_decay(true)
-///     .build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct RAdamConfig {
-    /// Learning rate (default 1e-3).
-    pub lr: f64,
-    /// Decay of the first moment (default 0.9).
-    pub beta1: f64,
-    /// Decay of the second moment (default 0.999).
-    pub beta2: f64,
-    /// Added to the denominator (default 1e-8).
-    pub eps: f64,
-    /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// Decoupled weight decay, as AdamW (default false; PyTorch's argument of that name).
-    pub decoupled_weight_decay: bool,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// `optax.radam`'s form (default false): the rectified step when `rho_t >= threshold`,
-    /// eps added to `sqrt(bias-corrected second moment + eps_root)`.
-    pub optax_form: bool,
-    /// The `rho_t` past which the rectified step is taken (default 5, PyTorch's constant;
-    /// Optax's `threshold`). At least 4, where the rectification term is defined.
-    pub threshold: f64,
-    /// Optax's eps_root, inside the square root of the Optax form (default 0).
-    pub eps_root: f64,
+config_struct! {
+    /// RAdam (Liu et al. 2020, "On the Variance of the Adaptive Learning Rate and Beyond"),
+    /// exactly as `torch.optim.RAdam`:
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
+    /// exp_avg    = lerp(exp_avg, g, 1 - beta1)
+    /// exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    /// rho_inf    = 2 / (1 - beta2) - 1
+    /// rho_t      = rho_inf - 2 t beta2^t / (1 - beta2^t)
+    /// rect       = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
+    /// rho_t > 5:   p = p - lr / (1 - beta1^t) * rect * sqrt(1 - beta2^t) * exp_avg / (sqrt(exp_avg_sq) + eps)
+    /// otherwise:   p = p - lr / (1 - beta1^t) * exp_avg
+    /// ```
+    ///
+    /// With `optax_form`, `optax.radam`'s: the rectified step is taken when `rho_t >= threshold`,
+    /// and eps is added to the square root of the bias-corrected second moment,
+    /// `p = p - lr / (1 - beta1^t) * rect * exp_avg / (sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps)`.
+    /// `threshold` is Optax's argument of that name; PyTorch's is 5, and it applies to both forms.
+    ///
+    /// Every per-step scalar (bias corrections, `rho_t`, `rect`, which branch) is computed on the
+    /// device from its step counter, in the prologue. `rho_t` is a difference of two terms near
+    /// `2 / (1 - beta2)` that cancel to about `t` for small `t * (1 - beta2)` (1999 - 1998 = 1 at
+    /// the first step with beta2 = 0.999): there the kernel sums the series of
+    /// `x / (1 - e^-x)` instead, so `rho_t` is within a few ulp of PyTorch's f64 value at every
+    /// step, and the branch is PyTorch's.
+    ///
+    /// State: `exp_avg`, `exp_avg_sq`.
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, Param, RAdamConfig};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let radam = RAdamConfig::default()
+    ///     .with_lr(1e-3)
+    ///     .with_weight_decay(0.01)
+    ///     .with_decoupled_weight_decay(true)
+    ///     .build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct RAdamConfig {
+        /// Learning rate (default 1e-3).
+        pub lr: f64,
+        /// Decay of the first moment (default 0.9).
+        pub beta1: f64,
+        /// Decay of the second moment (default 0.999).
+        pub beta2: f64,
+        /// Added to the denominator (default 1e-8).
+        pub eps: f64,
+        /// Weight decay (default 0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        pub weight_decay: f64,
+        /// Decoupled weight decay, as AdamW (default false; PyTorch's argument of that name).
+        pub decoupled_weight_decay: bool,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// `optax.radam`'s form (default false): the rectified step when `rho_t >= threshold`,
+        /// eps added to `sqrt(bias-corrected second moment + eps_root)`.
+        pub optax_form: bool,
+        /// The `rho_t` past which the rectified step is taken (default 5, PyTorch's constant;
+        /// Optax's `threshold`). At least 4, where the rectification term is defined.
+        pub threshold: f64,
+        /// Optax's eps_root, inside the square root of the Optax form (default 0).
+        pub eps_root: f64,
+    }
 }
 
 impl Default for RAdamConfig {
@@ -118,18 +122,37 @@ wgsl_struct! {
         rect_inf: f32,
         /// The rho_t past which the rectified step is taken.
         threshold: f32,
-        /// lr / (1 - beta1^t), written by the prologue each step.
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/radam.wgsl`: what the prologue derives each step.
+    pub struct RAdamDerived as "Derived" {
+        /// lr / (1 - beta1^t).
         step_size: f32,
-        /// The rectified step's multiplier of exp_avg / denom, written by the prologue: PyTorch's
+        /// The rectified step's multiplier of exp_avg / denom: PyTorch's
         /// lr / (1 - beta1^t) * rect * sqrt(1 - beta2^t), Optax's lr / (1 - beta1^t) * rect.
         rectified_step_size: f32,
-        /// What the denominator divides exp_avg_sq by, written by the prologue: 1 - beta2^t in
-        /// the Optax form, 1 in PyTorch's.
+        /// What the denominator divides exp_avg_sq by: 1 - beta2^t in the Optax form, 1 in
+        /// PyTorch's.
         bias_correction2: f32,
-        /// 1 when this step is rectified, else 0; written by the prologue.
+        /// 1 when this step is rectified, else 0.
         rectified: f32,
     }
 }
+
+/// `shaders/radam.wgsl`: two state slots, the rectification derived each step.
+const KERNEL: Kernel = Kernel {
+    name: "radam",
+    file: shader_file!("radam.wgsl"),
+    family: &[L2, MOMENTS, RECTIFY],
+    state_slots: 2,
+    record: GroupRecord::of::<RAdamHyper>().with_derived::<RAdamDerived>(),
+    trust_ratio: false,
+    modes: None,
+};
+
+with_betas!(RAdamConfig);
 
 /// The structural options of the RAdam kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,10 +203,6 @@ impl RAdamConfig {
             rho_inf: rho_inf as f32,
             rect_inf: rect_inf as f32,
             threshold: self.threshold as f32,
-            step_size: 0.0,
-            rectified_step_size: 0.0,
-            bias_correction2: 0.0,
-            rectified: 0.0,
         }
     }
 
@@ -196,8 +215,24 @@ impl RAdamConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
-        adam_family(self.lr, self.eps, self.beta1, self.beta2, self.weight_decay)?;
+}
+
+impl Algorithm for RAdamConfig {
+    fn name(&self) -> &'static str {
+        "RAdam"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.beta1 = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
+        adam_family!(self).check()?;
         non_negative("eps_root", self.eps_root)?;
         if !(self.threshold >= 4.0 && (self.threshold as f32).is_finite()) {
             return Err(Error::InvalidHyperparameter {
@@ -214,7 +249,7 @@ impl RAdamConfig {
         }
         let o = self.options();
         KernelSpec::new(
-            Kernel::RAdam,
+            &KERNEL,
             vec![
                 ("MAXIMIZE", o.maximize),
                 ("DECOUPLED_WEIGHT_DECAY", o.decoupled_weight_decay),

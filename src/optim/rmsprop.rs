@@ -1,67 +1,69 @@
 //! RMSprop: `torch.optim.RMSprop`.
 
-use super::{beta, ln, non_negative, setters, KernelSpec, StateSpec};
+use super::{beta, config_struct, ln, non_negative, Algorithm};
 use crate::error::Result;
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
+use crate::setters::setters;
 
-/// RMSprop (Hinton, Coursera lecture 6e, 2012; centered: Graves 2013), exactly as
-/// `torch.optim.RMSprop`:
-///
-/// ```text
-/// g          = maximize ? -g : g
-/// g          = g + weight_decay * p
-/// square_avg = alpha * square_avg + (1 - alpha) * g * g
-/// centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
-/// else:      avg = sqrt(square_avg) + eps
-/// momentum > 0: buf = momentum * buf + g / avg;  p = p - lr * buf
-/// else:         p = p - lr * g / avg
-/// ```
-///
-/// PyTorch computes `square_avg - grad_avg^2` as one fused multiply-add
-/// (`addcmul(square_avg, grad_avg, grad_avg, value=-1)`): with gradients near 1e20,
-/// `square_avg` overflows to inf before `grad_avg^2` does, and once both would, the fused form
-/// still gives `inf - (finite exact product) = inf` (an update of 0, the parameter unchanged)
-/// where `inf - inf` would be NaN. The kernel gives that inf explicitly (WGSL's `fma` may round
-/// its product, and lavapipe's does); elsewhere it differs from the fused value by the
-/// product's rounding alone.
-///
-/// With `bias_correction` (Optax's `rmsprop(..., bias_correction=True)`), both averages are
-/// divided by `1 - alpha^t` before use: `square_avg / (1 - alpha^t)` in place of `square_avg`,
-/// `grad_avg / (1 - alpha^t)` in place of `grad_avg` (the states keep the raw averages, as
-/// Optax's `nu` and `mu`). `t` is the device's step counter; `1 - alpha^t` is computed there
-/// each step from `ln(alpha)` in f64, as the Adam family's corrections.
-///
-/// State: `square_avg`; `momentum_buffer` when `momentum > 0`; `grad_avg` when centered.
-///
-/// ```no_run
-/// # use wgpu_optim::{Context, Param, RmsPropConfig};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let rmsprop = RmsPropConfig::default().with_centered(true).with_momentum(0.9).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct RmsPropConfig {
-    /// Learning rate (default 1e-2).
-    pub lr: f64,
-    /// Smoothing constant (default 0.99).
-    pub alpha: f64,
-    /// Added to the denominator (default 1e-8).
-    pub eps: f64,
-    /// L2 penalty (default 0).
-    pub weight_decay: f64,
-    /// Momentum factor (default 0: no momentum buffer).
-    pub momentum: f64,
-    /// Normalize by the estimated variance instead of the second moment (default false).
-    pub centered: bool,
-    /// Maximize the objective (default false).
-    pub maximize: bool,
-    /// Optax's form (default false, PyTorch's): eps inside the square root,
-    /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
-    pub eps_in_sqrt: bool,
-    /// Optax's `bias_correction=True` (default false, as PyTorch, which has none): the
-    /// averages divided by `1 - alpha^t`. Needs `alpha < 1`.
-    pub bias_correction: bool,
+config_struct! {
+    /// RMSprop (Hinton, Coursera lecture 6e, 2012; centered: Graves 2013), exactly as
+    /// `torch.optim.RMSprop`:
+    ///
+    /// ```text
+    /// g          = maximize ? -g : g
+    /// g          = g + weight_decay * p
+    /// square_avg = alpha * square_avg + (1 - alpha) * g * g
+    /// centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
+    /// else:      avg = sqrt(square_avg) + eps
+    /// momentum > 0: buf = momentum * buf + g / avg;  p = p - lr * buf
+    /// else:         p = p - lr * g / avg
+    /// ```
+    ///
+    /// PyTorch computes `square_avg - grad_avg^2` as one fused multiply-add
+    /// (`addcmul(square_avg, grad_avg, grad_avg, value=-1)`): with gradients near 1e20,
+    /// `square_avg` overflows to inf before `grad_avg^2` does, and once both would, the fused form
+    /// still gives `inf - (finite exact product) = inf` (an update of 0, the parameter unchanged)
+    /// where `inf - inf` would be NaN. The kernel gives that inf explicitly (WGSL's `fma` may round
+    /// its product, and lavapipe's does); elsewhere it differs from the fused value by the
+    /// product's rounding alone.
+    ///
+    /// With `bias_correction` (Optax's `rmsprop(..., bias_correction=True)`), both averages are
+    /// divided by `1 - alpha^t` before use: `square_avg / (1 - alpha^t)` in place of `square_avg`,
+    /// `grad_avg / (1 - alpha^t)` in place of `grad_avg` (the states keep the raw averages, as
+    /// Optax's `nu` and `mu`). `t` is the device's step counter; `1 - alpha^t` is computed there
+    /// each step from `ln(alpha)` in f64, as the Adam family's corrections.
+    ///
+    /// State: `square_avg`; `momentum_buffer` when `momentum > 0`; `grad_avg` when centered.
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, Param, RmsPropConfig};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let rmsprop = RmsPropConfig::default().with_centered(true).with_momentum(0.9).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct RmsPropConfig {
+        /// Learning rate (default 1e-2).
+        pub lr: f64,
+        /// Smoothing constant (default 0.99).
+        pub alpha: f64,
+        /// Added to the denominator (default 1e-8).
+        pub eps: f64,
+        /// L2 penalty (default 0).
+        pub weight_decay: f64,
+        /// Momentum factor (default 0: no momentum buffer).
+        pub momentum: f64,
+        /// Normalize by the estimated variance instead of the second moment (default false).
+        pub centered: bool,
+        /// Maximize the objective (default false).
+        pub maximize: bool,
+        /// Optax's form (default false, PyTorch's): eps inside the square root,
+        /// `g / sqrt(v + eps)` instead of `g / (sqrt(v) + eps)`.
+        pub eps_in_sqrt: bool,
+        /// Optax's `bias_correction=True` (default false, as PyTorch, which has none): the
+        /// averages divided by `1 - alpha^t`. Needs `alpha < 1`.
+        pub bias_correction: bool,
+    }
 }
 
 impl Default for RmsPropConfig {
@@ -97,10 +99,27 @@ wgsl_struct! {
         momentum: f32,
         /// ln(alpha), computed in f64.
         ln_alpha: f32,
-        /// 1 - alpha^t, written by the prologue each step (with bias correction).
+    }
+}
+
+wgsl_struct! {
+    /// `Derived` of `shaders/rmsprop.wgsl`: what the prologue derives each step.
+    pub struct RmsPropDerived as "Derived" {
+        /// 1 - alpha^t (with Optax's bias correction; 0 otherwise).
         bias_correction: f32,
     }
 }
+
+/// `shaders/rmsprop.wgsl`: three state slots (`square_avg`, `momentum_buffer`, `grad_avg`).
+const KERNEL: Kernel = Kernel {
+    name: "rmsprop",
+    file: shader_file!("rmsprop.wgsl"),
+    family: &[L2],
+    state_slots: 3,
+    record: GroupRecord::of::<RmsPropHyper>().with_derived::<RmsPropDerived>(),
+    trust_ratio: false,
+    modes: None,
+};
 
 /// The structural options of the RMSprop kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +169,6 @@ impl RmsPropConfig {
             weight_decay: self.weight_decay as f32,
             momentum: self.momentum as f32,
             ln_alpha: ln(self.alpha),
-            bias_correction: 0.0,
         }
     }
 
@@ -165,7 +183,23 @@ impl RmsPropConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+}
+
+impl Algorithm for RmsPropConfig {
+    fn name(&self) -> &'static str {
+        "RMSprop"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.momentum = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("eps", self.eps)?;
         non_negative("momentum", self.momentum)?;
@@ -196,7 +230,7 @@ impl RmsPropConfig {
             });
         }
         KernelSpec::new(
-            Kernel::RmsProp,
+            &KERNEL,
             vec![
                 ("CENTERED", o.centered),
                 ("MOMENTUM", o.momentum),

@@ -1,43 +1,45 @@
 //! Stochastic gradient descent with momentum: `torch.optim.SGD`.
 
-use super::{non_negative, setters, KernelSpec, StateSpec};
+use super::{config_struct, non_negative, Algorithm};
 use crate::error::{Error, Result};
-use crate::layout::wgsl_struct;
-use crate::shaders::Kernel;
+use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
+use crate::setters::setters;
 
-/// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as
-/// `torch.optim.SGD` (Sutskever et al. 2013 for the momentum form):
-///
-/// ```text
-/// d_p = maximize ? -g : g
-/// d_p = d_p + weight_decay * p
-/// buf = (step == 1) ? d_p : momentum * buf + (1 - dampening) * d_p     (momentum != 0)
-/// d_p = nesterov ? d_p + momentum * buf : buf                         (momentum != 0)
-/// p   = p - lr * d_p
-/// ```
-///
-/// State: `momentum_buffer` (only when `momentum != 0`).
-///
-/// ```no_run
-/// # use wgpu_optim::{Context, Param, SgdConfig};
-/// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
-/// let sgd = SgdConfig::default().with_lr(0.1).with_momentum(0.9).with_nesterov(true).build(ctx, params)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct SgdConfig {
-    /// Learning rate (PyTorch default 1e-3).
-    pub lr: f64,
-    /// Momentum factor (default 0: no momentum buffer).
-    pub momentum: f64,
-    /// Dampening of the momentum (default 0).
-    pub dampening: f64,
-    /// L2 penalty added to the gradient (default 0).
-    pub weight_decay: f64,
-    /// Nesterov momentum (default false); needs `momentum > 0` and `dampening == 0`.
-    pub nesterov: bool,
-    /// Maximize the objective instead of minimizing it (default false).
-    pub maximize: bool,
+config_struct! {
+    /// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, exactly as
+    /// `torch.optim.SGD` (Sutskever et al. 2013 for the momentum form):
+    ///
+    /// ```text
+    /// d_p = maximize ? -g : g
+    /// d_p = d_p + weight_decay * p
+    /// buf = (step == 1) ? d_p : momentum * buf + (1 - dampening) * d_p     (momentum != 0)
+    /// d_p = nesterov ? d_p + momentum * buf : buf                         (momentum != 0)
+    /// p   = p - lr * d_p
+    /// ```
+    ///
+    /// State: `momentum_buffer` (only when `momentum != 0`).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{Context, Param, SgdConfig};
+    /// # fn demo(ctx: &Context, params: &[Param]) -> wgpu_optim::Result<()> {
+    /// let sgd = SgdConfig::default().with_lr(0.1).with_momentum(0.9).with_nesterov(true).build(ctx, params)?;
+    /// # Ok(()) }
+    /// ```
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct SgdConfig {
+        /// Learning rate (PyTorch default 1e-3).
+        pub lr: f64,
+        /// Momentum factor (default 0: no momentum buffer).
+        pub momentum: f64,
+        /// Dampening of the momentum (default 0).
+        pub dampening: f64,
+        /// L2 penalty added to the gradient (default 0).
+        pub weight_decay: f64,
+        /// Nesterov momentum (default false); needs `momentum > 0` and `dampening == 0`.
+        pub nesterov: bool,
+        /// Maximize the objective instead of minimizing it (default false).
+        pub maximize: bool,
+    }
 }
 
 impl Default for SgdConfig {
@@ -66,6 +68,17 @@ wgsl_struct! {
         weight_decay: f32,
     }
 }
+
+/// `shaders/sgd.wgsl`: one state slot, no per-step scalars.
+const KERNEL: Kernel = Kernel {
+    name: "sgd",
+    file: shader_file!("sgd.wgsl"),
+    family: &[L2],
+    state_slots: 1,
+    record: GroupRecord::of::<SgdHyper>(),
+    trust_ratio: false,
+    modes: None,
+};
 
 /// The structural options of the SGD kernel (WGSL `override` constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +127,23 @@ impl SgdConfig {
         }
     }
 
-    pub(crate) fn spec(&self) -> Result<KernelSpec> {
+}
+
+impl Algorithm for SgdConfig {
+    fn name(&self) -> &'static str {
+        "SGD"
+    }
+
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+
+    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.momentum = momentum;
+        Ok(())
+    }
+
+    fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;
         non_negative("momentum", self.momentum)?;
         if !(self.dampening as f32).is_finite() {
@@ -141,7 +170,7 @@ impl SgdConfig {
             Vec::new()
         };
         KernelSpec::new(
-            Kernel::Sgd,
+            &KERNEL,
             vec![
                 ("MOMENTUM", o.momentum),
                 ("NESTEROV", o.nesterov),

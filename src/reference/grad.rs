@@ -1,8 +1,8 @@
 //! Mirrors of the gradient processing in `shaders/clip.wgsl` and of the gradient load of the
 //! update kernels (`process_grad` in `shaders/common/entry.wgsl`), on the host.
 
-use crate::clip::{GradHyper, NormStats, CLIP_NONE, CLIP_PYTORCH};
-use crate::layout::Control;
+use crate::grad::{GradHyper, NormStats, CLIP_NONE, CLIP_PYTORCH};
+use crate::kernel::Control;
 
 const ABS_MASK: u32 = 0x7fff_ffff;
 const INF_BITS: u32 = 0x7f80_0000;

@@ -17,19 +17,51 @@
 //! # Ok::<(), wgpu_optim::Error>(())
 //! ```
 
+mod common;
 mod grad;
-mod kernels;
-pub mod math;
+mod step;
 
+/// Mirrors of `shaders/common/math.wgsl`, operation for operation, in f32.
+pub mod math {
+    pub use crate::kernel::math::{bias_correction, expm1_nonpositive, lerp, sign};
+}
+
+pub use common::*;
 pub use grad::*;
-pub use kernels::*;
 
-use crate::clip::GradConfig;
-use crate::dtype::{bf16_bits_stochastic, bf16_to_f32, stochastic_bits, Dtype};
 use crate::error::{Error, Result};
-use crate::layout::Control;
-use crate::optim::{OptimizerConfig, StateSpec};
-use crate::shaders::{Rounding, Storage};
+use crate::grad::GradConfig;
+use crate::kernel::{Control, StateSpec, Storage, MASTER_PARAM};
+use crate::optim::{OptimizerConfig, ScheduleFreeRunning};
+use step::{Mirror, Stores, Tensor, TrustSlot};
+
+/// Generates, from the registry: each optimizer's mirror module (`src/reference/<name>.rs`,
+/// its WGSL functions and its [`Mirror`]) and the dispatch of a configuration to its mirror.
+macro_rules! mirrors {
+    ($($(#[$doc:meta])* $variant:ident($config:ident) in $module:ident;)*) => {
+        $(mod $module;
+        #[allow(unused_imports)]
+        pub use $module::*;)*
+
+        impl Optimizer {
+            /// The prologue and the update of the configuration's kernel over every tensor.
+            fn run_kernel(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
+                match self.config.clone() {
+                    $(OptimizerConfig::$variant(config) => self.run(&config, params, grads),)*
+                }
+            }
+        }
+
+        /// Schedule-Free's `eval()` and `train()` weights of `config`'s kernel, if it has the
+        /// switch.
+        fn switch_weights(config: &OptimizerConfig) -> Option<SwitchWeights> {
+            match config {
+                $(OptimizerConfig::$variant(config) => config.switch_weights(),)*
+            }
+        }
+    };
+}
+crate::optim::optimizers!(mirrors);
 
 /// An optimizer on the host: the oracle the device kernels are checked against.
 #[derive(Clone, Debug)]
@@ -47,21 +79,15 @@ pub struct Optimizer {
     storage: Storage,
     // [tensor][element]: the f32 master copies, with master weights; empty otherwise.
     masters: Vec<Vec<f32>>,
-    // Schedule-Free's running values (lr_max, weight_sum), as the device keeps them in its
-    // hyperparameter struct; and whether the parameters are x (eval mode).
-    schedule_free: ScheduleFreeRunning,
+    // The running values the prologue carries (Schedule-Free's lr_max and weight_sum), as the
+    // device keeps them in its group record.
+    running: ScheduleFreeRunning,
+    // Whether the parameters are Schedule-Free's x (eval mode).
+    eval: bool,
     // LAMB's and LARS's trust ratios: those the last step computed, and those the next step
     // uses instead (`use_trust_ratios`).
     trust_ratios: Vec<f32>,
     trust_override: Option<Vec<f32>>,
-}
-
-/// Schedule-Free's running values and mode, kept across steps and configurations.
-#[derive(Clone, Copy, Debug)]
-struct ScheduleFreeRunning {
-    lr_max: f32,
-    weight_sum: f32,
-    eval: bool,
 }
 
 impl Optimizer {
@@ -112,11 +138,8 @@ impl Optimizer {
                     }
                 })
                 .collect(),
-            schedule_free: ScheduleFreeRunning {
-                lr_max: -1.0,
-                weight_sum: 0.0,
-                eval: false,
-            },
+            running: ScheduleFreeRunning::INITIAL,
+            eval: false,
             trust_ratios: vec![1.0; lens.len()],
             trust_override: None,
         })
@@ -134,19 +157,10 @@ impl Optimizer {
     }
 
     fn switch_mode(&mut self, params: &mut [Vec<f32>], eval: bool) -> Result<()> {
-        // eval()'s and train()'s weights of z, as the kernel's hyperparameter struct has them.
-        let weights = match &self.config {
-            OptimizerConfig::ScheduleFreeAdamW(c) => {
-                let h = c.hyper();
-                (h.eval_weight, h.train_weight)
-            }
-            OptimizerConfig::ScheduleFreeSgd(c) => {
-                let h = c.hyper();
-                (h.eval_weight, h.train_weight)
-            }
-            _ => return Err(Error::NotScheduleFree(self.config.name())),
-        };
-        if std::mem::replace(&mut self.schedule_free.eval, eval) == eval {
+        // eval()'s and train()'s weights of z, as the kernel's hyperparameters have them.
+        let weights = switch_weights(&self.config)
+            .ok_or_else(|| Error::NotScheduleFree(self.config.name()))?;
+        if std::mem::replace(&mut self.eval, eval) == eval {
             return Ok(());
         }
         let storage = self.storage;
@@ -240,7 +254,7 @@ impl Optimizer {
             index,
             count: self.slots.len(),
         })?;
-        if name == crate::optim::MASTER_PARAM && self.storage.master {
+        if name == MASTER_PARAM && self.storage.master {
             return Ok(&self.masters[index]);
         }
         let state =
@@ -316,7 +330,7 @@ impl Optimizer {
         &mut self,
         params: &mut [Vec<f32>],
         grads: &[Vec<f32>],
-        stats: crate::NormStats,
+        stats: crate::grad::NormStats,
     ) -> Result<()> {
         self.check(params, grads)?;
         let config = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
@@ -330,40 +344,21 @@ impl Optimizer {
     // The prologue and the update.
     fn update(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
         self.control.step += 1;
+        self.run_kernel(params, grads);
+    }
+
+    /// `mirror`'s prologue, then its update of each tensor, which sees the gradients as the
+    /// device loads them: widened from their storage type, and processed (unscaled, clipped)
+    /// with gradient processing on.
+    fn run<M: Mirror>(&mut self, mirror: &M, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
         let step = self.control.step as f32;
-        let first_step = self.control.step == 1;
+        let prepared = mirror.prologue(step, &mut self.running);
         let control = self.grad.is_some().then_some(self.control);
         let storage = self.storage;
-        // Schedule-Free's prologue, once per step: its running values carry on.
-        let running = &mut self.schedule_free;
-        let (mut schedule_free_adamw, mut schedule_free_sgd) = (None, None);
-        match &self.config {
-            OptimizerConfig::ScheduleFreeAdamW(c) => {
-                let mut h = c.hyper();
-                (h.lr_max, h.weight_sum) = (running.lr_max, running.weight_sum);
-                prepare_schedule_free_adamw(&mut h, step);
-                (running.lr_max, running.weight_sum) = (h.lr_max, h.weight_sum);
-                schedule_free_adamw = Some(h);
-            }
-            OptimizerConfig::ScheduleFreeSgd(c) => {
-                let mut h = c.hyper();
-                (h.lr_max, h.weight_sum) = (running.lr_max, running.weight_sum);
-                prepare_schedule_free_sgd(&mut h, step);
-                (running.lr_max, running.weight_sum) = (h.lr_max, h.weight_sum);
-                schedule_free_sgd = Some(h);
-            }
-            _ => {}
-        }
-        let trust_override = self.trust_override.take();
+        let given = self.trust_override.take();
         let tensors = params.iter_mut().zip(grads).zip(&mut self.slots);
-        for (tensor, (((param, grad), slots), master)) in tensors.zip(&mut self.masters).enumerate()
-        {
-            let stores = &mut Stores {
-                storage,
-                step: self.control.step,
-                tensor: tensor as u32,
-                master,
-            };
+        let tensors = tensors.zip(&mut self.masters).zip(&mut self.trust_ratios);
+        for (index, ((((param, grad), slots), master), computed)) in tensors.enumerate() {
             // Without gradient processing or rounding the gradients are used as they are,
             // uncopied.
             let widened = |g: f32| storage.grad.round(g);
@@ -375,122 +370,22 @@ impl Optimizer {
                 None if storage.grad.is_16bit() => grad.iter().map(|&g| widened(g)).collect(),
                 None => grad.into(),
             };
-            let grad = &*grad;
-            match &self.config {
-                OptimizerConfig::Sgd(c) => {
-                    let (h, o) = (c.hyper(), c.options());
-                    each_element(stores, param, grad, slots, &mut |p, g, s| {
-                        sgd_math(p, g, &mut s[0], first_step, &h, o)
-                    });
-                }
-                OptimizerConfig::Adagrad(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_adagrad(&mut h, step);
-                    each_element(stores, param, grad, slots, &mut |p, g, s| {
-                        adagrad_math(p, g, &mut s[0], &h, o)
-                    });
-                }
-                OptimizerConfig::RmsProp(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_rmsprop(&mut h, step, o);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
-                        rmsprop_math(p, g, s0, s1, s2, &h, o)
-                    });
-                }
-                OptimizerConfig::Adam(c) => adam(c, step, stores, param, grad, slots),
-                OptimizerConfig::AdamW(c) => adam(&c.to_adam(), step, stores, param, grad, slots),
-                OptimizerConfig::AdaBelief(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_adabelief(&mut h, step, o);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
-                        adabelief_math(p, g, s0, s1, s2, &h, o)
-                    });
-                }
-                OptimizerConfig::Lion(c) => {
-                    let (h, o) = (c.hyper(), c.options());
-                    each_element(stores, param, grad, slots, &mut |p, g, s| {
-                        lion_math(p, g, &mut s[0], &h, o)
-                    });
-                }
-                OptimizerConfig::Adamax(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_adam(&mut h, step);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        adamax_math(p, g, s0, s1, &h, o)
-                    });
-                }
-                OptimizerConfig::NAdam(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_nadam(&mut h, step, o);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        nadam_math(p, g, s0, s1, &h, o)
-                    });
-                }
-                OptimizerConfig::RAdam(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_radam(&mut h, step, o);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        radam_math(p, g, s0, s1, &h, o)
-                    });
-                }
-                OptimizerConfig::Adadelta(c) => {
-                    let (h, o) = (c.hyper(), c.options());
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        adadelta_math(p, g, s0, s1, &h, o)
-                    });
-                }
-                OptimizerConfig::Adopt(c) => {
-                    let (mut h, o) = (c.hyper(), c.options());
-                    prepare_adopt(&mut h, step, o);
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        adopt_math(p, g, s0, s1, first_step, &h, o)
-                    });
-                }
-                OptimizerConfig::ScheduleFreeAdamW(_) => {
-                    let h = schedule_free_adamw.as_ref().expect("prepared above");
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        schedule_free_begin(p, s0, first_step);
-                        schedule_free_adamw_math(p, g, s0, s1, h)
-                    });
-                }
-                OptimizerConfig::Lamb(c) => {
-                    let mut h = c.hyper();
-                    prepare_lamb(&mut h, step);
-                    // First pass: the moments, and the norms of p and of the direction.
-                    let mut sums = Squares::default();
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, _]| {
-                        lamb_moments(g, s0, s1, &h);
-                        sums.add(*p, lamb_direction(*p, *s0, *s1, &h));
-                    });
-                    let ratio = sums.ratio(h.trust_coefficient, h.trust_eps, h.trust_on);
-                    self.trust_ratios[tensor] = ratio;
-                    let ratio = trust_override.as_ref().map_or(ratio, |r| r[tensor]);
-                    // Second: the update from the stored moments.
-                    each_element(stores, param, grad, slots, &mut |p, _, [s0, s1, _]| {
-                        *p -= h.lr * (lamb_direction(*p, *s0, *s1, &h) * ratio);
-                    });
-                }
-                OptimizerConfig::Lars(c) => {
-                    let h = c.hyper();
-                    let mut sums = Squares::default();
-                    each_element(stores, param, grad, slots, &mut |p, g, _| {
-                        sums.add(*p, lars_direction(*p, g, &h));
-                    });
-                    let ratio = sums.ratio(h.trust_coefficient, h.trust_eps, h.trust_on);
-                    self.trust_ratios[tensor] = ratio;
-                    let ratio = trust_override.as_ref().map_or(ratio, |r| r[tensor]);
-                    each_element(stores, param, grad, slots, &mut |p, g, s| {
-                        lars_apply(p, g, &mut s[0], ratio, &h, c.nesterov)
-                    });
-                }
-                OptimizerConfig::ScheduleFreeSgd(_) => {
-                    let h = schedule_free_sgd.as_ref().expect("prepared above");
-                    each_element(stores, param, grad, slots, &mut |p, g, [s0, _, _]| {
-                        schedule_free_begin(p, s0, first_step);
-                        schedule_free_sgd_math(p, g, s0, h)
-                    });
-                }
-            }
+            let mut tensor = Tensor {
+                stores: Stores {
+                    storage,
+                    step: self.control.step,
+                    tensor: index as u32,
+                    master,
+                },
+                param,
+                grad: &grad,
+                slots,
+                trust: TrustSlot {
+                    computed,
+                    given: given.as_ref().map(|ratios| ratios[index]),
+                },
+            };
+            mirror.update(&prepared, &mut tensor);
         }
     }
 
@@ -521,110 +416,5 @@ impl Optimizer {
             }
         }
         Ok(())
-    }
-}
-
-fn adam(
-    c: &crate::AdamConfig,
-    step: f32,
-    stores: &mut Stores,
-    param: &mut [f32],
-    grad: &[f32],
-    slots: &mut [Vec<f32>; 3],
-) {
-    let (mut h, o) = (c.hyper(), c.options());
-    prepare_adam(&mut h, step);
-    each_element(stores, param, grad, slots, &mut |p, g, [s0, s1, s2]| {
-        adam_math(p, g, s0, s1, s2, &h, o)
-    });
-}
-
-/// The sums of squares of one tensor's parameters and directions (LAMB, LARS), in f64: the
-/// device sums in f32 in a tree, so the two differ by rounding, well within the tolerance.
-#[derive(Default)]
-struct Squares {
-    param: f64,
-    direction: f64,
-}
-
-impl Squares {
-    fn add(&mut self, p: f32, u: f32) {
-        self.param += f64::from(p) * f64::from(p);
-        self.direction += f64::from(u) * f64::from(u);
-    }
-
-    /// The tensor's trust ratio.
-    fn ratio(&self, coefficient: f32, eps: f32, on: f32) -> f32 {
-        let norm = |sum: f64| (sum as f32).sqrt();
-        trust_ratio(
-            norm(self.param),
-            norm(self.direction),
-            coefficient,
-            eps,
-            on != 0.0,
-        )
-    }
-}
-
-/// What the stores of one tensor's update do: round to the storage types, keep the master
-/// copy, round the parameters stochastically.
-struct Stores<'a> {
-    storage: Storage,
-    step: u32,
-    tensor: u32,
-    // The tensor's master copy, with master weights.
-    master: &'a mut Vec<f32>,
-}
-
-impl Stores<'_> {
-    /// Parameter `i` as the update reads it: from the master copy after the first step.
-    fn load_param(&self, i: usize, param: f32) -> f32 {
-        let param = self.storage.param.round(param);
-        match self.master.get(i) {
-            Some(&master) if self.step > 1 => master,
-            _ => param,
-        }
-    }
-
-    /// Stores parameter `i`: into the master copy, and rounded into the parameter.
-    fn store_param(&mut self, i: usize, value: f32) -> f32 {
-        if let Some(master) = self.master.get_mut(i) {
-            *master = value;
-        }
-        match self.storage.rounding {
-            Rounding::Stochastic { seed } if self.storage.param == Dtype::BF16 => {
-                let random = stochastic_bits(seed, self.step, self.tensor, i as u32);
-                bf16_to_f32(bf16_bits_stochastic(value, random))
-            }
-            _ => self.storage.param.round(value),
-        }
-    }
-}
-
-/// Calls `f` on each element (the parameter as its type widens it, or its master copy) with
-/// its three state slots (zero for slots not kept), then stores the parameter and the slots
-/// that are kept, as `stores` says.
-fn each_element(
-    stores: &mut Stores,
-    param: &mut [f32],
-    grad: &[f32],
-    slots: &mut [Vec<f32>; 3],
-    f: &mut dyn FnMut(&mut f32, f32, &mut [f32; 3]),
-) {
-    for (i, (p, &g)) in param.iter_mut().zip(grad).enumerate() {
-        let mut s = [0.0_f32; 3];
-        for (value, slot) in s.iter_mut().zip(slots.iter()) {
-            if let Some(&v) = slot.get(i) {
-                *value = v;
-            }
-        }
-        let mut value = stores.load_param(i, *p);
-        f(&mut value, g, &mut s);
-        *p = stores.store_param(i, value);
-        for (value, slot) in s.iter().zip(slots.iter_mut()) {
-            if let Some(v) = slot.get_mut(i) {
-                *v = stores.storage.states.round(*value);
-            }
-        }
     }
 }

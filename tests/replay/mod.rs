@@ -51,27 +51,9 @@ pub fn tensors(value: &Value) -> Vec<Vec<f32>> {
 }
 
 pub fn config(case: &Value) -> OptimizerConfig {
-    let mut config = match case["optimizer"].as_str().expect("an optimizer") {
-        "SGD" => OptimizerConfig::Sgd(SgdConfig::default()),
-        "Adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
-        "RMSprop" => OptimizerConfig::RmsProp(RmsPropConfig::default()),
-        "Adam" => OptimizerConfig::Adam(AdamConfig::default()),
-        "AdamW" => OptimizerConfig::AdamW(AdamWConfig::default()),
-        "AdaBelief" => OptimizerConfig::AdaBelief(AdaBeliefConfig::default()),
-        "Lion" => OptimizerConfig::Lion(LionConfig::default()),
-        "Adamax" => OptimizerConfig::Adamax(AdamaxConfig::default()),
-        "NAdam" => OptimizerConfig::NAdam(NAdamConfig::default()),
-        "RAdam" => OptimizerConfig::RAdam(RAdamConfig::default()),
-        "Adadelta" => OptimizerConfig::Adadelta(AdadeltaConfig::default()),
-        "ADOPT" => OptimizerConfig::Adopt(AdoptConfig::default()),
-        "AdamWScheduleFree" => {
-            OptimizerConfig::ScheduleFreeAdamW(ScheduleFreeAdamWConfig::default())
-        }
-        "SGDScheduleFree" => OptimizerConfig::ScheduleFreeSgd(ScheduleFreeSgdConfig::default()),
-        "LAMB" => OptimizerConfig::Lamb(LambConfig::default()),
-        "LARS" => OptimizerConfig::Lars(LarsConfig::default()),
-        other => panic!("unknown optimizer {other}"),
-    };
+    let name = case["optimizer"].as_str().expect("an optimizer");
+    let mut config =
+        OptimizerConfig::from_name(name).unwrap_or_else(|| panic!("unknown optimizer {name}"));
     for (name, value) in case["hyper"].as_object().expect("hyperparameters") {
         // Numbers and booleans as JSON writes them; strings ("none") without their quotes.
         let text = value

@@ -1,0 +1,222 @@
+//! The device an optimizer runs on: [`Context`], its launch settings and its pipeline cache.
+
+use std::sync::Arc;
+
+use super::pipeline::PipelineCache;
+use crate::error::{Error, Result};
+
+/// How the update kernels are launched. The defaults suit both GPUs and the software adapter;
+/// tests and the roofline example change them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuning {
+    /// Invocations per workgroup of the update kernels and reductions.
+    pub workgroup_size: u32,
+    /// Groups of four elements each invocation of an update kernel takes (one 16-byte load
+    /// per buffer and group where the layout allows): a workgroup updates a tile of
+    /// `4 * vec4s_per_invocation * workgroup_size` elements. More amortizes the per-workgroup
+    /// reads of the segment, control block and hyperparameters; fewer spreads small tensors
+    /// over more workgroups. At least 1.
+    pub vec4s_per_invocation: u32,
+    /// Most workgroups per dimension of one dispatch: an update with more segments runs a 2-D
+    /// grid, a reduction loops over more tiles (grid-stride). Capped by the device's
+    /// `max_compute_workgroups_per_dimension`.
+    pub max_workgroups_per_dispatch: u32,
+    /// Whether the gradient-norm reduction uses subgroup operations where the device has
+    /// `Features::SUBGROUP` (default true). The workgroup-memory tree (false) gives the same
+    /// bits run after run on any adapter. The subgroup path does so wherever a pipeline runs
+    /// with one subgroup size (NVIDIA, Apple, lavapipe; AMD and Intel in practice), but Vulkan
+    /// lets a driver vary it between dispatches: set false where bitwise reproducibility must
+    /// not depend on the driver. The two paths may differ in the last place.
+    pub subgroups: bool,
+    /// How the update deals a workgroup's vec4s to its invocations: `false`, consecutive
+    /// invocations take consecutive vec4s, row after row (coalesced 16-byte loads: what GPUs
+    /// want); `true`, each invocation takes a run of `vec4s_per_invocation` consecutive vec4s.
+    /// [`Context::request`] turns it on for CPU adapters (lavapipe, where an 8-lane batch then
+    /// streams through contiguous memory: AdamW 1.08x faster at 16M, BENCHMARKS.md). Results
+    /// are the same bits either way.
+    pub runs_per_invocation: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            workgroup_size: 256,
+            vec4s_per_invocation: 4,
+            max_workgroups_per_dispatch: 65535,
+            subgroups: true,
+            runs_per_invocation: false,
+        }
+    }
+}
+
+/// How [`Context::request`] picks its adapter and device.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Adapter preference; `None` follows `WGPU_POWER_PREF`, else wgpu's default.
+    pub power_preference: Option<wgpu::PowerPreference>,
+    /// Limits to request; `None` asks for everything the adapter offers.
+    pub limits: Option<wgpu::Limits>,
+}
+
+/// A wgpu device and queue, with the pipeline cache every optimizer built on it shares.
+///
+/// Create one with [`Context::new_blocking`] (its own device) or wrap the device of an
+/// existing renderer or training loop with [`Context::from_device`]. Cloning is cheap and
+/// clones share the cache.
+#[derive(Clone)]
+pub struct Context {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter_info: Option<wgpu::AdapterInfo>,
+    tuning: Tuning,
+    pipelines: Arc<PipelineCache>,
+    // 16 bytes of zeros, never written: bound in place of the state buffers a configuration
+    // does not keep (one per slot, so no buffer is bound twice in one dispatch), and as the
+    // vec4 view of gradient chunks shorter than 4 elements.
+    placeholders: Arc<[wgpu::Buffer; 3]>,
+}
+
+impl Context {
+    /// Creates a device on the adapter wgpu's conventions choose (`WGPU_BACKEND`,
+    /// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`), blocking until it is ready.
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::request(&ContextOptions::default()))
+    }
+
+    /// Creates a device with explicit options. It enables `Features::SUBGROUP` and
+    /// `Features::TIMESTAMP_QUERY` where the adapter has them.
+    pub async fn request(options: &ContextOptions) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) => {
+                let wanted = wanted.to_lowercase();
+                let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter name contains WGPU_ADAPTER_NAME={wanted:?}"
+                        ))
+                    })?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: options
+                        .power_preference
+                        .or_else(wgpu::PowerPreference::from_env)
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(e.to_string()))?,
+        };
+        let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-optim"),
+                // Subgroup operations speed up the gradient-norm reduction where there are any;
+                // timestamp queries let the caller (and the benchmarks) time steps on the GPU.
+                required_features: adapter.features()
+                    & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await?;
+        let mut context = Self::from_device(device, queue);
+        let info = adapter.get_info();
+        context.tuning.runs_per_invocation = info.device_type == wgpu::DeviceType::Cpu;
+        context.adapter_info = Some(info);
+        Ok(context)
+    }
+
+    /// Wraps a device and queue the caller already has.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let placeholder = |slot: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("wgpu-optim unused state{slot}")),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let placeholders = Arc::new([placeholder(0), placeholder(1), placeholder(2)]);
+        Context {
+            device,
+            queue,
+            adapter_info: None,
+            tuning: Tuning::default(),
+            pipelines: Arc::default(),
+            placeholders,
+        }
+    }
+
+    /// The same device with other launch settings, for optimizers built afterwards. A
+    /// `vec4s_per_invocation` of 0 is taken as 1.
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = Tuning {
+            vec4s_per_invocation: tuning.vec4s_per_invocation.max(1),
+            ..tuning
+        };
+        self
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter, when this context chose it.
+    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
+        self.adapter_info.as_ref()
+    }
+
+    /// The launch settings.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
+    /// Elements of f32 one binding may cover: the device's `max_storage_buffer_binding_size`,
+    /// rounded down to a multiple of the storage offset alignment so chunks start aligned.
+    pub fn max_chunk_len(&self) -> u64 {
+        let limits = self.device.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        (limits.max_storage_buffer_binding_size / align * align / 4).max(1)
+    }
+
+    /// Most workgroups one dispatch launches: the tuning's cap within the device's limit.
+    pub(crate) fn max_workgroups(&self) -> u64 {
+        let limit = self.device.limits().max_compute_workgroups_per_dimension;
+        u64::from(self.tuning.max_workgroups_per_dispatch.min(limit).max(1))
+    }
+
+    pub(crate) fn placeholder(&self, slot: usize) -> &wgpu::Buffer {
+        &self.placeholders[slot]
+    }
+
+    /// Whether the gradient-norm reduction uses subgroup operations on this context.
+    pub fn uses_subgroups(&self) -> bool {
+        self.tuning.subgroups && self.device.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The object `key` names (a pipeline, a layout), built by `build` on first use and
+    /// shared by every clone of this context afterwards. Each client keys its objects with a
+    /// type of its own.
+    pub(crate) fn cached<K, T>(
+        &self,
+        key: K,
+        build: impl FnOnce(&wgpu::Device) -> T,
+    ) -> Result<Arc<T>>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.pipelines.get_or_build(&self.device, key, build)
+    }
+}

@@ -1,0 +1,96 @@
+//! How a kernel's element buffers are stored and bound: [`Storage`] (a type per role, master
+//! weights, rounding) and [`ElementLayout`] (16-byte or scalar accesses).
+
+use crate::dtype::Dtype;
+
+/// How an update kernel binds the element buffers (param, grad, states) of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementLayout {
+    /// 16-byte loads and stores: `array<vec4<f32>>` for f32 buffers, one access per four
+    /// elements; `array<vec4<u32>>` for 16-bit buffers, one access per eight. For chunks whose
+    /// tensors start at multiples of a [unit](Storage::unit) and whose bindings can be rounded
+    /// up to whole units within their buffers (every arena, and every buffer whose size leaves
+    /// room).
+    Vec4,
+    /// One access per f32 element or per 16-bit pair (`array<f32>`, `array<u32>`), for every
+    /// other chunk.
+    Scalar,
+}
+
+impl ElementLayout {
+    /// Both layouts.
+    pub const ALL: [ElementLayout; 2] = [ElementLayout::Vec4, ElementLayout::Scalar];
+}
+
+/// How stores round a parameter to its 16-bit type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// To nearest, ties to even, as PyTorch's conversions.
+    #[default]
+    NearestEven,
+    /// bf16 stochastic rounding: up with probability (discarded low 16 bits) / 2^16, from
+    /// [`stochastic_bits`](crate::dtype::stochastic_bits)`(seed, step, tensor, element)`, so
+    /// that a run is reproducible and the reference mirrors it.
+    Stochastic {
+        /// The seed of the counter-based hash.
+        seed: u64,
+    },
+}
+
+/// How one optimizer's element buffers are stored: every parameter of an optimizer shares
+/// one type, every gradient one, every state one; and, for 16-bit parameters, an f32 master
+/// copy or stochastic rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Storage {
+    /// The parameters'.
+    pub param: Dtype,
+    /// The gradients'.
+    pub grad: Dtype,
+    /// The optimizer states' (`exp_avg`, `momentum_buffer`, ...).
+    pub states: Dtype,
+    /// Whether an f32 master copy of 16-bit parameters (the `master_param` state) is what the
+    /// step updates; the 16-bit parameters are written from it, rounded.
+    pub master: bool,
+    /// How stores of the parameters round.
+    pub rounding: Rounding,
+}
+
+impl Storage {
+    /// Everything in f32.
+    pub const F32: Storage = Storage::new(Dtype::F32, Dtype::F32, Dtype::F32);
+
+    /// These types, stores rounded to nearest even, no master copy.
+    pub const fn new(param: Dtype, grad: Dtype, states: Dtype) -> Storage {
+        Storage {
+            param,
+            grad,
+            states,
+            master: false,
+            rounding: Rounding::NearestEven,
+        }
+    }
+
+    /// Whether any buffer is 16-bit: the vec4 layout then takes eight elements per iteration,
+    /// so that one 16-byte access carries eight 16-bit values.
+    pub fn packed(self) -> bool {
+        self.param.is_16bit() || self.grad.is_16bit() || self.states.is_16bit()
+    }
+
+    /// Bytes of the smallest storage type among the roles (2 when any is 16-bit, else 4).
+    pub(crate) fn smallest_size(self) -> u64 {
+        if self.packed() {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Elements per iteration of the update in `layout`: what segments of the vec4 layout end
+    /// on (8 when [packed](Storage::packed), else 4). The scalar layout takes 4 at a time.
+    pub fn unit(self, layout: ElementLayout) -> u64 {
+        match (layout, self.packed()) {
+            (ElementLayout::Vec4, true) => 8,
+            _ => 4,
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Building an optimizer: validation of everything first, then the state buffers, the group
+//! records, the plan, the bind groups and the pipelines; and each configuration's `build`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use super::dispatch::{chunk_dispatches, BoundBuffers, Pipelines};
+use super::{Optimizer, ParamGroup, Precision, SpanStates, TensorState, MASTER_PARAM};
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::bind_group;
+use crate::gpu::{capture_errors, check_disjoint, BufferRange, Context, Param};
+use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits};
+use crate::kernel::{
+    kernel_layouts, Binding, Control, GradStages, KernelSpec, Rounding, Storage, Variant,
+};
+use crate::optim::OptimizerConfig;
+
+/// Each configuration's `build`, generated from the registry.
+macro_rules! builders {
+    ($($(#[$doc:meta])* $variant:ident($config:ident) in $module:ident;)*) => {
+        $(impl crate::optim::$config {
+            /// Builds the optimizer for `params`: see [`Optimizer::new`].
+            pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+                Optimizer::new(ctx, self.clone().into(), params)
+            }
+        })*
+    };
+}
+crate::optim::optimizers!(builders);
+
+impl OptimizerConfig {
+    /// Builds the optimizer for `params` on `ctx`: see [`Optimizer::new`].
+    pub fn build(&self, ctx: &Context, params: &[Param]) -> Result<Optimizer> {
+        Optimizer::new(ctx, self.clone(), params)
+    }
+}
+
+/// The storage types of an optimizer over `params`: one per role, checked.
+fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
+    let first = params.first();
+    let param = first.map_or(Dtype::F32, |p| p.param.dtype());
+    let grad = first.map_or(Dtype::F32, |p| p.grad.dtype());
+    for (index, p) in params.iter().enumerate() {
+        for (role, expected, found) in [
+            ("param", param, p.param.dtype()),
+            ("grad", grad, p.grad.dtype()),
+        ] {
+            if found != expected {
+                return Err(Error::MixedDtypes {
+                    index,
+                    role,
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+    if precision.master_weights && !param.is_16bit() {
+        return Err(Error::InvalidOptions(
+            "master weights keep an f32 copy of 16-bit parameters: these are f32",
+        ));
+    }
+    let rounding =
+        match precision.stochastic_rounding {
+            None => Rounding::NearestEven,
+            Some(_) if precision.master_weights => return Err(Error::InvalidOptions(
+                "stochastic rounding is for bf16 parameters without master weights (with them, \
+                 the f32 copy keeps every update)",
+            )),
+            Some(seed) if param == Dtype::BF16 => Rounding::Stochastic { seed },
+            Some(_) => {
+                return Err(Error::UnsupportedDtype {
+                    what: "stochastic rounding",
+                    dtype: param,
+                    supported: "bf16 parameters",
+                })
+            }
+        };
+    Ok(Storage {
+        param,
+        grad,
+        states: precision.states.unwrap_or(param),
+        master: precision.master_weights,
+        rounding,
+    })
+}
+
+/// What an optimizer is built from, validated: its groups' configurations and records, its
+/// tensors and their groups, how they are stored and share control blocks.
+struct Checked {
+    configs: Vec<OptimizerConfig>,
+    spec: KernelSpec,
+    storage: Storage,
+    /// Every group's record, in group order.
+    records: Vec<u8>,
+    params: Vec<Param>,
+    tensor_groups: Vec<u32>,
+    control_mode: ControlMode,
+}
+
+impl Optimizer {
+    /// Validates everything (hyperparameters, lengths, usages, alignment, overlap), then
+    /// allocates the state buffers, builds or reuses the pipelines and prepares the bind
+    /// groups and segment tables of every dispatch.
+    ///
+    /// Tensors sharing a param buffer and a grad buffer at the same relative offsets (an
+    /// [`Arena`](crate::Arena)'s) are updated together, one dispatch per binding-size chunk
+    /// (plus a small one for the chunk's tensors that end inside a vec4, if any); a tensor in
+    /// buffers of its own gets its own. Tensors longer than one storage binding
+    /// (`max_storage_buffer_binding_size`) are split into chunks bound at aligned offsets. A
+    /// tensor of length 0 is kept and never dispatched.
+    pub fn new(ctx: &Context, config: OptimizerConfig, params: &[Param]) -> Result<Self> {
+        Self::with_groups(
+            ctx,
+            vec![ParamGroup {
+                config,
+                params: params.to_vec(),
+            }],
+        )
+    }
+
+    /// An optimizer over parameter groups with their own hyperparameters, as PyTorch's
+    /// `param_groups` (say, no weight decay for biases and norm weights). Tensors are numbered
+    /// across groups in order, as in PyTorch's `state_dict`. The groups must share the
+    /// algorithm and structural options ([`Error::StructuralChange`] otherwise).
+    pub fn with_groups(ctx: &Context, groups: Vec<ParamGroup>) -> Result<Self> {
+        Self::with_precision(ctx, groups, Precision::default())
+    }
+
+    /// An optimizer over parameter groups whose states are stored as `precision` says. Every
+    /// parameter must have one storage type and every gradient one ([`Error::MixedDtypes`]);
+    /// the two may differ (bf16 parameters with f32 gradients, say).
+    pub fn with_precision(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::build(ctx, groups, precision, ControlMode::Shared)
+    }
+
+    /// A population: `replicas` (parameter groups of one algorithm and structure, the states'
+    /// initial values included, as Adagrad's `initial_accumulator_value`) that share
+    /// the dispatches of every step and nothing else. Each replica has a control block of its
+    /// own (its step counter, gradient norm, clip coefficient, skip flag and loss scale: see
+    /// [`Optimizer::read_controls`]), so it is clipped by its own global norm, skips a step
+    /// whose gradients hold an inf or NaN alone, and can have gradient processing of its own
+    /// ([`Optimizer::set_grad_processing_per_group`]); its hyperparameters are its group's
+    /// ([`Optimizer::set_group_config`], [`Optimizer::set_group_lr`]). This is Optax's
+    /// `vmap` over hyperparameters, fused: K trials of a search, or K random restarts, updated
+    /// together in one dispatch per binding chunk (an [`Arena`](crate::Arena) holding every
+    /// replica's tensors: one dispatch up to `max_storage_buffer_binding_size`).
+    ///
+    /// Every replica's trajectory is the one it has alone, bit for bit, when the replicas are
+    /// laid out replica after replica in one arena (`Arena::new(&model.repeat(K))`, as below)
+    /// and each fits one storage binding: the update reads the replica's own control block and
+    /// hyperparameters, its gradient norm is reduced from its own segments in the order it
+    /// has alone (chunks are cut between replicas where the binding limit and every role's
+    /// alignment allow), and stochastic rounding names tensors by their index within the
+    /// replica. In other layouts (tensor-major, a replica across two arenas or chunks) each
+    /// replica still has its own control block, norm, clip and skip, but its norm may be
+    /// summed in another order than alone, so it can differ from the alone run by rounding.
+    /// Refused with [`Error::InvalidOptions`] past `max_workgroups_per_dispatch` replicas
+    /// (65535 on most adapters).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamWConfig, Arena, Context, Optimizer, ParamGroup, Precision};
+    /// # fn demo(ctx: &Context) -> wgpu_optim::Result<()> {
+    /// // Eight replicas of a two-tensor model, each with its own learning rate.
+    /// let lens = [256 * 128, 128];
+    /// let arena = Arena::new(ctx, &lens.repeat(8))?;
+    /// let params = arena.params();
+    /// let replicas = params
+    ///     .chunks(lens.len())
+    ///     .enumerate()
+    ///     .map(|(r, params)| ParamGroup {
+    ///         config: AdamWConfig::default().with_lr(1e-4 * 2f64.powi(r as i32)).into(),
+    ///         params: params.to_vec(),
+    ///     })
+    ///     .collect();
+    /// let population = Optimizer::population(ctx, replicas, Precision::default())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn population(
+        ctx: &Context,
+        replicas: Vec<ParamGroup>,
+        precision: Precision,
+    ) -> Result<Self> {
+        if replicas.len() as u64 > ctx.max_workgroups() {
+            return Err(Error::InvalidOptions(
+                "a population has at most max_workgroups_per_dispatch replicas",
+            ));
+        }
+        Self::build(ctx, replicas, precision, ControlMode::PerGroup)
+    }
+
+    fn build(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+        control_mode: ControlMode,
+    ) -> Result<Self> {
+        let checked = Self::check_groups(ctx, groups, precision, control_mode)?;
+        capture_errors(ctx.device(), || Self::create(ctx, checked))?
+    }
+
+    /// Validates every group, tensor and storage type before anything is created.
+    fn check_groups(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+        control_mode: ControlMode,
+    ) -> Result<Checked> {
+        let first = groups.first().ok_or(Error::InvalidOptions(
+            "an optimizer needs at least one parameter group",
+        ))?;
+        let spec = first.config.lower()?;
+        let mut records = Vec::new();
+        for group in &groups {
+            let group_spec = group.config.lower()?;
+            if !group_spec.same_structure(&spec) || !group.config.same_algorithm(&first.config) {
+                return Err(Error::StructuralChange(first.config.name()));
+            }
+            records.extend_from_slice(&group_spec.record());
+        }
+        let params: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
+        let tensor_groups: Vec<u32> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| std::iter::repeat_n(g as u32, group.params.len()))
+            .collect();
+        for (index, param) in params.iter().enumerate() {
+            param.check(index, ctx.device())?;
+        }
+        let storage = storage_of(&params, precision)?;
+        check_disjoint(&params.iter().map(|p| &p.param).collect::<Vec<_>>())?;
+        Ok(Checked {
+            configs: groups.into_iter().map(|g| g.config).collect(),
+            spec,
+            storage,
+            records,
+            params,
+            tensor_groups,
+            control_mode,
+        })
+    }
+
+    fn create(ctx: &Context, checked: Checked) -> Result<Self> {
+        let Checked {
+            configs,
+            spec,
+            storage,
+            records,
+            params,
+            tensor_groups,
+            control_mode,
+        } = checked;
+        let device = ctx.device();
+        let layouts = kernel_layouts(ctx, spec.kernel, storage.master)?;
+        let tensors: Vec<Vec<BufferRange>> = params
+            .iter()
+            .map(|p| vec![p.param.clone(), p.grad.clone()])
+            .collect();
+        let plan_groups = PlanGroups {
+            of_tensor: &tensor_groups,
+            count: configs.len() as u32,
+        };
+        let limits = PlanLimits::new(ctx, storage);
+        let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
+        if control_mode == ControlMode::PerGroup && plan.plan.wraps {
+            return Err(Error::InvalidOptions(
+                "a population's gradient-norm partials must fit one storage binding",
+            ));
+        }
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let initial = vec![Control::INITIAL; plan.plan.controls as usize];
+        let control = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim control"),
+            contents: bytemuck::cast_slice(&initial),
+            usage,
+        });
+        let groups = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim groups"),
+            contents: &records,
+            usage,
+        });
+        let prologue = bind_group(
+            device,
+            "wgpu-optim prologue",
+            &layouts.prologue,
+            &[
+                (Binding::Control.index(), control.as_entire_binding()),
+                (Binding::Groups.index(), groups.as_entire_binding()),
+            ],
+        );
+        let (tensor_states, span_states) = allocate_states(ctx, &spec, storage, &plan, &params);
+        let bound = BoundBuffers {
+            control: &control,
+            groups: &groups,
+            span_states: &span_states,
+        };
+        let (dispatches, trust_fold) = chunk_dispatches(ctx, &spec, &layouts, &plan, &bound);
+        let tensors = params
+            .iter()
+            .zip(tensor_states)
+            .zip(&tensor_groups)
+            .map(|((param, states), &group)| TensorState {
+                param: param.clone(),
+                group: group as usize,
+                states: states.states,
+                master: states.master,
+            })
+            .collect();
+        let variant = Variant {
+            stages: GradStages::default(),
+            one_group: configs.len() == 1,
+            group_control: control_mode == ControlMode::PerGroup,
+            regular_tiles: plan.plan.regular,
+        };
+        let pipelines = Pipelines::new(ctx, &spec, storage, &plan.plan, variant)?;
+        let modes = match spec.kernel.modes {
+            Some([to_eval, to_train]) => {
+                // Without gradient processing: a switch never skips, whatever the last step did.
+                let mode = |name: &str| {
+                    let mut spec = spec.clone();
+                    for (override_name, on) in &mut spec.overrides {
+                        *on = *override_name == name;
+                    }
+                    Pipelines::new(ctx, &spec, storage, &plan.plan, variant)
+                };
+                Some([mode(to_eval)?, mode(to_train)?])
+            }
+            None => None,
+        };
+        Ok(Optimizer {
+            ctx: ctx.clone(),
+            configs,
+            spec,
+            storage,
+            pipelines,
+            control,
+            groups,
+            prologue,
+            tensors,
+            plan,
+            dispatches,
+            grad: None,
+            norm_stats: None,
+            control_mode,
+            modes,
+            eval_mode: Arc::new(AtomicBool::new(false)),
+            schedule: None,
+            trust_fold,
+        })
+    }
+}
+
+/// The state buffers: one per state and span, laid out as the span's params and padded to
+/// whole units (8 elements), in the states' type; with master weights, one f32 buffer of the
+/// master copy per span too (zeros until the first step copies the parameters in). Returns
+/// each tensor's ranges of them (empty ranges for a tensor of length 0) and each span's.
+fn allocate_states(
+    ctx: &Context,
+    spec: &KernelSpec,
+    storage: Storage,
+    plan: &DevicePlan,
+    params: &[Param],
+) -> (Vec<SpanStates>, Vec<SpanStates>) {
+    let device = ctx.device();
+    let state_buffer = |name: &str, init: f32, dtype: Dtype, len: u64| {
+        // The initial value as a store would leave it (Adagrad's may not be representable).
+        let init = vec![init; len.next_multiple_of(8).max(8) as usize];
+        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: &dtype.encode(&init),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        });
+        BufferRange::typed(&buffer, 0, len, dtype)
+    };
+    let span_buffers = |len: u64| SpanStates {
+        states: spec
+            .states
+            .iter()
+            .map(|s| state_buffer(s.name, s.init, storage.states, len))
+            .collect(),
+        master: storage
+            .master
+            .then(|| state_buffer(MASTER_PARAM, 0.0, Dtype::F32, len)),
+    };
+    // Tensors of length 0 belong to no span: they share empty ranges of tiny buffers.
+    let mut tensor_states = vec![span_buffers(0); params.len()];
+    let span_states = plan
+        .plan
+        .spans
+        .iter()
+        .map(|span| {
+            let buffers = span_buffers(span.len());
+            for &i in &span.tensors {
+                let param = &params[i].param;
+                let offset = span.offset_at(param.offset(), param.dtype());
+                let slice = |s: &BufferRange| s.slice(offset, params[i].len());
+                tensor_states[i] = SpanStates {
+                    states: buffers.states.iter().map(slice).collect(),
+                    master: buffers.master.as_ref().map(slice),
+                };
+            }
+            buffers
+        })
+        .collect();
+    (tensor_states, span_states)
+}

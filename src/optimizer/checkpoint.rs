@@ -1,0 +1,366 @@
+//! Optimizer-state checkpoints as safetensors files, with PyTorch's `state_dict` names.
+//!
+//! A checkpoint holds, for tensor `i` (in the order the optimizer was built with):
+//! `state.<i>.<name>` (`[len]`, in the states' storage type: F32, F16 or BF16) for each state
+//! buffer (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...), `state.<i>.master_param` (F32)
+//! with master weights, and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
+//! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
+//! for NAdam (PyTorch's form), `state.<i>.mu_product` (an f32 scalar, as PyTorch keeps it),
+//! derived from the step and written for PyTorch's sake only: loading ignores it;
+//! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
+//! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
+//! is what loading restores. The metadata holds the optimizer's name, the tensor and group
+//! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
+//! for Schedule-Free AdamW and SGD, also the running values the prologue keeps on the device,
+//! `param_groups.<g>.lr_max` and `param_groups.<g>.weight_sum` (as PyTorch's `param_groups`
+//! holds them), read back when saving and written back when loading, and `schedule_free.mode`
+//! (`eval` or `train`): the mode the parameters saved beside the file are in (x or y), which
+//! loading restores, so that `schedule_free_train` after a load moves x back to y. Parameters
+//! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
+//! state, saved beside the model's.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use super::Optimizer;
+use crate::error::{Error, Result};
+use crate::kernel::Control;
+
+/// The safetensors dtype of a storage type.
+fn safetensors_dtype(dtype: crate::dtype::Dtype) -> Dtype {
+    match dtype {
+        crate::dtype::Dtype::F32 => Dtype::F32,
+        crate::dtype::Dtype::F16 => Dtype::F16,
+        crate::dtype::Dtype::BF16 => Dtype::BF16,
+    }
+}
+
+fn mismatch<T>(what: String) -> Result<T> {
+    Err(Error::CheckpointMismatch(what))
+}
+
+const FORMAT: &str = "wgpu-optim optimizer checkpoint 1";
+const CONTROL: &str = "wgpu_optim.control";
+const SCHEDULE_FREE_MODE: &str = "schedule_free.mode";
+
+impl Optimizer {
+    /// The optimizer's state as a safetensors file in memory (reads every state buffer back:
+    /// blocking, for checkpoints between steps).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let controls = self.read_controls()?;
+        let control = controls[0];
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        // Tensors of one span share their state buffers: read each buffer back once.
+        // A Buffer hashes by its identity, not by anything its interior mutability touches.
+        #[allow(clippy::mutable_key_type)]
+        let mut buffers: HashMap<wgpu::Buffer, Vec<u8>> = HashMap::new();
+        for (i, param) in self.params().enumerate() {
+            for name in self.state_names() {
+                let range = self.state_range(i, name)?;
+                let buffer = range.buffer();
+                if !buffers.contains_key(buffer) {
+                    let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
+                    buffers.insert(buffer.clone(), bytes);
+                }
+                let whole = &buffers[buffer];
+                let (start, end) = (range.offset() as usize, range.end() as usize);
+                let shape = vec![param.len() as usize];
+                tensors.push((
+                    format!("state.{i}.{name}"),
+                    safetensors_dtype(range.dtype()),
+                    shape,
+                    whole[start..end].to_vec(),
+                ));
+            }
+            // A population's replica steps by its own counter.
+            let k = if self.is_population() {
+                self.group_of(i).unwrap_or(0)
+            } else {
+                0
+            };
+            let step = f64::from(controls[k].step).to_le_bytes().to_vec();
+            tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step));
+            // Per-parameter f32 scalars of PyTorch's state_dict that are functions of the step
+            // here (NAdam's mu_product), written for PyTorch and not read back.
+            let group = self.group_of(i).unwrap_or(0);
+            let config = &self.group_configs()[group];
+            for (name, value) in config.checkpoint_scalars(controls[k].step) {
+                let bytes = value.to_le_bytes().to_vec();
+                tensors.push((format!("state.{i}.{name}"), Dtype::F32, vec![], bytes));
+            }
+        }
+        tensors.push((
+            "grad_scaler.scale".into(),
+            Dtype::F32,
+            vec![],
+            control.grad_scale.to_le_bytes().to_vec(),
+        ));
+        tensors.push((
+            "grad_scaler._growth_tracker".into(),
+            Dtype::I32,
+            vec![],
+            (control.growth_tracker as i32).to_le_bytes().to_vec(),
+        ));
+        let words = controls.len() * std::mem::size_of::<Control>() / 4;
+        let control_bytes = bytemuck::cast_slice(&controls).to_vec();
+        tensors.push((CONTROL.into(), Dtype::U32, vec![words], control_bytes));
+
+        let mut metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("optimizer".to_string(), self.config().name().to_string()),
+            ("tensors".to_string(), self.params().count().to_string()),
+        ]);
+        metadata.insert("groups".into(), self.group_configs().len().to_string());
+        for (group, config) in self.group_configs().iter().enumerate() {
+            for (name, value) in config.hyperparameters() {
+                metadata.insert(format!("param_groups.{group}.{name}"), value);
+            }
+        }
+        // Schedule-Free's running values, kept by the prologue in each group's record, under the
+        // keys PyTorch's `param_groups` gives them (f32 text that parses back exactly).
+        for (group, name, value) in self.read_running()? {
+            metadata.insert(format!("param_groups.{group}.{name}"), value.to_string());
+        }
+        // Schedule-Free's mode: the parameters saved beside this file are x in eval mode,
+        // y in train mode (the package keeps `train_mode` in each param group).
+        if self.eval_flag().is_some() {
+            let mode = if self.is_schedule_free_eval() {
+                "eval"
+            } else {
+                "train"
+            };
+            metadata.insert(SCHEDULE_FREE_MODE.into(), mode.into());
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Checkpoint(e.to_string()))
+    }
+
+    /// Writes [`Optimizer::checkpoint`] to `path`.
+    pub fn save_checkpoint(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        std::fs::write(path, self.checkpoint()?).map_err(|e| Error::Checkpoint(e.to_string()))
+    }
+
+    /// Restores a checkpoint of this optimizer: every state buffer, the step counter and the
+    /// control block (loss scale, skip counts), and the hyperparameters. Stepping afterwards
+    /// gives bit-identical results to never having stopped.
+    ///
+    /// A file that is not a checkpoint, or whose control block no optimizer can step from
+    /// ([`Error::Checkpoint`]), or one of another optimizer, tensor count, tensor length,
+    /// structural option, or with a hyperparameter spelled twice
+    /// ([`Error::CheckpointMismatch`]), is refused before anything is written. The control
+    /// block is checked against this optimizer's gradient processing (see `loaded_control`
+    /// in src/checkpoint.rs: a loss scale without a scaler is reset to 1, an
+    /// `error_if_nonfinite` halt is cleared for an optimizer that skips).
+    pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let field = |key: &str| {
+            metadata
+                .get(key)
+                .map(String::as_str)
+                .ok_or_else(|| Error::Checkpoint(format!("no metadata {key:?}")))
+        };
+        if field("format")? != FORMAT {
+            return Err(Error::Checkpoint(format!(
+                "unknown format {:?}",
+                field("format")?
+            )));
+        }
+        let name = self.config().name();
+        if field("optimizer")? != name {
+            return mismatch(format!("a {} checkpoint, not {name}", field("optimizer")?));
+        }
+        let count = self.params().count();
+        if field("tensors")? != count.to_string() {
+            return mismatch(format!("{} tensors, not {count}", field("tensors")?));
+        }
+
+        // The hyperparameters of each group: the same structure (kernel, options, states),
+        // new values.
+        let groups = self.group_configs().len();
+        if field("groups")? != groups.to_string() {
+            return mismatch(format!(
+                "{} parameter groups, not {groups}",
+                field("groups")?
+            ));
+        }
+        // Schedule-Free's mode, which the parameters saved with the file are in.
+        let eval = match (
+            self.eval_flag(),
+            metadata.get(SCHEDULE_FREE_MODE).map(String::as_str),
+        ) {
+            (Some(_), Some("eval")) => Some(true),
+            (Some(_), Some("train")) => Some(false),
+            (None, None) => None,
+            (_, mode) => return mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
+        };
+        let mut configs = self.group_configs().to_vec();
+        let running_names = self.running_names();
+        let mut running = vec![vec![None; running_names.len()]; groups];
+        for (key, value) in &metadata {
+            let Some(rest) = key.strip_prefix("param_groups.") else {
+                continue;
+            };
+            // Only the canonical spelling of a group number (`0`, not `00` or `+0`): one key
+            // per hyperparameter, whatever order the metadata map iterates in.
+            let parsed = rest.split_once('.').and_then(|(group, name)| {
+                let number = group.parse::<usize>().ok()?;
+                (number.to_string() == group).then_some((number, name))
+            });
+            let applied = parsed.is_some_and(|(group, name)| {
+                match running_names.iter().position(|&n| n == name) {
+                    Some(i) => match (running.get_mut(group), value.parse::<f32>()) {
+                        (Some(values), Ok(v)) => values[i].replace(v).is_none(),
+                        _ => false,
+                    },
+                    None => configs
+                        .get_mut(group)
+                        .is_some_and(|config| config.set_hyperparameter(name, value)),
+                }
+            });
+            if !applied {
+                return mismatch(format!("hyperparameter {key} = {value:?}"));
+            }
+        }
+        for config in &configs {
+            self.check_structure(config)?;
+        }
+        let running = running
+            .into_iter()
+            .enumerate()
+            .map(|(group, values)| {
+                values
+                    .iter()
+                    .zip(&running_names)
+                    .map(|(v, name)| {
+                        v.ok_or_else(|| {
+                            Error::CheckpointMismatch(format!("no param_groups.{group}.{name}"))
+                        })
+                    })
+                    .collect::<Result<Vec<f32>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        // Every state buffer, with its shape, before anything is written.
+        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
+            let view = file
+                .tensor(name)
+                .map_err(|_| Error::CheckpointMismatch(format!("no tensor {name}")))?;
+            if view.dtype() != dtype || view.shape() != shape {
+                return mismatch(format!(
+                    "{name} is {:?} {:?}, not {dtype:?} {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                ));
+            }
+            Ok(view.data())
+        };
+        let mut states = Vec::new();
+        for (i, param) in self.params().enumerate() {
+            for state in self.state_names() {
+                let name = format!("state.{i}.{state}");
+                let dtype = safetensors_dtype(self.state_range(i, state)?.dtype());
+                states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
+            }
+        }
+        let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
+        let control = tensor(CONTROL, Dtype::U32, &[words])?
+            .chunks_exact(std::mem::size_of::<Control>())
+            .enumerate()
+            .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
+            .collect::<Result<Vec<Control>>>()?;
+
+        self.set_group_configs(configs.into_iter().enumerate().collect())?;
+        for (group, values) in running.iter().enumerate() {
+            if !values.is_empty() {
+                self.write_running(group, values);
+            }
+        }
+        if let Some(eval) = eval {
+            self.set_eval_flag(eval);
+        }
+        for (i, name, data) in states {
+            let range = self.state_range(i, name)?;
+            // A 16-bit state of odd length ends inside a word: the word's other half is
+            // padding of the state buffer (the next tensor starts on an aligned offset).
+            let mut data = data.to_vec();
+            data.resize((range.word_end() - range.offset()) as usize, 0);
+            self.context()
+                .queue()
+                .write_buffer(range.buffer(), range.offset(), &data);
+        }
+        self.context().queue().write_buffer(
+            self.control_buffer(),
+            0,
+            bytemuck::cast_slice(&control),
+        );
+        Ok(())
+    }
+
+    /// The control block to restore from a checkpoint's, checked against this optimizer's
+    /// gradient processing so that stepping afterwards is correct:
+    ///
+    /// - `step`: kept; `u32::MAX` is refused (the next step would wrap to 0);
+    /// - `grad_scale` and `growth_tracker`: kept when this optimizer has a GradScaler, which
+    ///   needs a finite scale > 0 (a normal f32) and a tracker below its `growth_interval`
+    ///   (refused otherwise); without one, reset to 1 and 0, as
+    ///   [`Optimizer::set_grad_processing`] sets them;
+    /// - `nonfinite_step` (an `error_if_nonfinite` halt): kept when this optimizer halts on
+    ///   non-finite gradients, cleared otherwise (an optimizer that skips never halts);
+    /// - `skipped_steps` and `grad_norm`: kept (counts and the last logged norm);
+    /// - `clip_value`: this optimizer's bound (configuration, not state); `found_inf`,
+    ///   `clip_coef` and `inv_grad_scale`: reset to what a fresh step starts from (each step
+    ///   recomputes them before use).
+    ///
+    /// A population's checkpoint holds one control block per replica (`wgpu_optim.control` of
+    /// `replicas * 10` words), each checked against that replica's gradient processing.
+    fn loaded_control(&self, k: usize, mut control: Control) -> Result<Control> {
+        let invalid = |what: String| Err(Error::Checkpoint(format!("control block: {what}")));
+        if control.step == u32::MAX {
+            return invalid("step counter u32::MAX: the next step would wrap to 0".into());
+        }
+        let processing = self.group_grad_processing(k);
+        match processing.and_then(|c| c.grad_scaler.as_ref()) {
+            Some(scaler) => {
+                let scale = control.grad_scale;
+                if !(scale.is_finite() && scale >= f32::MIN_POSITIVE) {
+                    return invalid(format!("loss scale {scale} is not a finite f32 > 0"));
+                }
+                if control.growth_tracker >= scaler.growth_interval {
+                    return invalid(format!(
+                        "growth tracker {} at or past the growth interval {}",
+                        control.growth_tracker, scaler.growth_interval
+                    ));
+                }
+            }
+            None => {
+                control.grad_scale = 1.0;
+                control.growth_tracker = 0;
+            }
+        }
+        if !processing.is_some_and(|c| c.error_if_nonfinite) {
+            control.nonfinite_step = 0;
+        }
+        control.clip_value = processing.map_or(f32::INFINITY, |c| c.clip_value_f32());
+        control.found_inf = 0;
+        control.clip_coef = 1.0;
+        control.inv_grad_scale = 1.0 / control.grad_scale;
+        Ok(control)
+    }
+
+    /// Reads `path` and [`Optimizer::load_checkpoint`]s it.
+    pub fn load_checkpoint_file(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        self.load_checkpoint(&bytes)
+    }
+}

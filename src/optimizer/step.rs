@@ -1,0 +1,149 @@
+//! Recording a step into the caller's encoder (nothing submitted, polled or read back), and
+//! Schedule-Free's eval/train switch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::dispatch::{Dispatch, UpdatePipelines};
+use super::Optimizer;
+use crate::error::{Error, Result};
+
+impl Optimizer {
+    /// Records, in one compute pass, the whole step: gradient processing when it is on (the
+    /// norm reduction and its finalize), then the prologue and the update. Nothing is
+    /// submitted, polled or read back.
+    pub fn step(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = Self::begin(encoder);
+        if let Some(grad) = &self.grad {
+            grad.record_stats(&mut pass);
+        }
+        self.record_update_into(&mut pass);
+    }
+
+    /// The first half of a data-parallel step: reduces this device's gradients into its
+    /// [`NormStats`](crate::NormStats) buffer (see [`Optimizer::set_norm_stats_buffer`]), for
+    /// the caller to all-reduce across devices before [`Optimizer::record_update`].
+    pub fn record_grad_stats(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let grad = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
+        grad.record_stats(&mut Self::begin(encoder));
+        Ok(())
+    }
+
+    /// The second half of a data-parallel step: derives the global norm, clip coefficient,
+    /// skip flag and loss scale from the (all-reduced) [`NormStats`](crate::NormStats)
+    /// buffer, then records the prologue and the update. Without gradient processing it is
+    /// the whole step.
+    pub fn record_update(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_update_into(&mut Self::begin(encoder));
+    }
+
+    fn begin(encoder: &mut wgpu::CommandEncoder) -> wgpu::ComputePass<'_> {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-optim step"),
+            timestamp_writes: None,
+        })
+    }
+
+    // The finalize (with gradient processing), the prologue (advance the step counter, derive
+    // per-step scalars) and the update dispatches of each chunk.
+    fn record_update_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(grad) = &self.grad {
+            grad.record_finalize(pass);
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.record(pass);
+        }
+        let pipelines = &self.pipelines;
+        pass.set_pipeline(&pipelines.prologue);
+        pass.set_bind_group(0, &self.prologue, &[]);
+        pass.dispatch_workgroups(self.plan.plan.controls.div_ceil(64), 1, 1);
+        if let (Some((norms, fold)), Some(trust)) = (&pipelines.trust, &self.trust_fold) {
+            // LAMB, LARS: the first pass (states, each segment's sums), each tensor's ratio.
+            self.record_dispatches(pass, norms);
+            pass.set_pipeline(fold);
+            record(pass, &trust.fold);
+        }
+        self.record_dispatches(pass, &pipelines.update);
+    }
+
+    // The dispatches of one pass over each chunk with `pipelines`, then the tails.
+    fn record_dispatches(&self, pass: &mut wgpu::ComputePass<'_>, pipelines: &UpdatePipelines) {
+        // One pipeline switch per change of layout, not per chunk.
+        let mut layout = None;
+        for chunk in &self.dispatches {
+            if layout != Some(chunk.layout) {
+                pass.set_pipeline(pipelines.of(chunk.layout));
+                layout = Some(chunk.layout);
+            }
+            for dispatch in &chunk.main {
+                record(pass, dispatch);
+            }
+        }
+        // The tails touch no element of any main segment: they go after every chunk's update,
+        // with one pipeline switch.
+        if let Some(tail) = &pipelines.tail {
+            pass.set_pipeline(tail);
+            for dispatch in self.dispatches.iter().flat_map(|d| &d.tail) {
+                record(pass, dispatch);
+            }
+        }
+    }
+
+    /// Schedule-Free's `optimizer.eval()`: records the dispatches that move every parameter
+    /// from `y`, where gradients are taken, to the averaged iterate `x`, where the model is
+    /// evaluated, `p = lerp(p, z, 1 - 1 / beta1)` (Schedule-Free SGD's `momentum` in the place
+    /// of `beta1`; see [`ScheduleFreeAdamWConfig`](crate::ScheduleFreeAdamWConfig) and
+    /// [`ScheduleFreeSgdConfig`](crate::ScheduleFreeSgdConfig)). Nothing is recorded when
+    /// the optimizer is in eval mode already; nothing moves before the first step (z does not
+    /// exist yet). Call [`Optimizer::schedule_free_train`] before the next step: a step in eval
+    /// mode would take its gradients at x, which the package refuses. Other optimizers:
+    /// [`Error::NotScheduleFree`].
+    pub fn schedule_free_eval(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.switch_mode(encoder, true)
+    }
+
+    /// Schedule-Free's `optimizer.train()`: records the dispatches that move every parameter
+    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)` (or `1 - momentum`); nothing when
+    /// the optimizer is in train mode already (as it starts). Other optimizers:
+    /// [`Error::NotScheduleFree`].
+    pub fn schedule_free_train(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.switch_mode(encoder, false)
+    }
+
+    /// Whether a Schedule-Free optimizer's parameters are `x` (eval mode); false for others.
+    pub fn is_schedule_free_eval(&self) -> bool {
+        self.eval_mode.load(Ordering::Relaxed)
+    }
+
+    fn switch_mode(&self, encoder: &mut wgpu::CommandEncoder, eval: bool) -> Result<()> {
+        let modes = self
+            .modes
+            .as_ref()
+            .ok_or(Error::NotScheduleFree(self.config().name()))?;
+        if self.eval_mode.swap(eval, Ordering::Relaxed) == eval {
+            return Ok(());
+        }
+        let pipelines = &modes[usize::from(!eval)];
+        self.record_dispatches(&mut Self::begin(encoder), &pipelines.update);
+        Ok(())
+    }
+
+    /// The eval/train flag, shared with a [`Snapshot`](crate::Snapshot) of this optimizer
+    /// (its parameters are `x` in eval mode, `y` in train mode, and a restore brings back the
+    /// mode they were saved in), or `None` for optimizers without the switch.
+    pub(crate) fn eval_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.modes.as_ref().map(|_| self.eval_mode.clone())
+    }
+
+    /// Sets the eval/train flag without moving anything: the parameters a checkpoint was saved
+    /// with are in the mode it records.
+    pub(crate) fn set_eval_flag(&self, eval: bool) {
+        self.eval_mode.store(eval, Ordering::Relaxed);
+    }
+}
+
+/// Records `dispatch`: its bind group over its grid.
+fn record(pass: &mut wgpu::ComputePass<'_>, dispatch: &Dispatch) {
+    pass.set_bind_group(0, &dispatch.group, &[]);
+    pass.dispatch_workgroups(dispatch.grid.0, dispatch.grid.1, 1);
+}

@@ -1,0 +1,74 @@
+//! Mirror of `shaders/schedule_free_adamw.wgsl`.
+
+use super::common::{schedule_free_begin, schedule_free_schedule, schedule_free_update};
+use super::common::SwitchWeights;
+use super::math::bias_correction;
+use super::step::{Mirror, Tensor};
+use crate::optim::{
+    ScheduleFreeAdamWConfig, ScheduleFreeAdamWDerived, ScheduleFreeAdamWHyper, ScheduleFreeRunning,
+};
+
+/// `prepare_group` of `shaders/schedule_free_adamw.wgsl`: the per-step scalars, and the
+/// running `lr_max` and `weight_sum` carried on.
+pub fn prepare_schedule_free_adamw(
+    h: &ScheduleFreeAdamWHyper,
+    step: f32,
+    running: &mut ScheduleFreeRunning,
+) -> ScheduleFreeAdamWDerived {
+    let s = schedule_free_schedule(
+        h.lr,
+        h.beta1,
+        h.warmup_steps,
+        h.r,
+        h.weight_lr_power,
+        *running,
+        step,
+    );
+    (running.lr_max, running.weight_sum) = (s.lr_max, s.weight_sum);
+    ScheduleFreeAdamWDerived {
+        scheduled_lr: s.lr,
+        ckp1: s.ckp1,
+        y_step: s.y_step,
+        bias_correction2: bias_correction(h.ln_beta2, step),
+    }
+}
+
+/// `schedule_free_adamw_math` of `shaders/schedule_free_adamw.wgsl`.
+pub fn schedule_free_adamw_math(
+    y: &mut f32,
+    grad: f32,
+    z: &mut f32,
+    exp_avg_sq: &mut f32,
+    h: &ScheduleFreeAdamWHyper,
+    d: &ScheduleFreeAdamWDerived,
+) {
+    *exp_avg_sq = h.beta2 * *exp_avg_sq + h.one_minus_beta2 * grad * grad;
+    let denom = (*exp_avg_sq / d.bias_correction2).sqrt() + h.eps;
+    let g = grad / denom;
+    schedule_free_update(y, z, g, h.weight_decay, d.ckp1, d.y_step, d.scheduled_lr);
+}
+
+impl Mirror for ScheduleFreeAdamWConfig {
+    type Prepared = (ScheduleFreeAdamWHyper, ScheduleFreeAdamWDerived);
+
+    fn prologue(&self, step: f32, running: &mut ScheduleFreeRunning) -> Self::Prepared {
+        let h = self.hyper();
+        (h, prepare_schedule_free_adamw(&h, step, running))
+    }
+
+    fn update(&self, (h, d): &Self::Prepared, tensor: &mut Tensor<'_>) {
+        let first_step = tensor.first_step();
+        tensor.each(&mut |p, g, [s0, s1, _]| {
+            schedule_free_begin(p, s0, first_step);
+            schedule_free_adamw_math(p, g, s0, s1, h, d)
+        });
+    }
+
+    fn switch_weights(&self) -> Option<SwitchWeights> {
+        let h = self.hyper();
+        Some(SwitchWeights {
+            eval_weight: h.eval_weight,
+            train_weight: h.train_weight,
+        })
+    }
+}

@@ -1,0 +1,591 @@
+//! Data-parallel training and a sharded optimizer (ZeRO-1) over MPI: [`Distributed`]
+//! (feature `mpi`).
+//!
+//! wgpu buffers are not MPI memory, so every collective goes through the host: a copy into a
+//! mapped staging buffer, the MPI call on host memory, a queue write back. What each step
+//! spends there is measured and returned ([`CommTimings`]).
+
+use std::time::{Duration, Instant};
+
+use mpi::collective::SystemOperation;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::gpu::{capture_errors, Arena, ArenaParts, BufferRange, Context, Param};
+use crate::grad::GradConfig;
+use crate::optim::OptimizerConfig;
+use crate::optimizer::{Optimizer, ParamGroup};
+
+/// How the ranks share the optimizer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Sharding {
+    /// Data parallel (PyTorch's DDP): every rank keeps the whole optimizer state and takes the
+    /// same step on the all-reduced (averaged) gradients.
+    #[default]
+    Replicated,
+    /// ZeRO-1 (Rajbhandari et al. 2020, stage 1): the gradients are reduce-scattered, each
+    /// rank keeps the optimizer state of its contiguous shard of the arena only (1/N of it)
+    /// and updates that shard with the same kernels, and the parameters are all-gathered.
+    Zero1,
+}
+
+/// What a [`Distributed`] optimizer is built with.
+#[derive(Clone, Debug)]
+pub struct DistributedConfig {
+    /// How the ranks share the optimizer (default [`Sharding::Replicated`]).
+    pub sharding: Sharding,
+    /// Bytes of gradients per all-reduce (default 4 MiB, "a few MB" as PyTorch DDP's buckets;
+    /// DDP's default cap is 25 MB). Each bucket is written back to the device as soon as it is
+    /// reduced, while the next one is on the wire.
+    pub bucket_bytes: u64,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        DistributedConfig {
+            sharding: Sharding::Replicated,
+            bucket_bytes: 4 << 20,
+        }
+    }
+}
+
+impl DistributedConfig {
+    /// With `sharding`.
+    pub fn with_sharding(mut self, sharding: Sharding) -> Self {
+        self.sharding = sharding;
+        self
+    }
+
+    /// With buckets of `bytes` (at least 4).
+    pub fn with_bucket_bytes(mut self, bytes: u64) -> Self {
+        self.bucket_bytes = bytes;
+        self
+    }
+}
+
+/// Where one step's time went outside the kernels, on this rank.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CommTimings {
+    /// Running the caller's encoder (the forward and backward passes) to completion.
+    pub backward: Duration,
+    /// Copying the gradients (and, with ZeRO-1, the norm statistics and the updated shard of
+    /// parameters) from the device to the host.
+    pub download: Duration,
+    /// In MPI calls: the gradients' all-reduce or reduce-scatter, the norm statistics, the
+    /// parameters' all-gather.
+    pub communicate: Duration,
+    /// Writing reduced gradients and gathered parameters back through the queue.
+    pub upload: Duration,
+    /// The whole step, the caller's passes and the optimizer's kernels included.
+    pub total: Duration,
+    /// Bytes this rank sent into collectives.
+    pub bytes_sent: u64,
+}
+
+impl CommTimings {
+    /// The time spent moving data rather than in the kernels: download, communicate, upload.
+    pub fn communication(&self) -> Duration {
+        self.download + self.communicate + self.upload
+    }
+}
+
+/// An optimizer over an [`Arena`] replicated across MPI ranks, one wgpu device each: data
+/// parallel ([`Sharding::Replicated`]) or ZeRO-1 ([`Sharding::Zero1`]).
+///
+/// Each rank runs its forward and backward passes on its shard of the batch into the arena's
+/// gradients and hands the encoder to [`Distributed::step`], which submits it, averages the
+/// gradients across ranks and steps. Every rank then holds the same parameters.
+///
+/// ```no_run
+/// # use wgpu_optim::{AdamWConfig, Arena, Context, Distributed, DistributedConfig, Sharding};
+/// # fn demo(ctx: &Context, arena: &Arena) -> wgpu_optim::Result<()> {
+/// let universe = mpi::initialize().expect("MPI");
+/// let config = DistributedConfig::default().with_sharding(Sharding::Zero1);
+/// let groups = vec![(AdamWConfig::default().into(), (0..arena.len()).collect())];
+/// let mut optimizer = Distributed::new(ctx, universe.world(), arena, groups, config)?;
+/// let mut encoder = ctx.device().create_command_encoder(&Default::default());
+/// // ... this rank's forward and backward passes into the arena's gradients ...
+/// let timings = optimizer.step(encoder)?;
+/// # Ok(()) }
+/// ```
+///
+/// Before anything else the ranks compare a hash of their arena layout, parameter groups,
+/// configurations and sharding (one all-gather): ranks that disagree, or a rank whose
+/// configuration is invalid, give [`Error::DistributedMismatch`] on every rank, never a hang.
+///
+/// Gradients are averaged as PyTorch's DDP averages them: each rank divides its gradients by
+/// the number of ranks, then they are summed (exact for a power of two). With gradient
+/// processing ([`Distributed::set_grad_processing`]), replicated ranks hold the same averaged
+/// gradients and derive the same norm, clip coefficient and skip; ZeRO-1 ranks each reduce
+/// their shard's [`NormStats`](crate::NormStats) and all-reduce them (one message of two
+/// floats) before the update, so clipping and the inf/NaN skip agree on every rank. Parameter
+/// groups are given by tensor index. Only f32 arenas (MPI sums f32), and with ZeRO-1 no LAMB
+/// or LARS (a shard cuts tensors, whose trust ratios need whole norms).
+pub struct Distributed {
+    ctx: Context,
+    comm: SimpleCommunicator,
+    rank: usize,
+    ranks: usize,
+    config: DistributedConfig,
+    optimizer: Optimizer,
+    param: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    // f32 elements of the arena's buffers, and this rank's shard [lo, hi) of them (every
+    // element when replicated); shards are `shard_len` long, the last padded.
+    elements: u64,
+    shard: (u64, u64),
+    shard_len: u64,
+    staging: wgpu::Buffer,
+    // Replicated: one staging buffer per bucket, so that each bucket's copy is submitted,
+    // mapped and reduced on its own while the later ones are still copying.
+    buckets: Vec<wgpu::Buffer>,
+    // ZeRO-1 with gradient processing: the shard's norm stats, all-reduced between halves.
+    stats: Option<BufferRange>,
+}
+
+/// FNV-1a, 64-bit: the same hash on every rank for the same bytes.
+fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+impl Distributed {
+    /// Builds this rank's optimizer over `arena` (an f32 arena of the same layout on every
+    /// rank): `groups` lists each parameter group's configuration and tensor indices (every
+    /// tensor in exactly one group). Collective: every rank of `comm` must call it.
+    pub fn new(
+        ctx: &Context,
+        comm: SimpleCommunicator,
+        arena: &Arena,
+        groups: Vec<(OptimizerConfig, Vec<usize>)>,
+        config: DistributedConfig,
+    ) -> Result<Self> {
+        let (rank, ranks) = (comm.rank() as usize, comm.size() as usize);
+        let ArenaParts {
+            param,
+            grad,
+            layout,
+            dtypes,
+        } = arena.parts();
+        let elements = param.size() / 4;
+        let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment) / 4;
+        let shard_len = match config.sharding {
+            Sharding::Replicated => elements,
+            Sharding::Zero1 => elements
+                .div_ceil(ranks as u64)
+                .next_multiple_of(align.max(8)),
+        };
+        let shard = match config.sharding {
+            Sharding::Replicated => (0, elements),
+            Sharding::Zero1 => {
+                let lo = (rank as u64 * shard_len).min(elements);
+                (lo, (lo + shard_len).min(elements))
+            }
+        };
+
+        // What every rank must agree on, and whether this one can build at all.
+        let local = Self::check(arena, ctx, &groups, &config);
+        let mut hash = fnv1a(&(ranks as u64).to_le_bytes(), 0xcbf2_9ce4_8422_2325);
+        hash = fnv1a(
+            format!("{:?}{dtypes:?}{layout:?}", config.sharding).as_bytes(),
+            hash,
+        );
+        for (group, tensors) in &groups {
+            hash = fnv1a(group.name().as_bytes(), hash);
+            for (name, value) in group.hyperparameters() {
+                hash = fnv1a(format!("{name}={value};").as_bytes(), hash);
+            }
+            hash = fnv1a(format!("{tensors:?}").as_bytes(), hash);
+        }
+        let mine = [hash, u64::from(local.is_ok())];
+        let mut all = vec![0_u64; 2 * ranks];
+        comm.all_gather_into(&mine[..], &mut all[..]);
+        if let Some(other) = (0..ranks).find(|&r| all[2 * r + 1] == 0) {
+            return Err(local.err().unwrap_or(Error::DistributedMismatch {
+                rank: other,
+                what: "its configuration is invalid",
+            }));
+        }
+        if let Some(other) = (0..ranks).find(|&r| all[2 * r] != all[0]) {
+            return Err(Error::DistributedMismatch {
+                rank: other,
+                what: "its arena layout, parameter groups, configuration or sharding differ \
+                       from rank 0's",
+            });
+        }
+
+        // This rank's tensors: whole, or their pieces within its shard.
+        let mut param_groups = Vec::new();
+        for (group_config, tensors) in &groups {
+            let mut params = Vec::new();
+            for &i in tensors {
+                let (offset, len) = layout[i];
+                let (lo, hi) = (offset.max(shard.0), (offset + len).min(shard.1));
+                if hi > lo || (config.sharding == Sharding::Replicated) {
+                    let (lo, len) = if hi > lo { (lo, hi - lo) } else { (offset, 0) };
+                    params.push(Param::new(
+                        BufferRange::new(param, 4 * lo, len),
+                        BufferRange::new(grad, 4 * lo, len),
+                    ));
+                }
+            }
+            param_groups.push(ParamGroup {
+                config: group_config.clone(),
+                params,
+            });
+        }
+        // A shard past the arena's end (more ranks than elements) keeps no tensor: an empty
+        // group is an empty optimizer, so it gets one empty range.
+        if param_groups.iter().all(|g| g.params.is_empty()) {
+            param_groups[0].params.push(Param::new(
+                BufferRange::new(param, 0, 0),
+                BufferRange::new(grad, 0, 0),
+            ));
+        }
+        param_groups.retain(|g| !g.params.is_empty());
+        let optimizer = Optimizer::with_groups(ctx, param_groups)?;
+        let staging_buffer = |label, size: u64| {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let bucket = 4 * (config.bucket_bytes / 4).max(1);
+        let (staging, buckets) = capture_errors(ctx.device(), || {
+            let staging = staging_buffer("wgpu-optim distributed staging", 4 * elements.max(1));
+            let buckets = match config.sharding {
+                Sharding::Replicated => (0..4 * elements)
+                    .step_by(bucket as usize)
+                    .map(|at| staging_buffer("wgpu-optim bucket", bucket.min(4 * elements - at)))
+                    .collect(),
+                Sharding::Zero1 => Vec::new(),
+            };
+            (staging, buckets)
+        })?;
+        Ok(Distributed {
+            ctx: arena.context().clone(),
+            comm,
+            rank,
+            ranks,
+            config,
+            optimizer,
+            param: param.clone(),
+            grad: grad.clone(),
+            elements,
+            shard,
+            shard_len,
+            staging,
+            buckets,
+            stats: None,
+        })
+    }
+
+    /// What this rank alone can refuse before the collective check.
+    fn check(
+        arena: &Arena,
+        ctx: &Context,
+        groups: &[(OptimizerConfig, Vec<usize>)],
+        config: &DistributedConfig,
+    ) -> Result<()> {
+        let parts = arena.parts();
+        let (layout, (param, grad)) = (parts.layout, parts.dtypes);
+        for (role, dtype) in [("param", param), ("grad", grad)] {
+            if dtype != Dtype::F32 {
+                return Err(Error::UnsupportedDtype {
+                    what: if role == "param" {
+                        "distributed parameters"
+                    } else {
+                        "distributed gradients"
+                    },
+                    dtype,
+                    supported: "f32 arenas",
+                });
+            }
+        }
+        if arena.context().device() != ctx.device() {
+            return Err(Error::OtherDevice { what: "arena" });
+        }
+        if config.bucket_bytes < 4 {
+            return Err(Error::InvalidOptions(
+                "a bucket holds at least one f32 (4 bytes)",
+            ));
+        }
+        let mut seen = vec![false; layout.len()];
+        for (group, tensors) in groups {
+            group.validate()?;
+            let trust = matches!(group, OptimizerConfig::Lamb(_) | OptimizerConfig::Lars(_));
+            if trust && config.sharding == Sharding::Zero1 {
+                return Err(Error::InvalidOptions(
+                    "ZeRO-1 shards cut tensors; LAMB's and LARS's trust ratios need whole ones",
+                ));
+            }
+            for &i in tensors {
+                match seen.get_mut(i) {
+                    Some(s) if !*s => *s = true,
+                    _ => {
+                        return Err(Error::InvalidOptions(
+                            "each tensor of the arena in exactly one parameter group",
+                        ))
+                    }
+                }
+            }
+        }
+        if groups.is_empty() || seen.iter().any(|s| !s) {
+            return Err(Error::InvalidOptions(
+                "each tensor of the arena in exactly one parameter group",
+            ));
+        }
+        Ok(())
+    }
+
+    /// This rank's optimizer: over the whole arena (replicated) or its shard's pieces of the
+    /// tensors (ZeRO-1). Its learning-rate setters and schedules work as on one device: call
+    /// them alike on every rank.
+    pub fn optimizer(&mut self) -> &mut Optimizer {
+        &mut self.optimizer
+    }
+
+    /// This rank and the number of ranks.
+    pub fn rank(&self) -> (usize, usize) {
+        (self.rank, self.ranks)
+    }
+
+    /// The f32 elements `[lo, hi)` of the arena whose optimizer state this rank keeps.
+    pub fn shard(&self) -> (u64, u64) {
+        self.shard
+    }
+
+    /// Optimizer-state elements this rank keeps, counted from its state buffers' ranges:
+    /// the whole arena's times the states per element when replicated, about 1/N of it with
+    /// ZeRO-1.
+    pub fn state_elements(&self) -> u64 {
+        let optimizer = &self.optimizer;
+        let tensors = optimizer.params().count();
+        let mut total = 0;
+        for i in 0..tensors {
+            for name in optimizer.state_names() {
+                if let Ok(range) = optimizer.state_range(i, name) {
+                    total += range.len();
+                }
+            }
+        }
+        total
+    }
+
+    /// Turns gradient processing on (or off) on this rank, as
+    /// [`Optimizer::set_grad_processing`]; call it alike on every rank. With ZeRO-1 the norm
+    /// statistics travel through a buffer all-reduced between the halves of the step.
+    pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
+        if self.config.sharding == Sharding::Zero1 && config.is_some() && self.stats.is_none() {
+            let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim distributed norm stats"),
+                size: 8,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let range = BufferRange::whole(&buffer);
+            self.optimizer.set_norm_stats_buffer(range.clone())?;
+            self.stats = Some(range);
+        }
+        self.optimizer.set_grad_processing(config)
+    }
+
+    /// One training step: submits `encoder` (this rank's forward and backward passes), then
+    /// averages the gradients across ranks and updates the parameters, every rank alike.
+    /// Blocking: it waits for the device and for MPI. Collective: every rank calls it.
+    pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
+        let start = Instant::now();
+        let mut timings = CommTimings::default();
+        // The caller's passes, waited for apart so that the copy's time is the copy's.
+        capture_errors(self.ctx.device(), || {
+            self.ctx.queue().submit([encoder.finish()]);
+        })?;
+        self.ctx
+            .device()
+            .poll(wgpu::PollType::wait_indefinitely())?;
+        timings.backward = start.elapsed();
+        // Averaged as DDP does: divided by the ranks, then summed.
+        match self.config.sharding {
+            Sharding::Replicated => self.all_reduce_grads(&mut timings)?,
+            Sharding::Zero1 => {
+                // Every element of the arena's gradients down to the host.
+                let bytes = 4 * self.elements;
+                let mut encoder = self
+                    .ctx
+                    .device()
+                    .create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
+                let mut grads = self.download(encoder, bytes, &mut timings.download)?;
+                let scale = 1.0 / self.ranks as f32;
+                grads.iter_mut().for_each(|g| *g *= scale);
+                self.reduce_scatter_grads(grads, &mut timings);
+            }
+        }
+        // The update: ZeRO-1's norm stats all-reduced between its halves.
+        let device = self.ctx.device();
+        match &self.stats {
+            Some(stats) if self.optimizer.grad_processing().is_some() => {
+                let mut encoder = device.create_command_encoder(&Default::default());
+                self.optimizer.record_grad_stats(&mut encoder)?;
+                encoder.copy_buffer_to_buffer(stats.buffer(), 0, &self.staging, 0, 8);
+                let local = self.download(encoder, 8, &mut timings.download)?;
+                let inf_norm = self
+                    .optimizer
+                    .grad_processing()
+                    .is_some_and(|c| c.norm_type == f64::INFINITY);
+                let op = if inf_norm {
+                    SystemOperation::max()
+                } else {
+                    SystemOperation::sum()
+                };
+                let mut global = [0.0_f32; 2];
+                let sent = Instant::now();
+                self.comm.all_reduce_into(&local[..], &mut global[..], op);
+                timings.communicate += sent.elapsed();
+                timings.bytes_sent += 8;
+                self.ctx
+                    .queue()
+                    .write_buffer(stats.buffer(), 0, bytemuck::cast_slice(&global));
+                let mut encoder = device.create_command_encoder(&Default::default());
+                self.optimizer.record_update(&mut encoder);
+                self.ctx.queue().submit([encoder.finish()]);
+            }
+            _ => {
+                let mut encoder = device.create_command_encoder(&Default::default());
+                self.optimizer.step(&mut encoder);
+                self.ctx.queue().submit([encoder.finish()]);
+            }
+        }
+        if self.config.sharding == Sharding::Zero1 {
+            self.all_gather_params(&mut timings)?;
+        }
+        device.poll(wgpu::PollType::wait_indefinitely())?;
+        timings.total = start.elapsed();
+        Ok(timings)
+    }
+
+    /// Submits `encoder` (which copies `bytes` into the staging buffer) and reads them back.
+    fn download(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        bytes: u64,
+        time: &mut Duration,
+    ) -> Result<Vec<f32>> {
+        let started = Instant::now();
+        let submission = capture_errors(self.ctx.device(), || {
+            self.ctx.queue().submit([encoder.finish()])
+        })?;
+        let bytes = self
+            .ctx
+            .read_staging(&self.staging, bytes, Some(submission))?;
+        *time += started.elapsed();
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Replicated: bucket by bucket, each copied down in a submission of its own (all
+    /// submitted first), then, in order, waited for, divided by the ranks, all-reduced (sum)
+    /// and written back: a bucket is on the wire while the later ones are still copying, and
+    /// its write-back is queued while the next one is reduced.
+    fn all_reduce_grads(&self, timings: &mut CommTimings) -> Result<()> {
+        let device = self.ctx.device();
+        let bucket = 4 * (self.config.bucket_bytes / 4).max(1);
+        let started = Instant::now();
+        let mut submissions = Vec::with_capacity(self.buckets.len());
+        for (k, staging) in self.buckets.iter().enumerate() {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(
+                &self.grad,
+                k as u64 * bucket,
+                staging,
+                0,
+                staging.size(),
+            );
+            let submission =
+                capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
+            submissions.push(submission);
+        }
+        timings.download += started.elapsed();
+        let scale = 1.0 / self.ranks as f32;
+        let mut reduced = Vec::new();
+        for (k, (staging, submission)) in self.buckets.iter().zip(submissions).enumerate() {
+            let waited = Instant::now();
+            let bytes = self
+                .ctx
+                .read_staging(staging, staging.size(), Some(submission))?;
+            let mut grads: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            grads.iter_mut().for_each(|g| *g *= scale);
+            timings.download += waited.elapsed();
+            reduced.resize(grads.len(), 0.0_f32);
+            let sent = Instant::now();
+            self.comm
+                .all_reduce_into(&grads[..], &mut reduced[..], SystemOperation::sum());
+            timings.communicate += sent.elapsed();
+            timings.bytes_sent += 4 * grads.len() as u64;
+            let written = Instant::now();
+            self.ctx.queue().write_buffer(
+                &self.grad,
+                k as u64 * bucket,
+                bytemuck::cast_slice(&reduced),
+            );
+            timings.upload += written.elapsed();
+        }
+        Ok(())
+    }
+
+    /// ZeRO-1: reduce-scatter (sum) into this rank's shard, written back to its range of the
+    /// gradients (the rest of the arena's gradients are not read by its optimizer).
+    fn reduce_scatter_grads(&self, mut grads: Vec<f32>, timings: &mut CommTimings) {
+        let padded = (self.shard_len * self.ranks as u64) as usize;
+        grads.resize(padded, 0.0);
+        let mut shard = vec![0.0_f32; self.shard_len as usize];
+        let sent = Instant::now();
+        self.comm
+            .reduce_scatter_block_into(&grads[..], &mut shard[..], SystemOperation::sum());
+        timings.communicate += sent.elapsed();
+        timings.bytes_sent += 4 * padded as u64;
+        let written = Instant::now();
+        let len = (self.shard.1 - self.shard.0) as usize;
+        self.ctx.queue().write_buffer(
+            &self.grad,
+            4 * self.shard.0,
+            bytemuck::cast_slice(&shard[..len]),
+        );
+        timings.upload += written.elapsed();
+    }
+
+    /// ZeRO-1: every rank's updated shard of the parameters to every rank.
+    fn all_gather_params(&self, timings: &mut CommTimings) -> Result<()> {
+        let len = self.shard.1 - self.shard.0;
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        if len > 0 {
+            encoder.copy_buffer_to_buffer(&self.param, 4 * self.shard.0, &self.staging, 0, 4 * len);
+        }
+        let mut mine = self.download(encoder, 4 * len.max(1), &mut timings.download)?;
+        mine.resize(self.shard_len as usize, 0.0);
+        let mut all = vec![0.0_f32; (self.shard_len * self.ranks as u64) as usize];
+        let sent = Instant::now();
+        self.comm.all_gather_into(&mine[..], &mut all[..]);
+        timings.communicate += sent.elapsed();
+        timings.bytes_sent += 4 * self.shard_len;
+        let written = Instant::now();
+        self.ctx.queue().write_buffer(
+            &self.param,
+            0,
+            bytemuck::cast_slice(&all[..self.elements as usize]),
+        );
+        timings.upload += written.elapsed();
+        Ok(())
+    }
+}
