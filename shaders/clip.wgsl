@@ -114,7 +114,7 @@ fn key(u: vec4<f32>, c: vec4<f32>) -> vec4<u32> {
 }
 
 // Whether some control group's norm is a finite p-norm other than the 2-norm (`GradStages`
-// in src/clip.rs): without it the reduction squares, as it always did.
+// in src/kernel/pipelines.rs): without it the reduction squares, as it always did.
 override POWER_NORM: bool = false;
 
 // |c|^p, exactly c^2 for p = 2 and |c| for p = 1; WGSL's pow otherwise (0 for c = 0).
@@ -154,7 +154,7 @@ fn unscaled(g: vec4<f32>, inv_grad_scale: f32) -> vec4<f32> {
     return g;
 }
 
-// One workgroup's share of a chunk: its run of one control group's segments (src/plan.rs cuts
+// One workgroup's share of a chunk: its run of one control group's segments (src/kernel/plan/ cuts
 // each group's segments, main then tails, into equal runs, one per workgroup, as alone). Within
 // a segment, consecutive invocations read consecutive vec4s (one 16-byte load each), then the
 // segment's last 1 to 3 elements, when it ends inside a vec4, one lane each. Each segment's

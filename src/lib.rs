@@ -36,7 +36,7 @@
 //! device, pipelines, transfers, tensors, arena) → `kernel` (WGSL assembly, storage types, the
 //! dispatch plan, the control block) → `optim` (what an optimizer is: one file each, one
 //! registry) and `grad` (gradient processing) → `schedule` → `optimizer` (the built optimizer)
-//! → `train` (readback, monitor, plateau, early stopping, snapshots, MPI). [`reference`] and
+//! → `train` (readback, monitor, plateau, early stopping, snapshots, MPI). [`reference`](mod@reference) and
 //! [`search`] sit beside them. CONTRIBUTING.md has the map.
 
 pub mod dtype;

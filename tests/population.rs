@@ -360,7 +360,7 @@ fn a_population_checkpoint_restores_every_replica() {
     e.steps = 0;
     let (mut loaded, _) = population(ctx, &e);
     loaded.load_checkpoint(&checkpoint).unwrap();
-    // Everything but what each step recomputes before use (src/checkpoint.rs: clip_coef,
+    // Everything but what each step recomputes before use (src/optimizer/checkpoint.rs: clip_coef,
     // found_inf and inv_grad_scale start fresh).
     let kept = |c: Control| Control {
         clip_coef: 1.0,

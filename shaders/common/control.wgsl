@@ -27,7 +27,7 @@ struct Control {
     nonfinite_step: u32,
 }
 
-// Gradient-processing stages a pipeline compiles in (see GradStages in src/clip.rs): whether
+// Gradient-processing stages a pipeline compiles in (see GradStages in src/kernel/pipelines.rs): whether
 // gradients are divided by the loss scale (a GradScaler is on) and clipped by value. Off, a
 // stage is the identity exactly (an inverse scale of 1, an infinite bound), so leaving it out
 // changes no bit. The defaults keep both, for modules that do not set them.

@@ -102,7 +102,7 @@ fn skipped(c: Control) -> bool {
     return GRAD_PROCESSING && c.found_inf != 0u;
 }
 
-// Whether every main dispatch is regular (src/plan.rs: `regular_ends`): whole tiles of one
+// Whether every main dispatch is regular (src/kernel/plan/segments.rs: `regular_ends`): whole tiles of one
 // tensor in a row, the last perhaps shorter. Its table is then two entries, its first and
 // its last segment, read at constant indices, and workgroup i derives segment i from them. On
 // lavapipe a load at an index from the workgroup id is a loop over the lanes; one at a
@@ -120,7 +120,7 @@ fn main_count() -> u32 {
 }
 
 // Segment `index` of the main dispatch (the last one past the end: callers check
-// `main_count`). Regular tables give what the full table holds there (src/plan.rs,
+// `main_count`). Regular tables give what the full table holds there (src/kernel/plan/segments.rs,
 // `derived_segment`, checks it for every segment).
 fn main_segment(index: u32) -> Segment {
     let last = main_count() - 1u;

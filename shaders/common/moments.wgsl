@@ -1,5 +1,5 @@
 // The first half of the Adam family's update, shared by adam.wgsl, nadam.wgsl and radam.wgsl
-// (mirrored by `adam_moments` in src/reference/kernels.rs; adopt.wgsl shares the first part,
+// (mirrored by `adam_moments` in src/reference/common.rs; adopt.wgsl shares the first part,
 // `decayed_grad`): the sign for maximize, the weight
 // decay (decoupled, AdamW's: p *= 1 - lr * weight_decay; else the L2 term, Adam's:
 // g += weight_decay * p), then both moments:

@@ -1,6 +1,6 @@
 // RAdam's rectification (Liu et al. 2020), shared by radam.wgsl and adabelief.wgsl (rectify):
 // the length of the approximated SMA, rho_t, and the rectification term r_t. Mirrored by
-// `radam_series`, `radam_rho` and `rectification` in src/reference/kernels.rs.
+// `radam_series`, `radam_rho` and `rectification` in src/reference/common.rs.
 
 // x / (1 - e^-x) - 1 - x / 2, over x: 1 / (1 - e^-x) - 1 / x - 1 / 2, for 0 <= x < 1, from the
 // Bernoulli series x/12 - x^3/720 + x^5/30240 - x^7/1209600 + x^9/47900160 (the next term is

@@ -1,5 +1,5 @@
 // A piece of one tensor within a bound chunk: elements [start, end), taken by one workgroup,
-// with parameter group `group`'s hyperparameters (src/plan.rs builds the tables). The update,
+// with parameter group `group`'s hyperparameters (src/kernel/plan/ builds the tables). The update,
 // the gradient-norm reduction and the standalone clip by value all walk the same table, so the
 // gaps between the tensors of an arena are neither read as data nor written. A zeroed entry is
 // empty. `tensor` (the tensor's index in the optimizer, or within its replica in a population)

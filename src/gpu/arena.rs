@@ -1,5 +1,5 @@
 //! The parameter arena: many tensors in one param buffer and one grad buffer, laid out so that
-//! an optimizer updates them all in one dispatch per binding-size chunk (see `src/plan.rs`).
+//! an optimizer updates them all in one dispatch per binding-size chunk (see `src/kernel/plan/`).
 
 use super::tensor::{BufferRange, Param};
 use super::Context;

@@ -75,7 +75,7 @@ struct ClipValuePipeline {
 
 /// `clip_grad_value_` on its own: clamps gradient buffers in place to
 /// `[-clip_value, clip_value]`, for code that needs the clipped gradients themselves. Inside an
-/// optimizer step prefer [`GradConfig::with_clip_value`], which clamps as the step loads each
+/// optimizer step prefer [`GradConfig::with_clip_value`](crate::GradConfig::with_clip_value), which clamps as the step loads each
 /// gradient and writes nothing.
 ///
 /// ```no_run

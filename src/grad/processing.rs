@@ -1,5 +1,5 @@
 //! Gradient processing attached to one optimizer: the reduction of every gradient into
-//! [`NormStats`] and the finalize that turns them into the control block's norm, clip
+//! [`NormStats`](crate::NormStats) and the finalize that turns them into the control block's norm, clip
 //! coefficient, skip flag and loss scale (`shaders/clip.wgsl`).
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub(crate) enum GradBinding {
     Grad,
     /// Every workgroup's [`Partial`].
     Partials,
-    /// One [`NormStats`] per control block.
+    /// One [`NormStats`](crate::NormStats) per control block.
     Stats,
     /// The control blocks, read-only (the partials' loss scale and bound).
     ControlIn,
@@ -230,7 +230,7 @@ pub(crate) struct GradProcessing {
 impl GradProcessing {
     /// Buffers and bind groups for `configs` (one per control block of `plan`, valid) over the
     /// gradients of the optimizer's `plan` (role 1 of its spans), feeding `control` through the
-    /// [`NormStats`] in `stats`.
+    /// [`NormStats`](crate::NormStats) in `stats`.
     pub fn new(
         ctx: &Context,
         configs: Vec<GradConfig>,
@@ -329,7 +329,7 @@ impl GradProcessing {
         })
     }
 
-    /// Records the reduction of every gradient into the [`NormStats`] buffer.
+    /// Records the reduction of every gradient into the [`NormStats`](crate::NormStats) buffer.
     pub fn record_stats(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipelines.partials);
         for (group, (x, y)) in &self.chunks {
@@ -342,7 +342,7 @@ impl GradProcessing {
     }
 
     /// Records the finalize: norm, clip coefficient, found_inf and loss scale into the control
-    /// block, from the [`NormStats`] buffer.
+    /// block, from the [`NormStats`](crate::NormStats) buffer.
     pub fn record_finalize(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipelines.finalize);
         pass.set_bind_group(0, &self.finalize, &[]);

@@ -60,7 +60,7 @@ impl Control {
         self.found_inf != 0
     }
 
-    /// `Ok(self)`, or [`Error::NonFiniteGradients`](crate::Error::NonFiniteGradients) when an
+    /// `Ok(self)`, or [`Error::NonFiniteGradients`] when an
     /// optimizer with `error_if_nonfinite` has halted.
     pub fn checked(self) -> Result<Control> {
         match self.nonfinite_step {

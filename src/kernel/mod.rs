@@ -1,7 +1,7 @@
 //! The kernel layer: WGSL assembly and what the host needs to run kernels, knowing no
 //! configuration type. [`Kernel`] describes an optimizer kernel (its files, state slots and
 //! group record), [`KernelSpec`] what one configuration lowers to; [`Storage`] and
-//! [`ElementLayout`] how element buffers are typed and bound; the [`plan`](self::plan) cuts
+//! [`ElementLayout`] how element buffers are typed and bound; the [`plan`] cuts
 //! tensors into dispatches and segment tables; [`Control`] is the device-side control block;
 //! [`Binding`] names every binding slot.
 

@@ -2,7 +2,7 @@
 
 use super::adam::{moment_states, ADAM_RECORD};
 use super::radam::rectification_limits;
-use super::{adam_family, config_struct, non_negative, with_betas, AdamHyper, Algorithm};
+use super::{row, adam_family, config_struct, non_negative, with_betas, AdamHyper, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{shader_file, Kernel, KernelSpec, ADAM_GROUP, RECTIFY};
 use crate::setters::setters;
@@ -184,18 +184,7 @@ impl AdaBeliefConfig {
 }
 
 impl Algorithm for AdaBeliefConfig {
-    fn name(&self) -> &'static str {
-        "AdaBelief"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "AdaBelief", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

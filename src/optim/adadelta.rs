@@ -1,7 +1,7 @@
 //! Adadelta: `torch.optim.Adadelta` and `optax.adadelta`.
 
 use super::adam::moment_states;
-use super::{config_struct, non_negative, Algorithm};
+use super::{row, config_struct, non_negative, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2};
 use crate::setters::setters;
@@ -130,17 +130,7 @@ impl AdadeltaConfig {
 }
 
 impl Algorithm for AdadeltaConfig {
-    fn name(&self) -> &'static str {
-        "Adadelta"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, _momentum: f64) -> Result<()> {
-        Err(Error::InvalidOptions("Adadelta has no momentum or beta1 to cycle"))
-    }
+    row!(name: "Adadelta", kernel: &KERNEL, momentum: none);
 
     fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;

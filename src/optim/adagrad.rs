@@ -1,7 +1,7 @@
 //! Adagrad: `torch.optim.Adagrad`.
 
-use super::{config_struct, non_negative, Algorithm};
-use crate::error::{Error, Result};
+use super::{row, config_struct, non_negative, Algorithm};
+use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
 use crate::setters::setters;
 
@@ -141,17 +141,7 @@ impl AdagradConfig {
 }
 
 impl Algorithm for AdagradConfig {
-    fn name(&self) -> &'static str {
-        "Adagrad"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, _momentum: f64) -> Result<()> {
-        Err(Error::InvalidOptions("Adagrad has no momentum or beta1 to cycle"))
-    }
+    row!(name: "Adagrad", kernel: &KERNEL, momentum: none);
 
     fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;

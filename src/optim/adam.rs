@@ -1,6 +1,6 @@
 //! Adam and AMSGrad: `torch.optim.Adam`; the group record of the Adam family.
 
-use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{
     shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2, MOMENTS,
@@ -245,18 +245,7 @@ impl AdamConfig {
 }
 
 impl Algorithm for AdamConfig {
-    fn name(&self) -> &'static str {
-        "Adam"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "Adam", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

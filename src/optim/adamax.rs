@@ -1,7 +1,7 @@
 //! Adamax: `torch.optim.Adamax` and `optax.adamax`.
 
 use super::adam::ADAM_RECORD;
-use super::{adam_family, config_struct, with_betas, AdamHyper, Algorithm};
+use super::{row, adam_family, config_struct, with_betas, AdamHyper, Algorithm};
 use crate::error::Result;
 use crate::kernel::{shader_file, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2};
 use crate::setters::setters;
@@ -121,18 +121,7 @@ impl AdamaxConfig {
 }
 
 impl Algorithm for AdamaxConfig {
-    fn name(&self) -> &'static str {
-        "Adamax"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "Adamax", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

@@ -1,7 +1,7 @@
 //! ADOPT: the authors' PyTorch ADOPT and `optax.contrib.adopt`.
 
 use super::adam::moment_states;
-use super::{adam_family, config_struct, with_betas, Algorithm};
+use super::{row, adam_family, config_struct, with_betas, Algorithm};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
 use crate::setters::setters;
@@ -200,18 +200,7 @@ impl AdoptConfig {
 }
 
 impl Algorithm for AdoptConfig {
-    fn name(&self) -> &'static str {
-        "ADOPT"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "ADOPT", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

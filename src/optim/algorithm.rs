@@ -47,6 +47,43 @@ pub(crate) trait Algorithm: Fields + fmt::Debug + Send + Sync {
     }
 }
 
+/// The parts of an [`Algorithm`] row that are facts rather than code, in an `impl Algorithm`:
+/// its name, its kernel, and the field a cyclic schedule moves (`none`: PyTorch refuses to
+/// cycle its momentum, and so does [`Algorithm::cycle_momentum`]).
+macro_rules! row {
+    (name: $name:literal, kernel: $kernel:expr, momentum: none) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn kernel(&self) -> &'static $crate::kernel::Kernel {
+            $kernel
+        }
+
+        fn cycle_momentum(&mut self, _momentum: f64) -> $crate::error::Result<()> {
+            Err($crate::error::Error::InvalidOptions(concat!(
+                $name,
+                " has no momentum or beta1 to cycle"
+            )))
+        }
+    };
+    (name: $name:literal, kernel: $kernel:expr, momentum: $field:ident) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn kernel(&self) -> &'static $crate::kernel::Kernel {
+            $kernel
+        }
+
+        fn cycle_momentum(&mut self, momentum: f64) -> $crate::error::Result<()> {
+            self.$field = momentum;
+            Ok(())
+        }
+    };
+}
+pub(crate) use row;
+
 /// `value` must be at least 0 (PyTorch: `if not 0.0 <= value: raise ValueError`) and finite
 /// in f32, as the device holds it.
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {

@@ -1,7 +1,7 @@
 //! LAMB: `optax.lamb`, with per-tensor trust ratios on the device.
 
 use super::adam::moment_states;
-use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec};
 use crate::setters::setters;
@@ -162,18 +162,7 @@ impl LambConfig {
 }
 
 impl Algorithm for LambConfig {
-    fn name(&self) -> &'static str {
-        "LAMB"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "LAMB", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

@@ -1,6 +1,6 @@
 //! LARS: `optax.lars`, with per-tensor trust ratios on the device.
 
-use super::{config_struct, non_negative, Algorithm};
+use super::{row, config_struct, non_negative, Algorithm};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec};
 use crate::setters::setters;
@@ -133,18 +133,7 @@ impl LarsConfig {
 }
 
 impl Algorithm for LarsConfig {
-    fn name(&self) -> &'static str {
-        "LARS"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.momentum = momentum;
-        Ok(())
-    }
+    row!(name: "LARS", kernel: &KERNEL, momentum: momentum);
 
     fn lower(&self) -> Result<KernelSpec> {
         for (name, value) in [

@@ -1,6 +1,6 @@
 //! Lion: lion-pytorch and `optax.lion`.
 
-use super::{config_struct, non_negative, with_betas, Algorithm};
+use super::{row, config_struct, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec};
 use crate::setters::setters;
@@ -124,18 +124,7 @@ impl LionConfig {
 }
 
 impl Algorithm for LionConfig {
-    fn name(&self) -> &'static str {
-        "Lion"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "Lion", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;

@@ -15,7 +15,9 @@ pub(crate) mod codec;
 mod config;
 mod schedule_free;
 
-pub(crate) use algorithm::{adam_family, beta, ln, non_negative, AdamFamily, Algorithm, Fields};
+pub(crate) use algorithm::{
+    adam_family, beta, ln, non_negative, row, AdamFamily, Algorithm, Fields,
+};
 pub(crate) use codec::{config_struct, with_betas};
 pub use schedule_free::ScheduleFreeRunning;
 

@@ -1,7 +1,7 @@
 //! NAdam: `torch.optim.NAdam` and `optax.nadam`.
 
 use super::adam::moment_states;
-use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::math::expm1_nonpositive;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
@@ -249,18 +249,7 @@ impl NAdamConfig {
 }
 
 impl Algorithm for NAdamConfig {
-    fn name(&self) -> &'static str {
-        "NAdam"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "NAdam", kernel: &KERNEL, momentum: beta1);
 
     /// PyTorch's `state['mu_product']`, a function of the step here.
     fn checkpoint_scalars(&self, step: u32) -> Vec<(&'static str, f32)> {

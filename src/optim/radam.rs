@@ -1,7 +1,7 @@
 //! RAdam: `torch.optim.RAdam` and `optax.radam`.
 
 use super::adam::moment_states;
-use super::{adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{
     shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS, RECTIFY,
@@ -218,18 +218,7 @@ impl RAdamConfig {
 }
 
 impl Algorithm for RAdamConfig {
-    fn name(&self) -> &'static str {
-        "RAdam"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "RAdam", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         adam_family!(self).check()?;

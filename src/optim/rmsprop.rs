@@ -1,6 +1,6 @@
 //! RMSprop: `torch.optim.RMSprop`.
 
-use super::{beta, config_struct, ln, non_negative, Algorithm};
+use super::{row, beta, config_struct, ln, non_negative, Algorithm};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
 use crate::setters::setters;
@@ -186,18 +186,7 @@ impl RmsPropConfig {
 }
 
 impl Algorithm for RmsPropConfig {
-    fn name(&self) -> &'static str {
-        "RMSprop"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.momentum = momentum;
-        Ok(())
-    }
+    row!(name: "RMSprop", kernel: &KERNEL, momentum: momentum);
 
     fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;

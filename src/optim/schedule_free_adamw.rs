@@ -2,7 +2,7 @@
 
 use super::adam::moment_states;
 use super::schedule_free::{step_overrides, switch_weights, Schedule, SWITCH};
-use super::{beta, config_struct, ln, non_negative, with_betas, Algorithm, ScheduleFreeRunning};
+use super::{row, beta, config_struct, ln, non_negative, with_betas, Algorithm, ScheduleFreeRunning};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, SCHEDULE_FREE};
 use crate::setters::setters;
@@ -201,18 +201,7 @@ impl ScheduleFreeAdamWConfig {
 }
 
 impl Algorithm for ScheduleFreeAdamWConfig {
-    fn name(&self) -> &'static str {
-        "AdamWScheduleFree"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.beta1 = momentum;
-        Ok(())
-    }
+    row!(name: "AdamWScheduleFree", kernel: &KERNEL, momentum: beta1);
 
     fn lower(&self) -> Result<KernelSpec> {
         Schedule {

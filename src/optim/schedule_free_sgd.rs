@@ -1,7 +1,7 @@
 //! Schedule-Free SGD: the `schedulefree` package's `SGDScheduleFree`.
 
 use super::schedule_free::{step_overrides, switch_weights, Schedule, SWITCH};
-use super::{config_struct, Algorithm, ScheduleFreeRunning};
+use super::{row, config_struct, Algorithm, ScheduleFreeRunning};
 use crate::error::Result;
 use crate::kernel::{
     shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, SCHEDULE_FREE,
@@ -164,18 +164,7 @@ impl ScheduleFreeSgdConfig {
 }
 
 impl Algorithm for ScheduleFreeSgdConfig {
-    fn name(&self) -> &'static str {
-        "SGDScheduleFree"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.momentum = momentum;
-        Ok(())
-    }
+    row!(name: "SGDScheduleFree", kernel: &KERNEL, momentum: momentum);
 
     fn lower(&self) -> Result<KernelSpec> {
         Schedule {

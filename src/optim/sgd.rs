@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum: `torch.optim.SGD`.
 
-use super::{config_struct, non_negative, Algorithm};
+use super::{row, config_struct, non_negative, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, L2};
 use crate::setters::setters;
@@ -130,18 +130,7 @@ impl SgdConfig {
 }
 
 impl Algorithm for SgdConfig {
-    fn name(&self) -> &'static str {
-        "SGD"
-    }
-
-    fn kernel(&self) -> &'static Kernel {
-        &KERNEL
-    }
-
-    fn cycle_momentum(&mut self, momentum: f64) -> Result<()> {
-        self.momentum = momentum;
-        Ok(())
-    }
+    row!(name: "SGD", kernel: &KERNEL, momentum: momentum);
 
     fn lower(&self) -> Result<KernelSpec> {
         non_negative("lr", self.lr)?;

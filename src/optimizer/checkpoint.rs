@@ -8,7 +8,7 @@
 //! for NAdam (PyTorch's form), `state.<i>.mu_product` (an f32 scalar, as PyTorch keeps it),
 //! derived from the step and written for PyTorch's sake only: loading ignores it;
 //! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
-//! `wgpu_optim.control`, the whole device [`Control`](crate::Control) block as u32 bits, which
+//! `wgpu_optim.control`, the whole device [`Control`] block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
 //! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
 //! for Schedule-Free AdamW and SGD, also the running values the prologue keeps on the device,
@@ -157,7 +157,7 @@ impl Optimizer {
     /// structural option, or with a hyperparameter spelled twice
     /// ([`Error::CheckpointMismatch`]), is refused before anything is written. The control
     /// block is checked against this optimizer's gradient processing (see `loaded_control`
-    /// in src/checkpoint.rs: a loss scale without a scaler is reset to 1, an
+    /// in src/optimizer/checkpoint.rs: a loss scale without a scaler is reset to 1, an
     /// `error_if_nonfinite` halt is cleared for an optimizer that skips).
     pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
         let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;

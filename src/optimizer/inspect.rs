@@ -196,7 +196,7 @@ impl Optimizer {
     /// with a [`ControlReader`](crate::ControlReader) instead); replica 0's in a population
     /// (see [`Optimizer::read_controls`] for every replica's). With `error_if_nonfinite`, a
     /// halted optimizer (replica 0) gives
-    /// [`Error::NonFiniteGradients`](crate::Error::NonFiniteGradients).
+    /// [`Error::NonFiniteGradients`].
     pub fn read_control(&self) -> Result<Control> {
         self.read_control_unchecked()?.checked()
     }

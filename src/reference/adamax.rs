@@ -1,5 +1,5 @@
 //! Mirror of `shaders/adamax.wgsl` (its `prepare_group` is the Adam family's
-//! [`prepare_adam`](super::prepare_adam)).
+//! [`prepare_adam`]).
 
 use super::common::{l2_grad, max, prepare_adam};
 use super::math::lerp;

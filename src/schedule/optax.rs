@@ -27,7 +27,7 @@ pub struct WarmupCosineDecay {
 
 impl WarmupCosineDecay {
     /// The value after `step` steps; NaN when the schedule is invalid (see
-    /// [`LrSchedule::lr`]).
+    /// [`LrSchedule::lr`](crate::LrSchedule::lr)).
     pub fn lr(&self, step: u64) -> f64 {
         if self.validate().is_err() {
             return f64::NAN;
@@ -116,7 +116,7 @@ impl ExponentialDecay {
     }
 
     /// The value after `step` steps; NaN when the schedule is invalid (see
-    /// [`LrSchedule::lr`]).
+    /// [`LrSchedule::lr`](crate::LrSchedule::lr)).
     pub fn lr(&self, step: u64) -> f64 {
         if self.validate().is_err() {
             return f64::NAN;
@@ -203,7 +203,7 @@ impl PolynomialSchedule {
     }
 
     /// The value after `step` steps; NaN when the schedule is invalid (see
-    /// [`LrSchedule::lr`]).
+    /// [`LrSchedule::lr`](crate::LrSchedule::lr)).
     pub fn lr(&self, step: u64) -> f64 {
         if self.validate().is_err() {
             return f64::NAN;
@@ -278,7 +278,7 @@ impl CosineDecay {
     }
 
     /// The value after `step` steps; NaN when the schedule is invalid (see
-    /// [`LrSchedule::lr`]).
+    /// [`LrSchedule::lr`](crate::LrSchedule::lr)).
     pub fn lr(&self, step: u64) -> f64 {
         if self.validate().is_err() {
             return f64::NAN;

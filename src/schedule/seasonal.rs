@@ -12,7 +12,7 @@ use crate::error::Result;
 /// computed as `1 + amplitude · sin(τ · (step / period) + phase)` in f64, with
 /// `0 ≤ amplitude < 1` so that the factor stays in `(0, 2)` and the rate positive, a finite
 /// `period > 0` in steps (fractional periods allowed) and a finite `phase` in radians.
-/// Neither PyTorch nor Optax has it; apply it with [`LrSchedule::with_seasonal`], or multiply
+/// Neither PyTorch nor Optax has it; apply it with [`LrSchedule::with_seasonal`](crate::LrSchedule::with_seasonal), or multiply
 /// any rate by [`Seasonal::factor`].
 ///
 /// ```

@@ -15,7 +15,7 @@
 //! segments (the last 1 to 3 elements of each tensor that ends inside a vec4) go to a small
 //! second dispatch that stores lane by lane. Reductions read both parts as one slice.
 //!
-//! Planning is pure: [`Plan::new`] takes the tensors as [`PlanRange`]s (buffer indices, not
+//! Planning is pure: [`Plan::new`] takes the tensors as [`PlanRange`](spans::PlanRange)s (buffer indices, not
 //! buffers) and returns the plan with its table's bytes, so it is tested without an adapter
 //! (`tests.rs`); [`Plan::upload`] makes the table a buffer.
 
@@ -184,7 +184,7 @@ pub(crate) struct Plan {
     /// `end` are the tensor's slots `[start, end)` (empty for a tensor of length 0), `group`
     /// its parameter group, `tensor` its index. What a per-tensor reduction folds.
     pub tensor_folds: TableSlice,
-    /// Whether every main dispatch is regular (see [`regular_ends`]): the update then binds
+    /// Whether every main dispatch is regular (see `regular_ends` in segments.rs): the update then binds
     /// [`Chunk::regular`] and derives each workgroup's segment (`REGULAR_TILES` in
     /// shaders/common/entry.wgsl).
     pub regular: bool,

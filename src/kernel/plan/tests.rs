@@ -87,6 +87,26 @@ fn all_segments(plan: &Plan) -> Vec<(usize, u64, Segment)> {
     all
 }
 
+/// The tensor segment `s` (of a chunk at `offset` in span `span`) covers elements of.
+fn tensor_of(
+    plan: &Plan,
+    tensors: &[Vec<PlanRange>],
+    span: usize,
+    offset: u64,
+    s: &Segment,
+) -> usize {
+    let span = &plan.spans[span];
+    let first = offset + u64::from(s.start);
+    span.tensors
+        .iter()
+        .copied()
+        .find(|&i| {
+            let start = span.offset_of(&tensors[i][0]);
+            first >= start && first < start + tensors[i][0].len
+        })
+        .expect("a segment lies in a tensor")
+}
+
 /// Asserts every element of every tensor lies in exactly one segment of its tensor, and that
 /// each segment is within a tile and starts on a vec4.
 fn assert_covers(plan: &Plan, tensors: &[Vec<PlanRange>], tile: u64) {
@@ -97,19 +117,9 @@ fn assert_covers(plan: &Plan, tensors: &[Vec<PlanRange>], tile: u64) {
             "{s:?}"
         );
         assert_eq!(s.start % 4, 0, "segments start on a vec4: {s:?}");
-        let span = &plan.spans[span];
-        // The segment's tensor: the one of the span whose elements it covers.
+        let tensor = tensor_of(plan, tensors, span, offset, &s);
         let first = offset + u64::from(s.start);
-        let tensor = span
-            .tensors
-            .iter()
-            .copied()
-            .find(|&i| {
-                let start = span.offset_of(&tensors[i][0]);
-                first >= start && first < start + tensors[i][0].len
-            })
-            .expect("a segment lies in a tensor");
-        let start = span.offset_of(&tensors[tensor][0]);
+        let start = plan.spans[span].offset_of(&tensors[tensor][0]);
         assert_eq!(u64::from(s.tensor_offset), first - start, "{s:?}");
         for e in s.start..s.end {
             let element = offset + u64::from(e) - start;
@@ -204,18 +214,7 @@ fn a_tensors_segments_take_consecutive_slots() {
     );
     let mut slots: Vec<Vec<u32>> = vec![Vec::new(); lens.len()];
     for (span, offset, s) in all_segments(&p) {
-        let span = &p.spans[span];
-        let first = offset + u64::from(s.start);
-        let tensor = span
-            .tensors
-            .iter()
-            .copied()
-            .find(|&i| {
-                let start = span.offset_of(&t[i][0]);
-                first >= start && first < start + t[i][0].len
-            })
-            .unwrap();
-        slots[tensor].push(s.slot);
+        slots[tensor_of(&p, &t, span, offset, &s)].push(s.slot);
     }
     let folds: Vec<Segment> = entries(&p, p.tensor_folds);
     assert_eq!(folds.len(), lens.len());
