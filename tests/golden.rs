@@ -10,7 +10,7 @@ mod replay;
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
     let cases = replay::cases(include_str!("golden/optimizers.json"));
-    assert!(cases.len() >= 113, "the fixture lost cases");
+    assert!(cases.len() >= 120, "the fixture lost cases");
     let schedule_free = cases
         .iter()
         .filter(|c| c["library"] == "schedulefree" && c.get("params_eval").is_some())

@@ -65,11 +65,10 @@ use data::{Dataset, Generator, Rng};
 use metrics::Evaluation;
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::{
-    AdaBeliefConfig, AdadeltaConfig, AdagradConfig, AdamConfig, AdamWConfig, AdamaxConfig,
-    AdoptConfig, BufferRange, Context, ControlReader, Dtype, EarlyStoppingConfig, GradConfig,
-    GradNormMonitor, LionConfig, LrSchedule, MonitorConfig, NAdamConfig, Optimizer,
-    OptimizerConfig, ParamGroup, PlateauConfig, Precision, RAdamConfig, Result, RmsPropConfig,
-    SgdConfig, Snapshot, WarmupCosineDecay,
+    AdaBeliefConfig, AdamConfig, AdamWConfig, BufferRange, Context, ControlReader, Dtype,
+    EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule, MonitorConfig,
+    Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, Result, SgdConfig, Snapshot,
+    WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -351,6 +350,25 @@ fn optimizer(
     // The weights' configuration (decoupled weight decay 1e-2 where the optimizer has it)
     // and the biases' (no decay); the peak learning rate; clipping at a global norm of 1,
     // but for SGD, whose gradient processing only measures the norm for the log.
+    // Any optimizer of the registry by its name in any case (`rmsprop`, `lamb`, `rprop`),
+    // and `amsgrad` for Adam's AMSGrad.
+    let registered = match name {
+        "amsgrad" => AdamConfig::default().with_amsgrad(true).into(),
+        _ => OptimizerConfig::defaults()
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| {
+                let names: Vec<String> = OptimizerConfig::names()
+                    .iter()
+                    .map(|n| n.to_lowercase())
+                    .collect();
+                usage(&format!(
+                    "unknown optimizer {name} ({}, amsgrad)",
+                    names.join(", ")
+                ))
+            }),
+    };
+    // Untuned starting rates but for AdamW's and SGD's (BENCHMARKS.md has their sweep).
     let lr = args.lr.unwrap_or(match name {
         "sgd" => args.sgd_lr,
         "adamw" => args.adamw_lr,
@@ -358,10 +376,7 @@ fn optimizer(
         "adadelta" => 1.0,
         "adagrad" => 5e-2,
         "rmsprop" | "lion" => 3e-3,
-        other => usage(&format!(
-            "unknown optimizer {other} (adamw, sgd, adam, amsgrad, adabelief, adagrad, rmsprop, \
-             lion, adamax, nadam, radam, adadelta, adopt)"
-        )),
+        _ => registered.lr(),
     });
     let decay = args.weight_decay.unwrap_or(1e-2);
     let (decayed, plain) = match name {
@@ -401,18 +416,7 @@ fn optimizer(
             )
         }
         _ => {
-            let config = match name {
-                "adam" => OptimizerConfig::Adam(AdamConfig::default()),
-                "amsgrad" => OptimizerConfig::Adam(AdamConfig::default().with_amsgrad(true)),
-                "adagrad" => OptimizerConfig::Adagrad(AdagradConfig::default()),
-                "adamax" => AdamaxConfig::default().into(),
-                "nadam" => NAdamConfig::default().into(),
-                "radam" => RAdamConfig::default().into(),
-                "adadelta" => AdadeltaConfig::default().into(),
-                "adopt" => AdoptConfig::default().into(),
-                _ => OptimizerConfig::RmsProp(RmsPropConfig::default()),
-            }
-            .with_lr(lr);
+            let config = registered.with_lr(lr);
             (config.clone(), config)
         }
     };

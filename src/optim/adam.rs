@@ -1,6 +1,6 @@
 //! Adam and AMSGrad: `torch.optim.Adam`; the group record of the Adam family.
 
-use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{adam_family, config_struct, ln, non_negative, row, with_betas, zero_states, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::{
     shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2, MOMENTS,
@@ -279,13 +279,5 @@ impl Algorithm for AdamConfig {
 /// The Adam family's states: first moment, second moment and, with amsgrad, its maximum.
 pub(crate) fn moment_states(names: [&'static str; 3], amsgrad: bool) -> Vec<StateSpec> {
     let count = if amsgrad { 3 } else { 2 };
-    names[..count]
-        .iter()
-        .enumerate()
-        .map(|(slot, &name)| StateSpec {
-            name,
-            slot,
-            init: 0.0,
-        })
-        .collect()
+    zero_states(&names[..count])
 }

@@ -1,9 +1,9 @@
 //! Adamax: `torch.optim.Adamax` and `optax.adamax`.
 
 use super::adam::ADAM_RECORD;
-use super::{row, adam_family, config_struct, with_betas, AdamHyper, Algorithm};
+use super::{adam_family, config_struct, row, with_betas, zero_states, AdamHyper, Algorithm};
 use crate::error::Result;
-use crate::kernel::{shader_file, Kernel, KernelSpec, StateSpec, ADAM_GROUP, L2};
+use crate::kernel::{shader_file, Kernel, KernelSpec, ADAM_GROUP, L2};
 use crate::setters::setters;
 
 config_struct! {
@@ -128,15 +128,7 @@ impl Algorithm for AdamaxConfig {
         KernelSpec::new(
             &KERNEL,
             vec![("MAXIMIZE", self.maximize)],
-            ["exp_avg", "exp_inf"]
-                .into_iter()
-                .enumerate()
-                .map(|(slot, name)| StateSpec {
-                    name,
-                    slot,
-                    init: 0.0,
-                })
-                .collect(),
+            zero_states(&["exp_avg", "exp_inf"]),
             &self.hyper(),
         )
     }

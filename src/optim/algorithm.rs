@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, KernelSpec};
+use crate::kernel::{Kernel, KernelSpec, StateSpec};
 
 /// The fields every configuration has, and their checkpoint text: implemented by
 /// [`config_struct!`](super::codec::config_struct) from the struct's declaration.
@@ -144,6 +144,19 @@ impl AdamFamily {
         beta("beta2", self.beta2)?;
         non_negative("weight_decay", self.weight_decay)
     }
+}
+
+/// States named `names`, in consecutive slots from 0, each starting at 0.
+pub(crate) fn zero_states(names: &[&'static str]) -> Vec<StateSpec> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(slot, &name)| StateSpec {
+            name,
+            slot,
+            init: 0.0,
+        })
+        .collect()
 }
 
 /// ln(beta) for the device's bias correction, computed in f64 and rounded once.

@@ -16,7 +16,7 @@ mod config;
 mod schedule_free;
 
 pub(crate) use algorithm::{
-    adam_family, beta, ln, non_negative, row, AdamFamily, Algorithm, Fields,
+    adam_family, beta, ln, non_negative, row, zero_states, AdamFamily, Algorithm, Fields,
 };
 pub(crate) use codec::{config_struct, with_betas};
 pub use schedule_free::ScheduleFreeRunning;
@@ -60,6 +60,8 @@ macro_rules! optimizers {
             Lamb(LambConfig) in lamb;
             /// LARS (`optax.lars`)
             Lars(LarsConfig) in lars;
+            /// `torch.optim.Rprop`
+            Rprop(RpropConfig) in rprop;
         }
     };
 }

@@ -351,6 +351,22 @@ pub fn all_configs() -> Vec<OptimizerConfig> {
             }
         }
     }
+    // Rprop: PyTorch's etas and step sizes, and narrow bounds (and other etas) that clamp
+    // within a test's steps; the L2 extension.
+    for wd in [0.0, 0.01] {
+        for maximize in [false, true] {
+            let rprop = RpropConfig::default()
+                .with_lr(0.05)
+                .with_weight_decay(wd)
+                .with_maximize(maximize);
+            let rprop = if maximize == (wd > 0.0) {
+                rprop.with_etas(0.4, 1.3).with_step_sizes(1e-3, 0.08)
+            } else {
+                rprop
+            };
+            configs.push(rprop.into());
+        }
+    }
     configs
 }
 

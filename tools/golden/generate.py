@@ -86,6 +86,10 @@ TORCH = {
         p, lr=h.get("lr", 1.0), rho=h.get("rho", 0.9), eps=h.get("eps", 1e-6),
         weight_decay=h.get("weight_decay", 0.0), maximize=h.get("maximize", False), foreach=False),
     "ADOPT": lambda p, h: adopt(p, h),
+    "Rprop": lambda p, h: torch.optim.Rprop(
+        p, lr=h.get("lr", 1e-2), etas=(h.get("etaminus", 0.5), h.get("etaplus", 1.2)),
+        step_sizes=(h.get("step_size_min", 1e-6), h.get("step_size_max", 50.0)),
+        maximize=h.get("maximize", False), foreach=False),
 }
 
 
@@ -103,7 +107,8 @@ def adopt(p, h):
 # NAdam's scalar mu_product is not a state buffer here (the kernel derives it from the step):
 # the params after every step check it.
 STATE_NAMES = ["z", "momentum_buffer", "sum", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq",
-               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf", "acc_delta"]
+               "max_exp_avg_sq", "exp_avg_var", "max_exp_avg_var", "exp_inf", "acc_delta",
+               "prev", "step_size"]
 
 
 def adamw_schedule_free(p, h):
@@ -495,6 +500,28 @@ def cases():
     out.extend(norm_type_eps_root_overflow_cases())
     out.extend(schedule_free_cases())
     out.extend(trust_ratio_cases())
+    out.extend(rprop_cases())
+    return out
+
+
+def rprop_cases():
+    """torch.optim.Rprop: its defaults, other etas with step-size bounds the 8 steps reach,
+    maximize, and the edges (zero, huge and subnormal gradients; a GradScaler skipping an inf).
+    Seeds from 560, so the cases above keep theirs."""
+    out = []
+    cases = [
+        ("rprop", {"lr": 0.01}, {}),
+        ("rprop_etas_step_sizes", {"lr": 0.05, "etaminus": 0.3, "etaplus": 1.5,
+                                   "step_size_min": 1e-3, "step_size_max": 0.1}, {}),
+        ("rprop_maximize", {"lr": 0.01, "maximize": True}, {}),
+        ("rprop_zero_grads", {"lr": 0.01}, {"scale": 0.0}),
+        ("rprop_huge_grads", {"lr": 0.01}, {"scale": 1e30}),
+        ("rprop_subnormal_grads", {"lr": 0.01}, {"scale": 1e-40}),
+        ("rprop_scaler_inf", {"lr": 0.01}, {"scaler": {"init_scale": 1024.0, "growth_interval": 3},
+                                            "poison": [(3, 2, 5, math.inf)]}),
+    ]
+    for n, (name, hyper, edges) in enumerate(cases):
+        out.append(torch_case(name, "Rprop", hyper, seed=560 + n, **edges))
     return out
 
 
