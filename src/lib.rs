@@ -2,8 +2,9 @@
 //!
 //! Fused deep-learning optimizer steps as WGSL compute kernels on [`wgpu`]: SGD (momentum,
 //! Nesterov), Adagrad, RMSprop, Adam, AMSGrad, AdamW, AdaBelief (rectified or not), Lion,
-//! Adamax, NAdam, RAdam, Adadelta, ADOPT, Schedule-Free AdamW and Schedule-Free SGD, with
-//! PyTorch's semantics and defaults, and LAMB and LARS (per-tensor trust ratios) as Optax's.
+//! Adamax, NAdam, RAdam, Adadelta, ADOPT, Rprop, Schedule-Free AdamW and Schedule-Free SGD,
+//! with PyTorch's semantics and defaults, and LAMB and LARS (per-tensor trust ratios) as
+//! Optax's.
 //!
 //! A step reads every parameter, gradient and state element once and writes each output once,
 //! in one dispatch per tensor chunk, recorded into the caller's [`wgpu::CommandEncoder`]: no
@@ -79,7 +80,24 @@ pub use train::{
     ReduceLrOnPlateau, Snapshot, StopReason, ThresholdMode,
 };
 
-// The README's examples compile as doctests, so they stay true.
+// The README's and the guide's examples compile as doctests, so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Every chapter of `docs/` with Rust snippets.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/usage.md")]
+    struct Usage;
+    #[doc = include_str!("../docs/gradient-processing.md")]
+    struct GradientProcessing;
+    #[doc = include_str!("../docs/distributed.md")]
+    struct Distributed;
+    #[doc = include_str!("../docs/mixed-precision.md")]
+    struct MixedPrecision;
+    #[doc = include_str!("../docs/schedules.md")]
+    struct Schedules;
+    #[doc = include_str!("../docs/training.md")]
+    struct Training;
+}

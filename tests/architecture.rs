@@ -159,3 +159,26 @@ fn an_optimizer_is_named_in_few_files() {
         );
     }
 }
+
+/// The optimizer tables of the README and of docs/optimizers.md have a row for every
+/// optimizer of the registry, so the documentation keeps up with CONTRIBUTING.md's last step.
+#[test]
+fn every_registered_optimizer_is_in_the_tables() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tables = [
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+        std::fs::read_to_string(root.join("docs/optimizers.md")).unwrap(),
+    ];
+    let configs = wgpu_optim::OptimizerConfig::defaults();
+    assert!(configs.len() >= 17);
+    for config in configs {
+        // `Sgd(SgdConfig { .. })`: the configuration's type.
+        let debug = format!("{config:?}");
+        let start = debug.find('(').unwrap() + 1;
+        let end = debug.find(" {").unwrap();
+        let row = format!("| `{}` |", &debug[start..end]);
+        for (file, text) in ["README.md", "docs/optimizers.md"].iter().zip(&tables) {
+            assert!(text.contains(&row), "{file} has no row {row}");
+        }
+    }
+}
