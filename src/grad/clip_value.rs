@@ -11,7 +11,7 @@ use crate::gpu::pipeline::{
 use crate::gpu::{capture_errors, check_disjoint, storage_alignment, BufferRange, Context};
 use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits};
 use crate::kernel::{
-    concatenate, prelude, shader_file, ShaderFile, Slots, Storage, CONTROL, SEGMENT,
+    concatenate, prelude, shader_file, Dispatch, ShaderFile, Slots, Storage, CONTROL, SEGMENT,
 };
 
 /// The clamp's entry point.
@@ -93,7 +93,7 @@ pub struct ClipValue {
     bound: wgpu::Buffer,
     // Kept alive for the bind groups.
     _plan: DevicePlan,
-    chunks: Vec<(wgpu::BindGroup, u32)>,
+    chunks: Vec<Dispatch>,
 }
 
 impl ClipValue {
@@ -173,8 +173,12 @@ impl ClipValue {
                             (B::Segments.index(), plan.binding(chunk.all)),
                         ],
                     );
+                    // A 1-D grid: each workgroup loops over segments (grid-stride).
                     let workgroups = chunk.all.count.clamp(1, ctx.max_workgroups());
-                    (group, workgroups as u32)
+                    Dispatch {
+                        group,
+                        grid: (workgroups as u32, 1),
+                    }
                 })
                 .collect();
             ClipValue {
@@ -203,9 +207,8 @@ impl ClipValue {
             timestamp_writes: None,
         });
         pass.set_pipeline(&self.pipeline.pipeline);
-        for (group, workgroups) in &self.chunks {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(*workgroups, 1, 1);
+        for dispatch in &self.chunks {
+            dispatch.record(&mut pass);
         }
     }
 }

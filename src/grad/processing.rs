@@ -12,7 +12,9 @@ use crate::gpu::pipeline::{
 };
 use crate::gpu::{capture_errors, BufferRange, Context};
 use crate::kernel::plan::{grid, DevicePlan, Role};
-use crate::kernel::{concatenate, prelude, shader_file, ShaderFile, Slots, CONTROL, SEGMENT};
+use crate::kernel::{
+    concatenate, prelude, shader_file, Dispatch, ShaderFile, Slots, CONTROL, SEGMENT,
+};
 
 /// The bindings of the gradient-processing module (`shaders/clip.wgsl`), shared by its three
 /// entry points.
@@ -221,7 +223,7 @@ pub(crate) struct GradProcessing {
     // Kept alive for the bind groups.
     _hyper: wgpu::Buffer,
     _partials: wgpu::Buffer,
-    chunks: Vec<(wgpu::BindGroup, (u32, u32))>,
+    chunks: Vec<Dispatch>,
     local: wgpu::BindGroup,
     finalize: wgpu::BindGroup,
     controls: u32,
@@ -292,7 +294,10 @@ impl GradProcessing {
                             B::Work.bind(device_plan.binding(chunk.reduce)),
                         ],
                     );
-                    (group, grid(chunk.reduce.count, max_x))
+                    Dispatch {
+                        group,
+                        grid: grid(chunk.reduce.count, max_x),
+                    }
                 })
                 .collect();
             let local = bind_group(
@@ -332,9 +337,8 @@ impl GradProcessing {
     /// Records the reduction of every gradient into the [`NormStats`](crate::NormStats) buffer.
     pub fn record_stats(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipelines.partials);
-        for (group, (x, y)) in &self.chunks {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(*x, *y, 1);
+        for dispatch in &self.chunks {
+            dispatch.record(pass);
         }
         pass.set_pipeline(&self.pipelines.local);
         pass.set_bind_group(0, &self.local, &[]);

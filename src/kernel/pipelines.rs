@@ -43,6 +43,21 @@ impl GradStages {
     }
 }
 
+/// A bind group and the grid of workgroups it is dispatched over (a second dimension only
+/// past the device's limit per dimension).
+pub(crate) struct Dispatch {
+    pub group: wgpu::BindGroup,
+    pub grid: (u32, u32),
+}
+
+impl Dispatch {
+    /// Records the dispatch into `pass`, whose pipeline is set.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+    }
+}
+
 /// The bind group layouts of one kernel's entry points, shared by all its pipelines.
 pub(crate) struct KernelLayouts {
     pub prologue: wgpu::BindGroupLayout,

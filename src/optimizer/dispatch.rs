@@ -11,16 +11,9 @@ use crate::gpu::pipeline::bind_group;
 use crate::gpu::Context;
 use crate::kernel::plan::{grid, DevicePlan, Plan, Role, TableSlice, TAIL_WORKGROUP};
 use crate::kernel::{
-    kernel_pipeline, Binding, ElementLayout, Entry, KernelLayouts, KernelSpec, ModuleKey,
+    kernel_pipeline, Binding, Dispatch, ElementLayout, Entry, KernelLayouts, KernelSpec, ModuleKey,
     PipelineRequest, Storage, Variant,
 };
-
-/// A bind group and the grid it is dispatched over (more than one row only past the device's
-/// grid, `max_workgroups` squared).
-pub(super) struct Dispatch {
-    pub group: wgpu::BindGroup,
-    pub grid: (u32, u32),
-}
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
 /// vec4 layout, the tail dispatch over its partial vec4s.

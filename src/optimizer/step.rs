@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::dispatch::{Dispatch, UpdatePipelines};
+use super::dispatch::UpdatePipelines;
 use super::Optimizer;
 use crate::error::{Error, Result};
 
@@ -61,7 +61,7 @@ impl Optimizer {
             // LAMB, LARS: the first pass (states, each segment's sums), each tensor's ratio.
             self.record_dispatches(pass, norms);
             pass.set_pipeline(fold);
-            record(pass, &trust.fold);
+            trust.fold.record(pass);
         }
         self.record_dispatches(pass, &pipelines.update);
     }
@@ -76,7 +76,7 @@ impl Optimizer {
                 layout = Some(chunk.layout);
             }
             for dispatch in &chunk.main {
-                record(pass, dispatch);
+                dispatch.record(pass);
             }
         }
         // The tails touch no element of any main segment: they go after every chunk's update,
@@ -84,7 +84,7 @@ impl Optimizer {
         if let Some(tail) = &pipelines.tail {
             pass.set_pipeline(tail);
             for dispatch in self.dispatches.iter().flat_map(|d| &d.tail) {
-                record(pass, dispatch);
+                dispatch.record(pass);
             }
         }
     }
@@ -140,10 +140,4 @@ impl Optimizer {
     pub(crate) fn set_eval_flag(&self, eval: bool) {
         self.eval_mode.store(eval, Ordering::Relaxed);
     }
-}
-
-/// Records `dispatch`: its bind group over its grid.
-fn record(pass: &mut wgpu::ComputePass<'_>, dispatch: &Dispatch) {
-    pass.set_bind_group(0, &dispatch.group, &[]);
-    pass.dispatch_workgroups(dispatch.grid.0, dispatch.grid.1, 1);
 }
