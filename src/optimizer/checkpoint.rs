@@ -27,6 +27,7 @@ use safetensors::SafeTensors;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::kernel::Control;
+use crate::optim::OptimizerConfig;
 
 /// The safetensors dtype of a storage type.
 fn safetensors_dtype(dtype: crate::dtype::Dtype) -> Dtype {
@@ -44,6 +45,12 @@ fn mismatch<T>(what: String) -> Result<T> {
 const FORMAT: &str = "wgpu-optim optimizer checkpoint 1";
 const CONTROL: &str = "wgpu_optim.control";
 const SCHEDULE_FREE_MODE: &str = "schedule_free.mode";
+
+/// Each group's configuration and running values, as a checkpoint gives them.
+struct LoadedGroups {
+    configs: Vec<OptimizerConfig>,
+    running: Vec<Vec<f32>>,
+}
 
 impl Optimizer {
     /// The optimizer's state as a safetensors file in memory (reads every state buffer back:
@@ -164,6 +171,68 @@ impl Optimizer {
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
         let metadata = header.metadata().clone().unwrap_or_default();
+        self.check_header(&metadata)?;
+        let eval = self.loaded_mode(&metadata)?;
+        let groups = self.loaded_groups(&metadata)?;
+
+        // Every state buffer, with its shape, before anything is written.
+        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
+            let view = file
+                .tensor(name)
+                .map_err(|_| Error::CheckpointMismatch(format!("no tensor {name}")))?;
+            if view.dtype() != dtype || view.shape() != shape {
+                return mismatch(format!(
+                    "{name} is {:?} {:?}, not {dtype:?} {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                ));
+            }
+            Ok(view.data())
+        };
+        let mut states = Vec::new();
+        for (i, param) in self.params().enumerate() {
+            for state in self.state_names() {
+                let name = format!("state.{i}.{state}");
+                let dtype = safetensors_dtype(self.state_range(i, state)?.dtype());
+                states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
+            }
+        }
+        let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
+        let control = tensor(CONTROL, Dtype::U32, &[words])?
+            .chunks_exact(std::mem::size_of::<Control>())
+            .enumerate()
+            .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
+            .collect::<Result<Vec<Control>>>()?;
+
+        self.set_group_configs(groups.configs.into_iter().enumerate().collect())?;
+        for (group, values) in groups.running.iter().enumerate() {
+            if !values.is_empty() {
+                self.write_running(group, values);
+            }
+        }
+        if let Some(eval) = eval {
+            self.set_eval_flag(eval);
+        }
+        for (i, name, data) in states {
+            let range = self.state_range(i, name)?;
+            // A 16-bit state of odd length ends inside a word: the word's other half is
+            // padding of the state buffer (the next tensor starts on an aligned offset).
+            let mut data = data.to_vec();
+            data.resize((range.word_end() - range.offset()) as usize, 0);
+            self.context()
+                .queue()
+                .write_buffer(range.buffer(), range.offset(), &data);
+        }
+        self.context().queue().write_buffer(
+            self.control_buffer(),
+            0,
+            bytemuck::cast_slice(&control),
+        );
+        Ok(())
+    }
+
+    /// Refuses a file of another format, optimizer, tensor count or group count.
+    fn check_header(&self, metadata: &HashMap<String, String>) -> Result<()> {
         let field = |key: &str| {
             metadata
                 .get(key)
@@ -184,9 +253,6 @@ impl Optimizer {
         if field("tensors")? != count.to_string() {
             return mismatch(format!("{} tensors, not {count}", field("tensors")?));
         }
-
-        // The hyperparameters of each group: the same structure (kernel, options, states),
-        // new values.
         let groups = self.group_configs().len();
         if field("groups")? != groups.to_string() {
             return mismatch(format!(
@@ -194,20 +260,31 @@ impl Optimizer {
                 field("groups")?
             ));
         }
-        // Schedule-Free's mode, which the parameters saved with the file are in.
-        let eval = match (
+        Ok(())
+    }
+
+    /// Schedule-Free's mode, which the parameters saved with the file are in (`None` for
+    /// optimizers without the switch).
+    fn loaded_mode(&self, metadata: &HashMap<String, String>) -> Result<Option<bool>> {
+        match (
             self.eval_flag(),
             metadata.get(SCHEDULE_FREE_MODE).map(String::as_str),
         ) {
-            (Some(_), Some("eval")) => Some(true),
-            (Some(_), Some("train")) => Some(false),
-            (None, None) => None,
-            (_, mode) => return mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
-        };
+            (Some(_), Some("eval")) => Ok(Some(true)),
+            (Some(_), Some("train")) => Ok(Some(false)),
+            (None, None) => Ok(None),
+            (_, mode) => mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
+        }
+    }
+
+    /// The hyperparameters of each group, with the same structure (kernel, options, states)
+    /// and new values, and each group's running values, from `param_groups.<g>.<name>`.
+    fn loaded_groups(&self, metadata: &HashMap<String, String>) -> Result<LoadedGroups> {
+        let groups = self.group_configs().len();
         let mut configs = self.group_configs().to_vec();
         let running_names = self.running_names();
         let mut running = vec![vec![None; running_names.len()]; groups];
-        for (key, value) in &metadata {
+        for (key, value) in metadata {
             let Some(rest) = key.strip_prefix("param_groups.") else {
                 continue;
             };
@@ -250,61 +327,7 @@ impl Optimizer {
                     .collect::<Result<Vec<f32>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-
-        // Every state buffer, with its shape, before anything is written.
-        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
-            let view = file
-                .tensor(name)
-                .map_err(|_| Error::CheckpointMismatch(format!("no tensor {name}")))?;
-            if view.dtype() != dtype || view.shape() != shape {
-                return mismatch(format!(
-                    "{name} is {:?} {:?}, not {dtype:?} {shape:?}",
-                    view.dtype(),
-                    view.shape()
-                ));
-            }
-            Ok(view.data())
-        };
-        let mut states = Vec::new();
-        for (i, param) in self.params().enumerate() {
-            for state in self.state_names() {
-                let name = format!("state.{i}.{state}");
-                let dtype = safetensors_dtype(self.state_range(i, state)?.dtype());
-                states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
-            }
-        }
-        let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
-        let control = tensor(CONTROL, Dtype::U32, &[words])?
-            .chunks_exact(std::mem::size_of::<Control>())
-            .enumerate()
-            .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
-            .collect::<Result<Vec<Control>>>()?;
-
-        self.set_group_configs(configs.into_iter().enumerate().collect())?;
-        for (group, values) in running.iter().enumerate() {
-            if !values.is_empty() {
-                self.write_running(group, values);
-            }
-        }
-        if let Some(eval) = eval {
-            self.set_eval_flag(eval);
-        }
-        for (i, name, data) in states {
-            let range = self.state_range(i, name)?;
-            // A 16-bit state of odd length ends inside a word: the word's other half is
-            // padding of the state buffer (the next tensor starts on an aligned offset).
-            let mut data = data.to_vec();
-            data.resize((range.word_end() - range.offset()) as usize, 0);
-            self.context()
-                .queue()
-                .write_buffer(range.buffer(), range.offset(), &data);
-        }
-        self.context().queue().write_buffer(
-            self.control_buffer(),
-            0,
-            bytemuck::cast_slice(&control),
-        );
-        Ok(())
+        Ok(LoadedGroups { configs, running })
     }
 
     /// The control block to restore from a checkpoint's, checked against this optimizer's
