@@ -839,3 +839,195 @@ fn bayes_survives_non_finite_scores_and_tiny_discrete_spaces() {
     );
     assert_eq!(results.best().unwrap().values, [0.0]);
 }
+
+/// The setting an `InvalidSearch` names, or a panic saying what came instead.
+fn invalid_setting<T: std::fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(Error::InvalidSearch { setting, .. }) => setting,
+        other => panic!("expected InvalidSearch, got {other:?}"),
+    }
+}
+
+/// The most configurations a grid holds and the most trials a search runs, as the rustdoc of
+/// `SearchSpace::grid` and `Search::with_restarts` state them.
+const LIMIT: usize = 1 << 24;
+
+#[test]
+fn a_grid_past_its_limit_is_refused_before_it_is_built() {
+    // 2^40 + 1 integers: 8 TiB of f64 if the axis were built before the size check.
+    let wide = SearchSpace::new().with_int("n", 0, 1 << 40);
+    match wide.grid(2) {
+        Err(Error::InvalidSearch { setting, value, .. }) => {
+            assert_eq!(setting, "grid size");
+            assert_eq!(
+                value,
+                (1u64 << 40) as f64 + 1.0,
+                "the size it would have had"
+            );
+        }
+        other => panic!("expected InvalidSearch, got {:?}", other.map(|g| g.len())),
+    }
+    assert_eq!(
+        invalid_setting(Search::new(wide).grid_trials(2)),
+        "grid size"
+    );
+    // One past the limit, on a single integer axis (0..=LIMIT holds LIMIT + 1 values).
+    let just_past = SearchSpace::new().with_int("n", 0, LIMIT as i64);
+    assert_eq!(invalid_setting(just_past.grid(1)), "grid size");
+    // A continuous axis of usize::MAX points, alone or beside others whose product overflows.
+    let x = SearchSpace::new().with_uniform("x", 0.0, 1.0);
+    assert_eq!(invalid_setting(x.grid(usize::MAX)), "grid size");
+    let many = (0..64).fold(SearchSpace::new(), |s, i| s.with_int(format!("d{i}"), 0, 1));
+    match many.grid(1) {
+        Err(Error::InvalidSearch { value, .. }) => assert_eq!(value, 2f64.powi(64)),
+        other => panic!("expected InvalidSearch, got {:?}", other.map(|g| g.len())),
+    }
+    // Well under the limit, the grid is still built.
+    assert_eq!(x.grid(LIMIT / 1024).unwrap().len(), LIMIT / 1024);
+}
+
+#[test]
+fn trial_counts_that_overflow_or_pass_the_limit_are_refused_by_every_driver() {
+    // The objective must never run: a search too large to hold is refused before it starts.
+    let mut calls = 0;
+    let mut objective = |_: &[Trial], _: u64| -> Result<Vec<f64>> {
+        calls += 1;
+        Err(Error::InvalidOptions("the objective ran"))
+    };
+    let x = || SearchSpace::new().with_uniform("x", 0.0, 1.0);
+    let huge = || Search::new(x()).with_restarts(usize::MAX);
+    let sh = SuccessiveHalving::new(9, 1);
+    let bo = Bayes::new(2, 1, 1);
+    let cases: Vec<(&str, Result<SearchResults>)> = vec![
+        ("grid", huge().grid(3, 1, &mut objective)),
+        ("random", huge().random(2, 1, &mut objective)),
+        (
+            "random_restarts",
+            huge().random_restarts(&[vec![0.2], vec![0.5]], 1, &mut objective),
+        ),
+        (
+            "successive_halving",
+            huge().successive_halving(&sh, &mut objective),
+        ),
+        ("bayes", huge().bayes(&bo, 1, &mut objective)),
+        (
+            "random of usize::MAX samples",
+            Search::new(x()).random(usize::MAX, 1, &mut objective),
+        ),
+        (
+            "grid of LIMIT configurations, 2 restarts",
+            Search::new(SearchSpace::new().with_int("n", 1, LIMIT as i64))
+                .with_restarts(2)
+                .grid(1, 1, &mut objective),
+        ),
+        (
+            "bayes whose rounds overflow",
+            Search::new(x()).bayes(&Bayes::new(1, usize::MAX, 2), 1, &mut objective),
+        ),
+        (
+            "bayes past the limit only over all its rounds",
+            Search::new(x()).bayes(&Bayes::new(1, LIMIT, 1), 1, &mut objective),
+        ),
+    ];
+    for (driver, result) in cases {
+        assert_eq!(invalid_setting(result), "trials", "{driver}");
+    }
+    assert_eq!(calls, 0, "no objective call for a refused search");
+    for trials in [
+        huge().random_trials(1),
+        huge().grid_trials(1),
+        Search::new(x()).with_restarts(LIMIT + 1).random_trials(1),
+        Search::new(x()).with_restarts(LIMIT / 2).random_trials(3),
+    ] {
+        assert_eq!(invalid_setting(trials.map(|t| t.len())), "trials");
+    }
+    assert_eq!(Bayes::new(1, usize::MAX, 2).evaluations(), usize::MAX);
+    // Well under the limit, trials are still built.
+    let trials = Search::new(x())
+        .with_restarts(LIMIT / 1024)
+        .random_trials(2);
+    assert_eq!(trials.unwrap().len(), 2 * LIMIT / 1024);
+}
+
+#[test]
+fn dimensions_whose_width_overflows_are_refused_and_from_unit_is_always_finite() {
+    let setting = |space: SearchSpace| invalid_setting(space.validate());
+    // high - low = 2e308 is past f64::MAX: every sample would be 1e308.
+    assert_eq!(
+        setting(SearchSpace::new().with_uniform("x", -1e308, 1e308)),
+        "x.high"
+    );
+    assert_eq!(
+        setting(SearchSpace::new().with_uniform("x", -f64::MAX, f64::MAX)),
+        "x.high"
+    );
+    let mut objective = |t: &[Trial], _: u64| -> Result<Vec<f64>> { Ok(vec![0.0; t.len()]) };
+    assert_eq!(
+        invalid_setting(
+            Search::new(SearchSpace::new().with_uniform("x", -1e308, 1e308)).random(
+                4,
+                1,
+                &mut objective
+            )
+        ),
+        "x.high"
+    );
+    // Neighbouring floats far from 1 have the same logarithm: to_unit would divide by 0.
+    let low: f64 = 1e10;
+    let next = f64::from_bits(low.to_bits() + 1);
+    assert_eq!(
+        next.ln(),
+        low.ln(),
+        "the premise: ln cannot tell them apart"
+    );
+    assert_eq!(
+        setting(SearchSpace::new().with_log_uniform("x", low, next)),
+        "x.high"
+    );
+    // i64::MIN has no i64 absolute value.
+    assert_eq!(
+        setting(SearchSpace::new().with_int("x", i64::MIN, 0)),
+        "x.low"
+    );
+    assert_eq!(
+        setting(SearchSpace::new().with_int("x", 0, i64::MAX)),
+        "x.high"
+    );
+
+    // The widest dimensions that validate give finite values they contain, for any u.
+    let widest = SearchSpace::new()
+        .with_uniform("u", -f64::MAX / 2.0, f64::MAX / 2.0)
+        .with_uniform("top", 0.0, f64::MAX)
+        .with_log_uniform("log", f64::from_bits(1), f64::MAX) // the least subnormal
+        .with_int("int", -(1 << 53), 1 << 53)
+        .with_choice("choice", [f64::MIN, f64::MAX]);
+    widest.validate().unwrap();
+    let us = [
+        0.0,
+        0.5,
+        1.0,
+        1.0 - f64::EPSILON,
+        f64::MIN_POSITIVE,
+        -1.0,
+        2.0,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NAN,
+    ];
+    for (name, dim) in widest.names().iter().zip(widest.dimensions()) {
+        for u in us {
+            let v = dim.from_unit(u);
+            assert!(
+                v.is_finite() && dim.contains(v),
+                "{name}.from_unit({u}) = {v}"
+            );
+            let back = dim.to_unit(v);
+            assert!((0.0..=1.0).contains(&back), "{name}.to_unit({v}) = {back}");
+        }
+    }
+    let mut rng = Rng::new(0);
+    for _ in 0..1000 {
+        let config = widest.sample(&mut rng);
+        assert!(widest.contains(&config), "{config:?}");
+    }
+}

@@ -118,9 +118,11 @@ impl Bayes {
         self
     }
 
-    /// Configurations evaluated in all: `initial + rounds · batch`.
+    /// Configurations evaluated in all: `initial + rounds · batch`, saturating at `usize::MAX`
+    /// (a count [`Search::bayes`] refuses: it runs at most 2²⁴ trials).
     pub fn evaluations(&self) -> usize {
-        self.initial + self.rounds * self.batch
+        self.initial
+            .saturating_add(self.rounds.saturating_mul(self.batch))
     }
 
     fn validate(&self) -> Result<()> {
@@ -148,7 +150,8 @@ impl Bayes {
 impl Search {
     /// Bayesian optimisation with expected improvement ([`Bayes`]): a random initial
     /// population, then `rounds` populations of `batch` configurations chosen by the model,
-    /// every trial trained to `budget`.
+    /// every trial trained to `budget`. [`Bayes::evaluations`] times the restarts is at most
+    /// 2²⁴ trials, checked before the first population runs.
     ///
     /// ```
     /// use wgpu_optim::search::{Bayes, Search, SearchSpace, Trial};
@@ -169,6 +172,11 @@ impl Search {
     ) -> Result<SearchResults> {
         settings.validate()?;
         positive("budget", budget)?;
+        // The whole search, not just its first population, so that a run of absurd length is
+        // refused before it starts rather than after hours of rounds. `evaluations` saturates,
+        // and usize::MAX configurations is past the limit for every R >= 1.
+        self.validate()?;
+        self.trial_count(settings.evaluations())?;
         let initial = self.random_trials(settings.initial)?;
         let mut rng = self.sampler();
         for _ in 0..settings.initial {
@@ -190,7 +198,7 @@ impl Search {
                 .map(|c| mean_std(&c.iter().map(|r| r.score()).collect::<Vec<_>>()).0)
                 .collect();
             let picks = propose(&self.space, &configs, &scores, settings, &mut rng);
-            let trials = self.trials_of(picks.clone(), configs.len(), runner.records.len());
+            let trials = self.trials_of(picks.clone(), configs.len(), runner.records.len())?;
             configs.extend(picks);
             let ids = runner.add(trials);
             runner.run(&ids, budget)?;

@@ -50,6 +50,12 @@ pub use space::{Dimension, SearchSpace};
 
 use crate::error::{Error, Result};
 
+/// The most trials one search runs (configurations times restarts), the grid's limit: each is a
+/// record held until the search ends (its values, seed and score history, over 100 bytes), and
+/// 2²⁴ of them is already more runs than any objective trains. A count past it, or past
+/// `usize`, is a mistake refused before any trial is built.
+const MAX_TRIALS: usize = 1 << 24;
+
 /// Salt of the sampling stream, so that configurations and trial seeds never share draws.
 const SAMPLING_STREAM: u64 = 0x5341_4d50_4c45_5253; // "SAMPLERS"
 
@@ -204,7 +210,10 @@ impl Search {
         self
     }
 
-    /// Sets `R`, the runs per configuration (≥ 1), each with its own [`Trial::seed`].
+    /// Sets `R`, the runs per configuration (≥ 1), each with its own [`Trial::seed`]. A driver
+    /// refuses a search of more than 2²⁴ trials in all (configurations times `R`) with
+    /// [`Error::InvalidSearch`] on `trials`, before building any: `usize::MAX` is an error, not
+    /// an overflow.
     pub fn with_restarts(mut self, restarts: usize) -> Self {
         self.restarts = restarts;
         self
@@ -228,15 +237,32 @@ impl Search {
         positive("population", self.population as u64)
     }
 
+    /// `configurations · R`, the trials a search of `configurations` runs, if it is at most
+    /// [`MAX_TRIALS`]. Drivers call it before sampling or building anything, so that
+    /// `with_restarts(usize::MAX)` or `random(usize::MAX, ..)` is an error, not an overflow or
+    /// an allocation of exabytes.
+    fn trial_count(&self, configurations: usize) -> Result<usize> {
+        configurations
+            .checked_mul(self.restarts)
+            .filter(|&n| n <= MAX_TRIALS)
+            .ok_or(Error::InvalidSearch {
+                setting: "trials".into(),
+                // In f64, which cannot wrap.
+                value: configurations as f64 * self.restarts as f64,
+                expected: "at most 2^24 trials (configurations * restarts)",
+            })
+    }
+
     /// The trials of `configs`, `R` per configuration, restarts adjacent.
     fn trials_of(
         &self,
         configs: Vec<Vec<f64>>,
         first_config: usize,
         first_id: usize,
-    ) -> Vec<Trial> {
+    ) -> Result<Vec<Trial>> {
         let names = self.space.shared_names();
-        let mut trials = Vec::with_capacity(configs.len() * self.restarts);
+        // Checked again here, cheaply, so that no caller can size the Vec by a wrapped product.
+        let mut trials = Vec::with_capacity(self.trial_count(configs.len())?);
         for (c, values) in configs.into_iter().enumerate() {
             let config = first_config + c;
             for restart in 0..self.restarts {
@@ -250,7 +276,7 @@ impl Search {
                 });
             }
         }
-        trials
+        Ok(trials)
     }
 
     fn sampler(&self) -> Rng {
@@ -260,16 +286,18 @@ impl Search {
     /// The trials [`grid`](Self::grid) runs, without running them.
     pub fn grid_trials(&self, points: usize) -> Result<Vec<Trial>> {
         self.validate()?;
-        Ok(self.trials_of(self.space.grid(points)?, 0, 0))
+        self.trial_count(self.space.grid_size(points)?)?;
+        self.trials_of(self.space.grid(points)?, 0, 0)
     }
 
     /// The trials [`random`](Self::random) runs, without running them.
     pub fn random_trials(&self, samples: usize) -> Result<Vec<Trial>> {
         self.validate()?;
         positive("samples", samples as u64)?;
+        self.trial_count(samples)?;
         let mut rng = self.sampler();
         let configs = (0..samples).map(|_| self.space.sample(&mut rng)).collect();
-        Ok(self.trials_of(configs, 0, 0))
+        self.trials_of(configs, 0, 0)
     }
 
     /// Grid search: every configuration of [`SearchSpace::grid`]`(points)`, `R` restarts each,
@@ -311,10 +339,11 @@ impl Search {
         self.validate()?;
         positive("budget", budget)?;
         positive("configurations", configs.len() as u64)?;
+        self.trial_count(configs.len())?;
         for config in configs {
             self.space.check(config)?;
         }
-        self.run_all(self.trials_of(configs.to_vec(), 0, 0), budget, objective)
+        self.run_all(self.trials_of(configs.to_vec(), 0, 0)?, budget, objective)
     }
 
     fn run_all<O: Objective + ?Sized>(

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 /// The largest integer bound an [`Dimension::Int`] takes: every integer up to 2⁵³ is an f64.
 const MAX_EXACT_INT: i64 = 1 << 53;
 
-/// The largest grid [`SearchSpace::grid`] builds.
+/// The largest grid [`SearchSpace::grid`] builds, in configurations: 2²⁴ (16.7 million runs) is
+/// already past what any search trains and over 128 MiB per dimension, so a larger grid is
+/// a mistake, refused before anything is allocated.
 const MAX_GRID: usize = 1 << 24;
 
 /// Column names of the CSV files, refused as dimension names so that a column is never
@@ -34,15 +36,17 @@ const RESERVED: [&str; 11] = [
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dimension {
-    /// Uniform on `[low, high]` (`low < high`, both finite).
+    /// Uniform on `[low, high]` (`low < high`, both finite, and the width `high - low` finite
+    /// too: `-1e308..1e308` is refused, since every value drawn from an infinite width is a
+    /// bound).
     Uniform {
         /// Lower bound.
         low: f64,
         /// Upper bound.
         high: f64,
     },
-    /// Log-uniform on `[low, high]` (`0 < low < high`): uniform in `ln x`, for learning rates
-    /// and weight decays.
+    /// Log-uniform on `[low, high]` (`0 < low < high`, both finite, and `ln low < ln high`, which
+    /// adjacent large floats can miss): uniform in `ln x`, for learning rates and weight decays.
     LogUniform {
         /// Lower bound (> 0).
         low: f64,
@@ -78,15 +82,28 @@ impl Dimension {
                 if !high.is_finite() || high <= low {
                     return bad("high", high, "a finite number > low");
                 }
-                if matches!(self, Dimension::LogUniform { .. }) && low <= 0.0 {
+                let log = matches!(self, Dimension::LogUniform { .. });
+                if log && low <= 0.0 {
                     return bad("low", low, "> 0 (a log-uniform dimension)");
+                }
+                // `from_unit` and `to_unit` scale by the width: an infinite one (finite bounds
+                // of opposite signs further apart than f64::MAX) maps every point to `high`,
+                // or to NaN at `u = 0`. In log space the width of positive finite bounds is at
+                // most about 1454, but it rounds to 0 for neighbouring floats far from 1, which
+                // `to_unit` divides by.
+                if !log && (high - low).is_infinite() {
+                    return bad("high", high, "a finite number with high - low finite");
+                }
+                if log && high.ln() - low.ln() <= 0.0 {
+                    return bad("high", high, "a finite number with ln(high) > ln(low)");
                 }
             }
             Dimension::Int { low, high } => {
-                if low.abs() > MAX_EXACT_INT {
+                // `unsigned_abs`, since `i64::MIN.abs()` overflows.
+                if low.unsigned_abs() > MAX_EXACT_INT.unsigned_abs() {
                     return bad("low", low as f64, "|low| <= 2^53");
                 }
-                if high.abs() > MAX_EXACT_INT || high <= low {
+                if high.unsigned_abs() > MAX_EXACT_INT.unsigned_abs() || high <= low {
                     return bad("high", high as f64, "> low and <= 2^53");
                 }
             }
@@ -112,9 +129,12 @@ impl Dimension {
     }
 
     /// The value at `u` in `[0, 1]`: `low + u (high − low)`, its log-space analogue, or the
-    /// value of the cell `⌊u n⌋` of a discrete dimension with `n` values.
+    /// value of the cell `⌊u n⌋` of a discrete dimension with `n` values. `u` outside `[0, 1]`
+    /// is clamped and a NaN `u` is 0, so a valid dimension only ever gives a finite value it
+    /// [`contains`](Self::contains).
     pub fn from_unit(&self, u: f64) -> f64 {
-        let u = u.clamp(0.0, 1.0);
+        // `clamp` passes NaN through, and a NaN here would become a configuration.
+        let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
         let cell = |n: f64| (u * n).floor().min(n - 1.0);
         match self {
             Dimension::Uniform { low, high } => (low + u * (high - low)).clamp(*low, *high),
@@ -160,8 +180,20 @@ impl Dimension {
         }
     }
 
+    /// How many values [`grid`](Self::grid) gives, computed without building them (`None`
+    /// past `usize`).
+    fn grid_len(&self, points: usize) -> Option<usize> {
+        match self {
+            Dimension::Uniform { .. } | Dimension::LogUniform { .. } => Some(points),
+            // At most 2^54 + 1 for a valid dimension: no i64 overflow, but past a 32-bit usize.
+            Dimension::Int { low, high } => usize::try_from(high - low).ok()?.checked_add(1),
+            Dimension::Choice(values) => Some(values.len()),
+        }
+    }
+
     /// The grid values: `points` evenly spaced from `low` to `high` (log-spaced for
     /// `LogUniform`, the midpoint when `points == 1`), every value of a discrete dimension.
+    /// Callers bound [`grid_len`](Self::grid_len) first: an `Int` dimension can hold 2⁵⁴ values.
     fn grid(&self, points: usize) -> Vec<f64> {
         match self {
             Dimension::Uniform { low, high } | Dimension::LogUniform { low, high } => {
@@ -299,25 +331,13 @@ impl SearchSpace {
     /// `tune.grid_search`: `points` values per continuous dimension (evenly spaced, log-spaced
     /// for log-uniform ones, both bounds included; the midpoint when `points == 1`) and every
     /// value of a discrete one, in lexicographic order with the last dimension varying fastest.
+    ///
+    /// The grid holds at most 2²⁴ configurations: a larger one (`points` past 2²⁴, an integer
+    /// dimension `0..=2^40`, or many dimensions) is [`Error::InvalidSearch`] on `grid size`,
+    /// refused before any value is built.
     pub fn grid(&self, points: usize) -> Result<Vec<Vec<f64>>> {
-        self.validate()?;
-        if points == 0 {
-            return Err(Error::InvalidSearch {
-                setting: "points".into(),
-                value: 0.0,
-                expected: ">= 1",
-            });
-        }
+        let total = self.grid_size(points)?;
         let axes: Vec<Vec<f64>> = self.dims.iter().map(|d| d.grid(points)).collect();
-        let total = axes
-            .iter()
-            .try_fold(1usize, |acc, a| acc.checked_mul(a.len()))
-            .filter(|&n| n <= MAX_GRID)
-            .ok_or_else(|| Error::InvalidSearch {
-                setting: "grid size".into(),
-                value: axes.iter().map(|a| a.len() as f64).product(),
-                expected: "at most 2^24 configurations",
-            })?;
         Ok((0..total)
             .map(|mut k| {
                 let mut config = vec![0.0; axes.len()];
@@ -328,6 +348,34 @@ impl SearchSpace {
                 config
             })
             .collect())
+    }
+
+    /// The number of configurations [`grid`](Self::grid)`(points)` holds, checking the space,
+    /// `points` and the size limit, from the dimensions' value counts alone: an `Int` dimension
+    /// of 2⁴⁰ values costs nothing here.
+    pub(crate) fn grid_size(&self, points: usize) -> Result<usize> {
+        self.validate()?;
+        if points == 0 {
+            return Err(Error::InvalidSearch {
+                setting: "points".into(),
+                value: 0.0,
+                expected: ">= 1",
+            });
+        }
+        self.dims
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(d.grid_len(points)?))
+            .filter(|&n| n <= MAX_GRID)
+            .ok_or_else(|| Error::InvalidSearch {
+                setting: "grid size".into(),
+                // In f64, which saturates to inf rather than wrapping like the usize product.
+                value: self
+                    .dims
+                    .iter()
+                    .map(|d| d.grid_len(points).map_or(f64::INFINITY, |n| n as f64))
+                    .product(),
+                expected: "at most 2^24 configurations",
+            })
     }
 
     /// One configuration drawn at random: each dimension independently uniform in the unit
