@@ -3,7 +3,8 @@
 // optax.contrib.adopt.
 //
 //   g = maximize ? -g : g
-//   decoupled: p *= 1 - lr * weight_decay        otherwise: g += weight_decay * p
+//   decoupled: p *= decay (1 - lr * weight_decay; fixed_decay: 1 - weight_decay)
+//   otherwise: g += weight_decay * p
 //   step 1:  exp_avg_sq = exp_avg_sq + g * g      (the second moment is only initialised)
 //   else:
 //     normed = g / max(sqrt(exp_avg_sq), eps)     (the previous second moment)
@@ -22,7 +23,7 @@ struct Hyper {
     one_minus_beta2: f32,
     eps: f32,
     weight_decay: f32,
-    // 1 - lr * weight_decay
+    // 1 - lr * weight_decay (fixed_decay: 1 - weight_decay)
     decay: f32,
 }
 

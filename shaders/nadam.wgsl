@@ -40,9 +40,21 @@ struct Derived {
     bias_correction2: f32,
 }
 
+// What `prepare_group` carries from step to step (NAdamRunning): the ln(beta1) and
+// momentum_decay * ln(0.96) of the last step taken (mu_ln_beta1 is 1, no logarithm of a beta,
+// before the first step), and mu_ln_excess, PyTorch's running ln(mu_1 ... mu_t) minus the
+// closed form at the last step's values: 0 as long as beta1 and momentum_decay stay as they
+// are.
+struct Running {
+    mu_ln_beta1: f32,
+    mu_ln_base: f32,
+    mu_ln_excess: f32,
+}
+
 struct Group {
     hyper: Hyper,
     derived: Derived,
+    running: Running,
 }
 
 override MAXIMIZE: bool = false;
@@ -59,22 +71,55 @@ fn nadam_mu(h: Hyper, step: f32) -> vec2<f32> {
     return vec2(half_beta1 * (1.0 - e), h.one_minus_beta1 + half_beta1 * (1.0 + e));
 }
 
-// ln(mu_1 mu_2 ... mu_t) in closed form: t ln(beta1) + sum_{i=1..t} ln(1 - q^i / 2) with
-// q = 0.96^momentum_decay, and that sum is -sum_k (1/2)^k / k * q^k (1 - q^(kt)) / (1 - q^k)
-// (expand each log and swap the sums). 24 terms reach f32's precision; each factor comes from
-// expm1 without cancellation; when q^k rounds to 1 (momentum_decay 0) the geometric sum is t.
-fn nadam_ln_mu_product(h: Hyper, step: f32) -> f32 {
+// sum_{i=1..t} -ln(1 - q^i / 2) with q = 0.96^momentum_decay (ln_mu_base = ln q) in closed
+// form: sum_k (1/2)^k / k * q^k (1 - q^(kt)) / (1 - q^k) (expand each log and swap the sums).
+// 24 terms reach f32's precision; each factor comes from expm1 without cancellation; when q^k
+// rounds to 1 (momentum_decay 0) the geometric sum is t.
+fn nadam_schedule_sum(ln_mu_base: f32, step: f32) -> f32 {
     var sum = 0.0;
     var half_power = 1.0;
     for (var k = 1u; k <= 24u; k++) {
         half_power = half_power * 0.5;
-        let ln_qk = f32(k) * h.ln_mu_base;
+        let ln_qk = f32(k) * ln_mu_base;
         let one_minus_qk = -expm1_nonpositive(ln_qk);
         let one_minus_qkt = -expm1_nonpositive(step * ln_qk);
         let geometric = select(step, (1.0 - one_minus_qk) * (one_minus_qkt / one_minus_qk), one_minus_qk > 0.0);
         sum = sum + half_power / f32(k) * geometric;
     }
-    return step * h.ln_beta1 - sum;
+    return sum;
+}
+
+// ln(mu_1 mu_2 ... mu_t) in closed form for constant beta1 and momentum_decay:
+// t ln(beta1) + sum_{i=1..t} ln(1 - q^i / 2).
+fn nadam_ln_mu_product(h: Hyper, step: f32) -> f32 {
+    return step * h.ln_beta1 - nadam_schedule_sum(h.ln_mu_base, step);
+}
+
+// PyTorch's running ln(mu_1 ... mu_t), each mu_i from step i's own beta1 and momentum_decay,
+// as the closed form at this step's values plus the excess. When the values change between
+// steps t - 1 and t, the excess takes the difference of the two closed forms at t - 1:
+// (t - 1) (ln beta1' - ln beta1) plus the schedule sums' difference when momentum_decay
+// changed. A zero beta1 makes the product 0 for good: the excess is then -inf once beta1
+// leaves 0 (while it is 0 the closed form is -inf already).
+// -inf, ln(0), as bits: a test on bits survives compilers that assume finite math.
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+fn nadam_ln_excess(h: Hyper, r: Running, step: f32) -> f32 {
+    let started = r.mu_ln_beta1 <= 0.0;
+    var excess = r.mu_ln_excess;
+    if started && (r.mu_ln_beta1 != h.ln_beta1 || r.mu_ln_base != h.ln_mu_base) {
+        let before = step - 1.0;
+        if bitcast<u32>(r.mu_ln_beta1) == NEG_INF_BITS {
+            excess = bitcast<f32>(NEG_INF_BITS);
+        } else if bitcast<u32>(h.ln_beta1) != NEG_INF_BITS {
+            var change = before * (r.mu_ln_beta1 - h.ln_beta1);
+            if r.mu_ln_base != h.ln_mu_base {
+                change = change + (nadam_schedule_sum(h.ln_mu_base, before) - nadam_schedule_sum(r.mu_ln_base, before));
+            }
+            excess = excess + change;
+        }
+    }
+    return excess;
 }
 
 fn prepare_group(g: u32, step: f32) {
@@ -87,9 +132,11 @@ fn prepare_group(g: u32, step: f32) {
     }
     let mu = nadam_mu(h, step);
     let mu_next = nadam_mu(h, step + 1.0);
+    let excess = nadam_ln_excess(h, groups[g].running, step);
+    groups[g].running = Running(h.ln_beta1, h.ln_mu_base, excess);
     // 1 - mu_product and 1 - mu_product * mu_{t+1}.
-    let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step));
-    let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0));
+    let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step) + excess);
+    let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0) + excess);
     groups[g].derived.grad_coef = h.lr * mu.y / one_minus_product;
     groups[g].derived.exp_avg_coef = h.lr * mu_next.x / one_minus_product_next;
 }

@@ -1051,3 +1051,34 @@ fn clip_value_of_16_bit_buffers_is_refused() {
     ));
     assert_eq!(arena.read_grad(0).unwrap(), vec![1.0; 10]);
 }
+
+/// Issue 25, finding 15: `wgpu::Device`s compare by an id unique within one instance, so two
+/// contexts of `Context::new_blocking` (each on an instance of its own) hold devices that
+/// compare equal. The contexts keep their instance: a snapshot and a control reader refuse an
+/// optimizer of the other one instead of recording copies that fail at the caller's submit.
+#[test]
+fn objects_of_another_instance_are_refused() {
+    let new = || {
+        Context::new_blocking().unwrap_or_else(|e| {
+            panic!("the tests need a wgpu adapter (lavapipe: apt install mesa-vulkan-drivers): {e}")
+        })
+    };
+    let (ctx, other) = (new(), new());
+    assert!(ctx.same_device(&ctx.clone()));
+    assert!(!ctx.same_device(&other));
+    let params = [Param::whole(&storage(&other, 4), &storage(&other, 4))];
+    let optimizer = SgdConfig::default().build(&other, &params).unwrap();
+    assert!(matches!(
+        Snapshot::of_optimizer(&ctx, &optimizer, &[]),
+        Err(Error::OtherDevice { what: "optimizer" })
+    ));
+    let mut reader = ControlReader::new(&ctx, 2);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        reader.record(&mut encoder, &optimizer),
+        Err(Error::OtherDevice { what: "optimizer" })
+    ));
+    assert_eq!(reader.in_flight(), 0);
+    // The optimizer's own context is accepted.
+    assert!(Snapshot::of_optimizer(&other, &optimizer, &[]).is_ok());
+}

@@ -129,8 +129,8 @@ fn the_file_uses_pytorchs_state_dict_names() {
 }
 
 /// Adamax's, NAdam's, RAdam's, Adadelta's, ADOPT's and rectified AdaBelief's states under
-/// their libraries' names (`exp_inf`, `acc_delta`; NAdam's scalar `mu_product`, derived from
-/// the step, beside its step), and only those.
+/// their libraries' names (`exp_inf`, `acc_delta`; NAdam's scalar `mu_product`, from the step
+/// and the running values, beside its step), and only those.
 #[test]
 fn adamax_nadam_radam_adadelta_and_adopt_files_use_pytorchs_names() {
     let ctx = context();
@@ -421,4 +421,120 @@ fn the_step_count_is_saved_exactly() {
     let step = file.tensor("state.0.step").unwrap();
     assert_eq!(step.dtype(), safetensors::Dtype::F64);
     assert_eq!(step.data(), 16_777_219.0_f64.to_le_bytes());
+}
+
+/// The metadata value `key` of `run`'s checkpoint now.
+fn saved(run: &Run, key: &str) -> String {
+    let bytes = run.device.checkpoint().unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().as_ref().unwrap()[key].clone()
+}
+
+/// A metadata key's name in group 0, and values to write there.
+type Edit<'a> = (&'a str, &'a [&'a str]);
+
+/// Issue 25, finding 9: running values read from a checkpoint's metadata are checked as
+/// strictly as hyperparameters: Schedule-Free's `lr_max` and `weight_sum` (inf, NaN, a value
+/// past f32, a negative one; anything but the initial values before the first step) and
+/// NAdam's running product (a last beta1 that is no ln(beta1), an excess of NaN or +inf, a
+/// product above 1) are refused with nothing changed, the running values included.
+#[test]
+fn running_values_from_a_file_are_validated() {
+    let ctx = context();
+    let invalid = |e: &Error| matches!(e, Error::InvalidHyperparameter { .. });
+    let cases: [(OptimizerConfig, &[Edit]); 3] = [
+        (
+            ScheduleFreeAdamWConfig::default().into(),
+            &[
+                ("lr_max", &["inf", "NaN", "1e39", "-1", "-0.5", "-inf"]),
+                ("weight_sum", &["inf", "NaN", "1e39", "-1"]),
+            ],
+        ),
+        (
+            ScheduleFreeSgdConfig::default().into(),
+            &[("lr_max", &["inf", "-1"]), ("weight_sum", &["NaN", "-3"])],
+        ),
+        (
+            NAdamConfig::default().into(),
+            &[
+                ("mu_ln_beta1", &["1", "0.5", "NaN", "inf"]),
+                ("mu_ln_base", &["0.1", "-inf", "NaN"]),
+                ("mu_ln_excess", &["inf", "NaN", "100", "1e39"]),
+            ],
+        ),
+    ];
+    for (n, (config, edits)) in cases.into_iter().enumerate() {
+        let mut run = Run::new(ctx, &config, &[7, 40], 70 + n as u64);
+        run.step(ctx);
+        run.step(ctx);
+        let good = run.device.checkpoint().unwrap();
+        for &(name, values) in edits {
+            let key = format!("param_groups.0.{name}");
+            let before = saved(&run, &key);
+            for value in values {
+                let bytes = rewrite(
+                    &good,
+                    |_| {},
+                    |m| {
+                        m.insert(key.clone(), value.to_string());
+                    },
+                );
+                refused(ctx, &mut run, &bytes, invalid);
+                assert_eq!(saved(&run, &key), before, "{key} = {value}");
+            }
+        }
+        // Before the first step, only the initial values: a file of step 0 with a running
+        // value already moved is refused.
+        let fresh = Run::new(ctx, &config, &[7, 40], 80 + n as u64);
+        let initial = fresh.device.checkpoint().unwrap();
+        let &(name, _) = &edits[0];
+        let moved = rewrite(
+            &initial,
+            |_| {},
+            |m| {
+                m.insert(format!("param_groups.0.{name}"), "-0.25".into());
+            },
+        );
+        let mut fresh = fresh;
+        refused(ctx, &mut fresh, &moved, invalid);
+        // The good file still loads.
+        run.device.load_checkpoint(&good).unwrap();
+    }
+}
+
+/// Issue 25, finding 12: a control block whose `step + skipped_steps` passes u32 is refused:
+/// a schedule counting iterations would wrap to an early row.
+#[test]
+fn a_step_count_that_wraps_with_the_skipped_steps_is_refused() {
+    let ctx = context();
+    let config = OptimizerConfig::Sgd(SgdConfig::default().with_lr(0.1));
+    let mut run = Run::new(ctx, &config, &[16], 9);
+    run.step(ctx);
+    let good = run.device.checkpoint().unwrap();
+    let unreadable = |e: &Error| matches!(e, Error::Checkpoint(_));
+    for (step, skipped) in [
+        (10, u32::MAX - 5),
+        (u32::MAX / 2 + 1, u32::MAX / 2),
+        (1, u32::MAX),
+    ] {
+        let bytes = rewrite(
+            &good,
+            |c| {
+                c.step = step;
+                c.skipped_steps = skipped;
+            },
+            |_| {},
+        );
+        refused(ctx, &mut run, &bytes, unreadable);
+    }
+    // Just below the edge loads.
+    let edge = rewrite(
+        &good,
+        |c| {
+            c.step = 10;
+            c.skipped_steps = u32::MAX - 11;
+        },
+        |_| {},
+    );
+    run.device.load_checkpoint(&edge).unwrap();
 }

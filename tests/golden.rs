@@ -6,6 +6,8 @@
 mod common;
 mod replay;
 
+use wgpu_optim::{Arena, Context};
+
 #[test]
 fn every_golden_case_replays_within_tolerance() {
     let ctx = common::context();
@@ -183,5 +185,109 @@ fn the_rectified_adabelief_cases_fail_without_rectify() {
             "{} passes with its option flipped",
             report.name
         );
+    }
+}
+
+/// ADOPT's `fixed_decay` (pytorch-optimizer's): the decoupled cases fail without it; without
+/// `weight_decouple` it changes nothing, as in pytorch-optimizer.
+#[test]
+fn the_adopt_fixed_decay_cases_need_fixed_decay_where_decoupled() {
+    let ctx = common::context();
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    let fixed: Vec<_> = cases
+        .iter()
+        .filter(|c| c["optimizer"] == "ADOPT" && c["hyper"]["fixed_decay"] == true)
+        .collect();
+    assert!(fixed.len() >= 3, "the fixture lost the fixed_decay cases");
+    for case in fixed {
+        let mut case = case.clone();
+        case["hyper"]["fixed_decay"] = false.into();
+        let decoupled = case["hyper"]["decoupled_weight_decay"] == true;
+        let report = replay::replay(ctx, &case);
+        assert_eq!(
+            report.failures.is_empty(),
+            !decoupled,
+            "{} without fixed_decay: {:?}",
+            report.name,
+            report.failures
+        );
+    }
+}
+
+/// The NAdam cases under OneCycleLR and CyclicLR, stopped after `stop` steps: checkpointed,
+/// loaded into an optimizer built afresh with the case's first configuration on a fresh
+/// arena holding the same parameters, and stepped on. The final parameters' bits and the
+/// final checkpoint's `mu_product`.
+fn scheduled_run(ctx: &Context, case: &serde_json::Value, stop: Option<usize>) -> Vec<Vec<u32>> {
+    let params0 = replay::tensors(&case["params"]);
+    let lens: Vec<usize> = params0.iter().map(Vec::len).collect();
+    let fresh = |params: &[Vec<f32>]| {
+        let arena = Arena::new(ctx, &lens).expect("arena");
+        for (i, values) in params.iter().enumerate() {
+            arena.write_param(i, values).expect("upload");
+        }
+        let optimizer = replay::config(case)
+            .build(ctx, &arena.params())
+            .expect("build");
+        (arena, optimizer)
+    };
+    let (mut arena, mut optimizer) = fresh(&params0);
+    let grads = case["grads"].as_array().expect("grads");
+    for (step, grads) in grads.iter().enumerate() {
+        if Some(step) == stop {
+            let checkpoint = optimizer.checkpoint().expect("checkpoint");
+            let params: Vec<_> = (0..lens.len())
+                .map(|i| arena.read_param(i).expect("read"))
+                .collect();
+            (arena, optimizer) = fresh(&params);
+            optimizer.load_checkpoint(&checkpoint).expect("load");
+        }
+        let hyper = &case["hyper_steps"][step];
+        let config = replay::scheduled(optimizer.config(), hyper);
+        optimizer
+            .set_config(config)
+            .expect("a scheduled configuration");
+        for (i, g) in replay::tensors(grads).iter().enumerate() {
+            arena.write_grad(i, g).expect("grads");
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+    }
+    let file = optimizer.checkpoint().expect("checkpoint");
+    let file = safetensors::SafeTensors::deserialize(&file).expect("safetensors");
+    let product = file.tensor("state.0.mu_product").expect("mu_product");
+    let mut out: Vec<Vec<u32>> = (0..lens.len())
+        .map(|i| common::bits(&arena.read_param(i).expect("read")))
+        .collect();
+    out.push(vec![u32::from_le_bytes(product.data().try_into().unwrap())]);
+    out
+}
+
+/// NAdam resumed from a checkpoint in the middle of a OneCycleLR or CyclicLR cycle: the
+/// running `mu_product` comes back with the file, and the trajectory goes on bit for bit as
+/// the uninterrupted one (which the golden replay holds to PyTorch's).
+#[test]
+fn scheduled_nadam_resumes_mid_cycle_bit_for_bit() {
+    let ctx = common::context();
+    let cases = replay::cases(include_str!("golden/optimizers.json"));
+    let scheduled: Vec<_> = cases
+        .iter()
+        .filter(|c| c["optimizer"] == "NAdam" && c.get("hyper_steps").is_some())
+        .collect();
+    assert!(
+        scheduled.len() >= 4,
+        "the fixture lost the scheduled NAdam cases"
+    );
+    for case in scheduled {
+        let uninterrupted = scheduled_run(ctx, case, None);
+        for stop in [1, 5, 9] {
+            assert_eq!(
+                scheduled_run(ctx, case, Some(stop)),
+                uninterrupted,
+                "{} resumed after {stop} steps",
+                case["name"]
+            );
+        }
     }
 }

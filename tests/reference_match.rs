@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use wgpu_optim::{AdagradConfig, OptimizerConfig, Tuning};
+use wgpu_optim::{AdagradConfig, NAdamConfig, OptimizerConfig, Tuning};
 
 const LENS: [usize; 7] = [1, 3, 255, 256, 257, 1000, 65537];
 const STEPS: usize = 12;
@@ -53,5 +53,68 @@ fn adagrad_with_a_large_lr_decay_matches_the_reference() {
             run.step(ctx);
         }
         run.compare(ctx, &format!("Adagrad with lr_decay {lr_decay:e}"));
+    }
+}
+
+/// NAdam with `beta1` and `momentum_decay` changed between steps, as a cycled momentum (or a
+/// user) changes them, a zero `beta1` among them: the device matches the reference after
+/// every step, and the checkpoint's `mu_product` is PyTorch's running product of each step's
+/// own `mu_t`, computed here in f64 (0 for good once a `beta1` of 0 has been through it).
+#[test]
+fn nadam_carries_each_steps_beta1_and_momentum_decay_in_its_product() {
+    let ctx = context();
+    let schedules: [&[(f64, f64)]; 3] = [
+        &[
+            (0.9, 4e-3),
+            (0.85, 4e-3),
+            (0.95, 4e-3),
+            (0.95, 4e-3),
+            (0.8, 4e-3),
+            (0.9, 4e-3),
+        ],
+        &[
+            (0.9, 4e-3),
+            (0.9, 0.5),
+            (0.7, 50.0),
+            (0.7, 50.0),
+            (0.99, 0.0),
+            (0.9, 4e-3),
+        ],
+        &[
+            (0.9, 4e-3),
+            (0.0, 4e-3),
+            (0.0, 4e-3),
+            (0.9, 4e-3),
+            (0.95, 1.0),
+            (0.9, 4e-3),
+        ],
+    ];
+    for (n, schedule) in schedules.iter().enumerate() {
+        let config = NAdamConfig::default().with_lr(0.01);
+        let mut run = Run::new(ctx, &config.clone().into(), &[5, 300], 40 + n as u64);
+        let mut exact = 1.0_f64;
+        for (t, &(beta1, momentum_decay)) in schedule.iter().enumerate() {
+            let step = config
+                .clone()
+                .with_betas(beta1, 0.999)
+                .with_momentum_decay(momentum_decay);
+            run.device.set_config(step.clone().into()).unwrap();
+            run.reference.set_config(step.into()).unwrap();
+            run.step(ctx);
+            let what = format!("schedule {n} after step {}", t + 1);
+            run.compare(ctx, &what);
+            let t = (t + 1) as f64;
+            exact *= beta1 * (1.0 - 0.5 * 0.96_f64.powf(t * momentum_decay));
+            let file = run.device.checkpoint().unwrap();
+            let file = safetensors::SafeTensors::deserialize(&file).unwrap();
+            let tensor = file.tensor("state.1.mu_product").unwrap();
+            let product = f64::from(f32::from_le_bytes(tensor.data().try_into().unwrap()));
+            if exact == 0.0 {
+                assert_eq!(product, 0.0, "{what}: mu_product");
+            } else {
+                let rel = (product / exact - 1.0).abs();
+                assert!(rel <= 1e-5, "{what}: mu_product {product:e} vs {exact:e}");
+            }
+        }
     }
 }

@@ -67,6 +67,11 @@ pub struct ContextOptions {
 pub struct Context {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    // The instance a context of `request` created its device on: `wgpu::Device` compares by
+    // an id that is only unique within one instance, so two contexts are the same device when
+    // their devices compare equal and their instances are the same one. `None` for a caller's
+    // device (`from_device`), whose instance wgpu cannot tell.
+    instance: Option<Arc<wgpu::Instance>>,
     adapter_info: Option<wgpu::AdapterInfo>,
     tuning: Tuning,
     pipelines: Arc<PipelineCache>,
@@ -125,6 +130,7 @@ impl Context {
             })
             .await?;
         let mut context = Self::from_device(device, queue);
+        context.instance = Some(Arc::new(instance));
         let info = adapter.get_info();
         context.tuning.runs_per_invocation = info.device_type == wgpu::DeviceType::Cpu;
         context.adapter_info = Some(info);
@@ -145,11 +151,24 @@ impl Context {
         Context {
             device,
             queue,
+            instance: None,
             adapter_info: None,
             tuning: Tuning::default(),
             pipelines: Arc::default(),
             placeholders,
         }
+    }
+
+    /// Whether `other` is a context of the same device: their `wgpu::Device`s compare equal
+    /// (an id unique within one `wgpu::Instance`) and, where both were created by
+    /// [`Context::request`], on the same instance. Two contexts of [`Context::from_device`]
+    /// on devices of different instances cannot be told apart: wgpu 30 offers no way to.
+    pub fn same_device(&self, other: &Context) -> bool {
+        let same_instance = match (&self.instance, &other.instance) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => true,
+        };
+        same_instance && self.device == other.device
     }
 
     /// The same device with other launch settings, for optimizers built afterwards. A

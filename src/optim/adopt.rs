@@ -13,7 +13,8 @@ config_struct! {
     ///
     /// ```text
     /// g          = maximize ? -g : g
-    /// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay))
+    /// g          = g + weight_decay * p             (decoupled: p = p * (1 - lr * weight_decay),
+    ///                                                fixed_decay: p = p * (1 - weight_decay))
     /// step 1:      exp_avg_sq = exp_avg_sq + g * g  (the second moment is only initialised)
     /// later steps:
     ///   normed     = g / max(sqrt(exp_avg_sq), eps) (the second moment of the steps before)
@@ -59,6 +60,10 @@ config_struct! {
         pub weight_decay: f64,
         /// Decoupled weight decay, as AdamW (default false).
         pub decoupled_weight_decay: bool,
+        /// With `decoupled_weight_decay`, decay by `weight_decay` alone, not
+        /// `lr * weight_decay` (default false; pytorch-optimizer's `fixed_decay`, which it
+        /// ignores without `weight_decouple`, as here).
+        pub fixed_decay: bool,
         /// Clip the normalised gradient to `±t^(1/4)` (default true).
         pub use_clipping: bool,
         /// Nesterov momentum, as Optax's `nesterov` (default false).
@@ -79,6 +84,7 @@ impl Default for AdoptConfig {
             eps: 1e-6,
             weight_decay: 0.0,
             decoupled_weight_decay: false,
+            fixed_decay: false,
             use_clipping: true,
             nesterov: false,
             maximize: false,
@@ -102,7 +108,8 @@ wgsl_struct! {
         eps: f32,
         /// Weight decay.
         weight_decay: f32,
-        /// Decoupled decay multiplier, 1 - lr * weight_decay, computed in f64.
+        /// Decoupled decay multiplier, 1 - lr * weight_decay (fixed_decay: 1 - weight_decay),
+        /// computed in f64.
         decay: f32,
     }
 }
@@ -153,6 +160,8 @@ setters! {
     with_weight_decay(weight_decay: f64);
     /// Decouples the weight decay from the gradient (AdamW's form).
     with_decoupled_weight_decay(decoupled_weight_decay: bool);
+    /// Fixed (learning-rate independent) decoupled decay.
+    with_fixed_decay(fixed_decay: bool);
     /// Clips the normalised gradient (true) or not.
     with_use_clipping(use_clipping: bool);
     /// Nesterov momentum.
@@ -182,7 +191,11 @@ impl AdoptConfig {
             one_minus_beta2: one_minus(self.beta2),
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
-            decay: (1.0 - self.lr * self.weight_decay) as f32,
+            decay: if self.fixed_decay {
+                (1.0 - self.weight_decay) as f32
+            } else {
+                (1.0 - self.lr * self.weight_decay) as f32
+            },
         }
     }
 
@@ -196,7 +209,6 @@ impl AdoptConfig {
             optax_form: self.optax_form,
         }
     }
-
 }
 
 impl Algorithm for AdoptConfig {

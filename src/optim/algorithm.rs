@@ -40,10 +40,17 @@ pub(crate) trait Algorithm: Fields + fmt::Debug + Send + Sync {
     /// refuses an optimizer without one, as PyTorch's `OneCycleLR` and `CyclicLR` raise.
     fn cycle_momentum(&mut self, momentum: f64) -> Result<()>;
 
-    /// Per-tensor scalars a PyTorch `state_dict` holds that are functions of the step here
-    /// (NAdam's `mu_product`): written to checkpoints for PyTorch's sake, never read back.
-    fn checkpoint_scalars(&self, _step: u32) -> Vec<(&'static str, f32)> {
+    /// Per-tensor scalars a PyTorch `state_dict` holds that are functions of the step and the
+    /// group's running values here (NAdam's `mu_product`): written to checkpoints for
+    /// PyTorch's sake, never read back (the running values are).
+    fn checkpoint_scalars(&self, _step: u32, _running: &[f32]) -> Vec<(&'static str, f32)> {
         Vec::new()
+    }
+
+    /// Refuses running values (the kernel's `Running`, as f32 words) that no sequence of
+    /// `step` steps leaves: a checkpoint's are checked as strictly as hyperparameters.
+    fn check_running(&self, _step: u32, _running: &[f32]) -> Result<()> {
+        Ok(())
     }
 }
 

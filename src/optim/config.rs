@@ -91,8 +91,8 @@ impl OptimizerConfig {
     /// Schedule-Free AdamW included) and Lion's `beta1`, as PyTorch's `OneCycleLR` and
     /// `CyclicLR` cycle them (see [`OneCycle::momentum`](crate::OneCycle::momentum) and
     /// [`Cyclic::momentum`](crate::Cyclic::momentum)). Adagrad and Adadelta have none:
-    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions), as PyTorch raises. NAdam
-    /// derives its `mu_product` from the current `beta1` (see
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions), as PyTorch raises. NAdam's
+    /// running `mu_product` takes each step's own `beta1`, as PyTorch's (see
     /// [`NAdamConfig`](crate::NAdamConfig)).
     pub fn with_cycled_momentum(&self, momentum: f64) -> Result<Self> {
         let mut config = self.clone();
@@ -110,10 +110,20 @@ impl OptimizerConfig {
         self.algorithm().lower()
     }
 
-    /// Per-tensor scalars of PyTorch's `state_dict` that are functions of the step here
-    /// (NAdam's `mu_product` after `step` steps), for checkpoints.
-    pub(crate) fn checkpoint_scalars(&self, step: u32) -> Vec<(&'static str, f32)> {
-        self.algorithm().checkpoint_scalars(step)
+    /// Per-tensor scalars of PyTorch's `state_dict` that are functions of the step and the
+    /// group's running values here (NAdam's `mu_product` after `step` steps), for
+    /// checkpoints.
+    pub(crate) fn checkpoint_scalars(
+        &self,
+        step: u32,
+        running: &[f32],
+    ) -> Vec<(&'static str, f32)> {
+        self.algorithm().checkpoint_scalars(step, running)
+    }
+
+    /// Refuses running values (as f32 words) that no sequence of `step` steps leaves.
+    pub(crate) fn check_running(&self, step: u32, running: &[f32]) -> Result<()> {
+        self.algorithm().check_running(step, running)
     }
 
     /// Every hyperparameter as `(name, value)` text, as a checkpoint stores them.

@@ -28,24 +28,26 @@ config_struct! {
     /// `lr * (1 - beta1) / (1 - beta1^t)` of `g` and `lr * beta1 / (1 - beta1^(t+1))` of `exp_avg`,
     /// and `denom = sqrt(exp_avg_sq / (1 - beta2^t) + eps_root) + eps`. `momentum_decay` is unused.
     ///
-    /// **`mu_product` is derived from the step counter**, not kept as a state: PyTorch keeps it
-    /// per parameter (`state['mu_product']`, multiplied by `mu_t` each step), but here every
-    /// per-step scalar is computed on the device in the prologue, from the step counter alone, so
-    /// that checkpoints, snapshots and populations need nothing more than the step. The product
-    /// is computed in closed form in f32: with `q = 0.96^momentum_decay`,
+    /// **`mu_product` is kept as PyTorch keeps it**, a running product of each step's `mu_t`
+    /// computed with that step's `beta1` and `momentum_decay` (a cycled `beta1` under
+    /// `OneCycleLR` or `CyclicLR` moves it), but in a form that costs nothing while they stay
+    /// constant: the prologue computes the product in closed form from the step counter and
+    /// the current values, in f32: with `q = 0.96^momentum_decay`,
     /// `ln mu_product = t ln(beta1) + sum_i ln(1 - q^i / 2)` and
     /// `sum_{i=1..t} ln(1 - q^i / 2) = -sum_k (1/2)^k / k * q^k (1 - q^(kt)) / (1 - q^k)`, whose
     /// first 24 terms (each from `expm1`, without cancellation) reach f32's precision; then
     /// `1 - mu_product = -expm1(ln mu_product)`. It matches PyTorch's running product (an f32
-    /// tensor) to a few ulp of `1 - mu_product` at any step. The closed form assumes `beta1` and
-    /// `momentum_decay` constant over the steps taken: after a change (a cycled `beta1`), the
-    /// product is the one the new values would have given from the first step. The difference
-    /// fades with the product itself: `mu_t <= beta1`, and for the default `momentum_decay`
-    /// `mu_t` is about `beta1 / 2` for thousands of steps, so the product is below f32's
-    /// resolution of `1 - mu_product` after some 25 steps.
+    /// tensor) to a few ulp of `1 - mu_product` at any step. Each group's record carries
+    /// [`NAdamRunning`]: the values of the last step and the excess of the true running
+    /// logarithm over the closed form, which a change of `beta1` or `momentum_decay` between
+    /// steps `t - 1` and `t` moves by the difference of the two closed forms at `t - 1`. With
+    /// constant values the excess stays 0 and the step is the closed form's, bit for bit.
+    /// Checkpoints write the running product as PyTorch's `state.<i>.mu_product`, and the
+    /// running values themselves as `param_groups.<g>.mu_ln_beta1`, `mu_ln_base` and
+    /// `mu_ln_excess`, which loading restores.
     ///
-    /// State: `exp_avg`, `exp_avg_sq` (PyTorch's names; its `mu_product` is the function of
-    /// `step` above, and its `step` is the control block's).
+    /// State: `exp_avg`, `exp_avg_sq` (PyTorch's names; its `mu_product` is the running value
+    /// above, and its `step` is the control block's).
     ///
     /// ```no_run
     /// # use wgpu_optim::{Context, NAdamConfig, Param};
@@ -140,27 +142,116 @@ wgsl_struct! {
     }
 }
 
+wgsl_struct! {
+    /// `Running` of `shaders/nadam.wgsl`: what the prologue carries from step to step so that
+    /// `mu_product` is PyTorch's running product whatever `beta1` did (see [`NAdamConfig`]).
+    /// The host writes it at the build and from a checkpoint only; checkpoints save it as
+    /// `param_groups.<g>.mu_ln_beta1`, `mu_ln_base` and `mu_ln_excess`.
+    pub struct NAdamRunning as "Running" {
+        /// ln(beta1) of the last step taken; 1 (no logarithm of a beta) before the first step.
+        mu_ln_beta1: f32,
+        /// momentum_decay * ln(0.96) of the last step taken.
+        mu_ln_base: f32,
+        /// PyTorch's running ln(mu_product) minus the closed form at the last step's values:
+        /// 0 while they have not changed, -inf once a zero beta1 has made the product 0.
+        mu_ln_excess: f32,
+    }
+}
+
+impl NAdamRunning {
+    /// Before the first step.
+    pub const INITIAL: NAdamRunning = NAdamRunning {
+        mu_ln_beta1: 1.0,
+        mu_ln_base: 0.0,
+        mu_ln_excess: 0.0,
+    };
+
+    /// Whether a step has been taken (the values are then the last step's).
+    pub fn started(&self) -> bool {
+        self.mu_ln_beta1 <= 0.0
+    }
+
+    /// ln of PyTorch's `state['mu_product']` after `step` steps, the last of which left
+    /// these running values, as the prologue derives it.
+    fn ln_mu_product(&self, step: u32) -> f32 {
+        let step = step as f32;
+        step * self.mu_ln_beta1 - schedule_sum(self.mu_ln_base, step) + self.mu_ln_excess
+    }
+
+    /// PyTorch's `state['mu_product']` after `step` steps, the last of which left these
+    /// running values (1 before the first step). The kernel needs `1 - mu_product` only
+    /// (from `expm1`); the product itself comes from `exp` of the same logarithm, in f64,
+    /// relative to its own size.
+    pub fn mu_product(&self, step: u32) -> f32 {
+        if !self.started() {
+            return 1.0;
+        }
+        f64::from(self.ln_mu_product(step)).exp() as f32
+    }
+
+    /// Refuses running values no sequence of `step` steps leaves (from a checkpoint's
+    /// metadata): a started record at step 0 or a fresh one after, a last `beta1` outside
+    /// [0, 1), a last `momentum_decay` negative or not finite, an excess NaN or +inf, a product
+    /// outside [0, 1].
+    pub fn check(&self, step: u32) -> Result<()> {
+        let fail = |name: &'static str, value: f32, expected: &'static str| {
+            Err(Error::InvalidHyperparameter {
+                name,
+                value: f64::from(value),
+                expected,
+            })
+        };
+        if !self.started() || step == 0 {
+            return match (*self == Self::INITIAL, step == 0) {
+                (true, true) => Ok(()),
+                _ => fail(
+                    "mu_ln_beta1",
+                    self.mu_ln_beta1,
+                    "1 before the first step and ln(beta1) <= 0 after it",
+                ),
+            };
+        }
+        if !(self.mu_ln_base <= 0.0 && self.mu_ln_base.is_finite()) {
+            return fail("mu_ln_base", self.mu_ln_base, "momentum_decay * ln(0.96): finite, <= 0");
+        }
+        if self.mu_ln_excess.is_nan() || self.mu_ln_excess == f32::INFINITY {
+            return fail("mu_ln_excess", self.mu_ln_excess, "a finite value or -inf");
+        }
+        let ln_product = self.ln_mu_product(step);
+        if ln_product.is_nan() || ln_product > 0.0 {
+            return fail("mu_ln_excess", self.mu_ln_excess, "a running mu_product in [0, 1]");
+        }
+        Ok(())
+    }
+}
+
+/// `nadam_schedule_sum` of `shaders/nadam.wgsl`, operation for operation:
+/// `sum_{i=1..t} -ln(1 - q^i / 2)` with `ln q = ln_mu_base`, in closed form (see
+/// [`NAdamConfig`]).
+pub(crate) fn schedule_sum(ln_mu_base: f32, step: f32) -> f32 {
+    let mut sum = 0.0_f32;
+    let mut half_power = 1.0_f32;
+    for k in 1..=24u32 {
+        half_power *= 0.5;
+        let ln_qk = k as f32 * ln_mu_base;
+        let one_minus_qk = -expm1_nonpositive(ln_qk);
+        let one_minus_qkt = -expm1_nonpositive(step * ln_qk);
+        let geometric = if one_minus_qk > 0.0 {
+            (1.0 - one_minus_qk) * (one_minus_qkt / one_minus_qk)
+        } else {
+            step
+        };
+        sum += half_power / k as f32 * geometric;
+    }
+    sum
+}
+
 impl NAdamHyper {
     /// `nadam_ln_mu_product` of `shaders/nadam.wgsl`, operation for operation: ln(mu_1 mu_2
-    /// ... mu_t), PyTorch's `mu_product` after `step` steps in closed form (see
-    /// [`NAdamConfig`]). The prologue derives the step's coefficients from it; the host, the
-    /// `mu_product` it writes to checkpoints.
+    /// ... mu_t), PyTorch's `mu_product` after `step` steps in closed form for constant
+    /// `beta1` and `momentum_decay` (see [`NAdamConfig`]).
     pub fn ln_mu_product(&self, step: f32) -> f32 {
-        let mut sum = 0.0_f32;
-        let mut half_power = 1.0_f32;
-        for k in 1..=24u32 {
-            half_power *= 0.5;
-            let ln_qk = k as f32 * self.ln_mu_base;
-            let one_minus_qk = -expm1_nonpositive(ln_qk);
-            let one_minus_qkt = -expm1_nonpositive(step * ln_qk);
-            let geometric = if one_minus_qk > 0.0 {
-                (1.0 - one_minus_qk) * (one_minus_qkt / one_minus_qk)
-            } else {
-                step
-            };
-            sum += half_power / k as f32 * geometric;
-        }
-        step * self.ln_beta1 - sum
+        step * self.ln_beta1 - schedule_sum(self.ln_mu_base, step)
     }
 }
 
@@ -170,7 +261,9 @@ const KERNEL: Kernel = Kernel {
     file: shader_file!("nadam.wgsl"),
     family: &[L2, MOMENTS],
     state_slots: 2,
-    record: GroupRecord::of::<NAdamHyper>().with_derived::<NAdamDerived>(),
+    record: GroupRecord::of::<NAdamHyper>()
+        .with_derived::<NAdamDerived>()
+        .with_running::<NAdamRunning>(),
     trust_ratio: false,
     modes: None,
 };
@@ -227,16 +320,6 @@ impl NAdamConfig {
         }
     }
 
-    /// PyTorch's `state['mu_product']` after `step` steps (1 before the first), as the
-    /// kernel derives it; `None` in the Optax form, which has none.
-    pub fn mu_product(&self, step: u32) -> Option<f32> {
-        if self.optax_form {
-            return None;
-        }
-        let ln_product = self.hyper().ln_mu_product(step as f32);
-        Some(1.0 + expm1_nonpositive(ln_product))
-    }
-
     /// The kernel's structural options.
     pub fn options(&self) -> NAdamOptions {
         NAdamOptions {
@@ -245,18 +328,24 @@ impl NAdamConfig {
             optax_form: self.optax_form,
         }
     }
-
 }
 
 impl Algorithm for NAdamConfig {
     row!(name: "NAdam", kernel: &KERNEL, momentum: beta1);
 
-    /// PyTorch's `state['mu_product']`, a function of the step here.
-    fn checkpoint_scalars(&self, step: u32) -> Vec<(&'static str, f32)> {
-        self.mu_product(step)
-            .map(|mu_product| ("mu_product", mu_product))
-            .into_iter()
-            .collect()
+    /// PyTorch's `state['mu_product']`, from the running values (none in the Optax form).
+    fn checkpoint_scalars(&self, step: u32, running: &[f32]) -> Vec<(&'static str, f32)> {
+        if self.optax_form {
+            return Vec::new();
+        }
+        let running: NAdamRunning = bytemuck::pod_read_unaligned(bytemuck::cast_slice(running));
+        vec![("mu_product", running.mu_product(step))]
+    }
+
+    /// The Optax form never moves its running values from [`NAdamRunning::INITIAL`].
+    fn check_running(&self, step: u32, running: &[f32]) -> Result<()> {
+        let running: NAdamRunning = bytemuck::pod_read_unaligned(bytemuck::cast_slice(running));
+        running.check(if self.optax_form { 0 } else { step })
     }
 
     fn lower(&self) -> Result<KernelSpec> {
@@ -279,5 +368,6 @@ impl Algorithm for NAdamConfig {
             moment_states(["exp_avg", "exp_avg_sq", ""], false),
             &self.hyper(),
         )
+        .map(|spec| spec.with_running(&NAdamRunning::INITIAL))
     }
 }

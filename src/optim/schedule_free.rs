@@ -27,6 +27,45 @@ impl ScheduleFreeRunning {
         lr_max: -1.0,
         weight_sum: 0.0,
     };
+
+    /// Refuses running values no sequence of `step` steps leaves (from a checkpoint's
+    /// metadata): an `lr_max` other than -1 before the first step or a learning rate (finite,
+    /// at least 0) after, a `weight_sum` other than 0 before the first step or negative or not
+    /// finite after.
+    pub fn check(&self, step: u32) -> Result<()> {
+        let fail = |name: &'static str, value: f32, expected: &'static str| {
+            Err(Error::InvalidHyperparameter {
+                name,
+                value: f64::from(value),
+                expected,
+            })
+        };
+        if step == 0 {
+            if self.lr_max != -1.0 {
+                return fail("lr_max", self.lr_max, "-1 before the first step");
+            }
+            if self.weight_sum != 0.0 {
+                return fail("weight_sum", self.weight_sum, "0 before the first step");
+            }
+            return Ok(());
+        }
+        if !(self.lr_max >= 0.0 && self.lr_max.is_finite()) {
+            return fail("lr_max", self.lr_max, "a learning rate: finite, at least 0");
+        }
+        if !(self.weight_sum >= 0.0 && self.weight_sum.is_finite()) {
+            return fail(
+                "weight_sum",
+                self.weight_sum,
+                "a sum of weights: finite, at least 0",
+            );
+        }
+        Ok(())
+    }
+
+    /// [`ScheduleFreeRunning::check`] of running values as f32 words.
+    pub(crate) fn check_words(step: u32, running: &[f32]) -> Result<()> {
+        bytemuck::pod_read_unaligned::<Self>(bytemuck::cast_slice(running)).check(step)
+    }
 }
 
 /// The overrides that turn a Schedule-Free update into `eval()` (y to x) and `train()` (x to

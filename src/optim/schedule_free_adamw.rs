@@ -203,6 +203,10 @@ impl ScheduleFreeAdamWConfig {
 impl Algorithm for ScheduleFreeAdamWConfig {
     row!(name: "AdamWScheduleFree", kernel: &KERNEL, momentum: beta1);
 
+    fn check_running(&self, step: u32, running: &[f32]) -> Result<()> {
+        ScheduleFreeRunning::check_words(step, running)
+    }
+
     fn lower(&self) -> Result<KernelSpec> {
         Schedule {
             lr: self.lr,

@@ -166,6 +166,10 @@ impl ScheduleFreeSgdConfig {
 impl Algorithm for ScheduleFreeSgdConfig {
     row!(name: "SGDScheduleFree", kernel: &KERNEL, momentum: momentum);
 
+    fn check_running(&self, step: u32, running: &[f32]) -> Result<()> {
+        ScheduleFreeRunning::check_words(step, running)
+    }
+
     fn lower(&self) -> Result<KernelSpec> {
         Schedule {
             lr: self.lr,

@@ -6,14 +6,17 @@
 //! with master weights, and `state.<i>.step` (an f64 scalar: PyTorch keeps the step as a
 //! floating-point tensor, and f64 holds every step count exactly, where f32 stops at 2^24);
 //! for NAdam (PyTorch's form), `state.<i>.mu_product` (an f32 scalar, as PyTorch keeps it),
-//! derived from the step and written for PyTorch's sake only: loading ignores it;
+//! derived from the step and the group's running values and written for PyTorch's sake only:
+//! loading ignores it and restores the running values;
 //! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`] block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
 //! counts and every hyperparameter as `param_groups.<g>.<name>` (betas as `beta1`, `beta2`);
-//! for Schedule-Free AdamW and SGD, also the running values the prologue keeps on the device,
+//! the running values the prologue keeps on the device, read back when saving and written back
+//! (checked as strictly as hyperparameters) when loading: for Schedule-Free AdamW and SGD
 //! `param_groups.<g>.lr_max` and `param_groups.<g>.weight_sum` (as PyTorch's `param_groups`
-//! holds them), read back when saving and written back when loading, and `schedule_free.mode`
+//! holds them), for NAdam `param_groups.<g>.mu_ln_beta1`, `mu_ln_base` and `mu_ln_excess` (see
+//! [`NAdamRunning`](crate::NAdamRunning)); for Schedule-Free also `schedule_free.mode`
 //! (`eval` or `train`): the mode the parameters saved beside the file are in (x or y), which
 //! loading restores, so that `schedule_free_train` after a load moves x back to y. Parameters
 //! themselves are not in it: like PyTorch's `optimizer.state_dict()`, it is the optimizer's
@@ -57,6 +60,7 @@ impl Optimizer {
     /// blocking, for checkpoints between steps).
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let controls = self.read_controls()?;
+        let running = self.read_running()?;
         let control = controls[0];
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         // Tensors of one span share their state buffers: read each buffer back once.
@@ -90,10 +94,11 @@ impl Optimizer {
             let step = f64::from(controls[k].step).to_le_bytes().to_vec();
             tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step));
             // Per-parameter f32 scalars of PyTorch's state_dict that are functions of the step
-            // here (NAdam's mu_product), written for PyTorch and not read back.
+            // and the group's running values here (NAdam's mu_product), written for PyTorch
+            // and not read back.
             let group = self.group_of(i).unwrap_or(0);
             let config = &self.group_configs()[group];
-            for (name, value) in config.checkpoint_scalars(controls[k].step) {
+            for (name, value) in config.checkpoint_scalars(controls[k].step, &running[group]) {
                 let bytes = value.to_le_bytes().to_vec();
                 tensors.push((format!("state.{i}.{name}"), Dtype::F32, vec![], bytes));
             }
@@ -125,10 +130,14 @@ impl Optimizer {
                 metadata.insert(format!("param_groups.{group}.{name}"), value);
             }
         }
-        // Schedule-Free's running values, kept by the prologue in each group's record, under the
-        // keys PyTorch's `param_groups` gives them (f32 text that parses back exactly).
-        for (group, name, value) in self.read_running()? {
-            metadata.insert(format!("param_groups.{group}.{name}"), value.to_string());
+        // The running values the prologue keeps in each group's record (Schedule-Free's under
+        // the keys PyTorch's `param_groups` gives them; NAdam's `mu_ln_*`), as f32 text that
+        // parses back exactly.
+        let names = self.running_names();
+        for (group, values) in running.iter().enumerate() {
+            for (name, value) in names.iter().zip(values) {
+                metadata.insert(format!("param_groups.{group}.{name}"), value.to_string());
+            }
         }
         // Schedule-Free's mode: the parameters saved beside this file are x in eval mode,
         // y in train mode (the package keeps `train_mode` in each param group).
@@ -203,6 +212,12 @@ impl Optimizer {
             .enumerate()
             .map(|(k, bytes)| self.loaded_control(k, bytemuck::pod_read_unaligned(bytes)))
             .collect::<Result<Vec<Control>>>()?;
+        // The running values, checked against the step of the control block each group steps
+        // by (its own in a population), as strictly as the hyperparameters.
+        for (group, (config, values)) in groups.configs.iter().zip(&groups.running).enumerate() {
+            let k = if self.is_population() { group } else { 0 };
+            config.check_running(control[k].step, values)?;
+        }
 
         self.set_group_configs(groups.configs.into_iter().enumerate().collect())?;
         for (group, values) in groups.running.iter().enumerate() {
@@ -333,7 +348,10 @@ impl Optimizer {
     /// The control block to restore from a checkpoint's, checked against this optimizer's
     /// gradient processing so that stepping afterwards is correct:
     ///
-    /// - `step`: kept; `u32::MAX` is refused (the next step would wrap to 0);
+    /// - `step`: kept; `u32::MAX` is refused (the next step would wrap to 0), and so is a
+    ///   `step + skipped_steps` past `u32::MAX` (a schedule counting iterations,
+    ///   [`ScheduleCounter::Iterations`](crate::ScheduleCounter::Iterations), would wrap to an
+    ///   early row);
     /// - `grad_scale` and `growth_tracker`: kept when this optimizer has a GradScaler, which
     ///   needs a finite scale > 0 (a normal f32) and a tracker below its `growth_interval`
     ///   (refused otherwise); without one, reset to 1 and 0, as
@@ -351,6 +369,16 @@ impl Optimizer {
         let invalid = |what: String| Err(Error::Checkpoint(format!("control block: {what}")));
         if control.step == u32::MAX {
             return invalid("step counter u32::MAX: the next step would wrap to 0".into());
+        }
+        if control
+            .step
+            .checked_add(control.skipped_steps)
+            .is_none_or(|n| n == u32::MAX)
+        {
+            return invalid(format!(
+                "{} steps and {} skipped: their sum, the iteration count, passes u32",
+                control.step, control.skipped_steps
+            ));
         }
         let processing = self.group_grad_processing(k);
         match processing.and_then(|c| c.grad_scaler.as_ref()) {

@@ -197,24 +197,27 @@ impl Optimizer {
             .collect()
     }
 
-    /// Each parameter group's running values, read back from the device: `(group, name,
-    /// value)`, the names those of the kernel's `Running` fields; empty for optimizers without
-    /// any.
-    pub(crate) fn read_running(&self) -> Result<Vec<(usize, &'static str, f32)>> {
+    /// Each parameter group's running values, read back from the device, in the order of
+    /// [`Optimizer::running_names`]; empty vectors for optimizers without any.
+    pub(crate) fn read_running(&self) -> Result<Vec<Vec<f32>>> {
         let record = self.spec.kernel.record;
         let Some(running) = record.running else {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); self.configs.len()]);
         };
         let bytes = self.ctx.read_bytes(&self.groups, 0, self.groups.size())?;
-        let mut values = Vec::new();
-        for group in 0..self.configs.len() {
-            let start = group * record.size() + record.running_offset();
-            for &(name, offset) in running.fields {
-                let at = start + offset;
-                let value = bytemuck::pod_read_unaligned(&bytes[at..at + 4]);
-                values.push((group, name, value));
-            }
-        }
+        let values = (0..self.configs.len())
+            .map(|group| {
+                let start = group * record.size() + record.running_offset();
+                running
+                    .fields
+                    .iter()
+                    .map(|&(_, offset)| {
+                        let at = start + offset;
+                        bytemuck::pod_read_unaligned(&bytes[at..at + 4])
+                    })
+                    .collect()
+            })
+            .collect();
         Ok(values)
     }
 

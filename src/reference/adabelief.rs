@@ -2,7 +2,7 @@
 
 use super::common::{max, prepare_adam, radam_rho, rectification};
 use super::step::{Mirror, Tensor};
-use crate::optim::{AdaBeliefConfig, AdaBeliefOptions, AdamDerived, AdamHyper, ScheduleFreeRunning};
+use crate::optim::{AdaBeliefConfig, AdaBeliefOptions, AdamDerived, AdamHyper};
 
 /// `prepare_group` of `shaders/adabelief.wgsl`.
 pub fn prepare_adabelief(h: &AdamHyper, step: f32, o: AdaBeliefOptions) -> AdamDerived {
@@ -65,7 +65,7 @@ pub fn adabelief_math(
 impl Mirror for AdaBeliefConfig {
     type Prepared = (AdamHyper, AdamDerived, AdaBeliefOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let (h, o) = (self.hyper(), self.options());
         (h, prepare_adabelief(&h, step, o), o)
     }

@@ -2,7 +2,7 @@
 
 use super::common::l2_grad;
 use super::step::{Mirror, Tensor};
-use crate::optim::{AdadeltaConfig, AdadeltaHyper, AdadeltaOptions, ScheduleFreeRunning};
+use crate::optim::{AdadeltaConfig, AdadeltaHyper, AdadeltaOptions};
 
 /// `adadelta_math` of `shaders/adadelta.wgsl`.
 pub fn adadelta_math(
@@ -24,7 +24,7 @@ pub fn adadelta_math(
 impl Mirror for AdadeltaConfig {
     type Prepared = (AdadeltaHyper, AdadeltaOptions);
 
-    fn prologue(&self, _step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, _step: f32, _running: &mut [f32]) -> Self::Prepared {
         (self.hyper(), self.options())
     }
 

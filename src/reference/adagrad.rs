@@ -3,7 +3,6 @@
 use super::common::l2_grad;
 use super::step::{Mirror, Tensor};
 use crate::optim::{AdagradConfig, AdagradDerived, AdagradHyper, AdagradOptions};
-use crate::optim::ScheduleFreeRunning;
 
 /// `prepare_group` of `shaders/adagrad.wgsl`.
 pub fn prepare_adagrad(h: &AdagradHyper, step: f32) -> AdagradDerived {
@@ -40,7 +39,7 @@ pub fn adagrad_math(
 impl Mirror for AdagradConfig {
     type Prepared = (AdagradHyper, AdagradDerived, AdagradOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let h = self.hyper();
         (h, prepare_adagrad(&h, step), self.options())
     }

@@ -2,7 +2,7 @@
 
 use super::common::{adam_moments, max, moments_of, prepare_adam};
 use super::step::{Mirror, Tensor};
-use crate::optim::{AdamConfig, AdamDerived, AdamHyper, AdamOptions, ScheduleFreeRunning};
+use crate::optim::{AdamConfig, AdamDerived, AdamHyper, AdamOptions};
 
 moments_of!(AdamHyper, AdamOptions);
 
@@ -37,7 +37,7 @@ pub fn adam_math(
 impl Mirror for AdamConfig {
     type Prepared = (AdamHyper, AdamDerived, AdamOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let h = self.hyper();
         (h, prepare_adam(&h, step), self.options())
     }

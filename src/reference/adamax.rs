@@ -4,7 +4,7 @@
 use super::common::{l2_grad, max, prepare_adam};
 use super::math::lerp;
 use super::step::{Mirror, Tensor};
-use crate::optim::{AdamDerived, AdamHyper, AdamaxConfig, AdamaxOptions, ScheduleFreeRunning};
+use crate::optim::{AdamDerived, AdamHyper, AdamaxConfig, AdamaxOptions};
 
 /// `adamax_math` of `shaders/adamax.wgsl`.
 pub fn adamax_math(
@@ -25,7 +25,7 @@ pub fn adamax_math(
 impl Mirror for AdamaxConfig {
     type Prepared = (AdamHyper, AdamDerived, AdamaxOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let h = self.hyper();
         (h, prepare_adam(&h, step), self.options())
     }

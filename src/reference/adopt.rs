@@ -3,7 +3,7 @@
 use super::common::{decayed_grad, max, moments_of};
 use super::math::lerp;
 use super::step::{Mirror, Tensor};
-use crate::optim::{AdoptConfig, AdoptDerived, AdoptHyper, AdoptOptions, ScheduleFreeRunning};
+use crate::optim::{AdoptConfig, AdoptDerived, AdoptHyper, AdoptOptions};
 
 moments_of!(AdoptHyper, AdoptOptions);
 
@@ -51,7 +51,7 @@ pub fn adopt_math(
 impl Mirror for AdoptConfig {
     type Prepared = (AdoptHyper, AdoptDerived, AdoptOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let o = self.options();
         (self.hyper(), prepare_adopt(step, o), o)
     }

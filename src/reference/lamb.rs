@@ -3,7 +3,7 @@
 
 use super::math::bias_correction;
 use super::step::{Mirror, Squares, Tensor};
-use crate::optim::{LambConfig, LambDerived, LambHyper, ScheduleFreeRunning};
+use crate::optim::{LambConfig, LambDerived, LambHyper};
 
 /// `prepare_group` of `shaders/lamb.wgsl`.
 pub fn prepare_lamb(h: &LambHyper, step: f32) -> LambDerived {
@@ -29,7 +29,7 @@ pub fn lamb_direction(p: f32, exp_avg: f32, exp_avg_sq: f32, h: &LambHyper, d: &
 impl Mirror for LambConfig {
     type Prepared = (LambHyper, LambDerived);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let h = self.hyper();
         (h, prepare_lamb(&h, step))
     }

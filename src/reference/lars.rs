@@ -2,7 +2,7 @@
 //! (`shaders/common/trust.wgsl`).
 
 use super::step::{Mirror, Squares, Tensor};
-use crate::optim::{LarsConfig, LarsHyper, ScheduleFreeRunning};
+use crate::optim::{LarsConfig, LarsHyper};
 
 /// LARS's direction, `g + weight_decay * p` (`shaders/lars.wgsl`).
 pub fn lars_direction(p: f32, grad: f32, h: &LarsHyper) -> f32 {
@@ -30,7 +30,7 @@ pub fn lars_apply(
 impl Mirror for LarsConfig {
     type Prepared = LarsHyper;
 
-    fn prologue(&self, _step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, _step: f32, _running: &mut [f32]) -> Self::Prepared {
         self.hyper()
     }
 

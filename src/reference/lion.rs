@@ -2,7 +2,7 @@
 
 use super::math::sign;
 use super::step::{Mirror, Tensor};
-use crate::optim::{LionConfig, LionHyper, LionOptions, ScheduleFreeRunning};
+use crate::optim::{LionConfig, LionHyper, LionOptions};
 
 /// `lion_math` of `shaders/lion.wgsl`.
 pub fn lion_math(p: &mut f32, grad: f32, exp_avg: &mut f32, h: &LionHyper, o: LionOptions) {
@@ -18,7 +18,7 @@ pub fn lion_math(p: &mut f32, grad: f32, exp_avg: &mut f32, h: &LionHyper, o: Li
 impl Mirror for LionConfig {
     type Prepared = (LionHyper, LionOptions);
 
-    fn prologue(&self, _step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, _step: f32, _running: &mut [f32]) -> Self::Prepared {
         (self.hyper(), self.options())
     }
 

@@ -32,7 +32,7 @@ pub use grad::*;
 use crate::error::{Error, Result};
 use crate::grad::GradConfig;
 use crate::kernel::{Control, StateSpec, Storage, MASTER_PARAM};
-use crate::optim::{OptimizerConfig, ScheduleFreeRunning};
+use crate::optim::OptimizerConfig;
 use step::{Mirror, Stores, Tensor, TrustSlot};
 
 /// Generates, from the registry: each optimizer's mirror module (`src/reference/<name>.rs`,
@@ -79,9 +79,9 @@ pub struct Optimizer {
     storage: Storage,
     // [tensor][element]: the f32 master copies, with master weights; empty otherwise.
     masters: Vec<Vec<f32>>,
-    // The running values the prologue carries (Schedule-Free's lr_max and weight_sum), as the
-    // device keeps them in its group record.
-    running: ScheduleFreeRunning,
+    // The running values the prologue carries (Schedule-Free's lr_max and weight_sum, NAdam's
+    // running mu_product), as the device keeps them in its group record: f32 words.
+    running: Vec<f32>,
     // Whether the parameters are Schedule-Free's x (eval mode).
     eval: bool,
     // LAMB's and LARS's trust ratios: those the last step computed, and those the next step
@@ -109,7 +109,9 @@ impl Optimizer {
         lens: &[usize],
         storage: Storage,
     ) -> Result<Self> {
-        let states = config.states()?;
+        let spec = config.lower()?;
+        let states = spec.states;
+        let running = bytemuck::pod_collect_to_vec(&spec.running);
         let slots = lens
             .iter()
             .map(|&len| {
@@ -138,7 +140,7 @@ impl Optimizer {
                     }
                 })
                 .collect(),
-            running: ScheduleFreeRunning::INITIAL,
+            running,
             eval: false,
             trust_ratios: vec![1.0; lens.len()],
             trust_override: None,
@@ -183,6 +185,13 @@ impl Optimizer {
             }
         }
         Ok(())
+    }
+
+    /// The running values the prologue carries, as the device's group record holds them
+    /// (the kernel's `Running` as f32 words: Schedule-Free's `lr_max` and `weight_sum`,
+    /// NAdam's [`NAdamRunning`](crate::NAdamRunning)); empty for the other optimizers.
+    pub fn running(&self) -> &[f32] {
+        &self.running
     }
 
     /// The configuration.

@@ -2,8 +2,8 @@
 
 use super::common::{adam_moments, moments_of};
 use super::math::{bias_correction, expm1_nonpositive};
-use super::step::{Mirror, Tensor};
-use crate::optim::{NAdamConfig, NAdamDerived, NAdamHyper, NAdamOptions, ScheduleFreeRunning};
+use super::step::{running_of, Mirror, Tensor};
+use crate::optim::{schedule_sum, NAdamConfig, NAdamDerived, NAdamHyper, NAdamOptions, NAdamRunning};
 
 moments_of!(NAdamHyper, NAdamOptions);
 
@@ -18,14 +18,45 @@ pub fn nadam_mu(h: &NAdamHyper, step: f32) -> (f32, f32) {
 }
 
 /// `nadam_ln_mu_product` of `shaders/nadam.wgsl`: ln(mu_1 mu_2 ... mu_t), PyTorch's
-/// `mu_product` in closed form. The host derives checkpoints' `mu_product` with the same
-/// function ([`NAdamHyper::ln_mu_product`]).
+/// `mu_product` in closed form for constant `beta1` and `momentum_decay`
+/// ([`NAdamHyper::ln_mu_product`]).
 pub fn nadam_ln_mu_product(h: &NAdamHyper, step: f32) -> f32 {
     h.ln_mu_product(step)
 }
 
-/// `prepare_group` of `shaders/nadam.wgsl`.
-pub fn prepare_nadam(h: &NAdamHyper, step: f32, o: NAdamOptions) -> NAdamDerived {
+/// `nadam_schedule_sum` of `shaders/nadam.wgsl`: `sum_{i=1..t} -ln(1 - q^i / 2)` with
+/// `ln q = ln_mu_base`, in closed form.
+pub fn nadam_schedule_sum(ln_mu_base: f32, step: f32) -> f32 {
+    schedule_sum(ln_mu_base, step)
+}
+
+/// `nadam_ln_excess` of `shaders/nadam.wgsl`: the excess of PyTorch's running ln(mu_product)
+/// over the closed form at this step's values, from the `running` values the last step left.
+pub fn nadam_ln_excess(h: &NAdamHyper, r: &NAdamRunning, step: f32) -> f32 {
+    let mut excess = r.mu_ln_excess;
+    if r.started() && (r.mu_ln_beta1 != h.ln_beta1 || r.mu_ln_base != h.ln_mu_base) {
+        let before = step - 1.0;
+        if r.mu_ln_beta1 == f32::NEG_INFINITY {
+            excess = f32::NEG_INFINITY;
+        } else if h.ln_beta1 != f32::NEG_INFINITY {
+            let mut change = before * (r.mu_ln_beta1 - h.ln_beta1);
+            if r.mu_ln_base != h.ln_mu_base {
+                change += nadam_schedule_sum(h.ln_mu_base, before)
+                    - nadam_schedule_sum(r.mu_ln_base, before);
+            }
+            excess += change;
+        }
+    }
+    excess
+}
+
+/// `prepare_group` of `shaders/nadam.wgsl`, carrying the `running` values on.
+pub fn prepare_nadam(
+    h: &NAdamHyper,
+    step: f32,
+    o: NAdamOptions,
+    running: &mut NAdamRunning,
+) -> NAdamDerived {
     let bias_correction2 = bias_correction(h.ln_beta2, step);
     if o.optax_form {
         return NAdamDerived {
@@ -36,8 +67,14 @@ pub fn prepare_nadam(h: &NAdamHyper, step: f32, o: NAdamOptions) -> NAdamDerived
     }
     let (_, one_minus_mu) = nadam_mu(h, step);
     let (mu_next, _) = nadam_mu(h, step + 1.0);
-    let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step));
-    let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0));
+    let excess = nadam_ln_excess(h, running, step);
+    *running = NAdamRunning {
+        mu_ln_beta1: h.ln_beta1,
+        mu_ln_base: h.ln_mu_base,
+        mu_ln_excess: excess,
+    };
+    let one_minus_product = -expm1_nonpositive(nadam_ln_mu_product(h, step) + excess);
+    let one_minus_product_next = -expm1_nonpositive(nadam_ln_mu_product(h, step + 1.0) + excess);
     NAdamDerived {
         grad_coef: h.lr * one_minus_mu / one_minus_product,
         exp_avg_coef: h.lr * mu_next / one_minus_product_next,
@@ -64,9 +101,9 @@ pub fn nadam_math(
 impl Mirror for NAdamConfig {
     type Prepared = (NAdamHyper, NAdamDerived, NAdamOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, running: &mut [f32]) -> Self::Prepared {
         let (h, o) = (self.hyper(), self.options());
-        (h, prepare_nadam(&h, step, o), o)
+        (h, prepare_nadam(&h, step, o, running_of(running)), o)
     }
 
     fn update(&self, (h, d, o): &Self::Prepared, tensor: &mut Tensor<'_>) {

@@ -3,7 +3,7 @@
 use super::common::{adam_moments, moments_of, radam_rho, rectification};
 use super::math::bias_correction;
 use super::step::{Mirror, Tensor};
-use crate::optim::{RAdamConfig, RAdamDerived, RAdamHyper, RAdamOptions, ScheduleFreeRunning};
+use crate::optim::{RAdamConfig, RAdamDerived, RAdamHyper, RAdamOptions};
 
 moments_of!(RAdamHyper, RAdamOptions);
 
@@ -55,7 +55,7 @@ pub fn radam_math(
 impl Mirror for RAdamConfig {
     type Prepared = (RAdamHyper, RAdamDerived, RAdamOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let (h, o) = (self.hyper(), self.options());
         (h, prepare_radam(&h, step, o), o)
     }

@@ -4,7 +4,6 @@ use super::common::l2_grad;
 use super::math::{bias_correction, lerp};
 use super::step::{Mirror, Tensor};
 use crate::optim::{RmsPropConfig, RmsPropDerived, RmsPropHyper, RmsPropOptions};
-use crate::optim::ScheduleFreeRunning;
 
 /// `prepare_group` of `shaders/rmsprop.wgsl`.
 pub fn prepare_rmsprop(h: &RmsPropHyper, step: f32, o: RmsPropOptions) -> RmsPropDerived {
@@ -70,7 +69,7 @@ pub fn rmsprop_math(
 impl Mirror for RmsPropConfig {
     type Prepared = (RmsPropHyper, RmsPropDerived, RmsPropOptions);
 
-    fn prologue(&self, step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, step: f32, _running: &mut [f32]) -> Self::Prepared {
         let (h, o) = (self.hyper(), self.options());
         (h, prepare_rmsprop(&h, step, o), o)
     }

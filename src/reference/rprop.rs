@@ -3,7 +3,7 @@
 use super::common::l2_grad;
 use super::math::sign;
 use super::step::{Mirror, Tensor};
-use crate::optim::{RpropConfig, RpropHyper, RpropOptions, ScheduleFreeRunning};
+use crate::optim::{RpropConfig, RpropHyper, RpropOptions};
 
 /// `rprop_math` of `shaders/rprop.wgsl`.
 pub fn rprop_math(
@@ -39,7 +39,7 @@ pub fn rprop_math(
 impl Mirror for RpropConfig {
     type Prepared = (RpropHyper, RpropOptions);
 
-    fn prologue(&self, _step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, _step: f32, _running: &mut [f32]) -> Self::Prepared {
         (self.hyper(), self.options())
     }
 

@@ -3,7 +3,7 @@
 use super::common::{schedule_free_begin, schedule_free_schedule, schedule_free_update};
 use super::common::SwitchWeights;
 use super::math::bias_correction;
-use super::step::{Mirror, Tensor};
+use super::step::{running_of, Mirror, Tensor};
 use crate::optim::{
     ScheduleFreeAdamWConfig, ScheduleFreeAdamWDerived, ScheduleFreeAdamWHyper, ScheduleFreeRunning,
 };
@@ -51,8 +51,8 @@ pub fn schedule_free_adamw_math(
 impl Mirror for ScheduleFreeAdamWConfig {
     type Prepared = (ScheduleFreeAdamWHyper, ScheduleFreeAdamWDerived);
 
-    fn prologue(&self, step: f32, running: &mut ScheduleFreeRunning) -> Self::Prepared {
-        let h = self.hyper();
+    fn prologue(&self, step: f32, running: &mut [f32]) -> Self::Prepared {
+        let (h, running) = (self.hyper(), running_of(running));
         (h, prepare_schedule_free_adamw(&h, step, running))
     }
 

@@ -2,7 +2,7 @@
 
 use super::common::{schedule_free_begin, schedule_free_schedule, schedule_free_update};
 use super::common::SwitchWeights;
-use super::step::{Mirror, Tensor};
+use super::step::{running_of, Mirror, Tensor};
 use crate::optim::{
     ScheduleFreeRunning, ScheduleFreeSgdConfig, ScheduleFreeSgdDerived, ScheduleFreeSgdHyper,
 };
@@ -45,8 +45,8 @@ pub fn schedule_free_sgd_math(
 impl Mirror for ScheduleFreeSgdConfig {
     type Prepared = (ScheduleFreeSgdHyper, ScheduleFreeSgdDerived);
 
-    fn prologue(&self, step: f32, running: &mut ScheduleFreeRunning) -> Self::Prepared {
-        let h = self.hyper();
+    fn prologue(&self, step: f32, running: &mut [f32]) -> Self::Prepared {
+        let (h, running) = (self.hyper(), running_of(running));
         (h, prepare_schedule_free_sgd(&h, step, running))
     }
 

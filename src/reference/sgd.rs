@@ -2,7 +2,7 @@
 
 use super::common::l2_grad;
 use super::step::{Mirror, Tensor};
-use crate::optim::{ScheduleFreeRunning, SgdConfig, SgdHyper, SgdOptions};
+use crate::optim::{SgdConfig, SgdHyper, SgdOptions};
 
 /// `sgd_math` of `shaders/sgd.wgsl`.
 pub fn sgd_math(
@@ -32,7 +32,7 @@ pub fn sgd_math(
 impl Mirror for SgdConfig {
     type Prepared = (SgdHyper, SgdOptions);
 
-    fn prologue(&self, _step: f32, _running: &mut ScheduleFreeRunning) -> Self::Prepared {
+    fn prologue(&self, _step: f32, _running: &mut [f32]) -> Self::Prepared {
         (self.hyper(), self.options())
     }
 

@@ -5,7 +5,6 @@
 
 use crate::dtype::{bf16_bits_stochastic, bf16_to_f32, stochastic_bits, Dtype};
 use crate::kernel::{Rounding, Storage};
-use crate::optim::ScheduleFreeRunning;
 
 use super::common::{trust_ratio, SwitchWeights};
 
@@ -16,9 +15,10 @@ pub(crate) trait Mirror {
     /// `Derived` scalars.
     type Prepared;
 
-    /// `prepare_group` at step `step` (1 for the first), carrying the `running` values
-    /// across steps (Schedule-Free's; the others leave them alone).
-    fn prologue(&self, step: f32, running: &mut ScheduleFreeRunning) -> Self::Prepared;
+    /// `prepare_group` at step `step` (1 for the first), carrying the `running` values across
+    /// steps: the kernel's `Running` as f32 words (Schedule-Free's `lr_max` and `weight_sum`,
+    /// NAdam's running `mu_product`; empty for the others, which leave them alone).
+    fn prologue(&self, step: f32, running: &mut [f32]) -> Self::Prepared;
 
     /// The update of one tensor: `step_math` on each element.
     fn update(&self, prepared: &Self::Prepared, tensor: &mut Tensor<'_>);
@@ -28,6 +28,11 @@ pub(crate) trait Mirror {
     fn switch_weights(&self) -> Option<SwitchWeights> {
         None
     }
+}
+
+/// The kernel's `Running` values `R`, in the reference's f32 words.
+pub(super) fn running_of<R: bytemuck::Pod>(words: &mut [f32]) -> &mut R {
+    bytemuck::from_bytes_mut(bytemuck::cast_slice_mut(words))
 }
 
 /// What the stores of one tensor's update do: round to the storage types, keep the master

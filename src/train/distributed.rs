@@ -309,7 +309,7 @@ impl Distributed {
                 });
             }
         }
-        if arena.context().device() != ctx.device() {
+        if !arena.context().same_device(ctx) {
             return Err(Error::OtherDevice { what: "arena" });
         }
         if config.bucket_bytes < 4 {

@@ -106,7 +106,7 @@ impl ControlReader {
         encoder: &mut wgpu::CommandEncoder,
         optimizer: &Optimizer,
     ) -> Result<bool> {
-        if optimizer.context().device() != self.ctx.device() {
+        if !optimizer.context().same_device(&self.ctx) {
             return Err(Error::OtherDevice { what: "optimizer" });
         }
         if optimizer.control_blocks() != self.blocks {

@@ -124,7 +124,7 @@ impl Snapshot {
         optimizer: &Optimizer,
         extra: &[BufferRange],
     ) -> Result<Self> {
-        if optimizer.context().device() != ctx.device() {
+        if !optimizer.context().same_device(ctx) {
             return Err(Error::OtherDevice { what: "optimizer" });
         }
         let names = optimizer.state_names();

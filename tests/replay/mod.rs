@@ -67,6 +67,18 @@ pub fn config(case: &Value) -> OptimizerConfig {
     config
 }
 
+/// `config` with a scheduled step's hyperparameters (`{"lr": .., "beta1": ..}`).
+pub fn scheduled(config: &OptimizerConfig, hyper: &Value) -> OptimizerConfig {
+    let mut config = config.clone();
+    for (name, value) in hyper.as_object().expect("a step's hyperparameters") {
+        assert!(
+            config.set_hyperparameter(name, &value.to_string()),
+            "hyperparameter {name} = {value}"
+        );
+    }
+    config
+}
+
 fn grad_config(case: &Value) -> Option<GradConfig> {
     let (clip, scaler) = (&case["clip"], &case["scaler"]);
     if clip.is_null() && scaler.is_null() {
@@ -163,6 +175,12 @@ pub fn replay(ctx: &Context, case: &Value) -> Report {
     let steps = case["grads"].as_array().expect("grads");
     let after = case["params_after"].as_array().expect("params after");
     for (step, (grads, golden)) in steps.iter().zip(after).enumerate() {
+        // A scheduled case: this step's lr and beta1, as the LR scheduler set them.
+        if let Some(hyper) = case.get("hyper_steps").map(|h| &h[step]) {
+            optimizer
+                .set_config(scheduled(optimizer.config(), hyper))
+                .expect("a scheduled configuration");
+        }
         for (i, g) in tensors(grads).iter().enumerate() {
             arena.write_grad(i, g).expect("grads");
         }
@@ -189,6 +207,27 @@ pub fn replay(ctx: &Context, case: &Value) -> Report {
                 .read_state(i, state)
                 .expect("a state the optimizer keeps");
             report.check(&format!("tensor {i} {state}"), &device, &vector(golden));
+        }
+    }
+    // NAdam: PyTorch's running mu_product of each tensor, as the checkpoint carries it.
+    if let Some(products) = case.get("mu_product") {
+        let bytes = optimizer.checkpoint().expect("a checkpoint");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        for (i, golden) in vector(products).iter().enumerate() {
+            let tensor = file
+                .tensor(&format!("state.{i}.mu_product"))
+                .expect("mu_product");
+            let device = f32::from_le_bytes(tensor.data().try_into().expect("an f32 scalar"));
+            report.check(&format!("tensor {i} mu_product"), &[device], &[*golden]);
+            // Relative too: the product is small, and the absolute tolerance alone would pass
+            // a closed form that forgot beta1's history. PyTorch's f32 product rounds once a
+            // step; the device's logarithm to a few ulp of |ln mu_product|.
+            let rel = (f64::from(device) / f64::from(*golden) - 1.0).abs();
+            if rel.is_nan() || rel > 1e-5 {
+                report.failures.push(format!(
+                    "tensor {i} mu_product: device {device:e} vs golden {golden:e} (rel {rel:.1e})"
+                ));
+            }
         }
     }
     // Schedule-Free: the params at x after `optimizer.eval()`, and at y again after `train()`.

@@ -39,12 +39,12 @@ def encode(values):
     return out
 
 
-def data(seed, scale=1.0, lens=LENS, zero_params=False, shift=0.0):
+def data(seed, scale=1.0, lens=LENS, zero_params=False, shift=0.0, steps=STEPS):
     rng = np.random.default_rng(seed)
     params = [np.zeros(n, np.float32) if zero_params else rng.uniform(-1, 1, n).astype(np.float32) for n in lens]
     # (+ shift only where there is one: it would turn -0.0 into 0.0.)
     grads = [[(rng.standard_normal(n) * scale + shift if shift else rng.standard_normal(n) * scale)
-              .astype(np.float32) for n in lens] for _ in range(STEPS)]
+              .astype(np.float32) for n in lens] for _ in range(steps)]
     return params, grads
 
 
@@ -100,7 +100,8 @@ def adopt(p, h):
     clip = (lambda step: _math.pow(step, 0.25)) if h.get("use_clipping", True) else None
     return ADOPT(p, lr=h["lr"], betas=(h.get("beta1", 0.9), h.get("beta2", 0.9999)),
                  clip_lambda=clip, weight_decay=h.get("weight_decay", 0.0),
-                 weight_decouple=h.get("decoupled_weight_decay", False), eps=h.get("eps", 1e-6),
+                 weight_decouple=h.get("decoupled_weight_decay", False),
+                 fixed_decay=h.get("fixed_decay", False), eps=h.get("eps", 1e-6),
                  maximize=h.get("maximize", False), foreach=False)
 
 # torch state names -> wgpu-optim's (the same, except AdaBelief's; RMSprop's square_avg etc.).
@@ -147,8 +148,10 @@ def adabelief(p, h):
 
 
 def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=LENS,
-               clip=None, scaler=None, poison=None, shift=0.0):
-    params0, grads = data(seed, scale, lens, zero_params, shift)
+               clip=None, scaler=None, poison=None, shift=0.0, steps=STEPS, scheduler=None):
+    """`scheduler(opt)`, if given, makes a torch LR scheduler stepped after every step: the
+    case then records the lr and beta1 each step ran with (`hyper_steps`)."""
+    params0, grads = data(seed, scale, lens, zero_params, shift, steps)
     if poison:
         for step, tensor, index, value in poison:
             grads[step][tensor][index] = value
@@ -159,8 +162,12 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     if scaler:
         grad_scaler = torch.amp.GradScaler("cpu", init_scale=scaler["init_scale"],
                                            growth_interval=scaler["growth_interval"])
-    given, after, norms = [], [], []
-    for step in range(STEPS):
+    lr_scheduler = scheduler(opt) if scheduler else None
+    given, after, norms, hyper_steps = [], [], [], []
+    for step in range(steps):
+        if lr_scheduler:
+            group = opt.param_groups[0]
+            hyper_steps.append({"lr": group["lr"], "beta1": group["betas"][0]})
         if grad_scaler:
             grad_scaler.scale(torch.ones(()))  # as scaler.scale(loss) would: the scale exists
         scale = grad_scaler.get_scale() if grad_scaler else 1.0
@@ -180,6 +187,8 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
             grad_scaler.update()
         else:
             opt.step()
+        if lr_scheduler:
+            lr_scheduler.step()
         after.append([encode(p.detach().numpy()) for p in params])
     states = []
     for p in params:
@@ -188,6 +197,11 @@ def torch_case(name, optimizer, hyper, seed, scale=1.0, zero_params=False, lens=
     case = {"name": name, "library": LIBRARY.get(optimizer, "torch"),
             "optimizer": optimizer, "hyper": hyper, "params": [encode(p) for p in params0],
             "grads": given, "params_after": after, "states": states}
+    if lr_scheduler:
+        case["hyper_steps"] = hyper_steps
+    if optimizer == "NAdam":
+        # PyTorch's running mu_product per tensor, as checkpoints carry it.
+        case["mu_product"] = [encode([opt.state[p]["mu_product"].item()])[0] for p in params]
     if optimizer in SCHEDULE_FREE:
         # The params at x after eval(), and at y again after train().
         opt.eval()
@@ -501,7 +515,47 @@ def cases():
     out.extend(schedule_free_cases())
     out.extend(trust_ratio_cases())
     out.extend(rprop_cases())
+    out.extend(scheduled_nadam_cases())
+    out.extend(adopt_fixed_decay_cases())
     return out
+
+
+def scheduled_nadam_cases():
+    """torch.optim.NAdam under OneCycleLR and CyclicLR cycling beta1 (cycle_momentum), over 12
+    steps: PyTorch's mu_product multiplies each step's mu_t computed with that step's beta1,
+    which the closed form of the current beta1 misses by 1.4% at step 2. Each step's lr and
+    beta1 are recorded (`hyper_steps`), and the final running mu_product. Seeds from 580."""
+    from torch.optim.lr_scheduler import CyclicLR, OneCycleLR
+    steps = 12
+    one_cycle = lambda opt: OneCycleLR(opt, max_lr=0.01, total_steps=steps, pct_start=0.3,
+                                       base_momentum=0.85, max_momentum=0.95)
+    cyclic = lambda opt: CyclicLR(opt, base_lr=0.001, max_lr=0.01, step_size_up=3,
+                                  base_momentum=0.8, max_momentum=0.9)
+    # momentum_decay 50: mu_t is near beta1 from the first steps, so the product stays large
+    # and its history shows for longer.
+    cases = [
+        ("nadam_one_cycle", {"lr": 0.01}, one_cycle),
+        ("nadam_one_cycle_decoupled", {"lr": 0.01, "weight_decay": 0.1,
+                                       "decoupled_weight_decay": True}, one_cycle),
+        ("nadam_cyclic", {"lr": 0.01}, cyclic),
+        ("nadam_cyclic_momentum_decay_50", {"lr": 0.01, "momentum_decay": 50.0}, cyclic),
+    ]
+    return [torch_case(name, "NAdam", hyper, seed=580 + n, steps=steps, scheduler=scheduler)
+            for n, (name, hyper, scheduler) in enumerate(cases)]
+
+
+def adopt_fixed_decay_cases():
+    """pytorch-optimizer's ADOPT with fixed_decay: p * (1 - weight_decay) with weight_decouple,
+    ignored without it. Seeds from 590."""
+    cases = [
+        ("adopt_fixed_decay", {"lr": 0.01, "weight_decay": 0.01, "decoupled_weight_decay": True,
+                               "fixed_decay": True}),
+        ("adopt_fixed_decay_no_clipping", {"lr": 0.02, "weight_decay": 0.05,
+                                           "decoupled_weight_decay": True, "fixed_decay": True,
+                                           "use_clipping": False, "beta1": 0.8}),
+        ("adopt_fixed_decay_l2", {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True}),
+    ]
+    return [torch_case(name, "ADOPT", hyper, seed=590 + n) for n, (name, hyper) in enumerate(cases)]
 
 
 def rprop_cases():
