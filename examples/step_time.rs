@@ -23,7 +23,8 @@
 //!   buffer and one gradient buffer, so a step is one update dispatch per binding-size chunk.
 //!   `--layout separate` gives each tensor buffers of its own, as Burn has: one dispatch each.
 //! * **Precision** (ours only; the peer is f32). `--precision` picks the storage types:
-//!   `f32` (default), `bf16` / `f16` (parameters, gradients and states), `bf16-states` (f32
+//!   `f32` (default), `bf16` (parameters, gradients and states), `f16` (parameters and
+//!   gradients; f32 states, as f16 cannot hold squared moments), `bf16-states` (f32
 //!   parameters and gradients, bf16 states), `bf16-f32-states` (bf16 parameters and
 //!   gradients, f32 states), `bf16-master` (the same with an f32 master copy), `bf16-sr` (bf16
 //!   everything, stochastic rounding). The math is f32 in every case.
@@ -79,7 +80,8 @@ const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [
   --warmup W       untimed warm-up steps (default 3), then one more untimed step
   --lr LR          learning rate (default 1e-3)
   --seed SEED      splitmix64 seed of the values (default 0x5EED, the peer's)
-  --precision P    storage types: f32 (default), bf16, f16 (params, grads and states),
+  --precision P    storage types: f32 (default), bf16 (params, grads and states),
+                   f16 (params and grads, f32 states),
                    bf16-states (f32 params and grads), bf16-f32-states (bf16 params and grads),
                    bf16-master (bf16 params and grads, f32 states and master weights),
                    bf16-sr (bf16 everything, stochastic rounding)
@@ -135,10 +137,11 @@ struct Args {
 fn precision(name: &str) -> Option<(&'static str, Storage, Precision)> {
     use Dtype::*;
     let plain = |storage: Storage| (storage, Precision::default().with_states(storage.states));
+    // f16 parameters and gradients keep f32 states: f16 cannot hold AdamW's squares.
     let [f32, bf16, f16, bf16_states, bf16_f32_states] = [
         Storage::F32,
         Storage::new(BF16, BF16, BF16),
-        Storage::new(F16, F16, F16),
+        Storage::new(F16, F16, F32),
         Storage::new(F32, F32, BF16),
         Storage::new(BF16, BF16, F32),
     ]

@@ -278,8 +278,10 @@ fn update_scale(k: u32, found_inf: bool, h: GradHyper) {
         (*ctl).growth_tracker = 0u;
         return;
     }
+    // At or past the interval: a tracker restored from before a shorter interval grows at the
+    // next finite step rather than never (PyTorch's `==` meets the same states otherwise).
     let successful = (*ctl).growth_tracker + 1u;
-    if successful == h.growth_interval {
+    if successful >= h.growth_interval {
         let grown = (*ctl).grad_scale * h.growth_factor;
         if is_finite(grown) {
             (*ctl).grad_scale = grown;

@@ -56,14 +56,16 @@ mod train;
 
 pub use dtype::Dtype;
 pub use error::{Error, Result};
-pub use gpu::{Arena, BufferRange, Context, ContextOptions, Param, Tuning};
+pub use gpu::{
+    Arena, BufferRange, Context, ContextOptions, Param, Tuning, MAX_VEC4S_PER_INVOCATION,
+};
 pub use grad::{
     ClipMode, ClipValue, GradConfig, GradHyper, GradScalerConfig, NormStats, Partial, CLIP_NONE,
     CLIP_OPTAX, CLIP_PYTORCH,
 };
 pub use kernel::{
     Control, Fold, GroupRecord, Kernel, ReduceWork, Rounding, Segment, StateSpec, Storage,
-    StructLayout, WgslLayout, MASTER_PARAM,
+    StructLayout, WgslLayout, MASTER_PARAM, SQUARED_STATES,
 };
 pub use optim::*;
 pub use optimizer::{Optimizer, ParamGroup, Precision};

@@ -418,3 +418,46 @@ fn polls_deliver_every_reading_in_order_on_the_device() {
         "{stats:?}"
     );
 }
+
+/// Issue 25, finding 19: finite gradients whose sum of squares overflows f32 give an infinite
+/// norm without skipping the step (clipped by 0, it applied no gradient): a `NonFinite`
+/// event with nothing skipped, and the reading stays out of the statistics. On the device:
+/// gradients of 1e30 under a max_norm clip.
+#[test]
+fn an_overflowed_norm_of_finite_gradients_raises_an_event() {
+    let mut m = monitor(MonitorConfig::default());
+    assert!(m.observe(&reading(1, 2.0, 0)).is_empty());
+    let events = m.observe(&reading(2, f32::INFINITY, 0));
+    assert_eq!(
+        events,
+        [NormEvent::NonFinite {
+            step: 2,
+            grad_norm: f32::INFINITY,
+            skipped: 0,
+            total_skipped: 0,
+        }]
+    );
+    assert_eq!(m.stats().finite_readings, 1);
+
+    let ctx = context();
+    let param = ctx.upload_f32("param", &[1.0; 64]);
+    let grad = ctx.upload_f32("grad", &[1e30; 64]);
+    let mut optimizer = SgdConfig::default()
+        .with_lr(0.01)
+        .build(ctx, &[Param::whole(&param, &grad)])
+        .unwrap();
+    optimizer
+        .set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)))
+        .unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    optimizer.step(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let control = optimizer.read_control().unwrap();
+    assert_eq!((control.found_inf, control.skipped_steps), (0, 0));
+    assert_eq!(control.grad_norm, f32::INFINITY);
+    let mut device = monitor(MonitorConfig::default());
+    assert!(matches!(
+        device.observe(&control)[..],
+        [NormEvent::NonFinite { skipped: 0, .. }]
+    ));
+}

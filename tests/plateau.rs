@@ -626,3 +626,126 @@ fn snapshot_refuses_bad_ranges() {
     let snapshot = Snapshot::of_optimizer(ctx, &sgd, &[BufferRange::whole(&other)]).unwrap();
     assert_eq!(snapshot.copies(), 4);
 }
+
+/// Issue 25, finding 7: a restore leaves the control words that belong to the gradient
+/// processing in force as they are, as loading a checkpoint does: saved under a GradScaler
+/// and restored with clipping only, the loss scale stays 1 (not 65536); a saved
+/// `clip_value` does not override the one configured; a saved halt does not stop a
+/// configuration that skips. What the processing in force owns comes back.
+#[test]
+fn a_restore_keeps_the_control_words_of_the_processing_in_force() {
+    let ctx = context();
+    let (mut optimizer, buffers, grads) = two_groups(ctx);
+    let scaler = GradConfig::default()
+        .with_clip_value(0.05)
+        .with_grad_scaler(GradScalerConfig::default().with_growth_interval(2));
+    optimizer.set_grad_processing(Some(scaler.clone())).unwrap();
+    let snapshot = Snapshot::of_optimizer(ctx, &optimizer, &[]).unwrap();
+    let restore = |optimizer: &Optimizer| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_restore(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        optimizer.read_control_unchecked().unwrap()
+    };
+    step(ctx, &optimizer);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_save(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let saved = optimizer.read_control_unchecked().unwrap();
+    assert_eq!((saved.grad_scale, saved.growth_tracker), (65536.0, 1));
+
+    // Clipping by value only, at 100: no scaler, another bound.
+    let clip = GradConfig::default().with_clip_value(100.0);
+    optimizer.set_grad_processing(Some(clip)).unwrap();
+    step(ctx, &optimizer);
+    let control = restore(&optimizer);
+    assert_eq!((control.grad_scale, control.growth_tracker), (1.0, 0));
+    assert_eq!(control.clip_value, 100.0);
+    assert_eq!(
+        control.step, saved.step,
+        "the step counter is state: restored"
+    );
+    // The next step unscales by 1 and clips at 100: the gradients as they are (|g| < 100).
+    let before: Vec<Vec<f32>> = buffers
+        .iter()
+        .map(|b| ctx.read_f32(&BufferRange::whole(b)).unwrap())
+        .collect();
+    step(ctx, &optimizer);
+    for (g, ((buffer, before), grad)) in buffers.iter().zip(&before).zip(&grads).enumerate() {
+        let lr = [0.1_f32, 0.2][g];
+        let after = ctx.read_f32(&BufferRange::whole(buffer)).unwrap();
+        for ((a, b), g) in after.iter().zip(before).zip(grad) {
+            assert_eq!(*a, b - lr * g, "group {g}: SGD with the gradient as it is");
+        }
+    }
+
+    // The scaler back: its words come back from the save.
+    optimizer.set_grad_processing(Some(scaler)).unwrap();
+    let control = restore(&optimizer);
+    assert_eq!((control.grad_scale, control.growth_tracker), (65536.0, 1));
+    assert_eq!(control.clip_value, 0.05);
+
+    // Saved halted by error_if_nonfinite, restored under a configuration that skips: the
+    // next finite step is taken.
+    let halting = GradConfig::default().with_error_if_nonfinite(true);
+    optimizer.set_grad_processing(Some(halting)).unwrap();
+    let grad = optimizer.params().next().unwrap().grad.clone();
+    ctx.write_f32(&grad, &[f32::NAN; 37]).unwrap();
+    step(ctx, &optimizer);
+    assert!(optimizer.read_control().is_err(), "halted");
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_save(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    optimizer
+        .set_grad_processing(Some(GradConfig::default()))
+        .unwrap();
+    let control = restore(&optimizer);
+    assert_eq!(
+        control.nonfinite_step, 0,
+        "no halt without error_if_nonfinite"
+    );
+    ctx.write_f32(&grad, &grads[0]).unwrap();
+    let taken = control.step;
+    step(ctx, &optimizer);
+    assert_eq!(
+        optimizer.read_step().unwrap(),
+        taken + 1,
+        "the finite step is taken"
+    );
+}
+
+/// Issue 25, finding 11: the rates of several groups are set all or none. A scheduler over
+/// groups sets them with one call, so a rate refused in one group (by the configuration or
+/// by a device schedule's table) leaves every group's as it was.
+#[test]
+fn group_rates_are_set_all_or_none() {
+    let ctx = context();
+    let (mut optimizer, _, _) = two_groups(ctx);
+    assert!(matches!(
+        optimizer.set_group_lrs(&[(0, 0.05), (1, -1.0)]),
+        Err(Error::InvalidHyperparameter { name: "lr", .. })
+    ));
+    assert!(matches!(
+        optimizer.set_group_lrs(&[(0, 0.05), (2, 0.1)]),
+        Err(Error::NoSuchGroup { group: 2, count: 2 })
+    ));
+    assert_eq!(group_lrs(&optimizer), [0.1, 0.2]);
+    optimizer.set_group_lrs(&[(1, 0.05), (0, 0.01)]).unwrap();
+    assert_eq!(group_lrs(&optimizer), [0.01, 0.05]);
+    // Under a device schedule the table is rebuilt once for both, and the plateau's
+    // reductions land in both groups together.
+    optimizer
+        .set_schedule(Some(DeviceSchedule::new(
+            LrSchedule::CosineAnnealing {
+                t_max: 10,
+                eta_min: 0.0,
+            },
+            10,
+        )))
+        .unwrap();
+    let mut plateau = PlateauConfig::default().with_patience(0).build().unwrap();
+    plateau.step_optimizer(1.0, &mut optimizer).unwrap();
+    let changes = plateau.step_optimizer(2.0, &mut optimizer).unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(group_lrs(&optimizer), [0.01 * 0.1, 0.05 * 0.1]);
+}

@@ -332,3 +332,34 @@ fn the_norm_reduction_fits_one_binding_past_hundreds_of_chunks() {
         run.compare(&ctx, &format!("{config:?} under a 4 KiB binding limit"));
     }
 }
+
+/// Issue 25, finding 3: launch settings out of the device's range (a workgroup of 0 or of
+/// u32::MAX invocations, 0 or u32::MAX vec4s per invocation, 0 workgroups per dispatch) are
+/// clamped to it by `with_tuning`, and optimizers built on it step as the reference does. (A
+/// workgroup of 0 sent the planner into an endless loop of empty segments.)
+#[test]
+fn launch_settings_out_of_range_are_clamped() {
+    let limits = context().device().limits();
+    for (workgroup_size, vec4s, workgroups) in [(0, 0, 0), (u32::MAX, u32::MAX, u32::MAX)] {
+        let ctx = context().clone().with_tuning(Tuning {
+            workgroup_size,
+            vec4s_per_invocation: vec4s,
+            max_workgroups_per_dispatch: workgroups,
+            ..Tuning::default()
+        });
+        let tuning = ctx.tuning();
+        assert!(tuning.workgroup_size >= 1);
+        assert!(tuning.workgroup_size <= limits.max_compute_invocations_per_workgroup);
+        assert!(tuning.workgroup_size <= limits.max_compute_workgroup_size_x);
+        assert!((1..=MAX_VEC4S_PER_INVOCATION).contains(&tuning.vec4s_per_invocation));
+        assert!(tuning.max_workgroups_per_dispatch >= 1);
+        assert!(tuning.max_workgroups_per_dispatch <= limits.max_compute_workgroups_per_dimension);
+        let config = &all_configs()[3];
+        let mut run = Run::new(&ctx, config, &[1, 257, 5000], 7);
+        run.set_grad_processing(Some(clipping(3)));
+        for _ in 0..2 {
+            run.step(&ctx);
+        }
+        run.compare(&ctx, &format!("{config:?} with {tuning:?}"));
+    }
+}

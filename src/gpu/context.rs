@@ -37,6 +37,10 @@ pub struct Tuning {
     pub runs_per_invocation: bool,
 }
 
+/// The most vec4s one invocation of an update kernel takes ([`Tuning::vec4s_per_invocation`]):
+/// with 16-bit storage (8 elements a unit) and 1024 invocations, a tile of 2^23 elements.
+pub const MAX_VEC4S_PER_INVOCATION: u32 = 1024;
+
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
@@ -50,8 +54,26 @@ impl Default for Tuning {
 }
 
 /// How [`Context::request`] picks its adapter and device.
+///
+/// ```no_run
+/// # fn main() -> wgpu_optim::Result<()> {
+/// use wgpu_optim::{Context, ContextOptions};
+/// // wgpu's GL backend only (on Linux: EGL, e.g. Mesa's llvmpipe), whatever `WGPU_BACKEND` says.
+/// let options = ContextOptions {
+///     backends: Some(wgpu::Backends::GL),
+///     ..Default::default()
+/// };
+/// let gl = pollster::block_on(Context::request(&options))?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
+    /// The backends to look for an adapter on (`wgpu::Backends::VULKAN`,
+    /// `wgpu::Backends::GL`, ...); `None` follows `WGPU_BACKEND`, else every backend wgpu was
+    /// built with. An explicit value overrides `WGPU_BACKEND`; `WGPU_ADAPTER_NAME` then picks
+    /// among these backends' adapters.
+    pub backends: Option<wgpu::Backends>,
     /// Adapter preference; `None` follows `WGPU_POWER_PREF`, else wgpu's default.
     pub power_preference: Option<wgpu::PowerPreference>,
     /// Limits to request; `None` asks for everything the adapter offers.
@@ -91,18 +113,23 @@ impl Context {
     /// Creates a device with explicit options. It enables `Features::SUBGROUP` and
     /// `Features::TIMESTAMP_QUERY` where the adapter has them.
     pub async fn request(options: &ContextOptions) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = options.backends {
+            descriptor.backends = backends;
+        }
+        let backends = descriptor.backends;
+        let instance = wgpu::Instance::new(descriptor);
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(wanted) => {
                 let wanted = wanted.to_lowercase();
-                let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+                let adapters = instance.enumerate_adapters(backends).await;
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
                     .ok_or_else(|| {
                         Error::NoAdapter(format!(
-                            "no adapter name contains WGPU_ADAPTER_NAME={wanted:?}"
+                            "no adapter of backends {backends:?} has a name containing \
+                             WGPU_ADAPTER_NAME={wanted:?}"
                         ))
                     })?
             }
@@ -115,7 +142,7 @@ impl Context {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| Error::NoAdapter(e.to_string()))?,
+                .map_err(|e| Error::NoAdapter(format!("{e}; backends {backends:?}")))?,
         };
         let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
         let (device, queue) = adapter
@@ -171,11 +198,27 @@ impl Context {
         same_instance && self.device == other.device
     }
 
-    /// The same device with other launch settings, for optimizers built afterwards. A
-    /// `vec4s_per_invocation` of 0 is taken as 1.
+    /// The same device with other launch settings, for optimizers built afterwards, clamped
+    /// to what the device launches: `workgroup_size` to 1 ..= the device's
+    /// `max_compute_invocations_per_workgroup` and `max_compute_workgroup_size_x`,
+    /// `vec4s_per_invocation` to 1 ..= [`MAX_VEC4S_PER_INVOCATION`] (a tile's element count
+    /// stays well inside the kernels' u32 indices), `max_workgroups_per_dispatch` to 1 ..= the
+    /// device's `max_compute_workgroups_per_dimension`. [`Context::tuning`] reads back the
+    /// settings in force.
     pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        let limits = self.device.limits();
+        let most_invocations = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x)
+            .max(1);
         self.tuning = Tuning {
-            vec4s_per_invocation: tuning.vec4s_per_invocation.max(1),
+            workgroup_size: tuning.workgroup_size.clamp(1, most_invocations),
+            vec4s_per_invocation: tuning
+                .vec4s_per_invocation
+                .clamp(1, MAX_VEC4S_PER_INVOCATION),
+            max_workgroups_per_dispatch: tuning
+                .max_workgroups_per_dispatch
+                .clamp(1, limits.max_compute_workgroups_per_dimension.max(1)),
             ..tuning
         };
         self

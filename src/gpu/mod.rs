@@ -11,7 +11,7 @@ mod transfer;
 pub use arena::Arena;
 #[cfg(feature = "mpi")]
 pub(crate) use arena::ArenaParts;
-pub use context::{Context, ContextOptions, Tuning};
+pub use context::{Context, ContextOptions, Tuning, MAX_VEC4S_PER_INVOCATION};
 pub(crate) use pipeline::capture_errors;
 pub(crate) use tensor::{check_disjoint, storage_alignment, COPY_ALIGNMENT};
 pub use tensor::{BufferRange, Param};

@@ -116,3 +116,47 @@ macro_rules! control_field {
     };
 }
 pub(crate) use control_field;
+
+/// Which words of a control block the gradient processing in force keeps as state, rather
+/// than holding at the values its configuration implies: what a restore of a saved block may
+/// bring back ([`Snapshot`](crate::Snapshot)), as loading a checkpoint checks the block
+/// against the loading optimizer's processing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ControlOwners {
+    /// A GradScaler: `grad_scale` and `growth_tracker` are its state (1 and 0 without one).
+    pub scaler: bool,
+    /// `error_if_nonfinite`: a halt (`nonfinite_step`) is state (none without it).
+    pub halts: bool,
+}
+
+impl ControlOwners {
+    /// Whether a restore brings field `name` back: every field but `clip_value`
+    /// (configuration, written by the host) and `inv_grad_scale` (each step derives it from
+    /// `grad_scale` before use), and the scaler's and the halt's fields only where owned.
+    fn restores(self, name: &str) -> bool {
+        match name {
+            "clip_value" | "inv_grad_scale" => false,
+            "grad_scale" | "growth_tracker" => self.scaler,
+            "nonfinite_step" => self.halts,
+            _ => true,
+        }
+    }
+
+    /// The byte ranges of control block `k` (of a buffer of blocks) a restore copies back,
+    /// adjacent fields merged.
+    pub fn restored_ranges(self, k: usize) -> Vec<std::ops::Range<u64>> {
+        let block = (k * std::mem::size_of::<Control>()) as u64;
+        let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+        for &(name, offset) in Control::FIELDS {
+            if !self.restores(name) {
+                continue;
+            }
+            let start = block + offset as u64;
+            match ranges.last_mut() {
+                Some(last) if last.end == start => last.end = start + 4,
+                _ => ranges.push(start..start + 4),
+            }
+        }
+        ranges
+    }
+}

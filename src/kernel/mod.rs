@@ -19,7 +19,7 @@ mod storage;
 pub use bindings::Binding;
 pub(crate) use bindings::{prelude, Slots};
 pub use control::Control;
-pub(crate) use control::{control_field, ControlField};
+pub(crate) use control::{control_field, ControlField, ControlOwners};
 pub use elements::elements_source;
 pub(crate) use layout::wgsl_struct;
 pub use layout::{StructLayout, WgslLayout};
@@ -33,5 +33,5 @@ pub use sources::{
     concatenate, ShaderFile, ADAM_GROUP, COMMON, CONTROL, DTYPE, L2, MOMENTS, RECTIFY,
     SCHEDULE_FREE, SEGMENT,
 };
-pub use spec::{GroupRecord, Kernel, KernelSpec, StateSpec, MASTER_PARAM};
+pub use spec::{GroupRecord, Kernel, KernelSpec, StateSpec, MASTER_PARAM, SQUARED_STATES};
 pub use storage::{ElementLayout, Rounding, Storage};

@@ -157,6 +157,26 @@ pub struct StateSpec {
     pub init: f32,
 }
 
+/// PyTorch's names of the states that accumulate squares (of gradients, or of updates:
+/// Adadelta's `acc_delta`): f16 cannot hold them (its largest value, 65504, is the square of
+/// 256), so an optimizer keeping one refuses f16 states.
+pub const SQUARED_STATES: [&str; 7] = [
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "square_avg",
+    "sum",
+    "exp_avg_var",
+    "max_exp_avg_var",
+    "acc_delta",
+];
+
+impl StateSpec {
+    /// Whether the state accumulates squares ([`SQUARED_STATES`]).
+    pub fn holds_squares(&self) -> bool {
+        SQUARED_STATES.contains(&self.name)
+    }
+}
+
 /// What the device needs to run one configuration: kernel, structural options, state buffers
 /// and the bytes of its group record's parts.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! records, the plan, the bind groups and the pipelines; and each configuration's `build`.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
@@ -14,7 +14,8 @@ use crate::gpu::pipeline::bind_group;
 use crate::gpu::{capture_errors, check_disjoint, BufferRange, Context, Param};
 use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits};
 use crate::kernel::{
-    kernel_layouts, Binding, Control, GradStages, KernelSpec, Rounding, Storage, Variant,
+    kernel_layouts, Binding, Control, ControlOwners, GradStages, KernelSpec, Rounding, Storage,
+    Variant,
 };
 use crate::optim::OptimizerConfig;
 
@@ -235,6 +236,15 @@ impl Optimizer {
             param.check(index, ctx.device())?;
         }
         let storage = storage_of(&params, precision)?;
+        if storage.states == Dtype::F16 && spec.states.iter().any(|s| s.holds_squares()) {
+            return Err(Error::UnsupportedDtype {
+                what: "states of squared gradients (exp_avg_sq and the like)",
+                dtype: Dtype::F16,
+                supported: "f32 or bf16 states (Precision::with_states): f16's largest value, \
+                            65504, is the square of a gradient of 256, and an overflowed \
+                            moment stays inf",
+            });
+        }
         check_disjoint(&params.iter().map(|p| &p.param).collect::<Vec<_>>())?;
         Ok(Checked {
             configs: groups.into_iter().map(|g| g.config).collect(),
@@ -336,6 +346,7 @@ impl Optimizer {
             }
             None => None,
         };
+        let controls = plan.plan.controls as usize;
         Ok(Optimizer {
             ctx: ctx.clone(),
             configs,
@@ -353,6 +364,7 @@ impl Optimizer {
             control_mode,
             modes,
             eval_mode: Arc::new(AtomicBool::new(false)),
+            control_owners: Arc::new(Mutex::new(vec![ControlOwners::default(); controls])),
             schedule: None,
             trust_fold,
         })

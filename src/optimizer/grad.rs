@@ -1,13 +1,15 @@
 //! Gradient processing of an optimizer: turning it on and off, per replica of a population,
 //! and the norm stats a data-parallel caller all-reduces.
 
+use std::sync::{Arc, Mutex};
+
 use super::dispatch::Pipelines;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_alignment, BufferRange};
 use crate::grad::{GradConfig, GradProcessing, NormStats};
 use crate::kernel::plan::ControlMode;
-use crate::kernel::{control_field, ControlField, GradStages, Variant};
+use crate::kernel::{control_field, ControlField, ControlOwners, GradStages, Variant};
 
 impl Optimizer {
     /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
@@ -61,6 +63,7 @@ impl Optimizer {
             for k in 0..self.control_blocks() {
                 self.write_control(k, control_field!(nonfinite_step), &0);
             }
+            self.set_control_owners(|_| ControlOwners::default());
             return Ok(());
         };
         for config in &configs {
@@ -89,9 +92,39 @@ impl Optimizer {
                 self.write_control(k, control_field!(growth_tracker), &0);
             }
             self.write_control(k, control_field!(clip_value), &config.clip_value_f32());
+            // A halt belongs to error_if_nonfinite: a configuration that skips clears it.
+            if !config.error_if_nonfinite {
+                self.write_control(k, control_field!(nonfinite_step), &0);
+            }
         }
+        let owners: Vec<ControlOwners> = processing
+            .configs
+            .iter()
+            .map(|c| ControlOwners {
+                scaler: c.grad_scaler.is_some(),
+                halts: c.error_if_nonfinite,
+            })
+            .collect();
+        self.set_control_owners(|k| owners[k]);
         self.grad = Some(processing);
         Ok(())
+    }
+
+    /// Sets which control words block `k`'s processing owns, for snapshots' restores.
+    fn set_control_owners(&self, owners: impl Fn(usize) -> ControlOwners) {
+        let mut shared = self
+            .control_owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (k, slot) in shared.iter_mut().enumerate() {
+            *slot = owners(k);
+        }
+    }
+
+    /// Which control words each block's gradient processing owns, shared: a snapshot's
+    /// restore reads it when recorded.
+    pub(crate) fn control_owners(&self) -> Arc<Mutex<Vec<ControlOwners>>> {
+        self.control_owners.clone()
     }
 
     /// The f32 words of the norm stats: one [`NormStats`] per control block.

@@ -93,6 +93,23 @@ impl Optimizer {
         self.set_group_config(group, config)
     }
 
+    /// Sets the learning rates of the groups listed, all or none: every new configuration is
+    /// validated, and a device schedule's table rebuilt for the new rates, before anything is
+    /// written ([`Error::NoSuchGroup`] for a group past the optimizer's).
+    pub fn set_group_lrs(&mut self, lrs: &[(usize, f64)]) -> Result<()> {
+        let changes = lrs
+            .iter()
+            .map(|&(group, lr)| {
+                let config = self.configs.get(group).ok_or(Error::NoSuchGroup {
+                    group,
+                    count: self.configs.len(),
+                })?;
+                Ok((group, config.with_lr(lr)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.set_group_configs(changes)
+    }
+
     /// Makes the device compute each step's learning rate from its own step counter
     /// (replacing any schedule before), or stops with `None`: a training loop then writes
     /// nothing per step, and a step skipped on the device cannot put the host's count out of

@@ -14,14 +14,14 @@ mod inspect;
 mod step;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::dtype::Dtype;
 use crate::gpu::{BufferRange, Context, Param};
 use crate::grad::GradProcessing;
 use crate::kernel::plan::{ControlMode, DevicePlan};
 pub use crate::kernel::MASTER_PARAM;
-use crate::kernel::{KernelSpec, Storage};
+use crate::kernel::{ControlOwners, KernelSpec, Storage};
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleTable;
 use dispatch::{ChunkDispatch, Pipelines, TrustFold};
@@ -53,7 +53,12 @@ pub struct Precision {
 }
 
 impl Precision {
-    /// States stored as `dtype`.
+    /// States stored as `dtype`. f16 is refused
+    /// ([`Error::UnsupportedDtype`](crate::Error::UnsupportedDtype)) for an
+    /// optimizer that keeps squared gradients ([`SQUARED_STATES`](crate::SQUARED_STATES):
+    /// Adam's `exp_avg_sq` and the like): f16's largest value, 65504, is the square of a
+    /// gradient of 256, and a moment that overflows stays inf (the parameter never moves
+    /// again). bf16 has f32's range; Optax's `mu_dtype` likewise narrows the first moment only.
     pub fn with_states(mut self, dtype: Dtype) -> Self {
         self.states = Some(dtype);
         self
@@ -134,6 +139,9 @@ pub struct Optimizer {
     modes: Option<[Pipelines; 2]>,
     // Whether the parameters are Schedule-Free's x (eval mode) rather than y.
     eval_mode: Arc<AtomicBool>,
+    // Which control-block words each block's gradient processing owns as state, shared with
+    // snapshots so that a restore leaves the words of the configuration in force alone.
+    control_owners: Arc<Mutex<Vec<ControlOwners>>>,
     // The schedule the device follows on its own, if any (`set_schedule`).
     schedule: Option<ScheduleTable>,
     // LAMB's and LARS's fold of per-tensor norms into trust ratios; `None` for other kernels

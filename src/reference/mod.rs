@@ -194,6 +194,20 @@ impl Optimizer {
         &self.running
     }
 
+    /// Sets the running values (as [`Optimizer::running`] gives them), as a checkpoint of the
+    /// device's would restore them; [`Error::WrongLength`] for another count.
+    pub fn set_running(&mut self, values: &[f32]) -> Result<()> {
+        if values.len() != self.running.len() {
+            return Err(Error::WrongLength {
+                what: "running values",
+                expected: self.running.len(),
+                actual: values.len(),
+            });
+        }
+        self.running.copy_from_slice(values);
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config

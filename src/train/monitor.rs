@@ -124,7 +124,9 @@ pub enum NormEvent {
         factor: f64,
     },
     /// Steps were skipped for inf or NaN gradients since the previous reading (the control
-    /// block's `skipped_steps` grew), or the reading's own step was (`found_inf`).
+    /// block's `skipped_steps` grew), or the reading's own step was (`found_inf`), or the
+    /// reading's norm is not finite though its gradients were (their squares overflowed f32:
+    /// a global-norm clip then scales them by 0, and `skipped` is 0).
     NonFinite {
         /// The control block's step counter at the reading (a skipped step does not advance
         /// it).
@@ -215,8 +217,8 @@ type Callback = Box<dyn FnMut(&NormEvent) + Send>;
 /// Events, in this order within one reading:
 /// - [`NormEvent::NonFinite`]: `skipped_steps` grew since the previous reading (the first
 ///   reading compares with 0, a fresh optimizer's count; a count that went down, as after a
-///   [`Snapshot`](crate::Snapshot) restore, is taken as the new baseline) or `found_inf` is
-///   set.
+///   [`Snapshot`](crate::Snapshot) restore, is taken as the new baseline), `found_inf` is
+///   set, or the norm is inf or NaN (finite gradients whose squares overflow).
 /// - [`NormEvent::Vanishing`]: `vanishing_readings` consecutive readings strictly below
 ///   `vanishing_threshold` (a skipped or non-finite reading ends the run).
 /// - [`NormEvent::Exploding`]: after `warmup_readings` finite readings, a norm strictly above
@@ -317,7 +319,10 @@ impl GradNormMonitor {
         let skipped = control.skipped_steps.saturating_sub(self.previous_skipped);
         self.previous_skipped = control.skipped_steps;
         self.stats.skipped_steps += u64::from(skipped);
-        if skipped > 0 || control.found_inf != 0 {
+        // A norm that is not finite though no step was skipped: finite gradients whose sum of
+        // squares overflowed f32, which a clip turns into a coefficient of 0 (the step
+        // applied no gradient).
+        if skipped > 0 || control.found_inf != 0 || !grad_norm.is_finite() {
             events.push(NormEvent::NonFinite {
                 step,
                 grad_norm,

@@ -351,9 +351,10 @@ impl ReduceLrOnPlateau {
 
     /// One evaluation over every parameter group of `optimizer`: reads each group's rate
     /// ([`OptimizerConfig::lr`](crate::OptimizerConfig::lr)), steps, and writes the rates that
-    /// changed with [`Optimizer::set_group_lr`] (applied to the steps submitted after the
-    /// call). A rate the optimizer refuses (a negative `min_lr`, say) fails the call before
-    /// anything changes, the scheduler's state included.
+    /// changed with [`Optimizer::set_group_lrs`], all or none (applied to the steps submitted
+    /// after the call). A rate the optimizer refuses (a negative `min_lr`, say, or one its
+    /// device schedule refuses) fails the call before anything changes, in any group, the
+    /// scheduler's state included.
     pub fn step_optimizer(
         &mut self,
         metric: f64,
@@ -407,11 +408,11 @@ impl ReduceLrOnPlateau {
         let mut changes = next.step(metric, &mut lrs)?;
         for change in &mut changes {
             change.group = groups[change.group];
-            configs[change.group].with_lr(change.new).validate()?;
         }
-        for change in &changes {
-            optimizer.set_group_lr(change.group, change.new)?;
-        }
+        // All groups' rates or none: a device schedule may refuse one group's rate after
+        // another's was accepted.
+        let lrs: Vec<(usize, f64)> = changes.iter().map(|c| (c.group, c.new)).collect();
+        optimizer.set_group_lrs(&lrs)?;
         *self = next;
         Ok(changes)
     }

@@ -4,11 +4,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::{capture_errors, Context};
 use crate::gpu::{BufferRange, COPY_ALIGNMENT};
+use crate::kernel::ControlOwners;
 use crate::optimizer::Optimizer;
 
 /// What a range of a snapshot is, for errors.
@@ -74,8 +75,10 @@ struct Copy {
 /// scale, skipped steps) and, for Schedule-Free, each group's running values (`lr_max`,
 /// `weight_sum`) and the eval/train mode (a restore brings back the mode the parameters were
 /// saved in, x or y), so a restore rewinds the optimizer as a whole, as loading a checkpoint
-/// would. The hyperparameters are not restored: the learning rate a
-/// [`ReduceLrOnPlateau`](crate::ReduceLrOnPlateau) lowered stays low.
+/// would. The configuration is not restored: the learning rate a
+/// [`ReduceLrOnPlateau`](crate::ReduceLrOnPlateau) lowered stays low, and the control words
+/// that belong to the gradient processing in force when the restore is recorded stay as they
+/// are (see [`Snapshot::record_restore`]).
 ///
 /// Each range needs `COPY_SRC` and `COPY_DST` ([`Error::MissingUsage`] names the range), a
 /// 4-byte aligned offset ([`Error::MisalignedOffset`]) and to lie in its buffer
@@ -102,6 +105,9 @@ pub struct Snapshot {
     backups: Vec<wgpu::Buffer>,
     // A Schedule-Free optimizer's eval/train flag and the mode of the last save.
     mode: Option<(Arc<AtomicBool>, AtomicBool)>,
+    // Of a snapshot of an optimizer: the copy of its control buffer, and which words of each
+    // block its gradient processing owns when a restore is recorded.
+    control: Option<(usize, Arc<Mutex<Vec<ControlOwners>>>)>,
 }
 
 impl Snapshot {
@@ -157,6 +163,12 @@ impl Snapshot {
         snapshot.mode = optimizer
             .eval_flag()
             .map(|flag| (flag, AtomicBool::new(false)));
+        let control = optimizer.control_buffer();
+        snapshot.control = snapshot
+            .copies
+            .iter()
+            .position(|c| &c.source == control)
+            .map(|copy| (copy, optimizer.control_owners()));
         Ok(snapshot)
     }
 
@@ -205,6 +217,7 @@ impl Snapshot {
             copies,
             backups,
             mode: None,
+            control: None,
         })
     }
 
@@ -221,14 +234,37 @@ impl Snapshot {
     }
 
     /// Records copies of the backups back into the ranges: what the last save submitted
-    /// before them left there.
+    /// before them left there. Of an optimizer's control block, the words that belong to the
+    /// gradient processing in force when the restore is recorded stay as they are, as
+    /// loading a checkpoint leaves them: `clip_value` (configuration), the loss scale and
+    /// growth tracker without a GradScaler (1 and 0), a halt without `error_if_nonfinite`
+    /// (none); `inv_grad_scale` is derived again by the next step.
     pub fn record_restore(&self, encoder: &mut wgpu::CommandEncoder) {
         if let Some((flag, saved)) = &self.mode {
             flag.store(saved.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        for c in &self.copies {
+        for (i, c) in self.copies.iter().enumerate() {
             let backup = &self.backups[c.backup];
-            encoder.copy_buffer_to_buffer(backup, c.backup_offset, &c.source, c.offset, c.size);
+            match &self.control {
+                Some((copy, owners)) if *copy == i => {
+                    let owners = owners.lock().unwrap_or_else(|e| e.into_inner());
+                    for (k, owned) in owners.iter().enumerate() {
+                        for words in owned.restored_ranges(k) {
+                            let (from, to) =
+                                (c.backup_offset + words.start, c.offset + words.start);
+                            let size = words.end - words.start;
+                            encoder.copy_buffer_to_buffer(backup, from, &c.source, to, size);
+                        }
+                    }
+                }
+                _ => encoder.copy_buffer_to_buffer(
+                    backup,
+                    c.backup_offset,
+                    &c.source,
+                    c.offset,
+                    c.size,
+                ),
+            }
         }
     }
 
