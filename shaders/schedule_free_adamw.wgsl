@@ -7,9 +7,11 @@
 //   y = lerp(y, z, ckp1) + lr * (beta1 * (1 - ckp1) - 1) * g
 //   z = z - lr * g
 //
-// With TO_EVAL or TO_TRAIN the update dispatches move the parameters instead (the package's
-// eval() and train()): y to x, p = lerp(p, z, 1 - 1 / beta1), or x to y,
-// p = lerp(p, z, 1 - beta1); no state changes, and nothing moves before the first step.
+// With TO_EVAL or TO_TRAIN the prologue (which leaves the step counter alone) and the update
+// dispatches move the parameters instead (the package's eval() and train()) where the mode the
+// prologue keeps on the device says they are not there yet: y to x, p = lerp(p, z,
+// 1 - 1 / beta1), or x to y, p = lerp(p, z, 1 - beta1); no state changes, and nothing moves
+// before the first step. A step in eval mode moves x back to y first.
 //
 // state0: z, state1: exp_avg_sq.
 
@@ -37,6 +39,8 @@ struct Derived {
     ckp1: f32,
     y_step: f32,
     bias_correction2: f32,
+    // 1 when this dispatch moves the parameters between y and x (see schedule_free_mode).
+    moves: f32,
 }
 
 struct Group {
@@ -47,6 +51,12 @@ struct Group {
 
 fn prepare_group(g: u32, step: f32) {
     let h = groups[g].hyper;
+    let mode = schedule_free_mode(groups[g].running.train_mode, step);
+    groups[g].derived.moves = mode.x;
+    groups[g].running.train_mode = mode.y;
+    if TO_EVAL || TO_TRAIN {
+        return;
+    }
     let s = schedule_free_schedule(
         h.lr,
         h.beta1,
@@ -83,7 +93,7 @@ fn uses_state(slot: u32) -> bool {
 
 fn step_math(e: ptr<function, Elements>, group: Group, c: Control) {
     let h = group.hyper;
-    if schedule_free_begin(e, h.eval_weight, h.train_weight, c) {
+    if schedule_free_begin(e, h.eval_weight, h.train_weight, group.derived.moves, c) {
         return;
     }
     var y = (*e).param;

@@ -78,7 +78,7 @@ fn eval_and_train_match_the_reference() {
                 record(ctx, &run.device, switch).unwrap();
                 host(&mut run.reference, &mut run.host_params).unwrap();
             }
-            assert_eq!(run.device.is_schedule_free_eval(), eval);
+            assert_eq!(run.device.is_schedule_free_eval().unwrap(), eval);
             let what = format!("{config:?} after eval: {eval}");
             for (device, host) in device_params(ctx, &run).iter().zip(&run.host_params) {
                 assert_close(&what, device, host);
@@ -123,7 +123,7 @@ fn other_optimizers_have_no_switch() {
         run.reference.schedule_free_eval(&mut run.host_params),
         Err(Error::NotScheduleFree("AdamW"))
     ));
-    assert!(!run.device.is_schedule_free_eval());
+    assert!(!run.device.is_schedule_free_eval().unwrap());
 }
 
 /// A new learning rate mid-warm-up rewrites the configuration but not `lr_max` and
@@ -219,7 +219,7 @@ fn the_mode_travels_with_checkpoints_and_snapshots() {
         let mut fresh = Run::new(ctx, config, &[3, 300], 11);
         fresh.device.load_checkpoint(&saved).unwrap();
         assert!(
-            fresh.device.is_schedule_free_eval(),
+            fresh.device.is_schedule_free_eval().unwrap(),
             "{config:?}: loaded in eval mode"
         );
 
@@ -247,7 +247,7 @@ fn the_mode_travels_with_checkpoints_and_snapshots() {
         snapshot.record_restore(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
         assert!(
-            run.device.is_schedule_free_eval(),
+            run.device.is_schedule_free_eval().unwrap(),
             "{config:?}: restored in eval mode"
         );
         assert_eq!(bits_of(&device_params(ctx, &run)), bits_of(&x));
@@ -262,4 +262,99 @@ fn the_mode_travels_with_checkpoints_and_snapshots() {
 
 fn bits_of(tensors: &[Vec<f32>]) -> Vec<Vec<u32>> {
     tensors.iter().map(|t| bits(t)).collect()
+}
+
+/// Issue 25, finding 8: the mode is kept on the device and follows the work submitted. An
+/// `eval()` (or a snapshot's restore of an eval-mode save) recorded into an encoder that is
+/// dropped changes nothing: the optimizer is still in train mode, a `train()` moves nothing,
+/// and the next steps are the ones taken without the dropped encoder.
+#[test]
+fn the_mode_follows_submitted_work_not_recorded_work() {
+    let ctx = context();
+    for config in schedule_free_configs() {
+        let mut run = Run::new(ctx, &config, &[3, 300], 21);
+        for _ in 0..3 {
+            run.step(ctx);
+        }
+        // A save in eval mode, for the dropped restore below.
+        let snapshot = Snapshot::of_optimizer(ctx, &run.device, &[]).unwrap();
+        record(ctx, &run.device, Optimizer::schedule_free_eval).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_save(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        record(ctx, &run.device, Optimizer::schedule_free_train).unwrap();
+        run.reference
+            .schedule_free_eval(&mut run.host_params)
+            .unwrap();
+        run.reference
+            .schedule_free_train(&mut run.host_params)
+            .unwrap();
+        let y = device_params(ctx, &run);
+
+        for dropped in ["eval", "restore"] {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            match dropped {
+                "eval" => run.device.schedule_free_eval(&mut encoder).unwrap(),
+                _ => snapshot.record_restore(&mut encoder),
+            }
+            drop(encoder);
+            assert!(
+                !run.device.is_schedule_free_eval().unwrap(),
+                "{config:?}: a dropped {dropped} left train mode"
+            );
+            record(ctx, &run.device, Optimizer::schedule_free_train).unwrap();
+            assert_eq!(
+                bits_of(&device_params(ctx, &run)),
+                bits_of(&y),
+                "{config:?}"
+            );
+        }
+        for step in 0..2 {
+            run.step(ctx);
+            run.compare(
+                ctx,
+                &format!("{config:?}: step {step} after dropped switches"),
+            );
+        }
+    }
+}
+
+/// Issue 25, finding 16: the package refuses a step in eval mode; here a step taken while the
+/// parameters are x moves them back to y first, as `train()` would, on the device, so it is
+/// bit for bit `train()` then the step, and the optimizer is in train mode after it.
+#[test]
+fn a_step_in_eval_mode_takes_train_first() {
+    let ctx = context();
+    for config in schedule_free_configs() {
+        let mut explicit = Run::new(ctx, &config, &[3, 300], 31);
+        let mut implicit = Run::new(ctx, &config, &[3, 300], 31);
+        let grads: Vec<Vec<Vec<f32>>> = (0..5).map(|_| explicit.gradients()).collect();
+        for (n, g) in grads.iter().enumerate() {
+            // Every step in eval mode (the first's eval moves nothing: z does not exist yet).
+            record(ctx, &explicit.device, Optimizer::schedule_free_eval).unwrap();
+            record(ctx, &implicit.device, Optimizer::schedule_free_eval).unwrap();
+            explicit
+                .reference
+                .schedule_free_eval(&mut explicit.host_params)
+                .unwrap();
+            implicit
+                .reference
+                .schedule_free_eval(&mut implicit.host_params)
+                .unwrap();
+            record(ctx, &explicit.device, Optimizer::schedule_free_train).unwrap();
+            explicit
+                .reference
+                .schedule_free_train(&mut explicit.host_params)
+                .unwrap();
+            explicit.step_with(ctx, g);
+            implicit.step_with(ctx, g);
+            assert!(!implicit.device.is_schedule_free_eval().unwrap());
+            assert_eq!(
+                implicit.snapshot(ctx),
+                explicit.snapshot(ctx),
+                "{config:?}: step {n} in eval mode"
+            );
+            implicit.compare(ctx, &format!("{config:?}: step {n} in eval mode"));
+        }
+    }
 }

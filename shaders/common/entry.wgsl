@@ -37,6 +37,10 @@ override ONE_GROUP: bool = false;
 // with its own step counter, skip flag, clip coefficient and loss scale) rather than all
 // sharing control block 0.
 override GROUP_CONTROL: bool = false;
+// Whether the pass takes a step: false for a pass that moves the parameters without one
+// (Schedule-Free's eval/train switch), whose prologue derives the groups' scalars but leaves
+// the step counter alone.
+override STEP_PASS: bool = true;
 
 // Once per step, before any update, one invocation per control block: advance its step counter
 // on the device (unless its step is skipped) and derive the per-step scalars of its parameter
@@ -47,7 +51,9 @@ fn prologue(@builtin(global_invocation_id) id: vec3<u32>) {
     if k >= arrayLength(&control) || (GRAD_PROCESSING && control[k].found_inf != 0u) {
         return;
     }
-    control[k].step += 1u;
+    if STEP_PASS {
+        control[k].step += 1u;
+    }
     let step = f32(control[k].step);
     if GROUP_CONTROL {
         prepare_group(k, step);

@@ -37,6 +37,24 @@ struct Running {
     lr_max: f32,
     // The sum of the averaging weights so far.
     weight_sum: f32,
+    // The package's `train_mode`: 1 while the parameters are y, 0 while they are x (after
+    // eval()). Kept on the device, so the mode follows the work submitted, whatever encoders
+    // were recorded and dropped.
+    train_mode: f32,
+}
+
+// A dispatch's move of the parameters and the mode after it, from the mode before it and the
+// step counter (advanced for a step, not for a switch pass): `(moves, train_mode)`. A switch
+// pass (TO_EVAL, TO_TRAIN) moves them when the mode is not its target yet and a step has
+// made z; a step moves x back to y first when they are x (a step in eval mode, which the
+// package refuses, takes train() first here) and z exists (from the second step), and leaves
+// train mode.
+fn schedule_free_mode(train_mode: f32, step: f32) -> vec2<f32> {
+    if TO_EVAL || TO_TRAIN {
+        let after = select(1.0, 0.0, TO_EVAL);
+        return vec2(select(0.0, 1.0, train_mode != after && step > 0.0), after);
+    }
+    return vec2(select(0.0, 1.0, train_mode == 0.0 && step > 1.0), 1.0);
 }
 
 // A step's scalars, and the running values after it.
@@ -90,21 +108,26 @@ fn schedule_free_update(
     *z = *z - lr * g;
 }
 
-// With TO_EVAL or TO_TRAIN, moves the parameters (y to x, p = lerp(p, z, eval_weight), or x to
-// y, p = lerp(p, z, train_weight); nothing before the first step) and returns true: the update
-// is then done. Otherwise returns false and, at the first step, starts z as the parameters.
+// With TO_EVAL or TO_TRAIN, moves the parameters where the prologue says so (`moves`: y to
+// x, p = lerp(p, z, eval_weight), or x to y, p = lerp(p, z, train_weight)) and returns true:
+// the update is then done. Otherwise moves x back to y where the prologue says so (a step in
+// eval mode), at the first step starts z as the parameters, and returns false.
 fn schedule_free_begin(
     e: ptr<function, Elements>,
     eval_weight: f32,
     train_weight: f32,
+    moves: f32,
     c: Control,
 ) -> bool {
-    let y = (*e).param;
+    let p = (*e).param;
+    let move_it = moves != 0.0;
     if TO_EVAL || TO_TRAIN {
         let weight = select(train_weight, eval_weight, TO_EVAL);
-        (*e).param = select(lerp(y, (*e).state0, weight), y, c.step == 0u);
+        (*e).param = select(p, lerp(p, (*e).state0, weight), move_it);
         return true;
     }
+    let y = select(p, lerp(p, (*e).state0, train_weight), move_it);
+    (*e).param = y;
     (*e).state0 = select((*e).state0, y, c.step == 1u);
     return false;
 }

@@ -18,6 +18,10 @@ wgsl_struct! {
         lr_max: f32,
         /// The sum of the averaging weights so far.
         weight_sum: f32,
+        /// The package's `train_mode`: 1 while the parameters are y, 0 while they are x
+        /// (after `eval()`). On the device, the mode follows the work submitted: a switch
+        /// recorded into an encoder that is dropped changes nothing.
+        train_mode: f32,
     }
 }
 
@@ -26,12 +30,13 @@ impl ScheduleFreeRunning {
     pub const INITIAL: ScheduleFreeRunning = ScheduleFreeRunning {
         lr_max: -1.0,
         weight_sum: 0.0,
+        train_mode: 1.0,
     };
 
     /// Refuses running values no sequence of `step` steps leaves (from a checkpoint's
     /// metadata): an `lr_max` other than -1 before the first step or a learning rate (finite,
     /// at least 0) after, a `weight_sum` other than 0 before the first step or negative or not
-    /// finite after.
+    /// finite after, a `train_mode` other than 0 or 1.
     pub fn check(&self, step: u32) -> Result<()> {
         let fail = |name: &'static str, value: f32, expected: &'static str| {
             Err(Error::InvalidHyperparameter {
@@ -40,6 +45,9 @@ impl ScheduleFreeRunning {
                 expected,
             })
         };
+        if self.train_mode != 0.0 && self.train_mode != 1.0 {
+            return fail("train_mode", self.train_mode, "1 (train: y) or 0 (eval: x)");
+        }
         if step == 0 {
             if self.lr_max != -1.0 {
                 return fail("lr_max", self.lr_max, "-1 before the first step");
@@ -60,6 +68,11 @@ impl ScheduleFreeRunning {
             );
         }
         Ok(())
+    }
+
+    /// Whether the parameters are x (eval mode).
+    pub fn is_eval(&self) -> bool {
+        self.train_mode == 0.0
     }
 
     /// [`ScheduleFreeRunning::check`] of running values as f32 words.

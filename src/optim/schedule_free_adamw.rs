@@ -2,7 +2,9 @@
 
 use super::adam::moment_states;
 use super::schedule_free::{step_overrides, switch_weights, Schedule, SWITCH};
-use super::{row, beta, config_struct, ln, non_negative, with_betas, Algorithm, ScheduleFreeRunning};
+use super::{
+    beta, config_struct, ln, non_negative, row, with_betas, Algorithm, ScheduleFreeRunning,
+};
 use crate::error::Result;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, SCHEDULE_FREE};
 use crate::setters::setters;
@@ -143,6 +145,9 @@ wgsl_struct! {
         y_step: f32,
         /// 1 - beta2^t.
         bias_correction2: f32,
+        /// 1 when this dispatch moves the parameters between y and x: a switch pass whose
+        /// target mode they are not in yet, or a step taken in eval mode (x back to y first).
+        moves: f32,
     }
 }
 
@@ -197,7 +202,6 @@ impl ScheduleFreeAdamWConfig {
             train_weight,
         }
     }
-
 }
 
 impl Algorithm for ScheduleFreeAdamWConfig {

@@ -1,7 +1,7 @@
 //! Schedule-Free SGD: the `schedulefree` package's `SGDScheduleFree`.
 
 use super::schedule_free::{step_overrides, switch_weights, Schedule, SWITCH};
-use super::{row, config_struct, Algorithm, ScheduleFreeRunning};
+use super::{config_struct, row, Algorithm, ScheduleFreeRunning};
 use crate::error::Result;
 use crate::kernel::{
     shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, StateSpec, SCHEDULE_FREE,
@@ -112,6 +112,9 @@ wgsl_struct! {
         ckp1: f32,
         /// lr * (momentum * (1 - ckp1) - 1), y's multiplier of the gradient.
         y_step: f32,
+        /// 1 when this dispatch moves the parameters between y and x: a switch pass whose
+        /// target mode they are not in yet, or a step taken in eval mode (x back to y first).
+        moves: f32,
     }
 }
 
@@ -160,7 +163,6 @@ impl ScheduleFreeSgdConfig {
             train_weight,
         }
     }
-
 }
 
 impl Algorithm for ScheduleFreeSgdConfig {

@@ -1,7 +1,6 @@
 //! Building an optimizer: validation of everything first, then the state buffers, the group
 //! records, the plan, the bind groups and the pipelines; and each configuration's `build`.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -334,12 +333,14 @@ impl Optimizer {
         let pipelines = Pipelines::new(ctx, &spec, storage, &plan.plan, variant)?;
         let modes = match spec.kernel.modes {
             Some([to_eval, to_train]) => {
-                // Without gradient processing: a switch never skips, whatever the last step did.
+                // Without gradient processing: a switch never skips, whatever the last step did;
+                // its prologue leaves the step counter alone.
                 let mode = |name: &str| {
                     let mut spec = spec.clone();
                     for (override_name, on) in &mut spec.overrides {
                         *on = *override_name == name;
                     }
+                    spec.overrides.push(("STEP_PASS", false));
                     Pipelines::new(ctx, &spec, storage, &plan.plan, variant)
                 };
                 Some([mode(to_eval)?, mode(to_train)?])
@@ -363,7 +364,6 @@ impl Optimizer {
             norm_stats: None,
             control_mode,
             modes,
-            eval_mode: Arc::new(AtomicBool::new(false)),
             control_owners: Arc::new(Mutex::new(vec![ControlOwners::default(); controls])),
             schedule: None,
             trust_fold,

@@ -140,9 +140,10 @@ impl Optimizer {
             }
         }
         // Schedule-Free's mode: the parameters saved beside this file are x in eval mode,
-        // y in train mode (the package keeps `train_mode` in each param group).
-        if self.eval_flag().is_some() {
-            let mode = if self.is_schedule_free_eval() {
+        // y in train mode. Each group's `train_mode` (the package keeps one in each param
+        // group) is among the running values above; this key says it once, for readers.
+        if self.has_switch() {
+            let mode = if self.is_schedule_free_eval()? {
                 "eval"
             } else {
                 "train"
@@ -181,7 +182,7 @@ impl Optimizer {
             SafeTensors::read_metadata(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         self.check_header(&metadata)?;
-        let eval = self.loaded_mode(&metadata)?;
+        let metadata = self.with_train_modes(metadata)?;
         let groups = self.loaded_groups(&metadata)?;
 
         // Every state buffer, with its shape, before anything is written.
@@ -224,9 +225,6 @@ impl Optimizer {
             if !values.is_empty() {
                 self.write_running(group, values);
             }
-        }
-        if let Some(eval) = eval {
-            self.set_eval_flag(eval);
         }
         for (i, name, data) in states {
             let range = self.state_range(i, name)?;
@@ -278,18 +276,31 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Schedule-Free's mode, which the parameters saved with the file are in (`None` for
-    /// optimizers without the switch).
-    fn loaded_mode(&self, metadata: &HashMap<String, String>) -> Result<Option<bool>> {
-        match (
-            self.eval_flag(),
-            metadata.get(SCHEDULE_FREE_MODE).map(String::as_str),
-        ) {
-            (Some(_), Some("eval")) => Ok(Some(true)),
-            (Some(_), Some("train")) => Ok(Some(false)),
-            (None, None) => Ok(None),
-            (_, mode) => mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
+    /// The metadata with Schedule-Free's mode checked: `schedule_free.mode` (`eval` or
+    /// `train`, the mode the parameters saved with the file are in) present exactly for
+    /// optimizers with the switch, and every group's `train_mode` running value agreeing
+    /// with it; a file written before the mode was a running value gets them from it.
+    fn with_train_modes(
+        &self,
+        mut metadata: HashMap<String, String>,
+    ) -> Result<HashMap<String, String>> {
+        let mode = metadata.get(SCHEDULE_FREE_MODE).map(String::as_str);
+        let train_mode = match (self.has_switch(), mode) {
+            (true, Some("eval")) => "0",
+            (true, Some("train")) => "1",
+            (false, None) => return Ok(metadata),
+            (_, mode) => return mismatch(format!("{SCHEDULE_FREE_MODE} = {mode:?}")),
+        };
+        for group in 0..self.group_configs().len() {
+            let key = format!("param_groups.{group}.train_mode");
+            let value = metadata
+                .entry(key.clone())
+                .or_insert_with(|| train_mode.into());
+            if value.parse::<f32>().ok() != train_mode.parse::<f32>().ok() {
+                return mismatch(format!("{key} = {value:?} beside {SCHEDULE_FREE_MODE}"));
+            }
         }
+        Ok(metadata)
     }
 
     /// The hyperparameters of each group, with the same structure (kernel, options, states)

@@ -13,7 +13,6 @@ mod groups;
 mod inspect;
 mod step;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::dtype::Dtype;
@@ -137,8 +136,6 @@ pub struct Optimizer {
     // Schedule-Free's update pipelines that move the parameters to x (eval) and back to y
     // (train); `None` for other optimizers.
     modes: Option<[Pipelines; 2]>,
-    // Whether the parameters are Schedule-Free's x (eval mode) rather than y.
-    eval_mode: Arc<AtomicBool>,
     // Which control-block words each block's gradient processing owns as state, shared with
     // snapshots so that a restore leaves the words of the configuration in force alone.
     control_owners: Arc<Mutex<Vec<ControlOwners>>>,

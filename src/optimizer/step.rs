@@ -1,12 +1,10 @@
 //! Recording a step into the caller's encoder (nothing submitted, polled or read back), and
 //! Schedule-Free's eval/train switch.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use super::dispatch::UpdatePipelines;
 use super::Optimizer;
 use crate::error::{Error, Result};
+use crate::optim::ScheduleFreeRunning;
 
 impl Optimizer {
     /// Records, in one compute pass, the whole step: gradient processing when it is on (the
@@ -93,51 +91,58 @@ impl Optimizer {
     /// from `y`, where gradients are taken, to the averaged iterate `x`, where the model is
     /// evaluated, `p = lerp(p, z, 1 - 1 / beta1)` (Schedule-Free SGD's `momentum` in the place
     /// of `beta1`; see [`ScheduleFreeAdamWConfig`](crate::ScheduleFreeAdamWConfig) and
-    /// [`ScheduleFreeSgdConfig`](crate::ScheduleFreeSgdConfig)). Nothing is recorded when
-    /// the optimizer is in eval mode already; nothing moves before the first step (z does not
-    /// exist yet). Call [`Optimizer::schedule_free_train`] before the next step: a step in eval
-    /// mode would take its gradients at x, which the package refuses. Other optimizers:
+    /// [`ScheduleFreeSgdConfig`](crate::ScheduleFreeSgdConfig)). The mode is kept on the
+    /// device, in each group's record (`train_mode`), so it follows the work submitted: the
+    /// dispatches are recorded whatever the mode, and move nothing when the parameters are x
+    /// already (or before the first step, when z does not exist yet); an encoder recorded and
+    /// dropped changes nothing. Call [`Optimizer::schedule_free_train`] before the next step:
+    /// the package refuses a step in eval mode, and here a step taken in eval mode moves the
+    /// parameters back to `y` first, as `train()` would. Other optimizers:
     /// [`Error::NotScheduleFree`].
     pub fn schedule_free_eval(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.switch_mode(encoder, true)
     }
 
     /// Schedule-Free's `optimizer.train()`: records the dispatches that move every parameter
-    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)` (or `1 - momentum`); nothing when
-    /// the optimizer is in train mode already (as it starts). Other optimizers:
+    /// from `x` back to `y`, `p = lerp(p, z, 1 - beta1)` (or `1 - momentum`); they move
+    /// nothing when the parameters are y already (as the optimizer starts). Other optimizers:
     /// [`Error::NotScheduleFree`].
     pub fn schedule_free_train(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.switch_mode(encoder, false)
     }
 
-    /// Whether a Schedule-Free optimizer's parameters are `x` (eval mode); false for others.
-    pub fn is_schedule_free_eval(&self) -> bool {
-        self.eval_mode.load(Ordering::Relaxed)
+    /// Whether a Schedule-Free optimizer's parameters are `x` (eval mode), as the work
+    /// submitted so far leaves them: read back from the device (blocking); false for other
+    /// optimizers.
+    pub fn is_schedule_free_eval(&self) -> Result<bool> {
+        if self.modes.is_none() {
+            return Ok(false);
+        }
+        let running = self.read_running()?;
+        Ok(running.first().is_some_and(|values| {
+            bytemuck::pod_read_unaligned::<ScheduleFreeRunning>(bytemuck::cast_slice(values))
+                .is_eval()
+        }))
     }
 
+    // The switch's prologue (each group's mode and whether it moves; the step counter left
+    // alone), then its update dispatches.
     fn switch_mode(&self, encoder: &mut wgpu::CommandEncoder, eval: bool) -> Result<()> {
         let modes = self
             .modes
             .as_ref()
             .ok_or(Error::NotScheduleFree(self.config().name()))?;
-        if self.eval_mode.swap(eval, Ordering::Relaxed) == eval {
-            return Ok(());
-        }
         let pipelines = &modes[usize::from(!eval)];
-        self.record_dispatches(&mut Self::begin(encoder), &pipelines.update);
+        let mut pass = Self::begin(encoder);
+        pass.set_pipeline(&pipelines.prologue);
+        pass.set_bind_group(0, &self.prologue, &[]);
+        pass.dispatch_workgroups(self.plan.plan.controls.div_ceil(64), 1, 1);
+        self.record_dispatches(&mut pass, &pipelines.update);
         Ok(())
     }
 
-    /// The eval/train flag, shared with a [`Snapshot`](crate::Snapshot) of this optimizer
-    /// (its parameters are `x` in eval mode, `y` in train mode, and a restore brings back the
-    /// mode they were saved in), or `None` for optimizers without the switch.
-    pub(crate) fn eval_flag(&self) -> Option<Arc<AtomicBool>> {
-        self.modes.as_ref().map(|_| self.eval_mode.clone())
-    }
-
-    /// Sets the eval/train flag without moving anything: the parameters a checkpoint was saved
-    /// with are in the mode it records.
-    pub(crate) fn set_eval_flag(&self, eval: bool) {
-        self.eval_mode.store(eval, Ordering::Relaxed);
+    /// Whether the optimizer has Schedule-Free's eval/train switch.
+    pub(crate) fn has_switch(&self) -> bool {
+        self.modes.is_some()
     }
 }

@@ -232,9 +232,33 @@ pub fn schedule_free_update(
     *z -= lr * g;
 }
 
-/// The step's part of `schedule_free_begin` in `shaders/common/schedule_free.wgsl`: z starts
-/// as the parameters, at the first step.
-pub fn schedule_free_begin(y: &mut f32, z: &mut f32, first_step: bool) {
+/// `schedule_free_mode` of `shaders/common/schedule_free.wgsl`: `(moves, train_mode)` of a
+/// dispatch at `step` (the counter: advanced for a step, not for a switch) from the mode
+/// before it. `switch`: `Some(eval)` for `eval()` (true) or `train()`, `None` for a step.
+pub fn schedule_free_mode(train_mode: f32, step: f32, switch: Option<bool>) -> (f32, f32) {
+    let moves = |m: bool| if m { 1.0 } else { 0.0 };
+    match switch {
+        Some(eval) => {
+            let target = if eval { 0.0 } else { 1.0 };
+            (moves(train_mode != target && step > 0.0), target)
+        }
+        None => (moves(train_mode == 0.0 && step > 1.0), 1.0),
+    }
+}
+
+/// The step's part of `schedule_free_begin` in `shaders/common/schedule_free.wgsl`: the
+/// parameters moved from x back to y first where the prologue says so (a step in eval mode),
+/// then z started as them at the first step.
+pub fn schedule_free_begin(
+    y: &mut f32,
+    z: &mut f32,
+    moves: f32,
+    train_weight: f32,
+    first_step: bool,
+) {
+    if moves != 0.0 {
+        *y = lerp(*y, *z, train_weight);
+    }
     if first_step {
         *z = *y;
     }
@@ -251,7 +275,7 @@ pub struct SwitchWeights {
 
 /// The eval/train switch of `schedule_free_begin` in `shaders/common/schedule_free.wgsl`: y
 /// to x (`eval`, weight `eval_weight`) or x to y (`train_weight`), nothing before the first
-/// step.
+/// step (the caller moves only where [`schedule_free_mode`] says so).
 pub fn schedule_free_switch(p: &mut f32, z: f32, eval: bool, step: u32, weights: SwitchWeights) {
     let SwitchWeights {
         eval_weight,

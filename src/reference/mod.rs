@@ -32,7 +32,7 @@ pub use grad::*;
 use crate::error::{Error, Result};
 use crate::grad::GradConfig;
 use crate::kernel::{Control, StateSpec, Storage, MASTER_PARAM};
-use crate::optim::OptimizerConfig;
+use crate::optim::{OptimizerConfig, ScheduleFreeRunning};
 use step::{Mirror, Stores, Tensor, TrustSlot};
 
 /// Generates, from the registry: each optimizer's mirror module (`src/reference/<name>.rs`,
@@ -82,8 +82,6 @@ pub struct Optimizer {
     // The running values the prologue carries (Schedule-Free's lr_max and weight_sum, NAdam's
     // running mu_product), as the device keeps them in its group record: f32 words.
     running: Vec<f32>,
-    // Whether the parameters are Schedule-Free's x (eval mode).
-    eval: bool,
     // LAMB's and LARS's trust ratios: those the last step computed, and those the next step
     // uses instead (`use_trust_ratios`).
     trust_ratios: Vec<f32>,
@@ -141,7 +139,6 @@ impl Optimizer {
                 })
                 .collect(),
             running,
-            eval: false,
             trust_ratios: vec![1.0; lens.len()],
             trust_override: None,
         })
@@ -162,7 +159,14 @@ impl Optimizer {
         // eval()'s and train()'s weights of z, as the kernel's hyperparameters have them.
         let weights = switch_weights(&self.config)
             .ok_or_else(|| Error::NotScheduleFree(self.config.name()))?;
-        if std::mem::replace(&mut self.eval, eval) == eval {
+        // The switch's optimizers carry Schedule-Free's running values, `train_mode` among
+        // them: the mode, and whether this switch moves anything, as the device's prologue
+        // derives them.
+        let running: &mut ScheduleFreeRunning = step::running_of(&mut self.running);
+        let step = self.control.step as f32;
+        let (moves, train_mode) = schedule_free_mode(running.train_mode, step, Some(eval));
+        running.train_mode = train_mode;
+        if moves == 0.0 {
             return Ok(());
         }
         let storage = self.storage;

@@ -1,7 +1,9 @@
 //! Mirror of `shaders/schedule_free_adamw.wgsl`.
 
-use super::common::{schedule_free_begin, schedule_free_schedule, schedule_free_update};
 use super::common::SwitchWeights;
+use super::common::{
+    schedule_free_begin, schedule_free_mode, schedule_free_schedule, schedule_free_update,
+};
 use super::math::bias_correction;
 use super::step::{running_of, Mirror, Tensor};
 use crate::optim::{
@@ -9,12 +11,14 @@ use crate::optim::{
 };
 
 /// `prepare_group` of `shaders/schedule_free_adamw.wgsl`: the per-step scalars, and the
-/// running `lr_max` and `weight_sum` carried on.
+/// running `lr_max`, `weight_sum` and `train_mode` carried on (a step leaves train mode).
 pub fn prepare_schedule_free_adamw(
     h: &ScheduleFreeAdamWHyper,
     step: f32,
     running: &mut ScheduleFreeRunning,
 ) -> ScheduleFreeAdamWDerived {
+    let (moves, train_mode) = schedule_free_mode(running.train_mode, step, None);
+    running.train_mode = train_mode;
     let s = schedule_free_schedule(
         h.lr,
         h.beta1,
@@ -30,6 +34,7 @@ pub fn prepare_schedule_free_adamw(
         ckp1: s.ckp1,
         y_step: s.y_step,
         bias_correction2: bias_correction(h.ln_beta2, step),
+        moves,
     }
 }
 
@@ -59,7 +64,7 @@ impl Mirror for ScheduleFreeAdamWConfig {
     fn update(&self, (h, d): &Self::Prepared, tensor: &mut Tensor<'_>) {
         let first_step = tensor.first_step();
         tensor.each(&mut |p, g, [s0, s1, _]| {
-            schedule_free_begin(p, s0, first_step);
+            schedule_free_begin(p, s0, d.moves, h.train_weight, first_step);
             schedule_free_adamw_math(p, g, s0, s1, h, d)
         });
     }

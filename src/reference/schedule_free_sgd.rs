@@ -1,19 +1,23 @@
 //! Mirror of `shaders/schedule_free_sgd.wgsl`.
 
-use super::common::{schedule_free_begin, schedule_free_schedule, schedule_free_update};
 use super::common::SwitchWeights;
+use super::common::{
+    schedule_free_begin, schedule_free_mode, schedule_free_schedule, schedule_free_update,
+};
 use super::step::{running_of, Mirror, Tensor};
 use crate::optim::{
     ScheduleFreeRunning, ScheduleFreeSgdConfig, ScheduleFreeSgdDerived, ScheduleFreeSgdHyper,
 };
 
 /// `prepare_group` of `shaders/schedule_free_sgd.wgsl`: the per-step scalars, and the
-/// running `lr_max` and `weight_sum` carried on.
+/// running `lr_max`, `weight_sum` and `train_mode` carried on (a step leaves train mode).
 pub fn prepare_schedule_free_sgd(
     h: &ScheduleFreeSgdHyper,
     step: f32,
     running: &mut ScheduleFreeRunning,
 ) -> ScheduleFreeSgdDerived {
+    let (moves, train_mode) = schedule_free_mode(running.train_mode, step, None);
+    running.train_mode = train_mode;
     let s = schedule_free_schedule(
         h.lr,
         h.momentum,
@@ -28,6 +32,7 @@ pub fn prepare_schedule_free_sgd(
         scheduled_lr: s.lr,
         ckp1: s.ckp1,
         y_step: s.y_step,
+        moves,
     }
 }
 
@@ -53,7 +58,7 @@ impl Mirror for ScheduleFreeSgdConfig {
     fn update(&self, (h, d): &Self::Prepared, tensor: &mut Tensor<'_>) {
         let first_step = tensor.first_step();
         tensor.each(&mut |p, g, [s0, _, _]| {
-            schedule_free_begin(p, s0, first_step);
+            schedule_free_begin(p, s0, d.moves, h.train_weight, first_step);
             schedule_free_sgd_math(p, g, s0, h, d)
         });
     }

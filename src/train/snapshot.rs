@@ -3,7 +3,6 @@
 //! host round trip.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -21,7 +20,7 @@ enum Label {
     Tensor(usize, &'static str),
     /// The optimizer's control block.
     Control,
-    /// Parameter group `g`'s running values (Schedule-Free's `lr_max` and `weight_sum`).
+    /// Parameter group `g`'s running values (Schedule-Free's, NAdam's).
     Running(usize),
     /// Position in the `extra` list of [`Snapshot::of_optimizer`].
     Extra(usize),
@@ -72,10 +71,10 @@ struct Copy {
 ///
 /// [`Snapshot::of_optimizer`] covers everything a step changes: every tensor's parameters,
 /// every state (`exp_avg`, ..., `master_param`), the control block (step counter, loss
-/// scale, skipped steps) and, for Schedule-Free, each group's running values (`lr_max`,
-/// `weight_sum`) and the eval/train mode (a restore brings back the mode the parameters were
-/// saved in, x or y), so a restore rewinds the optimizer as a whole, as loading a checkpoint
-/// would. The configuration is not restored: the learning rate a
+/// scale, skipped steps) and each group's running values (Schedule-Free's `lr_max`,
+/// `weight_sum` and `train_mode`, NAdam's running `mu_product`), so a restore rewinds the
+/// optimizer as a whole, as loading a checkpoint would: Schedule-Free's mode, kept on the
+/// device, comes back with the parameters saved in it (x or y), when the restore runs. The configuration is not restored: the learning rate a
 /// [`ReduceLrOnPlateau`](crate::ReduceLrOnPlateau) lowered stays low, and the control words
 /// that belong to the gradient processing in force when the restore is recorded stay as they
 /// are (see [`Snapshot::record_restore`]).
@@ -103,8 +102,6 @@ struct Copy {
 pub struct Snapshot {
     copies: Vec<Copy>,
     backups: Vec<wgpu::Buffer>,
-    // A Schedule-Free optimizer's eval/train flag and the mode of the last save.
-    mode: Option<(Arc<AtomicBool>, AtomicBool)>,
     // Of a snapshot of an optimizer: the copy of its control buffer, and which words of each
     // block its gradient processing owns when a restore is recorded.
     control: Option<(usize, Arc<Mutex<Vec<ControlOwners>>>)>,
@@ -160,9 +157,6 @@ impl Snapshot {
                 .map(|(i, r)| (Label::Extra(i), r.clone())),
         );
         let mut snapshot = Self::create(ctx, &labelled)?;
-        snapshot.mode = optimizer
-            .eval_flag()
-            .map(|flag| (flag, AtomicBool::new(false)));
         let control = optimizer.control_buffer();
         snapshot.control = snapshot
             .copies
@@ -216,7 +210,6 @@ impl Snapshot {
         Ok(Snapshot {
             copies,
             backups,
-            mode: None,
             control: None,
         })
     }
@@ -224,9 +217,6 @@ impl Snapshot {
     /// Records copies of the ranges into the backups, as they stand after everything
     /// recorded before in `encoder`.
     pub fn record_save(&self, encoder: &mut wgpu::CommandEncoder) {
-        if let Some((flag, saved)) = &self.mode {
-            saved.store(flag.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
         for c in &self.copies {
             let backup = &self.backups[c.backup];
             encoder.copy_buffer_to_buffer(&c.source, c.offset, backup, c.backup_offset, c.size);
@@ -240,9 +230,6 @@ impl Snapshot {
     /// growth tracker without a GradScaler (1 and 0), a halt without `error_if_nonfinite`
     /// (none); `inv_grad_scale` is derived again by the next step.
     pub fn record_restore(&self, encoder: &mut wgpu::CommandEncoder) {
-        if let Some((flag, saved)) = &self.mode {
-            flag.store(saved.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
         for (i, c) in self.copies.iter().enumerate() {
             let backup = &self.backups[c.backup];
             match &self.control {
