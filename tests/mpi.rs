@@ -1,7 +1,9 @@
 //! Data parallel and ZeRO-1 over MPI (feature `mpi`): `ranks` runs on every rank under
 //! `mpirun -n 2` and `-n 4` (started by `two_and_four_ranks_equal_one_rank`), and once as a
 //! single rank when cargo runs it. Each rank checks its parameters after 20 steps against a
-//! single-rank run over the same global batch, on its own device.
+//! single-rank run over the same global batch, on its own device; then `refusals`: ranks that
+//! differ (in configuration, in their devices' limits) are refused on every rank, none left
+//! waiting in a collective.
 //!
 //! Gradients are multiples of 1/64 in [-1, 1]: divided by 2 or 4 ranks and summed in any order
 //! they stay exact, so the averaged gradients, and every parameter after them, equal the
@@ -12,7 +14,10 @@
 
 mod common;
 use common::*;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives};
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wgpu_optim::*;
 
@@ -125,7 +130,6 @@ fn ranks() {
         mpi::initialize().expect("MPI initializes (apt-get install libopenmpi-dev)")
     };
     let world = universe.world();
-    use mpi::traits::{Communicator, CommunicatorCollectives};
     let (rank, ranks) = (world.rank() as usize, world.size() as usize);
     let ctx = context();
     for scenario in scenarios(ranks) {
@@ -192,52 +196,273 @@ fn ranks() {
         }
     }
 
-    // Refused on every rank, none hanging: a rank with another layout, a rank with an
-    // invalid configuration, LAMB under ZeRO-1.
-    let adamw: OptimizerConfig = AdamWConfig::default().into();
-    let other_lens = [300, 1000, 7, 2049];
-    let lens: &[usize] = if rank == 0 && ranks > 1 {
-        &other_lens
-    } else {
-        &LENS
-    };
-    let arena = Arena::new(ctx, lens).unwrap();
-    let groups = vec![(adamw.clone(), (0..lens.len()).collect())];
-    let result = Distributed::new(ctx, world.duplicate(), &arena, groups, Default::default());
-    if ranks > 1 {
-        assert!(
-            matches!(result, Err(Error::DistributedMismatch { .. })),
-            "rank {rank}: another layout on rank 0"
-        );
+    for refusal in refusals(rank, ranks) {
+        let what = format!("rank {rank}/{ranks}: {}", refusal.name);
+        let result = (refusal.run)(&world);
+        match (&refusal.expect, &result) {
+            (Expect::Built, Ok(())) => {}
+            (Expect::Mismatch(bad), Err(Error::DistributedMismatch { rank, .. })) => {
+                assert_eq!(rank, bad, "{what}: the rank named")
+            }
+            (Expect::Own(own), Err(e)) if own(e) => {}
+            _ => panic!("{what}: expected {:?}, got {result:?}", refusal.expect),
+        }
+        println!("[passed] {what}");
     }
-    let arena = Arena::new(ctx, &LENS).unwrap();
-    let invalid = adamw.with_lr(-1.0);
-    let config = if rank == ranks - 1 {
-        invalid
-    } else {
-        adamw.clone()
-    };
-    let groups = vec![(config, (0..LENS.len()).collect())];
-    let result = Distributed::new(ctx, world.duplicate(), &arena, groups, Default::default());
-    match result {
-        Err(Error::InvalidHyperparameter { name: "lr", .. }) => assert_eq!(rank, ranks - 1),
-        Err(Error::DistributedMismatch { rank: bad, .. }) => assert_eq!(bad, ranks - 1),
-        other => panic!(
-            "rank {rank}: an invalid lr on the last rank gave {:?}",
-            other.err()
-        ),
-    }
-    let lamb = vec![(LambConfig::default().into(), (0..LENS.len()).collect())];
-    let zero = DistributedConfig::default().with_sharding(Sharding::Zero1);
-    assert!(matches!(
-        Distributed::new(ctx, world.duplicate(), &arena, lamb, zero),
-        Err(Error::InvalidOptions(_))
-    ));
-    println!("[passed] rank {rank}/{ranks}: refusals");
 }
 
+/// What every rank runs in a [`Refusal`], given the world.
+type Run = Box<dyn Fn(&SimpleCommunicator) -> Result<()>>;
+
+/// What one rank must get from a [`Refusal`].
+#[derive(Debug)]
+enum Expect {
+    /// Built (and one step taken, every rank alike).
+    Built,
+    /// `Error::DistributedMismatch` naming this rank.
+    Mismatch(usize),
+    /// This rank's own error.
+    Own(fn(&Error) -> bool),
+}
+
+/// Hostile or careless use, and controls: what every rank runs (the same collectives in the
+/// same order) and what rank `rank` of `ranks` must get. Every rank returns: a rank left in a
+/// collective would hang the job, and `two_and_four_ranks_equal_one_rank` fails it at its
+/// deadline.
+struct Refusal {
+    name: &'static str,
+    run: Run,
+    expect: Expect,
+}
+
+/// The adapter of [`context`] with some limits changed: another device of this rank.
+fn context_with(change: impl FnOnce(&mut wgpu::Limits)) -> Context {
+    let mut limits = context().device().limits();
+    change(&mut limits);
+    let options = ContextOptions {
+        limits: Some(limits),
+        ..Default::default()
+    };
+    pollster::block_on(Context::request(&options)).expect("a device with these limits")
+}
+
+/// A `Distributed` over an arena of `lens` on `ctx`, one group of `group`; then, if it was
+/// built, one step (zero gradients), which ranks that built alike take alike.
+fn build_and_step(
+    ctx: &Context,
+    world: &SimpleCommunicator,
+    lens: &[usize],
+    group: OptimizerConfig,
+    config: DistributedConfig,
+) -> Result<()> {
+    let arena = Arena::new(ctx, lens)?;
+    let groups = vec![(group, (0..lens.len()).collect())];
+    let mut optimizer = Distributed::new(ctx, world.duplicate(), &arena, groups, config)?;
+    let encoder = ctx.device().create_command_encoder(&Default::default());
+    optimizer.step(encoder).map(drop)
+}
+
+/// The refusals and their controls, as rank `rank` of `ranks` runs them.
+fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
+    use Expect::*;
+    let last = ranks - 1;
+    let adamw: OptimizerConfig = AdamWConfig::default().into();
+    // What a rank gets when another differs: the mismatch, or with one rank, nothing differs.
+    let unless_alone = |bad: usize| if ranks > 1 { Mismatch(bad) } else { Built };
+    // The last rank's device: offsets aligned to 256 bytes (lavapipe's are 32). Its arenas
+    // pad their end, and ZeRO-1 its shards, to 64 elements instead of 8.
+    let aligned_256 = move || {
+        if rank == last {
+            context_with(|l| l.min_storage_buffer_offset_alignment = 256)
+        } else {
+            context().clone()
+        }
+    };
+    let replicated = DistributedConfig::default();
+    let zero1 = DistributedConfig::default().with_sharding(Sharding::Zero1);
+    vec![
+        Refusal {
+            name: "another layout on rank 0",
+            run: Box::new({
+                let adamw = adamw.clone();
+                move |world| {
+                    let lens: &[usize] = if rank == 0 && ranks > 1 {
+                        &[300, 1000, 7, 2049]
+                    } else {
+                        &LENS
+                    };
+                    build_and_step(context(), world, lens, adamw.clone(), Default::default())
+                }
+            }),
+            expect: unless_alone(1),
+        },
+        Refusal {
+            name: "an invalid lr on the last rank",
+            run: Box::new({
+                let adamw = adamw.clone();
+                move |world| {
+                    let lr = if rank == last { -1.0 } else { 1e-3 };
+                    let group = adamw.clone().with_lr(lr);
+                    build_and_step(context(), world, &LENS, group, Default::default())
+                }
+            }),
+            expect: if rank == last {
+                Own(|e| matches!(e, Error::InvalidHyperparameter { name: "lr", .. }))
+            } else {
+                Mismatch(last)
+            },
+        },
+        Refusal {
+            name: "LAMB under ZeRO-1",
+            run: Box::new({
+                let zero1 = zero1.clone();
+                move |world| {
+                    let lamb = LambConfig::default().into();
+                    build_and_step(context(), world, &LENS, lamb, zero1.clone())
+                }
+            }),
+            expect: Own(|e| matches!(e, Error::InvalidOptions(_))),
+        },
+        // Issue 25, cause 15: the arena's device compares equal to the context's by id, but
+        // ids are only unique within one wgpu::Instance.
+        Refusal {
+            name: "an arena of another wgpu::Instance",
+            run: Box::new({
+                let adamw = adamw.clone();
+                move |world| {
+                    let other = Context::new_blocking().expect("a second context");
+                    let arena = Arena::new(&other, &LENS)?;
+                    let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
+                    Distributed::new(
+                        context(),
+                        world.duplicate(),
+                        &arena,
+                        groups,
+                        Default::default(),
+                    )
+                    .map(drop)
+                }
+            }),
+            expect: Own(|e| matches!(e, Error::OtherDevice { what: "arena" })),
+        },
+        // Issue 25, cause 1: the ranks agree, then the last one's device refuses its optimizer
+        // (a prologue binding of 40 bytes past a 32-byte limit). Without the second agreement
+        // the others built, and waited for it in the first all-reduce for ever.
+        Refusal {
+            name: "the last rank's device cannot build (a 32-byte binding limit)",
+            run: Box::new({
+                let adamw = adamw.clone();
+                move |world| {
+                    let ctx = if rank == last {
+                        context_with(|l| l.max_storage_buffer_binding_size = 32)
+                    } else {
+                        context().clone()
+                    };
+                    build_and_step(&ctx, world, &LENS, adamw.clone(), Default::default())
+                }
+            }),
+            expect: if ranks > 1 {
+                Mismatch(last)
+            } else {
+                Own(|e| matches!(e, Error::Wgpu(_)))
+            },
+        },
+        // Issue 25, cause 2: buckets of other sizes are all-reduces of other counts
+        // (MPI_ERR_TRUNCATE, or a rank left waiting for a bucket the others never send).
+        Refusal {
+            name: "bucket_bytes per rank, replicated",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let config = replicated.clone().with_bucket_bytes(4096 << rank);
+                    build_and_step(context(), world, &LENS, adamw.clone(), config)
+                }
+            }),
+            expect: unless_alone(1),
+        },
+        Refusal {
+            name: "bucket_bytes per rank, ZeRO-1 (no buckets: agreed)",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| {
+                    let config = zero1.clone().with_bucket_bytes(4096 << rank);
+                    build_and_step(context(), world, &LENS, adamw.clone(), config)
+                }
+            }),
+            expect: Built,
+        },
+        // The same layout, but an arena end padded to 2104 elements on one rank and 2112 on
+        // the last: buckets of other sizes.
+        Refusal {
+            name: "elements per rank (the last rank's alignment 256 bytes), replicated",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let ctx = aligned_256();
+                    build_and_step(&ctx, world, &[2100], adamw.clone(), replicated.clone())
+                }
+            }),
+            expect: unless_alone(last),
+        },
+        // The same layout and elements (2112, a multiple of 64), but shards of 1056 elements
+        // on one rank and 1088 on the last (two ranks): a reduce-scatter of other counts.
+        Refusal {
+            name: "shard length per rank (the last rank's alignment 256 bytes), ZeRO-1",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| {
+                    let ctx = aligned_256();
+                    build_and_step(&ctx, world, &[2112], adamw.clone(), zero1.clone())
+                }
+            }),
+            expect: unless_alone(last),
+        },
+        // With ZeRO-1, gradient processing adds an all-reduce of the norm statistics to the
+        // step: on one rank only, the ranks' collectives no longer pair up. Refused on every
+        // rank, each keeps what it had, and the next step is taken alike.
+        Refusal {
+            name: "gradient processing on rank 0 only, ZeRO-1",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| {
+                    let ctx = context();
+                    let arena = Arena::new(ctx, &LENS)?;
+                    let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
+                    let mut optimizer =
+                        Distributed::new(ctx, world.duplicate(), &arena, groups, zero1.clone())?;
+                    let grad = (rank == 0).then(GradConfig::default);
+                    let result = optimizer.set_grad_processing(grad.clone());
+                    let kept = if result.is_ok() { grad.as_ref() } else { None };
+                    assert_eq!(optimizer.optimizer().grad_processing(), kept);
+                    let encoder = ctx.device().create_command_encoder(&Default::default());
+                    optimizer.step(encoder).expect("the step after a refusal");
+                    result
+                }
+            }),
+            expect: unless_alone(1),
+        },
+    ]
+}
+
+/// Everything `pipe` gives until it closes, read on a thread of its own.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes).ok();
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Seconds one mpirun of `ranks` may take: it takes seconds, but a rank left in a collective
+/// waits for ever.
+const RUN_LIMIT_S: u64 = 600;
+
 /// `ranks` under `mpirun -n 2` and `-n 4` on this machine (oversubscribed; as root where CI
-/// runs as root): every rank passes, within a deadline (a hang fails).
+/// runs as root): every rank passes, within a deadline (a hang fails). mpirun's `--timeout`
+/// tears the job down at `RUN_LIMIT_S` (every rank, a non-zero exit); should mpirun itself not
+/// return, this test stops it 30 s later with SIGTERM, which mpirun forwards to the ranks
+/// (SIGKILL would leave them spinning in their collective, each in a process group of its
+/// own), then SIGKILL, and fails.
 #[test]
 fn two_and_four_ranks_equal_one_rank() {
     if std::env::var_os(CHILD).is_some() {
@@ -248,6 +473,7 @@ fn two_and_four_ranks_equal_one_rank() {
         let mut command = Command::new("mpirun");
         command
             .args(["--oversubscribe", "-n", &n.to_string()])
+            .args(["--timeout", &RUN_LIMIT_S.to_string()])
             .arg(&exe)
             .args(["--exact", "ranks", "--nocapture", "--test-threads=1"])
             .stdout(Stdio::piped())
@@ -270,24 +496,41 @@ fn two_and_four_ranks_equal_one_rank() {
             .spawn()
             .expect("mpirun runs (apt-get install openmpi-bin libopenmpi-dev)");
         drop(env);
-        let deadline = Instant::now() + Duration::from_secs(600);
+        // Read while the ranks run: a full pipe would stall them, and look like a hang.
+        let stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(RUN_LIMIT_S + 30);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                break status;
+                break Some(status);
             }
             if Instant::now() > deadline {
+                let pid = child.id().to_string();
+                Command::new("kill").args(["-TERM", &pid]).status().ok();
+                let stopped = Instant::now() + Duration::from_secs(10);
+                while child.try_wait().unwrap().is_none() && Instant::now() < stopped {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 child.kill().ok();
-                panic!("{n} ranks: no result in 600 s (a hang)");
+                child.wait().ok();
+                break None;
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let output = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(status.success(), "{n} ranks failed:\n{stdout}\n{stderr}");
-        // Every rank ran every scenario under both shardings, and the refusals.
+        let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+        let Some(status) = status else {
+            panic!(
+                "{n} ranks: mpirun outlived its --timeout (a hang), stopped:\n{stdout}\n{stderr}"
+            );
+        };
+        assert!(
+            status.success(),
+            "{n} ranks failed ({status}; a hang ends at the --timeout):\n{stdout}\n{stderr}"
+        );
+        // Every rank ran every scenario under both shardings, and every refusal.
         let passed = stdout.matches("[passed]").count();
-        assert_eq!(passed, n * (2 * scenarios(n).len() + 1), "{stdout}");
+        let expected = n * (2 * scenarios(n).len() + refusals(0, n).len());
+        assert_eq!(passed, expected, "{stdout}");
         eprintln!("{n} ranks:\n{stdout}");
     }
 }

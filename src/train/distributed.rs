@@ -111,9 +111,11 @@ impl CommTimings {
 /// # Ok(()) }
 /// ```
 ///
-/// Before anything else the ranks compare a hash of their arena layout, parameter groups,
-/// configurations and sharding (one all-gather): ranks that disagree, or a rank whose
-/// configuration is invalid, give [`Error::DistributedMismatch`] on every rank, never a hang.
+/// The ranks agree before anything is built, then again after (`docs/distributed.md`): ranks
+/// whose arena layouts, element counts, parameter groups, configurations, sharding or message
+/// sizes (bucket bytes, shard length) differ, or one whose device fails to build its part, give
+/// [`Error::DistributedMismatch`] on every rank, never a hang (a rank whose configuration is
+/// invalid returns its own error; every rank its own when all fail alike).
 ///
 /// Gradients are averaged as PyTorch's DDP averages them: each rank divides its gradients by
 /// the number of ranks, then they are summed (exact for a power of two). With gradient
@@ -154,6 +156,36 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
     hash
 }
 
+/// FNV-1a's offset basis: where every hash starts.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Every rank's hash of what must be equal and whether its own part succeeded (one
+/// all-gather): all learn the same, so all take the same branch.
+struct Votes {
+    /// The first rank whose part failed.
+    failed: Option<usize>,
+    /// Whether every rank's part failed.
+    all_failed: bool,
+    /// The first rank whose hash differs from rank 0's.
+    differs: Option<usize>,
+}
+
+impl Votes {
+    /// Collective: every rank of `comm` must call it.
+    fn gather(comm: &SimpleCommunicator, hash: u64, ok: bool) -> Votes {
+        let ranks = comm.size() as usize;
+        let mine = [hash, u64::from(ok)];
+        let mut all = vec![0_u64; 2 * ranks];
+        comm.all_gather_into(&mine[..], &mut all[..]);
+        let (hashes, oks): (Vec<u64>, Vec<u64>) = all.chunks(2).map(|v| (v[0], v[1])).unzip();
+        Votes {
+            failed: oks.iter().position(|&ok| ok == 0),
+            all_failed: oks.iter().all(|&ok| ok == 0),
+            differs: hashes.iter().position(|&h| h != hashes[0]),
+        }
+    }
+}
+
 impl Distributed {
     /// Builds this rank's optimizer over `arena` (an f32 arena of the same layout on every
     /// rank): `groups` lists each parameter group's configuration and tensor indices (every
@@ -187,13 +219,25 @@ impl Distributed {
                 (lo, (lo + shard_len).min(elements))
             }
         };
+        let bucket = 4 * (config.bucket_bytes / 4).max(1);
 
-        // What every rank must agree on, and whether this one can build at all.
+        // What every rank must agree on, and whether this one's configuration is valid. With
+        // the arena and the groups, every size the collectives move: the elements (the arena's
+        // padded end, which the device's alignment sets), the buckets or the shards (the
+        // alignment again). Collectives of other sizes abort the job or hang.
         let local = Self::check(arena, ctx, &groups, &config);
-        let mut hash = fnv1a(&(ranks as u64).to_le_bytes(), 0xcbf2_9ce4_8422_2325);
-        hash = fnv1a(
-            format!("{:?}{dtypes:?}{layout:?}", config.sharding).as_bytes(),
-            hash,
+        let messages = match config.sharding {
+            Sharding::Replicated => bucket,
+            Sharding::Zero1 => shard_len,
+        };
+        let mut hash = fnv1a(
+            format!(
+                "ranks {ranks}; elements {elements}; {:?} in messages of {messages}; \
+                 {dtypes:?}; {layout:?};",
+                config.sharding
+            )
+            .as_bytes(),
+            FNV_OFFSET,
         );
         for (group, tensors) in &groups {
             hash = fnv1a(group.name().as_bytes(), hash);
@@ -202,26 +246,74 @@ impl Distributed {
             }
             hash = fnv1a(format!("{tensors:?}").as_bytes(), hash);
         }
-        let mine = [hash, u64::from(local.is_ok())];
-        let mut all = vec![0_u64; 2 * ranks];
-        comm.all_gather_into(&mine[..], &mut all[..]);
-        if let Some(other) = (0..ranks).find(|&r| all[2 * r + 1] == 0) {
+        let votes = Votes::gather(&comm, hash, local.is_ok());
+        if let Some(other) = votes.failed {
             return Err(local.err().unwrap_or(Error::DistributedMismatch {
                 rank: other,
                 what: "its configuration is invalid",
             }));
         }
-        if let Some(other) = (0..ranks).find(|&r| all[2 * r] != all[0]) {
+        if let Some(other) = votes.differs {
             return Err(Error::DistributedMismatch {
                 rank: other,
-                what: "its arena layout, parameter groups, configuration or sharding differ \
-                       from rank 0's",
+                what: "its arena layout, parameter groups, configuration, sharding or message \
+                       sizes (elements, bucket bytes, shard length) differ from rank 0's",
             });
         }
 
+        // Built apart on each rank, then agreed again: a rank whose device refuses its part
+        // (a smaller binding limit, say) must not leave the others waiting in the first step.
+        let built = Self::build(ctx, arena, &groups, &config, shard, bucket);
+        let votes = Votes::gather(&comm, 0, built.is_ok());
+        let (optimizer, staging, buckets) = match (votes.failed, built) {
+            (None, Ok(built)) => built,
+            // Every rank failed alike: nothing differs, each returns its own reason.
+            (Some(_), Err(e)) if votes.all_failed => return Err(e),
+            (failed, _) => {
+                return Err(Error::DistributedMismatch {
+                    rank: failed.unwrap_or(rank),
+                    what: "its optimizer or staging buffers failed to build on its device",
+                })
+            }
+        };
+        Ok(Distributed {
+            ctx: arena.context().clone(),
+            comm,
+            rank,
+            ranks,
+            config,
+            optimizer,
+            param: param.clone(),
+            grad: grad.clone(),
+            elements,
+            shard,
+            shard_len,
+            staging,
+            buckets,
+            stats: None,
+        })
+    }
+
+    /// This rank's optimizer over its tensors (whole, or their pieces within `shard`), its
+    /// staging buffer and, replicated, one staging buffer per bucket of `bucket` bytes.
+    fn build(
+        ctx: &Context,
+        arena: &Arena,
+        groups: &[(OptimizerConfig, Vec<usize>)],
+        config: &DistributedConfig,
+        shard: (u64, u64),
+        bucket: u64,
+    ) -> Result<(Optimizer, wgpu::Buffer, Vec<wgpu::Buffer>)> {
+        let ArenaParts {
+            param,
+            grad,
+            layout,
+            ..
+        } = arena.parts();
+        let elements = param.size() / 4;
         // This rank's tensors: whole, or their pieces within its shard.
         let mut param_groups = Vec::new();
-        for (group_config, tensors) in &groups {
+        for (group_config, tensors) in groups {
             let mut params = Vec::new();
             for &i in tensors {
                 let (offset, len) = layout[i];
@@ -257,7 +349,6 @@ impl Distributed {
                 mapped_at_creation: false,
             })
         };
-        let bucket = 4 * (config.bucket_bytes / 4).max(1);
         let (staging, buckets) = capture_errors(ctx.device(), || {
             let staging = staging_buffer("wgpu-optim distributed staging", 4 * elements.max(1));
             let buckets = match config.sharding {
@@ -269,22 +360,7 @@ impl Distributed {
             };
             (staging, buckets)
         })?;
-        Ok(Distributed {
-            ctx: arena.context().clone(),
-            comm,
-            rank,
-            ranks,
-            config,
-            optimizer,
-            param: param.clone(),
-            grad: grad.clone(),
-            elements,
-            shard,
-            shard_len,
-            staging,
-            buckets,
-            stats: None,
-        })
+        Ok((optimizer, staging, buckets))
     }
 
     /// What this rank alone can refuse before the collective check.
@@ -347,7 +423,8 @@ impl Distributed {
 
     /// This rank's optimizer: over the whole arena (replicated) or its shard's pieces of the
     /// tensors (ZeRO-1). Its learning-rate setters and schedules work as on one device: call
-    /// them alike on every rank.
+    /// them alike on every rank. Turn gradient processing on with
+    /// [`Distributed::set_grad_processing`], which the ranks agree on, not through this.
     pub fn optimizer(&mut self) -> &mut Optimizer {
         &mut self.optimizer
     }
@@ -379,10 +456,38 @@ impl Distributed {
         total
     }
 
-    /// Turns gradient processing on (or off) on this rank, as
-    /// [`Optimizer::set_grad_processing`]; call it alike on every rank. With ZeRO-1 the norm
-    /// statistics travel through a buffer all-reduced between the halves of the step.
+    /// Turns gradient processing on (or off) on every rank, as
+    /// [`Optimizer::set_grad_processing`]. With ZeRO-1 the norm statistics travel through a
+    /// buffer all-reduced between the halves of the step. Collective: every rank calls it, and
+    /// the ranks compare a hash of `config` and whether each could set it up (one all-gather).
+    /// Ranks given different configurations (whose steps would run different collectives with
+    /// ZeRO-1), or one rank that fails while others succeed, give
+    /// [`Error::DistributedMismatch`] on every rank, each left with the gradient processing it
+    /// had before; when every rank fails, each returns its own error.
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
+        let hash = fnv1a(format!("{config:?}").as_bytes(), FNV_OFFSET);
+        let previous = self.optimizer.grad_processing().cloned();
+        let local = self.set_local_grad_processing(config);
+        let votes = Votes::gather(&self.comm, hash, local.is_ok());
+        let what = match (votes.failed, votes.differs) {
+            (None, None) => return Ok(()),
+            // Every rank refused alike: nothing changed anywhere, each returns its own reason.
+            (Some(_), _) if votes.all_failed => return local,
+            (Some(failed), _) => (failed, "its gradient processing failed to set up"),
+            (None, Some(other)) => (other, "its gradient processing differs from rank 0's"),
+        };
+        // Back to what every rank had, so that the ranks still step alike.
+        if local.is_ok() {
+            self.set_local_grad_processing(previous)?;
+        }
+        Err(Error::DistributedMismatch {
+            rank: what.0,
+            what: what.1,
+        })
+    }
+
+    /// [`Distributed::set_grad_processing`] on this rank alone.
+    fn set_local_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
         if self.config.sharding == Sharding::Zero1 && config.is_some() && self.stats.is_none() {
             let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-optim distributed norm stats"),
