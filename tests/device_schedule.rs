@@ -332,3 +332,83 @@ fn bad_schedules_are_refused_and_change_nothing() {
     }
     assert_eq!(run.snapshot(ctx), plain.snapshot(ctx));
 }
+
+/// Issue 25: chains with a cosine follow on the device as a host loop calling `config_at`
+/// would, past T_max too, where the recursive cosine climbs back from its zero (eta_min 0 and
+/// not): the table takes the chain's rates in order (`LrSchedule::rates`), the loop each step
+/// afresh.
+#[test]
+fn chains_with_a_cosine_follow_on_the_device() {
+    let chains = [
+        LrSchedule::Chained(vec![
+            LrSchedule::Linear {
+                start_factor: 0.25,
+                end_factor: 1.0,
+                total_iters: 2,
+            },
+            LrSchedule::CosineAnnealing {
+                t_max: 3,
+                eta_min: 0.0,
+            },
+        ]),
+        LrSchedule::Chained(vec![
+            LrSchedule::Exponential { gamma: 0.9 },
+            LrSchedule::CosineAnnealing {
+                t_max: 2,
+                eta_min: 1e-4,
+            },
+        ]),
+    ];
+    let sgd: OptimizerConfig = SgdConfig::default().with_momentum(0.9).into();
+    let adamw: OptimizerConfig = AdamWConfig::default().with_weight_decay(0.1).into();
+    for config in [&sgd, &adamw] {
+        for chain in &chains {
+            let schedule = DeviceSchedule::new(chain.clone(), 9);
+            let lr = |step| schedule.config_at(config, step).unwrap().lr();
+            assert!(lr(4) > lr(3), "{chain:?}: {} then {}", lr(3), lr(4));
+            follow(config, schedule, 10, &[]);
+        }
+    }
+}
+
+/// Issue 25, cause 18: a schedule whose table could not be stored even at its least, the
+/// words a change of the learning rate moves (AdamW's lr and 1 − lr · weight_decay: 8 bytes a
+/// step), is refused before any step is evaluated; a 30M-step schedule spent seconds
+/// tabulating before its refusal. The steps here fit one word a step but not two, so the old
+/// check let them through; the schedule counts its evaluations, and gives NaN if evaluated,
+/// which the first step's configuration refuses at once.
+#[test]
+fn a_table_too_long_is_refused_before_the_schedule_is_evaluated() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let ctx = context();
+    let limits = ctx.device().limits();
+    let max_bytes = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let steps = max_bytes / 8 + 1;
+    assert!(4 * steps <= max_bytes);
+    let config: OptimizerConfig = AdamWConfig::default().with_weight_decay(0.1).into();
+    let mut run = Run::new(ctx, &config, &[9], 4);
+    // The issue's 30M steps too, where they do not fit two words (lavapipe's 128 MiB).
+    for steps in [steps, 30_000_000]
+        .into_iter()
+        .filter(|&s| 8 * s > max_bytes)
+    {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let schedule = LrSchedule::custom(move |_, _| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            f64::NAN
+        });
+        let error = (run.device)
+            .set_schedule(Some(DeviceSchedule::new(schedule, steps)))
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidOptions(_)),
+            "{steps}: {error}"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "{steps}");
+        assert!(run.device.schedule().is_none());
+    }
+}

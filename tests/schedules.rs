@@ -57,6 +57,9 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
         step_size_down: 0,
         ..Cyclic::new(0.001, 0.1, 25)
     };
+    let cosine = |t_max, eta_min| LrSchedule::CosineAnnealing { t_max, eta_min };
+    let exponential = |gamma| LrSchedule::Exponential { gamma };
+    let (warmup, multistep_cosine_polynomial) = chained_cosine_parts();
     vec![
         ("constant", LrSchedule::Constant, false),
         (
@@ -370,7 +373,111 @@ fn table() -> Vec<(&'static str, LrSchedule, bool)> {
             ]),
             false,
         ),
+        (
+            "chained_linear_cosine",
+            LrSchedule::Chained(vec![warmup.clone(), cosine(20, 0.0)]),
+            false,
+        ),
+        (
+            "chained_linear_cosine_eta",
+            LrSchedule::Chained(vec![warmup.clone(), cosine(20, 0.001)]),
+            false,
+        ),
+        (
+            "chained_exponential_cosine",
+            LrSchedule::Chained(vec![exponential(0.99), cosine(30, 0.0)]),
+            false,
+        ),
+        (
+            "chained_exponential_cosine_eta",
+            LrSchedule::Chained(vec![exponential(0.99), cosine(30, 0.001)]),
+            false,
+        ),
+        (
+            "chained_cosine_linear",
+            LrSchedule::Chained(vec![
+                cosine(30, 0.0),
+                LrSchedule::Linear {
+                    start_factor: 0.1,
+                    end_factor: 0.5,
+                    total_iters: 50,
+                },
+            ]),
+            false,
+        ),
+        (
+            "chained_cosine_exponential_eta",
+            LrSchedule::Chained(vec![cosine(30, 0.002), exponential(0.99)]),
+            false,
+        ),
+        (
+            "chained_constant_cosine_step",
+            LrSchedule::Chained(vec![
+                constant_factor(0.5, 60),
+                cosine(25, 0.0),
+                LrSchedule::Step {
+                    step_size: 35,
+                    gamma: 0.5,
+                },
+            ]),
+            false,
+        ),
+        (
+            "chained_multistep_cosine_polynomial",
+            multistep_cosine_polynomial(0.001, 300),
+            false,
+        ),
+        (
+            "chained_multistep_cosine_polynomial_zero",
+            multistep_cosine_polynomial(0.0, 150),
+            false,
+        ),
+        (
+            "chained_two_cosines",
+            LrSchedule::Chained(vec![
+                cosine(30, 0.001),
+                exponential(0.995),
+                cosine(45, 0.001),
+            ]),
+            false,
+        ),
+        (
+            "chained_nested_cosine",
+            LrSchedule::Chained(vec![
+                LrSchedule::Chained(vec![warmup, cosine(20, 0.001)]),
+                LrSchedule::MultiStep {
+                    milestones: vec![50, 120],
+                    gamma: 0.5,
+                },
+            ]),
+            false,
+        ),
     ]
+}
+
+/// The fixture's warm-up of chains with a cosine, and its
+/// `MultiStepLR × CosineAnnealingLR(T_max=17) × PolynomialLR(power=2)` chain by `eta_min` and
+/// `total_iters`.
+fn chained_cosine_parts() -> (LrSchedule, impl Fn(f64, u64) -> LrSchedule) {
+    let warmup = LrSchedule::Linear {
+        start_factor: 0.1,
+        end_factor: 1.0,
+        total_iters: 10,
+    };
+    let multistep_cosine_polynomial = |eta_min, total_iters| {
+        LrSchedule::Chained(vec![
+            LrSchedule::MultiStep {
+                milestones: vec![0, 10, 10, 70],
+                gamma: 0.5,
+            },
+            LrSchedule::CosineAnnealing { t_max: 17, eta_min },
+            LrSchedule::Polynomial {
+                total_iters,
+                power: 2.0,
+            },
+        ])
+    };
+    (warmup, multistep_cosine_polynomial)
 }
 
 fn fixture() -> Vec<(String, Vec<f64>)> {
@@ -905,8 +1012,9 @@ fn a_seasonal_adjustment_multiplies_any_schedule() {
     }
 }
 
-/// `ChainedScheduler` is the product of its schedules' factors: one schedule is itself, a
-/// nested chain is its flattening, and schedules that are not multiplicative are refused.
+/// `ChainedScheduler` without a cosine is the product of its schedules' factors: one schedule
+/// is itself, a nested chain is its flattening. Schedules without a closed form in PyTorch, and
+/// a `ConstantFactor` with factor 0 beside a cosine, are refused.
 #[test]
 fn chained_schedules_multiply_their_factors() {
     let warmup = LrSchedule::Linear {
@@ -936,9 +1044,14 @@ fn chained_schedules_multiply_their_factors() {
             "{step}"
         );
     }
-    let not_multiplicative = [
-        LrSchedule::CosineAnnealing {
-            t_max: 10,
+    let cosine = LrSchedule::CosineAnnealing {
+        t_max: 10,
+        eta_min: 0.0,
+    };
+    let refused = [
+        LrSchedule::CosineAnnealingWarmRestarts {
+            t_0: 10,
+            t_mult: 1,
             eta_min: 0.0,
         },
         LrSchedule::OneCycle(OneCycle::new(0.1, 100)),
@@ -950,12 +1063,30 @@ fn chained_schedules_multiply_their_factors() {
             phase: 0.0,
         }),
         LrSchedule::custom(|base, _| base),
-        LrSchedule::Chained(vec![LrSchedule::CosineAnnealing {
-            t_max: 10,
-            eta_min: 0.0,
-        }]),
+        LrSchedule::Sequential {
+            schedules: vec![warmup.clone(), decay.clone()],
+            milestones: vec![10],
+        },
+        LrSchedule::Chained(vec![cosine.clone(), LrSchedule::custom(|base, _| base)]),
+        // PyTorch's ConstantLR divides by its factor at total_iters (ZeroDivisionError), and
+        // after the cosine's restart at 11 there is a rate to divide.
+        LrSchedule::Chained(vec![
+            cosine.clone(),
+            LrSchedule::ConstantFactor {
+                factor: 0.0,
+                total_iters: 15,
+            },
+        ]),
     ];
-    for schedule in not_multiplicative {
+    // A cosine is taken, alone, nested or with others.
+    for chain in [
+        vec![cosine.clone()],
+        vec![decay.clone(), LrSchedule::Chained(vec![cosine.clone()])],
+        vec![cosine.clone(), hold.clone(), cosine.clone()],
+    ] {
+        LrSchedule::Chained(chain).validate().unwrap();
+    }
+    for schedule in refused {
         let chain = LrSchedule::Chained(vec![decay.clone(), schedule]);
         assert!(
             matches!(chain.validate(), Err(Error::InvalidOptions(_))),
@@ -1003,6 +1134,121 @@ fn cyclic_momentum_and_long_runs() {
                 (0.8 - 1e-15..=0.9 + 1e-15).contains(&momentum),
                 "{mode:?} {step}"
             );
+        }
+    }
+}
+
+/// The fixture's series `name`.
+fn recorded(name: &str) -> Vec<f64> {
+    let (_, values) = fixture().into_iter().find(|(n, _)| n == name).unwrap();
+    values
+}
+
+/// Issue 25: the most common chain, LinearLR warm-up × CosineAnnealingLR with eta_min 0, is
+/// the product of the two closed forms: over 40 steps, past T_max = 20 too, PyTorch's
+/// recorded values (`chained_linear_cosine`) are within 4e-16 of it, and so is `lr`, which up
+/// to T_max is the product itself.
+#[test]
+fn a_warmup_times_cosine_is_the_product_of_the_closed_forms() {
+    let recorded = recorded("chained_linear_cosine");
+    let (warmup, _) = chained_cosine_parts();
+    let cosine = LrSchedule::CosineAnnealing {
+        t_max: 20,
+        eta_min: 0.0,
+    };
+    let chain = LrSchedule::Chained(vec![warmup.clone(), cosine.clone()]);
+    let mut worst = 0.0_f64;
+    for step in 0..40 {
+        let product = warmup.lr(BASE_LR, step) * cosine.lr(1.0, step);
+        let got = chain.lr(BASE_LR, step);
+        let pytorch = (recorded[step as usize] - product).abs();
+        assert!(pytorch <= 4e-16, "PyTorch at {step}: {pytorch:.1e}");
+        worst = worst.max((got - product).abs());
+        if step <= 20 {
+            assert_eq!(got, product, "{step}");
+        }
+    }
+    assert!(worst <= 4e-16, "{worst:.1e}");
+}
+
+/// Issue 25: past T_max a chain with a cosine is no product of closed forms, as PyTorch's
+/// recorded values show. With eta_min 0 each zero of the cosine (t = 30, 90, 150 for T_max =
+/// 30) sets the rate to 0 and the restart a step later adds base_lr · (1 − cos(π / 30)) / 2,
+/// so ExponentialLR's decay (stepped before the cosine, not scaling the restart) counts again
+/// from there: lr(t) = base_lr · 0.99^(t − z − 1) · (1 + cos(π · t / 30)) / 2, z the last zero
+/// before t. With eta_min ≠ 0 each zero sets the rate to eta_min exactly.
+#[test]
+fn a_chain_with_a_cosine_follows_pytorchs_recursion() {
+    use std::f64::consts::PI;
+    let exponential = recorded("chained_exponential_cosine");
+    let closed = |step: u64, decayed: u64| {
+        BASE_LR * 0.99_f64.powi(decayed as i32) * (1.0 + (PI * step as f64 / 30.0).cos()) / 2.0
+    };
+    for step in 31..200_u64 {
+        let zero = 30 + (step - 31) / 60 * 60;
+        let (got, expected) = (exponential[step as usize], closed(step, step - zero - 1));
+        let error = if expected == 0.0 {
+            got.abs()
+        } else {
+            ((got - expected) / expected).abs()
+        };
+        assert!(error <= 1e-12, "{step}: {got} vs {expected} ({error:.1e})");
+    }
+    // The product of the closed forms decays from step 0: 0.99^-91 ≈ 2.5 times lower at 100.
+    let ratio = exponential[100] / closed(100, 100);
+    assert!((ratio - 0.99_f64.powi(-91)).abs() < 1e-9, "{ratio}");
+    let (warmup, _) = chained_cosine_parts();
+    let cosine = LrSchedule::CosineAnnealing {
+        t_max: 20,
+        eta_min: 0.001,
+    };
+    let chain = LrSchedule::Chained(vec![warmup.clone(), cosine.clone()]);
+    let with_floor = recorded("chained_linear_cosine_eta");
+    for zero in [20, 60, 100, 140, 180] {
+        assert_eq!(with_floor[zero as usize], 0.001, "{zero}");
+        assert_eq!(chain.lr(BASE_LR, zero), 0.001, "{zero}");
+        // The product of the closed forms there: base_lr · 1 · eta_min.
+        let product = warmup.lr(BASE_LR, zero) * cosine.lr(1.0, zero);
+        assert!((product - 1e-4).abs() < 1e-15, "{zero}: {product}");
+    }
+}
+
+/// `rates` gives `lr` at each step, bit for bit, for every schedule of the fixture and for
+/// chains over many cosine periods (a chain's walk going on from step to step equals one
+/// started afresh), and chains with a cosine stay finite at any step count.
+#[test]
+fn rates_are_lr_step_after_step() {
+    for (name, schedule, _) in table() {
+        let rates: Vec<f64> = schedule.rates(BASE_LR).take(500).collect();
+        for (step, rate) in rates.into_iter().enumerate() {
+            assert_eq!(
+                rate.to_bits(),
+                schedule.lr(BASE_LR, step as u64).to_bits(),
+                "{name} at {step}"
+            );
+        }
+    }
+    let cosine = |t_max, eta_min| LrSchedule::CosineAnnealing { t_max, eta_min };
+    let chains = [
+        vec![LrSchedule::Exponential { gamma: 0.999 }, cosine(7, 0.001)],
+        vec![
+            LrSchedule::Step {
+                step_size: 1,
+                gamma: 0.5,
+            },
+            cosine(1000, 0.0),
+        ],
+        vec![cosine(5, 0.001), cosine(3, 0.001)],
+        vec![cosine(1, 0.001)],
+    ];
+    for chain in chains {
+        let chain = LrSchedule::Chained(chain);
+        let lr = |step| chain.lr(BASE_LR, step);
+        for step in [1 << 40, (1 << 50) + 3, u64::MAX - 1, u64::MAX] {
+            assert!((0.0..=1.0).contains(&lr(step)), "{chain:?} at {step}");
+        }
+        for (step, rate) in chain.rates(BASE_LR).take(5000).enumerate() {
+            assert_eq!(rate.to_bits(), lr(step as u64).to_bits(), "{chain:?}");
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Cyclic schedules: PyTorch's `OneCycleLR` and `CyclicLR`, with the momentum they cycle.
+//! Cyclic schedules: PyTorch's `OneCycleLR` and `CyclicLR`, with the momentum they cycle, and
+//! the `ChainedScheduler` walk of a chain with `CosineAnnealingLR` members, whose recursive
+//! cosine turns back up past `T_max` and cycles with period `2 · T_max`.
 
 use std::f64::consts::PI;
 
-use super::{finite, positive_steps};
+use super::{exponent, finite, positive_steps, LrSchedule};
 use crate::error::Result;
 
 /// How [`OneCycle`] anneals between its phase ends.
@@ -254,5 +256,280 @@ impl Cyclic {
             finite(name, value)?;
         }
         Ok(())
+    }
+}
+
+/// PyTorch's `ChainedScheduler` over members with closed forms, `CosineAnnealingLR` among them,
+/// as its `step()` computes it: every step each member, in order, applies its recursive
+/// `get_lr` to the rate the members before it have just set. Multiplicative members scale it
+/// by their factor's ratio `f(t) / f(t − 1)`; a cosine (`c(t) = 1 + cos(π · t / T_max)`, η its
+/// `eta_min`, b the base rate) maps it to `η + c(t) / c(t − 1) · (lr − η)`, or at
+/// `t ≡ T_max + 1 (mod 2 · T_max)`, where `c(t − 1) = 0`, adds
+/// `(b − η) · (1 − cos(π / T_max)) / 2`.
+///
+/// So where a cosine reaches 0 (`t` an odd multiple of its `T_max`) the rate is its `eta_min`
+/// whatever came before, scaled by the members after it: the walk starts from the last such
+/// step (or from step 0, the base times each member's factor at 0) and takes the steps since
+/// then, a run of steps at a time where the maps compose in closed form: with every `eta_min`
+/// 0 every map is linear, and a run is the product of each member's ratio over it (a cosine's
+/// `c(t₁) / c(t₀)`); with one cosine whose `eta_min` is not 0, a run in which no other member
+/// changes its factor is `η + c(t₁) / c(t₀) · (lr − η)`, and each step where one does is taken
+/// as PyTorch takes it; with two cosines and an `eta_min` not 0, every step is. Before any
+/// cosine reaches 0 and with every `eta_min` 0, the ratios telescope: the rate is the product
+/// of the members' closed forms.
+///
+/// The walk keeps where it stands, so consecutive steps ([`LrSchedule::rates`]) cost a run
+/// each, and a step alone costs the runs since the last zero (at most `2 · T_max` steps of the
+/// smallest `T_max`; none with every `eta_min` 0).
+pub(super) struct ChainWalk<'a> {
+    /// The chain as written, whose product a chain without a cosine is.
+    schedules: &'a [LrSchedule],
+    /// Its members in the order PyTorch steps them: nested chains flattened.
+    members: Vec<&'a LrSchedule>,
+    /// Each cosine's `(t_max, eta_min)`.
+    cosines: Vec<(u64, f64)>,
+    base_lr: f64,
+    /// Where the walk stands: the zero it started from (`None`: step 0), the step it has
+    /// reached (the last step taken one at a time) and the rate after it.
+    at: Option<(Option<u64>, u64, f64)>,
+}
+
+/// A chain's members in the order PyTorch steps them: a nested `ChainedScheduler` steps its
+/// own members in turn.
+pub(super) fn flatten(schedules: &[LrSchedule]) -> Vec<&LrSchedule> {
+    schedules
+        .iter()
+        .flat_map(|schedule| match schedule {
+            LrSchedule::Chained(inner) => flatten(inner),
+            _ => vec![schedule],
+        })
+        .collect()
+}
+
+/// `1 + cos(π · step / t_max)`, in `CosineAnnealingLR.get_lr`'s order of operations but with
+/// `step` reduced to one period (`2 · t_max`) first: unreduced, as PyTorch computes it, the
+/// angle loses a bit for every doubling of `step / t_max`, and near the cosine's zeros, where
+/// a chain divides by it, `1 + cos` is all error long before `u64` runs out.
+fn one_plus_cos(t_max: u64, step: u64) -> f64 {
+    let phase = u128::from(step) % (2 * u128::from(t_max));
+    1.0 + (PI * phase as f64 / t_max as f64).cos()
+}
+
+/// The last step up to `step` where the recursive cosine is 0 (an odd multiple of `t_max`).
+fn last_zero(t_max: u64, step: u64) -> Option<u64> {
+    let (t_max, step) = (u128::from(t_max), u128::from(step));
+    // u128: 2 · t_max may pass u64; the result is at most `step`.
+    (step >= t_max).then(|| (t_max + (step - t_max) / (2 * t_max) * (2 * t_max)) as u64)
+}
+
+/// One member's recursive `get_lr` at `last_epoch = step` (≥ 1) on the rate `lr`, in PyTorch's
+/// order of operations. `validate` admits no other member than these.
+fn step_member(member: &LrSchedule, step: u64, lr: f64, base_lr: f64) -> f64 {
+    match *member {
+        LrSchedule::Step { step_size, gamma } if step.is_multiple_of(step_size) => lr * gamma,
+        LrSchedule::MultiStep {
+            ref milestones,
+            gamma,
+        } => match milestones.iter().filter(|&&m| m == step).count() {
+            0 => lr,
+            // Python's `gamma ** count`: pow, not repeated products.
+            count => lr * gamma.powf(count as f64),
+        },
+        LrSchedule::Exponential { gamma } => lr * gamma,
+        LrSchedule::Polynomial { total_iters, power } if step <= total_iters => {
+            let total = total_iters as f64;
+            lr * ((1.0 - step as f64 / total) / (1.0 - (step - 1) as f64 / total)).powf(power)
+        }
+        LrSchedule::Linear {
+            start_factor,
+            end_factor,
+            total_iters,
+        } if step <= total_iters => {
+            let slope = end_factor - start_factor;
+            lr * (1.0 + slope / (total_iters as f64 * start_factor + (step - 1) as f64 * slope))
+        }
+        LrSchedule::ConstantFactor {
+            factor,
+            total_iters,
+        } if step == total_iters => lr * (1.0 / factor),
+        LrSchedule::CosineAnnealing { t_max, eta_min } => {
+            let (t, s) = (u128::from(t_max), u128::from(step));
+            if s > t && (s - 1 - t) % (2 * t) == 0 {
+                lr + (base_lr - eta_min) * (1.0 - (PI / t_max as f64).cos()) / 2.0
+            } else {
+                one_plus_cos(t_max, step) / one_plus_cos(t_max, step - 1) * (lr - eta_min) + eta_min
+            }
+        }
+        _ => lr,
+    }
+}
+
+/// The product of a member's recursive ratios over the steps `from + 1 ..= to`, where no
+/// cosine restarts (a cosine's `c(to) / c(from)`).
+fn carried(member: &LrSchedule, from: u64, to: u64) -> f64 {
+    match *member {
+        LrSchedule::Step { step_size, gamma } => {
+            gamma.powi(exponent(to / step_size - from / step_size))
+        }
+        LrSchedule::MultiStep {
+            ref milestones,
+            gamma,
+        } => {
+            let passed = milestones.iter().filter(|&&m| from < m && m <= to).count();
+            gamma.powi(exponent(passed as u64))
+        }
+        LrSchedule::Exponential { gamma } => gamma.powi(exponent(to - from)),
+        // Past total_iters their get_lr leaves the rate as it is.
+        LrSchedule::Polynomial { total_iters, power } if from < total_iters => {
+            let total = total_iters as f64;
+            let left = |step: u64| 1.0 - step.min(total_iters) as f64 / total;
+            (left(to) / left(from)).powf(power)
+        }
+        LrSchedule::Linear {
+            start_factor,
+            end_factor,
+            total_iters,
+        } if from < total_iters => {
+            let slope = end_factor - start_factor;
+            let scaled = |step: u64| {
+                total_iters as f64 * start_factor + step.min(total_iters) as f64 * slope
+            };
+            scaled(to) / scaled(from)
+        }
+        LrSchedule::ConstantFactor {
+            factor,
+            total_iters,
+        } if from < total_iters && total_iters <= to => 1.0 / factor,
+        LrSchedule::CosineAnnealing { t_max, .. } => {
+            one_plus_cos(t_max, to) / one_plus_cos(t_max, from)
+        }
+        _ => 1.0,
+    }
+}
+
+/// The next step after `step` where a multiplicative member's ratio may differ from 1.
+fn next_change(member: &LrSchedule, step: u64) -> Option<u64> {
+    match *member {
+        LrSchedule::Step { step_size, .. } => {
+            (step / step_size).checked_add(1)?.checked_mul(step_size)
+        }
+        LrSchedule::MultiStep { ref milestones, .. } => {
+            milestones.iter().copied().filter(|&m| m > step).min()
+        }
+        LrSchedule::Exponential { .. } => step.checked_add(1),
+        LrSchedule::Polynomial { total_iters, .. } | LrSchedule::Linear { total_iters, .. } => {
+            (step < total_iters).then(|| step + 1)
+        }
+        LrSchedule::ConstantFactor { total_iters, .. } => {
+            (step < total_iters).then_some(total_iters)
+        }
+        _ => None,
+    }
+}
+
+impl<'a> ChainWalk<'a> {
+    /// The walk of `schedules` (a valid chain) from `base_lr`.
+    pub(super) fn new(schedules: &'a [LrSchedule], base_lr: f64) -> Self {
+        let members = flatten(schedules);
+        let cosines = members
+            .iter()
+            .filter_map(|member| match **member {
+                LrSchedule::CosineAnnealing { t_max, eta_min } => Some((t_max, eta_min)),
+                _ => None,
+            })
+            .collect();
+        ChainWalk {
+            schedules,
+            members,
+            cosines,
+            base_lr,
+            at: None,
+        }
+    }
+
+    /// The chain's rate after `step` steps. Steps in increasing order go on from where the
+    /// last one stopped, with the same operations as a walk from the start.
+    pub(super) fn lr(&mut self, step: u64) -> f64 {
+        if self.cosines.is_empty() {
+            return self
+                .schedules
+                .iter()
+                .fold(self.base_lr, |lr, schedule| lr * schedule.lr(1.0, step));
+        }
+        // The last zero of a cosine, and the last cosine in the chain at 0 there.
+        let anchor = (self.members.iter().enumerate())
+            .filter_map(|(i, member)| match **member {
+                LrSchedule::CosineAnnealing { t_max, eta_min } => {
+                    last_zero(t_max, step).map(|zero| (zero, i, eta_min))
+                }
+                _ => None,
+            })
+            .max_by_key(|&(zero, i, _)| (zero, i));
+        let eta = self.cosines.iter().any(|&(_, eta_min)| eta_min != 0.0);
+        if anchor.is_none() && !eta {
+            return (self.members.iter())
+                .fold(self.base_lr, |lr, member| lr * member.lr(1.0, step));
+        }
+        let zero = anchor.map(|(zero, ..)| zero);
+        let (mut at, mut lr) = match self.at {
+            Some((from, at, lr)) if from == zero && at <= step => (at, lr),
+            _ => match anchor {
+                // PyTorch's constructors scale the base by each member's factor at step 0 (a
+                // cosine's is 1) in turn.
+                None => (
+                    0,
+                    (self.members.iter())
+                        .filter(|member| !matches!(member, LrSchedule::CosineAnnealing { .. }))
+                        .fold(self.base_lr, |lr, member| lr * member.lr(1.0, 0)),
+                ),
+                // Cosine i sets its eta_min, whatever it was given; the members after it step
+                // on from there.
+                Some((zero, i, eta_min)) => (
+                    zero,
+                    (self.members[i + 1..].iter()).fold(eta_min, |lr, member| {
+                        step_member(member, zero, lr, self.base_lr)
+                    }),
+                ),
+            },
+        };
+        while let Some(next) = self.next_event(at, zero).filter(|&next| next <= step) {
+            let before = self.run(lr, at, next - 1);
+            lr = (self.members.iter()).fold(before, |lr, member| {
+                step_member(member, next, lr, self.base_lr)
+            });
+            at = next;
+        }
+        self.at = Some((zero, at, lr));
+        self.run(lr, at, step)
+    }
+
+    /// The next step after `at` to take one at a time: the restart after a zero; with two
+    /// cosines and an `eta_min` not 0, every step; with one such cosine, a change of another
+    /// member's factor.
+    fn next_event(&self, at: u64, zero: Option<u64>) -> Option<u64> {
+        let eta = self.cosines.iter().any(|&(_, eta_min)| eta_min != 0.0);
+        if zero == Some(at) || (eta && self.cosines.len() > 1) {
+            at.checked_add(1)
+        } else if eta {
+            (self.members.iter())
+                .filter_map(|member| next_change(member, at))
+                .min()
+        } else {
+            None
+        }
+    }
+
+    /// The rate `lr` after step `from` carried to step `to`, over steps none of which
+    /// [`ChainWalk::next_event`] takes alone.
+    fn run(&self, lr: f64, from: u64, to: u64) -> f64 {
+        if from == to {
+            return lr;
+        }
+        match self.cosines[..] {
+            [(t_max, eta_min)] if eta_min != 0.0 => {
+                one_plus_cos(t_max, to) / one_plus_cos(t_max, from) * (lr - eta_min) + eta_min
+            }
+            _ => (self.members.iter()).fold(lr, |lr, member| lr * carried(member, from, to)),
+        }
     }
 }

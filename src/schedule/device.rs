@@ -93,8 +93,9 @@ pub enum ScheduleCounter {
 /// A learning-rate schedule the device follows on its own: see
 /// [`Optimizer::set_schedule`](crate::Optimizer::set_schedule).
 ///
-/// The host evaluates the schedule once, in f64, for each of the first `steps` steps and
-/// lowers each step's configuration to the bytes [`Optimizer::set_config`] would write
+/// The host evaluates the schedule once, in f64, for each of the first `steps` steps (taking
+/// them in order, [`LrSchedule::rates`]) and lowers each step's configuration to the bytes
+/// [`Optimizer::set_config`] would write
 /// (derived fields such as AdamW's `1 - lr * weight_decay` included, rounded as the host rounds
 /// them); the device picks the row of its own counter each step. So the run is bit for bit the
 /// one a loop gets by calling `set_lr(schedule.lr(base_lr, step))` before each step, for any
@@ -102,6 +103,13 @@ pub enum ScheduleCounter {
 /// After `steps` steps the last value holds. A [`OneCycle`](crate::OneCycle) or
 /// [`Cyclic`](crate::Cyclic) schedule that cycles momentum moves the momentum (or `beta1`)
 /// too, as [`OptimizerConfig::with_cycled_momentum`] does.
+///
+/// The table holds 4 bytes per step, group and moved word, and must fit one storage binding.
+/// Before evaluating any step, a schedule is refused ([`Error::InvalidOptions`]) whose table
+/// would not fit even at its least: the words that a change of the learning rate moves
+/// (those that halving each group's rate moves; AdamW's `lr` and `1 - lr * weight_decay`),
+/// so a schedule that never moves the rate is refused at that length too, though it would
+/// need no table.
 ///
 /// [`Optimizer::set_config`]: crate::Optimizer::set_config
 #[derive(Clone, Debug)]
@@ -134,7 +142,12 @@ impl DeviceSchedule {
     /// learning rate `schedule.lr(base.lr(), step)` and, for a cycle that moves it, the
     /// momentum.
     pub fn config_at(&self, base: &OptimizerConfig, step: u64) -> Result<OptimizerConfig> {
-        let config = base.with_lr(self.schedule.lr(base.lr(), step));
+        self.config_with(base, step, self.schedule.lr(base.lr(), step))
+    }
+
+    /// [`DeviceSchedule::config_at`] with the schedule's rate at `step`, `lr`, given.
+    fn config_with(&self, base: &OptimizerConfig, step: u64, lr: f64) -> Result<OptimizerConfig> {
+        let config = base.with_lr(lr);
         match &self.schedule {
             LrSchedule::OneCycle(cycle) if cycle.cycle_momentum => {
                 config.with_cycled_momentum(cycle.momentum(step))
@@ -146,16 +159,32 @@ impl DeviceSchedule {
         }
     }
 
-    /// Group `group`'s hyperparameter words (its record's `hyper`) at `step`.
-    fn row(&self, group: usize, base: &OptimizerConfig, step: u64) -> Result<Vec<u32>> {
-        let invalid = |source| Error::InvalidScheduleStep {
-            group,
-            step,
-            source: Box::new(source),
-        };
-        let config = self.config_at(base, step).map_err(invalid)?;
-        let spec = config.lower().map_err(invalid)?;
-        Ok(bytemuck::pod_collect_to_vec(&spec.hyper))
+    /// Group `group`'s hyperparameter words (its record's `hyper`) at each step, the rates
+    /// taken in order ([`LrSchedule::rates`]: what `config_at` computes, without a chain's walk
+    /// starting again at every step).
+    fn rows<'a>(
+        &'a self,
+        group: usize,
+        base: &'a OptimizerConfig,
+    ) -> impl Iterator<Item = Result<Vec<u32>>> + 'a {
+        let rates = self.schedule.rates(base.lr());
+        (0..self.steps).zip(rates).map(move |(step, lr)| {
+            let invalid = |source| Error::InvalidScheduleStep {
+                group,
+                step,
+                source: Box::new(source),
+            };
+            let config = self.config_with(base, step, lr).map_err(invalid)?;
+            let spec = config.lower().map_err(invalid)?;
+            Ok(bytemuck::pod_collect_to_vec(&spec.hyper))
+        })
+    }
+}
+
+/// The words where `a` and `b` differ, marked into `moved`.
+fn mark_moved(moved: &mut [bool], a: &[u32], b: &[u32]) {
+    for (m, (a, b)) in moved.iter_mut().zip(a.iter().zip(b)) {
+        *m |= a != b;
     }
 }
 
@@ -215,7 +244,6 @@ impl ScheduleTable {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let groups = configs.len() as u64;
-        // At least one word per row: refuse before tabulating anything too long to store.
         let too_long = |words: u64| {
             schedule.steps == 0
                 || schedule.steps > u64::from(u32::MAX)
@@ -224,26 +252,36 @@ impl ScheduleTable {
                     .and_then(|rows| rows.checked_mul(4 * words))
                     .is_none_or(|bytes| bytes > max_bytes)
         };
-        if too_long(1) {
+        let words_of = |config: &OptimizerConfig| -> Result<Vec<u32>> {
+            Ok(bytemuck::pod_collect_to_vec(&config.lower()?.hyper))
+        };
+        let bases: Vec<Vec<u32>> = configs.iter().map(words_of).collect::<Result<_>>()?;
+        // The least a row holds: the words a change of the learning rate moves (those halving
+        // it moves, in any group), or one. Refusing a table too long for them before
+        // evaluating any step spares seconds of tabulating millions of steps only to refuse
+        // them (issue 25, cause 18); it refuses too a schedule that never moves the rate,
+        // which would need no table.
+        let mut least = vec![false; bases[0].len()];
+        for (config, base) in configs.iter().zip(&bases) {
+            if config.lr() != 0.0 {
+                if let Ok(halved) = words_of(&config.with_lr(config.lr() / 2.0)) {
+                    mark_moved(&mut least, &halved, base);
+                }
+            }
+        }
+        if too_long(least.iter().filter(|&&m| m).count().max(1) as u64) {
             return Err(Error::InvalidOptions(
-                "a device schedule needs 1 to u32::MAX steps, whose table (4 bytes per moved \
-                 word, step and group) fits one storage binding",
+                "a device schedule needs 1 to u32::MAX steps, whose table (4 bytes per step, \
+                 group and word that the learning rate moves) fits one storage binding",
             ));
         }
         // The words some step moves away from the group's own configuration. The rows are
         // evaluated twice (here, then for the table below) so that only the moved words are
         // ever held: a population's full rows would be groups x steps x the whole struct.
-        let bases: Vec<Vec<u32>> = configs
-            .iter()
-            .map(|c| Ok(bytemuck::pod_collect_to_vec(&c.lower()?.hyper)))
-            .collect::<Result<_>>()?;
         let mut moved = vec![false; bases[0].len()];
         for (g, (config, base)) in configs.iter().zip(&bases).enumerate() {
-            for step in 0..schedule.steps {
-                let row = schedule.row(g, config, step)?;
-                for (m, (a, b)) in moved.iter_mut().zip(row.iter().zip(base)) {
-                    *m |= a != b;
-                }
+            for row in schedule.rows(g, config) {
+                mark_moved(&mut moved, &row?, base);
             }
         }
         let words: Vec<u32> = (0..moved.len() as u32)
@@ -263,8 +301,8 @@ impl ScheduleTable {
         }
         let mut table = Vec::with_capacity((groups * schedule.steps) as usize * words.len());
         for (g, config) in configs.iter().enumerate() {
-            for step in 0..schedule.steps {
-                let row = schedule.row(g, config, step)?;
+            for row in schedule.rows(g, config) {
+                let row = row?;
                 table.extend(words.iter().map(|&w| row[w as usize]));
             }
         }

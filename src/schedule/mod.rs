@@ -11,6 +11,7 @@ use std::f64::consts::PI;
 use std::fmt;
 use std::sync::Arc;
 
+use cyclic::{flatten, ChainWalk};
 pub use cyclic::{Anneal, Cyclic, CyclicMode, OneCycle};
 pub use device::{
     schedule_files, schedule_source, DeviceSchedule, ScheduleCounter, ScheduleShape, SCHEDULE,
@@ -48,7 +49,8 @@ use crate::error::{Error, Result};
 /// PyTorch's schedulers are mostly written in a recursive ("chainable") form; these are their
 /// closed forms, in f64, which agree with the recursive values to about 1e-14 relative over
 /// hundreds of steps (`tests/schedules.rs` replays values recorded from PyTorch and Optax,
-/// held to 1e-12).
+/// held to 1e-12). A [`LrSchedule::Chained`] with a cosine follows the recursion itself, where
+/// it is no product of closed forms.
 #[derive(Clone, Debug)]
 pub enum LrSchedule {
     /// The base learning rate at every step (PyTorch without a scheduler).
@@ -162,12 +164,35 @@ pub enum LrSchedule {
     /// `base_lr` is ignored: the cycle is set by [`Cyclic::base_lr`], as PyTorch's `CyclicLR`
     /// overwrites the group's learning rate with its own `base_lr`.
     Cyclic(Cyclic),
-    /// `ChainedScheduler`: the product of multiplicative schedules' factors,
-    /// `base_lr · Π_i schedules[i].lr(1, step)`, which is what PyTorch's chain of recursive
-    /// updates computes. Each schedule must be multiplicative, its rate `base_lr` times a
-    /// factor of the step (`Constant`, `Step`, `MultiStep`, `Exponential`, `Polynomial`,
-    /// `Linear`, `ConstantFactor`, or a `Chained` of them); others are refused, as their
-    /// chained recursive forms are not products. At least one schedule, as PyTorch.
+    /// `ChainedScheduler`: every step, each schedule in turn applies PyTorch's recursive update
+    /// (its `get_lr`) to the rate the ones before it have just set. Each is one of PyTorch's
+    /// schedulers with a closed form (`_get_closed_form_lr`): `Step`, `MultiStep`,
+    /// `Exponential`, `Polynomial`, `Linear`, `ConstantFactor`, `CosineAnnealing`; or
+    /// `Constant` (factor 1), or a `Chained` of them, which steps its own in turn. At least one
+    /// schedule, as PyTorch.
+    ///
+    /// Without `CosineAnnealing` the rate is the product of the factors,
+    /// `base_lr · Π_i schedules[i].lr(1, step)`: each update scales the rate by its factor's
+    /// ratio, and the ratios telescope. A cosine's update is `η + c(t) / c(t − 1) · (lr − η)`,
+    /// `c(t) = 1 + cos(π · t / t_max)`, `η = eta_min`, and one step past each zero (`t` an odd
+    /// multiple of `t_max`), where `c(t − 1) = 0`, it adds `(base_lr − η) · (1 − cos(π /
+    /// t_max)) / 2` instead. So the rate is the product of the closed forms up to the first
+    /// zero when every `eta_min` is 0; after it, the recursive cosine climbs back (period
+    /// `2 · t_max`) and each zero sets the rate to `eta_min`, dropping the factors carried so
+    /// far (an `Exponential`'s decay counts again from there); with `eta_min ≠ 0` the cosine's
+    /// update does not commute with the others' scaling. Here the rate is that recursion, as a
+    /// function of the step: from the last zero, in closed-form runs between the steps where
+    /// another member changes its factor (none when every `eta_min` is 0), each of those steps
+    /// taken as PyTorch takes it. A step costs those runs (at most `2 · t_max` steps, for an
+    /// `Exponential` with `eta_min ≠ 0`, or two cosines and an `eta_min ≠ 0`); consecutive steps,
+    /// as a [`DeviceSchedule`] tabulates them, one run each.
+    ///
+    /// Refused ([`Error::InvalidOptions`]): a member without a closed form in PyTorch
+    /// (`CosineAnnealingWarmRestarts`, `OneCycle`, `Cyclic`, `Sequential`), whose chained
+    /// recursion is not implemented, and one that is no PyTorch scheduler (Optax's,
+    /// `Seasonal`, `Custom`); a `ConstantFactor` with factor 0 beside a cosine, as PyTorch
+    /// divides by the factor at its `total_iters` (`ZeroDivisionError`) and a cosine's restart
+    /// leaves a rate for it to divide.
     ///
     /// ```
     /// # use wgpu_optim::LrSchedule;
@@ -178,6 +203,16 @@ pub enum LrSchedule {
     /// ]);
     /// assert!((schedule.lr(0.1, 2) - 0.1 * 0.5 * 0.81).abs() < 1e-15);
     /// assert!((schedule.lr(0.1, 4) - 0.1 * 0.6561).abs() < 1e-15);
+    ///
+    /// // ChainedScheduler([ExponentialLR(gamma=0.9), CosineAnnealingLR(T_max=2)])
+    /// let schedule = LrSchedule::Chained(vec![
+    ///     LrSchedule::Exponential { gamma: 0.9 },
+    ///     LrSchedule::CosineAnnealing { t_max: 2, eta_min: 0.0 },
+    /// ]);
+    /// // 0 at step 2; the restart at 3 adds base_lr · (1 − cos(π / 2)) / 2 to it, 0.9³ dropped:
+    /// assert!((schedule.lr(0.1, 3) - 0.05).abs() < 1e-15);
+    /// // then each step scales by 0.9 · c(t) / c(t − 1).
+    /// assert!((schedule.lr(0.1, 4) - 0.05 * 0.9 * 2.0).abs() < 1e-15);
     /// ```
     Chained(Vec<LrSchedule>),
     /// A seasonal adjustment of any schedule: `schedule.lr(base_lr, step) ·
@@ -236,9 +271,9 @@ impl LrSchedule {
         }
     }
 
-    /// Whether the rate is `base_lr` times a factor of the step, so that PyTorch's chained
-    /// recursive updates multiply (see [`LrSchedule::Chained`]).
-    fn is_multiplicative(&self) -> bool {
+    /// Whether a [`LrSchedule::Chained`] takes it: one of PyTorch's schedulers with a closed
+    /// form, `Constant`, or a chain of them.
+    fn chains(&self) -> bool {
         match self {
             LrSchedule::Constant
             | LrSchedule::Step { .. }
@@ -246,15 +281,66 @@ impl LrSchedule {
             | LrSchedule::Exponential { .. }
             | LrSchedule::Polynomial { .. }
             | LrSchedule::Linear { .. }
-            | LrSchedule::ConstantFactor { .. } => true,
-            LrSchedule::Chained(schedules) => schedules.iter().all(LrSchedule::is_multiplicative),
+            | LrSchedule::ConstantFactor { .. }
+            | LrSchedule::CosineAnnealing { .. } => true,
+            LrSchedule::Chained(schedules) => schedules.iter().all(LrSchedule::chains),
             _ => false,
+        }
+    }
+
+    /// The rates after 0, 1, 2, ... steps: `lr(base_lr, step)` for each, bit for bit, each in
+    /// time independent of the count. A [`LrSchedule::Chained`] with a cosine goes on with its
+    /// walk from one step to the next where `lr` starts it again, so a loop over the steps of
+    /// such a chain costs a constant time a step here.
+    ///
+    /// ```
+    /// # use wgpu_optim::LrSchedule;
+    /// let schedule = LrSchedule::Chained(vec![
+    ///     LrSchedule::Exponential { gamma: 0.99 },
+    ///     LrSchedule::CosineAnnealing { t_max: 100, eta_min: 1e-4 },
+    /// ]);
+    /// for (step, lr) in schedule.rates(0.1).enumerate().take(1000) {
+    ///     assert_eq!(lr, schedule.lr(0.1, step as u64));
+    /// }
+    /// ```
+    pub fn rates(&self, base_lr: f64) -> Box<dyn Iterator<Item = f64> + '_> {
+        let steps = 0..=u64::MAX;
+        match self {
+            _ if self.validate().is_err() => Box::new(std::iter::repeat(f64::NAN)),
+            LrSchedule::Chained(schedules) => {
+                let mut walk = ChainWalk::new(schedules, base_lr);
+                Box::new(steps.map(move |step| walk.lr(step)))
+            }
+            LrSchedule::Seasonal { schedule, seasonal } => Box::new(
+                (schedule.rates(base_lr).zip(steps)).map(|(lr, step)| lr * seasonal.factor(step)),
+            ),
+            LrSchedule::Sequential {
+                schedules,
+                milestones,
+            } => {
+                // Each schedule from its milestone, counting its steps from there, up to the next.
+                let starts = std::iter::once(0).chain(milestones.iter().copied());
+                let ends = milestones.iter().map(|&end| Some(end)).chain([None]);
+                let lengths = starts.zip(ends).map(|(start, end)| {
+                    end.map_or(usize::MAX, |end| {
+                        usize::try_from(end - start).unwrap_or(usize::MAX)
+                    })
+                });
+                Box::new(
+                    (schedules.iter().zip(lengths))
+                        .flat_map(move |(schedule, length)| schedule.rates(base_lr).take(length)),
+                )
+            }
+            _ => Box::new(steps.map(move |step| self.lr(base_lr, step))),
         }
     }
 
     /// The learning rate after `step` optimizer steps (for the next one), from the group's
     /// initial learning rate `base_lr`. Every valid schedule returns in time independent of
-    /// `step` (warm restarts included: a closed form, as PyTorch's `step(epoch)`). A schedule
+    /// `step` (warm restarts included: a closed form, as PyTorch's `step(epoch)`), but for a
+    /// [`LrSchedule::Chained`] with a cosine whose `eta_min` is not 0, which walks PyTorch's
+    /// recursion from the cosine's last zero (at most `2 · t_max` steps): take consecutive
+    /// steps of it from [`LrSchedule::rates`], at a constant cost each. A schedule
     /// that [`LrSchedule::validate`] refuses returns NaN, never panics or hangs, and
     /// [`Optimizer::set_lr`](crate::Optimizer::set_lr) refuses NaN.
     pub fn lr(&self, base_lr: f64, step: u64) -> f64 {
@@ -325,9 +411,7 @@ impl LrSchedule {
                 }
             }
             LrSchedule::Cyclic(cyclic) => cyclic.lr(step),
-            LrSchedule::Chained(schedules) => schedules
-                .iter()
-                .fold(base_lr, |lr, schedule| lr * schedule.lr(1.0, step)),
+            LrSchedule::Chained(schedules) => ChainWalk::new(schedules, base_lr).lr(step),
             LrSchedule::Seasonal { schedule, seasonal } => {
                 schedule.lr(base_lr, step) * seasonal.factor(step)
             }
@@ -449,13 +533,27 @@ impl LrSchedule {
                         "ChainedScheduler expects at least one scheduler",
                     ));
                 }
-                if !schedules.iter().all(LrSchedule::is_multiplicative) {
+                if !schedules.iter().all(LrSchedule::chains) {
                     return Err(Error::InvalidOptions(
-                        "ChainedScheduler chains multiplicative schedules only (Constant, Step, \
-                         MultiStep, Exponential, Polynomial, Linear, ConstantFactor, Chained)",
+                        "ChainedScheduler chains PyTorch's schedules with closed forms only \
+                         (Step, MultiStep, Exponential, Polynomial, Linear, ConstantFactor, \
+                         CosineAnnealing; Constant; Chained)",
                     ));
                 }
-                schedules.iter().try_for_each(LrSchedule::validate)
+                schedules.iter().try_for_each(LrSchedule::validate)?;
+                let members = flatten(schedules);
+                let cosine = (members.iter())
+                    .any(|member| matches!(member, LrSchedule::CosineAnnealing { .. }));
+                let divides_by_0 = members.iter().any(|member| {
+                    matches!(member, LrSchedule::ConstantFactor { factor, .. } if *factor == 0.0)
+                });
+                if cosine && divides_by_0 {
+                    return Err(Error::InvalidOptions(
+                        "ChainedScheduler: a ConstantFactor with factor 0 beside a \
+                         CosineAnnealing divides by 0 at its total_iters, as PyTorch's",
+                    ));
+                }
+                Ok(())
             }
             LrSchedule::Seasonal { schedule, seasonal } => {
                 seasonal.validate()?;

@@ -78,6 +78,18 @@ def chained(*makes):
     return lambda o: s.ChainedScheduler([make(o) for make in makes])
 
 
+def warmup(total_iters):
+    return lambda o: s.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=total_iters)
+
+
+def cosine(t_max, eta_min=0.0):
+    return lambda o: s.CosineAnnealingLR(o, T_max=t_max, eta_min=eta_min)
+
+
+def exponential(gamma):
+    return lambda o: s.ExponentialLR(o, gamma=gamma)
+
+
 def one_cycle_linear_three(o):
     return s.OneCycleLR(
         o, max_lr=0.5, total_steps=STEPS, pct_start=0.25, anneal_strategy="linear", three_phase=True
@@ -204,6 +216,59 @@ SERIES = {
             lambda o: s.ExponentialLR(o, gamma=0.99),
             lambda o: s.PolynomialLR(o, total_iters=150, power=2.0),
             lambda o: s.MultiStepLR(o, milestones=[40, 90], gamma=0.5),
+        )
+    ),
+    # Chains with CosineAnnealingLR, each past T_max several times: the recursive cosine climbs
+    # back after each zero, which drops the factors carried so far, and with eta_min != 0 its
+    # update does not commute with the others' scaling (issue 25).
+    "chained_linear_cosine": torch_series(chained(warmup(10), cosine(20))),
+    "chained_linear_cosine_eta": torch_series(chained(warmup(10), cosine(20, 0.001))),
+    "chained_exponential_cosine": torch_series(chained(exponential(0.99), cosine(30))),
+    "chained_exponential_cosine_eta": torch_series(
+        chained(exponential(0.99), cosine(30, 0.001))
+    ),
+    # The cosine first; a warm-up past T_max, to 0.5.
+    "chained_cosine_linear": torch_series(
+        chained(
+            cosine(30),
+            lambda o: s.LinearLR(o, start_factor=0.1, end_factor=0.5, total_iters=50),
+        )
+    ),
+    "chained_cosine_exponential_eta": torch_series(
+        chained(cosine(30, 0.002), exponential(0.99))
+    ),
+    # ConstantLR's 1 / factor at total_iters = 60, after the zero at 25 dropped its factor.
+    "chained_constant_cosine_step": torch_series(
+        chained(
+            lambda o: s.ConstantLR(o, factor=0.5, total_iters=60),
+            cosine(25),
+            lambda o: s.StepLR(o, step_size=35, gamma=0.5),
+        )
+    ),
+    "chained_multistep_cosine_polynomial": torch_series(
+        chained(
+            lambda o: s.MultiStepLR(o, milestones=[0, 10, 10, 70], gamma=0.5),
+            cosine(17, 0.001),
+            lambda o: s.PolynomialLR(o, total_iters=300, power=2.0),
+        )
+    ),
+    # PolynomialLR reaches 0 at 150; the cosine's restart at 154, past its zero at 153, brings the
+    # rate back.
+    "chained_multistep_cosine_polynomial_zero": torch_series(
+        chained(
+            lambda o: s.MultiStepLR(o, milestones=[0, 10, 10, 70], gamma=0.5),
+            cosine(17),
+            lambda o: s.PolynomialLR(o, total_iters=150, power=2.0),
+        )
+    ),
+    "chained_two_cosines": torch_series(
+        chained(cosine(30, 0.001), exponential(0.995), cosine(45, 0.001))
+    ),
+    # A ChainedScheduler inside one steps its members in turn.
+    "chained_nested_cosine": torch_series(
+        chained(
+            chained(warmup(10), cosine(20, 0.001)),
+            lambda o: s.MultiStepLR(o, milestones=[50, 120], gamma=0.5),
         )
     ),
 }
