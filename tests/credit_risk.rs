@@ -2,17 +2,18 @@
 //! kernels against a CPU implementation in f64 and against finite differences, the focal loss
 //! against values recorded from torchvision, the data generator's default rate and
 //! determinism, and a short training run whose validation AUC and loss a broken optimizer or
-//! backward pass would not reach.
+//! backward pass would not reach. Then the example as a user runs it (`app::run`, in process,
+//! on tiny tables): hostile tables refused with their line, column and value named, splits
+//! that would hold a single label refused or avoided, and a diverging run reported, not a
+//! panic.
 
 mod common;
-#[path = "../examples/credit_risk/data.rs"]
-mod data;
-#[path = "../examples/credit_risk/metrics.rs"]
+// The whole example, `main.rs` and its modules, as the binary builds it.
+#[path = "../examples/credit_risk/main.rs"]
 #[allow(dead_code)]
-mod metrics;
-#[path = "../examples/credit_risk/mlp.rs"]
-mod mlp;
+mod app;
 
+use app::{data, metrics, mlp};
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use wgpu_optim::*;
 
@@ -234,7 +235,7 @@ fn a_short_training_run_learns() {
         let logits = ctx
             .read_f32(&BufferRange::new(&val_pass.logits, 0, 2000))
             .unwrap();
-        metrics::evaluate(&logits, &val.labels, 2.0, Some(0.75))
+        metrics::try_evaluate(&logits, &val.labels, 2.0, Some(0.75)).unwrap()
     };
     let before = evaluate();
     let groups = net.params();
@@ -262,7 +263,12 @@ fn a_short_training_run_learns() {
 }
 
 /// `--csv FILE --label COLUMN`: a user's table, the label column anywhere, the rest
-/// attributes in file order; malformed files are refused with their line and column named.
+/// attributes in file order (a byte-order mark and CRLF line ends are fine; a value beyond
+/// f32's smallest is 0, as any f32 parse makes it); malformed files are refused with their
+/// line, column and value named. Issue 25 (14): a cell finite in f64 but not in f32, the
+/// device's type (`1e39`), was accepted and every standardized value became NaN; so are the
+/// other shapes a careless export gives: an empty file, a header alone, ragged lines, a label
+/// not 0 or 1 or not a number, a column named twice.
 #[test]
 fn a_users_table_is_read_or_refused() {
     let dir = std::env::temp_dir().join(format!("credit_risk_csv_{}", std::process::id()));
@@ -277,7 +283,45 @@ fn a_users_table_is_read_or_refused() {
     assert_eq!(table.features, 2);
     assert_eq!(table.labels, vec![0.0, 1.0]);
     assert_eq!(table.records, vec![31.0, 5.5, 45.0, -2000.0]);
+    assert_eq!(table.names, ["age", "income"]);
+    let exported = write("exported.csv", "\u{feff}a,y\r\n3.4e38,1.0\r\n1e-50,0\r\n");
+    let table = data::read_csv(&exported, "y").unwrap();
+    assert_eq!(
+        (table.records, table.labels),
+        (vec![3.4e38, 0.0], vec![1.0, 0.0])
+    );
     for (text, expected) in [
+        (
+            "a,y\n1,0\n1e39,1\n",
+            "line 3, column \"a\": \"1e39\" is not a finite number in f32",
+        ),
+        (
+            "a,y\n-3.5e38,1\n",
+            "\"-3.5e38\" is not a finite number in f32",
+        ),
+        (
+            "a,y\ninf,1\n",
+            "line 2, column \"a\": \"inf\" is not a finite number",
+        ),
+        ("a,y\n-Infinity,1\n", "\"-Infinity\" is not a finite number"),
+        (
+            "a,y\n1,0\n1,inf\n",
+            "line 3, column \"y\": label inf is not 0 or 1",
+        ),
+        (
+            "a,y\n1,yes\n",
+            "line 2, column \"y\": label yes is not 0 or 1",
+        ),
+        ("a,y\n1,0.5\n", "label 0.5 is not 0 or 1"),
+        ("a,y\n1,\n", "label  is not 0 or 1"),
+        ("a,y\n1,0,7\n", "line 2: 3 fields, the header has 2"),
+        (
+            "a,y,a\n1,0,2\n",
+            "names column \"a\" twice (columns 1 and 3)",
+        ),
+        ("a,y\n", "a header row and no records"),
+        ("a,y\n\n  \n", "a header row and no records"),
+        (" \n\n", "an empty file"),
         ("a,b\n1,2\n", "no column \"y\""),
         ("a,y\n1,0\n2\n", "line 3: 1 fields"),
         ("a,y\n1,0\nx,1\n", "line 3, column \"a\""),
@@ -286,8 +330,336 @@ fn a_users_table_is_read_or_refused() {
         ("y\n1\n", "no attribute columns"),
         ("", "an empty file"),
     ] {
-        let error = data::read_csv(&write("bad.csv", text), "y").unwrap_err();
+        let error = data::read_csv(&write("bad.csv", text), "y")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(expected), "{text:?}: {error}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A directory of `test`'s own under the system's temporary one.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("credit_risk_{test}_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A table of `rows` records, `positive(i)` labelling record `i`: attributes `a` (the label
+/// plus noise: learnable), `b` (noise) and `c` (constant), then the label `y`.
+fn table(rows: usize, positive: impl Fn(usize) -> bool) -> String {
+    let mut rng = data::Rng::new(17);
+    let mut text = String::from("a,b,c,y\n");
+    for i in 0..rows {
+        let y = u8::from(positive(i));
+        let a = f64::from(y) + 0.5 * rng.normal();
+        text += &format!("{a:.4},{:.4},4.5,{y}\n", rng.normal());
+    }
+    text
+}
+
+/// The example's arguments: the table at `csv` (label `y`), one epoch of batches of 8, one
+/// evaluation, one timing repetition (the table's forward / backward / optimizer split waits
+/// for each), curves into `out`; then `extra`, which may override them.
+fn csv_args(csv: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> app::Args {
+    let csv = csv.display().to_string();
+    let out = out.display().to_string();
+    let base = [
+        "--csv",
+        &csv,
+        "--label",
+        "y",
+        "--out",
+        &out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--evals-per-epoch",
+        "1",
+        "--timing-repeats",
+        "1",
+    ];
+    app::parse_args_from(base.iter().chain(extra).map(|s| s.to_string()).collect())
+}
+
+/// Issue 25 (4), the bookkeeping: a log point is named by the training loop's step, and a
+/// control block names it by the steps attempted, taken plus skipped (a skipped step does not
+/// advance the device's counter). Keyed by the counter alone, the second reading below names
+/// step 7, never logged: the example panicked there ("no entry found for key"). A reading of
+/// a step never logged is an error naming it.
+#[test]
+fn the_log_names_a_control_block_by_the_steps_attempted() {
+    use wgpu_optim::Control;
+    let mut log = app::train_log::TrainLog::default();
+    for step in [1, 11, 21, 31] {
+        log.expect(step, step as f64 / 100.0);
+    }
+    let control = |taken: u32, skipped: u32, found_inf: u32, grad_norm: f32| Control {
+        step: taken,
+        skipped_steps: skipped,
+        found_inf,
+        grad_norm,
+        ..Control::INITIAL
+    };
+    // Step 1 taken; 4 of steps 2 to 11 skipped; step 21 itself skipped; steps 22 to 31 too.
+    let first = log.control(&control(1, 0, 0, 0.5)).unwrap();
+    assert_eq!((first.step, first.lr, first.skipped), (1, 0.01, false));
+    log.loss(11, 0.25).unwrap();
+    let eleventh = log.control(&control(7, 4, 0, 2.0)).unwrap();
+    assert_eq!(eleventh.step, 11);
+    assert_eq!(eleventh.lr, 0.11);
+    assert_eq!((eleventh.loss, eleventh.grad_norm), (Some(0.25), Some(2.0)));
+    let skipped = log.control(&control(16, 5, 1, f32::NAN)).unwrap();
+    assert_eq!(
+        (skipped.step, skipped.lr, skipped.skipped),
+        (21, 0.21, true)
+    );
+    let last = log.control(&control(16, 15, 1, f32::NAN)).unwrap();
+    assert_eq!((last.step, last.skipped), (31, true));
+    assert_eq!(log.skipped_steps(), 15);
+    let unlogged = log.control(&control(3, 2, 0, 1.0)).unwrap_err();
+    assert_eq!(unlogged.step, 5);
+    assert!(unlogged.to_string().contains("step 5"), "{unlogged}");
+    assert_eq!(log.loss(2, 1.0).unwrap_err().step, 2);
+    let steps: Vec<usize> = log.entries().iter().map(|e| e.step).collect();
+    assert_eq!(steps, [1, 11, 21, 31]);
+}
+
+/// Issue 25 (4), end to end: SGD at a learning rate of 30 diverges; its NaN gradients skip
+/// steps, and logging every second step, the old keying soon met a device counter that was
+/// no logged step. The run ends without a panic: it stops at the first evaluation whose
+/// validation logits are not finite, its result counts the skipped steps, every log point
+/// carries its own step's learning rate and the last is marked skipped (the readings land on
+/// their own steps, not on the device counter's), no test metrics are made up, the curves
+/// leave the validation cells empty, and `verdict` turns it into a typed error after the
+/// report.
+#[test]
+fn a_diverging_run_is_reported_not_a_panic() {
+    let dir = scratch("diverging");
+    let csv = dir.join("table.csv");
+    std::fs::write(&csv, table(200, |i| i % 4 == 0)).unwrap();
+    let args = csv_args(
+        &csv,
+        &dir,
+        &["--optim", "sgd", "--lr", "30", "--log-every", "2"],
+    );
+    let results = match app::run(common::context(), args) {
+        Ok(results) => results,
+        Err(e) => panic!("the run failed: {e}"),
+    };
+    let run = &results[0];
+    let at = run.diverged_at.expect("SGD at lr 30 diverges");
+    assert!(run.skipped >= 2, "{} skipped", run.skipped);
+    assert_eq!(run.attempted, at);
+    assert!(
+        matches!(run.test, Err(metrics::Undefined::NonFinite { .. })),
+        "{:?}",
+        run.test
+    );
+    assert!(run.test_roc.is_empty());
+    // The example's schedule: 20 steps (160 training records), one of warm-up.
+    let steps = run.log.len();
+    let schedule = LrSchedule::WarmupCosineDecay(WarmupCosineDecay {
+        init_value: 0.0,
+        peak_value: 30.0,
+        warmup_steps: 1,
+        decay_steps: 20,
+        end_value: 0.0,
+        exponent: 1.0,
+    });
+    for entry in &run.log {
+        assert_eq!(entry.step % 2, 1, "{entry:?}");
+        assert_eq!(
+            entry.lr,
+            schedule.lr(30.0, entry.step as u64 - 1),
+            "{entry:?}"
+        );
+    }
+    let last = run.log.last().expect("log points");
+    assert!(
+        last.skipped && !last.grad_norm.unwrap().is_finite(),
+        "{steps} log points: {:?}",
+        run.log
+    );
+    let error = app::verdict(&results).unwrap_err().to_string();
+    assert!(
+        error.contains("sgd diverged") && error.contains("skipped"),
+        "{error}"
+    );
+    let curves = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
+    assert!(curves.trim_end().ends_with(",,"), "{curves}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 25 (13): a table sorted by label (every default last) used to split in file order:
+/// a training split without one default, then "AUC 0.0000" and "precision 1.000" on a test
+/// split of defaults only. Split stratified by label, each split holds both labels in the
+/// table's proportion (a tenth of each label to validation, as many to test), the same for
+/// the same seed; the run's test metrics are defined and learned (the attribute `a` alone
+/// ranks at an AUC of about 0.92). The constant column `c` is only centred: finite values.
+#[test]
+fn a_table_sorted_by_label_splits_with_both_labels() {
+    let dir = scratch("sorted");
+    let csv = dir.join("table.csv");
+    std::fs::write(&csv, table(200, |i| i >= 160)).unwrap();
+    let all = data::read_csv(&csv, "y").unwrap();
+    let [train, val, test] = all.split_stratified(7).unwrap();
+    for (set, negatives, positives) in [(&train, 128, 32), (&val, 16, 4), (&test, 16, 4)] {
+        assert_eq!(set.positives(), positives);
+        assert_eq!(set.len() - set.positives(), negatives);
+    }
+    let [again, ..] = all.split_stratified(7).unwrap();
+    assert_eq!(again.records, train.records);
+    let [other, ..] = all.split_stratified(8).unwrap();
+    assert_ne!(other.records, train.records);
+    let moments = train.moments();
+    assert_eq!(moments[2], (4.5, 0.0));
+    let mut standardized = val.select(&[0, 1]);
+    standardized
+        .try_standardize(&moments, "validation")
+        .unwrap();
+    assert_eq!(
+        [standardized.records[2], standardized.records[5]],
+        [0.0, 0.0]
+    );
+
+    let args = csv_args(
+        &csv,
+        &dir,
+        &["--optim", "adamw", "--epochs", "2", "--batch-size", "16"],
+    );
+    let results = match app::run(common::context(), args) {
+        Ok(results) => results,
+        Err(e) => panic!("the run failed: {e}"),
+    };
+    app::verdict(&results).unwrap();
+    let evaluation = results[0].test.unwrap();
+    eprintln!("test metrics of the sorted table: {evaluation:?}");
+    assert!(evaluation.auc > 0.75, "{evaluation:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 25 (13): metrics undefined on one label are not numbers. ROC AUC and an F1-optimal
+/// precision need both labels (the evaluation used to return AUC 0 and precision 1 for a set
+/// of positives only), and a non-finite logit means the network diverged: `try_evaluate`
+/// says which, and `evaluate` (which examples/data_parallel.rs prints) gives NaN for them,
+/// the loss alone where it is defined.
+#[test]
+fn metrics_are_undefined_on_one_label_or_non_finite_logits() {
+    use metrics::Undefined;
+    let logits = [2.0_f32, -1.0, 0.5, 3.0];
+    for (labels, positives) in [([1.0_f32; 4], 4), ([0.0; 4], 0)] {
+        assert_eq!(
+            metrics::try_evaluate(&logits, &labels, 2.0, Some(0.75)).unwrap_err(),
+            Undefined::OneLabel {
+                records: 4,
+                positives
+            }
+        );
+        let shown = metrics::evaluate(&logits, &labels, 2.0, Some(0.75));
+        let undefined = [shown.auc, shown.threshold, shown.accuracy, shown.precision];
+        assert!(undefined.iter().all(|m| m.is_nan()), "{shown:?}");
+        assert!(shown.recall.is_nan() && shown.f1.is_nan(), "{shown:?}");
+        assert!(shown.loss.is_finite() && shown.loss > 0.0, "{shown:?}");
+    }
+    let labels = [1.0, 0.0, 0.0, 1.0];
+    let nan = [2.0, -1.0, f32::NAN, 3.0];
+    let Undefined::NonFinite { record, logit } =
+        metrics::try_evaluate(&nan, &labels, 2.0, Some(0.75)).unwrap_err()
+    else {
+        panic!("a NaN logit")
+    };
+    assert!(record == 2 && logit.is_nan());
+    assert!(metrics::evaluate(&nan, &labels, 2.0, Some(0.75))
+        .auc
+        .is_nan());
+    // Both labels, ranked perfectly: every metric defined.
+    let evaluation = metrics::try_evaluate(&logits, &labels, 2.0, Some(0.75)).unwrap();
+    assert_eq!(
+        (evaluation.auc, evaluation.precision, evaluation.recall),
+        (1.0, 1.0, 1.0)
+    );
+}
+
+/// Issue 25 (14), past the parse: a column with a tiny spread in the training split
+/// standardizes a far value of another split beyond f32 (here 1e10 / 5e-31); refused with
+/// the split, the record, the column and the value named, not a NaN downstream.
+#[test]
+fn a_standardized_value_beyond_f32_is_refused() {
+    let train = data::Dataset {
+        records: vec![1e-30, 0.0, 2e-30, 1.0],
+        labels: vec![0.0, 1.0],
+        features: 2,
+        names: vec!["tiny".into(), "b".into()],
+    };
+    let mut val = data::Dataset {
+        records: vec![1.5e-30, 0.5, 1e10, 0.5],
+        ..train.select(&[0, 1])
+    };
+    let moments = train.moments();
+    let error = val
+        .try_standardize(&moments, "validation")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the validation split's record 1, column \"tiny\": 1e10"),
+        "{error}"
+    );
+}
+
+/// Tables the example refuses before any training, each with what is wrong and how to fix
+/// it: a cell beyond f32 (issue 25, 14), too few records, a label with fewer than the 3
+/// records a stratified split needs (issue 25, 13: no split may hold a single label), and
+/// the synthetic data's in-order split left without a default at 100 records. Nothing is
+/// written to the output directory.
+#[test]
+fn hostile_tables_are_refused_before_training() {
+    let dir = scratch("hostile");
+    let overflow = table(200, |i| i % 5 == 0).replacen("4.5,0\n", "1e39,0\n", 1);
+    let cases: [(&str, String, &str); 4] = [
+        (
+            "overflow",
+            overflow,
+            "line 3, column \"c\": \"1e39\" is not a finite number in f32",
+        ),
+        ("few", table(60, |i| i % 2 == 0), "60 records: at least 100"),
+        (
+            "two defaults",
+            table(200, |i| i < 2),
+            "2 records labelled 1: the training, validation and test splits each need",
+        ),
+        ("no default", table(200, |_| false), "0 records labelled 1"),
+    ];
+    for (name, text, expected) in cases {
+        let csv = dir.join(format!("{name}.csv"));
+        std::fs::write(&csv, text).unwrap();
+        let out = dir.join(name);
+        let error = match app::run(common::context(), csv_args(&csv, &out, &[])) {
+            Ok(_) => panic!("{name}: trained"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(&format!("--csv {}: ", csv.display())) && error.contains(expected),
+            "{name}: {error}"
+        );
+        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    }
+    let out = dir.join("synthetic");
+    let args = app::parse_args_from(
+        ["--records", "100", "--out", out.to_str().unwrap()]
+            .map(String::from)
+            .to_vec(),
+    );
+    let error = match app::run(common::context(), args) {
+        Ok(_) => panic!("100 synthetic records: trained"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("records are all labelled 0: ROC AUC and precision are undefined")
+            && error.contains("--records 1000"),
+        "{error}"
+    );
+    assert!(!out.exists());
     std::fs::remove_dir_all(&dir).ok();
 }

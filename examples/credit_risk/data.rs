@@ -67,6 +67,100 @@ pub struct Dataset {
     pub records: Vec<f32>,
     pub labels: Vec<f32>,
     pub features: usize,
+    /// The attributes' names (a table's header, the label's column left out); empty for the
+    /// generator's records.
+    pub names: Vec<String>,
+}
+
+/// Why a table, a split or a standardized value is refused: each names the bad input and the
+/// rule it broke.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read it: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("an empty file: a header row and then one record per line expected")]
+    Empty,
+    #[error("a header row and no records")]
+    NoRecords,
+    #[error("no column {label:?} in the header ({columns})")]
+    NoLabelColumn { label: String, columns: String },
+    #[error("the header names column {name:?} twice (columns {first} and {second})")]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("no attribute columns besides the label")]
+    NoAttributes,
+    #[error("line {line}: {fields} fields, the header has {expected}")]
+    Ragged {
+        line: usize,
+        fields: usize,
+        expected: usize,
+    },
+    #[error("line {line}, column {column:?}: {text:?} is not a finite number")]
+    NotFinite {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error(
+        "line {line}, column {column:?}: {text:?} is not a finite number in f32 (the device's \
+         type: magnitudes up to 3.4028235e38)"
+    )]
+    BeyondF32 {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error("line {line}, column {column:?}: label {text} is not 0 or 1")]
+    Label {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error("{records} records: at least {minimum} are needed")]
+    TooFewRecords { records: usize, minimum: usize },
+    #[error(
+        "{count} records labelled {label}: the training, validation and test splits each need \
+         records of both labels (ROC AUC and precision are undefined on one), so at least 3 \
+         of each label are needed"
+    )]
+    TooFewOfLabel { label: u8, count: usize },
+    #[error(
+        "the {split} split's {records} records are all labelled {present}: ROC AUC and \
+         precision are undefined on a single label. Use more records (a --csv table is split \
+         stratified by label, shuffled with --seed, so the file's order does not matter; the \
+         synthetic records default at about 2%: --records 1000 or more)"
+    )]
+    SingleLabel {
+        split: &'static str,
+        records: usize,
+        present: u8,
+    },
+    #[error(
+        "the {split} split's record {record}, column {column:?}: {value:e} standardized with \
+         the training split's mean {mean:e} and standard deviation {std:e} is beyond f32"
+    )]
+    Standardized {
+        split: &'static str,
+        record: usize,
+        column: String,
+        value: f32,
+        mean: f64,
+        std: f64,
+    },
+}
+
+/// `v` standardized with a column's `(mean, std)`: only centred where `std` is 0.
+fn standardized(v: f32, (mean, std): (f64, f64)) -> f32 {
+    let centred = f64::from(v) - mean;
+    (if std > 0.0 { centred / std } else { centred }) as f32
+}
+
+/// Records held out per label for validation and for test: a tenth each, at least one.
+fn held_out(count: usize) -> usize {
+    (count / 10).max(1)
 }
 
 impl Dataset {
@@ -74,8 +168,20 @@ impl Dataset {
         self.labels.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     pub fn positives(&self) -> usize {
         self.labels.iter().filter(|&&y| y > 0.5).count()
+    }
+
+    /// Attribute `column`'s name: the header's, or its index for the generator's records.
+    pub fn name(&self, column: usize) -> String {
+        self.names
+            .get(column)
+            .cloned()
+            .unwrap_or_else(|| format!("attribute {column}"))
     }
 
     /// Records `range`, as a dataset of their own.
@@ -84,10 +190,78 @@ impl Dataset {
             records: self.records[range.start * self.features..range.end * self.features].to_vec(),
             labels: self.labels[range].to_vec(),
             features: self.features,
+            names: self.names.clone(),
         }
     }
 
-    /// Each column's mean and standard deviation (1 where a column is constant).
+    /// The records at `rows`, in that order, as a dataset of their own.
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let f = self.features;
+        Dataset {
+            records: rows
+                .iter()
+                .flat_map(|&r| &self.records[r * f..(r + 1) * f])
+                .copied()
+                .collect(),
+            labels: rows.iter().map(|&r| self.labels[r]).collect(),
+            features: f,
+            names: self.names.clone(),
+        }
+    }
+
+    /// Training, validation and test sets, stratified by label: each label's records shuffled
+    /// (deterministic from `seed`), a tenth of them (at least one) to validation, as many to
+    /// test, the rest to training; each set in the table's order. A table sorted by label
+    /// splits as a shuffled one does. Refuses a label with fewer than 3 records: some set
+    /// would hold a single label.
+    pub fn split_stratified(&self, seed: u64) -> Result<[Dataset; 3], DataError> {
+        let mut rng = Rng::new(seed ^ 0x5791_17ED);
+        let mut sets: [Vec<usize>; 3] = Default::default();
+        for label in [0_u8, 1] {
+            let rows: Vec<usize> = (0..self.len())
+                .filter(|&r| (self.labels[r] > 0.5) == (label == 1))
+                .collect();
+            if rows.len() < 3 {
+                return Err(DataError::TooFewOfLabel {
+                    label,
+                    count: rows.len(),
+                });
+            }
+            let order = rng.permutation(rows.len());
+            let held = held_out(rows.len());
+            for (k, &i) in order.iter().enumerate() {
+                let set = if k < held {
+                    1
+                } else if k < 2 * held {
+                    2
+                } else {
+                    0
+                };
+                sets[set].push(rows[i as usize]);
+            }
+        }
+        Ok(sets.map(|mut rows| {
+            rows.sort_unstable();
+            self.select(&rows)
+        }))
+    }
+
+    /// Refuses a set whose records all carry one label (or none): its ROC AUC and precision
+    /// would be undefined, and a training set without positives learns nothing about them.
+    pub fn check_labels(&self, split: &'static str) -> Result<(), DataError> {
+        let positives = self.positives();
+        if self.is_empty() || positives == 0 || positives == self.len() {
+            return Err(DataError::SingleLabel {
+                split,
+                records: self.len(),
+                present: u8::from(positives > 0),
+            });
+        }
+        Ok(())
+    }
+
+    /// Each column's mean and standard deviation, in f64; the deviation is 0 for a constant
+    /// column (which [`standardize`](Self::standardize) only centres).
     pub fn moments(&self) -> Vec<(f64, f64)> {
         let n = self.len() as f64;
         (0..self.features)
@@ -95,18 +269,53 @@ impl Dataset {
                 let column = self.records.iter().skip(f).step_by(self.features);
                 let mean = column.clone().map(|&v| f64::from(v)).sum::<f64>() / n;
                 let var = column.map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-                (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+                (mean, var.sqrt())
             })
             .collect()
     }
 
-    /// Standardizes every column with `moments` (the training split's).
+    /// Standardizes every column with `moments` (the training split's): `(v - mean) / std`,
+    /// or `v - mean` where the training split's column is constant (`std` 0). For the
+    /// generator's records, whose every value is within a few deviations; a user's table goes
+    /// through [`try_standardize`](Self::try_standardize).
     pub fn standardize(&mut self, moments: &[(f64, f64)]) {
         for row in self.records.chunks_mut(self.features) {
-            for (v, &(mean, std)) in row.iter_mut().zip(moments) {
-                *v = ((f64::from(*v) - mean) / std) as f32;
+            for (v, &moment) in row.iter_mut().zip(moments) {
+                *v = standardized(*v, moment);
             }
         }
+    }
+
+    /// [`standardize`](Self::standardize), refusing a value whose result is not finite in
+    /// f32 (a column with a tiny spread in the training split and a far value in this one),
+    /// naming the split, the record, the column and the value; the set is then partly
+    /// standardized.
+    pub fn try_standardize(
+        &mut self,
+        moments: &[(f64, f64)],
+        split: &'static str,
+    ) -> Result<(), DataError> {
+        for (record, row) in self.records.chunks_mut(self.features).enumerate() {
+            for (column, (v, &(mean, std))) in row.iter_mut().zip(moments).enumerate() {
+                let z = standardized(*v, (mean, std));
+                if !z.is_finite() {
+                    return Err(DataError::Standardized {
+                        split,
+                        record,
+                        column: self
+                            .names
+                            .get(column)
+                            .cloned()
+                            .unwrap_or_else(|| format!("attribute {column}")),
+                        value: *v,
+                        mean,
+                        std,
+                    });
+                }
+                *v = z;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -221,6 +430,7 @@ impl Stream<'_> {
             records,
             labels,
             features: FEATURES,
+            names: Vec::new(),
         }
     }
 }
@@ -230,61 +440,96 @@ pub fn sigmoid(x: f64) -> f64 {
 }
 
 /// A user's table: a CSV file with a header row, every column numeric, `label` among them
-/// (1 for a default, 0 otherwise); the other columns are the attributes, in file order. Fields
-/// are split at commas (no quoting); a field that is not a finite number is an error naming
-/// its line and column.
-pub fn read_csv(path: &std::path::Path, label: &str) -> Result<Dataset, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// (1 for a default, 0 otherwise: `0`, `1`, `1.0` and the like); the other columns are the
+/// attributes, in file order. Fields are split at commas (no quoting) and trimmed; blank lines
+/// are skipped; a leading byte-order mark is ignored.
+///
+/// Refused, each naming the line (the header is line 1) and the column where there is one: an
+/// empty file, a header without records, a duplicated column name, a label column missing or
+/// alone, a line with another number of fields than the header, a label other than 0 or 1, and
+/// a cell that is not a finite number in f32, the type the device computes in (`nan`, `inf`,
+/// `1e39`; a magnitude below f32's smallest becomes 0 or a subnormal, as in any f32 parse).
+pub fn read_csv(path: &std::path::Path, label: &str) -> Result<Dataset, DataError> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text
         .lines()
         .enumerate()
+        .map(|(i, l)| (i + 1, l))
         .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or("an empty file")?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    let label_at = names
-        .iter()
-        .position(|n| *n == label)
-        .ok_or_else(|| format!("no column {label:?} in the header ({})", names.join(", ")))?;
-    let features = names.len() - 1;
+    let (_, header) = lines.next().ok_or(DataError::Empty)?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    for (second, name) in columns.iter().enumerate() {
+        if let Some(first) = columns[..second].iter().position(|n| n == name) {
+            return Err(DataError::DuplicateColumn {
+                name: name.to_string(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    let label_at =
+        columns
+            .iter()
+            .position(|n| *n == label)
+            .ok_or_else(|| DataError::NoLabelColumn {
+                label: label.to_string(),
+                columns: columns.join(", "),
+            })?;
+    let features = columns.len() - 1;
     if features == 0 {
-        return Err("no attribute columns besides the label".into());
+        return Err(DataError::NoAttributes);
     }
     let (mut records, mut labels) = (Vec::new(), Vec::new());
-    for (number, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != names.len() {
-            return Err(format!(
-                "line {}: {} fields, the header has {}",
-                number + 1,
-                fields.len(),
-                names.len()
-            ));
+    for (line, text) in lines {
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        if fields.len() != columns.len() {
+            return Err(DataError::Ragged {
+                line,
+                fields: fields.len(),
+                expected: columns.len(),
+            });
         }
         for (column, field) in fields.iter().enumerate() {
-            let value: f64 = field
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| {
-                    format!(
-                        "line {}, column {:?}: {field:?} is not a finite number",
-                        number + 1,
-                        names[column]
-                    )
-                })?;
+            let cell = || (line, columns[column].to_string(), field.to_string());
             if column == label_at {
-                if value != 0.0 && value != 1.0 {
-                    return Err(format!("line {}: label {value} is not 0 or 1", number + 1));
+                match field.parse::<f64>() {
+                    Ok(v) if v == 0.0 || v == 1.0 => labels.push(v as f32),
+                    _ => {
+                        let (line, column, text) = cell();
+                        return Err(DataError::Label { line, column, text });
+                    }
                 }
-                labels.push(value as f32);
-            } else {
-                records.push(value as f32);
+                continue;
+            }
+            // Parsed as f32 directly: `1e39` is finite in f64 but infinite here, where every
+            // standardized value of its column would become NaN.
+            match field.parse::<f32>() {
+                Ok(v) if v.is_finite() => records.push(v),
+                Ok(_) if field.parse::<f64>().is_ok_and(f64::is_finite) => {
+                    let (line, column, text) = cell();
+                    return Err(DataError::BeyondF32 { line, column, text });
+                }
+                _ => {
+                    let (line, column, text) = cell();
+                    return Err(DataError::NotFinite { line, column, text });
+                }
             }
         }
     }
+    if labels.is_empty() {
+        return Err(DataError::NoRecords);
+    }
+    let names = columns
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != label_at)
+        .map(|(_, n)| n.to_string())
+        .collect();
     Ok(Dataset {
         records,
         labels,
         features,
+        names,
     })
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
 //!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
-//!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10]
+//!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10] [--timing-repeats 20]
 //!     [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr]
 //!     [--csv FILE --label COLUMN]
 //!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X] [--weight-decay X] [--beta1 X] [--momentum X]
@@ -40,10 +40,19 @@
 //!
 //! `--csv FILE --label COLUMN` trains on a table of your own instead: a header row, numeric
 //! columns, the label 0 or 1; every other column is an attribute, standardized with the
-//! training split's moments (`data::read_csv`).
+//! training split's moments (`data::read_csv`; a column constant there is only centred). The
+//! table is split 80/10/10 stratified by label, shuffled with `--seed`, so a file sorted by
+//! label splits as a shuffled one; a label with fewer than 3 records is refused, as is any
+//! split left with a single label (its ROC AUC and precision would be undefined), and every
+//! cell must be a finite number in f32, the device's type.
+//!
+//! A run whose validation logits stop being finite (too high a learning rate) has diverged:
+//! it stops there, the report marks it (skipped steps counted, no metrics printed for it), and
+//! the example exits with status 1 after the report.
 //!
 //! Data: `data.rs` generates the records (deterministic from `--seed`), split 80/10/10 into
-//! training, validation and test sets, standardized with the training set's moments. The
+//! training, validation and test sets in order (the records are independent draws),
+//! standardized with the training set's moments. The
 //! network: `mlp.rs` (forward and backward passes as WGSL kernels, the ten tensors in one
 //! `Arena`). Each training step is one command encoder (gather the batch, forward, loss,
 //! backward, optimizer step) submitted without waiting; the loss and the gradient norm are read
@@ -53,28 +62,33 @@
 //! reach the target validation loss, final metrics, the time split between forward, backward
 //! and optimizer) and the curves as CSV in `--out`.
 
-mod data;
-mod metrics;
-mod mlp;
-mod plots;
-mod search;
+// Public so that tests/credit_risk.rs, which includes this file as a module, reaches them.
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod mlp;
+pub mod plots;
+pub mod search;
+pub mod train_log;
 
 use std::time::Instant;
 
 use data::{Dataset, Generator, Rng};
-use metrics::Evaluation;
+use error::{Error, Result};
+use metrics::{Evaluation, Undefined};
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
+use train_log::TrainLog;
 use wgpu_optim::{
-    AdaBeliefConfig, AdamConfig, AdamWConfig, BufferRange, Context, ControlReader, Dtype,
+    AdaBeliefConfig, AdamConfig, AdamWConfig, BufferRange, Context, Control, ControlReader, Dtype,
     EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule, MonitorConfig,
-    Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, Result, SgdConfig, Snapshot,
-    WarmupCosineDecay,
+    NormEvent, Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, SgdConfig,
+    Snapshot, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
 const HIDDEN: [usize; 4] = [512, 256, 128, 64];
 
-struct Args {
+pub struct Args {
     records: usize,
     batch_size: usize,
     epochs: usize,
@@ -85,6 +99,9 @@ struct Args {
     out: std::path::PathBuf,
     evals_per_epoch: usize,
     log_every: usize,
+    /// Waited repetitions of each part of a step for the table's forward / backward /
+    /// optimizer split.
+    timing_repeats: usize,
     /// How the weights are stored (the network computes in f32) and how the optimizer keeps
     /// its states: `--precision`.
     precision: (Dtype, Precision),
@@ -112,7 +129,7 @@ fn usage(message: &str) -> ! {
     eprintln!(
         "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
-         [--evals-per-epoch K] [--log-every N] \
+         [--evals-per-epoch K] [--log-every N] [--timing-repeats N] \
          [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr] \
          [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X] \
          [--weight-decay X] [--beta1 X] [--momentum X] [--plateau] [--early-stopping P] \
@@ -123,6 +140,12 @@ fn usage(message: &str) -> ! {
 }
 
 fn parse_args() -> Args {
+    parse_args_from(std::env::args().skip(1).collect())
+}
+
+/// The arguments in `argv` (the program's name left out); prints the usage and exits with
+/// status 2 on a bad one.
+pub fn parse_args_from(argv: Vec<String>) -> Args {
     let mut args = Args {
         records: 100_000,
         batch_size: 1024,
@@ -137,6 +160,7 @@ fn parse_args() -> Args {
         out: "target/credit_risk".into(),
         evals_per_epoch: 4,
         log_every: 10,
+        timing_repeats: 20,
         precision: (Dtype::F32, Precision::default()),
         csv: None,
         // Each the best of a sweep of the default run (BENCHMARKS.md): AdamW over 1e-3, 3e-3,
@@ -160,7 +184,6 @@ fn parse_args() -> Args {
         population: 64,
     };
     let mut label = None;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
         if argv[i] == "--plateau" {
@@ -181,6 +204,7 @@ fn parse_args() -> Args {
             "--epochs" => args.epochs = number(value),
             "--evals-per-epoch" => args.evals_per_epoch = number(value).max(1),
             "--log-every" => args.log_every = number(value).max(1),
+            "--timing-repeats" => args.timing_repeats = number(value).max(1),
             "--seed" => args.seed = number(value) as u64,
             "--out" => args.out = value.into(),
             "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
@@ -548,31 +572,44 @@ fn say(progress: &indicatif::ProgressBar, line: String) {
 }
 
 /// One point of the curves.
-struct Point {
-    step: usize,
-    epoch: f64,
-    seconds: f64,
-    lr: f64,
+pub struct Point {
+    pub step: usize,
+    pub epoch: f64,
+    pub seconds: f64,
+    pub lr: f64,
     #[allow(dead_code)] // In the log and the progress line.
-    train_loss: Option<f32>,
+    pub train_loss: Option<f32>,
     #[allow(dead_code)]
-    grad_norm: Option<f32>,
-    val: Option<Evaluation>,
+    pub grad_norm: Option<f32>,
+    /// `None` where the validation logits were not finite.
+    pub val: Option<Evaluation>,
 }
 
-struct RunResult {
-    name: String,
-    curve: Vec<Point>,
-    /// Every log point: (step, learning rate, batch loss, gradient norm), as they arrived.
-    log: Vec<(usize, f64, Option<f32>, Option<f32>)>,
-    test: Evaluation,
-    test_roc: Vec<(f64, f64)>,
+/// One optimizer's run, as the report shows it.
+pub struct RunResult {
+    pub name: String,
+    pub curve: Vec<Point>,
+    /// Every log point that received a readback, in step order.
+    pub log: Vec<train_log::Entry>,
+    /// The test metrics, or why there are none (a diverged run's logits are not finite).
+    pub test: std::result::Result<Evaluation, Undefined>,
+    /// Empty where the test metrics are undefined.
+    pub test_roc: Vec<(f64, f64)>,
     /// Seconds per step of forward, backward (with the loss) and optimizer.
-    split: (f64, f64, f64),
-    seconds: f64,
+    pub split: (f64, f64, f64),
+    pub seconds: f64,
+    /// The peak learning rate.
+    pub lr: f64,
+    /// Steps the training loop ran, and of them the steps the optimizer skipped for inf or
+    /// NaN gradients (the device's counts at the end).
+    pub attempted: usize,
+    pub skipped: u32,
+    /// The step at which the validation logits stopped being finite: the run stopped there.
+    pub diverged_at: Option<usize>,
 }
 
-/// Evaluates the network on `data` (all of its records): reads the logits back (blocking).
+/// Evaluates the network on `data` (all of its records): reads the logits back (blocking);
+/// the metrics, or why they are undefined (non-finite logits: the network diverged).
 fn evaluate(
     ctx: &Context,
     kernels: &Kernels,
@@ -581,7 +618,7 @@ fn evaluate(
     labels: &[f32],
     all_logits: &wgpu::Buffer,
     loss: Loss,
-) -> Result<(Evaluation, Vec<f32>)> {
+) -> wgpu_optim::Result<(std::result::Result<Evaluation, Undefined>, Vec<f32>)> {
     let chunks = data.n.div_ceil(pass.rows);
     for chunk in 0..chunks {
         pass.set_batch(ctx, chunk * pass.rows);
@@ -595,7 +632,7 @@ fn evaluate(
         ctx.queue().submit([encoder.finish()]);
     }
     let logits = ctx.read_f32(&BufferRange::new(all_logits, 0, data.n as u64))?;
-    let evaluation = metrics::evaluate(
+    let evaluation = metrics::try_evaluate(
         &logits,
         labels,
         f64::from(loss.gamma),
@@ -673,13 +710,14 @@ fn train(
     let mut losses = LossReader::new(ctx, 4);
     let mut rng = Rng::new(args.seed ^ 0x5EED);
     let mut curve: Vec<Point> = Vec::new();
-    let mut log = Vec::new();
+    // Keyed by the loop's step: a control block names it as steps taken plus skipped.
+    let mut log = TrainLog::default();
+    let mut diverged_at = None;
     let eval_every = (steps_per_epoch / args.evals_per_epoch).max(1);
     let progress = progress_bar(name);
     progress.set_length(total as u64);
     let start = Instant::now();
     let (mut last_loss, mut last_norm) = (None, None);
-    let mut lrs = std::collections::HashMap::new();
     let mut step: usize = 0;
     for _ in 0..args.epochs {
         if stopped {
@@ -706,29 +744,20 @@ fn train(
                 if logging {
                     losses.record(encoder, &pass.loss_value, step + 1);
                     recorded = control.record(encoder, &optimizer);
-                    lrs.insert(step + 1, lr);
+                    log.expect(step + 1, lr);
                 }
             });
             recorded?;
-            let arrived_losses = losses.try_read(ctx);
-            let arrived_norms = control.try_read()?;
-            for &(at, loss) in &arrived_losses {
-                last_loss = Some(loss);
-                log.push((at, lrs[&at], Some(loss), None));
-            }
-            for c in &arrived_norms {
-                for event in monitor.observe(c) {
-                    say(&progress, format!("[{name:>5}] {event}"));
-                }
-                last_norm = Some(c.grad_norm);
-                let at = c.step as usize;
-                match log.iter_mut().rev().find(|entry| entry.0 == at) {
-                    Some(entry) => entry.3 = Some(c.grad_norm),
-                    None => log.push((at, lrs[&at], None, Some(c.grad_norm))),
-                }
-            }
+            let arrived = (losses.try_read(ctx), control.try_read()?);
+            let any = file_readbacks(
+                (name, &progress),
+                &mut monitor,
+                &mut log,
+                arrived,
+                (&mut last_loss, &mut last_norm),
+            )?;
             progress.set_position((step + 1) as u64);
-            if !arrived_losses.is_empty() || !arrived_norms.is_empty() {
+            if any {
                 progress.set_message(format!(
                     "epoch {:.2}  loss {}  lr {lr:.2e}  grad norm {}",
                     (step + 1) as f64 / steps_per_epoch as f64,
@@ -737,7 +766,7 @@ fn train(
                 ));
             }
             if (step + 1).is_multiple_of(eval_every) || step + 1 == total {
-                let (evaluation, _) = evaluate(
+                let evaluation = match evaluate(
                     ctx,
                     kernels,
                     &val_pass,
@@ -745,7 +774,18 @@ fn train(
                     val_labels,
                     &logits_buffer,
                     args.loss,
-                )?;
+                )?
+                .0
+                {
+                    Ok(evaluation) => Some(evaluation),
+                    Err(Undefined::NonFinite { .. }) => None,
+                    Err(source) => {
+                        return Err(Error::Metrics {
+                            split: "validation",
+                            source,
+                        })
+                    }
+                };
                 let point = Point {
                     step: step + 1,
                     epoch: (step + 1) as f64 / steps_per_epoch as f64,
@@ -753,20 +793,34 @@ fn train(
                     lr,
                     train_loss: last_loss,
                     grad_norm: last_norm,
-                    val: Some(evaluation),
+                    val: evaluation,
                 };
                 say(&progress, format!(
-                    "[{name:>5}] epoch {:5.2}  step {:6}  lr {:.2e}  train loss {}  grad norm {}  val loss {:.5}  val AUC {:.4}  {:6.1} s",
+                    "[{name:>5}] epoch {:5.2}  step {:6}  lr {:.2e}  train loss {}  grad norm {}  {}  {:6.1} s",
                     point.epoch,
                     point.step,
                     lr,
                     last_loss.map_or("-".into(), |l| format!("{l:.5}")),
                     last_norm.map_or("-".into(), |n| format!("{n:.3}")),
-                    evaluation.loss,
-                    evaluation.auc,
+                    evaluation.map_or("val logits not finite".into(), |e| format!(
+                        "val loss {:.5}  val AUC {:.4}",
+                        e.loss, e.auc
+                    )),
                     point.seconds
                 ));
                 curve.push(point);
+                let Some(evaluation) = evaluation else {
+                    say(&progress, format!(
+                        "[{name:>5}] diverged at step {}: the validation logits are not finite \
+                         ({} steps skipped for inf or NaN gradients so far); stopping this run",
+                        step + 1,
+                        log.skipped_steps()
+                    ));
+                    diverged_at = Some(step + 1);
+                    stopped = true;
+                    step += 1;
+                    break;
+                };
                 if let Some(plateau) = &mut plateau {
                     if step + 1 >= warmup {
                         let changes = plateau.step_optimizer(evaluation.loss, &mut optimizer)?;
@@ -801,8 +855,23 @@ fn train(
         Ok(())
         })?;
     }
-    progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
+    // The readbacks still in flight, waited for now that the loop is over: the log ends at
+    // its last recorded step, a diverged run's skipped steps included.
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(wgpu_optim::Error::from)?;
+    let arrived = (losses.try_read(ctx), control.try_read()?);
+    file_readbacks(
+        (name, &progress),
+        &mut monitor,
+        &mut log,
+        arrived,
+        (&mut last_loss, &mut last_norm),
+    )?;
+    progress.finish_and_clear();
+    // The device's counts, before a restore puts back the best step's.
+    let counters = optimizer.read_control_unchecked()?;
     if let (Some(snapshot), Some(at)) = (&snapshot, best_step) {
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         snapshot.record_restore(&mut encoder);
@@ -818,39 +887,94 @@ fn train(
         &logits_buffer,
         args.loss,
     )?;
-    let mut order: Vec<usize> = (0..test_logits.len()).collect();
-    order.sort_by(|&a, &b| test_logits[b].total_cmp(&test_logits[a]));
-    let test_roc = metrics::roc(&test_logits, test_labels, &order);
-    let split = time_split(ctx, kernels, &pass, &optimizer)?;
-    log.sort_by_key(|entry| entry.0);
+    let test_roc = match test_eval {
+        Ok(_) => {
+            let mut order: Vec<usize> = (0..test_logits.len()).collect();
+            order.sort_by(|&a, &b| test_logits[b].total_cmp(&test_logits[a]));
+            metrics::roc(&test_logits, test_labels, &order)
+        }
+        Err(Undefined::NonFinite { .. }) => Vec::new(),
+        Err(source) => {
+            return Err(Error::Metrics {
+                split: "test",
+                source,
+            })
+        }
+    };
+    let split = time_split(ctx, kernels, &pass, &optimizer, args.timing_repeats)?;
     Ok(RunResult {
         name: name.to_string(),
         curve,
-        log,
+        log: log.entries(),
         test: test_eval,
         test_roc,
         split,
         seconds,
+        lr: peak_lr,
+        attempted: train_log::attempted(&counters),
+        skipped: counters.skipped_steps,
+        diverged_at,
     })
 }
 
+/// Files the readbacks that have arrived, batch losses (with their steps) and control blocks,
+/// into `log` and the last loss and norm, printing the monitor's events; whether any arrived.
+fn file_readbacks(
+    (name, progress): (&str, &indicatif::ProgressBar),
+    monitor: &mut GradNormMonitor,
+    log: &mut TrainLog,
+    (losses, controls): (Vec<(usize, f32)>, Vec<Control>),
+    (last_loss, last_norm): (&mut Option<f32>, &mut Option<f32>),
+) -> Result<bool> {
+    for &(at, loss) in &losses {
+        *last_loss = Some(loss);
+        log.loss(at, loss)?;
+    }
+    for c in &controls {
+        for event in monitor.observe(c) {
+            // The event names the device's counter, which skipped steps do not advance: name
+            // the loop's step, as the log does.
+            let line = match event {
+                NormEvent::NonFinite {
+                    grad_norm,
+                    skipped,
+                    total_skipped,
+                    ..
+                } => format!(
+                    "step {}: non-finite gradients: {skipped} step(s) skipped since the last \
+                     reading ({total_skipped} in all, {} taken; norm {grad_norm})",
+                    train_log::attempted(c),
+                    c.step
+                ),
+                other => other.to_string(),
+            };
+            say(progress, format!("[{name:>5}] {line}"));
+        }
+        *last_norm = Some(c.grad_norm);
+        log.control(c)?;
+    }
+    Ok(!losses.is_empty() || !controls.is_empty())
+}
+
 /// Seconds per step of the forward pass (with the gather), the loss and backward pass, and
-/// the optimizer step: 20 of each, waited for, after the run (wall time on this adapter).
+/// the optimizer step: `repeats` of each (`--timing-repeats`, default 20), waited for, after
+/// the run (wall time on this adapter).
 fn time_split(
     ctx: &Context,
     kernels: &Kernels,
     pass: &Pass,
     optimizer: &Optimizer,
-) -> Result<(f64, f64, f64)> {
-    let time = |f: &dyn Fn(&mut wgpu::CommandEncoder)| -> Result<f64> {
+    repeats: usize,
+) -> wgpu_optim::Result<(f64, f64, f64)> {
+    let time = |f: &dyn Fn(&mut wgpu::CommandEncoder)| -> wgpu_optim::Result<f64> {
         let start = Instant::now();
-        for _ in 0..20 {
+        for _ in 0..repeats {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             f(&mut encoder);
             ctx.queue().submit([encoder.finish()]);
             ctx.device().poll(wgpu::PollType::wait_indefinitely())?;
         }
-        Ok(start.elapsed().as_secs_f64() / 20.0)
+        Ok(start.elapsed().as_secs_f64() / repeats as f64)
     };
     pass.set_batch(ctx, 0);
     let forward = time(&|e| {
@@ -866,16 +990,46 @@ fn time_split(
     Ok((forward, (both - forward).max(0.0), step))
 }
 
-fn main() -> Result<()> {
-    let mut args = parse_args();
-    let ctx = Context::new_blocking()?;
-    if let Some(info) = ctx.adapter_info() {
-        println!(
-            "adapter: {} ({:?}, {})",
-            info.name, info.backend, info.driver_info
-        );
+fn main() {
+    let args = parse_args();
+    let outcome = Context::new_blocking()
+        .map_err(Error::from)
+        .and_then(|ctx| {
+            if let Some(info) = ctx.adapter_info() {
+                println!(
+                    "adapter: {} ({:?}, {})",
+                    info.name, info.backend, info.driver_info
+                );
+            }
+            run(&ctx, args)
+        })
+        .and_then(|results| verdict(&results));
+    if let Err(e) = outcome {
+        eprintln!("error: {e}");
+        std::process::exit(1);
     }
+}
 
+/// `Err(Error::Diverged)` for the first run that diverged: the report is printed, and the
+/// example exits with status 1 rather than pass a diverged run off as a result.
+pub fn verdict(results: &[RunResult]) -> Result<()> {
+    match results.iter().find(|r| r.diverged_at.is_some()) {
+        Some(r) => Err(Error::Diverged {
+            optimizer: r.name.clone(),
+            step: r.diverged_at.unwrap_or_default(),
+            skipped: r.skipped,
+            attempted: r.attempted,
+            lr: r.lr,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The whole job on `ctx`: data, search, training, report, curves and plots in `args.out`;
+/// each optimizer's run. A diverged run is in the report and the results, not an error (see
+/// [`verdict`]); a table or a split that cannot give defined metrics is, before any device
+/// work.
+pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
     // ---- data -----------------------------------------------------------------------------
     let t0 = Instant::now();
     let generator = Generator::new(args.seed);
@@ -903,24 +1057,38 @@ fn main() -> Result<()> {
             100.0 * rate(&train_set),
         );
     } else {
-        let (all, source) = match &args.csv {
-            Some((path, label)) => (
-                data::read_csv(path, label).unwrap_or_else(|e| usage(&format!("--csv: {e}"))),
-                format!("records of {}", path.display()),
-            ),
-            None => (
-                generator.generate(args.records),
-                "synthetic customers".to_string(),
-            ),
+        let all = match &args.csv {
+            Some((path, label)) => {
+                let csv = |source| Error::Csv {
+                    path: path.clone(),
+                    source,
+                };
+                let all = data::read_csv(path, label).map_err(csv)?;
+                if all.len() < 100 {
+                    return Err(csv(data::DataError::TooFewRecords {
+                        records: all.len(),
+                        minimum: 100,
+                    }));
+                }
+                // Stratified: a file sorted by label cannot leave a split with one label.
+                [train_set, val_set, test_set] = all.split_stratified(args.seed).map_err(csv)?;
+                all
+            }
+            None => {
+                // The generator's records are independent draws: split in order.
+                let all = generator.generate(args.records);
+                let (n_train, n_val) = (all.len() * 8 / 10, all.len() / 10);
+                train_set = all.slice(0..n_train);
+                val_set = all.slice(n_train..n_train + n_val);
+                test_set = all.slice(n_train + n_val..all.len());
+                all
+            }
         };
-        if all.len() < 100 || all.positives() == 0 {
-            usage("need at least 100 records and one positive label");
-        }
-        n_train = all.len() * 8 / 10;
-        let n_val = all.len() / 10;
-        train_set = all.slice(0..n_train);
-        val_set = all.slice(n_train..n_train + n_val);
-        test_set = all.slice(n_train + n_val..all.len());
+        n_train = train_set.len();
+        let source = match &args.csv {
+            Some((path, _)) => format!("records of {} (split stratified by label)", path.display()),
+            None => "synthetic customers".to_string(),
+        };
         println!(
             "data: {} {source}, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
             all.len(),
@@ -932,22 +1100,44 @@ fn main() -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
     }
+    // Every split holds both labels, or ROC AUC and precision would be undefined.
+    for (set, split) in [
+        (&train_set, "training"),
+        (&val_set, "validation"),
+        (&test_set, "test"),
+    ] {
+        set.check_labels(split)?;
+    }
     if args.batch_size > train_set.len() {
-        usage(&format!(
-            "a batch of {} is more than the {} training records",
-            args.batch_size,
-            train_set.len()
-        ));
+        return Err(Error::BatchTooLarge {
+            batch: args.batch_size,
+            records: train_set.len(),
+        });
     }
     let moments = train_set.moments();
-    for set in [&mut train_set, &mut val_set, &mut test_set] {
-        set.standardize(&moments);
+    let constant: Vec<String> = (0..moments.len())
+        .filter(|&c| moments[c].1 == 0.0)
+        .map(|c| train_set.name(c))
+        .collect();
+    if !constant.is_empty() {
+        println!(
+            "note: constant in the training split, so only centred (no information for the \
+             model): {}",
+            constant.join(", ")
+        );
+    }
+    for (set, split) in [
+        (&mut train_set, "training"),
+        (&mut val_set, "validation"),
+        (&mut test_set, "test"),
+    ] {
+        set.try_standardize(&moments, split)?;
     }
     let eval_rows = 4096.min(val_set.len()).min(test_set.len());
     let upload =
-        |d: &Dataset, pad: usize| DeviceData::upload(&ctx, &d.records, &d.labels, d.features, pad);
+        |d: &Dataset, pad: usize| DeviceData::upload(ctx, &d.records, &d.labels, d.features, pad);
     let train_data = if streamed {
-        DeviceData::with_capacity(&ctx, CHUNK, train_set.features)
+        DeviceData::with_capacity(ctx, CHUNK, train_set.features)
     } else {
         upload(&train_set, 1)
     };
@@ -964,7 +1154,7 @@ fn main() -> Result<()> {
     } else {
         Source::Resident(&train_data)
     };
-    let kernels = Kernels::new(&ctx, args.precision.0);
+    let kernels = Kernels::new(ctx, args.precision.0);
     println!(
         "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
         train_set.features,
@@ -990,7 +1180,7 @@ fn main() -> Result<()> {
     // ---- search ---------------------------------------------------------------------------
     if let Some(search_args) = args.search.take() {
         let Source::Resident(train_data) = &source else {
-            usage("--search keeps its training records on the device: at most 250,000 records");
+            return Err(Error::SearchStreamed(args.records));
         };
         let optim = args.optims[0].clone();
         let widths: Vec<usize> = std::iter::once(train_set.features)
@@ -1009,7 +1199,7 @@ fn main() -> Result<()> {
             search_args.population
         );
         let mut objective = search::Replicas::new(
-            &ctx,
+            ctx,
             &kernels,
             train_data,
             (&val_data, &val_set.labels),
@@ -1028,15 +1218,15 @@ fn main() -> Result<()> {
             objective.replica_steps as f64 / objective.seconds,
             results.table(10)
         );
-        let failed = |e: &dyn std::fmt::Display| wgpu_optim::Error::Checkpoint(e.to_string());
-        std::fs::create_dir_all(&args.out).map_err(|e| failed(&e))?;
         for (file, contents) in [
             ("search.csv", results.to_csv()),
             ("search_summary.csv", results.summary_csv()),
         ] {
-            std::fs::write(args.out.join(file), contents).map_err(|e| failed(&e))?;
+            write_output(&args.out, file, &contents)?;
         }
-        let best = results.best().expect("a search scores at least one trial");
+        let best = results.best().ok_or(Error::SearchDiverged {
+            trials: results.trials().len(),
+        })?;
         let value = |name: &str| {
             let at = results.names().iter().position(|n| n == name);
             at.map(|i| best.values[i])
@@ -1063,7 +1253,7 @@ fn main() -> Result<()> {
     let mut results = Vec::new();
     for name in &args.optims {
         results.push(train(
-            &ctx,
+            ctx,
             &kernels,
             &args,
             name,
@@ -1072,46 +1262,70 @@ fn main() -> Result<()> {
             rate(&train_set),
         )?);
     }
+    report(&args, &results)?;
+    Ok(results)
+}
 
-    // ---- report ---------------------------------------------------------------------------
+/// Writes `contents` to `dir/file`, creating `dir`.
+fn write_output(dir: &std::path::Path, file: &str, contents: &str) -> Result<()> {
+    let failed = |path: &std::path::Path, e: std::io::Error| Error::Output {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    let path = dir.join(file);
+    std::fs::write(&path, contents).map_err(|e| failed(&path, e))
+}
+
+/// The table per optimizer, the curves as CSV and the plots. A diverged run's metrics are
+/// not numbers: its cells say so.
+fn report(args: &Args, results: &[RunResult]) -> Result<()> {
     // The target: the validation loss every optimizer reaches (the worst of their bests),
-    // unless given.
+    // unless given; runs that never had a finite validation loss take no part.
     let best = |r: &RunResult| {
         r.curve
             .iter()
             .filter_map(|p| p.val.map(|v| v.loss))
-            .fold(f64::INFINITY, f64::min)
+            .reduce(f64::min)
     };
     let target = args
         .target_loss
-        .unwrap_or_else(|| results.iter().map(best).fold(f64::NEG_INFINITY, f64::max));
-    println!("\ntarget validation loss: {target:.5}");
+        .or_else(|| results.iter().filter_map(best).reduce(f64::max));
+    match target {
+        Some(target) => println!("\ntarget validation loss: {target:.5}"),
+        None => println!("\ntarget validation loss: none (no run had a finite one)"),
+    }
     println!(
         "| optimizer | steps to target | seconds to target | final val loss | val AUC | test AUC | threshold | test accuracy | test precision | test recall | forward / backward / optimizer per step |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut reached = Vec::new();
-    for r in &results {
-        let hit = r
-            .curve
-            .iter()
-            .find(|p| p.val.is_some_and(|v| v.loss <= target));
+    for r in results {
+        let hit = target.and_then(|target| {
+            r.curve
+                .iter()
+                .find(|p| p.val.is_some_and(|v| v.loss <= target))
+        });
         reached.push(hit.map(|p| p.step));
-        let last = r.curve.last().and_then(|p| p.val).unwrap_or_default();
         let (f, b, o) = r.split;
         let total = f + b + o;
+        let val = match r.curve.last().and_then(|p| p.val) {
+            Some(v) => format!("{:.5} | {:.4}", v.loss, v.auc),
+            None if r.diverged_at.is_some() => "diverged | -".to_string(),
+            None => "- | -".to_string(),
+        };
+        let test = match &r.test {
+            Ok(t) => format!(
+                "{:.4} | {:.3} | {:.4} | {:.3} | {:.3}",
+                t.auc, t.threshold, t.accuracy, t.precision, t.recall
+            ),
+            Err(_) => "diverged | - | - | - | -".to_string(),
+        };
         println!(
-            "| {} | {} | {} | {:.5} | {:.4} | {:.4} | {:.3} | {:.4} | {:.3} | {:.3} | {:.1} / {:.1} / {:.1} ms ({:.0}% / {:.0}% / {:.0}%) |",
+            "| {} | {} | {} | {val} | {test} | {:.1} / {:.1} / {:.1} ms ({:.0}% / {:.0}% / {:.0}%) |",
             r.name,
             hit.map_or("not reached".into(), |p| p.step.to_string()),
             hit.map_or("-".into(), |p| format!("{:.1}", p.seconds)),
-            last.loss,
-            last.auc,
-            r.test.auc,
-            r.test.threshold,
-            r.test.accuracy,
-            r.test.precision,
-            r.test.recall,
             1e3 * f,
             1e3 * b,
             1e3 * o,
@@ -1129,31 +1343,53 @@ fn main() -> Result<()> {
             if a <= s { "fewer" } else { "more" }
         );
     }
-    for r in &results {
-        println!("{}: {:.1} s of training", r.name, r.seconds);
+    for r in results {
+        let mut line = format!(
+            "{}: {:.1} s of training, {} steps",
+            r.name, r.seconds, r.attempted
+        );
+        if r.skipped > 0 {
+            line += &format!(", {} skipped for inf or NaN gradients", r.skipped);
+        }
+        if let Some(at) = r.diverged_at {
+            line += &format!(
+                "; diverged at step {at} (validation logits not finite) and stopped: lower \
+                 the learning rate (peak {:e})",
+                r.lr
+            );
+        }
+        println!("{line}");
     }
 
     // ---- curves and plots ----------------------------------------------------------------
-    let failed = |e: &dyn std::fmt::Display| wgpu_optim::Error::Checkpoint(e.to_string());
-    std::fs::create_dir_all(&args.out).map_err(|e| failed(&e))?;
     let mut csv = String::from("optimizer,step,epoch,seconds,lr,val_loss,val_auc\n");
-    let mut log_csv = String::from("optimizer,step,lr,train_loss,grad_norm\n");
+    let mut log_csv = String::from("optimizer,step,lr,train_loss,grad_norm,skipped\n");
     let text = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
-    for r in &results {
+    for r in results {
         for p in &r.curve {
-            let val = p.val.unwrap_or_default();
+            // Empty where the validation logits were not finite.
+            let (loss, auc) = p.val.map_or((String::new(), String::new()), |v| {
+                (v.loss.to_string(), v.auc.to_string())
+            });
             csv += &format!(
-                "{},{},{:.4},{:.2},{:e},{},{}\n",
-                r.name, p.step, p.epoch, p.seconds, p.lr, val.loss, val.auc
+                "{},{},{:.4},{:.2},{:e},{loss},{auc}\n",
+                r.name, p.step, p.epoch, p.seconds, p.lr
             );
         }
-        for &(step, lr, loss, norm) in &r.log {
-            log_csv += &format!("{},{step},{lr:e},{},{}\n", r.name, text(loss), text(norm));
+        for e in &r.log {
+            log_csv += &format!(
+                "{},{},{:e},{},{},{}\n",
+                r.name,
+                e.step,
+                e.lr,
+                text(e.loss),
+                text(e.grad_norm),
+                u8::from(e.skipped)
+            );
         }
     }
-    for (file, contents) in [("curves.csv", csv), ("train_log.csv", log_csv)] {
-        std::fs::write(args.out.join(file), contents).map_err(|e| failed(&e))?;
-    }
+    write_output(&args.out, "curves.csv", &csv)?;
+    write_output(&args.out, "train_log.csv", &log_csv)?;
     let series: Vec<plots::Series<'_>> = results
         .iter()
         .map(|r| plots::Series {
@@ -1161,24 +1397,27 @@ fn main() -> Result<()> {
             train_loss: r
                 .log
                 .iter()
-                .filter_map(|&(s, _, l, _)| l.map(|l| (s as f64, f64::from(l))))
+                .filter_map(|e| e.loss.map(|l| (e.step as f64, f64::from(l))))
                 .collect(),
             val_loss: r
                 .curve
                 .iter()
                 .filter_map(|p| p.val.map(|v| (p.step as f64, v.loss)))
                 .collect(),
-            lr: r.log.iter().map(|&(s, lr, ..)| (s as f64, lr)).collect(),
+            lr: r.log.iter().map(|e| (e.step as f64, e.lr)).collect(),
             grad_norm: r
                 .log
                 .iter()
-                .filter_map(|&(s, _, _, n)| n.map(|n| (s as f64, f64::from(n))))
+                .filter_map(|e| e.grad_norm.map(|n| (e.step as f64, f64::from(n))))
                 .collect(),
             roc: r.test_roc.clone(),
-            auc: r.test.auc,
+            auc: r.test.as_ref().ok().map(|t| t.auc),
         })
         .collect();
-    let written = plots::write(&args.out, &series).map_err(|e| failed(&e))?;
+    let written = plots::write(&args.out, &series).map_err(|e| Error::Output {
+        path: args.out.clone(),
+        message: e.to_string(),
+    })?;
     println!(
         "curves: {}, {}; plots: {}",
         args.out.join("curves.csv").display(),

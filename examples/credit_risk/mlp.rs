@@ -59,7 +59,7 @@ impl Net {
         let layers = widths.len() - 1;
         let mut nets = Vec::new();
         for (r, &seed) in seeds.iter().enumerate() {
-            let mut rng = crate::data::Rng::new(seed);
+            let mut rng = super::data::Rng::new(seed);
             let first = r * per_net;
             for (l, pair) in widths.windows(2).enumerate() {
                 let (fan_in, fan_out) = (pair[0], pair[1]);

@@ -13,9 +13,10 @@ pub struct Series<'a> {
     pub val_loss: Vec<(f64, f64)>,
     pub lr: Vec<(f64, f64)>,
     pub grad_norm: Vec<(f64, f64)>,
-    /// (false-positive rate, true-positive rate).
+    /// (false-positive rate, true-positive rate); empty where the test metrics are undefined.
     pub roc: Vec<(f64, f64)>,
-    pub auc: f64,
+    /// `None` where the test metrics are undefined (the run diverged).
+    pub auc: Option<f64>,
 }
 
 const COLORS: [RGBColor; 4] = [
@@ -159,7 +160,10 @@ pub fn write(
         .enumerate()
         .map(|(i, s)| {
             (
-                format!("{} (AUC {:.3})", s.name, s.auc),
+                match s.auc {
+                    Some(auc) => format!("{} (AUC {auc:.3})", s.name),
+                    None => format!("{} (diverged: no AUC)", s.name),
+                },
                 &s.roc[..],
                 i,
                 false,

@@ -18,8 +18,8 @@ use wgpu_optim::{
     OptimizerConfig, ParamGroup, Precision, Result, SgdConfig,
 };
 
-use crate::data::Rng;
-use crate::mlp::{DeviceData, Kernels, Loss, Net, Pass};
+use super::data::Rng;
+use super::mlp::{DeviceData, Kernels, Loss, Net, Pass};
 
 /// What `--search` and its options asked for.
 pub struct SearchArgs {
@@ -133,7 +133,7 @@ impl<'a> Replicas<'a> {
             args,
             generation: None,
             logits,
-            progress: crate::progress_bar("search"),
+            progress: super::progress_bar("search"),
             replica_steps: 0,
             seconds: 0.0,
         }
@@ -148,7 +148,7 @@ impl<'a> Replicas<'a> {
     fn generation(&self, trials: &[Trial]) -> Result<Generation> {
         let ctx = self.ctx;
         let seeds: Vec<u64> = trials.iter().map(|t| t.seed).collect();
-        let nets = Net::replicas(ctx, &self.widths, self.prior, &seeds, crate::Dtype::F32)?;
+        let nets = Net::replicas(ctx, &self.widths, self.prior, &seeds, super::Dtype::F32)?;
         let groups = nets
             .iter()
             .zip(trials)
@@ -259,7 +259,7 @@ impl<'a> Replicas<'a> {
                 for (r, block) in blocks.iter().enumerate() {
                     if g.live[r] {
                         for event in g.monitors[r].observe(block) {
-                            crate::say(progress, format!("  trial {:>3}: {event}", g.trials[r].id));
+                            super::say(progress, format!("  trial {:>3}: {event}", g.trials[r].id));
                         }
                     }
                 }
@@ -303,7 +303,7 @@ impl Objective for Replicas<'_> {
                 .iter()
                 .position(|&id| id == trial.id)
                 .expect("a replica");
-            let (evaluation, _) = crate::evaluate(
+            let (evaluation, _) = super::evaluate(
                 self.ctx,
                 self.kernels,
                 &g.evals[r],
@@ -312,7 +312,8 @@ impl Objective for Replicas<'_> {
                 &self.logits,
                 self.loss,
             )?;
-            scores.push(evaluation.loss);
+            // A diverged replica's logits are not finite: NaN, the search's failed trial.
+            scores.push(evaluation.map_or(f64::NAN, |e| e.loss));
         }
         Ok(scores)
     }
