@@ -7,7 +7,7 @@
 //! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
 //!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
 //!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10] [--timing-repeats 20]
-//!     [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr]
+//!     [--precision f32|bf16-states|bf16|bf16-master|bf16-sr]
 //!     [--csv FILE --label COLUMN]
 //!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X] [--weight-decay X] [--beta1 X] [--momentum X]
 //!     [--plateau] [--early-stopping PATIENCE]
@@ -130,7 +130,7 @@ fn usage(message: &str) -> ! {
         "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
          [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
          [--evals-per-epoch K] [--log-every N] [--timing-repeats N] \
-         [--precision f32|bf16-states|f16-states|bf16|bf16-master|bf16-sr] \
+         [--precision f32|bf16-states|bf16|bf16-master|bf16-sr] \
          [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X] \
          [--weight-decay X] [--beta1 X] [--momentum X] [--plateau] [--early-stopping P] \
          [--search random|grid|bayes|halving] [--trials N] [--restarts R] [--search-steps S] \
@@ -246,13 +246,12 @@ pub fn parse_args_from(argv: Vec<String>) -> Args {
                 args.precision = match value.as_str() {
                     "f32" => (Dtype::F32, Precision::default()),
                     "bf16-states" => (Dtype::F32, states(Dtype::BF16)),
-                    "f16-states" => (Dtype::F32, states(Dtype::F16)),
                     "bf16" => (Dtype::BF16, states(Dtype::BF16)),
                     "bf16-master" => (Dtype::BF16, states(Dtype::F32).with_master_weights()),
                     "bf16-sr" => (Dtype::BF16, states(Dtype::BF16).with_stochastic_rounding(1)),
                     other => usage(&format!(
-                        "unknown precision {other} (f32, bf16-states, f16-states, bf16, \
-                         bf16-master, bf16-sr)"
+                        "unknown precision {other} (f32, bf16-states, bf16, bf16-master, \
+                         bf16-sr; f16 cannot hold AdamW's squared moments)"
                     )),
                 }
             }

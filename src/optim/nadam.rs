@@ -1,7 +1,7 @@
 //! NAdam: `torch.optim.NAdam` and `optax.nadam`.
 
 use super::adam::moment_states;
-use super::{row, adam_family, config_struct, ln, non_negative, with_betas, Algorithm};
+use super::{adam_family, config_struct, ln, non_negative, row, with_betas, Algorithm};
 use crate::error::{Error, Result};
 use crate::kernel::math::expm1_nonpositive;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
@@ -211,15 +211,31 @@ impl NAdamRunning {
                 ),
             };
         }
+        // ln(beta1) of a beta1 in [0, 1): below 0 (f32 holds ln(1 - 2^-53)), or -inf.
+        if self.mu_ln_beta1 == 0.0 {
+            return fail(
+                "mu_ln_beta1",
+                self.mu_ln_beta1,
+                "ln(beta1) < 0: beta1 below 1",
+            );
+        }
         if !(self.mu_ln_base <= 0.0 && self.mu_ln_base.is_finite()) {
-            return fail("mu_ln_base", self.mu_ln_base, "momentum_decay * ln(0.96): finite, <= 0");
+            return fail(
+                "mu_ln_base",
+                self.mu_ln_base,
+                "momentum_decay * ln(0.96): finite, <= 0",
+            );
         }
         if self.mu_ln_excess.is_nan() || self.mu_ln_excess == f32::INFINITY {
             return fail("mu_ln_excess", self.mu_ln_excess, "a finite value or -inf");
         }
         let ln_product = self.ln_mu_product(step);
         if ln_product.is_nan() || ln_product > 0.0 {
-            return fail("mu_ln_excess", self.mu_ln_excess, "a running mu_product in [0, 1]");
+            return fail(
+                "mu_ln_excess",
+                self.mu_ln_excess,
+                "a running mu_product in [0, 1]",
+            );
         }
         Ok(())
     }
