@@ -444,3 +444,97 @@ proptest! {
         )?;
     }
 }
+
+/// NAdam stepped with `schedule`'s (beta1, momentum_decay) per step, checkpointed after
+/// `stop` steps and resumed in a fresh optimizer: the running `mu_product` is PyTorch's
+/// product of each step's own `mu_t` (f64 here), and the resumed run is the uninterrupted one
+/// bit for bit.
+fn nadam_running_product_holds(
+    schedule: &[(f64, f64)],
+    stop: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let ctx = context();
+    let lens = [5, 40];
+    let config = NAdamConfig::default().with_lr(0.01);
+    let at = |t: usize| {
+        let (beta1, momentum_decay) = schedule[t];
+        OptimizerConfig::from(
+            config
+                .clone()
+                .with_betas(beta1, 0.999)
+                .with_momentum_decay(momentum_decay),
+        )
+    };
+    let mut rng = Rng::new(seed);
+    let grads: Vec<Vec<Vec<f32>>> = schedule
+        .iter()
+        .map(|_| lens.iter().map(|&n| rng.gradient(n)).collect())
+        .collect();
+    let run = |stop: Option<usize>| -> (Vec<Vec<u32>>, f32) {
+        let mut run = Run::new(ctx, &at(0), &lens, seed);
+        for (t, g) in grads.iter().enumerate() {
+            if Some(t) == stop {
+                let saved = run.device.checkpoint().unwrap();
+                let params: Vec<Vec<f32>> = run
+                    .params
+                    .iter()
+                    .map(|p| ctx.read_f32(&p.param).unwrap())
+                    .collect();
+                run = Run::new(ctx, &at(0), &lens, seed + 1);
+                for (p, values) in run.params.iter().zip(&params) {
+                    ctx.write_f32(&p.param, values).unwrap();
+                }
+                run.device.load_checkpoint(&saved).unwrap();
+            }
+            run.device.set_config(at(t)).unwrap();
+            run.step_device(ctx, g);
+        }
+        let file = run.device.checkpoint().unwrap();
+        let file = safetensors::SafeTensors::deserialize(&file).unwrap();
+        let tensor = file.tensor("state.1.mu_product").unwrap();
+        let product = f32::from_le_bytes(tensor.data().try_into().unwrap());
+        (run.snapshot(ctx), product)
+    };
+    let (uninterrupted, product) = run(None);
+    let (resumed, resumed_product) = run(Some(stop));
+    prop_assert_eq!(&resumed, &uninterrupted, "resumed after {} steps", stop);
+    prop_assert_eq!(resumed_product.to_bits(), product.to_bits());
+    let exact: f64 = schedule
+        .iter()
+        .enumerate()
+        .map(|(t, &(b, psi))| b * (1.0 - 0.5 * 0.96_f64.powf((t + 1) as f64 * psi)))
+        .product();
+    if exact == 0.0 {
+        prop_assert_eq!(product, 0.0);
+    } else {
+        let rel = (f64::from(product) / exact - 1.0).abs();
+        prop_assert!(
+            rel <= 1e-5,
+            "mu_product {} vs {} ({:e})",
+            product,
+            exact,
+            rel
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// NAdam's running product under any sequence of beta1 (0 included) and momentum_decay
+    /// (issue 25): PyTorch's value, carried through a checkpoint taken at any step.
+    #[test]
+    fn nadam_running_product_under_any_beta1_sequence(
+        schedule in prop::collection::vec(
+            (prop_oneof![Just(0.0), Just(0.9), 0.5..0.999_f64], prop_oneof![Just(4e-3), 0.0..2.0_f64]),
+            1..9,
+        ),
+        stop in any::<prop::sample::Index>(),
+        seed in any::<u64>(),
+    ) {
+        let stop = stop.index(schedule.len());
+        nadam_running_product_holds(&schedule, stop, seed)?;
+    }
+}
