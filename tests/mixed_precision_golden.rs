@@ -1,6 +1,7 @@
 //! Golden 16-bit trajectories recorded from PyTorch's fused CPU optimizers (SGD, Adagrad,
 //! Adam, AdamW with `fused=True`, bf16 and f16 parameters, gradients and states;
-//! `tools/golden/mixed_precision.py`), replayed on the adapter step by step: before each step
+//! `tools/golden/mixed_precision.py`), replayed on the adapter step by step (but the f16
+//! cases of Adagrad, Adam and AdamW, whose squared states this library refuses in f16): before each step
 //! the device gets PyTorch's parameters and states of the step before, and after it every
 //! parameter and state must be within one unit in the last place of the 16-bit type of
 //! PyTorch's. (Both compute in f32 and round each store to nearest even; their f32 operations
@@ -107,8 +108,13 @@ fn pytorch_fused_16_bit_trajectories_replay_within_one_ulp_per_step() {
         "{:<32} {:>14} {:>18}",
         "case", "worst per step", "worst free-running"
     );
+    let mut refused = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
+        if refuses_f16_squares(ctx, case) {
+            refused += 1;
+            continue;
+        }
         let steps = case["grads"].as_array().unwrap().len();
         let forced = Replay::new(ctx, case);
         let free = Replay::new(ctx, case);
@@ -129,5 +135,33 @@ fn pytorch_fused_16_bit_trajectories_replay_within_one_ulp_per_step() {
         }
         eprintln!("{name:<32} {per_step:>14} {running:>18}");
     }
+    // Adagrad's, Adam's and AdamW's f16 cases: their squared states are refused in f16.
+    assert_eq!(
+        refused, 5,
+        "the f16 cases of optimizers with squared states"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Whether `case` keeps a squared state (Adam's `exp_avg_sq`, Adagrad's `sum`) in f16, as
+/// PyTorch's fused optimizers do; if so, asserts that this library refuses it (issue 25,
+/// finding 10: f16's 65504 is the square of a gradient of 256, and PyTorch's f16
+/// `exp_avg_sq` overflows to inf for good past it).
+fn refuses_f16_squares(ctx: &Context, case: &Value) -> bool {
+    let config = replay::config(case);
+    let squares = config.states().unwrap().iter().any(|s| s.holds_squares());
+    if dtype(case) != Dtype::F16 || !squares {
+        return false;
+    }
+    let params = replay::tensors(&case["params"]);
+    let lens: Vec<usize> = params.iter().map(Vec::len).collect();
+    let arena = Arena::with_dtypes(ctx, &lens, Dtype::F16, Dtype::F16).unwrap();
+    assert!(matches!(
+        config.build(ctx, &arena.params()),
+        Err(Error::UnsupportedDtype {
+            dtype: Dtype::F16,
+            ..
+        })
+    ));
+    true
 }
