@@ -187,6 +187,25 @@ pub enum Error {
         supported: &'static str,
     },
 
+    /// A kernel binds more storage buffers than the device allows one shader stage
+    /// (`max_storage_buffers_per_shader_stage`: WebGPU guarantees 8; Mesa's llvmpipe on GL
+    /// offers 16, lavapipe 32). The update kernels bind up to 9: control, groups, parameters,
+    /// gradients, segments, up to three states, the f32 master copy, LAMB's and LARS's trust
+    /// sums.
+    #[error(
+        "{what} binds {needed} storage buffers, past this device's \
+         max_storage_buffers_per_shader_stage of {limit}: request an adapter's own limits \
+         (Context::new_blocking does), or do without master weights"
+    )]
+    TooManyStorageBuffers {
+        /// The kernel.
+        what: &'static str,
+        /// The storage buffers it binds.
+        needed: u32,
+        /// The device's limit.
+        limit: u32,
+    },
+
     /// An object of another device than the context's was handed to it.
     #[error("{what} belongs to another device than this context's")]
     OtherDevice {

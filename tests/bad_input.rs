@@ -1082,3 +1082,54 @@ fn objects_of_another_instance_are_refused() {
     // The optimizer's own context is accepted.
     assert!(Snapshot::of_optimizer(&other, &optimizer, &[]).is_ok());
 }
+
+/// Issue 25 (the GL backend's limits): a kernel that binds more storage buffers than the
+/// device allows one shader stage is refused with a typed error naming the limit, not
+/// wgpu's validation error. Under WebGPU's default limits (8): the Adam kernel (three state
+/// slots, AMSGrad's among them) with master weights binds 9, and so does LAMB (two states,
+/// its trust sums, the master copy); without master weights they bind 8 and build.
+#[test]
+fn a_kernel_past_the_storage_buffer_limit_is_refused_by_name() {
+    let ctx = pollster::block_on(Context::request(&ContextOptions {
+        limits: Some(wgpu::Limits::default()),
+        ..Default::default()
+    }))
+    .unwrap_or_else(|e| {
+        panic!("the tests need a wgpu adapter (lavapipe: apt install mesa-vulkan-drivers): {e}")
+    });
+    assert_eq!(
+        ctx.device().limits().max_storage_buffers_per_shader_stage,
+        8
+    );
+    let build = |config: OptimizerConfig| {
+        let arena = Arena::with_dtypes(&ctx, &[64], Dtype::BF16, Dtype::BF16).unwrap();
+        let group = ParamGroup {
+            config,
+            params: arena.params(),
+        };
+        let precision = Precision::default()
+            .with_states(Dtype::F32)
+            .with_master_weights();
+        Optimizer::with_precision(&ctx, vec![group], precision)
+    };
+    let amsgrad = AdamConfig::default().with_amsgrad(true);
+    match build(amsgrad.into()) {
+        Err(Error::TooManyStorageBuffers {
+            needed: 9,
+            limit: 8,
+            ..
+        }) => {}
+        other => panic!(
+            "expected TooManyStorageBuffers, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let lamb = build(LambConfig::default().into());
+    assert!(matches!(
+        lamb,
+        Err(Error::TooManyStorageBuffers { needed: 9, .. })
+    ));
+    let arena = Arena::new(&ctx, &[64]).unwrap();
+    AdamWConfig::default().build(&ctx, &arena.params()).unwrap();
+    LambConfig::default().build(&ctx, &arena.params()).unwrap();
+}

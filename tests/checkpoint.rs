@@ -457,7 +457,10 @@ fn running_values_from_a_file_are_validated() {
         (
             NAdamConfig::default().into(),
             &[
-                ("mu_ln_beta1", &["1", "0.5", "NaN", "inf", "0", "-0", "1e-50"]),
+                (
+                    "mu_ln_beta1",
+                    &["1", "0.5", "NaN", "inf", "0", "-0", "1e-50"],
+                ),
                 ("mu_ln_base", &["0.1", "-inf", "NaN"]),
                 ("mu_ln_excess", &["inf", "NaN", "100", "1e39"]),
             ],

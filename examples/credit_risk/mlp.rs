@@ -197,9 +197,12 @@ impl Kernels {
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some(entry),
+                // Every invocation writes its part of both tiles before the barrier: no
+                // zeroing (on GL naga writes it as one array constructor, which llvmpipe
+                // compiles for a minute and a half).
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants,
-                    zero_initialize_workgroup_memory: true,
+                    zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
             })
@@ -214,7 +217,11 @@ impl Kernels {
                 layout: None,
                 module: &loss_module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                // The loss writes every slot of its workgroup array before reading it.
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
                 cache: None,
             })
         };

@@ -129,7 +129,8 @@ impl Context {
                     .ok_or_else(|| {
                         Error::NoAdapter(format!(
                             "no adapter of backends {backends:?} has a name containing \
-                             WGPU_ADAPTER_NAME={wanted:?}"
+                             WGPU_ADAPTER_NAME={wanted:?}{}",
+                            gl_hint(backends)
                         ))
                     })?
             }
@@ -142,7 +143,9 @@ impl Context {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| Error::NoAdapter(format!("{e}; backends {backends:?}")))?,
+                .map_err(|e| {
+                    Error::NoAdapter(format!("{e}; backends {backends:?}{}", gl_hint(backends)))
+                })?,
         };
         let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
         let (device, queue) = adapter
@@ -280,5 +283,16 @@ impl Context {
         T: Send + Sync + 'static,
     {
         self.pipelines.get_or_build(&self.device, key, build)
+    }
+}
+
+/// The fix for a missing GL adapter, where only wgpu's GL backend was asked for: the Vulkan
+/// fix that [`Error::NoAdapter`] names would not help.
+fn gl_hint(backends: wgpu::Backends) -> &'static str {
+    if backends.contains(wgpu::Backends::GL) && !backends.contains(wgpu::Backends::VULKAN) {
+        "; for wgpu's GL backend on Linux without a GPU install EGL and Mesa's llvmpipe \
+         (`apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri`)"
+    } else {
+        ""
     }
 }

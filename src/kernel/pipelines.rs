@@ -8,7 +8,7 @@ use super::spec::Kernel;
 use super::storage::{ElementLayout, Storage};
 use crate::error::Result;
 use crate::gpu::pipeline::{
-    bind_group_layout, compute_pipeline, create_module, flag, StorageEntry,
+    bind_group_layout, check_storage_buffers, compute_pipeline, create_module, flag, StorageEntry,
 };
 use crate::gpu::Context;
 
@@ -159,34 +159,33 @@ pub(crate) fn kernel_layouts(
         kernel: kernel.name,
         master,
     };
-    ctx.cached(key, |device| {
-        let entry = |binding: Binding, read_only| StorageEntry {
-            binding: binding.index(),
-            read_only,
-        };
-        let prologue = [
-            entry(Binding::Control, false),
-            entry(Binding::Groups, false),
-        ];
-        let mut update = vec![
-            entry(Binding::Control, false),
-            entry(Binding::Groups, false),
-            entry(Binding::Param, false),
-            entry(Binding::Grad, true),
-            entry(Binding::Segments, true),
-        ];
-        if kernel.trust_ratio {
-            update.push(entry(Binding::Trust, false));
-        }
-        debug_assert!(kernel.state_slots <= MAX_STATE_SLOTS);
-        update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
-        if master {
-            update.push(entry(Binding::Master, false));
-        }
-        KernelLayouts {
-            prologue: bind_group_layout(device, kernel.name, &prologue),
-            update: bind_group_layout(device, kernel.name, &update),
-        }
+    let entry = |binding: Binding, read_only| StorageEntry {
+        binding: binding.index(),
+        read_only,
+    };
+    let prologue = [
+        entry(Binding::Control, false),
+        entry(Binding::Groups, false),
+    ];
+    let mut update = vec![
+        entry(Binding::Control, false),
+        entry(Binding::Groups, false),
+        entry(Binding::Param, false),
+        entry(Binding::Grad, true),
+        entry(Binding::Segments, true),
+    ];
+    if kernel.trust_ratio {
+        update.push(entry(Binding::Trust, false));
+    }
+    debug_assert!(kernel.state_slots <= MAX_STATE_SLOTS);
+    update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
+    if master {
+        update.push(entry(Binding::Master, false));
+    }
+    check_storage_buffers(ctx.device(), kernel.name, update.len())?;
+    ctx.cached(key, |device| KernelLayouts {
+        prologue: bind_group_layout(device, kernel.name, &prologue),
+        update: bind_group_layout(device, kernel.name, &update),
     })
 }
 
