@@ -262,82 +262,6 @@ fn a_short_training_run_learns() {
     assert!(after.auc > 0.7, "AUC {}", after.auc);
 }
 
-/// `--csv FILE --label COLUMN`: a user's table, the label column anywhere, the rest
-/// attributes in file order (a byte-order mark and CRLF line ends are fine; a value beyond
-/// f32's smallest is 0, as any f32 parse makes it); malformed files are refused with their
-/// line, column and value named. Issue 25 (14): a cell finite in f64 but not in f32, the
-/// device's type (`1e39`), was accepted and every standardized value became NaN; so are the
-/// other shapes a careless export gives: an empty file, a header alone, ragged lines, a label
-/// not 0 or 1 or not a number, a column named twice.
-#[test]
-fn a_users_table_is_read_or_refused() {
-    let dir = std::env::temp_dir().join(format!("credit_risk_csv_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let good = write("good.csv", "age,defaulted, income\n31,0,5.5\n\n45,1,-2e3\n");
-    let table = data::read_csv(&good, "defaulted").unwrap();
-    assert_eq!(table.features, 2);
-    assert_eq!(table.labels, vec![0.0, 1.0]);
-    assert_eq!(table.records, vec![31.0, 5.5, 45.0, -2000.0]);
-    assert_eq!(table.names, ["age", "income"]);
-    let exported = write("exported.csv", "\u{feff}a,y\r\n3.4e38,1.0\r\n1e-50,0\r\n");
-    let table = data::read_csv(&exported, "y").unwrap();
-    assert_eq!(
-        (table.records, table.labels),
-        (vec![3.4e38, 0.0], vec![1.0, 0.0])
-    );
-    for (text, expected) in [
-        (
-            "a,y\n1,0\n1e39,1\n",
-            "line 3, column \"a\": \"1e39\" is not a finite number in f32",
-        ),
-        (
-            "a,y\n-3.5e38,1\n",
-            "\"-3.5e38\" is not a finite number in f32",
-        ),
-        (
-            "a,y\ninf,1\n",
-            "line 2, column \"a\": \"inf\" is not a finite number",
-        ),
-        ("a,y\n-Infinity,1\n", "\"-Infinity\" is not a finite number"),
-        (
-            "a,y\n1,0\n1,inf\n",
-            "line 3, column \"y\": label inf is not 0 or 1",
-        ),
-        (
-            "a,y\n1,yes\n",
-            "line 2, column \"y\": label yes is not 0 or 1",
-        ),
-        ("a,y\n1,0.5\n", "label 0.5 is not 0 or 1"),
-        ("a,y\n1,\n", "label  is not 0 or 1"),
-        ("a,y\n1,0,7\n", "line 2: 3 fields, the header has 2"),
-        (
-            "a,y,a\n1,0,2\n",
-            "names column \"a\" twice (columns 1 and 3)",
-        ),
-        ("a,y\n", "a header row and no records"),
-        ("a,y\n\n  \n", "a header row and no records"),
-        (" \n\n", "an empty file"),
-        ("a,b\n1,2\n", "no column \"y\""),
-        ("a,y\n1,0\n2\n", "line 3: 1 fields"),
-        ("a,y\n1,0\nx,1\n", "line 3, column \"a\""),
-        ("a,y\n1,0\nnan,1\n", "is not a finite number"),
-        ("a,y\n1,2\n", "label 2 is not 0 or 1"),
-        ("y\n1\n", "no attribute columns"),
-        ("", "an empty file"),
-    ] {
-        let error = data::read_csv(&write("bad.csv", text), "y")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains(expected), "{text:?}: {error}");
-    }
-    std::fs::remove_dir_all(&dir).ok();
-}
-
 /// A directory of `test`'s own under the system's temporary one.
 fn scratch(test: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("credit_risk_{test}_{}", std::process::id()));
@@ -442,7 +366,15 @@ fn a_diverging_run_is_reported_not_a_panic() {
     let args = csv_args(
         &csv,
         &dir,
-        &["--optim", "sgd", "--lr", "30", "--log-every", "2"],
+        &[
+            "--optim",
+            "sgd",
+            "--lr",
+            "30",
+            "--log-every",
+            "2",
+            "--no-baseline",
+        ],
     );
     let results = match app::run(common::context(), args) {
         Ok(results) => results,
@@ -497,31 +429,34 @@ fn a_diverging_run_is_reported_not_a_panic() {
 /// split of defaults only. Split stratified by label, each split holds both labels in the
 /// table's proportion (a tenth of each label to validation, as many to test), the same for
 /// the same seed; the run's test metrics are defined and learned (the attribute `a` alone
-/// ranks at an AUC of about 0.92). The constant column `c` is only centred: finite values.
+/// ranks at an AUC of about 0.92). The constant column `c` is dropped.
 #[test]
 fn a_table_sorted_by_label_splits_with_both_labels() {
     let dir = scratch("sorted");
     let csv = dir.join("table.csv");
     std::fs::write(&csv, table(200, |i| i >= 160)).unwrap();
-    let all = data::read_csv(&csv, "y").unwrap();
-    let [train, val, test] = all.split_stratified(7).unwrap();
-    for (set, negatives, positives) in [(&train, 128, 32), (&val, 16, 4), (&test, 16, 4)] {
+    let read = |seed| {
+        let options = app::table::TableOptions {
+            seed,
+            ..app::table::TableOptions::new("y")
+        };
+        app::table::read_table(&csv, &options).unwrap()
+    };
+    let table = read(7);
+    let [train, val, test] = &table.splits;
+    for (set, negatives, positives) in [(train, 128, 32), (val, 16, 4), (test, 16, 4)] {
         assert_eq!(set.positives(), positives);
         assert_eq!(set.len() - set.positives(), negatives);
     }
-    let [again, ..] = all.split_stratified(7).unwrap();
-    assert_eq!(again.records, train.records);
-    let [other, ..] = all.split_stratified(8).unwrap();
-    assert_ne!(other.records, train.records);
-    let moments = train.moments();
-    assert_eq!(moments[2], (4.5, 0.0));
-    let mut standardized = val.select(&[0, 1]);
-    standardized
-        .try_standardize(&moments, "validation")
-        .unwrap();
-    assert_eq!(
-        [standardized.records[2], standardized.records[5]],
-        [0.0, 0.0]
+    assert_eq!(read(7).splits[0].records, train.records);
+    assert_ne!(read(8).splits[0].records, train.records);
+    // The constant column carries nothing: dropped, and the report says so.
+    assert_eq!(train.names, ["a", "b"]);
+    let c = table.columns.iter().find(|c| c.name == "c").unwrap();
+    assert!(
+        c.treatment_text().contains("dropped"),
+        "{}",
+        c.treatment_text()
     );
 
     let args = csv_args(
@@ -662,4 +597,280 @@ fn hostile_tables_are_refused_before_training() {
     );
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A bank's table as it comes (issue 26): a byte-order mark, `;` between fields, a text label
+/// (`good` / `bad`) sorted by outcome, a quoted text column with the delimiter inside, missing
+/// incomes written `NA` and empty, a constant column, 240 records (fewer than the default
+/// batch of the synthetic job). With nothing but `--csv`, `--label` and `--positive` (and two
+/// epochs, to keep the test short) it trains: batches sized for the table, learning rates from
+/// the range test, the logistic-regression baseline beside the network, every run's test
+/// metrics defined and learned (the attribute `score` ranks at an AUC near 0.9), and the
+/// results, the range test's curve and the calibration plot written.
+#[test]
+fn a_messy_table_trains_out_of_the_box() {
+    let dir = scratch("messy");
+    let csv = dir.join("bank.csv");
+    let mut rng = data::Rng::new(3);
+    let mut text = String::from("\u{feff}\"score\";purpose;income;branch;status\r\n");
+    let purposes = ["\"car; new\"", "\"car; used\"", "furniture", "education"];
+    for i in 0..240 {
+        let bad = i >= 190;
+        let score = f64::from(u8::from(bad)) + 0.6 * rng.normal();
+        let income = match i % 17 {
+            0 => "NA".to_string(),
+            5 => String::new(),
+            _ => format!("{:.1}", 30.0 + 10.0 * rng.normal()),
+        };
+        text += &format!(
+            "{score:.3};{};{income};north;{}\r\n",
+            purposes[i % 4],
+            if bad { "bad" } else { "good" }
+        );
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.join("out");
+    let argv = [
+        "--csv",
+        csv.to_str().unwrap(),
+        "--label",
+        "status",
+        "--positive",
+        "bad",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--timing-repeats",
+        "1",
+    ];
+    let args = app::parse_args_from(argv.map(String::from).to_vec());
+    let results = match app::run(common::context(), args) {
+        Ok(results) => results,
+        Err(e) => panic!("the messy table was refused: {e}"),
+    };
+    app::verdict(&results).unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["adamw", "sgd", "logistic"]);
+    for r in &results {
+        let test = r.test.as_ref().unwrap();
+        assert!(test.auc > 0.75, "{}: {test:?}", r.name);
+        assert!(
+            test.log_loss.is_finite() && test.brier < 0.25,
+            "{}: {test:?}",
+            r.name
+        );
+        assert!(app::learned(r), "{}", r.name);
+        assert!(r.lr > 0.0 && r.lr < 10.0, "{}: lr {}", r.name, r.lr);
+    }
+    for file in [
+        "results.csv",
+        "lr_find.csv",
+        "calibration.png",
+        "curves.csv",
+    ] {
+        assert!(out.join(file).exists(), "{file} not written");
+    }
+    let rows = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A batch larger than the training split is capped at it, and identical arguments give
+/// identical runs: the same learning rates from the range test, the same test logits bit for
+/// bit, the same curves (issue 26: "identical results for identical seeds"); another seed
+/// gives another run.
+#[test]
+fn a_batch_past_the_table_is_capped_and_a_seed_repeats_its_run() {
+    let dir = scratch("repeat");
+    let csv = dir.join("table.csv");
+    std::fs::write(&csv, table(150, |i| i % 5 == 0)).unwrap();
+    let run = |seed: &str| {
+        let args = csv_args(
+            &csv,
+            &dir,
+            &["--batch-size", "4096", "--seed", seed, "--optim", "adamw"],
+        );
+        match app::run(common::context(), args) {
+            Ok(results) => results,
+            Err(e) => panic!("the run failed: {e}"),
+        }
+    };
+    let (first, again, other) = (run("7"), run("7"), run("8"));
+    assert_eq!(first.len(), 2);
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(a.lr.to_bits(), b.lr.to_bits(), "{}", a.name);
+        let bits = |r: &app::RunResult| {
+            r.test_logits
+                .iter()
+                .map(|z| z.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(a), bits(b), "{}", a.name);
+        assert_eq!(a.kept_step, b.kept_step);
+        assert_eq!(
+            a.attempted, 1,
+            "{}: one step of the whole training split",
+            a.name
+        );
+    }
+    assert_ne!(first[0].test_logits, other[0].test_logits);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The command line (clap): typed values refused with the argument named, `--help`, and the
+/// combinations that cannot be honoured (`--records` with `--csv` used to be ignored).
+#[test]
+fn the_command_line_refuses_what_it_cannot_honour() {
+    let parse =
+        |argv: &[&str]| app::try_parse_args_from(argv.iter().map(|s| s.to_string()).collect());
+    assert!(parse(&[]).is_ok());
+    assert!(parse(&["--csv", "t.csv", "--label", "y", "--positive", "bad"]).is_ok());
+    let Err(help) = parse(&["--help"]) else {
+        panic!("--help parsed as arguments")
+    };
+    assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    assert!(help.to_string().contains("--positive"), "{help}");
+    for (argv, expected) in [
+        (
+            &["--csv", "t.csv", "--label", "y", "--records", "5000"][..],
+            "--records",
+        ),
+        (&["--csv", "t.csv"][..], "--label"),
+        (&["--label", "y"][..], "--csv"),
+        (&["--lr", "nan"][..], "--lr"),
+        (&["--lr", "-1"][..], "--lr"),
+        (&["--adamw-lr", "1e39"][..], "--adamw-lr"),
+        (&["--weight-decay", "-0.1"][..], "--weight-decay"),
+        (&["--beta1", "1"][..], "--beta1"),
+        (&["--batch-size", "0"][..], "--batch-size"),
+        (&["--seeds", "0"][..], "--seeds"),
+        (&["--optim", "adamw,sgdd"][..], "unknown optimizer sgdd"),
+        (&["--loss", "hinge"][..], "--loss"),
+        (&["--records", "99"][..], "at least 100"),
+        (
+            &["--search", "random", "--optim", "lion"][..],
+            "--search tunes adamw or sgd",
+        ),
+        (
+            &["--delimiter", "ab", "--csv", "t.csv", "--label", "y"][..],
+            "--delimiter",
+        ),
+        (&["--frobnicate"][..], "--frobnicate"),
+    ] {
+        let error = match parse(argv) {
+            Ok(_) => panic!("{argv:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains(expected), "{argv:?}: {error}");
+    }
+}
+
+/// A run that reaches validation loss `losses[k]` at evaluation `k` (every 10 steps) and
+/// scores `logits` on a test set labelled `labels`.
+fn fake_run(
+    name: &str,
+    seed: u64,
+    losses: &[f64],
+    logits: Vec<f32>,
+    labels: &[f32],
+) -> app::RunResult {
+    let test = metrics::try_evaluate(&logits, labels, 0.0, None);
+    let curve = losses
+        .iter()
+        .enumerate()
+        .map(|(k, &loss)| app::Point {
+            step: 10 * (k + 1),
+            epoch: k as f64,
+            seconds: k as f64,
+            lr: 1e-3,
+            train_loss: None,
+            grad_norm: None,
+            val: Some(metrics::Evaluation {
+                loss,
+                ..test.unwrap()
+            }),
+        })
+        .collect();
+    app::RunResult {
+        name: name.into(),
+        seed,
+        curve,
+        log: Vec::new(),
+        val: test,
+        test,
+        test_logits: logits,
+        kept_step: 10,
+        test_roc: Vec::new(),
+        split: (0.0, 0.0, 0.0),
+        seconds: 1.0,
+        lr: 1e-3,
+        attempted: 10 * losses.len(),
+        skipped: 0,
+        diverged_at: None,
+    }
+}
+
+/// Issue 26: the report claims that one optimizer reaches the target first only from several
+/// seeds, counting the seeds where it did, and never when a run did not learn (a constant
+/// predictor has an AUC of 0.5 and often the lowest step count, as SGD collapsing to the base
+/// rate gave "95% fewer steps"); the network is set beside the baseline by the runs that
+/// learned.
+#[test]
+fn claims_need_several_seeds_and_runs_that_learned() {
+    let labels = [0.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+    let good = || vec![-2.0, -1.5, 1.0, -1.0, 2.0, 0.5];
+    let constant = || vec![-1.0; 6];
+    let one_seed = [
+        fake_run("adamw", 7, &[0.5, 0.3], good(), &labels),
+        fake_run("sgd", 7, &[0.6, 0.4, 0.3], good(), &labels),
+    ];
+    let lines = app::claims(&one_seed, (7, 1), Some(0.3), "log loss");
+    assert!(lines[0].starts_with("one seed: no claim"), "{lines:?}");
+    let three: Vec<app::RunResult> = (7..10)
+        .flat_map(|seed| {
+            [
+                fake_run("adamw", seed, &[0.5, 0.3], good(), &labels),
+                fake_run(
+                    "sgd",
+                    seed,
+                    if seed == 8 {
+                        &[0.3][..]
+                    } else {
+                        &[0.6, 0.5, 0.3]
+                    },
+                    good(),
+                    &labels,
+                ),
+                fake_run("logistic", seed, &[0.4], good(), &labels),
+            ]
+        })
+        .collect();
+    let lines = app::claims(&three, (7, 3), Some(0.3), "log loss");
+    assert!(
+        lines[0].contains(
+            "adamw reached the target validation log loss in fewer steps than sgd in 2 of 3 seeds"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("(steps: 20 ± 0 against 23 ± 12)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("adamw against the logistic-regression baseline"),
+        "{lines:?}"
+    );
+    let mut collapsed = three;
+    collapsed[1] = fake_run("sgd", 7, &[0.2], constant(), &labels);
+    assert!(!app::learned(&collapsed[1]));
+    let lines = app::claims(&collapsed, (7, 3), Some(0.3), "log loss");
+    assert!(
+        lines[0].contains("no comparison of their steps"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("fewer steps")),
+        "{lines:?}"
+    );
 }

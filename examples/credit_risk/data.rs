@@ -82,51 +82,8 @@ pub enum DataError {
     Empty,
     #[error("a header row and no records")]
     NoRecords,
-    #[error("no column {label:?} in the header ({columns})")]
-    NoLabelColumn { label: String, columns: String },
-    #[error("the header names column {name:?} twice (columns {first} and {second})")]
-    DuplicateColumn {
-        name: String,
-        first: usize,
-        second: usize,
-    },
-    #[error("no attribute columns besides the label")]
-    NoAttributes,
-    #[error("line {line}: {fields} fields, the header has {expected}")]
-    Ragged {
-        line: usize,
-        fields: usize,
-        expected: usize,
-    },
-    #[error("line {line}, column {column:?}: {text:?} is not a finite number")]
-    NotFinite {
-        line: usize,
-        column: String,
-        text: String,
-    },
-    #[error(
-        "line {line}, column {column:?}: {text:?} is not a finite number in f32 (the device's \
-         type: magnitudes up to 3.4028235e38)"
-    )]
-    BeyondF32 {
-        line: usize,
-        column: String,
-        text: String,
-    },
-    #[error("line {line}, column {column:?}: label {text} is not 0 or 1")]
-    Label {
-        line: usize,
-        column: String,
-        text: String,
-    },
     #[error("{records} records: at least {minimum} are needed")]
     TooFewRecords { records: usize, minimum: usize },
-    #[error(
-        "{count} records labelled {label}: the training, validation and test splits each need \
-         records of both labels (ROC AUC and precision are undefined on one), so at least 3 \
-         of each label are needed"
-    )]
-    TooFewOfLabel { label: u8, count: usize },
     #[error(
         "the {split} split's {records} records are all labelled {present}: ROC AUC and \
          precision are undefined on a single label. Use more records (a --csv table is split \
@@ -150,6 +107,149 @@ pub enum DataError {
         mean: f64,
         std: f64,
     },
+    // A bank's own table (`table::read_table`): each names the line (the header is line 1,
+    // blank lines counted), the column and the value where there is one, and the fix.
+    #[error(
+        "line {line}, column {column:?}: not UTF-8 text: save the table as UTF-8 (Excel: \
+         \"CSV UTF-8\"; pandas: to_csv(encoding=\"utf-8\"))"
+    )]
+    NotUtf8 { line: usize, column: String },
+    #[error(
+        "line {line}: the header names column {name:?} twice (columns {first} and {second}): \
+         rename one"
+    )]
+    DuplicateName {
+        line: usize,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("line {line}: no column {name:?} ({option}) in the header: {columns}; {fix}")]
+    MissingColumn {
+        line: usize,
+        name: String,
+        option: &'static str,
+        columns: String,
+        fix: String,
+    },
+    #[error("line {line}: no attribute columns besides {columns}; {fix}")]
+    NoAttributeColumns {
+        line: usize,
+        columns: String,
+        fix: String,
+    },
+    #[error(
+        "line {line}: {fields} fields, the header has {expected} (delimiter {delimiter:?}): \
+         quote a field that holds the delimiter, or mend the line"
+    )]
+    FieldCount {
+        line: usize,
+        fields: usize,
+        expected: usize,
+        delimiter: char,
+    },
+    #[error(
+        "line {line}, column {column:?}: {text:?} is not a finite number: replace it, or \
+         leave the cell empty (a missing value, imputed)"
+    )]
+    NotFiniteCell {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error(
+        "line {line}, column {column:?}: {text:?} is not a finite number in f32 (the device's \
+         type: magnitudes up to 3.4028235e38): rescale the column (thousands, millions) or \
+         leave the cell empty (a missing value, imputed)"
+    )]
+    BeyondF32Cell {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error(
+        "line {line}, column {column:?}: {text:?} is text in a column of numbers ({numbers} \
+         numbers, {texts} text cells): correct it, or write a missing value as empty or NA"
+    )]
+    MixedColumn {
+        line: usize,
+        column: String,
+        text: String,
+        numbers: usize,
+        texts: usize,
+    },
+    #[error(
+        "line {line}, column {column:?}: the label is missing ({text:?}): drop the record or \
+         label it"
+    )]
+    MissingLabel {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error(
+        "column {column:?}: the labels are not 0 and 1 ({values}): name the value that marks \
+         a default with --positive VALUE, or write the labels as 0 and 1"
+    )]
+    NoPositive { column: String, values: String },
+    #[error(
+        "--positive {positive:?} is not a value of column {column:?} ({values}): name one of \
+         them, spelled exactly (case included)"
+    )]
+    PositiveNotFound {
+        column: String,
+        positive: String,
+        values: String,
+    },
+    #[error(
+        "line {line}, column {column:?}: a third label value {text:?} ({values}): a default \
+         or not takes two values; map the labels to two (or to 0 and 1)"
+    )]
+    TooManyLabelValues {
+        line: usize,
+        column: String,
+        text: String,
+        values: String,
+    },
+    #[error(
+        "{count} records labelled {label}: the training, validation and test splits each need \
+         records of both labels (ROC AUC and precision are undefined on one), so at least 3 \
+         of each label are needed: add records labelled {label}"
+    )]
+    TooFewOfClass { label: String, count: usize },
+    #[error(
+        "line {line}, column {column:?}: {text:?} is not a split: write train, validation or \
+         test (training, valid, val, dev and testing are read too, in any case)"
+    )]
+    SplitValue {
+        line: usize,
+        column: String,
+        text: String,
+    },
+    #[error(
+        "--split-column {name:?} is the label's column: name another column, or leave the \
+         option out for a split stratified by label"
+    )]
+    SplitIsLabel { name: String },
+    #[error(
+        "the {split} split (column {column:?}) holds {} records, {positives} defaults and \
+         {negatives} others: ROC AUC and precision need both labels; move records of both \
+         labels into it",
+        .positives + .negatives
+    )]
+    SplitLacksLabel {
+        split: &'static str,
+        column: String,
+        positives: usize,
+        negatives: usize,
+    },
+    #[error(
+        "no attribute column is left, each is constant or all missing in the training split \
+         ({dropped}): add columns that vary"
+    )]
+    NothingLeft { dropped: String },
+    #[error("--max-categories 0: each text column needs at least one one-hot column")]
+    NoCategories,
 }
 
 /// `v` standardized with a column's `(mean, std)`: only centred where `std` is 0.
@@ -161,6 +261,37 @@ fn standardized(v: f32, (mean, std): (f64, f64)) -> f32 {
 /// Records held out per label for validation and for test: a tenth each, at least one.
 fn held_out(count: usize) -> usize {
     (count / 10).max(1)
+}
+
+/// The rows of the training, validation and test sets, stratified by `labels` (1.0: default):
+/// each label's rows shuffled with `Rng::new(seed ^ 0x5791_17ED)` (label 0's first), a tenth
+/// of them (at least one) to validation, as many to test, the rest to training; each set in
+/// the table's order. A label with fewer than 3 rows leaves some set without it: callers
+/// refuse that first.
+pub fn stratified_rows(labels: &[f32], seed: u64) -> [Vec<usize>; 3] {
+    let mut rng = Rng::new(seed ^ 0x5791_17ED);
+    let mut sets: [Vec<usize>; 3] = Default::default();
+    for label in [0_u8, 1] {
+        let rows: Vec<usize> = (0..labels.len())
+            .filter(|&r| (labels[r] > 0.5) == (label == 1))
+            .collect();
+        let order = rng.permutation(rows.len());
+        let held = held_out(rows.len());
+        for (k, &i) in order.iter().enumerate() {
+            let set = if k < held {
+                1
+            } else if k < 2 * held {
+                2
+            } else {
+                0
+            };
+            sets[set].push(rows[i as usize]);
+        }
+    }
+    for rows in &mut sets {
+        rows.sort_unstable();
+    }
+    sets
 }
 
 impl Dataset {
@@ -207,43 +338,6 @@ impl Dataset {
             features: f,
             names: self.names.clone(),
         }
-    }
-
-    /// Training, validation and test sets, stratified by label: each label's records shuffled
-    /// (deterministic from `seed`), a tenth of them (at least one) to validation, as many to
-    /// test, the rest to training; each set in the table's order. A table sorted by label
-    /// splits as a shuffled one does. Refuses a label with fewer than 3 records: some set
-    /// would hold a single label.
-    pub fn split_stratified(&self, seed: u64) -> Result<[Dataset; 3], DataError> {
-        let mut rng = Rng::new(seed ^ 0x5791_17ED);
-        let mut sets: [Vec<usize>; 3] = Default::default();
-        for label in [0_u8, 1] {
-            let rows: Vec<usize> = (0..self.len())
-                .filter(|&r| (self.labels[r] > 0.5) == (label == 1))
-                .collect();
-            if rows.len() < 3 {
-                return Err(DataError::TooFewOfLabel {
-                    label,
-                    count: rows.len(),
-                });
-            }
-            let order = rng.permutation(rows.len());
-            let held = held_out(rows.len());
-            for (k, &i) in order.iter().enumerate() {
-                let set = if k < held {
-                    1
-                } else if k < 2 * held {
-                    2
-                } else {
-                    0
-                };
-                sets[set].push(rows[i as usize]);
-            }
-        }
-        Ok(sets.map(|mut rows| {
-            rows.sort_unstable();
-            self.select(&rows)
-        }))
     }
 
     /// Refuses a set whose records all carry one label (or none): its ROC AUC and precision
@@ -437,99 +531,4 @@ impl Stream<'_> {
 
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// A user's table: a CSV file with a header row, every column numeric, `label` among them
-/// (1 for a default, 0 otherwise: `0`, `1`, `1.0` and the like); the other columns are the
-/// attributes, in file order. Fields are split at commas (no quoting) and trimmed; blank lines
-/// are skipped; a leading byte-order mark is ignored.
-///
-/// Refused, each naming the line (the header is line 1) and the column where there is one: an
-/// empty file, a header without records, a duplicated column name, a label column missing or
-/// alone, a line with another number of fields than the header, a label other than 0 or 1, and
-/// a cell that is not a finite number in f32, the type the device computes in (`nan`, `inf`,
-/// `1e39`; a magnitude below f32's smallest becomes 0 or a subnormal, as in any f32 parse).
-pub fn read_csv(path: &std::path::Path, label: &str) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or(DataError::Empty)?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    for (second, name) in columns.iter().enumerate() {
-        if let Some(first) = columns[..second].iter().position(|n| n == name) {
-            return Err(DataError::DuplicateColumn {
-                name: name.to_string(),
-                first: first + 1,
-                second: second + 1,
-            });
-        }
-    }
-    let label_at =
-        columns
-            .iter()
-            .position(|n| *n == label)
-            .ok_or_else(|| DataError::NoLabelColumn {
-                label: label.to_string(),
-                columns: columns.join(", "),
-            })?;
-    let features = columns.len() - 1;
-    if features == 0 {
-        return Err(DataError::NoAttributes);
-    }
-    let (mut records, mut labels) = (Vec::new(), Vec::new());
-    for (line, text) in lines {
-        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
-        if fields.len() != columns.len() {
-            return Err(DataError::Ragged {
-                line,
-                fields: fields.len(),
-                expected: columns.len(),
-            });
-        }
-        for (column, field) in fields.iter().enumerate() {
-            let cell = || (line, columns[column].to_string(), field.to_string());
-            if column == label_at {
-                match field.parse::<f64>() {
-                    Ok(v) if v == 0.0 || v == 1.0 => labels.push(v as f32),
-                    _ => {
-                        let (line, column, text) = cell();
-                        return Err(DataError::Label { line, column, text });
-                    }
-                }
-                continue;
-            }
-            // Parsed as f32 directly: `1e39` is finite in f64 but infinite here, where every
-            // standardized value of its column would become NaN.
-            match field.parse::<f32>() {
-                Ok(v) if v.is_finite() => records.push(v),
-                Ok(_) if field.parse::<f64>().is_ok_and(f64::is_finite) => {
-                    let (line, column, text) = cell();
-                    return Err(DataError::BeyondF32 { line, column, text });
-                }
-                _ => {
-                    let (line, column, text) = cell();
-                    return Err(DataError::NotFinite { line, column, text });
-                }
-            }
-        }
-    }
-    if labels.is_empty() {
-        return Err(DataError::NoRecords);
-    }
-    let names = columns
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != label_at)
-        .map(|(_, n)| n.to_string())
-        .collect();
-    Ok(Dataset {
-        records,
-        labels,
-        features,
-        names,
-    })
 }

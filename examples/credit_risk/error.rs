@@ -19,6 +19,19 @@ pub enum Error {
     /// A batch larger than the training set.
     #[error("a batch of {batch} is more than the {records} training records")]
     BatchTooLarge { batch: usize, records: usize },
+    /// `--optim` names an optimizer the library does not have.
+    #[error("unknown optimizer {name} (--optim takes {known})")]
+    UnknownOptimizer { name: String, known: String },
+    /// The learning-rate range test found no rate at which the loss fell.
+    #[error(
+        "{optimizer}: the learning-rate range test ({from:e} to {to:e}) found no rate at which \
+         the training loss fell; give one with --lr"
+    )]
+    LrFind {
+        optimizer: String,
+        from: f64,
+        to: f64,
+    },
     /// `--search` with streamed training records.
     #[error("--search keeps its training records on the device: at most 250,000 records, not {0}")]
     SearchStreamed(usize),

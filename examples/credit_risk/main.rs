@@ -69,6 +69,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod plots;
 pub mod search;
+pub mod table;
 pub mod train_log;
 
 use std::time::Instant;
@@ -88,16 +89,213 @@ use wgpu_optim::{
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
 const HIDDEN: [usize; 4] = [512, 256, 128, 64];
 
+/// The command line, as clap parses it (`--help` prints it); [`Args`] is what the job runs
+/// with once the defaults that depend on the data are settled.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "credit_risk",
+    // A later value of an argument replaces an earlier one.
+    args_override_self = true,
+    // `--lr -1` is a value to refuse by name, not an unknown flag.
+    allow_negative_numbers = true,
+    about = "Trains a credit-default network on the device (AdamW + cosine against SGD, \
+             beside a logistic regression), on synthetic customers or on your own CSV table.",
+    after_help = "Your own table: --csv FILE --label COLUMN [--positive VALUE]. Text columns \
+                  are one-hot encoded, missing values (empty, NA, nan, ?) imputed from the \
+                  training split with an indicator column, the split stratified by the label \
+                  and shuffled with --seed. See README.md, \"Your own data\"."
+)]
+struct Cli {
+    /// Synthetic customers to generate (not with --csv).
+    #[arg(long, default_value_t = 100_000, conflicts_with = "csv")]
+    records: usize,
+    /// Records per training step [default: 1024, capped for a small table at a sixteenth of
+    /// its training split, at least 32].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
+    /// Passes over the training split [default: 3 on synthetic data; on a table, enough for
+    /// about 2,000 steps, 3 to 200].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: Option<u32>,
+    /// Optimizers to compare, comma-separated: adamw, sgd, adam, amsgrad, adabelief,
+    /// adagrad, rmsprop, lion, adamax, nadam, radam, adadelta, adopt, ...
+    #[arg(long = "optim", value_delimiter = ',', default_value = "adamw,sgd")]
+    optims: Vec<String>,
+    /// The training loss [default: focal on synthetic data; bce on a table, whose predicted
+    /// probabilities a risk modeller reads as PDs]. Log loss is reported whatever trains.
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
+    /// The validation log loss whose steps and seconds the table reports [default: the worst
+    /// of the runs' bests].
+    #[arg(long)]
+    target_loss: Option<f64>,
+    /// Seeds the data, its split and the first run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Runs per optimizer, seeds --seed, --seed + 1, ...: initialisation and batch order vary,
+    /// the split stays; the report gives their mean and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    seeds: u32,
+    /// Where the curves, tables and plots go.
+    #[arg(long, default_value = "target/credit_risk")]
+    out: std::path::PathBuf,
+    /// Validation evaluations per epoch [default: 4 on synthetic data; on a table, 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    evals_per_epoch: Option<u32>,
+    /// Steps between readbacks of the batch loss and the gradient norm.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    log_every: u32,
+    /// Waited repetitions of each part of a step for the forward / backward / optimizer split.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    timing_repeats: u32,
+    /// How the weights are stored (the network computes in f32) and the optimizer's states
+    /// (f16 cannot hold AdamW's squared moments).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
+    /// A table of your own instead of synthetic customers: a CSV file with a header row.
+    #[arg(long, requires = "label")]
+    csv: Option<std::path::PathBuf>,
+    /// The label column of --csv: 0/1, or text with --positive.
+    #[arg(long, requires = "csv")]
+    label: Option<String>,
+    /// The label value that marks a default, for a text label (e.g. bad, Yes).
+    #[arg(long, requires = "csv")]
+    positive: Option<String>,
+    /// The field delimiter of --csv [default: sniffed from the header among , ; tab |].
+    #[arg(long, requires = "csv", value_parser = delimiter)]
+    delimiter: Option<u8>,
+    /// A column of --csv that names each record's split (train, validation, test) instead of
+    /// a stratified shuffle.
+    #[arg(long, requires = "csv")]
+    split_column: Option<String>,
+    /// One-hot columns per text column of --csv; rarer values share "other".
+    #[arg(long, default_value_t = 20, requires = "csv", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_categories: u32,
+    /// AdamW's peak learning rate [default: 0.03 on synthetic data (a sweep, BENCHMARKS.md);
+    /// on a table, a learning-rate range test's].
+    #[arg(long, value_parser = positive)]
+    adamw_lr: Option<f64>,
+    /// SGD's peak learning rate [default: 0.5 on synthetic data; on a table, the range
+    /// test's].
+    #[arg(long, value_parser = positive)]
+    sgd_lr: Option<f64>,
+    /// One peak learning rate for every optimizer run (and the baseline).
+    #[arg(long, value_parser = positive)]
+    lr: Option<f64>,
+    /// Weight decay of the weights [default: 1e-2 where decay is decoupled, else 0 on
+    /// synthetic data and 5e-4 on a table].
+    #[arg(long, value_parser = non_negative)]
+    weight_decay: Option<f64>,
+    /// AdamW's beta1.
+    #[arg(long, default_value_t = 0.9, value_parser = unit)]
+    beta1: f64,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.9, value_parser = unit)]
+    momentum: f64,
+    /// ReduceLROnPlateau on the validation loss after the warm-up, instead of cosine decay.
+    #[arg(long)]
+    plateau: bool,
+    /// Evaluations without improvement before a run stops; its best weights are restored and
+    /// every metric is theirs. 0 turns early stopping off (the last weights are reported).
+    #[arg(long, default_value_t = 5)]
+    early_stopping: u32,
+    /// No learning-rate range test on a table: the synthetic data's rates instead.
+    #[arg(long)]
+    no_lr_find: bool,
+    /// No logistic-regression baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// A hyperparameter search of --optim's first optimizer (adamw or sgd) before training.
+    #[arg(long, value_enum)]
+    search: Option<SearchDriver>,
+    /// Configurations the search tries.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    trials: u32,
+    /// Random initialisations per configuration.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    restarts: u32,
+    /// Training steps of a trial.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    search_steps: u64,
+    /// Records per step of a trial.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    search_batch: u32,
+    /// Most replicas trained as one population.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    population: u32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LossArg {
+    /// Focal loss, gamma 2, alpha 0.75 (torchvision's sigmoid_focal_loss).
+    Focal,
+    /// Binary cross-entropy.
+    Bce,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PrecisionArg {
+    F32,
+    Bf16States,
+    Bf16,
+    Bf16Master,
+    Bf16Sr,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SearchDriver {
+    Random,
+    Grid,
+    Bayes,
+    Halving,
+}
+
+/// A learning rate: finite and positive.
+fn positive(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && (x as f32).is_finite() => Ok(x),
+        _ => Err(format!("{text:?} is not a finite positive number")),
+    }
+}
+
+/// A weight decay: finite, 0 or more.
+fn non_negative(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 && (x as f32).is_finite() => Ok(x),
+        _ => Err(format!("{text:?} is not a finite number of 0 or more")),
+    }
+}
+
+/// A momentum or beta1: in [0, 1).
+fn unit(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{text:?} is not in [0, 1)")),
+    }
+}
+
+/// A delimiter: one ASCII character, or `tab` / `\t`.
+fn delimiter(text: &str) -> std::result::Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() && text != "\"" => Ok(text.as_bytes()[0]),
+        _ => Err(format!("{text:?} is not one ASCII character (or tab)")),
+    }
+}
+
+/// What the job runs with: the command line, its defaults that depend on the data still
+/// `None` until [`run`] has read it.
 pub struct Args {
     records: usize,
-    batch_size: usize,
-    epochs: usize,
+    batch_size: Option<usize>,
+    epochs: Option<usize>,
     optims: Vec<String>,
-    loss: Loss,
+    loss: Option<Loss>,
     target_loss: Option<f64>,
     seed: u64,
+    seeds: usize,
     out: std::path::PathBuf,
-    evals_per_epoch: usize,
+    evals_per_epoch: Option<usize>,
     log_every: usize,
     /// Waited repetitions of each part of a step for the table's forward / backward /
     /// optimizer split.
@@ -105,192 +303,146 @@ pub struct Args {
     /// How the weights are stored (the network computes in f32) and how the optimizer keeps
     /// its states: `--precision`.
     precision: (Dtype, Precision),
-    /// A user's table and its label column, instead of the generator.
-    csv: Option<(std::path::PathBuf, String)>,
-    /// Peak learning rates.
-    adamw_lr: f64,
-    sgd_lr: f64,
-    /// A peak learning rate for every optimizer run, overriding the defaults.
+    /// A user's table and how to read it, instead of the generator.
+    csv: Option<(std::path::PathBuf, table::TableOptions)>,
+    /// Peak learning rates given on the command line.
+    adamw_lr: Option<f64>,
+    sgd_lr: Option<f64>,
     lr: Option<f64>,
-    /// The weights' weight decay (default: 1e-2 for the optimizers with decoupled decay, none
-    /// for the others), AdamW's beta1 and SGD's momentum.
+    /// The weights' weight decay (default: 1e-2 for the optimizers with decoupled decay; for
+    /// the others none on synthetic data, 5e-4 on a table), AdamW's beta1 and SGD's momentum.
     weight_decay: Option<f64>,
     beta1: f64,
     momentum: f64,
     /// ReduceLROnPlateau after the warm-up instead of cosine decay.
     plateau: bool,
-    /// Early stopping's patience, in evaluations.
+    /// Early stopping's patience, in evaluations (`None`: off).
     early_stopping: Option<usize>,
+    /// A learning-rate range test per optimizer where no rate was given (tables).
+    lr_find: bool,
+    /// The logistic-regression baseline.
+    baseline: bool,
     /// A hyperparameter search before training.
     search: Option<search::SearchArgs>,
-}
-
-fn usage(message: &str) -> ! {
-    eprintln!(
-        "error: {message}\nusage: credit_risk [--records N] [--batch-size B] [--epochs E] \
-         [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed S] [--out DIR] \
-         [--evals-per-epoch K] [--log-every N] [--timing-repeats N] \
-         [--precision f32|bf16-states|bf16|bf16-master|bf16-sr] \
-         [--csv FILE --label COLUMN] [--adamw-lr X] [--sgd-lr X] [--lr X] \
-         [--weight-decay X] [--beta1 X] [--momentum X] [--plateau] [--early-stopping P] \
-         [--search random|grid|bayes|halving] [--trials N] [--restarts R] [--search-steps S] \
-         [--search-batch B] [--population K]"
-    );
-    std::process::exit(2)
 }
 
 fn parse_args() -> Args {
     parse_args_from(std::env::args().skip(1).collect())
 }
 
-/// The arguments in `argv` (the program's name left out); prints the usage and exits with
-/// status 2 on a bad one.
+/// The arguments in `argv` (the program's name left out); prints clap's message (the usage,
+/// or `--help`) and exits (status 2 on a bad argument, 0 for `--help`).
 pub fn parse_args_from(argv: Vec<String>) -> Args {
-    let mut args = Args {
-        records: 100_000,
-        batch_size: 1024,
-        epochs: 3,
-        optims: vec!["adamw".into(), "sgd".into()],
-        loss: Loss {
-            gamma: 2.0,
-            alpha: Some(0.75),
-        },
-        target_loss: None,
-        seed: 7,
-        out: "target/credit_risk".into(),
-        evals_per_epoch: 4,
-        log_every: 10,
-        timing_repeats: 20,
-        precision: (Dtype::F32, Precision::default()),
-        csv: None,
-        // Each the best of a sweep of the default run (BENCHMARKS.md): AdamW over 1e-3, 3e-3,
-        // 1e-2, 3e-2 and 0.1 (diverges), SGD over 0.01 to 1.0.
-        adamw_lr: 3e-2,
-        sgd_lr: 0.5,
-        lr: None,
-        weight_decay: None,
-        beta1: 0.9,
-        momentum: 0.9,
-        plateau: false,
-        early_stopping: None,
-        search: None,
-    };
-    let mut search = search::SearchArgs {
-        driver: String::new(),
-        trials: 16,
-        restarts: 3,
-        steps: 60,
-        batch_size: 256,
-        population: 64,
-    };
-    let mut label = None;
-    let mut i = 0;
-    while i < argv.len() {
-        if argv[i] == "--plateau" {
-            args.plateau = true;
-            i += 1;
-            continue;
-        }
-        let value = argv
-            .get(i + 1)
-            .unwrap_or_else(|| usage(&format!("{} needs a value", argv[i])));
-        let number = |v: &str| -> usize {
-            v.parse()
-                .unwrap_or_else(|_| usage(&format!("bad number {v}")))
-        };
-        match argv[i].as_str() {
-            "--records" => args.records = number(value),
-            "--batch-size" => args.batch_size = number(value),
-            "--epochs" => args.epochs = number(value),
-            "--evals-per-epoch" => args.evals_per_epoch = number(value).max(1),
-            "--log-every" => args.log_every = number(value).max(1),
-            "--timing-repeats" => args.timing_repeats = number(value).max(1),
-            "--seed" => args.seed = number(value) as u64,
-            "--out" => args.out = value.into(),
-            "--optim" => args.optims = value.split(',').map(str::to_string).collect(),
-            "--csv" => args.csv = Some((value.into(), String::new())),
-            "--label" => label = Some(value.clone()),
-            "--early-stopping" => args.early_stopping = Some(number(value)),
-            "--search" => match value.as_str() {
-                "random" | "grid" | "bayes" | "halving" => search.driver = value.clone(),
-                other => usage(&format!(
-                    "--search takes random, grid, bayes or halving, not {other}"
-                )),
-            },
-            "--trials" => search.trials = number(value).max(1),
-            "--restarts" => search.restarts = number(value).max(1),
-            "--search-steps" => search.steps = number(value).max(1) as u64,
-            "--search-batch" => search.batch_size = number(value).max(1),
-            "--population" => search.population = number(value).max(1),
-            "--weight-decay" | "--beta1" | "--momentum" => {
-                let x: f64 = value.parse().unwrap_or_else(|_| usage("bad number"));
-                match argv[i].as_str() {
-                    "--weight-decay" => args.weight_decay = Some(x),
-                    "--beta1" => args.beta1 = x,
-                    _ => args.momentum = x,
-                }
-            }
-            "--adamw-lr" | "--sgd-lr" | "--lr" => {
-                let lr: f64 = value.parse().unwrap_or_else(|_| usage("bad learning rate"));
-                if !(lr.is_finite() && lr > 0.0) {
-                    usage("learning rates are finite and positive");
-                }
-                match argv[i].as_str() {
-                    "--adamw-lr" => args.adamw_lr = lr,
-                    "--sgd-lr" => args.sgd_lr = lr,
-                    _ => args.lr = Some(lr),
-                }
-            }
-            "--precision" => {
-                let states = |d| Precision::default().with_states(d);
-                args.precision = match value.as_str() {
-                    "f32" => (Dtype::F32, Precision::default()),
-                    "bf16-states" => (Dtype::F32, states(Dtype::BF16)),
-                    "bf16" => (Dtype::BF16, states(Dtype::BF16)),
-                    "bf16-master" => (Dtype::BF16, states(Dtype::F32).with_master_weights()),
-                    "bf16-sr" => (Dtype::BF16, states(Dtype::BF16).with_stochastic_rounding(1)),
-                    other => usage(&format!(
-                        "unknown precision {other} (f32, bf16-states, bf16, bf16-master, \
-                         bf16-sr; f16 cannot hold AdamW's squared moments)"
-                    )),
-                }
-            }
-            "--target-loss" => {
-                args.target_loss =
-                    Some(value.parse().unwrap_or_else(|_| usage("bad --target-loss")))
-            }
-            "--loss" => {
-                args.loss = match value.as_str() {
-                    "focal" => args.loss,
-                    "bce" => Loss {
-                        gamma: 0.0,
-                        alpha: None,
-                    },
-                    other => usage(&format!("unknown loss {other}")),
-                }
-            }
-            other => usage(&format!("unknown argument {other}")),
-        }
-        i += 2;
-    }
-    match (&mut args.csv, label) {
-        (Some((_, column)), Some(label)) => *column = label,
-        (Some(_), None) => usage("--csv needs --label COLUMN"),
-        (None, Some(_)) => usage("--label goes with --csv"),
-        (None, None) => {}
-    }
-    if args.records < 100 || args.batch_size == 0 {
-        usage("need at least 100 records and a batch of at least 1");
-    }
-    if !search.driver.is_empty() {
-        if !matches!(args.optims[0].as_str(), "adamw" | "sgd") {
-            usage("--search tunes adamw or sgd (--optim adamw or --optim sgd)");
-        }
-        args.optims.truncate(1);
-        args.search = Some(search);
-    }
-    args
+    try_parse_args_from(argv).unwrap_or_else(|e| e.exit())
 }
+
+/// The arguments in `argv`, or clap's error (a bad value names the argument and the rule).
+pub fn try_parse_args_from(argv: Vec<String>) -> std::result::Result<Args, clap::Error> {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once("credit_risk".to_string()).chain(argv))?;
+    let invalid = |message: String| {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
+    };
+    if cli.csv.is_none() && cli.records < 100 {
+        return Err(invalid(format!(
+            "--records {}: at least 100 synthetic customers are needed",
+            cli.records
+        )));
+    }
+    if let Some(name) = cli.optims.iter().find(|n| registered(n).is_none()) {
+        return Err(invalid(format!(
+            "--optim: unknown optimizer {name} ({})",
+            optimizer_names()
+        )));
+    }
+    let search = match cli.search {
+        None => None,
+        Some(driver) => {
+            if !matches!(cli.optims[0].as_str(), "adamw" | "sgd") {
+                return Err(invalid(
+                    "--search tunes adamw or sgd (--optim adamw or --optim sgd)".into(),
+                ));
+            }
+            Some(search::SearchArgs {
+                driver: format!("{driver:?}").to_lowercase(),
+                trials: cli.trials as usize,
+                restarts: cli.restarts as usize,
+                steps: cli.search_steps,
+                batch_size: cli.search_batch as usize,
+                population: cli.population as usize,
+            })
+        }
+    };
+    let mut optims = cli.optims;
+    if search.is_some() {
+        optims.truncate(1);
+    }
+    let states = |d| Precision::default().with_states(d);
+    let precision = match cli.precision {
+        PrecisionArg::F32 => (Dtype::F32, Precision::default()),
+        PrecisionArg::Bf16States => (Dtype::F32, states(Dtype::BF16)),
+        PrecisionArg::Bf16 => (Dtype::BF16, states(Dtype::BF16)),
+        PrecisionArg::Bf16Master => (Dtype::BF16, states(Dtype::F32).with_master_weights()),
+        PrecisionArg::Bf16Sr => (Dtype::BF16, states(Dtype::BF16).with_stochastic_rounding(1)),
+    };
+    let csv = match (cli.csv, cli.label) {
+        (Some(path), Some(label)) => Some((
+            path,
+            table::TableOptions {
+                label,
+                positive: cli.positive,
+                delimiter: cli.delimiter,
+                split_column: cli.split_column,
+                max_categories: cli.max_categories as usize,
+                seed: cli.seed,
+            },
+        )),
+        _ => None,
+    };
+    Ok(Args {
+        records: cli.records,
+        batch_size: cli.batch_size.map(|b| b as usize),
+        epochs: cli.epochs.map(|e| e as usize),
+        optims,
+        loss: cli.loss.map(|l| match l {
+            LossArg::Focal => FOCAL,
+            LossArg::Bce => BCE,
+        }),
+        target_loss: cli.target_loss,
+        seed: cli.seed,
+        seeds: cli.seeds as usize,
+        out: cli.out,
+        evals_per_epoch: cli.evals_per_epoch.map(|e| e as usize),
+        log_every: cli.log_every as usize,
+        timing_repeats: cli.timing_repeats as usize,
+        precision,
+        lr_find: csv.is_some() && !cli.no_lr_find,
+        csv,
+        adamw_lr: cli.adamw_lr,
+        sgd_lr: cli.sgd_lr,
+        lr: cli.lr,
+        weight_decay: cli.weight_decay,
+        beta1: cli.beta1,
+        momentum: cli.momentum,
+        plateau: cli.plateau,
+        early_stopping: (cli.early_stopping > 0).then_some(cli.early_stopping as usize),
+        baseline: !cli.no_baseline,
+        search,
+    })
+}
+
+/// torchvision's focal loss with the example's gamma and alpha.
+pub const FOCAL: Loss = Loss {
+    gamma: 2.0,
+    alpha: Some(0.75),
+};
+
+/// Binary cross-entropy.
+pub const BCE: Loss = Loss {
+    gamma: 0.0,
+    alpha: None,
+};
 
 /// Training records resident on the device at once at most; past it they are streamed.
 const CHUNK: usize = 200_000;
@@ -359,49 +511,74 @@ impl Source<'_> {
     }
 }
 
-/// One optimizer's configuration: its parameter groups (weight decay on weights, not biases)
-/// and peak learning rate. Both follow the same warm-up + cosine schedule.
+/// The optimizer `name` of the registry (any case: `rmsprop`, `lamb`, `rprop`), or `amsgrad`
+/// for Adam's AMSGrad; `None` for a name it does not hold.
+fn registered(name: &str) -> Option<OptimizerConfig> {
+    match name {
+        "amsgrad" => Some(AdamConfig::default().with_amsgrad(true).into()),
+        _ => OptimizerConfig::defaults()
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name)),
+    }
+}
+
+/// The names `--optim` takes.
+fn optimizer_names() -> String {
+    let mut names: Vec<String> = OptimizerConfig::names()
+        .iter()
+        .map(|n| n.to_lowercase())
+        .collect();
+    names.push("amsgrad".into());
+    names.join(", ")
+}
+
+/// The peak learning rate of `name` where none is given and none is measured: AdamW's and
+/// SGD's from a sweep of the synthetic job (BENCHMARKS.md); the others' untuned starting
+/// points.
+fn default_lr(name: &str, args: &Args) -> f64 {
+    match name {
+        "sgd" => args.sgd_lr.unwrap_or(0.5),
+        "adamw" => args.adamw_lr.unwrap_or(3e-2),
+        "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" | "adopt" => 3e-2,
+        "adadelta" => 1.0,
+        "adagrad" => 5e-2,
+        "rmsprop" | "lion" => 3e-3,
+        _ => registered(name).map_or(1e-3, |c| c.lr()),
+    }
+}
+
+/// The peak learning rate given on the command line for `name`, if any.
+fn given_lr(name: &str, args: &Args) -> Option<f64> {
+    args.lr.or(match name {
+        "sgd" => args.sgd_lr,
+        "adamw" => args.adamw_lr,
+        _ => None,
+    })
+}
+
+/// One optimizer's configuration at peak learning rate `lr`: its parameter groups (weight
+/// decay on weights, not biases). Every run follows the same warm-up + cosine schedule.
 fn optimizer(
     ctx: &Context,
     name: &str,
     net: &Net,
     args: &Args,
-) -> Result<(Optimizer, f64, Option<GradConfig>)> {
+    lr: f64,
+) -> Result<(Optimizer, Option<GradConfig>)> {
     let params = net.params();
     let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
     // The weights' configuration (decoupled weight decay 1e-2 where the optimizer has it)
-    // and the biases' (no decay); the peak learning rate; clipping at a global norm of 1,
-    // but for SGD, whose gradient processing only measures the norm for the log.
-    // Any optimizer of the registry by its name in any case (`rmsprop`, `lamb`, `rprop`),
-    // and `amsgrad` for Adam's AMSGrad.
-    let registered = match name {
-        "amsgrad" => AdamConfig::default().with_amsgrad(true).into(),
-        _ => OptimizerConfig::defaults()
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(name))
-            .unwrap_or_else(|| {
-                let names: Vec<String> = OptimizerConfig::names()
-                    .iter()
-                    .map(|n| n.to_lowercase())
-                    .collect();
-                usage(&format!(
-                    "unknown optimizer {name} ({}, amsgrad)",
-                    names.join(", ")
-                ))
-            }),
-    };
-    // Untuned starting rates but for AdamW's and SGD's (BENCHMARKS.md has their sweep).
-    let lr = args.lr.unwrap_or(match name {
-        "sgd" => args.sgd_lr,
-        "adamw" => args.adamw_lr,
-        "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" | "adopt" => 3e-2,
-        "adadelta" => 1.0,
-        "adagrad" => 5e-2,
-        "rmsprop" | "lion" => 3e-3,
-        _ => registered.lr(),
-    });
+    // and the biases' (no decay); clipping at a global norm of 1, but for SGD, whose
+    // gradient processing only measures the norm for the log.
+    let registered = registered(name).ok_or_else(|| Error::UnknownOptimizer {
+        name: name.to_string(),
+        known: optimizer_names(),
+    })?;
     let decay = args.weight_decay.unwrap_or(1e-2);
+    // Coupled (L2) decay for SGD: none on the synthetic data, whose 80,000 records do not
+    // overfit in three epochs; 5e-4 on a table (the usual SGD setting), which may be small.
+    let coupled_decay = if args.csv.is_some() { 5e-4 } else { 0.0 };
     let (decayed, plain) = match name {
         "adamw" => {
             let config = AdamWConfig::default()
@@ -419,7 +596,7 @@ fn optimizer(
             (
                 config
                     .clone()
-                    .with_weight_decay(args.weight_decay.unwrap_or(0.0))
+                    .with_weight_decay(args.weight_decay.unwrap_or(coupled_decay))
                     .into(),
                 config.into(),
             )
@@ -463,7 +640,7 @@ fn optimizer(
         args.precision.1,
     )?;
     optimizer.set_grad_processing(clip.clone())?;
-    Ok((optimizer, lr, clip))
+    Ok((optimizer, clip))
 }
 
 /// Reads the batch loss back every few steps without waiting for the device: a ring of
@@ -590,8 +767,16 @@ pub struct RunResult {
     pub curve: Vec<Point>,
     /// Every log point that received a readback, in step order.
     pub log: Vec<train_log::Entry>,
-    /// The test metrics, or why there are none (a diverged run's logits are not finite).
+    /// The run's seed (initialisation and batch order).
+    pub seed: u64,
+    /// The validation and test metrics of the weights kept (the best validation loss's under
+    /// early stopping), or why there are none (a diverged run's logits are not finite).
+    pub val: std::result::Result<Evaluation, Undefined>,
     pub test: std::result::Result<Evaluation, Undefined>,
+    /// The kept weights' test logits, for the bootstrap interval and the calibration.
+    pub test_logits: Vec<f32>,
+    /// The step whose weights were kept.
+    pub kept_step: usize,
     /// Empty where the test metrics are undefined.
     pub test_roc: Vec<(f64, f64)>,
     /// Seconds per step of forward, backward (with the loss) and optimizer.
@@ -640,24 +825,47 @@ fn evaluate(
     Ok((evaluation, logits))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The settings of every run that depend on the data: set once it is read.
+pub struct Plan {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub evals_per_epoch: usize,
+    /// The training loss (early stopping and the target watch its validation value).
+    pub loss: Loss,
+}
+
+/// One run: an optimizer, or the logistic-regression baseline, from one seed.
+pub struct RunSpec {
+    /// As the report shows it: `adamw`, `sgd`, `logistic`.
+    pub name: String,
+    /// The optimizer (the baseline's: the first of `--optim`).
+    pub optim: String,
+    /// The initialisation's and the batch order's.
+    pub seed: u64,
+    /// The peak learning rate.
+    pub lr: f64,
+    /// The hidden layers' widths: [`HIDDEN`], or none for the baseline.
+    pub hidden: Vec<usize>,
+}
+
 fn train(
     ctx: &Context,
     kernels: &Kernels,
-    args: &Args,
-    name: &str,
+    (args, plan, spec): (&Args, &Plan, &RunSpec),
     (source, val, test): (&Source<'_>, &DeviceData, &DeviceData),
     (val_labels, test_labels): (&[f32], &[f32]),
     prior: f64,
 ) -> Result<RunResult> {
+    let name = spec.name.as_str();
     let train = source.device();
     let widths: Vec<usize> = std::iter::once(train.features)
-        .chain(HIDDEN)
+        .chain(spec.hidden.iter().copied())
         .chain([1])
         .collect();
-    let net = Net::new(ctx, &widths, prior, args.seed, args.precision.0)?;
-    let (mut optimizer, peak_lr, _) = optimizer(ctx, name, &net, args)?;
-    let pass = Pass::new(ctx, kernels, &net, train, args.batch_size, Some(args.loss))?;
+    let net = Net::new(ctx, &widths, prior, spec.seed, args.precision.0)?;
+    let peak_lr = spec.lr;
+    let (mut optimizer, _) = optimizer(ctx, &spec.optim, &net, args, peak_lr)?;
+    let pass = Pass::new(ctx, kernels, &net, train, plan.batch_size, Some(plan.loss))?;
     let eval_rows = 4096.min(val.n).min(test.n);
     let val_pass = Pass::new(ctx, kernels, &net, val, eval_rows, None)?;
     let test_pass = Pass::new(ctx, kernels, &net, test, eval_rows, None)?;
@@ -665,12 +873,24 @@ fn train(
         "logits",
         &vec![0.0; val.n.max(test.n).next_multiple_of(eval_rows)],
     );
+    // The validation split's metrics of the weights on the device.
+    let validate = || {
+        evaluate(
+            ctx,
+            kernels,
+            &val_pass,
+            val,
+            val_labels,
+            &logits_buffer,
+            plan.loss,
+        )
+    };
     let steps_per_epoch: usize = source
         .chunk_lens()
         .iter()
-        .map(|len| len / args.batch_size)
+        .map(|len| len / plan.batch_size)
         .sum();
-    let total = steps_per_epoch * args.epochs;
+    let total = steps_per_epoch * plan.epochs;
     let schedule = LrSchedule::WarmupCosineDecay(WarmupCosineDecay {
         init_value: 0.0,
         peak_value: peak_lr,
@@ -707,24 +927,24 @@ fn train(
     let mut monitor = GradNormMonitor::new(MonitorConfig::default())?;
     let mut control = ControlReader::new(ctx, 4);
     let mut losses = LossReader::new(ctx, 4);
-    let mut rng = Rng::new(args.seed ^ 0x5EED);
+    let mut rng = Rng::new(spec.seed ^ 0x5EED);
     let mut curve: Vec<Point> = Vec::new();
     // Keyed by the loop's step: a control block names it as steps taken plus skipped.
     let mut log = TrainLog::default();
     let mut diverged_at = None;
-    let eval_every = (steps_per_epoch / args.evals_per_epoch).max(1);
+    let eval_every = (steps_per_epoch / plan.evals_per_epoch).max(1);
     let progress = progress_bar(name);
     progress.set_length(total as u64);
     let start = Instant::now();
     let (mut last_loss, mut last_norm) = (None, None);
     let mut step: usize = 0;
-    for _ in 0..args.epochs {
+    for _ in 0..plan.epochs {
         if stopped {
             break;
         }
         source.for_each_chunk(ctx, |len| {
         train.set_order(ctx, &rng.permutation(len));
-        for s in 0..len / args.batch_size {
+        for s in 0..len / plan.batch_size {
             if stopped {
                 break;
             }
@@ -739,7 +959,7 @@ fn train(
             let logging = step.is_multiple_of(args.log_every);
             // A full ring skips a log point: the readers never wait for the device.
             let mut recorded = Ok(false);
-            pass.train_step(ctx, kernels, &optimizer, s * args.batch_size, |encoder| {
+            pass.train_step(ctx, kernels, &optimizer, s * plan.batch_size, |encoder| {
                 if logging {
                     losses.record(encoder, &pass.loss_value, step + 1);
                     recorded = control.record(encoder, &optimizer);
@@ -765,15 +985,7 @@ fn train(
                 ));
             }
             if (step + 1).is_multiple_of(eval_every) || step + 1 == total {
-                let evaluation = match evaluate(
-                    ctx,
-                    kernels,
-                    &val_pass,
-                    val,
-                    val_labels,
-                    &logits_buffer,
-                    args.loss,
-                )?
+                let evaluation = match validate()?
                 .0
                 {
                     Ok(evaluation) => Some(evaluation),
@@ -877,6 +1089,9 @@ fn train(
         ctx.queue().submit([encoder.finish()]);
         println!("[{name:>5}] restored the parameters of step {at}, the best validation loss");
     }
+    // Every reported metric is of the weights kept: the best step's where early stopping
+    // restored them, the last step's otherwise.
+    let (val_eval, _) = validate()?;
     let (test_eval, test_logits) = evaluate(
         ctx,
         kernels,
@@ -884,7 +1099,7 @@ fn train(
         test,
         test_labels,
         &logits_buffer,
-        args.loss,
+        plan.loss,
     )?;
     let test_roc = match test_eval {
         Ok(_) => {
@@ -903,9 +1118,13 @@ fn train(
     let split = time_split(ctx, kernels, &pass, &optimizer, args.timing_repeats)?;
     Ok(RunResult {
         name: name.to_string(),
+        seed: spec.seed,
         curve,
         log: log.entries(),
+        val: val_eval,
         test: test_eval,
+        test_logits,
+        kept_step: best_step.unwrap_or(step),
         test_roc,
         split,
         seconds,
@@ -914,6 +1133,74 @@ fn train(
         skipped: counters.skipped_steps,
         diverged_at,
     })
+}
+
+/// The range test's (learning rate, smoothed loss) points.
+type LrCurve = Vec<(f64, f64)>;
+
+/// Steps of the learning-rate range test, and the rates it sweeps.
+const LR_FIND_STEPS: usize = 100;
+const LR_FIND_RANGE: (f64, f64) = (1e-6, 10.0);
+/// Steps of the range test whose smoothed loss is not yet a candidate.
+const LR_FIND_SKIP: usize = 10;
+
+/// The learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural
+/// Networks", 2017; fastai's `lr_find`): a fresh network of `spec` trained [`LR_FIND_STEPS`]
+/// steps on `data` at rates growing geometrically over [`LR_FIND_RANGE`], the batch loss read
+/// back once at the end, smoothed (an exponential moving average, 0.98, bias-corrected) and cut
+/// where it passes 4 times its minimum. The suggestion is fastai's `minimum`: the rate of the
+/// lowest smoothed loss past the first [`LR_FIND_SKIP`] steps divided by 10, where the loss
+/// still falls steadily; `None` where the loss was not finite past them. Returns it and the
+/// curve (rate, smoothed loss), for `lr_find.csv`.
+fn lr_find(
+    ctx: &Context,
+    kernels: &Kernels,
+    (args, plan, spec): (&Args, &Plan, &RunSpec),
+    data: &DeviceData,
+    prior: f64,
+) -> Result<(Option<f64>, LrCurve)> {
+    let widths: Vec<usize> = std::iter::once(data.features)
+        .chain(spec.hidden.iter().copied())
+        .chain([1])
+        .collect();
+    let (from, to) = LR_FIND_RANGE;
+    let net = Net::new(ctx, &widths, prior, spec.seed, args.precision.0)?;
+    let (mut optimizer, _) = optimizer(ctx, &spec.optim, &net, args, from)?;
+    let pass = Pass::new(ctx, kernels, &net, data, plan.batch_size, Some(plan.loss))?;
+    let history = ctx.upload_f32("lr_find losses", &[0.0; LR_FIND_STEPS]);
+    let per_epoch = (data.n / plan.batch_size).max(1);
+    let mut rng = Rng::new(spec.seed ^ 0x1F_F1D);
+    let rate = |k: usize| from * (to / from).powf(k as f64 / (LR_FIND_STEPS - 1) as f64);
+    for k in 0..LR_FIND_STEPS {
+        if k % per_epoch == 0 {
+            data.set_order(ctx, &rng.permutation(data.n));
+        }
+        optimizer.set_lr(rate(k))?;
+        let start = (k % per_epoch) * plan.batch_size;
+        pass.train_step(ctx, kernels, &optimizer, start, |encoder| {
+            encoder.copy_buffer_to_buffer(&pass.loss_value, 0, &history, 4 * k as u64, 4);
+        });
+    }
+    let losses = ctx.read_f32(&BufferRange::new(&history, 0, LR_FIND_STEPS as u64))?;
+    let (mut average, mut curve) = (0.0, Vec::new());
+    let mut lowest = (f64::INFINITY, 0);
+    let first = losses.first().map_or(f64::INFINITY, |&l| f64::from(l));
+    for (k, &loss) in losses.iter().enumerate() {
+        if !loss.is_finite() {
+            break;
+        }
+        average = 0.98 * average + 0.02 * f64::from(loss);
+        let smoothed = average / (1.0 - 0.98_f64.powi(k as i32 + 1));
+        if smoothed > 4.0 * lowest.0.min(first) {
+            break;
+        }
+        // The first steps' average stands on a few noisy batches (fastai skips them too).
+        if k >= LR_FIND_SKIP && smoothed < lowest.0 {
+            lowest = (smoothed, k);
+        }
+        curve.push((rate(k), smoothed));
+    }
+    Ok((lowest.0.is_finite().then(|| rate(lowest.1) / 10.0), curve))
 }
 
 /// Files the readbacks that have arrived, batch losses (with their steps) and control blocks,
@@ -989,8 +1276,28 @@ fn time_split(
     Ok((forward, (both - forward).max(0.0), step))
 }
 
+/// Mesa's Vulkan device-selection layer (an implicit layer of `mesa-vulkan-drivers`, 22.x)
+/// asks Wayland for the display's GPU on every start, and without a session (no
+/// `XDG_RUNTIME_DIR`, as on a server or in CI) libwayland prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." twice: harmless, and alarming before a training
+/// run. With no display to select by and no `MESA_VK_DEVICE_SELECT` asking for a device,
+/// the layer has nothing to do: it is turned off (`NODEVICE_SELECT=1`, its own switch) before
+/// any thread starts.
+fn quiet_device_select() {
+    let unset = |name| std::env::var_os(name).is_none();
+    if unset("XDG_RUNTIME_DIR")
+        && unset("WAYLAND_DISPLAY")
+        && unset("DISPLAY")
+        && unset("MESA_VK_DEVICE_SELECT")
+        && unset("NODEVICE_SELECT")
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() {
     let args = parse_args();
+    quiet_device_select();
     let outcome = Context::new_blocking()
         .map_err(Error::from)
         .and_then(|ctx| {
@@ -1056,22 +1363,30 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
             100.0 * rate(&train_set),
         );
     } else {
-        let all = match &args.csv {
-            Some((path, label)) => {
+        match &args.csv {
+            Some((path, options)) => {
                 let csv = |source| Error::Csv {
                     path: path.clone(),
                     source,
                 };
-                let all = data::read_csv(path, label).map_err(csv)?;
-                if all.len() < 100 {
-                    return Err(csv(data::DataError::TooFewRecords {
-                        records: all.len(),
-                        minimum: 100,
-                    }));
-                }
-                // Stratified: a file sorted by label cannot leave a split with one label.
-                [train_set, val_set, test_set] = all.split_stratified(args.seed).map_err(csv)?;
-                all
+                let table = table::read_table(path, options).map_err(csv)?;
+                println!(
+                    "data: {} records of {} ({} delimited), label {:?} (default: {:?}), \
+                     split {}; {} attributes after encoding ({:.1} s)\n{}",
+                    table.records,
+                    path.display(),
+                    match table.delimiter {
+                        b'\t' => "tab".to_string(),
+                        d => format!("{:?}", char::from(d)),
+                    },
+                    options.label,
+                    table.positive,
+                    table.split_by,
+                    table.splits[0].features,
+                    t0.elapsed().as_secs_f64(),
+                    table.summary()
+                );
+                [train_set, val_set, test_set] = table.splits;
             }
             None => {
                 // The generator's records are independent draws: split in order.
@@ -1080,23 +1395,23 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
                 train_set = all.slice(0..n_train);
                 val_set = all.slice(n_train..n_train + n_val);
                 test_set = all.slice(n_train + n_val..all.len());
-                all
+                println!(
+                    "data: {} synthetic customers, {} attributes ({:.1} s)",
+                    all.len(),
+                    all.features,
+                    t0.elapsed().as_secs_f64()
+                );
             }
         };
         n_train = train_set.len();
-        let source = match &args.csv {
-            Some((path, _)) => format!("records of {} (split stratified by label)", path.display()),
-            None => "synthetic customers".to_string(),
-        };
         println!(
-            "data: {} {source}, {} attributes, {:.2}% defaults (train {} / validation {} / test {}; {:.1} s)",
-            all.len(),
-            all.features,
-            100.0 * rate(&all),
+            "splits: training {} ({:.2}% defaults), validation {} ({:.2}%), test {} ({:.2}%)",
             train_set.len(),
+            100.0 * rate(&train_set),
             val_set.len(),
+            100.0 * rate(&val_set),
             test_set.len(),
-            t0.elapsed().as_secs_f64()
+            100.0 * rate(&test_set),
         );
     }
     // Every split holds both labels, or ROC AUC and precision would be undefined.
@@ -1107,12 +1422,7 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
     ] {
         set.check_labels(split)?;
     }
-    if args.batch_size > train_set.len() {
-        return Err(Error::BatchTooLarge {
-            batch: args.batch_size,
-            records: train_set.len(),
-        });
-    }
+    let plan = plan(&args, n_train.min(train_set.len()));
     let moments = train_set.moments();
     let constant: Vec<String> = (0..moments.len())
         .filter(|&c| moments[c].1 == 0.0)
@@ -1154,26 +1464,36 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
         Source::Resident(&train_data)
     };
     let kernels = Kernels::new(ctx, args.precision.0);
+    let steps_per_epoch = source
+        .chunk_lens()
+        .iter()
+        .map(|len| len / plan.batch_size)
+        .sum::<usize>();
     println!(
-        "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps",
+        "model: {} -> {} (ReLU) -> 1, {} loss; batches of {}, {} epochs of {} steps, {} \
+         evaluation(s) per epoch, {}",
         train_set.features,
         HIDDEN
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(" -> "),
-        if args.loss.gamma > 0.0 {
+        if plan.loss.gamma > 0.0 {
             "focal (gamma 2, alpha 0.75)"
         } else {
             "cross-entropy"
         },
-        args.batch_size,
-        args.epochs,
-        source
-            .chunk_lens()
-            .iter()
-            .map(|len| len / args.batch_size)
-            .sum::<usize>()
+        plan.batch_size,
+        plan.epochs,
+        steps_per_epoch,
+        plan.evals_per_epoch,
+        match args.early_stopping {
+            Some(p) => format!(
+                "early stopping after {p} evaluations without improvement (the best weights \
+                 are kept and reported)"
+            ),
+            None => "no early stopping (the last weights are reported)".to_string(),
+        }
     );
 
     // ---- search ---------------------------------------------------------------------------
@@ -1203,7 +1523,7 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
             train_data,
             (&val_data, &val_set.labels),
             widths,
-            (rate(&train_set), &optim, args.loss),
+            (rate(&train_set), &optim, plan.loss),
             (args.seed, args.log_every),
             &search_args,
         );
@@ -1230,7 +1550,11 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
             let at = results.names().iter().position(|n| n == name);
             at.map(|i| best.values[i])
         };
-        args.lr = value("lr");
+        // The searched optimizer's rate (the baseline keeps its own).
+        match optim.as_str() {
+            "sgd" => args.sgd_lr = value("lr"),
+            _ => args.adamw_lr = value("lr"),
+        }
         args.weight_decay = value("weight_decay");
         args.beta1 = value("beta1").unwrap_or(args.beta1);
         args.momentum = value("momentum").unwrap_or(args.momentum);
@@ -1248,21 +1572,135 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
         );
     }
 
+    // ---- learning rates ------------------------------------------------------------------
+    // Given on the command line, else measured by a range test on a table (and for the
+    // baseline wherever the training records are on the device), else the swept defaults.
+    let prior = rate(&train_set);
+    let mut specs: Vec<RunSpec> = args
+        .optims
+        .iter()
+        .map(|name| RunSpec {
+            name: name.clone(),
+            optim: name.clone(),
+            seed: args.seed,
+            lr: default_lr(name, &args),
+            hidden: HIDDEN.to_vec(),
+        })
+        .collect();
+    if args.baseline {
+        specs.push(RunSpec {
+            name: "logistic".into(),
+            optim: args.optims[0].clone(),
+            seed: args.seed,
+            lr: args.lr.unwrap_or(1e-2),
+            hidden: Vec::new(),
+        });
+    }
+    let mut found = String::from("lr,loss,run\n");
+    for spec in &mut specs {
+        let given = if spec.hidden.is_empty() {
+            args.lr
+        } else {
+            given_lr(&spec.optim, &args)
+        };
+        let measure = given.is_none() && (args.lr_find || spec.hidden.is_empty());
+        if let (true, Source::Resident(train_data)) = (measure, &source) {
+            let (lr, curve) = lr_find(ctx, &kernels, (&args, &plan, spec), train_data, prior)?;
+            for (r, l) in &curve {
+                found += &format!("{r:e},{l},{}\n", spec.name);
+            }
+            let Some(lr) = lr else {
+                write_output(&args.out, "lr_find.csv", &found)?;
+                return Err(Error::LrFind {
+                    optimizer: spec.name.clone(),
+                    from: LR_FIND_RANGE.0,
+                    to: LR_FIND_RANGE.1,
+                });
+            };
+            println!(
+                "learning-rate range test, {}: {} steps from {:e} to {:e}, lowest smoothed loss \
+                 at {:.2e}: peak learning rate {lr:.2e}",
+                spec.name,
+                LR_FIND_STEPS,
+                LR_FIND_RANGE.0,
+                LR_FIND_RANGE.1,
+                lr * 10.0
+            );
+            spec.lr = lr;
+        } else if let Some(lr) = given {
+            spec.lr = lr;
+        }
+    }
+    if found.lines().count() > 1 {
+        write_output(&args.out, "lr_find.csv", &found)?;
+    }
+
     // ---- training -------------------------------------------------------------------------
     let mut results = Vec::new();
-    for name in &args.optims {
-        results.push(train(
-            ctx,
-            &kernels,
-            &args,
-            name,
-            (&source, &val_data, &test_data),
-            (&val_set.labels, &test_set.labels),
-            rate(&train_set),
-        )?);
+    for seed in (0..args.seeds as u64).map(|k| args.seed + k) {
+        for spec in &specs {
+            let spec = RunSpec {
+                name: spec.name.clone(),
+                optim: spec.optim.clone(),
+                seed,
+                lr: spec.lr,
+                hidden: spec.hidden.clone(),
+            };
+            results.push(train(
+                ctx,
+                &kernels,
+                (&args, &plan, &spec),
+                (&source, &val_data, &test_data),
+                (&val_set.labels, &test_set.labels),
+                prior,
+            )?);
+        }
     }
-    report(&args, &results)?;
+    report(&args, &plan, &results, &test_set.labels)?;
     Ok(results)
+}
+
+/// The settings that depend on the data, where the command line leaves them: on synthetic
+/// data the swept defaults (batches of 1024, 3 epochs, 4 evaluations per epoch, focal loss);
+/// on a table, sizes that hold from a thousand records to millions: batches of the largest
+/// power of two up to a sixteenth of the training split (32 to 1024), epochs for about 2,000
+/// steps (3 to 200), an evaluation per 25 steps (1 to 4 per epoch), cross-entropy. A batch
+/// larger than the training split is capped at it.
+fn plan(args: &Args, n_train: usize) -> Plan {
+    let table = args.csv.is_some();
+    let batch_size = match args.batch_size {
+        Some(b) if b > n_train => {
+            println!(
+                "note: --batch-size {b} is more than the {n_train} training records: batches \
+                 of {n_train}"
+            );
+            n_train
+        }
+        Some(b) => b,
+        None if table => {
+            let sixteenth = (n_train / 16).max(1);
+            (1usize << sixteenth.ilog2()).clamp(32, 1024).min(n_train)
+        }
+        None => 1024.min(n_train),
+    };
+    let steps_per_epoch = (n_train / batch_size).max(1);
+    let epochs = args.epochs.unwrap_or(if table {
+        2000usize.div_ceil(steps_per_epoch).clamp(3, 200)
+    } else {
+        3
+    });
+    let evals_per_epoch = args.evals_per_epoch.unwrap_or(if table {
+        (steps_per_epoch / 25).clamp(1, 4)
+    } else {
+        4
+    });
+    let loss = args.loss.unwrap_or(if table { BCE } else { FOCAL });
+    Plan {
+        batch_size,
+        epochs,
+        evals_per_epoch,
+        loss,
+    }
 }
 
 /// Writes `contents` to `dir/file`, creating `dir`.
@@ -1276,55 +1714,229 @@ fn write_output(dir: &std::path::Path, file: &str, contents: &str) -> Result<()>
     std::fs::write(&path, contents).map_err(|e| failed(&path, e))
 }
 
-/// The table per optimizer, the curves as CSV and the plots. A diverged run's metrics are
-/// not numbers: its cells say so.
-fn report(args: &Args, results: &[RunResult]) -> Result<()> {
-    // The target: the validation loss every optimizer reaches (the worst of their bests),
-    // unless given; runs that never had a finite validation loss take no part.
+/// Whether a run learned: finite test metrics, an AUC above chance and logits that are not
+/// all equal (a constant predictor). A run that did not learn takes part in no comparison.
+pub fn learned(r: &RunResult) -> bool {
+    let constant = r
+        .test_logits
+        .iter()
+        .all(|&z| (z - r.test_logits[0]).abs() <= 1e-6 * z.abs().max(1.0));
+    r.test.is_ok_and(|t| t.auc > 0.5) && !constant
+}
+
+/// What the runs support, as sentences: which of the first two optimizers reached the target
+/// validation loss first, over how many of the seeds `(first, count)` (nothing from one
+/// seed, and nothing when a run of either did not learn: see [`learned`]); and each
+/// optimizer's test AUC beside the logistic-regression baseline's, over the runs that learned.
+pub fn claims(
+    results: &[RunResult],
+    (first_seed, seeds): (u64, usize),
+    target: Option<f64>,
+    loss_name: &str,
+) -> Vec<String> {
+    let runs =
+        |name: &str| -> Vec<&RunResult> { results.iter().filter(|r| r.name == name).collect() };
+    let steps = |r: &RunResult| {
+        let target = target?;
+        r.curve
+            .iter()
+            .find(|p| p.val.is_some_and(|v| v.loss <= target))
+            .map(|p| p.step)
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    let optimizers: Vec<&str> = names.iter().copied().filter(|&n| n != "logistic").collect();
+    let mut lines = Vec::new();
+    if let [a, b, ..] = optimizers[..] {
+        let all_learned = |name: &str| runs(name).into_iter().all(learned);
+        if seeds < 2 {
+            lines.push(format!(
+                "one seed: no claim that {a} or {b} reaches the target first (--seeds 3 or \
+                 more for one, with the spread)"
+            ));
+        } else if !all_learned(a) || !all_learned(b) {
+            lines.push(format!(
+                "not every run of {a} and {b} learned (test AUC above 0.5, not a constant \
+                 predictor): no comparison of their steps"
+            ));
+        } else {
+            let of_seed = |name: &str, seed: u64| {
+                runs(name)
+                    .into_iter()
+                    .find(|r| r.seed == seed)
+                    .and_then(steps)
+            };
+            let first = (0..seeds as u64)
+                .filter(|&k| {
+                    let seed = first_seed + k;
+                    match (of_seed(a, seed), of_seed(b, seed)) {
+                        (Some(x), Some(y)) => x < y,
+                        (Some(_), None) => true,
+                        _ => false,
+                    }
+                })
+                .count();
+            let mean_steps = |name: &str| {
+                let v: Vec<f64> = runs(name)
+                    .into_iter()
+                    .filter_map(|r| steps(r).map(|s| s as f64))
+                    .collect();
+                if v.is_empty() {
+                    "never".to_string()
+                } else {
+                    let (m, sd) = mean_sd(&v);
+                    format!("{m:.0} ± {sd:.0}")
+                }
+            };
+            lines.push(format!(
+                "{a} reached the target validation {loss_name} in fewer steps than {b} in \
+                 {first} of {seeds} seeds (steps: {} against {})",
+                mean_steps(a),
+                mean_steps(b)
+            ));
+        }
+    }
+    let auc = |name: &str| {
+        let v: Vec<f64> = runs(name)
+            .into_iter()
+            .filter(|r| learned(r))
+            .filter_map(|r| r.test.as_ref().ok().map(|t| t.auc))
+            .collect();
+        (!v.is_empty()).then(|| (mean_sd(&v), v.len()))
+    };
+    let spread = |((m, sd), n): ((f64, f64), usize)| {
+        if n > 1 {
+            format!("{m:.4} ± {sd:.4}")
+        } else {
+            format!("{m:.4}")
+        }
+    };
+    if names.contains(&"logistic") {
+        match auc("logistic") {
+            Some(base) => {
+                for &name in &optimizers {
+                    lines.push(match auc(name) {
+                        Some(net) => format!(
+                            "{name} against the logistic-regression baseline: test AUC {} \
+                             against {} ({:+.4})",
+                            spread(net),
+                            spread(base),
+                            net.0 .0 - base.0 .0
+                        ),
+                        None => format!(
+                            "{name}: no run learned; the logistic-regression baseline's test \
+                             AUC {}",
+                            spread(base)
+                        ),
+                    });
+                }
+            }
+            None => lines.push("the logistic-regression baseline did not learn".to_string()),
+        }
+    }
+    lines
+}
+
+/// The test metrics the report shows of a run: its evaluation, the bootstrap 95% interval of
+/// its AUC (1,000 stratified resamples, seeded by the run) and its expected calibration error
+/// over ten bins of equal count; `None` where the test metrics are undefined.
+struct TestSummary {
+    t: Evaluation,
+    interval: (f64, f64),
+    calibration_error: f64,
+}
+
+fn test_summary(r: &RunResult, labels: &[f32]) -> Option<TestSummary> {
+    let t = *r.test.as_ref().ok()?;
+    let bins = metrics::calibration(&r.test_logits, labels, 10);
+    Some(TestSummary {
+        t,
+        interval: metrics::auc_interval(&r.test_logits, labels, 1000, r.seed),
+        calibration_error: metrics::expected_calibration_error(&bins),
+    })
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+/// The table of every run, the summary over seeds, the comparisons the runs support, the
+/// curves and results as CSV and the plots. A diverged run's metrics are not numbers: its
+/// cells say so. Every metric is of the weights kept (the best validation loss's under early
+/// stopping).
+fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) -> Result<()> {
+    let loss_name = if plan.loss.gamma > 0.0 {
+        "focal loss"
+    } else {
+        "log loss"
+    };
+    // The target: the validation loss every optimizer run reaches (the worst of their
+    // bests), unless given; the baseline and runs without a finite validation loss take no
+    // part.
     let best = |r: &RunResult| {
         r.curve
             .iter()
             .filter_map(|p| p.val.map(|v| v.loss))
             .reduce(f64::min)
     };
-    let target = args
-        .target_loss
-        .or_else(|| results.iter().filter_map(best).reduce(f64::max));
+    let target = args.target_loss.or_else(|| {
+        results
+            .iter()
+            .filter(|r| r.name != "logistic")
+            .filter_map(best)
+            .reduce(f64::max)
+    });
     match target {
-        Some(target) => println!("\ntarget validation loss: {target:.5}"),
-        None => println!("\ntarget validation loss: none (no run had a finite one)"),
+        Some(target) => println!("\ntarget validation {loss_name}: {target:.5}"),
+        None => println!("\ntarget validation {loss_name}: none (no run had a finite one)"),
     }
+    fn first_reaching(r: &RunResult, target: Option<f64>) -> Option<&Point> {
+        let target = target?;
+        r.curve
+            .iter()
+            .find(|p| p.val.is_some_and(|v| v.loss <= target))
+    }
+    let reached = |r: &RunResult| first_reaching(r, target).map(|p| (p.step, p.seconds));
     println!(
-        "| optimizer | steps to target | seconds to target | final val loss | val AUC | test AUC | threshold | test accuracy | test precision | test recall | forward / backward / optimizer per step |"
+        "| run | seed | peak lr | steps to target | seconds to target | kept step | val {loss_name} | test AUC (95% CI) | test log loss | test Brier | calibration error | threshold | test precision | test recall | forward / backward / optimizer per step |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let mut reached = Vec::new();
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
     for r in results {
-        let hit = target.and_then(|target| {
-            r.curve
-                .iter()
-                .find(|p| p.val.is_some_and(|v| v.loss <= target))
-        });
-        reached.push(hit.map(|p| p.step));
+        let hit = reached(r);
         let (f, b, o) = r.split;
         let total = f + b + o;
-        let val = match r.curve.last().and_then(|p| p.val) {
-            Some(v) => format!("{:.5} | {:.4}", v.loss, v.auc),
-            None if r.diverged_at.is_some() => "diverged | -".to_string(),
-            None => "- | -".to_string(),
+        let val = match &r.val {
+            Ok(v) => format!("{:.5}", v.loss),
+            Err(_) => "diverged".to_string(),
         };
-        let test = match &r.test {
-            Ok(t) => format!(
-                "{:.4} | {:.3} | {:.4} | {:.3} | {:.3}",
-                t.auc, t.threshold, t.accuracy, t.precision, t.recall
+        let test = match test_summary(r, test_labels) {
+            Some(TestSummary {
+                t,
+                interval: (low, high),
+                calibration_error,
+            }) => format!(
+                "{:.4} ({low:.3}-{high:.3}) | {:.4} | {:.4} | {calibration_error:.4} | {:.3} | \
+                 {:.3} | {:.3}",
+                t.auc, t.log_loss, t.brier, t.threshold, t.precision, t.recall
             ),
-            Err(_) => "diverged | - | - | - | -".to_string(),
+            None => "diverged | - | - | - | - | - | -".to_string(),
         };
         println!(
-            "| {} | {} | {} | {val} | {test} | {:.1} / {:.1} / {:.1} ms ({:.0}% / {:.0}% / {:.0}%) |",
+            "| {} | {} | {:.2e} | {} | {} | {} | {val} | {test} | {:.1} / {:.1} / {:.1} ms ({:.0}% / {:.0}% / {:.0}%) |",
             r.name,
-            hit.map_or("not reached".into(), |p| p.step.to_string()),
-            hit.map_or("-".into(), |p| format!("{:.1}", p.seconds)),
+            r.seed,
+            r.lr,
+            hit.map_or("not reached".into(), |(step, _)| step.to_string()),
+            hit.map_or("-".into(), |(_, seconds)| format!("{seconds:.1}")),
+            r.kept_step,
             1e3 * f,
             1e3 * b,
             1e3 * o,
@@ -1333,19 +1945,74 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
             100.0 * o / total,
         );
     }
-    if let [Some(a), Some(s)] = reached[..] {
+    let rate = test_labels.iter().filter(|&&y| y > 0.5).count() as f64 / test_labels.len() as f64;
+    println!(
+        "predicting the test split's default rate ({:.2}%) for everyone: log loss {:.4}, Brier \
+         {:.4}, AUC 0.5",
+        100.0 * rate,
+        metrics::base_rate_log_loss(test_labels),
+        metrics::base_rate_brier(test_labels)
+    );
+
+    // ---- over seeds ------------------------------------------------------------------------
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    fn runs<'a>(results: &'a [RunResult], name: &'a str) -> impl Iterator<Item = &'a RunResult> {
+        results.iter().filter(move |r| r.name == name)
+    }
+    let seeds = args.seeds;
+    if seeds > 1 {
         println!(
-            "\n{} reached the target in {a} steps, {} in {s}: {:.0}% {} steps.",
-            results[0].name,
-            results[1].name,
-            100.0 * (1.0 - a as f64 / s as f64).abs(),
-            if a <= s { "fewer" } else { "more" }
+            "\nover {seeds} seeds (mean ± standard deviation of the runs that learned: an AUC \
+             above 0.5 and not a constant predictor):"
         );
+        println!("| run | learned | test AUC | test log loss | test Brier | steps to target |");
+        println!("|---|---:|---|---|---|---|");
+    }
+    for &name in &names {
+        let kept: Vec<&RunResult> = runs(results, name).filter(|r| learned(r)).collect();
+        let metric = |f: &dyn Fn(&Evaluation) -> f64| -> Vec<f64> {
+            kept.iter()
+                .filter_map(|r| r.test.as_ref().ok().map(f))
+                .collect()
+        };
+        let auc = metric(&|t| t.auc);
+        let steps: Vec<f64> = runs(results, name)
+            .filter_map(|r| reached(r).map(|(step, _)| step as f64))
+            .collect();
+        if seeds > 1 {
+            let cell = |v: &[f64], digits: usize| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    let (m, sd) = mean_sd(v);
+                    format!("{m:.digits$} ± {sd:.digits$}")
+                }
+            };
+            println!(
+                "| {name} | {} of {seeds} | {} | {} | {} | {} (reached in {} of {seeds}) |",
+                kept.len(),
+                cell(&auc, 4),
+                cell(&metric(&|t| t.log_loss), 4),
+                cell(&metric(&|t| t.brier), 4),
+                cell(&steps, 0),
+                steps.len()
+            );
+        }
+    }
+
+    // ---- what the runs support -------------------------------------------------------------
+    for line in claims(results, (args.seed, seeds), target, loss_name) {
+        println!("{line}");
     }
     for r in results {
         let mut line = format!(
-            "{}: {:.1} s of training, {} steps",
-            r.name, r.seconds, r.attempted
+            "{} (seed {}): {:.1} s of training, {} steps",
+            r.name, r.seed, r.seconds, r.attempted
         );
         if r.skipped > 0 {
             line += &format!(", {} skipped for inf or NaN gradients", r.skipped);
@@ -1360,9 +2027,14 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
         println!("{line}");
     }
 
-    // ---- curves and plots ----------------------------------------------------------------
-    let mut csv = String::from("optimizer,step,epoch,seconds,lr,val_loss,val_auc\n");
-    let mut log_csv = String::from("optimizer,step,lr,train_loss,grad_norm,skipped\n");
+    // ---- curves, results and plots ----------------------------------------------------------
+    let mut csv = String::from("run,seed,step,epoch,seconds,lr,val_loss,val_auc\n");
+    let mut log_csv = String::from("run,seed,step,lr,train_loss,grad_norm,skipped\n");
+    let mut results_csv = String::from(
+        "run,seed,peak_lr,kept_step,steps_to_target,val_loss,val_log_loss,test_auc,\
+         test_auc_low,test_auc_high,test_log_loss,test_brier,calibration_error,threshold,\
+         test_precision,test_recall,learned\n",
+    );
     let text = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
     for r in results {
         for p in &r.curve {
@@ -1371,14 +2043,15 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
                 (v.loss.to_string(), v.auc.to_string())
             });
             csv += &format!(
-                "{},{},{:.4},{:.2},{:e},{loss},{auc}\n",
-                r.name, p.step, p.epoch, p.seconds, p.lr
+                "{},{},{},{:.4},{:.2},{:e},{loss},{auc}\n",
+                r.name, r.seed, p.step, p.epoch, p.seconds, p.lr
             );
         }
         for e in &r.log {
             log_csv += &format!(
-                "{},{},{:e},{},{},{}\n",
+                "{},{},{},{:e},{},{},{}\n",
                 r.name,
+                r.seed,
                 e.step,
                 e.lr,
                 text(e.loss),
@@ -1386,11 +2059,37 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
                 u8::from(e.skipped)
             );
         }
+        let metrics_cells = match (&r.val, test_summary(r, test_labels)) {
+            (
+                Ok(v),
+                Some(TestSummary {
+                    t,
+                    interval: (low, high),
+                    calibration_error,
+                }),
+            ) => format!(
+                "{},{},{},{low},{high},{},{},{calibration_error},{},{},{}",
+                v.loss, v.log_loss, t.auc, t.log_loss, t.brier, t.threshold, t.precision, t.recall
+            ),
+            _ => ",,,,,,,,,,".to_string(),
+        };
+        results_csv += &format!(
+            "{},{},{:e},{},{},{metrics_cells},{}\n",
+            r.name,
+            r.seed,
+            r.lr,
+            r.kept_step,
+            reached(r).map_or(String::new(), |(step, _)| step.to_string()),
+            u8::from(learned(r))
+        );
     }
     write_output(&args.out, "curves.csv", &csv)?;
     write_output(&args.out, "train_log.csv", &log_csv)?;
+    write_output(&args.out, "results.csv", &results_csv)?;
+    // The plots show the first seed's runs.
     let series: Vec<plots::Series<'_>> = results
         .iter()
+        .filter(|r| r.seed == args.seed)
         .map(|r| plots::Series {
             name: &r.name,
             train_loss: r
@@ -1411,6 +2110,11 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
                 .collect(),
             roc: r.test_roc.clone(),
             auc: r.test.as_ref().ok().map(|t| t.auc),
+            calibration: if r.test.is_ok() {
+                metrics::calibration(&r.test_logits, test_labels, 10)
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let written = plots::write(&args.out, &series).map_err(|e| Error::Output {
@@ -1418,9 +2122,10 @@ fn report(args: &Args, results: &[RunResult]) -> Result<()> {
         message: e.to_string(),
     })?;
     println!(
-        "curves: {}, {}; plots: {}",
+        "curves: {}, {}; every run's metrics: {}; plots: {}",
         args.out.join("curves.csv").display(),
         args.out.join("train_log.csv").display(),
+        args.out.join("results.csv").display(),
         written
             .iter()
             .map(|p| p.display().to_string())
