@@ -1,19 +1,59 @@
 //! The mission's training job: a credit-default model (150 customer attributes, hidden layers
 //! 512, 256, 128 and 64, one output: the default probability; about 2% positives) trained end
 //! to end on the device with focal loss, AdamW with warm-up + cosine annealing and global-norm
-//! clipping against SGD with momentum, on the same data, initialisation and step budget.
+//! clipping against SGD with momentum, on the same data, initialisation and step budget,
+//! beside a logistic regression trained by the same library. Or the same on a bank's own
+//! table (`--csv FILE --label COLUMN`).
 //!
 //! ```text
-//! cargo run --release --example credit_risk -- [--records 100000] [--batch-size 1024]
-//!     [--epochs 3] [--optim adamw,sgd] [--loss focal|bce] [--target-loss X] [--seed 7]
-//!     [--out target/credit_risk] [--evals-per-epoch 4] [--log-every 10] [--timing-repeats 20]
-//!     [--precision f32|bf16-states|bf16|bf16-master|bf16-sr]
-//!     [--csv FILE --label COLUMN]
-//!     [--adamw-lr 0.03] [--sgd-lr 0.5] [--lr X] [--weight-decay X] [--beta1 X] [--momentum X]
-//!     [--plateau] [--early-stopping PATIENCE]
-//!     [--search random|grid|bayes|halving --trials 16 --restarts 3 [--search-steps 60]
-//!      [--search-batch 256] [--population 64]]
+//! cargo run --release --example credit_risk -- --help
+//! cargo run --release --example credit_risk                      # synthetic customers
+//! cargo run --release --example credit_risk -- --csv loans.csv --label default --positive Yes
+//! cargo run --release --example credit_risk -- --seeds 3          # mean and spread over seeds
 //! ```
+//!
+//! The command line is clap's (`Cli`): every option with its default in `--help`, values typed
+//! and checked (learning rates finite and positive, betas in [0, 1)), a later value of an
+//! option replacing an earlier one, combinations that cannot be honoured refused (`--records`
+//! with `--csv`).
+//!
+//! **Your own table** (`table.rs`, read with the `csv` crate): a header row; fields quoted or
+//! not; `,`, `;`, tab or `|` (sniffed, or `--delimiter`); a byte-order mark. Numeric columns are
+//! standardized with the training split's moments; text columns one-hot encoded (the
+//! `--max-categories` most frequent values of the training split, the rest "other"); missing
+//! values (empty, `NA`, `nan`, `?` and pandas' other spellings) imputed from the training split
+//! (median, or the most frequent value) with a 0/1 column marking them; columns constant or
+//! all missing in the training split dropped. The label is 0/1, or text with `--positive
+//! VALUE` naming the default. The table is split 80/10/10 stratified by the label, shuffled
+//! with `--seed` (or by `--split-column`), so a file sorted by outcome splits as a shuffled one;
+//! a split without a default or without a non-default is refused. Every refusal names the
+//! line, the column and the fix; a summary says what was done to each column.
+//!
+//! **Defaults that depend on the data** (`plan`): on the synthetic data the swept ones
+//! (batches of 1024, 3 epochs, 4 evaluations per epoch, focal loss, AdamW 0.03 and SGD 0.5:
+//! BENCHMARKS.md); on a table, batches of the largest power of two up to a sixteenth of the
+//! training split (32 to 1024; a batch larger than the split is capped at it), epochs for
+//! about 2,000 steps (3 to 200), cross-entropy (focal loss with alpha 0.75 distorts the
+//! probabilities a risk modeller reads as PDs), SGD's weight decay 5e-4, and each optimizer's
+//! peak learning rate from a learning-rate range test (`lr_find`: Smith's test as fastai runs
+//! it, 100 steps from 1e-6 to 10, a tenth of the rate of the lowest smoothed loss) unless
+//! `--lr`, `--adamw-lr` or `--sgd-lr` gives one (`--no-lr-find`: the synthetic rates).
+//!
+//! **Early stopping** is on (`--early-stopping 5`: five evaluations without a better validation
+//! loss, Lightning's rule; 0 turns it off): the best weights are saved on the device (a
+//! `Snapshot`, no host round trip) and restored, and every reported metric, validation and
+//! test, is theirs. **The logistic-regression baseline** (`logistic`, `--no-baseline` to skip)
+//! is one linear layer trained by the same library, with the first optimizer of `--optim`, the
+//! same schedule and its own range-tested rate (unless `--lr`). **The report**: per run the
+//! steps and seconds to the target validation loss (the worst of the optimizer runs' bests, or
+//! `--target-loss`), the kept step, the test AUC with a bootstrap 95% interval, log loss and
+//! Brier score whatever loss trained, the expected calibration error, precision and recall at
+//! the F1-optimal threshold, and the time split between forward, backward and optimizer; the
+//! base rate's log loss and Brier score (what a model must beat); with `--seeds N` the mean
+//! and spread over seeds (`--seed` + 0..N: initialisation and batch order vary, the split
+//! stays). Which optimizer reaches the target first is claimed only over several seeds, as the
+//! count of seeds where it did, and never when a run of either did not learn (an AUC of 0.5 or
+//! less, or a constant predictor: `learned`).
 //!
 //! `--search` first searches AdamW's (or, with `--optim sgd`, SGD's) learning rate, weight
 //! decay and beta1 (momentum) over `--trials` configurations, each trained from `--restarts`
@@ -25,42 +65,28 @@
 //! configuration as below.
 //!
 //! `--plateau` replaces the cosine decay by PyTorch's `ReduceLROnPlateau` on the validation
-//! loss (factor 0.5, patience 1 evaluation) after the warm-up; `--early-stopping P` stops once
-//! the validation loss has not improved for P evaluations (Lightning's rule) and restores the
-//! best parameters (a device-side snapshot, no host round trip) for the test metrics. The
-//! progress output shows a `GradNormMonitor`'s events (vanishing, exploding or skipped steps).
+//! loss (factor 0.5, patience 1 evaluation) after the warm-up. The progress output shows a
+//! `GradNormMonitor`'s events (vanishing, exploding or skipped steps).
 //!
 //! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
 //! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, `adamax`, `nadam`, `radam`, `adadelta`,
-//! `adopt`,
-//! comma-separated, each run on the same
-//! data, initialisation and schedule. AdamW's and SGD's default learning rates come from a
-//! sweep (BENCHMARKS.md); the others' (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05, RMSprop
-//! and Lion 0.003) are starting points, not tuned: `--lr X` sets one for every optimizer run.
-//!
-//! `--csv FILE --label COLUMN` trains on a table of your own instead: a header row, numeric
-//! columns, the label 0 or 1; every other column is an attribute, standardized with the
-//! training split's moments (`data::read_csv`; a column constant there is only centred). The
-//! table is split 80/10/10 stratified by label, shuffled with `--seed`, so a file sorted by
-//! label splits as a shuffled one; a label with fewer than 3 records is refused, as is any
-//! split left with a single label (its ROC AUC and precision would be undefined), and every
-//! cell must be a finite number in f32, the device's type.
+//! `adopt`, ..., comma-separated, each run on the same data, initialisation and schedule.
+//! On the synthetic data the others' rates (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05,
+//! RMSprop and Lion 0.003) are starting points, not tuned.
 //!
 //! A run whose validation logits stop being finite (too high a learning rate) has diverged:
-//! it stops there, the report marks it (skipped steps counted, no metrics printed for it), and
-//! the example exits with status 1 after the report.
+//! it stops there, the report marks it (skipped steps counted), and the example exits with
+//! status 1 after the report.
 //!
 //! Data: `data.rs` generates the records (deterministic from `--seed`), split 80/10/10 into
 //! training, validation and test sets in order (the records are independent draws),
-//! standardized with the training set's moments. The
-//! network: `mlp.rs` (forward and backward passes as WGSL kernels, the ten tensors in one
-//! `Arena`). Each training step is one command encoder (gather the batch, forward, loss,
-//! backward, optimizer step) submitted without waiting; the loss and the gradient norm are read
-//! back every `--log-every` steps without stalling the queue. At each evaluation (four per
-//! epoch) the validation logits are read back: loss, ROC AUC, and accuracy, precision and
-//! recall at the F1-optimal threshold. At the end: a table per optimizer (steps and seconds to
-//! reach the target validation loss, final metrics, the time split between forward, backward
-//! and optimizer) and the curves as CSV in `--out`.
+//! standardized with the training set's moments. The network: `mlp.rs` (forward and backward
+//! passes as WGSL kernels, the ten tensors in one `Arena`). Each training step is one command
+//! encoder (gather the batch, forward, loss, backward, optimizer step) submitted without
+//! waiting; the loss and the gradient norm are read back every `--log-every` steps without
+//! stalling the queue. At each evaluation the validation logits are read back. Written to
+//! `--out`: `curves.csv`, `train_log.csv`, `results.csv` (every run's metrics), `lr_find.csv`,
+//! and plots of the losses, learning rates, gradient norms, ROC curves and calibration.
 
 // Public so that tests/credit_risk.rs, which includes this file as a module, reaches them.
 pub mod data;
@@ -844,7 +870,7 @@ pub struct RunSpec {
     pub seed: u64,
     /// The peak learning rate.
     pub lr: f64,
-    /// The hidden layers' widths: [`HIDDEN`], or none for the baseline.
+    /// The hidden layers' widths: `HIDDEN`, or none for the baseline.
     pub hidden: Vec<usize>,
 }
 
@@ -2006,6 +2032,7 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
     }
 
     // ---- what the runs support -------------------------------------------------------------
+    println!();
     for line in claims(results, (args.seed, seeds), target, loss_name) {
         println!("{line}");
     }

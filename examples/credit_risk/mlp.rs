@@ -258,7 +258,7 @@ pub struct Pass {
     loss: Option<wgpu::BindGroup>,
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
-    /// The logits of the last batch ([rows]).
+    /// The logits of the last batch (`[rows]`).
     pub logits: wgpu::Buffer,
     /// The last batch's mean loss (training passes).
     pub loss_value: wgpu::Buffer,
