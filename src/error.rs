@@ -306,3 +306,12 @@ pub enum Error {
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `Err(Error::InvalidHyperparameter)` for `name`'s `value`, which should be `expected`.
+pub(crate) fn invalid(name: &'static str, value: f64, expected: &'static str) -> Result<()> {
+    Err(Error::InvalidHyperparameter {
+        name,
+        value,
+        expected,
+    })
+}

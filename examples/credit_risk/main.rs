@@ -861,6 +861,7 @@ pub struct Plan {
 }
 
 /// One run: an optimizer, or the logistic-regression baseline, from one seed.
+#[derive(Clone)]
 pub struct RunSpec {
     /// As the report shows it: `adamw`, `sgd`, `logistic`.
     pub name: String,
@@ -1666,11 +1667,8 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<Vec<RunResult>> {
     for seed in (0..args.seeds as u64).map(|k| args.seed + k) {
         for spec in &specs {
             let spec = RunSpec {
-                name: spec.name.clone(),
-                optim: spec.optim.clone(),
                 seed,
-                lr: spec.lr,
-                hidden: spec.hidden.clone(),
+                ..spec.clone()
             };
             results.push(train(
                 ctx,
@@ -1762,19 +1760,8 @@ pub fn claims(
 ) -> Vec<String> {
     let runs =
         |name: &str| -> Vec<&RunResult> { results.iter().filter(|r| r.name == name).collect() };
-    let steps = |r: &RunResult| {
-        let target = target?;
-        r.curve
-            .iter()
-            .find(|p| p.val.is_some_and(|v| v.loss <= target))
-            .map(|p| p.step)
-    };
-    let mut names: Vec<&str> = Vec::new();
-    for r in results {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
-        }
-    }
+    let steps = |r: &RunResult| first_reaching(r, target).map(|p| p.step);
+    let names = run_names(results);
     let optimizers: Vec<&str> = names.iter().copied().filter(|&n| n != "logistic").collect();
     let mut lines = Vec::new();
     if let [a, b, ..] = optimizers[..] {
@@ -1886,6 +1873,25 @@ fn test_summary(r: &RunResult, labels: &[f32]) -> Option<TestSummary> {
     })
 }
 
+/// The first point of `r`'s curve whose validation loss is at most `target`.
+fn first_reaching(r: &RunResult, target: Option<f64>) -> Option<&Point> {
+    let target = target?;
+    r.curve
+        .iter()
+        .find(|p| p.val.is_some_and(|v| v.loss <= target))
+}
+
+/// The runs' names, each once, in the order they ran.
+fn run_names(results: &[RunResult]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    names
+}
+
 /// Mean and sample standard deviation (0 for one value).
 fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
@@ -1924,18 +1930,17 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
         Some(target) => println!("\ntarget validation {loss_name}: {target:.5}"),
         None => println!("\ntarget validation {loss_name}: none (no run had a finite one)"),
     }
-    fn first_reaching(r: &RunResult, target: Option<f64>) -> Option<&Point> {
-        let target = target?;
-        r.curve
-            .iter()
-            .find(|p| p.val.is_some_and(|v| v.loss <= target))
-    }
     let reached = |r: &RunResult| first_reaching(r, target).map(|p| (p.step, p.seconds));
     println!(
         "| run | seed | peak lr | steps to target | seconds to target | kept step | val {loss_name} | test AUC (95% CI) | test log loss | test Brier | calibration error | threshold | test precision | test recall | forward / backward / optimizer per step |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
-    for r in results {
+    // Each run's test summary once: its bootstrap draws 1,000 resamples.
+    let summaries: Vec<Option<TestSummary>> = results
+        .iter()
+        .map(|r| test_summary(r, test_labels))
+        .collect();
+    for (r, summary) in results.iter().zip(&summaries) {
         let hit = reached(r);
         let (f, b, o) = r.split;
         let total = f + b + o;
@@ -1943,7 +1948,7 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
             Ok(v) => format!("{:.5}", v.loss),
             Err(_) => "diverged".to_string(),
         };
-        let test = match test_summary(r, test_labels) {
+        let test = match summary {
             Some(TestSummary {
                 t,
                 interval: (low, high),
@@ -1981,12 +1986,7 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
     );
 
     // ---- over seeds ------------------------------------------------------------------------
-    let mut names: Vec<&str> = Vec::new();
-    for r in results {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
-        }
-    }
+    let names = run_names(results);
     fn runs<'a>(results: &'a [RunResult], name: &'a str) -> impl Iterator<Item = &'a RunResult> {
         results.iter().filter(move |r| r.name == name)
     }
@@ -2063,7 +2063,7 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
          test_precision,test_recall,learned\n",
     );
     let text = |v: Option<f32>| v.map_or(String::new(), |v| v.to_string());
-    for r in results {
+    for (r, summary) in results.iter().zip(&summaries) {
         for p in &r.curve {
             // Empty where the validation logits were not finite.
             let (loss, auc) = p.val.map_or((String::new(), String::new()), |v| {
@@ -2086,7 +2086,7 @@ fn report(args: &Args, plan: &Plan, results: &[RunResult], test_labels: &[f32]) 
                 u8::from(e.skipped)
             );
         }
-        let metrics_cells = match (&r.val, test_summary(r, test_labels)) {
+        let metrics_cells = match (&r.val, summary) {
             (
                 Ok(v),
                 Some(TestSummary {

@@ -2,7 +2,7 @@
 
 use super::adam::moment_states;
 use super::{adam_family, config_struct, ln, non_negative, row, with_betas, Algorithm};
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 use crate::kernel::math::expm1_nonpositive;
 use crate::kernel::{shader_file, wgsl_struct, GroupRecord, Kernel, KernelSpec, L2, MOMENTS};
 use crate::setters::setters;
@@ -194,13 +194,7 @@ impl NAdamRunning {
     /// [0, 1), a last `momentum_decay` negative or not finite, an excess NaN or +inf, a product
     /// outside [0, 1].
     pub fn check(&self, step: u32) -> Result<()> {
-        let fail = |name: &'static str, value: f32, expected: &'static str| {
-            Err(Error::InvalidHyperparameter {
-                name,
-                value: f64::from(value),
-                expected,
-            })
-        };
+        let fail = |name, value: f32, expected| invalid(name, f64::from(value), expected);
         if !self.started() || step == 0 {
             return match (*self == Self::INITIAL, step == 0) {
                 (true, true) => Ok(()),

@@ -4,7 +4,7 @@
 //! shares the device's side).
 
 use super::non_negative;
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 use crate::kernel::wgsl_struct;
 
 wgsl_struct! {
@@ -38,13 +38,7 @@ impl ScheduleFreeRunning {
     /// at least 0) after, a `weight_sum` other than 0 before the first step or negative or not
     /// finite after, a `train_mode` other than 0 or 1.
     pub fn check(&self, step: u32) -> Result<()> {
-        let fail = |name: &'static str, value: f32, expected: &'static str| {
-            Err(Error::InvalidHyperparameter {
-                name,
-                value: f64::from(value),
-                expected,
-            })
-        };
+        let fail = |name, value: f32, expected| invalid(name, f64::from(value), expected);
         if self.train_mode != 0.0 && self.train_mode != 1.0 {
             return fail("train_mode", self.train_mode, "1 (train: y) or 0 (eval: x)");
         }

@@ -20,7 +20,7 @@ pub(crate) use device::{ScheduleTable, ScheduleTarget};
 pub use optax::{CosineDecay, ExponentialDecay, PolynomialSchedule, WarmupCosineDecay};
 pub use seasonal::Seasonal;
 
-use crate::error::{Error, Result};
+use crate::error::{invalid, Error, Result};
 
 /// Learning-rate schedules on the host: pure functions of the step count, giving the values of
 /// PyTorch's `torch.optim.lr_scheduler` classes and of Optax's schedules.
@@ -561,14 +561,6 @@ impl LrSchedule {
             }
         }
     }
-}
-
-pub(super) fn invalid(name: &'static str, value: f64, expected: &'static str) -> Result<()> {
-    Err(Error::InvalidHyperparameter {
-        name,
-        value,
-        expected,
-    })
 }
 
 /// A step count that divides: at least 1.

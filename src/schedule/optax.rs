@@ -3,7 +3,8 @@
 
 use std::f64::consts::PI;
 
-use super::{finite, invalid, positive_steps};
+use super::{finite, positive_steps};
+use crate::error::invalid;
 use crate::error::{Error, Result};
 
 /// `optax.warmup_cosine_decay_schedule`: linear from `init_value` to `peak_value` over

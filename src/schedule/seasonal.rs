@@ -2,7 +2,8 @@
 
 use std::f64::consts::TAU;
 
-use super::{finite, invalid};
+use super::finite;
+use crate::error::invalid;
 use crate::error::Result;
 
 /// A seasonal learning-rate adjustment: a periodic multiplier of any schedule,
