@@ -291,6 +291,11 @@ pub enum Error {
     #[error("the checkpoint does not fit this optimizer: {0}")]
     CheckpointMismatch(String),
 
+    /// A Burn module, its gradients or its device could not be stepped (feature `burn`).
+    #[cfg(feature = "burn")]
+    #[error(transparent)]
+    Burn(#[from] crate::burn::BurnError),
+
     /// wgpu reported a validation or out-of-memory error, captured with an error scope.
     #[error("wgpu error: {0}")]
     Wgpu(String),

@@ -40,6 +40,8 @@
 //! → `train` (readback, monitor, plateau, early stopping, snapshots, MPI). [`reference`](mod@reference) and
 //! [`search`] sit beside them. CONTRIBUTING.md has the map.
 
+#[cfg(feature = "burn")]
+pub mod burn;
 pub mod dtype;
 mod error;
 mod gpu;

@@ -78,6 +78,11 @@ pub struct ContextOptions {
     pub power_preference: Option<wgpu::PowerPreference>,
     /// Limits to request; `None` asks for everything the adapter offers.
     pub limits: Option<wgpu::Limits>,
+    /// Request every feature the adapter has (but `MAPPABLE_PRIMARY_BUFFERS`), as Burn's
+    /// CubeCL runtime does for a device of its own, instead of only `SUBGROUP` and
+    /// `TIMESTAMP_QUERY`. A device shared with Burn needs it: CubeCL compiles its kernels for
+    /// what the adapter offers (f16, subgroups, ...), whatever the device enabled.
+    pub all_features: bool,
 }
 
 /// A wgpu device and queue, with the pipeline cache every optimizer built on it shares.
@@ -94,6 +99,9 @@ pub struct Context {
     // their devices compare equal and their instances are the same one. `None` for a caller's
     // device (`from_device`), whose instance wgpu cannot tell.
     instance: Option<Arc<wgpu::Instance>>,
+    // The adapter a context of `request` chose, `None` for a caller's device: what a Burn
+    // device on this context is registered with (feature `burn`).
+    adapter: Option<wgpu::Adapter>,
     adapter_info: Option<wgpu::AdapterInfo>,
     tuning: Tuning,
     pipelines: Arc<PipelineCache>,
@@ -148,23 +156,22 @@ impl Context {
                 })?,
         };
         let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
+        // Subgroup operations speed up the gradient-norm reduction where there are any;
+        // timestamp queries let the caller (and the benchmarks) time steps on the GPU.
+        let features = if options.all_features {
+            adapter.features() - wgpu::Features::MAPPABLE_PRIMARY_BUFFERS
+        } else {
+            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY)
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-optim"),
-                // Subgroup operations speed up the gradient-norm reduction where there are any;
-                // timestamp queries let the caller (and the benchmarks) time steps on the GPU.
-                required_features: adapter.features()
-                    & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
+                required_features: features,
                 required_limits: limits,
                 ..Default::default()
             })
             .await?;
-        let mut context = Self::from_device(device, queue);
-        context.instance = Some(Arc::new(instance));
-        let info = adapter.get_info();
-        context.tuning.runs_per_invocation = info.device_type == wgpu::DeviceType::Cpu;
-        context.adapter_info = Some(info);
-        Ok(context)
+        Ok(Self::from_parts(instance, adapter, device, queue))
     }
 
     /// Wraps a device and queue the caller already has.
@@ -182,6 +189,7 @@ impl Context {
             device,
             queue,
             instance: None,
+            adapter: None,
             adapter_info: None,
             tuning: Tuning::default(),
             pipelines: Arc::default(),
@@ -240,6 +248,30 @@ impl Context {
     /// The adapter, when this context chose it.
     pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
         self.adapter_info.as_ref()
+    }
+
+    /// The instance and adapter of a context of [`Context::request`] (`None` for a caller's
+    /// device): what registering this device with another wgpu runtime takes.
+    #[cfg(feature = "burn")]
+    pub(crate) fn instance_and_adapter(&self) -> Option<(&wgpu::Instance, &wgpu::Adapter)> {
+        Some((self.instance.as_deref()?, self.adapter.as_ref()?))
+    }
+
+    /// A context of a device created on `adapter` of `instance` (by [`Context::request`], or
+    /// by Burn's runtime with feature `burn`), with the launch settings for that adapter.
+    pub(crate) fn from_parts(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Self {
+        let mut context = Self::from_device(device, queue);
+        let info = adapter.get_info();
+        context.tuning.runs_per_invocation = info.device_type == wgpu::DeviceType::Cpu;
+        context.adapter_info = Some(info);
+        context.instance = Some(Arc::new(instance));
+        context.adapter = Some(adapter);
+        context
     }
 
     /// The launch settings.

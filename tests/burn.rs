@@ -1,0 +1,511 @@
+//! The `burn` feature: a Burn 0.22 model stepped by a [`FusedOptimizer`] on Burn's own wgpu
+//! device, against Burn's AdamW (clip off), against this crate's CPU reference applied to
+//! Burn's gradients (global-norm clip on), through its records, its memory pool, clones of the
+//! model, and the inputs it refuses.
+
+use std::sync::OnceLock;
+
+use burn::module::{Module, Param, ParamId};
+use burn::optim::{AdamWConfig as BurnAdamW, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use wgpu_optim::burn::{BurnError, FusedOptimizer, SharedDevice};
+use wgpu_optim::reference;
+use wgpu_optim::{AdamWConfig, Error, GradConfig, SgdConfig};
+
+/// One device for every test: Burn's runtime on this crate's device.
+fn shared() -> &'static SharedDevice {
+    static SHARED: OnceLock<SharedDevice> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        SharedDevice::new_blocking().unwrap_or_else(|e| {
+            panic!(
+                "no wgpu adapter for the burn tests ({e}): install Mesa's software Vulkan driver \
+                 with `apt-get install -y mesa-vulkan-drivers libvulkan1`"
+            )
+        })
+    })
+}
+
+/// A two-layer perceptron, 8 -> 16 -> 1, with an output scale and an integer buffer
+/// (which no optimizer touches).
+#[derive(Module, Debug)]
+struct Mlp {
+    w1: Param<Tensor<2>>,
+    b1: Param<Tensor<1>>,
+    w2: Param<Tensor<2>>,
+    b2: Param<Tensor<1>>,
+    scale: Param<Tensor<1>>,
+    seen: Param<Tensor<1, Int>>,
+}
+
+const IN: usize = 8;
+const HIDDEN: usize = 16;
+const BATCH: usize = 32;
+
+/// Deterministic values in [-1, 1): a 64-bit LCG.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The host values of each float parameter, in the module's order: w1, b1, w2, b2, scale.
+type Weights = [Vec<f32>; 5];
+
+fn initial() -> Weights {
+    [
+        values(1, IN * HIDDEN).iter().map(|v| v * 0.5).collect(),
+        values(2, HIDDEN).iter().map(|v| v * 0.1).collect(),
+        values(3, HIDDEN).iter().map(|v| v * 0.5).collect(),
+        vec![0.05],
+        vec![1.0],
+    ]
+}
+
+impl Mlp {
+    /// The model with these weights and ids, on `device` (with autodiff).
+    fn with(weights: &Weights, ids: [ParamId; 5], device: &Device) -> Self {
+        let device = device.clone().autodiff();
+        let float = |i: usize, shape: Vec<usize>| TensorData::new(weights[i].clone(), shape);
+        Mlp {
+            w1: Param::initialized(
+                ids[0],
+                Tensor::from_data(float(0, vec![IN, HIDDEN]), &device).require_grad(),
+            ),
+            b1: Param::initialized(
+                ids[1],
+                Tensor::from_data(float(1, vec![HIDDEN]), &device).require_grad(),
+            ),
+            w2: Param::initialized(
+                ids[2],
+                Tensor::from_data(float(2, vec![HIDDEN, 1]), &device).require_grad(),
+            ),
+            b2: Param::initialized(
+                ids[3],
+                Tensor::from_data(float(3, vec![1]), &device).require_grad(),
+            ),
+            scale: Param::initialized(
+                ids[4],
+                Tensor::from_data(float(4, vec![1]), &device).require_grad(),
+            ),
+            seen: Param::initialized(
+                ParamId::new(),
+                Tensor::<1, Int>::from_data(TensorData::new(vec![7i32; 3], [3]), &device),
+            ),
+        }
+    }
+
+    fn new(device: &Device) -> Self {
+        Self::with(&initial(), std::array::from_fn(|_| ParamId::new()), device)
+    }
+
+    fn ids(&self) -> [ParamId; 5] {
+        [
+            self.w1.id,
+            self.b1.id,
+            self.w2.id,
+            self.b2.id,
+            self.scale.id,
+        ]
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = x.matmul(self.w1.val()) + self.b1.val().unsqueeze::<2>();
+        let h = burn::tensor::activation::relu(h);
+        let y = h.matmul(self.w2.val()) + self.b2.val().unsqueeze::<2>();
+        y * self.scale.val().unsqueeze::<2>()
+    }
+
+    /// The weights, read back.
+    fn weights(&self) -> Weights {
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        [
+            read(self.w1.val().flatten(0, 1)),
+            read(self.b1.val()),
+            read(self.w2.val().flatten(0, 1)),
+            read(self.b2.val()),
+            read(self.scale.val()),
+        ]
+    }
+}
+
+/// The gradients of a mean-squared error on batch `step` (the same data for any model).
+fn grads(model: &Mlp, step: u64) -> GradientsParams {
+    let device = model.w1.val().device();
+    let x = Tensor::<2>::from_data(
+        TensorData::new(values(100 + step, BATCH * IN), [BATCH, IN]),
+        &device,
+    );
+    let y = Tensor::<2>::from_data(
+        TensorData::new(values(200 + step, BATCH), [BATCH, 1]),
+        &device,
+    );
+    let loss = (model.forward(x) - y).powf_scalar(2.0).mean();
+    GradientsParams::from_grads(loss.backward(), model)
+}
+
+/// The gradients as host values, in the module's order.
+fn host_grads(model: &Mlp, grads: &GradientsParams) -> Weights {
+    let ids = model.ids();
+    let read = |data: TensorData| data.try_to_vec::<f32>().unwrap();
+    [
+        read(grads.get::<2>(ids[0]).unwrap().into_data()),
+        read(grads.get::<1>(ids[1]).unwrap().into_data()),
+        read(grads.get::<2>(ids[2]).unwrap().into_data()),
+        read(grads.get::<1>(ids[3]).unwrap().into_data()),
+        read(grads.get::<1>(ids[4]).unwrap().into_data()),
+    ]
+}
+
+/// How far two sets of weights are from numpy's `allclose(a, b, rtol=1e-5, atol=1e-6)` (as
+/// `torch.testing.assert_close` compares): the largest `|a - b| / (1e-6 + 1e-5 |b|)`, at most 1
+/// when they are within 1e-5 relative. The absolute term is for values near zero, where the
+/// order of a rounding (Burn and this crate round their bias corrections differently) is a
+/// large fraction of the value: a bias passing through 0 is 1 ulp of its neighbours away.
+fn closeness(a: &Weights, b: &Weights) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs() / (1e-6 + 1e-5 * y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// What a checkpoint holds, comparable: the step and every state of every tensor (the file's
+/// bytes are not: its metadata is a map written in any order).
+fn state(fused: &FusedOptimizer) -> (u32, Vec<Vec<f32>>) {
+    let optimizer = fused.optimizer().unwrap();
+    let states = (0..optimizer.params().count())
+        .flat_map(|i| {
+            optimizer
+                .state_names()
+                .into_iter()
+                .map(move |name| optimizer.read_state(i, name).unwrap())
+        })
+        .collect();
+    (optimizer.read_step().unwrap(), states)
+}
+
+fn burn_error(error: &Error) -> &BurnError {
+    match error {
+        Error::Burn(e) => e,
+        other => panic!("expected a Burn error, got {other}"),
+    }
+}
+
+const LR: f64 = 1e-2;
+
+#[test]
+fn twenty_steps_equal_burns_adamw_with_clip_off() {
+    let device = shared().device();
+    let mut theirs = Mlp::new(device);
+    let mut ours = Mlp::with(&initial(), theirs.ids(), device);
+    // torch's defaults, which Burn's AdamW takes when told (its own are eps 1e-5, wd 1e-4).
+    let mut burn_adamw = BurnAdamW::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(1e-2)
+        .init();
+    let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default());
+    let mut worst = 0.0f32;
+    for step in 0..20 {
+        let g = grads(&theirs, step);
+        theirs = burn_adamw.step(LR, theirs, g);
+        let g = grads(&ours, step);
+        ours = fused.step(LR, ours, g).unwrap();
+        let closeness = closeness(&theirs.weights(), &ours.weights());
+        worst = worst.max(closeness);
+        assert!(
+            closeness <= 1.0,
+            "step {step}: {closeness} times the tolerance"
+        );
+    }
+    // Burn and this crate round the bias corrections differently: equal, not identical.
+    eprintln!("closest to the tolerance over 20 steps: {worst} of it");
+    assert_eq!(fused.optimizer().unwrap().read_step().unwrap(), 20);
+    assert_eq!(fused.last_step().unwrap().tensors, 5);
+    // The integer buffer is left alone.
+    assert_eq!(
+        ours.seen.val().into_data().try_to_vec::<i32>().unwrap(),
+        vec![7; 3]
+    );
+}
+
+#[test]
+fn global_norm_clipping_equals_the_reference_on_burns_gradients() {
+    let device = shared().device();
+    let mut model = Mlp::new(device);
+    let config = AdamWConfig::default().with_lr(LR);
+    let clip = GradConfig::default().with_max_norm(0.05);
+    let mut fused = FusedOptimizer::new(shared(), config.clone()).with_grad(clip.clone());
+    let lens: Vec<usize> = initial().iter().map(Vec::len).collect();
+    let mut reference = reference::Optimizer::new(&config.clone().into(), &lens).unwrap();
+    reference.set_grad_processing(Some(clip)).unwrap();
+    let mut expected = initial().to_vec();
+    for step in 0..20 {
+        let g = grads(&model, step);
+        let host = host_grads(&model, &g);
+        reference.step(&mut expected, &host).unwrap();
+        model = fused.step(LR, model, g).unwrap();
+        let expected: Weights = expected.clone().try_into().unwrap();
+        let closeness = closeness(&expected, &model.weights());
+        assert!(
+            closeness <= 1.0,
+            "step {step}: {closeness} times the tolerance"
+        );
+    }
+    let control = fused.optimizer().unwrap().read_control().unwrap();
+    assert!(
+        control.clip_coef < 1.0,
+        "the clip never engaged: {control:?}"
+    );
+}
+
+#[test]
+fn a_record_resumes_bit_for_bit() {
+    let device = shared().device();
+    let config = AdamWConfig::default().with_lr(LR);
+    let mut model = Mlp::new(device);
+    let ids = model.ids();
+    let mut fused = FusedOptimizer::new(shared(), config.clone())
+        .with_group(|p| p.rank() <= 1, config.clone().with_weight_decay(0.0))
+        .with_grad(GradConfig::default().with_max_norm(1.0));
+    for step in 0..5 {
+        let g = grads(&model, step);
+        model = fused.step(LR, model, g).unwrap();
+    }
+    let record = fused.to_record_bytes().unwrap();
+    let checkpoint = fused.checkpoint().unwrap();
+    let saved = model.weights();
+    for step in 5..10 {
+        let g = grads(&model, step);
+        model = fused.step(LR, model, g).unwrap();
+    }
+    let straight = model.weights();
+
+    // From Burn's record, loaded before the first step, and from the checkpoint.
+    for (name, resume) in [("record", true), ("checkpoint", false)] {
+        let mut model = Mlp::with(&saved, ids, device);
+        let mut fused = FusedOptimizer::new(shared(), config.clone())
+            .with_group(|p| p.rank() <= 1, config.clone().with_weight_decay(0.0))
+            .with_grad(GradConfig::default().with_max_norm(1.0));
+        if resume {
+            fused.load_record_bytes(&record).unwrap();
+        } else {
+            fused.load_checkpoint(&checkpoint).unwrap();
+        }
+        for step in 5..10 {
+            let g = grads(&model, step);
+            model = fused.step(LR, model, g).unwrap();
+        }
+        assert_eq!(model.weights(), straight, "resumed from the {name}");
+    }
+
+    // Burn's layout: one "{param_id}.{state}" tensor per state, shaped like its parameter.
+    let reader =
+        burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(record.clone())).unwrap();
+    let names = reader
+        .tensor_names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let w1 = ids[0].val();
+    assert!(names.contains(&format!("{w1}.exp_avg")), "{names:?}");
+    assert!(names.contains(&format!("{w1}.exp_avg_sq")), "{names:?}");
+    assert_eq!(
+        reader.metadata().get(&w1.to_string()).map(String::as_str),
+        Some("w1")
+    );
+
+    // A record of another model is refused, and changes nothing.
+    let other = Mlp::new(device);
+    let mut fused = FusedOptimizer::new(shared(), config.clone());
+    let g = grads(&other, 0);
+    let other = fused.step(LR, other, g).unwrap();
+    let before = state(&fused);
+    let error = fused.load_record_bytes(&record).unwrap_err();
+    assert!(
+        matches!(burn_error(&error), BurnError::Record(_)),
+        "{error}"
+    );
+    assert!(
+        state(&fused) == before,
+        "the refused record changed the state"
+    );
+    drop(other);
+}
+
+#[test]
+fn a_clone_of_the_model_keeps_its_values() {
+    let device = shared().device();
+    let mut model = Mlp::new(device);
+    let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR));
+    let g = grads(&model, 0);
+    model = fused.step(LR, model, g).unwrap();
+    assert_eq!(fused.last_step().unwrap().copied_in, 5);
+    let g = grads(&model, 1);
+    model = fused.step(LR, model, g).unwrap();
+    // Nothing shares the parameters: updated in place, nothing copied in.
+    let stats = fused.last_step().unwrap();
+    assert_eq!(
+        (stats.copied_in, stats.copied_on_write),
+        (0, 0),
+        "{stats:?}"
+    );
+
+    let snapshot = model.clone();
+    let kept = snapshot.weights();
+    let g = grads(&model, 2);
+    model = fused.step(LR, model, g).unwrap();
+    assert_eq!(fused.last_step().unwrap().copied_on_write, 5);
+    assert_eq!(snapshot.weights(), kept, "the snapshot changed");
+    assert_ne!(model.weights(), kept, "the model did not move");
+    // The new tensors are the model's alone again.
+    drop(snapshot);
+    let g = grads(&model, 3);
+    model = fused.step(LR, model, g).unwrap();
+    assert_eq!(fused.last_step().unwrap().copied_on_write, 0);
+    drop(model);
+}
+
+#[test]
+fn burns_memory_pool_moving_tensors_changes_nothing() {
+    let device = shared().device();
+    let run = |churn: bool| {
+        let mut model = Mlp::new(device);
+        let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR));
+        for step in 0..8 {
+            if churn {
+                // Allocate and free tensors of many sizes, then ask CubeCL to compact its
+                // pools: live allocations may move to other pages.
+                let junk: Vec<Tensor<1>> = (1..40)
+                    .map(|k| Tensor::<1>::ones([k * 97], device) * (k as f32))
+                    .collect();
+                let _: f32 = junk[3].clone().sum().into_scalar();
+                drop(junk);
+                device.memory_cleanup();
+            }
+            let g = grads(&model, step);
+            model = fused.step(LR, model, g).unwrap();
+        }
+        model.weights()
+    };
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn a_parameter_replaced_between_steps_is_read_from_its_new_tensor() {
+    let device = shared().device();
+    let mut model = Mlp::new(device);
+    let mut fused = FusedOptimizer::new(shared(), SgdConfig::default().with_lr(LR));
+    for step in 0..2 {
+        let g = grads(&model, step);
+        model = fused.step(LR, model, g).unwrap();
+    }
+    // An edit: a new tensor for b1 (Burn's tensors are values; this is what `map` and a loaded
+    // record do).
+    let id = model.b1.id;
+    let autodiff = device.clone().autodiff();
+    model.b1 = Param::initialized(
+        id,
+        Tensor::<1>::full([HIDDEN], 100.0, &autodiff).require_grad(),
+    );
+    let g = grads(&model, 2);
+    let host = host_grads(&model, &g);
+    model = fused.step(LR, model, g).unwrap();
+    assert_eq!(fused.last_step().unwrap().copied_in, 1);
+    let b1 = &model.weights()[1];
+    for (value, grad) in b1.iter().zip(&host[1]) {
+        let expected = 100.0 - LR as f32 * grad;
+        assert!(
+            (value - expected).abs() <= 1e-5 * 100.0,
+            "{value} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let device = shared().device();
+    let mut model = Mlp::new(device);
+    let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR));
+    let g = grads(&model, 0);
+    model = fused.step(LR, model, g).unwrap();
+    let before = model.weights();
+    let kept = state(&fused);
+
+    // A gradient missing for a parameter the optimizer steps.
+    let mut g = grads(&model, 1);
+    let _ = g.remove::<1>(model.b2.id);
+    let refused = fused.step(LR, model, g).unwrap_err();
+    assert!(
+        matches!(burn_error(refused.error()), BurnError::MissingGradient { path } if path == "b2")
+    );
+    let model = refused.into_module();
+    assert_eq!(model.weights(), before);
+    assert!(state(&fused) == kept, "a refused step changed the state");
+
+    // A learning rate that is not finite in f32.
+    let g = grads(&model, 1);
+    let refused = fused.step(1e300, model, g).unwrap_err();
+    assert!(
+        matches!(refused.error(), Error::InvalidHyperparameter { .. }),
+        "{}",
+        refused.error()
+    );
+    let model = refused.into_module();
+    assert_eq!(model.weights(), before);
+    assert!(state(&fused) == kept, "a refused step changed the state");
+
+    // A module on another device (another wgpu device registered with Burn).
+    let elsewhere = SharedDevice::new_blocking().unwrap();
+    let stranger = Mlp::with(&initial(), model.ids(), elsewhere.device());
+    let g = grads(&stranger, 1);
+    let refused = fused.step(LR, stranger, g).unwrap_err();
+    assert!(
+        matches!(
+            burn_error(refused.error()),
+            BurnError::OtherDevice {
+                role: "parameter",
+                ..
+            }
+        ),
+        "{}",
+        refused.error()
+    );
+    assert!(state(&fused) == kept, "a refused step changed the state");
+
+    // A gradient for a parameter that had none at the first step.
+    let fresh = Mlp::new(device);
+    let mut partial = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR));
+    let mut g = grads(&fresh, 0);
+    let _ = g.remove::<1>(fresh.scale.id);
+    let fresh = partial.step(LR, fresh, g).unwrap();
+    assert_eq!(partial.params().len(), 4);
+    let g = grads(&fresh, 1);
+    let refused = partial.step(LR, fresh, g).unwrap_err();
+    assert!(
+        matches!(burn_error(refused.error()), BurnError::NewGradient { path } if path == "scale")
+    );
+
+    // No gradient at all.
+    let empty = Mlp::new(device);
+    let mut none = FusedOptimizer::new(shared(), AdamWConfig::default());
+    let refused = none.step(LR, empty, GradientsParams::new()).unwrap_err();
+    assert!(matches!(
+        burn_error(refused.error()),
+        BurnError::NothingToStep
+    ));
+
+    // The step still works after all of that.
+    let g = grads(&model, 1);
+    let model = fused.step(LR, model, g).unwrap();
+    assert_ne!(model.weights(), before);
+}
