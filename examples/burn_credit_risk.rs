@@ -144,7 +144,7 @@ fn logits(net: &Net, set: &Dataset, device: &Device) -> Vec<f32> {
         out.extend(
             net.forward(x)
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .expect("f32 logits"),
         );
     }
@@ -154,7 +154,7 @@ fn logits(net: &Net, set: &Dataset, device: &Device) -> Vec<f32> {
 /// Which optimizer a run steps with.
 enum Optim {
     Burn(burn::optim::ModuleOptimizer),
-    Fused(FusedOptimizer),
+    Fused(Box<FusedOptimizer>),
 }
 
 impl Optim {
@@ -219,7 +219,7 @@ fn train(
         exponent: 1.0,
     });
     let eval_every = (steps_per_epoch / cli.evals.max(1)).max(1);
-    let mut rng = Rng::new(seed ^ 0xBA7C_4E5);
+    let mut rng = Rng::new(seed ^ 0x0BA7_C4E5);
     let (mut optimizer_ms, mut step_ms, mut curve) = (Vec::new(), Vec::new(), Vec::new());
     let mut step = 0;
     for _ in 0..cli.epochs {
@@ -326,7 +326,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_grad(GradConfig::default().with_max_norm(cli.clip));
         let theirs = train(&cli, &splits, &device, &init, Optim::Burn(burn_adamw), seed);
-        let ours = train(&cli, &splits, &device, &init, Optim::Fused(fused), seed);
+        let ours = train(
+            &cli,
+            &splits,
+            &device,
+            &init,
+            Optim::Fused(Box::new(fused)),
+            seed,
+        );
         println!(
             "seed {seed}: final validation loss {:.5} (Burn) vs {:.5} (ours); optimizer {:.2} vs \
              {:.2} ms/step",

@@ -104,4 +104,7 @@ mod guide {
     struct Schedules;
     #[doc = include_str!("../docs/training.md")]
     struct Training;
+    #[cfg(feature = "burn")]
+    #[doc = include_str!("../docs/burn.md")]
+    struct Burn;
 }

@@ -6,13 +6,13 @@
 //! the line that builds its optimizer and nothing else.
 //!
 //! ```no_run
-//! # use burn::{module::Module, optim::GradientsParams, tensor::{Tensor, backend::AutodiffBackend}};
+//! # use burn::{module::Module, optim::GradientsParams, tensor::Tensor};
 //! use wgpu_optim::burn::{FusedOptimizer, SharedDevice};
 //! use wgpu_optim::{AdamWConfig, GradConfig};
 //!
 //! # fn model_on<M>(_: &burn::tensor::Device) -> M { unimplemented!() }
 //! # fn loss<M>(_: &M) -> Tensor<1> { unimplemented!() }
-//! # fn demo<M: Module>() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn demo<M: Module + 'static>() -> Result<(), Box<dyn std::error::Error>> {
 //! let shared = SharedDevice::new_blocking()?;       // Burn's device and our Context, one wgpu device
 //! let mut model: M = model_on(&shared.device().clone().autodiff());
 //! let mut optim = FusedOptimizer::new(&shared, AdamWConfig::default().with_weight_decay(1e-2))
