@@ -82,6 +82,7 @@ use ::burn::module::ParamId;
 use ::burn::tensor::wgpu::{MemoryConfiguration, WgpuSetup};
 use ::burn::tensor::{DType, Device};
 
+pub use crate::error::BurnError;
 pub use optimizer::{FusedOptimizer, StepError, StepStats};
 
 use crate::error::Result;
@@ -116,134 +117,6 @@ impl ParamInfo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Why Burn's module, gradients or device could not be stepped (inside
-/// [`Error::Burn`](crate::Error::Burn)).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BurnError {
-    /// Burn's wgpu runtime refused to register the device.
-    #[error("Burn's wgpu runtime refused the device: {0}")]
-    Init(String),
-    /// A context without an adapter ([`Context::from_device`]) cannot be registered with Burn.
-    #[error(
-        "this Context wraps a caller's device, whose adapter Burn needs: create it with \
-         SharedDevice::request (or Context::request with all_features), or share Burn's \
-         device with SharedDevice::from_setup"
-    )]
-    NoAdapter,
-    /// The context's device lacks features of its adapter that Burn's kernels may use.
-    #[error(
-        "the device lacks adapter features {missing:?} that Burn's kernels may use: create the \
-         Context with ContextOptions {{ all_features: true, .. }} (SharedDevice::request does)"
-    )]
-    MissingFeatures {
-        /// The adapter's features the device did not enable.
-        missing: wgpu::Features,
-    },
-    /// A parameter or gradient on another device (or backend) than the optimizer's.
-    #[error("{role} of parameter {path} is on {found}, not on the optimizer's device {expected}")]
-    OtherDevice {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-        /// The optimizer's Burn device.
-        expected: String,
-        /// The tensor's.
-        found: String,
-    },
-    /// A tensor that is not on Burn's wgpu backend.
-    #[error("{role} of parameter {path}: {reason}")]
-    NotWgpu {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-        /// What Burn said.
-        reason: String,
-    },
-    /// A parameter that had a gradient at the first step has none in this one.
-    #[error(
-        "parameter {path} has no gradient in this step but had one at the first step: a fused \
-         step cannot leave one tensor's state alone, so the whole step was refused (set \
-         require_grad false on parameters that are never trained)"
-    )]
-    MissingGradient {
-        /// The parameter's path.
-        path: String,
-    },
-    /// A parameter without a gradient at the first step has one now.
-    #[error(
-        "parameter {path} has a gradient but had none when the optimizer was built at the first \
-         step: build a new FusedOptimizer to train it"
-    )]
-    NewGradient {
-        /// The parameter's path.
-        path: String,
-    },
-    /// A parameter the optimizer steps is no longer in the module.
-    #[error("parameter {path} ({id}) is no longer in the module")]
-    MissingParameter {
-        /// The parameter's path when the optimizer was built.
-        path: String,
-        /// Its id.
-        id: ParamId,
-    },
-    /// A parameter's or gradient's shape is not the one the optimizer was built for.
-    #[error("{role} of parameter {path} has shape {found:?}, expected {expected:?}")]
-    Shape {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-        /// The shape the optimizer steps.
-        expected: Vec<usize>,
-        /// The shape found.
-        found: Vec<usize>,
-    },
-    /// A dtype this crate does not store, or not the dtype of the other parameters (or
-    /// gradients).
-    #[error("{role} of parameter {path} is {found:?}: expected {expected}")]
-    Dtype {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-        /// What was expected.
-        expected: String,
-        /// The dtype found.
-        found: DType,
-    },
-    /// A tensor whose elements are not one contiguous range of its buffer.
-    #[error("{role} of parameter {path} is not contiguous in its buffer")]
-    NotContiguous {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-    },
-    /// CubeCL could not hand out a tensor's buffer range.
-    #[error("{role} of parameter {path}: CubeCL's buffer range: {reason}")]
-    Resource {
-        /// The parameter's path.
-        path: String,
-        /// `parameter` or `gradient`.
-        role: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Burn's learning-rate argument gives the parameters of one group different rates, or
-    /// none.
-    #[error("learning rate: {0}")]
-    LearningRate(String),
-    /// No parameter of the module had a gradient at the first step.
-    #[error("no parameter of the module has a gradient: nothing to step")]
-    NothingToStep,
-    /// A record that is not one of this optimizer's states, or does not fit the model.
-    #[error("record: {0}")]
-    Record(String),
 }
 
 /// A Burn device and a [`Context`] on one `wgpu::Device` and `Queue`: Burn's tensors and this
