@@ -72,29 +72,35 @@ fn initial() -> Weights {
 impl Mlp {
     /// The model with these weights and ids, on `device` (with autodiff).
     fn with(weights: &Weights, ids: [ParamId; 5], device: &Device) -> Self {
+        Self::with_dtype(weights, ids, device, DType::F32)
+    }
+
+    /// The model with these weights and ids, its float parameters stored as `dtype` (cast on
+    /// the device from f32).
+    fn with_dtype(weights: &Weights, ids: [ParamId; 5], device: &Device, dtype: DType) -> Self {
+        fn float<const D: usize>(
+            values: &[f32],
+            id: ParamId,
+            shape: [usize; D],
+            device: &Device,
+            dtype: DType,
+        ) -> Param<Tensor<D>> {
+            let tensor = Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), device);
+            let tensor = if dtype == DType::F32 {
+                tensor
+            } else {
+                tensor.cast(dtype)
+            };
+            Param::initialized(id, tensor.require_grad())
+        }
         let device = device.clone().autodiff();
-        let float = |i: usize, shape: Vec<usize>| TensorData::new(weights[i].clone(), shape);
+        let float1 = |i: usize, len: usize| float(&weights[i], ids[i], [len], &device, dtype);
         Mlp {
-            w1: Param::initialized(
-                ids[0],
-                Tensor::from_data(float(0, vec![IN, HIDDEN]), &device).require_grad(),
-            ),
-            b1: Param::initialized(
-                ids[1],
-                Tensor::from_data(float(1, vec![HIDDEN]), &device).require_grad(),
-            ),
-            w2: Param::initialized(
-                ids[2],
-                Tensor::from_data(float(2, vec![HIDDEN, 1]), &device).require_grad(),
-            ),
-            b2: Param::initialized(
-                ids[3],
-                Tensor::from_data(float(3, vec![1]), &device).require_grad(),
-            ),
-            scale: Param::initialized(
-                ids[4],
-                Tensor::from_data(float(4, vec![1]), &device).require_grad(),
-            ),
+            w1: float(&weights[0], ids[0], [IN, HIDDEN], &device, dtype),
+            b1: float1(1, HIDDEN),
+            w2: float(&weights[2], ids[2], [HIDDEN, 1], &device, dtype),
+            b2: float1(3, 1),
+            scale: float1(4, 1),
             seen: Param::initialized(
                 ParamId::new(),
                 Tensor::<1, Int>::from_data(TensorData::new(vec![7i32; 3], [3]), &device),
@@ -520,47 +526,8 @@ fn bad_input_is_refused_and_changes_nothing() {
 #[test]
 fn half_precision_parameters_step_from_an_f32_master_copy() {
     let device = shared().device();
-    let autodiff = device.clone().autodiff();
-    let half = |i: usize, shape: Vec<usize>| {
-        let data = TensorData::new(initial()[i].clone(), shape);
-        Tensor::<2>::from_data(data, &autodiff)
-    };
     let ids: [ParamId; 5] = std::array::from_fn(|_| ParamId::new());
-    let mut model = Mlp {
-        w1: Param::initialized(
-            ids[0],
-            half(0, vec![IN, HIDDEN]).cast(DType::F16).require_grad(),
-        ),
-        b1: Param::initialized(
-            ids[1],
-            half(1, vec![1, HIDDEN])
-                .cast(DType::F16)
-                .flatten::<1>(0, 1)
-                .require_grad(),
-        ),
-        w2: Param::initialized(
-            ids[2],
-            half(2, vec![HIDDEN, 1]).cast(DType::F16).require_grad(),
-        ),
-        b2: Param::initialized(
-            ids[3],
-            half(3, vec![1, 1])
-                .cast(DType::F16)
-                .flatten::<1>(0, 1)
-                .require_grad(),
-        ),
-        scale: Param::initialized(
-            ids[4],
-            half(4, vec![1, 1])
-                .cast(DType::F16)
-                .flatten::<1>(0, 1)
-                .require_grad(),
-        ),
-        seen: Param::initialized(
-            ParamId::new(),
-            Tensor::<1, Int>::from_data(TensorData::new(vec![7i32; 3], [3]), &autodiff),
-        ),
-    };
+    let mut model = Mlp::with_dtype(&initial(), ids, device, DType::F16);
     let config = AdamWConfig::default().with_lr(LR);
     let precision = Precision::default()
         .with_master_weights()
