@@ -293,16 +293,17 @@ impl FusedOptimizer {
         let built = self.built.as_mut().expect("built above");
         let matched = built.match_found(found, &self.shared.device)?;
         built.next_lrs = built.learning_rates(lr)?;
-        // Resolving runs and submits Burn's pending work on each gradient: the backward pass.
-        matched
+        // Resolving runs and submits Burn's pending work on the gradients: the backward pass.
+        let grads: Vec<_> = matched
             .iter()
             .zip(&built.slots)
             .map(|(found, slot)| {
                 let grad = found.grad.as_ref().and_then(|g| g.value.as_ref().ok());
                 let grad = grad.expect("checked by match_found");
-                Ok(tensors::resolve(grad, "gradient", &slot.info.path)?)
+                (grad, slot.info.path.as_str())
             })
-            .collect()
+            .collect();
+        Ok(tensors::resolve_all(&grads, "gradient")?)
     }
 
     pub(super) fn built_ref(&self) -> Result<&Built> {

@@ -13,8 +13,12 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use ::burn::backend::wgpu::{CubeBackend, CubeTensor};
+use ::burn::backend::fusion::stream::{Operation, StreamId};
+use ::burn::backend::fusion::{ExecutionError, FusionBackend, FusionRuntime};
+use ::burn::backend::ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use ::burn::backend::wgpu::{CubeBackend, CubeTensor, WgpuResource};
 use ::burn::backend::TensorMetadata;
 use ::burn::backend::Wgpu;
 use ::burn::cubecl::wgpu::{AutoCompiler, WgpuServer};
@@ -139,25 +143,156 @@ pub(crate) fn resolve(
     role: &'static str,
     path: &str,
 ) -> Result<Resolved, BurnError> {
+    let tensor: CubeTensor = handle
+        .client
+        .resolve_tensor_float::<CubeBackend>(handle.clone());
+    check_contiguous(&tensor, role, path)?;
+    let resource = range_resource(&tensor);
+    range_of(tensor, resource, role, path)
+}
+
+/// [`resolve`] for many tensors of one device at once: a step's gradients.
+///
+/// Resolving one tensor costs two blocking hand-overs to Burn's device threads (the fusion
+/// stream's and CubeCL's); a model of a thousand tensors would spend most of its step on them.
+/// Here the whole list costs three: one operation queued on the fusion stream that takes the
+/// CubeCL tensors out of Burn's handle container as the stream reaches it, one drain of the
+/// stream, and one exclusive turn on CubeCL's device thread asking every range (calls made on
+/// that thread run at once). Handles of different devices are resolved one by one.
+pub(crate) fn resolve_all(
+    handles: &[(&FusionHandle, &str)],
+    role: &'static str,
+) -> Result<Vec<Resolved>, BurnError> {
+    let Some(((first, _), rest)) = handles.split_first() else {
+        return Ok(Vec::new());
+    };
+    let client = &first.client;
+    if rest
+        .iter()
+        .any(|(h, _)| h.client.device() != client.device())
+    {
+        return handles
+            .iter()
+            .map(|(handle, path)| resolve(handle, role, path))
+            .collect();
+    }
+    let fail = |reason: String| BurnError::Resource {
+        path: handles
+            .iter()
+            .map(|(_, p)| *p)
+            .collect::<Vec<_>>()
+            .join(", "),
+        role,
+        reason,
+    };
+    // Clones, as `resolve` takes: Burn's tensors stay readable (`ReadOnly` in the operation).
+    let inputs: Vec<TensorIr> = handles
+        .iter()
+        .map(|(h, _)| (*h).clone().into_ir())
+        .collect();
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let operation = TakeTensors {
+        inputs: inputs.clone(),
+        taken: Arc::clone(&taken),
+    };
+    let ir = OperationIr::Custom(CustomOpIr::new(TakeTensors::ID, &inputs, &[]));
+    client.register(StreamId::current(), ir, operation);
+    client
+        .try_sync(|| ())
+        .map_err(|e| fail(format!("Burn's fusion stream: {e:?}")))?;
+    let tensors = std::mem::take(&mut *taken.lock().unwrap_or_else(|e| e.into_inner()));
+    if tensors.len() != handles.len() {
+        return Err(fail(format!(
+            "Burn's fusion stream handed back {} of {} tensors",
+            tensors.len(),
+            handles.len()
+        )));
+    }
+    for (tensor, (_, path)) in tensors.iter().zip(handles) {
+        check_contiguous(tensor, role, path)?;
+    }
+    let cube = tensors[0].client.clone();
+    let resources = cube
+        .exclusive(|| tensors.iter().map(range_resource).collect::<Vec<_>>())
+        .map_err(|e| fail(format!("CubeCL's device thread: {e:?}")))?;
+    tensors
+        .into_iter()
+        .zip(resources)
+        .zip(handles)
+        .map(|((tensor, resource), (_, path))| range_of(tensor, resource, role, path))
+        .collect()
+}
+
+/// The fusion operation of [`resolve_all`]: as the stream reaches it, it takes its inputs' CubeCL
+/// tensors out of Burn's handle container (clones: its inputs are read-only) and hands them over.
+#[derive(Debug)]
+struct TakeTensors {
+    inputs: Vec<TensorIr>,
+    taken: Arc<Mutex<Vec<CubeTensor>>>,
+}
+
+impl TakeTensors {
+    const ID: &'static str = "wgpu_optim::take_tensors";
+}
+
+impl Operation<FusionRuntimeOf> for TakeTensors {
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<FusionRuntimeOf as FusionRuntime>::FusionHandle>,
+    ) -> Result<(), ExecutionError> {
+        let tensors = self
+            .inputs
+            .iter()
+            .map(|ir| handles.get_float_tensor::<CubeBackend>(ir))
+            .collect();
+        *self.taken.lock().unwrap_or_else(|e| e.into_inner()) = tensors;
+        Ok(())
+    }
+}
+
+/// The fusion runtime of Burn's wgpu backend.
+type FusionRuntimeOf = <CubeBackend as FusionBackend>::FusionRuntime;
+
+fn check_contiguous(tensor: &CubeTensor, role: &'static str, path: &str) -> Result<(), BurnError> {
+    if tensor.is_contiguous() {
+        Ok(())
+    } else {
+        Err(BurnError::NotContiguous {
+            path: path.to_string(),
+            role,
+        })
+    }
+}
+
+/// A tensor's buffer range from CubeCL, with the `ManagedResource` that pins it.
+type Pinned = (WgpuResource, Box<dyn Any + Send + Sync>);
+
+/// Asks CubeCL for a tensor's buffer range (one blocking call on its device thread, run at once
+/// when made on that thread).
+fn range_resource(tensor: &CubeTensor) -> Result<Pinned, String> {
+    tensor
+        .client
+        .get_resource::<WgpuServer<AutoCompiler>>(tensor.handle.clone())
+        .map(|pin| {
+            let range = pin.resource().clone();
+            (range, Box::new(pin) as Box<dyn Any + Send + Sync>)
+        })
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// The checked buffer range of a resolved tensor.
+fn range_of(
+    tensor: CubeTensor,
+    resource: Result<Pinned, String>,
+    role: &'static str,
+    path: &str,
+) -> Result<Resolved, BurnError> {
     let fail = |reason: String| BurnError::Resource {
         path: path.to_string(),
         role,
         reason,
     };
-    let tensor: CubeTensor = handle
-        .client
-        .resolve_tensor_float::<CubeBackend>(handle.clone());
-    if !tensor.is_contiguous() {
-        return Err(BurnError::NotContiguous {
-            path: path.to_string(),
-            role,
-        });
-    }
-    let resource = tensor
-        .client
-        .get_resource::<WgpuServer<AutoCompiler>>(tensor.handle.clone())
-        .map_err(|e| fail(format!("{e:?}")))?;
-    let range = resource.resource();
+    let (range, pin) = resource.map_err(fail)?;
     if range.offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 {
         return Err(fail(format!(
             "offset {} is not a multiple of 4 bytes, as a buffer copy needs",
@@ -179,7 +314,7 @@ pub(crate) fn resolve(
         offset: range.offset,
         bytes,
         _tensor: tensor,
-        _resource: Box::new(resource),
+        _resource: pin,
     })
 }
 
