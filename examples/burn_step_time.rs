@@ -8,12 +8,17 @@
 //! of the adapter is inside (walking the module, resolving each gradient through Burn's fusion
 //! stream and CubeCL, the copies in and out, the fused update, the submit).
 //!
+//! `--fresh-grads` makes each step's gradients new tensors (`g * 1`, computed on the device
+//! before the step, as a backward pass leaves them), so that CubeCL's pool chooses their ranges
+//! anew each step: what a directly bound tensor's rebinding depends on. `--direct-min` sets
+//! [`FusedOptimizer::with_direct_binding`] (`0`: copy every tensor).
+//!
 //! ```text
 //! cargo run --release --features burn --example burn_step_time -- --n 1000000 --tensors 1000
 //! cargo run --release --features burn --example burn_step_time -- --n 16000000 --tensors 1
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamW, GradientsParams};
@@ -37,6 +42,12 @@ struct Cli {
     /// Rounds (each times both, alternating which goes first).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// New gradient tensors each step (`g * 1`), as a backward pass leaves them.
+    #[arg(long)]
+    fresh_grads: bool,
+    /// Bind tensors of at least this many elements in Burn's buffers (0: copy every tensor).
+    #[arg(long, default_value_t = wgpu_optim::burn::DIRECT_MIN_ELEMENTS)]
+    direct_min: usize,
 }
 
 #[derive(Module, Debug)]
@@ -70,10 +81,15 @@ fn module(lens: &[usize], device: &Device) -> Params {
     }
 }
 
-fn grads(model: &Params, fixed: &[Tensor<1>]) -> GradientsParams {
+fn grads(model: &Params, fixed: &[Tensor<1>], fresh: bool) -> GradientsParams {
     let mut grads = GradientsParams::new();
     for (param, grad) in model.tensors.iter().zip(fixed) {
-        grads.register(param.id, grad.clone());
+        let grad = if fresh {
+            grad.clone() * 1.0
+        } else {
+            grad.clone()
+        };
+        grads.register(param.id, grad);
     }
     grads
 }
@@ -83,7 +99,8 @@ trait Stepper {
 }
 
 struct Burn(burn::optim::ModuleOptimizer);
-struct Ours(FusedOptimizer);
+/// Our optimizer, and how many tensors its steps bound directly and how often it rebuilt.
+struct Ours(FusedOptimizer, usize, usize);
 
 impl Stepper for Burn {
     fn step(&mut self, model: Params, grads: GradientsParams) -> Params {
@@ -93,27 +110,35 @@ impl Stepper for Burn {
 
 impl Stepper for Ours {
     fn step(&mut self, model: Params, grads: GradientsParams) -> Params {
-        self.0.step(1e-3, model, grads).expect("a fused step")
+        let model = self.0.step(1e-3, model, grads).expect("a fused step");
+        let stats = self.0.last_step().expect("a step was taken");
+        self.1 = stats.bound;
+        self.2 += stats.rebound;
+        model
     }
 }
 
-/// Milliseconds per step over `steps` steps, each synchronized.
+/// Milliseconds per step over `steps` steps, each synchronized; the gradients are made (and
+/// synchronized) before each step's clock starts.
 fn time(
     stepper: &mut dyn Stepper,
     model: &mut Option<Params>,
     fixed: &[Tensor<1>],
+    fresh: bool,
     device: &Device,
     steps: usize,
 ) -> f64 {
-    device.sync().expect("sync");
-    let start = Instant::now();
+    let mut total = Duration::ZERO;
     for _ in 0..steps {
         let m = model.take().expect("a model");
-        let g = grads(&m, fixed);
+        let g = grads(&m, fixed, fresh);
+        device.sync().expect("sync");
+        let start = Instant::now();
         *model = Some(stepper.step(m, g));
         device.sync().expect("sync");
+        total += start.elapsed();
     }
-    start.elapsed().as_secs_f64() * 1e3 / steps as f64
+    total.as_secs_f64() * 1e3 / steps as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -147,35 +172,89 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_weight_decay(1e-2)
             .init(),
     );
-    let mut ours = Ours(FusedOptimizer::new(&shared, AdamWConfig::default()));
+    let direct = (cli.direct_min > 0).then_some(cli.direct_min);
+    let optimizer =
+        FusedOptimizer::new(&shared, AdamWConfig::default()).with_direct_binding(direct);
+    let mut ours = Ours(optimizer, 0, 0);
     let mut burn_model = Some(module(&lens, &device));
     let mut our_model = Some(module(&lens, &device));
     // Warm-up: kernel compilation, autotune, the first step's build.
-    time(&mut burn, &mut burn_model, &fixed, &device, 3);
-    time(&mut ours, &mut our_model, &fixed, &device, 3);
+    time(
+        &mut burn,
+        &mut burn_model,
+        &fixed,
+        cli.fresh_grads,
+        &device,
+        3,
+    );
+    time(
+        &mut ours,
+        &mut our_model,
+        &fixed,
+        cli.fresh_grads,
+        &device,
+        3,
+    );
+    let rebuilt_during_warmup = ours.2;
     let (mut theirs, mut mine) = (Vec::new(), Vec::new());
     for round in 0..cli.rounds {
         if round % 2 == 0 {
-            theirs.push(time(&mut burn, &mut burn_model, &fixed, &device, cli.steps));
-            mine.push(time(&mut ours, &mut our_model, &fixed, &device, cli.steps));
+            theirs.push(time(
+                &mut burn,
+                &mut burn_model,
+                &fixed,
+                cli.fresh_grads,
+                &device,
+                cli.steps,
+            ));
+            mine.push(time(
+                &mut ours,
+                &mut our_model,
+                &fixed,
+                cli.fresh_grads,
+                &device,
+                cli.steps,
+            ));
         } else {
-            mine.push(time(&mut ours, &mut our_model, &fixed, &device, cli.steps));
-            theirs.push(time(&mut burn, &mut burn_model, &fixed, &device, cli.steps));
+            mine.push(time(
+                &mut ours,
+                &mut our_model,
+                &fixed,
+                cli.fresh_grads,
+                &device,
+                cli.steps,
+            ));
+            theirs.push(time(
+                &mut burn,
+                &mut burn_model,
+                &fixed,
+                cli.fresh_grads,
+                &device,
+                cli.steps,
+            ));
         }
     }
     let (b, o) = (median(theirs.clone()), median(mine.clone()));
+    let timed = cli.rounds * cli.steps;
     println!(
-        "adapter {:?} ({:?}); n {} in {} tensors of {}; {} rounds of {} steps, interleaved",
+        "adapter {:?} ({:?}); n {} in {} tensors of {}; {} rounds of {} steps, interleaved; {} gradients",
         info.as_ref().map(|i| i.name.as_str()).unwrap_or("?"),
         info.as_ref().map(|i| i.backend),
         cli.n,
         cli.tensors,
         len,
         cli.rounds,
-        cli.steps
+        cli.steps,
+        if cli.fresh_grads { "fresh" } else { "the same" }
     );
     println!("burn AdamW          ms/step median {b:.3} (rounds {theirs:.3?})");
     println!("wgpu-optim AdamW    ms/step median {o:.3} (rounds {mine:.3?})");
     println!("speedup {:.2}x", b / o);
+    println!(
+        "ours: {} of {} tensors bound in Burn's buffers; rebuilt over new ranges {} times in {timed} timed steps",
+        ours.1,
+        cli.tensors,
+        ours.2 - rebuilt_during_warmup
+    );
     Ok(())
 }

@@ -568,3 +568,112 @@ fn half_precision_parameters_step_from_an_f32_master_copy() {
         "the master copy keeps more than f16 holds"
     );
 }
+
+/// A model with one large parameter (CubeCL gives it a buffer of its own, where the small
+/// tensors above share pages with their gradients) and a small one.
+#[derive(Module, Debug)]
+struct Wide {
+    w: Param<Tensor<2>>,
+    b: Param<Tensor<1>>,
+}
+
+const WIDE: [usize; 2] = [1024, 1536];
+
+impl Wide {
+    fn new(device: &Device) -> Self {
+        let device = device.clone().autodiff();
+        let n = WIDE[0] * WIDE[1];
+        let w = Tensor::<2>::from_data(TensorData::new(values(5, n), WIDE), &device);
+        let b = Tensor::<1>::from_data(TensorData::new(values(6, 64), [64]), &device);
+        Wide {
+            w: Param::initialized(ParamId::new(), w.require_grad()),
+            b: Param::initialized(ParamId::new(), b.require_grad()),
+        }
+    }
+
+    /// The gradients of `c (|w|^2 + |b|^2 + sum(w) sum(b))`, `c` changing with the step.
+    fn grads(&self, step: u64) -> GradientsParams {
+        let (w, b) = (self.w.val(), self.b.val());
+        let loss =
+            (w.clone() * w.clone()).sum() + (b.clone() * b.clone()).sum() + w.sum() * b.sum();
+        GradientsParams::from_grads((loss * (1.0 + step as f32 * 0.25)).backward(), self)
+    }
+
+    fn weights(&self) -> [Vec<f32>; 2] {
+        [
+            self.w.val().into_data().try_to_vec::<f32>().unwrap(),
+            self.b.val().into_data().try_to_vec::<f32>().unwrap(),
+        ]
+    }
+}
+
+/// Eight steps through everything that moves a tensor (a clone of the model, a replaced
+/// parameter, Burn's pool compacted), with the large tensor bound in Burn's buffers or copied:
+/// the same bits, the same state.
+#[test]
+fn direct_binding_steps_the_same_bits_as_copies() {
+    let device = shared().device();
+    let run = |direct: Option<usize>| {
+        let mut model = Wide::new(device);
+        // Clipped (the gradients' norm is in the hundreds): the norm reduction reads Burn's
+        // buffers too.
+        let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR))
+            .with_grad(GradConfig::default().with_max_norm(1.0))
+            .with_direct_binding(direct);
+        let mut stats = Vec::new();
+        for step in 0..8 {
+            let snapshot = (step == 2).then(|| model.clone());
+            if step == 4 {
+                let autodiff = device.clone().autodiff();
+                let w = Tensor::<2>::full(WIDE, 0.25, &autodiff).require_grad();
+                model.w = Param::initialized(model.w.id, w);
+            }
+            if step == 6 {
+                let junk: Vec<Tensor<1>> = (1..40)
+                    .map(|k| Tensor::<1>::ones([k * 9700], device) * (k as f32))
+                    .collect();
+                let _: f32 = junk[3].clone().sum().into_scalar();
+                drop(junk);
+                device.memory_cleanup();
+            }
+            let exp_avg = |fused: &FusedOptimizer| {
+                let optimizer = fused.optimizer().unwrap();
+                optimizer
+                    .state_range(0, "exp_avg")
+                    .unwrap()
+                    .buffer()
+                    .clone()
+            };
+            let before = (step > 0).then(|| exp_avg(&fused));
+            let g = model.grads(step);
+            model = fused.step(LR, model, g).unwrap();
+            let s = fused.last_step().unwrap();
+            stats.push((s.bound, s.rebound, s.copied_in, s.copied_on_write));
+            if step == 4 && direct.is_some() {
+                // Rebound over the replaced w: its state stayed in its buffers, not copied.
+                assert_eq!(before, Some(exp_avg(&fused)));
+            }
+            drop(snapshot);
+        }
+        (model.weights(), state(&fused), stats)
+    };
+    let (copied, copied_state, copied_stats) = run(None);
+    let (bound, bound_state, bound_stats) = run(Some(1 << 16));
+    assert!(copied_stats.iter().all(|s| s.0 == 0), "{copied_stats:?}");
+    // (bound, rebound, copied in, copied on write) per step: w bound from the first step on
+    // (the optimizer built again over Burn's ranges; b, in a page shared with its gradient, is
+    // copied); copied on write while the snapshot shares it (its arena copy refreshed from
+    // Burn's tensor first); bound again over the new tensor; again over the replaced one. Later
+    // steps rebind whenever Burn's pool hands the gradient another range.
+    let expected = [
+        (1, 1, 1, 0),
+        (1, 0, 0, 0),
+        (0, 1, 1, 2),
+        (1, 1, 0, 0),
+        (1, 1, 0, 0),
+    ];
+    assert_eq!(bound_stats[..5], expected, "{bound_stats:?}");
+    assert!(bound_stats[5..].iter().all(|s| s.0 == 1), "{bound_stats:?}");
+    assert_eq!(bound, copied);
+    assert_eq!(bound_state, copied_state);
+}

@@ -83,7 +83,7 @@ use ::burn::tensor::wgpu::{MemoryConfiguration, WgpuSetup};
 use ::burn::tensor::{DType, Device};
 
 pub use crate::error::BurnError;
-pub use optimizer::{FusedOptimizer, StepError, StepStats};
+pub use optimizer::{FusedOptimizer, StepError, StepStats, DIRECT_MIN_ELEMENTS};
 
 use crate::error::Result;
 use crate::gpu::{Context, ContextOptions};

@@ -12,8 +12,9 @@ use super::tensors::{
     self, dtype_of, Found, FusionHandle, Held, ParamPlan, PlanInput, Resolved, TensorId,
 };
 use super::{BurnError, ParamInfo, SharedDevice};
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::gpu::{Arena, BufferRange};
+use crate::gpu::{Arena, BufferRange, Param};
 use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
@@ -46,6 +47,8 @@ pub struct FusedOptimizer {
     rules: Vec<Rule>,
     grad: Option<GradConfig>,
     precision: Precision,
+    // Tensors of at least this many elements are bound in Burn's own buffers.
+    direct_min: Option<usize>,
     built: Option<Built>,
     // A checkpoint or record loaded before the first step, applied when it builds the
     // optimizer.
@@ -75,6 +78,14 @@ pub(super) struct Built {
     master_ranges: Vec<Option<BufferRange>>,
     param_dtype: DType,
     grad_dtype: DType,
+    // Each tensor's pair in the arena, and the pair the optimizer is built over now: Burn's
+    // own ranges for a tensor bound directly, `None` for one copied through the arena.
+    arena_params: Vec<Param>,
+    bound: Vec<Option<Param>>,
+    // The groups' configurations, to build the optimizer again over other ranges.
+    group_configs: Vec<OptimizerConfig>,
+    // Building over Burn's ranges failed once: every tensor is copied from then on.
+    direct_failed: bool,
     stats: StepStats,
     // Widen a replaced parameter into the master copy (false right after a checkpoint load,
     // which restored the master copy itself).
@@ -92,8 +103,14 @@ pub(super) struct Slot {
 /// What the last step moved besides the update (see [`FusedOptimizer::last_step`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StepStats {
-    /// Tensors stepped (each gradient copied into the arena, each parameter out of it).
+    /// Tensors stepped.
     pub tensors: usize,
+    /// Of them, tensors updated in Burn's own buffers ([`FusedOptimizer::with_direct_binding`]);
+    /// the others' gradients were copied into the arena and their parameters out of it.
+    pub bound: usize,
+    /// Times the optimizer was built again over other ranges this step (0 or 1): Burn handed a
+    /// directly bound tensor's gradient or parameter in another range than the step before.
+    pub rebound: usize,
     /// Parameters copied into the arena because their Burn tensor was not the one the
     /// optimizer wrote last (all of them at the first step; then a loaded or edited one).
     pub copied_in: usize,
@@ -162,6 +179,7 @@ impl FusedOptimizer {
             rules: Vec::new(),
             grad: None,
             precision: Precision::default(),
+            direct_min: Some(DIRECT_MIN_ELEMENTS),
             built: None,
             pending: None,
         }
@@ -196,6 +214,20 @@ impl FusedOptimizer {
     /// copy of bf16 or f16 parameters and writes them from it, rounded, each step.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Which tensors are updated in Burn's own buffers: f32 tensors of at least `min_elements`
+    /// (default [`DIRECT_MIN_ELEMENTS`]), written in place, whose ranges the device can bind;
+    /// `None` copies every tensor through the arena. A bound tensor's gradient is read where
+    /// Burn's backward pass left it and its parameter updated where Burn keeps it: no copy in,
+    /// no copy out (16 bytes an element of AdamW's 44). When Burn hands a bound tensor's
+    /// gradient in another range than the step before (its memory pool chose another slot),
+    /// the optimizer is built again over the new ranges and its state copied over on the
+    /// device, once ([`StepStats::rebound`]); Burn's pool usually hands out the same slot.
+    /// Not with master weights, 16-bit states or 16-bit parameters (those tensors are copied).
+    pub fn with_direct_binding(mut self, min_elements: Option<usize>) -> Self {
+        self.direct_min = min_elements;
         self
     }
 
@@ -267,10 +299,17 @@ impl FusedOptimizer {
                 })
             }
         };
-        if let Err(error) = built.write_lrs() {
+        let direct = self
+            .direct_min
+            .filter(|_| !self.precision.master_weights)
+            .filter(|_| matches!(self.precision.states, None | Some(Dtype::F32)));
+        let wanted = built.wanted_bindings(&grads, &plans, direct, self.shared.context.device());
+        let was_bound: Vec<bool> = built.bound.iter().map(Option::is_some).collect();
+        let rebind = built.rebind(wanted, self.precision, &self.grad);
+        if let Err(error) = rebind.and_then(|()| built.write_lrs()) {
             return Err(StepError { error, module });
         }
-        let replacements = built.record_step(&grads, plans);
+        let replacements = built.record_step(&grads, plans, &was_bound);
         Ok(tensors::swap(module, replacements))
     }
 
@@ -383,6 +422,7 @@ impl FusedOptimizer {
             }
         }
         let lrs: Vec<f64> = groups.iter().map(|g| g.config.lr()).collect();
+        let group_configs = groups.iter().map(|g| g.config.clone()).collect();
         let mut optimizer =
             Optimizer::with_precision(&self.shared.context, groups, self.precision)?;
         optimizer.set_grad_processing(self.grad.clone())?;
@@ -409,13 +449,163 @@ impl FusedOptimizer {
             master_ranges,
             param_dtype,
             grad_dtype,
+            bound: vec![None; params.len()],
+            arena_params: params,
+            group_configs,
+            direct_failed: false,
             resync_master: true,
             stats: StepStats::default(),
         })
     }
 }
 
+/// The default of [`FusedOptimizer::with_direct_binding`]: tensors of 131072 elements or more
+/// (512 KiB in f32). Measured on lavapipe (BENCHMARKS.md, "Burn adapter"): binding saves the
+/// copies' time above about 100k elements a tensor; below, a dispatch of its own per tensor
+/// (a bound tensor is a span alone, where the arena updates its tensors together) costs more
+/// than the copies it saves.
+pub const DIRECT_MIN_ELEMENTS: usize = 1 << 17;
+
+/// Whether two pairs are the same ranges of the same buffers.
+fn same_pair(a: &Option<Param>, b: &Option<Param>) -> bool {
+    let same = |a: &BufferRange, b: &BufferRange| {
+        a.buffer() == b.buffer() && a.offset() == b.offset() && a.len() == b.len()
+    };
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same(&a.param, &b.param) && same(&a.grad, &b.grad),
+        _ => false,
+    }
+}
+
 impl Built {
+    /// The pairs this step would bind: Burn's own ranges for each f32 tensor of at least `min`
+    /// elements that is written in place, whose ranges the device can bind (aligned, parameter
+    /// and gradient in different buffers); `None` for the others, copied through the arena.
+    fn wanted_bindings(
+        &self,
+        grads: &[Resolved],
+        plans: &[ParamPlan],
+        min: Option<usize>,
+        device: &wgpu::Device,
+    ) -> Vec<Option<Param>> {
+        let plain = self.param_dtype == DType::F32 && self.grad_dtype == DType::F32;
+        let min = match min {
+            Some(min) if plain && !self.direct_failed => min.max(1),
+            _ => return vec![None; self.slots.len()],
+        };
+        let mut wanted: Vec<Option<Param>> = (0..self.slots.len())
+            .map(|i| {
+                let (plan, len) = (&plans[i], self.slots[i].info.len());
+                if len < min || plan.replacement.is_some() || plan.widened.is_some() {
+                    return None;
+                }
+                let param = match (&plan.dest, &self.slots[i].held) {
+                    (Some(dest), _) | (None, Some(Held { range: dest, .. })) => dest,
+                    (None, None) => return None,
+                };
+                let range = |r: &Resolved| BufferRange::new(&r.buffer, r.offset, len as u64);
+                let pair = Param::new(range(param), range(&grads[i]));
+                pair.check(i, device).is_ok().then_some(pair)
+            })
+            .collect();
+        // A buffer holding one tensor's parameter and another's gradient would be bound
+        // read-write and read-only in one dispatch, which wgpu refuses: such a parameter is
+        // copied instead.
+        let grad_buffers: Vec<wgpu::Buffer> = wanted
+            .iter()
+            .flatten()
+            .map(|p| p.grad.buffer().clone())
+            .collect();
+        for pair in &mut wanted {
+            if pair
+                .as_ref()
+                .is_some_and(|p| grad_buffers.contains(p.param.buffer()))
+            {
+                *pair = None;
+            }
+        }
+        wanted
+    }
+
+    /// Builds the optimizer again over `wanted` (the arena's pair where `None`) when it differs
+    /// from the pairs in force, and copies the state over on the device (submitted at once, so
+    /// the learning rates written after it land in the new optimizer). Should a build over
+    /// Burn's ranges fail, every tensor goes back to the arena, for good.
+    fn rebind(
+        &mut self,
+        wanted: Vec<Option<Param>>,
+        precision: Precision,
+        grad: &Option<GradConfig>,
+    ) -> Result<()> {
+        self.stats.rebound = 0;
+        if wanted.iter().zip(&self.bound).all(|(a, b)| same_pair(a, b)) {
+            return Ok(());
+        }
+        let direct = wanted.iter().any(Option::is_some);
+        match self.build_over(&wanted, precision, grad) {
+            Ok(optimizer) => {
+                self.install(optimizer, wanted);
+                Ok(())
+            }
+            Err(_) if direct => {
+                self.direct_failed = true;
+                let arena = vec![None; self.slots.len()];
+                self.rebind(arena, precision, grad)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// An optimizer like this one over `pairs` (the arena's where `None`), holding this one's
+    /// state.
+    fn build_over(
+        &self,
+        pairs: &[Option<Param>],
+        precision: Precision,
+        grad: &Option<GradConfig>,
+    ) -> Result<Optimizer> {
+        let groups = self
+            .group_configs
+            .iter()
+            .enumerate()
+            .map(|(g, config)| ParamGroup {
+                config: config.clone(),
+                params: (0..self.slots.len())
+                    .filter(|&i| self.slots[i].group == g)
+                    .map(|i| {
+                        pairs[i]
+                            .clone()
+                            .unwrap_or_else(|| self.arena_params[i].clone())
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ctx = self.optimizer.context();
+        // The spans that keep their layout (the arena's, a bound tensor whose ranges did not
+        // change) keep their state buffers; the others' state is copied below.
+        let mut optimizer =
+            Optimizer::with_precision_reusing(ctx, groups, precision, &self.optimizer)?;
+        optimizer.set_grad_processing(grad.clone())?;
+        let mut encoder = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-optim burn rebind"),
+            });
+        optimizer.copy_state_from(&self.optimizer, &mut encoder)?;
+        ctx.queue().submit([encoder.finish()]);
+        Ok(optimizer)
+    }
+
+    fn install(&mut self, optimizer: Optimizer, pairs: Vec<Option<Param>>) {
+        self.master_ranges = (0..self.slots.len())
+            .map(|i| optimizer.state_range(i, MASTER_PARAM).ok().cloned())
+            .collect();
+        self.optimizer = optimizer;
+        self.bound = pairs;
+        self.stats.rebound = 1;
+    }
+
     /// Writes the learning rates that changed (validated: all or none).
     fn write_lrs(&mut self) -> Result<()> {
         let changed: Vec<(usize, f64)> = self
@@ -435,14 +625,21 @@ impl Built {
     /// Records the step in one command buffer and submits it: gradients in, parameters Burn
     /// replaced in, the update, parameters out. Returns the new tensors of shared parameters,
     /// for the module (copy on write).
+    /// `was_bound`: which tensors the previous step updated in Burn's buffers (the arena's
+    /// copy of their parameter is stale).
     fn record_step(
         &mut self,
         grads: &[Resolved],
         plans: Vec<ParamPlan>,
+        was_bound: &[bool],
     ) -> HashMap<ParamId, FusionHandle> {
         self.stats = StepStats {
             tensors: plans.len(),
-            copied_in: plans.iter().filter(|p| p.source.is_some()).count(),
+            bound: self.bound.iter().flatten().count(),
+            rebound: self.stats.rebound,
+            copied_in: (plans.iter().enumerate())
+                .filter(|&(i, p)| self.bound[i].is_none() && (p.source.is_some() || was_bound[i]))
+                .count(),
             copied_on_write: plans.iter().filter(|p| p.replacement.is_some()).count(),
             widened: plans.iter().filter(|p| p.widened.is_some()).count(),
         };
@@ -453,8 +650,17 @@ impl Built {
                 label: Some("wgpu-optim burn step"),
             });
         for (i, (grad, plan)) in grads.iter().zip(&plans).enumerate() {
+            if self.bound[i].is_some() {
+                continue; // read and written where Burn keeps them
+            }
             copy_in(&mut encoder, grad, &self.grad_ranges[i]);
             match &plan.source {
+                // The module holds the tensor the optimizer wrote last, in Burn's buffer.
+                None if was_bound[i] => {
+                    let held = self.slots[i].held.as_ref();
+                    let held = held.expect("a bound parameter is held");
+                    copy_in(&mut encoder, &held.range, &self.param_ranges[i]);
+                }
                 None => {}
                 Some(Some(other)) => copy_in(&mut encoder, other, &self.param_ranges[i]),
                 Some(None) => {
@@ -468,6 +674,9 @@ impl Built {
         }
         self.optimizer.step(&mut encoder);
         for (i, plan) in plans.iter().enumerate() {
+            if self.bound[i].is_some() {
+                continue;
+            }
             let dest = match (&plan.dest, &self.slots[i].held) {
                 (Some(dest), _) | (None, Some(Held { range: dest, .. })) => dest,
                 (None, None) => unreachable!("a parameter not held has a new range"),

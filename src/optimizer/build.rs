@@ -11,7 +11,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::bind_group;
 use crate::gpu::{capture_errors, check_disjoint, BufferRange, Context, Param};
-use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits};
+use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits, Span};
 use crate::kernel::{
     kernel_layouts, Binding, Control, ControlOwners, GradStages, KernelSpec, Rounding, Storage,
     Variant,
@@ -203,7 +203,23 @@ impl Optimizer {
         control_mode: ControlMode,
     ) -> Result<Self> {
         let checked = Self::check_groups(ctx, groups, precision, control_mode)?;
-        capture_errors(ctx.device(), || Self::create(ctx, checked))?
+        capture_errors(ctx.device(), || Self::create(ctx, checked, None))?
+    }
+
+    /// [`Optimizer::with_precision`] taking over the state buffers of `donor` wherever a span
+    /// keeps the layout it has in `donor` (the same tensors at the same relative offsets): for
+    /// an optimizer built anew over the same tensors with some at other ranges, whose state
+    /// then moves only for the spans that changed ([`Optimizer::copy_state_from`] copies those
+    /// and skips the ranges taken over). `donor` must not step again: its buffers are shared.
+    #[cfg(feature = "burn")]
+    pub(crate) fn with_precision_reusing(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+        donor: &Optimizer,
+    ) -> Result<Self> {
+        let checked = Self::check_groups(ctx, groups, precision, ControlMode::Shared)?;
+        capture_errors(ctx.device(), || Self::create(ctx, checked, Some(donor)))?
     }
 
     /// Validates every group, tensor and storage type before anything is created.
@@ -256,7 +272,7 @@ impl Optimizer {
         })
     }
 
-    fn create(ctx: &Context, checked: Checked) -> Result<Self> {
+    fn create(ctx: &Context, checked: Checked, donor: Option<&Optimizer>) -> Result<Self> {
         let Checked {
             configs,
             spec,
@@ -306,7 +322,8 @@ impl Optimizer {
                 (Binding::Groups.index(), groups.as_entire_binding()),
             ],
         );
-        let (tensor_states, span_states) = allocate_states(ctx, &spec, storage, &plan, &params);
+        let (tensor_states, span_states) =
+            allocate_states(ctx, &spec, storage, &plan, &params, donor);
         let bound = BoundBuffers {
             control: &control,
             groups: &groups,
@@ -373,14 +390,16 @@ impl Optimizer {
 
 /// The state buffers: one per state and span, laid out as the span's params and padded to
 /// whole units (8 elements), in the states' type; with master weights, one f32 buffer of the
-/// master copy per span too (zeros until the first step copies the parameters in). Returns
-/// each tensor's ranges of them (empty ranges for a tensor of length 0) and each span's.
+/// master copy per span too (zeros until the first step copies the parameters in); a span that
+/// `donor` lays out the same way keeps `donor`'s buffers. Returns each tensor's ranges of them
+/// (empty ranges for a tensor of length 0) and each span's.
 fn allocate_states(
     ctx: &Context,
     spec: &KernelSpec,
     storage: Storage,
     plan: &DevicePlan,
     params: &[Param],
+    donor: Option<&Optimizer>,
 ) -> (Vec<SpanStates>, Vec<SpanStates>) {
     let device = ctx.device();
     let state_buffer = |name: &str, init: f32, dtype: Dtype, len: u64| {
@@ -412,7 +431,8 @@ fn allocate_states(
         .spans
         .iter()
         .map(|span| {
-            let buffers = span_buffers(span.len());
+            let donated = donor.and_then(|donor| donated_states(donor, span, params));
+            let buffers = donated.unwrap_or_else(|| span_buffers(span.len()));
             for &i in &span.tensors {
                 let param = &params[i].param;
                 let offset = span.offset_at(param.offset(), param.dtype());
@@ -426,4 +446,42 @@ fn allocate_states(
         })
         .collect();
     (tensor_states, span_states)
+}
+
+/// `donor`'s state buffers for `span`, if `donor` holds this span's tensors at the same
+/// relative offsets in buffers of exactly the span's size (then no other span of `donor`
+/// shares them, and no other span of the new optimizer can match them too).
+fn donated_states(donor: &Optimizer, span: &Span, params: &[Param]) -> Option<SpanStates> {
+    let first = donor.tensors.get(*span.tensors.first()?)?;
+    let whole = |range: &BufferRange| {
+        let bytes = range.dtype().size() * span.len().next_multiple_of(8).max(8);
+        (range.buffer().size() == bytes)
+            .then(|| BufferRange::typed(range.buffer(), 0, span.len(), range.dtype()))
+    };
+    let buffers = SpanStates {
+        states: first.states.iter().map(whole).collect::<Option<_>>()?,
+        master: match &first.master {
+            Some(master) => Some(whole(master)?),
+            None => None,
+        },
+    };
+    let same = |kept: &BufferRange, buffer: &BufferRange, offset: u64, len: u64| {
+        let wanted = buffer.slice(offset, len);
+        kept.buffer() == wanted.buffer() && kept.offset() == wanted.offset() && kept.len() == len
+    };
+    let laid_out_alike = span.tensors.iter().all(|&i| {
+        let (Some(kept), Some(param)) = (donor.tensors.get(i), params.get(i)) else {
+            return false;
+        };
+        let offset = span.offset_at(param.param.offset(), param.param.dtype());
+        let len = param.len();
+        kept.states.len() == buffers.states.len()
+            && (kept.states.iter().zip(&buffers.states)).all(|(k, b)| same(k, b, offset, len))
+            && match (&kept.master, &buffers.master) {
+                (Some(k), Some(b)) => same(k, b, offset, len),
+                (None, None) => true,
+                _ => false,
+            }
+    });
+    laid_out_alike.then_some(buffers)
 }

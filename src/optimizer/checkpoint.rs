@@ -426,3 +426,71 @@ impl Optimizer {
         self.load_checkpoint(&bytes)
     }
 }
+
+impl Optimizer {
+    /// Records, into `encoder`, copies making this optimizer's device state `from`'s: every
+    /// tensor's state ranges, the control block (step counter, loss scale, skip flags) and the
+    /// groups' records (learning rates, running values). For an optimizer built anew over the
+    /// same tensors at other buffer ranges (the Burn adapter binding Burn's buffers): no host
+    /// round trip, where a checkpoint would read every state back.
+    ///
+    /// Both must have been built from the same groups and configurations; what can be checked
+    /// (tensor count, lengths, groups, states and their storage, buffer sizes) is, and a
+    /// mismatch records nothing. 16-bit states must lie on whole 32-bit words (a copy moves
+    /// words; a word shared by two tensors of one span could carry a neighbour's element).
+    #[cfg(feature = "burn")]
+    pub(crate) fn copy_state_from(
+        &self,
+        from: &Optimizer,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> Result<()> {
+        let names = self.state_names();
+        let same = self.tensors.len() == from.tensors.len()
+            && names == from.state_names()
+            && self.control.size() == from.control.size()
+            && self.groups.size() == from.groups.size()
+            && self.tensors.iter().zip(&from.tensors).all(|(a, b)| {
+                a.param.len() == b.param.len()
+                    && a.group == b.group
+                    && a.states
+                        .iter()
+                        .map(|s| s.dtype())
+                        .eq(b.states.iter().map(|s| s.dtype()))
+            });
+        if !same {
+            return mismatch("the optimizers differ in their tensors, states or groups".into());
+        }
+        let mut copies = Vec::new();
+        for i in 0..self.tensors.len() {
+            for name in &names {
+                let (to, src) = (self.state_range(i, name)?, from.state_range(i, name)?);
+                let words = |r: &crate::gpu::BufferRange| {
+                    r.offset().is_multiple_of(4) && r.end().is_multiple_of(4)
+                };
+                if !words(to) || !words(src) {
+                    return mismatch(format!(
+                        "state {name} of tensor {i} does not lie on whole 32-bit words"
+                    ));
+                }
+                copies.push((src.clone(), to.clone()));
+            }
+        }
+        for (src, to) in &copies {
+            let bytes = src.end() - src.offset();
+            // A range taken over from `from` (`with_precision_reusing`) is already in place.
+            let taken_over = src.buffer() == to.buffer() && src.offset() == to.offset();
+            if bytes > 0 && !taken_over {
+                encoder.copy_buffer_to_buffer(
+                    src.buffer(),
+                    src.offset(),
+                    to.buffer(),
+                    to.offset(),
+                    bytes,
+                );
+            }
+        }
+        encoder.copy_buffer_to_buffer(&from.control, 0, &self.control, 0, self.control.size());
+        encoder.copy_buffer_to_buffer(&from.groups, 0, &self.groups, 0, self.groups.size());
+        Ok(())
+    }
+}
