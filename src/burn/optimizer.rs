@@ -19,6 +19,11 @@ use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup, Precision, MASTER_PARAM};
 
+mod binding;
+mod encode;
+
+pub use binding::DIRECT_MIN_ELEMENTS;
+
 type Select = Box<dyn Fn(&ParamInfo) -> bool + Send + Sync>;
 
 /// A parameter group rule: the parameters `select` holds for get `config`.
@@ -459,153 +464,7 @@ impl FusedOptimizer {
     }
 }
 
-/// The default of [`FusedOptimizer::with_direct_binding`]: tensors of 131072 elements or more
-/// (512 KiB in f32). Measured on lavapipe (BENCHMARKS.md, "Burn adapter"): binding saves the
-/// copies' time above about 100k elements a tensor; below, a dispatch of its own per tensor
-/// (a bound tensor is a span alone, where the arena updates its tensors together) costs more
-/// than the copies it saves.
-pub const DIRECT_MIN_ELEMENTS: usize = 1 << 17;
-
-/// Whether two pairs are the same ranges of the same buffers.
-fn same_pair(a: &Option<Param>, b: &Option<Param>) -> bool {
-    let same = |a: &BufferRange, b: &BufferRange| {
-        a.buffer() == b.buffer() && a.offset() == b.offset() && a.len() == b.len()
-    };
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => same(&a.param, &b.param) && same(&a.grad, &b.grad),
-        _ => false,
-    }
-}
-
 impl Built {
-    /// The pairs this step would bind: Burn's own ranges for each f32 tensor of at least `min`
-    /// elements that is written in place, whose ranges the device can bind (aligned, parameter
-    /// and gradient in different buffers); `None` for the others, copied through the arena.
-    fn wanted_bindings(
-        &self,
-        grads: &[Resolved],
-        plans: &[ParamPlan],
-        min: Option<usize>,
-        device: &wgpu::Device,
-    ) -> Vec<Option<Param>> {
-        let plain = self.param_dtype == DType::F32 && self.grad_dtype == DType::F32;
-        let min = match min {
-            Some(min) if plain && !self.direct_failed => min.max(1),
-            _ => return vec![None; self.slots.len()],
-        };
-        let mut wanted: Vec<Option<Param>> = (0..self.slots.len())
-            .map(|i| {
-                let (plan, len) = (&plans[i], self.slots[i].info.len());
-                if len < min || plan.replacement.is_some() || plan.widened.is_some() {
-                    return None;
-                }
-                let param = match (&plan.dest, &self.slots[i].held) {
-                    (Some(dest), _) | (None, Some(Held { range: dest, .. })) => dest,
-                    (None, None) => return None,
-                };
-                let range = |r: &Resolved| BufferRange::new(&r.buffer, r.offset, len as u64);
-                let pair = Param::new(range(param), range(&grads[i]));
-                pair.check(i, device).is_ok().then_some(pair)
-            })
-            .collect();
-        // A buffer holding one tensor's parameter and another's gradient would be bound
-        // read-write and read-only in one dispatch, which wgpu refuses: such a parameter is
-        // copied instead.
-        let grad_buffers: Vec<wgpu::Buffer> = wanted
-            .iter()
-            .flatten()
-            .map(|p| p.grad.buffer().clone())
-            .collect();
-        for pair in &mut wanted {
-            if pair
-                .as_ref()
-                .is_some_and(|p| grad_buffers.contains(p.param.buffer()))
-            {
-                *pair = None;
-            }
-        }
-        wanted
-    }
-
-    /// Builds the optimizer again over `wanted` (the arena's pair where `None`) when it differs
-    /// from the pairs in force, and copies the state over on the device (submitted at once, so
-    /// the learning rates written after it land in the new optimizer). Should a build over
-    /// Burn's ranges fail, every tensor goes back to the arena, for good.
-    fn rebind(
-        &mut self,
-        wanted: Vec<Option<Param>>,
-        precision: Precision,
-        grad: &Option<GradConfig>,
-    ) -> Result<()> {
-        self.stats.rebound = 0;
-        if wanted.iter().zip(&self.bound).all(|(a, b)| same_pair(a, b)) {
-            return Ok(());
-        }
-        let direct = wanted.iter().any(Option::is_some);
-        match self.build_over(&wanted, precision, grad) {
-            Ok(optimizer) => {
-                self.install(optimizer, wanted);
-                Ok(())
-            }
-            Err(_) if direct => {
-                self.direct_failed = true;
-                let arena = vec![None; self.slots.len()];
-                self.rebind(arena, precision, grad)
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// An optimizer like this one over `pairs` (the arena's where `None`), holding this one's
-    /// state.
-    fn build_over(
-        &self,
-        pairs: &[Option<Param>],
-        precision: Precision,
-        grad: &Option<GradConfig>,
-    ) -> Result<Optimizer> {
-        let groups = self
-            .group_configs
-            .iter()
-            .enumerate()
-            .map(|(g, config)| ParamGroup {
-                config: config.clone(),
-                params: (0..self.slots.len())
-                    .filter(|&i| self.slots[i].group == g)
-                    .map(|i| {
-                        pairs[i]
-                            .clone()
-                            .unwrap_or_else(|| self.arena_params[i].clone())
-                    })
-                    .collect(),
-            })
-            .collect();
-        let ctx = self.optimizer.context();
-        // The spans that keep their layout (the arena's, a bound tensor whose ranges did not
-        // change) keep their state buffers; the others' state is copied below.
-        let mut optimizer =
-            Optimizer::with_precision_reusing(ctx, groups, precision, &self.optimizer)?;
-        optimizer.set_grad_processing(grad.clone())?;
-        let mut encoder = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-optim burn rebind"),
-            });
-        optimizer.copy_state_from(&self.optimizer, &mut encoder)?;
-        ctx.queue().submit([encoder.finish()]);
-        Ok(optimizer)
-    }
-
-    fn install(&mut self, optimizer: Optimizer, pairs: Vec<Option<Param>>) {
-        self.master_ranges = (0..self.slots.len())
-            .map(|i| optimizer.state_range(i, MASTER_PARAM).ok().cloned())
-            .collect();
-        self.optimizer = optimizer;
-        self.bound = pairs;
-        self.stats.rebound = 1;
-    }
-
     /// Writes the learning rates that changed (validated: all or none).
     fn write_lrs(&mut self) -> Result<()> {
         let changed: Vec<(usize, f64)> = self
@@ -620,84 +479,6 @@ impl Built {
             self.lrs.clone_from(&self.next_lrs);
         }
         Ok(())
-    }
-
-    /// Records the step in one command buffer and submits it: gradients in, parameters Burn
-    /// replaced in, the update, parameters out. Returns the new tensors of shared parameters,
-    /// for the module (copy on write).
-    /// `was_bound`: which tensors the previous step updated in Burn's buffers (the arena's
-    /// copy of their parameter is stale).
-    fn record_step(
-        &mut self,
-        grads: &[Resolved],
-        plans: Vec<ParamPlan>,
-        was_bound: &[bool],
-    ) -> HashMap<ParamId, FusionHandle> {
-        self.stats = StepStats {
-            tensors: plans.len(),
-            bound: self.bound.iter().flatten().count(),
-            rebound: self.stats.rebound,
-            copied_in: (plans.iter().enumerate())
-                .filter(|&(i, p)| self.bound[i].is_none() && (p.source.is_some() || was_bound[i]))
-                .count(),
-            copied_on_write: plans.iter().filter(|p| p.replacement.is_some()).count(),
-            widened: plans.iter().filter(|p| p.widened.is_some()).count(),
-        };
-        let ctx = self.optimizer.context().clone();
-        let mut encoder = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-optim burn step"),
-            });
-        for (i, (grad, plan)) in grads.iter().zip(&plans).enumerate() {
-            if self.bound[i].is_some() {
-                continue; // read and written where Burn keeps them
-            }
-            copy_in(&mut encoder, grad, &self.grad_ranges[i]);
-            match &plan.source {
-                // The module holds the tensor the optimizer wrote last, in Burn's buffer.
-                None if was_bound[i] => {
-                    let held = self.slots[i].held.as_ref();
-                    let held = held.expect("a bound parameter is held");
-                    copy_in(&mut encoder, &held.range, &self.param_ranges[i]);
-                }
-                None => {}
-                Some(Some(other)) => copy_in(&mut encoder, other, &self.param_ranges[i]),
-                Some(None) => {
-                    let dest = plan.dest.as_ref().expect("a new tensor has a range");
-                    copy_in(&mut encoder, dest, &self.param_ranges[i]);
-                }
-            }
-            if let (Some(wide), Some(master)) = (&plan.widened, &self.master_ranges[i]) {
-                copy_in(&mut encoder, wide, master);
-            }
-        }
-        self.optimizer.step(&mut encoder);
-        for (i, plan) in plans.iter().enumerate() {
-            if self.bound[i].is_some() {
-                continue;
-            }
-            let dest = match (&plan.dest, &self.slots[i].held) {
-                (Some(dest), _) | (None, Some(Held { range: dest, .. })) => dest,
-                (None, None) => unreachable!("a parameter not held has a new range"),
-            };
-            copy_out(&mut encoder, &self.param_ranges[i], dest);
-        }
-        ctx.queue().submit([encoder.finish()]);
-
-        // The gradients' ranges go back to Burn's pool as `grads` is dropped (its later work
-        // is queued after this submit); the parameters' stay held until replaced.
-        let mut replacements = HashMap::new();
-        for (slot, plan) in self.slots.iter_mut().zip(plans) {
-            if let Some(range) = plan.dest {
-                slot.held = Some(Held { id: plan.id, range });
-            }
-            if let Some(fresh) = plan.replacement {
-                replacements.insert(slot.info.id, fresh);
-            }
-        }
-        self.resync_master = true;
-        replacements
     }
 
     /// Loads a checkpoint of this optimizer (all or nothing); the master copy it restores is
@@ -824,21 +605,4 @@ impl Built {
         }
         Ok(lrs.into_iter().map(|lr| lr.unwrap_or_default()).collect())
     }
-}
-
-/// Bytes of a copy of `bytes`: rounded up to wgpu's 4-byte copy granularity. The word past an
-/// odd-length 16-bit tensor lies in its allocation's padding on both sides: CubeCL pads every
-/// allocation to its buffer-offset alignment (at least 4), and the arena pads every tensor.
-fn copy_len(bytes: u64) -> u64 {
-    bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
-}
-
-fn copy_in(encoder: &mut wgpu::CommandEncoder, from: &Resolved, to: &BufferRange) {
-    let len = copy_len(from.bytes);
-    encoder.copy_buffer_to_buffer(&from.buffer, from.offset, to.buffer(), to.offset(), len);
-}
-
-fn copy_out(encoder: &mut wgpu::CommandEncoder, from: &BufferRange, to: &Resolved) {
-    let len = copy_len(to.bytes);
-    encoder.copy_buffer_to_buffer(from.buffer(), from.offset(), &to.buffer, to.offset, len);
 }
