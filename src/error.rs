@@ -213,6 +213,15 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A matrix optimizer (Muon) was given a parameter that is not 2-D.
+    #[error("{optimizer} takes 2-D parameters only; this one has shape {shape:?}")]
+    NotAMatrix {
+        /// The optimizer refusing it.
+        optimizer: &'static str,
+        /// The parameter's shape.
+        shape: Vec<usize>,
+    },
+
     /// A host slice handed to an upload or a reference step has the wrong length.
     #[error("{what}: expected {expected} values, got {actual}")]
     WrongLength {

@@ -13,12 +13,14 @@
 mod algorithm;
 pub(crate) mod codec;
 mod config;
+mod muon;
 mod schedule_free;
 
 pub(crate) use algorithm::{
     adam_family, beta, ln, non_negative, row, zero_states, AdamFamily, Algorithm, Fields,
 };
 pub(crate) use codec::{config_struct, with_betas};
+pub use muon::{AdjustLr, MuonConfig};
 pub use schedule_free::ScheduleFreeRunning;
 
 /// The registry: every optimizer, once, as `Variant(Config) in module;` with the doc line of

@@ -19,6 +19,7 @@
 
 mod common;
 mod grad;
+mod muon;
 mod step;
 
 /// Mirrors of `shaders/common/math.wgsl`, operation for operation, in f32.
@@ -28,6 +29,7 @@ pub mod math {
 
 pub use common::*;
 pub use grad::*;
+pub use muon::{newton_schulz, Matrix, Muon};
 
 use crate::error::{Error, Result};
 use crate::grad::GradConfig;
