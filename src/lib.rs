@@ -47,6 +47,7 @@ mod error;
 mod gpu;
 mod grad;
 mod kernel;
+pub mod matrix;
 mod optim;
 mod optimizer;
 pub mod reference;

@@ -9,6 +9,7 @@ pub use crate::grad::{
 pub use crate::kernel::{
     concatenate, elements_source, Binding, ElementLayout, Kernel, ShaderFile, COMMON,
 };
+pub use crate::matrix::{newton_schulz_files, newton_schulz_source, NEWTON_SCHULZ};
 pub use crate::schedule::{schedule_files, schedule_source, SCHEDULE};
 
 /// Every kernel the registered optimizers run, each once.
@@ -29,6 +30,7 @@ pub fn files() -> Vec<ShaderFile> {
         CLIP,
         CLIP_VALUE,
         SCHEDULE,
+        NEWTON_SCHULZ,
     ]);
     files
 }

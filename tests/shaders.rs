@@ -50,6 +50,12 @@ fn other_modules() -> Vec<(String, String, Vec<ShaderFile>, Vec<&'static str>)> 
         shaders::schedule_files(),
         vec!["schedule"],
     ));
+    modules.push((
+        "newton_schulz".to_string(),
+        shaders::newton_schulz_source(),
+        shaders::newton_schulz_files(),
+        vec!["sum_squares", "load", "multiply", "store"],
+    ));
     modules
 }
 

@@ -5,7 +5,8 @@
 //! its configuration: PyTorch's semantics and defaults, checked as PyTorch checks them, and the
 //! learning-rate adjustment by shape. The CPU mirror is [`crate::reference::Muon`].
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{Error, Result};
+use crate::matrix::check_iteration;
 use crate::setters::setters;
 
 use super::algorithm::non_negative;
@@ -145,21 +146,7 @@ impl MuonConfig {
         non_negative("lr", self.lr)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("momentum", self.momentum)?;
-        for (name, value) in ["ns_a", "ns_b", "ns_c"]
-            .into_iter()
-            .zip(self.ns_coefficients)
-        {
-            if !(value as f32).is_finite() {
-                return invalid(name, value, "a value finite in f32");
-            }
-        }
-        if !((self.eps as f32).is_finite() && self.eps as f32 > 0.0) {
-            return invalid("eps", self.eps, "a value > 0, finite in f32");
-        }
-        if !(1..100).contains(&self.ns_steps) {
-            return invalid("ns_steps", self.ns_steps.into(), "1 to 99 iterations");
-        }
-        Ok(())
+        check_iteration(self.ns_coefficients, self.ns_steps, self.eps)
     }
 
     /// The `(rows, cols)` of a parameter of this `shape`, which must have two dimensions.
