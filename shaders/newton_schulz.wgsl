@@ -14,11 +14,12 @@
 // The multiplies are tiled: a workgroup of 16 x 16 invocations computes a 64 x 64 tile of the
 // result, 4 x 4 values each, stepping through the inner dimension 16 at a time through
 // workgroup memory. Each value is summed over the inner index in order, as the CPU reference
-// (`reference::newton_schulz`) sums it.
+// (`reference::newton_schulz`) sums it. Rows of X, G and H are padded to a multiple of 4 with
+// zeros, so that every storage access moves a vec4.
 
 struct Mat {
-    // Offset of X in `x_in` / `x_out`, of G and H in `gram` / `poly`, of U and O in `input` /
-    // `output` (elements).
+    // Offset of X in `x_in` / `x_out`, of G and H in `gram` / `poly` (elements, multiples of 4),
+    // of U and O in `input` / `output` (elements).
     x: u32,
     g: u32,
     io: u32,
@@ -26,6 +27,10 @@ struct Mat {
     m: u32,
     n: u32,
     tall: u32,
+    // Row strides of X and of G and H: n and m rounded up to 4, the padding zeros, so that rows
+    // load and store as whole vec4s.
+    n4: u32,
+    m4: u32,
 }
 
 struct Coefficients {
@@ -45,10 +50,10 @@ struct Table {
 @group(0) @binding(INPUT_BINDING) var<storage, read> input: array<f32>;
 @group(0) @binding(OUTPUT_BINDING) var<storage, read_write> output: array<f32>;
 @group(0) @binding(SUMSQ_BINDING) var<storage, read_write> sumsq: array<f32>;
-@group(0) @binding(X_IN_BINDING) var<storage, read> x_in: array<f32>;
-@group(0) @binding(X_OUT_BINDING) var<storage, read_write> x_out: array<f32>;
-@group(0) @binding(GRAM_BINDING) var<storage, read_write> gram: array<f32>;
-@group(0) @binding(POLY_BINDING) var<storage, read_write> poly: array<f32>;
+@group(0) @binding(X_IN_BINDING) var<storage, read> x_in: array<vec4<f32>>;
+@group(0) @binding(X_OUT_BINDING) var<storage, read_write> x_out: array<vec4<f32>>;
+@group(0) @binding(GRAM_BINDING) var<storage, read_write> gram: array<vec4<f32>>;
+@group(0) @binding(POLY_BINDING) var<storage, read_write> poly: array<vec4<f32>>;
 
 // Which product a `multiply` pipeline computes (0 gram, 1 poly, 2 update).
 override KIND: u32 = 0u;
@@ -61,41 +66,68 @@ var<workgroup> a_tile: array<array<f32, TILE>, STEP>;
 var<workgroup> b_tile: array<array<f32, TILE>, STEP>;
 var<workgroup> partial: array<f32, 256>;
 
-// A's element (i, k) and B's element (k, j) of this KIND's product.
-fn a_at(mat: Mat, i: u32, k: u32) -> f32 {
-    switch KIND {
-        case 0u: { return x_in[mat.x + i * mat.n + k]; }
-        case 1u: { return gram[mat.g + i * mat.m + k]; }
-        default: { return poly[mat.g + i * mat.m + k]; }
-    }
-}
-
-fn b_at(mat: Mat, k: u32, j: u32) -> f32 {
-    switch KIND {
-        case 0u: { return x_in[mat.x + j * mat.n + k]; }
-        case 1u: { return gram[mat.g + k * mat.m + j]; }
-        default: { return x_in[mat.x + k * mat.n + j]; }
-    }
-}
-
-// (rows, cols, inner) of this KIND's product.
+// (rows, cols, inner) of this KIND's product, the inner dimension padded to 4.
 fn dims(mat: Mat) -> vec3<u32> {
     switch KIND {
-        case 0u: { return vec3(mat.m, mat.m, mat.n); }
-        case 1u: { return vec3(mat.m, mat.m, mat.m); }
-        default: { return vec3(mat.m, mat.n, mat.m); }
+        case 0u: { return vec3(mat.m, mat.m, mat.n4); }
+        case 1u: { return vec3(mat.m, mat.m, mat.m4); }
+        default: { return vec3(mat.m, mat.n, mat.m4); }
     }
 }
 
-fn write(mat: Mat, i: u32, j: u32, dot: f32) {
+// The vec4 of A's row `i` at inner index `k` (a multiple of 4).
+fn a_row(mat: Mat, i: u32, k: u32) -> vec4<f32> {
     switch KIND {
-        case 0u: { gram[mat.g + i * mat.m + j] = dot; }
+        case 0u: { return x_in[(mat.x + i * mat.n4 + k) / 4u]; }
+        case 1u: { return gram[(mat.g + i * mat.m4 + k) / 4u]; }
+        default: { return poly[(mat.g + i * mat.m4 + k) / 4u]; }
+    }
+}
+
+// Loads this workgroup's 16 x 64 tile of B from inner index `k0` and columns from `col0`, one
+// vec4 an invocation: for the gram product B is X^T (a column of B is a row of X, contiguous
+// in k); for the others a row of B is contiguous in j.
+fn load_b(mat: Mat, size: vec3<u32>, k0: u32, col0: u32, t: u32) {
+    if KIND == 0u {
+        let j = t / 4u;
+        let k = (t % 4u) * 4u;
+        var v = vec4(0.0);
+        if col0 + j < size.y && k0 + k < size.z {
+            v = x_in[(mat.x + (col0 + j) * mat.n4 + k0 + k) / 4u];
+        }
+        for (var e = 0u; e < 4u; e++) {
+            b_tile[k + e][j] = v[e];
+        }
+    } else {
+        let k = t / 16u;
+        let j = (t % 16u) * 4u;
+        var v = vec4(0.0);
+        let stride = select(mat.n4, mat.m4, KIND == 1u);
+        // B has m rows (X's and G's): the inner dimension's padding reads no row.
+        if k0 + k < mat.m && col0 + j < stride {
+            let at = (k0 + k) * stride + col0 + j;
+            if KIND == 1u {
+                v = gram[(mat.g + at) / 4u];
+            } else {
+                v = x_in[(mat.x + at) / 4u];
+            }
+        }
+        for (var e = 0u; e < 4u; e++) {
+            b_tile[k][j + e] = v[e];
+        }
+    }
+}
+
+// Writes the 4 values of row `i` from column `j` (a multiple of 4; the padding gets zeros).
+fn write(mat: Mat, i: u32, j: u32, dot: vec4<f32>) {
+    switch KIND {
+        case 0u: { gram[(mat.g + i * mat.m4 + j) / 4u] = dot; }
         case 1u: {
-            let at = mat.g + i * mat.m + j;
+            let at = (mat.g + i * mat.m4 + j) / 4u;
             poly[at] = table.coefficients.b * gram[at] + table.coefficients.c * dot;
         }
         default: {
-            let at = mat.x + i * mat.n + j;
+            let at = (mat.x + i * mat.n4 + j) / 4u;
             x_out[at] = table.coefficients.a * x_in[at] + dot;
         }
     }
@@ -115,50 +147,40 @@ fn multiply(
         return;
     }
     let flat = local.y * 16u + local.x;
-    var acc: array<array<f32, PER>, PER>;
+    var acc: array<vec4<f32>, PER>;
     for (var k0 = 0u; k0 < size.z; k0 += STEP) {
-        // Each invocation loads 4 of A's 64 x 16 values and 4 of B's 16 x 64.
-        for (var t = 0u; t < 4u; t++) {
-            let e = flat + t * 256u;
-            let ai = e / STEP;
-            let ak = e % STEP;
-            var av = 0.0;
-            if row0 + ai < size.x && k0 + ak < size.z {
-                av = a_at(mat, row0 + ai, k0 + ak);
-            }
-            a_tile[ak][ai] = av;
-            let bk = e / TILE;
-            let bj = e % TILE;
-            var bv = 0.0;
-            if k0 + bk < size.z && col0 + bj < size.y {
-                bv = b_at(mat, k0 + bk, col0 + bj);
-            }
-            b_tile[bk][bj] = bv;
+        // A's 64 x 16 values and B's 16 x 64, one vec4 of each an invocation.
+        let ai = flat / 4u;
+        let ak = (flat % 4u) * 4u;
+        var av = vec4(0.0);
+        if row0 + ai < size.x && k0 + ak < size.z {
+            av = a_row(mat, row0 + ai, k0 + ak);
         }
+        for (var e = 0u; e < 4u; e++) {
+            a_tile[ak + e][ai] = av[e];
+        }
+        load_b(mat, size, k0, col0, flat);
         workgroupBarrier();
         let steps = min(STEP, size.z - k0);
         for (var k = 0u; k < steps; k++) {
-            var a: array<f32, PER>;
-            var b: array<f32, PER>;
+            let b = vec4(
+                b_tile[k][local.x * 4u],
+                b_tile[k][local.x * 4u + 1u],
+                b_tile[k][local.x * 4u + 2u],
+                b_tile[k][local.x * 4u + 3u],
+            );
             for (var r = 0u; r < PER; r++) {
-                a[r] = a_tile[k][local.y + r * 16u];
-                b[r] = b_tile[k][local.x + r * 16u];
-            }
-            for (var r = 0u; r < PER; r++) {
-                for (var c = 0u; c < PER; c++) {
-                    acc[r][c] = acc[r][c] + a[r] * b[c];
-                }
+                acc[r] = acc[r] + a_tile[k][local.y + r * 16u] * b;
             }
         }
         workgroupBarrier();
     }
+    let j = col0 + local.x * 4u;
+    let stride = select(mat.m4, mat.n4, KIND == 2u);
     for (var r = 0u; r < PER; r++) {
         let i = row0 + local.y + r * 16u;
-        for (var c = 0u; c < PER; c++) {
-            let j = col0 + local.x + c * 16u;
-            if i < size.x && j < size.y {
-                write(mat, i, j, acc[r][c]);
-            }
+        if i < size.x && j < stride {
+            write(mat, i, j, acc[r]);
         }
     }
 }
@@ -188,37 +210,49 @@ fn sum_squares(
     }
 }
 
-// X (element (i, j) at invocation (j, i) of the grid) from U, divided by its norm.
+// U's element of X's (i, j): transposed for a tall matrix; 0 in the padding.
+fn u_at(mat: Mat, i: u32, j: u32) -> f32 {
+    if j >= mat.n {
+        return 0.0;
+    }
+    if mat.tall != 0u {
+        return input[mat.io + j * mat.m + i];
+    }
+    return input[mat.io + i * mat.n + j];
+}
+
+// X's row i, columns 4 at.x to 4 at.x + 3, from U, divided by its norm.
 @compute @workgroup_size(16, 16, 1)
 fn load(@builtin(global_invocation_id) at: vec3<u32>) {
     let mat = table.mats[at.z];
     let i = at.y;
-    let j = at.x;
-    if i >= mat.m || j >= mat.n {
+    let j = at.x * 4u;
+    if i >= mat.m || j >= mat.n4 {
         return;
     }
-    var u: f32;
-    if mat.tall != 0u {
-        u = input[mat.io + j * mat.m + i];
-    } else {
-        u = input[mat.io + i * mat.n + j];
-    }
-    x_out[mat.x + i * mat.n + j] = u / max(sqrt(sumsq[at.z]), table.coefficients.eps);
+    let u = vec4(u_at(mat, i, j), u_at(mat, i, j + 1u), u_at(mat, i, j + 2u), u_at(mat, i, j + 3u));
+    x_out[(mat.x + i * mat.n4 + j) / 4u] = u / max(sqrt(sumsq[at.z]), table.coefficients.eps);
 }
 
-// O from X (read from `x_in`, where the last iteration left it).
+// O from X's row i, columns 4 at.x to 4 at.x + 3 (read from `x_in`, where the last iteration
+// left it).
 @compute @workgroup_size(16, 16, 1)
 fn store(@builtin(global_invocation_id) at: vec3<u32>) {
     let mat = table.mats[at.z];
     let i = at.y;
-    let j = at.x;
-    if i >= mat.m || j >= mat.n {
+    let j0 = at.x * 4u;
+    if i >= mat.m || j0 >= mat.n {
         return;
     }
-    let x = x_in[mat.x + i * mat.n + j];
-    if mat.tall != 0u {
-        output[mat.io + j * mat.m + i] = x;
-    } else {
-        output[mat.io + i * mat.n + j] = x;
+    let x = x_in[(mat.x + i * mat.n4 + j0) / 4u];
+    for (var e = 0u; e < 4u; e++) {
+        let j = j0 + e;
+        if j < mat.n {
+            if mat.tall != 0u {
+                output[mat.io + j * mat.m + i] = x[e];
+            } else {
+                output[mat.io + i * mat.n + j] = x[e];
+            }
+        }
     }
 }

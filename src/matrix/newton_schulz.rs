@@ -118,7 +118,7 @@ pub struct NewtonSchulz {
     groups: [wgpu::BindGroup; 2],
     steps: u32,
     count: u32,
-    // The largest (m, n) over the matrices (m <= n after transposing).
+    // The largest m and n (rounded up to 4) over the matrices (m <= n after transposing).
     max_m: u32,
     max_n: u32,
 }
@@ -175,16 +175,18 @@ impl NewtonSchulz {
         let (mut max_m, mut max_n) = (0u32, 0u32);
         for &(rows, cols) in shapes {
             let (m, n) = (rows.min(cols) as u64, rows.max(cols) as u64);
-            let entry = [x_len, g_len, io_len, m, n, u64::from(rows > cols)];
+            // Rows padded to whole vec4s (zeros).
+            let (m4, n4) = (m.next_multiple_of(4), n.next_multiple_of(4));
+            let entry = [x_len, g_len, io_len, m, n, u64::from(rows > cols), n4, m4];
             if entry.iter().any(|&v| v > u64::from(u32::MAX)) {
                 return Err(Error::InvalidOptions("a matrix past 2^32 elements"));
             }
             table.extend(entry.map(|v| v as u32));
             offsets.push(io_len);
             max_m = max_m.max(m as u32);
-            max_n = max_n.max(n as u32);
-            x_len += m * n;
-            g_len += m * m;
+            max_n = max_n.max(n4 as u32);
+            x_len += m * n4;
+            g_len += m * m4;
             io_len += m * n;
         }
         let limit = device.limits().max_storage_buffer_binding_size;
@@ -297,8 +299,9 @@ impl NewtonSchulz {
             label: Some("wgpu-optim newton-schulz"),
             timestamp_writes: None,
         });
+        // Load and store: an invocation per 4 columns of a row.
         let square = (
-            groups_of(self.max_n, SQUARE),
+            groups_of(self.max_n / 4, SQUARE),
             groups_of(self.max_m, SQUARE),
             self.count,
         );
