@@ -11,11 +11,10 @@
 //     update     X' = a X + H X                        (KIND 2)
 //   store        O = X (or X^T)
 //
-// The multiplies are tiled: a workgroup of 16 x 16 invocations computes a 64 x 64 tile of the
-// result, 4 x 4 values each, stepping through the inner dimension 16 at a time through
-// workgroup memory. Each value is summed over the inner index in order, as the CPU reference
-// (`reference::newton_schulz`) sums it. Rows of X, G and H are padded to a multiple of 4 with
-// zeros, so that every storage access moves a vec4.
+// The multiplies are blocked: each invocation computes 4 x 4 values of the result, reading a
+// vec4 of A's rows and of B's at a time. Each value is summed over the inner index in order,
+// as the CPU reference (`reference::newton_schulz`) sums it. Rows of X, G and H are padded to a
+// multiple of 4 with zeros, so that every storage access moves a vec4.
 
 struct Mat {
     // Offset of X in `x_in` / `x_out`, of G and H in `gram` / `poly` (elements, multiples of 4),
@@ -58,12 +57,13 @@ struct Table {
 // Which product a `multiply` pipeline computes (0 gram, 1 poly, 2 update).
 override KIND: u32 = 0u;
 
-const TILE: u32 = 64u;
-const STEP: u32 = 16u;
+// A workgroup of 8 x 8 invocations computes a 32 x 32 tile of the result, each invocation a
+// 4 x 4 block straight from storage, a vec4 of A's row and of B's at a time: no workgroup
+// memory and no barrier, which on a CPU adapter are only copies and suspensions (on a GPU the
+// four neighbours' loads meet in its caches).
+const TILE: u32 = 32u;
 const PER: u32 = 4u;
 
-var<workgroup> a_tile: array<array<f32, TILE>, STEP>;
-var<workgroup> b_tile: array<array<f32, TILE>, STEP>;
 var<workgroup> partial: array<f32, 256>;
 
 // (rows, cols, inner) of this KIND's product, the inner dimension padded to 4.
@@ -75,8 +75,11 @@ fn dims(mat: Mat) -> vec3<u32> {
     }
 }
 
-// The vec4 of A's row `i` at inner index `k` (a multiple of 4).
-fn a_row(mat: Mat, i: u32, k: u32) -> vec4<f32> {
+// The vec4 of A's row `i` at inner index `k` (a multiple of 4); zeros past the last row.
+fn a_row(mat: Mat, rows: u32, i: u32, k: u32) -> vec4<f32> {
+    if i >= rows {
+        return vec4(0.0);
+    }
     switch KIND {
         case 0u: { return x_in[(mat.x + i * mat.n4 + k) / 4u]; }
         case 1u: { return gram[(mat.g + i * mat.m4 + k) / 4u]; }
@@ -84,38 +87,16 @@ fn a_row(mat: Mat, i: u32, k: u32) -> vec4<f32> {
     }
 }
 
-// Loads this workgroup's 16 x 64 tile of B from inner index `k0` and columns from `col0`, one
-// vec4 an invocation: for the gram product B is X^T (a column of B is a row of X, contiguous
-// in k); for the others a row of B is contiguous in j.
-fn load_b(mat: Mat, size: vec3<u32>, k0: u32, col0: u32, t: u32) {
-    if KIND == 0u {
-        let j = t / 4u;
-        let k = (t % 4u) * 4u;
-        var v = vec4(0.0);
-        if col0 + j < size.y && k0 + k < size.z {
-            v = x_in[(mat.x + (col0 + j) * mat.n4 + k0 + k) / 4u];
-        }
-        for (var e = 0u; e < 4u; e++) {
-            b_tile[k + e][j] = v[e];
-        }
-    } else {
-        let k = t / 16u;
-        let j = (t % 16u) * 4u;
-        var v = vec4(0.0);
-        let stride = select(mat.n4, mat.m4, KIND == 1u);
-        // B has m rows (X's and G's): the inner dimension's padding reads no row.
-        if k0 + k < mat.m && col0 + j < stride {
-            let at = (k0 + k) * stride + col0 + j;
-            if KIND == 1u {
-                v = gram[(mat.g + at) / 4u];
-            } else {
-                v = x_in[(mat.x + at) / 4u];
-            }
-        }
-        for (var e = 0u; e < 4u; e++) {
-            b_tile[k][j + e] = v[e];
-        }
+// The vec4 of B's row `k` from column `j` (a multiple of 4) for the poly and update products
+// (B is G, or X); zeros past B's m rows.
+fn b_row(mat: Mat, k: u32, j: u32) -> vec4<f32> {
+    if k >= mat.m {
+        return vec4(0.0);
     }
+    if KIND == 1u {
+        return gram[(mat.g + k * mat.m4 + j) / 4u];
+    }
+    return x_in[(mat.x + k * mat.n4 + j) / 4u];
 }
 
 // Writes the 4 values of row `i` from column `j` (a multiple of 4; the padding gets zeros).
@@ -133,54 +114,50 @@ fn write(mat: Mat, i: u32, j: u32, dot: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(8, 8, 1)
 fn multiply(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_id) local: vec3<u32>,
 ) {
     let mat = table.mats[group.z];
     let size = dims(mat);
-    let row0 = group.y * TILE;
-    let col0 = group.x * TILE;
-    // Uniform: the whole workgroup leaves together, before any barrier.
-    if row0 >= size.x || col0 >= size.y {
+    let i0 = group.y * TILE + local.y * PER;
+    let j = group.x * TILE + local.x * PER;
+    // Columns run to the padded stride (the padding is written with zeros).
+    let stride = select(mat.m4, mat.n4, KIND == 2u);
+    if i0 >= size.x || j >= stride {
         return;
     }
-    let flat = local.y * 16u + local.x;
     var acc: array<vec4<f32>, PER>;
-    for (var k0 = 0u; k0 < size.z; k0 += STEP) {
-        // A's 64 x 16 values and B's 16 x 64, one vec4 of each an invocation.
-        let ai = flat / 4u;
-        let ak = (flat % 4u) * 4u;
-        var av = vec4(0.0);
-        if row0 + ai < size.x && k0 + ak < size.z {
-            av = a_row(mat, row0 + ai, k0 + ak);
+    for (var k = 0u; k < size.z; k += 4u) {
+        var a: array<vec4<f32>, PER>;
+        for (var r = 0u; r < PER; r++) {
+            a[r] = a_row(mat, size.x, i0 + r, k);
         }
-        for (var e = 0u; e < 4u; e++) {
-            a_tile[ak + e][ai] = av[e];
-        }
-        load_b(mat, size, k0, col0, flat);
-        workgroupBarrier();
-        let steps = min(STEP, size.z - k0);
-        for (var k = 0u; k < steps; k++) {
-            let b = vec4(
-                b_tile[k][local.x * 4u],
-                b_tile[k][local.x * 4u + 1u],
-                b_tile[k][local.x * 4u + 2u],
-                b_tile[k][local.x * 4u + 3u],
-            );
-            for (var r = 0u; r < PER; r++) {
-                acc[r] = acc[r] + a_tile[k][local.y + r * 16u] * b;
+        if KIND == 0u {
+            // B = X^T: its columns j..j+3 are rows of X, read as vec4s along k.
+            var b: array<vec4<f32>, PER>;
+            for (var c = 0u; c < PER; c++) {
+                b[c] = a_row(mat, size.x, j + c, k);
+            }
+            for (var e = 0u; e < 4u; e++) {
+                let column = vec4(b[0][e], b[1][e], b[2][e], b[3][e]);
+                for (var r = 0u; r < PER; r++) {
+                    acc[r] = acc[r] + a[r][e] * column;
+                }
+            }
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                let row = b_row(mat, k + e, j);
+                for (var r = 0u; r < PER; r++) {
+                    acc[r] = acc[r] + a[r][e] * row;
+                }
             }
         }
-        workgroupBarrier();
     }
-    let j = col0 + local.x * 4u;
-    let stride = select(mat.m4, mat.n4, KIND == 2u);
     for (var r = 0u; r < PER; r++) {
-        let i = row0 + local.y + r * 16u;
-        if i < size.x && j < stride {
-            write(mat, i, j, acc[r]);
+        if i0 + r < size.x {
+            write(mat, i0 + r, j, acc[r]);
         }
     }
 }

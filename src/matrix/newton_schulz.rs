@@ -81,9 +81,9 @@ struct NsPipelines {
     store: wgpu::ComputePipeline,
 }
 
-/// Side of the tile of the result a `multiply` workgroup computes, and of a `load` or `store`
-/// workgroup's square of elements.
-const TILE: u32 = 64;
+/// Side of the tile of the result a `multiply` workgroup computes (8 x 8 invocations of 4 x 4
+/// values), and of a `load` or `store` workgroup's square of elements.
+const TILE: u32 = 32;
 const SQUARE: u32 = 16;
 
 /// Newton-Schulz orthogonalization (`torch.optim.Muon`'s `_zeropower_via_newtonschulz`, in f32)
@@ -310,12 +310,8 @@ impl NewtonSchulz {
         pass.dispatch_workgroups(self.count, 1, 1);
         pass.set_pipeline(&p.load); // writes X0
         pass.dispatch_workgroups(square.0, square.1, square.2);
-        let gram = groups_of(self.max_m, TILE);
-        let grids = [
-            (gram, gram),
-            (gram, gram),
-            (groups_of(self.max_n, TILE), gram),
-        ];
+        let gram = (groups_of(self.max_m, TILE), groups_of(self.max_m, TILE));
+        let grids = [gram, gram, (groups_of(self.max_n, TILE), gram.1)];
         for step in 0..self.steps {
             // Iteration `step` reads X0 at even steps (group 1), X1 at odd (group 0).
             pass.set_bind_group(0, &self.groups[1 - (step % 2) as usize], &[]);
