@@ -197,41 +197,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let rebuilt_during_warmup = ours.2;
     let (mut theirs, mut mine) = (Vec::new(), Vec::new());
+    let mut time_burn = || {
+        time(
+            &mut burn,
+            &mut burn_model,
+            &fixed,
+            cli.fresh_grads,
+            &device,
+            cli.steps,
+        )
+    };
+    let mut time_ours = || {
+        time(
+            &mut ours,
+            &mut our_model,
+            &fixed,
+            cli.fresh_grads,
+            &device,
+            cli.steps,
+        )
+    };
     for round in 0..cli.rounds {
         if round % 2 == 0 {
-            theirs.push(time(
-                &mut burn,
-                &mut burn_model,
-                &fixed,
-                cli.fresh_grads,
-                &device,
-                cli.steps,
-            ));
-            mine.push(time(
-                &mut ours,
-                &mut our_model,
-                &fixed,
-                cli.fresh_grads,
-                &device,
-                cli.steps,
-            ));
+            theirs.push(time_burn());
+            mine.push(time_ours());
         } else {
-            mine.push(time(
-                &mut ours,
-                &mut our_model,
-                &fixed,
-                cli.fresh_grads,
-                &device,
-                cli.steps,
-            ));
-            theirs.push(time(
-                &mut burn,
-                &mut burn_model,
-                &fixed,
-                cli.fresh_grads,
-                &device,
-                cli.steps,
-            ));
+            mine.push(time_ours());
+            theirs.push(time_burn());
         }
     }
     let (b, o) = (median(theirs.clone()), median(mine.clone()));

@@ -385,6 +385,17 @@ fn a_clone_of_the_model_keeps_its_values() {
     drop(model);
 }
 
+/// Allocates and frees tensors of many sizes (multiples of `unit` elements), then asks CubeCL
+/// to compact its pools: live allocations may move to other pages.
+fn churn_pool(device: &Device, unit: usize) {
+    let junk: Vec<Tensor<1>> = (1..40)
+        .map(|k| Tensor::<1>::ones([k * unit], device) * (k as f32))
+        .collect();
+    let _: f32 = junk[3].clone().sum().into_scalar();
+    drop(junk);
+    device.memory_cleanup();
+}
+
 #[test]
 fn burns_memory_pool_moving_tensors_changes_nothing() {
     let device = shared().device();
@@ -393,14 +404,7 @@ fn burns_memory_pool_moving_tensors_changes_nothing() {
         let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR));
         for step in 0..8 {
             if churn {
-                // Allocate and free tensors of many sizes, then ask CubeCL to compact its
-                // pools: live allocations may move to other pages.
-                let junk: Vec<Tensor<1>> = (1..40)
-                    .map(|k| Tensor::<1>::ones([k * 97], device) * (k as f32))
-                    .collect();
-                let _: f32 = junk[3].clone().sum().into_scalar();
-                drop(junk);
-                device.memory_cleanup();
+                churn_pool(device, 97);
             }
             let g = grads(&model, step);
             model = fused.step(LR, model, g).unwrap();
@@ -629,12 +633,7 @@ fn direct_binding_steps_the_same_bits_as_copies() {
                 model.w = Param::initialized(model.w.id, w);
             }
             if step == 6 {
-                let junk: Vec<Tensor<1>> = (1..40)
-                    .map(|k| Tensor::<1>::ones([k * 9700], device) * (k as f32))
-                    .collect();
-                let _: f32 = junk[3].clone().sum().into_scalar();
-                drop(junk);
-                device.memory_cleanup();
+                churn_pool(device, 9700);
             }
             let exp_avg = |fused: &FusedOptimizer| {
                 let optimizer = fused.optimizer().unwrap();
