@@ -71,7 +71,7 @@ pub use kernel::{
     StructLayout, WgslLayout, MASTER_PARAM, SQUARED_STATES,
 };
 pub use optim::*;
-pub use optimizer::{Optimizer, ParamGroup, Precision};
+pub use optimizer::{MuonGroup, Optimizer, ParamGroup, Precision};
 pub use schedule::{
     Anneal, CosineDecay, Cyclic, CyclicMode, DeviceSchedule, ExponentialDecay, LrSchedule,
     OneCycle, PolynomialSchedule, ScheduleCounter, ScheduleFn, ScheduleShape, Seasonal,

@@ -1,6 +1,7 @@
 //! Every WGSL module the crate builds, for tools and tests: the files under `shaders/`, each
 //! optimizer kernel's source in any element layout and storage, and the other modules'
-//! sources (gradient processing, clip by value, the device schedule).
+//! sources (gradient processing, clip by value, the device schedule, Newton-Schulz, Muon's
+//! passes).
 
 pub use crate::grad::{
     clip_value_files, clip_value_source, grad_files, grad_source, CLIP, CLIP_VALUE, GRAD_16BIT,
@@ -10,6 +11,7 @@ pub use crate::kernel::{
     concatenate, elements_source, Binding, ElementLayout, Kernel, ShaderFile, COMMON,
 };
 pub use crate::matrix::{newton_schulz_files, newton_schulz_source, NEWTON_SCHULZ};
+pub use crate::optimizer::{muon_files, muon_source, MUON};
 pub use crate::schedule::{schedule_files, schedule_source, SCHEDULE};
 
 /// Every kernel the registered optimizers run, each once.
@@ -31,6 +33,7 @@ pub fn files() -> Vec<ShaderFile> {
         CLIP_VALUE,
         SCHEDULE,
         NEWTON_SCHULZ,
+        MUON,
     ]);
     files
 }

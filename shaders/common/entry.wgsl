@@ -20,16 +20,6 @@ override WORKGROUP_SIZE: u32 = 256u;
 // The units (of UNIT elements: 4, or 8 where a buffer is 16-bit) each invocation of the vec4
 // layout updates in a tile of UNIT * VEC4S_PER_INVOCATION * WORKGROUP_SIZE elements.
 override VEC4S_PER_INVOCATION: u32 = 4u;
-// Whether gradient processing (shaders/clip.wgsl) feeds this step: the step is skipped when
-// the control block says `found_inf`. Without it gradients are used as they are and the
-// control block's gradient fields are never read, whatever a step recorded earlier with
-// processing left there.
-override GRAD_PROCESSING: bool = false;
-// With GRAD_PROCESSING, whether the gradients are multiplied by the global-norm clip
-// coefficient (a max_norm is set). UNSCALE and CLIP_VALUE (common/control.wgsl) say whether
-// the other stages are on. A stage that is off is the identity exactly (an inverse scale of 1,
-// an infinite bound, a coefficient of 1), so leaving it out changes no bit.
-override CLIP_NORM: bool = true;
 // Whether the optimizer has a single parameter group: its hyperparameters are then read at a
 // constant address rather than at one loaded from the segment table.
 override ONE_GROUP: bool = false;
@@ -68,25 +58,6 @@ fn prologue(@builtin(global_invocation_id) id: vec3<u32>) {
 // group (the trust ratio of its tensor: common/trust.wgsl).
 var<private> current_segment: Segment;
 
-// The gradient as the update sees it: with gradient processing, unscaled, clipped by value
-// and times the clip coefficient (the stages that are on); without, as it is.
-fn process_grad(g: vec4<f32>, c: Control) -> vec4<f32> {
-    if !GRAD_PROCESSING {
-        return g;
-    }
-    var u = g;
-    if UNSCALE {
-        u = u * c.inv_grad_scale;
-    }
-    if CLIP_VALUE {
-        u = clip_by_value(u, c.clip_value);
-    }
-    if CLIP_NORM {
-        u = u * c.clip_coef;
-    }
-    return u;
-}
-
 // The parameter group whose record segment `s` uses.
 fn group_of(s: Segment) -> u32 {
     if ONE_GROUP {
@@ -101,11 +72,6 @@ fn control_of(s: Segment) -> u32 {
         return s.group;
     }
     return 0u;
-}
-
-// Whether this step is skipped (its gradients hold an inf or NaN).
-fn skipped(c: Control) -> bool {
-    return GRAD_PROCESSING && c.found_inf != 0u;
 }
 
 // Whether every main dispatch is regular (src/kernel/plan/segments.rs: `regular_ends`): whole tiles of one

@@ -30,8 +30,8 @@ pub(crate) use pipelines::{
 pub use plan::{Fold, ReduceWork, Segment};
 pub(crate) use sources::shader_file;
 pub use sources::{
-    concatenate, ShaderFile, ADAM_GROUP, COMMON, CONTROL, DTYPE, L2, MOMENTS, RECTIFY,
-    SCHEDULE_FREE, SEGMENT,
+    concatenate, ShaderFile, ADAM_GROUP, COMMON, CONTROL, DTYPE, L2, MATH, MOMENTS, PROCESS,
+    RECTIFY, SCHEDULE_FREE, SEGMENT,
 };
 pub use spec::{GroupRecord, Kernel, KernelSpec, StateSpec, MASTER_PARAM, SQUARED_STATES};
 pub use storage::{ElementLayout, Rounding, Storage};

@@ -37,6 +37,8 @@ pub const SEGMENT: ShaderFile = shader_file!("common/segment.wgsl");
 pub const MATH: ShaderFile = shader_file!("common/math.wgsl");
 /// Loads and stores of 16-bit values, and the stochastic-rounding hash.
 pub const DTYPE: ShaderFile = shader_file!("common/dtype.wgsl");
+/// How a step sees its gradients (`process_grad`) and whether it is skipped.
+pub const PROCESS: ShaderFile = shader_file!("common/process.wgsl");
 /// The entry points every optimizer kernel shares: `prologue`, `update`, `update_tail`.
 pub const ENTRY: ShaderFile = shader_file!("common/entry.wgsl");
 /// The trust-ratio passes of LAMB and LARS.
@@ -53,11 +55,12 @@ pub const RECTIFY: ShaderFile = shader_file!("common/rectify.wgsl");
 pub const SCHEDULE_FREE: ShaderFile = shader_file!("common/schedule_free.wgsl");
 
 /// Every shared file of the optimizer kernels.
-pub const COMMON: [ShaderFile; 11] = [
+pub const COMMON: [ShaderFile; 12] = [
     CONTROL,
     SEGMENT,
     MATH,
     DTYPE,
+    PROCESS,
     ENTRY,
     TRUST,
     ADAM_GROUP,

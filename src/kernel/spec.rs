@@ -7,7 +7,9 @@ use std::hash::{Hash, Hasher};
 use super::bindings::Binding;
 use super::elements::elements_source;
 use super::layout::{StructLayout, WgslLayout};
-use super::sources::{concatenate, ShaderFile, CONTROL, DTYPE, ENTRY, MATH, SEGMENT, TRUST};
+use super::sources::{
+    concatenate, ShaderFile, CONTROL, DTYPE, ENTRY, MATH, PROCESS, SEGMENT, TRUST,
+};
 use super::storage::{ElementLayout, Storage};
 use crate::error::{Error, Result};
 
@@ -57,7 +59,7 @@ impl Kernel {
     pub fn files(&self) -> Vec<ShaderFile> {
         let mut files = vec![CONTROL, SEGMENT, MATH, DTYPE];
         files.extend_from_slice(self.family);
-        files.extend([self.file, ENTRY]);
+        files.extend([self.file, PROCESS, ENTRY]);
         if self.trust_ratio {
             files.push(TRUST);
         }

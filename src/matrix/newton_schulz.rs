@@ -280,6 +280,16 @@ impl NewtonSchulz {
         self.range(&self.output, index)
     }
 
+    /// The buffer every matrix is read from ([`NewtonSchulz::input`]'s).
+    pub(crate) fn input_buffer(&self) -> &wgpu::Buffer {
+        &self.input
+    }
+
+    /// The buffer every result is written to ([`NewtonSchulz::output`]'s).
+    pub(crate) fn output_buffer(&self) -> &wgpu::Buffer {
+        &self.output
+    }
+
     /// The matrices' shapes, as given.
     pub fn shapes(&self) -> &[(usize, usize)] {
         &self.shapes
@@ -294,11 +304,16 @@ impl NewtonSchulz {
     /// Records the orthogonalization of every matrix of the batch into `encoder`, in one
     /// compute pass.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        let p = &self.pipelines;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-optim newton-schulz"),
             timestamp_writes: None,
         });
+        self.record_into(&mut pass);
+    }
+
+    /// Records the orthogonalization into a compute pass already begun (a Muon step's).
+    pub(crate) fn record_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let p = &self.pipelines;
         // Load and store: an invocation per 4 columns of a row.
         let square = (
             groups_of(self.max_n / 4, SQUARE),

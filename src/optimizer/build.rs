@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::dispatch::{chunk_dispatches, BoundBuffers, Pipelines};
+use super::{muon, MuonGroup};
 use super::{Optimizer, ParamGroup, Precision, SpanStates, TensorState, MASTER_PARAM};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -196,6 +197,74 @@ impl Optimizer {
         Self::build(ctx, replicas, precision, ControlMode::PerGroup)
     }
 
+    /// An optimizer over element-wise parameter groups and groups of 2-D parameters stepped by
+    /// Muon ([`MuonGroup`], [`MuonConfig`]): Optax's `partition` of Muon for the hidden
+    /// weights and AdamW (or any element-wise optimizer, `groups`) for the rest, as every Muon
+    /// user pairs them, in one optimizer. Everything but the update is shared: one control
+    /// block (one step counter; one global-norm clip, inf/NaN skip and loss scale over every
+    /// parameter, with [`Optimizer::set_grad_processing`]), one [`Optimizer::step`] (the
+    /// element-wise update, then Muon's momentum, its batched Newton-Schulz iteration over
+    /// every matrix together, and its update), one checkpoint, one snapshot.
+    ///
+    /// Groups are numbered element-wise first, then Muon's, and tensors likewise, as in the
+    /// `param_groups` of one PyTorch optimizer holding both. [`Optimizer::set_lr`] sets every
+    /// group's rate, Muon's included (with [`AdjustLr::MatchRmsAdamW`](crate::AdjustLr) both
+    /// share AdamW's rate and weight decay); [`Optimizer::set_group_lr`] takes either kind of
+    /// group. `groups` may be empty (Muon alone). Muon's momentum is kept in f32 whatever
+    /// `precision` says of the element-wise states; Muon's parameters and gradients are f32
+    /// ([`Error::UnsupportedDtype`] otherwise). Refused: a population, a device schedule
+    /// ([`Optimizer::set_schedule`]) and Muon groups whose iterations differ (coefficients,
+    /// steps, eps: [`Error::StructuralChange`]; one batch runs every matrix).
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamWConfig, AdjustLr, Arena, Context, MuonConfig, MuonGroup};
+    /// # use wgpu_optim::{Optimizer, ParamGroup, Precision};
+    /// # fn demo(ctx: &Context) -> wgpu_optim::Result<()> {
+    /// // A 64 x 128 weight for Muon, its bias for AdamW.
+    /// let arena = Arena::new(ctx, &[64 * 128, 64])?;
+    /// let params = arena.params();
+    /// let adamw = ParamGroup {
+    ///     config: AdamWConfig::default().with_lr(1e-3).into(),
+    ///     params: vec![params[1].clone()],
+    /// };
+    /// let muon = MuonGroup {
+    ///     config: MuonConfig::default().with_lr(1e-3).with_adjust_lr(AdjustLr::MatchRmsAdamW),
+    ///     params: vec![params[0].clone()],
+    ///     shapes: vec![vec![64, 128]],
+    /// };
+    /// let optimizer = Optimizer::with_muon(ctx, vec![adamw], vec![muon], Precision::default())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_muon(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        muon: Vec<MuonGroup>,
+        precision: Precision,
+    ) -> Result<Self> {
+        let groups = if groups.is_empty() {
+            vec![ParamGroup {
+                config: crate::optim::AdamWConfig::default().into(),
+                params: Vec::new(),
+            }]
+        } else {
+            groups
+        };
+        let checked = Self::check_groups(ctx, groups, precision, ControlMode::Shared)?;
+        let tensors = muon::check_groups(ctx, &muon, checked.params.len())?;
+        let mut all: Vec<&BufferRange> = checked.params.iter().map(|p| &p.param).collect();
+        all.extend(tensors.iter().map(|t| &t.0.param));
+        check_disjoint(&all)?;
+        let mut optimizer = capture_errors(ctx.device(), || Self::create(ctx, checked, None))??;
+        if !tensors.is_empty() {
+            let configs = muon.into_iter().map(|g| g.config).collect();
+            let part = capture_errors(ctx.device(), || {
+                muon::MuonPart::new(ctx, configs, tensors, &optimizer.control)
+            })??;
+            optimizer.muon = Some(part);
+        }
+        Ok(optimizer)
+    }
+
     fn build(
         ctx: &Context,
         groups: Vec<ParamGroup>,
@@ -384,6 +453,7 @@ impl Optimizer {
             control_owners: Arc::new(Mutex::new(vec![ControlOwners::default(); controls])),
             schedule: None,
             trust_fold,
+            muon: None,
         })
     }
 }

@@ -64,6 +64,9 @@ impl Optimizer {
                 self.write_control(k, control_field!(nonfinite_step), &0);
             }
             self.set_control_owners(|_| ControlOwners::default());
+            if let Some(muon) = &mut self.muon {
+                muon.set_grad_processing(&self.ctx, None, &self.control, None)?;
+            }
             return Ok(());
         };
         for config in &configs {
@@ -84,6 +87,10 @@ impl Optimizer {
         let pipelines = self.pipelines_with(GradConfig::union_of_stages(&configs))?;
         let processing =
             GradProcessing::new(&self.ctx, configs, &self.plan, &self.control, &stats)?;
+        if let Some(muon) = &mut self.muon {
+            let configs = Some(processing.configs.as_slice());
+            muon.set_grad_processing(&self.ctx, configs, &self.control, Some(&stats))?;
+        }
         self.pipelines = pipelines;
         let previous = self.grad.as_ref().map(|g| &g.configs);
         for (k, config) in processing.configs.iter().enumerate() {

@@ -20,8 +20,11 @@ impl Optimizer {
         &self.configs
     }
 
-    /// The parameter group of tensor `index`.
+    /// The parameter group of tensor `index` (Muon's numbered after the others).
     pub fn group_of(&self, index: usize) -> Option<usize> {
+        if let Some(group) = self.muon_group_of(index) {
+            return Some(group);
+        }
         self.tensors.get(index).map(|t| t.group)
     }
 
@@ -80,26 +83,22 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Sets parameter group `group`'s learning rate for the steps submitted after this call.
+    /// Sets parameter group `group`'s learning rate for the steps submitted after this call
+    /// (a [Muon group](Optimizer::with_muon)'s too: they are numbered after the others).
     pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
-        let config = self
-            .configs
-            .get(group)
-            .ok_or(Error::NoSuchGroup {
-                group,
-                count: self.configs.len(),
-            })?
-            .with_lr(lr);
-        self.set_group_config(group, config)
+        self.set_group_lrs(&[(group, lr)])
     }
 
     /// Sets the learning rates of the groups listed, all or none: every new configuration is
     /// validated, and a device schedule's table rebuilt for the new rates, before anything is
     /// written ([`Error::NoSuchGroup`] for a group past the optimizer's).
     pub fn set_group_lrs(&mut self, lrs: &[(usize, f64)]) -> Result<()> {
+        let elementwise = self.configs.len();
+        let (muon, lrs): (Vec<_>, Vec<_>) = lrs.iter().partition(|(g, _)| *g >= elementwise);
+        let muon = self.muon_lr_changes(&muon)?;
         let changes = lrs
             .iter()
-            .map(|&(group, lr)| {
+            .map(|&&(group, lr)| {
                 let config = self.configs.get(group).ok_or(Error::NoSuchGroup {
                     group,
                     count: self.configs.len(),
@@ -107,7 +106,8 @@ impl Optimizer {
                 Ok((group, config.with_lr(lr)))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.set_group_configs(changes)
+        self.set_group_configs(changes)?;
+        self.set_muon_configs(muon)
     }
 
     /// Makes the device compute each step's learning rate from its own step counter
@@ -134,6 +134,7 @@ impl Optimizer {
     /// Refused, with nothing changed: a schedule [`LrSchedule::validate`](crate::LrSchedule::validate)
     /// refuses, a step whose configuration the optimizer refuses
     /// ([`Error::InvalidScheduleStep`]), 0 steps or a table past one storage binding
+    /// ([`Error::InvalidOptions`]), an optimizer with [Muon groups](Optimizer::with_muon)
     /// ([`Error::InvalidOptions`]). The table holds 4 bytes per step, group and moved word
     /// (AdamW: the learning rate and `1 - lr * weight_decay`, 8 bytes a step), and building
     /// it evaluates the schedule for every step on the host.
@@ -152,6 +153,11 @@ impl Optimizer {
     /// # Ok(()) }
     /// ```
     pub fn set_schedule(&mut self, schedule: Option<DeviceSchedule>) -> Result<()> {
+        if schedule.is_some() && self.muon.is_some() {
+            return Err(Error::InvalidOptions(
+                "a device schedule does not move Muon groups' rates: set_lr before each step",
+            ));
+        }
         let Some(schedule) = schedule else {
             if self.schedule.take().is_some() {
                 self.set_group_configs(self.configs.clone().into_iter().enumerate().collect())?;
@@ -194,8 +200,9 @@ impl Optimizer {
 
     /// Sets every parameter group's learning rate for the steps submitted after this call.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        let changes = self.configs.iter().map(|c| c.with_lr(lr)).enumerate();
-        self.set_group_configs(changes.collect())
+        let groups = self.configs.len() + self.muon_configs().len();
+        let lrs: Vec<(usize, f64)> = (0..groups).map(|g| (g, lr)).collect();
+        self.set_group_lrs(&lrs)
     }
 
     /// Each group's running values (Schedule-Free's `lr_max` and `weight_sum`: its record's

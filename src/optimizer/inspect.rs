@@ -152,12 +152,16 @@ impl Optimizer {
 
     /// Where the state `name` (PyTorch's name, or `master_param` for the f32 master copy of
     /// 16-bit parameters) of tensor `index` lives: a range of a state buffer the optimizer
-    /// shares among the tensors of one span.
+    /// shares among the tensors of one span. A [Muon](Optimizer::with_muon) tensor (numbered
+    /// after the others) keeps `momentum_buffer`.
     pub fn state_range(&self, index: usize, name: &str) -> Result<&BufferRange> {
+        if let Some(muon) = self.muon_state(index, name) {
+            return muon;
+        }
         let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
             owner: "optimizer",
             index,
-            count: self.tensors.len(),
+            count: self.tensors.len() + self.muon_shapes().len(),
         })?;
         if let (MASTER_PARAM, Some(master)) = (name, &tensor.master) {
             return Ok(master);

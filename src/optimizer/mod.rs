@@ -11,6 +11,7 @@ mod dispatch;
 mod grad;
 mod groups;
 mod inspect;
+mod muon;
 mod step;
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use crate::kernel::{ControlOwners, KernelSpec, Storage};
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleTable;
 use dispatch::{ChunkDispatch, Pipelines, TrustFold};
+pub use muon::{muon_files, muon_source, MuonGroup, MUON};
 
 /// How an optimizer stores what it keeps. The parameters' and gradients' types are those of
 /// their ranges ([`BufferRange::typed`]); the math is f32 whatever the types.
@@ -77,6 +79,7 @@ impl Precision {
 }
 
 /// A parameter group (PyTorch's `param_groups` entry): tensors sharing hyperparameters.
+/// [`MuonGroup`] is the entry of a group stepped by Muon.
 #[derive(Clone, Debug)]
 pub struct ParamGroup {
     /// Their configuration. Every group of one optimizer has the same algorithm and
@@ -144,6 +147,9 @@ pub struct Optimizer {
     // LAMB's and LARS's fold of per-tensor norms into trust ratios; `None` for other kernels
     // and when no tensor has an element.
     trust_fold: Option<TrustFold>,
+    // The Muon groups (`Optimizer::with_muon`), numbered after the element-wise groups and
+    // their tensors after the element-wise tensors; `None` without any.
+    muon: Option<muon::MuonPart>,
 }
 
 impl Optimizer {

@@ -12,18 +12,28 @@ impl Optimizer {
     /// submitted, polled or read back.
     pub fn step(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = Self::begin(encoder);
-        if let Some(grad) = &self.grad {
-            grad.record_stats(&mut pass);
-        }
+        self.record_stats_into(&mut pass);
         self.record_update_into(&mut pass);
+    }
+
+    // Every gradient's norm stats, Muon's added to the others', when processing is on.
+    fn record_stats_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(grad) = &self.grad {
+            grad.record_stats(pass);
+            if let Some(muon) = &self.muon {
+                muon.record_stats(pass);
+            }
+        }
     }
 
     /// The first half of a data-parallel step: reduces this device's gradients into its
     /// [`NormStats`](crate::NormStats) buffer (see [`Optimizer::set_norm_stats_buffer`]), for
     /// the caller to all-reduce across devices before [`Optimizer::record_update`].
     pub fn record_grad_stats(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        let grad = self.grad.as_ref().ok_or(Error::NoGradProcessing)?;
-        grad.record_stats(&mut Self::begin(encoder));
+        if self.grad.is_none() {
+            return Err(Error::NoGradProcessing);
+        }
+        self.record_stats_into(&mut Self::begin(encoder));
         Ok(())
     }
 
@@ -62,6 +72,9 @@ impl Optimizer {
             trust.fold.record(pass);
         }
         self.record_dispatches(pass, &pipelines.update);
+        if let Some(muon) = &self.muon {
+            muon.record_step(pass);
+        }
     }
 
     // The dispatches of one pass over each chunk with `pipelines`, then the tails.

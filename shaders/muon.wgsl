@@ -1,0 +1,135 @@
+// Muon's element-wise passes around the batched Newton-Schulz iteration
+// (shaders/newton_schulz.wgsl), for the Muon groups of an optimizer (src/optimizer/muon.rs).
+// They read the optimizer's own control block: one step counter, one skip flag, one loss scale
+// and one global-norm clip coefficient for every parameter, Muon's and the others'.
+//
+//   muon_momentum: B <- lerp(B, g, 1 - mu); U <- nesterov ? lerp(g, B, mu) : B  (into `ns_in`)
+//   (Newton-Schulz: O <- NS_k(U), into `ns_out`)
+//   muon_apply:    p <- p * (1 - lr * weight_decay); p <- p + (-lr * ratio) * O
+//   muon_combine:  the Muon gradients' norm stats added to the other parameters' (before the
+//                  finalize derives the norm, clip coefficient and skip flag from them)
+//
+// `g` is the gradient as common/process.wgsl has every step see it (unscaled, clipped by value,
+// times the clip coefficient). A skipped step changes neither B nor p. Each matrix's
+// hyperparameters are in its own record (`MuonMatrix`: the adjusted learning rate depends on
+// its shape), written by the host. Every element is read and written as a scalar: the two
+// passes are a small share of a Muon step, whose cost is the products of the iteration.
+// Needs common/control.wgsl, common/math.wgsl and common/process.wgsl, and the binding
+// numbers of src/optimizer/muon.rs (MuonBinding) in the prelude.
+
+// One matrix's record (MuonMatrix in src/optimizer/muon.rs).
+struct MuonMatrix {
+    // First element in the span's `param` and `grad` bindings, in `momentum`, and in the
+    // Newton-Schulz batch's input and output.
+    param: u32,
+    grad: u32,
+    state: u32,
+    io: u32,
+    len: u32,
+    // Non-zero for Nesterov's look-ahead.
+    nesterov: u32,
+    momentum: f32,
+    // 1 - momentum, computed in f64.
+    one_minus_momentum: f32,
+    // 1 - lr * weight_decay, computed in f64.
+    decay: f32,
+    // -(lr * ratio(rows, cols)), computed in f64: the step along the orthogonalized update.
+    step: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+// A workgroup's share of a span: `MUON_TILE` elements of one matrix from `start`.
+struct MuonTile {
+    matrix: u32,
+    start: u32,
+}
+
+// One device's contribution to the global norm (NormStats in shaders/clip.wgsl).
+struct MuonNormStats {
+    value: f32,
+    nonfinite: f32,
+}
+
+@group(0) @binding(CONTROL_BINDING) var<storage, read> control: array<Control>;
+@group(0) @binding(MATRICES_BINDING) var<storage, read> matrices: array<MuonMatrix>;
+@group(0) @binding(TILES_BINDING) var<storage, read> tiles: array<MuonTile>;
+@group(0) @binding(PARAM_BINDING) var<storage, read_write> param: array<f32>;
+@group(0) @binding(GRAD_BINDING) var<storage, read> grad: array<f32>;
+@group(0) @binding(MOMENTUM_BINDING) var<storage, read_write> momentum: array<f32>;
+@group(0) @binding(NS_IN_BINDING) var<storage, read_write> ns_in: array<f32>;
+@group(0) @binding(NS_OUT_BINDING) var<storage, read> ns_out: array<f32>;
+// muon_combine's bind group: the optimizer's norm stats, and the Muon gradients'.
+@group(0) @binding(STATS_BINDING) var<storage, read_write> stats: array<MuonNormStats>;
+@group(0) @binding(MUON_STATS_BINDING) var<storage, read> muon_stats: array<MuonNormStats>;
+
+const MUON_WORKGROUP: u32 = 256u;
+// Elements a workgroup takes (src/optimizer/muon.rs: TILE).
+const MUON_TILE: u32 = 1024u;
+
+// The tile of workgroup `index` (a 2-D grid past the device's limit), and how many of its
+// elements exist (0 past the last tile).
+fn tile_of(workgroup: vec3<u32>, workgroups: vec3<u32>) -> MuonTile {
+    let index = workgroup.y * workgroups.x + workgroup.x;
+    return tiles[min(index, arrayLength(&tiles) - 1u)];
+}
+
+fn tile_len(workgroup: vec3<u32>, workgroups: vec3<u32>, t: MuonTile, m: MuonMatrix) -> u32 {
+    let index = workgroup.y * workgroups.x + workgroup.x;
+    return select(0u, min(MUON_TILE, m.len - t.start), index < arrayLength(&tiles));
+}
+
+@compute @workgroup_size(MUON_WORKGROUP)
+fn muon_momentum(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let t = tile_of(workgroup, workgroups);
+    let m = matrices[t.matrix];
+    let c = control[0];
+    let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
+    for (var i = lane; i < len; i += MUON_WORKGROUP) {
+        let e = t.start + i;
+        let g = process_grad(vec4(grad[m.grad + e]), c);
+        let b = lerp(vec4(momentum[m.state + e]), g, m.one_minus_momentum);
+        let u = select(b, lerp(g, b, m.momentum), m.nesterov != 0u);
+        momentum[m.state + e] = b.x;
+        ns_in[m.io + e] = u.x;
+    }
+}
+
+@compute @workgroup_size(MUON_WORKGROUP)
+fn muon_apply(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let t = tile_of(workgroup, workgroups);
+    let m = matrices[t.matrix];
+    let c = control[0];
+    let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
+    for (var i = lane; i < len; i += MUON_WORKGROUP) {
+        let e = t.start + i;
+        var p = param[m.param + e];
+        p = p * m.decay;
+        p = p + m.step * ns_out[m.io + e];
+        param[m.param + e] = p;
+    }
+}
+
+// Whether the norm is the inf-norm (its stats are maxima, not sums).
+override INF_NORM: bool = false;
+
+// Adds the Muon gradients' stats to the others': sums of |c|^p add; inf-norm maxima combine
+// by their bits, which order non-negative values, inf and NaN as clip.wgsl's keys do.
+@compute @workgroup_size(1)
+fn muon_combine() {
+    let a = stats[0];
+    let b = muon_stats[0];
+    var value = a.value + b.value;
+    if INF_NORM {
+        value = bitcast<f32>(max(bitcast<u32>(a.value), bitcast<u32>(b.value)));
+    }
+    stats[0] = MuonNormStats(value, a.nonfinite + b.nonfinite);
+}

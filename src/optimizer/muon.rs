@@ -1,0 +1,682 @@
+//! The Muon groups of an optimizer ([`MuonGroup`]): 2-D parameters stepped by Muon beside the
+//! element-wise groups, under the optimizer's one control block (one step counter, one
+//! global-norm clip over every parameter, one inf/NaN skip, one loss scale) and in its one
+//! `step`: Optax's `partition` of Muon and AdamW, fused.
+//!
+//! A step records, after the element-wise update: the momentum pass (`shaders/muon.wgsl`,
+//! writing each matrix's update into the Newton-Schulz batch's input), the batched iteration
+//! ([`NewtonSchulz`]: every matrix together) and the apply pass (decay and the adjusted step
+//! from its output). With gradient processing, the Muon gradients' norm stats are reduced by
+//! the same kernels as the others' (a [`GradProcessing`] over their own plan) and added to
+//! them before the finalize.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::{bind_group, bind_group_layout, compute_pipeline, create_module};
+use crate::gpu::pipeline::{flag, StorageEntry};
+use crate::gpu::{BufferRange, Context, Param};
+use crate::grad::{GradConfig, GradProcessing};
+use crate::kernel::plan::{grid, ControlMode, DevicePlan, PlanGroups, PlanLimits};
+use crate::kernel::{
+    concatenate, prelude, shader_file, Dispatch, GradStages, ShaderFile, Slots, Storage, CONTROL,
+    MATH, PROCESS,
+};
+use crate::matrix::NewtonSchulz;
+use crate::optim::MuonConfig;
+
+/// Muon's passes (`shaders/muon.wgsl`).
+pub const MUON: ShaderFile = shader_file!("muon.wgsl");
+
+/// A group of 2-D parameters stepped by Muon ([`MuonConfig`]) in an optimizer built with
+/// [`Optimizer::with_muon`](crate::Optimizer::with_muon): PyTorch's `param_groups` entry of a
+/// `torch.optim.Muon`, shapes included (Muon's update depends on them).
+#[derive(Clone, Debug)]
+pub struct MuonGroup {
+    /// Their configuration.
+    pub config: MuonConfig,
+    /// Their tensors: f32 parameters and gradients, each `rows x cols` row-major.
+    pub params: Vec<Param>,
+    /// Each tensor's shape, `[rows, cols]` as PyTorch's `param.shape` (anything else is
+    /// [`Error::NotAMatrix`]).
+    pub shapes: Vec<Vec<usize>>,
+}
+
+/// The files of Muon's passes.
+pub fn muon_files() -> Vec<ShaderFile> {
+    vec![CONTROL, MATH, PROCESS, MUON]
+}
+
+/// The WGSL source of Muon's passes: its bindings' prelude and its files.
+pub fn muon_source() -> String {
+    concatenate(&prelude::<MuonBinding>(), &muon_files())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MuonBinding {
+    Control,
+    Matrices,
+    Tiles,
+    Param,
+    Grad,
+    Momentum,
+    NsIn,
+    NsOut,
+    Stats,
+    MuonStats,
+}
+
+impl Slots for MuonBinding {
+    const ALL: &'static [Self] = &[
+        MuonBinding::Control,
+        MuonBinding::Matrices,
+        MuonBinding::Tiles,
+        MuonBinding::Param,
+        MuonBinding::Grad,
+        MuonBinding::Momentum,
+        MuonBinding::NsIn,
+        MuonBinding::NsOut,
+        MuonBinding::Stats,
+        MuonBinding::MuonStats,
+    ];
+
+    fn index(self) -> u32 {
+        self as u32
+    }
+
+    fn constant(self) -> &'static str {
+        match self {
+            MuonBinding::Control => "CONTROL_BINDING",
+            MuonBinding::Matrices => "MATRICES_BINDING",
+            MuonBinding::Tiles => "TILES_BINDING",
+            MuonBinding::Param => "PARAM_BINDING",
+            MuonBinding::Grad => "GRAD_BINDING",
+            MuonBinding::Momentum => "MOMENTUM_BINDING",
+            MuonBinding::NsIn => "NS_IN_BINDING",
+            MuonBinding::NsOut => "NS_OUT_BINDING",
+            MuonBinding::Stats => "STATS_BINDING",
+            MuonBinding::MuonStats => "MUON_STATS_BINDING",
+        }
+    }
+}
+
+/// Elements a workgroup of the passes takes (`MUON_TILE` in the shader).
+const TILE: u64 = 1024;
+
+/// One matrix's record (`MuonMatrix` in the shader).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MuonMatrix {
+    param: u32,
+    grad: u32,
+    state: u32,
+    io: u32,
+    len: u32,
+    nesterov: u32,
+    momentum: f32,
+    one_minus_momentum: f32,
+    decay: f32,
+    step: f32,
+    pad: [u32; 2],
+}
+
+/// A workgroup's tile (`MuonTile`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct MuonTile {
+    matrix: u32,
+    start: u32,
+}
+
+/// One layout for the passes, one for the combine: shared by every variant's pipelines.
+struct MuonLayouts {
+    step: wgpu::BindGroupLayout,
+    combine: wgpu::BindGroupLayout,
+    module: wgpu::ShaderModule,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct LayoutKey;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PipelineKey(GradStages);
+
+/// The pipelines of one gradient-processing variant.
+struct MuonPipelines {
+    momentum: wgpu::ComputePipeline,
+    apply: wgpu::ComputePipeline,
+    // Sums, then maxima (the inf-norm).
+    combine: [wgpu::ComputePipeline; 2],
+}
+
+fn build_layouts(device: &wgpu::Device) -> MuonLayouts {
+    use MuonBinding as B;
+    let read = |b: MuonBinding| StorageEntry::read(b.index());
+    let write = |b: MuonBinding| StorageEntry::read_write(b.index());
+    let step = [
+        read(B::Control),
+        read(B::Matrices),
+        read(B::Tiles),
+        write(B::Param),
+        read(B::Grad),
+        write(B::Momentum),
+        write(B::NsIn),
+        read(B::NsOut),
+    ];
+    MuonLayouts {
+        step: bind_group_layout(device, "muon", &step),
+        combine: bind_group_layout(
+            device,
+            "muon combine",
+            &[write(B::Stats), read(B::MuonStats)],
+        ),
+        module: create_module(device, "muon", &muon_source()),
+    }
+}
+
+fn build_pipelines(device: &wgpu::Device, l: &MuonLayouts, s: GradStages) -> MuonPipelines {
+    let constants = [
+        ("GRAD_PROCESSING", flag(s.on)),
+        ("UNSCALE", flag(s.unscale)),
+        ("CLIP_VALUE", flag(s.clip_value)),
+        ("CLIP_NORM", flag(s.clip_norm)),
+    ];
+    let pass = |entry| compute_pipeline(device, &l.module, entry, &l.step, &constants);
+    let combine = |inf: bool| {
+        compute_pipeline(
+            device,
+            &l.module,
+            "muon_combine",
+            &l.combine,
+            &[("INF_NORM", flag(inf))],
+        )
+    };
+    MuonPipelines {
+        momentum: pass("muon_momentum"),
+        apply: pass("muon_apply"),
+        combine: [combine(false), combine(true)],
+    }
+}
+
+/// A Muon tensor: its ranges, group, shape and momentum buffer.
+pub(super) struct MuonTensor {
+    pub param: Param,
+    pub group: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub momentum: BufferRange,
+}
+
+/// The Muon gradients' share of gradient processing: their norm stats, added to the
+/// optimizer's by the combine.
+struct MuonGrad {
+    processing: GradProcessing,
+    combine: wgpu::BindGroup,
+    inf_norm: bool,
+    _stats: wgpu::Buffer,
+}
+
+/// The Muon groups of an optimizer: their state, records, batch and dispatches.
+pub(super) struct MuonPart {
+    pub configs: Vec<MuonConfig>,
+    pub tensors: Vec<MuonTensor>,
+    momentum: wgpu::Buffer,
+    matrices: wgpu::Buffer,
+    records: Vec<MuonMatrix>,
+    ns: NewtonSchulz,
+    // One bind group and grid per run of tensors sharing their buffers.
+    spans: Vec<Dispatch>,
+    layouts: Arc<MuonLayouts>,
+    pipelines: Arc<MuonPipelines>,
+    plan: DevicePlan,
+    grad: Option<MuonGrad>,
+}
+
+/// The Muon groups' tensors, validated: shapes, lengths, usages, types, one iteration.
+pub(super) fn check_groups(
+    ctx: &Context,
+    groups: &[MuonGroup],
+    first_index: usize,
+) -> Result<Vec<(Param, usize, usize, usize)>> {
+    let mut tensors = Vec::new();
+    let Some(first) = groups.first() else {
+        return Ok(tensors);
+    };
+    for (g, group) in groups.iter().enumerate() {
+        group.config.validate()?;
+        let c = &group.config;
+        let f = &first.config;
+        if (c.ns_coefficients, c.ns_steps, c.eps) != (f.ns_coefficients, f.ns_steps, f.eps) {
+            // One batch runs every matrix's iteration with one set of constants.
+            return Err(Error::StructuralChange("Muon"));
+        }
+        if group.shapes.len() != group.params.len() {
+            return Err(Error::WrongLength {
+                what: "Muon group shapes (one per parameter)",
+                expected: group.params.len(),
+                actual: group.shapes.len(),
+            });
+        }
+        for (param, shape) in group.params.iter().zip(&group.shapes) {
+            let index = first_index + tensors.len();
+            let (rows, cols) = MuonConfig::check_shape(shape)?;
+            param.check(index, ctx.device())?;
+            if (rows * cols) as u64 != param.len() || rows == 0 || cols == 0 {
+                return Err(Error::WrongLength {
+                    what: "Muon parameter (rows x cols elements, at least one)",
+                    expected: rows * cols,
+                    actual: param.len() as usize,
+                });
+            }
+            for range in [&param.param, &param.grad] {
+                if range.dtype() != Dtype::F32 {
+                    return Err(Error::UnsupportedDtype {
+                        what: "Muon parameters and gradients",
+                        dtype: range.dtype(),
+                        supported: "f32",
+                    });
+                }
+            }
+            tensors.push((param.clone(), g, rows, cols));
+        }
+    }
+    Ok(tensors)
+}
+
+impl MuonPart {
+    /// Muon's state, batch and dispatches for `tensors` (checked by [`check_groups`]), reading
+    /// the optimizer's `control` buffer.
+    pub fn new(
+        ctx: &Context,
+        configs: Vec<MuonConfig>,
+        tensors: Vec<(Param, usize, usize, usize)>,
+        control: &wgpu::Buffer,
+    ) -> Result<MuonPart> {
+        let device = ctx.device();
+        let first = &configs[0];
+        let shapes: Vec<(usize, usize)> = tensors.iter().map(|t| (t.2, t.3)).collect();
+        let ns = NewtonSchulz::new(
+            ctx,
+            &shapes,
+            first.ns_coefficients,
+            first.ns_steps,
+            first.eps,
+        )?;
+        let total: u64 = tensors.iter().map(|t| t.0.len()).sum();
+        let limits = device.limits();
+        if total * 4 > limits.max_storage_buffer_binding_size {
+            return Err(Error::InvalidOptions(
+                "Muon's momentum buffers past one storage binding (max_storage_buffer_binding_size)",
+            ));
+        }
+        let layouts = ctx.cached(LayoutKey, build_layouts)?;
+        let pipelines = Self::pipelines(ctx, &layouts, GradStages::default())?;
+        let momentum = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim muon momentum"),
+            size: (total.max(1) * 4).next_multiple_of(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut state = 0;
+        let tensors: Vec<MuonTensor> = tensors
+            .into_iter()
+            .map(|(param, group, rows, cols)| {
+                let range = BufferRange::new(&momentum, state * 4, param.len());
+                state += param.len();
+                MuonTensor {
+                    param,
+                    group,
+                    rows,
+                    cols,
+                    momentum: range,
+                }
+            })
+            .collect();
+        let plan_tensors: Vec<Vec<BufferRange>> = tensors
+            .iter()
+            .map(|t| vec![t.param.param.clone(), t.param.grad.clone()])
+            .collect();
+        let of_tensor = vec![0u32; tensors.len()];
+        let plan = DevicePlan::new(
+            device,
+            &plan_tensors,
+            PlanGroups {
+                of_tensor: &of_tensor,
+                count: 1,
+            },
+            ControlMode::Shared,
+            &PlanLimits::new(ctx, Storage::F32),
+        );
+        let mut part = MuonPart {
+            records: Vec::new(),
+            matrices: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim muon matrices"),
+                size: (tensors.len() * std::mem::size_of::<MuonMatrix>()) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            configs,
+            tensors,
+            momentum,
+            ns,
+            spans: Vec::new(),
+            layouts,
+            pipelines,
+            plan,
+            grad: None,
+        };
+        part.records = part.records_of(&part.configs)?;
+        part.spans = part.dispatches(ctx, control)?;
+        ctx.queue()
+            .write_buffer(&part.matrices, 0, bytemuck::cast_slice(&part.records));
+        Ok(part)
+    }
+
+    fn pipelines(
+        ctx: &Context,
+        layouts: &Arc<MuonLayouts>,
+        stages: GradStages,
+    ) -> Result<Arc<MuonPipelines>> {
+        let stages = GradStages {
+            power_norm: false,
+            ..stages
+        };
+        ctx.cached(PipelineKey(stages), |device| {
+            build_pipelines(device, layouts, stages)
+        })
+    }
+
+    /// Each matrix's record under `configs` (offsets relative to its span's bindings, set by
+    /// `dispatches`; kept from the current records).
+    fn records_of(&self, configs: &[MuonConfig]) -> Result<Vec<MuonMatrix>> {
+        let mut io = 0u32;
+        self.tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let c = &configs[t.group];
+                let previous = self.records.get(i);
+                let len = t.param.len() as u32;
+                let record = MuonMatrix {
+                    param: previous.map_or(0, |r| r.param),
+                    grad: previous.map_or(0, |r| r.grad),
+                    state: (t.momentum.offset() / 4) as u32,
+                    io,
+                    len,
+                    nesterov: u32::from(c.nesterov),
+                    momentum: c.momentum as f32,
+                    one_minus_momentum: (1.0 - c.momentum) as f32,
+                    decay: (1.0 - c.lr * c.weight_decay) as f32,
+                    step: -(c.adjusted_lr(t.rows, t.cols)) as f32,
+                    pad: [0; 2],
+                };
+                io += len;
+                Ok(record)
+            })
+            .collect()
+    }
+
+    /// One dispatch per run of consecutive tensors sharing their param and grad buffers whose
+    /// ranges fit one storage binding: each binds those ranges' cover.
+    fn dispatches(&mut self, ctx: &Context, control: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+        let device = ctx.device();
+        let max_binding = device.limits().max_storage_buffer_binding_size;
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        for (i, t) in self.tensors.iter().enumerate() {
+            let joins = runs.last().is_some_and(|run| {
+                let first = &self.tensors[run[0]].param;
+                let same = first.param.buffer() == t.param.param.buffer()
+                    && first.grad.buffer() == t.param.grad.buffer();
+                let cover = |role: fn(&Param) -> &BufferRange| {
+                    let start = run.iter().map(|&j| role(&self.tensors[j].param).offset());
+                    let start = start.chain([role(&t.param).offset()]).min().unwrap_or(0);
+                    let end = run.iter().map(|&j| role(&self.tensors[j].param).end());
+                    let end = end.chain([role(&t.param).end()]).max().unwrap_or(0);
+                    end - start <= max_binding
+                };
+                same && cover(|p| &p.param) && cover(|p| &p.grad)
+            });
+            match runs.last_mut() {
+                Some(run) if joins => run.push(i),
+                _ => runs.push(vec![i]),
+            }
+        }
+        let mut dispatches = Vec::new();
+        for run in runs {
+            let cover = |role: fn(&Param) -> &BufferRange| {
+                let ranges: Vec<&BufferRange> =
+                    run.iter().map(|&j| role(&self.tensors[j].param)).collect();
+                let start = ranges.iter().map(|r| r.offset()).min().unwrap_or(0);
+                let end = ranges.iter().map(|r| r.end()).max().unwrap_or(0);
+                BufferRange::new(ranges[0].buffer(), start, (end - start).div_ceil(4))
+            };
+            let (param, grad) = (cover(|p| &p.param), cover(|p| &p.grad));
+            let mut tiles = Vec::new();
+            for &j in &run {
+                let t = &self.tensors[j].param;
+                self.records[j].param = ((t.param.offset() - param.offset()) / 4) as u32;
+                self.records[j].grad = ((t.grad.offset() - grad.offset()) / 4) as u32;
+                let starts = (0..t.len()).step_by(TILE as usize);
+                tiles.extend(starts.map(|start| MuonTile {
+                    matrix: j as u32,
+                    start: start as u32,
+                }));
+            }
+            let table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim muon tiles"),
+                contents: bytemuck::cast_slice(&tiles),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            use MuonBinding as B;
+            let io_in = BufferRange::whole(self.ns.input_buffer());
+            let io_out = BufferRange::whole(self.ns.output_buffer());
+            let group = bind_group(
+                device,
+                "wgpu-optim muon",
+                &self.layouts.step,
+                &[
+                    (B::Control.index(), control.as_entire_binding()),
+                    (B::Matrices.index(), self.matrices.as_entire_binding()),
+                    (B::Tiles.index(), table.as_entire_binding()),
+                    (B::Param.index(), param.binding()),
+                    (B::Grad.index(), grad.binding()),
+                    (B::Momentum.index(), self.momentum.as_entire_binding()),
+                    (B::NsIn.index(), io_in.binding()),
+                    (B::NsOut.index(), io_out.binding()),
+                ],
+            );
+            dispatches.push(Dispatch {
+                group,
+                grid: grid(tiles.len() as u64, ctx.max_workgroups()),
+            });
+        }
+        Ok(dispatches)
+    }
+
+    /// Rewrites the matrices' records for `configs` (validated, one per group, the
+    /// iteration's constants unchanged): the steps submitted after this call use them.
+    pub fn set_configs(&mut self, ctx: &Context, configs: Vec<MuonConfig>) -> Result<()> {
+        let first = &self.configs[0];
+        for c in &configs {
+            c.validate()?;
+            if (c.ns_coefficients, c.ns_steps, c.eps)
+                != (first.ns_coefficients, first.ns_steps, first.eps)
+            {
+                return Err(Error::StructuralChange("Muon"));
+            }
+        }
+        self.records = self.records_of(&configs)?;
+        self.configs = configs;
+        ctx.queue()
+            .write_buffer(&self.matrices, 0, bytemuck::cast_slice(&self.records));
+        Ok(())
+    }
+
+    /// Turns the Muon gradients' share of gradient processing on (`configs`: the optimizer's,
+    /// one control block) or off: their stats go to a buffer of their own and are added to
+    /// the optimizer's `stats` before its finalize.
+    pub fn set_grad_processing(
+        &mut self,
+        ctx: &Context,
+        configs: Option<&[GradConfig]>,
+        control: &wgpu::Buffer,
+        stats: Option<&BufferRange>,
+    ) -> Result<()> {
+        let (Some(configs), Some(stats)) = (configs, stats) else {
+            self.pipelines = Self::pipelines(ctx, &self.layouts, GradStages::default())?;
+            self.grad = None;
+            return Ok(());
+        };
+        let device = ctx.device();
+        let muon_stats = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim muon norm stats"),
+            size: std::mem::size_of::<crate::grad::NormStats>() as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let range = BufferRange::whole(&muon_stats);
+        let processing = GradProcessing::new(ctx, configs.to_vec(), &self.plan, control, &range)?;
+        use MuonBinding as B;
+        let combine = bind_group(
+            device,
+            "wgpu-optim muon combine",
+            &self.layouts.combine,
+            &[
+                (B::Stats.index(), stats.binding()),
+                (B::MuonStats.index(), muon_stats.as_entire_binding()),
+            ],
+        );
+        self.pipelines = Self::pipelines(ctx, &self.layouts, GradConfig::union_of_stages(configs))?;
+        self.grad = Some(MuonGrad {
+            processing,
+            combine,
+            inf_norm: configs[0].norm_type.is_infinite(),
+            _stats: muon_stats,
+        });
+        Ok(())
+    }
+
+    /// Records the Muon gradients' norm stats and adds them to the optimizer's (after its own
+    /// `record_stats`).
+    pub fn record_stats(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if let Some(grad) = &self.grad {
+            grad.processing.record_stats(pass);
+            pass.set_pipeline(&self.pipelines.combine[usize::from(grad.inf_norm)]);
+            pass.set_bind_group(0, &grad.combine, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }
+
+    /// Records Muon's step (after the optimizer's finalize and prologue): momentum, the
+    /// batched iteration, the update.
+    pub fn record_step(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipelines.momentum);
+        for dispatch in &self.spans {
+            dispatch.record(pass);
+        }
+        self.ns.record_into(pass);
+        pass.set_pipeline(&self.pipelines.apply);
+        for dispatch in &self.spans {
+            dispatch.record(pass);
+        }
+    }
+}
+
+impl super::Optimizer {
+    /// The configurations of the [Muon groups](super::Optimizer::with_muon), in order (group
+    /// `group_configs().len() + i` is Muon group `i`); empty without any.
+    pub fn muon_configs(&self) -> &[MuonConfig] {
+        self.muon.as_ref().map_or(&[], |m| &m.configs)
+    }
+
+    /// Replaces Muon group `index`'s hyperparameters (its learning rate, weight decay,
+    /// momentum, Nesterov, adjustment) for the steps submitted after this call: a buffer
+    /// write, never a rebuild. The iteration's coefficients, steps and eps are the batch's:
+    /// changing them is [`Error::StructuralChange`].
+    pub fn set_muon_config(&mut self, index: usize, config: MuonConfig) -> Result<()> {
+        let count = self.muon_configs().len();
+        if index >= count {
+            return Err(Error::NoSuchGroup {
+                group: index,
+                count,
+            });
+        }
+        let mut configs = self.muon_configs().to_vec();
+        configs[index] = config;
+        let Some(muon) = &mut self.muon else {
+            unreachable!("a Muon group exists")
+        };
+        muon.set_configs(&self.ctx, configs)
+    }
+
+    /// The Muon configurations with the learning rates of `lrs` (global group numbers, past
+    /// the element-wise groups), validated; `None` when there is nothing to change.
+    pub(super) fn muon_lr_changes(&self, lrs: &[&(usize, f64)]) -> Result<Option<Vec<MuonConfig>>> {
+        if lrs.is_empty() {
+            return Ok(None);
+        }
+        let first = self.configs.len();
+        let mut configs = self.muon_configs().to_vec();
+        for &&(group, lr) in lrs {
+            let config = configs.get_mut(group - first).ok_or(Error::NoSuchGroup {
+                group,
+                count: first + self.muon_configs().len(),
+            })?;
+            config.lr = lr;
+            config.validate()?;
+        }
+        Ok(Some(configs))
+    }
+
+    /// Writes validated Muon configurations (from [`Self::muon_lr_changes`]).
+    pub(super) fn set_muon_configs(&mut self, configs: Option<Vec<MuonConfig>>) -> Result<()> {
+        match (configs, &mut self.muon) {
+            (Some(configs), Some(muon)) => muon.set_configs(&self.ctx, configs),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tensors stepped by Muon (numbered after [`Optimizer::params`]' tensors).
+    pub fn muon_params(&self) -> impl Iterator<Item = &Param> {
+        self.muon
+            .iter()
+            .flat_map(|m| m.tensors.iter().map(|t| &t.param))
+    }
+
+    /// The shape `(rows, cols)` of each tensor stepped by Muon.
+    pub fn muon_shapes(&self) -> Vec<(usize, usize)> {
+        self.muon
+            .iter()
+            .flat_map(|m| m.tensors.iter().map(|t| (t.rows, t.cols)))
+            .collect()
+    }
+
+    /// The Muon tensor `index` (a number past the element-wise tensors) and its state
+    /// `momentum_buffer`, if `index` is one.
+    pub(super) fn muon_state(&self, index: usize, name: &str) -> Option<Result<&BufferRange>> {
+        let j = index.checked_sub(self.tensors.len())?;
+        let muon = self.muon.as_ref()?;
+        let tensor = muon.tensors.get(j)?;
+        Some(if name == "momentum_buffer" {
+            Ok(&tensor.momentum)
+        } else {
+            Err(Error::NoSuchState {
+                optimizer: "Muon",
+                name: name.to_string(),
+                available: vec!["momentum_buffer"],
+            })
+        })
+    }
+
+    /// The Muon group of tensor `index` (global numbers), if it is a Muon tensor.
+    pub(super) fn muon_group_of(&self, index: usize) -> Option<usize> {
+        let j = index.checked_sub(self.tensors.len())?;
+        let tensor = self.muon.as_ref()?.tensors.get(j)?;
+        Some(self.configs.len() + tensor.group)
+    }
+}
