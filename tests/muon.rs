@@ -479,3 +479,103 @@ fn refuses_what_muon_cannot_step() {
         Err(Error::UnsupportedDtype { .. })
     ));
 }
+
+/// A checkpoint of AdamW and Muon together (momentum shaped as its matrix, Muon's
+/// hyperparameters after AdamW's group) resumes bit for bit, into an optimizer built anew.
+#[test]
+fn a_checkpoint_resumes_muon_and_adamw_bit_for_bit() {
+    let mut rng = Rng::new(41);
+    let params: Vec<Vec<f32>> = lens().iter().map(|&len| rng.vector(len)).collect();
+    let grads: Vec<Vec<Vec<f32>>> = (0..4).map(|_| gradients(&mut rng)).collect();
+    let steps = |m: &Mixed, range: std::ops::Range<usize>| {
+        for g in &grads[range] {
+            for (i, g) in g.iter().enumerate() {
+                m.arena.write_grad(i, g).unwrap();
+            }
+            step(m);
+        }
+    };
+    let straight = mixed(true);
+    write(&straight, &params, &grads[0]);
+    steps(&straight, 0..4);
+
+    let first = mixed(true);
+    write(&first, &params, &grads[0]);
+    steps(&first, 0..2);
+    let bytes = first.optimizer.checkpoint().unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let last = VECTORS.len() + SHAPES.len() - 1;
+    let momentum = file
+        .tensor(&format!("state.{last}.momentum_buffer"))
+        .unwrap();
+    assert_eq!(momentum.shape(), &[65, 130]);
+    let mut resumed = mixed(true);
+    // Another rate before the load: the file's comes back.
+    resumed.optimizer.set_lr(0.5).unwrap();
+    resumed.optimizer.load_checkpoint(&bytes).unwrap();
+    assert_eq!(resumed.optimizer.muon_configs(), &muon_configs());
+    write(&resumed, &read_params(&first), &grads[1]);
+    steps(&resumed, 2..4);
+    for (i, (a, b)) in read_params(&straight)
+        .iter()
+        .zip(&read_params(&resumed))
+        .enumerate()
+    {
+        assert_eq!(bits(a), bits(b), "tensor {i}");
+    }
+    for j in 0..SHAPES.len() {
+        let index = muon_index(&straight, j);
+        let a = straight
+            .optimizer
+            .read_state(index, "momentum_buffer")
+            .unwrap();
+        let b = resumed
+            .optimizer
+            .read_state(index, "momentum_buffer")
+            .unwrap();
+        assert_eq!(bits(&a), bits(&b), "momentum {j}");
+    }
+    // Not into an optimizer without the Muon groups, nor with other iterations.
+    let ctx = context();
+    let plain = Optimizer::with_groups(
+        ctx,
+        vec![ParamGroup {
+            config: adamw().into(),
+            params: first.arena.params()[SHAPES.len()..].to_vec(),
+        }],
+    );
+    assert!(matches!(
+        plain.unwrap().load_checkpoint(&bytes),
+        Err(Error::CheckpointMismatch(_))
+    ));
+}
+
+/// A snapshot covers Muon's parameters and momentum with the rest.
+#[test]
+fn a_snapshot_rewinds_muon_too() {
+    let ctx = context();
+    let m = mixed(true);
+    let mut rng = Rng::new(43);
+    let params: Vec<Vec<f32>> = lens().iter().map(|&len| rng.vector(len)).collect();
+    write(&m, &params, &gradients(&mut rng));
+    step(&m);
+    let snapshot = Snapshot::of_optimizer(ctx, &m.optimizer, &[]).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_save(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let saved = read_params(&m);
+    let index = muon_index(&m, 2);
+    let momentum = m.optimizer.read_state(index, "momentum_buffer").unwrap();
+    for (i, g) in gradients(&mut rng).iter().enumerate() {
+        m.arena.write_grad(i, g).unwrap();
+    }
+    step(&m);
+    assert_ne!(read_params(&m), saved);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_restore(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    assert_eq!(read_params(&m), saved);
+    let restored = m.optimizer.read_state(index, "momentum_buffer").unwrap();
+    assert_eq!(bits(&restored), bits(&momentum));
+    assert_eq!(m.optimizer.read_step().unwrap(), 1);
+}

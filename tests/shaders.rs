@@ -56,6 +56,12 @@ fn other_modules() -> Vec<(String, String, Vec<ShaderFile>, Vec<&'static str>)> 
         shaders::newton_schulz_files(),
         vec!["sum_squares", "load", "multiply", "store"],
     ));
+    modules.push((
+        "muon".to_string(),
+        shaders::muon_source(),
+        shaders::muon_files(),
+        vec!["muon_momentum", "muon_apply", "muon_combine"],
+    ));
     modules
 }
 

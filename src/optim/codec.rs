@@ -41,6 +41,39 @@ impl HyperText for Option<f64> {
     }
 }
 
+impl HyperText for u32 {
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+/// Coefficients as comma-separated round-trip text: `3.4445,-4.775,2.0315`.
+impl HyperText for [f64; 3] {
+    fn to_text(&self) -> String {
+        self.map(|v| v.to_string()).join(",")
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        let values: Vec<f64> = text
+            .split(',')
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        values.try_into().ok()
+    }
+}
+
+/// Muon's adjustment by PyTorch's name (`original`, `match_rms_adamw`, ...).
+impl HyperText for super::AdjustLr {
+    fn to_text(&self) -> String {
+        self.name().to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        super::AdjustLr::from_name(text)
+    }
+}
+
 /// Declares a configuration struct (every field `pub`, `lr` and `weight_decay` among them) and
 /// implements [`Fields`](super::Fields) from its field list: the checkpoint codec lists each
 /// field once, where it is declared.

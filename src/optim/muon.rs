@@ -10,6 +10,7 @@ use crate::matrix::check_iteration;
 use crate::setters::setters;
 
 use super::algorithm::non_negative;
+use super::codec::config_struct;
 
 /// How Muon scales the learning rate of an `A x B` parameter (`torch.optim.Muon`'s
 /// `adjust_lr_fn`, `shape[0]` = A the fan-out, `shape[1]` = B the fan-in).
@@ -60,46 +61,48 @@ impl AdjustLr {
     }
 }
 
-/// Muon (`torch.optim.Muon`, PyTorch 2.9 and later): for each 2-D parameter `p` with gradient
-/// `g`, momentum buffer `B` (zeros at first) and momentum `mu`,
-///
-/// ```text
-/// B <- B + (1 - mu) (g - B)                     (torch: buf.lerp_(grad, 1 - momentum))
-/// U <- g + mu (B - g) if nesterov, else B       (torch: grad.lerp(buf, momentum))
-/// O <- NS_k(U)                                  (k Newton-Schulz iterations, below)
-/// p <- p (1 - lr weight_decay) - lr ratio(A, B) O
-/// ```
-///
-/// where `NS_k` transposes a matrix taller than wide, divides it by `max(||X||_F, eps)`, then
-/// `k` times: `G = X X^T; X <- a X + (b G + c G G) X`, and transposes back; `ratio` is
-/// [`AdjustLr`]. The coefficients `(a, b, c) = (3.4445, -4.7750, 2.0315)` maximize the slope at
-/// zero (Keller Jordan, "Muon: An optimizer for hidden layers in neural networks", 2024). Note
-/// PyTorch's momentum is the EMA form (`lerp`), not its documentation's `mu B + g`.
-///
-/// State: `momentum_buffer`, shaped like the parameter. PyTorch runs the iterations in
-/// bfloat16; this crate in f32 (tests/muon_golden.rs compares with PyTorch's code run in f64,
-/// and its bfloat16 run is about 1e-3 away from both).
-///
-/// Only 2-D parameters ([`MuonConfig::check_shape`]): pair Muon with AdamW for biases,
-/// embeddings and heads, as every Muon user does.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MuonConfig {
-    /// Learning rate (default 1e-3).
-    pub lr: f64,
-    /// Decoupled weight decay, multiplied by `lr` (default 0.1).
-    pub weight_decay: f64,
-    /// Momentum factor (default 0.95).
-    pub momentum: f64,
-    /// Orthogonalize the Nesterov look-ahead instead of the buffer (default true).
-    pub nesterov: bool,
-    /// Newton-Schulz coefficients `(a, b, c)` (default (3.4445, -4.7750, 2.0315)).
-    pub ns_coefficients: [f64; 3],
-    /// Floor of the Frobenius norm the matrix is divided by (default 1e-7).
-    pub eps: f64,
-    /// Newton-Schulz iterations, 1 to 99 (default 5).
-    pub ns_steps: u32,
-    /// The learning-rate adjustment by shape (default [`AdjustLr::Original`]).
-    pub adjust_lr: AdjustLr,
+config_struct! {
+    /// Muon (`torch.optim.Muon`, PyTorch 2.9 and later): for each 2-D parameter `p` with gradient
+    /// `g`, momentum buffer `B` (zeros at first) and momentum `mu`,
+    ///
+    /// ```text
+    /// B <- B + (1 - mu) (g - B)                     (torch: buf.lerp_(grad, 1 - momentum))
+    /// U <- g + mu (B - g) if nesterov, else B       (torch: grad.lerp(buf, momentum))
+    /// O <- NS_k(U)                                  (k Newton-Schulz iterations, below)
+    /// p <- p (1 - lr weight_decay) - lr ratio(A, B) O
+    /// ```
+    ///
+    /// where `NS_k` transposes a matrix taller than wide, divides it by `max(||X||_F, eps)`, then
+    /// `k` times: `G = X X^T; X <- a X + (b G + c G G) X`, and transposes back; `ratio` is
+    /// [`AdjustLr`]. The coefficients `(a, b, c) = (3.4445, -4.7750, 2.0315)` maximize the slope at
+    /// zero (Keller Jordan, "Muon: An optimizer for hidden layers in neural networks", 2024). Note
+    /// PyTorch's momentum is the EMA form (`lerp`), not its documentation's `mu B + g`.
+    ///
+    /// State: `momentum_buffer`, shaped like the parameter. PyTorch runs the iterations in
+    /// bfloat16; this crate in f32 (tests/muon_golden.rs compares with PyTorch's code run in f64,
+    /// and its bfloat16 run is about 1e-3 away from both).
+    ///
+    /// Only 2-D parameters ([`MuonConfig::check_shape`]): pair Muon with AdamW for biases,
+    /// embeddings and heads, as every Muon user does.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct MuonConfig {
+        /// Learning rate (default 1e-3).
+        pub lr: f64,
+        /// Decoupled weight decay, multiplied by `lr` (default 0.1).
+        pub weight_decay: f64,
+        /// Momentum factor (default 0.95).
+        pub momentum: f64,
+        /// Orthogonalize the Nesterov look-ahead instead of the buffer (default true).
+        pub nesterov: bool,
+        /// Newton-Schulz coefficients `(a, b, c)` (default (3.4445, -4.7750, 2.0315)).
+        pub ns_coefficients: [f64; 3],
+        /// Floor of the Frobenius norm the matrix is divided by (default 1e-7).
+        pub eps: f64,
+        /// Newton-Schulz iterations, 1 to 99 (default 5).
+        pub ns_steps: u32,
+        /// The learning-rate adjustment by shape (default [`AdjustLr::Original`]).
+        pub adjust_lr: AdjustLr,
+    }
 }
 
 impl Default for MuonConfig {

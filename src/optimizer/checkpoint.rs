@@ -8,6 +8,9 @@
 //! for NAdam (PyTorch's form), `state.<i>.mu_product` (an f32 scalar, as PyTorch keeps it),
 //! derived from the step and the group's running values and written for PyTorch's sake only:
 //! loading ignores it and restores the running values;
+//! for a tensor of a [Muon group](Optimizer::with_muon) (numbered after the others),
+//! `state.<i>.momentum_buffer` (`[rows, cols]`, F32) and its step, and its group's
+//! hyperparameters after the others' groups, with `muon_groups` (their count) in the metadata;
 //! GradScaler's `grad_scaler.scale` (f32) and `grad_scaler._growth_tracker` (i32); and
 //! `wgpu_optim.control`, the whole device [`Control`] block as u32 bits, which
 //! is what loading restores. The metadata holds the optimizer's name, the tensor and group
@@ -30,7 +33,7 @@ use safetensors::SafeTensors;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::kernel::Control;
-use crate::optim::OptimizerConfig;
+use crate::optim::{Fields, MuonConfig, OptimizerConfig};
 
 /// The safetensors dtype of a storage type.
 fn safetensors_dtype(dtype: crate::dtype::Dtype) -> Dtype {
@@ -48,10 +51,13 @@ fn mismatch<T>(what: String) -> Result<T> {
 const FORMAT: &str = "wgpu-optim optimizer checkpoint 1";
 const CONTROL: &str = "wgpu_optim.control";
 const SCHEDULE_FREE_MODE: &str = "schedule_free.mode";
+const MUON_GROUPS: &str = "muon_groups";
+const MOMENTUM_BUFFER: &str = "momentum_buffer";
 
 /// Each group's configuration and running values, as a checkpoint gives them.
 struct LoadedGroups {
     configs: Vec<OptimizerConfig>,
+    muon: Vec<MuonConfig>,
     running: Vec<Vec<f32>>,
 }
 
@@ -103,6 +109,26 @@ impl Optimizer {
                 tensors.push((format!("state.{i}.{name}"), Dtype::F32, vec![], bytes));
             }
         }
+        // Muon's tensors, numbered after the others: their momentum, shaped as the matrix.
+        let first = self.params().count();
+        let shapes = self.muon_shapes();
+        for (j, &(rows, cols)) in shapes.iter().enumerate() {
+            let i = first + j;
+            let range = self.state_range(i, MOMENTUM_BUFFER)?;
+            let bytes = self.context().read_bytes(
+                range.buffer(),
+                range.offset(),
+                range.end() - range.offset(),
+            )?;
+            tensors.push((
+                format!("state.{i}.{MOMENTUM_BUFFER}"),
+                Dtype::F32,
+                vec![rows, cols],
+                bytes,
+            ));
+            let step = f64::from(control.step).to_le_bytes().to_vec();
+            tensors.push((format!("state.{i}.step"), Dtype::F64, vec![], step));
+        }
         tensors.push((
             "grad_scaler.scale".into(),
             Dtype::F32,
@@ -122,9 +148,21 @@ impl Optimizer {
         let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("optimizer".to_string(), self.config().name().to_string()),
-            ("tensors".to_string(), self.params().count().to_string()),
+            ("tensors".to_string(), (first + shapes.len()).to_string()),
         ]);
-        metadata.insert("groups".into(), self.group_configs().len().to_string());
+        let groups = self.group_configs().len();
+        metadata.insert(
+            "groups".into(),
+            (groups + self.muon_configs().len()).to_string(),
+        );
+        if !shapes.is_empty() {
+            metadata.insert(MUON_GROUPS.into(), self.muon_configs().len().to_string());
+        }
+        for (m, config) in self.muon_configs().iter().enumerate() {
+            for (name, value) in config.hyperparameters() {
+                metadata.insert(format!("param_groups.{}.{name}", groups + m), value);
+            }
+        }
         for (group, config) in self.group_configs().iter().enumerate() {
             for (name, value) in config.hyperparameters() {
                 metadata.insert(format!("param_groups.{group}.{name}"), value);
@@ -207,6 +245,15 @@ impl Optimizer {
                 states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
             }
         }
+        let first = self.params().count();
+        for (j, (rows, cols)) in self.muon_shapes().into_iter().enumerate() {
+            let name = format!("state.{}.{MOMENTUM_BUFFER}", first + j);
+            states.push((
+                first + j,
+                MOMENTUM_BUFFER,
+                tensor(&name, Dtype::F32, &[rows, cols])?,
+            ));
+        }
         let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
         let control = tensor(CONTROL, Dtype::U32, &[words])?
             .chunks_exact(std::mem::size_of::<Control>())
@@ -221,6 +268,7 @@ impl Optimizer {
         }
 
         self.set_group_configs(groups.configs.into_iter().enumerate().collect())?;
+        self.set_muon_configs(Some(groups.muon))?;
         for (group, values) in groups.running.iter().enumerate() {
             if !values.is_empty() {
                 self.write_running(group, values);
@@ -262,11 +310,16 @@ impl Optimizer {
         if field("optimizer")? != name {
             return mismatch(format!("a {} checkpoint, not {name}", field("optimizer")?));
         }
-        let count = self.params().count();
+        let count = self.params().count() + self.muon_shapes().len();
         if field("tensors")? != count.to_string() {
             return mismatch(format!("{} tensors, not {count}", field("tensors")?));
         }
-        let groups = self.group_configs().len();
+        let muon = self.muon_configs().len();
+        let muon_groups = metadata.get(MUON_GROUPS).map_or("0", String::as_str);
+        if muon_groups != muon.to_string() {
+            return mismatch(format!("{muon_groups} Muon groups, not {muon}"));
+        }
+        let groups = self.group_configs().len() + muon;
         if field("groups")? != groups.to_string() {
             return mismatch(format!(
                 "{} parameter groups, not {groups}",
@@ -308,6 +361,7 @@ impl Optimizer {
     fn loaded_groups(&self, metadata: &HashMap<String, String>) -> Result<LoadedGroups> {
         let groups = self.group_configs().len();
         let mut configs = self.group_configs().to_vec();
+        let mut muon = self.muon_configs().to_vec();
         let running_names = self.running_names();
         let mut running = vec![vec![None; running_names.len()]; groups];
         for (key, value) in metadata {
@@ -326,9 +380,12 @@ impl Optimizer {
                         (Some(values), Ok(v)) => values[i].replace(v).is_none(),
                         _ => false,
                     },
-                    None => configs
-                        .get_mut(group)
-                        .is_some_and(|config| config.set_hyperparameter(name, value)),
+                    None => match configs.get_mut(group) {
+                        Some(config) => config.set_hyperparameter(name, value),
+                        None => muon
+                            .get_mut(group - groups)
+                            .is_some_and(|config| config.set_hyperparameter(name, value)),
+                    },
                 }
             });
             if !applied {
@@ -337,6 +394,13 @@ impl Optimizer {
         }
         for config in &configs {
             self.check_structure(config)?;
+        }
+        let iteration = |c: &MuonConfig| (c.ns_coefficients, c.ns_steps, c.eps);
+        for (config, current) in muon.iter().zip(self.muon_configs()) {
+            config.validate()?;
+            if iteration(config) != iteration(current) {
+                return Err(Error::StructuralChange("Muon"));
+            }
         }
         let running = running
             .into_iter()
@@ -353,7 +417,11 @@ impl Optimizer {
                     .collect::<Result<Vec<f32>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(LoadedGroups { configs, running })
+        Ok(LoadedGroups {
+            configs,
+            muon,
+            running,
+        })
     }
 
     /// The control block to restore from a checkpoint's, checked against this optimizer's

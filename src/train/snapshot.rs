@@ -70,8 +70,8 @@ struct Copy {
 /// `load_from_checkpoint`, without the host round trip.
 ///
 /// [`Snapshot::of_optimizer`] covers everything a step changes: every tensor's parameters,
-/// every state (`exp_avg`, ..., `master_param`), the control block (step counter, loss
-/// scale, skipped steps) and each group's running values (Schedule-Free's `lr_max`,
+/// every state (`exp_avg`, ..., `master_param`, Muon's `momentum_buffer`), the control block
+/// (step counter, loss scale, skipped steps) and each group's running values (Schedule-Free's `lr_max`,
 /// `weight_sum` and `train_mode`, NAdam's running `mu_product`), so a restore rewinds the
 /// optimizer as a whole, as loading a checkpoint would: Schedule-Free's mode, kept on the
 /// device, comes back with the parameters saved in it (x or y), when the restore runs. The configuration is not restored: the learning rate a
@@ -138,6 +138,14 @@ impl Snapshot {
                 let range = optimizer.state_range(index, name)?;
                 labelled.push((Label::Tensor(index, name), range.clone()));
             }
+        }
+        // Muon's tensors, numbered after the others: the parameter and its momentum.
+        let first = optimizer.params().count();
+        for (j, param) in optimizer.muon_params().enumerate() {
+            let index = first + j;
+            labelled.push((Label::Tensor(index, "param"), param.param.clone()));
+            let momentum = optimizer.state_range(index, "momentum_buffer")?;
+            labelled.push((Label::Tensor(index, "momentum_buffer"), momentum.clone()));
         }
         labelled.push((
             Label::Control,
