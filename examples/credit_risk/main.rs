@@ -106,10 +106,10 @@ use metrics::{Evaluation, Undefined};
 use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use train_log::TrainLog;
 use wgpu_optim::{
-    AdaBeliefConfig, AdamConfig, AdamWConfig, BufferRange, Context, Control, ControlReader, Dtype,
-    EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule, MonitorConfig,
-    NormEvent, Optimizer, OptimizerConfig, ParamGroup, PlateauConfig, Precision, SgdConfig,
-    Snapshot, WarmupCosineDecay,
+    AdaBeliefConfig, AdamConfig, AdamWConfig, AdjustLr, BufferRange, Context, Control,
+    ControlReader, Dtype, EarlyStoppingConfig, GradConfig, GradNormMonitor, LionConfig, LrSchedule,
+    MonitorConfig, MuonConfig, MuonGroup, NormEvent, Optimizer, OptimizerConfig, ParamGroup,
+    PlateauConfig, Precision, SgdConfig, Snapshot, WarmupCosineDecay,
 };
 
 /// The hidden layers' widths (the inputs are the data's attributes, the output one logit).
@@ -376,11 +376,21 @@ pub fn try_parse_args_from(argv: Vec<String>) -> std::result::Result<Args, clap:
             cli.records
         )));
     }
-    if let Some(name) = cli.optims.iter().find(|n| registered(n).is_none()) {
+    if let Some(name) = cli.optims.iter().find(|n| !known(n)) {
         return Err(invalid(format!(
             "--optim: unknown optimizer {name} ({})",
             optimizer_names()
         )));
+    }
+    if cli.optims.iter().any(|n| n == "muon")
+        && matches!(
+            cli.precision,
+            PrecisionArg::Bf16 | PrecisionArg::Bf16Master | PrecisionArg::Bf16Sr
+        )
+    {
+        return Err(invalid(
+            "--optim muon steps f32 weights (--precision f32 or bf16-states)".into(),
+        ));
     }
     let search = match cli.search {
         None => None,
@@ -548,6 +558,12 @@ fn registered(name: &str) -> Option<OptimizerConfig> {
     }
 }
 
+/// Whether `--optim` takes `name`: the registry's, `amsgrad`, and `muon` (Muon on the hidden
+/// layers' weights, AdamW on the rest).
+fn known(name: &str) -> bool {
+    name == "muon" || registered(name).is_some()
+}
+
 /// The names `--optim` takes.
 fn optimizer_names() -> String {
     let mut names: Vec<String> = OptimizerConfig::names()
@@ -555,6 +571,7 @@ fn optimizer_names() -> String {
         .map(|n| n.to_lowercase())
         .collect();
     names.push("amsgrad".into());
+    names.push("muon".into());
     names.join(", ")
 }
 
@@ -564,7 +581,8 @@ fn optimizer_names() -> String {
 fn default_lr(name: &str, args: &Args) -> f64 {
     match name {
         "sgd" => args.sgd_lr.unwrap_or(0.5),
-        "adamw" => args.adamw_lr.unwrap_or(3e-2),
+        // Muon with Moonshot's adjustment (match_rms_adamw) takes AdamW's rate and decay.
+        "adamw" | "muon" => args.adamw_lr.unwrap_or(3e-2),
         "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" | "adopt" => 3e-2,
         "adadelta" => 1.0,
         "adagrad" => 5e-2,
@@ -577,7 +595,7 @@ fn default_lr(name: &str, args: &Args) -> f64 {
 fn given_lr(name: &str, args: &Args) -> Option<f64> {
     args.lr.or(match name {
         "sgd" => args.sgd_lr,
-        "adamw" => args.adamw_lr,
+        "adamw" | "muon" => args.adamw_lr,
         _ => None,
     })
 }
@@ -592,12 +610,38 @@ fn optimizer(
     lr: f64,
 ) -> Result<(Optimizer, Option<GradConfig>)> {
     let params = net.params();
-    let weights: Vec<_> = params.iter().step_by(2).cloned().collect();
+    let mut weights: Vec<_> = params.iter().step_by(2).cloned().collect();
     let biases: Vec<_> = params.iter().skip(1).step_by(2).cloned().collect();
+    // Muon: the hidden layers' weights (every layer's but the output's), each [inputs,
+    // outputs] row-major; AdamW for the output layer and the biases, as Muon users pair them.
+    let muon = if name == "muon" {
+        let hidden = weights.len() - 1;
+        let shapes = net
+            .widths
+            .windows(2)
+            .take(hidden)
+            .map(|w| w.to_vec())
+            .collect();
+        let config = MuonConfig::default()
+            .with_lr(lr)
+            .with_weight_decay(args.weight_decay.unwrap_or(1e-2))
+            // Symmetric in the shape (these weights are PyTorch's transposed), and made to
+            // take AdamW's rate and decay.
+            .with_adjust_lr(AdjustLr::MatchRmsAdamW);
+        let params = weights.drain(..hidden).collect();
+        vec![MuonGroup {
+            config,
+            params,
+            shapes,
+        }]
+    } else {
+        Vec::new()
+    };
     // The weights' configuration (decoupled weight decay 1e-2 where the optimizer has it)
     // and the biases' (no decay); clipping at a global norm of 1, but for SGD, whose
     // gradient processing only measures the norm for the log.
-    let registered = registered(name).ok_or_else(|| Error::UnknownOptimizer {
+    let registered = registered(if name == "muon" { "adamw" } else { name });
+    let registered = registered.ok_or_else(|| Error::UnknownOptimizer {
         name: name.to_string(),
         known: optimizer_names(),
     })?;
@@ -606,7 +650,7 @@ fn optimizer(
     // overfit in three epochs; 5e-4 on a table (the usual SGD setting), which may be small.
     let coupled_decay = if args.csv.is_some() { 5e-4 } else { 0.0 };
     let (decayed, plain) = match name {
-        "adamw" => {
+        "adamw" | "muon" => {
             let config = AdamWConfig::default()
                 .with_lr(lr)
                 .with_betas(args.beta1, 0.999);
@@ -651,20 +695,17 @@ fn optimizer(
     } else {
         Some(GradConfig::default().with_max_norm(1.0))
     };
-    let mut optimizer = Optimizer::with_precision(
-        ctx,
-        vec![
-            ParamGroup {
-                config: decayed,
-                params: weights,
-            },
-            ParamGroup {
-                config: plain,
-                params: biases,
-            },
-        ],
-        args.precision.1,
-    )?;
+    let groups = vec![
+        ParamGroup {
+            config: decayed,
+            params: weights,
+        },
+        ParamGroup {
+            config: plain,
+            params: biases,
+        },
+    ];
+    let mut optimizer = Optimizer::with_muon(ctx, groups, muon, args.precision.1)?;
     optimizer.set_grad_processing(clip.clone())?;
     Ok((optimizer, clip))
 }

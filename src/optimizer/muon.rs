@@ -594,6 +594,15 @@ impl super::Optimizer {
         self.muon.as_ref().map_or(&[], |m| &m.configs)
     }
 
+    /// Every parameter group's learning rate: the element-wise groups', then the Muon
+    /// groups' (the numbers [`Optimizer::set_group_lrs`] takes).
+    pub fn group_lrs(&self) -> Vec<f64> {
+        let elementwise = self.configs.iter().map(|c| c.lr());
+        elementwise
+            .chain(self.muon_configs().iter().map(|c| c.lr))
+            .collect()
+    }
+
     /// Replaces Muon group `index`'s hyperparameters (its learning rate, weight decay,
     /// momentum, Nesterov, adjustment) for the steps submitted after this call: a buffer
     /// write, never a rebuild. The iteration's coefficients, steps and eps are the batch's:

@@ -360,7 +360,7 @@ impl ReduceLrOnPlateau {
         metric: f64,
         optimizer: &mut Optimizer,
     ) -> Result<Vec<LrChange>> {
-        let groups: Vec<usize> = (0..optimizer.group_configs().len()).collect();
+        let groups: Vec<usize> = (0..optimizer.group_lrs().len()).collect();
         self.step_groups(metric, optimizer, &groups)
     }
 
@@ -389,12 +389,12 @@ impl ReduceLrOnPlateau {
         optimizer: &mut Optimizer,
         groups: &[usize],
     ) -> Result<Vec<LrChange>> {
-        let configs = optimizer.group_configs();
+        let all = optimizer.group_lrs();
         for (position, &group) in groups.iter().enumerate() {
-            if group >= configs.len() {
+            if group >= all.len() {
                 return Err(Error::NoSuchGroup {
                     group,
-                    count: configs.len(),
+                    count: all.len(),
                 });
             }
             if groups[..position].contains(&group) {
@@ -403,7 +403,7 @@ impl ReduceLrOnPlateau {
                 ));
             }
         }
-        let mut lrs: Vec<f64> = groups.iter().map(|&g| configs[g].lr()).collect();
+        let mut lrs: Vec<f64> = groups.iter().map(|&g| all[g]).collect();
         let mut next = self.clone();
         let mut changes = next.step(metric, &mut lrs)?;
         for change in &mut changes {
