@@ -6,6 +6,8 @@
 //   muon_momentum: B <- lerp(B, g, 1 - mu); U <- nesterov ? lerp(g, B, mu) : B  (into `ns_in`)
 //   (Newton-Schulz: O <- NS_k(U), into `ns_out`)
 //   muon_apply:    p <- p * (1 - lr * weight_decay); p <- p + (-lr * ratio) * O
+// (PyTorch's form; Optax's, per matrix: B <- (1 - mu) g + mu B, U bias-corrected,
+//  p <- p + (-lr) (ratio O + weight_decay p).)
 //   muon_combine:  the Muon gradients' norm stats added to the other parameters' (before the
 //                  finalize derives the norm, clip coefficient and skip flag from them)
 //
@@ -35,8 +37,15 @@ struct MuonMatrix {
     decay: f32,
     // -(lr * ratio(rows, cols)), computed in f64: the step along the orthogonalized update.
     step: f32,
-    pad0: u32,
-    pad1: u32,
+    // Non-zero for optax.contrib.muon's form: bias-corrected momentum (ln(momentum) for the
+    // corrections), `p + (-lr) (scale O + weight_decay p)`.
+    optax: u32,
+    ln_momentum: f32,
+    // ratio(rows, cols), weight_decay and -lr, in f32.
+    scale: f32,
+    weight_decay: f32,
+    neg_lr: f32,
+    pad: u32,
 }
 
 // A workgroup's share of a span: `MUON_TILE` elements of one matrix from `start`.
@@ -89,13 +98,27 @@ fn muon_momentum(
     let m = matrices[t.matrix];
     let c = control[0];
     let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
+    // Optax's bias corrections 1 - momentum^t and 1 - momentum^(t + 1), t the step the
+    // prologue just counted.
+    let step = f32(c.step);
+    let correction = bias_correction(m.ln_momentum, step);
+    let next_correction = bias_correction(m.ln_momentum, step + 1.0);
+    let optax = m.optax != 0u;
+    let nesterov = m.nesterov != 0u;
     for (var i = lane; i < len; i += MUON_WORKGROUP) {
         let e = t.start + i;
         let g = process_grad(vec4(grad[m.grad + e]), c);
-        let b = lerp(vec4(momentum[m.state + e]), g, m.one_minus_momentum);
-        let u = select(b, lerp(g, b, m.momentum), m.nesterov != 0u);
-        momentum[m.state + e] = b.x;
-        ns_in[m.io + e] = u.x;
+        let old = vec4(momentum[m.state + e]);
+        // torch: buf.lerp_(grad, 1 - momentum); grad.lerp(buf, momentum) with Nesterov.
+        let b_torch = lerp(old, g, m.one_minus_momentum);
+        let u_torch = select(b_torch, lerp(g, b_torch, m.momentum), nesterov);
+        // optax: (1 - beta) g + beta mu, then bias-corrected.
+        let b_optax = m.one_minus_momentum * g + m.momentum * old;
+        let u_nesterov = m.momentum * (b_optax / next_correction)
+            + m.one_minus_momentum * (g / correction);
+        let u_optax = select(b_optax / correction, u_nesterov, nesterov);
+        momentum[m.state + e] = select(b_torch, b_optax, optax).x;
+        ns_in[m.io + e] = select(u_torch, u_optax, optax).x;
     }
 }
 
@@ -111,10 +134,14 @@ fn muon_apply(
     let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
     for (var i = lane; i < len; i += MUON_WORKGROUP) {
         let e = t.start + i;
-        var p = param[m.param + e];
-        p = p * m.decay;
-        p = p + m.step * ns_out[m.io + e];
-        param[m.param + e] = p;
+        let p = param[m.param + e];
+        let o = ns_out[m.io + e];
+        // torch: p.mul_(1 - lr wd); p.add_(O, alpha=-lr ratio).
+        let decayed = p * m.decay;
+        let torch = decayed + m.step * o;
+        // optax: p + (-lr) (ratio O + wd p).
+        let optax = p + m.neg_lr * (m.scale * o + m.weight_decay * p);
+        param[m.param + e] = select(torch, optax, m.optax != 0u);
     }
 }
 

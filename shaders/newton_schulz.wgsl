@@ -4,7 +4,7 @@
 // is loaded and back as it is stored, as torch.optim.Muon does).
 //
 //   sum_squares  ss = |U|_F^2                          one workgroup per matrix
-//   load         X = U (or U^T) / max(sqrt(ss), eps)
+//   load         X = U (or U^T) / max(sqrt(ss), eps)   (sqrt(ss) + eps with NORM_PLUS_EPS)
 //   per iteration:
 //     gram       G = X X^T                             (KIND 0)
 //     poly       H = b G + c G G                       (KIND 1)
@@ -198,6 +198,10 @@ fn u_at(mat: Mat, i: u32, j: u32) -> f32 {
     return input[mat.io + i * mat.n + j];
 }
 
+// Whether U is divided by its norm plus eps (optax.contrib.muon) rather than the larger of the
+// two (torch.optim.Muon).
+override NORM_PLUS_EPS: bool = false;
+
 // X's row i, columns 4 at.x to 4 at.x + 3, from U, divided by its norm.
 @compute @workgroup_size(16, 16, 1)
 fn load(@builtin(global_invocation_id) at: vec3<u32>) {
@@ -208,7 +212,9 @@ fn load(@builtin(global_invocation_id) at: vec3<u32>) {
         return;
     }
     let u = vec4(u_at(mat, i, j), u_at(mat, i, j + 1u), u_at(mat, i, j + 2u), u_at(mat, i, j + 3u));
-    x_out[(mat.x + i * mat.n4 + j) / 4u] = u / max(sqrt(sumsq[at.z]), table.coefficients.eps);
+    let norm = sqrt(sumsq[at.z]);
+    let eps = table.coefficients.eps;
+    x_out[(mat.x + i * mat.n4 + j) / 4u] = u / select(max(norm, eps), norm + eps, NORM_PLUS_EPS);
 }
 
 // O from X's row i, columns 4 at.x to 4 at.x + 3 (read from `x_in`, where the last iteration

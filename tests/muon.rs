@@ -579,3 +579,82 @@ fn a_snapshot_rewinds_muon_too() {
     assert_eq!(bits(&restored), bits(&momentum));
     assert_eq!(m.optimizer.read_step().unwrap(), 1);
 }
+
+/// Optax's form on the device (bias-corrected momentum from the shared step counter, the norm
+/// plus eps, Optax's decay) against the reference, Nesterov on and off; it cannot share a
+/// batch with PyTorch's form (another norm floor).
+#[test]
+fn the_optax_form_follows_the_reference_on_the_device() {
+    let ctx = context();
+    let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|&(r, c)| vec![r, c]).collect();
+    let lens: Vec<usize> = SHAPES.iter().map(|&(r, c)| r * c).collect();
+    for nesterov in [true, false] {
+        let config = MuonConfig::default()
+            .with_optax_form(true)
+            .with_lr(2e-2)
+            .with_eps(1e-8)
+            .with_weight_decay(0.1)
+            .with_nesterov(nesterov)
+            .with_adjust_lr(AdjustLr::WidthTransfer);
+        let arena = Arena::new(ctx, &lens).unwrap();
+        let group = MuonGroup {
+            config: config.clone(),
+            params: arena.params(),
+            shapes: shapes.clone(),
+        };
+        let optimizer =
+            Optimizer::with_muon(ctx, Vec::new(), vec![group], Precision::default()).unwrap();
+        let mut host = reference::Muon::new(&config, &shapes).unwrap();
+        let mut rng = Rng::new(51);
+        let mut params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
+        for (i, p) in params.iter().enumerate() {
+            arena.write_param(i, p).unwrap();
+        }
+        for steps in 1..=4 {
+            let grads: Vec<Vec<f32>> = lens.iter().map(|&len| rng.gradient(len)).collect();
+            for (i, g) in grads.iter().enumerate() {
+                arena.write_grad(i, g).unwrap();
+            }
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            optimizer.step(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+            host.step(&mut params, &grads).unwrap();
+            let device: Vec<Vec<f32>> = (0..lens.len())
+                .map(|i| arena.read_param(i).unwrap())
+                .collect();
+            assert_matrices_close(&device, &params, steps);
+            for j in 0..SHAPES.len() {
+                let device = optimizer.read_state(j, "momentum_buffer").unwrap();
+                assert_eq!(bits(&device), bits(host.momentum_buffer(j).unwrap()));
+            }
+            params = device;
+        }
+    }
+    let arena = Arena::new(ctx, &[64, 64]).unwrap();
+    let params = arena.params();
+    let group = |config: MuonConfig, i: usize| MuonGroup {
+        config,
+        params: vec![params[i].clone()],
+        shapes: vec![vec![8, 8]],
+    };
+    let forms = vec![
+        group(MuonConfig::default(), 0),
+        group(MuonConfig::default().with_optax_form(true), 1),
+    ];
+    assert!(matches!(
+        Optimizer::with_muon(ctx, Vec::new(), forms, Precision::default()),
+        Err(Error::StructuralChange("Muon"))
+    ));
+    assert!(matches!(
+        reference::Muon::new(
+            &MuonConfig::default()
+                .with_optax_form(true)
+                .with_momentum(1.0),
+            &[vec![8, 8]]
+        ),
+        Err(Error::InvalidHyperparameter {
+            name: "momentum",
+            ..
+        })
+    ));
+}

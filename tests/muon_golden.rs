@@ -8,7 +8,8 @@
 //! parameters. Two f32 implementations of the same formulas that sum in different orders differ
 //! from float64 by about as much; each step is checked within 4 times that spread (at least
 //! 1e-6). torch.optim.Muon as shipped orthogonalizes in bfloat16: its final parameters, also
-//! stored, sit about 1e-3 from float64, hundreds of times further than ours.
+//! stored, sit about 1e-3 from float64, hundreds of times further than ours. Optax's form
+//! replays `optax.contrib.muon`'s trajectories (tests/golden/muon_optax.json) the same way.
 
 use serde_json::Value;
 use wgpu_optim::reference::{self, Matrix};
@@ -51,11 +52,37 @@ fn config(kwargs: &Value) -> MuonConfig {
     config
 }
 
-#[test]
-fn the_reference_follows_torchs_muon_within_its_own_f32_spread() {
-    let golden: Value = serde_json::from_str(include_str!("golden/muon.json")).unwrap();
-    let cases = golden["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 37);
+/// `optax.contrib.muon`'s keyword arguments over Optax's defaults (eps 1e-8, no weight decay,
+/// width scaling), in Optax's form.
+fn optax_config(kwargs: &Value) -> MuonConfig {
+    let mut config = MuonConfig::default()
+        .with_optax_form(true)
+        .with_eps(1e-8)
+        .with_weight_decay(0.0)
+        .with_adjust_lr(AdjustLr::WidthTransfer);
+    for (key, value) in kwargs.as_object().expect("an object") {
+        match key.as_str() {
+            "learning_rate" => config.lr = value.as_f64().unwrap(),
+            "weight_decay" => config.weight_decay = value.as_f64().unwrap(),
+            "beta" => config.momentum = value.as_f64().unwrap(),
+            "nesterov" => config.nesterov = value.as_bool().unwrap(),
+            "ns_steps" => config.ns_steps = value.as_u64().unwrap() as u32,
+            "eps" => config.eps = value.as_f64().unwrap(),
+            "consistent_rms" => {
+                assert_eq!(value.as_f64(), Some(0.2), "0.2 is match_rms_adamw's");
+                config.adjust_lr = AdjustLr::MatchRmsAdamW;
+            }
+            other => panic!("unknown keyword {other}"),
+        }
+    }
+    config
+}
+
+/// Replays every case with the configuration `config` makes of its keywords, each step within
+/// 4 times the recording's own f32 spread (at least 1e-6), the final momentum within 1e-6
+/// relative of the recorded one (`momentum_key`); returns the closest share of the tolerance
+/// and where.
+fn replay(cases: &[Value], config: fn(&Value) -> MuonConfig, momentum_key: &str) -> (f64, String) {
     let mut worst = (0.0f64, String::new());
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -80,7 +107,7 @@ fn the_reference_follows_torchs_muon_within_its_own_f32_spread() {
             let error = params[0]
                 .iter()
                 .zip(f64s(expected))
-                .map(|(&ours, torch)| (ours as f64 - torch).abs())
+                .map(|(&ours, recorded)| (ours as f64 - recorded).abs())
                 .fold(0.0, f64::max);
             assert!(
                 error <= tolerance,
@@ -91,13 +118,26 @@ fn the_reference_follows_torchs_muon_within_its_own_f32_spread() {
                 worst = (error / tolerance, format!("{name} step {}", step + 1));
             }
         }
-        let buffer = f64s(&case["f64_momentum_buffer"]);
-        for (&ours, torch) in muon.momentum_buffer(0).unwrap().iter().zip(buffer) {
+        let buffer = f64s(&case[momentum_key]);
+        for (&ours, recorded) in muon.momentum_buffer(0).unwrap().iter().zip(buffer) {
             assert!(
-                (ours as f64 - torch).abs() <= 1e-6 * (1.0 + torch.abs()),
-                "{name}: momentum buffer {ours} vs {torch}"
+                (ours as f64 - recorded).abs() <= 1e-6 * (1.0 + recorded.abs()),
+                "{name}: momentum buffer {ours} vs {recorded}"
             );
         }
+    }
+    worst
+}
+
+#[test]
+fn the_reference_follows_torchs_muon_within_its_own_f32_spread() {
+    let golden: Value = serde_json::from_str(include_str!("golden/muon.json")).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 37);
+    let worst = replay(cases, config, "f64_momentum_buffer");
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let spreads = f64s(&case["f32_spread"]);
         // Torch's bfloat16 default sits much further from float64 than this f32 reference
         // (the zero matrix excepted: everything stays 0 there).
         let bf16_distance = case["torch_bf16_final_distance"].as_f64().unwrap();
@@ -107,6 +147,22 @@ fn the_reference_follows_torchs_muon_within_its_own_f32_spread() {
             "{name}: bf16 {bf16_distance:e}, f32 spread {final_spread:e}"
         );
     }
+    eprintln!(
+        "closest to the tolerance: {:.2} of it ({})",
+        worst.0, worst.1
+    );
+}
+
+/// Optax's form (`MuonConfig::with_optax_form`) against `optax.contrib.muon`
+/// (tests/golden/muon_optax.json, recorded by tools/golden/muon_optax.py with optax 0.2.8 and
+/// JAX 0.10.2 in float64 and float32): square, wide, tall and odd shapes; Nesterov on and off;
+/// weight decay; `consistent_rms`; 3 iterations with another eps.
+#[test]
+fn the_optax_form_follows_optax_muon_within_its_own_f32_spread() {
+    let golden: Value = serde_json::from_str(include_str!("golden/muon_optax.json")).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 20);
+    let worst = replay(cases, optax_config, "f64_mu");
     eprintln!(
         "closest to the tolerance: {:.2} of it ({})",
         worst.0, worst.1

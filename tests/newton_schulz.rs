@@ -6,7 +6,7 @@
 mod common;
 
 use common::{context, Rng};
-use wgpu_optim::matrix::NewtonSchulz;
+use wgpu_optim::matrix::{NewtonSchulz, NormFloor};
 use wgpu_optim::reference::{self, Matrix};
 use wgpu_optim::Error;
 
@@ -77,6 +77,47 @@ fn a_batch_of_every_shape_matches_the_reference_one_matrix_at_a_time() {
             );
         }
         eprintln!("{steps} steps: largest |device - reference| {worst:e}");
+    }
+}
+
+/// Optax's floor (`||X||_F + eps`), with an eps large enough to change the result: the
+/// reference's, within the same bound; and not the default floor's.
+#[test]
+fn the_norm_plus_eps_floor_matches_the_reference() {
+    let ctx = context();
+    let shapes = [(7, 13), (13, 7), (8, 8)];
+    let inputs = inputs(17, &shapes);
+    let eps = 0.5;
+    let ns = NewtonSchulz::with_norm_floor(ctx, &shapes, COEFFICIENTS, 5, eps, NormFloor::Add);
+    let ns = ns.unwrap();
+    for (i, values) in inputs.iter().enumerate() {
+        ctx.write_f32(&ns.input(i).unwrap(), values).unwrap();
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    ns.record(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let coefficients = COEFFICIENTS.map(|v| v as f32);
+    for (i, (&(rows, cols), input)) in shapes.iter().zip(&inputs).enumerate() {
+        let device = ctx.read_f32(&ns.output(i).unwrap()).unwrap();
+        let matrix = Matrix {
+            rows,
+            cols,
+            values: input.clone(),
+        };
+        let floor = NormFloor::Add;
+        let expected =
+            reference::newton_schulz_with_floor(&matrix, coefficients, 5, eps as f32, floor);
+        for (d, r) in device.iter().zip(&expected.values) {
+            assert!((d - r).abs() <= TOLERANCE, "{rows} x {cols}: {d} vs {r}");
+        }
+        let max = reference::newton_schulz(&matrix, coefficients, 5, eps as f32);
+        assert!(
+            max.values
+                .iter()
+                .zip(&device)
+                .any(|(a, b)| (a - b).abs() > 1e-3),
+            "{rows} x {cols}: the floor changes nothing"
+        );
     }
 }
 

@@ -68,9 +68,19 @@ pub fn newton_schulz_source() -> String {
     concatenate(&prelude::<NsBinding>(), &newton_schulz_files())
 }
 
-/// Cache key of the module's pipelines (one set per device).
+/// What the matrix is divided by before the iterations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NormFloor {
+    /// `max(||X||_F, eps)`: `torch.optim.Muon`'s `norm().clamp(min=eps)` (the default).
+    #[default]
+    Max,
+    /// `||X||_F + eps`: `optax.contrib.muon`'s (Frobenius preconditioning).
+    Add,
+}
+
+/// Cache key of the module's pipelines (one set per device and norm floor).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct NsKey;
+struct NsKey(NormFloor);
 
 struct NsPipelines {
     layout: wgpu::BindGroupLayout,
@@ -157,6 +167,19 @@ impl NewtonSchulz {
         steps: u32,
         eps: f64,
     ) -> Result<Self> {
+        Self::with_norm_floor(ctx, shapes, coefficients, steps, eps, NormFloor::Max)
+    }
+
+    /// [`NewtonSchulz::new`] dividing each matrix by its norm as `floor` says (Optax's
+    /// `||X||_F + eps` with [`NormFloor::Add`]).
+    pub fn with_norm_floor(
+        ctx: &Context,
+        shapes: &[(usize, usize)],
+        coefficients: [f64; 3],
+        steps: u32,
+        eps: f64,
+        floor: NormFloor,
+    ) -> Result<Self> {
         check_iteration(coefficients, steps, eps)?;
         if shapes.is_empty() || shapes.iter().any(|&(r, c)| r == 0 || c == 0) {
             return Err(Error::InvalidOptions(
@@ -195,7 +218,7 @@ impl NewtonSchulz {
                 "the batch's matrices past one storage binding (max_storage_buffer_binding_size)",
             ));
         }
-        let pipelines = ctx.cached(NsKey, build_pipelines)?;
+        let pipelines = ctx.cached(NsKey(floor), |device| build_pipelines(device, floor))?;
         capture_errors(device, || {
             let buffer = |label: &str, len: u64, usage: wgpu::BufferUsages| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -342,7 +365,7 @@ impl NewtonSchulz {
     }
 }
 
-fn build_pipelines(device: &wgpu::Device) -> NsPipelines {
+fn build_pipelines(device: &wgpu::Device, floor: NormFloor) -> NsPipelines {
     use NsBinding as B;
     let module = create_module(device, "newton_schulz", &newton_schulz_source());
     let entries = [
@@ -362,7 +385,10 @@ fn build_pipelines(device: &wgpu::Device) -> NsPipelines {
     let multiply = |kind: u32| pipeline("multiply", &[("KIND", f64::from(kind))]);
     NsPipelines {
         sum_squares: pipeline("sum_squares", &[]),
-        load: pipeline("load", &[]),
+        load: pipeline(
+            "load",
+            &[("NORM_PLUS_EPS", f64::from(floor == NormFloor::Add))],
+        ),
         multiply: [multiply(0), multiply(1), multiply(2)],
         store: pipeline("store", &[]),
         layout,

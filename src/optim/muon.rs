@@ -26,6 +26,10 @@ pub enum AdjustLr {
     /// `lr * sqrt(A / B)`: Bernstein's spectral condition without the clamp
     /// (`"spectral_unclamped"`).
     SpectralUnclamped,
+    /// `lr * sqrt(max(1, B / A))`: `optax.contrib.muon`'s width scaling (its default,
+    /// `consistent_rms=None`), for JAX's `[fan_in, fan_out]` weights (`"width_transfer"`).
+    /// Optax's `consistent_rms=0.2` is [`AdjustLr::MatchRmsAdamW`].
+    WidthTransfer,
 }
 
 impl AdjustLr {
@@ -35,6 +39,7 @@ impl AdjustLr {
             AdjustLr::Original => "original",
             AdjustLr::MatchRmsAdamW => "match_rms_adamw",
             AdjustLr::SpectralUnclamped => "spectral_unclamped",
+            AdjustLr::WidthTransfer => "width_transfer",
         }
     }
 
@@ -44,6 +49,7 @@ impl AdjustLr {
             AdjustLr::Original,
             AdjustLr::MatchRmsAdamW,
             AdjustLr::SpectralUnclamped,
+            AdjustLr::WidthTransfer,
         ]
         .into_iter()
         .find(|a| a.name() == name)
@@ -57,6 +63,7 @@ impl AdjustLr {
             AdjustLr::Original => (a / b).max(1.0).sqrt(),
             AdjustLr::MatchRmsAdamW => 0.2 * a.max(b).sqrt(),
             AdjustLr::SpectralUnclamped => (a / b).sqrt(),
+            AdjustLr::WidthTransfer => (b / a).max(1.0).sqrt(),
         }
     }
 }
@@ -102,6 +109,8 @@ config_struct! {
         pub ns_steps: u32,
         /// The learning-rate adjustment by shape (default [`AdjustLr::Original`]).
         pub adjust_lr: AdjustLr,
+        /// `optax.contrib.muon`'s form (default false): see [`MuonConfig::with_optax_form`].
+        pub optax_form: bool,
     }
 }
 
@@ -116,6 +125,7 @@ impl Default for MuonConfig {
             eps: 1e-7,
             ns_steps: 5,
             adjust_lr: AdjustLr::Original,
+            optax_form: false,
         }
     }
 }
@@ -137,6 +147,15 @@ setters! { MuonConfig;
     with_ns_steps(ns_steps: u32);
     /// Sets the learning-rate adjustment.
     with_adjust_lr(adjust_lr: AdjustLr);
+    /// `optax.contrib.muon`'s form (optax 0.2.8, Frobenius preconditioning, not adaptive)
+    /// instead of PyTorch's, where they differ: the momentum `mu <- (1 - mu_f) g + mu_f mu`
+    /// bias-corrected (`mu_hat = mu / (1 - mu_f^t)`; with Nesterov `mu_f mu / (1 - mu_f^(t+1))
+    /// + (1 - mu_f) g / (1 - mu_f^t)`, `t` the step), the matrix divided by `||X||_F + eps`,
+    /// and the update `p <- p - lr (ratio O + weight_decay p)`. Optax's defaults differ too:
+    /// set `eps` 1e-8, `weight_decay` 0 and [`AdjustLr::WidthTransfer`] (or
+    /// [`AdjustLr::MatchRmsAdamW`] for its `consistent_rms=0.2`) to have them. Needs a
+    /// momentum below 1 (the bias correction divides by `1 - mu_f^t`).
+    with_optax_form(optax_form: bool);
 }
 
 impl MuonConfig {
@@ -149,6 +168,14 @@ impl MuonConfig {
         non_negative("lr", self.lr)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("momentum", self.momentum)?;
+        if self.optax_form && self.momentum >= 1.0 {
+            return Err(Error::InvalidHyperparameter {
+                name: "momentum",
+                value: self.momentum,
+                expected: "a value in [0, 1) in Optax's form (its bias correction divides by \
+                           1 - momentum^t)",
+            });
+        }
         check_iteration(self.ns_coefficients, self.ns_steps, self.eps)
     }
 
@@ -160,6 +187,26 @@ impl MuonConfig {
                 optimizer: "Muon",
                 shape: shape.to_vec(),
             }),
+        }
+    }
+
+    /// What one Newton-Schulz batch must share: the coefficients, steps, eps and form (how the
+    /// norm is floored).
+    pub(crate) fn iteration(&self) -> ([f64; 3], u32, f64, bool) {
+        (
+            self.ns_coefficients,
+            self.ns_steps,
+            self.eps,
+            self.optax_form,
+        )
+    }
+
+    /// How the iteration floors the norm.
+    pub(crate) fn norm_floor(&self) -> crate::matrix::NormFloor {
+        if self.optax_form {
+            crate::matrix::NormFloor::Add
+        } else {
+            crate::matrix::NormFloor::Max
         }
     }
 

@@ -395,10 +395,9 @@ impl Optimizer {
         for config in &configs {
             self.check_structure(config)?;
         }
-        let iteration = |c: &MuonConfig| (c.ns_coefficients, c.ns_steps, c.eps);
         for (config, current) in muon.iter().zip(self.muon_configs()) {
             config.validate()?;
-            if iteration(config) != iteration(current) {
+            if config.iteration() != current.iteration() {
                 return Err(Error::StructuralChange("Muon"));
             }
         }

@@ -120,7 +120,12 @@ struct MuonMatrix {
     one_minus_momentum: f32,
     decay: f32,
     step: f32,
-    pad: [u32; 2],
+    optax: u32,
+    ln_momentum: f32,
+    scale: f32,
+    weight_decay: f32,
+    neg_lr: f32,
+    pad: u32,
 }
 
 /// A workgroup's tile (`MuonTile`).
@@ -249,7 +254,7 @@ pub(super) fn check_groups(
         group.config.validate()?;
         let c = &group.config;
         let f = &first.config;
-        if (c.ns_coefficients, c.ns_steps, c.eps) != (f.ns_coefficients, f.ns_steps, f.eps) {
+        if c.iteration() != f.iteration() {
             // One batch runs every matrix's iteration with one set of constants.
             return Err(Error::StructuralChange("Muon"));
         }
@@ -298,12 +303,13 @@ impl MuonPart {
         let device = ctx.device();
         let first = &configs[0];
         let shapes: Vec<(usize, usize)> = tensors.iter().map(|t| (t.2, t.3)).collect();
-        let ns = NewtonSchulz::new(
+        let ns = NewtonSchulz::with_norm_floor(
             ctx,
             &shapes,
             first.ns_coefficients,
             first.ns_steps,
             first.eps,
+            first.norm_floor(),
         )?;
         let total: u64 = tensors.iter().map(|t| t.0.len()).sum();
         let limits = device.limits();
@@ -413,7 +419,12 @@ impl MuonPart {
                     one_minus_momentum: (1.0 - c.momentum) as f32,
                     decay: (1.0 - c.lr * c.weight_decay) as f32,
                     step: -(c.adjusted_lr(t.rows, t.cols)) as f32,
-                    pad: [0; 2],
+                    optax: u32::from(c.optax_form),
+                    ln_momentum: c.momentum.ln() as f32,
+                    scale: c.adjust_lr.ratio(t.rows, t.cols) as f32,
+                    weight_decay: c.weight_decay as f32,
+                    neg_lr: -c.lr as f32,
+                    pad: 0,
                 };
                 io += len;
                 Ok(record)
@@ -504,9 +515,7 @@ impl MuonPart {
         let first = &self.configs[0];
         for c in &configs {
             c.validate()?;
-            if (c.ns_coefficients, c.ns_steps, c.eps)
-                != (first.ns_coefficients, first.ns_steps, first.eps)
-            {
+            if c.iteration() != first.iteration() {
                 return Err(Error::StructuralChange("Muon"));
             }
         }

@@ -29,7 +29,7 @@ pub mod math {
 
 pub use common::*;
 pub use grad::*;
-pub use muon::{newton_schulz, Matrix, Muon};
+pub use muon::{newton_schulz, newton_schulz_with_floor, Matrix, Muon};
 
 use crate::error::{Error, Result};
 use crate::grad::GradConfig;

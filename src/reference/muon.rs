@@ -1,8 +1,9 @@
 //! Muon on the host ([`MuonConfig`]): Newton-Schulz orthogonalization in f32, one matrix at a
 //! time, the oracle for the device's batched iterations.
 
-use super::math::lerp;
+use super::math::{bias_correction, lerp};
 use crate::error::{Error, Result};
+use crate::matrix::NormFloor;
 use crate::optim::MuonConfig;
 
 /// A row-major `rows x cols` matrix of f32.
@@ -55,6 +56,18 @@ impl Matrix {
 /// transposed when taller than wide, divided by `max(||X||_F, eps)`, `steps` iterations of
 /// `G = X X^T; X <- a X + (b G + c G G) X`, transposed back.
 pub fn newton_schulz(update: &Matrix, coefficients: [f32; 3], steps: u32, eps: f32) -> Matrix {
+    newton_schulz_with_floor(update, coefficients, steps, eps, NormFloor::Max)
+}
+
+/// [`newton_schulz`] dividing by the norm as `floor` says (`optax.contrib.muon`'s
+/// `||X||_F + eps` with [`NormFloor::Add`]).
+pub fn newton_schulz_with_floor(
+    update: &Matrix,
+    coefficients: [f32; 3],
+    steps: u32,
+    eps: f32,
+    floor: NormFloor,
+) -> Matrix {
     let [a, b, c] = coefficients;
     let tall = update.rows > update.cols;
     let mut x = if tall {
@@ -63,7 +76,10 @@ pub fn newton_schulz(update: &Matrix, coefficients: [f32; 3], steps: u32, eps: f
         update.clone()
     };
     let norm = x.values.iter().fold(0.0f32, |sum, v| sum + v * v).sqrt();
-    let scale = norm.max(eps);
+    let scale = match floor {
+        NormFloor::Max => norm.max(eps),
+        NormFloor::Add => norm + eps,
+    };
     x.values.iter_mut().for_each(|v| *v /= scale);
     for _ in 0..steps {
         let gram = x.addmm(&x.transpose(), &x, 0.0, 1.0);
@@ -84,6 +100,8 @@ pub struct Muon {
     config: MuonConfig,
     shapes: Vec<(usize, usize)>,
     momentum_buffers: Vec<Vec<f32>>,
+    // Steps taken (Optax's form corrects the momentum's bias by it).
+    step: u32,
 }
 
 impl Muon {
@@ -100,6 +118,7 @@ impl Muon {
             config: config.clone(),
             momentum_buffers: shapes.iter().map(|&(r, c)| vec![0.0; r * c]).collect(),
             shapes,
+            step: 0,
         })
     }
 
@@ -129,26 +148,60 @@ impl Muon {
                 }
             }
         }
+        self.step += 1;
         let c = &self.config;
         let momentum = c.momentum as f32;
         let one_minus_momentum = (1.0 - c.momentum) as f32;
         let decay = (1.0 - c.lr * c.weight_decay) as f32;
         let coefficients = c.ns_coefficients.map(|v| v as f32);
+        // Optax's bias corrections, as the device derives them from the step.
+        let ln_momentum = c.momentum.ln() as f32;
+        let correction = bias_correction(ln_momentum, self.step as f32);
+        let next_correction = bias_correction(ln_momentum, self.step as f32 + 1.0);
         for (i, &(rows, cols)) in self.shapes.iter().enumerate() {
             let (p, g, buf) = (&mut params[i], &grads[i], &mut self.momentum_buffers[i]);
-            for (b, &g) in buf.iter_mut().zip(g) {
-                *b = lerp(*b, g, one_minus_momentum);
-            }
-            let values = if c.nesterov {
+            let values: Vec<f32> = if c.optax_form {
+                for (b, &g) in buf.iter_mut().zip(g) {
+                    *b = one_minus_momentum * g + momentum * *b;
+                }
                 g.iter()
                     .zip(buf.iter())
-                    .map(|(&g, &b)| lerp(g, b, momentum))
+                    .map(|(&g, &b)| match c.nesterov {
+                        true => {
+                            momentum * (b / next_correction) + one_minus_momentum * (g / correction)
+                        }
+                        false => b / correction,
+                    })
                     .collect()
             } else {
-                buf.clone()
+                for (b, &g) in buf.iter_mut().zip(g) {
+                    *b = lerp(*b, g, one_minus_momentum);
+                }
+                match c.nesterov {
+                    true => g
+                        .iter()
+                        .zip(buf.iter())
+                        .map(|(&g, &b)| lerp(g, b, momentum))
+                        .collect(),
+                    false => buf.clone(),
+                }
             };
             let update = Matrix { rows, cols, values };
-            let ortho = newton_schulz(&update, coefficients, c.ns_steps, c.eps as f32);
+            let ortho = newton_schulz_with_floor(
+                &update,
+                coefficients,
+                c.ns_steps,
+                c.eps as f32,
+                c.norm_floor(),
+            );
+            if c.optax_form {
+                let (neg_lr, wd) = (-c.lr as f32, c.weight_decay as f32);
+                let scale = c.adjust_lr.ratio(rows, cols) as f32;
+                for (p, o) in p.iter_mut().zip(&ortho.values) {
+                    *p += neg_lr * (scale * o + wd * *p);
+                }
+                continue;
+            }
             let step = -(c.adjusted_lr(rows, cols)) as f32;
             for (p, o) in p.iter_mut().zip(&ortho.values) {
                 *p *= decay;
