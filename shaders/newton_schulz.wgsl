@@ -49,8 +49,9 @@ struct Table {
 @group(0) @binding(INPUT_BINDING) var<storage, read> input: array<f32>;
 @group(0) @binding(OUTPUT_BINDING) var<storage, read_write> output: array<f32>;
 @group(0) @binding(SUMSQ_BINDING) var<storage, read_write> sumsq: array<f32>;
-@group(0) @binding(X_IN_BINDING) var<storage, read> x_in: array<vec4<f32>>;
-@group(0) @binding(X_OUT_BINDING) var<storage, read_write> x_out: array<vec4<f32>>;
+// `x_in` and `x_out` (the iterate X) are declared before this file by src/matrix/newton_schulz.rs
+// (`iterate_declarations`), in f32 or as f16 pairs packed in u32, with `x_in_at(at)` and
+// `x_out_set(at, v)`: the vec4 of X at vec4 index `at`, in f32 either way.
 @group(0) @binding(GRAM_BINDING) var<storage, read_write> gram: array<vec4<f32>>;
 @group(0) @binding(POLY_BINDING) var<storage, read_write> poly: array<vec4<f32>>;
 
@@ -81,7 +82,7 @@ fn a_row(mat: Mat, rows: u32, i: u32, k: u32) -> vec4<f32> {
         return vec4(0.0);
     }
     switch KIND {
-        case 0u: { return x_in[(mat.x + i * mat.n4 + k) / 4u]; }
+        case 0u: { return x_in_at((mat.x + i * mat.n4 + k) / 4u); }
         case 1u: { return gram[(mat.g + i * mat.m4 + k) / 4u]; }
         default: { return poly[(mat.g + i * mat.m4 + k) / 4u]; }
     }
@@ -96,7 +97,7 @@ fn b_row(mat: Mat, k: u32, j: u32) -> vec4<f32> {
     if KIND == 1u {
         return gram[(mat.g + k * mat.m4 + j) / 4u];
     }
-    return x_in[(mat.x + k * mat.n4 + j) / 4u];
+    return x_in_at((mat.x + k * mat.n4 + j) / 4u);
 }
 
 // Writes the 4 values of row `i` from column `j` (a multiple of 4; the padding gets zeros).
@@ -109,7 +110,7 @@ fn write(mat: Mat, i: u32, j: u32, dot: vec4<f32>) {
         }
         default: {
             let at = (mat.x + i * mat.n4 + j) / 4u;
-            x_out[at] = table.coefficients.a * x_in[at] + dot;
+            x_out_set(at, table.coefficients.a * x_in_at(at) + dot);
         }
     }
 }
@@ -214,7 +215,7 @@ fn load(@builtin(global_invocation_id) at: vec3<u32>) {
     let u = vec4(u_at(mat, i, j), u_at(mat, i, j + 1u), u_at(mat, i, j + 2u), u_at(mat, i, j + 3u));
     let norm = sqrt(sumsq[at.z]);
     let eps = table.coefficients.eps;
-    x_out[(mat.x + i * mat.n4 + j) / 4u] = u / select(max(norm, eps), norm + eps, NORM_PLUS_EPS);
+    x_out_set((mat.x + i * mat.n4 + j) / 4u, u / select(max(norm, eps), norm + eps, NORM_PLUS_EPS));
 }
 
 // O from X's row i, columns 4 at.x to 4 at.x + 3 (read from `x_in`, where the last iteration
@@ -227,7 +228,7 @@ fn store(@builtin(global_invocation_id) at: vec3<u32>) {
     if i >= mat.m || j0 >= mat.n {
         return;
     }
-    let x = x_in[(mat.x + i * mat.n4 + j0) / 4u];
+    let x = x_in_at((mat.x + i * mat.n4 + j0) / 4u);
     for (var e = 0u; e < 4u; e++) {
         let j = j0 + e;
         if j < mat.n {

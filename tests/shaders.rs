@@ -50,12 +50,14 @@ fn other_modules() -> Vec<(String, String, Vec<ShaderFile>, Vec<&'static str>)> 
         shaders::schedule_files(),
         vec!["schedule"],
     ));
-    modules.push((
-        "newton_schulz".to_string(),
-        shaders::newton_schulz_source(),
-        shaders::newton_schulz_files(),
-        vec!["sum_squares", "load", "multiply", "store"],
-    ));
+    for f16_iterate in [false, true] {
+        modules.push((
+            format!("newton_schulz (f16 iterate: {f16_iterate})"),
+            shaders::newton_schulz_source(f16_iterate),
+            shaders::newton_schulz_files(),
+            vec!["sum_squares", "load", "multiply", "store"],
+        ));
+    }
     modules.push((
         "muon".to_string(),
         shaders::muon_source(),

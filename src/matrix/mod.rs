@@ -5,5 +5,5 @@ mod newton_schulz;
 
 pub(crate) use newton_schulz::check_iteration;
 pub use newton_schulz::{
-    newton_schulz_files, newton_schulz_source, NewtonSchulz, NormFloor, NEWTON_SCHULZ,
+    newton_schulz_files, newton_schulz_source, NewtonSchulz, NormFloor, NsOptions, NEWTON_SCHULZ,
 };

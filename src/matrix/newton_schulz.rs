@@ -63,9 +63,40 @@ pub fn newton_schulz_files() -> Vec<ShaderFile> {
     vec![NEWTON_SCHULZ]
 }
 
-/// The Newton-Schulz module's WGSL source: its bindings' prelude and its file.
-pub fn newton_schulz_source() -> String {
-    concatenate(&prelude::<NsBinding>(), &newton_schulz_files())
+/// The Newton-Schulz module's WGSL source with the iterate stored in f32 (`f16_iterate`
+/// false) or f16: its bindings' prelude, the iterate's declarations and its file.
+pub fn newton_schulz_source(f16_iterate: bool) -> String {
+    let prelude = prelude::<NsBinding>() + iterate_declarations(f16_iterate);
+    concatenate(&prelude, &newton_schulz_files())
+}
+
+/// The iterate's buffers and their access, in f32 or as f16 pairs packed in u32
+/// (`pack2x16float`: any adapter, no `shader-f16` needed); the math is f32 either way.
+fn iterate_declarations(f16_iterate: bool) -> &'static str {
+    if f16_iterate {
+        "// The iterate X in f16, two to a u32 word, a vec4 of X in a vec2<u32>.
+@group(0) @binding(X_IN_BINDING) var<storage, read> x_in: array<vec2<u32>>;
+@group(0) @binding(X_OUT_BINDING) var<storage, read_write> x_out: array<vec2<u32>>;
+fn x_in_at(at: u32) -> vec4<f32> {
+    let w = x_in[at];
+    return vec4(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+fn x_out_set(at: u32, v: vec4<f32>) {
+    x_out[at] = vec2(pack2x16float(v.xy), pack2x16float(v.zw));
+}
+"
+    } else {
+        "// The iterate X in f32.
+@group(0) @binding(X_IN_BINDING) var<storage, read> x_in: array<vec4<f32>>;
+@group(0) @binding(X_OUT_BINDING) var<storage, read_write> x_out: array<vec4<f32>>;
+fn x_in_at(at: u32) -> vec4<f32> {
+    return x_in[at];
+}
+fn x_out_set(at: u32, v: vec4<f32>) {
+    x_out[at] = v;
+}
+"
+    }
 }
 
 /// What the matrix is divided by before the iterations.
@@ -78,9 +109,20 @@ pub enum NormFloor {
     Add,
 }
 
-/// Cache key of the module's pipelines (one set per device and norm floor).
+/// How a batch runs, beyond its coefficients, steps and eps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NsOptions {
+    /// What each matrix is divided by first (PyTorch's floor by default).
+    pub norm_floor: NormFloor,
+    /// Store the iterate X in f16 (the math stays f32): half its bytes, on any adapter (f16
+    /// pairs packed in 32-bit words); results within about 1e-3 of the f32 iterate's, as
+    /// close to float64 as PyTorch's bfloat16 iteration or closer (tests/newton_schulz.rs).
+    pub f16_iterate: bool,
+}
+
+/// Cache key of the module's pipelines (one set per device and options).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct NsKey(NormFloor);
+struct NsKey(NsOptions);
 
 struct NsPipelines {
     layout: wgpu::BindGroupLayout,
@@ -167,18 +209,18 @@ impl NewtonSchulz {
         steps: u32,
         eps: f64,
     ) -> Result<Self> {
-        Self::with_norm_floor(ctx, shapes, coefficients, steps, eps, NormFloor::Max)
+        Self::with_options(ctx, shapes, coefficients, steps, eps, NsOptions::default())
     }
 
-    /// [`NewtonSchulz::new`] dividing each matrix by its norm as `floor` says (Optax's
-    /// `||X||_F + eps` with [`NormFloor::Add`]).
-    pub fn with_norm_floor(
+    /// [`NewtonSchulz::new`] with `options`: Optax's norm floor (`||X||_F + eps`,
+    /// [`NormFloor::Add`]), an f16 iterate.
+    pub fn with_options(
         ctx: &Context,
         shapes: &[(usize, usize)],
         coefficients: [f64; 3],
         steps: u32,
         eps: f64,
-        floor: NormFloor,
+        options: NsOptions,
     ) -> Result<Self> {
         check_iteration(coefficients, steps, eps)?;
         if shapes.is_empty() || shapes.iter().any(|&(r, c)| r == 0 || c == 0) {
@@ -213,12 +255,18 @@ impl NewtonSchulz {
             io_len += m * n;
         }
         let limit = device.limits().max_storage_buffer_binding_size;
-        if x_len.max(g_len) * 4 > limit {
+        // 32-bit words of the iterate: two f16 values to a word.
+        let x_words = if options.f16_iterate {
+            x_len / 2
+        } else {
+            x_len
+        };
+        if x_words.max(g_len) * 4 > limit {
             return Err(Error::InvalidOptions(
                 "the batch's matrices past one storage binding (max_storage_buffer_binding_size)",
             ));
         }
-        let pipelines = ctx.cached(NsKey(floor), |device| build_pipelines(device, floor))?;
+        let pipelines = ctx.cached(NsKey(options), |device| build_pipelines(device, options))?;
         capture_errors(device, || {
             let buffer = |label: &str, len: u64, usage: wgpu::BufferUsages| {
                 device.create_buffer(&wgpu::BufferDescriptor {
@@ -233,8 +281,8 @@ impl NewtonSchulz {
             let output = buffer("wgpu-optim ns output", io_len, copy);
             let sumsq = buffer("wgpu-optim ns sumsq", shapes.len() as u64, copy);
             let x = [
-                buffer("wgpu-optim ns x0", x_len, copy),
-                buffer("wgpu-optim ns x1", x_len, copy),
+                buffer("wgpu-optim ns x0", x_words, copy),
+                buffer("wgpu-optim ns x1", x_words, copy),
             ];
             let gram = buffer("wgpu-optim ns gram", g_len, copy);
             let poly = buffer("wgpu-optim ns poly", g_len, copy);
@@ -365,9 +413,10 @@ impl NewtonSchulz {
     }
 }
 
-fn build_pipelines(device: &wgpu::Device, floor: NormFloor) -> NsPipelines {
+fn build_pipelines(device: &wgpu::Device, options: NsOptions) -> NsPipelines {
     use NsBinding as B;
-    let module = create_module(device, "newton_schulz", &newton_schulz_source());
+    let source = newton_schulz_source(options.f16_iterate);
+    let module = create_module(device, "newton_schulz", &source);
     let entries = [
         StorageEntry::read(B::Table.index()),
         StorageEntry::read(B::Input.index()),
@@ -387,7 +436,10 @@ fn build_pipelines(device: &wgpu::Device, floor: NormFloor) -> NsPipelines {
         sum_squares: pipeline("sum_squares", &[]),
         load: pipeline(
             "load",
-            &[("NORM_PLUS_EPS", f64::from(floor == NormFloor::Add))],
+            &[(
+                "NORM_PLUS_EPS",
+                f64::from(options.norm_floor == NormFloor::Add),
+            )],
         ),
         multiply: [multiply(0), multiply(1), multiply(2)],
         store: pipeline("store", &[]),

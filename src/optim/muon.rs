@@ -6,7 +6,7 @@
 //! learning-rate adjustment by shape. The CPU mirror is [`crate::reference::Muon`].
 
 use crate::error::{Error, Result};
-use crate::matrix::check_iteration;
+use crate::matrix::{check_iteration, NormFloor, NsOptions};
 use crate::setters::setters;
 
 use super::algorithm::non_negative;
@@ -111,6 +111,9 @@ config_struct! {
         pub adjust_lr: AdjustLr,
         /// `optax.contrib.muon`'s form (default false): see [`MuonConfig::with_optax_form`].
         pub optax_form: bool,
+        /// Store the Newton-Schulz iterate in f16, the math in f32 (default false): see
+        /// [`NsOptions::f16_iterate`](crate::matrix::NsOptions::f16_iterate).
+        pub f16_iterate: bool,
     }
 }
 
@@ -126,6 +129,7 @@ impl Default for MuonConfig {
             ns_steps: 5,
             adjust_lr: AdjustLr::Original,
             optax_form: false,
+            f16_iterate: false,
         }
     }
 }
@@ -156,6 +160,8 @@ setters! { MuonConfig;
     /// [`AdjustLr::MatchRmsAdamW`] for its `consistent_rms=0.2`) to have them. Needs a
     /// momentum below 1 (the bias correction divides by `1 - mu_f^t`).
     with_optax_form(optax_form: bool);
+    /// Stores the Newton-Schulz iterate in f16 (half its bytes; the math stays f32).
+    with_f16_iterate(f16_iterate: bool);
 }
 
 impl MuonConfig {
@@ -190,23 +196,30 @@ impl MuonConfig {
         }
     }
 
-    /// What one Newton-Schulz batch must share: the coefficients, steps, eps and form (how the
-    /// norm is floored).
-    pub(crate) fn iteration(&self) -> ([f64; 3], u32, f64, bool) {
+    /// What one Newton-Schulz batch must share: the coefficients, steps, eps and options.
+    pub(crate) fn iteration(&self) -> ([f64; 3], u32, f64, NsOptions) {
         (
             self.ns_coefficients,
             self.ns_steps,
             self.eps,
-            self.optax_form,
+            self.ns_options(),
         )
     }
 
+    /// How the iteration runs: the form's norm floor, the iterate's storage.
+    pub(crate) fn ns_options(&self) -> NsOptions {
+        NsOptions {
+            norm_floor: self.norm_floor(),
+            f16_iterate: self.f16_iterate,
+        }
+    }
+
     /// How the iteration floors the norm.
-    pub(crate) fn norm_floor(&self) -> crate::matrix::NormFloor {
+    pub(crate) fn norm_floor(&self) -> NormFloor {
         if self.optax_form {
-            crate::matrix::NormFloor::Add
+            NormFloor::Add
         } else {
-            crate::matrix::NormFloor::Max
+            NormFloor::Max
         }
     }
 

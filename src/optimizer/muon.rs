@@ -303,13 +303,13 @@ impl MuonPart {
         let device = ctx.device();
         let first = &configs[0];
         let shapes: Vec<(usize, usize)> = tensors.iter().map(|t| (t.2, t.3)).collect();
-        let ns = NewtonSchulz::with_norm_floor(
+        let ns = NewtonSchulz::with_options(
             ctx,
             &shapes,
             first.ns_coefficients,
             first.ns_steps,
             first.eps,
-            first.norm_floor(),
+            first.ns_options(),
         )?;
         let total: u64 = tensors.iter().map(|t| t.0.len()).sum();
         let limits = device.limits();
