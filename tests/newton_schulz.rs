@@ -126,9 +126,9 @@ fn the_norm_plus_eps_floor_matches_the_reference() {
 }
 
 /// The iterate stored in f16 (the math in f32): each stored value is rounded to 11 bits, and
-/// the quintic iteration (which leaves singular values between about 0.7 and 1.2, not exactly
-/// 1) carries the roundings through: 2.8e-3 from the f32 reference at most on these shapes on
-/// lavapipe (printed). The bound, 1e-2, is a third of what PyTorch's own bfloat16 iteration
+/// the quintic iteration (which leaves singular values between about 0.7 and 1.2, not at
+/// exactly one) carries the roundings through: 2.8e-3 from the f32 reference at most on these
+/// shapes on lavapipe (printed). The bound, 1e-2, is a third of what PyTorch's own bfloat16 iteration
 /// (`torch.optim._muon._zeropower_via_newtonschulz`, torch 2.15.0) was measured to be from its
 /// float64 run on normal inputs of the same shapes (3.4e-2, 5 draws each). The results differ
 /// from the f32 iterate's (the storage really is f16).

@@ -11,7 +11,10 @@ fn parse(source: &str, what: &str) -> naga::Module {
 fn validate(module: &naga::Module, source: &str, what: &str) {
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SUBGROUP,
+        // Subgroups (the reductions' fast path, where the adapter has them) and
+        // pack2x16float (the f16 Newton-Schulz iterate; wgpu grants it with
+        // DownlevelFlags::SHADER_F16_IN_F32, which Vulkan, Metal, DX12 and GL ES 3 have).
+        naga::valid::Capabilities::SUBGROUP | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
     )
     .validate(module)
     .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
