@@ -105,6 +105,8 @@ mod guide {
     struct Schedules;
     #[doc = include_str!("../docs/training.md")]
     struct Training;
+    #[doc = include_str!("../docs/muon.md")]
+    struct Muon;
     #[cfg(feature = "burn")]
     #[doc = include_str!("../docs/burn.md")]
     struct Burn;

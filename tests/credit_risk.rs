@@ -209,6 +209,44 @@ fn the_generator_is_calibrated_and_deterministic() {
 /// in the backward pass or an optimizer that does not step stays near chance).
 #[test]
 fn a_short_training_run_learns() {
+    short_run(0.7, |ctx, net| {
+        AdamWConfig::default()
+            .with_lr(3e-3)
+            .build(ctx, &net.params())
+            .unwrap()
+    });
+}
+
+/// The same with Muon on the hidden weights and AdamW on the rest (`--optim muon`'s split), at
+/// Muon's usual rate of 0.02: 0.71 on lavapipe in these 80 steps, held to 0.65 (an optimizer
+/// that does not step stays at the initial 0.45).
+#[test]
+fn a_short_training_run_learns_with_muon() {
+    short_run(0.65, |ctx, net| {
+        let params = net.params();
+        let hidden = net.widths.len() - 2;
+        let muon = MuonGroup {
+            config: MuonConfig::default()
+                .with_lr(2e-2)
+                .with_adjust_lr(AdjustLr::MatchRmsAdamW),
+            params: (0..hidden).map(|l| params[2 * l].clone()).collect(),
+            shapes: net
+                .widths
+                .windows(2)
+                .take(hidden)
+                .map(|w| w.to_vec())
+                .collect(),
+        };
+        let rest = (0..params.len()).filter(|&i| i % 2 == 1 || i / 2 >= hidden);
+        let adamw = ParamGroup {
+            config: AdamWConfig::default().with_lr(3e-3).into(),
+            params: rest.map(|i| params[i].clone()).collect(),
+        };
+        Optimizer::with_muon(ctx, vec![adamw], vec![muon], Precision::default()).unwrap()
+    });
+}
+
+fn short_run(min_auc: f64, optimizer: impl Fn(&Context, &Net) -> Optimizer) {
     let ctx = common::context();
     let kernels = Kernels::new(ctx, Dtype::F32);
     let widths = [data::FEATURES, 64, 32, 1];
@@ -238,11 +276,7 @@ fn a_short_training_run_learns() {
         metrics::try_evaluate(&logits, &val.labels, 2.0, Some(0.75)).unwrap()
     };
     let before = evaluate();
-    let groups = net.params();
-    let optimizer = AdamWConfig::default()
-        .with_lr(3e-3)
-        .build(ctx, &groups)
-        .unwrap();
+    let optimizer = optimizer(ctx, &net);
     let mut rng = data::Rng::new(9);
     for _ in 0..2 {
         train_data.set_order(ctx, &rng.permutation(train.len()));
@@ -259,7 +293,7 @@ fn a_short_training_run_learns() {
         after.loss < 0.9 * before.loss,
         "the loss did not fall: {before:?} -> {after:?}"
     );
-    assert!(after.auc > 0.7, "AUC {}", after.auc);
+    assert!(after.auc > min_auc, "AUC {}", after.auc);
 }
 
 /// A directory of `test`'s own under the system's temporary one.
@@ -726,6 +760,7 @@ fn the_command_line_refuses_what_it_cannot_honour() {
         |argv: &[&str]| app::try_parse_args_from(argv.iter().map(|s| s.to_string()).collect());
     assert!(parse(&[]).is_ok());
     assert!(parse(&["--csv", "t.csv", "--label", "y", "--positive", "bad"]).is_ok());
+    assert!(parse(&["--optim", "adamw,muon", "--precision", "bf16-states"]).is_ok());
     let Err(help) = parse(&["--help"]) else {
         panic!("--help parsed as arguments")
     };
@@ -757,6 +792,10 @@ fn the_command_line_refuses_what_it_cannot_honour() {
             "--delimiter",
         ),
         (&["--frobnicate"][..], "--frobnicate"),
+        (
+            &["--optim", "muon", "--precision", "bf16"][..],
+            "--optim muon steps f32 weights",
+        ),
     ] {
         let error = match parse(argv) {
             Ok(_) => panic!("{argv:?} accepted"),

@@ -70,9 +70,11 @@
 //!
 //! `--optim` takes any of the library's optimizers: `adamw`, `sgd` (momentum 0.9), `adam`,
 //! `amsgrad`, `adabelief`, `adagrad`, `rmsprop`, `lion`, `adamax`, `nadam`, `radam`, `adadelta`,
-//! `adopt`, ..., comma-separated, each run on the same data, initialisation and schedule.
-//! On the synthetic data the others' rates (Adam, AMSGrad, AdaBelief 0.03, Adagrad 0.05,
-//! RMSprop and Lion 0.003) are starting points, not tuned.
+//! `adopt`, ..., comma-separated, each run on the same data, initialisation and schedule;
+//! `muon` is Muon on the hidden layers' weights (Moonshot's `match_rms_adamw` adjustment, so
+//! AdamW's rate and weight decay) beside AdamW on the output layer and the biases, one
+//! optimizer, one clip. On the synthetic data the others' rates (Adam, AMSGrad, AdaBelief 0.03,
+//! Adagrad 0.05, RMSprop and Lion 0.003) are starting points, not tuned.
 //!
 //! A run whose validation logits stop being finite (too high a learning rate) has diverged:
 //! it stops there, the report marks it (skipped steps counted), and the example exits with
@@ -144,7 +146,8 @@ struct Cli {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: Option<u32>,
     /// Optimizers to compare, comma-separated: adamw, sgd, adam, amsgrad, adabelief,
-    /// adagrad, rmsprop, lion, adamax, nadam, radam, adadelta, adopt, ...
+    /// adagrad, rmsprop, lion, adamax, nadam, radam, adadelta, adopt, muon (Muon on the
+    /// hidden weights, AdamW on the rest), ...
     #[arg(long = "optim", value_delimiter = ',', default_value = "adamw,sgd")]
     optims: Vec<String>,
     /// The training loss [default: focal on synthetic data; bce on a table, whose predicted
