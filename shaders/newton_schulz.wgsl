@@ -11,7 +11,7 @@
 //     update     X' = a X + H X                        (KIND 2)
 //   store        O = X (or X^T)
 //
-// The multiplies are blocked: each invocation computes 4 x 4 values of the result, reading a
+// The multiplies are blocked: each invocation computes 16 x 4 values of the result, reading a
 // vec4 of A's rows and of B's at a time. Each value is summed over the inner index in order,
 // as the CPU reference (`reference::newton_schulz`) sums it. Rows of X, G and H are padded to a
 // multiple of 4 with zeros, so that every storage access moves a vec4.
@@ -58,11 +58,20 @@ struct Table {
 // Which product a `multiply` pipeline computes (0 gram, 1 poly, 2 update).
 override KIND: u32 = 0u;
 
-// A workgroup of 8 x 8 invocations computes a 32 x 32 tile of the result, each invocation a
-// 4 x 4 block straight from storage, a vec4 of A's row and of B's at a time: no workgroup
-// memory and no barrier, which on a CPU adapter are only copies and suspensions (on a GPU the
-// four neighbours' loads meet in its caches).
-const TILE: u32 = 32u;
+// A workgroup of WG_X x WG_Y (8 x 8) invocations computes a tile of WG_Y * ROWS (128) rows by
+// TILE (32) columns of the result, each invocation a ROWS x 4 block straight from storage, a
+// vec4 of A's rows and of B's at a time: no workgroup memory and no barrier, which on a CPU
+// adapter are only copies and suspensions (on a GPU the neighbours' loads meet in its caches).
+// 16 rows an invocation: 16 vec4 loads of A and 4 of B for 256 multiply-adds; on lavapipe one
+// iteration at 512² took about 0.75 the time of 4 rows (8 rows: 0.85; 32 spill registers and
+// take 3 times as long; BENCHMARKS.md), a batch of small matrices a little longer (100 x 32²:
+// 1.2x, the tile's unused rows run masked).
+const WG_X: u32 = 8u;
+const WG_Y: u32 = 8u;
+const TILE: u32 = WG_X * 4u;
+// Rows of the result an invocation computes (its columns: one vec4; src/matrix/newton_schulz.rs:
+// TILE_ROWS is WG_Y * ROWS).
+const ROWS: u32 = 16u;
 const PER: u32 = 4u;
 
 var<workgroup> partial: array<f32, 256>;
@@ -115,24 +124,24 @@ fn write(mat: Mat, i: u32, j: u32, dot: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(WG_X, WG_Y, 1)
 fn multiply(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_id) local: vec3<u32>,
 ) {
     let mat = table.mats[group.z];
     let size = dims(mat);
-    let i0 = group.y * TILE + local.y * PER;
+    let i0 = group.y * WG_Y * ROWS + local.y * ROWS;
     let j = group.x * TILE + local.x * PER;
     // Columns run to the padded stride (the padding is written with zeros).
     let stride = select(mat.m4, mat.n4, KIND == 2u);
     if i0 >= size.x || j >= stride {
         return;
     }
-    var acc: array<vec4<f32>, PER>;
+    var acc: array<vec4<f32>, ROWS>;
     for (var k = 0u; k < size.z; k += 4u) {
-        var a: array<vec4<f32>, PER>;
-        for (var r = 0u; r < PER; r++) {
+        var a: array<vec4<f32>, ROWS>;
+        for (var r = 0u; r < ROWS; r++) {
             a[r] = a_row(mat, size.x, i0 + r, k);
         }
         if KIND == 0u {
@@ -143,20 +152,20 @@ fn multiply(
             }
             for (var e = 0u; e < 4u; e++) {
                 let column = vec4(b[0][e], b[1][e], b[2][e], b[3][e]);
-                for (var r = 0u; r < PER; r++) {
+                for (var r = 0u; r < ROWS; r++) {
                     acc[r] = acc[r] + a[r][e] * column;
                 }
             }
         } else {
             for (var e = 0u; e < 4u; e++) {
                 let row = b_row(mat, k + e, j);
-                for (var r = 0u; r < PER; r++) {
+                for (var r = 0u; r < ROWS; r++) {
                     acc[r] = acc[r] + a[r][e] * row;
                 }
             }
         }
     }
-    for (var r = 0u; r < PER; r++) {
+    for (var r = 0u; r < ROWS; r++) {
         if i0 + r < size.x {
             write(mat, i0 + r, j, acc[r]);
         }

@@ -133,10 +133,14 @@ struct NsPipelines {
     store: wgpu::ComputePipeline,
 }
 
-/// Side of the tile of the result a `multiply` workgroup computes (8 x 8 invocations of 4 x 4
-/// values), and of a `load` or `store` workgroup's square of elements.
-const TILE: u32 = 32;
+/// A `multiply` workgroup: WG_X x WG_Y invocations, each 16 rows by 4 columns of the result
+/// (the shader's `ROWS` and `PER`), so a tile of TILE columns by TILE_ROWS rows; and the side of
+/// a `load` or `store` workgroup's square of elements.
+const WG_X: u32 = 8;
+const WG_Y: u32 = 8;
+const TILE: u32 = WG_X * 4;
 const SQUARE: u32 = 16;
+const TILE_ROWS: u32 = WG_Y * 16;
 
 /// Newton-Schulz orthogonalization (`torch.optim.Muon`'s `_zeropower_via_newtonschulz`, in f32)
 /// of a batch of matrices of any shapes: one dispatch for every matrix's norm, one to load and
@@ -396,7 +400,7 @@ impl NewtonSchulz {
         pass.dispatch_workgroups(self.count, 1, 1);
         pass.set_pipeline(&p.load); // writes X0
         pass.dispatch_workgroups(square.0, square.1, square.2);
-        let gram = (groups_of(self.max_m, TILE), groups_of(self.max_m, TILE));
+        let gram = (groups_of(self.max_m, TILE), groups_of(self.max_m, TILE_ROWS));
         let grids = [gram, gram, (groups_of(self.max_n, TILE), gram.1)];
         for step in 0..self.steps {
             // Iteration `step` reads X0 at even steps (group 1), X1 at odd (group 0).
