@@ -400,7 +400,10 @@ impl NewtonSchulz {
         pass.dispatch_workgroups(self.count, 1, 1);
         pass.set_pipeline(&p.load); // writes X0
         pass.dispatch_workgroups(square.0, square.1, square.2);
-        let gram = (groups_of(self.max_m, TILE), groups_of(self.max_m, TILE_ROWS));
+        let gram = (
+            groups_of(self.max_m, TILE),
+            groups_of(self.max_m, TILE_ROWS),
+        );
         let grids = [gram, gram, (groups_of(self.max_n, TILE), gram.1)];
         for step in 0..self.steps {
             // Iteration `step` reads X0 at even steps (group 1), X1 at odd (group 0).

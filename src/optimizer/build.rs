@@ -198,7 +198,7 @@ impl Optimizer {
     }
 
     /// An optimizer over element-wise parameter groups and groups of 2-D parameters stepped by
-    /// Muon ([`MuonGroup`], [`MuonConfig`]): Optax's `partition` of Muon for the hidden
+    /// Muon ([`MuonGroup`], [`MuonConfig`](crate::MuonConfig)): Optax's `partition` of Muon for the hidden
     /// weights and AdamW (or any element-wise optimizer, `groups`) for the rest, as every Muon
     /// user pairs them, in one optimizer. Everything but the update is shared: one control
     /// block (one step counter; one global-norm clip, inf/NaN skip and loss scale over every

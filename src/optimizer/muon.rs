@@ -604,7 +604,7 @@ impl super::Optimizer {
     }
 
     /// Every parameter group's learning rate: the element-wise groups', then the Muon
-    /// groups' (the numbers [`Optimizer::set_group_lrs`] takes).
+    /// groups' (the numbers [`Optimizer::set_group_lrs`](super::Optimizer::set_group_lrs) takes).
     pub fn group_lrs(&self) -> Vec<f64> {
         let elementwise = self.configs.iter().map(|c| c.lr());
         elementwise
@@ -659,7 +659,7 @@ impl super::Optimizer {
         }
     }
 
-    /// Tensors stepped by Muon (numbered after [`Optimizer::params`]' tensors).
+    /// Tensors stepped by Muon (numbered after [`Optimizer::params`](super::Optimizer::params)' tensors).
     pub fn muon_params(&self) -> impl Iterator<Item = &Param> {
         self.muon
             .iter()
