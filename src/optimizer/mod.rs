@@ -3,7 +3,8 @@
 //! groups), `dispatch.rs` (the pipelines of a step and their dispatches), `step.rs` (recording
 //! a step, Schedule-Free's switch), `grad.rs` (gradient processing), `groups.rs`
 //! (configurations and device schedules), `inspect.rs` (readbacks and counts),
-//! `checkpoint.rs` (safetensors files).
+//! `checkpoint.rs` (safetensors files), `muon.rs` (Muon groups' passes around a Newton-Schulz
+//! batch), `muon_groups.rs` (their configurations, rates and state).
 
 mod build;
 mod checkpoint;
@@ -12,6 +13,7 @@ mod grad;
 mod groups;
 mod inspect;
 mod muon;
+mod muon_groups;
 mod step;
 
 use std::sync::{Arc, Mutex};
