@@ -76,16 +76,23 @@ const MUON_WORKGROUP: u32 = 256u;
 // Elements a workgroup takes (src/optimizer/muon.rs: TILE).
 const MUON_TILE: u32 = 1024u;
 
-// The tile of workgroup `index` (a 2-D grid past the device's limit), and how many of its
-// elements exist (0 past the last tile).
-fn tile_of(workgroup: vec3<u32>, workgroups: vec3<u32>) -> MuonTile {
-    let index = workgroup.y * workgroups.x + workgroup.x;
-    return tiles[min(index, arrayLength(&tiles) - 1u)];
+// A workgroup's work: its tile, the tile's matrix, the control block, and how many of the
+// tile's elements it steps (0 past the last tile, and when the step is skipped).
+struct MuonWork {
+    tile: MuonTile,
+    matrix: MuonMatrix,
+    control: Control,
+    len: u32,
 }
 
-fn tile_len(workgroup: vec3<u32>, workgroups: vec3<u32>, t: MuonTile, m: MuonMatrix) -> u32 {
+// The work of `workgroup` (a 2-D grid past the device's limit).
+fn work_of(workgroup: vec3<u32>, workgroups: vec3<u32>) -> MuonWork {
     let index = workgroup.y * workgroups.x + workgroup.x;
-    return select(0u, min(MUON_TILE, m.len - t.start), index < arrayLength(&tiles));
+    let t = tiles[min(index, arrayLength(&tiles) - 1u)];
+    let m = matrices[t.matrix];
+    let c = control[0];
+    let live = index < arrayLength(&tiles) && !skipped(c);
+    return MuonWork(t, m, c, select(0u, min(MUON_TILE, m.len - t.start), live));
 }
 
 @compute @workgroup_size(MUON_WORKGROUP)
@@ -94,10 +101,10 @@ fn muon_momentum(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let t = tile_of(workgroup, workgroups);
-    let m = matrices[t.matrix];
-    let c = control[0];
-    let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
+    let w = work_of(workgroup, workgroups);
+    let t = w.tile;
+    let m = w.matrix;
+    let c = w.control;
     // Optax's bias corrections 1 - momentum^t and 1 - momentum^(t + 1), t the step the
     // prologue just counted.
     let step = f32(c.step);
@@ -105,7 +112,7 @@ fn muon_momentum(
     let next_correction = bias_correction(m.ln_momentum, step + 1.0);
     let optax = m.optax != 0u;
     let nesterov = m.nesterov != 0u;
-    for (var i = lane; i < len; i += MUON_WORKGROUP) {
+    for (var i = lane; i < w.len; i += MUON_WORKGROUP) {
         let e = t.start + i;
         let g = process_grad(vec4(grad[m.grad + e]), c);
         let old = vec4(momentum[m.state + e]);
@@ -128,11 +135,10 @@ fn muon_apply(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let t = tile_of(workgroup, workgroups);
-    let m = matrices[t.matrix];
-    let c = control[0];
-    let len = select(tile_len(workgroup, workgroups, t, m), 0u, skipped(c));
-    for (var i = lane; i < len; i += MUON_WORKGROUP) {
+    let w = work_of(workgroup, workgroups);
+    let t = w.tile;
+    let m = w.matrix;
+    for (var i = lane; i < w.len; i += MUON_WORKGROUP) {
         let e = t.start + i;
         let p = param[m.param + e];
         let o = ns_out[m.io + e];

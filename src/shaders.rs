@@ -11,7 +11,7 @@ pub use crate::kernel::{
     concatenate, elements_source, Binding, ElementLayout, Kernel, ShaderFile, COMMON,
 };
 pub use crate::matrix::{newton_schulz_files, newton_schulz_source, NEWTON_SCHULZ};
-pub use crate::optimizer::{muon_files, muon_source, MUON};
+pub use crate::optimizer::{muon_files, muon_source, MuonMatrix, MuonTile, MUON};
 pub use crate::schedule::{schedule_files, schedule_source, SCHEDULE};
 
 /// Every kernel the registered optimizers run, each once.

@@ -580,14 +580,73 @@ fn a_snapshot_rewinds_muon_too() {
     assert_eq!(m.optimizer.read_step().unwrap(), 1);
 }
 
+/// One Muon group over every matrix of `SHAPES`, on the device and on the host, stepped
+/// together from the same gradients; the host restarts from the device's parameters after each
+/// step (see `step`), so that differences do not compound.
+struct Alone {
+    arena: Arena,
+    optimizer: Optimizer,
+    host: reference::Muon,
+    params: Vec<Vec<f32>>,
+    rng: Rng,
+}
+
+impl Alone {
+    fn new(config: &MuonConfig, seed: u64) -> Alone {
+        let ctx = context();
+        let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|&(r, c)| vec![r, c]).collect();
+        let arena = Arena::new(ctx, &Self::lens()).unwrap();
+        let group = MuonGroup {
+            config: config.clone(),
+            params: arena.params(),
+            shapes: shapes.clone(),
+        };
+        let optimizer =
+            Optimizer::with_muon(ctx, Vec::new(), vec![group], Precision::default()).unwrap();
+        let mut rng = Rng::new(seed);
+        let params: Vec<Vec<f32>> = Self::lens().iter().map(|&len| rng.vector(len)).collect();
+        for (i, p) in params.iter().enumerate() {
+            arena.write_param(i, p).unwrap();
+        }
+        Alone {
+            arena,
+            optimizer,
+            host: reference::Muon::new(config, &shapes).unwrap(),
+            params,
+            rng,
+        }
+    }
+
+    fn lens() -> Vec<usize> {
+        SHAPES.iter().map(|&(r, c)| r * c).collect()
+    }
+
+    /// One step of both from fresh gradients: (the device's parameters, the host's).
+    fn step(&mut self) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let lens = Self::lens();
+        let grads: Vec<Vec<f32>> = lens.iter().map(|&len| self.rng.gradient(len)).collect();
+        for (i, g) in grads.iter().enumerate() {
+            self.arena.write_grad(i, g).unwrap();
+        }
+        let ctx = context();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        self.optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        self.host.step(&mut self.params, &grads).unwrap();
+        let device: Vec<Vec<f32>> = (0..lens.len())
+            .map(|i| self.arena.read_param(i).unwrap())
+            .collect();
+        let host = std::mem::replace(&mut self.params, device.clone());
+        (device, host)
+    }
+}
+
 /// Optax's form on the device (bias-corrected momentum from the shared step counter, the norm
 /// plus eps, Optax's decay) against the reference, Nesterov on and off; it cannot share a
 /// batch with PyTorch's form (another norm floor).
 #[test]
 fn the_optax_form_follows_the_reference_on_the_device() {
     let ctx = context();
-    let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|&(r, c)| vec![r, c]).collect();
-    let lens: Vec<usize> = SHAPES.iter().map(|&(r, c)| r * c).collect();
     for nesterov in [true, false] {
         let config = MuonConfig::default()
             .with_optax_form(true)
@@ -596,38 +655,15 @@ fn the_optax_form_follows_the_reference_on_the_device() {
             .with_weight_decay(0.1)
             .with_nesterov(nesterov)
             .with_adjust_lr(AdjustLr::WidthTransfer);
-        let arena = Arena::new(ctx, &lens).unwrap();
-        let group = MuonGroup {
-            config: config.clone(),
-            params: arena.params(),
-            shapes: shapes.clone(),
-        };
-        let optimizer =
-            Optimizer::with_muon(ctx, Vec::new(), vec![group], Precision::default()).unwrap();
-        let mut host = reference::Muon::new(&config, &shapes).unwrap();
-        let mut rng = Rng::new(51);
-        let mut params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
-        for (i, p) in params.iter().enumerate() {
-            arena.write_param(i, p).unwrap();
-        }
+        let mut alone = Alone::new(&config, 51);
         for steps in 1..=4 {
-            let grads: Vec<Vec<f32>> = lens.iter().map(|&len| rng.gradient(len)).collect();
-            for (i, g) in grads.iter().enumerate() {
-                arena.write_grad(i, g).unwrap();
-            }
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            optimizer.step(&mut encoder);
-            ctx.queue().submit([encoder.finish()]);
-            host.step(&mut params, &grads).unwrap();
-            let device: Vec<Vec<f32>> = (0..lens.len())
-                .map(|i| arena.read_param(i).unwrap())
-                .collect();
-            assert_matrices_close(&device, &params, steps);
+            let (device, host) = alone.step();
+            assert_matrices_close(&device, &host, steps);
             for j in 0..SHAPES.len() {
-                let device = optimizer.read_state(j, "momentum_buffer").unwrap();
-                assert_eq!(bits(&device), bits(host.momentum_buffer(j).unwrap()));
+                let device = alone.optimizer.read_state(j, "momentum_buffer").unwrap();
+                let host = alone.host.momentum_buffer(j).unwrap();
+                assert_eq!(bits(&device), bits(host));
             }
-            params = device;
         }
     }
     let arena = Arena::new(ctx, &[64, 64]).unwrap();
@@ -664,37 +700,11 @@ fn the_optax_form_follows_the_reference_on_the_device() {
 /// PyTorch's bfloat16 one 3.4e-2 from float64), times the adjusted rate.
 #[test]
 fn an_f16_iterate_steps_near_the_reference() {
-    let ctx = context();
-    let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|&(r, c)| vec![r, c]).collect();
-    let lens: Vec<usize> = SHAPES.iter().map(|&(r, c)| r * c).collect();
     let config = MuonConfig::default().with_lr(2e-2).with_f16_iterate(true);
-    let arena = Arena::new(ctx, &lens).unwrap();
-    let group = MuonGroup {
-        config: config.clone(),
-        params: arena.params(),
-        shapes: shapes.clone(),
-    };
-    let optimizer =
-        Optimizer::with_muon(ctx, Vec::new(), vec![group], Precision::default()).unwrap();
-    let mut host = reference::Muon::new(&config, &shapes).unwrap();
-    let mut rng = Rng::new(61);
-    let mut params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
-    for (i, p) in params.iter().enumerate() {
-        arena.write_param(i, p).unwrap();
-    }
+    let mut alone = Alone::new(&config, 61);
     for _ in 0..3 {
-        let grads: Vec<Vec<f32>> = lens.iter().map(|&len| rng.gradient(len)).collect();
-        for (i, g) in grads.iter().enumerate() {
-            arena.write_grad(i, g).unwrap();
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        optimizer.step(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-        host.step(&mut params, &grads).unwrap();
-        let device: Vec<Vec<f32>> = (0..lens.len())
-            .map(|i| arena.read_param(i).unwrap())
-            .collect();
-        for (i, (d, h)) in device.iter().zip(&params).enumerate() {
+        let (device, host) = alone.step();
+        for (i, (d, h)) in device.iter().zip(&host).enumerate() {
             let (rows, cols) = SHAPES[i];
             let rate = config.adjusted_lr(rows, cols) as f32;
             for (&d, &h) in d.iter().zip(h) {
@@ -702,6 +712,5 @@ fn an_f16_iterate_steps_near_the_reference() {
                 assert!((d - h).abs() <= bound, "{rows} x {cols}: {d} vs {h}");
             }
         }
-        params = device;
     }
 }

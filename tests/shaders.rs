@@ -246,6 +246,10 @@ fn assert_record(module: &naga::Module, kernel: &Kernel) {
 
 #[test]
 fn rust_structs_match_their_wgsl_layout() {
+    // Muon's records, written by the host for shaders/muon.wgsl.
+    let muon = parse(&shaders::muon_source(), "muon");
+    assert_layout::<shaders::MuonMatrix>(&muon, "muon");
+    assert_layout::<shaders::MuonTile>(&muon, "muon");
     let kernels = shaders::kernels();
     // Each kernel once, and one for each optimizer of the registry (AdamW runs Adam's).
     let mut names: Vec<&str> = kernels.iter().map(|k| k.name).collect();

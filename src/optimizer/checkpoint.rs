@@ -73,22 +73,24 @@ impl Optimizer {
         // A Buffer hashes by its identity, not by anything its interior mutability touches.
         #[allow(clippy::mutable_key_type)]
         let mut buffers: HashMap<wgpu::Buffer, Vec<u8>> = HashMap::new();
+        let mut read = |range: &crate::gpu::BufferRange| -> Result<Vec<u8>> {
+            let buffer = range.buffer();
+            if !buffers.contains_key(buffer) {
+                let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
+                buffers.insert(buffer.clone(), bytes);
+            }
+            let (start, end) = (range.offset() as usize, range.end() as usize);
+            Ok(buffers[buffer][start..end].to_vec())
+        };
         for (i, param) in self.params().enumerate() {
             for name in self.state_names() {
                 let range = self.state_range(i, name)?;
-                let buffer = range.buffer();
-                if !buffers.contains_key(buffer) {
-                    let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
-                    buffers.insert(buffer.clone(), bytes);
-                }
-                let whole = &buffers[buffer];
-                let (start, end) = (range.offset() as usize, range.end() as usize);
                 let shape = vec![param.len() as usize];
                 tensors.push((
                     format!("state.{i}.{name}"),
                     safetensors_dtype(range.dtype()),
                     shape,
-                    whole[start..end].to_vec(),
+                    read(range)?,
                 ));
             }
             // A population's replica steps by its own counter.
@@ -114,12 +116,8 @@ impl Optimizer {
         let shapes = self.muon_shapes();
         for (j, &(rows, cols)) in shapes.iter().enumerate() {
             let i = first + j;
-            let range = self.state_range(i, MOMENTUM_BUFFER)?;
-            let bytes = self.context().read_bytes(
-                range.buffer(),
-                range.offset(),
-                range.end() - range.offset(),
-            )?;
+            // Every Muon tensor's momentum lies in one buffer: read back once.
+            let bytes = read(self.state_range(i, MOMENTUM_BUFFER)?)?;
             tensors.push((
                 format!("state.{i}.{MOMENTUM_BUFFER}"),
                 Dtype::F32,

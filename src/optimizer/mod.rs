@@ -27,7 +27,7 @@ use crate::kernel::{ControlOwners, KernelSpec, Storage};
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleTable;
 use dispatch::{ChunkDispatch, Pipelines, TrustFold};
-pub use muon::{muon_files, muon_source, MuonGroup, MUON};
+pub use muon::{muon_files, muon_source, MuonGroup, MuonMatrix, MuonTile, MUON};
 
 /// How an optimizer stores what it keeps. The parameters' and gradients' types are those of
 /// their ranges ([`BufferRange::typed`]); the math is f32 whatever the types.

@@ -22,8 +22,8 @@ use crate::gpu::{BufferRange, Context, Param};
 use crate::grad::{GradConfig, GradProcessing};
 use crate::kernel::plan::{grid, ControlMode, DevicePlan, PlanGroups, PlanLimits};
 use crate::kernel::{
-    concatenate, prelude, shader_file, Dispatch, GradStages, ShaderFile, Slots, Storage, CONTROL,
-    MATH, PROCESS,
+    concatenate, prelude, shader_file, wgsl_struct, Dispatch, GradStages, ShaderFile, Slots,
+    Storage, CONTROL, MATH, PROCESS,
 };
 use crate::matrix::NewtonSchulz;
 use crate::optim::MuonConfig;
@@ -106,34 +106,53 @@ impl Slots for MuonBinding {
 /// Elements a workgroup of the passes takes (`MUON_TILE` in the shader).
 const TILE: u64 = 1024;
 
-/// One matrix's record (`MuonMatrix` in the shader).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MuonMatrix {
-    param: u32,
-    grad: u32,
-    state: u32,
-    io: u32,
-    len: u32,
-    nesterov: u32,
-    momentum: f32,
-    one_minus_momentum: f32,
-    decay: f32,
-    step: f32,
-    optax: u32,
-    ln_momentum: f32,
-    scale: f32,
-    weight_decay: f32,
-    neg_lr: f32,
-    pad: u32,
+wgsl_struct! {
+    /// One Muon matrix's record (`MuonMatrix` in `shaders/muon.wgsl`), written by the host.
+    pub struct MuonMatrix as "MuonMatrix" {
+        /// First element in its span's `param` binding.
+        param: u32,
+        /// First element in its span's `grad` binding.
+        grad: u32,
+        /// First element in the momentum buffer.
+        state: u32,
+        /// First element in the Newton-Schulz batch's input and output.
+        io: u32,
+        /// Elements.
+        len: u32,
+        /// Non-zero for Nesterov's look-ahead.
+        nesterov: u32,
+        /// The momentum factor.
+        momentum: f32,
+        /// 1 - momentum, computed in f64.
+        one_minus_momentum: f32,
+        /// 1 - lr * weight_decay, computed in f64.
+        decay: f32,
+        /// -(lr * ratio(rows, cols)), computed in f64.
+        step: f32,
+        /// Non-zero for Optax's form.
+        optax: u32,
+        /// ln(momentum), for Optax's bias corrections.
+        ln_momentum: f32,
+        /// ratio(rows, cols).
+        scale: f32,
+        /// The weight decay.
+        weight_decay: f32,
+        /// -lr.
+        neg_lr: f32,
+        /// Padding.
+        pad: u32,
+    }
 }
 
-/// A workgroup's tile (`MuonTile`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct MuonTile {
-    matrix: u32,
-    start: u32,
+wgsl_struct! {
+    /// A workgroup's share of a span (`MuonTile` in `shaders/muon.wgsl`): `MUON_TILE` elements
+    /// of one matrix.
+    pub struct MuonTile as "MuonTile" {
+        /// The matrix's record.
+        matrix: u32,
+        /// Its first element.
+        start: u32,
+    }
 }
 
 /// One layout for the passes, one for the combine: shared by every variant's pipelines.
@@ -376,7 +395,7 @@ impl MuonPart {
             plan,
             grad: None,
         };
-        part.records = part.records_of(&part.configs)?;
+        part.records = part.records_of(&part.configs);
         part.spans = part.dispatches(ctx, control)?;
         ctx.queue()
             .write_buffer(&part.matrices, 0, bytemuck::cast_slice(&part.records));
@@ -399,7 +418,7 @@ impl MuonPart {
 
     /// Each matrix's record under `configs` (offsets relative to its span's bindings, set by
     /// `dispatches`; kept from the current records).
-    fn records_of(&self, configs: &[MuonConfig]) -> Result<Vec<MuonMatrix>> {
+    fn records_of(&self, configs: &[MuonConfig]) -> Vec<MuonMatrix> {
         let mut io = 0u32;
         self.tensors
             .iter()
@@ -427,7 +446,7 @@ impl MuonPart {
                     pad: 0,
                 };
                 io += len;
-                Ok(record)
+                record
             })
             .collect()
     }
@@ -519,7 +538,7 @@ impl MuonPart {
                 return Err(Error::StructuralChange("Muon"));
             }
         }
-        self.records = self.records_of(&configs)?;
+        self.records = self.records_of(&configs);
         self.configs = configs;
         ctx.queue()
             .write_buffer(&self.matrices, 0, bytemuck::cast_slice(&self.records));
