@@ -50,6 +50,7 @@ mod kernel;
 pub mod matrix;
 mod optim;
 mod optimizer;
+pub mod quant;
 pub mod reference;
 mod schedule;
 pub mod search;

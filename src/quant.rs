@@ -1,0 +1,197 @@
+//! 8-bit block-quantized optimizer states: torchao's `OptimState8bit` (the states of
+//! `Adam8bit` and `AdamW8bit`) and bitsandbytes' block-wise 8-bit states, on the host. The
+//! device kernels (`shaders/common/quant8.wgsl`) compute the same codes, bit for bit; the CPU
+//! reference and the checkpoint codec use these functions.
+//!
+//! A state tensor is cut into blocks of [`BLOCK`] elements from its first. Each block keeps
+//! one f32 scale, the largest magnitude among its finite values (at least `1e-12`, torchao's
+//! `clip`), and one byte per element: the index of the entry of a 256-value *dynamic map*
+//! nearest to `value / scale` ([`dynamic_map`]: bitsandbytes' dynamic exponent, `signed` for
+//! first moments and momenta, unsigned for second moments). A code stands for
+//! `map[code] * scale`.
+
+/// Elements per block: one scale each (torchao's and bitsandbytes' default, 256).
+pub const BLOCK: usize = 256;
+
+/// The smallest scale: a block of zeros keeps this one (torchao's `clip(1e-12)`).
+pub const MIN_SCALE: f32 = 1e-12;
+
+/// torchao's `create_dynamic_map(signed)` (bitsandbytes' without its zero padding), as the f32
+/// values torch computes: for each exponent `i` in 0..7, the midpoints of
+/// `torch.linspace(0.1, 1, 2^i + 1)` (`2^(i + 1) + 1` points unsigned) times `10^(i - 6)`, and
+/// their negations when signed; then 0 and 1; sorted. The signed map runs from -0.99297 to 1
+/// (0 at code 127), the unsigned one from 0 to 1. `tests/quant8_golden.rs` checks both entry
+/// for entry against torchao 0.18.0's.
+pub fn dynamic_map(signed: bool) -> [f32; 256] {
+    let mut data: Vec<f32> = Vec::with_capacity(256);
+    for i in 0..7 {
+        let points = if signed {
+            (1 << i) + 1
+        } else {
+            (1 << (i + 1)) + 1
+        };
+        let bounds = linspace(0.1, 1.0, points);
+        // torch: a python float times an f32 tensor multiplies in f32.
+        let power = 10f64.powi(i - 6) as f32;
+        for pair in bounds.windows(2) {
+            let mean = (pair[0] + pair[1]) / 2.0;
+            data.push(power * mean);
+            if signed {
+                data.push(-power * mean);
+            }
+        }
+    }
+    data.push(0.0);
+    data.push(1.0);
+    data.sort_by(f32::total_cmp);
+    data.try_into().expect("256 entries")
+}
+
+/// `torch.linspace(start, end, steps)` in f32 on the CPU: the first half counted from `start`,
+/// the second from `end` (ATen's `RangeFactoriesKernel`), each point rounded once (its
+/// vectorized loop fuses the multiply and the add: a separately rounded product misses 12 of
+/// the 65 points of `linspace(0.1, 1, 65)`).
+fn linspace(start: f32, end: f32, steps: usize) -> Vec<f32> {
+    let step = (end - start) / (steps - 1) as f32;
+    let halfway = steps / 2;
+    (0..steps)
+        .map(|i| {
+            if i < halfway {
+                step.mul_add(i as f32, start)
+            } else {
+                (-step).mul_add((steps - i - 1) as f32, end)
+            }
+        })
+        .collect()
+}
+
+/// The code of `x` (a value already divided by its block's scale): torchao's
+/// `quantize_8bit_with_qmap`, a branchless binary search for the last entry at most `x`, then
+/// up to the next entry when `x` is at least half way to it. A NaN takes code 0 (every
+/// comparison is false), as in torchao.
+pub fn quantize(x: f32, map: &[f32; 256]) -> u8 {
+    let mut code = 0usize;
+    for step in [128, 64, 32, 16, 8, 4, 2, 1] {
+        if x >= map[code + step] {
+            code += step;
+        }
+    }
+    let up = (code + 1).min(255);
+    let down_value = map[code];
+    if x - down_value >= (map[up] - down_value) * 0.5 {
+        code = up;
+    }
+    code as u8
+}
+
+/// A block's scale: the largest magnitude among its finite values, at least [`MIN_SCALE`].
+/// torchao takes the largest of all (a NaN or an infinity makes the whole block NaN or
+/// infinite); here a non-finite value never reaches the scale, so one bad element cannot
+/// poison its 255 neighbours: it saturates (an infinity takes the map's end) or takes code 0
+/// (a NaN). A step whose gradients hold one is skipped before it gets here when gradient
+/// processing is on ([`GradConfig`](crate::GradConfig)).
+pub fn block_scale(values: &[f32]) -> f32 {
+    values
+        .iter()
+        .map(|v| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(MIN_SCALE, f32::max)
+}
+
+/// Quantizes one block: its scale and, into `codes`, each value's code (`value / scale`).
+pub fn quantize_block(values: &[f32], map: &[f32; 256], codes: &mut [u8]) -> f32 {
+    let scale = block_scale(values);
+    for (code, &v) in codes.iter_mut().zip(values) {
+        *code = quantize(v / scale, map);
+    }
+    scale
+}
+
+/// One 8-bit state tensor: a code per element and a scale per block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantized {
+    /// One code per element.
+    pub codes: Vec<u8>,
+    /// One scale per block of [`BLOCK`] elements (the last block may be shorter).
+    pub scales: Vec<f32>,
+    /// Whether the codes index the signed map.
+    pub signed: bool,
+}
+
+impl Quantized {
+    /// The state of `len` elements before the first step: torchao's `OptimState8bit.zeros`,
+    /// codes 0 and scales 0 (every value dequantizes to zero).
+    pub fn zeros(len: usize, signed: bool) -> Self {
+        Quantized {
+            codes: vec![0; len],
+            scales: vec![0.0; len.div_ceil(BLOCK)],
+            signed,
+        }
+    }
+
+    /// `values` quantized block by block.
+    pub fn new(values: &[f32], signed: bool) -> Self {
+        let map = dynamic_map(signed);
+        let mut codes = vec![0; values.len()];
+        let scales = values
+            .chunks(BLOCK)
+            .zip(codes.chunks_mut(BLOCK))
+            .map(|(block, codes)| quantize_block(block, &map, codes))
+            .collect();
+        Quantized {
+            codes,
+            scales,
+            signed,
+        }
+    }
+
+    /// The values the codes stand for: `map[code] * scale`, in f32.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let map = dynamic_map(self.signed);
+        self.codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| map[c as usize] * self.scales[i / BLOCK])
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maps_are_sorted_and_end_at_one() {
+        for signed in [true, false] {
+            let map = dynamic_map(signed);
+            assert!(map.windows(2).all(|w| w[0] < w[1]), "{map:?}");
+            assert_eq!(map[255], 1.0);
+        }
+        assert_eq!(dynamic_map(true)[127], 0.0);
+        assert_eq!(dynamic_map(false)[0], 0.0);
+    }
+
+    #[test]
+    fn every_entry_is_its_own_code() {
+        for signed in [true, false] {
+            let map = dynamic_map(signed);
+            for (code, &v) in map.iter().enumerate() {
+                assert_eq!(quantize(v, &map) as usize, code, "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_block_keeps_the_smallest_scale_and_nan_never_reaches_it() {
+        let q = Quantized::new(&[0.0; BLOCK], true);
+        assert_eq!(q.scales, vec![MIN_SCALE]);
+        assert!(q.dequantize().iter().all(|&v| v == 0.0));
+        let mut block = vec![0.5f32; BLOCK];
+        block[3] = f32::NAN;
+        block[4] = f32::INFINITY;
+        let q = Quantized::new(&block, true);
+        assert_eq!(q.scales, vec![0.5]);
+        assert_eq!(q.codes[4], 255);
+        assert_eq!(q.codes[5], 255);
+    }
+}
