@@ -68,7 +68,7 @@ pub use grad::{
     CLIP_OPTAX, CLIP_PYTORCH,
 };
 pub use kernel::{
-    Control, Fold, GroupRecord, Kernel, ReduceWork, Rounding, Segment, StateSpec, Storage,
+    Control, Fold, GroupRecord, Kernel, Quant8, ReduceWork, Rounding, Segment, StateSpec, Storage,
     StructLayout, WgslLayout, MASTER_PARAM, SQUARED_STATES,
 };
 pub use optim::*;

@@ -182,6 +182,20 @@ mod tests {
     }
 
     #[test]
+    fn dequantized_values_quantize_back_to_their_codes() {
+        // Each block's largest magnitude takes code 255 (1.0 exactly), so the scale comes
+        // back too; a signed block's most negative value is the exception (code 0 is
+        // -0.99297, not -1), so the values here are magnitudes.
+        let values: Vec<f32> = (0..4 * BLOCK)
+            .map(|i| ((i * 7919) % 1000) as f32 * 10f32.powi(-((i % 7) as i32)))
+            .collect();
+        for signed in [true, false] {
+            let q = Quantized::new(&values, signed);
+            assert_eq!(Quantized::new(&q.dequantize(), signed), q);
+        }
+    }
+
+    #[test]
     fn a_zero_block_keeps_the_smallest_scale_and_nan_never_reaches_it() {
         let q = Quantized::new(&[0.0; BLOCK], true);
         assert_eq!(q.scales, vec![MIN_SCALE]);

@@ -119,6 +119,66 @@ fn every_kernel_module_validates() {
     }
 }
 
+/// The binding number of the global `name` in `module`, if declared with one.
+fn binding_of(module: &naga::Module, name: &str) -> Option<u32> {
+    module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.name.as_deref() == Some(name))
+        .and_then(|(_, v)| v.binding.as_ref())
+        .map(|b| b.binding)
+}
+
+/// The storages of 8-bit states: every parameter type, master weights, stochastic rounding.
+fn quantized_storages() -> Vec<Storage> {
+    let quant8 = Some(Quant8 {
+        unsigned: [false, true, true],
+    });
+    storages()
+        .into_iter()
+        .filter(|s| s.states == Dtype::F32)
+        .map(|s| Storage { quant8, ..s })
+        .collect()
+}
+
+/// The kernels 8-bit states are offered for.
+const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
+
+#[test]
+fn quantized_modules_validate_and_bind_where_the_host_binds() {
+    for kernel in shaders::kernels() {
+        if !QUANTIZED_KERNELS.contains(&kernel.name) {
+            continue;
+        }
+        for storage in quantized_storages() {
+            let name = format!("{} (8-bit states, {storage:?})", kernel.name);
+            let source = kernel.source(ElementLayout::Vec4, storage);
+            let module = parse(&source, &name);
+            validate(&module, &source, &name);
+            let declared = |name: &str| binding_of(&module, name);
+            assert_eq!(
+                declared("qmaps"),
+                Some(Binding::QuantMaps.index()),
+                "{name}"
+            );
+            for slot in 0..kernel.state_slots {
+                let scales = format!("scales{slot}");
+                assert_eq!(
+                    declared(&scales),
+                    Some(Binding::Scales(slot).index()),
+                    "{name}"
+                );
+                let codes = format!("state{slot}");
+                assert_eq!(
+                    declared(&codes),
+                    Some(Binding::State(slot).index()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn gradient_processing_modules_validate() {
     for (name, source, _, entries) in other_modules() {
@@ -170,6 +230,11 @@ fn every_file_in_the_shaders_folder_is_listed_and_used() {
         // Every file is validated: on its own, or inside a module that includes it.
         let used = STANDALONE.contains(&file.path)
             || shaders::kernels().iter().any(|k| k.files().contains(file))
+            || quantized_storages().iter().any(|&s| {
+                shaders::kernels()
+                    .iter()
+                    .any(|k| k.module_files(s).contains(file))
+            })
             || other_modules()
                 .iter()
                 .any(|(_, _, files, _)| files.contains(file));
@@ -292,14 +357,7 @@ fn kernel_bindings_are_declared_where_the_host_binds_them() {
             &kernel.source(ElementLayout::Vec4, Storage::F32),
             kernel.name,
         );
-        let declared = |name: &str| {
-            module
-                .global_variables
-                .iter()
-                .find(|(_, v)| v.name.as_deref() == Some(name))
-                .and_then(|(_, v)| v.binding.as_ref())
-                .map(|b| b.binding)
-        };
+        let declared = |name: &str| binding_of(&module, name);
         let mut expected = vec![
             ("control", Binding::Control),
             ("groups", Binding::Groups),

@@ -50,6 +50,10 @@ pub enum Binding {
     Master,
     /// LAMB's and LARS's per-slot sums and trust ratios.
     Trust,
+    /// The block scales of 8-bit state slot 0, 1 or 2 (`scales0`...).
+    Scales(usize),
+    /// The two dynamic maps of 8-bit states: the signed one, then the unsigned one.
+    QuantMaps,
 }
 
 /// Most state slots a kernel declares.
@@ -67,6 +71,8 @@ impl Binding {
             Binding::Segments => 7,
             Binding::Master => 8,
             Binding::Trust => 9,
+            Binding::Scales(slot) => 10 + slot as u32,
+            Binding::QuantMaps => 13,
         }
     }
 

@@ -107,6 +107,14 @@ impl Generator {
         }
     }
 
+    /// For a state slot kept as 8-bit codes: the slot and the base of its map in `qmaps` (0
+    /// for the signed map, 256 for the unsigned one).
+    fn quantized(&self, r: &Role) -> Option<(usize, u32)> {
+        let quant = self.storage.quant8?;
+        let slot = r.slot?;
+        Some((slot, if quant.unsigned[slot] { 256 } else { 0 }))
+    }
+
     /// The element buffers' bindings, the unit and its indices, `Elements`, and the
     /// stochastic-rounding hash.
     fn declarations(&self) -> String {
@@ -118,6 +126,7 @@ impl Generator {
         );
         for r in &self.roles {
             let ty = match (self.vec4, r.dtype.is_16bit()) {
+                _ if self.quantized(r).is_some() => "u32",
                 (true, false) => "vec4<f32>",
                 (true, true) => "vec4<u32>",
                 (false, false) => "f32",
@@ -129,6 +138,20 @@ impl Generator {
                 "{} var<storage, {access}> {}: array<{ty}>;",
                 r.binding.attribute(),
                 r.name
+            );
+        }
+        if self.storage.quant8.is_some() {
+            for slot in self.roles.iter().filter_map(|r| r.slot) {
+                let _ = writeln!(
+                    s,
+                    "{} var<storage, read_write> scales{slot}: array<f32>;",
+                    Binding::Scales(slot).attribute()
+                );
+            }
+            let _ = writeln!(
+                s,
+                "{} var<storage, read> qmaps: array<f32>;",
+                Binding::QuantMaps.attribute()
             );
         }
         let _ = writeln!(
@@ -160,14 +183,119 @@ impl Generator {
         s
     }
 
-    /// `step_unit`: the loads, `step_math` on each group of four, the stores.
+    /// `step_unit`: the loads, `step_math` on each group of four, the stores; with 8-bit
+    /// states, a block in two passes (`unit_math`, `store_unit`: shaders/common/quant8.wgsl).
     fn step_unit(&self) -> String {
+        if self.storage.quant8.is_some() {
+            return self.quantized_step_unit();
+        }
         let mut s = String::new();
-        // step_unit: loads, math, stores.
         s +=
             "\n// Loads the unit whose first group of four is `idx` in segment `s` (elements past its \
           end are\n// not the tensor's), updates it group by group and stores it.\n";
         s += "fn step_unit(idx: vec4<u32>, s: Segment, group: Group, c: Control) {\n";
+        s += &self.loads_and_math();
+        s += &self.stores();
+        s += "}\n";
+        s
+    }
+
+    /// The 8-bit states' update of one block: `unit_math` (the loads, dequantized with the
+    /// block's scales, and `step_math`), `store_unit` (the stores, the states quantized with
+    /// the new scales) and `step_unit`, which finds the new scales in a first pass over the
+    /// block and stores in a second.
+    fn quantized_step_unit(&self) -> String {
+        let mut s = String::new();
+        let groups: Vec<String> = (0..self.groups).map(|g| format!("e{g}")).collect();
+        let _ = writeln!(
+            s,
+            "\n// One unit of a block, updated in registers.\nstruct Unit {{\n{}}}\n",
+            groups
+                .iter()
+                .map(|e| format!("    {e}: Elements,\n"))
+                .collect::<String>()
+        );
+        s += "// Loads the unit whose first group of four is `idx`, its states dequantized with the \
+              block's\n// scales `old`, and updates it.\n";
+        s += "fn unit_math(idx: vec4<u32>, s: Segment, group: Group, c: Control, old: vec3<f32>) -> Unit {\n";
+        s += &self.loads_and_math();
+        let _ = writeln!(s, "    return Unit({});\n}}\n", groups.join(", "));
+        s += "// Stores the unit `u` whose first group of four is `idx`, its states quantized with the \
+              block's\n// new scales `scale`.\n";
+        s += "fn store_unit(idx: vec4<u32>, s: Segment, c: Control, u: Unit, scale: vec3<f32>) {\n";
+        s += "    let end = s.end;\n    let q = idx.x / 4u;\n";
+        for (g, e) in groups.iter().enumerate() {
+            let _ = writeln!(s, "    let {e} = u.{e};");
+            let _ = writeln!(s, "    let valid{g} = idx + vec4({}u) < vec4(end);", 4 * g);
+        }
+        for r in self
+            .roles
+            .iter()
+            .filter(|r| !r.read_only && r.slot.is_none())
+        {
+            if r.dtype.is_16bit() {
+                // Whole units only (no tail dispatch with 8-bit states): the old words of a
+                // partial store are never read.
+                let _ = writeln!(s, "    let {}_w = vec4(0u);", r.name);
+            }
+        }
+        s += &self.stores();
+        s += "}\n";
+        let slots: Vec<usize> = self.roles.iter().filter_map(|r| r.slot).collect();
+        let component = |slot: usize| ["x", "y", "z"][slot];
+        s += "\n// Updates the block whose first group of four is `idx` (a block starts every BLOCK elements\n\
+              // from its tensor's first, so idx.x / BLOCK is a block of its own in the chunk's scales).\n";
+        s += "fn step_unit(idx: vec4<u32>, s: Segment, group: Group, c: Control) {\n";
+        s += "    let block = idx.x / BLOCK;\n    var old = vec3(0.0);\n";
+        for &slot in &slots {
+            let _ = writeln!(
+                s,
+                "    if uses_state({slot}u) {{ old.{} = scales{slot}[block]; }}",
+                component(slot)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    var scale = vec3(MIN_SCALE);\n    for (var j = 0u; j < BLOCK; j += {access}u) {{\n        \
+             let u = unit_math(idx + vec4(j), s, group, c, old);",
+            access = self.storage.access_unit(self.layout)
+        );
+        for e in &groups {
+            let maxima: Vec<String> = (0..3)
+                .map(|slot| {
+                    if slots.contains(&slot) {
+                        format!("finite_max4(u.{e}.state{slot})")
+                    } else {
+                        "0.0".into()
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "        scale = max(scale, vec3({}));",
+                maxima.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    }}\n    for (var j = 0u; j < BLOCK; j += {access}u) {{\n        \
+             store_unit(idx + vec4(j), s, c, unit_math(idx + vec4(j), s, group, c, old), scale);\n    }}",
+            access = self.storage.access_unit(self.layout)
+        );
+        for &slot in &slots {
+            let _ = writeln!(
+                s,
+                "    if uses_state({slot}u) {{ scales{slot}[block] = scale.{}; }}",
+                component(slot)
+            );
+        }
+        s += "}\n";
+        s
+    }
+
+    /// The loads of a unit into `e0` (and `e1`) and `step_math` on each group of four.
+    fn loads_and_math(&self) -> String {
+        let mut s = String::new();
         s += "    let end = s.end;\n";
         if self.vec4 {
             s += "    let q = idx.x / 4u;\n";
@@ -196,6 +324,13 @@ impl Generator {
             s += &open;
             let widen = |words: String| format!("{}_load({words})", short(r.dtype));
             let values: Vec<String> = match (self.vec4, r.dtype.is_16bit()) {
+                _ if self.quantized(r).is_some() => {
+                    let (slot, base) = self.quantized(r).expect("a quantized slot");
+                    let x = ["x", "y", "z"][slot];
+                    (0..self.groups)
+                        .map(|g| format!("dequant4({n}[q + {g}u], old.{x}, {base}u)"))
+                        .collect()
+                }
                 (true, false) => (0..self.groups).map(|g| format!("{n}[q + {g}u]")).collect(),
                 (true, true) => {
                     let _ = writeln!(s, "{indent}{n}_w = {n}[idx.x / 8u];");
@@ -224,11 +359,27 @@ impl Generator {
                 let _ = writeln!(s, "    trust_accumulate(e{g}, valid{g});");
             }
         }
+        s
+    }
+
+    /// The stores of a unit from `e0` (and `e1`).
+    fn stores(&self) -> String {
+        let mut s = String::new();
         let random = |g: usize| format!("stochastic_bits(s, idx + vec4({}u), c)", 4 * g);
         for r in self.roles.iter().filter(|r| !r.read_only) {
             let (n, f) = (r.name, r.field);
             let sr = self.stochastic.is_some() && n == "param";
             let call = match (self.vec4, r.dtype.is_16bit()) {
+                _ if self.quantized(r).is_some() => {
+                    let (slot, base) = self.quantized(r).expect("a quantized slot");
+                    let x = ["x", "y", "z"][slot];
+                    (0..self.groups)
+                        .map(|g| {
+                            format!("{n}[q + {g}u] = quantize4(e{g}.{f} / scale.{x}, {base}u);")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
                 (true, false) => (0..self.groups)
                     .map(|g| format!("store_{n}(q + {g}u, valid{g}, e{g}.{f});"))
                     .collect::<Vec<_>>()
@@ -270,14 +421,17 @@ impl Generator {
                 }
             }
         }
-        s += "}\n";
         s
     }
 
     /// The stores, one function per buffer.
     fn store_functions(&self) -> String {
         let mut s = String::new();
-        for r in self.roles.iter().filter(|r| !r.read_only) {
+        for r in self
+            .roles
+            .iter()
+            .filter(|r| !r.read_only && self.quantized(r).is_none())
+        {
             let n = r.name;
             let sr = self.stochastic.is_some() && n == "param";
             let bits = |v: &str, random: &str| {

@@ -128,6 +128,7 @@ pub(crate) struct ModuleKey {
 struct LayoutsKey {
     kernel: &'static str,
     master: bool,
+    quant8: bool,
 }
 
 /// Cache key of a kernel's module.
@@ -148,16 +149,19 @@ struct PipelineKey {
     entry: Entry,
 }
 
-/// The bind group layouts of `kernel` (with the master copy's binding when `master`), built
-/// on first use.
+/// The bind group layouts of `kernel` with `storage`'s bindings (the master copy's, the 8-bit
+/// states' scales and maps), built on first use.
 pub(crate) fn kernel_layouts(
     ctx: &Context,
     kernel: &'static Kernel,
-    master: bool,
+    storage: Storage,
 ) -> Result<Arc<KernelLayouts>> {
+    let master = storage.master;
+    let quant8 = storage.quant8.is_some();
     let key = LayoutsKey {
         kernel: kernel.name,
         master,
+        quant8,
     };
     let entry = |binding: Binding, read_only| StorageEntry {
         binding: binding.index(),
@@ -181,6 +185,10 @@ pub(crate) fn kernel_layouts(
     update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
     if master {
         update.push(entry(Binding::Master, false));
+    }
+    if quant8 {
+        update.extend((0..kernel.state_slots).map(|slot| entry(Binding::Scales(slot), false)));
+        update.push(entry(Binding::QuantMaps, true));
     }
     check_storage_buffers(ctx.device(), kernel.name, update.len())?;
     ctx.cached(key, |device| KernelLayouts {
@@ -222,7 +230,7 @@ pub(crate) fn kernel_pipeline(
             &kernel.source(module.layout, module.storage),
         )
     })?;
-    let layouts = kernel_layouts(ctx, kernel, module.storage.master)?;
+    let layouts = kernel_layouts(ctx, kernel, module.storage)?;
     let tuning = ctx.tuning();
     let key = PipelineKey {
         kernel: kernel.name,

@@ -54,8 +54,11 @@ pub const RECTIFY: ShaderFile = shader_file!("common/rectify.wgsl");
 /// Schedule-Free's schedule, update and eval/train switch.
 pub const SCHEDULE_FREE: ShaderFile = shader_file!("common/schedule_free.wgsl");
 
+/// 8-bit block-quantized states: dequantize, the block scale, torchao's quantize.
+pub const QUANT8: ShaderFile = shader_file!("common/quant8.wgsl");
+
 /// Every shared file of the optimizer kernels.
-pub const COMMON: [ShaderFile; 12] = [
+pub const COMMON: [ShaderFile; 13] = [
     CONTROL,
     SEGMENT,
     MATH,
@@ -68,6 +71,7 @@ pub const COMMON: [ShaderFile; 12] = [
     MOMENTS,
     RECTIFY,
     SCHEDULE_FREE,
+    QUANT8,
 ];
 
 /// A module's WGSL source: `prelude`, then `files` concatenated in order.

@@ -8,7 +8,7 @@ use super::bindings::Binding;
 use super::elements::elements_source;
 use super::layout::{StructLayout, WgslLayout};
 use super::sources::{
-    concatenate, ShaderFile, CONTROL, DTYPE, ENTRY, MATH, PROCESS, SEGMENT, TRUST,
+    concatenate, ShaderFile, CONTROL, DTYPE, ENTRY, MATH, PROCESS, QUANT8, SEGMENT, TRUST,
 };
 use super::storage::{ElementLayout, Storage};
 use crate::error::{Error, Result};
@@ -66,9 +66,19 @@ impl Kernel {
         files
     }
 
+    /// The files of its module with `storage`: [`Kernel::files`], and the 8-bit states' codec
+    /// with those.
+    pub fn module_files(&self, storage: Storage) -> Vec<ShaderFile> {
+        let mut files = self.files();
+        if storage.quant8.is_some() {
+            files.push(QUANT8);
+        }
+        files
+    }
+
     /// The module's WGSL source with `layout` and `storage`.
     pub fn source(&self, layout: ElementLayout, storage: Storage) -> String {
-        let mut source = concatenate("", &self.files());
+        let mut source = concatenate("", &self.module_files(storage));
         source += &Binding::declarations(self.trust_ratio);
         source += &elements_source(layout, storage, self.state_slots, self.trust_ratio);
         source

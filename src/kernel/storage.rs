@@ -37,6 +37,16 @@ pub enum Rounding {
     },
 }
 
+/// 8-bit block-quantized states ([`Precision::with_8bit_states`](crate::Precision)): each state
+/// slot is a code per element (4 to a 32-bit word) and an f32 scale per block of
+/// [`BLOCK`](crate::quant::BLOCK) elements (`src/quant.rs`); `unsigned` says which slots index
+/// the unsigned map (second moments), the others the signed one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Quant8 {
+    /// Per state slot: the unsigned map (a slot of squares), else the signed one.
+    pub unsigned: [bool; 3],
+}
+
 /// How one optimizer's element buffers are stored: every parameter of an optimizer shares
 /// one type, every gradient one, every state one; and, for 16-bit parameters, an f32 master
 /// copy or stochastic rounding.
@@ -53,6 +63,8 @@ pub struct Storage {
     pub master: bool,
     /// How stores of the parameters round.
     pub rounding: Rounding,
+    /// States as 8-bit codes and block scales (`states` is then f32, the math's type).
+    pub quant8: Option<Quant8>,
 }
 
 impl Storage {
@@ -67,6 +79,7 @@ impl Storage {
             states,
             master: false,
             rounding: Rounding::NearestEven,
+            quant8: None,
         }
     }
 
@@ -76,9 +89,12 @@ impl Storage {
         self.param.is_16bit() || self.grad.is_16bit() || self.states.is_16bit()
     }
 
-    /// Bytes of the smallest storage type among the roles (2 when any is 16-bit, else 4).
+    /// Bytes of the smallest storage type among the roles (1 with 8-bit states, 2 when any is
+    /// 16-bit, else 4).
     pub(crate) fn smallest_size(self) -> u64 {
-        if self.packed() {
+        if self.quant8.is_some() {
+            1
+        } else if self.packed() {
             2
         } else {
             4
@@ -86,8 +102,18 @@ impl Storage {
     }
 
     /// Elements per iteration of the update in `layout`: what segments of the vec4 layout end
-    /// on (8 when [packed](Storage::packed), else 4). The scalar layout takes 4 at a time.
+    /// on (8 when [packed](Storage::packed), else 4; a whole block of 8-bit states, 256, which
+    /// one invocation updates). The scalar layout takes 4 at a time.
     pub fn unit(self, layout: ElementLayout) -> u64 {
+        match (layout, self.quant8) {
+            (ElementLayout::Vec4, Some(_)) => crate::quant::BLOCK as u64,
+            _ => self.access_unit(layout),
+        }
+    }
+
+    /// Elements one load of every buffer covers in `layout`: 8 in the vec4 layout when
+    /// [packed](Storage::packed), else 4.
+    pub fn access_unit(self, layout: ElementLayout) -> u64 {
         match (layout, self.packed()) {
             (ElementLayout::Vec4, true) => 8,
             _ => 4,

@@ -7,7 +7,9 @@ use wgpu::util::DeviceExt;
 
 use super::dispatch::{chunk_dispatches, BoundBuffers, Pipelines};
 use super::{muon, MuonGroup};
-use super::{Optimizer, ParamGroup, Precision, SpanStates, TensorState, MASTER_PARAM};
+use super::{
+    quant8, Optimizer, ParamGroup, Precision, QuantState, SpanStates, TensorState, MASTER_PARAM,
+};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::bind_group;
@@ -18,6 +20,7 @@ use crate::kernel::{
     Variant,
 };
 use crate::optim::OptimizerConfig;
+use crate::quant::{dynamic_map, BLOCK};
 
 /// Each configuration's `build`, generated from the registry.
 macro_rules! builders {
@@ -86,6 +89,7 @@ fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
         states: precision.states.unwrap_or(param),
         master: precision.master_weights,
         rounding,
+        quant8: None,
     })
 }
 
@@ -319,7 +323,10 @@ impl Optimizer {
         for (index, param) in params.iter().enumerate() {
             param.check(index, ctx.device())?;
         }
-        let storage = storage_of(&params, precision)?;
+        let mut storage = storage_of(&params, precision)?;
+        if precision.eight_bit_states {
+            storage = quant8::quantized_storage(storage, &spec, &params, precision)?;
+        }
         if storage.states == Dtype::F16 && spec.states.iter().any(|s| s.holds_squares()) {
             return Err(Error::UnsupportedDtype {
                 what: "states of squared gradients (exp_avg_sq and the like)",
@@ -352,7 +359,7 @@ impl Optimizer {
             control_mode,
         } = checked;
         let device = ctx.device();
-        let layouts = kernel_layouts(ctx, spec.kernel, storage.master)?;
+        let layouts = kernel_layouts(ctx, spec.kernel, storage)?;
         let tensors: Vec<Vec<BufferRange>> = params
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
@@ -363,6 +370,9 @@ impl Optimizer {
         };
         let limits = PlanLimits::new(ctx, storage);
         let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
+        if storage.quant8.is_some() {
+            quant8::check_quantized_plan(&plan)?;
+        }
         if control_mode == ControlMode::PerGroup && plan.plan.wraps {
             return Err(Error::InvalidOptions(
                 "a population's gradient-norm partials must fit one storage binding",
@@ -393,10 +403,20 @@ impl Optimizer {
         );
         let (tensor_states, span_states) =
             allocate_states(ctx, &spec, storage, &plan, &params, donor);
+        let quant_maps = storage.quant8.map(|_| {
+            let mut maps = dynamic_map(true).to_vec();
+            maps.extend(dynamic_map(false));
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-optim quant maps"),
+                contents: bytemuck::cast_slice(&maps),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        });
         let bound = BoundBuffers {
             control: &control,
             groups: &groups,
             span_states: &span_states,
+            quant_maps: quant_maps.as_ref(),
         };
         let (dispatches, trust_fold) = chunk_dispatches(ctx, &spec, &layouts, &plan, &bound);
         let tensors = params
@@ -408,6 +428,7 @@ impl Optimizer {
                 group: group as usize,
                 states: states.states,
                 master: states.master,
+                quant: states.quant,
             })
             .collect();
         let variant = Variant {
@@ -484,15 +505,48 @@ fn allocate_states(
         });
         BufferRange::typed(&buffer, 0, len, dtype)
     };
+    let quantized = storage.quant8.is_some();
+    // 8-bit states: codes at the span's layout, a byte each (zeros, as torchao's
+    // `OptimState8bit.zeros`), and a scale per block at `offset / BLOCK` (zeros too).
+    let quant_state = |name: &str, len: u64| {
+        let zeroed = |label: &str, bytes: u64| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &vec![0; bytes.next_multiple_of(16).max(16) as usize],
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+        };
+        let blocks = len / BLOCK as u64 + 1;
+        let scales = zeroed(name, 4 * blocks);
+        QuantState {
+            codes: zeroed(name, len),
+            offset: 0,
+            len,
+            scales: BufferRange::typed(&scales, 0, blocks, Dtype::F32),
+        }
+    };
     let span_buffers = |len: u64| SpanStates {
-        states: spec
-            .states
-            .iter()
-            .map(|s| state_buffer(s.name, s.init, storage.states, len))
-            .collect(),
+        states: if quantized {
+            Vec::new()
+        } else {
+            spec.states
+                .iter()
+                .map(|s| state_buffer(s.name, s.init, storage.states, len))
+                .collect()
+        },
         master: storage
             .master
             .then(|| state_buffer(MASTER_PARAM, 0.0, Dtype::F32, len)),
+        quant: if quantized {
+            spec.states
+                .iter()
+                .map(|s| quant_state(s.name, len))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     // Tensors of length 0 belong to no span: they share empty ranges of tiny buffers.
     let mut tensor_states = vec![span_buffers(0); params.len()];
@@ -501,15 +555,25 @@ fn allocate_states(
         .spans
         .iter()
         .map(|span| {
-            let donated = donor.and_then(|donor| donated_states(donor, span, params));
+            let donated = donor
+                .filter(|_| !quantized)
+                .and_then(|donor| donated_states(donor, span, params));
             let buffers = donated.unwrap_or_else(|| span_buffers(span.len()));
             for &i in &span.tensors {
                 let param = &params[i].param;
                 let offset = span.offset_at(param.offset(), param.dtype());
-                let slice = |s: &BufferRange| s.slice(offset, params[i].len());
+                let len = params[i].len();
+                let slice = |s: &BufferRange| s.slice(offset, len);
+                let quant_slice = |q: &QuantState| QuantState {
+                    codes: q.codes.clone(),
+                    offset,
+                    len,
+                    scales: q.scales.slice(offset / BLOCK as u64, len / BLOCK as u64),
+                };
                 tensor_states[i] = SpanStates {
                     states: buffers.states.iter().map(slice).collect(),
                     master: buffers.master.as_ref().map(slice),
+                    quant: buffers.quant.iter().map(quant_slice).collect(),
                 };
             }
             buffers
@@ -534,6 +598,7 @@ fn donated_states(donor: &Optimizer, span: &Span, params: &[Param]) -> Option<Sp
             Some(master) => Some(whole(master)?),
             None => None,
         },
+        quant: Vec::new(),
     };
     let same = |kept: &BufferRange, buffer: &BufferRange, offset: u64, len: u64| {
         let wanted = buffer.slice(offset, len);

@@ -117,6 +117,8 @@ pub(super) struct BoundBuffers<'a> {
     pub groups: &'a wgpu::Buffer,
     /// Each span's state buffers.
     pub span_states: &'a [SpanStates],
+    /// With 8-bit states, the two dynamic maps.
+    pub quant_maps: Option<&'a wgpu::Buffer>,
 }
 
 /// Each chunk's dispatches, and a trust-ratio kernel's fold with its per-slot sums (each slot
@@ -165,7 +167,28 @@ pub(super) fn chunk_dispatches(
                 entries.push((Binding::Trust, trust.as_entire_binding()));
             }
             states.sort_by_key(|(slot, _)| *slot);
-            for slot in 0..spec.kernel.state_slots {
+            if let Some(maps) = bound.quant_maps {
+                // 8-bit states: each span is one chunk (`check_quantized_plan`), bound whole.
+                for slot in 0..spec.kernel.state_slots {
+                    let kept = spec.states.iter().position(|s| s.slot == slot);
+                    let (codes, scales) = match kept.map(|i| &span.quant[i]) {
+                        Some(q) => (
+                            q.codes.as_entire_binding(),
+                            q.scales.buffer().as_entire_binding(),
+                        ),
+                        // A slot the configuration does not keep: 16 bytes of zeros each.
+                        None => (
+                            ctx.placeholder(slot).as_entire_binding(),
+                            ctx.placeholder((slot + 1) % 3).as_entire_binding(),
+                        ),
+                    };
+                    entries.push((Binding::State(slot), codes));
+                    entries.push((Binding::Scales(slot), scales));
+                }
+                entries.push((Binding::QuantMaps, maps.as_entire_binding()));
+                states.clear();
+            }
+            for slot in (0..spec.kernel.state_slots).filter(|_| bound.quant_maps.is_none()) {
                 let resource = match states.iter().find(|(s, _)| *s == slot) {
                     Some((_, range)) => range.binding(),
                     // A slot the configuration does not keep binds 16 bytes of zeros.

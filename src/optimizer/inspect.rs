@@ -2,7 +2,7 @@
 //! buffers, and readbacks of states, control blocks and trust ratios (blocking: for tests,
 //! tools and checkpoints, never the training loop).
 
-use super::{Optimizer, MASTER_PARAM};
+use super::{Optimizer, TensorState, MASTER_PARAM};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferRange, Param};
 use crate::kernel::plan::ControlMode;
@@ -112,15 +112,37 @@ impl Optimizer {
         } else {
             (2 * param.size(), 0)
         };
+        // 8-bit states: a byte read and one written (the block scales, 8 bytes a block of 256,
+        // are left out).
+        let state_size = if self.storage.quant8.is_some() {
+            1
+        } else {
+            states.size()
+        };
         let pass = param_bytes
             + grad_reads * grad.size()
-            + 2 * states.size() * self.spec.states.len() as u64
+            + 2 * state_size * self.spec.states.len() as u64
             + master;
         if self.spec.kernel.trust_ratio {
             2 * pass
         } else {
             pass
         }
+    }
+
+    /// Bytes of device memory the element-wise tensors' states take (`exp_avg`,
+    /// `momentum_buffer`, ...; with 8-bit states their codes and block scales), without the
+    /// master copy, Muon's momentum or the padding between tensors: what a memory table
+    /// divides by the parameters.
+    pub fn state_bytes(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|t| {
+                let quant: u64 = t.quant.iter().map(|q| q.len + 4 * q.scales.len()).sum();
+                let states: u64 = t.states.iter().map(|s| s.len() * s.dtype().size()).sum();
+                quant + states
+            })
+            .sum()
     }
 
     /// The storage types of the parameters, gradients and states.
@@ -158,16 +180,31 @@ impl Optimizer {
         if let Some(muon) = self.muon_state(index, name) {
             return muon;
         }
-        let tensor = self.tensors.get(index).ok_or(Error::NoSuchTensor {
-            owner: "optimizer",
-            index,
-            count: self.tensors.len() + self.muon_shapes().len(),
-        })?;
+        let tensor = self.tensor_state(index)?;
         if let (MASTER_PARAM, Some(master)) = (name, &tensor.master) {
             return Ok(master);
         }
-        let position = self
-            .spec
+        let position = self.state_position(index, name)?;
+        if self.quantized_states() {
+            return Err(super::quant8::not_a_range());
+        }
+        Ok(&tensor.states[position])
+    }
+
+    /// Tensor `index`'s element-wise state.
+    fn tensor_state(&self, index: usize) -> Result<&TensorState> {
+        self.tensors.get(index).ok_or(Error::NoSuchTensor {
+            owner: "optimizer",
+            index,
+            count: self.tensors.len() + self.muon_shapes().len(),
+        })
+    }
+
+    /// The position of state `name` among the kernel's states, for element-wise tensor
+    /// `index`.
+    pub(super) fn state_position(&self, index: usize, name: &str) -> Result<usize> {
+        self.tensor_state(index)?;
+        self.spec
             .states
             .iter()
             .position(|s| s.name == name)
@@ -175,8 +212,7 @@ impl Optimizer {
                 optimizer: self.config().name(),
                 name: name.to_string(),
                 available: self.state_names(),
-            })?;
-        Ok(&tensor.states[position])
+            })
     }
 
     /// The names of the states kept per tensor: [`Optimizer::state_specs`]'s, then
@@ -192,6 +228,10 @@ impl Optimizer {
     /// Reads the state `name` of tensor `index` back to the host, widened to f32 from its
     /// storage type (blocking; not for the training loop).
     pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
+        let quantized = self.quantized_states() && index < self.tensors.len();
+        if quantized && name != MASTER_PARAM {
+            return Ok(self.read_quantized_state(index, name)?.dequantize());
+        }
         let range = self.state_range(index, name)?;
         self.ctx.read_f32(range)
     }

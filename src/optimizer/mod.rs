@@ -14,6 +14,7 @@ mod groups;
 mod inspect;
 mod muon;
 mod muon_groups;
+mod quant8;
 mod step;
 
 use std::sync::{Arc, Mutex};
@@ -53,9 +54,23 @@ pub struct Precision {
     /// master weights (f16 keeps 3 more bits and has master weights for this; f32 needs
     /// neither).
     pub stochastic_rounding: Option<u64>,
+    /// Keep the states as 8-bit block-quantized codes (torchao's `Adam8bit`/`AdamW8bit`,
+    /// bitsandbytes' `SGD8bit` and `Lion8bit`): a byte per element and an f32 scale per block
+    /// of 256, about 1.02 bytes per state instead of 4 (docs/8bit.md). Adam, AdamW (AMSGrad
+    /// included), SGD with momentum and Lion ([`Error::Quantized`](crate::Error::Quantized)
+    /// for the others); every tensor's length a multiple of 256
+    /// ([`Error::NotWholeBlocks`](crate::Error::NotWholeBlocks)). Any parameter type, master
+    /// weights and stochastic rounding as with other states; not with [`Precision::states`].
+    pub eight_bit_states: bool,
 }
 
 impl Precision {
+    /// With 8-bit block-quantized states.
+    pub fn with_8bit_states(mut self) -> Self {
+        self.eight_bit_states = true;
+        self
+    }
+
     /// States stored as `dtype`. f16 is refused
     /// ([`Error::UnsupportedDtype`](crate::Error::UnsupportedDtype)) for an
     /// optimizer that keeps squared gradients ([`SQUARED_STATES`](crate::SQUARED_STATES):
@@ -92,11 +107,23 @@ pub struct ParamGroup {
 }
 
 /// The state buffers of one span (or a tensor's ranges of them): one per state, and the
-/// master copy's.
+/// master copy's. With 8-bit states, `states` is empty and `quant` holds them.
 #[derive(Clone)]
 struct SpanStates {
     states: Vec<BufferRange>,
     master: Option<BufferRange>,
+    quant: Vec<QuantState>,
+}
+
+/// One 8-bit state of a span, or of a tensor: its codes (bytes `[offset, offset + len)` of
+/// `codes`, a byte per element at the element's offset in the span) and its block scales
+/// (the span's scales buffer, one f32 per block at `element offset / 256`).
+#[derive(Clone)]
+struct QuantState {
+    codes: wgpu::Buffer,
+    offset: u64,
+    len: u64,
+    scales: BufferRange,
 }
 
 /// What the optimizer keeps of one tensor.
@@ -107,6 +134,8 @@ struct TensorState {
     states: Vec<BufferRange>,
     // The f32 master copy of 16-bit parameters, with master weights.
     master: Option<BufferRange>,
+    // With 8-bit states, one per entry of `KernelSpec::states` (and `states` is empty).
+    quant: Vec<QuantState>,
 }
 
 /// A built optimizer: its state buffers on the device and the pipelines and bind groups that

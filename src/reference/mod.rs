@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::grad::GradConfig;
 use crate::kernel::{Control, StateSpec, Storage, MASTER_PARAM};
 use crate::optim::{OptimizerConfig, ScheduleFreeRunning};
+use crate::quant::Quantized;
 use step::{Mirror, Stores, Tensor, TrustSlot};
 
 /// Generates, from the registry: each optimizer's mirror module (`src/reference/<name>.rs`,
@@ -88,6 +89,9 @@ pub struct Optimizer {
     // uses instead (`use_trust_ratios`).
     trust_ratios: Vec<f32>,
     trust_override: Option<Vec<f32>>,
+    // [tensor][state, in `states` order]: with 8-bit states (`storage.quant8`), the codes and
+    // scales the device keeps; `slots` then holds what they dequantize to.
+    quantized: Vec<Vec<Quantized>>,
 }
 
 impl Optimizer {
@@ -112,12 +116,26 @@ impl Optimizer {
         let spec = config.lower()?;
         let states = spec.states;
         let running = bytemuck::pod_collect_to_vec(&spec.running);
+        let quantized: Vec<Vec<Quantized>> = match storage.quant8 {
+            Some(quant) => lens
+                .iter()
+                .map(|&len| {
+                    let zeros = |s: &StateSpec| Quantized::zeros(len, !quant.unsigned[s.slot]);
+                    states.iter().map(zeros).collect()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let slots = lens
             .iter()
-            .map(|&len| {
+            .enumerate()
+            .map(|(t, &len)| {
                 let mut slots: [Vec<f32>; 3] = Default::default();
-                for state in &states {
-                    slots[state.slot] = vec![storage.states.round(state.init); len];
+                for (k, state) in states.iter().enumerate() {
+                    slots[state.slot] = match quantized.get(t) {
+                        Some(q) => q[k].dequantize(),
+                        None => vec![storage.states.round(state.init); len],
+                    };
                 }
                 slots
             })
@@ -143,6 +161,7 @@ impl Optimizer {
             running,
             trust_ratios: vec![1.0; lens.len()],
             trust_override: None,
+            quantized,
         })
     }
 
@@ -374,6 +393,34 @@ impl Optimizer {
     fn update(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) {
         self.control.step += 1;
         self.run_kernel(params, grads);
+        self.requantize();
+    }
+
+    /// With 8-bit states: each state quantized block by block from the f32 values the update
+    /// left (which the parameters' update used), and replaced by what the codes stand for.
+    fn requantize(&mut self) {
+        for (slots, quantized) in self.slots.iter_mut().zip(&mut self.quantized) {
+            for (state, q) in self.states.iter().zip(quantized.iter_mut()) {
+                *q = Quantized::new(&slots[state.slot], q.signed);
+                slots[state.slot] = q.dequantize();
+            }
+        }
+    }
+
+    /// With 8-bit states, the codes and scales of state `name` of tensor `index`, as the
+    /// device's [`read_quantized_state`](crate::Optimizer::read_quantized_state) reads them.
+    pub fn quantized_state(&self, index: usize, name: &str) -> Result<&Quantized> {
+        let tensor = self.quantized.get(index).ok_or(Error::Quantized(
+            "no such tensor, or this optimizer's states are not 8-bit",
+        ))?;
+        let position = self.states.iter().position(|s| s.name == name);
+        position
+            .map(|k| &tensor[k])
+            .ok_or_else(|| Error::NoSuchState {
+                optimizer: self.config.name(),
+                name: name.to_string(),
+                available: self.states.iter().map(|s| s.name).collect(),
+            })
     }
 
     /// `mirror`'s prologue, then its update of each tensor, which sees the gradients as the

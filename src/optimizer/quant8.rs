@@ -1,0 +1,109 @@
+//! 8-bit block-quantized states (`Precision::with_8bit_states`, docs/8bit.md): which
+//! optimizers and layouts take them, and reading them back.
+
+use super::{Optimizer, Precision};
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::gpu::Param;
+use crate::kernel::plan::DevicePlan;
+use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
+use crate::quant::{Quantized, BLOCK};
+
+/// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
+/// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
+const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
+
+/// `storage` with 8-bit states for `spec` over `params`, checked: an offered kernel, no other
+/// state type asked for, every tensor whole blocks. Slots of squares take the unsigned map.
+pub(super) fn quantized_storage(
+    storage: Storage,
+    spec: &KernelSpec,
+    params: &[Param],
+    precision: Precision,
+) -> Result<Storage> {
+    if !QUANTIZED_KERNELS.contains(&spec.kernel.name) {
+        return Err(Error::Quantized(
+            "offered for Adam, AdamW, SGD (momentum) and Lion, as torchao and bitsandbytes",
+        ));
+    }
+    if precision.states.is_some() {
+        return Err(Error::InvalidOptions(
+            "8-bit states replace the states' storage type: ask for one or the other",
+        ));
+    }
+    for (index, p) in params.iter().enumerate() {
+        let len = p.len();
+        if !len.is_multiple_of(BLOCK as u64) {
+            return Err(Error::NotWholeBlocks {
+                index,
+                len,
+                block: BLOCK,
+            });
+        }
+    }
+    let mut unsigned = [false; 3];
+    for state in &spec.states {
+        unsigned[state.slot] = state.holds_squares();
+    }
+    Ok(Storage {
+        states: Dtype::F32,
+        quant8: Some(Quant8 { unsigned }),
+        ..storage
+    })
+}
+
+/// With 8-bit states, every chunk of `plan` must be a whole span in the vec4 layout: blocks are
+/// counted from each tensor's first element in the span's own scales.
+pub(super) fn check_quantized_plan(plan: &DevicePlan) -> Result<()> {
+    let chunks = &plan.plan.chunks;
+    if chunks.iter().any(|c| c.layout != ElementLayout::Vec4) {
+        return Err(Error::Quantized(
+            "tensors must start at multiples of 4 elements in their buffers (16 bytes for f32)",
+        ));
+    }
+    if chunks.windows(2).any(|w| w[0].span == w[1].span) {
+        return Err(Error::Quantized(
+            "a span of tensors past one storage binding (max_storage_buffer_binding_size)",
+        ));
+    }
+    Ok(())
+}
+
+impl Optimizer {
+    /// Whether the states are 8-bit block-quantized ([`Precision::with_8bit_states`]).
+    pub fn quantized_states(&self) -> bool {
+        self.storage.quant8.is_some()
+    }
+
+    /// Reads the 8-bit state `name` of tensor `index` back as it is stored (blocking): its
+    /// codes, its block scales and which map they index. [`Error::Quantized`] for an
+    /// optimizer whose states are not 8-bit; [`Optimizer::read_state`] gives the values.
+    pub fn read_quantized_state(&self, index: usize, name: &str) -> Result<Quantized> {
+        if !self.quantized_states() {
+            return Err(Error::Quantized("this optimizer's states are not 8-bit"));
+        }
+        let position = self.state_position(index, name)?;
+        let state = &self.tensors[index].quant[position];
+        let codes = if state.len == 0 {
+            Vec::new()
+        } else {
+            self.ctx.read_bytes(&state.codes, state.offset, state.len)?
+        };
+        let scales = self.ctx.read_f32(&state.scales)?;
+        let signed = !self.spec.states[position].holds_squares();
+        Ok(Quantized {
+            codes,
+            scales,
+            signed,
+        })
+    }
+}
+
+/// The refusal of an operation that reads or writes states as one buffer range of a storage
+/// type, for 8-bit states.
+pub(super) fn not_a_range() -> Error {
+    Error::Quantized(
+        "the states are codes and block scales, not one range of a storage type: read them \
+         with read_state or read_quantized_state",
+    )
+}

@@ -1,0 +1,336 @@
+//! 8-bit block-quantized states on the device (`Precision::with_8bit_states`) against the CPU
+//! reference (`reference::Optimizer::with_storage` with the device's storage), which runs the
+//! same f32 update over the dequantized states and requantizes with the host codec
+//! (`wgpu_optim::quant`, itself checked against torchao in tests/quant8_golden.rs): codes,
+//! scales and parameters step by step, for Adam, AdamW (and AMSGrad), SGD with momentum and
+//! Lion over f32, bf16 and f16 parameters; the bad input; the memory.
+
+mod common;
+
+use common::{assert_close, context, Rng};
+use wgpu_optim::quant::BLOCK;
+use wgpu_optim::{
+    reference, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, Dtype, Error,
+    GradConfig, LionConfig, Optimizer, OptimizerConfig, Param, ParamGroup, Precision, SgdConfig,
+};
+
+/// Tensors of `lens` in one buffer (each at a multiple of the offset alignment, so that most
+/// blocks straddle 256-element boundaries of the buffer), stepped with 8-bit states on the
+/// device and on the host.
+struct Quant8Run {
+    params: Vec<Param>,
+    host: Vec<Vec<f32>>,
+    device: Optimizer,
+    reference: reference::Optimizer,
+    rng: Rng,
+}
+
+fn buffer(ctx: &Context, label: &str, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.next_multiple_of(16).max(16),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// `lens` laid out in one parameter buffer and one gradient buffer of `dtype`.
+fn tensors(ctx: &Context, lens: &[usize], dtype: Dtype) -> Vec<Param> {
+    let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    let mut offsets = Vec::new();
+    let mut end = 0u64;
+    for &len in lens {
+        offsets.push(end);
+        end = (end + len as u64 * dtype.size()).next_multiple_of(align);
+    }
+    let params = buffer(ctx, "params", end);
+    let grads = buffer(ctx, "grads", end);
+    lens.iter()
+        .zip(&offsets)
+        .map(|(&len, &offset)| {
+            Param::new(
+                BufferRange::typed(&params, offset, len as u64, dtype),
+                BufferRange::typed(&grads, offset, len as u64, dtype),
+            )
+        })
+        .collect()
+}
+
+impl Quant8Run {
+    fn new(config: &OptimizerConfig, lens: &[usize], dtype: Dtype, precision: Precision) -> Self {
+        let ctx = context();
+        let params = tensors(ctx, lens, dtype);
+        let mut rng = Rng::new(lens.len() as u64 * 7919 + lens[0] as u64);
+        let host: Vec<Vec<f32>> = lens
+            .iter()
+            .map(|&len| rng.vector(len).iter().map(|&v| dtype.round(v)).collect())
+            .collect();
+        for (p, values) in params.iter().zip(&host) {
+            ctx.write_f32(&p.param, values).unwrap();
+        }
+        let groups = vec![ParamGroup {
+            config: config.clone(),
+            params: params.clone(),
+        }];
+        let device = Optimizer::with_precision(ctx, groups, precision.with_8bit_states()).unwrap();
+        assert!(device.quantized_states());
+        let reference = reference::Optimizer::with_storage(config, lens, device.storage()).unwrap();
+        Quant8Run {
+            params,
+            host,
+            device,
+            reference,
+            rng,
+        }
+    }
+
+    fn step_with(&mut self, grads: &[Vec<f32>]) {
+        let ctx = context();
+        for (p, g) in self.params.iter().zip(grads) {
+            ctx.write_f32(&p.grad, g).unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        self.device.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        let rounded: Vec<Vec<f32>> = grads
+            .iter()
+            .zip(&self.params)
+            .map(|(g, p)| g.iter().map(|&v| p.grad.dtype().round(v)).collect())
+            .collect();
+        self.reference.step(&mut self.host, &rounded).unwrap();
+    }
+
+    /// Gradients with every block's magnitude different (so that scales differ), one block
+    /// of zeros per tensor and an outlier in some blocks.
+    fn gradients(&mut self) -> Vec<Vec<f32>> {
+        let lens: Vec<usize> = self.host.iter().map(Vec::len).collect();
+        lens.iter()
+            .map(|&len| {
+                let mut g = self.rng.gradient(len);
+                for (b, block) in g.chunks_mut(BLOCK).enumerate() {
+                    let scale = [1e-3, 1.0, 3e-2, 0.0, 10.0][b % 5];
+                    block.iter_mut().for_each(|v| *v *= scale);
+                }
+                g
+            })
+            .collect()
+    }
+
+    /// `steps` steps of fresh gradients, each compared.
+    fn steps_compared(&mut self, steps: u32, what: &str) {
+        for step in 1..=steps {
+            let grads = self.gradients();
+            self.step_with(&grads);
+            self.compare(&format!("{what} step {step}"));
+        }
+    }
+
+    /// Every state's codes and scales equal to the reference's, and the parameters close.
+    fn compare(&self, what: &str) {
+        let ctx = context();
+        for (i, p) in self.params.iter().enumerate() {
+            let device = ctx.read_f32(&p.param).unwrap();
+            assert_close(&format!("{what}: tensor {i} param"), &device, &self.host[i]);
+            for state in self.device.state_specs() {
+                let name = state.name;
+                let device = self.device.read_quantized_state(i, name).unwrap();
+                let host = self.reference.quantized_state(i, name).unwrap();
+                assert_eq!(device.signed, host.signed, "{what}: {name} map");
+                let differ = device.codes.iter().zip(&host.codes).filter(|(a, b)| a != b);
+                assert_eq!(differ.count(), 0, "{what}: tensor {i} {name} codes");
+                assert_close(
+                    &format!("{what}: tensor {i} {name} scales"),
+                    &device.scales,
+                    &host.scales,
+                );
+                let values = self.device.read_state(i, name).unwrap();
+                assert_close(&format!("{what}: {name}"), &values, &host.dequantize());
+            }
+        }
+    }
+}
+
+fn configs() -> Vec<OptimizerConfig> {
+    vec![
+        AdamWConfig::default().with_lr(1e-2).into(),
+        AdamConfig::default()
+            .with_lr(1e-2)
+            .with_weight_decay(0.01)
+            .with_amsgrad(true)
+            .into(),
+        SgdConfig::default()
+            .with_lr(1e-2)
+            .with_momentum(0.9)
+            .with_nesterov(true)
+            .into(),
+        LionConfig::default()
+            .with_lr(1e-3)
+            .with_weight_decay(0.1)
+            .into(),
+    ]
+}
+
+#[test]
+fn every_optimizer_matches_the_reference_code_for_code() {
+    for config in configs() {
+        let mut run = Quant8Run::new(&config, &[4096, 256, 768], Dtype::F32, Precision::default());
+        run.steps_compared(12, config.name());
+    }
+}
+
+#[test]
+fn sixteen_bit_parameters_master_weights_and_stochastic_rounding() {
+    let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
+    let lion: OptimizerConfig = LionConfig::default().with_lr(1e-3).into();
+    let cases = [
+        (adamw.clone(), Dtype::BF16, Precision::default()),
+        (
+            adamw.clone(),
+            Dtype::F16,
+            Precision::default().with_master_weights(),
+        ),
+        (
+            lion,
+            Dtype::BF16,
+            Precision::default().with_stochastic_rounding(7),
+        ),
+    ];
+    for (config, dtype, precision) in cases {
+        let mut run = Quant8Run::new(&config, &[512, 1024], dtype, precision);
+        run.steps_compared(6, &format!("{} {dtype:?}", config.name()));
+    }
+}
+
+#[test]
+fn a_zero_block_keeps_the_smallest_scale_and_a_nan_never_reaches_one() {
+    let config: OptimizerConfig = AdamWConfig::default().into();
+    let mut run = Quant8Run::new(&config, &[1024], Dtype::F32, Precision::default());
+    let mut grads = vec![vec![0.5f32; 1024]];
+    grads[0][..BLOCK].fill(0.0);
+    grads[0][300] = f32::NAN;
+    grads[0][600] = f32::INFINITY;
+    run.step_with(&grads);
+    for name in ["exp_avg", "exp_avg_sq"] {
+        let state = run.device.read_quantized_state(0, name).unwrap();
+        assert_eq!(state.scales[0], 1e-12, "{name}: the zero block");
+        assert!(
+            state.scales.iter().all(|s| s.is_finite()),
+            "{name}: {:?}",
+            state.scales
+        );
+        let host = run.reference.quantized_state(0, name).unwrap();
+        assert_eq!(state, *host, "{name}");
+    }
+}
+
+#[test]
+fn a_skipped_step_leaves_codes_and_scales_alone() {
+    let config: OptimizerConfig = AdamWConfig::default().into();
+    let mut run = Quant8Run::new(&config, &[512], Dtype::F32, Precision::default());
+    let grads = run.gradients();
+    run.step_with(&grads);
+    let before = run.device.read_quantized_state(0, "exp_avg").unwrap();
+    run.device
+        .set_grad_processing(Some(GradConfig::default()))
+        .unwrap();
+    let mut bad = run.gradients();
+    bad[0][5] = f32::NAN;
+    let ctx = context();
+    ctx.write_f32(&run.params[0].grad, &bad[0]).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    run.device.step(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    assert_eq!(run.device.read_step().unwrap(), 1, "the step was skipped");
+    assert_eq!(
+        run.device.read_quantized_state(0, "exp_avg").unwrap(),
+        before
+    );
+}
+
+#[test]
+fn adam_states_take_about_two_bytes_a_parameter() {
+    let ctx = context();
+    let lens = [4096, 65536, 256];
+    let params = tensors(ctx, &lens, Dtype::F32);
+    let count: usize = lens.iter().sum();
+    let config: OptimizerConfig = AdamWConfig::default().into();
+    let group = |params: &[Param]| {
+        vec![ParamGroup {
+            config: config.clone(),
+            params: params.to_vec(),
+        }]
+    };
+    let bytes = |precision| {
+        let optimizer = Optimizer::with_precision(ctx, group(&params), precision).unwrap();
+        optimizer.state_bytes() as f64 / count as f64
+    };
+    let eight_bit = bytes(Precision::default().with_8bit_states());
+    // Two states of a byte each and an f32 scale per 256 elements: 2 + 8 / 256.
+    assert_eq!(eight_bit, 2.0 + 8.0 / 256.0);
+    assert!(eight_bit <= 2.1);
+    assert_eq!(bytes(Precision::default()), 8.0);
+    assert_eq!(bytes(Precision::default().with_states(Dtype::BF16)), 4.0);
+}
+
+#[test]
+fn bad_input_is_refused_with_typed_errors() {
+    let ctx = context();
+    let eight_bit = Precision::default().with_8bit_states();
+    let build = |config: OptimizerConfig, params: Vec<Param>, precision| {
+        Optimizer::with_precision(ctx, vec![ParamGroup { config, params }], precision)
+    };
+    let adamw: OptimizerConfig = AdamWConfig::default().into();
+    // Shorter than a block, and not a whole number of blocks.
+    for len in [100, 300] {
+        let params = tensors(ctx, &[256, len], Dtype::F32);
+        match build(adamw.clone(), params, eight_bit) {
+            Err(Error::NotWholeBlocks {
+                index: 1,
+                len: l,
+                block: 256,
+            }) => {
+                assert_eq!(l, len as u64)
+            }
+            other => panic!("{len} elements: {:?}", other.err()),
+        }
+    }
+    // An optimizer neither torchao nor bitsandbytes quantizes here.
+    let params = tensors(ctx, &[256], Dtype::F32);
+    let adagrad: OptimizerConfig = AdagradConfig::default().into();
+    assert!(matches!(
+        build(adagrad, params.clone(), eight_bit),
+        Err(Error::Quantized(_))
+    ));
+    // Two storage types for the states.
+    let both = eight_bit.with_states(Dtype::BF16);
+    assert!(matches!(
+        build(adamw.clone(), params.clone(), both),
+        Err(Error::InvalidOptions(_))
+    ));
+    // A tensor at an offset no binding can start at, refused as for any storage.
+    let odd = buffer(ctx, "odd", 4 * 2048);
+    let shifted = Param::new(
+        BufferRange::new(&odd, 4, 256),
+        BufferRange::new(&odd, 4096, 256),
+    );
+    assert!(matches!(
+        build(adamw.clone(), vec![shifted], eight_bit),
+        Err(Error::MisalignedOffset { index: 0, .. })
+    ));
+    // States that are codes and scales are not one range: typed errors, not wrong bytes.
+    let optimizer = build(adamw, params, eight_bit).unwrap();
+    assert!(matches!(
+        optimizer.state_range(0, "exp_avg"),
+        Err(Error::Quantized(_))
+    ));
+    assert!(matches!(
+        optimizer.read_quantized_state(0, "momentum_buffer"),
+        Err(Error::NoSuchState { .. })
+    ));
+    assert!(matches!(
+        optimizer.read_quantized_state(3, "exp_avg"),
+        Err(Error::NoSuchTensor { .. })
+    ));
+}
