@@ -334,3 +334,73 @@ fn bad_input_is_refused_with_typed_errors() {
         Err(Error::NoSuchTensor { .. })
     ));
 }
+
+#[test]
+fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
+    let ctx = context();
+    let config: OptimizerConfig = AdamConfig::default()
+        .with_lr(1e-2)
+        .with_amsgrad(true)
+        .into();
+    let lens = [1024, 256];
+    let mut first = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
+    let mut later: Vec<Vec<Vec<f32>>> = Vec::new();
+    for _ in 0..3 {
+        let grads = first.gradients();
+        first.step_with(&grads);
+    }
+    for _ in 0..3 {
+        later.push(first.gradients());
+    }
+    let bytes = first.device.checkpoint().unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, dtype, shape) in [
+        ("state.0.exp_avg.codes", safetensors::Dtype::U8, vec![1024]),
+        ("state.0.exp_avg.scale", safetensors::Dtype::F32, vec![4]),
+        (
+            "state.1.max_exp_avg_sq.codes",
+            safetensors::Dtype::U8,
+            vec![256],
+        ),
+        ("state.1.exp_avg_sq.scale", safetensors::Dtype::F32, vec![1]),
+    ] {
+        let view = file.tensor(name).unwrap();
+        assert_eq!((view.dtype(), view.shape()), (dtype, &shape[..]), "{name}");
+    }
+    let codes = file.tensor("state.0.exp_avg.codes").unwrap();
+    let saved = first.device.read_quantized_state(0, "exp_avg").unwrap();
+    assert_eq!(codes.data(), &saved.codes[..]);
+
+    // A second optimizer over copies of the parameters, loaded from the file.
+    let mut second = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
+    for (p, values) in second.params.iter().zip(&first.host) {
+        ctx.write_f32(&p.param, values).unwrap();
+    }
+    second.device.load_checkpoint(&bytes).unwrap();
+    for grads in &later {
+        first.step_with(grads);
+        second.step_with(grads);
+    }
+    for i in 0..lens.len() {
+        let a = ctx.read_f32(&first.params[i].param).unwrap();
+        let b = ctx.read_f32(&second.params[i].param).unwrap();
+        assert_eq!(common::bits(&a), common::bits(&b), "tensor {i} param");
+        for name in ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] {
+            let a = first.device.read_quantized_state(i, name).unwrap();
+            let b = second.device.read_quantized_state(i, name).unwrap();
+            assert_eq!(a, b, "tensor {i} {name}");
+        }
+    }
+
+    // A checkpoint of full-precision states is not one of 8-bit states.
+    let groups = vec![ParamGroup {
+        config: config.clone(),
+        params: second.params.clone(),
+    }];
+    let f32_states = Optimizer::with_precision(ctx, groups, Precision::default()).unwrap();
+    let other = f32_states.checkpoint().unwrap();
+    assert!(matches!(
+        second.device.load_checkpoint(&other),
+        Err(Error::CheckpointMismatch(_))
+    ));
+}

@@ -30,13 +30,14 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
+use super::quant8::StatePiece;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::kernel::Control;
 use crate::optim::{Fields, MuonConfig, OptimizerConfig};
 
 /// The safetensors dtype of a storage type.
-fn safetensors_dtype(dtype: crate::dtype::Dtype) -> Dtype {
+pub(super) fn safetensors_dtype(dtype: crate::dtype::Dtype) -> Dtype {
     match dtype {
         crate::dtype::Dtype::F32 => Dtype::F32,
         crate::dtype::Dtype::F16 => Dtype::F16,
@@ -73,25 +74,19 @@ impl Optimizer {
         // A Buffer hashes by its identity, not by anything its interior mutability touches.
         #[allow(clippy::mutable_key_type)]
         let mut buffers: HashMap<wgpu::Buffer, Vec<u8>> = HashMap::new();
-        let mut read = |range: &crate::gpu::BufferRange| -> Result<Vec<u8>> {
-            let buffer = range.buffer();
+        let mut read_at = |buffer: &wgpu::Buffer, start: u64, end: u64| -> Result<Vec<u8>> {
             if !buffers.contains_key(buffer) {
                 let bytes = self.context().read_bytes(buffer, 0, buffer.size())?;
                 buffers.insert(buffer.clone(), bytes);
             }
-            let (start, end) = (range.offset() as usize, range.end() as usize);
-            Ok(buffers[buffer][start..end].to_vec())
+            Ok(buffers[buffer][start as usize..end as usize].to_vec())
         };
-        for (i, param) in self.params().enumerate() {
+        for (i, _) in self.params().enumerate() {
             for name in self.state_names() {
-                let range = self.state_range(i, name)?;
-                let shape = vec![param.len() as usize];
-                tensors.push((
-                    format!("state.{i}.{name}"),
-                    safetensors_dtype(range.dtype()),
-                    shape,
-                    read(range)?,
-                ));
+                for piece in self.state_pieces(i, name)? {
+                    let bytes = read_at(&piece.buffer, piece.offset, piece.end)?;
+                    tensors.push((piece.name, piece.dtype, piece.shape, bytes));
+                }
             }
             // A population's replica steps by its own counter.
             let k = if self.is_population() {
@@ -117,7 +112,8 @@ impl Optimizer {
         for (j, &(rows, cols)) in shapes.iter().enumerate() {
             let i = first + j;
             // Every Muon tensor's momentum lies in one buffer: read back once.
-            let bytes = read(self.state_range(i, MOMENTUM_BUFFER)?)?;
+            let range = self.state_range(i, MOMENTUM_BUFFER)?;
+            let bytes = read_at(range.buffer(), range.offset(), range.end())?;
             tensors.push((
                 format!("state.{i}.{MOMENTUM_BUFFER}"),
                 Dtype::F32,
@@ -236,21 +232,28 @@ impl Optimizer {
             Ok(view.data())
         };
         let mut states = Vec::new();
-        for (i, param) in self.params().enumerate() {
+        for i in 0..self.params().count() {
             for state in self.state_names() {
-                let name = format!("state.{i}.{state}");
-                let dtype = safetensors_dtype(self.state_range(i, state)?.dtype());
-                states.push((i, state, tensor(&name, dtype, &[param.len() as usize])?));
+                for piece in self.state_pieces(i, state)? {
+                    let data = tensor(&piece.name, piece.dtype, &piece.shape)?;
+                    states.push((piece, data));
+                }
             }
         }
         let first = self.params().count();
         for (j, (rows, cols)) in self.muon_shapes().into_iter().enumerate() {
             let name = format!("state.{}.{MOMENTUM_BUFFER}", first + j);
-            states.push((
-                first + j,
-                MOMENTUM_BUFFER,
-                tensor(&name, Dtype::F32, &[rows, cols])?,
-            ));
+            let range = self.state_range(first + j, MOMENTUM_BUFFER)?;
+            let data = tensor(&name, Dtype::F32, &[rows, cols])?;
+            let piece = StatePiece {
+                name,
+                dtype: Dtype::F32,
+                shape: vec![rows, cols],
+                buffer: range.buffer().clone(),
+                offset: range.offset(),
+                end: range.end(),
+            };
+            states.push((piece, data));
         }
         let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
         let control = tensor(CONTROL, Dtype::U32, &[words])?
@@ -272,15 +275,14 @@ impl Optimizer {
                 self.write_running(group, values);
             }
         }
-        for (i, name, data) in states {
-            let range = self.state_range(i, name)?;
+        for (piece, data) in states {
             // A 16-bit state of odd length ends inside a word: the word's other half is
             // padding of the state buffer (the next tensor starts on an aligned offset).
             let mut data = data.to_vec();
-            data.resize((range.word_end() - range.offset()) as usize, 0);
+            data.resize(((piece.end - piece.offset).next_multiple_of(4)) as usize, 0);
             self.context()
                 .queue()
-                .write_buffer(range.buffer(), range.offset(), &data);
+                .write_buffer(&piece.buffer, piece.offset, &data);
         }
         self.context().queue().write_buffer(
             self.control_buffer(),

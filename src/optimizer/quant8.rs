@@ -107,3 +107,59 @@ pub(super) fn not_a_range() -> Error {
          with read_state or read_quantized_state",
     )
 }
+
+/// One tensor of a checkpoint that holds (part of) a state: its name, safetensors dtype and
+/// shape, and where its bytes live (`[offset, end)` of `buffer`; the last word may be padding).
+pub(super) struct StatePiece {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub end: u64,
+}
+
+impl Optimizer {
+    /// The checkpoint tensors of state `name` of element-wise tensor `index`: one,
+    /// `state.<i>.<name>` in the states' type, or with 8-bit states (the master copy aside)
+    /// torchao's `OptimState8bit` attributes, `state.<i>.<name>.codes` (U8, a byte per element)
+    /// and `state.<i>.<name>.scale` (F32, one per block of 256).
+    pub(super) fn state_pieces(&self, index: usize, name: &str) -> Result<Vec<StatePiece>> {
+        let piece = |suffix: &str, dtype, shape, buffer: &wgpu::Buffer, offset, end| StatePiece {
+            name: format!("state.{index}.{name}{suffix}"),
+            dtype,
+            shape,
+            buffer: buffer.clone(),
+            offset,
+            end,
+        };
+        if !self.quantized_states() || name == super::MASTER_PARAM {
+            let range = self.state_range(index, name)?;
+            let dtype = super::checkpoint::safetensors_dtype(range.dtype());
+            let shape = vec![range.len() as usize];
+            let (offset, end) = (range.offset(), range.end());
+            return Ok(vec![piece("", dtype, shape, range.buffer(), offset, end)]);
+        }
+        let state = &self.tensors[index].quant[self.state_position(index, name)?];
+        let scales = &state.scales;
+        let (codes_end, blocks) = (state.offset + state.len, scales.len() as usize);
+        Ok(vec![
+            piece(
+                ".codes",
+                safetensors::Dtype::U8,
+                vec![state.len as usize],
+                &state.codes,
+                state.offset,
+                codes_end,
+            ),
+            piece(
+                ".scale",
+                safetensors::Dtype::F32,
+                vec![blocks],
+                scales.buffer(),
+                scales.offset(),
+                scales.end(),
+            ),
+        ])
+    }
+}
