@@ -6,9 +6,15 @@
 //! must match torchao's at every snapshot, bit for bit; the parameters within bitsandbytes'
 //! bound (torch's CPU sqrt is not correctly rounded).
 
+mod common;
+
 use serde_json::Value;
 use wgpu_optim::dtype::mix32;
 use wgpu_optim::quant::{dynamic_map, Quantized, BLOCK};
+use wgpu_optim::{
+    AdamConfig, AdamWConfig, BufferRange, LionConfig, Optimizer, OptimizerConfig, Param,
+    ParamGroup, Precision, SgdConfig,
+};
 
 fn golden() -> Value {
     let text = include_str!("golden/adam8bit.json");
@@ -209,5 +215,231 @@ fn torchaos_adam8bit_states_bit_for_bit() {
             }
         }
         assert!(next.next().is_none(), "{name}: every snapshot replayed");
+    }
+}
+
+/// One case replayed on the device with 8-bit states: at each snapshot step, the parameters,
+/// and each state's codes and values (dequantized).
+struct DeviceRun {
+    params: Param,
+    optimizer: Optimizer,
+}
+
+impl DeviceRun {
+    fn new(config: OptimizerConfig, params: &[f32]) -> Self {
+        let ctx = common::context();
+        let param = ctx.upload_f32("params", params);
+        let grad = ctx.upload_f32("grads", &vec![0.0; params.len()]);
+        let params = Param::new(BufferRange::whole(&param), BufferRange::whole(&grad));
+        let groups = vec![ParamGroup {
+            config,
+            params: vec![params.clone()],
+        }];
+        let precision = Precision::default().with_8bit_states();
+        let optimizer = Optimizer::with_precision(ctx, groups, precision).unwrap();
+        DeviceRun { params, optimizer }
+    }
+
+    fn step(&self, grad: &[f32]) {
+        let ctx = common::context();
+        ctx.write_f32(&self.params.grad, grad).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        self.optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+    }
+}
+
+/// How far a run is from a library's: the mean relative error of the parameters
+/// (bitsandbytes' `relerr`, `|p - p_ref| / (|p_ref| + 1e-9)`), how many state values lie
+/// outside bitsandbytes' `isclose` (atol 3e-3, rtol 1e-3) of the library's dequantized state,
+/// and the share of equal codes.
+struct Distance {
+    relative: f64,
+    far: usize,
+    equal: f64,
+}
+
+/// bitsandbytes' bounds (tests/test_optim.py, `test_optimizer8bit`): the parameters' mean
+/// relative error at most 0.0016, fewer than 20 state values not close
+/// (`assert_most_approx_close`'s error count).
+const MAX_RELATIVE: f64 = 0.0016;
+const MAX_FAR: usize = 20;
+
+fn distance(params: (&[f32], &[f32]), states: &[(Quantized, Vec<u8>, Vec<f32>)]) -> Distance {
+    let (ours, theirs) = params;
+    let relative: f64 = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| f64::from((a - b).abs()) / (f64::from(b.abs()) + 1e-9))
+        .sum::<f64>()
+        / ours.len() as f64;
+    let (mut far, mut equal, mut count) = (0, 0, 0);
+    for (q, codes, scales) in states {
+        let theirs = Quantized {
+            codes: codes.clone(),
+            scales: scales.clone(),
+            signed: q.signed,
+        };
+        let values = q.dequantize().into_iter().zip(theirs.dequantize());
+        far += values
+            .filter(|(a, b)| (a - b).abs() > 3e-3 + 1e-3 * b.abs())
+            .count();
+        equal += q.codes.iter().zip(codes).filter(|(a, b)| a == b).count();
+        count += codes.len();
+    }
+    Distance {
+        relative,
+        far,
+        equal: equal as f64 / count as f64,
+    }
+}
+
+#[test]
+fn the_device_follows_torchao_within_bitsandbytes_bounds() {
+    let golden = golden();
+    let n = golden["n"].as_u64().unwrap() as usize;
+    let zero_block = golden["zero_block"].as_u64().unwrap() as usize;
+    for case in golden["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let seed = case["seed"].as_u64().unwrap() as u32;
+        let number = |key: &str| case[key].as_f64().unwrap();
+        let config: OptimizerConfig = if case["adamw"].as_bool().unwrap() {
+            AdamWConfig::default()
+                .with_lr(number("lr"))
+                .with_betas(number("beta1"), number("beta2"))
+                .with_eps(number("eps"))
+                .with_weight_decay(number("weight_decay"))
+                .into()
+        } else {
+            AdamConfig::default()
+                .with_lr(number("lr"))
+                .with_betas(number("beta1"), number("beta2"))
+                .with_eps(number("eps"))
+                .with_weight_decay(number("weight_decay"))
+                .into()
+        };
+        let params: Vec<f32> = uniform(n, seed, 0).0.iter().map(|x| x * 0.1).collect();
+        let run = DeviceRun::new(config, &params);
+        let mut snapshots = case["snapshots"].as_array().unwrap().iter().peekable();
+        for t in 1..=golden["steps"].as_u64().unwrap() as u32 {
+            run.step(&grad(n, seed, t, zero_block));
+            let Some(snap) = snapshots.next_if(|s| s["step"].as_u64() == Some(t as u64)) else {
+                continue;
+            };
+            let ours = common::context().read_f32(&run.params.param).unwrap();
+            let states: Vec<_> = ["exp_avg", "exp_avg_sq"]
+                .iter()
+                .map(|state| {
+                    (
+                        run.optimizer.read_quantized_state(0, state).unwrap(),
+                        bytes(&snap[format!("{state}_codes")]),
+                        f32s(&snap[format!("{state}_scale")]),
+                    )
+                })
+                .collect();
+            let theirs = f32s(&snap["param"]);
+            let d = distance((&ours, &theirs), &states);
+            // Measured on lavapipe: every code of AdamW's runs equal to torchao's at every
+            // snapshot, 99.98% of Adam's with L2 (its parameters, which reach the moments,
+            // differ by torch's sqrt), no state value outside bitsandbytes' isclose.
+            let what = format!(
+                "{name} step {t}: {:e}, {} far, {:.4}% equal",
+                d.relative,
+                d.far,
+                100.0 * d.equal
+            );
+            assert!(d.relative <= MAX_RELATIVE && d.far < MAX_FAR, "{what}");
+            assert!(d.equal >= 0.999, "{what}");
+        }
+    }
+}
+
+#[test]
+fn the_device_follows_bitsandbytes_sgd_lion_and_adamw() {
+    let text = include_str!("golden/bnb8bit.json");
+    let golden: Value = serde_json::from_str(text).unwrap();
+    let n = golden["n"].as_u64().unwrap() as usize;
+    for case in golden["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let seed = case["seed"].as_u64().unwrap() as u32;
+        let c = &case["config"];
+        let number = |key: &str| c[key].as_f64().unwrap();
+        let betas = |c: &Value| {
+            (
+                c["betas"][0].as_f64().unwrap(),
+                c["betas"][1].as_f64().unwrap(),
+            )
+        };
+        let (config, states): (OptimizerConfig, &[&str]) = match name {
+            "sgd_momentum" => (
+                SgdConfig::default()
+                    .with_lr(number("lr"))
+                    .with_momentum(number("momentum"))
+                    .with_weight_decay(number("weight_decay"))
+                    .into(),
+                &["momentum_buffer"],
+            ),
+            "lion" => (
+                LionConfig::default()
+                    .with_lr(number("lr"))
+                    .with_betas(betas(c).0, betas(c).1)
+                    .with_weight_decay(number("weight_decay"))
+                    .into(),
+                &["exp_avg"],
+            ),
+            "adamw" => (
+                AdamWConfig::default()
+                    .with_lr(number("lr"))
+                    .with_betas(betas(c).0, betas(c).1)
+                    .with_eps(number("eps"))
+                    .with_weight_decay(number("weight_decay"))
+                    .into(),
+                &["exp_avg", "exp_avg_sq"],
+            ),
+            other => panic!("unknown case {other}"),
+        };
+        // bitsandbytes' maps are torchao's, entry for entry.
+        let maps = &case["maps"];
+        assert_eq!(f32s(&maps["qmap1"]), dynamic_map(true), "{name} qmap1");
+        if states.len() == 2 {
+            assert_eq!(f32s(&maps["qmap2"]), dynamic_map(false), "{name} qmap2");
+        }
+        let params: Vec<f32> = uniform(n, seed, 0).0.iter().map(|x| x * 0.1).collect();
+        let run = DeviceRun::new(config, &params);
+        let mut snapshots = case["snapshots"].as_array().unwrap().iter().peekable();
+        for t in 1..=golden["steps"].as_u64().unwrap() as u32 {
+            run.step(&grad(n, seed, t, 3));
+            let Some(snap) = snapshots.next_if(|s| s["step"].as_u64() == Some(t as u64)) else {
+                continue;
+            };
+            let ours = common::context().read_f32(&run.params.param).unwrap();
+            let states: Vec<_> = states
+                .iter()
+                .enumerate()
+                .map(|(k, state)| {
+                    (
+                        run.optimizer.read_quantized_state(0, state).unwrap(),
+                        bytes(&snap[format!("state{}", k + 1)]),
+                        f32s(&snap[format!("absmax{}", k + 1)]),
+                    )
+                })
+                .collect();
+            let theirs = f32s(&snap["param"]);
+            let d = distance((&ours, &theirs), &states);
+            let what = format!(
+                "{name} step {t}: {:e}, {} far, {:.4}% equal",
+                d.relative,
+                d.far,
+                100.0 * d.equal
+            );
+            // bitsandbytes' CPU quantizer (its C `quantize_blockwise`) rounds differently
+            // from torchao's search (here 79.6% to 99.3% of codes equal after the first
+            // step, from the same values), so later steps start from different states and
+            // drift apart; its bounds hold for the step both take from the same state.
+            if t == 1 {
+                assert!(d.relative <= MAX_RELATIVE && d.far < MAX_FAR, "{what}");
+            }
+            eprintln!("bitsandbytes {what}");
+        }
     }
 }
