@@ -265,6 +265,32 @@ struct Distance {
 const MAX_RELATIVE: f64 = 0.0016;
 const MAX_FAR: usize = 20;
 
+impl Distance {
+    fn describe(&self) -> String {
+        let (relative, far, equal) = (self.relative, self.far, 100.0 * self.equal);
+        format!("{relative:e} mean relative error, {far} values far, {equal:.4}% codes equal")
+    }
+}
+
+impl DeviceRun {
+    /// The distance to a snapshot: its parameters, and per state (name, codes key, scales
+    /// key) its codes and scales.
+    fn distance(&self, snap: &Value, keys: &[(&str, String, String)]) -> Distance {
+        let ours = common::context().read_f32(&self.params.param).unwrap();
+        let states: Vec<_> = keys
+            .iter()
+            .map(|(state, codes, scales)| {
+                (
+                    self.optimizer.read_quantized_state(0, state).unwrap(),
+                    bytes(&snap[codes]),
+                    f32s(&snap[scales]),
+                )
+            })
+            .collect();
+        distance((&ours, &f32s(&snap["param"])), &states)
+    }
+}
+
 fn distance(params: (&[f32], &[f32]), states: &[(Quantized, Vec<u8>, Vec<f32>)]) -> Distance {
     let (ours, theirs) = params;
     let relative: f64 = ours
@@ -326,28 +352,13 @@ fn the_device_follows_torchao_within_bitsandbytes_bounds() {
             let Some(snap) = snapshots.next_if(|s| s["step"].as_u64() == Some(t as u64)) else {
                 continue;
             };
-            let ours = common::context().read_f32(&run.params.param).unwrap();
-            let states: Vec<_> = ["exp_avg", "exp_avg_sq"]
-                .iter()
-                .map(|state| {
-                    (
-                        run.optimizer.read_quantized_state(0, state).unwrap(),
-                        bytes(&snap[format!("{state}_codes")]),
-                        f32s(&snap[format!("{state}_scale")]),
-                    )
-                })
-                .collect();
-            let theirs = f32s(&snap["param"]);
-            let d = distance((&ours, &theirs), &states);
+            let keys = ["exp_avg", "exp_avg_sq"]
+                .map(|state| (state, format!("{state}_codes"), format!("{state}_scale")));
+            let d = run.distance(snap, &keys);
             // Measured on lavapipe: every code of AdamW's runs equal to torchao's at every
             // snapshot, 99.98% of Adam's with L2 (its parameters, which reach the moments,
             // differ by torch's sqrt), no state value outside bitsandbytes' isclose.
-            let what = format!(
-                "{name} step {t}: {:e}, {} far, {:.4}% equal",
-                d.relative,
-                d.far,
-                100.0 * d.equal
-            );
+            let what = format!("{name} step {t}: {}", d.describe());
             assert!(d.relative <= MAX_RELATIVE && d.far < MAX_FAR, "{what}");
             assert!(d.equal >= 0.999, "{what}");
         }
@@ -412,26 +423,11 @@ fn the_device_follows_bitsandbytes_sgd_lion_and_adamw() {
             let Some(snap) = snapshots.next_if(|s| s["step"].as_u64() == Some(t as u64)) else {
                 continue;
             };
-            let ours = common::context().read_f32(&run.params.param).unwrap();
-            let states: Vec<_> = states
-                .iter()
-                .enumerate()
-                .map(|(k, state)| {
-                    (
-                        run.optimizer.read_quantized_state(0, state).unwrap(),
-                        bytes(&snap[format!("state{}", k + 1)]),
-                        f32s(&snap[format!("absmax{}", k + 1)]),
-                    )
-                })
+            let keys: Vec<_> = (states.iter().enumerate())
+                .map(|(k, &state)| (state, format!("state{}", k + 1), format!("absmax{}", k + 1)))
                 .collect();
-            let theirs = f32s(&snap["param"]);
-            let d = distance((&ours, &theirs), &states);
-            let what = format!(
-                "{name} step {t}: {:e}, {} far, {:.4}% equal",
-                d.relative,
-                d.far,
-                100.0 * d.equal
-            );
+            let d = run.distance(snap, &keys);
+            let what = format!("{name} step {t}: {}", d.describe());
             // bitsandbytes' CPU quantizer (its C `quantize_blockwise`) rounds differently
             // from torchao's search (here 79.6% to 99.3% of codes equal after the first
             // step, from the same values), so later steps start from different states and
