@@ -404,3 +404,33 @@ fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
         Err(Error::CheckpointMismatch(_))
     ));
 }
+
+#[test]
+fn a_snapshot_rewinds_codes_scales_and_parameters() {
+    let ctx = context();
+    let config: OptimizerConfig = LionConfig::default().with_lr(1e-2).into();
+    let mut run = Quant8Run::new(&config, &[512, 256], Dtype::F32, Precision::default());
+    let grads = run.gradients();
+    run.step_with(&grads);
+    let snapshot = wgpu_optim::Snapshot::of_optimizer(ctx, &run.device, &[]).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_save(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let saved = run.device.read_quantized_state(1, "exp_avg").unwrap();
+    let param = ctx.read_f32(&run.params[1].param).unwrap();
+    let grads = run.gradients();
+    run.step_with(&grads);
+    assert_ne!(
+        run.device.read_quantized_state(1, "exp_avg").unwrap(),
+        saved
+    );
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_restore(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    assert_eq!(
+        run.device.read_quantized_state(1, "exp_avg").unwrap(),
+        saved
+    );
+    assert_eq!(ctx.read_f32(&run.params[1].param).unwrap(), param);
+    assert_eq!(run.device.read_step().unwrap(), 1);
+}

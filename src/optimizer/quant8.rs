@@ -4,7 +4,7 @@
 use super::{Optimizer, Precision};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::gpu::Param;
+use crate::gpu::{BufferRange, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
 use crate::quant::{Quantized, BLOCK};
@@ -96,6 +96,19 @@ impl Optimizer {
             scales,
             signed,
         })
+    }
+}
+
+impl Optimizer {
+    /// The byte ranges state `name` of element-wise tensor `index` lives in, for copies that
+    /// move bytes alone (snapshots): its range, or with 8-bit states its codes (as 32-bit
+    /// words: a tensor's codes are whole words) and its block scales.
+    pub(crate) fn state_copy_ranges(&self, index: usize, name: &str) -> Result<Vec<BufferRange>> {
+        Ok(self
+            .state_pieces(index, name)?
+            .into_iter()
+            .map(|p| BufferRange::new(&p.buffer, p.offset, (p.end - p.offset).div_ceil(4)))
+            .collect())
     }
 }
 

@@ -135,8 +135,9 @@ impl Snapshot {
         for (index, param) in optimizer.params().enumerate() {
             labelled.push((Label::Tensor(index, "param"), param.param.clone()));
             for &name in &names {
-                let range = optimizer.state_range(index, name)?;
-                labelled.push((Label::Tensor(index, name), range.clone()));
+                for range in optimizer.state_copy_ranges(index, name)? {
+                    labelled.push((Label::Tensor(index, name), range));
+                }
             }
         }
         // Muon's tensors, numbered after the others: the parameter and its momentum.
