@@ -6,7 +6,7 @@
 //! cargo build --release --example step_time
 //! target/release/examples/step_time --optim adamw --n 16M --tensors 1000 \
 //!     [--layout arena|separate] [--clip-norm 1.0] [--steps 20] [--warmup 3] [--lr 1e-3]
-//!     [--precision f32|bf16|f16|bf16-states|bf16-f32-states]
+//!     [--precision f32|8bit-states|bf16|f16|bf16-states|bf16-f32-states]
 //! ```
 //!
 //! What it mirrors from the peer:
@@ -61,7 +61,7 @@ use std::time::Instant;
 
 use wgpu_optim::{
     reference, AdamConfig, AdamWConfig, Arena, BufferRange, Context, Dtype, GradConfig, Optimizer,
-    OptimizerConfig, Param, ParamGroup, Precision, Rounding, SgdConfig, Storage,
+    OptimizerConfig, Param, ParamGroup, Precision, Quant8, Rounding, SgdConfig, Storage,
 };
 
 const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [--tensors K]
@@ -80,7 +80,8 @@ const HELP: &str = "usage: step_time [--optim adamw|adam|sgd-momentum] [--n N] [
   --warmup W       untimed warm-up steps (default 3), then one more untimed step
   --lr LR          learning rate (default 1e-3)
   --seed SEED      splitmix64 seed of the values (default 0x5EED, the peer's)
-  --precision P    storage types: f32 (default), bf16 (params, grads and states),
+  --precision P    storage types: f32 (default), 8bit-states (f32 params and grads,
+                   torchao's 8-bit states), bf16 (params, grads and states),
                    f16 (params and grads, f32 states),
                    bf16-states (f32 params and grads), bf16-f32-states (bf16 params and grads),
                    bf16-master (bf16 params and grads, f32 states and master weights),
@@ -160,8 +161,19 @@ fn precision(name: &str) -> Option<(&'static str, Storage, Precision)> {
         },
         Precision::default().with_stochastic_rounding(1),
     );
+    // 8-bit block-quantized states (torchao's): codes and scales; the math's type is f32.
+    let eight_bit = (
+        Storage {
+            quant8: Some(Quant8 {
+                unsigned: [false, true, true],
+            }),
+            ..Storage::F32
+        },
+        Precision::default().with_8bit_states(),
+    );
     [
         ("f32", f32),
+        ("8bit-states", eight_bit),
         ("bf16", bf16),
         ("f16", f16),
         ("bf16-states", bf16_states),

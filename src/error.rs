@@ -222,21 +222,6 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
-    /// A tensor given 8-bit states whose length is not a whole number of blocks (torchao keeps
-    /// such tensors' states in full precision: put them in an optimizer of their own).
-    #[error(
-        "tensor {index}: 8-bit states need a length that is a multiple of {block}; this one has \
-         {len} elements (step it with full-precision states in a second optimizer, as torchao does)"
-    )]
-    NotWholeBlocks {
-        /// The tensor.
-        index: usize,
-        /// Its length.
-        len: u64,
-        /// The block size.
-        block: usize,
-    },
-
     /// Something 8-bit states do not support (yet): the optimizer, a layout, an operation.
     #[error("8-bit states: {0}")]
     Quantized(&'static str),

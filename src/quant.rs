@@ -13,6 +13,17 @@
 /// Elements per block: one scale each (torchao's and bitsandbytes' default, 256).
 pub const BLOCK: usize = 256;
 
+/// The fewest elements a tensor's states are quantized from (torchao's and bitsandbytes'
+/// `min_8bit_size`): smaller tensors (biases, norms) keep full-precision states.
+pub const MIN_QUANTIZED: u64 = 4096;
+
+/// Whether a tensor of `len` elements gets 8-bit states, by torchao's rule
+/// (`_AdamBase._new_buffer`): at least [`MIN_QUANTIZED`] elements, in whole blocks. The others
+/// keep full-precision (f32) states.
+pub fn quantizes(len: u64) -> bool {
+    len >= MIN_QUANTIZED && len.is_multiple_of(BLOCK as u64)
+}
+
 /// The smallest scale: a block of zeros keeps this one (torchao's `clip(1e-12)`).
 pub const MIN_SCALE: f32 = 1e-12;
 

@@ -24,8 +24,8 @@ pub use elements::elements_source;
 pub(crate) use layout::wgsl_struct;
 pub use layout::{StructLayout, WgslLayout};
 pub(crate) use pipelines::{
-    kernel_layouts, kernel_pipeline, Dispatch, Entry, GradStages, KernelLayouts, ModuleKey,
-    PipelineRequest, Variant,
+    kernel_layouts, kernel_pipeline, Dispatch, Entry, GradStages, ModuleKey, PipelineRequest,
+    Variant,
 };
 pub use plan::{Fold, ReduceWork, Segment};
 pub(crate) use sources::shader_file;

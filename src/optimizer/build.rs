@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::dispatch::{chunk_dispatches, BoundBuffers, Pipelines};
+use super::dispatch::{chunk_dispatches, class_storage, BoundBuffers, Pipelines};
 use super::{muon, MuonGroup};
 use super::{
     quant8, Optimizer, ParamGroup, Precision, QuantState, SpanStates, TensorState, MASTER_PARAM,
@@ -325,7 +325,7 @@ impl Optimizer {
         }
         let mut storage = storage_of(&params, precision)?;
         if precision.eight_bit_states {
-            storage = quant8::quantized_storage(storage, &spec, &params, precision)?;
+            storage = quant8::quantized_storage(storage, &spec, precision)?;
         }
         if storage.states == Dtype::F16 && spec.states.iter().any(|s| s.holds_squares()) {
             return Err(Error::UnsupportedDtype {
@@ -359,14 +359,16 @@ impl Optimizer {
             control_mode,
         } = checked;
         let device = ctx.device();
-        let layouts = kernel_layouts(ctx, spec.kernel, storage)?;
+        let layouts = kernel_layouts(ctx, spec.kernel, class_storage(storage, 0))?;
         let tensors: Vec<Vec<BufferRange>> = params
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
+        let classes = quant8::classes(storage, &params);
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
+            classes: &classes,
         };
         let limits = PlanLimits::new(ctx, storage);
         let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
@@ -417,8 +419,9 @@ impl Optimizer {
             groups: &groups,
             span_states: &span_states,
             quant_maps: quant_maps.as_ref(),
+            storage,
         };
-        let (dispatches, trust_fold) = chunk_dispatches(ctx, &spec, &layouts, &plan, &bound);
+        let (dispatches, trust_fold) = chunk_dispatches(ctx, &spec, &plan, &bound)?;
         let tensors = params
             .iter()
             .zip(tensor_states)
@@ -505,7 +508,6 @@ fn allocate_states(
         });
         BufferRange::typed(&buffer, 0, len, dtype)
     };
-    let quantized = storage.quant8.is_some();
     // 8-bit states: codes at the span's layout, a byte each (zeros, as torchao's
     // `OptimState8bit.zeros`), and a scale per block at `offset / BLOCK` (zeros too).
     let quant_state = |name: &str, len: u64| {
@@ -527,7 +529,8 @@ fn allocate_states(
             scales: BufferRange::typed(&scales, 0, blocks, Dtype::F32),
         }
     };
-    let span_buffers = |len: u64| SpanStates {
+    // A span of class 1 keeps 8-bit states; the others full precision.
+    let span_buffers = |len: u64, quantized: bool| SpanStates {
         states: if quantized {
             Vec::new()
         } else {
@@ -549,16 +552,16 @@ fn allocate_states(
         },
     };
     // Tensors of length 0 belong to no span: they share empty ranges of tiny buffers.
-    let mut tensor_states = vec![span_buffers(0); params.len()];
+    let mut tensor_states = vec![span_buffers(0, false); params.len()];
     let span_states = plan
         .plan
         .spans
         .iter()
         .map(|span| {
             let donated = donor
-                .filter(|_| !quantized)
+                .filter(|_| storage.quant8.is_none())
                 .and_then(|donor| donated_states(donor, span, params));
-            let buffers = donated.unwrap_or_else(|| span_buffers(span.len()));
+            let buffers = donated.unwrap_or_else(|| span_buffers(span.len(), span.class == 1));
             for &i in &span.tensors {
                 let param = &params[i].param;
                 let offset = span.offset_at(param.offset(), param.dtype());

@@ -11,14 +11,16 @@ use crate::gpu::pipeline::bind_group;
 use crate::gpu::Context;
 use crate::kernel::plan::{grid, DevicePlan, Plan, Role, TableSlice, TAIL_WORKGROUP};
 use crate::kernel::{
-    kernel_pipeline, Binding, Dispatch, ElementLayout, Entry, KernelLayouts, KernelSpec, ModuleKey,
-    PipelineRequest, Storage, Variant,
+    kernel_layouts, kernel_pipeline, Binding, Dispatch, ElementLayout, Entry, KernelSpec,
+    ModuleKey, PipelineRequest, Storage, Variant,
 };
 
 /// The dispatches of one binding-size chunk: the update over its main segments and, in the
 /// vec4 layout, the tail dispatch over its partial vec4s.
 pub(super) struct ChunkDispatch {
     pub layout: ElementLayout,
+    /// Its span's storage class (1: 8-bit states).
+    pub class: u8,
     pub main: Vec<Dispatch>,
     pub tail: Vec<Dispatch>,
 }
@@ -30,19 +32,34 @@ pub(super) struct TrustFold {
     pub sums: wgpu::Buffer,
 }
 
-/// The pipelines of one pass over every chunk: per layout, and the tails.
+/// The pipelines of one pass over every chunk: per layout, and the tails; and the vec4
+/// layout's with 8-bit states.
 pub(super) struct UpdatePipelines {
     pub vec4: Option<Arc<wgpu::ComputePipeline>>,
     pub tail: Option<Arc<wgpu::ComputePipeline>>,
     pub scalar: Option<Arc<wgpu::ComputePipeline>>,
+    pub quantized: Option<Arc<wgpu::ComputePipeline>>,
+}
+
+/// The storage of the chunks of storage class `class`: `storage` itself for class 1 (8-bit
+/// states), without 8-bit states for class 0.
+pub(super) fn class_storage(storage: Storage, class: u8) -> Storage {
+    match class {
+        1 => storage,
+        _ => Storage {
+            quant8: None,
+            ..storage
+        },
+    }
 }
 
 impl UpdatePipelines {
-    /// The pipeline of the main dispatches of `layout`.
-    pub fn of(&self, layout: ElementLayout) -> &wgpu::ComputePipeline {
-        let pipeline = match layout {
-            ElementLayout::Vec4 => &self.vec4,
-            ElementLayout::Scalar => &self.scalar,
+    /// The pipeline of the main dispatches of `layout` and storage class `class`.
+    pub fn of(&self, layout: ElementLayout, class: u8) -> &wgpu::ComputePipeline {
+        let pipeline = match (layout, class) {
+            (_, 1) => &self.quantized,
+            (ElementLayout::Vec4, _) => &self.vec4,
+            (ElementLayout::Scalar, _) => &self.scalar,
         };
         pipeline
             .as_deref()
@@ -67,31 +84,41 @@ impl Pipelines {
         plan: &Plan,
         variant: Variant,
     ) -> Result<Pipelines> {
-        let with_overrides = |overrides: &[(&'static str, bool)], layout, entry| {
+        let with_class = |overrides: &[(&'static str, bool)], layout, entry, class| {
             let request = PipelineRequest {
                 kernel: spec.kernel,
                 overrides,
-                module: ModuleKey { layout, storage },
+                module: ModuleKey {
+                    layout,
+                    storage: class_storage(storage, class),
+                },
                 variant,
                 entry,
             };
             kernel_pipeline(ctx, request)
         };
+        let with_overrides = |overrides: &[(&'static str, bool)], layout, entry| {
+            with_class(overrides, layout, entry, 0)
+        };
         let pipeline = |layout, entry| with_overrides(&spec.overrides, layout, entry);
-        let needs = |layout| plan.chunks.iter().any(|c| c.layout == layout);
+        let needs =
+            |layout, class| (plan.chunks.iter()).any(|c| c.layout == layout && c.class == class);
         let tails = plan.chunks.iter().any(|c| !c.tails.is_empty());
         // One pass over every chunk with these entry points.
         let pass = |main: Entry, tail: Entry, overrides: &[(&'static str, bool)]| {
             let build = |layout, entry| with_overrides(overrides, layout, entry);
             Ok::<_, Error>(UpdatePipelines {
-                vec4: needs(ElementLayout::Vec4)
+                vec4: needs(ElementLayout::Vec4, 0)
                     .then(|| build(ElementLayout::Vec4, main))
                     .transpose()?,
                 tail: tails
                     .then(|| build(ElementLayout::Vec4, tail))
                     .transpose()?,
-                scalar: needs(ElementLayout::Scalar)
+                scalar: needs(ElementLayout::Scalar, 0)
                     .then(|| build(ElementLayout::Scalar, main))
+                    .transpose()?,
+                quantized: needs(ElementLayout::Vec4, 1)
+                    .then(|| with_class(overrides, ElementLayout::Vec4, main, 1))
                     .transpose()?,
             })
         };
@@ -119,6 +146,8 @@ pub(super) struct BoundBuffers<'a> {
     pub span_states: &'a [SpanStates],
     /// With 8-bit states, the two dynamic maps.
     pub quant_maps: Option<&'a wgpu::Buffer>,
+    /// How the states are stored (8-bit for the spans of class 1).
+    pub storage: Storage,
 }
 
 /// Each chunk's dispatches, and a trust-ratio kernel's fold with its per-slot sums (each slot
@@ -126,10 +155,13 @@ pub(super) struct BoundBuffers<'a> {
 pub(super) fn chunk_dispatches(
     ctx: &Context,
     spec: &KernelSpec,
-    layouts: &KernelLayouts,
     plan: &DevicePlan,
     bound: &BoundBuffers<'_>,
-) -> (Vec<ChunkDispatch>, Option<TrustFold>) {
+) -> Result<(Vec<ChunkDispatch>, Option<TrustFold>)> {
+    let layouts =
+        [0, 1].map(|class| kernel_layouts(ctx, spec.kernel, class_storage(bound.storage, class)));
+    let [plain, quantized] = layouts;
+    let layouts = [plain?, quantized?];
     let device = ctx.device();
     // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment.
     let trust = spec.kernel.trust_ratio.then(|| {
@@ -167,7 +199,8 @@ pub(super) fn chunk_dispatches(
                 entries.push((Binding::Trust, trust.as_entire_binding()));
             }
             states.sort_by_key(|(slot, _)| *slot);
-            if let Some(maps) = bound.quant_maps {
+            let quant_maps = bound.quant_maps.filter(|_| chunk.class == 1);
+            if let Some(maps) = quant_maps {
                 // 8-bit states: each span is one chunk (`check_quantized_plan`), bound whole.
                 for slot in 0..spec.kernel.state_slots {
                     let kept = spec.states.iter().position(|s| s.slot == slot);
@@ -188,7 +221,7 @@ pub(super) fn chunk_dispatches(
                 entries.push((Binding::QuantMaps, maps.as_entire_binding()));
                 states.clear();
             }
-            for slot in (0..spec.kernel.state_slots).filter(|_| bound.quant_maps.is_none()) {
+            for slot in (0..spec.kernel.state_slots).filter(|_| quant_maps.is_none()) {
                 let resource = match states.iter().find(|(s, _)| *s == slot) {
                     Some((_, range)) => range.binding(),
                     // A slot the configuration does not keep binds 16 bytes of zeros.
@@ -202,7 +235,8 @@ pub(super) fn chunk_dispatches(
                     .map(|(binding, resource)| (binding.index(), resource.clone()))
                     .collect();
                 entries.push((Binding::Segments.index(), table));
-                bind_group(device, "wgpu-optim update", &layouts.update, &entries)
+                let layout = &layouts[usize::from(chunk.class)].update;
+                bind_group(device, "wgpu-optim update", layout, &entries)
             };
             // Each dispatch's grid, and its table: its slice, or a regular plan's ends.
             let dispatches = |slices: &[TableSlice], tables: &[TableSlice], per_workgroup| {
@@ -225,6 +259,7 @@ pub(super) fn chunk_dispatches(
             };
             ChunkDispatch {
                 layout: chunk.layout,
+                class: chunk.class,
                 main: dispatches(&chunk.main, tables, 1),
                 tail: dispatches(&chunk.tails, &chunk.tails, TAIL_WORKGROUP),
             }
@@ -237,5 +272,5 @@ pub(super) fn chunk_dispatches(
         },
         sums,
     });
-    (dispatches, trust_fold)
+    Ok((dispatches, trust_fold))
 }

@@ -185,7 +185,7 @@ impl Optimizer {
             return Ok(master);
         }
         let position = self.state_position(index, name)?;
-        if self.quantized_states() {
+        if !tensor.quant.is_empty() {
             return Err(super::quant8::not_a_range());
         }
         Ok(&tensor.states[position])
@@ -228,7 +228,7 @@ impl Optimizer {
     /// Reads the state `name` of tensor `index` back to the host, widened to f32 from its
     /// storage type (blocking; not for the training loop).
     pub fn read_state(&self, index: usize, name: &str) -> Result<Vec<f32>> {
-        let quantized = self.quantized_states() && index < self.tensors.len();
+        let quantized = self.tensors.get(index).is_some_and(|t| !t.quant.is_empty());
         if quantized && name != MASTER_PARAM {
             return Ok(self.read_quantized_state(index, name)?.dequantize());
         }

@@ -7,18 +7,17 @@ use crate::error::{Error, Result};
 use crate::gpu::{BufferRange, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
-use crate::quant::{Quantized, BLOCK};
+use crate::quant::{quantizes, Quantized};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
 const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
 
-/// `storage` with 8-bit states for `spec` over `params`, checked: an offered kernel, no other
-/// state type asked for, every tensor whole blocks. Slots of squares take the unsigned map.
+/// `storage` with 8-bit states for `spec`, checked: an offered kernel, no other state type
+/// asked for. Slots of squares take the unsigned map.
 pub(super) fn quantized_storage(
     storage: Storage,
     spec: &KernelSpec,
-    params: &[Param],
     precision: Precision,
 ) -> Result<Storage> {
     if !QUANTIZED_KERNELS.contains(&spec.kernel.name) {
@@ -31,16 +30,6 @@ pub(super) fn quantized_storage(
             "8-bit states replace the states' storage type: ask for one or the other",
         ));
     }
-    for (index, p) in params.iter().enumerate() {
-        let len = p.len();
-        if !len.is_multiple_of(BLOCK as u64) {
-            return Err(Error::NotWholeBlocks {
-                index,
-                len,
-                block: BLOCK,
-            });
-        }
-    }
     let mut unsigned = [false; 3];
     for state in &spec.states {
         unsigned[state.slot] = state.holds_squares();
@@ -52,10 +41,22 @@ pub(super) fn quantized_storage(
     })
 }
 
-/// With 8-bit states, every chunk of `plan` must be a whole span in the vec4 layout: blocks are
-/// counted from each tensor's first element in the span's own scales.
+/// Each tensor's storage class with 8-bit states: 1 (8-bit) for those torchao quantizes
+/// ([`quantizes`]), 0 (full precision) for the others; none without.
+pub(super) fn classes(storage: Storage, params: &[Param]) -> Vec<u8> {
+    match storage.quant8 {
+        Some(_) => params
+            .iter()
+            .map(|p| u8::from(quantizes(p.len())))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Every chunk of 8-bit states must be a whole span in the vec4 layout: blocks are counted
+/// from each tensor's first element in the span's own scales.
 pub(super) fn check_quantized_plan(plan: &DevicePlan) -> Result<()> {
-    let chunks = &plan.plan.chunks;
+    let chunks: Vec<_> = plan.plan.chunks.iter().filter(|c| c.class == 1).collect();
     if chunks.iter().any(|c| c.layout != ElementLayout::Vec4) {
         return Err(Error::Quantized(
             "tensors must start at multiples of 4 elements in their buffers (16 bytes for f32)",
@@ -79,10 +80,14 @@ impl Optimizer {
     /// codes, its block scales and which map they index. [`Error::Quantized`] for an
     /// optimizer whose states are not 8-bit; [`Optimizer::read_state`] gives the values.
     pub fn read_quantized_state(&self, index: usize, name: &str) -> Result<Quantized> {
-        if !self.quantized_states() {
-            return Err(Error::Quantized("this optimizer's states are not 8-bit"));
-        }
         let position = self.state_position(index, name)?;
+        if self.tensors[index].quant.is_empty() {
+            return Err(Error::Quantized(
+                "this tensor's states are full precision (an optimizer without 8-bit states, \
+                 or a tensor torchao keeps in full precision: fewer than 4096 elements or not \
+                 whole blocks of 256)",
+            ));
+        }
         let state = &self.tensors[index].quant[position];
         let codes = if state.len == 0 {
             Vec::new()
@@ -146,7 +151,7 @@ impl Optimizer {
             offset,
             end,
         };
-        if !self.quantized_states() || name == super::MASTER_PARAM {
+        if self.tensors[index].quant.is_empty() || name == super::MASTER_PARAM {
             let range = self.state_range(index, name)?;
             let dtype = super::checkpoint::safetensors_dtype(range.dtype());
             let shape = vec![range.len() as usize];

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::grad::GradConfig;
 use crate::kernel::{Control, StateSpec, Storage, MASTER_PARAM};
 use crate::optim::{OptimizerConfig, ScheduleFreeRunning};
-use crate::quant::Quantized;
+use crate::quant::{quantizes, Quantized};
 use step::{Mirror, Stores, Tensor, TrustSlot};
 
 /// Generates, from the registry: each optimizer's mirror module (`src/reference/<name>.rs`,
@@ -116,12 +116,16 @@ impl Optimizer {
         let spec = config.lower()?;
         let states = spec.states;
         let running = bytemuck::pod_collect_to_vec(&spec.running);
+        // 8-bit states for the tensors torchao quantizes; none (full precision) for the others.
         let quantized: Vec<Vec<Quantized>> = match storage.quant8 {
             Some(quant) => lens
                 .iter()
                 .map(|&len| {
                     let zeros = |s: &StateSpec| Quantized::zeros(len, !quant.unsigned[s.slot]);
-                    states.iter().map(zeros).collect()
+                    match quantizes(len as u64) {
+                        true => states.iter().map(zeros).collect(),
+                        false => Vec::new(),
+                    }
                 })
                 .collect(),
             None => Vec::new(),
@@ -132,8 +136,8 @@ impl Optimizer {
             .map(|(t, &len)| {
                 let mut slots: [Vec<f32>; 3] = Default::default();
                 for (k, state) in states.iter().enumerate() {
-                    slots[state.slot] = match quantized.get(t) {
-                        Some(q) => q[k].dequantize(),
+                    slots[state.slot] = match quantized.get(t).and_then(|q| q.get(k)) {
+                        Some(q) => q.dequantize(),
                         None => vec![storage.states.round(state.init); len],
                     };
                 }
@@ -410,9 +414,11 @@ impl Optimizer {
     /// With 8-bit states, the codes and scales of state `name` of tensor `index`, as the
     /// device's [`read_quantized_state`](crate::Optimizer::read_quantized_state) reads them.
     pub fn quantized_state(&self, index: usize, name: &str) -> Result<&Quantized> {
-        let tensor = self.quantized.get(index).ok_or(Error::Quantized(
-            "no such tensor, or this optimizer's states are not 8-bit",
-        ))?;
+        let tensor = (self.quantized.get(index))
+            .filter(|q| !q.is_empty())
+            .ok_or(Error::Quantized(
+                "no such tensor, or its states are full precision",
+            ))?;
         let position = self.states.iter().position(|s| s.name == name);
         position
             .map(|k| &tensor[k])

@@ -165,9 +165,14 @@ pub(super) fn segments(
             ElementLayout::Vec4 => from + (to - from) / unit * unit,
             ElementLayout::Scalar => to,
         };
+        let tile = if span.class == 1 {
+            limits.quantized_tile
+        } else {
+            limits.tile
+        };
         let mut at = from;
         while at < body_end {
-            let stop = (at + limits.tile).min(body_end);
+            let stop = (at + tile).min(body_end);
             main.push(segment(at, stop, i, start));
             at = stop;
         }

@@ -102,6 +102,8 @@ pub(crate) struct Span {
     pub ranges: Vec<PlanRange>,
     /// Indices of the tensors in it.
     pub tensors: Vec<usize>,
+    /// Its tensors' storage class (see [`PlanGroups::classes`](super::PlanGroups)).
+    pub class: u8,
 }
 
 impl Span {
@@ -126,23 +128,26 @@ impl Span {
 /// each role's the same for every tensor) into spans: tensors whose elements lie at the same
 /// relative positions in every role's buffer. A span's state buffers cover its gaps too, so
 /// tensors spread thinly over a buffer (more than half gaps, past 1 MiB) get spans of their
-/// own. Tensors of length 0 belong to none.
-pub(crate) fn spans(tensors: &[Vec<PlanRange>]) -> Vec<Span> {
+/// own. Tensors of length 0 belong to none; tensors of different `classes` (tensor `i`'s,
+/// 0 past the list's end) share none.
+pub(crate) fn spans(tensors: &[Vec<PlanRange>], classes: &[u8]) -> Vec<Span> {
+    let class = |i: usize| classes.get(i).copied().unwrap_or(0);
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for (index, ranges) in tensors.iter().enumerate() {
         if ranges[0].is_empty() {
             continue;
         }
-        let same_layout = |other: &[PlanRange]| {
-            other.iter().zip(ranges).all(|(a, b)| {
-                a.buffer == b.buffer
-                    && a.first_element() - other[0].first_element()
-                        == b.first_element() - ranges[0].first_element()
-            })
+        let same_layout = |first: usize, other: &[PlanRange]| {
+            class(first) == class(index)
+                && other.iter().zip(ranges).all(|(a, b)| {
+                    a.buffer == b.buffer
+                        && a.first_element() - other[0].first_element()
+                            == b.first_element() - ranges[0].first_element()
+                })
         };
         match groups
             .iter_mut()
-            .find(|(first, _)| same_layout(&tensors[*first]))
+            .find(|(first, _)| same_layout(*first, &tensors[*first]))
         {
             Some((_, members)) => members.push(index),
             None => groups.push((index, vec![index])),
@@ -174,6 +179,7 @@ pub(crate) fn spans(tensors: &[Vec<PlanRange>]) -> Vec<Span> {
             .collect();
         Span {
             ranges,
+            class: class(members[0]),
             tensors: members,
         }
     };

@@ -45,6 +45,7 @@ fn limits(chunk_len: u64, tile: u64) -> PlanLimits {
     PlanLimits {
         chunk_len,
         tile,
+        quantized_tile: 64 * tile,
         packed: false,
         align: ALIGN,
         max_binding: 4 * chunk_len,
@@ -58,6 +59,7 @@ fn plan(tensors: &[Vec<PlanRange>], groups: &[u32], control: ControlMode, l: &Pl
     let groups = PlanGroups {
         of_tensor: groups,
         count,
+        classes: &[],
     };
     Plan::new(tensors, groups, control, l)
 }
@@ -139,7 +141,7 @@ fn assert_covers(plan: &Plan, tensors: &[Vec<PlanRange>], tile: u64) {
 fn tensors_laid_out_alike_share_a_span_and_others_do_not() {
     let lens = [100, 3, 0, 64];
     let alike = tensors(&lens);
-    let found = spans(&alike);
+    let found = spans(&alike, &[]);
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].tensors,
@@ -149,14 +151,19 @@ fn tensors_laid_out_alike_share_a_span_and_others_do_not() {
     // The gradient of tensor 1 elsewhere in its buffer: its own span.
     let mut apart = alike.clone();
     apart[1][1].offset += ALIGN;
-    assert_eq!(spans(&apart).len(), 2);
+    assert_eq!(spans(&apart, &[]).len(), 2);
     // Two small tensors far apart in one buffer (mostly gaps past 1 MiB): spans of their own.
     let mut thin = tensors(&[16, 16]);
     for role in &mut thin[1] {
         role.offset += 64 << 20;
         role.buffer_size += 64 << 20;
     }
-    assert_eq!(spans(&thin).len(), 2);
+    assert_eq!(spans(&thin, &[]).len(), 2);
+    // Tensors laid out alike but of two storage classes (8-bit states and full precision):
+    // a span per class, in the order of each class's first tensor.
+    let classed = spans(&alike, &[1, 0, 0, 1]);
+    let members: Vec<Vec<usize>> = classed.iter().map(|s| s.tensors.clone()).collect();
+    assert_eq!(members, vec![vec![0, 3], vec![1]]);
 }
 
 #[test]
