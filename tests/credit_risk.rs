@@ -761,6 +761,7 @@ fn the_command_line_refuses_what_it_cannot_honour() {
     assert!(parse(&[]).is_ok());
     assert!(parse(&["--csv", "t.csv", "--label", "y", "--positive", "bad"]).is_ok());
     assert!(parse(&["--optim", "adamw,muon", "--precision", "bf16-states"]).is_ok());
+    assert!(parse(&["--optim", "adamw,sgd", "--precision", "8bit-states"]).is_ok());
     let Err(help) = parse(&["--help"]) else {
         panic!("--help parsed as arguments")
     };
@@ -795,6 +796,10 @@ fn the_command_line_refuses_what_it_cannot_honour() {
         (
             &["--optim", "muon", "--precision", "bf16"][..],
             "--optim muon steps f32 weights",
+        ),
+        (
+            &["--optim", "adamw,rmsprop", "--precision", "8bit-states"][..],
+            "--precision 8bit-states is for",
         ),
     ] {
         let error = match parse(argv) {

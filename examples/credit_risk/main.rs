@@ -265,6 +265,9 @@ enum LossArg {
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum PrecisionArg {
     F32,
+    /// The optimizer's states 8-bit block-quantized where torchao's AdamW8bit would.
+    #[value(name = "8bit-states")]
+    EightBitStates,
     Bf16States,
     Bf16,
     Bf16Master,
@@ -395,6 +398,18 @@ pub fn try_parse_args_from(argv: Vec<String>) -> std::result::Result<Args, clap:
             "--optim muon steps f32 weights (--precision f32 or bf16-states)".into(),
         ));
     }
+    // The optimizers 8-bit states are offered for (torchao's and bitsandbytes' own).
+    let eight_bit = ["adamw", "adam", "amsgrad", "sgd", "lion", "muon"];
+    if matches!(cli.precision, PrecisionArg::EightBitStates)
+        && cli
+            .optims
+            .iter()
+            .any(|n| !eight_bit.contains(&n.to_lowercase().as_str()))
+    {
+        return Err(invalid(
+            "--precision 8bit-states is for adamw, adam, amsgrad, sgd, lion and muon".into(),
+        ));
+    }
     let search = match cli.search {
         None => None,
         Some(driver) => {
@@ -420,6 +435,7 @@ pub fn try_parse_args_from(argv: Vec<String>) -> std::result::Result<Args, clap:
     let states = |d| Precision::default().with_states(d);
     let precision = match cli.precision {
         PrecisionArg::F32 => (Dtype::F32, Precision::default()),
+        PrecisionArg::EightBitStates => (Dtype::F32, Precision::default().with_8bit_states()),
         PrecisionArg::Bf16States => (Dtype::F32, states(Dtype::BF16)),
         PrecisionArg::Bf16 => (Dtype::BF16, states(Dtype::BF16)),
         PrecisionArg::Bf16Master => (Dtype::BF16, states(Dtype::F32).with_master_weights()),
