@@ -10,7 +10,8 @@
 mod common;
 
 use common::{assert_close, context, Rng};
-use wgpu_optim::quant::{quantizes, BLOCK};
+use wgpu_optim::quant::{dynamic_map, quantize, quantizes, BLOCK};
+use wgpu_optim::shaders;
 use wgpu_optim::{
     reference, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, Dtype, Error,
     GradConfig, LionConfig, Optimizer, OptimizerConfig, Param, ParamGroup, Precision, SgdConfig,
@@ -446,4 +447,139 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
     );
     assert_eq!(ctx.read_f32(&run.params[1].param).unwrap(), param);
     assert_eq!(run.device.read_step().unwrap(), 1);
+}
+
+/// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl, a guess from the map's
+/// structure made exact by lookups) against the host's, torchao's binary search
+/// (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
+/// neighbours, the floats on either side of each, the band edges (powers of ten) and theirs,
+/// zeros, the ends, values past them, infinities, NaN and a spread of others.
+#[test]
+fn the_device_quantizer_is_torchaos_search_on_every_edge() {
+    use wgpu::util::DeviceExt;
+    let ctx = context();
+    let up = |x: f32| {
+        f32::from_bits(if x >= 0.0 {
+            x.to_bits() + 1
+        } else {
+            x.to_bits() - 1
+        })
+    };
+    let down = |x: f32| {
+        f32::from_bits(if x > 0.0 {
+            x.to_bits() - 1
+        } else {
+            x.to_bits() + 1
+        })
+    };
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        1.5,
+        -1.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    for signed in [true, false] {
+        let map = dynamic_map(signed);
+        for pair in map.windows(2) {
+            let mid = (pair[0] + pair[1]) / 2.0;
+            for v in [pair[0], mid] {
+                values.extend([v, up(v), down(v), -v]);
+            }
+        }
+    }
+    for k in 0..=8 {
+        let edge = 10f32.powi(-k);
+        values.extend([edge, up(edge), down(edge), -edge, -up(edge), -down(edge)]);
+    }
+    let mut rng = Rng::new(5);
+    values.extend((0..4000).map(|i| rng.uniform() * 10f32.powi(-(i % 9))));
+    values.resize(values.len().next_multiple_of(4), 0.0);
+    values.push(f32::NAN);
+    values.resize(values.len().next_multiple_of(4), 0.0);
+
+    let quant8 = shaders::files()
+        .into_iter()
+        .find(|f| f.path == "common/quant8.wgsl")
+        .unwrap();
+    let source = format!(
+        "@group(0) @binding(0) var<storage, read> qmaps: array<f32>;
+@group(0) @binding(1) var<storage, read> inputs: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> outputs: array<u32>;
+{}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
+    let i = id.x;
+    if i >= arrayLength(&inputs) {{ return; }}
+    outputs[2u * i] = quantize4(inputs[i], 0u);
+    outputs[2u * i + 1u] = quantize4(inputs[i], 256u);
+}}",
+        quant8.text
+    );
+    let device = ctx.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("quantize4 test"),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let mut maps = dynamic_map(true).to_vec();
+    maps.extend(dynamic_map(false));
+    let maps = ctx.upload_f32("maps", &maps);
+    let inputs = ctx.upload_f32("inputs", &values);
+    let outputs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("outputs"),
+        contents: &vec![0u8; values.len() * 2],
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    });
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            (0, maps.as_entire_binding()),
+            (1, inputs.as_entire_binding()),
+            (2, outputs.as_entire_binding()),
+        ]
+        .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }),
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups((values.len() as u32 / 4).div_ceil(64), 1, 1);
+    }
+    ctx.queue().submit([encoder.finish()]);
+    let words: Vec<u32> = ctx
+        .read_f32(&BufferRange::whole(&outputs))
+        .unwrap()
+        .iter()
+        .map(|w| w.to_bits())
+        .collect();
+    let mut checked = 0;
+    for (signed, offset) in [(true, 0), (false, 1)] {
+        let map = dynamic_map(signed);
+        for (i, group) in values.chunks(4).enumerate() {
+            let word = words[2 * i + offset];
+            for (k, &x) in group.iter().enumerate() {
+                let device = (word >> (8 * k)) & 0xff;
+                let host = u32::from(quantize(x, &map));
+                assert_eq!(
+                    device, host,
+                    "{x:e} (signed {signed}): device {device}, host {host}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 8000, "{checked}");
 }

@@ -28,21 +28,50 @@ fn finite_max4(v: vec4<f32>) -> f32 {
     return max(max(m.x, m.y), max(m.z, m.w));
 }
 
-// torchao's quantize_8bit_with_qmap of four values already divided by their scale: the
-// branchless binary search for the last entry at most x, then up to the next one when x is at
-// least half way to it. A NaN takes code 0, an infinity the map's end.
+// torchao's quantize_8bit_with_qmap of four values already divided by their scale: the last
+// entry at most x (what its branchless binary search finds, 0 below the map), then up to the
+// next entry when x is at least half way to it. A NaN takes code 0, an infinity the map's end.
+//
+// The search's eight lookups are replaced by a guess from the map's structure and three steps
+// that make it exact. The positive entries come in seven bands, band i holding 2^(i + shift)
+// values 10^(i - 6) * (0.1 + 0.9 (j + 1/2) / 2^(i + shift)) (shift 0 signed, 1 unsigned; the
+// signed map mirrors them below 0). From the band of |x| (log10) and the position in it, the
+// guess lies within two below or one above the last entry at most x (a log10 rounded across a
+// band's edge lands on the neighbouring band's end entry, which is that entry or next to it);
+// starting one below the guess, three steps up (each taken while the next entry is at most x)
+// reach it. tests/shaders.rs checks it against the host's search (src/quant.rs) on every
+// entry, every midpoint and their neighbours.
 fn quantize4(x: vec4<f32>, base: u32) -> u32 {
-    var code = vec4(0u);
-    for (var step = 128u; step > 0u; step = step >> 1u) {
-        let probe = code + vec4(step) + vec4(base);
-        let entry = vec4(qmaps[probe.x], qmaps[probe.y], qmaps[probe.z], qmaps[probe.w]);
-        code += select(vec4(0u), vec4(step), x >= entry);
+    let signed = base == 0u;
+    let shift = select(1.0, 0.0, signed);
+    let y = abs(x);
+    // The band of y: y in [10^(i - 7), 10^(i - 6)), clamped to the seven bands.
+    let band = clamp(floor(log2(y) * 0.30103) + 7.0, vec4(0.0), vec4(6.0));
+    let per_band = exp2(band + shift);
+    let t = y / exp2(band * 3.32192809) * 1e6;
+    // The index among the positive entries of the last one at most y (-1: none).
+    let position = clamp((t - 0.1) * per_band / 0.9 - 0.5, vec4(-2.0), vec4(300.0));
+    let count = select(254.0, 127.0, signed);
+    let m = clamp(exp2(shift) * (exp2(band) - 1.0) + floor(position), vec4(-1.0), vec4(count - 1.0));
+    // Signed: the positive entries from code 128, their negations down from 126. Unsigned:
+    // from code 1, and nothing below 0 (code 0).
+    let unsigned_guess = select(vec4(0.0), 1.0 + m, x >= vec4(0.0));
+    let guess = select(unsigned_guess, select(125.0 - m, 128.0 + m, x >= vec4(0.0)), signed);
+    var code = vec4<u32>(clamp(guess - 1.0, vec4(0.0), vec4(255.0)));
+    for (var k = 0u; k < 3u; k++) {
+        let next = min(code + vec4(1u), vec4(255u));
+        let n = next + vec4(base);
+        let entry = vec4(qmaps[n.x], qmaps[n.y], qmaps[n.z], qmaps[n.w]);
+        code = select(code, next, entry <= x);
     }
     let up = min(code + vec4(1u), vec4(255u));
     let d = code + vec4(base);
     let u = up + vec4(base);
     let down = vec4(qmaps[d.x], qmaps[d.y], qmaps[d.z], qmaps[d.w]);
     let upper = vec4(qmaps[u.x], qmaps[u.y], qmaps[u.z], qmaps[u.w]);
-    let chosen = select(code, up, x - down >= (upper - down) * 0.5);
+    var chosen = select(code, up, x - down >= (upper - down) * 0.5);
+    // A NaN (by its bits: compilers may fold x != x) takes code 0.
+    let nan = (bitcast<vec4<u32>>(x) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
+    chosen = select(chosen, vec4(0u), nan);
     return chosen.x | (chosen.y << 8u) | (chosen.z << 16u) | (chosen.w << 24u);
 }
