@@ -108,6 +108,8 @@ mod guide {
     struct Training;
     #[doc = include_str!("../docs/muon.md")]
     struct Muon;
+    #[doc = include_str!("../docs/8bit.md")]
+    struct EightBit;
     #[cfg(feature = "burn")]
     #[doc = include_str!("../docs/burn.md")]
     struct Burn;

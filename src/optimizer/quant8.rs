@@ -71,7 +71,9 @@ pub(super) fn check_quantized_plan(plan: &DevicePlan) -> Result<()> {
 }
 
 impl Optimizer {
-    /// Whether the states are 8-bit block-quantized ([`Precision::with_8bit_states`]).
+    /// Whether the optimizer keeps 8-bit states ([`Precision::with_8bit_states`]) for the
+    /// tensors torchao quantizes ([`quantizes`](crate::quant::quantizes)); the others keep f32
+    /// states.
     pub fn quantized_states(&self) -> bool {
         self.storage.quant8.is_some()
     }

@@ -446,11 +446,13 @@ impl Distributed {
         let optimizer = &self.optimizer;
         let tensors = optimizer.params().count();
         let mut total = 0;
-        for i in 0..tensors {
+        for (i, param) in optimizer.params().enumerate().take(tensors) {
             for name in optimizer.state_names() {
-                if let Ok(range) = optimizer.state_range(i, name) {
-                    total += range.len();
-                }
+                // 8-bit states are codes and scales, not one range: an element each.
+                total += match optimizer.state_range(i, name) {
+                    Ok(range) => range.len(),
+                    Err(_) => param.len(),
+                };
             }
         }
         total
