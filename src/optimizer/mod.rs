@@ -58,9 +58,10 @@ pub struct Precision {
     /// bitsandbytes' `SGD8bit` and `Lion8bit`): a byte per element and an f32 scale per block
     /// of 256, about 1.02 bytes per state instead of 4 (docs/8bit.md). Adam, AdamW (AMSGrad
     /// included), SGD with momentum and Lion ([`Error::Quantized`](crate::Error::Quantized)
-    /// for the others); every tensor's length a multiple of 256
-    /// ([`Error::NotWholeBlocks`](crate::Error::NotWholeBlocks)). Any parameter type, master
-    /// weights and stochastic rounding as with other states; not with [`Precision::states`].
+    /// for the others), for the tensors torchao quantizes (at least 4096 elements in whole
+    /// blocks: [`quantizes`](crate::quant::quantizes)); the others keep f32 states, in the same
+    /// optimizer and step. Any parameter type, master weights and stochastic rounding as with
+    /// other states; not with [`Precision::states`].
     pub eight_bit_states: bool,
 }
 
