@@ -152,7 +152,7 @@ impl ClipValue {
             let groups = PlanGroups {
                 of_tensor: &vec![0; grads.len()],
                 count: 1,
-                classes: &[],
+                quantized: &[],
             };
             let limits = PlanLimits::new(ctx, Storage::F32);
             let plan = DevicePlan::new(device, &tensors, groups, ControlMode::Shared, &limits);

@@ -107,12 +107,12 @@ impl Generator {
         }
     }
 
-    /// For a state slot kept as 8-bit codes: the slot and the base of its map in `qmaps` (0
-    /// for the signed map, 256 for the unsigned one).
-    fn quantized(&self, r: &Role) -> Option<(usize, u32)> {
+    /// For a state slot kept as 8-bit codes: its component in the `vec3` of block scales and
+    /// the base of its map in `qmaps` (0 for the signed map, 256 for the unsigned one).
+    fn quantized(&self, r: &Role) -> Option<(&'static str, u32)> {
         let quant = self.storage.quant8?;
         let slot = r.slot?;
-        Some((slot, if quant.unsigned[slot] { 256 } else { 0 }))
+        Some((COMPONENTS[slot], if quant.unsigned[slot] { 256 } else { 0 }))
     }
 
     /// The element buffers' bindings, the unit and its indices, `Elements`, and the
@@ -242,7 +242,7 @@ impl Generator {
         s += &self.stores();
         s += "}\n";
         let slots: Vec<usize> = self.roles.iter().filter_map(|r| r.slot).collect();
-        let component = |slot: usize| ["x", "y", "z"][slot];
+        let access = self.storage.access_unit(self.layout);
         s += "\n// Updates the block whose first group of four is `idx` (a block starts every BLOCK elements\n\
               // from its tensor's first, so idx.x / BLOCK is a block of its own in the chunk's scales).\n";
         s += "fn step_unit(idx: vec4<u32>, s: Segment, group: Group, c: Control) {\n";
@@ -251,14 +251,13 @@ impl Generator {
             let _ = writeln!(
                 s,
                 "    if uses_state({slot}u) {{ old.{} = scales{slot}[block]; }}",
-                component(slot)
+                COMPONENTS[slot]
             );
         }
         let _ = writeln!(
             s,
             "    var scale = vec3(MIN_SCALE);\n    for (var j = 0u; j < BLOCK; j += {access}u) {{\n        \
-             let u = unit_math(idx + vec4(j), s, group, c, old);",
-            access = self.storage.access_unit(self.layout)
+             let u = unit_math(idx + vec4(j), s, group, c, old);"
         );
         for e in &groups {
             let maxima: Vec<String> = (0..3)
@@ -279,14 +278,13 @@ impl Generator {
         let _ = writeln!(
             s,
             "    }}\n    for (var j = 0u; j < BLOCK; j += {access}u) {{\n        \
-             store_unit(idx + vec4(j), s, c, unit_math(idx + vec4(j), s, group, c, old), scale);\n    }}",
-            access = self.storage.access_unit(self.layout)
+             store_unit(idx + vec4(j), s, c, unit_math(idx + vec4(j), s, group, c, old), scale);\n    }}"
         );
         for &slot in &slots {
             let _ = writeln!(
                 s,
                 "    if uses_state({slot}u) {{ scales{slot}[block] = scale.{}; }}",
-                component(slot)
+                COMPONENTS[slot]
             );
         }
         s += "}\n";
@@ -324,13 +322,9 @@ impl Generator {
             s += &open;
             let widen = |words: String| format!("{}_load({words})", short(r.dtype));
             let values: Vec<String> = match (self.vec4, r.dtype.is_16bit()) {
-                _ if self.quantized(r).is_some() => {
-                    let (slot, base) = self.quantized(r).expect("a quantized slot");
-                    let x = ["x", "y", "z"][slot];
-                    (0..self.groups)
-                        .map(|g| format!("dequant4({n}[q + {g}u], old.{x}, {base}u)"))
-                        .collect()
-                }
+                _ if let Some((x, base)) = self.quantized(r) => (0..self.groups)
+                    .map(|g| format!("dequant4({n}[q + {g}u], old.{x}, {base}u)"))
+                    .collect(),
                 (true, false) => (0..self.groups).map(|g| format!("{n}[q + {g}u]")).collect(),
                 (true, true) => {
                     let _ = writeln!(s, "{indent}{n}_w = {n}[idx.x / 8u];");
@@ -370,16 +364,10 @@ impl Generator {
             let (n, f) = (r.name, r.field);
             let sr = self.stochastic.is_some() && n == "param";
             let call = match (self.vec4, r.dtype.is_16bit()) {
-                _ if self.quantized(r).is_some() => {
-                    let (slot, base) = self.quantized(r).expect("a quantized slot");
-                    let x = ["x", "y", "z"][slot];
-                    (0..self.groups)
-                        .map(|g| {
-                            format!("{n}[q + {g}u] = quantize4(e{g}.{f} / scale.{x}, {base}u);")
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                }
+                _ if let Some((x, base)) = self.quantized(r) => (0..self.groups)
+                    .map(|g| format!("{n}[q + {g}u] = quantize4(e{g}.{f} / scale.{x}, {base}u);"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 (true, false) => (0..self.groups)
                     .map(|g| format!("store_{n}(q + {g}u, valid{g}, e{g}.{f});"))
                     .collect::<Vec<_>>()
@@ -501,6 +489,9 @@ impl Generator {
         s
     }
 }
+
+/// The `vec3` component of each state slot's block scale.
+const COMPONENTS: [&str; 3] = ["x", "y", "z"];
 
 const STOCHASTIC_COMMENT: &str = "
 // Stochastic rounding of the bf16 parameters (Rounding::Stochastic): the seed, and the random

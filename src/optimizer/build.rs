@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::dispatch::{chunk_dispatches, class_storage, BoundBuffers, Pipelines};
+use super::dispatch::{chunk_dispatches, chunk_storage, BoundBuffers, Pipelines};
 use super::{muon, MuonGroup};
 use super::{
     quant8, Optimizer, ParamGroup, Precision, QuantState, SpanStates, TensorState, MASTER_PARAM,
@@ -359,16 +359,16 @@ impl Optimizer {
             control_mode,
         } = checked;
         let device = ctx.device();
-        let layouts = kernel_layouts(ctx, spec.kernel, class_storage(storage, 0))?;
+        let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, false))?;
         let tensors: Vec<Vec<BufferRange>> = params
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
-        let classes = quant8::classes(storage, &params);
+        let quantized = quant8::quantized_tensors(storage, &params);
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
-            classes: &classes,
+            quantized: &quantized,
         };
         let limits = PlanLimits::new(ctx, storage);
         let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
@@ -529,7 +529,7 @@ fn allocate_states(
             scales: BufferRange::typed(&scales, 0, blocks, Dtype::F32),
         }
     };
-    // A span of class 1 keeps 8-bit states; the others full precision.
+    // A span of quantized tensors keeps 8-bit states; the others full precision.
     let span_buffers = |len: u64, quantized: bool| SpanStates {
         states: if quantized {
             Vec::new()
@@ -561,7 +561,7 @@ fn allocate_states(
             let donated = donor
                 .filter(|_| storage.quant8.is_none())
                 .and_then(|donor| donated_states(donor, span, params));
-            let buffers = donated.unwrap_or_else(|| span_buffers(span.len(), span.class == 1));
+            let buffers = donated.unwrap_or_else(|| span_buffers(span.len(), span.quantized));
             for &i in &span.tensors {
                 let param = &params[i].param;
                 let offset = span.offset_at(param.offset(), param.dtype());

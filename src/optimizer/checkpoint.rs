@@ -245,15 +245,7 @@ impl Optimizer {
             let name = format!("state.{}.{MOMENTUM_BUFFER}", first + j);
             let range = self.state_range(first + j, MOMENTUM_BUFFER)?;
             let data = tensor(&name, Dtype::F32, &[rows, cols])?;
-            let piece = StatePiece {
-                name,
-                dtype: Dtype::F32,
-                shape: vec![rows, cols],
-                buffer: range.buffer().clone(),
-                offset: range.offset(),
-                end: range.end(),
-            };
-            states.push((piece, data));
+            states.push((StatePiece::of_range(name, vec![rows, cols], range), data));
         }
         let words = self.control_blocks() * std::mem::size_of::<Control>() / 4;
         let control = tensor(CONTROL, Dtype::U32, &[words])?

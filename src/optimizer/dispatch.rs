@@ -19,8 +19,8 @@ use crate::kernel::{
 /// vec4 layout, the tail dispatch over its partial vec4s.
 pub(super) struct ChunkDispatch {
     pub layout: ElementLayout,
-    /// Its span's storage class (1: 8-bit states).
-    pub class: u8,
+    /// Whether its span keeps 8-bit states.
+    pub quantized: bool,
     pub main: Vec<Dispatch>,
     pub tail: Vec<Dispatch>,
 }
@@ -41,25 +41,26 @@ pub(super) struct UpdatePipelines {
     pub quantized: Option<Arc<wgpu::ComputePipeline>>,
 }
 
-/// The storage of the chunks of storage class `class`: `storage` itself for class 1 (8-bit
-/// states), without 8-bit states for class 0.
-pub(super) fn class_storage(storage: Storage, class: u8) -> Storage {
-    match class {
-        1 => storage,
-        _ => Storage {
+/// The storage of the chunks whose spans keep 8-bit states (`quantized`: `storage` itself)
+/// or full-precision ones (`storage` without 8-bit states).
+pub(super) fn chunk_storage(storage: Storage, quantized: bool) -> Storage {
+    if quantized {
+        storage
+    } else {
+        Storage {
             quant8: None,
             ..storage
-        },
+        }
     }
 }
 
 impl UpdatePipelines {
-    /// The pipeline of the main dispatches of `layout` and storage class `class`.
-    pub fn of(&self, layout: ElementLayout, class: u8) -> &wgpu::ComputePipeline {
-        let pipeline = match (layout, class) {
-            (_, 1) => &self.quantized,
-            (ElementLayout::Vec4, _) => &self.vec4,
-            (ElementLayout::Scalar, _) => &self.scalar,
+    /// The pipeline of the main dispatches of `layout`, with 8-bit states or without.
+    pub fn of(&self, layout: ElementLayout, quantized: bool) -> &wgpu::ComputePipeline {
+        let pipeline = match (layout, quantized) {
+            (_, true) => &self.quantized,
+            (ElementLayout::Vec4, false) => &self.vec4,
+            (ElementLayout::Scalar, false) => &self.scalar,
         };
         pipeline
             .as_deref()
@@ -84,13 +85,13 @@ impl Pipelines {
         plan: &Plan,
         variant: Variant,
     ) -> Result<Pipelines> {
-        let with_class = |overrides: &[(&'static str, bool)], layout, entry, class| {
+        let with_storage = |overrides: &[(&'static str, bool)], layout, entry, quantized| {
             let request = PipelineRequest {
                 kernel: spec.kernel,
                 overrides,
                 module: ModuleKey {
                     layout,
-                    storage: class_storage(storage, class),
+                    storage: chunk_storage(storage, quantized),
                 },
                 variant,
                 entry,
@@ -98,27 +99,28 @@ impl Pipelines {
             kernel_pipeline(ctx, request)
         };
         let with_overrides = |overrides: &[(&'static str, bool)], layout, entry| {
-            with_class(overrides, layout, entry, 0)
+            with_storage(overrides, layout, entry, false)
         };
         let pipeline = |layout, entry| with_overrides(&spec.overrides, layout, entry);
-        let needs =
-            |layout, class| (plan.chunks.iter()).any(|c| c.layout == layout && c.class == class);
+        let needs = |layout, quantized| {
+            (plan.chunks.iter()).any(|c| c.layout == layout && c.quantized == quantized)
+        };
         let tails = plan.chunks.iter().any(|c| !c.tails.is_empty());
         // One pass over every chunk with these entry points.
         let pass = |main: Entry, tail: Entry, overrides: &[(&'static str, bool)]| {
             let build = |layout, entry| with_overrides(overrides, layout, entry);
             Ok::<_, Error>(UpdatePipelines {
-                vec4: needs(ElementLayout::Vec4, 0)
+                vec4: needs(ElementLayout::Vec4, false)
                     .then(|| build(ElementLayout::Vec4, main))
                     .transpose()?,
                 tail: tails
                     .then(|| build(ElementLayout::Vec4, tail))
                     .transpose()?,
-                scalar: needs(ElementLayout::Scalar, 0)
+                scalar: needs(ElementLayout::Scalar, false)
                     .then(|| build(ElementLayout::Scalar, main))
                     .transpose()?,
-                quantized: needs(ElementLayout::Vec4, 1)
-                    .then(|| with_class(overrides, ElementLayout::Vec4, main, 1))
+                quantized: needs(ElementLayout::Vec4, true)
+                    .then(|| with_storage(overrides, ElementLayout::Vec4, main, true))
                     .transpose()?,
             })
         };
@@ -146,7 +148,7 @@ pub(super) struct BoundBuffers<'a> {
     pub span_states: &'a [SpanStates],
     /// With 8-bit states, the two dynamic maps.
     pub quant_maps: Option<&'a wgpu::Buffer>,
-    /// How the states are stored (8-bit for the spans of class 1).
+    /// How the states are stored (8-bit for the spans of quantized tensors).
     pub storage: Storage,
 }
 
@@ -158,10 +160,9 @@ pub(super) fn chunk_dispatches(
     plan: &DevicePlan,
     bound: &BoundBuffers<'_>,
 ) -> Result<(Vec<ChunkDispatch>, Option<TrustFold>)> {
-    let layouts =
-        [0, 1].map(|class| kernel_layouts(ctx, spec.kernel, class_storage(bound.storage, class)));
-    let [plain, quantized] = layouts;
-    let layouts = [plain?, quantized?];
+    let layouts_of =
+        |quantized| kernel_layouts(ctx, spec.kernel, chunk_storage(bound.storage, quantized));
+    let layouts = [layouts_of(false)?, layouts_of(true)?];
     let device = ctx.device();
     // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment.
     let trust = spec.kernel.trust_ratio.then(|| {
@@ -199,8 +200,7 @@ pub(super) fn chunk_dispatches(
                 entries.push((Binding::Trust, trust.as_entire_binding()));
             }
             states.sort_by_key(|(slot, _)| *slot);
-            let quant_maps = bound.quant_maps.filter(|_| chunk.class == 1);
-            if let Some(maps) = quant_maps {
+            if let Some(maps) = bound.quant_maps.filter(|_| chunk.quantized) {
                 // 8-bit states: each span is one chunk (`check_quantized_plan`), bound whole.
                 for slot in 0..spec.kernel.state_slots {
                     let kept = spec.states.iter().position(|s| s.slot == slot);
@@ -219,15 +219,15 @@ pub(super) fn chunk_dispatches(
                     entries.push((Binding::Scales(slot), scales));
                 }
                 entries.push((Binding::QuantMaps, maps.as_entire_binding()));
-                states.clear();
-            }
-            for slot in (0..spec.kernel.state_slots).filter(|_| quant_maps.is_none()) {
-                let resource = match states.iter().find(|(s, _)| *s == slot) {
-                    Some((_, range)) => range.binding(),
-                    // A slot the configuration does not keep binds 16 bytes of zeros.
-                    None => ctx.placeholder(slot).as_entire_binding(),
-                };
-                entries.push((Binding::State(slot), resource));
+            } else {
+                for slot in 0..spec.kernel.state_slots {
+                    let resource = match states.iter().find(|(s, _)| *s == slot) {
+                        Some((_, range)) => range.binding(),
+                        // A slot the configuration does not keep binds 16 bytes of zeros.
+                        None => ctx.placeholder(slot).as_entire_binding(),
+                    };
+                    entries.push((Binding::State(slot), resource));
+                }
             }
             let group = |table: wgpu::BindingResource<'_>| {
                 let mut entries: Vec<_> = entries
@@ -235,7 +235,7 @@ pub(super) fn chunk_dispatches(
                     .map(|(binding, resource)| (binding.index(), resource.clone()))
                     .collect();
                 entries.push((Binding::Segments.index(), table));
-                let layout = &layouts[usize::from(chunk.class)].update;
+                let layout = &layouts[usize::from(chunk.quantized)].update;
                 bind_group(device, "wgpu-optim update", layout, &entries)
             };
             // Each dispatch's grid, and its table: its slice, or a regular plan's ends.
@@ -259,7 +259,7 @@ pub(super) fn chunk_dispatches(
             };
             ChunkDispatch {
                 layout: chunk.layout,
-                class: chunk.class,
+                quantized: chunk.quantized,
                 main: dispatches(&chunk.main, tables, 1),
                 tail: dispatches(&chunk.tails, &chunk.tails, TAIL_WORKGROUP),
             }

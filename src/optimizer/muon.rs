@@ -373,7 +373,7 @@ impl MuonPart {
             PlanGroups {
                 of_tensor: &of_tensor,
                 count: 1,
-                classes: &[],
+                quantized: &[],
             },
             ControlMode::Shared,
             &PlanLimits::new(ctx, Storage::F32),

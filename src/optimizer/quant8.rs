@@ -41,14 +41,11 @@ pub(super) fn quantized_storage(
     })
 }
 
-/// Each tensor's storage class with 8-bit states: 1 (8-bit) for those torchao quantizes
-/// ([`quantizes`]), 0 (full precision) for the others; none without.
-pub(super) fn classes(storage: Storage, params: &[Param]) -> Vec<u8> {
+/// Whether each tensor keeps 8-bit states: those torchao quantizes ([`quantizes`]), with
+/// 8-bit states asked for; none without.
+pub(super) fn quantized_tensors(storage: Storage, params: &[Param]) -> Vec<bool> {
     match storage.quant8 {
-        Some(_) => params
-            .iter()
-            .map(|p| u8::from(quantizes(p.len())))
-            .collect(),
+        Some(_) => params.iter().map(|p| quantizes(p.len())).collect(),
         None => Vec::new(),
     }
 }
@@ -56,7 +53,7 @@ pub(super) fn classes(storage: Storage, params: &[Param]) -> Vec<u8> {
 /// Every chunk of 8-bit states must be a whole span in the vec4 layout: blocks are counted
 /// from each tensor's first element in the span's own scales.
 pub(super) fn check_quantized_plan(plan: &DevicePlan) -> Result<()> {
-    let chunks: Vec<_> = plan.plan.chunks.iter().filter(|c| c.class == 1).collect();
+    let chunks: Vec<_> = plan.plan.chunks.iter().filter(|c| c.quantized).collect();
     if chunks.iter().any(|c| c.layout != ElementLayout::Vec4) {
         return Err(Error::Quantized(
             "tensors must start at multiples of 4 elements in their buffers (16 bytes for f32)",
@@ -90,12 +87,9 @@ impl Optimizer {
                  whole blocks of 256)",
             ));
         }
+        // A quantized tensor has at least 4096 elements: never an empty read.
         let state = &self.tensors[index].quant[position];
-        let codes = if state.len == 0 {
-            Vec::new()
-        } else {
-            self.ctx.read_bytes(&state.codes, state.offset, state.len)?
-        };
+        let codes = self.ctx.read_bytes(&state.codes, state.offset, state.len)?;
         let scales = self.ctx.read_f32(&state.scales)?;
         let signed = !self.spec.states[position].holds_squares();
         Ok(Quantized {
@@ -139,47 +133,43 @@ pub(super) struct StatePiece {
     pub end: u64,
 }
 
+impl StatePiece {
+    /// The piece `name` of `shape` that is `range`, in its storage type.
+    pub fn of_range(name: String, shape: Vec<usize>, range: &BufferRange) -> Self {
+        StatePiece {
+            name,
+            dtype: super::checkpoint::safetensors_dtype(range.dtype()),
+            shape,
+            buffer: range.buffer().clone(),
+            offset: range.offset(),
+            end: range.end(),
+        }
+    }
+}
+
 impl Optimizer {
     /// The checkpoint tensors of state `name` of element-wise tensor `index`: one,
     /// `state.<i>.<name>` in the states' type, or with 8-bit states (the master copy aside)
     /// torchao's `OptimState8bit` attributes, `state.<i>.<name>.codes` (U8, a byte per element)
     /// and `state.<i>.<name>.scale` (F32, one per block of 256).
     pub(super) fn state_pieces(&self, index: usize, name: &str) -> Result<Vec<StatePiece>> {
-        let piece = |suffix: &str, dtype, shape, buffer: &wgpu::Buffer, offset, end| StatePiece {
-            name: format!("state.{index}.{name}{suffix}"),
-            dtype,
-            shape,
-            buffer: buffer.clone(),
-            offset,
-            end,
-        };
+        let named = |suffix: &str| format!("state.{index}.{name}{suffix}");
         if self.tensors[index].quant.is_empty() || name == super::MASTER_PARAM {
             let range = self.state_range(index, name)?;
-            let dtype = super::checkpoint::safetensors_dtype(range.dtype());
             let shape = vec![range.len() as usize];
-            let (offset, end) = (range.offset(), range.end());
-            return Ok(vec![piece("", dtype, shape, range.buffer(), offset, end)]);
+            return Ok(vec![StatePiece::of_range(named(""), shape, range)]);
         }
         let state = &self.tensors[index].quant[self.state_position(index, name)?];
         let scales = &state.scales;
-        let (codes_end, blocks) = (state.offset + state.len, scales.len() as usize);
-        Ok(vec![
-            piece(
-                ".codes",
-                safetensors::Dtype::U8,
-                vec![state.len as usize],
-                &state.codes,
-                state.offset,
-                codes_end,
-            ),
-            piece(
-                ".scale",
-                safetensors::Dtype::F32,
-                vec![blocks],
-                scales.buffer(),
-                scales.offset(),
-                scales.end(),
-            ),
-        ])
+        let codes = StatePiece {
+            name: named(".codes"),
+            dtype: safetensors::Dtype::U8,
+            shape: vec![state.len as usize],
+            buffer: state.codes.clone(),
+            offset: state.offset,
+            end: state.offset + state.len,
+        };
+        let scale = StatePiece::of_range(named(".scale"), vec![scales.len() as usize], scales);
+        Ok(vec![codes, scale])
     }
 }

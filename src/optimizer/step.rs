@@ -82,9 +82,9 @@ impl Optimizer {
         // One pipeline switch per change of layout, not per chunk.
         let mut layout = None;
         for chunk in &self.dispatches {
-            if layout != Some((chunk.layout, chunk.class)) {
-                pass.set_pipeline(pipelines.of(chunk.layout, chunk.class));
-                layout = Some((chunk.layout, chunk.class));
+            if layout != Some((chunk.layout, chunk.quantized)) {
+                pass.set_pipeline(pipelines.of(chunk.layout, chunk.quantized));
+                layout = Some((chunk.layout, chunk.quantized));
             }
             for dispatch in &chunk.main {
                 dispatch.record(pass);

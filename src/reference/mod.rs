@@ -122,9 +122,10 @@ impl Optimizer {
                 .iter()
                 .map(|&len| {
                     let zeros = |s: &StateSpec| Quantized::zeros(len, !quant.unsigned[s.slot]);
-                    match quantizes(len as u64) {
-                        true => states.iter().map(zeros).collect(),
-                        false => Vec::new(),
+                    if quantizes(len as u64) {
+                        states.iter().map(zeros).collect()
+                    } else {
+                        Vec::new()
                     }
                 })
                 .collect(),

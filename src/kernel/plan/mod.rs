@@ -119,8 +119,8 @@ pub(crate) struct Chunk {
     pub len: u64,
     /// How the update binds it. `Vec4` chunks bind `len` rounded up to whole units.
     pub layout: ElementLayout,
-    /// Its span's storage class (1: 8-bit states).
-    pub class: u8,
+    /// Whether its span keeps 8-bit states.
+    pub quantized: bool,
     /// Elements per iteration of the update in this layout (4, or 8 in the vec4 layout of a
     /// kernel with a 16-bit buffer): what main segments end on.
     pub unit: u64,
@@ -205,7 +205,7 @@ pub(crate) struct PlanLimits {
     pub chunk_len: u64,
     /// Most elements one segment covers (a multiple of 8).
     pub tile: u64,
-    /// Most elements one segment of a span of class 1 (8-bit states) covers: a whole number
+    /// Most elements one segment of a span of 8-bit states covers: a whole number
     /// of blocks per invocation.
     pub quantized_tile: u64,
     /// Whether the kernel has a 16-bit buffer: its vec4 layout takes units of 8 elements.
@@ -262,10 +262,10 @@ pub(crate) struct PlanGroups<'a> {
     pub of_tensor: &'a [u32],
     /// How many groups there are.
     pub count: u32,
-    /// Tensor `i`'s storage class (empty: all 0): tensors of different classes never share a
-    /// span, so that each span's states can be stored its own way (8-bit states for the
-    /// tensors torchao quantizes, full precision for the others).
-    pub classes: &'a [u8],
+    /// Whether tensor `i` keeps 8-bit states (empty: none does): tensors with and without
+    /// never share a span, so that each span's states are stored one way (8-bit states for
+    /// the tensors torchao quantizes, full precision for the others).
+    pub quantized: &'a [bool],
 }
 
 /// The groups of a plan's tensors as the segments name them.

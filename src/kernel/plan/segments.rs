@@ -165,7 +165,7 @@ pub(super) fn segments(
             ElementLayout::Vec4 => from + (to - from) / unit * unit,
             ElementLayout::Scalar => to,
         };
-        let tile = if span.class == 1 {
+        let tile = if span.quantized {
             limits.quantized_tile
         } else {
             limits.tile

@@ -102,8 +102,8 @@ pub(crate) struct Span {
     pub ranges: Vec<PlanRange>,
     /// Indices of the tensors in it.
     pub tensors: Vec<usize>,
-    /// Its tensors' storage class (see [`PlanGroups::classes`](super::PlanGroups)).
-    pub class: u8,
+    /// Whether its tensors keep 8-bit states (see [`PlanGroups::quantized`](super::PlanGroups)).
+    pub quantized: bool,
 }
 
 impl Span {
@@ -128,10 +128,10 @@ impl Span {
 /// each role's the same for every tensor) into spans: tensors whose elements lie at the same
 /// relative positions in every role's buffer. A span's state buffers cover its gaps too, so
 /// tensors spread thinly over a buffer (more than half gaps, past 1 MiB) get spans of their
-/// own. Tensors of length 0 belong to none; tensors of different `classes` (tensor `i`'s,
-/// 0 past the list's end) share none.
-pub(crate) fn spans(tensors: &[Vec<PlanRange>], classes: &[u8]) -> Vec<Span> {
-    let class = |i: usize| classes.get(i).copied().unwrap_or(0);
+/// own. Tensors of length 0 belong to none; a tensor that is `quantized` (tensor `i`'s entry,
+/// false past the list's end) shares none with one that is not.
+pub(crate) fn spans(tensors: &[Vec<PlanRange>], quantized: &[bool]) -> Vec<Span> {
+    let class = |i: usize| quantized.get(i).copied().unwrap_or(false);
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for (index, ranges) in tensors.iter().enumerate() {
         if ranges[0].is_empty() {
@@ -179,7 +179,7 @@ pub(crate) fn spans(tensors: &[Vec<PlanRange>], classes: &[u8]) -> Vec<Span> {
             .collect();
         Span {
             ranges,
-            class: class(members[0]),
+            quantized: class(members[0]),
             tensors: members,
         }
     };

@@ -24,7 +24,7 @@ impl Plan {
         control: ControlMode,
         limits: &PlanLimits,
     ) -> Plan {
-        let spans = spans(tensors, groups.classes);
+        let spans = spans(tensors, groups.quantized);
         let controls = match control {
             ControlMode::Shared => 1,
             ControlMode::PerGroup => groups.count.max(1),
@@ -76,7 +76,7 @@ impl Plan {
             .zip(ends)
             .map(|(((c, slices), work), regular)| Chunk {
                 span: c.span,
-                class: spans[c.span].class,
+                quantized: spans[c.span].quantized,
                 offset: c.cut.offset,
                 len: c.cut.len,
                 layout: c.cut.layout,

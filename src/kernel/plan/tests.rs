@@ -59,7 +59,7 @@ fn plan(tensors: &[Vec<PlanRange>], groups: &[u32], control: ControlMode, l: &Pl
     let groups = PlanGroups {
         of_tensor: groups,
         count,
-        classes: &[],
+        quantized: &[],
     };
     Plan::new(tensors, groups, control, l)
 }
@@ -159,9 +159,9 @@ fn tensors_laid_out_alike_share_a_span_and_others_do_not() {
         role.buffer_size += 64 << 20;
     }
     assert_eq!(spans(&thin, &[]).len(), 2);
-    // Tensors laid out alike but of two storage classes (8-bit states and full precision):
-    // a span per class, in the order of each class's first tensor.
-    let classed = spans(&alike, &[1, 0, 0, 1]);
+    // Tensors laid out alike, some with 8-bit states and some without: a span each, in the
+    // order of their first tensors.
+    let classed = spans(&alike, &[true, false, false, true]);
     let members: Vec<Vec<usize>> = classed.iter().map(|s| s.tensors.clone()).collect();
     assert_eq!(members, vec![vec![0, 3], vec![1]]);
 }
