@@ -95,6 +95,66 @@ pub fn quantize(x: f32, map: &[f32; 256]) -> u8 {
     code as u8
 }
 
+/// The decision boundaries of [`quantize`] on `map`: entry `c` (1 to 255) is the smallest f32
+/// whose code is at least `c` (entry 0, unused, is -inf). The code of a value `x` that is not
+/// NaN is the number of entries 1 to 255 at most `x`, since the search rounds monotonically
+/// (a larger value never gets a smaller code). Each boundary lies in `(map[c - 1], map[c]]`
+/// and is found there by bisection over the floats in order.
+pub fn thresholds(map: &[f32; 256]) -> [f32; 256] {
+    let mut bounds = [f32::NEG_INFINITY; 256];
+    for code in 1..256 {
+        // quantize(value(below)) < code <= quantize(value(at)).
+        let (mut below, mut at) = (order_key(map[code - 1]), order_key(map[code]));
+        while at - below > 1 {
+            let mid = below + (at - below) / 2;
+            if (quantize(from_order_key(mid), map) as usize) < code {
+                below = mid;
+            } else {
+                at = mid;
+            }
+        }
+        bounds[code] = from_order_key(at);
+    }
+    bounds
+}
+
+/// The floats' order as unsigned integers: negatives reversed below the positives (-0 just
+/// below +0).
+fn order_key(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
+/// The float whose [`order_key`] is `key`.
+fn from_order_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 {
+        key & !(1 << 31)
+    } else {
+        !key
+    })
+}
+
+/// What the device's quantizer reads (the storage buffer bound at `QuantMaps`, `qmaps` in
+/// shaders/common/quant8.wgsl), in vec4s: the signed map then the unsigned one (128 vec4s),
+/// then, for each map in the same order, 256 windows of four [`thresholds`]: window `s` holds
+/// boundaries `s + 1` to `s + 4` (+inf past 255), so that one 16-byte load settles a code
+/// known to lie in `s..=s + 4`.
+pub fn device_table() -> Vec<f32> {
+    let maps = [dynamic_map(true), dynamic_map(false)];
+    let mut table: Vec<f32> = maps.iter().flatten().copied().collect();
+    for map in &maps {
+        let bounds = thresholds(map);
+        for s in 0..256 {
+            table.extend((s + 1..s + 5).map(|c| bounds.get(c).copied().unwrap_or(f32::INFINITY)));
+        }
+    }
+    table
+}
+
 /// A block's scale: the largest magnitude among its finite values, at least [`MIN_SCALE`].
 /// torchao takes the largest of all (a NaN or an infinity makes the whole block NaN or
 /// infinite); here a non-finite value never reaches the scale, so one bad element cannot
@@ -218,5 +278,37 @@ mod tests {
         assert_eq!(q.scales, vec![0.5]);
         assert_eq!(q.codes[4], 255);
         assert_eq!(q.codes[5], 255);
+    }
+
+    #[test]
+    fn the_thresholds_count_to_every_code() {
+        let next = |x: f32, up: bool| {
+            from_order_key(if up {
+                order_key(x) + 1
+            } else {
+                order_key(x) - 1
+            })
+        };
+        for signed in [true, false] {
+            let map = dynamic_map(signed);
+            let bounds = thresholds(&map);
+            let by_count = |x: f32| bounds[1..].iter().filter(|&&t| t <= x).count();
+            for code in 1..256 {
+                let t = bounds[code];
+                assert!(map[code - 1] < t && t <= map[code], "{signed} {code}");
+                assert!(quantize(t, &map) as usize >= code, "{signed} {code}");
+                assert!(
+                    (quantize(next(t, false), &map) as usize) < code,
+                    "{signed} {code}"
+                );
+            }
+            for x in map
+                .iter()
+                .chain(&bounds[1..])
+                .flat_map(|&v| [v, next(v, true), next(v, false), -v])
+            {
+                assert_eq!(by_count(x), quantize(x, &map) as usize, "{signed} {x}");
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{assert_close, context, Rng};
-use wgpu_optim::quant::{dynamic_map, quantize, quantizes, BLOCK};
+use wgpu_optim::quant::{self, dynamic_map, quantize, quantizes, BLOCK};
 use wgpu_optim::shaders;
 use wgpu_optim::{
     reference, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, Dtype, Error,
@@ -450,9 +450,9 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
 }
 
 /// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl, a guess from the map's
-/// structure made exact by lookups) against the host's, torchao's binary search
-/// (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
-/// neighbours, the floats on either side of each, the band edges (powers of ten) and theirs,
+/// structure settled by a window of decision boundaries) against the host's, torchao's binary
+/// search (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
+/// neighbours, every decision boundary, the floats on either side of each, the band edges (powers of ten) and theirs,
 /// zeros, the ends, values past them, infinities, NaN and a spread of others.
 #[test]
 fn the_device_quantizer_is_torchaos_search_on_every_edge() {
@@ -484,9 +484,10 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
     ];
     for signed in [true, false] {
         let map = dynamic_map(signed);
-        for pair in map.windows(2) {
+        let bounds = quant::thresholds(&map);
+        for (pair, &bound) in map.windows(2).zip(&bounds[1..]) {
             let mid = (pair[0] + pair[1]) / 2.0;
-            for v in [pair[0], mid] {
+            for v in [pair[0], mid, bound] {
                 values.extend([v, up(v), down(v), -v]);
             }
         }
@@ -506,7 +507,7 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
         .find(|f| f.path == "common/quant8.wgsl")
         .unwrap();
     let source = format!(
-        "@group(0) @binding(0) var<storage, read> qmaps: array<f32>;
+        "@group(0) @binding(0) var<storage, read> qmaps: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> inputs: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> outputs: array<u32>;
 {}
@@ -532,9 +533,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
         compilation_options: Default::default(),
         cache: None,
     });
-    let mut maps = dynamic_map(true).to_vec();
-    maps.extend(dynamic_map(false));
-    let maps = ctx.upload_f32("maps", &maps);
+    let maps = ctx.upload_f32("maps", &quant::device_table());
     let inputs = ctx.upload_f32("inputs", &values);
     let outputs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("outputs"),

@@ -108,7 +108,7 @@ impl Generator {
     }
 
     /// For a state slot kept as 8-bit codes: its component in the `vec3` of block scales and
-    /// the base of its map in `qmaps` (0 for the signed map, 256 for the unsigned one).
+    /// the base of its map in `qmaps` (entry 0 for the signed map, 256 for the unsigned one).
     fn quantized(&self, r: &Role) -> Option<(&'static str, u32)> {
         let quant = self.storage.quant8?;
         let slot = r.slot?;
@@ -150,7 +150,7 @@ impl Generator {
             }
             let _ = writeln!(
                 s,
-                "{} var<storage, read> qmaps: array<f32>;",
+                "{} var<storage, read> qmaps: array<vec4<f32>>;",
                 Binding::QuantMaps.attribute()
             );
         }

@@ -20,7 +20,7 @@ use crate::kernel::{
     Variant,
 };
 use crate::optim::OptimizerConfig;
-use crate::quant::{dynamic_map, BLOCK};
+use crate::quant::{device_table, BLOCK};
 
 /// Each configuration's `build`, generated from the registry.
 macro_rules! builders {
@@ -406,8 +406,7 @@ impl Optimizer {
         let (tensor_states, span_states) =
             allocate_states(ctx, &spec, storage, &plan, &params, donor);
         let quant_maps = storage.quant8.map(|_| {
-            let mut maps = dynamic_map(true).to_vec();
-            maps.extend(dynamic_map(false));
+            let maps = device_table();
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim quant maps"),
                 contents: bytemuck::cast_slice(&maps),
