@@ -189,9 +189,11 @@ fn configs() -> Vec<OptimizerConfig> {
 #[test]
 fn every_optimizer_matches_the_reference_code_for_code() {
     for config in configs() {
-        // 8-bit states for the first and third; full precision for the others (one short of a
-        // block, and a length that ends inside a vec4: the tail dispatch).
-        let lens = [8192, 256, 4096, 301];
+        // 8-bit states for the first and third; full precision for the others (short of a
+        // block, and a length that ends inside a vec4: the tail dispatch). The third starts
+        // 100 elements (or the alignment's padding) past a multiple of 256 in the span of the
+        // two, so its blocks' codes are not at its elements' offsets.
+        let lens = [8192, 100, 4096, 301];
         let mut run = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(12, config.name());
     }
@@ -350,7 +352,8 @@ fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
         .with_lr(1e-2)
         .with_amsgrad(true)
         .into();
-    let lens = [4096, 256];
+    // The third's blocks start off the span's multiples of 256 (see the test above).
+    let lens = [4096, 100, 4096, 256];
     let mut first = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
     let mut later: Vec<Vec<Vec<f32>>> = Vec::new();
     for _ in 0..3 {
@@ -370,8 +373,10 @@ fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
             safetensors::Dtype::U8,
             vec![4096],
         ),
-        // torchao keeps a tensor of 256 in full precision.
-        ("state.1.exp_avg_sq", safetensors::Dtype::F32, vec![256]),
+        // torchao keeps a tensor of 100 (or 256) in full precision.
+        ("state.1.exp_avg_sq", safetensors::Dtype::F32, vec![100]),
+        ("state.2.exp_avg_sq.codes", safetensors::Dtype::U8, vec![4096]),
+        ("state.3.exp_avg_sq", safetensors::Dtype::F32, vec![256]),
     ] {
         let view = file.tensor(name).unwrap();
         assert_eq!((view.dtype(), view.shape()), (dtype, &shape[..]), "{name}");
