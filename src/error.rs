@@ -191,7 +191,8 @@ pub enum Error {
     /// (`max_storage_buffers_per_shader_stage`: WebGPU guarantees 8; Mesa's llvmpipe on GL
     /// offers 16, lavapipe 32). The update kernels bind up to 9: control, groups, parameters,
     /// gradients, segments, up to three states, the f32 master copy, LAMB's and LARS's trust
-    /// sums.
+    /// sums; with 8-bit states up to 13 (a buffer of block scales per state and the
+    /// quantization table besides), so those need an adapter's own limits.
     #[error(
         "{what} binds {needed} storage buffers, past this device's \
          max_storage_buffers_per_shader_stage of {limit}: request an adapter's own limits \

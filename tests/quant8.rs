@@ -375,7 +375,11 @@ fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
         ),
         // torchao keeps a tensor of 100 (or 256) in full precision.
         ("state.1.exp_avg_sq", safetensors::Dtype::F32, vec![100]),
-        ("state.2.exp_avg_sq.codes", safetensors::Dtype::U8, vec![4096]),
+        (
+            "state.2.exp_avg_sq.codes",
+            safetensors::Dtype::U8,
+            vec![4096],
+        ),
         ("state.3.exp_avg_sq", safetensors::Dtype::F32, vec![256]),
     ] {
         let view = file.tensor(name).unwrap();
