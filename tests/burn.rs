@@ -3,7 +3,7 @@
 //! Burn's gradients (global-norm clip on), through its records, its memory pool, clones of the
 //! model, and the inputs it refuses.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use burn::module::{Module, Param, ParamId};
 use burn::optim::{AdamWConfig as BurnAdamW, GradientsParams};
@@ -583,7 +583,25 @@ struct Wide {
 
 const WIDE: [usize; 2] = [1024, 1536];
 
+/// Held by the tests that step `Wide`: Burn's pool hands a 1.5M-element gradient the slot the
+/// last one freed unless another test's tensors of that size took it, and
+/// `direct_binding_steps_the_same_bits_as_copies` counts the rebinds that follow.
+static WIDE_POOL: Mutex<()> = Mutex::new(());
+
+fn wide_pool() -> MutexGuard<'static, ()> {
+    WIDE_POOL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Wide {
+    /// Gives w a new tensor of 0.25s under the same id (a parameter replaced between steps).
+    fn replace_w(&mut self, device: &Device) {
+        let autodiff = device.clone().autodiff();
+        let w = Tensor::<2>::full(WIDE, 0.25, &autodiff).require_grad();
+        self.w = Param::initialized(self.w.id, w);
+    }
+
     fn new(device: &Device) -> Self {
         let device = device.clone().autodiff();
         let n = WIDE[0] * WIDE[1];
@@ -616,6 +634,7 @@ impl Wide {
 /// the same bits, the same state.
 #[test]
 fn direct_binding_steps_the_same_bits_as_copies() {
+    let _pool = wide_pool();
     let device = shared().device();
     let run = |direct: Option<usize>| {
         let mut model = Wide::new(device);
@@ -628,9 +647,7 @@ fn direct_binding_steps_the_same_bits_as_copies() {
         for step in 0..8 {
             let snapshot = (step == 2).then(|| model.clone());
             if step == 4 {
-                let autodiff = device.clone().autodiff();
-                let w = Tensor::<2>::full(WIDE, 0.25, &autodiff).require_grad();
-                model.w = Param::initialized(model.w.id, w);
+                model.replace_w(device);
             }
             if step == 6 {
                 churn_pool(device, 9700);
@@ -675,4 +692,44 @@ fn direct_binding_steps_the_same_bits_as_copies() {
     assert!(bound_stats[5..].iter().all(|s| s.0 == 1), "{bound_stats:?}");
     assert_eq!(bound, copied);
     assert_eq!(bound_state, copied_state);
+}
+
+/// 8-bit states through the adapter: w (1.5M elements, whole blocks) keeps 8-bit states, b
+/// f32 ones, and each rebind (w bound over Burn's buffers, then over a replaced tensor, then
+/// wherever the pool moves its gradient) copies codes and block scales to the optimizer built
+/// anew. The same bits as the copying path, which never rebinds.
+#[test]
+fn eight_bit_states_move_with_direct_binding() {
+    let _pool = wide_pool();
+    let device = shared().device();
+    let run = |direct: Option<usize>| {
+        let mut model = Wide::new(device);
+        let mut fused = FusedOptimizer::new(shared(), AdamWConfig::default().with_lr(LR))
+            .with_precision(Precision::default().with_8bit_states())
+            .with_direct_binding(direct);
+        let mut rebinds = 0;
+        for step in 0..6 {
+            if step == 3 {
+                model.replace_w(device);
+            }
+            if step == 4 {
+                churn_pool(device, 9700);
+            }
+            let g = model.grads(step);
+            model = fused.step(LR, model, g).unwrap();
+            rebinds += fused.last_step().unwrap().rebound;
+        }
+        let optimizer = fused.optimizer().unwrap();
+        assert!(optimizer.quantized_states());
+        let codes =
+            ["exp_avg", "exp_avg_sq"].map(|name| optimizer.read_quantized_state(0, name).unwrap());
+        (model.weights(), state(&fused), codes, rebinds)
+    };
+    let (copied, copied_state, copied_codes, copied_rebinds) = run(None);
+    let (bound, bound_state, bound_codes, bound_rebinds) = run(Some(1 << 16));
+    assert_eq!(copied_rebinds, 0);
+    assert!(bound_rebinds >= 2, "{bound_rebinds}");
+    assert_eq!(bound, copied);
+    assert_eq!(bound_state, copied_state);
+    assert_eq!(bound_codes, copied_codes);
 }

@@ -488,7 +488,8 @@ impl Optimizer {
 
 impl Optimizer {
     /// Records, into `encoder`, copies making this optimizer's device state `from`'s: every
-    /// tensor's state ranges, the control block (step counter, loss scale, skip flags) and the
+    /// tensor's state ranges (8-bit states: codes and block scales), the control block (step
+    /// counter, loss scale, skip flags) and the
     /// groups' records (learning rates, running values). For an optimizer built anew over the
     /// same tensors at other buffer ranges (the Burn adapter binding Burn's buffers): no host
     /// round trip, where a checkpoint would read every state back.
@@ -519,31 +520,40 @@ impl Optimizer {
         if !same {
             return mismatch("the optimizers differ in their tensors, states or groups".into());
         }
+        // Each state's pieces: its range, or with 8-bit states its codes and block scales.
         let mut copies = Vec::new();
         for i in 0..self.tensors.len() {
             for name in &names {
-                let (to, src) = (self.state_range(i, name)?, from.state_range(i, name)?);
-                let words = |r: &crate::gpu::BufferRange| {
-                    r.offset().is_multiple_of(4) && r.end().is_multiple_of(4)
-                };
-                if !words(to) || !words(src) {
+                let (to, src) = (self.state_pieces(i, name)?, from.state_pieces(i, name)?);
+                let alike = to.len() == src.len()
+                    && to
+                        .iter()
+                        .zip(&src)
+                        .all(|(a, b)| (&a.name, a.dtype, &a.shape) == (&b.name, b.dtype, &b.shape));
+                if !alike {
+                    return mismatch(format!(
+                        "state {name} of tensor {i} is kept otherwise (8-bit or not)"
+                    ));
+                }
+                let words = |p: &StatePiece| p.offset.is_multiple_of(4) && p.end.is_multiple_of(4);
+                if !to.iter().chain(&src).all(words) {
                     return mismatch(format!(
                         "state {name} of tensor {i} does not lie on whole 32-bit words"
                     ));
                 }
-                copies.push((src.clone(), to.clone()));
+                copies.extend(src.into_iter().zip(to));
             }
         }
         for (src, to) in &copies {
-            let bytes = src.end() - src.offset();
+            let bytes = src.end - src.offset;
             // A range taken over from `from` (`with_precision_reusing`) is already in place.
-            let taken_over = src.buffer() == to.buffer() && src.offset() == to.offset();
+            let taken_over = src.buffer == to.buffer && src.offset == to.offset;
             if bytes > 0 && !taken_over {
                 encoder.copy_buffer_to_buffer(
-                    src.buffer(),
-                    src.offset(),
-                    to.buffer(),
-                    to.offset(),
+                    &src.buffer,
+                    src.offset,
+                    &to.buffer,
+                    to.offset,
                     bytes,
                 );
             }
