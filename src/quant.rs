@@ -103,7 +103,7 @@ pub fn quantize(x: f32, map: &[f32; 256]) -> u8 {
 pub fn thresholds(map: &[f32; 256]) -> [f32; 256] {
     let mut bounds = [f32::NEG_INFINITY; 256];
     for code in 1..256 {
-        // quantize(value(below)) < code <= quantize(value(at)).
+        // The code of from_order_key(below) is under `code`, that of from_order_key(at) not.
         let (mut below, mut at) = (order_key(map[code - 1]), order_key(map[code]));
         while at - below > 1 {
             let mid = below + (at - below) / 2;

@@ -461,8 +461,9 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
 /// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl, a guess from the map's
 /// structure settled by a window of decision boundaries) against the host's, torchao's binary
 /// search (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
-/// neighbours, every decision boundary, the floats on either side of each, the band edges (powers of ten) and theirs,
-/// zeros, the ends, values past them, infinities, NaN and a spread of others.
+/// neighbours, every decision boundary, the floats on either side of each, the band edges
+/// (powers of ten) and theirs, zeros, the ends, values past them, infinities, NaN and a spread
+/// of others.
 #[test]
 fn the_device_quantizer_is_torchaos_search_on_every_edge() {
     use wgpu::util::DeviceExt;

@@ -3,10 +3,11 @@
 // 4j + k in byte k of word j), and an f32 scale per block of BLOCK elements from its tensor's
 // first. A code stands for map_entry(base + code) * scale, `base` 0 for the signed map (first
 // moments, momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
-// `quant::device_table`: the two maps, then each map's windows of decision boundaries. The generated update
-// (src/kernel/elements.rs) runs a block per invocation in two passes: the first finds each
-// slot's new scale, the largest finite magnitude of the block's updated values (at least
-// MIN_SCALE), the second updates again, the same operations on the same loads, and stores.
+// `quant::device_table`: the two maps, then each map's windows of decision boundaries. The
+// generated update (src/kernel/elements.rs) runs a block per invocation in two passes: the
+// first finds each slot's new scale, the largest finite magnitude of the block's updated
+// values (at least MIN_SCALE), the second updates again, the same operations on the same
+// loads, and stores.
 // The parameter update uses this step's f32 states; only what is carried to the next step is
 // quantized, as in torchao.
 

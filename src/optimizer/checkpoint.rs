@@ -489,8 +489,8 @@ impl Optimizer {
 impl Optimizer {
     /// Records, into `encoder`, copies making this optimizer's device state `from`'s: every
     /// tensor's state ranges (8-bit states: codes and block scales), the control block (step
-    /// counter, loss scale, skip flags) and the
-    /// groups' records (learning rates, running values). For an optimizer built anew over the
+    /// counter, loss scale, skip flags) and the groups' records (learning rates, running
+    /// values). For an optimizer built anew over the
     /// same tensors at other buffer ranges (the Burn adapter binding Burn's buffers): no host
     /// round trip, where a checkpoint would read every state back.
     ///
@@ -509,18 +509,13 @@ impl Optimizer {
             && names == from.state_names()
             && self.control.size() == from.control.size()
             && self.groups.size() == from.groups.size()
-            && self.tensors.iter().zip(&from.tensors).all(|(a, b)| {
-                a.param.len() == b.param.len()
-                    && a.group == b.group
-                    && a.states
-                        .iter()
-                        .map(|s| s.dtype())
-                        .eq(b.states.iter().map(|s| s.dtype()))
-            });
+            && (self.tensors.iter().zip(&from.tensors))
+                .all(|(a, b)| a.param.len() == b.param.len() && a.group == b.group);
         if !same {
             return mismatch("the optimizers differ in their tensors, states or groups".into());
         }
-        // Each state's pieces: its range, or with 8-bit states its codes and block scales.
+        // Each state's pieces: its range, or with 8-bit states its codes and block scales; alike
+        // in both (names, storage types, shapes) or nothing is recorded.
         let mut copies = Vec::new();
         for i in 0..self.tensors.len() {
             for name in &names {
@@ -532,7 +527,7 @@ impl Optimizer {
                         .all(|(a, b)| (&a.name, a.dtype, &a.shape) == (&b.name, b.dtype, &b.shape));
                 if !alike {
                     return mismatch(format!(
-                        "state {name} of tensor {i} is kept otherwise (8-bit or not)"
+                        "state {name} of tensor {i} is stored otherwise (its type, or 8-bit codes)"
                     ));
                 }
                 let words = |p: &StatePiece| p.offset.is_multiple_of(4) && p.end.is_multiple_of(4);

@@ -444,14 +444,14 @@ impl Distributed {
     /// ZeRO-1.
     pub fn state_elements(&self) -> u64 {
         let optimizer = &self.optimizer;
-        let tensors = optimizer.params().count();
         let mut total = 0;
-        for (i, param) in optimizer.params().enumerate().take(tensors) {
+        for (i, param) in optimizer.params().enumerate() {
             for name in optimizer.state_names() {
-                // 8-bit states are codes and scales, not one range: an element each.
                 total += match optimizer.state_range(i, name) {
                     Ok(range) => range.len(),
-                    Err(_) => param.len(),
+                    // 8-bit states are codes and scales, not one range: an element each.
+                    Err(Error::Quantized(_)) => param.len(),
+                    Err(_) => 0,
                 };
             }
         }
