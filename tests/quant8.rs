@@ -10,6 +10,7 @@
 mod common;
 
 use common::{assert_close, context, Rng};
+use std::sync::OnceLock;
 use wgpu_optim::quant::{self, dynamic_map, quantize, quantizes, BLOCK};
 use wgpu_optim::shaders;
 use wgpu_optim::{
@@ -21,6 +22,7 @@ use wgpu_optim::{
 /// blocks straddle 256-element boundaries of the buffer), stepped with 8-bit states on the
 /// device and on the host.
 struct Quant8Run {
+    ctx: &'static Context,
     params: Vec<Param>,
     host: Vec<Vec<f32>>,
     device: Optimizer,
@@ -63,7 +65,16 @@ fn tensors(ctx: &Context, lens: &[usize], dtype: Dtype) -> Vec<Param> {
 
 impl Quant8Run {
     fn new(config: &OptimizerConfig, lens: &[usize], dtype: Dtype, precision: Precision) -> Self {
-        let ctx = context();
+        Quant8Run::on(context(), config, lens, dtype, precision)
+    }
+
+    fn on(
+        ctx: &'static Context,
+        config: &OptimizerConfig,
+        lens: &[usize],
+        dtype: Dtype,
+        precision: Precision,
+    ) -> Self {
         let params = tensors(ctx, lens, dtype);
         let mut rng = Rng::new(lens.len() as u64 * 7919 + lens[0] as u64);
         let host: Vec<Vec<f32>> = lens
@@ -81,6 +92,7 @@ impl Quant8Run {
         assert!(device.quantized_states());
         let reference = reference::Optimizer::with_storage(config, lens, device.storage()).unwrap();
         Quant8Run {
+            ctx,
             params,
             host,
             device,
@@ -90,7 +102,7 @@ impl Quant8Run {
     }
 
     fn step_with(&mut self, grads: &[Vec<f32>]) {
-        let ctx = context();
+        let ctx = self.ctx;
         for (p, g) in self.params.iter().zip(grads) {
             ctx.write_f32(&p.grad, g).unwrap();
         }
@@ -133,7 +145,7 @@ impl Quant8Run {
     /// Every state's codes and scales equal to the reference's (the values of full-precision
     /// states close), and the parameters close.
     fn compare(&self, what: &str) {
-        let ctx = context();
+        let ctx = self.ctx;
         for (i, p) in self.params.iter().enumerate() {
             let device = ctx.read_f32(&p.param).unwrap();
             assert_close(&format!("{what}: tensor {i} param"), &device, &self.host[i]);
@@ -197,6 +209,100 @@ fn every_optimizer_matches_the_reference_code_for_code() {
         let mut run = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(12, config.name());
     }
+}
+
+/// The adapter of [`context`] with its bindings limited to 64 KiB (16384 f32 elements), its
+/// other limits as asked for there (8-bit kernels bind up to 13 storage buffers): one buffer
+/// of 8-bit tensors is then several chunks, as a model's arena is past
+/// `max_storage_buffer_binding_size`.
+fn small_bindings() -> &'static Context {
+    static CONTEXT: OnceLock<Context> = OnceLock::new();
+    CONTEXT.get_or_init(|| {
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 64 << 10,
+            ..context().device().limits()
+        };
+        let options = wgpu_optim::ContextOptions {
+            limits: Some(limits),
+            ..Default::default()
+        };
+        pollster::block_on(Context::request(&options)).expect("a device with these limits")
+    })
+}
+
+#[test]
+fn a_buffer_past_one_binding_is_cut_between_tensors() {
+    let ctx = small_bindings();
+    assert_eq!(ctx.max_chunk_len(), 16384);
+    // At 256-byte offsets in one buffer: 8-bit tensors at 0, 8512 (not a multiple of 256
+    // from its chunk's start), 12608, 25024 (a whole binding long) and 41408; f32-state
+    // tensors of 300 and 100 between. Cut at tensors' edges: [0, 12608), [12608, 25024),
+    // [25024, 41408), [41408, 49600), each chunk's codes and scales bound at its own region.
+    let lens = [8192, 300, 4096, 12288, 100, 16384, 8192];
+    for config in configs() {
+        let what = format!("{} in 64 KiB bindings", config.name());
+        let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
+        // Four chunks of 8-bit tensors, two of the span of f32-state ones (16804 elements).
+        assert_eq!(run.device.update_dispatches(), 6, "{what}");
+        run.steps_compared(4, &what);
+        // A bf16 buffer of the same tensors: another cut (elements of two bytes).
+        let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::BF16, Precision::default());
+        run.steps_compared(2, &format!("{what}, bf16"));
+    }
+    // A snapshot and a checkpoint bring back every chunk's codes and scales.
+    let config: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
+    let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
+    run.steps_compared(2, "before the checkpoint");
+    let states = |run: &Quant8Run| {
+        let quantized = lens
+            .iter()
+            .enumerate()
+            .filter(|(_, &len)| quantizes(len as u64));
+        quantized
+            .flat_map(|(i, _)| ["exp_avg", "exp_avg_sq"].map(|name| (i, name)))
+            .map(|(i, name)| run.device.read_quantized_state(i, name).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let kept = states(&run);
+    let bytes = run.device.checkpoint().unwrap();
+    let snapshot = wgpu_optim::Snapshot::of_optimizer(ctx, &run.device, &[]).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    snapshot.record_save(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let rewound = |run: &mut Quant8Run, what: &str, rewind: &dyn Fn(&mut Quant8Run)| {
+        let grads = run.gradients();
+        run.step_with(&grads);
+        let stepped = states(run);
+        assert!(kept.iter().zip(&stepped).all(|(k, s)| k != s), "{what}");
+        rewind(run);
+        assert!(
+            states(run) == kept,
+            "{what}: every chunk's codes and scales back"
+        );
+    };
+    rewound(&mut run, "snapshot", &|run| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        snapshot.record_restore(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        assert_eq!(run.device.read_step().unwrap(), 2);
+    });
+    rewound(&mut run, "checkpoint", &|run| {
+        run.device.load_checkpoint(&bytes).unwrap();
+    });
+}
+
+#[test]
+fn an_eight_bit_tensor_past_one_binding_is_refused() {
+    let ctx = small_bindings();
+    let params = tensors(ctx, &[4096, 16384 + 256], Dtype::F32);
+    let config: OptimizerConfig = AdamWConfig::default().into();
+    let groups = vec![ParamGroup { config, params }];
+    let built = Optimizer::with_precision(ctx, groups, Precision::default().with_8bit_states());
+    assert!(
+        matches!(built, Err(Error::Quantized(_))),
+        "{:?}",
+        built.err()
+    );
 }
 
 #[test]

@@ -89,12 +89,11 @@ impl Storage {
         self.param.is_16bit() || self.grad.is_16bit() || self.states.is_16bit()
     }
 
-    /// Bytes of the smallest storage type among the roles (1 with 8-bit states, 2 when any is
-    /// 16-bit, else 4).
+    /// Bytes of the smallest storage type among the roles bound at a chunk's offset in a
+    /// span's buffers (2 when any is 16-bit, else 4). 8-bit codes are not among them: each
+    /// chunk's codes and scales have regions of their own (`plan::QuantRegions`).
     pub(crate) fn smallest_size(self) -> u64 {
-        if self.quant8.is_some() {
-            1
-        } else if self.packed() {
+        if self.packed() {
             2
         } else {
             4

@@ -14,7 +14,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::bind_group;
 use crate::gpu::{capture_errors, check_disjoint, BufferRange, Context, Param};
-use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits, Span};
+use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits, QuantRegions, Span};
 use crate::kernel::{
     kernel_layouts, Binding, Control, ControlOwners, GradStages, KernelSpec, Rounding, Storage,
     Variant,
@@ -373,7 +373,7 @@ impl Optimizer {
         let limits = PlanLimits::new(ctx, storage);
         let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
         if storage.quant8.is_some() {
-            quant8::check_quantized_plan(&plan)?;
+            quant8::check_quantized_plan(&plan, &params)?;
         }
         if control_mode == ControlMode::PerGroup && plan.plan.wraps {
             return Err(Error::InvalidOptions(
@@ -507,9 +507,9 @@ fn allocate_states(
         });
         BufferRange::typed(&buffer, 0, len, dtype)
     };
-    // 8-bit states: codes at the span's layout, a byte each (zeros, as torchao's
-    // `OptimState8bit.zeros`), and a scale per block at `offset / BLOCK` (zeros too).
-    let quant_state = |name: &str, len: u64| {
+    // 8-bit states: a byte of code per element and a scale per block, each chunk's in
+    // regions of their own (`plan::QuantRegions`), all zeros (torchao's `OptimState8bit.zeros`).
+    let quant_state = |name: &str, extent: QuantRegions| {
         let zeroed = |label: &str, bytes: u64| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
@@ -519,17 +519,16 @@ fn allocate_states(
                     | wgpu::BufferUsages::COPY_DST,
             })
         };
-        let blocks = len / BLOCK as u64 + 1;
-        let scales = zeroed(name, 4 * blocks);
+        let scales = zeroed(name, 4 * extent.scales);
         QuantState {
-            codes: zeroed(name, len),
+            codes: zeroed(name, extent.codes),
             offset: 0,
-            len,
-            scales: BufferRange::typed(&scales, 0, blocks, Dtype::F32),
+            len: extent.codes,
+            scales: BufferRange::typed(&scales, 0, extent.scales, Dtype::F32),
         }
     };
     // A span of quantized tensors keeps 8-bit states; the others full precision.
-    let span_buffers = |len: u64, quantized: bool| SpanStates {
+    let span_buffers = |n: usize, len: u64, quantized: bool| SpanStates {
         states: if quantized {
             Vec::new()
         } else {
@@ -544,33 +543,44 @@ fn allocate_states(
         quant: if quantized {
             spec.states
                 .iter()
-                .map(|s| quant_state(s.name, len))
+                .map(|s| quant_state(s.name, plan.plan.quant_extent(n)))
                 .collect()
         } else {
             Vec::new()
         },
     };
     // Tensors of length 0 belong to no span: they share empty ranges of tiny buffers.
-    let mut tensor_states = vec![span_buffers(0, false); params.len()];
+    let mut tensor_states = vec![span_buffers(0, 0, false); params.len()];
     let span_states = plan
         .plan
         .spans
         .iter()
-        .map(|span| {
+        .enumerate()
+        .map(|(n, span)| {
             let donated = donor
                 .filter(|_| storage.quant8.is_none())
                 .and_then(|donor| donated_states(donor, span, params));
-            let buffers = donated.unwrap_or_else(|| span_buffers(span.len(), span.quantized));
+            let buffers = donated.unwrap_or_else(|| span_buffers(n, span.len(), span.quantized));
             for &i in &span.tensors {
                 let param = &params[i].param;
                 let offset = span.offset_at(param.offset(), param.dtype());
                 let len = params[i].len();
                 let slice = |s: &BufferRange| s.slice(offset, len);
-                let quant_slice = |q: &QuantState| QuantState {
-                    codes: q.codes.clone(),
-                    offset,
-                    len,
-                    scales: q.scales.slice(offset / BLOCK as u64, len / BLOCK as u64),
+                // A tensor's codes and scales are in its chunk's regions, element `x` of the
+                // chunk's at code `x` and scale `x / BLOCK` of them.
+                let quant_slice = |q: &QuantState| {
+                    let chunk = (plan.plan.chunk_at(n, offset))
+                        .expect("with 8-bit states, a chunk holds each tensor whole");
+                    let within = offset - chunk.offset;
+                    QuantState {
+                        codes: q.codes.clone(),
+                        offset: chunk.quant.codes + within,
+                        len,
+                        scales: q.scales.slice(
+                            chunk.quant.scales + within / BLOCK as u64,
+                            len / BLOCK as u64,
+                        ),
+                    }
                 };
                 tensor_states[i] = SpanStates {
                     states: buffers.states.iter().map(slice).collect(),

@@ -201,13 +201,24 @@ pub(super) fn chunk_dispatches(
             }
             states.sort_by_key(|(slot, _)| *slot);
             if let Some(maps) = bound.quant_maps.filter(|_| chunk.quantized) {
-                // 8-bit states: each span is one chunk (`check_quantized_plan`), bound whole.
+                // 8-bit states: the chunk's regions of its span's codes and scales.
+                let region = |buffer, offset, size: u64| {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset,
+                        size: std::num::NonZeroU64::new(size),
+                    })
+                };
                 for slot in 0..spec.kernel.state_slots {
                     let kept = spec.states.iter().position(|s| s.slot == slot);
                     let (codes, scales) = match kept.map(|i| &span.quant[i]) {
                         Some(q) => (
-                            q.codes.as_entire_binding(),
-                            q.scales.buffer().as_entire_binding(),
+                            region(&q.codes, chunk.quant.codes, chunk.codes_len()),
+                            region(
+                                q.scales.buffer(),
+                                4 * chunk.quant.scales,
+                                4 * chunk.scales_len(),
+                            ),
                         ),
                         // A slot the configuration does not keep: 16 bytes of zeros each.
                         None => (

@@ -117,8 +117,10 @@ struct SpanStates {
 }
 
 /// One 8-bit state of a span, or of a tensor: its codes (bytes `[offset, offset + len)` of
-/// `codes`, a byte per element at the element's offset in the span) and its block scales
-/// (the span's scales buffer, one f32 per block at `element offset / 256`).
+/// `codes`, a byte per element) and its block scales (one f32 per block). A span's buffers
+/// hold each chunk's codes and scales in regions of their own (`plan::QuantRegions`): element
+/// `x` of a chunk at byte `x` of its codes region, its block at entry `x / 256` of its scales
+/// region.
 #[derive(Clone)]
 struct QuantState {
     codes: wgpu::Buffer,

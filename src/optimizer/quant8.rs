@@ -50,19 +50,38 @@ pub(super) fn quantized_tensors(storage: Storage, params: &[Param]) -> Vec<bool>
     }
 }
 
-/// Every chunk of 8-bit states must be a whole span in the vec4 layout: blocks are counted
-/// from each tensor's first element in the span's own scales.
-pub(super) fn check_quantized_plan(plan: &DevicePlan) -> Result<()> {
-    let chunks: Vec<_> = plan.plan.chunks.iter().filter(|c| c.quantized).collect();
-    if chunks.iter().any(|c| c.layout != ElementLayout::Vec4) {
+/// Every chunk of 8-bit states must be in the vec4 layout and hold each of its tensors whole:
+/// blocks are counted from each tensor's first element in the chunk's own scales, and a
+/// block's scale needs the whole block. A span longer than one binding is cut at a tensor's
+/// start (src/kernel/plan/table.rs, `cut_chunks`); a tensor longer than one, or tensors
+/// between which no binding can start, are refused.
+pub(super) fn check_quantized_plan(plan: &DevicePlan, params: &[Param]) -> Result<()> {
+    let plan = &plan.plan;
+    if plan
+        .chunks
+        .iter()
+        .any(|c| c.quantized && c.layout != ElementLayout::Vec4)
+    {
         return Err(Error::Quantized(
             "tensors must start at multiples of 4 elements in their buffers (16 bytes for f32)",
         ));
     }
-    if chunks.windows(2).any(|w| w[0].span == w[1].span) {
-        return Err(Error::Quantized(
-            "a span of tensors past one storage binding (max_storage_buffer_binding_size)",
-        ));
+    for (n, span) in plan.spans.iter().enumerate().filter(|(_, s)| s.quantized) {
+        for &i in &span.tensors {
+            let param = &params[i].param;
+            let start = span.offset_at(param.offset(), param.dtype());
+            let whole = plan
+                .chunk_at(n, start)
+                .is_some_and(|c| start + param.len() <= c.offset + c.len);
+            if !whole {
+                return Err(Error::Quantized(
+                    "an 8-bit tensor past one storage binding (max_storage_buffer_binding_size), \
+                     or 8-bit tensors between which no binding can start (the chunks of a long \
+                     buffer are cut at a tensor that starts at a multiple of \
+                     min_storage_buffer_offset_alignment bytes)",
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -121,6 +121,10 @@ pub(crate) struct Chunk {
     pub layout: ElementLayout,
     /// Whether its span keeps 8-bit states.
     pub quantized: bool,
+    /// With 8-bit states, where the chunk's codes (bytes) and block scales (entries) start in
+    /// its span's buffers: each chunk has regions of its own, at aligned offsets, so that a
+    /// chunk may start at any tensor of the span ([`QuantRegions`]); 0 without.
+    pub quant: QuantRegions,
     /// Elements per iteration of the update in this layout (4, or 8 in the vec4 layout of a
     /// kernel with a 16-bit buffer): what main segments end on.
     pub unit: u64,
@@ -152,6 +156,29 @@ impl Chunk {
             ElementLayout::Scalar => self.len,
         }
     }
+
+    /// Bytes of codes the chunk binds with 8-bit states: one per bound element (whole
+    /// `u32` words: the bound length is a whole number of units of 4 or 8).
+    pub fn codes_len(&self) -> u64 {
+        self.bound_len()
+    }
+
+    /// Block scales the chunk binds with 8-bit states: one per block of 256 from the chunk's
+    /// first element (`idx / BLOCK` in the kernel), where a tensor's blocks are numbered
+    /// from its own first element, so one more than the whole blocks the chunk holds.
+    pub fn scales_len(&self) -> u64 {
+        self.bound_len() / crate::quant::BLOCK as u64 + 1
+    }
+}
+
+/// Where a chunk's 8-bit codes and block scales start in its span's buffers: the chunks of a
+/// span one after another, each region at a multiple of the offset alignment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QuantRegions {
+    /// Byte offset of the chunk's codes (element `x` of the chunk at `codes + x`).
+    pub codes: u64,
+    /// Entry offset of the chunk's block scales (block `x / 256` at `scales + x / 256`).
+    pub scales: u64,
 }
 
 /// How the parameter groups of a plan share the control block (step counter, skip flag, clip

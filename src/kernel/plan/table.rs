@@ -6,9 +6,9 @@ use super::segments::{
 };
 use super::spans::{spans, PlanRange, Span};
 use super::{
-    Chunk, ControlMode, Fold, Plan, PlanGroups, PlanLimits, ReduceWork, Segment, TableSlice,
-    TensorGroups, PARTIAL_SIZE, REDUCE_MAX_WORKGROUPS, REDUCE_MIN_SEGMENTS, SEGMENT_SIZE,
-    TAIL_WORKGROUP,
+    Chunk, ControlMode, Fold, Plan, PlanGroups, PlanLimits, QuantRegions, ReduceWork, Segment,
+    TableSlice, TensorGroups, PARTIAL_SIZE, REDUCE_MAX_WORKGROUPS, REDUCE_MIN_SEGMENTS,
+    SEGMENT_SIZE, TAIL_WORKGROUP,
 };
 
 impl Plan {
@@ -69,7 +69,7 @@ impl Plan {
             })
             .collect();
         let reduction = Reduction::plan(&runs, controls, limits);
-        let chunks = cut
+        let mut chunks = cut
             .iter()
             .zip(slices)
             .zip(reduction.work)
@@ -77,6 +77,7 @@ impl Plan {
             .map(|(((c, slices), work), regular)| Chunk {
                 span: c.span,
                 quantized: spans[c.span].quantized,
+                quant: QuantRegions::default(),
                 offset: c.cut.offset,
                 len: c.cut.len,
                 layout: c.cut.layout,
@@ -87,7 +88,8 @@ impl Plan {
                 all: slices.all,
                 reduce: table.push(&work),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        place_quant_regions(&mut chunks, limits.align);
         let folds = table.push(&reduction.folds);
         let tensor_slots = tensor_folds.iter().map(|f| [f.start, f.end]).collect();
         let tensor_folds = table.push(&tensor_folds);
@@ -120,6 +122,41 @@ impl Plan {
     pub fn range(&self, chunk: &Chunk, role: usize, len: u64) -> PlanRange {
         self.spans[chunk.span].ranges[role].slice(chunk.offset, len)
     }
+
+    /// The extent of span `span`'s 8-bit codes (bytes) and block scales (entries): the end of
+    /// its last chunk's regions.
+    pub fn quant_extent(&self, span: usize) -> QuantRegions {
+        let last = self.chunks.iter().rfind(|c| c.span == span);
+        last.map_or_else(QuantRegions::default, |c| QuantRegions {
+            codes: c.quant.codes + c.codes_len(),
+            scales: c.quant.scales + c.scales_len(),
+        })
+    }
+
+    /// The chunk holding element `offset` of span `span` (a tensor's first element: with 8-bit
+    /// states no tensor crosses a chunk's end, `check_quantized_plan`).
+    pub fn chunk_at(&self, span: usize, offset: u64) -> Option<&Chunk> {
+        self.chunks
+            .iter()
+            .find(|c| c.span == span && c.offset <= offset && offset < c.offset + c.len)
+    }
+}
+
+/// Lays out the 8-bit codes and block scales of each quantized span's chunks one after
+/// another in the span's buffers, each region at a multiple of `align` bytes, so that every
+/// chunk binds its own at an aligned offset wherever the chunk starts in the span.
+fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
+    let mut next = (usize::MAX, QuantRegions::default());
+    for chunk in chunks.iter_mut().filter(|c| c.quantized) {
+        if next.0 != chunk.span {
+            next = (chunk.span, QuantRegions::default());
+        }
+        chunk.quant = next.1;
+        next.1 = QuantRegions {
+            codes: (chunk.quant.codes + chunk.codes_len()).next_multiple_of(align),
+            scales: (4 * (chunk.quant.scales + chunk.scales_len())).next_multiple_of(align) / 4,
+        };
+    }
 }
 
 /// Cuts every span into chunks of at most one binding (at a group's first tensor, with a
@@ -137,21 +174,39 @@ fn cut_chunks(
         while offset < span.len() {
             let limit = offset + limits.chunk_len;
             let mut len = limits.chunk_len.min(span.len() - offset);
-            if control == ControlMode::PerGroup && limit < span.len() {
-                // The last start of a group's first tensor within (offset, limit] at which
-                // every role's binding can start (a 16-bit state of an f32 parameter needs
-                // twice the parameter's element alignment).
+            if limit < span.len() {
+                // The last position within (offset, limit] at which every role's binding can
+                // start (a 16-bit state of an f32 parameter needs twice the parameter's
+                // element alignment) among `cuts`.
+                let last_cut = |cuts: &mut dyn Iterator<Item = u64>| {
+                    cuts.filter(|&at| at > offset && at <= limit)
+                        .filter(|&at| at.is_multiple_of(limits.cut_unit))
+                        .max()
+                };
                 let of_tensor = groups.of_tensor;
-                let group_start = span
-                    .tensors
-                    .iter()
-                    .filter(|&&i| i == 0 || of_tensor[i - 1] != of_tensor[i])
-                    .map(|&i| span.offset_of(&tensors[i][0]))
-                    .filter(|&start| start > offset && start <= limit)
-                    .filter(|&start| start.is_multiple_of(limits.cut_unit))
-                    .max();
-                if let Some(start) = group_start {
-                    len = start - offset;
+                let starts = span.tensors.iter().map(|&i| span.offset_of(&tensors[i][0]));
+                // With a control block per group, a group's first tensor where one lies within
+                // the limit; with 8-bit states, a tensor's start or end, so that no block is
+                // split between chunks (`check_quantized_plan` refuses a plan where none is).
+                let group_start = match control {
+                    ControlMode::PerGroup => last_cut(
+                        &mut (span.tensors.iter().zip(starts.clone()))
+                            .filter(|&(&i, _)| i == 0 || of_tensor[i - 1] != of_tensor[i])
+                            .map(|(_, start)| start),
+                    ),
+                    ControlMode::Shared => None,
+                };
+                let ends = span.tensors.iter().map(|&i| {
+                    let range = &tensors[i][0];
+                    span.offset_of(range) + range.len
+                });
+                let at = group_start.or_else(|| {
+                    span.quantized
+                        .then(|| last_cut(&mut starts.chain(ends)))
+                        .flatten()
+                });
+                if let Some(at) = at {
+                    len = at - offset;
                 }
             }
             let unit = if limits.packed { 8 } else { 4 };
