@@ -211,23 +211,12 @@ fn every_optimizer_matches_the_reference_code_for_code() {
     }
 }
 
-/// The adapter of [`context`] with its bindings limited to 64 KiB (16384 f32 elements), its
-/// other limits as asked for there (8-bit kernels bind up to 13 storage buffers): one buffer
-/// of 8-bit tensors is then several chunks, as a model's arena is past
+/// A device with WebGPU's default limits but bindings of 64 KiB (16384 f32 elements): one
+/// buffer of 8-bit tensors is then several chunks, as a model's arena is past
 /// `max_storage_buffer_binding_size`.
 fn small_bindings() -> &'static Context {
     static CONTEXT: OnceLock<Context> = OnceLock::new();
-    CONTEXT.get_or_init(|| {
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: 64 << 10,
-            ..context().device().limits()
-        };
-        let options = wgpu_optim::ContextOptions {
-            limits: Some(limits),
-            ..Default::default()
-        };
-        pollster::block_on(Context::request(&options)).expect("a device with these limits")
-    })
+    CONTEXT.get_or_init(|| common::context_with_binding_limit(64 << 10))
 }
 
 #[test]
@@ -289,6 +278,27 @@ fn a_buffer_past_one_binding_is_cut_between_tensors() {
     rewound(&mut run, "checkpoint", &|run| {
         run.device.load_checkpoint(&bytes).unwrap();
     });
+}
+
+/// WebGPU's default limits (8 storage buffers a shader stage, the browser's unless an adapter
+/// is asked for more): an 8-bit kernel binds every state's codes in one binding and their
+/// scales in another, so AMSGrad's three states take the bindings f32 states would.
+#[test]
+fn eight_bit_states_fit_webgpus_default_limits() {
+    static CONTEXT: OnceLock<Context> = OnceLock::new();
+    let defaults = wgpu::Limits::default();
+    let ctx = CONTEXT.get_or_init(|| {
+        common::context_with_binding_limit(defaults.max_storage_buffer_binding_size)
+    });
+    assert_eq!(
+        ctx.device().limits().max_storage_buffers_per_shader_stage,
+        8
+    );
+    for config in configs() {
+        let lens = [8192, 100, 4096, 301];
+        let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
+        run.steps_compared(3, &format!("{} on WebGPU's default limits", config.name()));
+    }
 }
 
 #[test]

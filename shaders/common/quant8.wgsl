@@ -1,7 +1,7 @@
 // 8-bit block-quantized states (Precision::with_8bit_states; the host's codec is src/quant.rs,
 // torchao's OptimState8bit): a state slot is a code per element, four to a u32 word (element
-// 4j + k in byte k of word j), and an f32 scale per block of BLOCK elements from its tensor's
-// first. A code stands for map_entry(base + code) * scale, `base` 0 for the signed map (first
+// 4j + k in byte k of word j, from `codes_base(slot)` of `codes`), and an f32 scale per block
+// of BLOCK elements from its tensor's first (from `scales_base(slot)` of `scales`). A code stands for map_entry(base + code) * scale, `base` 0 for the signed map (first
 // moments, momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
 // `quant::device_table`: the two maps, then each map's windows of decision boundaries. The
 // generated update (src/kernel/elements.rs) runs a block per invocation in two passes: the

@@ -50,8 +50,11 @@ pub enum Binding {
     Master,
     /// LAMB's and LARS's per-slot sums and trust ratios.
     Trust,
-    /// The block scales of 8-bit state slot 0, 1 or 2 (`scales0`...).
-    Scales(usize),
+    /// With 8-bit states, every kept state's codes (`codes`, in place of `state0`...): each
+    /// state's region of the chunk, one after another in slot order.
+    Codes,
+    /// With 8-bit states, every kept state's block scales (`scales`), as `Codes`.
+    Scales,
     /// The two dynamic maps of 8-bit states: the signed one, then the unsigned one.
     QuantMaps,
 }
@@ -71,8 +74,9 @@ impl Binding {
             Binding::Segments => 7,
             Binding::Master => 8,
             Binding::Trust => 9,
-            Binding::Scales(slot) => 10 + slot as u32,
-            Binding::QuantMaps => 13,
+            Binding::Codes => 10,
+            Binding::Scales => 11,
+            Binding::QuantMaps => 12,
         }
     }
 

@@ -182,13 +182,18 @@ pub(crate) fn kernel_layouts(
         update.push(entry(Binding::Trust, false));
     }
     debug_assert!(kernel.state_slots <= MAX_STATE_SLOTS);
-    update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
+    if quant8 {
+        // One binding of codes and one of scales for every state: an 8-bit kernel binds no
+        // more storage buffers than with f32 states (8 for Adam's three slots: WebGPU's
+        // default limit).
+        update.push(entry(Binding::Codes, false));
+        update.push(entry(Binding::Scales, false));
+        update.push(entry(Binding::QuantMaps, true));
+    } else {
+        update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
+    }
     if master {
         update.push(entry(Binding::Master, false));
-    }
-    if quant8 {
-        update.extend((0..kernel.state_slots).map(|slot| entry(Binding::Scales(slot), false)));
-        update.push(entry(Binding::QuantMaps, true));
     }
     check_storage_buffers(ctx.device(), kernel.name, update.len())?;
     ctx.cached(key, |device| KernelLayouts {

@@ -507,9 +507,21 @@ fn allocate_states(
         });
         BufferRange::typed(&buffer, 0, len, dtype)
     };
-    // 8-bit states: a byte of code per element and a scale per block, each chunk's in
-    // regions of their own (`plan::QuantRegions`), all zeros (torchao's `OptimState8bit.zeros`).
-    let quant_state = |name: &str, extent: QuantRegions| {
+    // 8-bit states: a byte of code per element and a scale per block, all zeros (torchao's
+    // `OptimState8bit.zeros`), in one buffer of codes and one of scales for every state of a
+    // span: each chunk's in regions of their own (`plan::QuantRegions`), which hold the kept
+    // states' regions of the chunk one after another in slot order (`codes_base` in
+    // src/kernel/elements.rs), so a chunk binds one range of each.
+    let kept = spec.states.len() as u64;
+    let rank = |state: usize| {
+        let slot = spec.states[state].slot;
+        spec.states.iter().filter(|s| s.slot < slot).count() as u64
+    };
+    let quant_state = |extent: QuantRegions| {
+        let extent = QuantRegions {
+            codes: kept * extent.codes,
+            scales: kept * extent.scales,
+        };
         let zeroed = |label: &str, bytes: u64| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
@@ -519,9 +531,9 @@ fn allocate_states(
                     | wgpu::BufferUsages::COPY_DST,
             })
         };
-        let scales = zeroed(name, 4 * extent.scales);
+        let scales = zeroed("wgpu-optim 8-bit scales", 4 * extent.scales);
         QuantState {
-            codes: zeroed(name, extent.codes),
+            codes: zeroed("wgpu-optim 8-bit codes", extent.codes),
             offset: 0,
             len: extent.codes,
             scales: BufferRange::typed(&scales, 0, extent.scales, Dtype::F32),
@@ -541,10 +553,7 @@ fn allocate_states(
             .master
             .then(|| state_buffer(MASTER_PARAM, 0.0, Dtype::F32, len)),
         quant: if quantized {
-            spec.states
-                .iter()
-                .map(|s| quant_state(s.name, plan.plan.quant_extent(n)))
-                .collect()
+            vec![quant_state(plan.plan.quant_extent(n)); spec.states.len()]
         } else {
             Vec::new()
         },
@@ -566,26 +575,27 @@ fn allocate_states(
                 let offset = span.offset_at(param.offset(), param.dtype());
                 let len = params[i].len();
                 let slice = |s: &BufferRange| s.slice(offset, len);
-                // A tensor's codes and scales are in its chunk's regions, element `x` of the
-                // chunk's at code `x` and scale `x / BLOCK` of them.
-                let quant_slice = |q: &QuantState| {
+                // A tensor's codes and scales are in its chunk's regions, in state `i`'s
+                // part of them, element `x` of the chunk's at code `x` and scale `x / BLOCK`.
+                let quant_slice = |(i, q): (usize, &QuantState)| {
                     let chunk = (plan.plan.chunk_at(n, offset))
                         .expect("with 8-bit states, a chunk holds each tensor whole");
                     let within = offset - chunk.offset;
+                    let codes = kept * chunk.quant.codes + rank(i) * chunk.codes_len();
+                    let scales = kept * chunk.quant.scales + rank(i) * chunk.scales_len();
                     QuantState {
                         codes: q.codes.clone(),
-                        offset: chunk.quant.codes + within,
+                        offset: codes + within,
                         len,
-                        scales: q.scales.slice(
-                            chunk.quant.scales + within / BLOCK as u64,
-                            len / BLOCK as u64,
-                        ),
+                        scales: q
+                            .scales
+                            .slice(scales + within / BLOCK as u64, len / BLOCK as u64),
                     }
                 };
                 tensor_states[i] = SpanStates {
                     states: buffers.states.iter().map(slice).collect(),
                     master: buffers.master.as_ref().map(slice),
-                    quant: buffers.quant.iter().map(quant_slice).collect(),
+                    quant: buffers.quant.iter().enumerate().map(quant_slice).collect(),
                 };
             }
             buffers

@@ -201,7 +201,8 @@ pub(super) fn chunk_dispatches(
             }
             states.sort_by_key(|(slot, _)| *slot);
             if let Some(maps) = bound.quant_maps.filter(|_| chunk.quantized) {
-                // 8-bit states: the chunk's regions of its span's codes and scales.
+                // 8-bit states: the chunk's regions of its span's codes and scales, every
+                // kept state's in one binding of each (`allocate_states`).
                 let region = |buffer, offset, size: u64| {
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
@@ -209,26 +210,16 @@ pub(super) fn chunk_dispatches(
                         size: std::num::NonZeroU64::new(size),
                     })
                 };
-                for slot in 0..spec.kernel.state_slots {
-                    let kept = spec.states.iter().position(|s| s.slot == slot);
-                    let (codes, scales) = match kept.map(|i| &span.quant[i]) {
-                        Some(q) => (
-                            region(&q.codes, chunk.quant.codes, chunk.codes_len()),
-                            region(
-                                q.scales.buffer(),
-                                4 * chunk.quant.scales,
-                                4 * chunk.scales_len(),
-                            ),
-                        ),
-                        // A slot the configuration does not keep: 16 bytes of zeros each.
-                        None => (
-                            ctx.placeholder(slot).as_entire_binding(),
-                            ctx.placeholder((slot + 1) % 3).as_entire_binding(),
-                        ),
-                    };
-                    entries.push((Binding::State(slot), codes));
-                    entries.push((Binding::Scales(slot), scales));
-                }
+                let kept = spec.states.len() as u64;
+                let q = &span.quant[0];
+                let codes = region(&q.codes, kept * chunk.quant.codes, kept * chunk.codes_len());
+                let scales = region(
+                    q.scales.buffer(),
+                    4 * kept * chunk.quant.scales,
+                    4 * kept * chunk.scales_len(),
+                );
+                entries.push((Binding::Codes, codes));
+                entries.push((Binding::Scales, scales));
                 entries.push((Binding::QuantMaps, maps.as_entire_binding()));
             } else {
                 for slot in 0..spec.kernel.state_slots {

@@ -117,10 +117,11 @@ struct SpanStates {
 }
 
 /// One 8-bit state of a span, or of a tensor: its codes (bytes `[offset, offset + len)` of
-/// `codes`, a byte per element) and its block scales (one f32 per block). A span's buffers
-/// hold each chunk's codes and scales in regions of their own (`plan::QuantRegions`): element
-/// `x` of a chunk at byte `x` of its codes region, its block at entry `x / 256` of its scales
-/// region.
+/// `codes`, a byte per element) and its block scales (one f32 per block). A span's two
+/// buffers hold every state's: each chunk's codes and scales in regions of their own
+/// (`plan::QuantRegions`), each region the kept states' one after another (see
+/// `allocate_states`), element `x` of a chunk at byte `x` of a state's codes, its block at
+/// entry `x / 256` of its scales.
 #[derive(Clone)]
 struct QuantState {
     codes: wgpu::Buffer,
