@@ -220,21 +220,23 @@ fn small_bindings() -> &'static Context {
 }
 
 #[test]
-fn a_buffer_past_one_binding_is_cut_between_tensors() {
+fn a_buffer_past_one_binding_is_cut_at_block_edges() {
     let ctx = small_bindings();
     assert_eq!(ctx.max_chunk_len(), 16384);
     // At 256-byte offsets in one buffer: 8-bit tensors at 0, 8512 (not a multiple of 256
-    // from its chunk's start), 12608, 25024 (a whole binding long) and 41408; f32-state
-    // tensors of 300 and 100 between. Cut at tensors' edges: [0, 12608), [12608, 25024),
-    // [25024, 41408), [41408, 49600), each chunk's codes and scales bound at its own region.
-    let lens = [8192, 300, 4096, 12288, 100, 16384, 8192];
+    // from its chunk's start), 12608, 25024 (two and a half bindings long) and 65984;
+    // f32-state tensors of 300 and 100 between. Each chunk ends at the last block edge within
+    // a binding (src/kernel/plan/tests.rs): [0, 16192), [16192, 32448), [32448, 48832),
+    // [48832, 65216), [65216, 74176), so the third tensor has parts in two chunks and the
+    // fifth in four, each chunk's codes and scales bound at its own region.
+    let lens = [8192, 300, 4096, 12288, 100, 40960, 8192];
     for config in configs() {
         let what = format!("{} in 64 KiB bindings", config.name());
         let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
-        // Four chunks of 8-bit tensors, two of the span of f32-state ones (16804 elements).
-        assert_eq!(run.device.update_dispatches(), 6, "{what}");
+        // Five chunks of 8-bit tensors, two of the span of f32-state ones (16804 elements).
+        assert_eq!(run.device.update_dispatches(), 7, "{what}");
         run.steps_compared(4, &what);
-        // A bf16 buffer of the same tensors: another cut (elements of two bytes).
+        // A bf16 buffer of the same tensors: other cuts (elements of two bytes).
         let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::BF16, Precision::default());
         run.steps_compared(2, &format!("{what}, bf16"));
     }
@@ -254,6 +256,18 @@ fn a_buffer_past_one_binding_is_cut_between_tensors() {
     };
     let kept = states(&run);
     let bytes = run.device.checkpoint().unwrap();
+    // The long tensor's parts, one tensor of the file each, as torchao names them.
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, shape) in [("codes", 40960), ("scale", 160)] {
+        let view = file.tensor(&format!("state.5.exp_avg_sq.{name}")).unwrap();
+        assert_eq!(view.shape(), [shape], "{name}");
+    }
+    let codes = file.tensor("state.5.exp_avg.codes").unwrap();
+    let read = run.device.read_quantized_state(5, "exp_avg").unwrap();
+    assert!(
+        codes.data() == &read.codes[..],
+        "the file's codes are the device's"
+    );
     let snapshot = wgpu_optim::Snapshot::of_optimizer(ctx, &run.device, &[]).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     snapshot.record_save(&mut encoder);
@@ -299,20 +313,6 @@ fn eight_bit_states_fit_webgpus_default_limits() {
         let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(3, &format!("{} on WebGPU's default limits", config.name()));
     }
-}
-
-#[test]
-fn an_eight_bit_tensor_past_one_binding_is_refused() {
-    let ctx = small_bindings();
-    let params = tensors(ctx, &[4096, 16384 + 256], Dtype::F32);
-    let config: OptimizerConfig = AdamWConfig::default().into();
-    let groups = vec![ParamGroup { config, params }];
-    let built = Optimizer::with_precision(ctx, groups, Precision::default().with_8bit_states());
-    assert!(
-        matches!(built, Err(Error::Quantized(_))),
-        "{:?}",
-        built.err()
-    );
 }
 
 #[test]

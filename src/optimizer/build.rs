@@ -553,7 +553,7 @@ fn allocate_states(
             .master
             .then(|| state_buffer(MASTER_PARAM, 0.0, Dtype::F32, len)),
         quant: if quantized {
-            vec![quant_state(plan.plan.quant_extent(n)); spec.states.len()]
+            vec![vec![quant_state(plan.plan.quant_extent(n))]; spec.states.len()]
         } else {
             Vec::new()
         },
@@ -575,27 +575,34 @@ fn allocate_states(
                 let offset = span.offset_at(param.offset(), param.dtype());
                 let len = params[i].len();
                 let slice = |s: &BufferRange| s.slice(offset, len);
-                // A tensor's codes and scales are in its chunk's regions, in state `i`'s
-                // part of them, element `x` of the chunk's at code `x` and scale `x / BLOCK`.
-                let quant_slice = |(i, q): (usize, &QuantState)| {
-                    let chunk = (plan.plan.chunk_at(n, offset))
-                        .expect("with 8-bit states, a chunk holds each tensor whole");
-                    let within = offset - chunk.offset;
-                    let codes = kept * chunk.quant.codes + rank(i) * chunk.codes_len();
-                    let scales = kept * chunk.quant.scales + rank(i) * chunk.scales_len();
-                    QuantState {
-                        codes: q.codes.clone(),
-                        offset: codes + within,
-                        len,
-                        scales: q
-                            .scales
-                            .slice(scales + within / BLOCK as u64, len / BLOCK as u64),
-                    }
+                // A tensor's codes and scales are in its chunks' regions, in state `j`'s part
+                // of each, element `x` of a chunk's at code `x` and scale `x / BLOCK`.
+                let block = BLOCK as u64;
+                let quant_parts = |(j, span_state): (usize, &Vec<QuantState>)| {
+                    let whole = &span_state[0];
+                    let chunks = plan.plan.chunks.iter().filter(|c| c.span == n);
+                    chunks
+                        .filter(|c| c.offset < offset + len && offset < c.offset + c.len)
+                        .map(|c| {
+                            let from = offset.max(c.offset);
+                            let to = (offset + len).min(c.offset + c.len);
+                            let within = from - c.offset;
+                            let codes = kept * c.quant.codes + rank(j) * c.codes_len();
+                            let scales = kept * c.quant.scales + rank(j) * c.scales_len();
+                            QuantState {
+                                codes: whole.codes.clone(),
+                                offset: codes + within,
+                                len: to - from,
+                                scales: (whole.scales)
+                                    .slice(scales + within / block, (to - from) / block),
+                            }
+                        })
+                        .collect()
                 };
                 tensor_states[i] = SpanStates {
                     states: buffers.states.iter().map(slice).collect(),
                     master: buffers.master.as_ref().map(slice),
-                    quant: buffers.quant.iter().enumerate().map(quant_slice).collect(),
+                    quant: buffers.quant.iter().enumerate().map(quant_parts).collect(),
                 };
             }
             buffers

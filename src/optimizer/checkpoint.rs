@@ -84,7 +84,10 @@ impl Optimizer {
         for (i, _) in self.params().enumerate() {
             for name in self.state_names() {
                 for piece in self.state_pieces(i, name)? {
-                    let bytes = read_at(&piece.buffer, piece.offset, piece.end)?;
+                    let mut bytes = Vec::new();
+                    for r in &piece.ranges {
+                        bytes.extend(read_at(&r.buffer, r.offset, r.end)?);
+                    }
                     tensors.push((piece.name, piece.dtype, piece.shape, bytes));
                 }
             }
@@ -267,14 +270,18 @@ impl Optimizer {
                 self.write_running(group, values);
             }
         }
-        for (piece, data) in states {
-            // A 16-bit state of odd length ends inside a word: the word's other half is
-            // padding of the state buffer (the next tensor starts on an aligned offset).
-            let mut data = data.to_vec();
-            data.resize(((piece.end - piece.offset).next_multiple_of(4)) as usize, 0);
-            self.context()
-                .queue()
-                .write_buffer(&piece.buffer, piece.offset, &data);
+        for (piece, mut data) in states {
+            for r in &piece.ranges {
+                let (bytes, rest) = data.split_at(((r.end - r.offset) as usize).min(data.len()));
+                // A 16-bit state of odd length ends inside a word: the word's other half is
+                // padding of the state buffer (the next tensor starts on an aligned offset).
+                let mut bytes = bytes.to_vec();
+                bytes.resize(((r.end - r.offset).next_multiple_of(4)) as usize, 0);
+                self.context()
+                    .queue()
+                    .write_buffer(&r.buffer, r.offset, &bytes);
+                data = rest;
+            }
         }
         self.context().queue().write_buffer(
             self.control_buffer(),
@@ -520,23 +527,29 @@ impl Optimizer {
         for i in 0..self.tensors.len() {
             for name in &names {
                 let (to, src) = (self.state_pieces(i, name)?, from.state_pieces(i, name)?);
+                let lens = |p: &StatePiece| -> Vec<u64> {
+                    p.ranges.iter().map(|r| r.end - r.offset).collect()
+                };
                 let alike = to.len() == src.len()
-                    && to
-                        .iter()
-                        .zip(&src)
-                        .all(|(a, b)| (&a.name, a.dtype, &a.shape) == (&b.name, b.dtype, &b.shape));
+                    && to.iter().zip(&src).all(|(a, b)| {
+                        (&a.name, a.dtype, &a.shape, lens(a))
+                            == (&b.name, b.dtype, &b.shape, lens(b))
+                    });
                 if !alike {
                     return mismatch(format!(
                         "state {name} of tensor {i} is stored otherwise (its type, or 8-bit codes)"
                     ));
                 }
-                let words = |p: &StatePiece| p.offset.is_multiple_of(4) && p.end.is_multiple_of(4);
+                let words = |p: &StatePiece| {
+                    (p.ranges.iter()).all(|r| r.offset.is_multiple_of(4) && r.end.is_multiple_of(4))
+                };
                 if !to.iter().chain(&src).all(words) {
                     return mismatch(format!(
                         "state {name} of tensor {i} does not lie on whole 32-bit words"
                     ));
                 }
-                copies.extend(src.into_iter().zip(to));
+                let ranges = |pieces: Vec<StatePiece>| pieces.into_iter().flat_map(|p| p.ranges);
+                copies.extend(ranges(src).zip(ranges(to)));
             }
         }
         for (src, to) in &copies {

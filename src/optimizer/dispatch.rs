@@ -211,7 +211,7 @@ pub(super) fn chunk_dispatches(
                     })
                 };
                 let kept = spec.states.len() as u64;
-                let q = &span.quant[0];
+                let q = &span.quant[0][0];
                 let codes = region(&q.codes, kept * chunk.quant.codes, kept * chunk.codes_len());
                 let scales = region(
                     q.scales.buffer(),

@@ -138,7 +138,8 @@ impl Optimizer {
         self.tensors
             .iter()
             .map(|t| {
-                let quant: u64 = t.quant.iter().map(|q| q.len + 4 * q.scales.len()).sum();
+                let parts = t.quant.iter().flatten();
+                let quant: u64 = parts.map(|q| q.len + 4 * q.scales.len()).sum();
                 let states: u64 = t.states.iter().map(|s| s.len() * s.dtype().size()).sum();
                 quant + states
             })

@@ -113,15 +113,17 @@ pub struct ParamGroup {
 struct SpanStates {
     states: Vec<BufferRange>,
     master: Option<BufferRange>,
-    quant: Vec<QuantState>,
+    // One per state: its parts, one per chunk the tensor lies in (a span's: its buffers whole).
+    quant: Vec<Vec<QuantState>>,
 }
 
-/// One 8-bit state of a span, or of a tensor: its codes (bytes `[offset, offset + len)` of
-/// `codes`, a byte per element) and its block scales (one f32 per block). A span's two
+/// A part of one 8-bit state (of a span: all of it): its codes (bytes `[offset, offset + len)`
+/// of `codes`, a byte per element) and its block scales (one f32 per block). A span's two
 /// buffers hold every state's: each chunk's codes and scales in regions of their own
 /// (`plan::QuantRegions`), each region the kept states' one after another (see
 /// `allocate_states`), element `x` of a chunk at byte `x` of a state's codes, its block at
-/// entry `x / 256` of its scales.
+/// entry `x / 256` of its scales. A tensor longer than a chunk has a part in each of its
+/// chunks, cut at a block's edge.
 #[derive(Clone)]
 struct QuantState {
     codes: wgpu::Buffer,
@@ -138,8 +140,9 @@ struct TensorState {
     states: Vec<BufferRange>,
     // The f32 master copy of 16-bit parameters, with master weights.
     master: Option<BufferRange>,
-    // With 8-bit states, one per entry of `KernelSpec::states` (and `states` is empty).
-    quant: Vec<QuantState>,
+    // With 8-bit states, one per entry of `KernelSpec::states` (and `states` is empty): the
+    // state's parts, one per chunk the tensor lies in, in order.
+    quant: Vec<Vec<QuantState>>,
 }
 
 /// A built optimizer: its state buffers on the device and the pipelines and bind groups that

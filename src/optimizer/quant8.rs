@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{BufferRange, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
-use crate::quant::{quantizes, Quantized};
+use crate::quant::{quantizes, Quantized, BLOCK};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
@@ -50,11 +50,12 @@ pub(super) fn quantized_tensors(storage: Storage, params: &[Param]) -> Vec<bool>
     }
 }
 
-/// Every chunk of 8-bit states must be in the vec4 layout and hold each of its tensors whole:
-/// blocks are counted from each tensor's first element in the chunk's own scales, and a
-/// block's scale needs the whole block. A span longer than one binding is cut at a tensor's
-/// start (src/kernel/plan/table.rs, `cut_chunks`); a tensor longer than one, or tensors
-/// between which no binding can start, are refused.
+/// Every chunk of 8-bit states must be in the vec4 layout and hold whole blocks of its
+/// tensors: blocks are counted from each tensor's first element in the chunk's own scales,
+/// and a block's scale needs the whole block. A span longer than one binding is cut at a
+/// block's edge (src/kernel/plan/table.rs, `block_cut`), which every role's binding can start
+/// at wherever the tensors start at the offset alignment; a plan where one could not be is
+/// refused.
 pub(super) fn check_quantized_plan(plan: &DevicePlan, params: &[Param]) -> Result<()> {
     let plan = &plan.plan;
     if plan
@@ -70,15 +71,18 @@ pub(super) fn check_quantized_plan(plan: &DevicePlan, params: &[Param]) -> Resul
         for &i in &span.tensors {
             let param = &params[i].param;
             let start = span.offset_at(param.offset(), param.dtype());
-            let whole = plan
-                .chunk_at(n, start)
-                .is_some_and(|c| start + param.len() <= c.offset + c.len);
-            if !whole {
+            let end = start + param.len();
+            let splits_a_block = plan.chunks.iter().any(|c| {
+                c.span == n
+                    && c.offset > start
+                    && c.offset < end
+                    && !(c.offset - start).is_multiple_of(BLOCK as u64)
+            });
+            if splits_a_block {
                 return Err(Error::Quantized(
-                    "an 8-bit tensor past one storage binding (max_storage_buffer_binding_size), \
-                     or 8-bit tensors between which no binding can start (the chunks of a long \
-                     buffer are cut at a tensor that starts at a multiple of \
-                     min_storage_buffer_offset_alignment bytes)",
+                    "8-bit tensors past one storage binding (max_storage_buffer_binding_size) \
+                     whose blocks' edges no binding can start at (tensors at offsets that are \
+                     not multiples of min_storage_buffer_offset_alignment bytes)",
                 ));
             }
         }
@@ -106,10 +110,13 @@ impl Optimizer {
                  whole blocks of 256)",
             ));
         }
-        // A quantized tensor has at least 4096 elements: never an empty read.
-        let state = &self.tensors[index].quant[position];
-        let codes = self.ctx.read_bytes(&state.codes, state.offset, state.len)?;
-        let scales = self.ctx.read_f32(&state.scales)?;
+        // A quantized tensor has at least 4096 elements: never an empty read. Its parts (one
+        // per chunk it lies in) in order.
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
+        for part in &self.tensors[index].quant[position] {
+            codes.extend(self.ctx.read_bytes(&part.codes, part.offset, part.len)?);
+            scales.extend(self.ctx.read_f32(&part.scales)?);
+        }
         let signed = !self.spec.states[position].holds_squares();
         Ok(Quantized {
             codes,
@@ -127,7 +134,8 @@ impl Optimizer {
         Ok(self
             .state_pieces(index, name)?
             .into_iter()
-            .map(|p| BufferRange::new(&p.buffer, p.offset, (p.end - p.offset).div_ceil(4)))
+            .flat_map(|p| p.ranges)
+            .map(|r| BufferRange::new(&r.buffer, r.offset, (r.end - r.offset).div_ceil(4)))
             .collect())
     }
 }
@@ -142,11 +150,17 @@ pub(super) fn not_a_range() -> Error {
 }
 
 /// One tensor of a checkpoint that holds (part of) a state: its name, safetensors dtype and
-/// shape, and where its bytes live (`[offset, end)` of `buffer`; the last word may be padding).
+/// shape, and where its bytes live, in order (an 8-bit state of a tensor longer than one
+/// binding is in several chunks' regions).
 pub(super) struct StatePiece {
     pub name: String,
     pub dtype: safetensors::Dtype,
     pub shape: Vec<usize>,
+    pub ranges: Vec<ByteRange>,
+}
+
+/// Bytes `[offset, end)` of `buffer` (the last word may be padding).
+pub(super) struct ByteRange {
     pub buffer: wgpu::Buffer,
     pub offset: u64,
     pub end: u64,
@@ -159,9 +173,11 @@ impl StatePiece {
             name,
             dtype: super::checkpoint::safetensors_dtype(range.dtype()),
             shape,
-            buffer: range.buffer().clone(),
-            offset: range.offset(),
-            end: range.end(),
+            ranges: vec![ByteRange {
+                buffer: range.buffer().clone(),
+                offset: range.offset(),
+                end: range.end(),
+            }],
         }
     }
 }
@@ -178,17 +194,37 @@ impl Optimizer {
             let shape = vec![range.len() as usize];
             return Ok(vec![StatePiece::of_range(named(""), shape, range)]);
         }
-        let state = &self.tensors[index].quant[self.state_position(index, name)?];
-        let scales = &state.scales;
-        let codes = StatePiece {
-            name: named(".codes"),
-            dtype: safetensors::Dtype::U8,
-            shape: vec![state.len as usize],
-            buffer: state.codes.clone(),
-            offset: state.offset,
-            end: state.offset + state.len,
+        let parts = &self.tensors[index].quant[self.state_position(index, name)?];
+        let codes = parts.iter().map(|p| ByteRange {
+            buffer: p.codes.clone(),
+            offset: p.offset,
+            end: p.offset + p.len,
+        });
+        let scales = parts.iter().map(|p| ByteRange {
+            buffer: p.scales.buffer().clone(),
+            offset: p.scales.offset(),
+            end: p.scales.end(),
+        });
+        let len = |ranges: &[ByteRange], size: u64| {
+            ranges
+                .iter()
+                .map(|r| (r.end - r.offset) / size)
+                .sum::<u64>() as usize
         };
-        let scale = StatePiece::of_range(named(".scale"), vec![scales.len() as usize], scales);
-        Ok(vec![codes, scale])
+        let (codes, scales): (Vec<_>, Vec<_>) = (codes.collect(), scales.collect());
+        Ok(vec![
+            StatePiece {
+                name: named(".codes"),
+                dtype: safetensors::Dtype::U8,
+                shape: vec![len(&codes, 1)],
+                ranges: codes,
+            },
+            StatePiece {
+                name: named(".scale"),
+                dtype: safetensors::Dtype::F32,
+                shape: vec![len(&scales, 4)],
+                ranges: scales,
+            },
+        ])
     }
 }

@@ -132,14 +132,6 @@ impl Plan {
             scales: c.quant.scales + c.scales_len(),
         })
     }
-
-    /// The chunk holding element `offset` of span `span` (a tensor's first element: with 8-bit
-    /// states no tensor crosses a chunk's end, `check_quantized_plan`).
-    pub fn chunk_at(&self, span: usize, offset: u64) -> Option<&Chunk> {
-        self.chunks
-            .iter()
-            .find(|c| c.span == span && c.offset <= offset && offset < c.offset + c.len)
-    }
 }
 
 /// Lays out the 8-bit codes and block scales of each quantized span's chunks one after
@@ -160,7 +152,8 @@ fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
 }
 
 /// Cuts every span into chunks of at most one binding (at a group's first tensor, with a
-/// control block per group), and each chunk into segments.
+/// control block per group; at a block's edge, with 8-bit states), and each chunk into
+/// segments.
 fn cut_chunks(
     spans: &[Span],
     tensors: &[Vec<PlanRange>],
@@ -186,23 +179,19 @@ fn cut_chunks(
                 let of_tensor = groups.of_tensor;
                 let starts = span.tensors.iter().map(|&i| span.offset_of(&tensors[i][0]));
                 // With a control block per group, a group's first tensor where one lies within
-                // the limit; with 8-bit states, a tensor's start or end, so that no block is
-                // split between chunks (`check_quantized_plan` refuses a plan where none is).
+                // the limit; with 8-bit states, a block's edge, so that no block is split
+                // between chunks (`check_quantized_plan` refuses a plan where none is).
                 let group_start = match control {
                     ControlMode::PerGroup => last_cut(
-                        &mut (span.tensors.iter().zip(starts.clone()))
+                        &mut (span.tensors.iter().zip(starts))
                             .filter(|&(&i, _)| i == 0 || of_tensor[i - 1] != of_tensor[i])
                             .map(|(_, start)| start),
                     ),
                     ControlMode::Shared => None,
                 };
-                let ends = span.tensors.iter().map(|&i| {
-                    let range = &tensors[i][0];
-                    span.offset_of(range) + range.len
-                });
                 let at = group_start.or_else(|| {
                     span.quantized
-                        .then(|| last_cut(&mut starts.chain(ends)))
+                        .then(|| block_cut(span, tensors, offset, limit, limits.cut_unit))
                         .flatten()
                 });
                 if let Some(at) = at {
@@ -230,6 +219,30 @@ fn cut_chunks(
         }
     }
     cut
+}
+
+/// The last position within (offset, limit] at which a chunk of a span of 8-bit tensors can
+/// end: the edge of one of their blocks of 256 (a tensor's start and end among them), at which
+/// every role's binding can start (a multiple of `cut_unit`).
+fn block_cut(
+    span: &Span,
+    tensors: &[Vec<PlanRange>],
+    offset: u64,
+    limit: u64,
+    cut_unit: u64,
+) -> Option<u64> {
+    let block = crate::quant::BLOCK as u64;
+    let tensor_cut = |i: usize| {
+        let start = span.offset_of(&tensors[i][0]);
+        let end = start + tensors[i][0].len;
+        let last = start + limit.min(end).checked_sub(start)? / block * block;
+        // Block edges repeat their remainder by `cut_unit` within `cut_unit` blocks.
+        (0..cut_unit)
+            .map_while(|k| last.checked_sub(k * block))
+            .take_while(|&at| at >= start && at > offset)
+            .find(|at| at.is_multiple_of(cut_unit))
+    };
+    span.tensors.iter().filter_map(|&i| tensor_cut(i)).max()
 }
 
 /// A table being laid out: slices at aligned offsets, whole segments apart from each other,

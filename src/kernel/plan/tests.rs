@@ -363,103 +363,97 @@ fn a_population_cuts_chunks_at_its_replicas_and_reduces_each_as_alone() {
     assert_covers(&population, &t, 256);
 }
 
-#[test]
-fn eight_bit_spans_are_cut_at_tensor_edges_with_regions_of_their_own() {
-    // 8-bit tensors (multiples of 256, at least 4096) between full-precision ones, over a
-    // binding of 16384 elements: chunks of the 8-bit span end on its tensors' edges, and each
-    // chunk's codes and scales start aligned, after the previous chunk's.
-    let lens = [8192, 300, 4096, 12288, 100, 16384, 8192, 4096, 4096, 256];
+/// Whether no chunk of a span of 8-bit tensors starts inside one of their blocks of 256, and
+/// each chunk's codes and scales start aligned, after the previous chunk's.
+fn assert_eight_bit_chunks(p: &Plan, t: &[Vec<PlanRange>]) {
+    for (n, span) in p.spans.iter().enumerate().filter(|(_, s)| s.quantized) {
+        for &i in &span.tensors {
+            let start = span.offset_of(&t[i][0]);
+            let end = start + t[i][0].len;
+            for c in p.chunks.iter().filter(|c| c.span == n) {
+                let inside = c.offset > start && c.offset < end;
+                assert!(
+                    !inside || (c.offset - start) % 256 == 0,
+                    "{} in {start}..{end}",
+                    c.offset
+                );
+            }
+        }
+        let mut next = super::QuantRegions::default();
+        for c in p.chunks.iter().filter(|c| c.span == n) {
+            assert_eq!(c.layout, ElementLayout::Vec4);
+            assert_eq!(
+                (c.quant.codes % ALIGN, (4 * c.quant.scales) % ALIGN),
+                (0, 0)
+            );
+            assert!(c.quant.codes >= next.codes && c.quant.scales >= next.scales);
+            next = super::QuantRegions {
+                codes: c.quant.codes + c.codes_len(),
+                scales: c.quant.scales + c.scales_len(),
+            };
+        }
+        assert_eq!(p.quant_extent(n), next);
+    }
+}
+
+/// A plan of `lens` in one arena, the tensors torchao quantizes keeping 8-bit states.
+fn eight_bit_plan(lens: &[u64], chunk_len: u64) -> (Plan, Vec<Vec<PlanRange>>) {
     let quantized: Vec<bool> = lens.iter().map(|&n| crate::quant::quantizes(n)).collect();
-    let t = tensors(&lens);
+    let t = tensors(lens);
     let l = PlanLimits {
         quantized_tile: 4 * 256,
-        ..limits(16384, 1024)
+        ..limits(chunk_len, 1024)
     };
     let groups = PlanGroups {
-        of_tensor: &[0; 10],
+        of_tensor: &vec![0; lens.len()],
         count: 1,
         quantized: &quantized,
     };
     let p = Plan::new(&t, groups, ControlMode::Shared, &l);
     assert_covers(&p, &t, 1024);
+    assert_eight_bit_chunks(&p, &t);
+    (p, t)
+}
+
+#[test]
+fn eight_bit_spans_are_cut_at_block_edges_with_regions_of_their_own() {
+    // 8-bit tensors (multiples of 256, at least 4096) between full-precision ones, one of
+    // them longer than a binding of 16384 elements: each chunk ends at the last edge of a
+    // block within the binding, of whichever tensor lies there.
+    let lens = [8192, 300, 4096, 12288, 100, 40960, 8192];
+    let (p, _) = eight_bit_plan(&lens, 16384);
     let span = p.spans.iter().position(|s| s.quantized).unwrap();
-    let chunks: Vec<_> = p.chunks.iter().filter(|c| c.span == span).collect();
-    let edges: Vec<u64> = (p.spans[span].tensors.iter())
-        .flat_map(|&i| {
-            let start = p.spans[span].offset_of(&t[i][0]);
-            [start, start + lens[i]]
-        })
+    let cuts: Vec<_> = (p.chunks.iter().filter(|c| c.span == span))
+        .map(|c| (c.offset, c.len))
         .collect();
-    // [0, 12608), [12608, 25024), [25024, 41408) (one tensor a binding long), [41408, 57792).
-    let cuts: Vec<_> = chunks.iter().map(|c| (c.offset, c.len)).collect();
+    // Tensors at 0, 8512, 12608, 25024 (the long one) and 65984: the third's blocks end at
+    // 16192 (12608 + 14 * 256); then the fourth's at 32448, 48832 and 65216 (25024 + 29, 93
+    // and 157 blocks), each the last edge within a binding of the chunk's start.
     assert_eq!(
         cuts,
-        [(0, 12608), (12608, 12416), (25024, 16384), (41408, 16384)]
+        [
+            (0, 16192),
+            (16192, 16256),
+            (32448, 16384),
+            (48832, 16384),
+            (65216, 8960)
+        ]
     );
-    let mut next = super::QuantRegions::default();
-    for c in chunks {
-        assert!(c.len <= 16384 && c.layout == ElementLayout::Vec4);
-        let (start, end) = (c.offset, c.offset + c.len);
-        assert!(
-            edges.contains(&start) && edges.contains(&end),
-            "{start}..{end}"
-        );
-        assert_eq!(
-            (c.quant.codes % ALIGN, (4 * c.quant.scales) % ALIGN),
-            (0, 0)
-        );
-        assert!(c.quant.codes >= next.codes && c.quant.scales >= next.scales);
-        next = super::QuantRegions {
-            codes: c.quant.codes + c.codes_len(),
-            scales: c.quant.scales + c.scales_len(),
-        };
-    }
-    assert_eq!(p.quant_extent(span), next);
 }
 
 proptest::proptest! {
     /// Any arena of 8-bit tensors (multiples of 256 from 4096) and full-precision ones, under
-    /// any binding: every element in one segment, every 8-bit tensor no longer than a binding
-    /// whole in one chunk (its blocks' scales need the whole block), and each chunk's codes
-    /// and scales aligned, after the previous chunk's of its span.
+    /// any binding: every element in one segment, no chunk starting inside a block, and each
+    /// chunk's codes and scales aligned, after the previous chunk's of its span.
     #[test]
-    fn eight_bit_tensors_no_longer_than_a_binding_stay_whole(
-        sizes in proptest::collection::vec((0u64..2, 1u64..80), 1..12),
+    fn eight_bit_chunks_never_split_a_block(
+        sizes in proptest::collection::vec((0u64..2, 1u64..200), 1..12),
         chunk_len in proptest::sample::select(vec![4096u64, 8192, 16384, 1 << 20]),
     ) {
         let lens: Vec<u64> = sizes
             .iter()
             .map(|&(kind, n)| if kind == 0 { n * 256 } else { n * 37 })
             .collect();
-        let quantized: Vec<bool> = lens.iter().map(|&n| crate::quant::quantizes(n)).collect();
-        let t = tensors(&lens);
-        let l = PlanLimits {
-            quantized_tile: 4 * 256,
-            ..limits(chunk_len, 1024)
-        };
-        let groups = PlanGroups {
-            of_tensor: &vec![0; lens.len()],
-            count: 1,
-            quantized: &quantized,
-        };
-        let p = Plan::new(&t, groups, ControlMode::Shared, &l);
-        assert_covers(&p, &t, 1024);
-        for (n, span) in p.spans.iter().enumerate().filter(|(_, s)| s.quantized) {
-            for &i in span.tensors.iter().filter(|&&i| lens[i] <= chunk_len) {
-                let start = span.offset_of(&t[i][0]);
-                let chunk = p.chunk_at(n, start).expect("a chunk holds its first element");
-                proptest::prop_assert!(start + lens[i] <= chunk.offset + chunk.len);
-            }
-            let mut next = super::QuantRegions::default();
-            for c in p.chunks.iter().filter(|c| c.span == n) {
-                proptest::prop_assert_eq!(c.quant.codes % ALIGN, 0);
-                proptest::prop_assert_eq!((4 * c.quant.scales) % ALIGN, 0);
-                proptest::prop_assert!(c.quant.codes >= next.codes && c.quant.scales >= next.scales);
-                next = super::QuantRegions {
-                    codes: c.quant.codes + c.codes_len(),
-                    scales: c.quant.scales + c.scales_len(),
-                };
-            }
-        }
+        eight_bit_plan(&lens, chunk_len);
     }
 }
