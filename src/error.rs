@@ -190,9 +190,9 @@ pub enum Error {
     /// A kernel binds more storage buffers than the device allows one shader stage
     /// (`max_storage_buffers_per_shader_stage`: WebGPU guarantees 8; Mesa's llvmpipe on GL
     /// offers 16, lavapipe 32). The update kernels bind up to 9: control, groups, parameters,
-    /// gradients, segments, up to three states, the f32 master copy, LAMB's and LARS's trust
-    /// sums; with 8-bit states up to 13 (a buffer of block scales per state and the
-    /// quantization table besides), so those need an adapter's own limits.
+    /// gradients, segments, up to three states (with 8-bit states: every state's codes, their
+    /// block scales and the quantization maps), the f32 master copy, LAMB's and LARS's trust
+    /// sums.
     #[error(
         "{what} binds {needed} storage buffers, past this device's \
          max_storage_buffers_per_shader_stage of {limit}: request an adapter's own limits \
@@ -205,6 +205,25 @@ pub enum Error {
         needed: u32,
         /// The device's limit.
         limit: u32,
+    },
+
+    /// The states of a span of tensors (those laid out alike in their buffers) would take a
+    /// buffer past the device's `max_buffer_size`: f32 states or master weights of 16-bit
+    /// parameters take twice the parameters' bytes, and 8-bit states keep every state's
+    /// codes in one buffer.
+    #[error(
+        "the {what} of tensor {index} and those laid out with it take {bytes} bytes in one \
+         buffer, past this device's max_buffer_size of {limit}"
+    )]
+    StateBufferTooLarge {
+        /// `states`, `master weights` or `8-bit codes`.
+        what: &'static str,
+        /// The span's first tensor, in the optimizer's order.
+        index: usize,
+        /// The buffer's size.
+        bytes: u64,
+        /// The device's limit.
+        limit: u64,
     },
 
     /// An object of another device than the context's was handed to it.

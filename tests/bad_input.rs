@@ -1133,3 +1133,75 @@ fn a_kernel_past_the_storage_buffer_limit_is_refused_by_name() {
     AdamWConfig::default().build(&ctx, &arena.params()).unwrap();
     LambConfig::default().build(&ctx, &arena.params()).unwrap();
 }
+
+/// State buffers past the device's `max_buffer_size` get a typed error, not wgpu's panic at
+/// their creation: f32 states and master weights of bf16 parameters take twice the
+/// parameters' bytes, and 8-bit states keep every state's codes in one buffer (AMSGrad's
+/// three, a byte each, one and a half times bf16 parameters'; Adam's two fit as they do).
+#[test]
+fn state_buffers_past_the_largest_buffer_are_refused() {
+    let limits = wgpu::Limits {
+        max_buffer_size: 40 << 10,
+        max_storage_buffer_binding_size: 32 << 10,
+        // Adam with master weights binds 9.
+        max_storage_buffers_per_shader_stage: 9,
+        ..wgpu::Limits::default()
+    };
+    let options = ContextOptions {
+        limits: Some(limits),
+        ..Default::default()
+    };
+    let ctx = pollster::block_on(Context::request(&options)).expect("a device with these limits");
+    // 16384 bf16 parameters: 32 KiB, within the limit.
+    let buffer = |label| {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: 32 << 10,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    };
+    let (p, g) = (buffer("params"), buffer("grads"));
+    let params = vec![Param::new(
+        BufferRange::typed(&p, 0, 16384, Dtype::BF16),
+        BufferRange::typed(&g, 0, 16384, Dtype::BF16),
+    )];
+    let adam = AdamConfig::default();
+    let build = |config: AdamConfig, precision: Precision| {
+        let groups = vec![ParamGroup {
+            config: config.into(),
+            params: params.clone(),
+        }];
+        Optimizer::with_precision(&ctx, groups, precision)
+    };
+    let eight_bit = Precision::default().with_8bit_states();
+    for (what, config, precision) in [
+        (
+            "states",
+            adam.clone(),
+            Precision::default().with_states(Dtype::F32),
+        ),
+        (
+            "master weights",
+            adam.clone(),
+            Precision::default().with_master_weights(),
+        ),
+        ("8-bit codes", adam.clone().with_amsgrad(true), eight_bit),
+    ] {
+        match build(config, precision) {
+            Err(Error::StateBufferTooLarge {
+                what: refused,
+                bytes,
+                limit,
+                ..
+            }) => {
+                assert_eq!((refused, limit), (what, 40 << 10));
+                assert!(bytes > limit, "{what}: {bytes}");
+            }
+            other => panic!("{what}: {:?}", other.err()),
+        }
+    }
+    // bf16 states and Adam's two 8-bit states take no more than the parameters.
+    assert!(build(adam.clone(), Precision::default().with_states(Dtype::BF16)).is_ok());
+    assert!(build(adam, eight_bit).is_ok());
+}

@@ -315,6 +315,17 @@ fn eight_bit_states_fit_webgpus_default_limits() {
     }
 }
 
+/// SGD without momentum keeps no state: 8-bit states asked for change nothing (bitsandbytes'
+/// `SGD8bit` with momentum 0 keeps none either).
+#[test]
+fn sgd_without_momentum_has_no_state_to_quantize() {
+    let config: OptimizerConfig = SgdConfig::default().with_lr(1e-2).into();
+    let mut run = Quant8Run::new(&config, &[8192, 100], Dtype::F32, Precision::default());
+    assert!(run.device.state_specs().is_empty());
+    assert_eq!(run.device.state_bytes(), 0);
+    run.steps_compared(3, "SGD without momentum");
+}
+
 #[test]
 fn sixteen_bit_parameters_master_weights_and_stochastic_rounding() {
     let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();

@@ -183,9 +183,9 @@ pub(crate) fn kernel_layouts(
     }
     debug_assert!(kernel.state_slots <= MAX_STATE_SLOTS);
     if quant8 {
-        // One binding of codes and one of scales for every state: an 8-bit kernel binds no
-        // more storage buffers than with f32 states (8 for Adam's three slots: WebGPU's
-        // default limit).
+        // One binding of codes and one of scales for every state, and the maps: 8 storage
+        // buffers for Adam's three slots, as with f32 states and WebGPU's default limit (SGD
+        // and Lion, one slot, bind 8 where f32 states take 6).
         update.push(entry(Binding::Codes, false));
         update.push(entry(Binding::Scales, false));
         update.push(entry(Binding::QuantMaps, true));

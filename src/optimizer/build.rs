@@ -14,7 +14,9 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::bind_group;
 use crate::gpu::{capture_errors, check_disjoint, BufferRange, Context, Param};
-use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits, QuantRegions, Span};
+use crate::kernel::plan::{
+    ControlMode, DevicePlan, Plan, PlanGroups, PlanLimits, QuantRegions, Span,
+};
 use crate::kernel::{
     kernel_layouts, Binding, Control, ControlOwners, GradStages, KernelSpec, Rounding, Storage,
     Variant,
@@ -364,7 +366,7 @@ impl Optimizer {
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
-        let quantized = quant8::quantized_tensors(storage, &params);
+        let quantized = quant8::quantized_tensors(storage, &spec, &params);
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
@@ -375,6 +377,7 @@ impl Optimizer {
         if storage.quant8.is_some() {
             quant8::check_quantized_plan(&plan, &params)?;
         }
+        check_state_buffers(device, &spec, storage, &plan.plan)?;
         if control_mode == ControlMode::PerGroup && plan.plan.wraps {
             return Err(Error::InvalidOptions(
                 "a population's gradient-norm partials must fit one storage binding",
@@ -609,6 +612,45 @@ fn allocate_states(
         })
         .collect();
     (tensor_states, span_states)
+}
+
+/// Whether each span's state buffers (`allocate_states`) fit the device's `max_buffer_size`:
+/// f32 states or master weights of 16-bit parameters take twice the parameters' bytes, 8-bit
+/// states every kept state's codes in one buffer.
+fn check_state_buffers(
+    device: &wgpu::Device,
+    spec: &KernelSpec,
+    storage: Storage,
+    plan: &Plan,
+) -> Result<()> {
+    let limit = device.limits().max_buffer_size;
+    for (n, span) in plan.spans.iter().enumerate() {
+        let padded = span.len().next_multiple_of(8).max(8);
+        let kept = spec.states.len() as u64;
+        let buffers = [
+            (
+                "states",
+                (!span.quantized && kept > 0).then(|| padded * storage.states.size()),
+            ),
+            ("master weights", storage.master.then_some(padded * 4)),
+            (
+                "8-bit codes",
+                span.quantized.then(|| kept * plan.quant_extent(n).codes),
+            ),
+        ];
+        for (what, bytes) in buffers {
+            if let Some(bytes) = bytes.filter(|&b| b.next_multiple_of(16) > limit) {
+                let index = span.tensors[0];
+                return Err(Error::StateBufferTooLarge {
+                    what,
+                    index,
+                    bytes,
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `donor`'s state buffers for `span`, if `donor` holds this span's tensors at the same

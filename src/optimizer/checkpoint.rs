@@ -30,6 +30,8 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
+#[cfg(any(feature = "burn", test))]
+use super::quant8::ByteRange;
 use super::quant8::StatePiece;
 use super::Optimizer;
 use crate::error::{Error, Result};
@@ -527,14 +529,9 @@ impl Optimizer {
         for i in 0..self.tensors.len() {
             for name in &names {
                 let (to, src) = (self.state_pieces(i, name)?, from.state_pieces(i, name)?);
-                let lens = |p: &StatePiece| -> Vec<u64> {
-                    p.ranges.iter().map(|r| r.end - r.offset).collect()
-                };
                 let alike = to.len() == src.len()
-                    && to.iter().zip(&src).all(|(a, b)| {
-                        (&a.name, a.dtype, &a.shape, lens(a))
-                            == (&b.name, b.dtype, &b.shape, lens(b))
-                    });
+                    && (to.iter().zip(&src))
+                        .all(|(a, b)| (&a.name, a.dtype, &a.shape) == (&b.name, b.dtype, &b.shape));
                 if !alike {
                     return mismatch(format!(
                         "state {name} of tensor {i} is stored otherwise (its type, or 8-bit codes)"
@@ -548,26 +545,99 @@ impl Optimizer {
                         "state {name} of tensor {i} does not lie on whole 32-bit words"
                     ));
                 }
-                let ranges = |pieces: Vec<StatePiece>| pieces.into_iter().flat_map(|p| p.ranges);
-                copies.extend(ranges(src).zip(ranges(to)));
+                // An 8-bit state longer than a binding is in parts, cut where each optimizer's
+                // chunks end: the two may cut it at other block edges.
+                for (src, to) in src.iter().zip(&to) {
+                    for (a, src_offset, b, to_offset, bytes) in paired(&src.ranges, &to.ranges) {
+                        let (src, to) = (&src.ranges[a].buffer, &to.ranges[b].buffer);
+                        copies.push((src.clone(), src_offset, to.clone(), to_offset, bytes));
+                    }
+                }
             }
         }
-        for (src, to) in &copies {
-            let bytes = src.end - src.offset;
+        for (src, src_offset, to, to_offset, bytes) in copies {
             // A range taken over from `from` (`with_precision_reusing`) is already in place.
-            let taken_over = src.buffer == to.buffer && src.offset == to.offset;
+            let taken_over = src == to && src_offset == to_offset;
             if bytes > 0 && !taken_over {
-                encoder.copy_buffer_to_buffer(
-                    &src.buffer,
-                    src.offset,
-                    &to.buffer,
-                    to.offset,
-                    bytes,
-                );
+                encoder.copy_buffer_to_buffer(&src, src_offset, &to, to_offset, bytes);
             }
         }
         encoder.copy_buffer_to_buffer(&from.control, 0, &self.control, 0, self.control.size());
         encoder.copy_buffer_to_buffer(&from.groups, 0, &self.groups, 0, self.groups.size());
         Ok(())
+    }
+}
+
+/// The copies that move the bytes of `from` into `to`, two lists of ranges holding the same
+/// bytes in order but cut at other places: `(i, offset in from[i], j, offset in to[j],
+/// bytes)`, each within one range of either side.
+#[cfg(any(feature = "burn", test))]
+fn paired(from: &[ByteRange], to: &[ByteRange]) -> Vec<(usize, u64, usize, u64, u64)> {
+    let (mut i, mut j) = (0, 0);
+    let (mut from_at, mut to_at) = (from.first().map(|r| r.offset), to.first().map(|r| r.offset));
+    let mut copies = Vec::new();
+    while let (Some(a), Some(b)) = (from_at, to_at) {
+        let bytes = (from[i].end - a).min(to[j].end - b);
+        copies.push((i, a, j, b, bytes));
+        from_at = Some(a + bytes);
+        to_at = Some(b + bytes);
+        if a + bytes == from[i].end {
+            i += 1;
+            from_at = from.get(i).map(|r| r.offset);
+        }
+        if b + bytes == to[j].end {
+            j += 1;
+            to_at = to.get(j).map(|r| r.offset);
+        }
+    }
+    copies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{paired, ByteRange};
+
+    /// Byte ranges of one buffer cut at `cuts` (each range `[cuts[k], cuts[k + 1])`).
+    fn ranges(buffer: &wgpu::Buffer, cuts: &[u64]) -> Vec<ByteRange> {
+        cuts.windows(2)
+            .map(|w| ByteRange {
+                buffer: buffer.clone(),
+                offset: w[0],
+                end: w[1],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_cut_at_other_places_pair_byte_for_byte() {
+        let ctx = crate::Context::new_blocking()
+            .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"));
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 4096,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        // 1024 bytes: `from` in three parts from 0, `to` in two from 2048.
+        let from = ranges(&buffer, &[0, 256, 768, 1024]);
+        let to = ranges(&buffer, &[2048, 2560, 3072]);
+        let copies = paired(&from, &to);
+        assert_eq!(
+            copies,
+            [
+                (0, 0, 0, 2048, 256),
+                (1, 256, 0, 2304, 256),
+                (1, 512, 1, 2560, 256),
+                (2, 768, 1, 2816, 256),
+            ]
+        );
+        // Every byte once, in order, on both sides.
+        let mut next = (0, 2048);
+        for &(_, a, _, b, bytes) in &copies {
+            assert_eq!((a, b), next);
+            next = (a + bytes, b + bytes);
+        }
+        assert_eq!(next, (1024, 3072));
+        assert!(paired(&from, &[]).is_empty() && paired(&[], &to).is_empty());
     }
 }

@@ -42,11 +42,15 @@ pub(super) fn quantized_storage(
 }
 
 /// Whether each tensor keeps 8-bit states: those torchao quantizes ([`quantizes`]), with
-/// 8-bit states asked for; none without.
-pub(super) fn quantized_tensors(storage: Storage, params: &[Param]) -> Vec<bool> {
+/// 8-bit states asked for and states to keep (SGD without momentum has none); none without.
+pub(super) fn quantized_tensors(
+    storage: Storage,
+    spec: &KernelSpec,
+    params: &[Param],
+) -> Vec<bool> {
     match storage.quant8 {
-        Some(_) => params.iter().map(|p| quantizes(p.len())).collect(),
-        None => Vec::new(),
+        Some(_) if !spec.states.is_empty() => params.iter().map(|p| quantizes(p.len())).collect(),
+        _ => Vec::new(),
     }
 }
 
