@@ -315,6 +315,40 @@ fn eight_bit_states_fit_webgpus_default_limits() {
     }
 }
 
+/// Devices with WebGPU's default limits but bindings of 16, 32 or 64 KiB.
+fn bindings_of(kib: usize) -> &'static Context {
+    static CONTEXTS: [OnceLock<Context>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = [16, 32, 64]
+        .iter()
+        .position(|&k| k == kib)
+        .expect("16, 32 or 64 KiB");
+    CONTEXTS[slot].get_or_init(|| common::context_with_binding_limit((kib as u64) << 10))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+    /// Any buffer of 8-bit tensors (whole blocks, from 4096 elements, up to six bindings long)
+    /// and full-precision ones, under any of three binding limits and with any offered
+    /// optimizer: code for code with the reference over two steps, whatever the cuts.
+    #[test]
+    fn any_layout_in_any_binding_matches_the_reference(
+        sizes in proptest::collection::vec((0u8..3, 1usize..100), 1..6),
+        kib in proptest::sample::select(vec![16usize, 32, 64]),
+        optimizer in 0usize..4,
+    ) {
+        let lens: Vec<usize> = sizes
+            .iter()
+            .map(|&(kind, n)| if kind == 0 { 256 * (16 + n) } else { 7 * n })
+            .collect();
+        let config = &configs()[optimizer];
+        let what = format!("{} over {lens:?} in {kib} KiB bindings", config.name());
+        let ctx = bindings_of(kib);
+        let mut run = Quant8Run::on(ctx, config, &lens, Dtype::F32, Precision::default());
+        run.steps_compared(2, &what);
+    }
+}
+
 /// SGD without momentum keeps no state: 8-bit states asked for change nothing (bitsandbytes'
 /// `SGD8bit` with momentum 0 keeps none either).
 #[test]
