@@ -151,13 +151,20 @@ fn layout_matches_the_reference(
         .collect();
     let groups = Groups::new(tensors, |t| t.group);
     let optimizer = Optimizer::with_groups(&ctx, groups.param_groups(config, &params)).unwrap();
-    // One nonempty tensor: its dispatches derive their segments; several share a table.
-    let nonempty = tensors.iter().filter(|t| t.len > 0).count();
+    // One tensor with main segments: its dispatches derive their segments; several share a
+    // table. In the vec4 layout a tensor shorter than a vec4 has only a tail segment (a
+    // 1-element tensor beside one of 984 left the main dispatch regular: CI once, its seed
+    // in the regressions file).
+    let vec4 = optimizer.vec4_dispatches() == optimizer.update_dispatches();
+    let with_main = tensors
+        .iter()
+        .filter(|t| t.len >= if vec4 { 4 } else { 1 })
+        .count();
     prop_assert_eq!(
         optimizer.regular_dispatches() > 0,
-        nonempty == 1,
-        "{} tensors of lengths {:?}",
-        nonempty,
+        with_main == 1,
+        "{} tensors with main segments, of lengths {:?}",
+        with_main,
         tensors.iter().map(|t| t.len).collect::<Vec<_>>()
     );
     let mut references = groups.references(config, tensors, Storage::F32);
@@ -175,10 +182,16 @@ fn layout_matches_the_reference(
     let after = ctx.read_f32(&BufferRange::whole(&param)).unwrap();
     for ((t, &at), expected) in tensors.iter().zip(&offsets).zip(&host) {
         let device = &after[at..at + t.len];
+        // At the tensor's scale: Schedule-Free SGD's parameters are a mix of two sequences
+        // whose elements can cancel to far below the tensor's values (lr 0.1 over tensors of
+        // [2, 2247, 1935] in two groups: an element of 0.0168 in a tensor reaching 4.56 was
+        // 2.4e-7 off, half an ulp of 4.56 and 1.06 of the tolerance at its own size; failed
+        // CI once, its seed in the regressions file).
         prop_assert!(
-            tolerance_used(device, expected) <= 1.0 && device.iter().all(|v| v.is_finite()),
-            "{config:?}: tensor of {} at {at} differs",
-            t.len
+            matches_at_scale(device, expected) && device.iter().all(|v| v.is_finite()),
+            "{config:?}: tensor of {} at {at} differs ({} of the tolerance)",
+            t.len,
+            tolerance_used(device, expected)
         );
     }
     let ranges: Vec<(usize, usize)> = tensors
