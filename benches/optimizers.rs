@@ -309,7 +309,7 @@ fn bench_fusion(c: &mut Criterion) {
 
 /// AdamW over one 16M-element tensor in each mixed-precision layout (`support::precisions`).
 /// Throughput: the bytes each layout must move (`Optimizer::bytes_per_element`: 28 in f32, 20
-/// with bf16 states, 14 in bf16). The targets on lavapipe: all-bf16 at least 1.5x f32, f32
+/// with bf16 states, 14 in bf16, 16 with 8-bit states). The targets on lavapipe: all-bf16 at least 1.5x f32, f32
 /// parameters with bf16 states at least 1.2x.
 fn bench_precision(c: &mut Criterion) {
     let (ctx, timer) = context();

@@ -10,12 +10,13 @@
 mod common;
 
 use common::{assert_close, context, Rng};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use wgpu_optim::quant::{self, dynamic_map, quantize, quantizes, BLOCK};
 use wgpu_optim::shaders;
 use wgpu_optim::{
     reference, AdagradConfig, AdamConfig, AdamWConfig, BufferRange, Context, Dtype, Error,
     GradConfig, LionConfig, Optimizer, OptimizerConfig, Param, ParamGroup, Precision, SgdConfig,
+    Tuning,
 };
 
 /// Tensors of `lens` in one buffer (each at a multiple of the offset alignment, so that most
@@ -198,16 +199,46 @@ fn configs() -> Vec<OptimizerConfig> {
     ]
 }
 
+/// `ctx` launching with `workgroup_size` invocations and either runs per invocation (each
+/// invocation updates whole blocks alone, in two passes: what `Context::request` picks for
+/// CPU adapters such as lavapipe) or not (`BLOCK_LANES` lanes share each block, one pass:
+/// GPUs' default). Built once per setting and kept for the tests' run.
+fn dealt(ctx: &'static Context, runs: bool, workgroup_size: u32) -> &'static Context {
+    type Key = (usize, bool, u32);
+    static CONTEXTS: Mutex<Vec<(Key, &'static Context)>> = Mutex::new(Vec::new());
+    let key = (ctx as *const Context as usize, runs, workgroup_size);
+    let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(_, dealt)) = contexts.iter().find(|(k, _)| *k == key) {
+        return dealt;
+    }
+    let dealt: &'static Context = Box::leak(Box::new(ctx.clone().with_tuning(Tuning {
+        runs_per_invocation: runs,
+        workgroup_size,
+        ..ctx.tuning()
+    })));
+    contexts.push((key, dealt));
+    dealt
+}
+
+/// Both ways of dealing blocks to invocations, at the default workgroup size.
+fn both_dealings() -> [&'static Context; 2] {
+    [true, false].map(|runs| dealt(context(), runs, 256))
+}
+
 #[test]
 fn every_optimizer_matches_the_reference_code_for_code() {
-    for config in configs() {
+    for (ctx, config) in both_dealings()
+        .into_iter()
+        .flat_map(|ctx| configs().into_iter().map(move |config| (ctx, config)))
+    {
         // 8-bit states for the first and third; full precision for the others (short of a
         // block, and a length that ends inside a vec4: the tail dispatch). The third starts
         // 100 elements (or the alignment's padding) past a multiple of 256 in the span of the
         // two, so its blocks' codes are not at its elements' offsets.
         let lens = [8192, 100, 4096, 301];
-        let mut run = Quant8Run::new(&config, &lens, Dtype::F32, Precision::default());
-        run.steps_compared(12, config.name());
+        let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
+        let runs = ctx.tuning().runs_per_invocation;
+        run.steps_compared(12, &format!("{}, runs {runs}", config.name()));
     }
 }
 
@@ -329,21 +360,28 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
 
     /// Any buffer of 8-bit tensors (whole blocks, from 4096 elements, up to six bindings long)
-    /// and full-precision ones, under any of three binding limits and with any offered
-    /// optimizer: code for code with the reference over two steps, whatever the cuts.
+    /// and full-precision ones, under any of three binding limits, with any offered optimizer,
+    /// either dealing of blocks and workgroup sizes that leave the last round of shared
+    /// blocks partly idle (48 lanes: three blocks a round; 100: clamped to 96; 1: to 16):
+    /// code for code with the reference over two steps, whatever the cuts.
     #[test]
     fn any_layout_in_any_binding_matches_the_reference(
         sizes in proptest::collection::vec((0u8..3, 1usize..100), 1..6),
         kib in proptest::sample::select(vec![16usize, 32, 64]),
         optimizer in 0usize..4,
+        runs in proptest::bool::ANY,
+        workgroup_size in proptest::sample::select(vec![1u32, 16, 48, 100, 256]),
     ) {
         let lens: Vec<usize> = sizes
             .iter()
             .map(|&(kind, n)| if kind == 0 { 256 * (16 + n) } else { 7 * n })
             .collect();
         let config = &configs()[optimizer];
-        let what = format!("{} over {lens:?} in {kib} KiB bindings", config.name());
-        let ctx = bindings_of(kib);
+        let what = format!(
+            "{} over {lens:?} in {kib} KiB bindings, runs {runs}, workgroups of {workgroup_size}",
+            config.name()
+        );
+        let ctx = dealt(bindings_of(kib), runs, workgroup_size);
         let mut run = Quant8Run::on(ctx, config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(2, &what);
     }
@@ -377,16 +415,25 @@ fn sixteen_bit_parameters_master_weights_and_stochastic_rounding() {
             Precision::default().with_stochastic_rounding(7),
         ),
     ];
-    for (config, dtype, precision) in cases {
-        let mut run = Quant8Run::new(&config, &[4096, 8192, 100], dtype, precision);
-        run.steps_compared(6, &format!("{} {dtype:?}", config.name()));
+    for ctx in both_dealings() {
+        for (config, dtype, precision) in cases.clone() {
+            let mut run = Quant8Run::on(ctx, &config, &[4096, 8192, 100], dtype, precision);
+            let runs = ctx.tuning().runs_per_invocation;
+            run.steps_compared(6, &format!("{} {dtype:?}, runs {runs}", config.name()));
+        }
     }
 }
 
 #[test]
 fn a_zero_block_keeps_the_smallest_scale_and_a_nan_never_reaches_one() {
+    for ctx in both_dealings() {
+        a_zero_block_and_a_nan_on(ctx);
+    }
+}
+
+fn a_zero_block_and_a_nan_on(ctx: &'static Context) {
     let config: OptimizerConfig = AdamWConfig::default().into();
-    let mut run = Quant8Run::new(&config, &[4096], Dtype::F32, Precision::default());
+    let mut run = Quant8Run::on(ctx, &config, &[4096], Dtype::F32, Precision::default());
     let mut grads = vec![vec![0.5f32; 4096]];
     grads[0][..BLOCK].fill(0.0);
     grads[0][300] = f32::NAN;
@@ -407,8 +454,14 @@ fn a_zero_block_keeps_the_smallest_scale_and_a_nan_never_reaches_one() {
 
 #[test]
 fn a_skipped_step_leaves_codes_and_scales_alone() {
+    for ctx in both_dealings() {
+        a_skipped_step_on(ctx);
+    }
+}
+
+fn a_skipped_step_on(ctx: &'static Context) {
     let config: OptimizerConfig = AdamWConfig::default().into();
-    let mut run = Quant8Run::new(&config, &[4096], Dtype::F32, Precision::default());
+    let mut run = Quant8Run::on(ctx, &config, &[4096], Dtype::F32, Precision::default());
     let grads = run.gradients();
     run.step_with(&grads);
     let before = run.device.read_quantized_state(0, "exp_avg").unwrap();
@@ -417,7 +470,6 @@ fn a_skipped_step_leaves_codes_and_scales_alone() {
         .unwrap();
     let mut bad = run.gradients();
     bad[0][5] = f32::NAN;
-    let ctx = context();
     ctx.write_f32(&run.params[0].grad, &bad[0]).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     run.device.step(&mut encoder);

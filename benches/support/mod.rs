@@ -64,6 +64,14 @@ pub fn precisions() -> Vec<(&'static str, Dtype, Dtype, Precision)> {
             BF16,
             states(BF16).with_stochastic_rounding(1),
         ),
+        // torchao's 8-bit states (code for code with the reference, so the roofline's check
+        // of the parameters holds as for the others).
+        (
+            "adamw [f32, 8-bit states]",
+            F32,
+            F32,
+            Precision::default().with_8bit_states(),
+        ),
     ]
 }
 

@@ -3,9 +3,10 @@
 // what `prepare_group` derives each step; `running`, what it carries across steps),
 // `prepare_group(group, step)` (once per parameter group and step) and `uses_state(slot)` and
 // `step_math(elements, group, control)` (the fused element-wise update of four elements in
-// registers). The generated part (src/kernel/bindings.rs, src/kernel/elements.rs) declares
+// registers). The generated part (src/kernel/bindings.rs, src/kernel/elements/) declares
 // the buffers (`control`, `groups`, `segments` and the element buffers in their storage types)
-// and provides `element_indices`, `units_of` and `step_unit` (loads, `step_math`, stores).
+// and provides `step_segment` (an invocation's part of a segment) and `step_unit` (loads,
+// `step_math`, stores of one unit).
 // Needs common/segment.wgsl.
 //
 // Per-element code branches only on overrides (constants after pipeline creation); a runtime
@@ -107,26 +108,16 @@ fn main_segment(index: u32) -> Segment {
     return segments[i];
 }
 
-// Updates invocation `lane`'s units of main segment `index` (made `current_segment`): whether
+// Updates invocation `lane`'s part of main segment `index` (made `current_segment`): whether
 // the segment exists and its step is not skipped. A segment that does not, or a skipped step,
-// runs no unit; every invocation returns, so callers may reach a barrier after it. In the vec4
-// layout every segment ends on a unit boundary, so each unit is stored whole.
+// updates nothing; every invocation returns, so callers may reach a barrier after it.
 fn step_main_segment(index: u32, lane: u32) -> bool {
     let s = main_segment(index);
     current_segment = s;
     let c = control[control_of(s)];
     let group = groups[group_of(s)];
     let live = !skipped(c) && index < main_count();
-    let count = select(0u, units_of(s, lane), live);
-    for (var k = 0u; k < count; k++) {
-        let idx = element_indices(s.start, lane, k);
-        // Lane x is the first element: past the end, so is every later unit. (A run's count
-        // is exact: it never passes the end.)
-        if !RUNS && idx.x >= s.end {
-            break;
-        }
-        step_unit(idx, s, group, c);
-    }
+    step_segment(s, lane, group, c, live);
     return live;
 }
 

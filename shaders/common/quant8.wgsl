@@ -1,13 +1,14 @@
 // 8-bit block-quantized states (Precision::with_8bit_states; the host's codec is src/quant.rs,
 // torchao's OptimState8bit): a state slot is a code per element, four to a u32 word (element
 // 4j + k in byte k of word j, from `codes_base(slot)` of `codes`), and an f32 scale per block
-// of BLOCK elements from its tensor's first (from `scales_base(slot)` of `scales`). A code stands for map_entry(base + code) * scale, `base` 0 for the signed map (first
-// moments, momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
+// of BLOCK elements from its tensor's first (from `scales_base(slot)` of `scales`). A code
+// stands for map_entry(base + code) * scale, `base` 0 for the signed map (first moments,
+// momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
 // `quant::device_table`: the two maps, then each map's windows of decision boundaries. The
-// generated update (src/kernel/elements.rs) runs a block per invocation in two passes: the
-// first finds each slot's new scale, the largest finite magnitude of the block's updated
-// values (at least MIN_SCALE), the second updates again, the same operations on the same
-// loads, and stores.
+// generated update (src/kernel/elements/) finds each slot's new scale, the largest finite
+// magnitude of the block's updated values (at least MIN_SCALE), before it stores any code of
+// the block: with lanes sharing a block in one pass (`step_block_rounds`), or with a block per
+// invocation in two (`step_block`).
 // The parameter update uses this step's f32 states; only what is carried to the next step is
 // quantized, as in torchao.
 

@@ -34,4 +34,4 @@ pub use sources::{
     RECTIFY, SCHEDULE_FREE, SEGMENT,
 };
 pub use spec::{GroupRecord, Kernel, KernelSpec, StateSpec, MASTER_PARAM, SQUARED_STATES};
-pub use storage::{ElementLayout, Quant8, Rounding, Storage};
+pub use storage::{ElementLayout, Quant8, Rounding, Storage, BLOCK_LANES};

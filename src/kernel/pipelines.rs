@@ -269,7 +269,8 @@ pub(crate) fn kernel_pipeline(
             constants.push(("REGULAR_TILES", flag(variant.regular_tiles)));
         }
         if entry.main() || entry == Entry::TrustFold {
-            constants.push(("WORKGROUP_SIZE", f64::from(tuning.workgroup_size)));
+            let workgroup_size = module.storage.workgroup_size(&tuning);
+            constants.push(("WORKGROUP_SIZE", f64::from(workgroup_size)));
             constants.push((
                 "VEC4S_PER_INVOCATION",
                 f64::from(tuning.vec4s_per_invocation),

@@ -2,6 +2,15 @@
 //! weights, rounding) and [`ElementLayout`] (16-byte or scalar accesses).
 
 use crate::dtype::Dtype;
+use crate::gpu::Tuning;
+
+/// Invocations that update one block of 8-bit states together: 16 lanes of 16 elements, so
+/// that a lane holds its units of the block in registers (4 of 4 elements, or 2 of 8).
+pub const BLOCK_LANES: u64 = 16;
+
+/// The most blocks one workgroup of 8-bit states updates at once (a round): its workgroup
+/// size is [`Storage::workgroup_size`], at most 256.
+pub const MOST_BLOCKS_PER_ROUND: u64 = 16;
 
 /// How an update kernel binds the element buffers (param, grad, states) of a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,12 +119,67 @@ impl Storage {
         }
     }
 
+    /// Invocations per workgroup of the update kernels with this storage under `tuning`: its
+    /// `workgroup_size`, except where lanes share blocks of 8-bit states (without
+    /// [runs](Tuning::runs_per_invocation)): then the largest multiple of [`BLOCK_LANES`]
+    /// within it, from `BLOCK_LANES` to `BLOCK_LANES *` [`MOST_BLOCKS_PER_ROUND`].
+    pub fn workgroup_size(self, tuning: &Tuning) -> u32 {
+        if self.blocks_shared(tuning) {
+            let lanes = BLOCK_LANES as u32;
+            let most = lanes * MOST_BLOCKS_PER_ROUND as u32;
+            (tuning.workgroup_size / lanes * lanes).clamp(lanes, most)
+        } else {
+            tuning.workgroup_size
+        }
+    }
+
+    /// Whether [`BLOCK_LANES`] invocations update each block of 8-bit states together (one
+    /// pass, coalesced loads), rather than one invocation a block (runs per invocation).
+    pub fn blocks_shared(self, tuning: &Tuning) -> bool {
+        self.quant8.is_some() && !tuning.runs_per_invocation
+    }
+
     /// Elements one load of every buffer covers in `layout`: 8 in the vec4 layout when
     /// [packed](Storage::packed), else 4.
     pub fn access_unit(self, layout: ElementLayout) -> u64 {
         match (layout, self.packed()) {
             (ElementLayout::Vec4, true) => 8,
             _ => 4,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_sharing_blocks_take_whole_blocks_of_lanes() {
+        let quantized = Storage {
+            quant8: Some(Quant8::default()),
+            ..Storage::F32
+        };
+        let tuning = |workgroup_size, runs_per_invocation| Tuning {
+            workgroup_size,
+            runs_per_invocation,
+            ..Tuning::default()
+        };
+        for (asked, got) in [
+            (1, 16),
+            (16, 16),
+            (48, 48),
+            (100, 96),
+            (256, 256),
+            (1024, 256),
+        ] {
+            assert_eq!(
+                quantized.workgroup_size(&tuning(asked, false)),
+                got,
+                "{asked}"
+            );
+            // With runs per invocation, and without 8-bit states, the tuned size stands.
+            assert_eq!(quantized.workgroup_size(&tuning(asked, true)), asked);
+            assert_eq!(Storage::F32.workgroup_size(&tuning(asked, false)), asked);
         }
     }
 }

@@ -514,7 +514,7 @@ fn allocate_states(
     // `OptimState8bit.zeros`), in one buffer of codes and one of scales for every state of a
     // span: each chunk's in regions of their own (`plan::QuantRegions`), which hold the kept
     // states' regions of the chunk one after another in slot order (`codes_base` in
-    // src/kernel/elements.rs), so a chunk binds one range of each.
+    // src/kernel/elements/), so a chunk binds one range of each.
     let kept = spec.states.len() as u64;
     let rank = |state: usize| {
         let slot = spec.states[state].slot;

@@ -274,12 +274,18 @@ impl PlanLimits {
 }
 
 /// Elements one workgroup of an update kernel with `storage` takes at most (a segment):
-/// `vec4s_per_invocation` units of the vec4 layout per invocation.
+/// `vec4s_per_invocation` units of the vec4 layout per invocation (a unit of 8-bit states is a
+/// block); where lanes share blocks, `vec4s_per_invocation` rounds of a block per
+/// [`BLOCK_LANES`](crate::kernel::BLOCK_LANES) invocations.
 pub(crate) fn update_tile(ctx: &Context, storage: Storage) -> u64 {
     let tuning = ctx.tuning();
-    storage.unit(ElementLayout::Vec4)
-        * u64::from(tuning.workgroup_size)
-        * u64::from(tuning.vec4s_per_invocation)
+    let workgroup_size = u64::from(storage.workgroup_size(&tuning));
+    let per_round = if storage.blocks_shared(&tuning) {
+        workgroup_size / crate::kernel::BLOCK_LANES
+    } else {
+        workgroup_size
+    };
+    storage.unit(ElementLayout::Vec4) * per_round * u64::from(tuning.vec4s_per_invocation)
 }
 
 /// The parameter group of each tensor of a plan.
