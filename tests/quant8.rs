@@ -199,30 +199,33 @@ fn configs() -> Vec<OptimizerConfig> {
     ]
 }
 
-/// `ctx` launching with `workgroup_size` invocations and either runs per invocation (each
-/// invocation updates whole blocks alone, in two passes: what `Context::request` picks for
-/// CPU adapters such as lavapipe) or not (`BLOCK_LANES` lanes share each block, one pass:
-/// GPUs' default). Built once per setting and kept for the tests' run.
-fn dealt(ctx: &'static Context, runs: bool, workgroup_size: u32) -> &'static Context {
-    type Key = (usize, bool, u32);
+/// `ctx` launching with `workgroup_size` invocations, `vec4s` units each, and either runs per
+/// invocation (each invocation updates whole blocks alone, in two passes: what
+/// `Context::request` picks for CPU adapters such as lavapipe) or not (`BLOCK_LANES` lanes
+/// share each block, one pass: GPUs' default). Built once per setting and kept for the tests'
+/// run.
+fn dealt(ctx: &'static Context, runs: bool, workgroup_size: u32, vec4s: u32) -> &'static Context {
+    type Key = (usize, Tuning);
     static CONTEXTS: Mutex<Vec<(Key, &'static Context)>> = Mutex::new(Vec::new());
-    let key = (ctx as *const Context as usize, runs, workgroup_size);
+    let tuning = Tuning {
+        runs_per_invocation: runs,
+        workgroup_size,
+        vec4s_per_invocation: vec4s,
+        ..ctx.tuning()
+    };
+    let key = (ctx as *const Context as usize, tuning);
     let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(&(_, dealt)) = contexts.iter().find(|(k, _)| *k == key) {
         return dealt;
     }
-    let dealt: &'static Context = Box::leak(Box::new(ctx.clone().with_tuning(Tuning {
-        runs_per_invocation: runs,
-        workgroup_size,
-        ..ctx.tuning()
-    })));
+    let dealt: &'static Context = Box::leak(Box::new(ctx.clone().with_tuning(tuning)));
     contexts.push((key, dealt));
     dealt
 }
 
-/// Both ways of dealing blocks to invocations, at the default workgroup size.
+/// Both ways of dealing blocks to invocations, at the default launch settings.
 fn both_dealings() -> [&'static Context; 2] {
-    [true, false].map(|runs| dealt(context(), runs, 256))
+    [true, false].map(|runs| dealt(context(), runs, 256, 4))
 }
 
 #[test]
@@ -381,7 +384,7 @@ proptest::proptest! {
             "{} over {lens:?} in {kib} KiB bindings, runs {runs}, workgroups of {workgroup_size}",
             config.name()
         );
-        let ctx = dealt(bindings_of(kib), runs, workgroup_size);
+        let ctx = dealt(bindings_of(kib), runs, workgroup_size, 4);
         let mut run = Quant8Run::on(ctx, config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(2, &what);
     }
@@ -389,6 +392,28 @@ proptest::proptest! {
 
 /// SGD without momentum keeps no state: 8-bit states asked for change nothing (bitsandbytes'
 /// `SGD8bit` with momentum 0 keeps none either).
+/// Lanes sharing blocks in workgroups of 48 (three blocks a round), one round a segment: a
+/// tensor of 19 blocks leaves the last segment's round two blocks idle, whose lanes compute a
+/// copy of the last block and store nothing. f32 parameters, and bf16 ones with master
+/// weights or stochastic rounding (units of 8 elements, 2 a lane).
+#[test]
+fn a_rounds_idle_lanes_store_nothing() {
+    let ctx = dealt(context(), false, 48, 1);
+    let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
+    let cases = [
+        (Dtype::F32, Precision::default()),
+        (Dtype::BF16, Precision::default().with_master_weights()),
+        (
+            Dtype::BF16,
+            Precision::default().with_stochastic_rounding(3),
+        ),
+    ];
+    for (dtype, precision) in cases {
+        let mut run = Quant8Run::on(ctx, &adamw, &[19 * 256, 100, 16 * 256], dtype, precision);
+        run.steps_compared(4, &format!("workgroups of 48, {dtype:?} {precision:?}"));
+    }
+}
+
 #[test]
 fn sgd_without_momentum_has_no_state_to_quantize() {
     let config: OptimizerConfig = SgdConfig::default().with_lr(1e-2).into();

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::{Generator, COMPONENTS, LANE_UNITS};
-use crate::kernel::storage::{BLOCK_LANES, MOST_BLOCKS_PER_ROUND};
+use crate::kernel::storage::BLOCK_LANES;
 
 impl Generator {
     /// The 8-bit states' update: `unit_math` (a unit's loads, dequantized with its block's
@@ -135,16 +135,14 @@ impl Generator {
 
     /// `step_segment` of 8-bit states: the workgroup updates BLOCKS_PER_ROUND blocks a round,
     /// BLOCK_LANES invocations a block, each holding its units of the block in registers; the
-    /// block's new scales are the largest of its lanes' (one barrier, through workgroup
-    /// memory), then each lane quantizes and stores its units. One pass: every element is
+    /// block's new scales are the largest of its lanes' (through workgroup memory, behind
+    /// a barrier), then each lane quantizes and stores its units. One pass: every element is
     /// loaded once and its update computed once.
     fn block_rounds(&self) -> String {
         let access = self.storage.access_unit(self.layout);
         let units = crate::quant::BLOCK as u64 / (BLOCK_LANES * access);
         let mut s = String::new();
-        s += &BLOCK_ROUNDS_HEAD
-            .replace("%LANES%", &BLOCK_LANES.to_string())
-            .replace("%ROUND%", &MOST_BLOCKS_PER_ROUND.to_string());
+        s += &BLOCK_ROUNDS_HEAD.replace("%LANES%", &BLOCK_LANES.to_string());
         s += &self.scale_loads("        ");
         let _ = writeln!(
             s,
@@ -165,17 +163,11 @@ impl Generator {
                 let _ = writeln!(s, "        lane_max = max(lane_max, {maxima});");
             }
         }
-        s += "        // The lanes' maxima, four to a vec4: slot k's at `at + k * LANE_VEC4S`.\n";
-        s += "        let at = ((r & 1u) * BLOCKS_PER_ROUND + mine) * 3u * LANE_VEC4S;\n";
-        s += &self.per_slot("        ", |slot, x| {
-            format!(
-                "block_maxima[at + {slot}u * LANE_VEC4S + part / 4u][part % 4u] = lane_max.{x};"
-            )
-        });
-        s += "        workgroupBarrier();\n        var scale = vec3(MIN_SCALE);\n";
-        s += &self.per_slot("        ", |slot, x| {
-            format!("scale.{x} = max_of_block(at + {slot}u * LANE_VEC4S);")
-        });
+        s += "        // The lanes' maxima meet in workgroup memory, a vec4 a lane (its slots' in x, y, z).\n";
+        s += "        let at = ((r & 1u) * BLOCKS_PER_ROUND + mine) * BLOCK_LANES;\n";
+        s += "        block_maxima[at + part] = vec4(lane_max, 0.0);\n";
+        s += "        workgroupBarrier();\n        storageBarrier();\n";
+        s += "        let scale = max_of_block(at);\n";
         // Lanes of a block past the segment's end computed a copy of its last block (all
         // lanes reach the barrier) and store nothing.
         s += "        if stores {\n";
@@ -194,26 +186,25 @@ const BLOCK_ROUNDS_HEAD: &str = "
 // Invocations per block, and blocks per round (the pipeline's WORKGROUP_SIZE is a multiple of
 // BLOCK_LANES, at most BLOCK_LANES * MOST_BLOCKS_PER_ROUND: src/kernel/storage.rs).
 const BLOCK_LANES: u32 = %LANES%u;
-const MOST_BLOCKS_PER_ROUND: u32 = %ROUND%u;
-const LANE_VEC4S: u32 = BLOCK_LANES / 4u;
 // (At least 1: the module holds this path with runs per invocation too, where the workgroup
 // may be smaller than a block's lanes.)
 override BLOCKS_PER_ROUND: u32 = max(WORKGROUP_SIZE / BLOCK_LANES, 1u);
 
-// Each lane's largest new magnitude per state slot, for two rounds (a round writes the half
-// the previous one did not read: one barrier a round): round parity, block of the round,
-// slot, then the block's 16 lanes as four vec4s.
-var<workgroup> block_maxima: array<vec4<f32>, 2u * MOST_BLOCKS_PER_ROUND * 3u * LANE_VEC4S>;
+// Each lane's largest new magnitude of each state slot (x, y, z) for two rounds: round
+// parity, block of the round, lane of the block. A round writes the half the previous one
+// did not read, so one barrier a round orders them. A lane writes whole vec4s of its own: a
+// store to one component may write the whole vector (WGSL's memory model).
+var<workgroup> block_maxima: array<vec4<f32>, 2u * BLOCKS_PER_ROUND * BLOCK_LANES>;
 // Whether the workgroup's segment is live (made uniform for the rounds' barriers).
 var<workgroup> segment_live: u32;
 
-// The largest of a block's 16 lanes' maxima of one slot, from `block_maxima[at]` on.
-fn max_of_block(at: u32) -> f32 {
+// The largest of a block's lanes' maxima, from `block_maxima[at]` on: its new scales.
+fn max_of_block(at: u32) -> vec3<f32> {
     var m = block_maxima[at];
-    for (var k = 1u; k < LANE_VEC4S; k++) {
+    for (var k = 1u; k < BLOCK_LANES; k++) {
         m = max(m, block_maxima[at + k]);
     }
-    return max(max(m.x, m.y), max(m.z, m.w));
+    return m.xyz;
 }
 
 // 8-bit spans are whole blocks, so they have no tail segments: the tail entry points of
@@ -233,6 +224,9 @@ fn step_block_rounds(s: Segment, lane: u32, group: Group, c: Control, live: bool
     let rounds = select(0u, live_rounds, workgroupUniformLoad(&segment_live) != 0u);
     let part = lane % BLOCK_LANES;
     let mine = lane / BLOCK_LANES;
+    // Every lane loads its block's old scales and, past the segment's end, a copy of the last
+    // block's elements before the barriers; the block's own lanes store them after:
+    // storageBarrier orders those reads before these writes.
     for (var r = 0u; r < rounds; r++) {
         let b = r * BLOCKS_PER_ROUND + mine;
         let stores = b < blocks;

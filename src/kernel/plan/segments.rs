@@ -173,6 +173,12 @@ pub(super) fn segments(
         let mut at = from;
         while at < body_end {
             let stop = (at + tile).min(body_end);
+            // The 8-bit update takes whole blocks (src/kernel/elements/blocks.rs): quantized
+            // tensors are whole blocks (`quant::quantizes`), cut at block edges and into
+            // tiles of whole blocks.
+            debug_assert!(
+                !span.quantized || (stop - at).is_multiple_of(crate::quant::BLOCK as u64)
+            );
             main.push(segment(at, stop, i, start));
             at = stop;
         }
