@@ -153,6 +153,7 @@ impl ClipValue {
                 of_tensor: &vec![0; grads.len()],
                 count: 1,
                 quantized: &[],
+                quant_states: 0,
             };
             let limits = PlanLimits::new(ctx, Storage::F32);
             let plan = DevicePlan::new(device, &tensors, groups, ControlMode::Shared, &limits);

@@ -371,6 +371,7 @@ impl Optimizer {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
             quantized: &quantized,
+            quant_states: spec.states.len() as u64,
         };
         let limits = PlanLimits::new(ctx, storage);
         let plan = DevicePlan::new(device, &tensors, plan_groups, control_mode, &limits);
@@ -513,18 +514,13 @@ fn allocate_states(
     // 8-bit states: a byte of code per element and a scale per block, all zeros (torchao's
     // `OptimState8bit.zeros`), in one buffer of codes and one of scales for every state of a
     // span: each chunk's in regions of their own (`plan::QuantRegions`), which hold the kept
-    // states' regions of the chunk one after another in slot order (`codes_base` in
-    // src/kernel/elements/), so a chunk binds one range of each.
-    let kept = spec.states.len() as u64;
+    // states' parts of the chunk one after another in slot order (`Chunk::state_quant`), so a
+    // chunk binds one range of each.
     let rank = |state: usize| {
         let slot = spec.states[state].slot;
         spec.states.iter().filter(|s| s.slot < slot).count() as u64
     };
     let quant_state = |extent: QuantRegions| {
-        let extent = QuantRegions {
-            codes: kept * extent.codes,
-            scales: kept * extent.scales,
-        };
         let zeroed = |label: &str, bytes: u64| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
@@ -590,14 +586,13 @@ fn allocate_states(
                             let from = offset.max(c.offset);
                             let to = (offset + len).min(c.offset + c.len);
                             let within = from - c.offset;
-                            let codes = kept * c.quant.codes + rank(j) * c.codes_len();
-                            let scales = kept * c.quant.scales + rank(j) * c.scales_len();
+                            let part = c.state_quant(rank(j));
                             QuantState {
                                 codes: whole.codes.clone(),
-                                offset: codes + within,
+                                offset: part.codes + within,
                                 len: to - from,
                                 scales: (whole.scales)
-                                    .slice(scales + within / block, (to - from) / block),
+                                    .slice(part.scales + within / block, (to - from) / block),
                             }
                         })
                         .collect()
@@ -635,7 +630,7 @@ fn check_state_buffers(
             ("master weights", storage.master.then_some(padded * 4)),
             (
                 "8-bit codes",
-                span.quantized.then(|| kept * plan.quant_extent(n).codes),
+                span.quantized.then(|| plan.quant_extent(n).codes),
             ),
         ];
         for (what, bytes) in buffers {

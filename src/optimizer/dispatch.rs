@@ -210,14 +210,9 @@ pub(super) fn chunk_dispatches(
                         size: std::num::NonZeroU64::new(size),
                     })
                 };
-                let kept = spec.states.len() as u64;
-                let q = &span.quant[0][0];
-                let codes = region(&q.codes, kept * chunk.quant.codes, kept * chunk.codes_len());
-                let scales = region(
-                    q.scales.buffer(),
-                    4 * kept * chunk.quant.scales,
-                    4 * kept * chunk.scales_len(),
-                );
+                let (q, len) = (&span.quant[0][0], chunk.quant_len());
+                let codes = region(&q.codes, chunk.quant.codes, len.codes);
+                let scales = region(q.scales.buffer(), 4 * chunk.quant.scales, 4 * len.scales);
                 entries.push((Binding::Codes, codes));
                 entries.push((Binding::Scales, scales));
                 entries.push((Binding::QuantMaps, maps.as_entire_binding()));

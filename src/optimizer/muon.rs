@@ -374,6 +374,7 @@ impl MuonPart {
                 of_tensor: &of_tensor,
                 count: 1,
                 quantized: &[],
+                quant_states: 0,
             },
             ControlMode::Shared,
             &PlanLimits::new(ctx, Storage::F32),

@@ -125,6 +125,8 @@ pub(crate) struct Chunk {
     /// its span's buffers: each chunk has regions of its own, at aligned offsets, so that a
     /// chunk may start at any tensor of the span ([`QuantRegions`]); 0 without.
     pub quant: QuantRegions,
+    /// The 8-bit states its regions hold ([`PlanGroups::quant_states`]); 0 without.
+    pub quant_states: u64,
     /// Elements per iteration of the update in this layout (4, or 8 in the vec4 layout of a
     /// kernel with a 16-bit buffer): what main segments end on.
     pub unit: u64,
@@ -169,10 +171,30 @@ impl Chunk {
     pub fn scales_len(&self) -> u64 {
         self.bound_len() / crate::quant::BLOCK as u64 + 1
     }
+
+    /// The size of the chunk's regions (bytes of codes, entries of scales): every state's
+    /// part, what the update binds.
+    pub fn quant_len(&self) -> QuantRegions {
+        QuantRegions {
+            codes: self.quant_states * self.codes_len(),
+            scales: self.quant_states * self.scales_len(),
+        }
+    }
+
+    /// Where the part of the 8-bit state of rank `rank` (its place among the kept states, in
+    /// slot order) starts in the span's buffers: the chunk's regions hold the states' parts
+    /// one after another (`codes_base` and `scales_base` in the kernel).
+    pub fn state_quant(&self, rank: u64) -> QuantRegions {
+        QuantRegions {
+            codes: self.quant.codes + rank * self.codes_len(),
+            scales: self.quant.scales + rank * self.scales_len(),
+        }
+    }
 }
 
-/// Where a chunk's 8-bit codes and block scales start in its span's buffers: the chunks of a
-/// span one after another, each region at a multiple of the offset alignment.
+/// Where a chunk's 8-bit codes and block scales start in its span's buffers (or how long they
+/// are): the chunks of a span one after another, each region at a multiple of the offset
+/// alignment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct QuantRegions {
     /// Byte offset of the chunk's codes (element `x` of the chunk at `codes + x`).
@@ -299,6 +321,9 @@ pub(crate) struct PlanGroups<'a> {
     /// never share a span, so that each span's states are stored one way (8-bit states for
     /// the tensors torchao quantizes, full precision for the others).
     pub quantized: &'a [bool],
+    /// How many states each 8-bit tensor keeps: each chunk's regions hold every state's
+    /// codes and scales, one state's part after another ([`Chunk::state_quant`]).
+    pub quant_states: u64,
 }
 
 /// The groups of a plan's tensors as the segments name them.

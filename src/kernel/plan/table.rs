@@ -78,6 +78,11 @@ impl Plan {
                 span: c.span,
                 quantized: spans[c.span].quantized,
                 quant: QuantRegions::default(),
+                quant_states: if spans[c.span].quantized {
+                    groups.quant_states
+                } else {
+                    0
+                },
                 offset: c.cut.offset,
                 len: c.cut.len,
                 layout: c.cut.layout,
@@ -128,15 +133,15 @@ impl Plan {
     pub fn quant_extent(&self, span: usize) -> QuantRegions {
         let last = self.chunks.iter().rfind(|c| c.span == span);
         last.map_or_else(QuantRegions::default, |c| QuantRegions {
-            codes: c.quant.codes + c.codes_len(),
-            scales: c.quant.scales + c.scales_len(),
+            codes: c.quant.codes + c.quant_len().codes,
+            scales: c.quant.scales + c.quant_len().scales,
         })
     }
 }
 
-/// Lays out the 8-bit codes and block scales of each quantized span's chunks one after
-/// another in the span's buffers, each region at a multiple of `align` bytes, so that every
-/// chunk binds its own at an aligned offset wherever the chunk starts in the span.
+/// Lays out the 8-bit codes and block scales of each quantized span's chunks (every state's)
+/// one after another in the span's buffers, each region at a multiple of `align` bytes, so
+/// that every chunk binds its own at an aligned offset wherever the chunk starts in the span.
 fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
     let mut next = (usize::MAX, QuantRegions::default());
     for chunk in chunks.iter_mut().filter(|c| c.quantized) {
@@ -144,9 +149,10 @@ fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
             next = (chunk.span, QuantRegions::default());
         }
         chunk.quant = next.1;
+        let len = chunk.quant_len();
         next.1 = QuantRegions {
-            codes: (chunk.quant.codes + chunk.codes_len()).next_multiple_of(align),
-            scales: (4 * (chunk.quant.scales + chunk.scales_len())).next_multiple_of(align) / 4,
+            codes: (chunk.quant.codes + len.codes).next_multiple_of(align),
+            scales: (4 * (chunk.quant.scales + len.scales)).next_multiple_of(align) / 4,
         };
     }
 }

@@ -60,6 +60,7 @@ fn plan(tensors: &[Vec<PlanRange>], groups: &[u32], control: ControlMode, l: &Pl
         of_tensor: groups,
         count,
         quantized: &[],
+        quant_states: 0,
     };
     Plan::new(tensors, groups, control, l)
 }
@@ -364,7 +365,7 @@ fn a_population_cuts_chunks_at_its_replicas_and_reduces_each_as_alone() {
 }
 
 /// Whether no chunk of a span of 8-bit tensors starts inside one of their blocks of 256, and
-/// each chunk's codes and scales start aligned, after the previous chunk's.
+/// each chunk's codes and scales (two states' parts) start aligned, after the previous chunk's.
 fn assert_eight_bit_chunks(p: &Plan, t: &[Vec<PlanRange>]) {
     for (n, span) in p.spans.iter().enumerate().filter(|(_, s)| s.quantized) {
         for &i in &span.tensors {
@@ -387,9 +388,11 @@ fn assert_eight_bit_chunks(p: &Plan, t: &[Vec<PlanRange>]) {
                 (0, 0)
             );
             assert!(c.quant.codes >= next.codes && c.quant.scales >= next.scales);
+            assert_eq!(c.quant_states, 2);
+            assert_eq!(c.state_quant(1).codes, c.quant.codes + c.codes_len());
             next = super::QuantRegions {
-                codes: c.quant.codes + c.codes_len(),
-                scales: c.quant.scales + c.scales_len(),
+                codes: c.quant.codes + 2 * c.codes_len(),
+                scales: c.quant.scales + 2 * c.scales_len(),
             };
         }
         assert_eq!(p.quant_extent(n), next);
@@ -408,6 +411,7 @@ fn eight_bit_plan(lens: &[u64], chunk_len: u64) -> (Plan, Vec<Vec<PlanRange>>) {
         of_tensor: &vec![0; lens.len()],
         count: 1,
         quantized: &quantized,
+        quant_states: 2,
     };
     let p = Plan::new(&t, groups, ControlMode::Shared, &l);
     assert_covers(&p, &t, 1024);
