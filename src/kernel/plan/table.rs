@@ -149,6 +149,8 @@ fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
             next = (chunk.span, QuantRegions::default());
         }
         chunk.quant = next.1;
+        // A quantized span keeps states (`quant8::quantized_tensors` marks none without).
+        debug_assert!(chunk.quant_states > 0);
         let len = chunk.quant_len();
         next.1 = QuantRegions {
             codes: (chunk.quant.codes + len.codes).next_multiple_of(align),

@@ -388,14 +388,23 @@ fn assert_eight_bit_chunks(p: &Plan, t: &[Vec<PlanRange>]) {
                 (0, 0)
             );
             assert!(c.quant.codes >= next.codes && c.quant.scales >= next.scales);
+            // Two states' parts, one after the other: the second's starts where the first's
+            // ends, and the region ends where the second's does.
             assert_eq!(c.quant_states, 2);
-            assert_eq!(c.state_quant(1).codes, c.quant.codes + c.codes_len());
+            let (first, second) = (c.state_quant(0), c.state_quant(1));
+            assert_eq!((first.codes, first.scales), (c.quant.codes, c.quant.scales));
+            assert_eq!(second.codes - first.codes, c.codes_len());
+            assert_eq!(second.scales - first.scales, c.scales_len());
             next = super::QuantRegions {
-                codes: c.quant.codes + 2 * c.codes_len(),
-                scales: c.quant.scales + 2 * c.scales_len(),
+                codes: second.codes + c.codes_len(),
+                scales: second.scales + c.scales_len(),
             };
         }
         assert_eq!(p.quant_extent(n), next);
+    }
+    // Chunks of full-precision spans hold no 8-bit state.
+    for c in p.chunks.iter().filter(|c| !c.quantized) {
+        assert_eq!((c.quant_states, c.quant_len()), (0, Default::default()));
     }
 }
 
