@@ -390,8 +390,6 @@ proptest::proptest! {
     }
 }
 
-/// SGD without momentum keeps no state: 8-bit states asked for change nothing (bitsandbytes'
-/// `SGD8bit` with momentum 0 keeps none either).
 /// Lanes sharing blocks in workgroups of 48 (three blocks a round), one round a segment: a
 /// tensor of 19 blocks leaves the last segment's round two blocks idle, whose lanes compute a
 /// copy of the last block and store nothing. f32 parameters, and bf16 ones with master
@@ -414,6 +412,8 @@ fn a_rounds_idle_lanes_store_nothing() {
     }
 }
 
+/// SGD without momentum keeps no state: 8-bit states asked for change nothing (bitsandbytes'
+/// `SGD8bit` with momentum 0 keeps none either).
 #[test]
 fn sgd_without_momentum_has_no_state_to_quantize() {
     let config: OptimizerConfig = SgdConfig::default().with_lr(1e-2).into();

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{Generator, COMPONENTS, LANE_UNITS};
+use super::{lane_units, Generator, COMPONENTS};
 use crate::kernel::storage::BLOCK_LANES;
 
 impl Generator {
@@ -53,10 +53,7 @@ impl Generator {
         s += "}\n";
         s += &self.block_passes();
         s += &self.block_rounds();
-        s += &LANE_UNITS
-            .replace("fn step_segment(", "fn step_lane_blocks(")
-            .replace("step_unit(idx", "step_block(idx")
-            .replace("units of segment", "blocks of segment");
+        s += &lane_units("step_lane_blocks", "step_block", "blocks");
         s += BLOCK_SEGMENT;
         s
     }

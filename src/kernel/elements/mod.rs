@@ -202,7 +202,7 @@ impl Generator {
         s += &self.loads_and_math();
         s += &self.stores();
         s += "}\n";
-        s += LANE_UNITS;
+        s += &lane_units("step_segment", "step_unit", "units");
         s
     }
 
@@ -414,22 +414,28 @@ impl Generator {
 /// The `vec3` component of each state slot's block scale.
 const COMPONENTS: [&str; 3] = ["x", "y", "z"];
 
-/// The loop of `step_segment` without 8-bit states: an invocation's units, one by one.
-const LANE_UNITS: &str = "
-// Updates invocation `lane`'s units of segment `s` (none unless `live`).
-fn step_segment(s: Segment, lane: u32, group: Group, c: Control, live: bool) {
+/// An invocation's loop over its units of a segment: WGSL function `name`, which calls
+/// `step(idx, s, group, c)` on each (`step_unit` without 8-bit states, where it is
+/// `step_segment`; `step_block` with them, whose units are blocks).
+fn lane_units(name: &str, step: &str, units: &str) -> String {
+    format!(
+        "
+// Updates invocation `lane`'s {units} of segment `s` (none unless `live`).
+fn {name}(s: Segment, lane: u32, group: Group, c: Control, live: bool) {{
     let count = select(0u, units_of(s, lane), live);
-    for (var k = 0u; k < count; k++) {
+    for (var k = 0u; k < count; k++) {{
         let idx = element_indices(s.start, lane, k);
         // Lane x is the first element: past the end, so is every later unit. (A run's count
         // is exact: it never passes the end.)
-        if !RUNS && idx.x >= s.end {
+        if !RUNS && idx.x >= s.end {{
             break;
-        }
-        step_unit(idx, s, group, c);
-    }
+        }}
+        {step}(idx, s, group, c);
+    }}
+}}
+"
+    )
 }
-";
 
 const STOCHASTIC_COMMENT: &str = "
 // Stochastic rounding of the bf16 parameters (Rounding::Stochastic): the seed, and the random
