@@ -166,6 +166,7 @@ fn precision(name: &str) -> Option<(&'static str, Storage, Precision)> {
         Storage {
             quant8: Some(Quant8 {
                 unsigned: [false, true, true],
+                ..Quant8::default()
             }),
             ..Storage::F32
         },

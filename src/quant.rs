@@ -138,21 +138,95 @@ fn from_order_key(key: u32) -> f32 {
     })
 }
 
-/// What the device's quantizer reads (the storage buffer bound at `QuantMaps`, `qmaps` in
-/// shaders/common/quant8.wgsl), in vec4s: the signed map then the unsigned one (128 vec4s),
-/// then, for each map in the same order, 256 windows of four [`thresholds`]: window `s` holds
-/// boundaries `s + 1` to `s + 4` (+inf past 255), so that one 16-byte load settles a code
-/// known to lie in `s..=s + 4`.
-pub fn device_table() -> Vec<f32> {
+/// Words of [`device_table`] before its boundaries: the two maps' entries (as f32 bits), the
+/// signed map's 256 then the unsigned one's.
+pub const TABLE_BOUNDS: usize = 512;
+
+/// Words of [`device_table`] before its buckets' codes: the maps, then each map's 256
+/// decision boundaries.
+pub const TABLE_BUCKETS: usize = 1024;
+
+/// Buckets of each of [`device_table`]'s three bucket tables: magnitudes from 2^-23 to 2^1,
+/// 128 to an octave (the top 7 bits of the significand).
+pub const BUCKETS: usize = 24 * 128;
+
+/// The float bits of a magnitude shifted right by this leave its bucket (plus
+/// [`FIRST_BUCKET`]): its exponent and the top 7 bits of its significand.
+pub const BUCKET_SHIFT: u32 = 16;
+
+/// The bucket key (`bits >> BUCKET_SHIFT`) of 2^-23, the first bucket's: smaller magnitudes
+/// fall in the first bucket too, larger than the last one's (1 to 2) in the last.
+pub const FIRST_BUCKET: u32 = (127 - 23) << 7;
+
+/// Words of [`device_table`].
+pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS / 4;
+
+/// What the device's quantizer reads (bound at `QuantMaps`, `qmaps` in
+/// shaders/common/quant8.wgsl), as 32-bit words:
+///
+/// - from 0, the two maps' entries as f32 bits, the signed map then the unsigned one;
+/// - from [`TABLE_BOUNDS`], each map's decision boundaries 1 to 255 ([`thresholds`]) as f32
+///   bits, then a NaN (a boundary nothing reaches), in the same order;
+/// - from [`TABLE_BUCKETS`], three tables of [`BUCKETS`] codes, four to a word (bucket `4j + k`
+///   in byte `k` of word `j`): for the signed map's positive values, its negative values, and
+///   the unsigned map's values (whose negative values all take code 0). Each holds, for each
+///   bucket of magnitudes, the code of the bucket's smallest value.
+///
+/// A bucket is narrower than the gap between two neighbouring boundaries, so it holds at most
+/// one: the code of a value is its bucket's code, or the next one where the value is at least
+/// that code's upper boundary. One load of a bucket and one of a boundary settle a code
+/// without a search (`tests::a_bucket_holds_at_most_one_boundary`; the device against
+/// [`quantize`] in tests/quant8.rs).
+pub fn device_table() -> Vec<u32> {
     let maps = [dynamic_map(true), dynamic_map(false)];
-    let mut table: Vec<f32> = maps.iter().flatten().copied().collect();
+    let mut table: Vec<u32> = maps.iter().flatten().map(|v| v.to_bits()).collect();
     for map in &maps {
         let bounds = thresholds(map);
-        for s in 0..256 {
-            table.extend((s + 1..s + 5).map(|c| bounds.get(c).copied().unwrap_or(f32::INFINITY)));
-        }
+        table.extend(bounds[1..].iter().map(|b| b.to_bits()));
+        table.push(f32::NAN.to_bits());
+    }
+    debug_assert_eq!(table.len(), TABLE_BUCKETS);
+    for (map, negative) in [(&maps[0], false), (&maps[0], true), (&maps[1], false)] {
+        let codes: Vec<u8> = (0..BUCKETS)
+            .map(|bucket| {
+                let (low, high) = bucket_range(bucket);
+                // The bucket's smallest value: its smallest magnitude, or its largest negated.
+                quantize(if negative { -high } else { low }, map)
+            })
+            .collect();
+        table.extend(
+            codes
+                .chunks(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
     }
     table
+}
+
+/// The WGSL declaration of a variable `name` holding [`device_table`] (without its binding
+/// attribute): a uniform buffer, which must have a size, or a read-only storage buffer.
+pub fn table_declaration(name: &str, uniform: bool) -> String {
+    if uniform {
+        format!("var<uniform> {name}: array<vec4<u32>, {}>", TABLE_WORDS / 4)
+    } else {
+        format!("var<storage, read> {name}: array<vec4<u32>>")
+    }
+}
+
+/// The smallest and largest magnitude of bucket `bucket` (0 and infinity at the ends).
+fn bucket_range(bucket: usize) -> (f32, f32) {
+    let key = FIRST_BUCKET + bucket as u32;
+    let low = if bucket == 0 {
+        0.0
+    } else {
+        f32::from_bits(key << BUCKET_SHIFT)
+    };
+    let high = if bucket == BUCKETS - 1 {
+        f32::INFINITY
+    } else {
+        f32::from_bits(((key + 1) << BUCKET_SHIFT) - 1)
+    };
+    (low, high)
 }
 
 /// A block's scale: the largest magnitude among its finite values, at least [`MIN_SCALE`].
@@ -240,6 +314,52 @@ mod tests {
         }
         assert_eq!(dynamic_map(true)[127], 0.0);
         assert_eq!(dynamic_map(false)[0], 0.0);
+    }
+
+    #[test]
+    fn a_bucket_holds_at_most_one_boundary() {
+        let table = device_table();
+        for (t, signed, negative) in [(0, true, false), (1, true, true), (2, false, false)] {
+            let map = dynamic_map(signed);
+            for bucket in 0..BUCKETS {
+                let (low, high) = bucket_range(bucket);
+                let (first, last) = if negative { (-high, -low) } else { (low, high) };
+                let (first, last) = (quantize(first, &map), quantize(last, &map));
+                assert!(
+                    last - first <= 1,
+                    "table {t}, bucket {bucket}: {first} to {last}"
+                );
+                let b = t * BUCKETS + bucket;
+                let word = table[TABLE_BUCKETS + b / 4];
+                assert_eq!((word >> (8 * (b % 4))) & 0xff, u32::from(first));
+            }
+        }
+        // Magnitudes below the first bucket's share its codes, above the last one's its.
+        assert_eq!(bucket_range(0).0, 0.0);
+        assert_eq!(f32::from_bits(FIRST_BUCKET << BUCKET_SHIFT), 2f32.powi(-23));
+        assert_eq!(bucket_range(BUCKETS - 1).0, 1.0 + 127.0 / 128.0);
+    }
+
+    #[test]
+    fn the_shaders_table_constants_are_the_hosts() {
+        let text = crate::shaders::files()
+            .into_iter()
+            .find(|f| f.path == "common/quant8.wgsl")
+            .expect("common/quant8.wgsl")
+            .text;
+        for (name, value) in [
+            ("BLOCK", BLOCK as u32),
+            ("TABLE_BOUNDS", TABLE_BOUNDS as u32),
+            ("TABLE_BUCKETS", TABLE_BUCKETS as u32),
+            ("BUCKETS", BUCKETS as u32),
+            ("BUCKET_SHIFT", BUCKET_SHIFT),
+            ("FIRST_BUCKET", FIRST_BUCKET),
+        ] {
+            let line = format!("const {name}: u32 = {value}u;");
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(text.contains(&format!("const MIN_SCALE: f32 = {MIN_SCALE:e};")));
+        assert_eq!(device_table().len(), TABLE_WORDS);
     }
 
     #[test]

@@ -202,13 +202,26 @@ fn configs() -> Vec<OptimizerConfig> {
 /// `ctx` launching with `workgroup_size` invocations, `vec4s` units each, and either runs per
 /// invocation (each invocation updates whole blocks alone, in two passes: what
 /// `Context::request` picks for CPU adapters such as lavapipe) or not (`BLOCK_LANES` lanes
-/// share each block, one pass: GPUs' default). Built once per setting and kept for the tests'
-/// run.
+/// share each block, one pass: GPUs' default); the quantization table in a uniform buffer
+/// with runs (CPU adapters' default), else in a storage buffer. Built once per setting and
+/// kept for the tests' run.
 fn dealt(ctx: &'static Context, runs: bool, workgroup_size: u32, vec4s: u32) -> &'static Context {
+    dealt_with(ctx, runs, runs, workgroup_size, vec4s)
+}
+
+/// [`dealt`] with the table's binding chosen apart (`uniform_maps`).
+fn dealt_with(
+    ctx: &'static Context,
+    runs: bool,
+    uniform_maps: bool,
+    workgroup_size: u32,
+    vec4s: u32,
+) -> &'static Context {
     type Key = (usize, Tuning);
     static CONTEXTS: Mutex<Vec<(Key, &'static Context)>> = Mutex::new(Vec::new());
     let tuning = Tuning {
         runs_per_invocation: runs,
+        uniform_maps,
         workgroup_size,
         vec4s_per_invocation: vec4s,
         ..ctx.tuning()
@@ -223,7 +236,9 @@ fn dealt(ctx: &'static Context, runs: bool, workgroup_size: u32, vec4s: u32) -> 
     dealt
 }
 
-/// Both ways of dealing blocks to invocations, at the default launch settings.
+/// Both ways of dealing blocks to invocations, at the default launch settings: runs with the
+/// table in a uniform buffer (CPU adapters'), lanes sharing blocks with the table in a storage
+/// buffer (GPUs').
 fn both_dealings() -> [&'static Context; 2] {
     [true, false].map(|runs| dealt(context(), runs, 256, 4))
 }
@@ -347,6 +362,42 @@ fn eight_bit_states_fit_webgpus_default_limits() {
         let mut run = Quant8Run::on(ctx, &config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(3, &format!("{} on WebGPU's default limits", config.name()));
     }
+    // With master weights AdamW binds 8 storage buffers where the table is a uniform buffer,
+    // 9 (past the limit, refused by name) where it is a storage one.
+    let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
+    let master = Precision::default().with_master_weights();
+    let uniform = ctx.clone().with_tuning(Tuning {
+        uniform_maps: true,
+        ..ctx.tuning()
+    });
+    let uniform: &'static Context = Box::leak(Box::new(uniform));
+    let mut run = Quant8Run::on(uniform, &adamw, &[4096, 8192], Dtype::BF16, master);
+    run.steps_compared(
+        3,
+        "AdamW, bf16 parameters, master weights, the table a uniform buffer",
+    );
+    let storage = ctx.clone().with_tuning(Tuning {
+        uniform_maps: false,
+        ..ctx.tuning()
+    });
+    let params = tensors(&storage, &[4096], Dtype::BF16);
+    let group = ParamGroup {
+        config: adamw,
+        params,
+    };
+    let precision = master.with_8bit_states();
+    let refused = Optimizer::with_precision(&storage, vec![group], precision).map(|_| ());
+    assert!(
+        matches!(
+            refused,
+            Err(Error::TooManyStorageBuffers {
+                needed: 9,
+                limit: 8,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 }
 
 /// Devices with WebGPU's default limits but bindings of 16, 32 or 64 KiB.
@@ -365,14 +416,16 @@ proptest::proptest! {
     /// Any buffer of 8-bit tensors (whole blocks, from 4096 elements, up to six bindings long)
     /// and full-precision ones, under any of three binding limits, with any offered optimizer,
     /// either dealing of blocks and workgroup sizes that leave the last round of shared
-    /// blocks partly idle (48 lanes: three blocks a round; 100: clamped to 96; 1: to 16):
-    /// code for code with the reference over two steps, whatever the cuts.
+    /// blocks partly idle (48 lanes: three blocks a round; 100: clamped to 96; 1: to 16),
+    /// either binding of the quantization table: code for code with the reference over two
+    /// steps, whatever the cuts.
     #[test]
     fn any_layout_in_any_binding_matches_the_reference(
         sizes in proptest::collection::vec((0u8..3, 1usize..100), 1..6),
         kib in proptest::sample::select(vec![16usize, 32, 64]),
         optimizer in 0usize..4,
         runs in proptest::bool::ANY,
+        uniform_maps in proptest::bool::ANY,
         workgroup_size in proptest::sample::select(vec![1u32, 16, 48, 100, 256]),
     ) {
         let lens: Vec<usize> = sizes
@@ -381,10 +434,11 @@ proptest::proptest! {
             .collect();
         let config = &configs()[optimizer];
         let what = format!(
-            "{} over {lens:?} in {kib} KiB bindings, runs {runs}, workgroups of {workgroup_size}",
+            "{} over {lens:?} in {kib} KiB bindings, runs {runs}, uniform table {uniform_maps}, \
+             workgroups of {workgroup_size}",
             config.name()
         );
-        let ctx = dealt(bindings_of(kib), runs, workgroup_size, 4);
+        let ctx = dealt_with(bindings_of(kib), runs, uniform_maps, workgroup_size, 4);
         let mut run = Quant8Run::on(ctx, config, &lens, Dtype::F32, Precision::default());
         run.steps_compared(2, &what);
     }
@@ -696,16 +750,15 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
     assert_eq!(run.device.read_step().unwrap(), 1);
 }
 
-/// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl, a guess from the map's
-/// structure settled by a window of decision boundaries) against the host's, torchao's binary
-/// search (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
+/// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl: a bucket of magnitudes'
+/// code settled by one decision boundary) against the host's, torchao's binary search
+/// (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
 /// neighbours, every decision boundary, the floats on either side of each, the band edges
-/// (powers of ten) and theirs, zeros, the ends, values past them, infinities, NaN and a spread
-/// of others.
+/// (powers of ten) and theirs, the buckets' edges, zeros, the ends, values past them,
+/// subnormals, infinities, NaN and a spread of others; with the table in a storage buffer and
+/// in a uniform one.
 #[test]
 fn the_device_quantizer_is_torchaos_search_on_every_edge() {
-    use wgpu::util::DeviceExt;
-    let ctx = context();
     let up = |x: f32| {
         f32::from_bits(if x >= 0.0 {
             x.to_bits() + 1
@@ -729,6 +782,10 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
         -1.5,
         f32::INFINITY,
         f32::NEG_INFINITY,
+        f32::MIN_POSITIVE / 4.0,
+        -f32::MIN_POSITIVE / 4.0,
+        f32::MAX,
+        -f32::MAX,
     ];
     for signed in [true, false] {
         let map = dynamic_map(signed);
@@ -744,18 +801,49 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
         let edge = 10f32.powi(-k);
         values.extend([edge, up(edge), down(edge), -edge, -up(edge), -down(edge)]);
     }
+    // Every bucket's first magnitude and the one below it, both signs.
+    for key in quant::FIRST_BUCKET..quant::FIRST_BUCKET + quant::BUCKETS as u32 + 1 {
+        let edge = f32::from_bits(key << quant::BUCKET_SHIFT);
+        values.extend([edge, down(edge), -edge, -down(edge)]);
+    }
     let mut rng = Rng::new(5);
     values.extend((0..4000).map(|i| rng.uniform() * 10f32.powi(-(i % 9))));
     values.resize(values.len().next_multiple_of(4), 0.0);
     values.push(f32::NAN);
     values.resize(values.len().next_multiple_of(4), 0.0);
+    for uniform in [false, true] {
+        let words = quantized_on_device(&values, uniform);
+        let mut checked = 0;
+        for (signed, offset) in [(true, 0), (false, 1)] {
+            let map = dynamic_map(signed);
+            for (i, group) in values.chunks(4).enumerate() {
+                let word = words[2 * i + offset];
+                for (k, &x) in group.iter().enumerate() {
+                    let device = (word >> (8 * k)) & 0xff;
+                    let host = u32::from(quantize(x, &map));
+                    assert_eq!(
+                        device, host,
+                        "{x:e} (signed {signed}, uniform table {uniform}): device {device}, host {host}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30000, "{checked}");
+    }
+}
 
+/// `quantize4` of every four of `values` on the device, on the signed map and the unsigned
+/// one (two words each), the table bound as a uniform buffer or a storage one.
+fn quantized_on_device(values: &[f32], uniform: bool) -> Vec<u32> {
+    use wgpu::util::DeviceExt;
+    let ctx = context();
     let quant8 = shaders::files()
         .into_iter()
         .find(|f| f.path == "common/quant8.wgsl")
         .unwrap();
     let source = format!(
-        "@group(0) @binding(0) var<storage, read> qmaps: array<vec4<f32>>;
+        "@group(0) @binding(0) {};
 @group(0) @binding(1) var<storage, read> inputs: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> outputs: array<u32>;
 {}
@@ -766,6 +854,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
     outputs[2u * i] = quantize4(inputs[i], 0u);
     outputs[2u * i + 1u] = quantize4(inputs[i], 256u);
 }}",
+        quant::table_declaration("qmaps", uniform),
         quant8.text
     );
     let device = ctx.device();
@@ -781,8 +870,12 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
         compilation_options: Default::default(),
         cache: None,
     });
-    let maps = ctx.upload_f32("maps", &quant::device_table());
-    let inputs = ctx.upload_f32("inputs", &values);
+    let table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("table"),
+        contents: bytemuck::cast_slice(&quant::device_table()),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+    });
+    let inputs = ctx.upload_f32("inputs", values);
     let outputs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("outputs"),
         contents: &vec![0u8; values.len() * 2],
@@ -792,7 +885,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            (0, maps.as_entire_binding()),
+            (0, table.as_entire_binding()),
             (1, inputs.as_entire_binding()),
             (2, outputs.as_entire_binding()),
         ]
@@ -806,27 +899,9 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
         pass.dispatch_workgroups((values.len() as u32 / 4).div_ceil(64), 1, 1);
     }
     ctx.queue().submit([encoder.finish()]);
-    let words: Vec<u32> = ctx
-        .read_f32(&BufferRange::whole(&outputs))
+    ctx.read_f32(&BufferRange::whole(&outputs))
         .unwrap()
         .iter()
         .map(|w| w.to_bits())
-        .collect();
-    let mut checked = 0;
-    for (signed, offset) in [(true, 0), (false, 1)] {
-        let map = dynamic_map(signed);
-        for (i, group) in values.chunks(4).enumerate() {
-            let word = words[2 * i + offset];
-            for (k, &x) in group.iter().enumerate() {
-                let device = (word >> (8 * k)) & 0xff;
-                let host = u32::from(quantize(x, &map));
-                assert_eq!(
-                    device, host,
-                    "{x:e} (signed {signed}): device {device}, host {host}"
-                );
-                checked += 1;
-            }
-        }
-    }
-    assert!(checked > 8000, "{checked}");
+        .collect()
 }

@@ -129,15 +129,20 @@ fn binding_of(module: &naga::Module, name: &str) -> Option<u32> {
         .map(|b| b.binding)
 }
 
-/// The storages of 8-bit states: every parameter type, master weights, stochastic rounding.
+/// The storages of 8-bit states: every parameter type, master weights, stochastic rounding,
+/// the table in a storage buffer and in a uniform one.
 fn quantized_storages() -> Vec<Storage> {
-    let quant8 = Some(Quant8 {
-        unsigned: [false, true, true],
-    });
-    storages()
-        .into_iter()
-        .filter(|s| s.states == Dtype::F32)
-        .map(|s| Storage { quant8, ..s })
+    let bases = storages().into_iter().filter(|s| s.states == Dtype::F32);
+    bases
+        .flat_map(|s| {
+            [false, true].map(|uniform_maps| Storage {
+                quant8: Some(Quant8 {
+                    unsigned: [false, true, true],
+                    uniform_maps,
+                }),
+                ..s
+            })
+        })
         .collect()
 }
 
@@ -160,6 +165,17 @@ fn quantized_modules_validate_and_bind_where_the_host_binds() {
                 declared("qmaps"),
                 Some(Binding::QuantMaps.index()),
                 "{name}"
+            );
+            let uniform = storage.quant8.is_some_and(|q| q.uniform_maps);
+            let space = module
+                .global_variables
+                .iter()
+                .find(|(_, v)| v.name.as_deref() == Some("qmaps"))
+                .map(|(_, v)| v.space);
+            assert_eq!(
+                space == Some(naga::AddressSpace::Uniform),
+                uniform,
+                "{name}: {space:?}"
             );
             // Every state's codes and scales in one binding each: no `state0`...
             assert_eq!(declared("codes"), Some(Binding::Codes.index()), "{name}");

@@ -4,7 +4,8 @@
 // of BLOCK elements from its tensor's first (from `scales_base(slot)` of `scales`). A code
 // stands for map_entry(base + code) * scale, `base` 0 for the signed map (first moments,
 // momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
-// `quant::device_table`: the two maps, then each map's windows of decision boundaries. The
+// `quant::device_table`, 32-bit words: the two maps, each map's decision boundaries, and the
+// codes of buckets of magnitudes (a uniform buffer or a storage one: Tuning::uniform_maps). The
 // generated update (src/kernel/elements/) finds each slot's new scale, the largest finite
 // magnitude of the block's updated values (at least MIN_SCALE), before it stores any code of
 // the block: with lanes sharing a block in one pass (`step_block_rounds`), or with a block per
@@ -15,12 +16,23 @@
 const BLOCK: u32 = 256u;
 const MIN_SCALE: f32 = 1e-12;
 const MAX_FINITE: f32 = 3.40282347e38;
-// Where the windows of boundaries start in `qmaps`, in vec4s (after the two maps' 512 entries).
-const WINDOWS: u32 = 128u;
+// Where `qmaps` (32-bit words; src/quant.rs, `device_table`) holds the maps' decision
+// boundaries and the buckets' codes, how many buckets each of its three bucket tables has,
+// and how a magnitude's bits give its bucket: the host's constants of the same names.
+const TABLE_BOUNDS: u32 = 512u;
+const TABLE_BUCKETS: u32 = 1024u;
+const BUCKETS: u32 = 3072u;
+const BUCKET_SHIFT: u32 = 16u;
+const FIRST_BUCKET: u32 = 13312u;
+
+// Word `i` of the table.
+fn table_word(i: u32) -> u32 {
+    return qmaps[i >> 2u][i & 3u];
+}
 
 // Entry `i` of the two maps (the signed map's 256, then the unsigned one's).
 fn map_entry(i: u32) -> f32 {
-    return qmaps[i >> 2u][i & 3u];
+    return bitcast<f32>(table_word(i));
 }
 
 // The four values a word of codes stands for.
@@ -39,54 +51,39 @@ fn finite_max4(v: vec4<f32>) -> f32 {
     return max(max(m.x, m.y), max(m.z, m.w));
 }
 
-// How many of the four boundaries `t` are at most `x`.
-fn count_at_most(t: vec4<f32>, x: f32) -> u32 {
-    let below = vec4<u32>(t <= vec4(x));
-    return below.x + below.y + below.z + below.w;
+// The code of the bucket word `b` of the bucket tables names.
+fn bucket_code(b: u32) -> u32 {
+    return (table_word(TABLE_BUCKETS + (b >> 2u)) >> ((b & 3u) * 8u)) & 0xffu;
 }
 
-// torchao's quantize_8bit_with_qmap of four values already divided by their scale: the last
-// entry at most x (what its branchless binary search finds, 0 below the map), then up to the
-// next entry when x is at least half way to it. A NaN takes code 0, an infinity the map's end.
+// torchao's quantize_8bit_with_qmap of four values already divided by their scale (the
+// entry nearest x, what its branchless binary search and rounding step find): a NaN takes
+// code 0, an infinity the map's end.
 //
-// The search's eight lookups and its rounding step are replaced by a guess from the map's
-// structure and one 16-byte load. The positive entries come in seven bands, band i holding
-// 2^(i + shift) values 10^(i - 6) * (0.1 + 0.9 (j + 1/2) / 2^(i + shift)) (shift 0 signed, 1
-// unsigned; the signed map mirrors them below 0). From the band of |x| (log10) and the
-// position in it, the guess lies within two below or one above the last entry at most x (a
-// log10 rounded across a band's edge lands on the neighbouring band's end entry, which is that
-// entry or next to it), so the code, that entry or the next, lies in s..=s + 4 with s one below
-// the guess. The code is then s plus how many of the decision boundaries s + 1 to s + 4 are at
-// most x (the host's `quant::thresholds`: the code of x is the number of boundaries at most x),
-// one window of `qmaps`. tests/quant8.rs checks it against the host's search on every entry,
-// boundary and midpoint, their neighbours and the band edges.
+// Without the search's eight lookups: the top bits of |x| (its exponent and 7 bits of
+// significand) name a bucket of magnitudes narrower than any gap between two of the map's
+// decision boundaries, whose table (the signed map's positive or negative values, or the
+// unsigned map's) gives the code of the bucket's smallest value; x takes that code, or the
+// next where it is at least the next code's boundary (the host's `quant::thresholds`). Two
+// lookups and no float arithmetic. tests/quant8.rs checks it against the host's search on
+// every entry, boundary and midpoint, their neighbours and the band edges.
 fn quantize4(x: vec4<f32>, base: u32) -> u32 {
     let signed = base == 0u;
-    let shift = select(1.0, 0.0, signed);
-    let y = abs(x);
-    // The band of y: y in [10^(i - 7), 10^(i - 6)), clamped to the seven bands.
-    let band = clamp(floor(log2(y) * 0.30103) + 7.0, vec4(0.0), vec4(6.0));
-    let per_band = exp2(band + shift);
-    let t = y / exp2(band * 3.32192809) * 1e6;
-    // The index among the positive entries of the last one at most y (-1: none).
-    let position = clamp((t - 0.1) * per_band / 0.9 - 0.5, vec4(-2.0), vec4(300.0));
-    let count = select(254.0, 127.0, signed);
-    let m = clamp(exp2(shift) * (exp2(band) - 1.0) + floor(position), vec4(-1.0), vec4(count - 1.0));
-    // Signed: the positive entries from code 128, their negations down from 126. Unsigned:
-    // from code 1, and nothing below 0 (code 0).
-    let unsigned_guess = select(vec4(0.0), 1.0 + m, x >= vec4(0.0));
-    let guess = select(unsigned_guess, select(125.0 - m, 128.0 + m, x >= vec4(0.0)), signed);
-    // s + 4 stays within the map: a guess past 252 leaves the code in 251..=255 still.
-    let s = vec4<u32>(clamp(guess - 1.0, vec4(0.0), vec4(251.0)));
-    let w = s + vec4(WINDOWS + base);
-    var code = s + vec4(
-        count_at_most(qmaps[w.x], x.x),
-        count_at_most(qmaps[w.y], x.y),
-        count_at_most(qmaps[w.z], x.z),
-        count_at_most(qmaps[w.w], x.w),
-    );
-    // A NaN (by its bits: compilers may fold x != x) takes code 0.
-    let nan = (bitcast<vec4<u32>>(x) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
-    code = select(code, vec4(0u), nan);
+    let bits = bitcast<vec4<u32>>(x);
+    let magnitude = bits & vec4(0x7fffffffu);
+    let last = FIRST_BUCKET + BUCKETS - 1u;
+    let key = clamp(magnitude >> vec4(BUCKET_SHIFT), vec4(FIRST_BUCKET), vec4(last));
+    // Tables 0 and 1: the signed map's positive and negative values; 2: the unsigned map's.
+    let table = select(vec4(2u), bits >> vec4(31u), vec4(signed));
+    let b = table * BUCKETS + key - vec4(FIRST_BUCKET);
+    let first = vec4(bucket_code(b.x), bucket_code(b.y), bucket_code(b.z), bucket_code(b.w));
+    // The boundary of code first + 1 (a NaN past code 255, which nothing reaches).
+    let at = first + vec4(TABLE_BOUNDS + base);
+    let bound = vec4(map_entry(at.x), map_entry(at.y), map_entry(at.z), map_entry(at.w));
+    var code = first + vec4<u32>(x >= bound);
+    // A NaN (by its bits: compilers may fold x != x) takes code 0, and so does a negative
+    // value on the unsigned map.
+    let zero = (magnitude > vec4(0x7f800000u)) | (vec4(!signed) & (x < vec4(0.0)));
+    code = select(code, vec4(0u), zero);
     return code.x | (code.y << 8u) | (code.z << 16u) | (code.w << 24u);
 }

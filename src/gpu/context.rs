@@ -35,6 +35,15 @@ pub struct Tuning {
     /// streams through contiguous memory: AdamW 1.08x faster at 16M, BENCHMARKS.md). Results
     /// are the same bits either way.
     pub runs_per_invocation: bool,
+    /// Where an update with 8-bit states reads its quantization table (the maps, their
+    /// decision boundaries and the buckets' codes, 13 KiB: `quant::device_table`): `false`,
+    /// a read-only storage buffer; `true`, a uniform buffer. [`Context::request`] turns it on
+    /// for CPU adapters: lavapipe gathers a uniform buffer's words for a batch of lanes at
+    /// once, where it loops over the lanes for each storage access (AdamW at 16M with 8-bit
+    /// states 1.28x faster, BENCHMARKS.md). On GPUs lanes of a subgroup reading different
+    /// words of a uniform buffer may be served one address at a time (a constant cache).
+    /// Results are the same bits either way.
+    pub uniform_maps: bool,
 }
 
 /// The most vec4s one invocation of an update kernel takes ([`Tuning::vec4s_per_invocation`]):
@@ -49,6 +58,7 @@ impl Default for Tuning {
             max_workgroups_per_dispatch: 65535,
             subgroups: true,
             runs_per_invocation: false,
+            uniform_maps: false,
         }
     }
 }
@@ -267,7 +277,9 @@ impl Context {
     ) -> Self {
         let mut context = Self::from_device(device, queue);
         let info = adapter.get_info();
-        context.tuning.runs_per_invocation = info.device_type == wgpu::DeviceType::Cpu;
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        context.tuning.runs_per_invocation = cpu;
+        context.tuning.uniform_maps = cpu;
         context.adapter_info = Some(info);
         context.instance = Some(Arc::new(instance));
         context.adapter = Some(adapter);

@@ -63,30 +63,43 @@ pub(crate) fn create_module(
     })
 }
 
-/// One storage-buffer entry of a bind group layout.
+/// One buffer entry of a bind group layout: a storage buffer (most) or a uniform one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StorageEntry {
+pub(crate) struct BufferEntry {
     /// Its binding number.
     pub binding: u32,
-    /// Whether the shader only reads it.
-    pub read_only: bool,
+    /// What kind of buffer the shader binds there.
+    pub ty: wgpu::BufferBindingType,
 }
 
-impl StorageEntry {
-    /// A buffer the shader reads and writes.
+impl BufferEntry {
+    /// A storage buffer the shader reads and writes.
     pub const fn read_write(binding: u32) -> Self {
-        StorageEntry {
+        BufferEntry {
             binding,
-            read_only: false,
+            ty: wgpu::BufferBindingType::Storage { read_only: false },
         }
     }
 
-    /// A buffer the shader only reads.
+    /// A storage buffer the shader only reads.
     pub const fn read(binding: u32) -> Self {
-        StorageEntry {
+        BufferEntry {
             binding,
-            read_only: true,
+            ty: wgpu::BufferBindingType::Storage { read_only: true },
         }
+    }
+
+    /// A uniform buffer.
+    pub const fn uniform(binding: u32) -> Self {
+        BufferEntry {
+            binding,
+            ty: wgpu::BufferBindingType::Uniform,
+        }
+    }
+
+    /// Whether it is a storage buffer.
+    pub fn is_storage(&self) -> bool {
+        matches!(self.ty, wgpu::BufferBindingType::Storage { .. })
     }
 }
 
@@ -109,11 +122,11 @@ pub(crate) fn check_storage_buffers(
     Ok(())
 }
 
-/// A compute bind group layout of storage buffers.
+/// A compute bind group layout of buffers.
 pub(crate) fn bind_group_layout(
     device: &wgpu::Device,
     label: &str,
-    entries: &[StorageEntry],
+    entries: &[BufferEntry],
 ) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = entries
         .iter()
@@ -121,9 +134,7 @@ pub(crate) fn bind_group_layout(
             binding: entry.binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage {
-                    read_only: entry.read_only,
-                },
+                ty: entry.ty,
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },

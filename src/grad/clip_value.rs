@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::config::positive_f32;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::{
-    bind_group, bind_group_layout, compute_pipeline, create_module, StorageEntry,
+    bind_group, bind_group_layout, compute_pipeline, create_module, BufferEntry,
 };
 use crate::gpu::{capture_errors, check_disjoint, storage_alignment, BufferRange, Context};
 use crate::kernel::plan::{ControlMode, DevicePlan, PlanGroups, PlanLimits};
@@ -125,9 +125,9 @@ impl ClipValue {
                 device,
                 "clip_value",
                 &[
-                    StorageEntry::read_write(B::Values.index()),
-                    StorageEntry::read(B::Bound.index()),
-                    StorageEntry::read(B::Segments.index()),
+                    BufferEntry::read_write(B::Values.index()),
+                    BufferEntry::read(B::Bound.index()),
+                    BufferEntry::read(B::Segments.index()),
                 ],
             );
             let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];

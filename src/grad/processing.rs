@@ -8,7 +8,7 @@ use super::config::{GradConfig, GradHyper, Partial};
 use crate::dtype::Dtype;
 use crate::error::Result;
 use crate::gpu::pipeline::{
-    bind_group, bind_group_layout, compute_pipeline, create_module, flag, StorageEntry,
+    bind_group, bind_group_layout, compute_pipeline, create_module, flag, BufferEntry,
 };
 use crate::gpu::{capture_errors, BufferRange, Context};
 use crate::kernel::plan::{grid, DevicePlan, Role};
@@ -80,12 +80,12 @@ impl Slots for GradBinding {
 }
 
 impl GradBinding {
-    fn read(self) -> StorageEntry {
-        StorageEntry::read(self.index())
+    fn read(self) -> BufferEntry {
+        BufferEntry::read(self.index())
     }
 
-    fn read_write(self) -> StorageEntry {
-        StorageEntry::read_write(self.index())
+    fn read_write(self) -> BufferEntry {
+        BufferEntry::read_write(self.index())
     }
 
     fn bind(self, resource: wgpu::BindingResource<'_>) -> (u32, wgpu::BindingResource<'_>) {

@@ -8,7 +8,7 @@ use super::spec::Kernel;
 use super::storage::{ElementLayout, Storage};
 use crate::error::Result;
 use crate::gpu::pipeline::{
-    bind_group_layout, check_storage_buffers, compute_pipeline, create_module, flag, StorageEntry,
+    bind_group_layout, check_storage_buffers, compute_pipeline, create_module, flag, BufferEntry,
 };
 use crate::gpu::Context;
 
@@ -128,7 +128,8 @@ pub(crate) struct ModuleKey {
 struct LayoutsKey {
     kernel: &'static str,
     master: bool,
-    quant8: bool,
+    // With 8-bit states: whether the table is a uniform buffer.
+    uniform_maps: Option<bool>,
 }
 
 /// Cache key of a kernel's module.
@@ -157,15 +158,17 @@ pub(crate) fn kernel_layouts(
     storage: Storage,
 ) -> Result<Arc<KernelLayouts>> {
     let master = storage.master;
-    let quant8 = storage.quant8.is_some();
     let key = LayoutsKey {
         kernel: kernel.name,
         master,
-        quant8,
+        uniform_maps: storage.quant8.map(|q| q.uniform_maps),
     };
-    let entry = |binding: Binding, read_only| StorageEntry {
-        binding: binding.index(),
-        read_only,
+    let entry = |binding: Binding, read_only| {
+        if read_only {
+            BufferEntry::read(binding.index())
+        } else {
+            BufferEntry::read_write(binding.index())
+        }
     };
     let prologue = [
         entry(Binding::Control, false),
@@ -182,20 +185,26 @@ pub(crate) fn kernel_layouts(
         update.push(entry(Binding::Trust, false));
     }
     debug_assert!(kernel.state_slots <= MAX_STATE_SLOTS);
-    if quant8 {
-        // One binding of codes and one of scales for every state, and the maps: 8 storage
+    if let Some(quant8) = storage.quant8 {
+        // One binding of codes and one of scales for every state, and the table: 8 storage
         // buffers for Adam's three slots, as with f32 states and WebGPU's default limit (SGD
-        // and Lion, one slot, bind 8 where f32 states take 6).
+        // and Lion, one slot, bind 8 where f32 states take 6); one fewer with the table a
+        // uniform buffer.
         update.push(entry(Binding::Codes, false));
         update.push(entry(Binding::Scales, false));
-        update.push(entry(Binding::QuantMaps, true));
+        update.push(if quant8.uniform_maps {
+            BufferEntry::uniform(Binding::QuantMaps.index())
+        } else {
+            entry(Binding::QuantMaps, true)
+        });
     } else {
         update.extend((0..kernel.state_slots).map(|slot| entry(Binding::State(slot), false)));
     }
     if master {
         update.push(entry(Binding::Master, false));
     }
-    check_storage_buffers(ctx.device(), kernel.name, update.len())?;
+    let storage_buffers = update.iter().filter(|e| e.is_storage()).count();
+    check_storage_buffers(ctx.device(), kernel.name, storage_buffers)?;
     ctx.cached(key, |device| KernelLayouts {
         prologue: bind_group_layout(device, kernel.name, &prologue),
         update: bind_group_layout(device, kernel.name, &update),

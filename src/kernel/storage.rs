@@ -49,11 +49,15 @@ pub enum Rounding {
 /// 8-bit block-quantized states ([`Precision::with_8bit_states`](crate::Precision)): each state
 /// slot is a code per element (4 to a 32-bit word) and an f32 scale per block of
 /// [`BLOCK`](crate::quant::BLOCK) elements (`src/quant.rs`); `unsigned` says which slots index
-/// the unsigned map (second moments), the others the signed one.
+/// the unsigned map (second moments), the others the signed one; `uniform_maps` how the
+/// quantization table is bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Quant8 {
     /// Per state slot: the unsigned map (a slot of squares), else the signed one.
     pub unsigned: [bool; 3],
+    /// The quantization table as a uniform buffer, else a read-only storage buffer
+    /// ([`Tuning::uniform_maps`]).
+    pub uniform_maps: bool,
 }
 
 /// How one optimizer's element buffers are stored: every parameter of an optimizer shares

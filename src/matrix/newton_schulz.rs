@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{invalid, Error, Result};
 use crate::gpu::pipeline::{
-    bind_group, bind_group_layout, compute_pipeline, create_module, StorageEntry,
+    bind_group, bind_group_layout, compute_pipeline, create_module, BufferEntry,
 };
 use crate::gpu::{capture_errors, BufferRange, Context};
 use crate::kernel::{concatenate, prelude, shader_file, ShaderFile, Slots};
@@ -425,14 +425,14 @@ fn build_pipelines(device: &wgpu::Device, options: NsOptions) -> NsPipelines {
     let source = newton_schulz_source(options.f16_iterate);
     let module = create_module(device, "newton_schulz", &source);
     let entries = [
-        StorageEntry::read(B::Table.index()),
-        StorageEntry::read(B::Input.index()),
-        StorageEntry::read_write(B::Output.index()),
-        StorageEntry::read_write(B::SumSquares.index()),
-        StorageEntry::read(B::XIn.index()),
-        StorageEntry::read_write(B::XOut.index()),
-        StorageEntry::read_write(B::Gram.index()),
-        StorageEntry::read_write(B::Poly.index()),
+        BufferEntry::read(B::Table.index()),
+        BufferEntry::read(B::Input.index()),
+        BufferEntry::read_write(B::Output.index()),
+        BufferEntry::read_write(B::SumSquares.index()),
+        BufferEntry::read(B::XIn.index()),
+        BufferEntry::read_write(B::XOut.index()),
+        BufferEntry::read_write(B::Gram.index()),
+        BufferEntry::read_write(B::Poly.index()),
     ];
     let layout = bind_group_layout(device, "newton_schulz", &entries);
     let pipeline = |entry: &str, constants: &[(&str, f64)]| {

@@ -327,7 +327,7 @@ impl Optimizer {
         }
         let mut storage = storage_of(&params, precision)?;
         if precision.eight_bit_states {
-            storage = quant8::quantized_storage(storage, &spec, precision)?;
+            storage = quant8::quantized_storage(storage, &spec, precision, &ctx.tuning())?;
         }
         if storage.states == Dtype::F16 && spec.states.iter().any(|s| s.holds_squares()) {
             return Err(Error::UnsupportedDtype {
@@ -361,12 +361,15 @@ impl Optimizer {
             control_mode,
         } = checked;
         let device = ctx.device();
-        let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, false))?;
         let tensors: Vec<Vec<BufferRange>> = params
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
         let quantized = quant8::quantized_tensors(storage, &spec, &params);
+        // The prologue's layout is the same for every storage; the update's of full-precision
+        // states is checked against the device's limits only where a tensor keeps them.
+        let all_quantized = !quantized.is_empty() && quantized.iter().all(|&q| q);
+        let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, all_quantized))?;
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
@@ -414,7 +417,7 @@ impl Optimizer {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim quant maps"),
                 contents: bytemuck::cast_slice(&maps),
-                usage: wgpu::BufferUsages::STORAGE,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
             })
         });
         let bound = BoundBuffers {

@@ -132,8 +132,18 @@ impl Pipelines {
         } else {
             None
         };
+        // The prologue from the module of 8-bit states where every chunk keeps them, so that
+        // a module of full-precision states (which may bind more storage buffers than the
+        // device allows) is built only where a chunk needs it.
+        let all_quantized = !plan.chunks.is_empty() && plan.chunks.iter().all(|c| c.quantized);
+        let prologue = with_storage(
+            &spec.overrides,
+            ElementLayout::Vec4,
+            Entry::Prologue,
+            all_quantized,
+        )?;
         Ok(Pipelines {
-            prologue: pipeline(ElementLayout::Vec4, Entry::Prologue)?,
+            prologue,
             update: pass(Entry::Update, Entry::UpdateTail, &spec.overrides)?,
             trust,
         })
@@ -160,9 +170,17 @@ pub(super) fn chunk_dispatches(
     plan: &DevicePlan,
     bound: &BoundBuffers<'_>,
 ) -> Result<(Vec<ChunkDispatch>, Option<TrustFold>)> {
-    let layouts_of =
-        |quantized| kernel_layouts(ctx, spec.kernel, chunk_storage(bound.storage, quantized));
-    let layouts = [layouts_of(false)?, layouts_of(true)?];
+    // The layouts of the kinds of chunk the plan has (with master weights and 8-bit states,
+    // full-precision states may bind more storage buffers than the device allows, and need
+    // not be built where every tensor's states are quantized).
+    let layouts = [false, true].map(|quantized| {
+        let needed = plan.plan.chunks.iter().any(|c| c.quantized == quantized);
+        needed.then(|| kernel_layouts(ctx, spec.kernel, chunk_storage(bound.storage, quantized)))
+    });
+    let layouts: Vec<Option<_>> = layouts
+        .into_iter()
+        .map(Option::transpose)
+        .collect::<Result<_>>()?;
     let device = ctx.device();
     // LAMB's and LARS's per-slot sums (p^2, u^2), then ratios: 8 bytes a segment.
     let trust = spec.kernel.trust_ratio.then(|| {
@@ -232,7 +250,10 @@ pub(super) fn chunk_dispatches(
                     .map(|(binding, resource)| (binding.index(), resource.clone()))
                     .collect();
                 entries.push((Binding::Segments.index(), table));
-                let layout = &layouts[usize::from(chunk.quantized)].update;
+                let layout = &layouts[usize::from(chunk.quantized)]
+                    .as_ref()
+                    .expect("built for every kind of chunk the plan has")
+                    .update;
                 bind_group(device, "wgpu-optim update", layout, &entries)
             };
             // Each dispatch's grid, and its table: its slice, or a regular plan's ends.

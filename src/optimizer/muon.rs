@@ -17,7 +17,7 @@ use wgpu::util::DeviceExt;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::{bind_group, bind_group_layout, compute_pipeline, create_module};
-use crate::gpu::pipeline::{flag, StorageEntry};
+use crate::gpu::pipeline::{flag, BufferEntry};
 use crate::gpu::{BufferRange, Context, Param};
 use crate::grad::{GradConfig, GradProcessing};
 use crate::kernel::plan::{grid, ControlMode, DevicePlan, PlanGroups, PlanLimits};
@@ -178,8 +178,8 @@ struct MuonPipelines {
 
 fn build_layouts(device: &wgpu::Device) -> MuonLayouts {
     use MuonBinding as B;
-    let read = |b: MuonBinding| StorageEntry::read(b.index());
-    let write = |b: MuonBinding| StorageEntry::read_write(b.index());
+    let read = |b: MuonBinding| BufferEntry::read(b.index());
+    let write = |b: MuonBinding| BufferEntry::read_write(b.index());
     let step = [
         read(B::Control),
         read(B::Matrices),

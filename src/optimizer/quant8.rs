@@ -4,7 +4,7 @@
 use super::{Optimizer, Precision};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::gpu::{BufferRange, Param};
+use crate::gpu::{BufferRange, Param, Tuning};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
 use crate::quant::{quantizes, Quantized, BLOCK};
@@ -14,11 +14,12 @@ use crate::quant::{quantizes, Quantized, BLOCK};
 const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
 
 /// `storage` with 8-bit states for `spec`, checked: an offered kernel, no other state type
-/// asked for. Slots of squares take the unsigned map.
+/// asked for. Slots of squares take the unsigned map; the table is bound as `tuning` says.
 pub(super) fn quantized_storage(
     storage: Storage,
     spec: &KernelSpec,
     precision: Precision,
+    tuning: &Tuning,
 ) -> Result<Storage> {
     if !QUANTIZED_KERNELS.contains(&spec.kernel.name) {
         return Err(Error::Quantized(
@@ -36,7 +37,10 @@ pub(super) fn quantized_storage(
     }
     Ok(Storage {
         states: Dtype::F32,
-        quant8: Some(Quant8 { unsigned }),
+        quant8: Some(Quant8 {
+            unsigned,
+            uniform_maps: tuning.uniform_maps,
+        }),
         ..storage
     })
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::LrSchedule;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::{
-    bind_group, bind_group_layout, compute_pipeline, create_module, StorageEntry,
+    bind_group, bind_group_layout, compute_pipeline, create_module, BufferEntry,
 };
 use crate::gpu::{capture_errors, Context};
 use crate::kernel::{
@@ -327,11 +327,11 @@ impl ScheduleTable {
                 device,
                 "schedule",
                 &[
-                    StorageEntry::read(B::Control.index()),
-                    StorageEntry::read_write(B::Groups.index()),
-                    StorageEntry::read(B::Shape.index()),
-                    StorageEntry::read(B::Words.index()),
-                    StorageEntry::read(B::Table.index()),
+                    BufferEntry::read(B::Control.index()),
+                    BufferEntry::read_write(B::Groups.index()),
+                    BufferEntry::read(B::Shape.index()),
+                    BufferEntry::read(B::Words.index()),
+                    BufferEntry::read(B::Table.index()),
                 ],
             );
             SchedulePipeline {

@@ -145,16 +145,17 @@ impl Generator {
                 r.name
             );
         }
-        if self.storage.quant8.is_some() {
+        if let Some(quant8) = self.storage.quant8 {
             let slots = self.roles.iter().filter(|r| r.slot.is_some()).count();
             let _ = write!(
                 s,
                 "{} var<storage, read_write> codes: array<u32>;\n\
                  {} var<storage, read_write> scales: array<f32>;\n\
-                 {} var<storage, read> qmaps: array<vec4<f32>>;\n{}",
+                 {} {};\n{}",
                 Binding::Codes.attribute(),
                 Binding::Scales.attribute(),
                 Binding::QuantMaps.attribute(),
+                crate::quant::table_declaration("qmaps", quant8.uniform_maps),
                 QUANT_REGIONS.replace("SLOTS", &format!("{slots}u")),
             );
         }
