@@ -5,9 +5,9 @@
 //!
 //! Run: `cargo run --release --example roofline -- 16777216` (default 2^22 elements); a second
 //! argument keeps only the kernels whose name contains it (`-- 16777216 adamw`).
-//! `WGPU_OPTIM_WORKGROUP_SIZE`, `WGPU_OPTIM_VEC4S` and `WGPU_OPTIM_RUNS` (0 or 1) override the
-//! launch settings ([`Tuning`]'s `workgroup_size`, `vec4s_per_invocation` and
-//! `runs_per_invocation`).
+//! `WGPU_OPTIM_WORKGROUP_SIZE`, `WGPU_OPTIM_VEC4S`, `WGPU_OPTIM_RUNS` and
+//! `WGPU_OPTIM_UNIFORM_MAPS` (0 or 1) override the launch settings ([`Tuning`]'s
+//! `workgroup_size`, `vec4s_per_invocation`, `runs_per_invocation` and `uniform_maps`).
 //! Times come from GPU timestamp queries where the adapter has them (wall time around submit +
 //! wait otherwise; the header says which), the median of several runs after a warm-up; the
 //! `% kernel` column compares with a vec4 copy kernel (`benches/copy.wgsl`), the streaming
@@ -49,6 +49,7 @@ fn main() -> wgpu_optim::Result<()> {
         workgroup_size: env("WGPU_OPTIM_WORKGROUP_SIZE", tuning.workgroup_size),
         vec4s_per_invocation: env("WGPU_OPTIM_VEC4S", tuning.vec4s_per_invocation),
         runs_per_invocation: env("WGPU_OPTIM_RUNS", tuning.runs_per_invocation.into()) != 0,
+        uniform_maps: env("WGPU_OPTIM_UNIFORM_MAPS", tuning.uniform_maps.into()) != 0,
         ..tuning
     });
     if let Some(info) = ctx.adapter_info() {
@@ -71,6 +72,14 @@ fn main() -> wgpu_optim::Result<()> {
             " (each invocation a run of consecutive vec4s)"
         } else {
             " (consecutive invocations on consecutive vec4s)"
+        }
+    );
+    println!(
+        "8-bit states' quantization table in a {} buffer",
+        if tuning.uniform_maps {
+            "uniform"
+        } else {
+            "storage"
         }
     );
     println!(

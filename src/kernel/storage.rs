@@ -125,8 +125,8 @@ impl Storage {
 
     /// Invocations per workgroup of the update kernels with this storage under `tuning`: its
     /// `workgroup_size`, except where lanes share blocks of 8-bit states (without
-    /// [runs](Tuning::runs_per_invocation)): then the largest multiple of [`BLOCK_LANES`]
-    /// within it, from `BLOCK_LANES` to `BLOCK_LANES *` [`MOST_BLOCKS_PER_ROUND`].
+    /// [runs](Tuning::runs_per_invocation)): then the largest multiple of `BLOCK_LANES` (16)
+    /// within it, from 16 to `BLOCK_LANES * MOST_BLOCKS_PER_ROUND` (256).
     pub fn workgroup_size(self, tuning: &Tuning) -> u32 {
         if self.blocks_shared(tuning) {
             let lanes = BLOCK_LANES as u32;
@@ -137,7 +137,7 @@ impl Storage {
         }
     }
 
-    /// Whether [`BLOCK_LANES`] invocations update each block of 8-bit states together (one
+    /// Whether `BLOCK_LANES` (16) invocations update each block of 8-bit states together (one
     /// pass, coalesced loads), rather than one invocation a block (runs per invocation).
     pub fn blocks_shared(self, tuning: &Tuning) -> bool {
         self.quant8.is_some() && !tuning.runs_per_invocation

@@ -413,6 +413,7 @@ impl Optimizer {
         let (tensor_states, span_states) =
             allocate_states(ctx, &spec, storage, &plan, &params, donor);
         let quant_maps = storage.quant8.map(|_| {
+            // Storage and uniform: bound as `Tuning::uniform_maps` says.
             let maps = device_table();
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim quant maps"),

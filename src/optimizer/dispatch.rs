@@ -156,7 +156,7 @@ pub(super) struct BoundBuffers<'a> {
     pub groups: &'a wgpu::Buffer,
     /// Each span's state buffers.
     pub span_states: &'a [SpanStates],
-    /// With 8-bit states, the two dynamic maps.
+    /// With 8-bit states, the quantization table (`quant::device_table`).
     pub quant_maps: Option<&'a wgpu::Buffer>,
     /// How the states are stored (8-bit for the spans of quantized tensors).
     pub storage: Storage,
