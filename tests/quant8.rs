@@ -400,6 +400,40 @@ fn eight_bit_states_fit_webgpus_default_limits() {
     );
 }
 
+/// A device that binds uniform buffers of 8 KiB at most, less than the quantization table's 13:
+/// asked for the uniform table, the optimizer binds it as a storage buffer, and steps code for
+/// code with the reference.
+#[test]
+fn a_table_past_the_uniform_binding_limit_is_a_storage_buffer() {
+    static CONTEXT: OnceLock<Context> = OnceLock::new();
+    let small = CONTEXT.get_or_init(|| {
+        let options = wgpu_optim::ContextOptions {
+            limits: Some(wgpu::Limits {
+                max_uniform_buffer_binding_size: 8 << 10,
+                ..wgpu::Limits::default()
+            }),
+            ..Default::default()
+        };
+        pollster::block_on(Context::request(&options))
+            .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
+    });
+    assert!(small.device().limits().max_uniform_buffer_binding_size < 13 << 10);
+    let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
+    for (ctx, expected) in [(small, false), (context(), true)] {
+        let asked = dealt_with(ctx, true, true, 256, 4);
+        let mut run = Quant8Run::on(
+            asked,
+            &adamw,
+            &[4096, 8192],
+            Dtype::F32,
+            Precision::default(),
+        );
+        let uniform = run.device.storage().quant8.map(|q| q.uniform_maps);
+        assert_eq!(uniform, Some(expected));
+        run.steps_compared(3, &format!("AdamW, the table uniform: {expected}"));
+    }
+}
+
 /// Devices with WebGPU's default limits but bindings of 16, 32 or 64 KiB.
 fn bindings_of(kib: usize) -> &'static Context {
     static CONTEXTS: [OnceLock<Context>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];

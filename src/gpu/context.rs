@@ -42,7 +42,8 @@ pub struct Tuning {
     /// once, where it loops over the lanes for each storage access (AdamW at 16M with 8-bit
     /// states 1.28x faster, BENCHMARKS.md). On GPUs lanes of a subgroup reading different
     /// words of a uniform buffer may be served one address at a time (a constant cache).
-    /// Results are the same bits either way.
+    /// A device whose `max_uniform_buffer_binding_size` is below the table's size gets the
+    /// storage buffer. Results are the same bits either way.
     pub uniform_maps: bool,
 }
 

@@ -327,7 +327,7 @@ impl Optimizer {
         }
         let mut storage = storage_of(&params, precision)?;
         if precision.eight_bit_states {
-            storage = quant8::quantized_storage(storage, &spec, precision, &ctx.tuning())?;
+            storage = quant8::quantized_storage(ctx, storage, &spec, precision)?;
         }
         if storage.states == Dtype::F16 && spec.states.iter().any(|s| s.holds_squares()) {
             return Err(Error::UnsupportedDtype {

@@ -4,22 +4,26 @@
 use super::{Optimizer, Precision};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::gpu::{BufferRange, Param, Tuning};
+#[cfg(doc)]
+use crate::gpu::Tuning;
+use crate::gpu::{BufferRange, Context, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
-use crate::quant::{quantizes, Quantized, BLOCK};
+use crate::quant::{quantizes, Quantized, BLOCK, TABLE_WORDS};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
 const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
 
 /// `storage` with 8-bit states for `spec`, checked: an offered kernel, no other state type
-/// asked for. Slots of squares take the unsigned map; the table is bound as `tuning` says.
+/// asked for. Slots of squares take the unsigned map; the table is a uniform buffer where
+/// [`Tuning::uniform_maps`] asks for one and the device binds one that large (WebGPU
+/// guarantees 16 KiB; the table takes 13), else a storage buffer.
 pub(super) fn quantized_storage(
+    ctx: &Context,
     storage: Storage,
     spec: &KernelSpec,
     precision: Precision,
-    tuning: &Tuning,
 ) -> Result<Storage> {
     if !QUANTIZED_KERNELS.contains(&spec.kernel.name) {
         return Err(Error::Quantized(
@@ -39,7 +43,9 @@ pub(super) fn quantized_storage(
         states: Dtype::F32,
         quant8: Some(Quant8 {
             unsigned,
-            uniform_maps: tuning.uniform_maps,
+            uniform_maps: ctx.tuning().uniform_maps
+                && ctx.device().limits().max_uniform_buffer_binding_size
+                    >= (TABLE_WORDS * 4) as u64,
         }),
         ..storage
     })
