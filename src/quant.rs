@@ -166,7 +166,8 @@ pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS / 4;
 ///
 /// - from 0, the two maps' entries as f32 bits, the signed map then the unsigned one;
 /// - from [`TABLE_BOUNDS`], each map's decision boundaries 1 to 255 ([`thresholds`]) as f32
-///   bits, then a NaN (a boundary nothing reaches), in the same order;
+///   bits, then the largest float (past code 255: the device keeps codes at most 255), in the
+///   same order;
 /// - from [`TABLE_BUCKETS`], three tables of [`BUCKETS`] codes, four to a word (bucket `4j + k`
 ///   in byte `k` of word `j`): for the signed map's positive values, its negative values, and
 ///   the unsigned map's values (whose negative values all take code 0). Each holds, for each
@@ -183,7 +184,7 @@ pub fn device_table() -> Vec<u32> {
     for map in &maps {
         let bounds = thresholds(map);
         table.extend(bounds[1..].iter().map(|b| b.to_bits()));
-        table.push(f32::NAN.to_bits());
+        table.push(f32::MAX.to_bits());
     }
     debug_assert_eq!(table.len(), TABLE_BUCKETS);
     for (map, negative) in [(&maps[0], false), (&maps[0], true), (&maps[1], false)] {

@@ -77,10 +77,12 @@ fn quantize4(x: vec4<f32>, base: u32) -> u32 {
     let table = select(vec4(2u), bits >> vec4(31u), vec4(signed));
     let b = table * BUCKETS + key - vec4(FIRST_BUCKET);
     let first = vec4(bucket_code(b.x), bucket_code(b.y), bucket_code(b.z), bucket_code(b.w));
-    // The boundary of code first + 1 (a NaN past code 255, which nothing reaches).
+    // The boundary of code first + 1 (past code 255 the largest float, which only values past
+    // the map's end reach: the code stays 255, also where a compiler's fast math compares
+    // an infinity loosely).
     let at = first + vec4(TABLE_BOUNDS + base);
     let bound = vec4(map_entry(at.x), map_entry(at.y), map_entry(at.z), map_entry(at.w));
-    var code = first + vec4<u32>(x >= bound);
+    var code = min(first + vec4<u32>(x >= bound), vec4(255u));
     // A NaN (by its bits: compilers may fold x != x) takes code 0, and so does a negative
     // value on the unsigned map.
     let zero = (magnitude > vec4(0x7f800000u)) | (vec4(!signed) & (x < vec4(0.0)));

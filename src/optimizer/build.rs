@@ -367,8 +367,10 @@ impl Optimizer {
             .collect();
         let quantized = quant8::quantized_tensors(storage, &spec, &params);
         // The prologue's layout is the same for every storage; the update's of full-precision
-        // states is checked against the device's limits only where a tensor keeps them.
-        let all_quantized = !quantized.is_empty() && quantized.iter().all(|&q| q);
+        // states is checked against the device's limits only where a tensor keeps them (an
+        // empty tensor keeps none: it has no chunk, as in `Pipelines::new`).
+        let all_quantized = quantized.iter().any(|&q| q)
+            && (quantized.iter().zip(&params)).all(|(&q, p)| q || p.len() == 0);
         let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, all_quantized))?;
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,

@@ -17,8 +17,8 @@ const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
 
 /// `storage` with 8-bit states for `spec`, checked: an offered kernel, no other state type
 /// asked for. Slots of squares take the unsigned map; the table is a uniform buffer where
-/// [`Tuning::uniform_maps`] asks for one and the device binds one that large (WebGPU
-/// guarantees 16 KiB; the table takes 13), else a storage buffer.
+/// [`Tuning::uniform_maps`] asks for one and the device binds one that large (the table
+/// takes 13 KiB; WebGPU guarantees 64, wgpu's downlevel limits 16), else a storage buffer.
 pub(super) fn quantized_storage(
     ctx: &Context,
     storage: Storage,
