@@ -370,7 +370,7 @@ impl Optimizer {
         // states is checked against the device's limits only where a tensor keeps them (an
         // empty tensor keeps none: it has no chunk, as in `Pipelines::new`).
         let all_quantized = quantized.iter().any(|&q| q)
-            && (quantized.iter().zip(&params)).all(|(&q, p)| q || p.len() == 0);
+            && (quantized.iter().zip(&params)).all(|(&q, p)| q || p.is_empty());
         let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, all_quantized))?;
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
