@@ -342,28 +342,6 @@ mod tests {
     }
 
     #[test]
-    fn the_shaders_table_constants_are_the_hosts() {
-        let text = crate::shaders::files()
-            .into_iter()
-            .find(|f| f.path == "common/quant8.wgsl")
-            .expect("common/quant8.wgsl")
-            .text;
-        for (name, value) in [
-            ("BLOCK", BLOCK as u32),
-            ("TABLE_BOUNDS", TABLE_BOUNDS as u32),
-            ("TABLE_BUCKETS", TABLE_BUCKETS as u32),
-            ("BUCKETS", BUCKETS as u32),
-            ("BUCKET_SHIFT", BUCKET_SHIFT),
-            ("FIRST_BUCKET", FIRST_BUCKET),
-        ] {
-            let line = format!("const {name}: u32 = {value}u;");
-            assert!(text.contains(&line), "{line}");
-        }
-        assert!(text.contains(&format!("const MIN_SCALE: f32 = {MIN_SCALE:e};")));
-        assert_eq!(device_table().len(), TABLE_WORDS);
-    }
-
-    #[test]
     fn every_entry_is_its_own_code() {
         for signed in [true, false] {
             let map = dynamic_map(signed);

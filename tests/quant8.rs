@@ -868,6 +868,30 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
     }
 }
 
+/// The shader's table constants (shaders/common/quant8.wgsl) are the host's (src/quant.rs).
+#[test]
+fn the_shaders_table_constants_are_the_hosts() {
+    let text = shaders::files()
+        .into_iter()
+        .find(|f| f.path == "common/quant8.wgsl")
+        .expect("common/quant8.wgsl")
+        .text;
+    for (name, value) in [
+        ("BLOCK", BLOCK as u32),
+        ("TABLE_BOUNDS", quant::TABLE_BOUNDS as u32),
+        ("TABLE_BUCKETS", quant::TABLE_BUCKETS as u32),
+        ("BUCKETS", quant::BUCKETS as u32),
+        ("BUCKET_SHIFT", quant::BUCKET_SHIFT),
+        ("FIRST_BUCKET", quant::FIRST_BUCKET),
+    ] {
+        let line = format!("const {name}: u32 = {value}u;");
+        assert!(text.contains(&line), "{line}");
+    }
+    let min_scale = format!("const MIN_SCALE: f32 = {:e};", quant::MIN_SCALE);
+    assert!(text.contains(&min_scale), "{min_scale}");
+    assert_eq!(quant::device_table().len(), quant::TABLE_WORDS);
+}
+
 /// `quantize4` of every four of `values` on the device, on the signed map and the unsigned
 /// one (two words each), the table bound as a uniform buffer or a storage one.
 fn quantized_on_device(values: &[f32], uniform: bool) -> Vec<u32> {
