@@ -138,13 +138,9 @@ fn from_order_key(key: u32) -> f32 {
     })
 }
 
-/// Words of [`device_table`] before its boundaries: the two maps' entries (as f32 bits), the
+/// Words of [`device_table`] before its buckets: the two maps' entries (as f32 bits), the
 /// signed map's 256 then the unsigned one's.
-pub const TABLE_BOUNDS: usize = 512;
-
-/// Words of [`device_table`] before its buckets' codes: the maps, then each map's 256
-/// decision boundaries.
-pub const TABLE_BUCKETS: usize = 1024;
+pub const TABLE_BUCKETS: usize = 512;
 
 /// Buckets of each of [`device_table`]'s three bucket tables: magnitudes from 2^-23 to 2^1,
 /// 128 to an octave (the top 7 bits of the significand).
@@ -158,50 +154,61 @@ pub const BUCKET_SHIFT: u32 = 16;
 /// fall in the first bucket too, larger than the last one's (1 to 2) in the last.
 pub const FIRST_BUCKET: u32 = (127 - 23) << 7;
 
+/// A bucket word's boundary position where the bucket holds no boundary: past every value's
+/// position (16 bits).
+pub const NO_BOUNDARY: u32 = 1 << 16;
+
 /// Words of [`device_table`].
-pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS / 4;
+pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS;
 
 /// What the device's quantizer reads (bound at `QuantMaps`, `qmaps` in
 /// shaders/common/quant8.wgsl), as 32-bit words:
 ///
 /// - from 0, the two maps' entries as f32 bits, the signed map then the unsigned one;
-/// - from [`TABLE_BOUNDS`], each map's decision boundaries 1 to 255 ([`thresholds`]) as f32
-///   bits, then the largest float (past code 255: the device keeps codes at most 255), in the
-///   same order;
-/// - from [`TABLE_BUCKETS`], three tables of [`BUCKETS`] codes, four to a word (bucket `4j + k`
-///   in byte `k` of word `j`): for the signed map's positive values, its negative values, and
-///   the unsigned map's values (whose negative values all take code 0). Each holds, for each
-///   bucket of magnitudes, the code of the bucket's smallest value.
+/// - from [`TABLE_BUCKETS`], three tables of [`BUCKETS`] words, for the signed map's positive
+///   values, its negative values, and the unsigned map's values (whose negative values all
+///   take code 0): for each bucket of magnitudes, the code of its smallest value in the low 8
+///   bits and, above them, the [position](bucket_position) of the decision boundary
+///   ([`thresholds`]) of the next code, or [`NO_BOUNDARY`].
 ///
 /// A bucket is narrower than the gap between two neighbouring boundaries, so it holds at most
 /// one: the code of a value is its bucket's code, or the next one where the value is at least
-/// that code's upper boundary. One load of a bucket and one of a boundary settle a code
-/// without a search (`tests::a_bucket_holds_at_most_one_boundary`; the device against
-/// [`quantize`] in tests/quant8.rs).
+/// that boundary, which within a bucket its position tells. One load settles a code, without
+/// a search or a float comparison (`tests::a_bucket_holds_at_most_one_boundary`; the device
+/// against [`quantize`] in tests/quant8.rs).
 pub fn device_table() -> Vec<u32> {
     let maps = [dynamic_map(true), dynamic_map(false)];
     let mut table: Vec<u32> = maps.iter().flatten().map(|v| v.to_bits()).collect();
-    for map in &maps {
-        let bounds = thresholds(map);
-        table.extend(bounds[1..].iter().map(|b| b.to_bits()));
-        table.push(f32::MAX.to_bits());
-    }
     debug_assert_eq!(table.len(), TABLE_BUCKETS);
     for (map, negative) in [(&maps[0], false), (&maps[0], true), (&maps[1], false)] {
-        let codes: Vec<u8> = (0..BUCKETS)
-            .map(|bucket| {
-                let (low, high) = bucket_range(bucket);
-                // The bucket's smallest value: its smallest magnitude, or its largest negated.
-                quantize(if negative { -high } else { low }, map)
-            })
-            .collect();
-        table.extend(
-            codes
-                .chunks(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        let bounds = thresholds(map);
+        table.extend((0..BUCKETS).map(|bucket| {
+            let (low, high) = bucket_range(bucket);
+            // The bucket's smallest and largest value.
+            let (first, last) = if negative { (-high, -low) } else { (low, high) };
+            let (code, last_code) = (quantize(first, map), quantize(last, map));
+            let position = if last_code > code {
+                bucket_position(bounds[usize::from(code) + 1])
+            } else {
+                NO_BOUNDARY
+            };
+            u32::from(code) | position << 8
+        }));
     }
     table
+}
+
+/// Where `x` lies in its bucket, in the order of values: the low 16 bits of its magnitude, or
+/// their complement where `x` is negative (a larger magnitude is a smaller value). Of two
+/// values in one bucket (but the first and last, which hold no boundary), the larger has the
+/// larger position.
+pub fn bucket_position(x: f32) -> u32 {
+    let low = x.to_bits() & 0xffff;
+    if x.is_sign_negative() {
+        0xffff - low
+    } else {
+        low
+    }
 }
 
 /// The WGSL declaration of a variable `name` holding [`device_table`] (without its binding
@@ -322,6 +329,7 @@ mod tests {
         let table = device_table();
         for (t, signed, negative) in [(0, true, false), (1, true, true), (2, false, false)] {
             let map = dynamic_map(signed);
+            let bounds = thresholds(&map);
             for bucket in 0..BUCKETS {
                 let (low, high) = bucket_range(bucket);
                 let (first, last) = if negative { (-high, -low) } else { (low, high) };
@@ -330,9 +338,22 @@ mod tests {
                     last - first <= 1,
                     "table {t}, bucket {bucket}: {first} to {last}"
                 );
-                let b = t * BUCKETS + bucket;
-                let word = table[TABLE_BUCKETS + b / 4];
-                assert_eq!((word >> (8 * (b % 4))) & 0xff, u32::from(first));
+                let word = table[TABLE_BUCKETS + t * BUCKETS + bucket];
+                assert_eq!(word & 0xff, u32::from(first));
+                if last > first {
+                    // The boundary lies in the bucket: its top 16 bits are the bucket's.
+                    let bound = bounds[usize::from(last)];
+                    let key = (bound.to_bits() & 0x7fff_ffff) >> BUCKET_SHIFT;
+                    assert_eq!(
+                        key,
+                        FIRST_BUCKET + bucket as u32,
+                        "table {t}, bucket {bucket}"
+                    );
+                    assert!(bucket > 0 && bucket < BUCKETS - 1);
+                    assert_eq!(word >> 8, bucket_position(bound));
+                } else {
+                    assert_eq!(word >> 8, NO_BOUNDARY);
+                }
             }
         }
         // Magnitudes below the first bucket's share its codes, above the last one's its.

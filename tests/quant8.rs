@@ -401,38 +401,69 @@ fn eight_bit_states_fit_webgpus_default_limits() {
     );
 }
 
-/// A device that binds uniform buffers of 8 KiB at most, less than the quantization table's 13:
-/// asked for the uniform table, the optimizer binds it as a storage buffer, and steps code for
-/// code with the reference.
-#[test]
-fn a_table_past_the_uniform_binding_limit_is_a_storage_buffer() {
-    static CONTEXT: OnceLock<Context> = OnceLock::new();
-    let small = CONTEXT.get_or_init(|| {
+/// A device with `limits` (WebGPU's defaults otherwise), built once per `slot`.
+fn limited(slot: usize, limits: impl FnOnce(&mut wgpu::Limits)) -> &'static Context {
+    static CONTEXTS: [OnceLock<Context>; 2] = [OnceLock::new(), OnceLock::new()];
+    CONTEXTS[slot].get_or_init(|| {
+        let mut asked = wgpu::Limits::default();
+        limits(&mut asked);
         let options = wgpu_optim::ContextOptions {
-            limits: Some(wgpu::Limits {
-                max_uniform_buffer_binding_size: 8 << 10,
-                ..wgpu::Limits::default()
-            }),
+            limits: Some(asked),
             ..Default::default()
         };
         pollster::block_on(Context::request(&options))
             .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
-    });
-    assert!(small.device().limits().max_uniform_buffer_binding_size < 13 << 10);
+    })
+}
+
+/// The quantization table (38 KiB) goes where the device binds it: asked for a uniform
+/// buffer on a device that binds uniform buffers of 8 KiB, the optimizer binds a storage one;
+/// asked for a storage buffer where storage bindings are 16 KiB, a uniform one; each steps
+/// code for code with the reference. A device that binds neither is refused by name.
+#[test]
+fn the_table_goes_where_the_device_binds_it() {
+    let table = (quant::TABLE_WORDS * 4) as u64;
+    let small_uniform = limited(0, |l| l.max_uniform_buffer_binding_size = 8 << 10);
+    assert!(
+        small_uniform
+            .device()
+            .limits()
+            .max_uniform_buffer_binding_size
+            < table
+    );
+    let small_storage = bindings_of(16);
+    assert!(
+        small_storage
+            .device()
+            .limits()
+            .max_storage_buffer_binding_size
+            < table
+    );
     let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
-    for (ctx, expected) in [(small, false), (context(), true)] {
-        let asked = dealt_with(ctx, true, true, 256, 4);
-        let mut run = Quant8Run::on(
-            asked,
-            &adamw,
-            &[4096, 8192],
-            Dtype::F32,
-            Precision::default(),
-        );
+    for (ctx, asked, bound) in [
+        (small_uniform, true, false),
+        (small_storage, false, true),
+        (context(), true, true),
+        (context(), false, false),
+    ] {
+        let ctx = dealt_with(ctx, true, asked, 256, 4);
+        let mut run = Quant8Run::on(ctx, &adamw, &[4096, 8192], Dtype::F32, Precision::default());
         let uniform = run.device.storage().quant8.map(|q| q.uniform_maps);
-        assert_eq!(uniform, Some(expected));
-        run.steps_compared(3, &format!("AdamW, the table uniform: {expected}"));
+        assert_eq!(uniform, Some(bound), "asked for uniform {asked}");
+        run.steps_compared(3, &format!("AdamW, asked for uniform {asked}"));
     }
+    let neither = limited(1, |l| {
+        l.max_uniform_buffer_binding_size = 8 << 10;
+        l.max_storage_buffer_binding_size = 16 << 10;
+    });
+    let params = tensors(neither, &[4096], Dtype::F32);
+    let group = ParamGroup {
+        config: adamw,
+        params,
+    };
+    let precision = Precision::default().with_8bit_states();
+    let refused = Optimizer::with_precision(neither, vec![group], precision).map(|_| ());
+    assert!(matches!(refused, Err(Error::Quantized(_))), "{refused:?}");
 }
 
 /// Devices with WebGPU's default limits but bindings of 16, 32 or 64 KiB.
@@ -786,7 +817,7 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
 }
 
 /// The device's quantizer (`quantize4` in shaders/common/quant8.wgsl: a bucket of magnitudes'
-/// code settled by one decision boundary) against the host's, torchao's binary search
+/// code and the position of its boundary, one word) against the host's, torchao's binary search
 /// (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
 /// neighbours, every decision boundary, the floats on either side of each, the band edges
 /// (powers of ten) and theirs, the buckets' edges, zeros, the ends, values past them,
@@ -878,7 +909,6 @@ fn the_shaders_table_constants_are_the_hosts() {
         .text;
     for (name, value) in [
         ("BLOCK", BLOCK as u32),
-        ("TABLE_BOUNDS", quant::TABLE_BOUNDS as u32),
         ("TABLE_BUCKETS", quant::TABLE_BUCKETS as u32),
         ("BUCKETS", quant::BUCKETS as u32),
         ("BUCKET_SHIFT", quant::BUCKET_SHIFT),

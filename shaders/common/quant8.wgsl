@@ -4,8 +4,8 @@
 // of BLOCK elements from its tensor's first (from `scales_base(slot)` of `scales`). A code
 // stands for map_entry(base + code) * scale, `base` 0 for the signed map (first moments,
 // momenta), 256 for the unsigned one (second moments). `qmaps` is the host's
-// `quant::device_table`, 32-bit words: the two maps, each map's decision boundaries, and the
-// codes of buckets of magnitudes (a uniform buffer or a storage one: Tuning::uniform_maps). The
+// `quant::device_table`, 32-bit words: the two maps and the words of buckets of magnitudes
+// (a uniform buffer or a storage one: Tuning::uniform_maps). The
 // generated update (src/kernel/elements/) finds each slot's new scale, the largest finite
 // magnitude of the block's updated values (at least MIN_SCALE), before it stores any code of
 // the block: with lanes sharing a block in one pass (`step_block_rounds`), or with a block per
@@ -16,11 +16,10 @@
 const BLOCK: u32 = 256u;
 const MIN_SCALE: f32 = 1e-12;
 const MAX_FINITE: f32 = 3.40282347e38;
-// Where `qmaps` (32-bit words; src/quant.rs, `device_table`) holds the maps' decision
-// boundaries and the buckets' codes, how many buckets each of its three bucket tables has,
-// and how a magnitude's bits give its bucket: the host's constants of the same names.
-const TABLE_BOUNDS: u32 = 512u;
-const TABLE_BUCKETS: u32 = 1024u;
+// Where `qmaps` (32-bit words; src/quant.rs, `device_table`) holds the buckets' words, how
+// many buckets each of its three bucket tables has, and how a magnitude's bits give its
+// bucket: the host's constants of the same names.
+const TABLE_BUCKETS: u32 = 512u;
 const BUCKETS: u32 = 3072u;
 const BUCKET_SHIFT: u32 = 16u;
 const FIRST_BUCKET: u32 = 13312u;
@@ -51,41 +50,35 @@ fn finite_max4(v: vec4<f32>) -> f32 {
     return max(max(m.x, m.y), max(m.z, m.w));
 }
 
-// The code of the bucket word `b` of the bucket tables names.
-fn bucket_code(b: u32) -> u32 {
-    return (table_word(TABLE_BUCKETS + (b >> 2u)) >> ((b & 3u) * 8u)) & 0xffu;
-}
-
 // torchao's quantize_8bit_with_qmap of four values already divided by their scale (the
 // entry nearest x, what its branchless binary search and rounding step find): a NaN takes
 // code 0, an infinity the map's end.
 //
-// Without the search's eight lookups: the top bits of |x| (its exponent and 7 bits of
-// significand) name a bucket of magnitudes narrower than any gap between two of the map's
-// decision boundaries, whose table (the signed map's positive or negative values, or the
-// unsigned map's) gives the code of the bucket's smallest value; x takes that code, or the
-// next where it is at least the next code's boundary (the host's `quant::thresholds`). Two
-// lookups and no float arithmetic. tests/quant8.rs checks it against the host's search on
-// every entry, boundary and midpoint, their neighbours and the band edges.
+// Without the search's eight lookups, and without float arithmetic: the top bits of |x| (its
+// exponent and 7 bits of significand) name a bucket of magnitudes narrower than any gap
+// between two of the map's decision boundaries (the host's `quant::thresholds`), whose word
+// in the table (the signed map's positive or negative values, or the unsigned map's) holds
+// the code of the bucket's smallest value and where in the bucket the next code's boundary
+// lies, if it does (`quant::bucket_position`: the magnitude's low 16 bits, reversed for
+// negative values); x takes the next code where it lies there or past it. One lookup.
+// tests/quant8.rs checks it against the host's search on every entry, boundary and
+// midpoint, their neighbours, the band edges and the buckets' edges.
 fn quantize4(x: vec4<f32>, base: u32) -> u32 {
     let signed = base == 0u;
     let bits = bitcast<vec4<u32>>(x);
     let magnitude = bits & vec4(0x7fffffffu);
+    let negative = (bits >> vec4(31u)) == vec4(1u);
     let last = FIRST_BUCKET + BUCKETS - 1u;
     let key = clamp(magnitude >> vec4(BUCKET_SHIFT), vec4(FIRST_BUCKET), vec4(last));
     // Tables 0 and 1: the signed map's positive and negative values; 2: the unsigned map's.
-    let table = select(vec4(2u), bits >> vec4(31u), vec4(signed));
-    let b = table * BUCKETS + key - vec4(FIRST_BUCKET);
-    let first = vec4(bucket_code(b.x), bucket_code(b.y), bucket_code(b.z), bucket_code(b.w));
-    // The boundary of code first + 1 (past code 255 the largest float, which only values past
-    // the map's end reach: the code stays 255, also where a compiler's fast math compares
-    // an infinity loosely).
-    let at = first + vec4(TABLE_BOUNDS + base);
-    let bound = vec4(map_entry(at.x), map_entry(at.y), map_entry(at.z), map_entry(at.w));
-    var code = min(first + vec4<u32>(x >= bound), vec4(255u));
-    // A NaN (by its bits: compilers may fold x != x) takes code 0, and so does a negative
-    // value on the unsigned map.
-    let zero = (magnitude > vec4(0x7f800000u)) | (vec4(!signed) & (x < vec4(0.0)));
+    let table = select(vec4(2u), vec4<u32>(negative), vec4(signed));
+    let b = vec4(TABLE_BUCKETS) + table * BUCKETS + key - vec4(FIRST_BUCKET);
+    let word = vec4(table_word(b.x), table_word(b.y), table_word(b.z), table_word(b.w));
+    let low = magnitude & vec4(0xffffu);
+    let position = select(low, vec4(0xffffu) - low, negative);
+    var code = (word & vec4(0xffu)) + vec4<u32>(position >= (word >> vec4(8u)));
+    // A NaN takes code 0, and so does a negative value on the unsigned map.
+    let zero = (magnitude > vec4(0x7f800000u)) | (vec4(!signed) & negative);
     code = select(code, vec4(0u), zero);
     return code.x | (code.y << 8u) | (code.z << 16u) | (code.w << 24u);
 }

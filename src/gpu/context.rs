@@ -35,15 +35,15 @@ pub struct Tuning {
     /// streams through contiguous memory: AdamW 1.08x faster at 16M, BENCHMARKS.md). Results
     /// are the same bits either way.
     pub runs_per_invocation: bool,
-    /// Where an update with 8-bit states reads its quantization table (the maps, their
-    /// decision boundaries and the buckets' codes, 13 KiB: `quant::device_table`): `false`,
+    /// Where an update with 8-bit states reads its quantization table (the maps and the
+    /// buckets' words, 38 KiB: `quant::device_table`): `false`,
     /// a read-only storage buffer; `true`, a uniform buffer. [`Context::request`] turns it on
     /// for CPU adapters: lavapipe gathers a uniform buffer's words for a batch of lanes at
     /// once, where it loops over the lanes for each storage access (AdamW at 16M with 8-bit
     /// states 1.63x faster, BENCHMARKS.md). On GPUs lanes of a subgroup reading different
     /// words of a uniform buffer may be served one address at a time (a constant cache).
-    /// A device whose `max_uniform_buffer_binding_size` is below the table's size gets the
-    /// storage buffer. Results are the same bits either way.
+    /// A device that cannot bind one kind of buffer of the table's size gets the other.
+    /// Results are the same bits either way.
     pub uniform_maps: bool,
 }
 

@@ -55,8 +55,8 @@ pub enum Binding {
     Codes,
     /// With 8-bit states, every kept state's block scales (`scales`), as `Codes`.
     Scales,
-    /// The quantization table of 8-bit states (`quant::device_table`: the two dynamic maps,
-    /// their decision boundaries, the buckets' codes), a storage buffer or a uniform one
+    /// The quantization table of 8-bit states (`quant::device_table`: the two dynamic maps
+    /// and the buckets' words), a storage buffer or a uniform one
     /// (`Tuning::uniform_maps`).
     QuantMaps,
 }

@@ -16,9 +16,8 @@ use crate::quant::{quantizes, Quantized, BLOCK, TABLE_WORDS};
 const QUANTIZED_KERNELS: [&str; 3] = ["adam", "sgd", "lion"];
 
 /// `storage` with 8-bit states for `spec`, checked: an offered kernel, no other state type
-/// asked for. Slots of squares take the unsigned map; the table is a uniform buffer where
-/// [`Tuning::uniform_maps`] asks for one and the device binds one that large (the table
-/// takes 13 KiB; WebGPU guarantees 64, wgpu's downlevel limits 16), else a storage buffer.
+/// asked for. Slots of squares take the unsigned map; the table is bound as
+/// [`table_binding`] says.
 pub(super) fn quantized_storage(
     ctx: &Context,
     storage: Storage,
@@ -43,12 +42,30 @@ pub(super) fn quantized_storage(
         states: Dtype::F32,
         quant8: Some(Quant8 {
             unsigned,
-            uniform_maps: ctx.tuning().uniform_maps
-                && ctx.device().limits().max_uniform_buffer_binding_size
-                    >= (TABLE_WORDS * 4) as u64,
+            uniform_maps: table_binding(ctx)?,
         }),
         ..storage
     })
+}
+
+/// Whether the quantization table (38 KiB) is bound as a uniform buffer: where
+/// [`Tuning::uniform_maps`] asks for one and the device binds a uniform buffer that large
+/// (WebGPU guarantees 64 KiB, wgpu's downlevel limits 16), or where it cannot bind a storage
+/// buffer that large (wgpu's WebGL2 limits bind none; WebGPU guarantees 128 MiB). A device
+/// that binds neither is refused.
+fn table_binding(ctx: &Context) -> Result<bool> {
+    let limits = ctx.device().limits();
+    let bytes = (TABLE_WORDS * 4) as u64;
+    let uniform = limits.max_uniform_buffer_binding_size >= bytes;
+    let storage = limits.max_storage_buffer_binding_size >= bytes;
+    match (uniform, storage) {
+        (false, false) => Err(Error::Quantized(
+            "the device binds neither a uniform nor a storage buffer of the quantization \
+             table's 38 KiB",
+        )),
+        (true, true) => Ok(ctx.tuning().uniform_maps),
+        (uniform, _) => Ok(uniform),
+    }
 }
 
 /// Whether each tensor keeps 8-bit states: those torchao quantizes ([`quantizes`]), with
