@@ -40,7 +40,7 @@ pub struct Tuning {
     /// a read-only storage buffer; `true`, a uniform buffer. [`Context::request`] turns it on
     /// for CPU adapters: lavapipe gathers a uniform buffer's words for a batch of lanes at
     /// once, where it loops over the lanes for each storage access (AdamW at 16M with 8-bit
-    /// states 1.63x faster, BENCHMARKS.md). On GPUs lanes of a subgroup reading different
+    /// states 1.45x faster, BENCHMARKS.md). On GPUs lanes of a subgroup reading different
     /// words of a uniform buffer may be served one address at a time (a constant cache).
     /// A device that cannot bind one kind of buffer of the table's size gets the other.
     /// Results are the same bits either way.

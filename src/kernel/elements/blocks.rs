@@ -237,7 +237,7 @@ fn step_block_rounds(s: Segment, lane: u32, group: Group, c: Control, live: bool
 const BLOCK_SEGMENT: &str = "
 // Updates this invocation's part of segment `s` (none unless `live`): whole blocks of its own
 // in two passes with runs per invocation (a CPU adapter's SIMD batch then streams through
-// its lanes' blocks, with no barrier: on lavapipe, AdamW at 16M 2.5x faster than
+// its lanes' blocks, with no barrier: on lavapipe, AdamW at 16M 2.6x faster than
 // `step_block_rounds`, BENCHMARKS.md); else a share of blocks in one pass (coalesced loads).
 fn step_segment(s: Segment, lane: u32, group: Group, c: Control, live: bool) {
     if RUNS {
