@@ -821,8 +821,8 @@ fn a_snapshot_rewinds_codes_scales_and_parameters() {
 /// (`wgpu_optim::quant::quantize`), on every entry of both maps, every midpoint between
 /// neighbours, every decision boundary, the floats on either side of each, the band edges
 /// (powers of ten) and theirs, the buckets' edges, zeros, the ends, values past them,
-/// subnormals, infinities, NaN and a spread of others; with the table in a storage buffer and
-/// in a uniform one.
+/// subnormals, infinities, NaN, a spread of others and random bit patterns; with the table in
+/// a storage buffer and in a uniform one.
 #[test]
 fn the_device_quantizer_is_torchaos_search_on_every_edge() {
     let up = |x: f32| {
@@ -874,6 +874,14 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
     }
     let mut rng = Rng::new(5);
     values.extend((0..4000).map(|i| rng.uniform() * 10f32.powi(-(i % 9))));
+    // Any bits: every exponent, both signs, subnormals, NaN payloads; and any bits with the
+    // exponents of the map's range (2^-24 to 2^1).
+    values.extend((0..20000).map(|_| f32::from_bits(rng.next_u64() as u32)));
+    values.extend((0..20000).map(|_| {
+        let bits = rng.next_u64() as u32;
+        let exponent = 103 + (bits >> 23) % 25;
+        f32::from_bits(bits & 0x807f_ffff | exponent << 23)
+    }));
     values.resize(values.len().next_multiple_of(4), 0.0);
     values.push(f32::NAN);
     values.resize(values.len().next_multiple_of(4), 0.0);
@@ -895,7 +903,7 @@ fn the_device_quantizer_is_torchaos_search_on_every_edge() {
                 }
             }
         }
-        assert!(checked > 30000, "{checked}");
+        assert!(checked > 110_000, "{checked}");
     }
 }
 
