@@ -158,6 +158,10 @@ pub const FIRST_BUCKET: u32 = (127 - 23) << 7;
 /// position (16 bits).
 pub const NO_BOUNDARY: u32 = 1 << 16;
 
+/// The three bucket tables of [`device_table`], in order, as (the signed map, its negative
+/// values): the signed map's positive values, its negative ones, the unsigned map's.
+const BUCKET_TABLES: [(bool, bool); 3] = [(true, false), (true, true), (false, false)];
+
 /// Words of [`device_table`].
 pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS;
 
@@ -177,10 +181,13 @@ pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS;
 /// a search or a float comparison (`tests::a_bucket_holds_at_most_one_boundary`; the device
 /// against [`quantize`] in tests/quant8.rs).
 pub fn device_table() -> Vec<u32> {
-    let maps = [dynamic_map(true), dynamic_map(false)];
-    let mut table: Vec<u32> = maps.iter().flatten().map(|v| v.to_bits()).collect();
+    let mut table: Vec<u32> = [true, false]
+        .iter()
+        .flat_map(|&signed| dynamic_map(signed).map(f32::to_bits))
+        .collect();
     debug_assert_eq!(table.len(), TABLE_BUCKETS);
-    for (map, negative) in [(&maps[0], false), (&maps[0], true), (&maps[1], false)] {
+    for (signed, negative) in BUCKET_TABLES {
+        let map = &dynamic_map(signed);
         let bounds = thresholds(map);
         table.extend((0..BUCKETS).map(|bucket| {
             let (low, high) = bucket_range(bucket);
@@ -327,7 +334,7 @@ mod tests {
     #[test]
     fn a_bucket_holds_at_most_one_boundary() {
         let table = device_table();
-        for (t, signed, negative) in [(0, true, false), (1, true, true), (2, false, false)] {
+        for (t, (signed, negative)) in BUCKET_TABLES.into_iter().enumerate() {
             let map = dynamic_map(signed);
             let bounds = thresholds(&map);
             for bucket in 0..BUCKETS {

@@ -367,27 +367,33 @@ fn eight_bit_states_fit_webgpus_default_limits() {
     // state, so the kernel of full-precision states (9 with master weights) is not built.
     let adamw: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
     let master = Precision::default().with_master_weights();
-    let uniform = ctx.clone().with_tuning(Tuning {
-        uniform_maps: true,
-        ..ctx.tuning()
-    });
-    let uniform: &'static Context = Box::leak(Box::new(uniform));
+    let t = ctx.tuning();
+    let uniform = dealt_with(
+        ctx,
+        t.runs_per_invocation,
+        true,
+        t.workgroup_size,
+        t.vec4s_per_invocation,
+    );
     let mut run = Quant8Run::on(uniform, &adamw, &[4096, 0, 8192], Dtype::BF16, master);
     run.steps_compared(
         3,
         "AdamW, bf16 parameters, master weights, the table a uniform buffer",
     );
-    let storage = ctx.clone().with_tuning(Tuning {
-        uniform_maps: false,
-        ..ctx.tuning()
-    });
-    let params = tensors(&storage, &[4096], Dtype::BF16);
+    let storage = dealt_with(
+        ctx,
+        t.runs_per_invocation,
+        false,
+        t.workgroup_size,
+        t.vec4s_per_invocation,
+    );
+    let params = tensors(storage, &[4096], Dtype::BF16);
     let group = ParamGroup {
         config: adamw,
         params,
     };
     let precision = master.with_8bit_states();
-    let refused = Optimizer::with_precision(&storage, vec![group], precision).map(|_| ());
+    let refused = Optimizer::with_precision(storage, vec![group], precision).map(|_| ());
     assert!(
         matches!(
             refused,
@@ -407,12 +413,7 @@ fn limited(slot: usize, limits: impl FnOnce(&mut wgpu::Limits)) -> &'static Cont
     CONTEXTS[slot].get_or_init(|| {
         let mut asked = wgpu::Limits::default();
         limits(&mut asked);
-        let options = wgpu_optim::ContextOptions {
-            limits: Some(asked),
-            ..Default::default()
-        };
-        pollster::block_on(Context::request(&options))
-            .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
+        common::context_with_limits(asked)
     })
 }
 

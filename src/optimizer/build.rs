@@ -366,12 +366,6 @@ impl Optimizer {
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
         let quantized = quant8::quantized_tensors(storage, &spec, &params);
-        // The prologue's layout is the same for every storage; the update's of full-precision
-        // states is checked against the device's limits only where a tensor keeps them (an
-        // empty tensor keeps none: it has no chunk, as in `Pipelines::new`).
-        let all_quantized = quantized.iter().any(|&q| q)
-            && (quantized.iter().zip(&params)).all(|(&q, p)| q || p.is_empty());
-        let layouts = kernel_layouts(ctx, spec.kernel, chunk_storage(storage, all_quantized))?;
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,
@@ -384,6 +378,9 @@ impl Optimizer {
             quant8::check_quantized_plan(&plan, &params)?;
         }
         check_state_buffers(device, &spec, storage, &plan.plan)?;
+        // The prologue's layout is the same for every storage (`Plan::all_quantized`).
+        let storage_of_prologue = chunk_storage(storage, plan.plan.all_quantized());
+        let layouts = kernel_layouts(ctx, spec.kernel, storage_of_prologue)?;
         if control_mode == ControlMode::PerGroup && plan.plan.wraps {
             return Err(Error::InvalidOptions(
                 "a population's gradient-norm partials must fit one storage binding",

@@ -132,15 +132,11 @@ impl Pipelines {
         } else {
             None
         };
-        // The prologue from the module of 8-bit states where every chunk keeps them, so that
-        // a module of full-precision states (which may bind more storage buffers than the
-        // device allows) is built only where a chunk needs it.
-        let all_quantized = !plan.chunks.is_empty() && plan.chunks.iter().all(|c| c.quantized);
         let prologue = with_storage(
             &spec.overrides,
             ElementLayout::Vec4,
             Entry::Prologue,
-            all_quantized,
+            plan.all_quantized(),
         )?;
         Ok(Pipelines {
             prologue,

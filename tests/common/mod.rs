@@ -26,11 +26,16 @@ pub fn context() -> &'static Context {
 /// A context whose bindings are limited to `binding_bytes`, so small tensors exercise the
 /// chunking that real ones need past 128 MiB.
 pub fn context_with_binding_limit(binding_bytes: u64) -> Context {
+    context_with_limits(wgpu::Limits {
+        max_storage_buffer_binding_size: binding_bytes,
+        ..wgpu::Limits::default()
+    })
+}
+
+/// A context of a device created with `limits`.
+pub fn context_with_limits(limits: wgpu::Limits) -> Context {
     let options = ContextOptions {
-        limits: Some(wgpu::Limits {
-            max_storage_buffer_binding_size: binding_bytes,
-            ..wgpu::Limits::default()
-        }),
+        limits: Some(limits),
         ..Default::default()
     };
     pollster::block_on(Context::request(&options))

@@ -128,6 +128,13 @@ impl Plan {
         self.spans[chunk.span].ranges[role].slice(chunk.offset, len)
     }
 
+    /// Whether the plan has chunks and every one keeps 8-bit states: no kernel of
+    /// full-precision states is then built (with master weights it may bind more storage
+    /// buffers than the device allows), and the prologue comes from the 8-bit module.
+    pub fn all_quantized(&self) -> bool {
+        !self.chunks.is_empty() && self.chunks.iter().all(|c| c.quantized)
+    }
+
     /// The extent of span `span`'s 8-bit codes (bytes) and block scales (entries): the end of
     /// its last chunk's regions.
     pub fn quant_extent(&self, span: usize) -> QuantRegions {
