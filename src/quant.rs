@@ -10,6 +10,8 @@
 //! first moments and momenta, unsigned for second moments). A code stands for
 //! `map[code] * scale`.
 
+use std::sync::OnceLock;
+
 /// Elements per block: one scale each (torchao's and bitsandbytes' default, 256).
 pub const BLOCK: usize = 256;
 
@@ -180,7 +182,16 @@ pub const TABLE_WORDS: usize = TABLE_BUCKETS + 3 * BUCKETS;
 /// that boundary, which within a bucket its position tells. One load settles a code, without
 /// a search or a float comparison (`tests::a_bucket_holds_at_most_one_boundary`; the device
 /// against [`quantize`] in tests/quant8.rs).
-pub fn device_table() -> Vec<u32> {
+///
+/// Computed once per process (the boundaries' bisection and 9,216 buckets' codes), then
+/// shared by every 8-bit optimizer built.
+pub fn device_table() -> &'static [u32] {
+    static TABLE: OnceLock<Vec<u32>> = OnceLock::new();
+    TABLE.get_or_init(build_device_table)
+}
+
+/// [`device_table`], computed.
+fn build_device_table() -> Vec<u32> {
     let mut table: Vec<u32> = [true, false]
         .iter()
         .flat_map(|&signed| dynamic_map(signed).map(f32::to_bits))

@@ -970,7 +970,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
     });
     let table = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("table"),
-        contents: bytemuck::cast_slice(&quant::device_table()),
+        contents: bytemuck::cast_slice(quant::device_table()),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
     });
     let inputs = ctx.upload_f32("inputs", values);

@@ -416,7 +416,7 @@ impl Optimizer {
             let maps = device_table();
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim quant maps"),
-                contents: bytemuck::cast_slice(&maps),
+                contents: bytemuck::cast_slice(maps),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
             })
         });
