@@ -752,6 +752,24 @@ fn a_batch_past_the_table_is_capped_and_a_seed_repeats_its_run() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The synthetic job's peak rates where none is given: AdamW's 0.03 (a sweep with f32 states,
+/// BENCHMARKS.md), 0.01 with 8-bit states (the best of 0.01, 0.02 and 0.03 with them on two
+/// synthetic datasets, README), SGD's 0.5; a rate given on the command line wins.
+#[test]
+fn eight_bit_states_take_their_own_synthetic_rate() {
+    let args = |extra: &[&str]| {
+        let argv = ["--optim", "adamw,sgd"].iter().chain(extra);
+        app::parse_args_from(argv.map(|s| s.to_string()).collect())
+    };
+    let f32_states = args(&[]);
+    let eight_bit = args(&["--precision", "8bit-states"]);
+    assert_eq!(app::default_lr("adamw", &f32_states), 0.03);
+    assert_eq!(app::default_lr("adamw", &eight_bit), 0.01);
+    assert_eq!(app::default_lr("sgd", &eight_bit), 0.5);
+    let given = args(&["--precision", "8bit-states", "--adamw-lr", "0.02"]);
+    assert_eq!(app::default_lr("adamw", &given), 0.02);
+}
+
 /// The command line (clap): typed values refused with the argument named, `--help`, and the
 /// combinations that cannot be honoured (`--records` with `--csv` used to be ignored).
 #[test]

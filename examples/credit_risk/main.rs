@@ -31,9 +31,9 @@
 //!
 //! **Defaults that depend on the data** (`plan`): on the synthetic data the swept ones
 //! (batches of 1024, 3 epochs, 4 evaluations per epoch, focal loss, AdamW 0.03 and SGD 0.5:
-//! BENCHMARKS.md); on a table, batches of the largest power of two up to a sixteenth of the
-//! training split (32 to 1024; a batch larger than the split is capped at it), epochs for
-//! about 2,000 steps (3 to 200), cross-entropy (focal loss with alpha 0.75 distorts the
+//! BENCHMARKS.md; AdamW 0.01 with `--precision 8bit-states`: README); on a table, batches of
+//! the largest power of two up to a sixteenth of the training split (32 to 1024; a batch
+//! larger than the split is capped at it), epochs for about 2,000 steps (3 to 200), cross-entropy (focal loss with alpha 0.75 distorts the
 //! probabilities a risk modeller reads as PDs), SGD's weight decay 5e-4, and each optimizer's
 //! peak learning rate from a learning-rate range test (`lr_find`: Smith's test as fastai runs
 //! it, 100 steps from 1e-6 to 10, a tenth of the rate of the lowest smoothed loss) unless
@@ -200,8 +200,8 @@ struct Cli {
     /// One-hot columns per text column of --csv; rarer values share "other".
     #[arg(long, default_value_t = 20, requires = "csv", value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_categories: u32,
-    /// AdamW's peak learning rate [default: 0.03 on synthetic data (a sweep, BENCHMARKS.md);
-    /// on a table, a learning-rate range test's].
+    /// AdamW's peak learning rate [default: 0.03 on synthetic data (a sweep, BENCHMARKS.md),
+    /// 0.01 with 8-bit states (README); on a table, a learning-rate range test's].
     #[arg(long, value_parser = positive)]
     adamw_lr: Option<f64>,
     /// SGD's peak learning rate [default: 0.5 on synthetic data; on a table, the range
@@ -597,9 +597,12 @@ fn optimizer_names() -> String {
 /// The peak learning rate of `name` where none is given and none is measured: AdamW's and
 /// SGD's from a sweep of the synthetic job (BENCHMARKS.md); the others' untuned starting
 /// points.
-fn default_lr(name: &str, args: &Args) -> f64 {
+pub fn default_lr(name: &str, args: &Args) -> f64 {
     match name {
         "sgd" => args.sgd_lr.unwrap_or(0.5),
+        // 8-bit states: of 0.01, 0.02 and 0.03, 0.01 kept the best validation loss on two
+        // synthetic datasets, 5 seeds each (README, "8-bit optimizer states").
+        "adamw" if args.precision.1.eight_bit_states => args.adamw_lr.unwrap_or(1e-2),
         // Muon with Moonshot's adjustment (match_rms_adamw) takes AdamW's rate and decay.
         "adamw" | "muon" => args.adamw_lr.unwrap_or(3e-2),
         "adam" | "amsgrad" | "adabelief" | "adamax" | "nadam" | "radam" | "adopt" => 3e-2,
