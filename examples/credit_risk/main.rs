@@ -33,11 +33,12 @@
 //! (batches of 1024, 3 epochs, 4 evaluations per epoch, focal loss, AdamW 0.03 and SGD 0.5:
 //! BENCHMARKS.md; AdamW 0.01 with `--precision 8bit-states`: README); on a table, batches of
 //! the largest power of two up to a sixteenth of the training split (32 to 1024; a batch
-//! larger than the split is capped at it), epochs for about 2,000 steps (3 to 200), cross-entropy (focal loss with alpha 0.75 distorts the
-//! probabilities a risk modeller reads as PDs), SGD's weight decay 5e-4, and each optimizer's
-//! peak learning rate from a learning-rate range test (`lr_find`: Smith's test as fastai runs
-//! it, 100 steps from 1e-6 to 10, a tenth of the rate of the lowest smoothed loss) unless
-//! `--lr`, `--adamw-lr` or `--sgd-lr` gives one (`--no-lr-find`: the synthetic rates).
+//! larger than the split is capped at it), epochs for about 2,000 steps (3 to 200),
+//! cross-entropy (focal loss with alpha 0.75 distorts the probabilities a risk modeller reads
+//! as PDs), SGD's weight decay 5e-4, and each optimizer's peak learning rate from a
+//! learning-rate range test (`lr_find`: Smith's test as fastai runs it, 100 steps from 1e-6
+//! to 10, a tenth of the rate of the lowest smoothed loss) unless `--lr`, `--adamw-lr` or
+//! `--sgd-lr` gives one (`--no-lr-find`: the synthetic rates).
 //!
 //! **Early stopping** is on (`--early-stopping 5`: five evaluations without a better validation
 //! loss, Lightning's rule; 0 turns it off): the best weights are saved on the device (a

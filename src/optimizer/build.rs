@@ -412,7 +412,8 @@ impl Optimizer {
         let (tensor_states, span_states) =
             allocate_states(ctx, &spec, storage, &plan, &params, donor);
         let quant_maps = storage.quant8.map(|_| {
-            // Storage and uniform: bound as `Tuning::uniform_maps` says.
+            // Usable as either: the kernel binds it as `Quant8::uniform_maps` says
+            // (`quant8::table_binding`).
             let maps = device_table();
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgpu-optim quant maps"),
