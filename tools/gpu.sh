@@ -72,9 +72,18 @@ run() {
         timeout 120 "$bin/roofline" "$size" 2>&1 | tee "$out/roofline-$size.txt" || true
     done
 
+    # 8-bit states both ways (issue 29): lanes sharing blocks in one pass (GPUs' default)
+    # against a block per invocation in two (`WGPU_OPTIM_RUNS=1`, CPU adapters' default).
+    for r in $(seq "$rounds"); do
+        for runs in 0 1; do
+            echo "round $r runs=$runs"
+            WGPU_OPTIM_RUNS=$runs timeout 60 "$bin/roofline" "${sizes%% *}" 8-bit 2>&1 || true
+        done
+    done 2>&1 | tee "$out/roofline-8bit.txt"
+
     # Our step times per storage layout, interleaved with f32, round after round.
     for r in $(seq "$rounds"); do
-        for p in f32 bf16 bf16-states f16 bf16-f32-states bf16-master bf16-sr; do
+        for p in f32 bf16 bf16-states f16 bf16-f32-states bf16-master bf16-sr 8bit-states; do
             echo "round $r $(timeout 60 "$bin/step_time" --n "$n" --steps 50 --precision "$p" 2>&1 \
                 | grep '^ours' || echo "precision=$p failed")"
         done

@@ -22,7 +22,7 @@ use crate::kernel::{
     Variant,
 };
 use crate::optim::OptimizerConfig;
-use crate::quant::{device_table, BLOCK};
+use crate::quant::BLOCK;
 
 /// Each configuration's `build`, generated from the registry.
 macro_rules! builders {
@@ -411,21 +411,15 @@ impl Optimizer {
         );
         let (tensor_states, span_states) =
             allocate_states(ctx, &spec, storage, &plan, &params, donor);
-        let quant_maps = storage.quant8.map(|_| {
-            // Usable as either: the kernel binds it as `Quant8::uniform_maps` says
-            // (`quant8::table_binding`).
-            let maps = device_table();
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-optim quant maps"),
-                contents: bytemuck::cast_slice(maps),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-            })
-        });
+        let quant_maps = match storage.quant8 {
+            Some(_) => Some(quant8::table_buffer(ctx)?),
+            None => None,
+        };
         let bound = BoundBuffers {
             control: &control,
             groups: &groups,
             span_states: &span_states,
-            quant_maps: quant_maps.as_ref(),
+            quant_maps: quant_maps.as_deref(),
             storage,
         };
         let (dispatches, trust_fold) = chunk_dispatches(ctx, &spec, &plan, &bound)?;

@@ -1,6 +1,10 @@
 //! 8-bit block-quantized states (`Precision::with_8bit_states`, docs/8bit.md): which
 //! optimizers and layouts take them, and reading them back.
 
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
 use super::{Optimizer, Precision};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -9,7 +13,7 @@ use crate::gpu::Tuning;
 use crate::gpu::{BufferRange, Context, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
-use crate::quant::{quantizes, Quantized, BLOCK, TABLE_WORDS};
+use crate::quant::{device_table, quantizes, Quantized, BLOCK, TABLE_WORDS};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
@@ -66,6 +70,25 @@ fn table_binding(ctx: &Context) -> Result<bool> {
         (true, true) => Ok(ctx.tuning().uniform_maps),
         (uniform, _) => Ok(uniform),
     }
+}
+
+/// The quantization table's buffer (`quant::device_table`) on `ctx`: one per context, never
+/// written, shared by every 8-bit optimizer built on it (the Burn adapter rebuilds optimizers
+/// on rebinds). Usable as either binding: the kernel binds it as `Quant8::uniform_maps` says
+/// ([`table_binding`]).
+pub(super) fn table_buffer(ctx: &Context) -> Result<Arc<wgpu::Buffer>> {
+    /// The cache's key of the table buffer.
+    #[derive(Hash, PartialEq, Eq)]
+    struct TableBuffer;
+    ctx.cached(TableBuffer, |device| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-optim quant maps"),
+            contents: bytemuck::cast_slice(device_table()),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC,
+        })
+    })
 }
 
 /// Whether each tensor keeps 8-bit states: those torchao quantizes ([`quantizes`]), with
@@ -257,5 +280,29 @@ impl Optimizer {
                 ranges: scales,
             },
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::table_buffer;
+    use crate::quant::device_table;
+    use crate::Context;
+
+    fn context() -> Context {
+        Context::new_blocking().unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"))
+    }
+
+    #[test]
+    fn one_table_buffer_per_context_holding_the_table() {
+        let (ctx, other) = (context(), context());
+        let buffer = table_buffer(&ctx).unwrap();
+        // Clones of a context share its cache, so the optimizers built on them one buffer.
+        assert!(Arc::ptr_eq(&buffer, &table_buffer(&ctx.clone()).unwrap()));
+        assert!(!Arc::ptr_eq(&buffer, &table_buffer(&other).unwrap()));
+        let bytes = ctx.read_bytes(&buffer, 0, buffer.size()).unwrap();
+        assert_eq!(bytes, bytemuck::cast_slice::<u32, u8>(device_table()));
     }
 }
