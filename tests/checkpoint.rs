@@ -278,30 +278,17 @@ fn rewrite(
     control: impl Fn(&mut Control),
     metadata: impl Fn(&mut std::collections::HashMap<String, String>),
 ) -> Vec<u8> {
-    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap_or_default();
-    metadata(&mut meta);
-    let file = SafeTensors::deserialize(bytes).unwrap();
-    let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let mut data = view.data().to_vec();
+    rewrite_checkpoint(
+        bytes,
+        |name, data| {
             if name == "wgpu_optim.control" {
-                let mut block: Control = bytemuck::pod_read_unaligned(&data);
+                let mut block: Control = bytemuck::pod_read_unaligned(data);
                 control(&mut block);
-                data = bytemuck::bytes_of(&block).to_vec();
+                *data = bytemuck::bytes_of(&block).to_vec();
             }
-            (name, view.dtype(), view.shape().to_vec(), data)
-        })
-        .collect();
-    let views = tensors.iter().map(|(name, dtype, shape, data)| {
-        (
-            name.as_str(),
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
-        )
-    });
-    safetensors::serialize(views, Some(meta)).unwrap()
+        },
+        metadata,
+    )
 }
 
 /// Issue 12, finding 1: a control block that no optimizer can step from is refused with

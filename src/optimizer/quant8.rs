@@ -13,7 +13,7 @@ use crate::gpu::Tuning;
 use crate::gpu::{BufferRange, Context, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
-use crate::quant::{device_table, quantizes, Quantized, BLOCK, TABLE_WORDS};
+use crate::quant::{device_table, quantizes, Quantized, BLOCK, MIN_SCALE, TABLE_WORDS};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
@@ -211,6 +211,10 @@ pub(super) struct StatePiece {
     pub dtype: safetensors::Dtype,
     pub shape: Vec<usize>,
     pub ranges: Vec<ByteRange>,
+    /// Whether the piece holds block scales of 8-bit states (checked on load: [`check_loaded`]).
+    ///
+    /// [`check_loaded`]: StatePiece::check_loaded
+    pub block_scales: bool,
 }
 
 /// Bytes `[offset, end)` of `buffer` (the last word may be padding).
@@ -232,6 +236,32 @@ impl StatePiece {
                 offset: range.offset(),
                 end: range.end(),
             }],
+            block_scales: false,
+        }
+    }
+
+    /// Refuses `data`, this piece's bytes in a file being loaded, where they hold a block
+    /// scale no step stores: every scale is a finite f32 of at least [`MIN_SCALE`] (torchao
+    /// clips its scales there too), so a file cannot bring a NaN, infinite, zero or negative
+    /// scale, which would make its block's states NaN or flip their signs at the next step.
+    /// Other pieces take any bytes, as torch's `load_state_dict` does.
+    pub fn check_loaded(&self, data: &[u8]) -> Result<()> {
+        if !self.block_scales {
+            return Ok(());
+        }
+        let scales = data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        match scales
+            .enumerate()
+            .find(|(_, s)| !(s.is_finite() && *s >= MIN_SCALE))
+        {
+            Some((block, scale)) => Err(Error::CheckpointMismatch(format!(
+                "{} holds {scale} for block {block}: 8-bit states' scales are finite and at \
+                 least {MIN_SCALE:e}",
+                self.name
+            ))),
+            None => Ok(()),
         }
     }
 }
@@ -272,12 +302,14 @@ impl Optimizer {
                 dtype: safetensors::Dtype::U8,
                 shape: vec![len(&codes, 1)],
                 ranges: codes,
+                block_scales: false,
             },
             StatePiece {
                 name: named(".scale"),
                 dtype: safetensors::Dtype::F32,
                 shape: vec![len(&scales, 4)],
                 ranges: scales,
+                block_scales: true,
             },
         ])
     }

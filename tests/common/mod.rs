@@ -649,3 +649,33 @@ pub fn ulps_16bit(a: f32, b: f32, dtype: Dtype) -> f32 {
         .max(min_step);
     (a - b).abs() / ulp
 }
+
+/// Checkpoint `bytes` with each tensor's data passed to `tensor` (its name, its bytes) and the
+/// metadata to `metadata` for editing, re-serialized: the files of bad-input tests.
+pub fn rewrite_checkpoint(
+    bytes: &[u8],
+    tensor: impl Fn(&str, &mut Vec<u8>),
+    metadata: impl Fn(&mut std::collections::HashMap<String, String>),
+) -> Vec<u8> {
+    use safetensors::SafeTensors;
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    metadata(&mut meta);
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let mut data = view.data().to_vec();
+            tensor(&name, &mut data);
+            (name, view.dtype(), view.shape().to_vec(), data)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        (
+            name.as_str(),
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
