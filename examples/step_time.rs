@@ -59,6 +59,7 @@
 
 use std::time::Instant;
 
+use wgpu_optim::quant::quantizes;
 use wgpu_optim::{
     reference, AdamConfig, AdamWConfig, Arena, BufferRange, Context, Dtype, GradConfig, Optimizer,
     OptimizerConfig, Param, ParamGroup, Precision, Quant8, Rounding, SgdConfig, Storage,
@@ -574,6 +575,17 @@ fn main() -> wgpu_optim::Result<()> {
     let gpu = tensors.read_first(&ctx, check_len)?;
     let device_steps = optimizer.read_step()?;
     let lens: Vec<usize> = host_params.iter().map(Vec::len).collect();
+    // Whether tensor 0 keeps 8-bit states follows its whole length (torchao's rule), not the
+    // checked prefix's (the reference sees whole tensors only with a clip): a tensor that does
+    // steps its first 4096 elements (whole blocks, each quantized alone) as a tensor of 4096
+    // would; one that does not keeps f32 states.
+    let storage = match storage.quant8 {
+        Some(_) if !keep_all && !quantizes(sizes[0] as u64) => Storage {
+            quant8: None,
+            ..storage
+        },
+        _ => storage,
+    };
     let mut cpu_optimizer = reference::Optimizer::with_storage(&config(&a), &lens, storage)?;
     cpu_optimizer.set_grad_processing(grad_config(&a))?;
     for _ in 0..total_steps {

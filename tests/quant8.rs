@@ -657,6 +657,32 @@ fn adam_states_take_about_two_bytes_a_parameter() {
     assert_eq!(bytes(Precision::default().with_states(Dtype::BF16)), 4.0);
 }
 
+/// What benchmarks divide by: AdamW moves 8 bytes of parameter, 4 of gradient and a byte of
+/// each state each way with 8-bit states (16), and 28 where a tensor keeps f32 states
+/// (torchao's rule), averaged over the elements to the nearest byte.
+#[test]
+fn bytes_per_element_counts_the_states_each_tensor_keeps() {
+    let ctx = context();
+    let eight_bit = Precision::default().with_8bit_states();
+    let per_element = |lens: &[usize]| {
+        let group = ParamGroup {
+            config: AdamWConfig::default().into(),
+            params: tensors(ctx, lens, Dtype::F32),
+        };
+        Optimizer::with_precision(ctx, vec![group], eight_bit)
+            .unwrap()
+            .bytes_per_element()
+    };
+    assert_eq!(per_element(&[8192]), 16);
+    // Not whole blocks, or fewer than 4096 elements: f32 states, as without the option.
+    assert_eq!(per_element(&[8000]), 28);
+    assert_eq!(per_element(&[1024]), 28);
+    // 8192 elements at 16 and 1024 at 28: 17.3 a byte.
+    assert_eq!(per_element(&[8192, 1024]), 17);
+    // 4096 at 16 and 4096 at 28: 22.
+    assert_eq!(per_element(&[4096, 4000, 96]), 22);
+}
+
 #[test]
 fn bad_input_is_refused_with_typed_errors() {
     let ctx = context();

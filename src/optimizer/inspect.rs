@@ -92,7 +92,9 @@ impl Optimizer {
     /// each state, read the gradient, and read the gradient once more with gradient
     /// processing on, each in its storage type (Adam: 28 in f32, 20 with bf16 states, 14 in
     /// bf16, 28 with bf16 parameters and gradients, f32 states and master weights; 32 in f32
-    /// with gradient processing). LAMB and LARS take two passes over the elements (see
+    /// with gradient processing; 16 with 8-bit states, where the tensors too small or not in
+    /// whole blocks to keep them count their f32 states, averaged over the elements). LAMB and
+    /// LARS take two passes over the elements (see
     /// [`LambConfig`](crate::LambConfig)), each reading what one update reads: counted as
     /// twice the figure (an upper bound: each pass writes only what it changes). Benchmarks
     /// divide by this.
@@ -112,17 +114,28 @@ impl Optimizer {
         } else {
             (2 * param.size(), 0)
         };
-        // 8-bit states: a byte read and one written (the block scales, 8 bytes a block of 256,
-        // are left out).
-        let state_size = if self.storage.quant8.is_some() {
-            1
+        let state_reads = 2 * self.spec.states.len() as u64;
+        let state_bytes = if self.storage.quant8.is_some() {
+            // 8-bit states: a byte read and one written for the tensors that keep them (the
+            // block scales, 8 bytes a block of 256, are left out); the others (torchao's rule:
+            // `quant::quantizes`) keep f32 states. Averaged over the elements, to the nearest
+            // byte.
+            let all: u64 = self.tensors.iter().map(|t| t.param.len()).sum();
+            let quantized: u64 = self
+                .tensors
+                .iter()
+                .filter(|t| !t.quant.is_empty())
+                .map(|t| t.param.len())
+                .sum();
+            let total = state_reads * (quantized + (all - quantized) * states.size());
+            match all {
+                0 => state_reads,
+                _ => (total + all / 2) / all,
+            }
         } else {
-            states.size()
+            state_reads * states.size()
         };
-        let pass = param_bytes
-            + grad_reads * grad.size()
-            + 2 * state_size * self.spec.states.len() as u64
-            + master;
+        let pass = param_bytes + grad_reads * grad.size() + state_bytes + master;
         if self.spec.kernel.trust_ratio {
             2 * pass
         } else {
