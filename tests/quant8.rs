@@ -813,43 +813,52 @@ fn a_checkpoint_resumes_bit_for_bit_with_torchaos_names() {
     ));
 }
 
-/// A file's block scales are what a step stores, finite and at least `quant::MIN_SCALE`
-/// (torchao clips at 1e-12 too), or the file is refused with nothing written: a NaN scale
-/// would make its block's states NaN at the next step, a negative one flip their signs.
+/// A file's block scales are ones an optimizer keeps, 0 before the first step (torchao's
+/// `OptimState8bit.zeros`) or finite and at least `quant::MIN_SCALE` after (torchao clips at
+/// 1e-12 too), or the file is refused with nothing written: a NaN scale would make its
+/// block's states NaN at the next step, a negative one flip their signs.
 #[test]
-fn a_checkpoints_scales_must_be_ones_a_step_stores() {
+fn a_checkpoints_scales_must_be_ones_an_optimizer_keeps() {
     let config: OptimizerConfig = AdamWConfig::default().with_lr(1e-2).into();
     let mut run = Quant8Run::new(&config, &[1024, 8192], Dtype::F32, Precision::default());
+    // Before the first step every scale is 0, and the file loads.
+    let fresh = run.device.checkpoint().unwrap();
+    run.device.load_checkpoint(&fresh).unwrap();
     let grads = run.gradients();
     run.step_with(&grads);
     let bytes = run.device.checkpoint().unwrap();
     let before = run.device.read_quantized_state(1, "exp_avg_sq").unwrap();
-    // The smallest scale a step stores is accepted (the loaded file is the saved one).
-    let smallest = common::rewrite_checkpoint(
-        &bytes,
-        |name, data| {
-            if name == "state.1.exp_avg_sq.scale" {
-                data[4..8].copy_from_slice(&quant::MIN_SCALE.to_le_bytes());
-            }
-        },
-        |_| {},
-    );
-    run.device.load_checkpoint(&smallest).unwrap();
+    let with_scale = |target: &str, scale: f32| {
+        common::rewrite_checkpoint(
+            &bytes,
+            |name, data| {
+                if name == target {
+                    data[8..12].copy_from_slice(&scale.to_le_bytes());
+                }
+            },
+            |_| {},
+        )
+    };
+    // The smallest scale a step stores, and a block of zeros' 0, are accepted.
+    for good in [quant::MIN_SCALE, 0.0] {
+        let file = with_scale("state.1.exp_avg_sq.scale", good);
+        run.device.load_checkpoint(&file).unwrap();
+        let loaded = run.device.read_quantized_state(1, "exp_avg_sq").unwrap();
+        assert_eq!(loaded.scales[2], good);
+    }
     run.device.load_checkpoint(&bytes).unwrap();
     let below = f32::from_bits(quant::MIN_SCALE.to_bits() - 1);
-    for bad in [f32::NAN, f32::INFINITY, -1.0, 0.0, below] {
+    for bad in [
+        f32::NAN,
+        f32::INFINITY,
+        -1.0,
+        -quant::MIN_SCALE,
+        below,
+        1e-40,
+    ] {
         for state in ["exp_avg", "exp_avg_sq"] {
             let target = format!("state.1.{state}.scale");
-            let file = common::rewrite_checkpoint(
-                &bytes,
-                |name, data| {
-                    if name == target {
-                        data[8..12].copy_from_slice(&bad.to_le_bytes());
-                    }
-                },
-                |_| {},
-            );
-            match run.device.load_checkpoint(&file) {
+            match run.device.load_checkpoint(&with_scale(&target, bad)) {
                 Err(Error::CheckpointMismatch(message)) => {
                     assert!(message.contains(&target), "{bad}: {message}");
                     assert!(message.contains("block 2"), "{bad}: {message}");

@@ -241,8 +241,9 @@ impl StatePiece {
     }
 
     /// Refuses `data`, this piece's bytes in a file being loaded, where they hold a block
-    /// scale no step stores: every scale is a finite f32 of at least [`MIN_SCALE`] (torchao
-    /// clips its scales there too), so a file cannot bring a NaN, infinite, zero or negative
+    /// scale no optimizer keeps: a scale is 0 before the first step (torchao's
+    /// `OptimState8bit.zeros`) and a finite f32 of at least [`MIN_SCALE`] after (torchao clips
+    /// its scales there too), so a file cannot bring a NaN, infinite, negative or subnormal
     /// scale, which would make its block's states NaN or flip their signs at the next step.
     /// Other pieces take any bytes, as torch's `load_state_dict` does.
     pub fn check_loaded(&self, data: &[u8]) -> Result<()> {
@@ -254,11 +255,11 @@ impl StatePiece {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         match scales
             .enumerate()
-            .find(|(_, s)| !(s.is_finite() && *s >= MIN_SCALE))
+            .find(|(_, s)| !(*s == 0.0 || (s.is_finite() && *s >= MIN_SCALE)))
         {
             Some((block, scale)) => Err(Error::CheckpointMismatch(format!(
-                "{} holds {scale} for block {block}: 8-bit states' scales are finite and at \
-                 least {MIN_SCALE:e}",
+                "{} holds {scale} for block {block}: 8-bit states' scales are 0 (before the \
+                 first step) or finite and at least {MIN_SCALE:e}",
                 self.name
             ))),
             None => Ok(()),
