@@ -5,13 +5,15 @@
 //! optimizers with and without gradient processing and for every kind of state: NAdam's
 //! running product under a cycled beta1, LAMB's trust ratios, f32 master weights of bf16
 //! parameters, a population's control blocks and per-replica running values, Schedule-Free's
-//! running values and mode.
+//! running values and mode, 8-bit states' codes and block scales (a scale at each edge of
+//! what a load takes, codes at any value).
 //!
 //! After each load, either a typed error and the optimizer as it was (every state, control
 //! block, running value and mode, as a checkpoint of it reads, and every group's
 //! configuration), or a state that saves and loads back, whose control blocks are usable,
-//! whose `mu_product` is in [0, 1], and from which the next steps (after Schedule-Free's
-//! `train()` or not) equal the CPU reference's started from that same state: its states,
+//! whose `mu_product` is in [0, 1] and 8-bit scales 0 or finite and at least 1e-12 (never
+//! NaN), and from which the next steps (after Schedule-Free's `train()` or not) equal the CPU
+//! reference's started from that same state (8-bit codes and scales bit for bit): its states,
 //! control blocks and running values as a fresh checkpoint of the device reads them. The
 //! counts and times are printed (`cargo test --test checkpoint_fuzz -- --nocapture`).
 
@@ -63,6 +65,17 @@ impl Parsed {
         }
     }
 
+    /// 8-bit state `name` (`state.<i>.<state>`) as torchao's codes and scales, if the file
+    /// holds it so; `signed`: its map.
+    fn quantized(&self, name: &str, signed: bool) -> Option<quant::Quantized> {
+        let (_, _, codes) = self.tensors.get(&format!("{name}.codes"))?;
+        Some(quant::Quantized {
+            codes: codes.clone(),
+            scales: self.values(&format!("{name}.scale")),
+            signed,
+        })
+    }
+
     /// Every control block.
     fn controls(&self) -> Vec<Control> {
         let (_, _, bytes) = &self.tensors["wgpu_optim.control"];
@@ -86,12 +99,20 @@ impl Parsed {
     }
 
     /// PyTorch's per-parameter scalars that are functions of the running values (NAdam's
-    /// `mu_product`): finite, in [0, 1].
+    /// `mu_product`): finite, in [0, 1]; and 8-bit states' block scales: 0 (before the first
+    /// step) or finite and at least `quant::MIN_SCALE`, never NaN (issue 29).
     fn scalars_in_range(&self) -> Result<(), String> {
         for name in self.tensors.keys().filter(|k| k.ends_with(".mu_product")) {
             let values = self.values(name);
             if !(values.len() == 1 && (0.0..=1.0).contains(&values[0])) {
                 return Err(format!("{name} = {values:?}, not one value in [0, 1]"));
+            }
+        }
+        let scales = self.tensors.keys();
+        for name in scales.filter(|k| k.starts_with("state.") && k.ends_with(".scale")) {
+            let kept = |s: &f32| *s == 0.0 || (s.is_finite() && *s >= quant::MIN_SCALE);
+            if let Some(scale) = self.values(name).iter().find(|s| !kept(s)) {
+                return Err(format!("{name} holds the scale {scale}"));
             }
         }
         Ok(())
@@ -140,8 +161,10 @@ const FULL: Effort = Effort {
 
 /// How an optimizer under attack is built and stepped to the checkpoint the attacks edit.
 struct Setup {
-    /// One configuration per parameter group, each over tensors of [`LENS`].
+    /// One configuration per parameter group, each over tensors of `lens`.
     groups: Vec<OptimizerConfig>,
+    /// The tensors' lengths in each group: [`LENS`], or tensors that keep 8-bit states.
+    lens: &'static [usize],
     /// A population: a control block per group.
     population: bool,
     /// The parameters' and gradients' storage type.
@@ -165,6 +188,7 @@ impl Setup {
     fn of(config: OptimizerConfig, seed: u64) -> Setup {
         Setup {
             groups: vec![config],
+            lens: &LENS,
             population: false,
             param_dtype: Dtype::F32,
             precision: Precision::default(),
@@ -204,14 +228,14 @@ struct Counts {
 impl Target {
     fn new(ctx: &Context, setup: Setup) -> Self {
         let mut rng = Rng::new(setup.seed);
-        let lens = LENS.repeat(setup.groups.len());
+        let lens = setup.lens.repeat(setup.groups.len());
         let arena = Arena::with_dtypes(ctx, &lens, setup.param_dtype, setup.param_dtype).unwrap();
         for (i, &len) in lens.iter().enumerate() {
             arena.write_param(i, &rng.vector(len)).unwrap();
         }
         let params = arena.params();
         let groups: Vec<ParamGroup> = params
-            .chunks(LENS.len())
+            .chunks(setup.lens.len())
             .zip(&setup.groups)
             .map(|(params, config)| ParamGroup {
                 config: config.clone(),
@@ -265,7 +289,7 @@ impl Target {
             optimizer,
             arena,
             groups: (0..setup.groups.len())
-                .map(|g| g * LENS.len()..(g + 1) * LENS.len())
+                .map(|g| g * setup.lens.len()..(g + 1) * setup.lens.len())
                 .collect(),
             lens,
             effort: setup.effort,
@@ -301,6 +325,13 @@ impl Target {
                 }
             }
         }
+    }
+
+    /// Whether state `name` takes the signed map with 8-bit states (the squares take the
+    /// unsigned one).
+    fn signed(&self, name: &str) -> bool {
+        let spec = self.optimizer.state_specs().iter().find(|s| s.name == name);
+        !spec.is_some_and(|s| s.holds_squares())
     }
 
     /// The control block that replica (group) `group` steps by.
@@ -382,8 +413,13 @@ impl Target {
             reference.set_grad_processing(grad).map_err(err)?;
             for (j, i) in tensors.clone().enumerate() {
                 for name in self.optimizer.state_names() {
-                    let values = loaded.values(&format!("state.{i}.{name}"));
-                    reference.set_state(j, name, &values).map_err(err)?;
+                    let key = format!("state.{i}.{name}");
+                    match loaded.quantized(&key, self.signed(name)) {
+                        Some(q) => reference.set_quantized_state(j, name, q).map_err(err)?,
+                        None => reference
+                            .set_state(j, name, &loaded.values(&key))
+                            .map_err(err)?,
+                    }
                 }
             }
             reference.set_control(controls[k]);
@@ -457,6 +493,22 @@ impl Target {
                     ));
                 }
                 for name in self.optimizer.state_names() {
+                    // 8-bit states: the device's codes and scales are the reference's, bit
+                    // for bit.
+                    let key = format!("state.{i}.{name}");
+                    if let Some(got) = device.quantized(&key, self.signed(name)) {
+                        let expected = reference.quantized_state(j, name).unwrap();
+                        let bits = |q: &quant::Quantized| {
+                            let scales: Vec<u32> = q.scales.iter().map(|s| s.to_bits()).collect();
+                            (q.codes.clone(), scales)
+                        };
+                        if bits(&got) != bits(expected) {
+                            return Err(format!(
+                                "{what}, tensor {i}: device {name} {got:?}, reference {expected:?}"
+                            ));
+                        }
+                        continue;
+                    }
                     let dtype = if name == MASTER_PARAM {
                         Dtype::F32
                     } else {
@@ -699,6 +751,47 @@ fn attack_all(ctx: &Context, target: &mut Target, counts: &mut Counts) {
         let at = (rng.next_u64() % bytes.len() as u64) as usize;
         bytes[at] = rng.next_u64() as u8;
         target.attack(ctx, &format!("byte {at} = {}", bytes[at]), &bytes, counts);
+    }
+
+    // 8-bit states: a block's scale at the edges of what a load takes (0, 1e-12 and the float
+    // below, subnormal, negative, infinite, NaN, the largest finite), and codes at any value.
+    let is_state = |n: &&String, suffix: &str| n.starts_with("state.") && n.ends_with(suffix);
+    for name in tensors.iter().filter(|n| is_state(n, ".scale")) {
+        let offsets = &json[name]["data_offsets"];
+        let (first, end) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
+        let edges = [
+            0.0,
+            -0.0,
+            1e-12,
+            f32::from_bits(1e-12_f32.to_bits() - 1),
+            1e-40,
+            -1.0,
+            f32::INFINITY,
+            f32::NAN,
+            f32::MAX,
+            1.0,
+        ];
+        for block in [first, end - 4] {
+            for value in edges {
+                let mut bytes = good.clone();
+                let at = data + block as usize;
+                bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                let what = format!("{name} at byte {} = {value:e}", block - first);
+                target.attack(ctx, &what, &bytes, counts);
+            }
+        }
+    }
+    for name in tensors.iter().filter(|n| is_state(n, ".codes")) {
+        let offsets = &json[name]["data_offsets"];
+        let (first, end) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
+        for at in [first, first + 255, first + 256, end - 1] {
+            for code in [0u8, 127, 128, 255] {
+                let mut bytes = good.clone();
+                bytes[data + at as usize] = code;
+                let what = format!("{name} byte {} = {code}", at - first);
+                target.attack(ctx, &what, &bytes, counts);
+            }
+        }
     }
 
     // Structured edits of the header: other dtypes and shapes for each tensor, the same bytes
@@ -944,6 +1037,33 @@ fn setups() -> Vec<(&'static str, Setup)> {
                     random_bytes: 200,
                 },
                 ..Setup::of(OptimizerConfig::NAdam(nadam), 56)
+            },
+        ),
+        // 8-bit states (issue 29): AMSGrad's three states of a tensor of 16 blocks as codes and
+        // scales, beside a tensor too small for them; a NaN skips the second step under the
+        // scaler, which leaves codes and scales alone.
+        (
+            "AdamW, AMSGrad, 8-bit states",
+            Setup {
+                lens: &[4096, 17],
+                precision: Precision::default().with_8bit_states(),
+                grad: Some(vec![GradConfig::default().with_grad_scaler(
+                    GradScalerConfig::default().with_growth_interval(3),
+                )]),
+                steps: 3,
+                poison: &[(1, 0)],
+                effort: Effort {
+                    focus: &["state.0.", "state.1.exp_avg_sq"],
+                    random_bytes: 300,
+                },
+                ..Setup::of(
+                    AdamWConfig::default()
+                        .with_lr(0.01)
+                        .with_weight_decay(0.01)
+                        .with_amsgrad(true)
+                        .into(),
+                    58,
+                )
             },
         ),
         // Saved in eval mode (x) after a warm-up: lr_max, weight_sum and the mode all matter.

@@ -683,6 +683,63 @@ fn bytes_per_element_counts_the_states_each_tensor_keeps() {
     assert_eq!(per_element(&[4096, 4000, 96]), 22);
 }
 
+/// The reference takes a checkpoint's codes and scales (`set_quantized_state`, as the
+/// hostile-checkpoint test restores it), its values then what they dequantize to; a state of
+/// another length or map, or of a tensor with f32 states, is refused.
+#[test]
+fn the_reference_takes_codes_and_scales_as_a_checkpoint_restores_them() {
+    let config: OptimizerConfig = AdamWConfig::default().into();
+    let ctx = context();
+    let storage = Optimizer::with_precision(
+        ctx,
+        vec![ParamGroup {
+            config: config.clone(),
+            params: tensors(ctx, &[512], Dtype::F32),
+        }],
+        Precision::default().with_8bit_states(),
+    )
+    .unwrap()
+    .storage();
+    let mut reference = reference::Optimizer::with_storage(&config, &[4096, 100], storage).unwrap();
+    let values: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.37).sin()).collect();
+    let squares = quant::Quantized::new(&values.iter().map(|v| v * v).collect::<Vec<_>>(), false);
+    reference
+        .set_quantized_state(0, "exp_avg_sq", squares.clone())
+        .unwrap();
+    assert_eq!(
+        reference.quantized_state(0, "exp_avg_sq").unwrap(),
+        &squares
+    );
+    assert_eq!(
+        reference.state(0, "exp_avg_sq").unwrap(),
+        &squares.dequantize()[..]
+    );
+    // The first moment takes the signed map.
+    let signed = quant::Quantized::new(&values, true);
+    reference
+        .set_quantized_state(0, "exp_avg", signed.clone())
+        .unwrap();
+    let short = quant::Quantized::new(&values[..3840], true);
+    assert!(matches!(
+        reference.set_quantized_state(0, "exp_avg", short),
+        Err(Error::WrongLength { .. })
+    ));
+    assert!(matches!(
+        reference.set_quantized_state(1, "exp_avg", signed.clone()),
+        Err(Error::Quantized(_))
+    ));
+    assert!(matches!(
+        reference.set_quantized_state(0, "momentum_buffer", signed.clone()),
+        Err(Error::NoSuchState { .. })
+    ));
+    let unsigned = quant::Quantized::new(&values, false);
+    assert!(matches!(
+        reference.set_quantized_state(0, "exp_avg", unsigned),
+        Err(Error::Quantized(_))
+    ));
+    assert_eq!(reference.quantized_state(0, "exp_avg").unwrap(), &signed);
+}
+
 #[test]
 fn bad_input_is_refused_with_typed_errors() {
     let ctx = context();

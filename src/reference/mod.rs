@@ -430,6 +430,43 @@ impl Optimizer {
             })
     }
 
+    /// With 8-bit states, sets the codes and scales of state `name` of tensor `index`, as a
+    /// checkpoint restores them (say, what a device optimizer's
+    /// [`read_quantized_state`](crate::Optimizer::read_quantized_state) reads after a load);
+    /// the state's values are what they dequantize to. `state` must be the tensor's length,
+    /// with a scale per block and the state's map.
+    pub fn set_quantized_state(
+        &mut self,
+        index: usize,
+        name: &str,
+        state: Quantized,
+    ) -> Result<()> {
+        let current = self.quantized_state(index, name)?;
+        if state.signed != current.signed {
+            return Err(Error::Quantized(
+                "the state's other map (signed or unsigned)",
+            ));
+        }
+        for (what, expected, actual) in [
+            ("reference codes", current.codes.len(), state.codes.len()),
+            ("reference scales", current.scales.len(), state.scales.len()),
+        ] {
+            if expected != actual {
+                return Err(Error::WrongLength {
+                    what,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        let k = (self.states.iter())
+            .position(|s| s.name == name)
+            .expect("found by quantized_state");
+        self.slots[index][self.states[k].slot] = state.dequantize();
+        self.quantized[index][k] = state;
+        Ok(())
+    }
+
     /// `mirror`'s prologue, then its update of each tensor, which sees the gradients as the
     /// device loads them: widened from their storage type, and processed (unscaled, clipped)
     /// with gradient processing on.
