@@ -215,7 +215,9 @@ fn main() -> wgpu_optim::Result<()> {
         // torchao keeps f32 states for a tensor of fewer than 4096 elements or not in whole
         // blocks: said, so the row is not read as 8-bit states' (its bytes are f32 states').
         let name = match storage.quant8 {
-            Some(_) if !quantizes(n as u64) => format!("{name} (kept f32: not whole blocks)"),
+            Some(_) if !quantizes(n as u64) => {
+                format!("{name} (kept f32: under 4096 or not whole blocks)")
+            }
             _ => name.to_string(),
         };
         row(&name, optimizer.bytes_per_element(), time, &check);

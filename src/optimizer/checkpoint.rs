@@ -211,10 +211,10 @@ impl Optimizer {
     /// structural option, or with a hyperparameter spelled twice
     /// ([`Error::CheckpointMismatch`]), or with 8-bit states a block scale that is neither 0
     /// (before the first step) nor a finite f32 of at least 1e-12 (also `CheckpointMismatch`:
-    /// a NaN would spread to its block's states), is refused before anything is written. The control
-    /// block is checked against this optimizer's gradient processing (see `loaded_control`
-    /// in src/optimizer/checkpoint.rs: a loss scale without a scaler is reset to 1, an
-    /// `error_if_nonfinite` halt is cleared for an optimizer that skips).
+    /// a NaN would spread to its block's states), is refused before anything is written. The
+    /// control block is checked against this optimizer's gradient processing (see
+    /// `loaded_control` in src/optimizer/checkpoint.rs: a loss scale without a scaler is reset
+    /// to 1, an `error_if_nonfinite` halt is cleared for an optimizer that skips).
     pub fn load_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
         let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint(e.to_string()))?;
         let (_, header) =

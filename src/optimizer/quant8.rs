@@ -243,8 +243,9 @@ impl StatePiece {
     /// Refuses `data`, this piece's bytes in a file being loaded, where they hold a block
     /// scale no optimizer keeps: a scale is 0 before the first step (torchao's
     /// `OptimState8bit.zeros`) and a finite f32 of at least [`MIN_SCALE`] after (torchao clips
-    /// its scales there too), so a file cannot bring a NaN, infinite, negative or subnormal
-    /// scale, which would make its block's states NaN or flip their signs at the next step.
+    /// its scales there too), so a file cannot bring a NaN, infinite, negative or smaller
+    /// nonzero scale, which would make its block's states NaN or flip their signs at the next
+    /// step.
     /// Other pieces take any bytes, as torch's `load_state_dict` does.
     pub fn check_loaded(&self, data: &[u8]) -> Result<()> {
         if !self.block_scales {
