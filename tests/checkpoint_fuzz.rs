@@ -280,15 +280,14 @@ impl Target {
             ctx.queue().submit([encoder.finish()]);
         }
         let good = optimizer.checkpoint().unwrap();
+        optimizer.load_checkpoint(&good).unwrap();
+        let baseline = state(&optimizer);
         // With 8-bit states, a tensor that keeps them: the attacks on codes and scales and the
         // comparisons of their bits run.
         if optimizer.storage().quant8.is_some() {
-            let parsed = Parsed::new(&good);
-            let codes = parsed.tensors.keys().filter(|k| k.ends_with(".codes"));
+            let codes = baseline.0.tensors.keys().filter(|k| k.ends_with(".codes"));
             assert!(codes.count() > 0, "no tensor keeps 8-bit states");
         }
-        optimizer.load_checkpoint(&good).unwrap();
-        let baseline = state(&optimizer);
         let params = (0..lens.len())
             .map(|i| arena.read_param(i).unwrap())
             .collect();

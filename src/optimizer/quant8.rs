@@ -245,16 +245,14 @@ impl StatePiece {
     /// `OptimState8bit.zeros`) and a finite f32 of at least [`MIN_SCALE`] after (torchao clips
     /// its scales there too), so a file cannot bring a NaN, infinite, negative or smaller
     /// nonzero scale, which would make its block's states NaN or flip their signs at the next
-    /// step.
-    /// Other pieces take any bytes, as torch's `load_state_dict` does.
+    /// step. Other pieces take any bytes, as torch's `load_state_dict` does.
     pub fn check_loaded(&self, data: &[u8]) -> Result<()> {
         if !self.block_scales {
             return Ok(());
         }
-        let scales = data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        match scales
+        match Dtype::F32
+            .decode(data)
+            .into_iter()
             .enumerate()
             .find(|(_, s)| !(*s == 0.0 || (s.is_finite() && *s >= MIN_SCALE)))
         {
