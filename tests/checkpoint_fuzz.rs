@@ -5,8 +5,9 @@
 //! optimizers with and without gradient processing and for every kind of state: NAdam's
 //! running product under a cycled beta1, LAMB's trust ratios, f32 master weights of bf16
 //! parameters, a population's control blocks and per-replica running values, Schedule-Free's
-//! running values and mode, 8-bit states' codes and block scales (a scale at each edge of
-//! what a load takes, codes at any value).
+//! running values and mode, 8-bit states' codes and block scales of each kernel that offers
+//! them (AdamW with AMSGrad, SGD with Nesterov momentum, Lion over bf16 master weights; a
+//! scale at each edge of what a load takes, codes at any value).
 //!
 //! After each load, either a typed error and the optimizer as it was (every state, control
 //! block, running value and mode, as a checkpoint of it reads, and every group's
@@ -1069,6 +1070,56 @@ fn setups() -> Vec<(&'static str, Setup)> {
                         .with_amsgrad(true)
                         .into(),
                     58,
+                )
+            },
+        ),
+        // 8-bit states of the other two kernels that offer them: SGD's momentum buffer (the
+        // signed map) under Nesterov with weight decay, and Lion's exp_avg beside bf16 parameters
+        // with f32 master weights (which stay f32), a NaN skipping Lion's second step.
+        (
+            "SGD, Nesterov momentum, 8-bit states",
+            Setup {
+                lens: &[4352, 3],
+                precision: Precision::default().with_8bit_states(),
+                steps: 3,
+                effort: Effort {
+                    focus: &["state.0.", "state.1.momentum_buffer"],
+                    random_bytes: 200,
+                },
+                ..Setup::of(
+                    SgdConfig::default()
+                        .with_lr(0.1)
+                        .with_momentum(0.9)
+                        .with_nesterov(true)
+                        .with_weight_decay(0.01)
+                        .into(),
+                    59,
+                )
+            },
+        ),
+        (
+            "Lion, bf16 with master weights, 8-bit states",
+            Setup {
+                lens: &[4096, 17],
+                param_dtype: Dtype::BF16,
+                precision: Precision::default()
+                    .with_master_weights()
+                    .with_8bit_states(),
+                grad: Some(vec![GradConfig::default().with_grad_scaler(
+                    GradScalerConfig::default().with_growth_interval(3),
+                )]),
+                steps: 3,
+                poison: &[(1, 0)],
+                effort: Effort {
+                    focus: &["state.0.", "state.1.exp_avg"],
+                    random_bytes: 200,
+                },
+                ..Setup::of(
+                    LionConfig::default()
+                        .with_lr(0.001)
+                        .with_weight_decay(0.01)
+                        .into(),
+                    60,
                 )
             },
         ),
