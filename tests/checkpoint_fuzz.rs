@@ -932,6 +932,8 @@ fn attack_all(ctx: &Context, target: &mut Target, counts: &mut Counts) {
 fn setups() -> Vec<(&'static str, Setup)> {
     let scaler = GradScalerConfig::default().with_growth_interval(3);
     let nadam = NAdamConfig::default().with_lr(0.01).with_weight_decay(0.01);
+    // A loss scaler alone: a NaN gradient skips its step.
+    let scaled = GradConfig::default().with_grad_scaler(scaler.clone());
     vec![
         (
             "AdamW, clip and scaler",
@@ -1054,9 +1056,7 @@ fn setups() -> Vec<(&'static str, Setup)> {
             Setup {
                 lens: &[4096, 17],
                 precision: Precision::default().with_8bit_states(),
-                grad: Some(vec![GradConfig::default().with_grad_scaler(
-                    GradScalerConfig::default().with_growth_interval(3),
-                )]),
+                grad: Some(vec![scaled.clone()]),
                 steps: 3,
                 poison: &[(1, 0)],
                 effort: Effort {
@@ -1105,9 +1105,7 @@ fn setups() -> Vec<(&'static str, Setup)> {
                 precision: Precision::default()
                     .with_master_weights()
                     .with_8bit_states(),
-                grad: Some(vec![GradConfig::default().with_grad_scaler(
-                    GradScalerConfig::default().with_growth_interval(3),
-                )]),
+                grad: Some(vec![scaled.clone()]),
                 steps: 3,
                 poison: &[(1, 0)],
                 effort: Effort {
