@@ -341,6 +341,28 @@ fn a_buffer_past_one_binding_is_cut_at_block_edges() {
     rewound(&mut run, "checkpoint", &|run| {
         run.device.load_checkpoint(&bytes).unwrap();
     });
+    // A NaN scale in the long tensor's last chunk (block 150 of 160; the chunks before it
+    // would be written first) is refused before any chunk is written.
+    let poisoned = common::rewrite_checkpoint(
+        &bytes,
+        |name, data| {
+            if name == "state.5.exp_avg_sq.scale" {
+                data[600..604].copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+        },
+        |_| {},
+    );
+    let grads = run.gradients();
+    run.step_with(&grads);
+    let stepped = states(&run);
+    match run.device.load_checkpoint(&poisoned) {
+        Err(Error::CheckpointMismatch(message)) => assert!(
+            message.contains("state.5.exp_avg_sq.scale") && message.contains("block 150"),
+            "{message}"
+        ),
+        other => panic!("a NaN scale in a chunked tensor: {other:?}"),
+    }
+    assert!(states(&run) == stepped, "a refused load writes no chunk");
 }
 
 /// WebGPU's default limits (8 storage buffers a shader stage, the browser's unless an adapter
