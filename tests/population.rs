@@ -1,6 +1,7 @@
 //! Populations (`Optimizer::population`): K replicas, each a parameter group with its own
 //! hyperparameters, control block, gradient norm, clip and skip, stepped in one dispatch per
-//! binding chunk. The oracle is each replica run alone: an optimizer over the same tensors,
+//! binding chunk, with any storage (16-bit, stochastic rounding, master weights, 8-bit
+//! states). The oracle is each replica run alone: an optimizer over the same tensors,
 //! gradients and configuration must produce the same bits, step after step.
 
 mod common;
@@ -84,6 +85,11 @@ fn outcome(
         tensors.push(bits(&ctx.read_f32(&param.param).unwrap()));
         for name in optimizer.state_names() {
             tensors.push(bits(&optimizer.read_state(first + i, name).unwrap()));
+            // 8-bit states as stored: codes, then block scales.
+            if let Ok(q) = optimizer.read_quantized_state(first + i, name) {
+                tensors.push(q.codes.iter().map(|&c| u32::from(c)).collect());
+                tensors.push(bits(&q.scales));
+            }
         }
     }
     Outcome { tensors, control }
@@ -228,8 +234,14 @@ fn eight_grad_configs() -> Vec<GradConfig> {
     ]
 }
 
-fn assert_population_equals_alone(ctx: &Context, what: &str, e: &Experiment) -> Vec<Outcome> {
-    let (_, outcomes) = population(ctx, e);
+/// Runs the experiment as a population and each replica alone, asserts they end equal, and
+/// returns the population and its outcomes.
+fn assert_population_equals_alone(
+    ctx: &Context,
+    what: &str,
+    e: &Experiment,
+) -> (Optimizer, Vec<Outcome>) {
+    let (optimizer, outcomes) = population(ctx, e);
     for (r, outcome) in outcomes.iter().enumerate() {
         let alone = alone(ctx, e, r);
         assert_eq!(
@@ -244,7 +256,7 @@ fn assert_population_equals_alone(ctx: &Context, what: &str, e: &Experiment) -> 
             );
         }
     }
-    outcomes
+    (optimizer, outcomes)
 }
 
 #[test]
@@ -252,7 +264,7 @@ fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
     let ctx = context();
     for family in ["adamw", "sgd", "adagrad", "rmsprop", "lion", "adam_amsgrad"] {
         let e = Experiment::eight(family, 20, None);
-        let outcomes = assert_population_equals_alone(ctx, family, &e);
+        let (_, outcomes) = assert_population_equals_alone(ctx, family, &e);
         for (r, outcome) in outcomes.iter().enumerate() {
             assert_eq!(outcome.control.step, 20, "{family}: replica {r} stepped");
         }
@@ -272,7 +284,7 @@ fn eight_replicas_equal_eight_optimizers_alone_bit_for_bit() {
 fn a_nan_in_one_replica_skips_only_that_replica() {
     let ctx = context();
     let e = Experiment::eight("adamw", 20, Some((3, 7)));
-    let outcomes = assert_population_equals_alone(ctx, "poisoned", &e);
+    let (_, outcomes) = assert_population_equals_alone(ctx, "poisoned", &e);
     for (r, outcome) in outcomes.iter().enumerate() {
         let skipped = u32::from(r == 3);
         assert_eq!(outcome.control.skipped_steps, skipped, "replica {r}");
@@ -314,6 +326,28 @@ fn sixteen_bit_replicas_with_stochastic_rounding_equal_their_runs_alone() {
     }
 }
 
+/// 8-bit states (issue 29) in a population: each replica's tensor of 17 blocks keeps codes and
+/// scales of its own, its smaller tensors f32 states, and its own skip (replica 5's NaN at
+/// step 2 leaves its codes and scales as they were) and clip.
+#[test]
+fn eight_bit_replicas_equal_their_runs_alone() {
+    let ctx = context();
+    for family in ["adamw", "adam_amsgrad", "sgd", "lion"] {
+        let e = Experiment {
+            lens: &[17 * 256, 1000, 37],
+            precision: Precision::default().with_8bit_states(),
+            ..Experiment::eight(family, 6, Some((5, 2)))
+        };
+        let (optimizer, outcomes) = assert_population_equals_alone(ctx, family, &e);
+        let quantized =
+            optimizer.read_quantized_state(3 * e.lens.len(), optimizer.state_names()[0]);
+        assert!(quantized.is_ok_and(|q| q.scales.len() == 17), "{family}");
+        for (r, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(outcome.control.step, 6 - u32::from(r == 5), "{family}: {r}");
+        }
+    }
+}
+
 #[test]
 fn chunks_are_cut_between_replicas_so_each_reduces_as_alone() {
     // A binding of 64 KiB holds 16384 f32: about two replicas of 6,373 elements (with the
@@ -327,6 +361,16 @@ fn chunks_are_cut_between_replicas_so_each_reduces_as_alone() {
         optimizer.update_dispatches()
     );
     assert_population_equals_alone(&ctx, "chunked", &e);
+    // With 8-bit states a replica's tensors lie in two spans (its tensor of 17 blocks with the
+    // other replicas' 8-bit tensors, its small ones with theirs), each cut between replicas:
+    // a replica's small tensors cut between chunks reduced its norm in another order.
+    let e = Experiment {
+        lens: &[17 * 256, 1000, 37],
+        precision: Precision::default().with_8bit_states(),
+        ..Experiment::eight("adamw", 6, Some((6, 1)))
+    };
+    let (optimizer, _) = assert_population_equals_alone(&ctx, "chunked, 8-bit states", &e);
+    assert!(optimizer.update_dispatches() >= 4, "chunked, 8-bit states");
 }
 
 #[test]

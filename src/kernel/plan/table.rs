@@ -193,14 +193,18 @@ fn cut_chunks(
                 };
                 let of_tensor = groups.of_tensor;
                 let starts = span.tensors.iter().map(|&i| span.offset_of(&tensors[i][0]));
-                // With a control block per group, a group's first tensor where one lies within
-                // the limit; with 8-bit states, a block's edge, so that no block is split
-                // between chunks (`check_quantized_plan` refuses a plan where none is).
+                // With a control block per group, the first of a group's tensors in this span
+                // where one lies within the limit (a group's first tensor may lie in another
+                // span: with 8-bit states its small tensors keep a span of their own); with
+                // 8-bit states, a block's edge, so that no block is split between chunks
+                // (`check_quantized_plan` refuses a plan where none is).
                 let group_start = match control {
                     ControlMode::PerGroup => last_cut(
-                        &mut (span.tensors.iter().zip(starts))
-                            .filter(|&(&i, _)| i == 0 || of_tensor[i - 1] != of_tensor[i])
-                            .map(|(_, start)| start),
+                        &mut (span.tensors.iter().zip(starts).enumerate())
+                            .filter(|&(k, (&i, _))| {
+                                k == 0 || of_tensor[span.tensors[k - 1]] != of_tensor[i]
+                            })
+                            .map(|(_, (_, start))| start),
                     ),
                     ControlMode::Shared => None,
                 };

@@ -334,6 +334,16 @@ fn reductions_cover_each_groups_segments_once() {
     }
 }
 
+/// Each workgroup's run of control group `k`'s reduction in plan `p`: its main and tail
+/// segment counts.
+fn work(p: &Plan, k: u32) -> Vec<(u32, u32)> {
+    (p.chunks.iter())
+        .flat_map(|c| entries::<ReduceWork>(p, c.reduce))
+        .filter(|w| w.control == k)
+        .map(|w| (w.main_end - w.main_first, w.tail_end - w.tail_first))
+        .collect()
+}
+
 #[test]
 fn a_population_cuts_chunks_at_its_replicas_and_reduces_each_as_alone() {
     // Three replicas of [700, 60] with a binding of 1024 elements: chunks are cut at a
@@ -345,15 +355,6 @@ fn a_population_cuts_chunks_at_its_replicas_and_reduces_each_as_alone() {
     let l = limits(1024, 256);
     let population = plan(&t, &groups, ControlMode::PerGroup, &l);
     let alone = plan(&tensors(&model), &[0, 0], ControlMode::PerGroup, &l);
-    // Each workgroup's run of the replica: its main and tail segment counts.
-    let work = |p: &Plan, k: u32| -> Vec<(u32, u32)> {
-        p.chunks
-            .iter()
-            .flat_map(|c| entries::<ReduceWork>(p, c.reduce))
-            .filter(|w| w.control == k)
-            .map(|w| (w.main_end - w.main_first, w.tail_end - w.tail_first))
-            .collect()
-    };
     for k in 0..3 {
         assert_eq!(work(&population, k), work(&alone, 0), "replica {k}");
     }
@@ -362,6 +363,61 @@ fn a_population_cuts_chunks_at_its_replicas_and_reduces_each_as_alone() {
         assert!(s.tensor < 2, "{s:?}");
     }
     assert_covers(&population, &t, 256);
+}
+
+#[test]
+fn a_population_of_eight_bit_replicas_is_cut_at_its_replicas_in_both_spans() {
+    // Three replicas of [4352, 700, 60] with 8-bit states: each replica's first tensor lies in
+    // the span of 8-bit tensors, its small ones in the other, which must still be cut at a
+    // replica's first tensor in it (not at the binding's end, inside a replica, which then
+    // reduces in another order than alone).
+    let model = [17 * 256, 700, 60];
+    let t = tensors(&model.repeat(3));
+    let quantized: Vec<bool> = t
+        .iter()
+        .map(|r| crate::quant::quantizes(r[0].len))
+        .collect();
+    let l = PlanLimits {
+        quantized_tile: 4 * 256,
+        ..limits(8192, 1024)
+    };
+    let population = Plan::new(
+        &t,
+        PlanGroups {
+            of_tensor: &[0, 0, 0, 1, 1, 1, 2, 2, 2],
+            count: 3,
+            quantized: &quantized,
+            quant_states: 2,
+        },
+        ControlMode::PerGroup,
+        &l,
+    );
+    let alone = Plan::new(
+        &tensors(&model),
+        PlanGroups {
+            of_tensor: &[0, 0, 0],
+            count: 1,
+            quantized: &quantized[..3],
+            quant_states: 2,
+        },
+        ControlMode::PerGroup,
+        &l,
+    );
+    assert_covers(&population, &t, 1024);
+    assert_eight_bit_chunks(&population, &t);
+    for (n, span) in population.spans.iter().enumerate() {
+        // Every chunk of either span starts at a replica's first tensor in it.
+        let firsts: Vec<u64> = (span.tensors.iter())
+            .filter(|&&i| i % 3 == usize::from(!span.quantized))
+            .map(|&i| span.offset_of(&t[i][0]))
+            .collect();
+        for c in population.chunks.iter().filter(|c| c.span == n) {
+            assert!(c.offset == 0 || firsts.contains(&c.offset), "{}", c.offset);
+        }
+    }
+    for k in 0..3 {
+        assert_eq!(work(&population, k), work(&alone, 0), "replica {k}");
+    }
 }
 
 /// Whether no chunk of a span of 8-bit tensors starts inside one of their blocks of 256, and
