@@ -348,6 +348,51 @@ fn eight_bit_replicas_equal_their_runs_alone() {
     }
 }
 
+/// A population's checkpoint with 8-bit states: every replica's codes and scales (torchao's
+/// names, per tensor) and control block come back in a fresh population of the same shape.
+#[test]
+fn an_eight_bit_population_checkpoint_restores_every_replica() {
+    let ctx = context();
+    let mut e = Experiment {
+        lens: &[17 * 256, 1000, 37],
+        precision: Precision::default().with_8bit_states(),
+        ..Experiment::eight("adamw", 4, Some((5, 2)))
+    };
+    let (saved, _) = population(ctx, &e);
+    let checkpoint = saved.checkpoint().unwrap();
+    let file = safetensors::SafeTensors::deserialize(&checkpoint).unwrap();
+    assert_eq!(file.tensor("state.15.exp_avg.scale").unwrap().shape(), [17]);
+    e.steps = 0;
+    let (mut loaded, _) = population(ctx, &e);
+    loaded.load_checkpoint(&checkpoint).unwrap();
+    let steps: Vec<u32> = (loaded.read_controls().unwrap().iter())
+        .map(|c| c.step)
+        .collect();
+    assert_eq!(steps, [4, 4, 4, 4, 4, 3, 4, 4]);
+    let mut quantized = 0;
+    for i in 0..saved.params().count() {
+        for name in saved.state_names() {
+            let what = format!("tensor {i} {name}");
+            match saved.read_quantized_state(i, name) {
+                Ok(q) => {
+                    assert!(q.scales.iter().any(|&s| s > 0.0), "{what} stepped");
+                    assert_eq!(loaded.read_quantized_state(i, name).unwrap(), q, "{what}");
+                    quantized += 1;
+                }
+                Err(_) => assert_eq!(
+                    bits(&loaded.read_state(i, name).unwrap()),
+                    bits(&saved.read_state(i, name).unwrap()),
+                    "{what}"
+                ),
+            }
+        }
+    }
+    assert_eq!(
+        quantized, 16,
+        "two 8-bit states of each replica's first tensor"
+    );
+}
+
 #[test]
 fn chunks_are_cut_between_replicas_so_each_reduces_as_alone() {
     // A binding of 64 KiB holds 16384 f32: about two replicas of 6,373 elements (with the
