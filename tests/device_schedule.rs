@@ -1,7 +1,7 @@
 //! Schedules on the device (`Optimizer::set_schedule`): every optimizer's run equals the run
 //! of a host loop writing the same configuration before each step, bit for bit, with either
 //! counter when steps are skipped, in populations, across setters and removal; bad schedules
-//! are refused with nothing changed.
+//! are refused with nothing changed; with 8-bit states too (codes and scales bit for bit).
 
 mod common;
 use common::*;
@@ -140,6 +140,18 @@ fn skipped_steps_follow_the_chosen_counter() {
     assert_eq!((control.step, control.skipped_steps), (6, 2));
 }
 
+/// Writes `grads` into each twin's arena and steps its optimizer.
+fn step_alike(ctx: &Context, twins: [(&Arena, &Optimizer); 2], grads: &[Vec<f32>]) {
+    for (arena, optimizer) in twins {
+        for (i, grad) in grads.iter().enumerate() {
+            arena.write_grad(i, grad).unwrap();
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        optimizer.step(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+    }
+}
+
 /// In a population each replica follows the schedule from its own learning rate, by its own
 /// counter (replica 1 skips a step alone).
 #[test]
@@ -186,19 +198,17 @@ fn replicas_follow_their_own_base_and_counter() {
             host.set_group_config(r, schedule.config_at(&base(r), t).unwrap())
                 .unwrap();
         }
-        for i in 0..device_arena.len() {
-            let mut grad = rng.gradient(lens[i % 2]);
-            if step == 2 && i == lens.len() {
-                grad[0] = f32::INFINITY;
-            }
-            device_arena.write_grad(i, &grad).unwrap();
-            host_arena.write_grad(i, &grad).unwrap();
+        let mut grads: Vec<Vec<f32>> = (0..device_arena.len())
+            .map(|i| rng.gradient(lens[i % 2]))
+            .collect();
+        if step == 2 {
+            grads[lens.len()][0] = f32::INFINITY;
         }
-        for optimizer in [&device, &host] {
-            let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            optimizer.step(&mut encoder);
-            ctx.queue().submit([encoder.finish()]);
-        }
+        step_alike(
+            ctx,
+            [(&device_arena, &device), (&host_arena, &host)],
+            &grads,
+        );
         for i in 0..device_arena.len() {
             assert_eq!(
                 bits(&device_arena.read_param(i).unwrap()),
@@ -410,5 +420,91 @@ fn a_table_too_long_is_refused_before_the_schedule_is_evaluated() {
         );
         assert_eq!(calls.load(Ordering::Relaxed), 0, "{steps}");
         assert!(run.device.schedule().is_none());
+    }
+}
+
+/// 8-bit states (issue 29) under a device schedule, two parameter groups of their own learning
+/// rates (each a tensor of 17 blocks and a small one of f32 states), a step skipped: the same
+/// parameters, codes and scales as a host loop writing each group's scheduled configuration,
+/// for each kernel that offers 8-bit states.
+#[test]
+fn eight_bit_states_follow_the_schedule_as_a_host_loop_would() {
+    let ctx = context();
+    let lens = [17 * 256, 37, 4096, 3];
+    let schedule = DeviceSchedule::new(warmup_cosine(), 6);
+    let precision = Precision::default().with_8bit_states();
+    let families: [OptimizerConfig; 3] = [
+        AdamWConfig::default().with_weight_decay(0.1).into(),
+        SgdConfig::default().with_momentum(0.9).into(),
+        LionConfig::default().with_weight_decay(0.1).into(),
+    ];
+    for family in families {
+        let base = |g: usize| family.clone().with_lr(1e-3 * (g + 1) as f64);
+        let build = || {
+            let arena = Arena::new(ctx, &lens).unwrap();
+            let mut rng = Rng::new(21);
+            for (i, &len) in lens.iter().enumerate() {
+                arena.write_param(i, &rng.vector(len)).unwrap();
+            }
+            let groups = (arena.params().chunks(2).enumerate())
+                .map(|(g, params)| ParamGroup {
+                    config: base(g),
+                    params: params.to_vec(),
+                })
+                .collect();
+            let mut optimizer = Optimizer::with_precision(ctx, groups, precision).unwrap();
+            optimizer
+                .set_grad_processing(Some(GradConfig::default()))
+                .unwrap();
+            (arena, optimizer)
+        };
+        let (device_arena, mut device) = build();
+        let (host_arena, mut host) = build();
+        device.set_schedule(Some(schedule.clone())).unwrap();
+        let mut rng = Rng::new(22);
+        let mut taken = 0;
+        for step in 0..8 {
+            for g in 0..2 {
+                let t = (taken as u64).min(schedule.steps - 1);
+                host.set_group_config(g, schedule.config_at(&base(g), t).unwrap())
+                    .unwrap();
+            }
+            let mut grads: Vec<Vec<f32>> = lens.iter().map(|&len| rng.gradient(len)).collect();
+            if step == 3 {
+                grads[1][0] = f32::NAN;
+            }
+            step_alike(
+                ctx,
+                [(&device_arena, &device), (&host_arena, &host)],
+                &grads,
+            );
+            taken += u32::from(step != 3);
+            let what = format!("{}: step {step}", family.name());
+            for (i, &len) in lens.iter().enumerate() {
+                assert_eq!(
+                    bits(&device_arena.read_param(i).unwrap()),
+                    bits(&host_arena.read_param(i).unwrap()),
+                    "{what}, tensor {i}"
+                );
+                let name = device.state_names()[0];
+                let quantized = device.read_quantized_state(i, name);
+                assert_eq!(
+                    quantized.is_ok(),
+                    quant::quantizes(len as u64),
+                    "{what}, {i}"
+                );
+                match quantized {
+                    Ok(q) => {
+                        assert_eq!(q, host.read_quantized_state(i, name).unwrap(), "{what}");
+                    }
+                    Err(_) => assert_eq!(
+                        bits(&device.read_state(i, name).unwrap()),
+                        bits(&host.read_state(i, name).unwrap()),
+                        "{what}, tensor {i}"
+                    ),
+                }
+            }
+        }
+        assert_eq!(device.read_step().unwrap(), taken, "{}", family.name());
     }
 }
