@@ -1,7 +1,8 @@
 //! Muon groups of an optimizer ([`Optimizer::with_muon`]) on the device: against the CPU
 //! reference ([`reference::Muon`], [`reference::Optimizer`]) step by step, beside AdamW under
 //! one control block (the global norm over every gradient, one skip for a NaN anywhere, one
-//! loss scale), the momentum buffers' bits, a zero matrix, and what is refused.
+//! loss scale), the momentum buffers' bits, a zero matrix, AdamW beside it with 8-bit states,
+//! and what is refused.
 
 mod common;
 
@@ -712,5 +713,109 @@ fn an_f16_iterate_steps_near_the_reference() {
                 assert!((d - h).abs() <= bound, "{rows} x {cols}: {d} vs {h}");
             }
         }
+    }
+}
+
+/// Muon beside AdamW with 8-bit states (issue 29): the element-wise group keeps codes and
+/// scales (its tensor of 16 blocks; its small one f32 states) and steps as an 8-bit AdamW of
+/// its own tensors alone, bit for bit; Muon's momentum stays f32; a checkpoint carries both.
+#[test]
+fn muon_beside_eight_bit_adamw() {
+    let ctx = context();
+    // The matrix, then AdamW's tensors.
+    let lens = [16 * 24, 4096, 13];
+    let precision = Precision::default().with_8bit_states();
+    let mut rng = Rng::new(43);
+    let params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
+    let build = |with_muon: bool| {
+        let arena = Arena::new(ctx, if with_muon { &lens } else { &lens[1..] }).unwrap();
+        let skip = usize::from(!with_muon);
+        for (i, values) in params.iter().enumerate().skip(skip) {
+            arena.write_param(i - skip, values).unwrap();
+        }
+        let all = arena.params();
+        let adamw = vec![ParamGroup {
+            config: adamw().into(),
+            params: all[all.len() - 2..].to_vec(),
+        }];
+        let muon = if with_muon {
+            vec![MuonGroup {
+                config: MuonConfig::default().with_lr(2e-2),
+                params: vec![all[0].clone()],
+                shapes: vec![vec![16, 24]],
+            }]
+        } else {
+            Vec::new()
+        };
+        let optimizer = if with_muon {
+            Optimizer::with_muon(ctx, adamw, muon, precision)
+        } else {
+            Optimizer::with_precision(ctx, adamw, precision)
+        };
+        Mixed {
+            arena,
+            optimizer: optimizer.unwrap(),
+        }
+    };
+    let (both, alone) = (build(true), build(false));
+    let steps = |m: &Mixed, grads: &[Vec<Vec<f32>>], skip: usize| {
+        for g in grads {
+            for (i, g) in g.iter().enumerate().skip(skip) {
+                m.arena.write_grad(i - skip, g).unwrap();
+            }
+            step(m);
+        }
+    };
+    let grads: Vec<Vec<Vec<f32>>> = (0..4)
+        .map(|_| lens.iter().map(|&len| rng.gradient(len)).collect())
+        .collect();
+    steps(&both, &grads[..3], 0);
+    steps(&alone, &grads[..3], 1);
+    // The optimizer numbers AdamW's tensors first (0, 1), then Muon's (2).
+    let quantized = |m: &Mixed, i: usize| m.optimizer.read_quantized_state(i, "exp_avg_sq");
+    assert_eq!(quantized(&both, 0).unwrap(), quantized(&alone, 0).unwrap());
+    assert!(quantized(&both, 1).is_err(), "13 elements keep f32 states");
+    for i in 1..3 {
+        assert_eq!(
+            bits(&both.arena.read_param(i).unwrap()),
+            bits(&alone.arena.read_param(i - 1).unwrap()),
+            "tensor {i}"
+        );
+    }
+    let momentum = both.optimizer.read_state(2, "momentum_buffer").unwrap();
+    assert!(
+        momentum.iter().any(|&m| m != 0.0),
+        "Muon's momentum, in f32"
+    );
+    // The checkpoint: AdamW's codes and scales by torchao's names, Muon's momentum in f32;
+    // a fresh optimizer that loads it takes the next step as the saved one does.
+    let bytes = both.optimizer.checkpoint().unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        file.tensor("state.0.exp_avg.codes").unwrap().shape(),
+        [4096]
+    );
+    assert_eq!(
+        file.tensor("state.2.momentum_buffer").unwrap().shape(),
+        [16, 24]
+    );
+    let mut resumed = build(true);
+    resumed.optimizer.load_checkpoint(&bytes).unwrap();
+    for i in 0..lens.len() {
+        let values = both.arena.read_param(i).unwrap();
+        resumed.arena.write_param(i, &values).unwrap();
+    }
+    steps(&both, &grads[3..], 0);
+    steps(&resumed, &grads[3..], 0);
+    assert_eq!(
+        quantized(&both, 0).unwrap(),
+        quantized(&resumed, 0).unwrap()
+    );
+    for i in 0..lens.len() {
+        assert_eq!(
+            bits(&both.arena.read_param(i).unwrap()),
+            bits(&resumed.arena.read_param(i).unwrap()),
+            "resumed, tensor {i}"
+        );
     }
 }
