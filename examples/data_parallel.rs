@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo build --release --features mpi --example data_parallel
 //! mpirun -n 2 target/release/examples/data_parallel [--sharding replicated|zero1]
-//!     [--records N] [--batch B] [--epochs E] [--bucket-mb M]
+//!     [--precision f32|bf16-states|8bit-states] [--records N] [--batch B] [--epochs E]
+//!     [--bucket-mb M]
 //! ```
 //!
 //! Every rank generates the same synthetic customers (150 attributes, 2% defaults), takes its
@@ -14,7 +15,8 @@
 //! (ZeRO-1), parameters identical on every rank after each step. The learning rate follows a
 //! warm-up + cosine schedule on the device. Rank 0 prints each rank's throughput, the share of
 //! the step spent communicating (device-host copies and MPI), the bytes each rank sent per
-//! step and the optimizer state each rank keeps, then the validation AUC.
+//! step and the optimizer state each rank keeps (its elements, and their bytes: f32, bf16 or
+//! 8-bit states; 8-bit states with replicated ranks only), then the validation AUC.
 
 #[path = "credit_risk/data.rs"]
 #[allow(dead_code)]
@@ -32,7 +34,7 @@ use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use mpi::traits::*;
 use wgpu_optim::{
     AdamWConfig, BufferRange, Context, DeviceSchedule, Distributed, DistributedConfig, Dtype,
-    LrSchedule, OptimizerConfig, Sharding, WarmupCosineDecay,
+    LrSchedule, OptimizerConfig, Precision, Sharding, WarmupCosineDecay,
 };
 
 const WIDTHS: [usize; 6] = [data::FEATURES, 512, 256, 128, 64, 1];
@@ -41,49 +43,55 @@ const FOCAL: Loss = Loss {
     alpha: Some(0.75),
 };
 
+/// The credit network trained data-parallel over MPI.
+#[derive(clap::Parser)]
 struct Args {
-    sharding: Sharding,
+    /// How the ranks share the optimizer: PyTorch's DDP, or ZeRO-1's sharded state.
+    #[arg(long, value_enum, default_value = "replicated")]
+    sharding: ShardingArg,
+    /// How each rank stores the optimizer's states.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
+    /// Synthetic customers (90% training, 10% validation).
+    #[arg(long, default_value_t = 20_000)]
     records: usize,
+    /// The global batch, a multiple of the ranks.
+    #[arg(long, default_value_t = 512)]
     batch: usize,
+    #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// MB of gradients per all-reduce (replicated).
+    #[arg(long, default_value_t = 4.0)]
     bucket_mb: f64,
 }
 
-fn args() -> Result<Args, String> {
-    let mut args = Args {
-        sharding: Sharding::Replicated,
-        records: 20_000,
-        batch: 512,
-        epochs: 1,
-        bucket_mb: 4.0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<f64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--sharding" => {
-                args.sharding = match value()?.as_str() {
-                    "replicated" | "ddp" => Sharding::Replicated,
-                    "zero1" => Sharding::Zero1,
-                    other => return Err(format!("--sharding {other}: replicated or zero1")),
-                }
-            }
-            "--records" => args.records = number(value()?)? as usize,
-            "--batch" => args.batch = number(value()?)? as usize,
-            "--epochs" => args.epochs = number(value()?)? as usize,
-            "--bucket-mb" => args.bucket_mb = number(value()?)?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok(args)
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ShardingArg {
+    #[value(alias = "ddp")]
+    Replicated,
+    Zero1,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PrecisionArg {
+    F32,
+    Bf16States,
+    /// 8-bit block-quantized states where torchao's AdamW8bit keeps them (replicated only).
+    #[value(name = "8bit-states")]
+    EightBitStates,
 }
 
 fn main() {
-    let args = args().unwrap_or_else(|e| {
-        eprintln!("data_parallel: {e}");
-        std::process::exit(2);
-    });
+    let args = <Args as clap::Parser>::parse();
+    let sharding = match args.sharding {
+        ShardingArg::Replicated => Sharding::Replicated,
+        ShardingArg::Zero1 => Sharding::Zero1,
+    };
+    let precision = match args.precision {
+        PrecisionArg::F32 => Precision::default(),
+        PrecisionArg::Bf16States => Precision::default().with_states(Dtype::BF16),
+        PrecisionArg::EightBitStates => Precision::default().with_8bit_states(),
+    };
     let universe = mpi::initialize().expect("MPI initializes");
     let world = universe.world();
     let (rank, ranks) = (world.rank() as usize, world.size() as usize);
@@ -123,10 +131,20 @@ fn main() {
         (biases, (1..tensors).step_by(2).collect()),
     ];
     let config = DistributedConfig::default()
-        .with_sharding(args.sharding)
+        .with_sharding(sharding)
+        .with_precision(precision)
         .with_bucket_bytes((args.bucket_mb * 1048576.0) as u64);
-    let mut optimizer =
-        Distributed::new(&ctx, world.duplicate(), &net.arena, groups, config).expect("ranks agree");
+    let mut optimizer = match Distributed::new(&ctx, world.duplicate(), &net.arena, groups, config)
+    {
+        Ok(optimizer) => optimizer,
+        Err(e) => {
+            // Every rank gets the error (the ranks agree before they build): rank 0 says it.
+            if rank == 0 {
+                eprintln!("data_parallel: {e}");
+            }
+            std::process::exit(2);
+        }
+    };
     let steps_per_epoch = train.len() / args.batch;
     let total_steps = (steps_per_epoch * args.epochs).max(1) as u64;
     let schedule = WarmupCosineDecay {
@@ -183,8 +201,9 @@ fn main() {
         comm.as_secs_f64() / (comm + compute).as_secs_f64().max(1e-12),
         sent as f64 / steps as f64,
         optimizer.state_elements() as f64,
+        optimizer.optimizer().state_bytes() as f64,
     ];
-    const FIGURES: usize = 6;
+    const FIGURES: usize = 7;
     let mut all = vec![0.0_f64; FIGURES * ranks];
     world.all_gather_into(&mine[..], &mut all[..]);
     if rank == 0 {
@@ -192,26 +211,31 @@ fn main() {
             .adapter_info()
             .map_or("unknown".to_string(), |i| i.name.clone());
         println!(
-            "{ranks} ranks, {:?}, adapter {adapter}, {} records, global batch {}, {steps} steps",
-            args.sharding,
+            "{ranks} ranks, {sharding:?}, {} states, adapter {adapter}, {} records, global batch \
+             {}, {steps} steps",
+            clap::ValueEnum::to_possible_value(&args.precision).map_or(String::new(), |v| v
+                .get_name()
+                .trim_end_matches("-states")
+                .into()),
             train.len(),
             args.batch
         );
         println!(
             "| rank | records/s | ms/step | communication ms/step | communication share | \
-             bytes sent/step | optimizer state (f32) |"
+             bytes sent/step | optimizer state elements | bytes |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in 0..ranks {
             let f = &all[FIGURES * r..FIGURES * (r + 1)];
             println!(
-                "| {r} | {:.0} | {:.1} | {:.2} | {:.1}% | {:.0} | {:.0} |",
+                "| {r} | {:.0} | {:.1} | {:.2} | {:.1}% | {:.0} | {:.0} | {:.0} |",
                 f[0],
                 f[1],
                 f[2],
                 100.0 * f[3],
                 f[4],
-                f[5]
+                f[5],
+                f[6]
             );
         }
         // Validation on rank 0 (every rank holds the same parameters).

@@ -1,7 +1,8 @@
 //! Data parallel and ZeRO-1 over MPI (feature `mpi`): `ranks` runs on every rank under
 //! `mpirun -n 2` and `-n 4` (started by `two_and_four_ranks_equal_one_rank`), and once as a
 //! single rank when cargo runs it. Each rank checks its parameters after 20 steps against a
-//! single-rank run over the same global batch, on its own device; then `refusals`: ranks that
+//! single-rank run over the same global batch, on its own device (f32, bf16 and, replicated,
+//! 8-bit states; ZeRO-1 refuses 8-bit states on every rank); then `refusals`: ranks that
 //! differ (in configuration, in their devices' limits) are refused on every rank, none left
 //! waiting in a collective.
 //!
@@ -28,7 +29,8 @@ const CHILD: &str = "WGPU_OPTIM_MPI_CHILD";
 /// environment, which `two_and_four_ranks_equal_one_rank` must not hand to mpirun (it would
 /// take itself for part of the singleton's job and fail at once).
 static MPI_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-const LENS: [usize; 4] = [300, 1000, 7, 2048];
+/// The arena's tensors: the last, of 16 blocks of 256, keeps 8-bit states where asked.
+const LENS: [usize; 5] = [300, 1000, 7, 2048, 4096];
 const STEPS: usize = 20;
 
 /// Rank `rank`'s gradients at `step`: multiples of 1/64 in [-1, 1].
@@ -48,12 +50,14 @@ fn initial_params() -> Vec<Vec<f32>> {
     LENS.iter().map(|&len| rng.vector(len)).collect()
 }
 
-/// One scenario: optimizer, gradient processing, the (step, rank) whose gradients hold a NaN.
+/// One scenario: optimizer, gradient processing, the (step, rank) whose gradients hold a NaN,
+/// how the states are stored.
 struct Scenario {
     name: &'static str,
     config: OptimizerConfig,
     grad: Option<GradConfig>,
     poison: Option<(usize, usize)>,
+    precision: Precision,
 }
 
 fn scenarios(ranks: usize) -> Vec<Scenario> {
@@ -67,18 +71,36 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             config: adamw.clone(),
             grad: None,
             poison: None,
+            precision: Precision::default(),
         },
         Scenario {
             name: "sgd momentum, clipped",
             config: SgdConfig::default().with_lr(0.05).with_momentum(0.9).into(),
             grad: Some(GradConfig::default().with_max_norm(0.5)),
             poison: None,
+            precision: Precision::default(),
         },
         Scenario {
             name: "adamw, one rank's gradients poisoned",
-            config: adamw,
+            config: adamw.clone(),
             grad: Some(GradConfig::default()),
             poison: Some((5, ranks - 1)),
+            precision: Precision::default(),
+        },
+        // Replicated only: ZeRO-1 refuses 8-bit states (its shards cut blocks).
+        Scenario {
+            name: "adamw, 8-bit states, one rank's gradients poisoned",
+            config: adamw,
+            grad: Some(GradConfig::default()),
+            poison: Some((7, 0)),
+            precision: Precision::default().with_8bit_states(),
+        },
+        Scenario {
+            name: "sgd momentum, bf16 states",
+            config: SgdConfig::default().with_lr(0.05).with_momentum(0.9).into(),
+            grad: None,
+            poison: None,
+            precision: Precision::default().with_states(Dtype::BF16),
         },
     ]
 }
@@ -89,7 +111,11 @@ fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Vec<f32
     for (i, values) in initial_params().iter().enumerate() {
         arena.write_param(i, values).unwrap();
     }
-    let mut optimizer = scenario.config.build(ctx, &arena.params()).unwrap();
+    let group = ParamGroup {
+        config: scenario.config.clone(),
+        params: arena.params(),
+    };
+    let mut optimizer = Optimizer::with_precision(ctx, vec![group], scenario.precision).unwrap();
     optimizer
         .set_grad_processing(scenario.grad.clone())
         .unwrap();
@@ -142,10 +168,21 @@ fn ranks() {
             let groups = vec![(scenario.config.clone(), (0..LENS.len()).collect())];
             let config = DistributedConfig::default()
                 .with_sharding(sharding)
+                .with_precision(scenario.precision)
                 // Small buckets: several per step.
                 .with_bucket_bytes(4096);
+            let what = format!("rank {rank}/{ranks}: {} ({sharding:?})", scenario.name);
             let comm = world.duplicate();
-            let mut optimizer = Distributed::new(ctx, comm, &arena, groups, config).unwrap();
+            let built = Distributed::new(ctx, comm, &arena, groups, config);
+            if scenario.precision.eight_bit_states && sharding == Sharding::Zero1 {
+                assert!(
+                    matches!(built, Err(Error::InvalidOptions(_))),
+                    "{what}: refused"
+                );
+                println!("[passed] {what}: refused");
+                continue;
+            }
+            let mut optimizer = built.unwrap();
             optimizer
                 .set_grad_processing(scenario.grad.clone())
                 .unwrap();
@@ -160,7 +197,6 @@ fn ranks() {
                 let encoder = ctx.device().create_command_encoder(&Default::default());
                 optimizer.step(encoder).unwrap();
             }
-            let what = format!("rank {rank}/{ranks}: {} ({sharding:?})", scenario.name);
             let clipped = scenario.grad.as_ref().is_some_and(|g| g.max_norm.is_some());
             let exact = sharding == Sharding::Replicated || !clipped;
             for (i, expected) in expected.iter().enumerate() {
@@ -177,6 +213,9 @@ fn ranks() {
                 (expected_control.step, expected_control.skipped_steps),
                 "{what}: steps taken and skipped"
             );
+            // 8-bit states where asked: the tensor of 16 blocks keeps codes and scales.
+            let kept = optimizer.optimizer().read_quantized_state(4, "exp_avg");
+            assert_eq!(kept.is_ok(), scenario.precision.eight_bit_states, "{what}");
             // The state each rank keeps: all of it replicated, its shard's with ZeRO-1; the
             // ranks' shares add up to the single-rank optimizer's state exactly.
             let states = scenario.config.states().unwrap().len() as u64;
@@ -366,6 +405,25 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
             } else {
                 Own(|e| matches!(e, Error::Wgpu(_)))
             },
+        },
+        // Precisions per rank: replicas that would drift apart (the same gradients quantized
+        // on one rank, not on the others), refused as another configuration.
+        Refusal {
+            name: "8-bit states on rank 0 only, replicated",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let precision = Precision::default();
+                    let precision = if rank == 0 {
+                        precision.with_8bit_states()
+                    } else {
+                        precision
+                    };
+                    let config = replicated.clone().with_precision(precision);
+                    build_and_step(context(), world, &LENS, adamw.clone(), config)
+                }
+            }),
+            expect: unless_alone(1),
         },
         // Issue 25, cause 2: buckets of other sizes are all-reduces of other counts
         // (MPI_ERR_TRUNCATE, or a rank left waiting for a bucket the others never send).

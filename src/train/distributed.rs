@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{capture_errors, Arena, ArenaParts, BufferRange, Context, Param};
 use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
-use crate::optimizer::{Optimizer, ParamGroup};
+use crate::optimizer::{Optimizer, ParamGroup, Precision};
+
+use super::agreement::{fnv1a, Votes, FNV_OFFSET};
 
 /// How the ranks share the optimizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -40,6 +42,12 @@ pub struct DistributedConfig {
     /// DDP's default cap is 25 MB). Each bucket is written back to the device as soon as it is
     /// reduced, while the next one is on the wire.
     pub bucket_bytes: u64,
+    /// How each rank's optimizer stores its states (default f32, the arena's type): bf16 or
+    /// f16 states, or 8-bit states with [`Sharding::Replicated`] (each rank then keeps the
+    /// whole tensors torchao quantizes; a ZeRO-1 shard cuts tensors at any element, so its
+    /// pieces would seldom be whole blocks). Master weights and stochastic rounding are for
+    /// 16-bit parameters, and arenas here are f32: refused by the optimizer's build.
+    pub precision: Precision,
 }
 
 impl Default for DistributedConfig {
@@ -47,6 +55,7 @@ impl Default for DistributedConfig {
         DistributedConfig {
             sharding: Sharding::Replicated,
             bucket_bytes: 4 << 20,
+            precision: Precision::default(),
         }
     }
 }
@@ -61,6 +70,12 @@ impl DistributedConfig {
     /// With buckets of `bytes` (at least 4).
     pub fn with_bucket_bytes(mut self, bytes: u64) -> Self {
         self.bucket_bytes = bytes;
+        self
+    }
+
+    /// With the optimizer's states stored as `precision` says.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 }
@@ -124,7 +139,8 @@ impl CommTimings {
 /// their shard's [`NormStats`](crate::NormStats) and all-reduce them (one message of two
 /// floats) before the update, so clipping and the inf/NaN skip agree on every rank. Parameter
 /// groups are given by tensor index. Only f32 arenas (MPI sums f32), and with ZeRO-1 no LAMB
-/// or LARS (a shard cuts tensors, whose trust ratios need whole norms).
+/// or LARS (a shard cuts tensors, whose trust ratios need whole norms) and no 8-bit states
+/// (whose blocks it would cut; [`DistributedConfig::precision`]).
 pub struct Distributed {
     ctx: Context,
     comm: SimpleCommunicator,
@@ -145,45 +161,6 @@ pub struct Distributed {
     buckets: Vec<wgpu::Buffer>,
     // ZeRO-1 with gradient processing: the shard's norm stats, all-reduced between halves.
     stats: Option<BufferRange>,
-}
-
-/// FNV-1a, 64-bit: the same hash on every rank for the same bytes.
-fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x100_0000_01b3);
-    }
-    hash
-}
-
-/// FNV-1a's offset basis: where every hash starts.
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// Every rank's hash of what must be equal and whether its own part succeeded (one
-/// all-gather): all learn the same, so all take the same branch.
-struct Votes {
-    /// The first rank whose part failed.
-    failed: Option<usize>,
-    /// Whether every rank's part failed.
-    all_failed: bool,
-    /// The first rank whose hash differs from rank 0's.
-    differs: Option<usize>,
-}
-
-impl Votes {
-    /// Collective: every rank of `comm` must call it.
-    fn gather(comm: &SimpleCommunicator, hash: u64, ok: bool) -> Votes {
-        let ranks = comm.size() as usize;
-        let mine = [hash, u64::from(ok)];
-        let mut all = vec![0_u64; 2 * ranks];
-        comm.all_gather_into(&mine[..], &mut all[..]);
-        let (hashes, oks): (Vec<u64>, Vec<u64>) = all.chunks(2).map(|v| (v[0], v[1])).unzip();
-        Votes {
-            failed: oks.iter().position(|&ok| ok == 0),
-            all_failed: oks.iter().all(|&ok| ok == 0),
-            differs: hashes.iter().position(|&h| h != hashes[0]),
-        }
-    }
 }
 
 impl Distributed {
@@ -233,8 +210,8 @@ impl Distributed {
         let mut hash = fnv1a(
             format!(
                 "ranks {ranks}; elements {elements}; {:?} in messages of {messages}; \
-                 {dtypes:?}; {layout:?};",
-                config.sharding
+                 {dtypes:?}; {layout:?}; {:?};",
+                config.sharding, config.precision
             )
             .as_bytes(),
             FNV_OFFSET,
@@ -340,7 +317,7 @@ impl Distributed {
             ));
         }
         param_groups.retain(|g| !g.params.is_empty());
-        let optimizer = Optimizer::with_groups(ctx, param_groups)?;
+        let optimizer = Optimizer::with_precision(ctx, param_groups, config.precision)?;
         let staging_buffer = |label, size: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -391,6 +368,12 @@ impl Distributed {
         if config.bucket_bytes < 4 {
             return Err(Error::InvalidOptions(
                 "a bucket holds at least one f32 (4 bytes)",
+            ));
+        }
+        if config.precision.eight_bit_states && config.sharding == Sharding::Zero1 {
+            return Err(Error::InvalidOptions(
+                "ZeRO-1 shards cut tensors at any element; 8-bit states need whole blocks of \
+                 256: keep them with Sharding::Replicated",
             ));
         }
         let mut seen = vec![false; layout.len()];

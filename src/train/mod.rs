@@ -4,6 +4,8 @@
 //! ([`Snapshot`]), and data-parallel training over MPI (`Distributed`, feature `mpi`).
 
 #[cfg(feature = "mpi")]
+mod agreement;
+#[cfg(feature = "mpi")]
 mod distributed;
 mod early_stopping;
 mod monitor;

@@ -1,0 +1,45 @@
+//! How the ranks of a [`Distributed`](super::Distributed) agree before they act: a hash of
+//! what must be equal and each rank's success, gathered by every rank, so that all take the
+//! same branch and none is left waiting in a collective.
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+/// FNV-1a, 64-bit: the same hash on every rank for the same bytes.
+pub(super) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+/// FNV-1a's offset basis: where every hash starts.
+pub(super) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Every rank's hash of what must be equal and whether its own part succeeded (one
+/// all-gather): all learn the same, so all take the same branch.
+pub(super) struct Votes {
+    /// The first rank whose part failed.
+    pub failed: Option<usize>,
+    /// Whether every rank's part failed.
+    pub all_failed: bool,
+    /// The first rank whose hash differs from rank 0's.
+    pub differs: Option<usize>,
+}
+
+impl Votes {
+    /// Collective: every rank of `comm` must call it.
+    pub fn gather(comm: &SimpleCommunicator, hash: u64, ok: bool) -> Votes {
+        let ranks = comm.size() as usize;
+        let mine = [hash, u64::from(ok)];
+        let mut all = vec![0_u64; 2 * ranks];
+        comm.all_gather_into(&mine[..], &mut all[..]);
+        let (hashes, oks): (Vec<u64>, Vec<u64>) = all.chunks(2).map(|v| (v[0], v[1])).unzip();
+        Votes {
+            failed: oks.iter().position(|&ok| ok == 0),
+            all_failed: oks.iter().all(|&ok| ok == 0),
+            differs: hashes.iter().position(|&h| h != hashes[0]),
+        }
+    }
+}
