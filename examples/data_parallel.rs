@@ -34,7 +34,7 @@ use mlp::{DeviceData, Kernels, Loss, Net, Pass};
 use mpi::traits::*;
 use wgpu_optim::{
     AdamWConfig, BufferRange, Context, DeviceSchedule, Distributed, DistributedConfig, Dtype,
-    LrSchedule, OptimizerConfig, Precision, Sharding, WarmupCosineDecay,
+    Error, LrSchedule, OptimizerConfig, Precision, Sharding, WarmupCosineDecay,
 };
 
 const WIDTHS: [usize; 6] = [data::FEATURES, 512, 256, 128, 64, 1];
@@ -58,6 +58,7 @@ struct Args {
     /// The global batch, a multiple of the ranks.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// Passes over the training split.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
     /// MB of gradients per all-reduce (replicated).
@@ -138,9 +139,11 @@ fn main() {
     {
         Ok(optimizer) => optimizer,
         Err(e) => {
-            // Every rank gets the error (the ranks agree before they build): rank 0 says it.
-            if rank == 0 {
-                eprintln!("data_parallel: {e}");
+            // Every rank gets an error (the ranks agree before and after they build): each
+            // says its own, except the mismatch every rank but the one at fault reports,
+            // which rank 0 says once.
+            if rank == 0 || !matches!(e, Error::DistributedMismatch { .. }) {
+                eprintln!("data_parallel: rank {rank}: {e}");
             }
             std::process::exit(2);
         }
@@ -213,10 +216,11 @@ fn main() {
         println!(
             "{ranks} ranks, {sharding:?}, {} states, adapter {adapter}, {} records, global batch \
              {}, {steps} steps",
-            clap::ValueEnum::to_possible_value(&args.precision).map_or(String::new(), |v| v
-                .get_name()
-                .trim_end_matches("-states")
-                .into()),
+            match args.precision {
+                PrecisionArg::F32 => "f32",
+                PrecisionArg::Bf16States => "bf16",
+                PrecisionArg::EightBitStates => "8-bit",
+            },
             train.len(),
             args.batch
         );

@@ -6,8 +6,8 @@
 //! running product under a cycled beta1, LAMB's trust ratios, f32 master weights of bf16
 //! parameters, a population's control blocks and per-replica running values, Schedule-Free's
 //! running values and mode, 8-bit states' codes and block scales of each kernel that offers
-//! them (AdamW with AMSGrad, SGD with Nesterov momentum, Lion over bf16 master weights; a
-//! scale at each edge of what a load takes, codes at any value).
+//! them (AdamW with AMSGrad, SGD with Nesterov momentum, Lion with f32 master weights of bf16
+//! parameters; a scale at each edge of what a load takes, codes at any value).
 //!
 //! After each load, either a typed error and the optimizer as it was (every state, control
 //! block, running value and mode, as a checkpoint of it reads, and every group's

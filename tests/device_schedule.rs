@@ -424,9 +424,9 @@ fn a_table_too_long_is_refused_before_the_schedule_is_evaluated() {
 }
 
 /// 8-bit states (issue 29) under a device schedule, two parameter groups of their own learning
-/// rates (each a tensor of 17 blocks and a small one of f32 states), a step skipped: the same
-/// parameters, codes and scales as a host loop writing each group's scheduled configuration,
-/// for each kernel that offers 8-bit states.
+/// rates (a tensor of 17 blocks and one of 16, each beside a small one of f32 states), a step
+/// skipped: the same parameters, states, codes and scales as a host loop writing each group's
+/// scheduled configuration, for each kernel that offers 8-bit states.
 #[test]
 fn eight_bit_states_follow_the_schedule_as_a_host_loop_would() {
     let ctx = context();
@@ -486,22 +486,24 @@ fn eight_bit_states_follow_the_schedule_as_a_host_loop_would() {
                     bits(&host_arena.read_param(i).unwrap()),
                     "{what}, tensor {i}"
                 );
-                let name = device.state_names()[0];
-                let quantized = device.read_quantized_state(i, name);
-                assert_eq!(
-                    quantized.is_ok(),
-                    quant::quantizes(len as u64),
-                    "{what}, {i}"
-                );
-                match quantized {
-                    Ok(q) => {
-                        assert_eq!(q, host.read_quantized_state(i, name).unwrap(), "{what}");
+                for name in device.state_names() {
+                    let quantized = device.read_quantized_state(i, name);
+                    assert_eq!(
+                        quantized.is_ok(),
+                        quant::quantizes(len as u64),
+                        "{what}, {i}"
+                    );
+                    match quantized {
+                        Ok(q) => {
+                            let expected = host.read_quantized_state(i, name).unwrap();
+                            assert_eq!(q, expected, "{what}, tensor {i} {name}");
+                        }
+                        Err(_) => assert_eq!(
+                            bits(&device.read_state(i, name).unwrap()),
+                            bits(&host.read_state(i, name).unwrap()),
+                            "{what}, tensor {i} {name}"
+                        ),
                     }
-                    Err(_) => assert_eq!(
-                        bits(&device.read_state(i, name).unwrap()),
-                        bits(&host.read_state(i, name).unwrap()),
-                        "{what}, tensor {i}"
-                    ),
                 }
             }
         }

@@ -718,12 +718,13 @@ fn an_f16_iterate_steps_near_the_reference() {
 
 /// Muon beside AdamW with 8-bit states (issue 29): the element-wise group keeps codes and
 /// scales (its tensor of 16 blocks; its small one f32 states) and steps as an 8-bit AdamW of
-/// its own tensors alone, bit for bit; Muon's momentum stays f32; a checkpoint carries both.
+/// its own tensors alone, bit for bit; Muon's momentum (a matrix of 16 blocks' elements, which
+/// torchao's rule would quantize) stays f32; a checkpoint carries both.
 #[test]
 fn muon_beside_eight_bit_adamw() {
     let ctx = context();
     // The matrix, then AdamW's tensors.
-    let lens = [16 * 24, 4096, 13];
+    let lens = [64 * 64, 4096, 13];
     let precision = Precision::default().with_8bit_states();
     let mut rng = Rng::new(43);
     let params: Vec<Vec<f32>> = lens.iter().map(|&len| rng.vector(len)).collect();
@@ -742,7 +743,7 @@ fn muon_beside_eight_bit_adamw() {
             vec![MuonGroup {
                 config: MuonConfig::default().with_lr(2e-2),
                 params: vec![all[0].clone()],
-                shapes: vec![vec![16, 24]],
+                shapes: vec![vec![64, 64]],
             }]
         } else {
             Vec::new()
@@ -782,10 +783,14 @@ fn muon_beside_eight_bit_adamw() {
             "tensor {i}"
         );
     }
+    assert!(both
+        .optimizer
+        .read_quantized_state(2, "momentum_buffer")
+        .is_err());
     let momentum = both.optimizer.read_state(2, "momentum_buffer").unwrap();
     assert!(
         momentum.iter().any(|&m| m != 0.0),
-        "Muon's momentum, in f32"
+        "Muon's momentum stepped"
     );
     // The checkpoint: AdamW's codes and scales by torchao's names, Muon's momentum in f32;
     // a fresh optimizer that loads it takes the next step as the saved one does.
@@ -795,10 +800,10 @@ fn muon_beside_eight_bit_adamw() {
         file.tensor("state.0.exp_avg.codes").unwrap().shape(),
         [4096]
     );
-    assert_eq!(
-        file.tensor("state.2.momentum_buffer").unwrap().shape(),
-        [16, 24]
-    );
+    let momentum = file.tensor("state.2.momentum_buffer").unwrap();
+    assert_eq!(momentum.shape(), [64, 64]);
+    assert_eq!(momentum.dtype(), safetensors::Dtype::F32);
+    assert!(file.tensor("state.2.momentum_buffer.codes").is_err());
     let mut resumed = build(true);
     resumed.optimizer.load_checkpoint(&bytes).unwrap();
     for i in 0..lens.len() {

@@ -355,6 +355,7 @@ fn a_buffer_past_one_binding_is_cut_at_block_edges() {
     let grads = run.gradients();
     run.step_with(&grads);
     let stepped = states(&run);
+    let f32_states = run.device.read_state(1, "exp_avg").unwrap();
     match run.device.load_checkpoint(&poisoned) {
         Err(Error::CheckpointMismatch(message)) => assert!(
             message.contains("state.5.exp_avg_sq.scale") && message.contains("block 150"),
@@ -363,6 +364,8 @@ fn a_buffer_past_one_binding_is_cut_at_block_edges() {
         other => panic!("a NaN scale in a chunked tensor: {other:?}"),
     }
     assert!(states(&run) == stepped, "a refused load writes no chunk");
+    assert_eq!(run.device.read_step().unwrap(), 3, "nor the step counter");
+    assert_eq!(run.device.read_state(1, "exp_avg").unwrap(), f32_states);
 }
 
 /// WebGPU's default limits (8 storage buffers a shader stage, the browser's unless an adapter

@@ -44,9 +44,10 @@ pub struct DistributedConfig {
     pub bucket_bytes: u64,
     /// How each rank's optimizer stores its states (default f32, the arena's type): bf16 or
     /// f16 states, or 8-bit states with [`Sharding::Replicated`] (each rank then keeps the
-    /// whole tensors torchao quantizes; a ZeRO-1 shard cuts tensors at any element, so its
-    /// pieces would seldom be whole blocks). Master weights and stochastic rounding are for
-    /// 16-bit parameters, and arenas here are f32: refused by the optimizer's build.
+    /// whole tensors torchao quantizes; ZeRO-1 shards end at multiples of the shard length,
+    /// not at a tensor's block edges, so a piece's blocks would not be its tensor's). Master
+    /// weights and stochastic rounding are for 16-bit parameters, and arenas here are f32:
+    /// refused by the optimizer's build.
     pub precision: Precision,
 }
 
@@ -372,8 +373,8 @@ impl Distributed {
         }
         if config.precision.eight_bit_states && config.sharding == Sharding::Zero1 {
             return Err(Error::InvalidOptions(
-                "ZeRO-1 shards cut tensors at any element; 8-bit states need whole blocks of \
-                 256: keep them with Sharding::Replicated",
+                "ZeRO-1 shards cut tensors elsewhere than at their blocks' edges; 8-bit states \
+                 need whole blocks of 256: keep them with Sharding::Replicated",
             ));
         }
         let mut seen = vec![false; layout.len()];

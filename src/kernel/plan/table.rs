@@ -14,10 +14,10 @@ use super::{
 impl Plan {
     /// Plans `tensors` (each a range per role, the first role's positions defining the spans),
     /// tensor `i` in parameter group `groups.of_tensor[i]`, the groups sharing one control
-    /// block or each with its own. With a control block per group, chunks are cut at a group's
-    /// first tensor where one lies within the binding limit, so that a group smaller than a
-    /// binding is reduced in one chunk, as it would be alone; and segments name tensors by
-    /// their index within the group.
+    /// block or each with its own. With a control block per group, each span's chunks are cut
+    /// at the first of a group's tensors in that span where one lies within the binding limit,
+    /// so that a group's part of a span smaller than a binding is reduced in one chunk, as it
+    /// would be alone; and segments name tensors by their index within the group.
     pub fn new(
         tensors: &[Vec<PlanRange>],
         groups: PlanGroups<'_>,
@@ -166,9 +166,9 @@ fn place_quant_regions(chunks: &mut [Chunk], align: u64) {
     }
 }
 
-/// Cuts every span into chunks of at most one binding (at a group's first tensor, with a
-/// control block per group; at a block's edge, with 8-bit states), and each chunk into
-/// segments.
+/// Cuts every span into chunks of at most one binding (at the first of a group's tensors in
+/// the span, with a control block per group; at a block's edge, with 8-bit states), and each
+/// chunk into segments.
 fn cut_chunks(
     spans: &[Span],
     tensors: &[Vec<PlanRange>],
@@ -194,10 +194,14 @@ fn cut_chunks(
                 let of_tensor = groups.of_tensor;
                 let starts = span.tensors.iter().map(|&i| span.offset_of(&tensors[i][0]));
                 // With a control block per group, the first of a group's tensors in this span
-                // where one lies within the limit (a group's first tensor may lie in another
-                // span: with 8-bit states its small tensors keep a span of their own); with
-                // 8-bit states, a block's edge, so that no block is split between chunks
-                // (`check_quantized_plan` refuses a plan where none is).
+                // (a tensor whose predecessor in the span is another group's) where one lies
+                // within the limit: with 8-bit states a replica's large tensors lie in one
+                // span and its small ones in another, so its first tensor may not be in this
+                // one. (The span's tensors are in index order, each group's consecutive, and
+                // an optimizer's tensors lie in the buffers in that order, as an arena lays
+                // them out; a population laid out otherwise may be cut inside a replica.)
+                // Else, with 8-bit states, a block's edge, so that no block is split between
+                // chunks (`check_quantized_plan` refuses a plan where none is).
                 let group_start = match control {
                     ControlMode::PerGroup => last_cut(
                         &mut (span.tensors.iter().zip(starts).enumerate())

@@ -405,6 +405,12 @@ fn a_population_of_eight_bit_replicas_is_cut_at_its_replicas_in_both_spans() {
     );
     assert_covers(&population, &t, 1024);
     assert_eight_bit_chunks(&population, &t);
+    // Two spans (8-bit tensors, small ones), each longer than a binding.
+    assert_eq!(population.spans.len(), 2);
+    for n in 0..2 {
+        let chunks = population.chunks.iter().filter(|c| c.span == n).count();
+        assert!(chunks >= 2, "span {n}: {chunks} chunks");
+    }
     for (n, span) in population.spans.iter().enumerate() {
         // Every chunk of either span starts at a replica's first tensor in it.
         let firsts: Vec<u64> = (span.tensors.iter())
