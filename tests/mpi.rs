@@ -312,6 +312,15 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
     let adamw: OptimizerConfig = AdamWConfig::default().into();
     // What a rank gets when another differs: the mismatch, or with one rank, nothing differs.
     let unless_alone = |bad: usize| if ranks > 1 { Mismatch(bad) } else { Built };
+    // When the last rank's device refuses its part: it says why (wgpu's error), the others
+    // name it.
+    let last_fails_on_its_device = || {
+        if rank == last {
+            Own(|e| matches!(e, Error::Wgpu(_)))
+        } else {
+            Mismatch(last)
+        }
+    };
     // The last rank's device: offsets aligned to 256 bytes (lavapipe's are 32). Its arenas
     // pad their end, and ZeRO-1 its shards, to 64 elements instead of 8.
     let aligned_256 = move || {
@@ -404,11 +413,48 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                     build_and_step(&ctx, world, &LENS, adamw.clone(), Default::default())
                 }
             }),
-            expect: if ranks > 1 {
-                Mismatch(last)
-            } else {
-                Own(|e| matches!(e, Error::Wgpu(_)))
-            },
+            expect: last_fails_on_its_device(),
+        },
+        // A rank whose forward and backward passes fail at submission (here an invalid copy in
+        // its encoder) used to return before the gradients' collectives, leaving the others
+        // waiting in them. The ranks agree on the passes first: none steps, the last says
+        // why, the others name it, and the next step is taken alike.
+        Refusal {
+            name: "the last rank's passes fail (an invalid copy in its encoder)",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let ctx = context();
+                    let arena = Arena::new(ctx, &LENS)?;
+                    let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
+                    let comm = world.duplicate();
+                    let mut optimizer =
+                        Distributed::new(ctx, comm, &arena, groups, replicated.clone())?;
+                    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                    if rank == last {
+                        let buffer = |usage| {
+                            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                                label: None,
+                                size: 4,
+                                usage,
+                                mapped_at_creation: false,
+                            })
+                        };
+                        let from = buffer(wgpu::BufferUsages::COPY_SRC);
+                        let to = buffer(wgpu::BufferUsages::COPY_DST);
+                        encoder.copy_buffer_to_buffer(&from, 0, &to, 0, 8);
+                    }
+                    let failed = optimizer.step(encoder).map(drop);
+                    let encoder = ctx.device().create_command_encoder(&Default::default());
+                    optimizer
+                        .step(encoder)
+                        .expect("the next step, on every rank");
+                    let control = optimizer.optimizer().read_control_unchecked()?;
+                    assert_eq!(control.step, 1, "the failed step was taken nowhere");
+                    failed
+                }
+            }),
+            expect: last_fails_on_its_device(),
         },
         // Precisions per rank: replicas that would drift apart (states quantized on one rank,
         // kept in f32 on the others), refused as another configuration.

@@ -5,6 +5,8 @@
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use crate::error::{Error, Result};
+
 /// FNV-1a, 64-bit: the same hash on every rank for the same bytes.
 pub(super) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
     for &b in bytes {
@@ -41,5 +43,23 @@ impl Votes {
             all_failed: oks.iter().all(|&ok| ok == 0),
             differs: hashes.iter().position(|&h| h != hashes[0]),
         }
+    }
+}
+
+/// Whether every rank's part succeeded (collective: one all-gather). `Ok` with this rank's
+/// value when all did; each rank's own error when all failed alike (nothing differs between
+/// them); else its own error on a rank that failed, and on every other rank
+/// [`Error::DistributedMismatch`] naming the first that failed, `what` saying what failed
+/// there.
+pub(super) fn agree<T>(
+    comm: &SimpleCommunicator,
+    local: Result<T>,
+    what: &'static str,
+) -> Result<T> {
+    let votes = Votes::gather(comm, 0, local.is_ok());
+    match (votes.failed, local) {
+        (None, local) => local,
+        (Some(_), Err(own)) => Err(own),
+        (Some(rank), Ok(_)) => Err(Error::DistributedMismatch { rank, what }),
     }
 }

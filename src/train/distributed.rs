@@ -18,7 +18,7 @@ use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup, Precision};
 
-use super::agreement::{fnv1a, Votes, FNV_OFFSET};
+use super::agreement::{agree, fnv1a, Votes, FNV_OFFSET};
 
 /// How the ranks share the optimizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -131,7 +131,8 @@ impl CommTimings {
 /// whose arena layouts, element counts, parameter groups, configurations, sharding or message
 /// sizes (bucket bytes, shard length) differ, or one whose device fails to build its part, give
 /// [`Error::DistributedMismatch`] on every rank, never a hang (a rank whose configuration is
-/// invalid returns its own error; every rank its own when all fail alike).
+/// invalid or whose build failed returns its own error; every rank its own when all fail
+/// alike). Each step agrees again on the caller's passes before the gradients' collectives.
 ///
 /// Gradients are averaged as PyTorch's DDP averages them: each rank divides its gradients by
 /// the number of ranks, then they are summed (exact for a power of two). With gradient
@@ -242,18 +243,11 @@ impl Distributed {
         // Built apart on each rank, then agreed again: a rank whose device refuses its part
         // (a smaller binding limit, say) must not leave the others waiting in the first step.
         let built = Self::build(ctx, arena, &groups, &config, shard, bucket);
-        let votes = Votes::gather(&comm, 0, built.is_ok());
-        let (optimizer, staging, buckets) = match (votes.failed, built) {
-            (None, Ok(built)) => built,
-            // Every rank failed alike: nothing differs, each returns its own reason.
-            (Some(_), Err(e)) if votes.all_failed => return Err(e),
-            (failed, _) => {
-                return Err(Error::DistributedMismatch {
-                    rank: failed.unwrap_or(rank),
-                    what: "its optimizer or staging buffers failed to build on its device",
-                })
-            }
-        };
+        let (optimizer, staging, buckets) = agree(
+            &comm,
+            built,
+            "its optimizer or staging buffers failed to build on its device",
+        )?;
         Ok(Distributed {
             ctx: arena.context().clone(),
             comm,
@@ -492,17 +486,25 @@ impl Distributed {
 
     /// One training step: submits `encoder` (this rank's forward and backward passes), then
     /// averages the gradients across ranks and updates the parameters, every rank alike.
-    /// Blocking: it waits for the device and for MPI. Collective: every rank calls it.
+    /// Blocking: it waits for the device and for MPI. Collective: every rank calls it. When a
+    /// rank's passes fail (a validation error in its encoder, a lost device), no rank steps:
+    /// that rank returns its error, the others [`Error::DistributedMismatch`] naming it, and
+    /// the ranks can go on stepping alike.
     pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
         let start = Instant::now();
         let mut timings = CommTimings::default();
-        // The caller's passes, waited for apart so that the copy's time is the copy's.
-        capture_errors(self.ctx.device(), || {
+        // The caller's passes, waited for apart so that the copy's time is the copy's. A rank
+        // whose passes fail (a validation error, a lost device) must not leave the others
+        // waiting in the gradients' collectives: the ranks agree first, and on a failure none
+        // steps (each returns an error; the parameters and states are as they were).
+        let passes = capture_errors(self.ctx.device(), || {
             self.ctx.queue().submit([encoder.finish()]);
-        })?;
-        self.ctx
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())?;
+        })
+        .and_then(|()| {
+            let device = self.ctx.device();
+            Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
+        });
+        agree(&self.comm, passes, "its forward and backward passes failed")?;
         timings.backward = start.elapsed();
         // Averaged as DDP does: divided by the ranks, then summed.
         match self.config.sharding {
