@@ -289,6 +289,18 @@ fn context_with(change: impl FnOnce(&mut wgpu::Limits)) -> Context {
     pollster::block_on(Context::request(&options)).expect("a device with these limits")
 }
 
+/// A `Distributed` over an arena of [`LENS`] on this rank's context, with `groups` (tensor
+/// indices) and `config`.
+fn distributed(
+    world: &SimpleCommunicator,
+    groups: Vec<(OptimizerConfig, Vec<usize>)>,
+    config: DistributedConfig,
+) -> Result<Distributed> {
+    let ctx = context();
+    let arena = Arena::new(ctx, &LENS)?;
+    Distributed::new(ctx, world.duplicate(), &arena, groups, config)
+}
+
 /// A `Distributed` over an arena of `lens` on `ctx`, one group of `group`; then, if it was
 /// built, one step (zero gradients), which ranks that built alike take alike.
 fn build_and_step(
@@ -425,11 +437,8 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                 let (adamw, replicated) = (adamw.clone(), replicated.clone());
                 move |world| {
                     let ctx = context();
-                    let arena = Arena::new(ctx, &LENS)?;
                     let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
-                    let comm = world.duplicate();
-                    let mut optimizer =
-                        Distributed::new(ctx, comm, &arena, groups, replicated.clone())?;
+                    let mut optimizer = distributed(world, groups, replicated.clone())?;
                     let mut encoder = ctx.device().create_command_encoder(&Default::default());
                     if rank == last {
                         let buffer = |usage| {
@@ -455,6 +464,64 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                 }
             }),
             expect: last_fails_on_its_device(),
+        },
+        // A learning rate set through `optimizer()` on rank 0 only: the replicas would step
+        // apart. The step refuses it on every rank before any collective; once the rate is
+        // set alike, the next step is taken, the refused one nowhere.
+        Refusal {
+            name: "a learning rate set through optimizer() on rank 0 only",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let ctx = context();
+                    let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
+                    let mut optimizer = distributed(world, groups, replicated.clone())?;
+                    if rank == 0 {
+                        optimizer.optimizer().set_lr(0.5)?;
+                    }
+                    let encoder = ctx.device().create_command_encoder(&Default::default());
+                    let refused = optimizer.step(encoder).map(drop);
+                    optimizer.optimizer().set_lr(0.5)?;
+                    let encoder = ctx.device().create_command_encoder(&Default::default());
+                    optimizer
+                        .step(encoder)
+                        .expect("the next step, on every rank");
+                    // Alone, nothing differs: both steps are taken.
+                    let control = optimizer.optimizer().read_control_unchecked()?;
+                    let taken = if ranks > 1 { 1 } else { 2 };
+                    assert_eq!(control.step, taken, "the refused step was taken nowhere");
+                    refused
+                }
+            }),
+            expect: unless_alone(1),
+        },
+        // A control: two groups under ZeRO-1, the second the last tensor (under 4 ranks the
+        // first shard holds none of it, and the last none of the first group's). Every rank's
+        // optimizer keeps both groups
+        // (an empty range for a group without a piece), so a group's index means the same on
+        // every rank, and the step's agreement on the configurations passes.
+        Refusal {
+            name: "two groups, a shard without the second, ZeRO-1",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| {
+                    let ctx = context();
+                    let last_tensor = LENS.len() - 1;
+                    let groups = vec![
+                        (adamw.clone(), (0..last_tensor).collect()),
+                        (adamw.clone(), vec![last_tensor]),
+                    ];
+                    let mut optimizer = distributed(world, groups, zero1.clone())?;
+                    assert_eq!(optimizer.optimizer().group_configs().len(), 2);
+                    optimizer.optimizer().set_group_lr(1, 0.5)?;
+                    for _ in 0..2 {
+                        let encoder = ctx.device().create_command_encoder(&Default::default());
+                        optimizer.step(encoder)?;
+                    }
+                    Ok(())
+                }
+            }),
+            expect: Built,
         },
         // Precisions per rank: replicas that would drift apart (states quantized on one rank,
         // kept in f32 on the others), refused as another configuration.

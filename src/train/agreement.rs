@@ -6,6 +6,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 use crate::error::{Error, Result};
+use crate::optimizer::Optimizer;
 
 /// FNV-1a, 64-bit: the same hash on every rank for the same bytes.
 pub(super) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
@@ -56,10 +57,39 @@ pub(super) fn agree<T>(
     local: Result<T>,
     what: &'static str,
 ) -> Result<T> {
-    let votes = Votes::gather(comm, 0, local.is_ok());
+    agree_on(comm, 0, local, what, what)
+}
+
+/// [`agree`], and on `hash` too: when every rank succeeded but one's hash differs from rank
+/// 0's, [`Error::DistributedMismatch`] naming it on every rank, `differs` saying what.
+pub(super) fn agree_on<T>(
+    comm: &SimpleCommunicator,
+    hash: u64,
+    local: Result<T>,
+    failed: &'static str,
+    differs: &'static str,
+) -> Result<T> {
+    let votes = Votes::gather(comm, hash, local.is_ok());
+    let mismatch = |rank, what| Err(Error::DistributedMismatch { rank, what });
     match (votes.failed, local) {
-        (None, local) => local,
         (Some(_), Err(own)) => Err(own),
-        (Some(rank), Ok(_)) => Err(Error::DistributedMismatch { rank, what }),
+        (Some(rank), Ok(_)) => mismatch(rank, failed),
+        (None, local) => match votes.differs {
+            Some(rank) => mismatch(rank, differs),
+            None => local,
+        },
     }
+}
+
+/// A hash of what a rank may change between steps through `Distributed::optimizer` and must
+/// change alike on every rank: its groups' configurations (learning rates and every other
+/// hyperparameter), its device schedule and its gradient processing.
+pub(super) fn step_hash(optimizer: &Optimizer) -> u64 {
+    let settings = format!(
+        "{:?}; {:?}; {:?}",
+        optimizer.group_configs(),
+        optimizer.schedule(),
+        optimizer.grad_processing()
+    );
+    fnv1a(settings.as_bytes(), FNV_OFFSET)
 }

@@ -18,7 +18,7 @@ use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup, Precision};
 
-use super::agreement::{agree, fnv1a, Votes, FNV_OFFSET};
+use super::agreement::{agree, agree_on, fnv1a, step_hash, Votes, FNV_OFFSET};
 
 /// How the ranks share the optimizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -298,20 +298,18 @@ impl Distributed {
                     ));
                 }
             }
+            // A group with no piece in this shard keeps one empty range, so that every rank's
+            // optimizer has every group, in the same order: group indices (`set_group_lr`) and
+            // the configurations each step agrees on mean the same on every rank.
+            if params.is_empty() {
+                let empty = |buffer| BufferRange::new(buffer, 0, 0);
+                params.push(Param::new(empty(param), empty(grad)));
+            }
             param_groups.push(ParamGroup {
                 config: group_config.clone(),
                 params,
             });
         }
-        // A shard past the arena's end (more ranks than elements) keeps no tensor: an empty
-        // group is an empty optimizer, so it gets one empty range.
-        if param_groups.iter().all(|g| g.params.is_empty()) {
-            param_groups[0].params.push(Param::new(
-                BufferRange::new(param, 0, 0),
-                BufferRange::new(grad, 0, 0),
-            ));
-        }
-        param_groups.retain(|g| !g.params.is_empty());
         let optimizer = Optimizer::with_precision(ctx, param_groups, config.precision)?;
         let staging_buffer = |label, size: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
@@ -401,8 +399,9 @@ impl Distributed {
 
     /// This rank's optimizer: over the whole arena (replicated) or its shard's pieces of the
     /// tensors (ZeRO-1). Its learning-rate setters and schedules work as on one device: call
-    /// them alike on every rank. Turn gradient processing on with
-    /// [`Distributed::set_grad_processing`], which the ranks agree on, not through this.
+    /// them alike on every rank (the next [`Distributed::step`] refuses ranks whose
+    /// configurations, schedules or gradient processing differ). Turn gradient processing on
+    /// with [`Distributed::set_grad_processing`], which the ranks agree on when it is set.
     pub fn optimizer(&mut self) -> &mut Optimizer {
         &mut self.optimizer
     }
@@ -489,14 +488,18 @@ impl Distributed {
     /// Blocking: it waits for the device and for MPI. Collective: every rank calls it. When a
     /// rank's passes fail (a validation error in its encoder, a lost device), no rank steps:
     /// that rank returns its error, the others [`Error::DistributedMismatch`] naming it, and
-    /// the ranks can go on stepping alike.
+    /// the ranks can go on stepping alike. Nor when ranks were set apart through
+    /// [`Distributed::optimizer`] (a learning rate, a schedule, gradient processing on some
+    /// ranks only): every rank returns the mismatch, naming the first rank that differs from
+    /// rank 0.
     pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
         let start = Instant::now();
         let mut timings = CommTimings::default();
         // The caller's passes, waited for apart so that the copy's time is the copy's. A rank
         // whose passes fail (a validation error, a lost device) must not leave the others
-        // waiting in the gradients' collectives: the ranks agree first, and on a failure none
-        // steps (each returns an error; the parameters and states are as they were).
+        // waiting in the gradients' collectives, nor may one whose optimizer was set apart
+        // (through `optimizer()`) step otherwise: the ranks agree first, and on a failure or a
+        // difference none steps (each returns an error; parameters and states as they were).
         let passes = capture_errors(self.ctx.device(), || {
             self.ctx.queue().submit([encoder.finish()]);
         })
@@ -504,7 +507,14 @@ impl Distributed {
             let device = self.ctx.device();
             Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
         });
-        agree(&self.comm, passes, "its forward and backward passes failed")?;
+        agree_on(
+            &self.comm,
+            step_hash(&self.optimizer),
+            passes,
+            "its forward and backward passes failed",
+            "its groups' configurations, schedule or gradient processing differ from rank 0's \
+             (set through optimizer() on some ranks only)",
+        )?;
         timings.backward = start.elapsed();
         // Averaged as DDP does: divided by the ranks, then summed.
         match self.config.sharding {
