@@ -51,13 +51,15 @@ fn initial_params() -> Vec<Vec<f32>> {
 }
 
 /// One scenario: optimizer, gradient processing, the (step, rank) whose gradients hold a NaN,
-/// how the states are stored.
+/// how the states are stored, and whether the processing is set through `optimizer()` on
+/// every rank (rather than `Distributed::set_grad_processing`).
 struct Scenario {
     name: &'static str,
     config: OptimizerConfig,
     grad: Option<GradConfig>,
     poison: Option<(usize, usize)>,
     precision: Precision,
+    through_optimizer: bool,
 }
 
 fn scenarios(ranks: usize) -> Vec<Scenario> {
@@ -72,6 +74,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             grad: None,
             poison: None,
             precision: Precision::default(),
+            through_optimizer: false,
         },
         Scenario {
             name: "sgd momentum, clipped",
@@ -79,6 +82,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             grad: Some(GradConfig::default().with_max_norm(0.5)),
             poison: None,
             precision: Precision::default(),
+            through_optimizer: false,
         },
         Scenario {
             name: "adamw, one rank's gradients poisoned",
@@ -86,6 +90,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             grad: Some(GradConfig::default()),
             poison: Some((5, ranks - 1)),
             precision: Precision::default(),
+            through_optimizer: false,
         },
         // Replicated only: ZeRO-1 refuses 8-bit states (its shards cut blocks).
         Scenario {
@@ -94,6 +99,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             grad: Some(GradConfig::default()),
             poison: Some((7, 0)),
             precision: Precision::default().with_8bit_states(),
+            through_optimizer: false,
         },
         Scenario {
             name: "sgd momentum, bf16 states",
@@ -101,6 +107,18 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             grad: None,
             poison: None,
             precision: Precision::default().with_states(Dtype::BF16),
+            through_optimizer: false,
+        },
+        // ZeRO-1's clip needs the shards' norm statistics reduced across ranks: set through
+        // `optimizer()`, the step attaches that reduction, or each rank would clip by its own
+        // shard's norm alone.
+        Scenario {
+            name: "sgd momentum, clipped, set through optimizer()",
+            config: SgdConfig::default().with_lr(0.05).with_momentum(0.9).into(),
+            grad: Some(GradConfig::default().with_max_norm(0.5)),
+            poison: None,
+            precision: Precision::default(),
+            through_optimizer: true,
         },
     ]
 }
@@ -183,9 +201,14 @@ fn ranks() {
                 continue;
             }
             let mut optimizer = built.unwrap();
-            optimizer
-                .set_grad_processing(scenario.grad.clone())
-                .unwrap();
+            if scenario.through_optimizer {
+                optimizer
+                    .optimizer()
+                    .set_grad_processing(scenario.grad.clone())
+            } else {
+                optimizer.set_grad_processing(scenario.grad.clone())
+            }
+            .unwrap();
             for step in 0..STEPS {
                 let mut grads = gradients(step, rank);
                 if scenario.poison == Some((step, rank)) {
@@ -289,16 +312,17 @@ fn context_with(change: impl FnOnce(&mut wgpu::Limits)) -> Context {
     pollster::block_on(Context::request(&options)).expect("a device with these limits")
 }
 
-/// A `Distributed` over an arena of [`LENS`] on this rank's context, with `groups` (tensor
-/// indices) and `config`.
+/// An arena of [`LENS`] on this rank's context and a `Distributed` over it, with `groups`
+/// (tensor indices) and `config`.
 fn distributed(
     world: &SimpleCommunicator,
     groups: Vec<(OptimizerConfig, Vec<usize>)>,
     config: DistributedConfig,
-) -> Result<Distributed> {
+) -> Result<(Arena, Distributed)> {
     let ctx = context();
     let arena = Arena::new(ctx, &LENS)?;
-    Distributed::new(ctx, world.duplicate(), &arena, groups, config)
+    let optimizer = Distributed::new(ctx, world.duplicate(), &arena, groups, config)?;
+    Ok((arena, optimizer))
 }
 
 /// A `Distributed` over an arena of `lens` on `ctx`, one group of `group`; then, if it was
@@ -438,7 +462,7 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                 move |world| {
                     let ctx = context();
                     let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
-                    let mut optimizer = distributed(world, groups, replicated.clone())?;
+                    let (_, mut optimizer) = distributed(world, groups, replicated.clone())?;
                     let mut encoder = ctx.device().create_command_encoder(&Default::default());
                     if rank == last {
                         let buffer = |usage| {
@@ -475,7 +499,7 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                 move |world| {
                     let ctx = context();
                     let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
-                    let mut optimizer = distributed(world, groups, replicated.clone())?;
+                    let (_, mut optimizer) = distributed(world, groups, replicated.clone())?;
                     if rank == 0 {
                         optimizer.optimizer().set_lr(0.5)?;
                     }
@@ -497,9 +521,11 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
         },
         // A control: two groups under ZeRO-1, the second the last tensor (under 4 ranks the
         // first shard holds none of it, and the last none of the first group's). Every rank's
-        // optimizer keeps both groups
-        // (an empty range for a group without a piece), so a group's index means the same on
-        // every rank, and the step's agreement on the configurations passes.
+        // optimizer keeps both groups (an empty range for a group without a piece), so a
+        // group's index means the same on every rank: the second group's rate, set by index,
+        // decays its tensor as one device's optimizer of the same groups does (AdamW on zero
+        // gradients: the decoupled decay alone, at each group's rate), and the step's
+        // agreement on the configurations passes.
         Refusal {
             name: "two groups, a shard without the second, ZeRO-1",
             run: Box::new({
@@ -511,12 +537,39 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                         (adamw.clone(), (0..last_tensor).collect()),
                         (adamw.clone(), vec![last_tensor]),
                     ];
-                    let mut optimizer = distributed(world, groups, zero1.clone())?;
+                    let (arena, mut optimizer) = distributed(world, groups, zero1.clone())?;
+                    let single = Arena::new(ctx, &LENS)?;
+                    for (i, values) in initial_params().iter().enumerate() {
+                        arena.write_param(i, values)?;
+                        single.write_param(i, values)?;
+                    }
                     assert_eq!(optimizer.optimizer().group_configs().len(), 2);
                     optimizer.optimizer().set_group_lr(1, 0.5)?;
+                    let params = single.params();
+                    let one = Optimizer::with_groups(
+                        ctx,
+                        vec![
+                            ParamGroup {
+                                config: adamw.clone(),
+                                params: params[..last_tensor].to_vec(),
+                            },
+                            ParamGroup {
+                                config: adamw.clone().with_lr(0.5),
+                                params: params[last_tensor..].to_vec(),
+                            },
+                        ],
+                    )?;
                     for _ in 0..2 {
                         let encoder = ctx.device().create_command_encoder(&Default::default());
                         optimizer.step(encoder)?;
+                        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                        one.step(&mut encoder);
+                        ctx.queue().submit([encoder.finish()]);
+                    }
+                    for (i, initial) in initial_params().iter().enumerate() {
+                        let (a, b) = (arena.read_param(i)?, single.read_param(i)?);
+                        assert_eq!(bits(&a), bits(&b), "tensor {i}");
+                        assert_ne!(bits(&a), bits(initial), "tensor {i} decayed");
                     }
                     Ok(())
                 }

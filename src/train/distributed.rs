@@ -16,96 +16,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{capture_errors, Arena, ArenaParts, BufferRange, Context, Param};
 use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
-use crate::optimizer::{Optimizer, ParamGroup, Precision};
+use crate::optimizer::{Optimizer, ParamGroup};
 
 use super::agreement::{agree, agree_on, fnv1a, step_hash, Votes, FNV_OFFSET};
-
-/// How the ranks share the optimizer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Sharding {
-    /// Data parallel (PyTorch's DDP): every rank keeps the whole optimizer state and takes the
-    /// same step on the all-reduced (averaged) gradients.
-    #[default]
-    Replicated,
-    /// ZeRO-1 (Rajbhandari et al. 2020, stage 1): the gradients are reduce-scattered, each
-    /// rank keeps the optimizer state of its contiguous shard of the arena only (1/N of it)
-    /// and updates that shard with the same kernels, and the parameters are all-gathered.
-    Zero1,
-}
-
-/// What a [`Distributed`] optimizer is built with.
-#[derive(Clone, Debug)]
-pub struct DistributedConfig {
-    /// How the ranks share the optimizer (default [`Sharding::Replicated`]).
-    pub sharding: Sharding,
-    /// Bytes of gradients per all-reduce (default 4 MiB, "a few MB" as PyTorch DDP's buckets;
-    /// DDP's default cap is 25 MB). Each bucket is written back to the device as soon as it is
-    /// reduced, while the next one is on the wire.
-    pub bucket_bytes: u64,
-    /// How each rank's optimizer stores its states (default f32, the arena's type): bf16 or
-    /// f16 states, or 8-bit states with [`Sharding::Replicated`] (each rank then keeps the
-    /// whole tensors torchao quantizes; ZeRO-1 shards end at multiples of the shard length,
-    /// not at a tensor's block edges, so a piece's blocks would not be its tensor's). Master
-    /// weights and stochastic rounding are for 16-bit parameters, and arenas here are f32:
-    /// refused by the optimizer's build.
-    pub precision: Precision,
-}
-
-impl Default for DistributedConfig {
-    fn default() -> Self {
-        DistributedConfig {
-            sharding: Sharding::Replicated,
-            bucket_bytes: 4 << 20,
-            precision: Precision::default(),
-        }
-    }
-}
-
-impl DistributedConfig {
-    /// With `sharding`.
-    pub fn with_sharding(mut self, sharding: Sharding) -> Self {
-        self.sharding = sharding;
-        self
-    }
-
-    /// With buckets of `bytes` (at least 4).
-    pub fn with_bucket_bytes(mut self, bytes: u64) -> Self {
-        self.bucket_bytes = bytes;
-        self
-    }
-
-    /// With the optimizer's states stored as `precision` says.
-    pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-}
-
-/// Where one step's time went outside the kernels, on this rank.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct CommTimings {
-    /// Running the caller's encoder (the forward and backward passes) to completion.
-    pub backward: Duration,
-    /// Copying the gradients (and, with ZeRO-1, the norm statistics and the updated shard of
-    /// parameters) from the device to the host.
-    pub download: Duration,
-    /// In MPI calls: the gradients' all-reduce or reduce-scatter, the norm statistics, the
-    /// parameters' all-gather.
-    pub communicate: Duration,
-    /// Writing reduced gradients and gathered parameters back through the queue.
-    pub upload: Duration,
-    /// The whole step, the caller's passes and the optimizer's kernels included.
-    pub total: Duration,
-    /// Bytes this rank sent into collectives.
-    pub bytes_sent: u64,
-}
-
-impl CommTimings {
-    /// The time spent moving data rather than in the kernels: download, communicate, upload.
-    pub fn communication(&self) -> Duration {
-        self.download + self.communicate + self.upload
-    }
-}
+pub use super::distributed_config::{CommTimings, DistributedConfig, Sharding};
 
 /// An optimizer over an [`Arena`] replicated across MPI ranks, one wgpu device each: data
 /// parallel ([`Sharding::Replicated`]) or ZeRO-1 ([`Sharding::Zero1`]).
@@ -402,6 +316,8 @@ impl Distributed {
     /// them alike on every rank (the next [`Distributed::step`] refuses ranks whose
     /// configurations, schedules or gradient processing differ). Turn gradient processing on
     /// with [`Distributed::set_grad_processing`], which the ranks agree on when it is set.
+    /// With ZeRO-1 its parameter groups are every group of the build, one without a piece in
+    /// this rank's shard holding one empty range (offset 0, length 0).
     pub fn optimizer(&mut self) -> &mut Optimizer {
         &mut self.optimizer
     }
@@ -483,6 +399,12 @@ impl Distributed {
         self.optimizer.set_grad_processing(config)
     }
 
+    /// Whether this rank's step all-reduces the norm statistics between the update's halves
+    /// (ZeRO-1 with gradient processing).
+    fn reduces_stats(&self) -> bool {
+        self.stats.is_some() && self.optimizer.grad_processing().is_some()
+    }
+
     /// One training step: submits `encoder` (this rank's forward and backward passes), then
     /// averages the gradients across ranks and updates the parameters, every rank alike.
     /// Blocking: it waits for the device and for MPI. Collective: every rank calls it. When a
@@ -490,8 +412,10 @@ impl Distributed {
     /// that rank returns its error, the others [`Error::DistributedMismatch`] naming it, and
     /// the ranks can go on stepping alike. Nor when ranks were set apart through
     /// [`Distributed::optimizer`] (a learning rate, a schedule, gradient processing on some
-    /// ranks only): every rank returns the mismatch, naming the first rank that differs from
-    /// rank 0.
+    /// ranks only; a custom schedule's closure is not compared): every rank returns the
+    /// mismatch, naming the first rank that differs from rank 0. Every rank then holds an
+    /// error: handle it alike on every rank (a rank that stops while the others step again
+    /// leaves them waiting in the next step's agreement).
     pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
         let start = Instant::now();
         let mut timings = CommTimings::default();
@@ -507,15 +431,30 @@ impl Distributed {
             let device = self.ctx.device();
             Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
         });
+        timings.backward = start.elapsed();
+        // ZeRO-1's gradient processing reduces the shards' norm statistics between the update's
+        // halves: processing turned on through `optimizer()` gets that buffer here, or each
+        // rank would clip and skip by its own shard alone.
+        let processing = self.optimizer.grad_processing().cloned();
+        let attached = if self.config.sharding == Sharding::Zero1
+            && processing.is_some()
+            && self.stats.is_none()
+        {
+            self.set_local_grad_processing(processing)
+        } else {
+            Ok(())
+        };
+        let voted = Instant::now();
         agree_on(
             &self.comm,
-            step_hash(&self.optimizer),
-            passes,
+            step_hash(&self.optimizer, self.reduces_stats()),
+            passes.and(attached),
             "its forward and backward passes failed",
             "its groups' configurations, schedule or gradient processing differ from rank 0's \
              (set through optimizer() on some ranks only)",
         )?;
-        timings.backward = start.elapsed();
+        timings.communicate += voted.elapsed();
+        timings.bytes_sent += 16;
         // Averaged as DDP does: divided by the ranks, then summed.
         match self.config.sharding {
             Sharding::Replicated => self.all_reduce_grads(&mut timings)?,
@@ -536,7 +475,7 @@ impl Distributed {
         // The update: ZeRO-1's norm stats all-reduced between its halves.
         let device = self.ctx.device();
         match &self.stats {
-            Some(stats) if self.optimizer.grad_processing().is_some() => {
+            Some(stats) if self.reduces_stats() => {
                 let mut encoder = device.create_command_encoder(&Default::default());
                 self.optimizer.record_grad_stats(&mut encoder)?;
                 encoder.copy_buffer_to_buffer(stats.buffer(), 0, &self.staging, 0, 8);

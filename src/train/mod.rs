@@ -7,6 +7,8 @@
 mod agreement;
 #[cfg(feature = "mpi")]
 mod distributed;
+#[cfg(feature = "mpi")]
+mod distributed_config;
 mod early_stopping;
 mod monitor;
 mod plateau;
