@@ -110,8 +110,8 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             through_optimizer: false,
         },
         // ZeRO-1's clip needs the shards' norm statistics reduced across ranks: set through
-        // `optimizer()`, the step attaches that reduction, or each rank would clip by its own
-        // shard's norm alone.
+        // `optimizer()` too (each rank's optimizer has the statistics' buffer from the build),
+        // or each rank would clip by its own shard's norm alone.
         Scenario {
             name: "sgd momentum, clipped, set through optimizer()",
             config: SgdConfig::default().with_lr(0.05).with_momentum(0.9).into(),
@@ -217,8 +217,7 @@ fn ranks() {
                 for (i, g) in grads.iter().enumerate() {
                     arena.write_grad(i, g).unwrap();
                 }
-                let encoder = ctx.device().create_command_encoder(&Default::default());
-                optimizer.step(encoder).unwrap();
+                empty_step(ctx, &mut optimizer).unwrap();
             }
             let clipped = scenario.grad.as_ref().is_some_and(|g| g.max_norm.is_some());
             let exact = sharding == Sharding::Replicated || !clipped;
@@ -337,8 +336,14 @@ fn build_and_step(
     let arena = Arena::new(ctx, lens)?;
     let groups = vec![(group, (0..lens.len()).collect())];
     let mut optimizer = Distributed::new(ctx, world.duplicate(), &arena, groups, config)?;
+    empty_step(ctx, &mut optimizer).map(drop)
+}
+
+/// A step of `optimizer` (on `ctx`'s device) with no passes of the caller's: the gradients
+/// as they are.
+fn empty_step(ctx: &Context, optimizer: &mut Distributed) -> Result<CommTimings> {
     let encoder = ctx.device().create_command_encoder(&Default::default());
-    optimizer.step(encoder).map(drop)
+    optimizer.step(encoder)
 }
 
 /// The refusals and their controls, as rank `rank` of `ranks` runs them.
@@ -478,10 +483,7 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                         encoder.copy_buffer_to_buffer(&from, 0, &to, 0, 8);
                     }
                     let failed = optimizer.step(encoder).map(drop);
-                    let encoder = ctx.device().create_command_encoder(&Default::default());
-                    optimizer
-                        .step(encoder)
-                        .expect("the next step, on every rank");
+                    empty_step(ctx, &mut optimizer).expect("the next step, on every rank");
                     let control = optimizer.optimizer().read_control_unchecked()?;
                     assert_eq!(control.step, 1, "the failed step was taken nowhere");
                     failed
@@ -503,13 +505,9 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                     if rank == 0 {
                         optimizer.optimizer().set_lr(0.5)?;
                     }
-                    let encoder = ctx.device().create_command_encoder(&Default::default());
-                    let refused = optimizer.step(encoder).map(drop);
+                    let refused = empty_step(ctx, &mut optimizer).map(drop);
                     optimizer.optimizer().set_lr(0.5)?;
-                    let encoder = ctx.device().create_command_encoder(&Default::default());
-                    optimizer
-                        .step(encoder)
-                        .expect("the next step, on every rank");
+                    empty_step(ctx, &mut optimizer).expect("the next step, on every rank");
                     // Alone, nothing differs: both steps are taken.
                     let control = optimizer.optimizer().read_control_unchecked()?;
                     let taken = if ranks > 1 { 1 } else { 2 };
@@ -560,8 +558,7 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                         ],
                     )?;
                     for _ in 0..2 {
-                        let encoder = ctx.device().create_command_encoder(&Default::default());
-                        optimizer.step(encoder)?;
+                        empty_step(ctx, &mut optimizer)?;
                         let mut encoder = ctx.device().create_command_encoder(&Default::default());
                         one.step(&mut encoder);
                         ctx.queue().submit([encoder.finish()]);
@@ -653,17 +650,13 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
             run: Box::new({
                 let (adamw, zero1) = (adamw.clone(), zero1.clone());
                 move |world| {
-                    let ctx = context();
-                    let arena = Arena::new(ctx, &LENS)?;
                     let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
-                    let mut optimizer =
-                        Distributed::new(ctx, world.duplicate(), &arena, groups, zero1.clone())?;
+                    let (_, mut optimizer) = distributed(world, groups, zero1.clone())?;
                     let grad = (rank == 0).then(GradConfig::default);
                     let result = optimizer.set_grad_processing(grad.clone());
                     let kept = if result.is_ok() { grad.as_ref() } else { None };
                     assert_eq!(optimizer.optimizer().grad_processing(), kept);
-                    let encoder = ctx.device().create_command_encoder(&Default::default());
-                    optimizer.step(encoder).expect("the step after a refusal");
+                    empty_step(context(), &mut optimizer).expect("the step after a refusal");
                     result
                 }
             }),

@@ -84,11 +84,11 @@ pub(super) fn agree_on<T>(
 /// A hash of what a rank may change between steps through `Distributed::optimizer` and must
 /// change alike on every rank: its groups' configurations (learning rates and every other
 /// hyperparameter), its device schedule (a custom schedule's closure prints as `..`, so two
-/// closures compare equal) and its gradient processing, and whether its step all-reduces
-/// ZeRO-1's norm statistics (`stats`), one more collective.
-pub(super) fn step_hash(optimizer: &Optimizer, stats: bool) -> u64 {
+/// closures compare equal) and its gradient processing (with ZeRO-1, whether the step
+/// all-reduces the norm statistics: one more collective).
+pub(super) fn step_hash(optimizer: &Optimizer) -> u64 {
     let settings = format!(
-        "{:?}; {:?}; {:?}; {stats}",
+        "{:?}; {:?}; {:?}",
         optimizer.group_configs(),
         optimizer.schedule(),
         optimizer.grad_processing()

@@ -75,9 +75,19 @@ pub struct Distributed {
     // Replicated: one staging buffer per bucket, so that each bucket's copy is submitted,
     // mapped and reduced on its own while the later ones are still copying.
     buckets: Vec<wgpu::Buffer>,
-    // ZeRO-1 with gradient processing: the shard's norm stats, all-reduced between halves.
+    // ZeRO-1: the shard's norm stats (the optimizer's norm stats buffer from the build), which
+    // a step with gradient processing all-reduces between the update's halves.
     stats: Option<BufferRange>,
 }
+
+/// What [`Distributed::build`] makes on one rank: its optimizer, staging buffer, bucket
+/// buffers and norm stats range.
+type Built = (
+    Optimizer,
+    wgpu::Buffer,
+    Vec<wgpu::Buffer>,
+    Option<BufferRange>,
+);
 
 impl Distributed {
     /// Builds this rank's optimizer over `arena` (an f32 arena of the same layout on every
@@ -139,25 +149,19 @@ impl Distributed {
             }
             hash = fnv1a(format!("{tensors:?}").as_bytes(), hash);
         }
-        let votes = Votes::gather(&comm, hash, local.is_ok());
-        if let Some(other) = votes.failed {
-            return Err(local.err().unwrap_or(Error::DistributedMismatch {
-                rank: other,
-                what: "its configuration is invalid",
-            }));
-        }
-        if let Some(other) = votes.differs {
-            return Err(Error::DistributedMismatch {
-                rank: other,
-                what: "its arena layout, parameter groups, configuration, sharding or message \
-                       sizes (elements, bucket bytes, shard length) differ from rank 0's",
-            });
-        }
+        agree_on(
+            &comm,
+            hash,
+            local,
+            "its configuration is invalid",
+            "its arena layout, parameter groups, configuration, sharding or message sizes \
+             (elements, bucket bytes, shard length) differ from rank 0's",
+        )?;
 
         // Built apart on each rank, then agreed again: a rank whose device refuses its part
         // (a smaller binding limit, say) must not leave the others waiting in the first step.
         let built = Self::build(ctx, arena, &groups, &config, shard, bucket);
-        let (optimizer, staging, buckets) = agree(
+        let (optimizer, staging, buckets, stats) = agree(
             &comm,
             built,
             "its optimizer or staging buffers failed to build on its device",
@@ -176,12 +180,14 @@ impl Distributed {
             shard_len,
             staging,
             buckets,
-            stats: None,
+            stats,
         })
     }
 
     /// This rank's optimizer over its tensors (whole, or their pieces within `shard`), its
-    /// staging buffer and, replicated, one staging buffer per bucket of `bucket` bytes.
+    /// staging buffer, replicated one staging buffer per bucket of `bucket` bytes, and with
+    /// ZeRO-1 the optimizer's norm stats buffer (so that gradient processing, however it is
+    /// set, reduces the shards' norm statistics across ranks).
     fn build(
         ctx: &Context,
         arena: &Arena,
@@ -189,7 +195,7 @@ impl Distributed {
         config: &DistributedConfig,
         shard: (u64, u64),
         bucket: u64,
-    ) -> Result<(Optimizer, wgpu::Buffer, Vec<wgpu::Buffer>)> {
+    ) -> Result<Built> {
         let ArenaParts {
             param,
             grad,
@@ -224,7 +230,7 @@ impl Distributed {
                 params,
             });
         }
-        let optimizer = Optimizer::with_precision(ctx, param_groups, config.precision)?;
+        let mut optimizer = Optimizer::with_precision(ctx, param_groups, config.precision)?;
         let staging_buffer = |label, size: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -233,18 +239,36 @@ impl Distributed {
                 mapped_at_creation: false,
             })
         };
-        let (staging, buckets) = capture_errors(ctx.device(), || {
+        let (staging, buckets, stats) = capture_errors(ctx.device(), || {
             let staging = staging_buffer("wgpu-optim distributed staging", 4 * elements.max(1));
-            let buckets = match config.sharding {
-                Sharding::Replicated => (0..4 * elements)
-                    .step_by(bucket as usize)
-                    .map(|at| staging_buffer("wgpu-optim bucket", bucket.min(4 * elements - at)))
-                    .collect(),
-                Sharding::Zero1 => Vec::new(),
+            let (buckets, stats) = match config.sharding {
+                Sharding::Replicated => {
+                    let buckets = (0..4 * elements)
+                        .step_by(bucket as usize)
+                        .map(|at| {
+                            staging_buffer("wgpu-optim bucket", bucket.min(4 * elements - at))
+                        })
+                        .collect();
+                    (buckets, None)
+                }
+                Sharding::Zero1 => {
+                    let stats = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgpu-optim distributed norm stats"),
+                        size: 8,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    (Vec::new(), Some(BufferRange::whole(&stats)))
+                }
             };
-            (staging, buckets)
+            (staging, buckets, stats)
         })?;
-        Ok((optimizer, staging, buckets))
+        if let Some(stats) = &stats {
+            optimizer.set_norm_stats_buffer(stats.clone())?;
+        }
+        Ok((optimizer, staging, buckets, stats))
     }
 
     /// What this rank alone can refuse before the collective check.
@@ -362,7 +386,7 @@ impl Distributed {
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
         let hash = fnv1a(format!("{config:?}").as_bytes(), FNV_OFFSET);
         let previous = self.optimizer.grad_processing().cloned();
-        let local = self.set_local_grad_processing(config);
+        let local = self.optimizer.set_grad_processing(config);
         let votes = Votes::gather(&self.comm, hash, local.is_ok());
         let what = match (votes.failed, votes.differs) {
             (None, None) => return Ok(()),
@@ -373,30 +397,12 @@ impl Distributed {
         };
         // Back to what every rank had, so that the ranks still step alike.
         if local.is_ok() {
-            self.set_local_grad_processing(previous)?;
+            self.optimizer.set_grad_processing(previous)?;
         }
         Err(Error::DistributedMismatch {
             rank: what.0,
             what: what.1,
         })
-    }
-
-    /// [`Distributed::set_grad_processing`] on this rank alone.
-    fn set_local_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
-        if self.config.sharding == Sharding::Zero1 && config.is_some() && self.stats.is_none() {
-            let buffer = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgpu-optim distributed norm stats"),
-                size: 8,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let range = BufferRange::whole(&buffer);
-            self.optimizer.set_norm_stats_buffer(range.clone())?;
-            self.stats = Some(range);
-        }
-        self.optimizer.set_grad_processing(config)
     }
 
     /// Whether this rank's step all-reduces the norm statistics between the update's halves
@@ -432,23 +438,11 @@ impl Distributed {
             Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
         });
         timings.backward = start.elapsed();
-        // ZeRO-1's gradient processing reduces the shards' norm statistics between the update's
-        // halves: processing turned on through `optimizer()` gets that buffer here, or each
-        // rank would clip and skip by its own shard alone.
-        let processing = self.optimizer.grad_processing().cloned();
-        let attached = if self.config.sharding == Sharding::Zero1
-            && processing.is_some()
-            && self.stats.is_none()
-        {
-            self.set_local_grad_processing(processing)
-        } else {
-            Ok(())
-        };
         let voted = Instant::now();
         agree_on(
             &self.comm,
-            step_hash(&self.optimizer, self.reduces_stats()),
-            passes.and(attached),
+            step_hash(&self.optimizer),
+            passes,
             "its forward and backward passes failed",
             "its groups' configurations, schedule or gradient processing differ from rank 0's \
              (set through optimizer() on some ranks only)",
