@@ -51,8 +51,9 @@ fn initial_params() -> Vec<Vec<f32>> {
 }
 
 /// One scenario: optimizer, gradient processing, the (step, rank) whose gradients hold a NaN,
-/// how the states are stored, and whether the processing is set through `optimizer()` on
-/// every rank (rather than `Distributed::set_grad_processing`).
+/// how the states are stored, whether the processing is set through `optimizer()` on every
+/// rank (rather than `Distributed::set_grad_processing`), and whether the parameters are then
+/// switched to Schedule-Free's `x` and back (each compared).
 struct Scenario {
     name: &'static str,
     config: OptimizerConfig,
@@ -60,6 +61,7 @@ struct Scenario {
     poison: Option<(usize, usize)>,
     precision: Precision,
     through_optimizer: bool,
+    switch_modes: bool,
 }
 
 fn scenarios(ranks: usize) -> Vec<Scenario> {
@@ -75,6 +77,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: None,
             precision: Precision::default(),
             through_optimizer: false,
+            switch_modes: false,
         },
         Scenario {
             name: "sgd momentum, clipped",
@@ -83,6 +86,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: None,
             precision: Precision::default(),
             through_optimizer: false,
+            switch_modes: false,
         },
         Scenario {
             name: "adamw, one rank's gradients poisoned",
@@ -91,6 +95,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: Some((5, ranks - 1)),
             precision: Precision::default(),
             through_optimizer: false,
+            switch_modes: false,
         },
         // Replicated only: ZeRO-1 refuses 8-bit states (its shards cut blocks).
         Scenario {
@@ -100,6 +105,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: Some((7, 0)),
             precision: Precision::default().with_8bit_states(),
             through_optimizer: false,
+            switch_modes: false,
         },
         Scenario {
             name: "sgd momentum, bf16 states",
@@ -108,6 +114,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: None,
             precision: Precision::default().with_states(Dtype::BF16),
             through_optimizer: false,
+            switch_modes: false,
         },
         // ZeRO-1's clip needs the shards' norm statistics reduced across ranks: set through
         // `optimizer()` too (each rank's optimizer has the statistics' buffer from the build),
@@ -119,12 +126,27 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             poison: None,
             precision: Precision::default(),
             through_optimizer: true,
+            switch_modes: false,
+        },
+        // With ZeRO-1 each rank moves its own shard to x; the others' must reach it too.
+        Scenario {
+            name: "schedule-free adamw, evaluated at x, then back to y",
+            config: ScheduleFreeAdamWConfig::default()
+                .with_lr(1e-2)
+                .with_weight_decay(0.01)
+                .into(),
+            grad: None,
+            poison: None,
+            precision: Precision::default(),
+            through_optimizer: false,
+            switch_modes: true,
         },
     ]
 }
 
-/// The single-rank run: one optimizer over the arena, stepped with the averaged gradients.
-fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Vec<f32>>, Control) {
+/// The single-rank run: one optimizer over the arena, stepped with the averaged gradients;
+/// its parameters after the steps (with `switch_modes`: at `x`, then back at `y`).
+fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Params>, Control) {
     let arena = Arena::new(ctx, &LENS).unwrap();
     for (i, values) in initial_params().iter().enumerate() {
         arena.write_param(i, values).unwrap();
@@ -158,11 +180,31 @@ fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Vec<f32
         optimizer.step(&mut encoder);
         ctx.queue().submit([encoder.finish()]);
     }
-    let params = (0..LENS.len())
-        .map(|i| arena.read_param(i).unwrap())
-        .collect();
-    (params, optimizer.read_control_unchecked().unwrap())
+    let params = || -> Params {
+        (0..LENS.len())
+            .map(|i| arena.read_param(i).unwrap())
+            .collect()
+    };
+    let mut kept = Vec::new();
+    if scenario.switch_modes {
+        for eval in [true, false] {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            match eval {
+                true => optimizer.schedule_free_eval(&mut encoder),
+                false => optimizer.schedule_free_train(&mut encoder),
+            }
+            .unwrap();
+            ctx.queue().submit([encoder.finish()]);
+            kept.push(params());
+        }
+    } else {
+        kept.push(params());
+    }
+    (kept, optimizer.read_control_unchecked().unwrap())
 }
+
+/// Every tensor's parameters.
+type Params = Vec<Vec<f32>>;
 
 /// Every rank's part: each scenario under both shardings against the single-rank run, the
 /// state each rank keeps, and refused configurations. Run by cargo as one rank, and by
@@ -221,12 +263,27 @@ fn ranks() {
             }
             let clipped = scenario.grad.as_ref().is_some_and(|g| g.max_norm.is_some());
             let exact = sharding == Sharding::Replicated || !clipped;
-            for (i, expected) in expected.iter().enumerate() {
-                let device = arena.read_param(i).unwrap();
-                if exact {
-                    assert_eq!(bits(&device), bits(expected), "{what}: tensor {i}");
-                } else {
-                    assert_close(&format!("{what}: tensor {i}"), &device, expected);
+            for (k, expected) in expected.iter().enumerate() {
+                let when = match (scenario.switch_modes, k) {
+                    (false, _) => "",
+                    (true, 0) => ", at x",
+                    (true, _) => ", back at y",
+                };
+                if scenario.switch_modes {
+                    match k {
+                        0 => optimizer.schedule_free_eval(),
+                        _ => optimizer.schedule_free_train(),
+                    }
+                    .unwrap();
+                }
+                for (i, expected) in expected.iter().enumerate() {
+                    let device = arena.read_param(i).unwrap();
+                    let what = format!("{what}{when}: tensor {i}");
+                    if exact {
+                        assert_eq!(bits(&device), bits(expected), "{what}");
+                    } else {
+                        assert_close(&what, &device, expected);
+                    }
                 }
             }
             let control = optimizer.optimizer().read_control_unchecked().unwrap();
@@ -656,6 +713,50 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                     let result = optimizer.set_grad_processing(grad.clone());
                     let kept = if result.is_ok() { grad.as_ref() } else { None };
                     assert_eq!(optimizer.optimizer().grad_processing(), kept);
+                    empty_step(context(), &mut optimizer).expect("the step after a refusal");
+                    result
+                }
+            }),
+            expect: unless_alone(1),
+        },
+        // A refused change of gradient processing writes nothing: rank 0's new init_scale
+        // would reset its loss scale, so the running scale survives only if no rank applies
+        // the change before the ranks agree.
+        Refusal {
+            name: "a loss scaler's init_scale on rank 0 only: the running scale kept",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    let groups = vec![(adamw.clone(), (0..LENS.len()).collect())];
+                    let (_, mut optimizer) = distributed(world, groups, replicated.clone())?;
+                    let scaler = GradScalerConfig::default().with_growth_interval(1);
+                    let scaled = GradConfig::default().with_grad_scaler(scaler.clone());
+                    optimizer.set_grad_processing(Some(scaled.clone()))?;
+                    let scale =
+                        |o: &mut Distributed| o.optimizer().read_control().map(|c| c.grad_scale);
+                    let initial = scale(&mut optimizer)?;
+                    for _ in 0..2 {
+                        empty_step(context(), &mut optimizer)?;
+                    }
+                    let grown = scale(&mut optimizer)?;
+                    assert!(
+                        grown > initial,
+                        "finite steps grow the scale: {initial}, {grown}"
+                    );
+                    let other =
+                        GradConfig::default().with_grad_scaler(scaler.with_init_scale(1024.0));
+                    let config = if rank == 0 { other } else { scaled.clone() };
+                    let result = optimizer.set_grad_processing(Some(config.clone()));
+                    let (kept, expected) = match result {
+                        Ok(()) => (config, 1024.0),
+                        Err(_) => (scaled, grown),
+                    };
+                    assert_eq!(optimizer.optimizer().grad_processing(), Some(&kept));
+                    assert_eq!(
+                        scale(&mut optimizer)?,
+                        expected,
+                        "the loss scale after the change"
+                    );
                     empty_step(context(), &mut optimizer).expect("the step after a refusal");
                     result
                 }

@@ -4,12 +4,21 @@
 use std::sync::{Arc, Mutex};
 
 use super::dispatch::Pipelines;
+use super::muon::MuonGradSetup;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::gpu::{storage_alignment, BufferRange};
 use crate::grad::{GradConfig, GradProcessing, NormStats};
 use crate::kernel::plan::ControlMode;
 use crate::kernel::{control_field, ControlField, ControlOwners, GradStages, Variant};
+
+/// Gradient processing built for an optimizer but not yet in force
+/// ([`Optimizer::prepare_grad_processing`]).
+pub(crate) struct GradSetup {
+    pipelines: Pipelines,
+    processing: Option<GradProcessing>,
+    muon: Option<MuonGradSetup>,
+}
 
 impl Optimizer {
     /// Turns gradient processing on with `config` (replacing any before), or off with `None`.
@@ -57,17 +66,32 @@ impl Optimizer {
     }
 
     fn set_grad_configs(&mut self, configs: Option<Vec<GradConfig>>) -> Result<()> {
+        let setup = self.prepare_grad_configs(configs)?;
+        self.commit_grad_setup(setup);
+        Ok(())
+    }
+
+    /// Builds gradient processing with `config` for every control block (or its absence),
+    /// changing nothing: [`Optimizer::commit_grad_setup`] puts it in force. For callers that
+    /// must learn whether it can be set up before any write (ranks agreeing on it).
+    pub(crate) fn prepare_grad_processing(&self, config: Option<GradConfig>) -> Result<GradSetup> {
+        self.prepare_grad_configs(config.map(|c| vec![c; self.plan.plan.controls as usize]))
+    }
+
+    /// Everything `configs` needs (validation, pipelines, buffers), built without a write.
+    fn prepare_grad_configs(&self, configs: Option<Vec<GradConfig>>) -> Result<GradSetup> {
         let Some(configs) = configs else {
-            self.pipelines = self.pipelines_with(GradStages::default())?;
-            self.grad = None;
-            for k in 0..self.control_blocks() {
-                self.write_control(k, control_field!(nonfinite_step), &0);
-            }
-            self.set_control_owners(|_| ControlOwners::default());
-            if let Some(muon) = &mut self.muon {
-                muon.set_grad_processing(&self.ctx, None, &self.control, None)?;
-            }
-            return Ok(());
+            let muon = match &self.muon {
+                Some(muon) => {
+                    Some(muon.prepare_grad_processing(&self.ctx, None, &self.control, None)?)
+                }
+                None => None,
+            };
+            return Ok(GradSetup {
+                pipelines: self.pipelines_with(GradStages::default())?,
+                processing: None,
+                muon,
+            });
         };
         for config in &configs {
             config.validate()?;
@@ -87,11 +111,42 @@ impl Optimizer {
         let pipelines = self.pipelines_with(GradConfig::union_of_stages(&configs))?;
         let processing =
             GradProcessing::new(&self.ctx, configs, &self.plan, &self.control, &stats)?;
-        if let Some(muon) = &mut self.muon {
-            let configs = Some(processing.configs.as_slice());
-            muon.set_grad_processing(&self.ctx, configs, &self.control, Some(&stats))?;
+        let muon = match &self.muon {
+            Some(muon) => {
+                let configs = Some(processing.configs.as_slice());
+                Some(muon.prepare_grad_processing(
+                    &self.ctx,
+                    configs,
+                    &self.control,
+                    Some(&stats),
+                )?)
+            }
+            None => None,
+        };
+        Ok(GradSetup {
+            pipelines,
+            processing: Some(processing),
+            muon,
+        })
+    }
+
+    /// Puts in force what [`Optimizer::prepare_grad_processing`] built: the pipelines, and
+    /// the control words a change of processing writes (a loss scale turned on or given
+    /// another `init_scale` starts from it; the clip value; a halt cleared where nothing
+    /// halts any more). Cannot fail.
+    pub(crate) fn commit_grad_setup(&mut self, setup: GradSetup) {
+        self.pipelines = setup.pipelines;
+        if let (Some(muon), Some(setup)) = (&mut self.muon, setup.muon) {
+            muon.commit_grad_processing(setup);
         }
-        self.pipelines = pipelines;
+        let Some(processing) = setup.processing else {
+            self.grad = None;
+            for k in 0..self.control_blocks() {
+                self.write_control(k, control_field!(nonfinite_step), &0);
+            }
+            self.set_control_owners(|_| ControlOwners::default());
+            return;
+        };
         let previous = self.grad.as_ref().map(|g| &g.configs);
         for (k, config) in processing.configs.iter().enumerate() {
             if config.resets_scale(previous.and_then(|p| p.get(k))) {
@@ -114,7 +169,6 @@ impl Optimizer {
             .collect();
         self.set_control_owners(|k| owners[k]);
         self.grad = Some(processing);
-        Ok(())
     }
 
     /// Sets which control words block `k`'s processing owns, for snapshots' restores.

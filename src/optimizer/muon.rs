@@ -243,6 +243,12 @@ struct MuonGrad {
     _stats: wgpu::Buffer,
 }
 
+/// The Muon share of gradient processing, built but not yet in force.
+pub(super) struct MuonGradSetup {
+    pipelines: Arc<MuonPipelines>,
+    grad: Option<MuonGrad>,
+}
+
 /// The Muon groups of an optimizer: their state, records, batch and dispatches.
 pub(super) struct MuonPart {
     pub configs: Vec<MuonConfig>,
@@ -547,20 +553,22 @@ impl MuonPart {
         Ok(())
     }
 
-    /// Turns the Muon gradients' share of gradient processing on (`configs`: the optimizer's,
-    /// one control block) or off: their stats go to a buffer of their own and are added to
-    /// the optimizer's `stats` before its finalize.
-    pub fn set_grad_processing(
-        &mut self,
+    /// Builds the Muon gradients' share of gradient processing (`configs`: the optimizer's,
+    /// one control block) or its absence, to put in force with
+    /// [`MuonPart::commit_grad_processing`]: their stats go to a buffer of their own and are
+    /// added to the optimizer's `stats` before its finalize. Changes nothing.
+    pub fn prepare_grad_processing(
+        &self,
         ctx: &Context,
         configs: Option<&[GradConfig]>,
         control: &wgpu::Buffer,
         stats: Option<&BufferRange>,
-    ) -> Result<()> {
+    ) -> Result<MuonGradSetup> {
         let (Some(configs), Some(stats)) = (configs, stats) else {
-            self.pipelines = Self::pipelines(ctx, &self.layouts, GradStages::default())?;
-            self.grad = None;
-            return Ok(());
+            return Ok(MuonGradSetup {
+                pipelines: Self::pipelines(ctx, &self.layouts, GradStages::default())?,
+                grad: None,
+            });
         };
         let device = ctx.device();
         let muon_stats = device.create_buffer(&wgpu::BufferDescriptor {
@@ -581,14 +589,21 @@ impl MuonPart {
                 (B::MuonStats.index(), muon_stats.as_entire_binding()),
             ],
         );
-        self.pipelines = Self::pipelines(ctx, &self.layouts, GradConfig::union_of_stages(configs))?;
-        self.grad = Some(MuonGrad {
-            processing,
-            combine,
-            inf_norm: configs[0].norm_type.is_infinite(),
-            _stats: muon_stats,
-        });
-        Ok(())
+        Ok(MuonGradSetup {
+            pipelines: Self::pipelines(ctx, &self.layouts, GradConfig::union_of_stages(configs))?,
+            grad: Some(MuonGrad {
+                processing,
+                combine,
+                inf_norm: configs[0].norm_type.is_infinite(),
+                _stats: muon_stats,
+            }),
+        })
+    }
+
+    /// Puts in force what [`MuonPart::prepare_grad_processing`] built.
+    pub fn commit_grad_processing(&mut self, setup: MuonGradSetup) {
+        self.pipelines = setup.pipelines;
+        self.grad = setup.grad;
     }
 
     /// Records the Muon gradients' norm stats and adds them to the optimizer's (after its own

@@ -341,7 +341,9 @@ impl Distributed {
     /// configurations, schedules or gradient processing differ). Turn gradient processing on
     /// with [`Distributed::set_grad_processing`], which the ranks agree on when it is set.
     /// With ZeRO-1 its parameter groups are every group of the build, one without a piece in
-    /// this rank's shard holding one empty range (offset 0, length 0).
+    /// this rank's shard holding one empty range (offset 0, length 0), and it moves only its
+    /// shard between Schedule-Free's modes: switch them with
+    /// [`Distributed::schedule_free_eval`] and [`Distributed::schedule_free_train`].
     pub fn optimizer(&mut self) -> &mut Optimizer {
         &mut self.optimizer
     }
@@ -382,27 +384,74 @@ impl Distributed {
     /// Ranks given different configurations (whose steps would run different collectives with
     /// ZeRO-1), or one rank that fails while others succeed, give
     /// [`Error::DistributedMismatch`] on every rank, each left with the gradient processing it
-    /// had before; when every rank fails, each returns its own error.
+    /// had before, its loss scale and growth tracker untouched (nothing is written before the
+    /// ranks agree); when every rank fails, each returns its own error.
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
         let hash = fnv1a(format!("{config:?}").as_bytes(), FNV_OFFSET);
-        let previous = self.optimizer.grad_processing().cloned();
-        let local = self.optimizer.set_grad_processing(config);
+        // Built first and put in force only once every rank has agreed, so that a refusal
+        // writes nothing (a running loss scale carries on).
+        let local = self.optimizer.prepare_grad_processing(config);
         let votes = Votes::gather(&self.comm, hash, local.is_ok());
         let what = match (votes.failed, votes.differs) {
-            (None, None) => return Ok(()),
+            (None, None) => {
+                self.optimizer.commit_grad_setup(local?);
+                return Ok(());
+            }
             // Every rank refused alike: nothing changed anywhere, each returns its own reason.
-            (Some(_), _) if votes.all_failed => return local,
+            (Some(_), _) if votes.all_failed => return local.map(drop),
             (Some(failed), _) => (failed, "its gradient processing failed to set up"),
             (None, Some(other)) => (other, "its gradient processing differs from rank 0's"),
         };
-        // Back to what every rank had, so that the ranks still step alike.
-        if local.is_ok() {
-            self.optimizer.set_grad_processing(previous)?;
-        }
         Err(Error::DistributedMismatch {
             rank: what.0,
             what: what.1,
         })
+    }
+
+    /// Schedule-Free's `optimizer.eval()` on every rank: [`Optimizer::schedule_free_eval`],
+    /// submitted and waited for. With ZeRO-1 each rank moves its shard of the parameters to
+    /// `x` and the shards are then all-gathered, so that every rank's arena holds `x`
+    /// (`optimizer().schedule_free_eval` alone would move this rank's shard only). Collective:
+    /// every rank calls it. [`Error::NotScheduleFree`] on every rank for other optimizers; a
+    /// rank whose switch fails returns its error, the others a mismatch naming it, and none
+    /// gathers.
+    pub fn schedule_free_eval(&mut self) -> Result<CommTimings> {
+        self.switch_mode(true)
+    }
+
+    /// Schedule-Free's `optimizer.train()` on every rank (the parameters back to `y`), as
+    /// [`Distributed::schedule_free_eval`]: call it before the next step.
+    pub fn schedule_free_train(&mut self) -> Result<CommTimings> {
+        self.switch_mode(false)
+    }
+
+    fn switch_mode(&mut self, eval: bool) -> Result<CommTimings> {
+        let start = Instant::now();
+        let mut timings = CommTimings::default();
+        let device = self.ctx.device();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let switched = match eval {
+            true => self.optimizer.schedule_free_eval(&mut encoder),
+            false => self.optimizer.schedule_free_train(&mut encoder),
+        }
+        .and_then(|()| {
+            capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
+            Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
+        });
+        let voted = Instant::now();
+        agree(
+            &self.comm,
+            switched,
+            "its switch of Schedule-Free's mode failed",
+        )?;
+        timings.communicate += voted.elapsed();
+        timings.bytes_sent += 16;
+        if self.config.sharding == Sharding::Zero1 {
+            self.all_gather_params(&mut timings)?;
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+        }
+        timings.total = start.elapsed();
+        Ok(timings)
     }
 
     /// Whether this rank's step all-reduces the norm statistics between the update's halves
