@@ -403,6 +403,48 @@ fn empty_step(ctx: &Context, optimizer: &mut Distributed) -> Result<CommTimings>
     optimizer.step(encoder)
 }
 
+/// Two steps of `group` (with a global-norm clip) over an arena whose gradients (or, with
+/// `params`, parameters) this rank destroys first where `destroy` says: the first step's
+/// result. Where the gradients were destroyed no rank updates anything: every rank's
+/// parameters and step counter stay as they were.
+fn destroyed_on(
+    world: &SimpleCommunicator,
+    destroy: bool,
+    params: bool,
+    group: OptimizerConfig,
+    config: DistributedConfig,
+) -> Result<()> {
+    let groups = vec![(group, (0..LENS.len()).collect())];
+    let (arena, mut optimizer) = distributed(world, groups, config)?;
+    optimizer.set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)))?;
+    for (i, values) in initial_params().iter().enumerate() {
+        arena.write_param(i, values)?;
+        arena.write_grad(i, &vec![0.5; values.len()])?;
+    }
+    if destroy {
+        let range = if params {
+            arena.param(0)?
+        } else {
+            arena.grad(0)?
+        };
+        range.buffer().destroy();
+    }
+    let first = empty_step(context(), &mut optimizer).map(drop);
+    let second = empty_step(context(), &mut optimizer).map(drop);
+    assert_eq!(
+        first.is_ok(),
+        second.is_ok(),
+        "the next step goes as the first"
+    );
+    if !params {
+        for (i, values) in initial_params().iter().enumerate() {
+            assert_eq!(bits(&arena.read_param(i)?), bits(values), "tensor {i}");
+        }
+        assert_eq!(optimizer.optimizer().read_control_unchecked()?.step, 0);
+    }
+    first
+}
+
 /// The refusals and their controls, as rank `rank` of `ranks` runs them.
 fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
     use Expect::*;
@@ -718,6 +760,58 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                 }
             }),
             expect: unless_alone(1),
+        },
+        // A buffer destroyed on one rank fails its part inside the step, after the vote on
+        // the passes: it sends zeros to the collectives left and the ranks agree before the
+        // update, so none waits and none updates (twice: the next step is refused alike).
+        // Clipped, so that ZeRO-1 reduces the norm statistics too.
+        Refusal {
+            name: "the last rank's gradients destroyed, replicated",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    destroyed_on(
+                        world,
+                        rank == last,
+                        false,
+                        adamw.clone(),
+                        replicated.clone(),
+                    )
+                }
+            }),
+            expect: last_fails_on_its_device(),
+        },
+        Refusal {
+            name: "the last rank's gradients destroyed, ZeRO-1",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| destroyed_on(world, rank == last, false, adamw.clone(), zero1.clone())
+            }),
+            expect: last_fails_on_its_device(),
+        },
+        // Its update fails: with ZeRO-1 the ranks agree before writing the gathered shards;
+        // replicated, the others have stepped.
+        Refusal {
+            name: "the last rank's parameters destroyed, ZeRO-1",
+            run: Box::new({
+                let (adamw, zero1) = (adamw.clone(), zero1.clone());
+                move |world| destroyed_on(world, rank == last, true, adamw.clone(), zero1.clone())
+            }),
+            expect: last_fails_on_its_device(),
+        },
+        Refusal {
+            name: "the last rank's parameters destroyed, replicated",
+            run: Box::new({
+                let (adamw, replicated) = (adamw.clone(), replicated.clone());
+                move |world| {
+                    destroyed_on(world, rank == last, true, adamw.clone(), replicated.clone())
+                }
+            }),
+            expect: if rank == last {
+                Own(|e| matches!(e, Error::Wgpu(_)))
+            } else {
+                Built
+            },
         },
         // A refused change of gradient processing writes nothing: rank 0's new init_scale
         // would reset its loss scale, so the running scale survives only if no rank applies

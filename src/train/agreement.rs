@@ -95,3 +95,35 @@ pub(super) fn step_hash(optimizer: &Optimizer) -> u64 {
     );
     fnv1a(settings.as_bytes(), FNV_OFFSET)
 }
+
+/// The first error of this rank's part of a step's collectives. Once it is set the rank does
+/// no more device work and sends zeros to the collectives left, so that no other rank waits
+/// for it; the ranks then [`agree`] on it before anything is written from those collectives.
+#[derive(Default)]
+pub(super) struct Fault(Option<Error>);
+
+impl Fault {
+    /// A fault already set when `result` is an error.
+    pub fn from_result(result: Result<()>) -> Fault {
+        Fault(result.err())
+    }
+
+    /// `f`'s value, or `None` when this rank has failed already (`f` is not run) or `f` fails
+    /// now (its error kept).
+    pub fn attempt<T>(&mut self, f: impl FnOnce() -> Result<T>) -> Option<T> {
+        if self.0.is_some() {
+            return None;
+        }
+        f().map_err(|e| self.0 = Some(e)).ok()
+    }
+
+    /// Whether this rank's part has gone well so far.
+    pub fn is_clear(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// What the ranks vote on: `Ok`, or the first error.
+    pub fn into_result(self) -> Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}

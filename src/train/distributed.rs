@@ -5,9 +5,8 @@
 //! mapped staging buffer, the MPI call on host memory, a queue write back. What each step
 //! spends there is measured and returned ([`CommTimings`]).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
@@ -18,7 +17,9 @@ use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup};
 
-use super::agreement::{agree, agree_on, fnv1a, step_hash, Votes, FNV_OFFSET};
+use super::agreement::{agree, agree_on, fnv1a, step_hash, Fault, Votes, FNV_OFFSET};
+
+mod collectives;
 pub use super::distributed_config::{CommTimings, DistributedConfig, Sharding};
 
 /// An optimizer over an [`Arena`] replicated across MPI ranks, one wgpu device each: data
@@ -438,17 +439,18 @@ impl Distributed {
             capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
             Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
         });
-        let voted = Instant::now();
-        agree(
-            &self.comm,
-            switched,
-            "its switch of Schedule-Free's mode failed",
-        )?;
-        timings.communicate += voted.elapsed();
-        timings.bytes_sent += 16;
-        if self.config.sharding == Sharding::Zero1 {
-            self.all_gather_params(&mut timings)?;
-            device.poll(wgpu::PollType::wait_indefinitely())?;
+        let failed = "its switch of Schedule-Free's mode failed";
+        match self.config.sharding {
+            Sharding::Replicated => {
+                let voted = Instant::now();
+                agree(&self.comm, switched, failed)?;
+                timings.communicate += voted.elapsed();
+                timings.bytes_sent += 16;
+            }
+            Sharding::Zero1 => {
+                self.all_gather_params(&mut timings, switched, failed)?;
+                device.poll(wgpu::PollType::wait_indefinitely())?;
+            }
         }
         timings.total = start.elapsed();
         Ok(timings)
@@ -470,7 +472,13 @@ impl Distributed {
     /// ranks only; a custom schedule's closure is not compared): every rank returns the
     /// mismatch, naming the first rank that differs from rank 0. Every rank then holds an
     /// error: handle it alike on every rank (a rank that stops while the others step again
-    /// leaves them waiting in the next step's agreement).
+    /// leaves them waiting in the next step's agreement). A rank whose part of the gradients'
+    /// collectives fails (a copy from a destroyed buffer, a staging buffer that cannot be
+    /// mapped) sends zeros to the rest of them, and the ranks agree before the update: none
+    /// updates, it returns its error and the others the mismatch. A rank whose update then
+    /// fails returns its error; with ZeRO-1 the ranks agree on it before writing the gathered
+    /// parameters (each keeps its own shard, and the others' as before the step), replicated
+    /// the other ranks have stepped.
     pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
         let start = Instant::now();
         let mut timings = CommTimings::default();
@@ -498,179 +506,46 @@ impl Distributed {
         )?;
         timings.communicate += voted.elapsed();
         timings.bytes_sent += 16;
-        // Averaged as DDP does: divided by the ranks, then summed.
+        // From here every rank runs every collective whatever happens on it: a rank whose part
+        // fails (a copy from a destroyed buffer, a staging buffer that cannot be mapped) sends
+        // zeros to the rest, and the ranks agree before anything they reduced is used.
+        let mut fault = Fault::default();
         match self.config.sharding {
-            Sharding::Replicated => self.all_reduce_grads(&mut timings)?,
-            Sharding::Zero1 => {
-                // Every element of the arena's gradients down to the host.
-                let bytes = 4 * self.elements;
-                let mut encoder = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&Default::default());
-                encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
-                let mut grads = self.download(encoder, bytes, &mut timings.download)?;
-                let scale = 1.0 / self.ranks as f32;
-                grads.iter_mut().for_each(|g| *g *= scale);
-                self.reduce_scatter_grads(grads, &mut timings);
-            }
+            Sharding::Replicated => self.all_reduce_grads(&mut timings, &mut fault),
+            Sharding::Zero1 => self.reduce_scatter_grads(&mut timings, &mut fault),
         }
-        // The update: ZeRO-1's norm stats all-reduced between its halves.
+        if self.reduces_stats() {
+            self.all_reduce_stats(&mut timings, &mut fault);
+        }
+        let voted = Instant::now();
+        agree(
+            &self.comm,
+            fault.into_result(),
+            "its part of the gradients' collectives failed",
+        )?;
+        timings.communicate += voted.elapsed();
+        timings.bytes_sent += 16;
+        // The update (ZeRO-1's norm stats were reduced between its halves).
         let device = self.ctx.device();
-        match &self.stats {
-            Some(stats) if self.reduces_stats() => {
-                let mut encoder = device.create_command_encoder(&Default::default());
-                self.optimizer.record_grad_stats(&mut encoder)?;
-                encoder.copy_buffer_to_buffer(stats.buffer(), 0, &self.staging, 0, 8);
-                let local = self.download(encoder, 8, &mut timings.download)?;
-                let inf_norm = self
-                    .optimizer
-                    .grad_processing()
-                    .is_some_and(|c| c.norm_type == f64::INFINITY);
-                let op = if inf_norm {
-                    SystemOperation::max()
-                } else {
-                    SystemOperation::sum()
-                };
-                let mut global = [0.0_f32; 2];
-                let sent = Instant::now();
-                self.comm.all_reduce_into(&local[..], &mut global[..], op);
-                timings.communicate += sent.elapsed();
-                timings.bytes_sent += 8;
-                self.ctx
-                    .queue()
-                    .write_buffer(stats.buffer(), 0, bytemuck::cast_slice(&global));
-                let mut encoder = device.create_command_encoder(&Default::default());
+        let updated = capture_errors(device, || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            if self.reduces_stats() {
                 self.optimizer.record_update(&mut encoder);
-                self.ctx.queue().submit([encoder.finish()]);
-            }
-            _ => {
-                let mut encoder = device.create_command_encoder(&Default::default());
+            } else {
                 self.optimizer.step(&mut encoder);
-                self.ctx.queue().submit([encoder.finish()]);
             }
-        }
-        if self.config.sharding == Sharding::Zero1 {
-            self.all_gather_params(&mut timings)?;
+            self.ctx.queue().submit([encoder.finish()]);
+        });
+        match self.config.sharding {
+            Sharding::Replicated => updated?,
+            Sharding::Zero1 => {
+                let failed = "its update or its shard's download failed (every rank keeps its \
+                              own shard, and the others' as before the step)";
+                self.all_gather_params(&mut timings, updated, failed)?
+            }
         }
         device.poll(wgpu::PollType::wait_indefinitely())?;
         timings.total = start.elapsed();
         Ok(timings)
-    }
-
-    /// Submits `encoder` (which copies `bytes` into the staging buffer) and reads them back.
-    fn download(
-        &self,
-        encoder: wgpu::CommandEncoder,
-        bytes: u64,
-        time: &mut Duration,
-    ) -> Result<Vec<f32>> {
-        let started = Instant::now();
-        let submission = capture_errors(self.ctx.device(), || {
-            self.ctx.queue().submit([encoder.finish()])
-        })?;
-        let bytes = self
-            .ctx
-            .read_staging(&self.staging, bytes, Some(submission))?;
-        *time += started.elapsed();
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
-    /// Replicated: bucket by bucket, each copied down in a submission of its own (all
-    /// submitted first), then, in order, waited for, divided by the ranks, all-reduced (sum)
-    /// and written back: a bucket is on the wire while the later ones are still copying, and
-    /// its write-back is queued while the next one is reduced.
-    fn all_reduce_grads(&self, timings: &mut CommTimings) -> Result<()> {
-        let device = self.ctx.device();
-        let bucket = 4 * (self.config.bucket_bytes / 4).max(1);
-        let started = Instant::now();
-        let mut submissions = Vec::with_capacity(self.buckets.len());
-        for (k, staging) in self.buckets.iter().enumerate() {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(
-                &self.grad,
-                k as u64 * bucket,
-                staging,
-                0,
-                staging.size(),
-            );
-            let submission =
-                capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
-            submissions.push(submission);
-        }
-        timings.download += started.elapsed();
-        let scale = 1.0 / self.ranks as f32;
-        let mut reduced = Vec::new();
-        for (k, (staging, submission)) in self.buckets.iter().zip(submissions).enumerate() {
-            let waited = Instant::now();
-            let bytes = self
-                .ctx
-                .read_staging(staging, staging.size(), Some(submission))?;
-            let mut grads: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
-            grads.iter_mut().for_each(|g| *g *= scale);
-            timings.download += waited.elapsed();
-            reduced.resize(grads.len(), 0.0_f32);
-            let sent = Instant::now();
-            self.comm
-                .all_reduce_into(&grads[..], &mut reduced[..], SystemOperation::sum());
-            timings.communicate += sent.elapsed();
-            timings.bytes_sent += 4 * grads.len() as u64;
-            let written = Instant::now();
-            self.ctx.queue().write_buffer(
-                &self.grad,
-                k as u64 * bucket,
-                bytemuck::cast_slice(&reduced),
-            );
-            timings.upload += written.elapsed();
-        }
-        Ok(())
-    }
-
-    /// ZeRO-1: reduce-scatter (sum) into this rank's shard, written back to its range of the
-    /// gradients (the rest of the arena's gradients are not read by its optimizer).
-    fn reduce_scatter_grads(&self, mut grads: Vec<f32>, timings: &mut CommTimings) {
-        let padded = (self.shard_len * self.ranks as u64) as usize;
-        grads.resize(padded, 0.0);
-        let mut shard = vec![0.0_f32; self.shard_len as usize];
-        let sent = Instant::now();
-        self.comm
-            .reduce_scatter_block_into(&grads[..], &mut shard[..], SystemOperation::sum());
-        timings.communicate += sent.elapsed();
-        timings.bytes_sent += 4 * padded as u64;
-        let written = Instant::now();
-        let len = (self.shard.1 - self.shard.0) as usize;
-        self.ctx.queue().write_buffer(
-            &self.grad,
-            4 * self.shard.0,
-            bytemuck::cast_slice(&shard[..len]),
-        );
-        timings.upload += written.elapsed();
-    }
-
-    /// ZeRO-1: every rank's updated shard of the parameters to every rank.
-    fn all_gather_params(&self, timings: &mut CommTimings) -> Result<()> {
-        let len = self.shard.1 - self.shard.0;
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        if len > 0 {
-            encoder.copy_buffer_to_buffer(&self.param, 4 * self.shard.0, &self.staging, 0, 4 * len);
-        }
-        let mut mine = self.download(encoder, 4 * len.max(1), &mut timings.download)?;
-        mine.resize(self.shard_len as usize, 0.0);
-        let mut all = vec![0.0_f32; (self.shard_len * self.ranks as u64) as usize];
-        let sent = Instant::now();
-        self.comm.all_gather_into(&mine[..], &mut all[..]);
-        timings.communicate += sent.elapsed();
-        timings.bytes_sent += 4 * self.shard_len;
-        let written = Instant::now();
-        self.ctx.queue().write_buffer(
-            &self.param,
-            0,
-            bytemuck::cast_slice(&all[..self.elements as usize]),
-        );
-        timings.upload += written.elapsed();
-        Ok(())
     }
 }

@@ -1,0 +1,196 @@
+//! A step's collectives and the device-host copies around them. Each takes this rank's
+//! [`Fault`]: once a rank's part has failed it does no more device work and sends zeros, so the
+//! other ranks never wait for it, and nothing reduced is written back on that rank. The step
+//! then has the ranks agree on their faults before any of it is used.
+
+use std::time::{Duration, Instant};
+
+use mpi::collective::SystemOperation;
+use mpi::traits::*;
+
+use super::super::agreement::{agree, Fault};
+use super::{CommTimings, Distributed};
+use crate::error::Result;
+use crate::gpu::capture_errors;
+
+impl Distributed {
+    /// Submits `encoder` (which copies `bytes` into the staging buffer) and reads them back.
+    fn download(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        bytes: u64,
+        time: &mut Duration,
+    ) -> Result<Vec<f32>> {
+        let started = Instant::now();
+        let submission = capture_errors(self.ctx.device(), || {
+            self.ctx.queue().submit([encoder.finish()])
+        })?;
+        let bytes = self
+            .ctx
+            .read_staging(&self.staging, bytes, Some(submission))?;
+        *time += started.elapsed();
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Replicated: bucket by bucket, each copied down in a submission of its own (all
+    /// submitted first), then, in order, waited for, divided by the ranks, all-reduced (sum)
+    /// and written back: a bucket is on the wire while the later ones are still copying, and
+    /// its write-back is queued while the next one is reduced. Averaged as DDP does.
+    pub(super) fn all_reduce_grads(&self, timings: &mut CommTimings, fault: &mut Fault) {
+        let device = self.ctx.device();
+        let bucket = 4 * (self.config.bucket_bytes / 4).max(1);
+        let started = Instant::now();
+        let mut submissions = Vec::with_capacity(self.buckets.len());
+        for (k, staging) in self.buckets.iter().enumerate() {
+            submissions.push(fault.attempt(|| {
+                let mut encoder = device.create_command_encoder(&Default::default());
+                let offset = k as u64 * bucket;
+                encoder.copy_buffer_to_buffer(&self.grad, offset, staging, 0, staging.size());
+                capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))
+            }));
+        }
+        timings.download += started.elapsed();
+        let scale = 1.0 / self.ranks as f32;
+        let mut reduced = Vec::new();
+        for (k, (staging, submission)) in self.buckets.iter().zip(submissions).enumerate() {
+            let waited = Instant::now();
+            let read = submission.and_then(|submission| {
+                fault.attempt(|| {
+                    self.ctx
+                        .read_staging(staging, staging.size(), Some(submission))
+                })
+            });
+            let mut grads: Vec<f32> = match read {
+                Some(bytes) => bytemuck::pod_collect_to_vec(&bytes),
+                None => vec![0.0; (staging.size() / 4) as usize],
+            };
+            grads.iter_mut().for_each(|g| *g *= scale);
+            timings.download += waited.elapsed();
+            reduced.resize(grads.len(), 0.0_f32);
+            let sent = Instant::now();
+            self.comm
+                .all_reduce_into(&grads[..], &mut reduced[..], SystemOperation::sum());
+            timings.communicate += sent.elapsed();
+            timings.bytes_sent += 4 * grads.len() as u64;
+            if fault.is_clear() {
+                let written = Instant::now();
+                let offset = k as u64 * bucket;
+                let bytes = bytemuck::cast_slice(&reduced);
+                self.ctx.queue().write_buffer(&self.grad, offset, bytes);
+                timings.upload += written.elapsed();
+            }
+        }
+    }
+
+    /// ZeRO-1: every element of the arena's gradients down to the host, divided by the ranks,
+    /// reduce-scattered (sum) into this rank's shard and written back to its range of the
+    /// gradients (the rest of the arena's gradients are not read by its optimizer).
+    pub(super) fn reduce_scatter_grads(&self, timings: &mut CommTimings, fault: &mut Fault) {
+        let bytes = 4 * self.elements;
+        let grads = fault.attempt(|| {
+            let device = self.ctx.device();
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
+            self.download(encoder, bytes, &mut timings.download)
+        });
+        let mut grads = grads.unwrap_or_else(|| vec![0.0; self.elements as usize]);
+        let scale = 1.0 / self.ranks as f32;
+        grads.iter_mut().for_each(|g| *g *= scale);
+        let padded = (self.shard_len * self.ranks as u64) as usize;
+        grads.resize(padded, 0.0);
+        let mut shard = vec![0.0_f32; self.shard_len as usize];
+        let sent = Instant::now();
+        self.comm
+            .reduce_scatter_block_into(&grads[..], &mut shard[..], SystemOperation::sum());
+        timings.communicate += sent.elapsed();
+        timings.bytes_sent += 4 * padded as u64;
+        if fault.is_clear() {
+            let written = Instant::now();
+            let len = (self.shard.1 - self.shard.0) as usize;
+            let bytes = bytemuck::cast_slice(&shard[..len]);
+            self.ctx
+                .queue()
+                .write_buffer(&self.grad, 4 * self.shard.0, bytes);
+            timings.upload += written.elapsed();
+        }
+    }
+
+    /// ZeRO-1 with gradient processing: this rank's norm statistics (its shard's sum of
+    /// squares, or max for the inf-norm) recorded, all-reduced and written back, so that every
+    /// rank's update clips and skips by the global norm.
+    pub(super) fn all_reduce_stats(&self, timings: &mut CommTimings, fault: &mut Fault) {
+        let Some(stats) = &self.stats else {
+            return;
+        };
+        let local = fault.attempt(|| {
+            let device = self.ctx.device();
+            let mut encoder = device.create_command_encoder(&Default::default());
+            self.optimizer.record_grad_stats(&mut encoder)?;
+            encoder.copy_buffer_to_buffer(stats.buffer(), 0, &self.staging, 0, 8);
+            self.download(encoder, 8, &mut timings.download)
+        });
+        let local = local.unwrap_or_else(|| vec![0.0; 2]);
+        let inf_norm = self
+            .optimizer
+            .grad_processing()
+            .is_some_and(|c| c.norm_type == f64::INFINITY);
+        let op = if inf_norm {
+            SystemOperation::max()
+        } else {
+            SystemOperation::sum()
+        };
+        let mut global = [0.0_f32; 2];
+        let sent = Instant::now();
+        self.comm.all_reduce_into(&local[..], &mut global[..], op);
+        timings.communicate += sent.elapsed();
+        timings.bytes_sent += 8;
+        if fault.is_clear() {
+            let bytes = bytemuck::cast_slice(&global);
+            self.ctx.queue().write_buffer(stats.buffer(), 0, bytes);
+        }
+    }
+
+    /// ZeRO-1: every rank's shard of the parameters to every rank, once the ranks agree that
+    /// each one's `moved` (its update, or its switch of Schedule-Free's mode) and download went
+    /// well: a rank whose part failed sends zeros, and then no rank writes what was gathered
+    /// (each keeps its own shard, and the others' as they were), `failed` saying why.
+    pub(super) fn all_gather_params(
+        &self,
+        timings: &mut CommTimings,
+        moved: Result<()>,
+        failed: &'static str,
+    ) -> Result<()> {
+        let mut fault = Fault::from_result(moved);
+        let len = self.shard.1 - self.shard.0;
+        let mine = fault.attempt(|| {
+            let device = self.ctx.device();
+            let mut encoder = device.create_command_encoder(&Default::default());
+            if len > 0 {
+                encoder.copy_buffer_to_buffer(
+                    &self.param,
+                    4 * self.shard.0,
+                    &self.staging,
+                    0,
+                    4 * len,
+                );
+            }
+            self.download(encoder, 4 * len.max(1), &mut timings.download)
+        });
+        let mut mine = mine.unwrap_or_default();
+        mine.resize(self.shard_len as usize, 0.0);
+        let mut all = vec![0.0_f32; (self.shard_len * self.ranks as u64) as usize];
+        let sent = Instant::now();
+        self.comm.all_gather_into(&mine[..], &mut all[..]);
+        agree(&self.comm, fault.into_result(), failed)?;
+        timings.communicate += sent.elapsed();
+        timings.bytes_sent += 4 * self.shard_len + 16;
+        let written = Instant::now();
+        self.ctx.queue().write_buffer(
+            &self.param,
+            0,
+            bytemuck::cast_slice(&all[..self.elements as usize]),
+        );
+        timings.upload += written.elapsed();
+        Ok(())
+    }
+}
