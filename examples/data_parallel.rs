@@ -16,7 +16,7 @@
 //! warm-up + cosine schedule on the device. Rank 0 prints each rank's throughput, the share of
 //! the step spent communicating (device-host copies and MPI), the bytes each rank sent per
 //! step and the optimizer state each rank keeps (its elements, and their bytes: f32, bf16 or
-//! 8-bit states; 8-bit states with replicated ranks only), then the validation AUC.
+//! 8-bit states), then the validation AUC.
 
 #[path = "credit_risk/data.rs"]
 #[allow(dead_code)]
@@ -77,7 +77,7 @@ enum ShardingArg {
 enum PrecisionArg {
     F32,
     Bf16States,
-    /// 8-bit block-quantized states where torchao's AdamW8bit keeps them (replicated only).
+    /// 8-bit block-quantized states where torchao's AdamW8bit keeps them.
     #[value(name = "8bit-states")]
     EightBitStates,
 }

@@ -1,8 +1,8 @@
 //! Data parallel and ZeRO-1 over MPI (feature `mpi`): `ranks` runs on every rank under
 //! `mpirun -n 2` and `-n 4` (started by `two_and_four_ranks_equal_one_rank`), and once as a
 //! single rank when cargo runs it. Each rank checks its parameters after 20 steps against a
-//! single-rank run over the same global batch, on its own device (f32, bf16 and, replicated,
-//! 8-bit states; ZeRO-1 refuses 8-bit states on every rank); then `refusals`: ranks that
+//! single-rank run over the same global batch, on its own device (f32, bf16 and 8-bit states;
+//! ZeRO-1's shards then end at the edges of a quantized tensor's blocks); then `refusals`: ranks that
 //! differ (in configuration, in their devices' limits) are refused on every rank, none left
 //! waiting in a collective.
 //!
@@ -97,7 +97,8 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             through_optimizer: false,
             switch_modes: false,
         },
-        // Replicated only: ZeRO-1 refuses 8-bit states (its shards cut blocks).
+        // ZeRO-1 cuts the tensor of 16 blocks at a block's edge, and a rank's piece of it
+        // keeps 8-bit states however short.
         Scenario {
             name: "adamw, 8-bit states, one rank's gradients poisoned",
             config: adamw,
@@ -130,7 +131,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
         },
         // With ZeRO-1 each rank moves its own shard to x; the others' must reach it too.
         Scenario {
-            name: "schedule-free adamw, evaluated at x, then back to y",
+            name: "schedule-free adamw, evaluated at x, back to y, a step in eval mode",
             config: ScheduleFreeAdamWConfig::default()
                 .with_lr(1e-2)
                 .with_weight_decay(0.01)
@@ -145,7 +146,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
 }
 
 /// The single-rank run: one optimizer over the arena, stepped with the averaged gradients;
-/// its parameters after the steps (with `switch_modes`: at `x`, then back at `y`).
+/// its parameters after the steps (with `switch_modes`: after each of `SWITCHES`).
 fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Params>, Control) {
     let arena = Arena::new(ctx, &LENS).unwrap();
     for (i, values) in initial_params().iter().enumerate() {
@@ -159,21 +160,8 @@ fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Params>
     optimizer
         .set_grad_processing(scenario.grad.clone())
         .unwrap();
-    let scale = 1.0 / ranks as f32;
     for step in 0..STEPS {
-        let mut mean: Vec<Vec<f32>> = LENS.iter().map(|&len| vec![0.0; len]).collect();
-        for rank in 0..ranks {
-            let mut grads = gradients(step, rank);
-            if scenario.poison == Some((step, rank)) {
-                grads[1][3] = f32::NAN;
-            }
-            for (m, g) in mean.iter_mut().zip(&grads) {
-                for (m, &g) in m.iter_mut().zip(g) {
-                    *m += g * scale;
-                }
-            }
-        }
-        for (i, g) in mean.iter().enumerate() {
+        for (i, g) in mean_gradients(scenario, step, ranks).iter().enumerate() {
             arena.write_grad(i, g).unwrap();
         }
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -187,14 +175,23 @@ fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Params>
     };
     let mut kept = Vec::new();
     if scenario.switch_modes {
-        for eval in [true, false] {
+        for switch in SWITCHES {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
-            match eval {
-                true => optimizer.schedule_free_eval(&mut encoder),
-                false => optimizer.schedule_free_train(&mut encoder),
+            match switch {
+                Switch::Eval | Switch::EvalThenStep => optimizer.schedule_free_eval(&mut encoder),
+                Switch::Train => optimizer.schedule_free_train(&mut encoder),
             }
             .unwrap();
             ctx.queue().submit([encoder.finish()]);
+            if switch == Switch::EvalThenStep {
+                // A step taken in eval mode moves the parameters back to y first.
+                for (i, g) in mean_gradients(scenario, STEPS, ranks).iter().enumerate() {
+                    arena.write_grad(i, g).unwrap();
+                }
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                optimizer.step(&mut encoder);
+                ctx.queue().submit([encoder.finish()]);
+            }
             kept.push(params());
         }
     } else {
@@ -205,6 +202,36 @@ fn single_rank(ctx: &Context, scenario: &Scenario, ranks: usize) -> (Vec<Params>
 
 /// Every tensor's parameters.
 type Params = Vec<Vec<f32>>;
+
+/// What a `switch_modes` scenario does after its steps, comparing the parameters after each.
+#[derive(Clone, Copy, PartialEq)]
+enum Switch {
+    Eval,
+    Train,
+    /// To eval mode, then a step taken there (which moves the parameters back to y first).
+    EvalThenStep,
+}
+
+const SWITCHES: [Switch; 3] = [Switch::Eval, Switch::Train, Switch::EvalThenStep];
+
+/// The ranks' gradients at `step` averaged (each divided by the ranks, then summed), with the
+/// scenario's poison.
+fn mean_gradients(scenario: &Scenario, step: usize, ranks: usize) -> Params {
+    let scale = 1.0 / ranks as f32;
+    let mut mean: Params = LENS.iter().map(|&len| vec![0.0; len]).collect();
+    for rank in 0..ranks {
+        let mut grads = gradients(step, rank);
+        if scenario.poison == Some((step, rank)) {
+            grads[1][3] = f32::NAN;
+        }
+        for (m, g) in mean.iter_mut().zip(&grads) {
+            for (m, &g) in m.iter_mut().zip(g) {
+                *m += g * scale;
+            }
+        }
+    }
+    mean
+}
 
 /// Every rank's part: each scenario under both shardings against the single-rank run, the
 /// state each rank keeps, and refused configurations. Run by cargo as one rank, and by
@@ -233,16 +260,7 @@ fn ranks() {
                 .with_bucket_bytes(4096);
             let what = format!("rank {rank}/{ranks}: {} ({sharding:?})", scenario.name);
             let comm = world.duplicate();
-            let built = Distributed::new(ctx, comm, &arena, groups, config);
-            if scenario.precision.eight_bit_states && sharding == Sharding::Zero1 {
-                assert!(
-                    matches!(built, Err(Error::InvalidOptions(_))),
-                    "{what}: refused"
-                );
-                println!("[passed] {what}: refused");
-                continue;
-            }
-            let mut optimizer = built.unwrap();
+            let mut optimizer = Distributed::new(ctx, comm, &arena, groups, config).unwrap();
             if scenario.through_optimizer {
                 optimizer
                     .optimizer()
@@ -264,17 +282,24 @@ fn ranks() {
             let clipped = scenario.grad.as_ref().is_some_and(|g| g.max_norm.is_some());
             let exact = sharding == Sharding::Replicated || !clipped;
             for (k, expected) in expected.iter().enumerate() {
-                let when = match (scenario.switch_modes, k) {
-                    (false, _) => "",
-                    (true, 0) => ", at x",
-                    (true, _) => ", back at y",
+                let switch = SWITCHES.get(k).filter(|_| scenario.switch_modes);
+                let when = match switch {
+                    None => "",
+                    Some(Switch::Eval) => ", at x",
+                    Some(Switch::Train) => ", back at y",
+                    Some(Switch::EvalThenStep) => ", a step taken in eval mode",
                 };
-                if scenario.switch_modes {
-                    match k {
-                        0 => optimizer.schedule_free_eval(),
-                        _ => optimizer.schedule_free_train(),
+                let switched = match switch {
+                    None => Ok(CommTimings::default()),
+                    Some(Switch::Train) => optimizer.schedule_free_train(),
+                    Some(Switch::Eval | Switch::EvalThenStep) => optimizer.schedule_free_eval(),
+                };
+                switched.unwrap();
+                if switch == Some(&Switch::EvalThenStep) {
+                    for (i, g) in gradients(STEPS, rank).iter().enumerate() {
+                        arena.write_grad(i, g).unwrap();
                     }
-                    .unwrap();
+                    empty_step(ctx, &mut optimizer).unwrap();
                 }
                 for (i, expected) in expected.iter().enumerate() {
                     let device = arena.read_param(i).unwrap();
@@ -292,12 +317,29 @@ fn ranks() {
                 (expected_control.step, expected_control.skipped_steps),
                 "{what}: steps taken and skipped"
             );
-            // 8-bit states where asked: the tensor of 16 blocks keeps codes and scales
-            // (replicated, every rank holds it whole).
-            if sharding == Sharding::Replicated {
-                let inner = optimizer.optimizer();
-                let kept = inner.read_quantized_state(4, inner.state_names()[0]);
-                assert_eq!(kept.is_ok(), scenario.precision.eight_bit_states, "{what}");
+            // 8-bit states where asked: the tensor of 16 blocks keeps codes and scales, every
+            // rank's piece of it (replicated, the whole), and the shard's ends inside it lie at
+            // its blocks' edges.
+            let quantized = arena.param(4).unwrap();
+            let (start, end) = (quantized.offset() / 4, quantized.offset() / 4 + 4096);
+            let eight_bit = scenario.precision.eight_bit_states;
+            let (lo, hi) = optimizer.shard();
+            for cut in [lo, hi]
+                .into_iter()
+                .filter(|c| (start + 1..end).contains(c))
+            {
+                assert!(
+                    !eight_bit || (cut - start) % 256 == 0,
+                    "{what}: a cut at {cut}"
+                );
+            }
+            let inner = optimizer.optimizer();
+            let pieces: Vec<Param> = inner.params().cloned().collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let offset = piece.param.offset() / 4;
+                let in_it = !piece.is_empty() && (start..end).contains(&offset);
+                let kept = inner.read_quantized_state(i, inner.state_names()[0]);
+                assert_eq!(kept.is_ok(), eight_bit && in_it, "{what}: piece {i}");
             }
             // The state each rank keeps: all of it replicated, its shard's with ZeRO-1; the
             // ranks' shares add up to the single-rank optimizer's state exactly.
@@ -406,7 +448,8 @@ fn empty_step(ctx: &Context, optimizer: &mut Distributed) -> Result<CommTimings>
 /// Two steps of `group` (with a global-norm clip) over an arena whose gradients (or, with
 /// `params`, parameters) this rank destroys first where `destroy` says: the first step's
 /// result. Where the gradients were destroyed no rank updates anything: every rank's
-/// parameters and step counter stay as they were.
+/// parameters and step counter stay as they were. Where the parameters were, with ZeRO-1,
+/// no rank writes the gathered shards: the others' parameters outside their own shard stay.
 fn destroyed_on(
     world: &SimpleCommunicator,
     destroy: bool,
@@ -415,6 +458,7 @@ fn destroyed_on(
     config: DistributedConfig,
 ) -> Result<()> {
     let groups = vec![(group, (0..LENS.len()).collect())];
+    let config_sharding = config.sharding;
     let (arena, mut optimizer) = distributed(world, groups, config)?;
     optimizer.set_grad_processing(Some(GradConfig::default().with_max_norm(1.0)))?;
     for (i, values) in initial_params().iter().enumerate() {
@@ -436,10 +480,21 @@ fn destroyed_on(
         second.is_ok(),
         "the next step goes as the first"
     );
-    if !params {
-        for (i, values) in initial_params().iter().enumerate() {
-            assert_eq!(bits(&arena.read_param(i)?), bits(values), "tensor {i}");
+    // The elements no rank may have written: every one where the gradients were destroyed;
+    // with ZeRO-1 and the parameters destroyed on another rank, those outside this one's shard.
+    let zero1 = config_sharding == Sharding::Zero1;
+    let (lo, hi) = optimizer.shard();
+    let unwritten = |at: u64| !params || (zero1 && !destroy && !(lo..hi).contains(&at));
+    for (i, values) in initial_params().iter().enumerate() {
+        let start = arena.param(i)?.offset() / 4;
+        let device = arena.read_param(i)?;
+        for (j, (d, v)) in device.iter().zip(values).enumerate() {
+            if unwritten(start + j as u64) {
+                assert_eq!(d.to_bits(), v.to_bits(), "tensor {i}, element {j}");
+            }
         }
+    }
+    if !params {
         assert_eq!(optimizer.optimizer().read_control_unchecked()?.step, 0);
     }
     first
@@ -789,8 +844,8 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
             }),
             expect: last_fails_on_its_device(),
         },
-        // Its update fails: with ZeRO-1 the ranks agree before writing the gathered shards;
-        // replicated, the others have stepped.
+        // Its update fails: every rank learns it; with ZeRO-1 none writes the gathered shards
+        // (the others keep theirs updated), replicated the others have stepped.
         Refusal {
             name: "the last rank's parameters destroyed, ZeRO-1",
             run: Box::new({
@@ -807,11 +862,26 @@ fn refusals(rank: usize, ranks: usize) -> Vec<Refusal> {
                     destroyed_on(world, rank == last, true, adamw.clone(), replicated.clone())
                 }
             }),
-            expect: if rank == last {
-                Own(|e| matches!(e, Error::Wgpu(_)))
-            } else {
-                Built
-            },
+            expect: last_fails_on_its_device(),
+        },
+        // Ranks in different collective calls: each switch's vote names its operation.
+        Refusal {
+            name: "Schedule-Free's eval on rank 0, train on the others, ZeRO-1",
+            run: Box::new({
+                let zero1 = zero1.clone();
+                move |world| {
+                    let config = ScheduleFreeAdamWConfig::default().into();
+                    let groups = vec![(config, (0..LENS.len()).collect())];
+                    let (_, mut optimizer) = distributed(world, groups, zero1.clone())?;
+                    empty_step(context(), &mut optimizer)?;
+                    match rank {
+                        0 => optimizer.schedule_free_eval(),
+                        _ => optimizer.schedule_free_train(),
+                    }
+                    .map(drop)
+                }
+            }),
+            expect: unless_alone(1),
         },
         // A refused change of gradient processing writes nothing: rank 0's new init_scale
         // would reset its loss scale, so the running scale survives only if no rank applies

@@ -97,15 +97,18 @@ fn storage_of(params: &[Param], precision: Precision) -> Result<Storage> {
 
 /// What an optimizer is built from, validated: its groups' configurations and records, its
 /// tensors and their groups, how they are stored and share control blocks.
-struct Checked {
+pub(super) struct Checked {
     configs: Vec<OptimizerConfig>,
     spec: KernelSpec,
     storage: Storage,
     /// Every group's record, in group order.
     records: Vec<u8>,
-    params: Vec<Param>,
+    pub(super) params: Vec<Param>,
     tensor_groups: Vec<u32>,
     control_mode: ControlMode,
+    /// Each tensor's whole length where the tensors are pieces of others (a ZeRO-1 shard):
+    /// whether a piece keeps 8-bit states is its tensor's ([`quant8::quantized_tensors`]).
+    pub(super) whole_lens: Option<Vec<u64>>,
 }
 
 impl Optimizer {
@@ -298,7 +301,7 @@ impl Optimizer {
     }
 
     /// Validates every group, tensor and storage type before anything is created.
-    fn check_groups(
+    pub(super) fn check_groups(
         ctx: &Context,
         groups: Vec<ParamGroup>,
         precision: Precision,
@@ -347,10 +350,15 @@ impl Optimizer {
             params,
             tensor_groups,
             control_mode,
+            whole_lens: None,
         })
     }
 
-    fn create(ctx: &Context, checked: Checked, donor: Option<&Optimizer>) -> Result<Self> {
+    pub(super) fn create(
+        ctx: &Context,
+        checked: Checked,
+        donor: Option<&Optimizer>,
+    ) -> Result<Self> {
         let Checked {
             configs,
             spec,
@@ -359,13 +367,14 @@ impl Optimizer {
             params,
             tensor_groups,
             control_mode,
+            whole_lens,
         } = checked;
         let device = ctx.device();
         let tensors: Vec<Vec<BufferRange>> = params
             .iter()
             .map(|p| vec![p.param.clone(), p.grad.clone()])
             .collect();
-        let quantized = quant8::quantized_tensors(storage, &spec, &params);
+        let quantized = quant8::quantized_tensors(storage, &spec, &params, whole_lens.as_deref());
         let plan_groups = PlanGroups {
             of_tensor: &tensor_groups,
             count: configs.len() as u32,

@@ -74,6 +74,7 @@ impl Optimizer {
     /// Builds gradient processing with `config` for every control block (or its absence),
     /// changing nothing: [`Optimizer::commit_grad_setup`] puts it in force. For callers that
     /// must learn whether it can be set up before any write (ranks agreeing on it).
+    #[cfg(feature = "mpi")]
     pub(crate) fn prepare_grad_processing(&self, config: Option<GradConfig>) -> Result<GradSetup> {
         self.prepare_grad_configs(config.map(|c| vec![c; self.plan.plan.controls as usize]))
     }

@@ -14,6 +14,8 @@ use crate::gpu::{BufferRange, Context, Param};
 use crate::kernel::plan::DevicePlan;
 use crate::kernel::{ElementLayout, KernelSpec, Quant8, Storage};
 use crate::quant::{device_table, quantizes, Quantized, BLOCK, MIN_SCALE, TABLE_WORDS};
+#[cfg(feature = "mpi")]
+use {super::ParamGroup, crate::gpu::capture_errors, crate::kernel::plan::ControlMode};
 
 /// The kernels 8-bit states are offered for: torchao's `Adam8bit`/`AdamW8bit` (the `adam`
 /// kernel, AMSGrad included) and bitsandbytes' `SGD8bit` and `Lion8bit`.
@@ -93,14 +95,57 @@ pub(super) fn table_buffer(ctx: &Context) -> Result<Arc<wgpu::Buffer>> {
 
 /// Whether each tensor keeps 8-bit states: those torchao quantizes ([`quantizes`]), with
 /// 8-bit states asked for and states to keep (SGD without momentum has none); none without.
+/// Where the tensors are pieces of others (`whole_lens`, each piece's tensor's length), a
+/// non-empty piece keeps them when its tensor would.
 pub(super) fn quantized_tensors(
     storage: Storage,
     spec: &KernelSpec,
     params: &[Param],
+    whole_lens: Option<&[u64]>,
 ) -> Vec<bool> {
-    match storage.quant8 {
-        Some(_) if !spec.states.is_empty() => params.iter().map(|p| quantizes(p.len())).collect(),
-        _ => Vec::new(),
+    match (storage.quant8, whole_lens) {
+        (Some(_), _) if spec.states.is_empty() => Vec::new(),
+        (Some(_), None) => params.iter().map(|p| quantizes(p.len())).collect(),
+        (Some(_), Some(whole)) => params
+            .iter()
+            .zip(whole)
+            .map(|(p, &whole)| !p.is_empty() && quantizes(whole))
+            .collect(),
+        (None, _) => Vec::new(),
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Optimizer {
+    /// [`Optimizer::with_precision`] over pieces of tensors (a ZeRO-1 rank's shard of an
+    /// arena), `whole_lens[i]` the length of the tensor parameter `i` is a piece of: with 8-bit
+    /// states a piece keeps them when its tensor does, however short, so that its blocks are
+    /// stepped as the whole tensor's would be. Pieces of such tensors must start at a block's
+    /// edge within their tensor (the caller's part) and hold whole blocks
+    /// ([`Error::Quantized`] otherwise).
+    pub(crate) fn with_precision_of_pieces(
+        ctx: &Context,
+        groups: Vec<ParamGroup>,
+        precision: Precision,
+        whole_lens: Vec<u64>,
+    ) -> Result<Self> {
+        let mut checked = Self::check_groups(ctx, groups, precision, ControlMode::Shared)?;
+        if whole_lens.len() != checked.params.len() {
+            return Err(Error::WrongLength {
+                what: "whole tensor lengths (one per piece)",
+                expected: checked.params.len(),
+                actual: whole_lens.len(),
+            });
+        }
+        let partial =
+            |(p, &whole): (&Param, &u64)| quantizes(whole) && !p.len().is_multiple_of(BLOCK as u64);
+        if precision.eight_bit_states && checked.params.iter().zip(&whole_lens).any(partial) {
+            return Err(Error::Quantized(
+                "a piece of a tensor with 8-bit states must hold whole blocks of 256",
+            ));
+        }
+        checked.whole_lens = Some(whole_lens);
+        capture_errors(ctx.device(), || Self::create(ctx, checked, None))?
     }
 }
 

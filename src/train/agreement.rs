@@ -98,7 +98,8 @@ pub(super) fn step_hash(optimizer: &Optimizer) -> u64 {
 
 /// The first error of this rank's part of a step's collectives. Once it is set the rank does
 /// no more device work and sends zeros to the collectives left, so that no other rank waits
-/// for it; the ranks then [`agree`] on it before anything is written from those collectives.
+/// for it; the ranks then [`agree`] on it before the update (or, for the gathered
+/// parameters, before they are written).
 #[derive(Default)]
 pub(super) struct Fault(Option<Error>);
 

@@ -16,6 +16,7 @@ use crate::gpu::{capture_errors, Arena, ArenaParts, BufferRange, Context, Param}
 use crate::grad::GradConfig;
 use crate::optim::OptimizerConfig;
 use crate::optimizer::{Optimizer, ParamGroup};
+use crate::quant::{quantizes, BLOCK};
 
 use super::agreement::{agree, agree_on, fnv1a, step_hash, Fault, Votes, FNV_OFFSET};
 
@@ -56,8 +57,10 @@ pub use super::distributed_config::{CommTimings, DistributedConfig, Sharding};
 /// their shard's [`NormStats`](crate::NormStats) and all-reduce them (one message of two
 /// floats) before the update, so clipping and the inf/NaN skip agree on every rank. Parameter
 /// groups are given by tensor index. Only f32 arenas (MPI sums f32), and with ZeRO-1 no LAMB
-/// or LARS (a shard cuts tensors, whose trust ratios need whole norms) and no 8-bit states
-/// (whose blocks it would cut; [`DistributedConfig::precision`]).
+/// or LARS (a shard cuts tensors, whose trust ratios need whole norms). With 8-bit states
+/// ([`DistributedConfig::precision`]) ZeRO-1's shards end at the edges of a tensor's blocks,
+/// and a rank's piece keeps 8-bit states when its tensor would (however short the piece), so
+/// every block is stepped as one optimizer steps it.
 pub struct Distributed {
     ctx: Context,
     comm: SimpleCommunicator,
@@ -68,10 +71,13 @@ pub struct Distributed {
     param: wgpu::Buffer,
     grad: wgpu::Buffer,
     // f32 elements of the arena's buffers, and this rank's shard [lo, hi) of them (every
-    // element when replicated); shards are `shard_len` long, the last padded.
+    // element when replicated); ZeRO-1: every rank's shard, rank r's [bounds[r],
+    // bounds[r + 1]), and the elements of each rank's message in its collectives (the
+    // longest shard: each shorter one is padded).
     elements: u64,
     shard: (u64, u64),
-    shard_len: u64,
+    bounds: Vec<u64>,
+    block: u64,
     staging: wgpu::Buffer,
     // Replicated: one staging buffer per bucket, so that each bucket's copy is submitted,
     // mapped and reduced on its own while the later ones are still copying.
@@ -110,18 +116,17 @@ impl Distributed {
         } = arena.parts();
         let elements = param.size() / 4;
         let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment) / 4;
-        let shard_len = match config.sharding {
-            Sharding::Replicated => elements,
-            Sharding::Zero1 => elements
-                .div_ceil(ranks as u64)
-                .next_multiple_of(align.max(8)),
+        let bounds = match config.sharding {
+            Sharding::Replicated => vec![0, elements],
+            Sharding::Zero1 => {
+                let blocks = config.precision.eight_bit_states;
+                shard_bounds(elements, ranks, align, layout, blocks)
+            }
         };
+        let block = bounds.windows(2).map(|b| b[1] - b[0]).max().unwrap_or(0);
         let shard = match config.sharding {
             Sharding::Replicated => (0, elements),
-            Sharding::Zero1 => {
-                let lo = (rank as u64 * shard_len).min(elements);
-                (lo, (lo + shard_len).min(elements))
-            }
+            Sharding::Zero1 => (bounds[rank], bounds[rank + 1]),
         };
         let bucket = 4 * (config.bucket_bytes / 4).max(1);
 
@@ -131,8 +136,8 @@ impl Distributed {
         // alignment again). Collectives of other sizes abort the job or hang.
         let local = Self::check(arena, ctx, &groups, &config);
         let messages = match config.sharding {
-            Sharding::Replicated => bucket,
-            Sharding::Zero1 => shard_len,
+            Sharding::Replicated => format!("{bucket}"),
+            Sharding::Zero1 => format!("{block} (shards {bounds:?})"),
         };
         let mut hash = fnv1a(
             format!(
@@ -178,7 +183,8 @@ impl Distributed {
             grad: grad.clone(),
             elements,
             shard,
-            shard_len,
+            bounds,
+            block,
             staging,
             buckets,
             stats,
@@ -204,8 +210,10 @@ impl Distributed {
             ..
         } = arena.parts();
         let elements = param.size() / 4;
-        // This rank's tensors: whole, or their pieces within its shard.
+        // This rank's tensors: whole, or their pieces within its shard, and the length of the
+        // tensor each is a piece of (whether it keeps 8-bit states).
         let mut param_groups = Vec::new();
+        let mut whole_lens = Vec::new();
         for (group_config, tensors) in groups {
             let mut params = Vec::new();
             for &i in tensors {
@@ -217,6 +225,7 @@ impl Distributed {
                         BufferRange::new(param, 4 * lo, len),
                         BufferRange::new(grad, 4 * lo, len),
                     ));
+                    whole_lens.push(layout[i].1);
                 }
             }
             // A group with no piece in this shard keeps one empty range, so that every rank's
@@ -225,13 +234,15 @@ impl Distributed {
             if params.is_empty() {
                 let empty = |buffer| BufferRange::new(buffer, 0, 0);
                 params.push(Param::new(empty(param), empty(grad)));
+                whole_lens.push(0);
             }
             param_groups.push(ParamGroup {
                 config: group_config.clone(),
                 params,
             });
         }
-        let mut optimizer = Optimizer::with_precision(ctx, param_groups, config.precision)?;
+        let mut optimizer =
+            Optimizer::with_precision_of_pieces(ctx, param_groups, config.precision, whole_lens)?;
         let staging_buffer = |label, size: u64| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -300,12 +311,6 @@ impl Distributed {
         if config.bucket_bytes < 4 {
             return Err(Error::InvalidOptions(
                 "a bucket holds at least one f32 (4 bytes)",
-            ));
-        }
-        if config.precision.eight_bit_states && config.sharding == Sharding::Zero1 {
-            return Err(Error::InvalidOptions(
-                "ZeRO-1 shards cut tensors elsewhere than at their blocks' edges; 8-bit states \
-                 need whole blocks of 256: keep them with Sharding::Replicated",
             ));
         }
         let mut seen = vec![false; layout.len()];
@@ -439,18 +444,27 @@ impl Distributed {
             capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
             Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
         });
-        let failed = "its switch of Schedule-Free's mode failed";
-        match self.config.sharding {
-            Sharding::Replicated => {
-                let voted = Instant::now();
-                agree(&self.comm, switched, failed)?;
-                timings.communicate += voted.elapsed();
-                timings.bytes_sent += 16;
-            }
-            Sharding::Zero1 => {
-                self.all_gather_params(&mut timings, switched, failed)?;
-                device.poll(wgpu::PollType::wait_indefinitely())?;
-            }
+        // The vote names the operation: a rank in another collective call (a step, the other
+        // switch) is refused on every rank rather than paired with this one.
+        let operation = if eval {
+            "schedule_free_eval"
+        } else {
+            "schedule_free_train"
+        };
+        let voted = Instant::now();
+        agree_on(
+            &self.comm,
+            fnv1a(operation.as_bytes(), FNV_OFFSET),
+            switched,
+            "its switch of Schedule-Free's mode failed (the other ranks have switched)",
+            "it called another collective operation than rank 0",
+        )?;
+        timings.communicate += voted.elapsed();
+        timings.bytes_sent += 16;
+        if self.config.sharding == Sharding::Zero1 {
+            let failed = "its download of its shard failed";
+            self.all_gather_params(&mut timings, Ok(()), failed)?;
+            device.poll(wgpu::PollType::wait_indefinitely())?;
         }
         timings.total = start.elapsed();
         Ok(timings)
@@ -475,10 +489,12 @@ impl Distributed {
     /// leaves them waiting in the next step's agreement). A rank whose part of the gradients'
     /// collectives fails (a copy from a destroyed buffer, a staging buffer that cannot be
     /// mapped) sends zeros to the rest of them, and the ranks agree before the update: none
-    /// updates, it returns its error and the others the mismatch. A rank whose update then
-    /// fails returns its error; with ZeRO-1 the ranks agree on it before writing the gathered
-    /// parameters (each keeps its own shard, and the others' as before the step), replicated
-    /// the other ranks have stepped.
+    /// updates, it returns its error and the others the mismatch (the gradients are then
+    /// partly reduced: take them again before the next step). A rank whose update then fails
+    /// (a lost device) returns its error and the others the mismatch, after they have updated:
+    /// replicated, their parameters have stepped; with ZeRO-1 no rank writes the gathered
+    /// parameters (each keeps its own shard updated, the others' as before the step), so the
+    /// ranks' parameters and step counters differ until a checkpoint is restored.
     pub fn step(&mut self, encoder: wgpu::CommandEncoder) -> Result<CommTimings> {
         let start = Instant::now();
         let mut timings = CommTimings::default();
@@ -535,12 +551,21 @@ impl Distributed {
                 self.optimizer.step(&mut encoder);
             }
             self.ctx.queue().submit([encoder.finish()]);
-        });
+        })
+        .and_then(|()| Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?));
         match self.config.sharding {
-            Sharding::Replicated => updated?,
+            // The other ranks have stepped: every rank holds the error all the same.
+            Sharding::Replicated => {
+                let voted = Instant::now();
+                let failed = "its update failed (the other ranks have stepped)";
+                agree(&self.comm, updated, failed)?;
+                timings.communicate += voted.elapsed();
+                timings.bytes_sent += 16;
+            }
             Sharding::Zero1 => {
                 let failed = "its update or its shard's download failed (every rank keeps its \
-                              own shard, and the others' as before the step)";
+                              own shard, and the others' as before the step: restore a \
+                              checkpoint before stepping on)";
                 self.all_gather_params(&mut timings, updated, failed)?
             }
         }
@@ -548,4 +573,43 @@ impl Distributed {
         timings.total = start.elapsed();
         Ok(timings)
     }
+}
+
+/// ZeRO-1's shards of an arena of `elements` f32 elements (tensors at `layout`'s offsets and
+/// lengths) over `ranks`: rank r keeps `[bounds[r], bounds[r + 1])`. Equal shards, each a
+/// multiple of `align` elements (the device's offset alignment, at least 8) but the last;
+/// with `blocks` (8-bit states), a cut inside a tensor of whole blocks that keeps them
+/// ([`quantizes`]) moves to the nearest edge of its blocks, so that each piece holds whole
+/// blocks of its tensor (its offset stays aligned: a block, 256 elements, is a multiple of
+/// any offset alignment up to 1 KiB).
+fn shard_bounds(
+    elements: u64,
+    ranks: usize,
+    align: u64,
+    layout: &[(u64, u64)],
+    blocks: bool,
+) -> Vec<u64> {
+    let len = elements
+        .div_ceil(ranks as u64)
+        .next_multiple_of(align.max(8));
+    let block = BLOCK as u64;
+    let mut bounds = vec![0];
+    for r in 1..ranks as u64 {
+        let mut cut = (r * len).min(elements);
+        let inside = layout
+            .iter()
+            .find(|&&(offset, n)| offset < cut && cut < offset + n);
+        if let Some(&(offset, n)) = inside.filter(|&&(_, n)| blocks && quantizes(n)) {
+            let below = offset + (cut - offset) / block * block;
+            cut = if cut - below <= block / 2 {
+                below
+            } else {
+                (below + block).min(offset + n)
+            };
+        }
+        let last = *bounds.last().unwrap();
+        bounds.push(cut.max(last));
+    }
+    bounds.push(elements);
+    bounds
 }

@@ -66,7 +66,8 @@ impl DistributedConfig {
     }
 }
 
-/// Where one step's time went outside the kernels, on this rank.
+/// Where one step's time (or one switch of Schedule-Free's mode) went outside the kernels, on
+/// this rank.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CommTimings {
     /// Running the caller's encoder (the forward and backward passes) to completion. (The
@@ -77,7 +78,8 @@ pub struct CommTimings {
     /// parameters) from the device to the host.
     pub download: Duration,
     /// In MPI calls: the gradients' all-reduce or reduce-scatter, the norm statistics, the
-    /// parameters' all-gather.
+    /// parameters' all-gather, and the ranks' votes (16 bytes each: on the passes, on the
+    /// gradients' collectives, on the update or the gathered shards).
     pub communicate: Duration,
     /// Writing reduced gradients and gathered parameters back through the queue.
     pub upload: Duration,

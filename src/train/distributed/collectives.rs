@@ -1,7 +1,8 @@
-//! A step's collectives and the device-host copies around them. Each takes this rank's
-//! [`Fault`]: once a rank's part has failed it does no more device work and sends zeros, so the
-//! other ranks never wait for it, and nothing reduced is written back on that rank. The step
-//! then has the ranks agree on their faults before any of it is used.
+//! A step's collectives and the device-host copies around them. Each runs whatever this
+//! rank's [`Fault`] says: once a rank's part has failed it does no more device work and sends
+//! zeros, so the other ranks never wait for it, and it writes nothing more back (what it
+//! reduced before the fault stays in its gradients, as on the others). The ranks agree on their
+//! faults before the update uses the gradients, and before gathered parameters are written.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,29 @@ use crate::error::Result;
 use crate::gpu::capture_errors;
 
 impl Distributed {
+    /// The arena's `values` as the ranks' messages: rank r's shard at `r * block`, each padded
+    /// with zeros to `block` elements.
+    fn pack(&self, values: &[f32]) -> Vec<f32> {
+        let mut padded = vec![0.0; (self.block * self.ranks as u64) as usize];
+        for (r, shard) in self.bounds.windows(2).enumerate() {
+            let (lo, hi) = (shard[0] as usize, shard[1] as usize);
+            let at = r * self.block as usize;
+            padded[at..at + hi - lo].copy_from_slice(&values[lo..hi]);
+        }
+        padded
+    }
+
+    /// The arena's values from the ranks' messages ([`Distributed::pack`]'s inverse).
+    fn unpack(&self, padded: &[f32]) -> Vec<f32> {
+        let mut values = vec![0.0; self.elements as usize];
+        for (r, shard) in self.bounds.windows(2).enumerate() {
+            let (lo, hi) = (shard[0] as usize, shard[1] as usize);
+            let at = r * self.block as usize;
+            values[lo..hi].copy_from_slice(&padded[at..at + hi - lo]);
+        }
+        values
+    }
+
     /// Submits `encoder` (which copies `bytes` into the staging buffer) and reads them back.
     fn download(
         &self,
@@ -93,17 +117,16 @@ impl Distributed {
             encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, 0, bytes);
             self.download(encoder, bytes, &mut timings.download)
         });
-        let mut grads = grads.unwrap_or_else(|| vec![0.0; self.elements as usize]);
+        let grads = grads.unwrap_or_else(|| vec![0.0; self.elements as usize]);
         let scale = 1.0 / self.ranks as f32;
-        grads.iter_mut().for_each(|g| *g *= scale);
-        let padded = (self.shard_len * self.ranks as u64) as usize;
-        grads.resize(padded, 0.0);
-        let mut shard = vec![0.0_f32; self.shard_len as usize];
+        let mut padded = self.pack(&grads);
+        padded.iter_mut().for_each(|g| *g *= scale);
+        let mut shard = vec![0.0_f32; self.block as usize];
         let sent = Instant::now();
         self.comm
-            .reduce_scatter_block_into(&grads[..], &mut shard[..], SystemOperation::sum());
+            .reduce_scatter_block_into(&padded[..], &mut shard[..], SystemOperation::sum());
         timings.communicate += sent.elapsed();
-        timings.bytes_sent += 4 * padded as u64;
+        timings.bytes_sent += 4 * padded.len() as u64;
         if fault.is_clear() {
             let written = Instant::now();
             let len = (self.shard.1 - self.shard.0) as usize;
@@ -177,19 +200,18 @@ impl Distributed {
             self.download(encoder, 4 * len.max(1), &mut timings.download)
         });
         let mut mine = mine.unwrap_or_default();
-        mine.resize(self.shard_len as usize, 0.0);
-        let mut all = vec![0.0_f32; (self.shard_len * self.ranks as u64) as usize];
+        mine.resize(self.block as usize, 0.0);
+        let mut all = vec![0.0_f32; (self.block * self.ranks as u64) as usize];
         let sent = Instant::now();
         self.comm.all_gather_into(&mine[..], &mut all[..]);
         agree(&self.comm, fault.into_result(), failed)?;
         timings.communicate += sent.elapsed();
-        timings.bytes_sent += 4 * self.shard_len + 16;
+        timings.bytes_sent += 4 * self.block + 16;
         let written = Instant::now();
-        self.ctx.queue().write_buffer(
-            &self.param,
-            0,
-            bytemuck::cast_slice(&all[..self.elements as usize]),
-        );
+        let params = self.unpack(&all);
+        self.ctx
+            .queue()
+            .write_buffer(&self.param, 0, bytemuck::cast_slice(&params));
         timings.upload += written.elapsed();
         Ok(())
     }
