@@ -98,16 +98,22 @@ impl Context {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             sender.send(result).ok();
         });
-        self.device().poll(wgpu::PollType::Wait {
+        // On every way out the buffer is left unmapped, so that it can be mapped again: a map
+        // still pending is aborted, one that failed left it so already.
+        let waited = self.device().poll(wgpu::PollType::Wait {
             submission_index: submission,
             timeout: None,
-        })?;
+        });
+        if let Err(e) = waited {
+            staging.unmap();
+            return Err(e.into());
+        }
         pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
         let bytes = slice
             .get_mapped_range()
-            .map_err(|e| Error::Wgpu(e.to_string()))?
-            .to_vec();
+            .map(|range| range.to_vec())
+            .map_err(|e| Error::Wgpu(e.to_string()));
         staging.unmap();
-        Ok(bytes)
+        bytes
     }
 }
