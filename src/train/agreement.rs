@@ -27,7 +27,8 @@ pub(super) struct Votes {
     pub failed: Option<usize>,
     /// Whether every rank's part failed.
     pub all_failed: bool,
-    /// The first rank whose hash differs from rank 0's.
+    /// The first rank whose hash differs from the one most ranks hold (rank 0's on a tie), so
+    /// that the odd one out is named, rank 0 included.
     pub differs: Option<usize>,
 }
 
@@ -39,10 +40,13 @@ impl Votes {
         let mut all = vec![0_u64; 2 * ranks];
         comm.all_gather_into(&mine[..], &mut all[..]);
         let (hashes, oks): (Vec<u64>, Vec<u64>) = all.chunks(2).map(|v| (v[0], v[1])).unzip();
+        let held_by = |h: u64| hashes.iter().filter(|&&other| other == h).count();
+        // The first of the most held hashes: max_by_key keeps the last maximum, so from the end.
+        let most = hashes.iter().rev().max_by_key(|&&h| held_by(h)).copied();
         Votes {
             failed: oks.iter().position(|&ok| ok == 0),
             all_failed: oks.iter().all(|&ok| ok == 0),
-            differs: hashes.iter().position(|&h| h != hashes[0]),
+            differs: hashes.iter().position(|&h| Some(h) != most),
         }
     }
 }
@@ -60,8 +64,9 @@ pub(super) fn agree<T>(
     agree_on(comm, 0, local, what, what)
 }
 
-/// [`agree`], and on `hash` too: when every rank succeeded but one's hash differs from rank
-/// 0's, [`Error::DistributedMismatch`] naming it on every rank, `differs` saying what.
+/// [`agree`], and on `hash` too: when every rank succeeded but one's hash differs from the
+/// one most ranks hold (rank 0's on a tie), [`Error::DistributedMismatch`] naming it on every
+/// rank, `differs` saying what.
 pub(super) fn agree_on<T>(
     comm: &SimpleCommunicator,
     hash: u64,

@@ -161,7 +161,7 @@ impl Distributed {
             local,
             "its configuration is invalid",
             "its arena layout, parameter groups, configuration, sharding or message sizes \
-             (elements, bucket bytes, shard length) differ from rank 0's",
+             (elements, bucket bytes, shard length) differ from the other ranks'",
         )?;
 
         // Built apart on each rank, then agreed again: a rank whose device refuses its part
@@ -406,7 +406,10 @@ impl Distributed {
             // Every rank refused alike: nothing changed anywhere, each returns its own reason.
             (Some(_), _) if votes.all_failed => return local.map(drop),
             (Some(failed), _) => (failed, "its gradient processing failed to set up"),
-            (None, Some(other)) => (other, "its gradient processing differs from rank 0's"),
+            (None, Some(other)) => (
+                other,
+                "its gradient processing differs from the other ranks'",
+            ),
         };
         Err(Error::DistributedMismatch {
             rank: what.0,
@@ -457,7 +460,7 @@ impl Distributed {
             fnv1a(operation.as_bytes(), FNV_OFFSET),
             switched,
             "its switch of Schedule-Free's mode failed (the other ranks have switched)",
-            "it called another collective operation than rank 0",
+            "it called another collective operation than the other ranks",
         )?;
         timings.communicate += voted.elapsed();
         timings.bytes_sent += 16;
@@ -484,7 +487,8 @@ impl Distributed {
     /// the ranks can go on stepping alike. Nor when ranks were set apart through
     /// [`Distributed::optimizer`] (a learning rate, a schedule, gradient processing on some
     /// ranks only; a custom schedule's closure is not compared): every rank returns the
-    /// mismatch, naming the first rank that differs from rank 0. Every rank then holds an
+    /// mismatch, naming the first rank that differs from most (from rank 0 on a tie). Every
+    /// rank then holds an
     /// error: handle it alike on every rank (a rank that stops while the others step again
     /// leaves them waiting in the next step's agreement). A rank whose part of the gradients'
     /// collectives fails (a copy from a destroyed buffer, a staging buffer that cannot be
@@ -517,8 +521,8 @@ impl Distributed {
             step_hash(&self.optimizer),
             passes,
             "its forward and backward passes failed",
-            "its groups' configurations, schedule or gradient processing differ from rank 0's \
-             (set through optimizer() on some ranks only)",
+            "its groups' configurations, schedule or gradient processing differ from the other \
+             ranks' (set through optimizer() on some ranks only)",
         )?;
         timings.communicate += voted.elapsed();
         timings.bytes_sent += 16;
