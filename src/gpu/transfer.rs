@@ -98,22 +98,58 @@ impl Context {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             sender.send(result).ok();
         });
-        // On every way out the buffer is left unmapped, so that it can be mapped again: a map
-        // still pending is aborted, one that failed left it so already.
+        // On every way out the buffer is unmapped, so that it can be mapped again: a pending
+        // map is aborted, and a failed one's request cleared (wgpu refuses every later map of
+        // the buffer until then). Scoped: unmapping a buffer wgpu holds unmapped (a map that
+        // failed at once, a destroyed buffer) is a validation error, not a reason to panic.
+        let unmap = || drop(capture_errors(self.device(), || staging.unmap()));
         let waited = self.device().poll(wgpu::PollType::Wait {
             submission_index: submission,
             timeout: None,
         });
         if let Err(e) = waited {
-            staging.unmap();
+            unmap();
             return Err(e.into());
         }
-        pollster::block_on(receiver.receive()).expect("map_async callback ran")?;
+        let mapped = pollster::block_on(receiver.receive()).expect("map_async callback ran");
+        if let Err(e) = mapped {
+            unmap();
+            return Err(e.into());
+        }
         let bytes = slice
             .get_mapped_range()
             .map(|range| range.to_vec())
             .map_err(|e| Error::Wgpu(e.to_string()));
         staging.unmap();
         bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map that fails (here: the buffer has a map pending already) leaves the staging
+    /// buffer mappable: the next read succeeds.
+    #[test]
+    fn a_failed_map_leaves_the_staging_buffer_mappable() {
+        let ctx = Context::new_blocking()
+            .unwrap_or_else(|e| panic!("the tests need a wgpu adapter: {e}"));
+        let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: 64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        let failed = ctx.read_staging(&staging, 64, None);
+        assert!(
+            failed.is_err(),
+            "a second map of a buffer is refused: {failed:?}"
+        );
+        let read = ctx
+            .read_staging(&staging, 64, None)
+            .expect("the next read maps it");
+        assert_eq!(read, vec![0; 64]);
     }
 }

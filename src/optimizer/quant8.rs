@@ -206,11 +206,11 @@ impl Optimizer {
             return Err(Error::Quantized(
                 "this tensor's states are full precision (an optimizer without 8-bit states, \
                  or a tensor torchao keeps in full precision: fewer than 4096 elements or not \
-                 whole blocks of 256)",
+                 whole blocks of 256; or an empty piece of a ZeRO-1 shard)",
             ));
         }
-        // A quantized tensor has at least 4096 elements: never an empty read. Its parts (one
-        // per chunk it lies in) in order.
+        // A quantized tensor holds at least one block (4096 elements, or a ZeRO-1 piece of
+        // one): never an empty read. Its parts (one per chunk it lies in) in order.
         let (mut codes, mut scales) = (Vec::new(), Vec::new());
         for part in &self.tensors[index].quant[position] {
             codes.extend(self.ctx.read_bytes(&part.codes, part.offset, part.len)?);

@@ -28,9 +28,9 @@ pub struct DistributedConfig {
     /// reduced, while the next one is on the wire.
     pub bucket_bytes: u64,
     /// How each rank's optimizer stores its states (default f32, the arena's type): bf16 or
-    /// f16 states, or 8-bit states with [`Sharding::Replicated`] (each rank then keeps the
-    /// whole tensors torchao quantizes; ZeRO-1 shards end at multiples of the shard length,
-    /// not at a tensor's block edges, so a piece's blocks would not be its tensor's). Master
+    /// f16 states, or 8-bit states under either sharding (replicated, each rank keeps the
+    /// whole tensors torchao quantizes; with ZeRO-1 the shards end at the edges of such a
+    /// tensor's blocks, and each rank's piece of it keeps 8-bit states however short). Master
     /// weights and stochastic rounding are for 16-bit parameters, and arenas here are f32:
     /// refused by the optimizer's build.
     pub precision: Precision,

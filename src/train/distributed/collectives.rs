@@ -15,10 +15,22 @@ use crate::error::Result;
 use crate::gpu::capture_errors;
 
 impl Distributed {
+    /// Whether every shard but the last is `block` long and starts at `r * block` (always
+    /// without 8-bit states): the arena's values are then the messages as they lie.
+    fn even(&self) -> bool {
+        let n = self.elements;
+        (0..self.ranks as u64).all(|r| self.bounds[r as usize] == (r * self.block).min(n))
+    }
+
     /// The arena's `values` as the ranks' messages: rank r's shard at `r * block`, each padded
-    /// with zeros to `block` elements.
-    fn pack(&self, values: &[f32]) -> Vec<f32> {
-        let mut padded = vec![0.0; (self.block * self.ranks as u64) as usize];
+    /// with zeros to `block` elements (in place where the shards are [even](Self::even)).
+    fn pack(&self, mut values: Vec<f32>) -> Vec<f32> {
+        let len = (self.block * self.ranks as u64) as usize;
+        if self.even() {
+            values.resize(len, 0.0);
+            return values;
+        }
+        let mut padded = vec![0.0; len];
         for (r, shard) in self.bounds.windows(2).enumerate() {
             let (lo, hi) = (shard[0] as usize, shard[1] as usize);
             let at = r * self.block as usize;
@@ -28,7 +40,11 @@ impl Distributed {
     }
 
     /// The arena's values from the ranks' messages ([`Distributed::pack`]'s inverse).
-    fn unpack(&self, padded: &[f32]) -> Vec<f32> {
+    fn unpack(&self, mut padded: Vec<f32>) -> Vec<f32> {
+        if self.even() {
+            padded.truncate(self.elements as usize);
+            return padded;
+        }
         let mut values = vec![0.0; self.elements as usize];
         for (r, shard) in self.bounds.windows(2).enumerate() {
             let (lo, hi) = (shard[0] as usize, shard[1] as usize);
@@ -119,7 +135,7 @@ impl Distributed {
         });
         let grads = grads.unwrap_or_else(|| vec![0.0; self.elements as usize]);
         let scale = 1.0 / self.ranks as f32;
-        let mut padded = self.pack(&grads);
+        let mut padded = self.pack(grads);
         padded.iter_mut().for_each(|g| *g *= scale);
         let mut shard = vec![0.0_f32; self.block as usize];
         let sent = Instant::now();
@@ -208,7 +224,7 @@ impl Distributed {
         timings.communicate += sent.elapsed();
         timings.bytes_sent += 4 * self.block + 16;
         let written = Instant::now();
-        let params = self.unpack(&all);
+        let params = self.unpack(all);
         self.ctx
             .queue()
             .write_buffer(&self.param, 0, bytemuck::cast_slice(&params));
