@@ -52,8 +52,10 @@ fn initial_params() -> Vec<Vec<f32>> {
 
 /// One scenario: optimizer, gradient processing, the (step, rank) whose gradients hold a NaN,
 /// how the states are stored, whether the processing is set through `optimizer()` on every
-/// rank (rather than `Distributed::set_grad_processing`), and whether the parameters are then
-/// switched to Schedule-Free's `x` and back (each compared).
+/// rank (rather than `Distributed::set_grad_processing`), whether the parameters are then
+/// switched to Schedule-Free's `x` and back (each compared), and whether the run stops after
+/// half its steps and resumes from a checkpoint (each rank its own optimizer's, the parameters
+/// from its arena) in a new arena and `Distributed`.
 struct Scenario {
     name: &'static str,
     config: OptimizerConfig,
@@ -62,6 +64,7 @@ struct Scenario {
     precision: Precision,
     through_optimizer: bool,
     switch_modes: bool,
+    resumed: bool,
 }
 
 fn scenarios(ranks: usize) -> Vec<Scenario> {
@@ -78,15 +81,17 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             precision: Precision::default(),
             through_optimizer: false,
             switch_modes: false,
+            resumed: false,
         },
         Scenario {
-            name: "sgd momentum, clipped",
+            name: "sgd momentum, clipped, resumed from a checkpoint",
             config: SgdConfig::default().with_lr(0.05).with_momentum(0.9).into(),
             grad: Some(GradConfig::default().with_max_norm(0.5)),
             poison: None,
             precision: Precision::default(),
             through_optimizer: false,
             switch_modes: false,
+            resumed: true,
         },
         Scenario {
             name: "adamw, one rank's gradients poisoned",
@@ -96,17 +101,19 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             precision: Precision::default(),
             through_optimizer: false,
             switch_modes: false,
+            resumed: false,
         },
         // ZeRO-1 cuts the tensor of 16 blocks at a block's edge, and a rank's piece of it
         // keeps 8-bit states however short.
         Scenario {
-            name: "adamw, 8-bit states, one rank's gradients poisoned",
+            name: "adamw, 8-bit states, one rank's gradients poisoned, resumed from a checkpoint",
             config: adamw,
             grad: Some(GradConfig::default()),
             poison: Some((7, 0)),
             precision: Precision::default().with_8bit_states(),
             through_optimizer: false,
             switch_modes: false,
+            resumed: true,
         },
         Scenario {
             name: "sgd momentum, bf16 states",
@@ -116,6 +123,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             precision: Precision::default().with_states(Dtype::BF16),
             through_optimizer: false,
             switch_modes: false,
+            resumed: false,
         },
         // ZeRO-1's clip needs the shards' norm statistics reduced across ranks: set through
         // `optimizer()` too (each rank's optimizer has the statistics' buffer from the build),
@@ -128,10 +136,11 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             precision: Precision::default(),
             through_optimizer: true,
             switch_modes: false,
+            resumed: false,
         },
         // With ZeRO-1 each rank moves its own shard to x; the others' must reach it too.
         Scenario {
-            name: "schedule-free adamw, evaluated at x, back to y, a step in eval mode",
+            name: "schedule-free adamw, resumed from a checkpoint, evaluated at x, back to y, a step in eval mode",
             config: ScheduleFreeAdamWConfig::default()
                 .with_lr(1e-2)
                 .with_weight_decay(0.01)
@@ -141,6 +150,7 @@ fn scenarios(ranks: usize) -> Vec<Scenario> {
             precision: Precision::default(),
             through_optimizer: false,
             switch_modes: true,
+            resumed: true,
         },
     ]
 }
@@ -248,28 +258,42 @@ fn ranks() {
     for scenario in scenarios(ranks) {
         let (expected, expected_control) = single_rank(ctx, &scenario, ranks);
         for sharding in [Sharding::Replicated, Sharding::Zero1] {
-            let arena = Arena::new(ctx, &LENS).unwrap();
-            for (i, values) in initial_params().iter().enumerate() {
-                arena.write_param(i, values).unwrap();
-            }
-            let groups = vec![(scenario.config.clone(), (0..LENS.len()).collect())];
-            let config = DistributedConfig::default()
-                .with_sharding(sharding)
-                .with_precision(scenario.precision)
-                // Small buckets: several per step.
-                .with_bucket_bytes(4096);
             let what = format!("rank {rank}/{ranks}: {} ({sharding:?})", scenario.name);
-            let comm = world.duplicate();
-            let mut optimizer = Distributed::new(ctx, comm, &arena, groups, config).unwrap();
-            if scenario.through_optimizer {
-                optimizer
-                    .optimizer()
-                    .set_grad_processing(scenario.grad.clone())
-            } else {
-                optimizer.set_grad_processing(scenario.grad.clone())
-            }
-            .unwrap();
+            // A new arena of `params` and its `Distributed`, gradient processing set.
+            let start = |params: &Params| {
+                let arena = Arena::new(ctx, &LENS).unwrap();
+                for (i, values) in params.iter().enumerate() {
+                    arena.write_param(i, values).unwrap();
+                }
+                let groups = vec![(scenario.config.clone(), (0..LENS.len()).collect())];
+                let config = DistributedConfig::default()
+                    .with_sharding(sharding)
+                    .with_precision(scenario.precision)
+                    // Small buckets: several per step.
+                    .with_bucket_bytes(4096);
+                let comm = world.duplicate();
+                let mut optimizer = Distributed::new(ctx, comm, &arena, groups, config).unwrap();
+                if scenario.through_optimizer {
+                    optimizer
+                        .optimizer()
+                        .set_grad_processing(scenario.grad.clone())
+                } else {
+                    optimizer.set_grad_processing(scenario.grad.clone())
+                }
+                .unwrap();
+                (arena, optimizer)
+            };
+            let (mut arena, mut optimizer) = start(&initial_params());
             for step in 0..STEPS {
+                if scenario.resumed && step == STEPS / 2 {
+                    let checkpoint = optimizer.optimizer().checkpoint().unwrap();
+                    let params: Params = (0..LENS.len())
+                        .map(|i| arena.read_param(i).unwrap())
+                        .collect();
+                    drop(optimizer);
+                    (arena, optimizer) = start(&params);
+                    optimizer.optimizer().load_checkpoint(&checkpoint).unwrap();
+                }
                 let mut grads = gradients(step, rank);
                 if scenario.poison == Some((step, rank)) {
                     grads[1][3] = f32::NAN;

@@ -382,4 +382,68 @@ mod tests {
         let bytes = ctx.read_bytes(&buffer, 0, buffer.size()).unwrap();
         assert_eq!(bytes, bytemuck::cast_slice::<u32, u8>(device_table()));
     }
+
+    /// Pieces of tensors (a ZeRO-1 shard's): a piece of a tensor that keeps 8-bit states keeps
+    /// them however short, a piece of one that does not keeps f32 states; pieces that are not
+    /// whole blocks, and lengths that are not one per piece, are refused.
+    #[cfg(feature = "mpi")]
+    #[test]
+    fn pieces_keep_their_tensors_8bit_states() {
+        use crate::error::Error;
+        use crate::gpu::{Arena, BufferRange, Param};
+        use crate::optimizer::{Optimizer, ParamGroup, Precision};
+        let ctx = context();
+        let arena = Arena::new(&ctx, &[4096, 8192]).unwrap();
+        let params = arena.params();
+        // Elements [lo, lo + len) of tensor `t`.
+        let piece = |t: usize, lo: u64, len: u64| {
+            let range = |r: &BufferRange| BufferRange::new(r.buffer(), r.offset() + 4 * lo, len);
+            Param::new(range(&params[t].param), range(&params[t].grad))
+        };
+        let group = |params| {
+            let config = crate::AdamWConfig::default().into();
+            vec![ParamGroup { config, params }]
+        };
+        let eight_bit = Precision::default().with_8bit_states();
+        let pieces = |pieces, lens, precision| {
+            Optimizer::with_precision_of_pieces(&ctx, group(pieces), precision, lens)
+        };
+        let kept = |o: &Optimizer, i| o.read_quantized_state(i, "exp_avg").is_ok();
+
+        let shard = pieces(
+            vec![piece(0, 3840, 256), piece(1, 0, 512)],
+            vec![4096, 8192],
+            eight_bit,
+        );
+        let shard = shard.unwrap();
+        assert!(
+            kept(&shard, 0) && kept(&shard, 1),
+            "pieces of tensors that keep 8-bit states"
+        );
+        let alone = Optimizer::with_precision(&ctx, group(vec![piece(0, 3840, 256)]), eight_bit);
+        assert!(
+            !kept(&alone.unwrap(), 0),
+            "a tensor of 256 alone keeps f32 states"
+        );
+        let short = pieces(vec![piece(0, 0, 256)], vec![1000], eight_bit).unwrap();
+        assert!(
+            !kept(&short, 0),
+            "a piece of a tensor that keeps f32 states"
+        );
+
+        let partial = pieces(vec![piece(0, 0, 300)], vec![4096], eight_bit);
+        assert!(
+            matches!(partial, Err(Error::Quantized(_))),
+            "{:?}",
+            partial.err()
+        );
+        let lens = pieces(vec![piece(0, 0, 256)], vec![], eight_bit);
+        assert!(
+            matches!(lens, Err(Error::WrongLength { .. })),
+            "{:?}",
+            lens.err()
+        );
+        // Without 8-bit states a piece may end anywhere.
+        assert!(pieces(vec![piece(0, 0, 300)], vec![4096], Precision::default()).is_ok());
+    }
 }

@@ -617,3 +617,80 @@ fn shard_bounds(
     bounds.push(elements);
     bounds
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shard_bounds;
+    use crate::quant::quantizes;
+
+    #[test]
+    fn shards_are_equal_without_8bit_states() {
+        // The tensors of tests/mpi.rs's arena (offsets aligned to 8 elements).
+        let layout = [(0, 300), (304, 1000), (1304, 7), (1312, 2048), (3360, 4096)];
+        assert_eq!(shard_bounds(7456, 2, 8, &layout, false), [0, 3728, 7456]);
+        assert_eq!(
+            shard_bounds(7456, 4, 8, &layout, false),
+            [0, 1864, 3728, 5592, 7456]
+        );
+        assert_eq!(
+            shard_bounds(7456, 4, 64, &layout, false),
+            [0, 1920, 3840, 5760, 7456]
+        );
+        // More ranks than elements: empty shards at the end.
+        assert_eq!(
+            shard_bounds(16, 4, 8, &[(0, 10)], false),
+            [0, 8, 16, 16, 16]
+        );
+        // With 8-bit states a cut inside the 4096-element tensor moves to the nearest edge of
+        // its blocks (3728 is 368 past its start: 256 is nearer than 512); one elsewhere stays.
+        assert_eq!(shard_bounds(7456, 2, 8, &layout, true), [0, 3616, 7456]);
+        assert_eq!(
+            shard_bounds(7456, 4, 8, &layout, true),
+            [0, 1864, 3616, 5664, 7456]
+        );
+    }
+
+    /// Over many layouts: the shards cover the arena in order, every cut is aligned, and a
+    /// cut inside a tensor that keeps 8-bit states lies on one of its blocks' edges, at most
+    /// half a block from the equal cut.
+    #[test]
+    fn cuts_inside_quantized_tensors_lie_on_block_edges() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2000 {
+            let align = [8, 16, 32, 64][next(4) as usize];
+            let mut layout = Vec::new();
+            let mut end = 0;
+            for _ in 0..1 + next(6) {
+                let len = match next(3) {
+                    0 => 256 * (16 + next(40)),
+                    1 => 1 + next(5000),
+                    _ => 4096,
+                };
+                layout.push((end, len));
+                end = (end + len).next_multiple_of(align);
+            }
+            let ranks = 1 + next(9) as usize;
+            let bounds = shard_bounds(end, ranks, align, &layout, true);
+            let equal = end.div_ceil(ranks as u64).next_multiple_of(align);
+            assert_eq!((bounds[0], bounds[ranks]), (0, end), "{layout:?} {ranks}");
+            for (r, w) in bounds.windows(2).enumerate() {
+                assert!(w[0] <= w[1], "{layout:?} over {ranks}: {bounds:?}");
+                let cut = w[0];
+                assert!(cut % align == 0 || cut == end, "{layout:?} {bounds:?}");
+                let equal_cut = (r as u64 * equal).min(end);
+                for &(offset, len) in &layout {
+                    if quantizes(len) && offset < cut && cut < offset + len {
+                        assert_eq!((cut - offset) % 256, 0, "{layout:?} {bounds:?}");
+                        assert!(cut.abs_diff(equal_cut) <= 128, "{layout:?} {bounds:?}");
+                    }
+                }
+            }
+        }
+    }
+}
