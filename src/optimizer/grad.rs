@@ -33,8 +33,9 @@ impl Optimizer {
     /// `init_scale` changes, and to 1 without a scaler; otherwise the scale and growth tracker
     /// carry on. A refused configuration leaves the one in force unchanged.
     pub fn set_grad_processing(&mut self, config: Option<GradConfig>) -> Result<()> {
-        let configs = config.map(|c| vec![c; self.plan.plan.controls as usize]);
-        self.set_grad_configs(configs)
+        let setup = self.prepare_grad_processing(config)?;
+        self.commit_grad_setup(setup);
+        Ok(())
     }
 
     /// Gradient processing of a [population](Optimizer::population), one configuration per
@@ -74,7 +75,6 @@ impl Optimizer {
     /// Builds gradient processing with `config` for every control block (or its absence),
     /// changing nothing: [`Optimizer::commit_grad_setup`] puts it in force. For callers that
     /// must learn whether it can be set up before any write (ranks agreeing on it).
-    #[cfg(feature = "mpi")]
     pub(crate) fn prepare_grad_processing(&self, config: Option<GradConfig>) -> Result<GradSetup> {
         self.prepare_grad_configs(config.map(|c| vec![c; self.plan.plan.controls as usize]))
     }

@@ -443,10 +443,7 @@ impl Distributed {
             true => self.optimizer.schedule_free_eval(&mut encoder),
             false => self.optimizer.schedule_free_train(&mut encoder),
         }
-        .and_then(|()| {
-            capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
-            Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
-        });
+        .and_then(|()| self.submit_and_wait(encoder));
         // The vote names the operation: a rank in another collective call (a step, the other
         // switch) is refused on every rank rather than paired with this one.
         let operation = if eval {
@@ -454,16 +451,13 @@ impl Distributed {
         } else {
             "schedule_free_train"
         };
-        let voted = Instant::now();
-        agree_on(
-            &self.comm,
+        self.vote(
+            &mut timings,
             fnv1a(operation.as_bytes(), FNV_OFFSET),
             switched,
             "its switch of Schedule-Free's mode failed (the other ranks have switched)",
             "it called another collective operation than the other ranks",
         )?;
-        timings.communicate += voted.elapsed();
-        timings.bytes_sent += 16;
         if self.config.sharding == Sharding::Zero1 {
             let failed = "its download of its shard failed";
             self.all_gather_params(&mut timings, Ok(()), failed)?;
@@ -471,6 +465,30 @@ impl Distributed {
         }
         timings.total = start.elapsed();
         Ok(timings)
+    }
+
+    /// Submits `encoder` and waits for it: its validation errors and a lost device as this
+    /// rank's error, for the ranks to agree on.
+    fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let device = self.ctx.device();
+        capture_errors(device, || self.ctx.queue().submit([encoder.finish()]))?;
+        Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
+    }
+
+    /// [`agree_on`] among the ranks, its time and its 16 bytes counted as communication.
+    fn vote<T>(
+        &self,
+        timings: &mut CommTimings,
+        hash: u64,
+        local: Result<T>,
+        failed: &'static str,
+        differs: &'static str,
+    ) -> Result<T> {
+        let voted = Instant::now();
+        let agreed = agree_on(&self.comm, hash, local, failed, differs);
+        timings.communicate += voted.elapsed();
+        timings.bytes_sent += 16;
+        agreed
     }
 
     /// Whether this rank's step all-reduces the norm statistics between the update's halves
@@ -507,25 +525,16 @@ impl Distributed {
         // waiting in the gradients' collectives, nor may one whose optimizer was set apart
         // (through `optimizer()`) step otherwise: the ranks agree first, and on a failure or a
         // difference none steps (each returns an error; parameters and states as they were).
-        let passes = capture_errors(self.ctx.device(), || {
-            self.ctx.queue().submit([encoder.finish()]);
-        })
-        .and_then(|()| {
-            let device = self.ctx.device();
-            Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?)
-        });
+        let passes = self.submit_and_wait(encoder);
         timings.backward = start.elapsed();
-        let voted = Instant::now();
-        agree_on(
-            &self.comm,
+        self.vote(
+            &mut timings,
             step_hash(&self.optimizer),
             passes,
             "its forward and backward passes failed",
             "its groups' configurations, schedule or gradient processing differ from the other \
              ranks' (set through optimizer() on some ranks only)",
         )?;
-        timings.communicate += voted.elapsed();
-        timings.bytes_sent += 16;
         // From here every rank runs every collective whatever happens on it: a rank whose part
         // fails (a copy from a destroyed buffer, a staging buffer that cannot be mapped) sends
         // zeros to the rest, and the ranks agree before anything they reduced is used.
@@ -537,34 +546,22 @@ impl Distributed {
         if self.reduces_stats() {
             self.all_reduce_stats(&mut timings, &mut fault);
         }
-        let voted = Instant::now();
-        agree(
-            &self.comm,
-            fault.into_result(),
-            "its part of the gradients' collectives failed",
-        )?;
-        timings.communicate += voted.elapsed();
-        timings.bytes_sent += 16;
+        let failed = "its part of the gradients' collectives failed";
+        self.vote(&mut timings, 0, fault.into_result(), failed, failed)?;
         // The update (ZeRO-1's norm stats were reduced between its halves).
         let device = self.ctx.device();
-        let updated = capture_errors(device, || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            if self.reduces_stats() {
-                self.optimizer.record_update(&mut encoder);
-            } else {
-                self.optimizer.step(&mut encoder);
-            }
-            self.ctx.queue().submit([encoder.finish()]);
-        })
-        .and_then(|()| Ok(device.poll(wgpu::PollType::wait_indefinitely()).map(drop)?));
+        let mut encoder = device.create_command_encoder(&Default::default());
+        if self.reduces_stats() {
+            self.optimizer.record_update(&mut encoder);
+        } else {
+            self.optimizer.step(&mut encoder);
+        }
+        let updated = self.submit_and_wait(encoder);
         match self.config.sharding {
             // The other ranks have stepped: every rank holds the error all the same.
             Sharding::Replicated => {
-                let voted = Instant::now();
                 let failed = "its update failed (the other ranks have stepped)";
-                agree(&self.comm, updated, failed)?;
-                timings.communicate += voted.elapsed();
-                timings.bytes_sent += 16;
+                self.vote(&mut timings, 0, updated, failed, failed)?;
             }
             Sharding::Zero1 => {
                 let failed = "its update or its shard's download failed (every rank keeps its \
